@@ -1,0 +1,215 @@
+"""The control API under /_sandbox, for QA and tests (described in openapi/admin.yaml).
+
+Every endpoint needs the admin token in X-Sandbox-Admin-Token, compared in constant time. Bodies
+are validated against admin.yaml with the same validators as the API, and errors use the same
+envelope. In hosted mode none of this is mounted.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, route
+from litestar.handlers import HTTPRouteHandler
+
+from sandbox.clock import format_iso
+from sandbox.errors import ApiError, Detail
+from sandbox.pipeline.envelope import error_response, json_response
+from sandbox.pipeline.validate import compile_schema, schema_details
+from sandbox.spec import flatten, resolve_refs
+from sandbox.state import SandboxState
+from sandbox.yamlio import load_yaml
+
+ADMIN_SPEC_PATH = Path(__file__).parent / "openapi" / "admin.yaml"
+TOKEN_HEADER = "x-sandbox-admin-token"
+PREFIX = "/_sandbox"
+
+Handler = Callable[[Request, Any], Awaitable[tuple[int, Any]] | tuple[int, Any]]
+
+
+class AdminApi:
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        resolved = resolve_refs(load_yaml(ADMIN_SPEC_PATH))
+        self.schemas = {name: flatten(s) for name, s in resolved["components"]["schemas"].items()}
+        self._validators: dict[str, Any] = {}
+        self.routes: list[tuple[str, str, str | None, Handler]] = []
+
+    # ---------------------------------------------------------- plumbing
+    def validator(self, schema_name: str) -> Any:
+        v = self._validators.get(schema_name)
+        if v is None:
+            v = self._validators[schema_name] = compile_schema(self.schemas[schema_name])
+        return v
+
+    async def body(self, request: Request, schema_name: str | None, required: bool) -> Any:
+        raw = await request.body()
+        if not raw:
+            if required:
+                raise ApiError("VALIDATION_ERROR", "A JSON request body is required.",
+                               [Detail("body", "", "a JSON body is required")])
+            return {}
+        if schema_name is None:
+            return {}
+        try:
+            data = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise ApiError("MALFORMED_JSON", f"The request body is not valid JSON: {exc}.") from None
+        details = schema_details(self.validator(schema_name), data, "body")
+        if details:
+            raise ApiError("VALIDATION_ERROR", f"Invalid request: {details[0].field}: {details[0].message}.",
+                           details)
+        return data
+
+    def _authorised(self, request: Request) -> None:
+        given = request.headers.get(TOKEN_HEADER, "")
+        if not secrets.compare_digest(given.encode("utf-8", "replace"), self.state.settings.admin_token.encode()):
+            raise ApiError(
+                "AUTH_REQUIRED",
+                "The sandbox control API needs the admin token in X-Sandbox-Admin-Token "
+                "(printed in the serve banner).",
+                headers={"www-authenticate": 'Bearer realm="OpsMerge Sandbox control API"'},
+            )
+
+    def add(self, method: str, path: str, fn: Handler, schema: str | None = None) -> None:
+        self.routes.append((method, path, schema, fn))
+
+    def handlers(self) -> list[HTTPRouteHandler]:
+        out = []
+        for method, path, _schema, fn in self.routes:
+            out.append(route(PREFIX + path, http_method=[method], include_in_schema=False,
+                             status_code=200, name=f"admin:{method}:{path}")(self._wrap(fn)))
+        return out
+
+    def _wrap(self, fn: Handler) -> Callable[[Request], Awaitable[Response[bytes]]]:
+        async def handler(request: Request) -> Response[bytes]:
+            try:
+                self._authorised(request)
+                result = fn(request, None)
+                if isinstance(result, Awaitable):
+                    result = await result
+                status, data = result
+                return json_response(status, {"data": data})
+            except ApiError as err:
+                return error_response(err)
+
+        return handler
+
+
+def build_admin(state: SandboxState) -> AdminApi:
+    """The core control endpoints; later stages (faults) add theirs to the same AdminApi."""
+    api = AdminApi(state)
+
+    async def reset(request: Request, _: Any) -> tuple[int, Any]:
+        body = await api.body(request, "ResetRequest", required=False)
+        ws = body.get("workspace")
+        state.workspaces.reset(ws)
+        if body.get("keys"):
+            state.keys = state.fresh_keys()
+        state.limiter.reset()
+        return 200, {"reset": True, "workspace": ws or "*", "keys": bool(body.get("keys"))}
+
+    def list_keys(request: Request, _: Any) -> tuple[int, Any]:
+        return 200, {"items": [_key_view(state, k) for k in state.keys]}
+
+    async def mint_key(request: Request, _: Any) -> tuple[int, Any]:
+        body = await api.body(request, "MintKeyRequest", required=True)
+        users = state.workspaces.get().view(state.auth.users)
+        user_id = body.get("user_id")
+        if user_id is None and body.get("role"):
+            user_id = _user_with_role(state, body["role"])
+        user_id = user_id or "usr_owner"
+        if users.get(user_id) is None:
+            raise ApiError("REFERENCE_NOT_FOUND", f"No user with id {user_id!r}.",
+                           [Detail("body", "user_id", "no such user")])
+        expires_at = body.get("expires_at")
+        if body.get("expires_in") is not None:
+            expires_at = format_iso(state.clock.now() + float(body["expires_in"]))
+        key = state.keys.mint(
+            name=body.get("name", "minted key"), user_id=user_id, scopes=body.get("scopes"),
+            expires_at=expires_at, rate_limit=body.get("rate_limit"), created_at=state.clock.iso(),
+        )
+        return 201, {**_key_view(state, key), "key": key.secret}
+
+    def revoke_key(request: Request, _: Any) -> tuple[int, Any]:
+        key = state.keys.by_id(request.path_params["key_id"])
+        if key is None:
+            raise ApiError("NOT_FOUND", "No sandbox key with that id.")
+        key.revoked = True
+        return 200, _key_view(state, key)
+
+    def reset_rate_limits(request: Request, _: Any) -> tuple[int, Any]:
+        return 200, {"reset": True, "buckets": state.limiter.reset()}
+
+    def get_clock(request: Request, _: Any) -> tuple[int, Any]:
+        return 200, {"now": state.clock.iso(), "offset_seconds": state.clock.offset}
+
+    async def advance_clock(request: Request, _: Any) -> tuple[int, Any]:
+        body = await api.body(request, "AdvanceClockRequest", required=True)
+        state.clock.advance(float(body["advance_seconds"]))
+        return 200, {"now": state.clock.iso(), "offset_seconds": state.clock.offset}
+
+    def list_requests(request: Request, _: Any) -> tuple[int, Any]:
+        try:
+            limit = int(request.query_params.get("limit", "100"))
+        except ValueError:
+            raise ApiError("VALIDATION_ERROR", "limit must be an integer.",
+                           [Detail("query", "limit", "must be an integer")]) from None
+        if not 1 <= limit <= 1000:
+            raise ApiError("VALIDATION_ERROR", "limit must be between 1 and 1000.",
+                           [Detail("query", "limit", "must be between 1 and 1000")])
+        items = state.journal.recent(limit, request.query_params.get("workspace"))
+        return 200, {"items": items, "total": len(items)}
+
+    def clear_requests(request: Request, _: Any) -> tuple[int, Any]:
+        state.journal.clear()
+        return 200, {"cleared": True}
+
+    def list_workspaces(request: Request, _: Any) -> tuple[int, Any]:
+        return 200, {"items": state.workspaces.names()}
+
+    api.add("POST", "/reset", reset)
+    api.add("GET", "/keys", list_keys)
+    api.add("POST", "/keys", mint_key)
+    api.add("DELETE", "/keys/{key_id:str}", revoke_key)
+    api.add("POST", "/rate-limits/reset", reset_rate_limits)
+    api.add("GET", "/clock", get_clock)
+    api.add("POST", "/clock", advance_clock)
+    api.add("GET", "/requests", list_requests)
+    api.add("DELETE", "/requests", clear_requests)
+    api.add("GET", "/workspaces", list_workspaces)
+    return api
+
+
+def _user_with_role(state: SandboxState, role: str) -> str:
+    ws = state.workspaces.get()
+    roles = ws.view(state.auth.roles)
+    role_ids = [rid for rid in roles.query([], None, "id", False)
+                if rid == role or (roles.get(rid) or {}).get("name", "").lower() == role.lower()]
+    if not role_ids:
+        raise ApiError("REFERENCE_NOT_FOUND", f"No role {role!r}.", [Detail("body", "role", "no such role")])
+    users = ws.view(state.auth.users)
+    for uid in users.query([(state.auth.role_ids_field, role_ids[0])], None, "id", False):
+        user = users.get(uid) or {}
+        if user.get(state.auth.status_field) not in state.auth.inactive_statuses:
+            return uid
+    raise ApiError("REFERENCE_NOT_FOUND", f"No active user holds role {role!r}.",
+                   [Detail("body", "role", "no active user holds it")])
+
+
+def _key_view(state: SandboxState, key: Any) -> dict[str, Any]:
+    now = state.clock.now()
+    status = "active"
+    if key.revoked:
+        status = "revoked"
+    elif key.expires_ts is not None and key.expires_ts <= now:
+        status = "expired"
+    return {
+        "id": key.id, "name": key.name, "prefix": key.prefix, "user_id": key.user_id,
+        "access": key.access, "scopes": sorted(key.scopes) if key.access == "custom" else "full",
+        "expires_at": key.expires_at, "status": status, "rate_limit": state.rate_limit_of(key),
+    }

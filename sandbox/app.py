@@ -1,0 +1,94 @@
+"""create_app: the Litestar app for one sandbox, built from the spec at startup."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
+
+from sandbox.admin import build_admin
+from sandbox.docs import docs_routes
+from sandbox.errors import ApiError
+from sandbox.pipeline.envelope import error_response, json_response
+from sandbox.pipeline.routing import build_routes
+from sandbox.pipeline.runner import Pipeline
+from sandbox.settings import Settings
+from sandbox.state import SandboxState, build_state
+
+log = logging.getLogger("sandbox")
+
+
+def _not_found(request: Request, exc: NotFoundException) -> Response[bytes]:
+    return error_response(ApiError("NOT_FOUND", f"No route for {request.method} {request.url.path[:200]}."))
+
+
+def _method_not_allowed(request: Request, exc: MethodNotAllowedException) -> Response[bytes]:
+    allow = (exc.headers or {}).get("allow", "")
+    err = ApiError("METHOD_NOT_ALLOWED", f"{request.method} is not allowed here; use {allow or 'another method'}.")
+    return error_response(err, {"allow": allow})
+
+
+def _http_error(request: Request, exc: HTTPException) -> Response[bytes]:
+    from sandbox.catalogue import load_catalogue
+
+    code = load_catalogue().code_for_status(exc.status_code)
+    err = ApiError(code, str(exc.detail)[:300], status_override=exc.status_code)
+    return error_response(err, dict(exc.headers or {}))
+
+
+def _crash(request: Request, exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(ApiError("INTERNAL_ERROR", "The sandbox failed on this request; see its log."))
+
+
+def shown_keys(state: SandboxState) -> list[dict[str, str]]:
+    """Keys the docs page offers for pasting: all sandbox keys, or only the demo key when hosted."""
+    keys = [{"name": k.name, "key": k.key, "access": k.access} for k in state.recipe.keys]
+    if state.settings.hosted:
+        keys = [k for k in keys if "demo" in k["name"].lower()]
+    return keys
+
+
+def create_app(settings: Settings | None = None, state: SandboxState | None = None) -> Litestar:
+    settings = settings or Settings()
+    state = state or build_state(settings)
+    faults = state.extras.get("faults_stage")
+    pipeline = Pipeline(state, faults)
+    routes = build_routes(state.spec.operations, state.spec.base_path, pipeline.run)
+
+    @get("/healthz", include_in_schema=False, sync_to_thread=False)
+    def health() -> Response[bytes]:
+        return json_response(200, {"data": {"status": "ok"}})
+
+    handlers = [*routes, *docs_routes(state, shown_keys(state)), health]
+    if not settings.hosted:
+        handlers += build_admin(state).handlers()
+    cors = None
+    if settings.cors_origins:
+        cors = CORSConfig(
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Prefer", "X-Sandbox-Workspace"],
+            expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+                            "Retry-After", "WWW-Authenticate", "Deprecation", "Sunset", "Warning"],
+            allow_credentials=False,
+            max_age=600,
+        )
+    app = Litestar(
+        route_handlers=handlers,
+        exception_handlers={
+            NotFoundException: _not_found,
+            MethodNotAllowedException: _method_not_allowed,
+            HTTPException: _http_error,
+            Exception: _crash,
+        },
+        cors_config=cors,
+        openapi_config=None,
+        request_max_body_size=None,
+        debug=False,
+    )
+    app.state.sandbox = state
+    app.state.pipeline = pipeline
+    return app

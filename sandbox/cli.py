@@ -1,0 +1,106 @@
+"""The `opsmerge-sandbox` command: one entry point, one small module behind each subcommand.
+
+Subcommand modules are imported lazily so `opsmerge-sandbox keys` does not pay for the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _add_world_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default="default", help="recipe name in fixtures/ or a YAML path")
+    p.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opsmerge-sandbox", description="Offline sandbox and contract harness for the OpsMerge API."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the sandbox server")
+    serve.add_argument("--host", default=os.environ.get("OPSMERGE_SANDBOX_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("OPSMERGE_SANDBOX_PORT", "4010")))
+    serve.add_argument("--spec", default=None, help="OpenAPI document to serve (default: bundled)")
+    _add_world_args(serve)
+    serve.add_argument("--data-dir", default=os.environ.get("OPSMERGE_SANDBOX_DATA_DIR"),
+                       help="keep client writes here across restarts (default: in memory)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (only 1 is supported)")
+    serve.add_argument("--admin-token", default=os.environ.get("OPSMERGE_SANDBOX_ADMIN_TOKEN"),
+                       help="token for /_sandbox endpoints (default: generated and printed)")
+    serve.add_argument("--rate-limit", type=int, default=None,
+                       help="requests per minute for every key without its own limit (default 300)")
+    serve.add_argument("--faults", default=None, help="YAML file of fault rules to load at start")
+    serve.add_argument("--hosted", action="store_true",
+                       default=os.environ.get("OPSMERGE_SANDBOX_HOSTED", "") not in ("", "0", "false"),
+                       help="public docs backend: per-visitor workspaces, admin endpoints off")
+    serve.add_argument("--cors-origin", action="append", default=None,
+                       help="origin allowed by CORS (repeatable; '*' for any)")
+    serve.add_argument("--no-strict", action="store_true", help="do not validate own responses")
+    serve.add_argument("--log-level", default="warning")
+
+    keys = sub.add_parser("keys", help="list the sandbox API keys")
+    _add_world_args(keys)
+    keys.add_argument("--json", action="store_true", help="print a JSON list")
+
+    fixtures = sub.add_parser("fixtures", help="seeded world tools")
+    fsub = fixtures.add_subparsers(dest="fixtures_command", required=True)
+    dump = fsub.add_parser("dump", help="write the seeded world as JSON to stdout")
+    _add_world_args(dump)
+
+    spec = sub.add_parser("spec", help="spec tools")
+    ssub = spec.add_subparsers(dest="spec_command", required=True)
+    check = ssub.add_parser("check", help="validate a spec and lint the OpsMerge conventions")
+    check.add_argument("path", nargs="?", default=None)
+
+    reset = sub.add_parser("reset", help="restore the seeded world of a running sandbox")
+    reset.add_argument("--url", default="http://127.0.0.1:4010")
+    reset.add_argument("--admin-token", default=os.environ.get("OPSMERGE_SANDBOX_ADMIN_TOKEN"))
+    reset.add_argument("--workspace", default=None)
+
+    contracts = sub.add_parser("contracts", help="run the contract suite against a target")
+    contracts.add_argument("--target", default="sandbox", help="'sandbox' or a base URL")
+    contracts.add_argument("--key", default=os.environ.get("OPSMERGE_API_KEY"))
+    contracts.add_argument("--limited-key", default=os.environ.get("OPSMERGE_LIMITED_KEY"))
+    contracts.add_argument("--profile", default=None, choices=["sandbox", "staging", "production"])
+    contracts.add_argument("--budget", type=int, default=None)
+    contracts.add_argument("--report", default=None, help="write JSON and HTML reports to this path")
+    contracts.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from sandbox.server import serve_command
+
+        return serve_command(args)
+    if args.command == "keys":
+        from sandbox.world.commands import keys_command
+
+        return keys_command(args)
+    if args.command == "fixtures":
+        from sandbox.world.commands import dump_command
+
+        return dump_command(args)
+    if args.command == "spec":
+        from sandbox.speccheck import check_command
+
+        return check_command(args)
+    if args.command == "reset":
+        from sandbox.server import reset_command
+
+        return reset_command(args)
+    if args.command == "contracts":
+        from contracts.cli import contracts_command
+
+        return contracts_command(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Stage 2: who is calling. Turns the Authorization header into a Caller, or a 401.
+
+The messages name the copy-paste mistakes the OpsMerge article lists (stray whitespace, no space
+after `Bearer`) and never repeat the key, not even in part.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from sandbox.clock import Clock, parse_iso
+from sandbox.errors import ApiError
+
+KEY_PREFIX = "om_"
+_WHITESPACE = frozenset(" \t\r\n\v\f")
+
+
+@dataclass(slots=True)
+class ApiKey:
+    """A key the sandbox accepts: the recipe's fixed keys plus any minted through the admin API."""
+
+    id: str
+    secret: str
+    name: str
+    user_id: str
+    access: str  # full | custom
+    scopes: frozenset[str]
+    expires_at: str | None
+    revoked: bool
+    rate_limit: int | None
+    created_at: str = "1970-01-01T00:00:00Z"
+    expires_ts: float | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        self.expires_ts = parse_iso(self.expires_at) if self.expires_at else None
+
+    @property
+    def prefix(self) -> str:
+        """What may be shown of the key: enough to recognise it, never enough to use it."""
+        return self.secret[:10] + "…"
+
+
+@dataclass(slots=True)
+class Caller:
+    key: ApiKey
+    user: dict
+
+    @property
+    def user_id(self) -> str:
+        return self.key.user_id
+
+
+class KeyRing:
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self._by_secret: dict[str, ApiKey] = {k.secret: k for k in keys}
+        self._by_id: dict[str, ApiKey] = {k.id: k for k in keys}
+
+    def __iter__(self) -> Iterator[ApiKey]:
+        return iter(self._by_id.values())
+
+    def by_id(self, key_id: str) -> ApiKey | None:
+        return self._by_id.get(key_id)
+
+    def lookup(self, secret: str) -> ApiKey | None:
+        return self._by_secret.get(secret)
+
+    def add(self, key: ApiKey) -> None:
+        self._by_secret[key.secret] = key
+        self._by_id[key.id] = key
+
+    def mint(self, *, name: str, user_id: str, scopes: list[str] | None, expires_at: str | None,
+             rate_limit: int | None, created_at: str) -> ApiKey:
+        key = ApiKey(
+            id="key_" + secrets.token_hex(6),
+            secret=KEY_PREFIX + "sbx_" + secrets.token_urlsafe(24).replace("-", "x").replace("_", "y"),
+            name=name,
+            user_id=user_id,
+            access="custom" if scopes is not None else "full",
+            scopes=frozenset(scopes or ()),
+            expires_at=expires_at,
+            revoked=False,
+            rate_limit=rate_limit,
+            created_at=created_at,
+        )
+        self.add(key)
+        return key
+
+
+def _unauthorized(message: str, code: str = "AUTH_REQUIRED", invalid: bool = True) -> ApiError:
+    challenge = 'Bearer realm="OpsMerge API"'
+    if invalid:
+        challenge += ', error="invalid_token"'
+    return ApiError(code, message, headers={"www-authenticate": challenge})
+
+
+def parse_bearer(header: str | None) -> str:
+    """The key from an Authorization header, or a 401 that says what is wrong with the header."""
+    if header is None or header.strip() == "":
+        raise _unauthorized(
+            "Missing API key: send the header 'Authorization: Bearer om_...'.", invalid=False
+        )
+    scheme, sep, rest = header.partition(" ")
+    if not sep:
+        if header[:6].lower() == "bearer" and header[6:].lstrip().startswith(KEY_PREFIX):
+            raise _unauthorized("No space between 'Bearer' and the key: write 'Bearer om_...'.")
+        if header[:6].lower() == "bearer":
+            raise _unauthorized("The Authorization header has the Bearer scheme but no key after it.")
+        raise _unauthorized("The Authorization header must read 'Bearer om_...'.")
+    if scheme.lower() != "bearer":
+        raise _unauthorized(
+            f"Unsupported authorization scheme {scheme[:20]!r}: API keys use 'Bearer om_...'."
+        )
+    if rest == "" or rest.strip() == "":
+        raise _unauthorized("The Authorization header has the Bearer scheme but no key after it.")
+    if any(ch in _WHITESPACE for ch in rest):
+        raise _unauthorized(
+            "The API key contains stray whitespace (a space, tab or line break, often from "
+            "copy-paste): send 'Bearer om_...' with exactly one space and nothing after the key."
+        )
+    if not rest.startswith(KEY_PREFIX):
+        raise _unauthorized("That is not an OpsMerge API key: keys start with 'om_'.")
+    return rest
+
+
+def authenticate(header: str | None, keys: KeyRing, find_user: Callable[[str], dict | None],
+                 is_inactive: Callable[[dict], bool], clock: Clock) -> Caller:
+    """Resolve the caller; `find_user` reads the key's owner from the caller's workspace."""
+    secret = parse_bearer(header)
+    key = keys.lookup(secret)
+    if key is None:
+        raise _unauthorized("Unknown API key: it may have been mistyped, or deleted.")
+    if key.revoked:
+        raise _unauthorized("This API key was revoked: create a new key.")
+    if key.expires_ts is not None and key.expires_ts <= clock.now():
+        raise _unauthorized(f"This API key expired at {key.expires_at}: create a new key.")
+    user = find_user(key.user_id)
+    if user is None or is_inactive(user):
+        raise _unauthorized(
+            "The owner of this API key is deactivated, so the key no longer works.",
+            code="AUTH_DISABLED",
+        )
+    return Caller(key=key, user=user)

@@ -1,0 +1,108 @@
+"""Stage 4: 300 requests per minute per key, counted by `limits`.
+
+A fixed one-minute window per key (and per workspace, so parallel CI jobs never share a budget).
+The storage is `limits`' in-memory storage read through the sandbox clock, so advancing the clock
+crosses a window exactly as waiting would, and the headers tell the truth: a retry after
+`Retry-After` seconds succeeds, one before it does not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter
+
+from sandbox.clock import Clock
+from sandbox.errors import ApiError
+
+WINDOW_SECONDS = 60
+
+
+class ClockedMemoryStorage(MemoryStorage):
+    """`limits`' memory storage with expiries measured on the sandbox clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        self.get(key)
+        with self.locks[key]:
+            self.storage[key] += amount
+            if self.storage[key] == amount:
+                self.expirations[key] = self.clock.now() + expiry
+        return self.storage.get(key, 0)
+
+    def get(self, key: str) -> int:
+        if self.expirations.get(key, 0) <= self.clock.now():
+            self.storage.pop(key, None)
+            self.expirations.pop(key, None)
+            self.locks.pop(key, None)
+        return self.storage.get(key, 0)
+
+    def get_expiry(self, key: str) -> float:
+        return self.expirations.get(key, self.clock.now())
+
+    def reset(self) -> int:
+        n = len(self.storage)
+        self.storage.clear()
+        self.expirations.clear()
+        self.locks.clear()
+        self.events.clear()
+        return n
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    limit: int
+    remaining: int
+    reset: int  # seconds until the window resets
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit": str(self.limit),
+            "x-ratelimit-remaining": str(self.remaining),
+            "x-ratelimit-reset": str(self.reset),
+        }
+
+
+class RateLimiter:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.storage = ClockedMemoryStorage(clock)
+        self._strategy = FixedWindowRateLimiter(self.storage)
+        self._items: dict[int, RateLimitItemPerMinute] = {}
+
+    def _item(self, limit: int) -> RateLimitItemPerMinute:
+        item = self._items.get(limit)
+        if item is None:
+            item = self._items[limit] = RateLimitItemPerMinute(limit)
+        return item
+
+    def _state(self, bucket: str, limit: int) -> RateState:
+        item = self._item(limit)
+        used = self.storage.get(item.key_for(bucket))
+        expiry = self.storage.get_expiry(item.key_for(bucket))
+        reset = max(0, math.ceil(expiry - self.clock.now()))
+        return RateState(limit, max(0, limit - used), reset if used else WINDOW_SECONDS)
+
+    def hit(self, bucket: str, limit: int) -> RateState:
+        """Count one request; a 429 with truthful headers when the window is spent."""
+        if not self._strategy.hit(self._item(limit), bucket):
+            state = self._state(bucket, limit)
+            retry = max(1, state.reset)
+            raise ApiError(
+                "RATE_LIMITED",
+                f"API key rate limit exceeded: {limit} requests per minute. Retry after {retry} s.",
+                headers={**state.headers(), "retry-after": str(retry)},
+            )
+        return self._state(bucket, limit)
+
+    def peek(self, bucket: str, limit: int) -> RateState:
+        return self._state(bucket, limit)
+
+    def reset(self) -> int:
+        return self.storage.reset()

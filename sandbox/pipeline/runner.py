@@ -1,0 +1,227 @@
+"""One request through every stage, in the order DESIGN.md gives, with one error path.
+
+    authenticate -> authorize -> rate limit -> faults -> validate -> resource -> envelope -> strict
+
+Every stage raises ApiError to answer early; the runner turns it into the same envelope, adds the
+rate-limit headers the caller's bucket has at that moment, and records the exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import parse_qs
+
+from litestar import Request, Response
+
+from sandbox.clock import parse_iso
+from sandbox.errors import ApiError
+from sandbox.journal import Entry
+from sandbox.pipeline.authenticate import Caller, authenticate
+from sandbox.pipeline.authorize import authorize, effective_scopes
+from sandbox.pipeline.envelope import encode
+from sandbox.pipeline.ratelimit import WINDOW_SECONDS, RateState
+from sandbox.pipeline.resources import Exchange, Resources
+from sandbox.pipeline.strict import StrictChecker
+from sandbox.pipeline.validate import OperationValidator
+from sandbox.spec import Operation
+from sandbox.state import SandboxState
+from sandbox.store.workspace import Workspace, Workspaces
+
+WORKSPACE_HEADER = "x-sandbox-workspace"
+_WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the faults stage decided for one request (None of it when no rule matched)."""
+
+    name: str | None = None  # shown in the journal
+    delay: float = 0.0  # seconds to wait before answering
+    error: ApiError | None = None  # answer with this instead of running the handler
+    warning: str | None = None  # a Warning header, e.g. for a status the spec does not document
+    transform: Callable[[Response[bytes]], Awaitable[Response[bytes]] | Response[bytes]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+FaultStage = Callable[[Operation, Request, Caller, Workspace, RateState, SandboxState], Outcome | None]
+
+
+def _deprecation_headers(op: Operation) -> dict[str, str]:
+    if not op.deprecated:
+        return {}
+    headers = {}
+    if op.deprecated_at:
+        headers["deprecation"] = f"@{int(parse_iso(op.deprecated_at))}"
+    if op.sunset:
+        headers["sunset"] = formatdate(parse_iso(op.sunset), usegmt=True)
+    return headers
+
+
+class Pipeline:
+    def __init__(self, state: SandboxState, faults: FaultStage | None = None) -> None:
+        self.state = state
+        self.faults = faults
+        self.resources = Resources(state.spec, state.clock, self.identity)
+        self.strict = StrictChecker() if state.settings.strict else None
+        self.validators = {op.operation_id: OperationValidator(op) for op in state.spec.operations}
+        self.deprecation = {op.operation_id: _deprecation_headers(op) for op in state.spec.operations}
+        self.families = state.spec.families
+
+    # -------------------------------------------------------------- stage helpers
+    def workspace_for(self, request: Request) -> Workspace:
+        name = request.headers.get(WORKSPACE_HEADER)
+        if name is None:
+            return self.state.workspaces.get(Workspaces.DEFAULT)
+        if not _WORKSPACE_NAME.match(name):
+            raise ApiError(
+                "HEADER_INVALID",
+                "X-Sandbox-Workspace must be 1-64 letters, digits, '.', '_' or '-'.",
+            )
+        return self.state.workspaces.get(name)
+
+    def _role_permissions(self, ws: Workspace, user: dict) -> tuple[set[str], list[str]]:
+        auth = self.state.auth
+        perms: set[str] = set()
+        names: list[str] = []
+        for rid in user.get(auth.role_ids_field) or ():
+            role = ws.get(auth.roles, rid)
+            if role is not None:
+                perms.update(role.get(auth.permissions_field) or ())
+                names.append(str(role.get("name", rid)))
+        return perms, names
+
+    def caller(self, request: Request, ws: Workspace) -> Caller:
+        auth = self.state.auth
+        return authenticate(
+            request.headers.get("authorization"),
+            self.state.keys,
+            lambda uid: ws.get(auth.users, uid),
+            lambda user: user.get(auth.status_field) in auth.inactive_statuses,
+            self.state.clock,
+        )
+
+    def identity(self, ex: Exchange) -> dict[str, Any]:
+        assert ex.caller is not None
+        key, user = ex.caller.key, ex.caller.user
+        perms, _ = self._role_permissions(ex.workspace, user)
+        roles = []
+        for rid in user.get(self.state.auth.role_ids_field) or ():
+            role = ex.workspace.get(self.state.auth.roles, rid)
+            if role is not None:
+                roles.append({"id": rid, "name": role.get("name", rid)})
+        rate = ex.rate or self.state.limiter.peek(self._bucket(ex.workspace, key.id), self.state.rate_limit_of(key))
+        return {
+            "key": {"id": key.id, "name": key.name, "prefix": key.prefix, "access": key.access,
+                    "expires_at": key.expires_at, "created_at": key.created_at},
+            "user": {"id": user["id"], "name": user.get("name", ""), "email": user.get("email", ""),
+                     "status": user.get("status", "")},
+            "roles": roles,
+            "scopes": effective_scopes(self.families, perms, ex.caller),
+            "organisation": dict(self.state.recipe.organisation),
+            "rate_limit": {"limit": rate.limit, "remaining": rate.remaining, "reset": rate.reset,
+                           "window_seconds": WINDOW_SECONDS},
+        }
+
+    @staticmethod
+    def _bucket(ws: Workspace, key_id: str) -> str:
+        return f"{ws.name}/{key_id}"
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.state.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                raise ApiError("HEADER_INVALID", "Content-Length must be a whole number.") from None
+            if too_big:
+                raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -------------------------------------------------------------- the run
+    async def run(self, op: Operation, request: Request, path_names: dict[str, str]) -> Response[bytes]:
+        started = time.perf_counter()
+        state = self.state
+        caller: Caller | None = None
+        rate: RateState | None = None
+        ws: Workspace | None = None
+        outcome: Outcome | None = None
+        headers: dict[str, str] = dict(self.deprecation[op.operation_id])
+        try:
+            ws = self.workspace_for(request)
+            caller = self.caller(request, ws)
+            bucket = self._bucket(ws, caller.key.id)
+            limit = state.rate_limit_of(caller.key)
+            try:
+                perms, role_names = self._role_permissions(ws, caller.user)
+                authorize(op, caller, perms, role_names)
+            except ApiError:
+                rate = state.limiter.peek(bucket, limit)
+                raise
+            rate = state.limiter.hit(bucket, limit)
+            if self.faults is not None:
+                outcome = self.faults(op, request, caller, ws, rate, state)
+                if outcome is not None:
+                    if outcome.delay:
+                        await asyncio.sleep(outcome.delay)
+                    if outcome.warning:
+                        headers["warning"] = outcome.warning
+                    if outcome.error is not None:
+                        raise outcome.error
+            validator = self.validators[op.operation_id]
+            raw_path = request.path_params
+            query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            params = validator.params(
+                {name: str(raw_path.get(alias, "")) for alias, name in path_names.items()}, query
+            )
+            supplied = frozenset(query)
+            body = validator.body(await self._read_body(request), request.headers.get("content-type"))
+            ex = Exchange(op, ws, caller, params, supplied, body, rate)
+            status, data = self.resources.handle(ex)
+            payload: Any = {"data": data}
+        except ApiError as err:
+            if rate is None and caller is not None and ws is not None:
+                rate = state.limiter.peek(self._bucket(ws, caller.key.id), state.rate_limit_of(caller.key))
+            if rate is not None:
+                headers.update(rate.headers())
+            headers.update(err.headers)
+            status, payload = err.status, err.body()
+        else:
+            if rate is not None:
+                headers.update(rate.headers())
+        forced = outcome is not None and outcome.error is not None
+        if self.strict is not None:
+            try:
+                self.strict.check(op, status, payload, headers, forced)
+            except ApiError as err:
+                status, payload = err.status, err.body()
+        response: Response[bytes] = Response(
+            content=encode(payload), status_code=status, media_type="application/json", headers=headers
+        )
+        if outcome is not None and outcome.transform is not None:
+            result = outcome.transform(response)
+            response = await result if asyncio.iscoroutine(result) else result  # type: ignore[assignment]
+        state.journal.add(Entry(
+            at=state.clock.iso(), method=op.method, path=request.url.path,
+            query=request.scope.get("query_string", b"").decode("latin-1")[:500],
+            operation_id=op.operation_id, status=status,
+            key_name=caller.key.name if caller else None,
+            key_prefix=caller.key.prefix if caller else None,
+            workspace=ws.name if ws else "-", fault=outcome.name if outcome else None,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        ))
+        return response
+

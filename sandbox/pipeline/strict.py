@@ -1,0 +1,57 @@
+"""The last stage, on in strict mode: the sandbox checks its own answer against the spec.
+
+A mismatch is a bug in the sandbox or the spec, so it fails loudly: the answer becomes a 500
+naming the operation and the problem, and the problem is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sandbox.errors import ApiError
+from sandbox.pipeline.validate import compile_schema, schema_details
+from sandbox.spec import Operation
+
+log = logging.getLogger("sandbox.strict")
+_RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+class StrictChecker:
+    def __init__(self) -> None:
+        self._validators: dict[tuple[str, str], Any] = {}
+
+    def _validator(self, op: Operation, status: str) -> Any:
+        key = (op.operation_id, status)
+        v = self._validators.get(key)
+        if v is None and op.responses.get(status) is not None:
+            v = self._validators[key] = compile_schema(op.responses[status])  # type: ignore[arg-type]
+        return v
+
+    def check(self, op: Operation, status: int, payload: Any, headers: dict[str, str],
+              forced: bool) -> None:
+        """Raise INTERNAL_ERROR when the answer breaks the spec; forced faults are exempt."""
+        if forced:
+            return
+        problems: list[str] = []
+        key = str(status)
+        if key not in op.responses:
+            problems.append(f"status {status} is not documented")
+        else:
+            validator = self._validator(op, key)
+            if validator is not None:
+                details = schema_details(validator, payload, "body", 5)
+                problems += [f"{d.field or '(root)'}: {d.message}" for d in details]
+        missing = [h for h in _RATE_HEADERS if h not in headers]
+        if missing and status != 401:  # a 401 has no key, so no bucket to describe
+            problems.append(f"missing headers {', '.join(missing)}")
+        if status == 429 and "retry-after" not in headers:
+            problems.append("429 without Retry-After")
+        if status == 401 and "www-authenticate" not in headers:
+            problems.append("401 without WWW-Authenticate")
+        if op.deprecated and status < 300 and ("deprecation" not in headers or "sunset" not in headers):
+            problems.append("deprecated operation without Deprecation and Sunset headers")
+        if problems:
+            message = f"strict mode: {op.operation_id} answered {status} against its spec: " + "; ".join(problems)
+            log.error(message)
+            raise ApiError("INTERNAL_ERROR", message)

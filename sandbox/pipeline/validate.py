@@ -1,0 +1,167 @@
+"""Stage 6: parameters and JSON bodies checked against the spec, with validators compiled at start.
+
+Query strings arrive as text, so each value is first coerced to its schema's type (a clear
+message when it cannot be), then the whole set is validated at once, so one answer names every
+problem. Unknown query parameters are ignored, as production does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema_rs
+import msgspec
+
+from sandbox.errors import ApiError, Detail
+from sandbox.spec import Operation, Param, Schema
+
+_JSON_TYPES = ("application/json",)
+
+
+def strip_extensions(schema: Any) -> Any:
+    """Our `x-` hints mean nothing to a validator; dropping them keeps compile errors away."""
+    if isinstance(schema, dict):
+        return {k: strip_extensions(v) for k, v in schema.items() if not k.startswith("x-")}
+    if isinstance(schema, list):
+        return [strip_extensions(v) for v in schema]
+    return schema
+
+
+def compile_schema(schema: Schema) -> Any:
+    return jsonschema_rs.validator_for(strip_extensions(schema), validate_formats=True)
+
+
+def _types(schema: Schema) -> list[str]:
+    t = schema.get("type", "string")
+    return t if isinstance(t, list) else [t]
+
+
+def _coerce(raw: str, schema: Schema) -> Any:
+    """Turn one query value into the type its schema wants; ValueError with a message if not."""
+    types = _types(schema)
+    if "integer" in types:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"must be an integer, got {raw[:40]!r}") from None
+    if "number" in types:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number, got {raw[:40]!r}") from None
+    if "boolean" in types:
+        low = raw.lower()
+        if low in ("true", "1"):
+            return True
+        if low in ("false", "0"):
+            return False
+        raise ValueError(f"must be true or false, got {raw[:40]!r}")
+    if "array" in types:
+        return [v for v in raw.split(",") if v]
+    return raw
+
+
+def _field_of(error: Any) -> str:
+    parts = [str(p) for p in error.instance_path]
+    kind = error.kind
+    prop = getattr(kind, "property", None)
+    if prop is not None and isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+        parts.append(str(prop))
+    unexpected = getattr(kind, "unexpected", None)
+    if unexpected and isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+        parts.append(str(unexpected[0]))
+    return ".".join(parts)
+
+
+def schema_details(validator: Any, instance: Any, location: str, limit: int = 20) -> list[Detail]:
+    details: list[Detail] = []
+    for error in validator.iter_errors(instance):
+        details.append(Detail(location, _field_of(error), error.message))
+        if len(details) >= limit:
+            break
+    return details
+
+
+class OperationValidator:
+    """Everything needed to check one operation's requests, prepared once."""
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+        self.path_params = [p for p in op.params if p.location == "path"]
+        self.query_params: dict[str, Param] = {p.name: p for p in op.params if p.location == "query"}
+        self.defaults = {
+            p.name: p.schema["default"] for p in self.query_params.values() if "default" in p.schema
+        }
+        self._query_validator = compile_schema({
+            "type": "object",
+            "properties": {p.name: p.schema for p in self.query_params.values()},
+            "required": [p.name for p in self.query_params.values() if p.required],
+        }) if self.query_params else None
+        self._path_validator = compile_schema({
+            "type": "object",
+            "properties": {p.name: p.schema for p in self.path_params},
+        }) if self.path_params else None
+        self._body_validator = compile_schema(op.body_schema) if op.body_schema else None
+        self._decoder = msgspec.json.Decoder()
+
+    def params(self, path_values: Mapping[str, str], query: Mapping[str, list[str]]) -> dict[str, Any]:
+        """Path and query parameters, typed, with the spec's defaults filled in."""
+        values: dict[str, Any] = dict(self.defaults)
+        details: list[Detail] = []
+        for name, raw_values in query.items():
+            param = self.query_params.get(name)
+            if param is None:
+                continue
+            if len(raw_values) > 1 and "array" not in _types(param.schema):
+                details.append(Detail("query", name, "given more than once"))
+                continue
+            try:
+                values[name] = _coerce(raw_values[-1], param.schema)
+            except ValueError as exc:
+                details.append(Detail("query", name, str(exc)))
+        if self._query_validator is not None and not details:
+            query_values = {k: v for k, v in values.items() if k in self.query_params}
+            details.extend(schema_details(self._query_validator, query_values, "query"))
+        path = {p.name: path_values.get(p.name, "") for p in self.path_params}
+        if self._path_validator is not None:
+            details.extend(schema_details(self._path_validator, path, "path"))
+        if details:
+            raise ApiError("VALIDATION_ERROR", _summary(details), details)
+        values.update(path)
+        return values
+
+    def body(self, raw: bytes, content_type: str | None) -> Any:
+        """The parsed JSON body (None when the operation takes none and none was sent)."""
+        if self.op.body_schema is None:
+            return None
+        if not raw:
+            if self.op.body_required:
+                detail = Detail("body", "", "a JSON body is required")
+                raise ApiError("VALIDATION_ERROR", "A JSON request body is required.", [detail])
+            return None
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media not in _JSON_TYPES:
+            raise ApiError(
+                "UNSUPPORTED_MEDIA_TYPE",
+                f"Send the body as application/json (got {media[:60] or 'no Content-Type'}).",
+            )
+        try:
+            body = self._decoder.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise ApiError(
+                "MALFORMED_JSON", f"The request body is not valid JSON: {exc}.",
+                [Detail("body", "", str(exc))],
+            ) from None
+        assert self._body_validator is not None
+        details = schema_details(self._body_validator, body, "body")
+        if details:
+            raise ApiError("VALIDATION_ERROR", _summary(details), details)
+        return body
+
+
+def _summary(details: list[Detail]) -> str:
+    first = details[0]
+    where = f"{first.location} {first.field}".strip() if first.field else first.location
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return f"Invalid request: {where}: {first.message}{more}."

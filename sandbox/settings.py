@@ -1,0 +1,27 @@
+"""Settings for one sandbox instance: what the CLI, the tests and the harness configure."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.spec import SPEC_PATH
+
+
+@dataclass(slots=True)
+class Settings:
+    spec_path: Path = SPEC_PATH
+    recipe: str = "default"
+    seed: int | None = None
+    data_dir: Path | None = None  # None keeps client writes in memory
+    admin_token: str = field(default_factory=lambda: "sbx_admin_" + secrets.token_urlsafe(18))
+    rate_limit: int | None = None  # per-key default; None takes the recipe's (300)
+    strict: bool = False  # validate every response against the spec and fail loudly
+    hosted: bool = False  # public docs backend: per-visitor workspaces, admin endpoints off
+    cors_origins: tuple[str, ...] = ()
+    faults_file: Path | None = None
+    max_body_bytes: int = 1024 * 1024
+    journal_size: int = 1000
+    hosted_workspace_ttl: float = 1800.0  # seconds a visitor workspace lives without use
+    hosted_max_workspaces: int = 500

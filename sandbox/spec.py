@@ -1,0 +1,263 @@
+"""The spec, loaded once: operations, collections and flattened schemas.
+
+Everything the sandbox and the contracts know about the API comes from here. Loading resolves
+every local `$ref` and merges `allOf` into plain object schemas, so validators, the world
+generator and the body generator all work on simple, self-contained schemas.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sandbox.yamlio import load_yaml
+
+from sandbox.catalogue import Catalogue, load_catalogue
+
+SPEC_PATH = Path(__file__).parent / "openapi" / "opsmerge.yaml"
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+Schema = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    location: str  # path | query | header
+    required: bool
+    schema: Schema
+
+
+@dataclass(slots=True)
+class Operation:
+    """One operation of the spec with everything the pipeline needs, prepared at startup."""
+
+    operation_id: str
+    method: str  # upper case
+    path: str  # OpenAPI template relative to the server base, e.g. /agents/{id}
+    tag: str
+    summary: str
+    stability: str
+    deprecated: bool
+    deprecated_at: str | None
+    sunset: str | None
+    scopes: tuple[str, ...]  # required scopes; empty for "any valid key"
+    session_only: bool  # only a session may call it: every API key gets API_KEY_FORBIDDEN
+    sandbox: dict[str, Any]  # the x-sandbox extension
+    params: tuple[Param, ...]
+    body_schema: Schema | None
+    body_required: bool
+    responses: dict[str, Schema | None]  # status -> flattened JSON body schema
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def documented_statuses(self) -> frozenset[int]:
+        return frozenset(int(s) for s in self.responses if s.isdigit())
+
+    @property
+    def success_status(self) -> int:
+        return min(s for s in self.documented_statuses if s < 300)
+
+    @property
+    def family(self) -> str | None:
+        return self.scopes[0].split(":", 1)[0] if self.scopes else None
+
+    @property
+    def kind(self) -> str:
+        return str(self.sandbox.get("kind", ""))
+
+
+@dataclass(slots=True)
+class Collection:
+    """A collection of records, declared by `x-collection` on its resource schema."""
+
+    name: str
+    schema_name: str
+    id_prefix: str
+    schema: Schema  # flattened
+    lifecycle: dict[str, Any] | None
+    create_set: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Spec:
+    path: Path
+    raw: dict[str, Any]
+    resolved: dict[str, Any]
+    operations: list[Operation]
+    collections: dict[str, Collection]
+    catalogue: Catalogue
+    base_path: str
+
+    def operation(self, operation_id: str) -> Operation:
+        for op in self.operations:
+            if op.operation_id == operation_id:
+                return op
+        raise KeyError(operation_id)
+
+    @property
+    def families(self) -> list[str]:
+        return sorted({op.family for op in self.operations if op.family})
+
+    def schema(self, name: str) -> Schema:
+        return flatten(self.resolved["components"]["schemas"][name])
+
+
+def resolve_refs(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `doc` with every local `$ref` replaced by what it points at.
+
+    Sibling keys next to a `$ref` are kept (OpenAPI 3.1 allows them). The spec has no
+    recursive schemas, which the resolver checks rather than assumes.
+    """
+
+    def lookup(ref: str) -> Any:
+        if not ref.startswith("#/"):
+            raise ValueError(f"only local references are supported, got {ref!r}")
+        node: Any = doc
+        for part in ref[2:].split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node
+
+    def walk(node: Any, stack: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node and isinstance(node["$ref"], str):
+                ref = node["$ref"]
+                if ref in stack:
+                    raise ValueError(f"recursive reference {ref}")
+                target = walk(lookup(ref), (*stack, ref))
+                extra = {k: walk(v, stack) for k, v in node.items() if k != "$ref"}
+                if extra and isinstance(target, dict):
+                    return {**target, **extra}
+                return target
+            return {k: walk(v, stack) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, stack) for v in node]
+        return node
+
+    return walk(doc, ())
+
+
+def flatten(schema: Schema) -> Schema:
+    """Merge `allOf` parts into one object schema, recursively.
+
+    `unevaluatedProperties: false` over an `allOf` becomes `additionalProperties: false` on the
+    merged object: with the parts merged, the two mean the same thing, and every tool knows the
+    second.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    out: Schema = {}
+    parts = [schema, *schema.get("allOf", [])]
+    for part in parts:
+        part = flatten(part) if part is not schema else part
+        for key, value in part.items():
+            if key == "allOf":
+                continue
+            if key == "properties":
+                out.setdefault("properties", {}).update(value)
+            elif key == "required":
+                merged = out.setdefault("required", [])
+                merged.extend(v for v in value if v not in merged)
+            elif key not in out:
+                out[key] = copy.deepcopy(value) if isinstance(value, dict | list) else value
+    if out.pop("unevaluatedProperties", True) is False:
+        out["additionalProperties"] = False
+    if "properties" in out:
+        out["properties"] = {k: flatten(v) for k, v in out["properties"].items()}
+        if "required" in out:
+            out["required"] = [r for r in out["required"] if r in out["properties"]]
+    if isinstance(out.get("items"), dict):
+        out["items"] = flatten(out["items"])
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = flatten(out["additionalProperties"])
+    for key in ("oneOf", "anyOf"):
+        if key in out:
+            out[key] = [flatten(s) for s in out[key]]
+    return out
+
+
+def _operation(path: str, method: str, raw_op: dict, resolved_op: dict, path_params: list) -> Operation:
+    security = resolved_op.get("security")
+    scopes: tuple[str, ...] = ()
+    session_only = False
+    if security:
+        schemes = {name for req in security for name in req}
+        session_only = "bearerAuth" not in schemes
+        for req in security:
+            if "bearerAuth" in req:
+                scopes = tuple(req["bearerAuth"])
+    params: dict[tuple[str, str], Param] = {}
+    for p in [*path_params, *resolved_op.get("parameters", [])]:
+        params[(p["name"], p["in"])] = Param(
+            p["name"], p["in"], bool(p.get("required", p["in"] == "path")), flatten(p.get("schema", {}))
+        )
+    body = resolved_op.get("requestBody")
+    body_schema = None
+    if body:
+        body_schema = flatten(body["content"]["application/json"]["schema"])
+    responses: dict[str, Schema | None] = {}
+    for status, resp in resolved_op.get("responses", {}).items():
+        content = (resp.get("content") or {}).get("application/json")
+        responses[str(status)] = flatten(content["schema"]) if content and "schema" in content else None
+    return Operation(
+        operation_id=resolved_op["operationId"],
+        method=method.upper(),
+        path=path,
+        tag=(resolved_op.get("tags") or ["default"])[0],
+        summary=resolved_op.get("summary", ""),
+        stability=resolved_op.get("x-stability", "stable"),
+        deprecated=bool(resolved_op.get("deprecated", False)),
+        deprecated_at=resolved_op.get("x-deprecated-at"),
+        sunset=resolved_op.get("x-sunset"),
+        scopes=scopes,
+        session_only=session_only,
+        sandbox=dict(resolved_op.get("x-sandbox") or {}),
+        params=tuple(params.values()),
+        body_schema=body_schema,
+        body_required=bool(body and body.get("required")),
+        responses=responses,
+        raw=raw_op,
+    )
+
+
+def parse_spec(raw: dict[str, Any], path: Path = SPEC_PATH, catalogue: Catalogue | None = None) -> Spec:
+    resolved = resolve_refs(raw)
+    operations: list[Operation] = []
+    for p, item in resolved.get("paths", {}).items():
+        for method in HTTP_METHODS:
+            if method in item:
+                raw_op = raw["paths"][p][method]
+                operations.append(_operation(p, method, raw_op, item[method], item.get("parameters", [])))
+    collections: dict[str, Collection] = {}
+    for name, schema in resolved.get("components", {}).get("schemas", {}).items():
+        decl = schema.get("x-collection")
+        if decl:
+            collections[decl["name"]] = Collection(
+                name=decl["name"],
+                schema_name=name,
+                id_prefix=decl["id-prefix"],
+                schema=flatten(schema),
+                lifecycle=schema.get("x-lifecycle"),
+                create_set=dict(schema.get("x-create-set") or {}),
+            )
+    servers = resolved.get("servers") or [{"url": ""}]
+    base = servers[0]["url"].rstrip("/")
+    return Spec(
+        path=path,
+        raw=raw,
+        resolved=resolved,
+        operations=operations,
+        collections=collections,
+        catalogue=catalogue or load_catalogue(),
+        base_path=base if base.startswith("/") else "",
+    )
+
+
+@cache
+def load_spec(path: Path = SPEC_PATH) -> Spec:
+    """Load and prepare a spec; cached, so every component shares one parsed copy."""
+    path = Path(path)
+    return parse_spec(load_yaml(path), path)

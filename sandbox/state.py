@@ -1,0 +1,96 @@
+"""Everything one sandbox instance holds, built once at start from (spec, recipe, settings)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.clock import Clock
+from sandbox.journal import Journal
+from sandbox.pipeline.authenticate import ApiKey, KeyRing
+from sandbox.pipeline.authorize import AuthModel
+from sandbox.pipeline.ratelimit import RateLimiter
+from sandbox.settings import Settings
+from sandbox.spec import Spec, load_spec
+from sandbox.store.base import BaseCollection
+from sandbox.store.persistence import DeltaStore
+from sandbox.store.workspace import Workspaces
+from sandbox.world.generator import build_world
+from sandbox.world.recipe import Recipe, load_recipe
+
+
+@dataclass(slots=True)
+class SandboxState:
+    settings: Settings
+    spec: Spec
+    recipe: Recipe
+    bases: dict[str, BaseCollection]
+    workspaces: Workspaces
+    keys: KeyRing
+    clock: Clock
+    limiter: RateLimiter
+    auth: AuthModel
+    journal: Journal
+    default_rate_limit: int
+    started_at: float = field(default_factory=time.time)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def rate_limit_of(self, key: ApiKey) -> int:
+        return key.rate_limit or self.default_rate_limit
+
+    def fresh_keys(self) -> KeyRing:
+        """The recipe's keys as they were at start: minted keys dropped, revocations undone."""
+        epoch = self.recipe.epoch.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return KeyRing([
+            ApiKey(
+                id=k.id, secret=k.key, name=k.name, user_id=k.user_id, access=k.access,
+                scopes=frozenset(k.scopes), expires_at=k.expires_at, revoked=k.revoked,
+                rate_limit=k.rate_limit, created_at=epoch,
+            )
+            for k in self.recipe.keys
+        ])
+
+
+def prepare_bases(spec: Spec, world: dict[str, list[dict]]) -> dict[str, BaseCollection]:
+    """Index the seeded world, and warm each list operation's default order and filters."""
+    bases = {name: BaseCollection(name, world.get(name, [])) for name in spec.collections}
+    for op in spec.operations:
+        if op.kind != "list":
+            continue
+        base = bases[op.sandbox["collection"]]
+        renames = op.sandbox.get("filter-fields") or {}
+        for p in op.params:
+            if p.location == "query" and p.name not in ("page", "per_page", "sort", "q"):
+                base.index(renames.get(p.name, p.name))
+        sort = next((p.schema.get("default") for p in op.params if p.name == "sort"), None)
+        if sort and not op.sandbox.get("parent"):
+            base.query([], None, str(sort).lstrip("-"), str(sort).startswith("-"))
+        parent = op.sandbox.get("parent")
+        if parent:
+            base.index(parent["field"])
+    return bases
+
+
+def build_state(settings: Settings) -> SandboxState:
+    spec = load_spec(settings.spec_path)
+    recipe = load_recipe(settings.recipe, settings.seed)
+    world = build_world(spec, recipe)
+    bases = prepare_bases(spec, world)
+    delta = DeltaStore(settings.data_dir)
+    state = SandboxState(
+        settings=settings,
+        spec=spec,
+        recipe=recipe,
+        bases=bases,
+        workspaces=Workspaces(bases, delta),
+        keys=KeyRing([]),
+        clock=Clock(),
+        limiter=RateLimiter(Clock()),
+        auth=AuthModel.from_spec(spec.resolved),
+        journal=Journal(settings.journal_size),
+        default_rate_limit=settings.rate_limit or recipe.rate_limit,
+    )
+    state.limiter = RateLimiter(state.clock)
+    state.keys = state.fresh_keys()
+    return state

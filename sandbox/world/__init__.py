@@ -1,0 +1,16 @@
+"""The deterministic seeded world: recipes in, records out, the same bytes every time."""
+
+from sandbox.world.derive import derive_fields
+from sandbox.world.generator import World, build_world
+from sandbox.world.recipe import KeySpec, Recipe, RecipeError, key_status, load_recipe
+
+__all__ = [
+    "KeySpec",
+    "Recipe",
+    "RecipeError",
+    "World",
+    "build_world",
+    "derive_fields",
+    "key_status",
+    "load_recipe",
+]

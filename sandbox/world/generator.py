@@ -1,0 +1,214 @@
+"""The seeded world: a pure function of (spec, recipe).
+
+Every collection the spec declares (`x-collection`) gets `max(count, named records)` records.
+Record *i* of collection *c* draws from its own random stream, seeded by a stable hash of
+(seed, c, i), and looks only at records of collections generated before it (the ones it refers
+to), so it depends on nothing but the seed, *c*, *i* and the recipe's counts: adding a
+collection, or generating in another process, changes no existing record.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from sandbox.spec import Collection, Spec
+from sandbox.world.derive import derive_fields
+from sandbox.world.recipe import KeySpec, Recipe, format_ts
+from sandbox.world.values import (
+    Draft,
+    GenerationError,
+    WorldContext,
+    compile_plans,
+    order_plans,
+    parse_time,
+    ref_target,
+    stable_int,
+)
+
+World = dict[str, list[dict[str, Any]]]
+
+__all__ = ["GenerationError", "World", "build_world", "generation_order", "key_collection"]
+
+
+def _targets(schema: dict[str, Any]) -> set[str]:
+    """Collections a schema refers to, at any depth (array items, nested objects)."""
+    found: set[str] = set()
+    ref = ref_target(schema)
+    if ref is not None:
+        found.add(ref[0])
+    for prop in (schema.get("properties") or {}).values():
+        found |= _targets(prop)
+    if isinstance(schema.get("items"), dict):
+        found |= _targets(schema["items"])
+    return found
+
+
+def generation_order(collections: dict[str, Collection]) -> list[str]:
+    """Collections with everything they refer to first; spec order otherwise. Cycles fail."""
+    deps = {
+        name: {t for t in _targets(c.schema) if t != name}
+        for name, c in collections.items()
+    }
+    for name, targets in deps.items():
+        unknown = targets - collections.keys()
+        if unknown:
+            raise GenerationError(f"{name} refers to unknown collection(s) {sorted(unknown)}")
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = [*path[path.index(name):], name]
+            raise GenerationError(f"x-ref cycle between collections: {' -> '.join(cycle)}")
+        state[name] = 1
+        for target in sorted(deps[name], key=list(collections).index):
+            visit(target, (*path, name))
+        state[name] = 2
+        order.append(name)
+
+    for name in collections:
+        visit(name, ())
+    return order
+
+
+def key_collection(spec: Spec, recipe: Recipe) -> str | None:
+    """The collection that lists API keys: the one whose id prefix the keys' ids use."""
+    if not recipe.keys:
+        return None
+    prefix = recipe.keys[0].id.split("_", 1)[0]
+    for name, c in spec.collections.items():
+        if c.id_prefix == prefix:
+            return name
+    return None
+
+
+def key_record(key: KeySpec, properties: Iterable[str]) -> dict[str, Any]:
+    """What the key list shows of a key: never the secret, only its first characters."""
+    full = {
+        "id": key.id,
+        "name": key.name,
+        "access": key.access,
+        "scopes": list(key.scopes),
+        "expires_at": key.expires_at,
+        "prefix": key.key[:12] + "\u2026",
+        "owner_id": key.user_id,
+        "last_used_at": None,
+    }
+    wanted = set(properties)
+    return {k: v for k, v in full.items() if k in wanted}
+
+
+def _named_records(spec: Spec, recipe: Recipe) -> dict[str, list[dict[str, Any]]]:
+    named = {c: list(recs) for c, recs in recipe.records.items() if c in spec.collections}
+    keys_at = key_collection(spec, recipe)
+    if keys_at is not None:
+        props = spec.collections[keys_at].schema.get("properties") or {}
+        mirrored = [key_record(k, props) for k in recipe.keys]
+        ids = {r["id"] for r in mirrored}
+        named[keys_at] = [*mirrored, *(r for r in named.get(keys_at, []) if r["id"] not in ids)]
+    for coll, recs in named.items():
+        props = spec.collections[coll].schema.get("properties") or {}
+        for rec in recs:
+            unknown = sorted(set(rec) - set(props))
+            if unknown:
+                raise GenerationError(
+                    f"recipe record {coll} {rec['id']} has fields not in the schema: {unknown}"
+                )
+    return named
+
+
+def _needed(order: list[str], collections: dict[str, Collection], wanted: set[str]) -> set[str]:
+    needed = set(wanted)
+    for name in reversed(order):
+        if name in needed:
+            needed |= _targets(collections[name].schema) - {name}
+    return needed
+
+
+def _generate(collection: Collection, ctx: WorldContext, named: list[dict[str, Any]],
+              seed: int, year: int) -> None:
+    name = collection.name
+    props = list((collection.schema.get("properties") or {}).keys())
+    plans = order_plans(compile_plans(collection.schema, ctx, name), name)
+    count = ctx.counts[name]
+    records: list[dict[str, Any]] = []
+    created: list[int] = []
+    ctx.world[name] = records
+    ctx.created[name] = created
+    epoch = ctx.epoch
+    n_named = len(named)
+    for i in range(count):
+        rng = random.Random(stable_int(seed, name, i))
+        if i < n_named:
+            fixed = named[i]
+            draft = Draft(rng, dict(fixed), frozenset(fixed))
+        else:
+            draft = Draft(rng, {"id": f"{collection.id_prefix}_{i:06d}"})
+        rec = draft.rec
+        for plan in plans:
+            if plan.name in rec:
+                if plan.on_fixed is not None:
+                    plan.on_fixed(draft, rec[plan.name])
+                continue
+            rec[plan.name] = plan.make(draft)
+        derive_fields(collection, rec, i + 1, year)
+        if i < n_named:
+            rec.update(named[i])  # a named record's own values win over computed ones
+        records.append({k: rec[k] for k in props if k in rec})
+        created.append(draft.times.get("created_at", epoch))
+
+
+def _finish_keys(records: list[dict[str, Any]], keys: tuple[KeySpec, ...]) -> None:
+    """Keys that expired were created before they expired; revoked ones say when."""
+    by_id = {k.id: k for k in keys}
+    for rec in records:
+        key = by_id.get(rec["id"])
+        if key is None:
+            continue
+        if key.expires_at and "created_at" in rec and rec["created_at"] >= key.expires_at:
+            expires = parse_time(key.expires_at)
+            rec["created_at"] = format_ts(_dt(expires) - timedelta(days=90))
+        if "revoked_at" in rec:
+            rec["revoked_at"] = rec.get("updated_at") if key.revoked else None
+
+
+def _dt(ts: int) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def build_world(spec: Spec, recipe: Recipe, *, collections: Iterable[str] | None = None) -> World:
+    """Generate the seeded world: one list per collection of the spec, records in index order.
+
+    `collections` limits generation to those collections and what they refer to (the others
+    come back empty); records are the same either way.
+    """
+    named = _named_records(spec, recipe)
+    counts = {
+        name: max(recipe.counts.get(name, 0), len(named.get(name, ())))
+        for name in spec.collections
+    }
+    order = generation_order(spec.collections)
+    if collections is not None:
+        needed = _needed(order, spec.collections, set(collections))
+        order = [c for c in order if c in needed]
+    ctx = WorldContext(
+        seed=recipe.seed,
+        epoch=int(recipe.epoch.timestamp()),
+        counts=counts,
+        prefixes={n: c.id_prefix for n, c in spec.collections.items()},
+        named_ids={n: [r["id"] for r in recs] for n, recs in named.items()},
+        schemas={n: c.schema for n, c in spec.collections.items()},
+    )
+    for name in order:
+        _generate(spec.collections[name], ctx, named.get(name, []), recipe.seed, recipe.epoch.year)
+    keys_at = key_collection(spec, recipe)
+    if keys_at is not None and keys_at in ctx.world:
+        _finish_keys(ctx.world[keys_at], recipe.keys)
+    return {name: ctx.world.get(name, []) for name in spec.collections}
