@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="public docs backend: per-visitor workspaces, admin endpoints off")
     serve.add_argument("--cors-origin", action="append", default=None,
                        help="origin allowed by CORS (repeatable; '*' for any)")
-    serve.add_argument("--no-strict", action="store_true", help="do not validate own responses")
+    serve.add_argument("--strict", action="store_true",
+                       help="validate every response against the spec; a mismatch becomes a 500")
+    serve.add_argument("--no-strict", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="warning")
 
     keys = sub.add_parser("keys", help="list the sandbox API keys")

@@ -444,10 +444,8 @@ def test_a_response_without_description_is_reported_by_the_validator_at_its_oper
 
 def test_paths_that_are_not_an_object_are_reported_without_a_crash() -> None:
     doc = {"openapi": "3.1.0", "info": {"title": "x", "version": "1"}, "paths": ["/agents"]}
-    problems = check_spec(doc, CATALOGUE)
-    assert problems, "a list of paths must be reported"
-    assert all(p.rule == "openapi" for p in problems), problems
-    assert problems[0].where == "paths"
+    problems = [p for p in check_spec(doc, CATALOGUE) if p.rule == "openapi"]
+    assert [p.where for p in problems] == ["paths"], problems
     assert "is not of type" in problems[0].message
 
 

@@ -33,6 +33,14 @@ def derive_fields(collection: Collection, record: dict[str, Any], seq: int, year
         step(record, seq, year)
 
 
+def has_computed(collection: Collection) -> bool:
+    """Whether any property is computed, so callers can skip the work for most collections."""
+    return any(
+        k in prop for prop in (collection.schema.get("properties") or {}).values()
+        for k in ("x-sequence", "x-template", "x-derive")
+    )
+
+
 def _compile(schema: dict[str, Any]) -> list[Step]:
     props: dict[str, Any] = schema.get("properties") or {}
     sequences: list[Step] = []

@@ -9,16 +9,18 @@ collection, or generating in another process, changes no existing record.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from sandbox.spec import Collection, Spec
-from sandbox.world.derive import derive_fields
+from sandbox.world.derive import derive_fields, has_computed
 from sandbox.world.recipe import KeySpec, Recipe, format_ts
 from sandbox.world.values import (
     Draft,
+    FieldPlan,
     GenerationError,
     WorldContext,
     compile_plans,
@@ -135,32 +137,56 @@ def _generate(collection: Collection, ctx: WorldContext, named: list[dict[str, A
     name = collection.name
     props = list((collection.schema.get("properties") or {}).keys())
     plans = order_plans(compile_plans(collection.schema, ctx, name), name)
+    copied = {mine for p in props for mine in _copies(collection.schema["properties"][p])}
+    fast = [(p.name, p.make, p.name in copied) for p in plans]
+    computed = has_computed(collection)
     count = ctx.counts[name]
+    ids = ctx.ids[name]
     records: list[dict[str, Any]] = []
     created: list[int] = []
     ctx.world[name] = records
     ctx.created[name] = created
     epoch = ctx.epoch
     n_named = len(named)
+    prefix = f"{seed}:{name}:".encode()
+    blake2b = hashlib.blake2b
+    from_bytes = int.from_bytes
+    new_rng = random.Random
     for i in range(count):
-        rng = random.Random(stable_int(seed, name, i))
+        rng = new_rng(from_bytes(blake2b(prefix + str(i).encode(), digest_size=8).digest(), "big"))
         if i < n_named:
-            fixed = named[i]
-            draft = Draft(rng, dict(fixed), frozenset(fixed))
+            draft = _named_draft(rng, named[i], plans)
         else:
-            draft = Draft(rng, {"id": f"{collection.id_prefix}_{i:06d}"})
+            rec = {"id": ids[i]}
+            draft = Draft(rng, rec)
+            for field, make, maybe_set in fast:
+                if maybe_set and field in rec:
+                    continue
+                rec[field] = make(draft)
         rec = draft.rec
-        for plan in plans:
-            if plan.name in rec:
-                if plan.on_fixed is not None:
-                    plan.on_fixed(draft, rec[plan.name])
-                continue
-            rec[plan.name] = plan.make(draft)
-        derive_fields(collection, rec, i + 1, year)
-        if i < n_named:
-            rec.update(named[i])  # a named record's own values win over computed ones
+        if computed:
+            derive_fields(collection, rec, i + 1, year)
+            if i < n_named:
+                rec.update(named[i])  # a named record's own values win over computed ones
         records.append({k: rec[k] for k in props if k in rec})
         created.append(draft.times.get("created_at", epoch))
+
+
+def _named_draft(rng: random.Random, fixed: dict[str, Any], plans: list[FieldPlan]) -> Draft:
+    draft = Draft(rng, dict(fixed), frozenset(fixed))
+    rec = draft.rec
+    for plan in plans:
+        if plan.name in rec:
+            if plan.on_fixed is not None:
+                plan.on_fixed(draft, rec[plan.name])
+            continue
+        rec[plan.name] = plan.make(draft)
+    return draft
+
+
+def _copies(prop: dict[str, Any]) -> list[str]:
+    ref = ref_target(prop)
+    return list(ref[1]) if ref else []
 
 
 def _finish_keys(records: list[dict[str, Any]], keys: tuple[KeySpec, ...]) -> None:

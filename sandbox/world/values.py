@@ -50,12 +50,25 @@ def stable_int(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
 
 
-def format_datetime(ts: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+_days: dict[int, str] = {}
+_MINUTES = [f"T{m // 60:02d}:{m % 60:02d}:" for m in range(1440)]
+_SECONDS = [f"{s:02d}Z" for s in range(60)]
 
 
 def format_date(ts: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+    """`YYYY-MM-DD` of a UTC timestamp; days are cached, as most records share a few hundred."""
+    day = ts // DAY
+    text = _days.get(day)
+    if text is None:
+        text = time.strftime("%Y-%m-%d", time.gmtime(day * DAY))
+        _days[day] = text
+    return text
+
+
+def format_datetime(ts: int) -> str:
+    """`YYYY-MM-DDTHH:MM:SSZ` of a UTC timestamp, about four times faster than strftime."""
+    rest = ts % DAY
+    return format_date(ts) + _MINUTES[rest // 60] + _SECONDS[rest % 60]
 
 
 def parse_time(value: str) -> int:
@@ -101,6 +114,12 @@ class WorldContext:
         self.counts = counts
         self.prefixes = prefixes
         self.named_ids = named_ids
+        # every id once: references share these strings instead of formatting new ones
+        self.ids: dict[str, list[str]] = {
+            name: [*named_ids.get(name, ()), *(f"{prefixes[name]}_{i:06d}" for i in
+                                               range(len(named_ids.get(name, ())), count))]
+            for name, count in counts.items()
+        }
         self.world: dict[str, list[dict[str, Any]]] = {}
         self.created: dict[str, list[int]] = {}  # collection -> created_at seconds, by index
         self._pools: dict[str, list[Any]] = {}
@@ -109,10 +128,7 @@ class WorldContext:
         self.faker = faker_generator()
 
     def record_id(self, collection: str, index: int) -> str:
-        named = self.named_ids.get(collection, ())
-        if index < len(named):
-            return named[index]
-        return f"{self.prefixes[collection]}_{index:06d}"
+        return self.ids[collection][index]
 
     def index_of(self, collection: str, record_id: str) -> int | None:
         index = self._index.get(collection)
@@ -348,6 +364,7 @@ def _ref_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float,
     target, copy, where = ref_target(schema)  # type: ignore[misc]
     can_be_null = nullable(schema)
     deps = tuple(where.values())
+    target_ids = ctx.ids.get(target, [])
 
     def link(d: Draft, index: int) -> None:
         d.refs[name] = (target, index)
@@ -393,7 +410,7 @@ def _ref_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float,
                 raise GenerationError(f"{where_label} refers to {target}, which has no records")
             index = int(rng.random() * count)
         link(d, index)
-        return ctx.record_id(target, index)
+        return target_ids[index]
 
     return FieldPlan(name, make, deps, on_fixed)
 
@@ -449,7 +466,8 @@ def _array_maker(name: str, schema: Schema, ctx: WorldContext, where: str) -> Ma
                     raise GenerationError(f"{where} refers to {coll}, which has no records")
                 return []
             k = min(count, d.rng.randint(low, max(low, top)))
-            return [ctx.record_id(coll, i) for i in d.rng.sample(range(count), k)]
+            ids = ctx.ids[coll]
+            return [ids[i] for i in d.rng.sample(range(count), k)]
 
         return make_refs
     if isinstance(hint, dict) and "max" in hint:

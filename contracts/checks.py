@@ -1,0 +1,762 @@
+"""Every contract check: one function each, one signature, one registry, each with an id.
+
+A check is a pure function `check(ctx, exchanges) -> Iterator[Verdict]` over recorded exchanges.
+It yields a verdict for every exchange it judged (pass, fail or warn) and nothing for exchanges it
+does not apply to, so reports can say which operations each check actually covered. Response
+checks judge every exchange on its own; convention checks (pagination, auth, rate limits, bodies)
+read the exchanges whose `role` they understand, which the probes set when they send them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import jsonschema_rs
+
+from contracts.exchange import Exchange
+from contracts.expect import unmet
+from sandbox.catalogue import Catalogue
+from sandbox.spec import Operation, Spec
+
+PASS, FAIL, WARN = "pass", "fail", "warn"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    exchange: Exchange
+    status: str  # pass | fail | warn
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A verdict with the id of the check that gave it: what reports and failures show."""
+
+    check: str
+    status: str
+    exchange: Exchange
+    message: str = ""
+
+    @property
+    def operation_id(self) -> str | None:
+        return self.exchange.operation_id
+
+
+@dataclass(slots=True)
+class CheckContext:
+    """What checks may consult besides the exchanges: the spec and compiled validators."""
+
+    spec: Spec
+    _validators: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _ops: dict[str, Operation] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._ops = {op.operation_id: op for op in self.spec.operations}
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.spec.catalogue
+
+    def operation(self, exchange: Exchange) -> Operation | None:
+        return self._ops.get(exchange.operation_id or "")
+
+    def validator(self, op: Operation, status: int) -> Any | None:
+        """The compiled response-schema validator for a status, or None when none is documented."""
+        key = _response_key(op, status)
+        if key is None or op.responses.get(key) is None:
+            return None
+        cache_key = (op.operation_id, key)
+        if cache_key not in self._validators:
+            self._validators[cache_key] = jsonschema_rs.validator_for(
+                op.responses[key], validate_formats=True
+            )
+        return self._validators[cache_key]
+
+
+CheckFunc = Callable[[CheckContext, Sequence[Exchange]], Iterator[Verdict]]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckInfo:
+    id: str
+    title: str
+    group: str
+    func: CheckFunc
+
+
+REGISTRY: dict[str, CheckInfo] = {}
+
+
+def check(check_id: str, title: str, group: str) -> Callable[[CheckFunc], CheckFunc]:
+    """Register a check under an id; ids are what reports and failures name."""
+
+    def register(func: CheckFunc) -> CheckFunc:
+        if check_id in REGISTRY:
+            raise ValueError(f"check id {check_id!r} registered twice")
+        REGISTRY[check_id] = CheckInfo(check_id, title, group, func)
+        return func
+
+    return register
+
+
+def run_checks(
+    ctx: CheckContext, exchanges: Sequence[Exchange], only: Iterable[str] | None = None
+) -> list[Result]:
+    """Every registered check (or those in `only`) over the exchanges, in registry order."""
+    wanted = set(only) if only is not None else None
+    unknown = (wanted or set()) - REGISTRY.keys()
+    if unknown:
+        raise KeyError(f"unknown check ids: {', '.join(sorted(unknown))}")
+    results: list[Result] = []
+    for info in REGISTRY.values():
+        if wanted is not None and info.id not in wanted:
+            continue
+        for verdict in info.func(ctx, exchanges):
+            results.append(Result(info.id, verdict.status, verdict.exchange, verdict.message))
+    return results
+
+
+def _ok(ex: Exchange) -> Verdict:
+    return Verdict(ex, PASS)
+
+
+def _fail(ex: Exchange, message: str) -> Verdict:
+    return Verdict(ex, FAIL, message)
+
+
+def _verdict(ex: Exchange, problems: list[str]) -> Verdict:
+    return _fail(ex, "; ".join(problems)) if problems else _ok(ex)
+
+
+def _response_key(op: Operation, status: int) -> str | None:
+    for key in (str(status), f"{status // 100}XX", "default"):
+        if key in op.responses:
+            return key
+    return None
+
+
+def _role(exchanges: Sequence[Exchange], *roles: str) -> list[Exchange]:
+    return [ex for ex in exchanges if ex.role in roles]
+
+
+def _error_code(ex: Exchange) -> Any:
+    body = ex.response.json()
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body["error"].get("code")
+    return None
+
+
+def _data(ex: Exchange) -> Any:
+    body = ex.response.json()
+    return body.get("data") if isinstance(body, dict) else None
+
+
+def _int_header(ex: Exchange, name: str) -> int | None:
+    value = ex.response.header(name)
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value.strip())
+
+
+def _describe(op: Operation | None) -> str:
+    return op.operation_id if op else "this path"
+
+
+# --- the response: status, content type, schema, 5xx ------------------------------------------
+
+
+@check("status_documented", "The status is documented for the operation", "response")
+def status_documented(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in exchanges:
+        op = ctx.operation(ex)
+        if op is None:
+            continue
+        if _response_key(op, ex.response.status) is not None:
+            yield _ok(ex)
+        else:
+            documented = ", ".join(sorted(op.responses))
+            yield _fail(
+                ex,
+                f"{op.operation_id} answered {ex.response.status}, which its spec does not document "
+                f"(documented: {documented})",
+            )
+
+
+@check("content_type_json", "The body is JSON and says so in Content-Type", "response")
+def content_type_json(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in exchanges:
+        if ex.request.method == "HEAD" or ex.response.status in (204, 304):
+            continue
+        if not ex.response.body:
+            yield _fail(ex, f"the {ex.response.status} response has an empty body")
+            continue
+        problems = []
+        ctype = ex.response.content_type
+        if ctype != "application/json" and not ctype.endswith("+json"):
+            problems.append(f"Content-Type is {ctype or 'missing'!r}, expected application/json")
+        if not ex.response.is_json:
+            problems.append("the body is not valid JSON")
+        yield _verdict(ex, problems)
+
+
+@check("response_schema", "The body validates against the documented response schema", "response")
+def response_schema(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in exchanges:
+        op = ctx.operation(ex)
+        if op is None or ex.request.method == "HEAD":
+            continue
+        validator = ctx.validator(op, ex.response.status)
+        if validator is None:
+            continue
+        if not ex.response.is_json:
+            yield _fail(ex, "the body is not JSON, so it cannot match the schema")
+            continue
+        errors = list(validator.iter_errors(ex.response.json()))
+        if not errors:
+            yield _ok(ex)
+            continue
+        shown = [f"{_pointer(e.instance_path)}: {e.message}" for e in errors[:5]]
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        yield _fail(
+            ex,
+            f"the {ex.response.status} body of {op.operation_id} does not match its schema: "
+            + "; ".join(shown)
+            + more,
+        )
+
+
+def _pointer(path: Sequence[Any]) -> str:
+    return "/" + "/".join(str(p) for p in path) if path else "(the body)"
+
+
+@check("no_server_error", "Nothing answers 5xx", "response")
+def no_server_error(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in exchanges:
+        if ex.response.status >= 500:
+            code = _error_code(ex)
+            detail = f" ({code})" if code else ""
+            yield _fail(ex, f"the server answered {ex.response.status}{detail} to {ex.summary()}")
+        else:
+            yield _ok(ex)
+
+
+# --- the envelope -----------------------------------------------------------------------------
+
+
+@check("envelope", "Success in `data`; errors in `error` with a catalogue code of that status", "envelope")
+def envelope(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in exchanges:
+        status = ex.response.status
+        if ex.request.method == "HEAD" or status in (204, 304) or 300 <= status < 400:
+            continue
+        body = ex.response.json()
+        if not isinstance(body, dict):
+            yield _fail(ex, f"the {status} body is not a JSON object, so it has no envelope")
+            continue
+        if status < 300:
+            problems = []
+            if "data" not in body:
+                problems.append(f"the {status} body has no `data` envelope (keys: {sorted(body)})")
+            if "error" in body:
+                problems.append(f"the {status} body carries an `error` object")
+            yield _verdict(ex, problems)
+            continue
+        yield _verdict(ex, list(_error_problems(ctx.catalogue, status, body)))
+
+
+def _error_problems(catalogue: Catalogue, status: int, body: dict[str, Any]) -> Iterator[str]:
+    error = body.get("error")
+    if not isinstance(error, dict):
+        yield f"the {status} body has no `error` object (keys: {sorted(body)})"
+        return
+    message = error.get("message")
+    if not isinstance(message, str) or not message.strip():
+        yield "error.message is missing or empty"
+    code = error.get("code")
+    if not isinstance(code, str):
+        yield "error.code is missing"
+    elif code not in catalogue.codes:
+        yield f"error.code {code!r} is not in the error catalogue"
+    elif catalogue.status_of(code) != status:
+        yield (
+            f"error.code {code} belongs with status {catalogue.status_of(code)} in the catalogue, "
+            f"but the response is {status}"
+        )
+
+
+# --- pagination --------------------------------------------------------------------------------
+
+
+def _walks(exchanges: Sequence[Exchange]) -> dict[str, list[Exchange]]:
+    walks: dict[str, list[Exchange]] = {}
+    for ex in _role(exchanges, "page"):
+        walks.setdefault(str(ex.meta.get("walk")), []).append(ex)
+    for pages in walks.values():
+        pages.sort(key=lambda e: int(e.meta.get("page", 0)))
+    return walks
+
+
+def _page_items(ex: Exchange) -> list[Any] | None:
+    data = _data(ex)
+    if isinstance(data, dict) and isinstance(data.get("items"), list):
+        return data["items"]
+    return None
+
+
+def _page_total(ex: Exchange) -> int | None:
+    data = _data(ex)
+    total = data.get("total") if isinstance(data, dict) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+def _item_id(item: Any) -> str:
+    if isinstance(item, dict) and "id" in item:
+        return str(item["id"])
+    return json.dumps(item, sort_keys=True)
+
+
+def _walk_ids(pages: list[Exchange]) -> list[str]:
+    return [_item_id(i) for ex in pages for i in (_page_items(ex) or [])]
+
+
+@check("pagination_total", "Pages at each per_page add up to `total`", "pagination")
+def pagination_total(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for walk, pages in _walks(exchanges).items():
+        last = pages[-1]
+        broken = [ex for ex in pages if ex.response.status != 200 or _page_items(ex) is None]
+        if broken:
+            yield _fail(broken[0], f"walk {walk}: page {broken[0].meta.get('page')} is not a page "
+                                   f"of items ({broken[0].response.status})")
+            continue
+        totals = {_page_total(ex) for ex in pages}
+        if len(totals) != 1 or None in totals:
+            shown = ", ".join(f"page {ex.meta.get('page')}: {_page_total(ex)}" for ex in pages)
+            yield _fail(last, f"walk {walk}: `total` changes from page to page ({shown})")
+            continue
+        total = totals.pop()
+        per_page = int(pages[0].meta.get("per_page") or 0)
+        problems = []
+        truncated = any(ex.meta.get("truncated") for ex in pages)
+        count = 0
+        for index, ex in enumerate(pages):
+            items = _page_items(ex) or []
+            count += len(items)
+            expected = min(per_page, max(0, total - index * per_page)) if per_page else len(items)
+            if len(items) != expected:
+                problems.append(
+                    f"page {ex.meta.get('page')} holds {len(items)} items, expected {expected} "
+                    f"(total {total}, per_page {per_page})"
+                )
+                break
+        if not truncated and not problems and count != total:
+            problems.append(f"the pages hold {count} items but `total` says {total}")
+        yield _fail(last, f"walk {walk}: " + "; ".join(problems)) if problems else _ok(last)
+
+
+@check("pagination_unique", "No item appears twice across the pages of a walk", "pagination")
+def pagination_unique(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for walk, pages in _walks(exchanges).items():
+        seen: dict[str, Any] = {}
+        repeated = None
+        for ex in pages:
+            for item in _page_items(ex) or []:
+                item_id = _item_id(item)
+                if item_id in seen and repeated is None:
+                    repeated = (item_id, seen[item_id], ex)
+                seen.setdefault(item_id, ex.meta.get("page"))
+        if repeated:
+            item_id, first_page, ex = repeated
+            yield _fail(ex, f"walk {walk}: item {item_id} appears on page {first_page} and again "
+                            f"on page {ex.meta.get('page')}")
+        else:
+            yield _ok(pages[-1])
+
+
+@check("pagination_stable", "The order is the same at every page size and on a re-read", "pagination")
+def pagination_stable(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    walks = _walks(exchanges)
+    sequences = {walk: _walk_ids(pages) for walk, pages in walks.items()}
+    names = sorted(sequences)
+    for a, b in zip(names, names[1:], strict=False):
+        first, second = sequences[a], sequences[b]
+        n = min(len(first), len(second))
+        ex = walks[b][-1]
+        if first[:n] != second[:n]:
+            at = next(i for i in range(n) if first[i] != second[i])
+            yield _fail(ex, f"walks {a} and {b} disagree at position {at + 1}: "
+                            f"{first[at]} against {second[at]}")
+        else:
+            yield _ok(ex)
+    for ex in _role(exchanges, "page-repeat"):
+        original = walks.get(str(ex.meta.get("walk")), [])
+        page = next((p for p in original if p.meta.get("page") == ex.meta.get("page")), None)
+        if page is None:
+            continue
+        again = [_item_id(i) for i in _page_items(ex) or []]
+        before = [_item_id(i) for i in _page_items(page) or []]
+        if again != before:
+            yield _fail(ex, f"reading page {ex.meta.get('page')} again (walk {ex.meta.get('walk')}) "
+                            f"gave a different order or items: {before[:5]} then {again[:5]}")
+        else:
+            yield _ok(ex)
+
+
+@check("pagination_bounds", "per_page over 100 and page below 1 are rejected with 400", "pagination")
+def pagination_bounds(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "page-bounds"):
+        what = f"{ex.meta.get('param')}={ex.meta.get('value')}"
+        problems = []
+        if ex.response.status != 400:
+            problems.append(f"{what} was answered {ex.response.status}, expected 400")
+        elif _error_code(ex) != "VALIDATION_ERROR":
+            problems.append(f"{what} was rejected with {_error_code(ex)}, expected VALIDATION_ERROR")
+        yield _verdict(ex, problems)
+
+
+@check("pagination_past_end", "A page past the end is empty and keeps the same total", "pagination")
+def pagination_past_end(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "page-past-end"):
+        if ex.response.status != 200:
+            yield _fail(ex, f"page {ex.meta.get('page')} past the end was answered "
+                            f"{ex.response.status}, expected 200 with no items")
+            continue
+        items, total = _page_items(ex), _page_total(ex)
+        problems = []
+        if items != []:
+            problems.append(f"page {ex.meta.get('page')} past the end holds "
+                            f"{'no list' if items is None else len(items)} items, expected none")
+        if total != ex.meta.get("total"):
+            problems.append(f"its total is {total}, but the other pages said {ex.meta.get('total')}")
+        yield _verdict(ex, problems)
+
+
+# --- auth --------------------------------------------------------------------------------------
+
+
+@check("auth_required", "No key gives 401", "auth")
+def auth_required(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "no-key"):
+        status = ex.response.status
+        yield _ok(ex) if status == 401 else _fail(ex, f"a request with no key was answered {status}, "
+                                                      "expected 401")
+
+
+@check("auth_malformed", "A malformed key gives 401", "auth")
+def auth_malformed(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "malformed-key"):
+        status = ex.response.status
+        kind = ex.meta.get("kind", "malformed")
+        yield _ok(ex) if status == 401 else _fail(ex, f"a {kind} key was answered {status}, "
+                                                      "expected 401")
+
+
+@check("www_authenticate", "Every 401 carries WWW-Authenticate: Bearer", "auth")
+def www_authenticate(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in exchanges:
+        if ex.response.status != 401:
+            continue
+        value = ex.response.header("www-authenticate")
+        if value is None:
+            yield _fail(ex, "the 401 has no WWW-Authenticate header")
+        elif not value.strip().lower().startswith("bearer"):
+            yield _fail(ex, f"WWW-Authenticate is {value!r}, expected the Bearer scheme")
+        else:
+            yield _ok(ex)
+
+
+@check("scope_denied", "A key without the operation's scope gets 403 SCOPE_DENIED", "auth")
+def scope_denied(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "scope-denied"):
+        missing = ex.meta.get("missing") or "the scope"
+        status, code = ex.response.status, _error_code(ex)
+        if status == 403 and code == "SCOPE_DENIED":
+            yield _ok(ex)
+        else:
+            got = f"{status} {code}" if code else str(status)
+            yield _fail(ex, f"a key without {missing} was answered {got}, expected 403 SCOPE_DENIED")
+
+
+@check("scope_granted", "A key with exactly the operation's scope succeeds", "auth")
+def scope_granted(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "scope-granted"):
+        status = ex.response.status
+        scopes = ex.meta.get("scopes") or "its scope"
+        if 200 <= status < 300:
+            yield _ok(ex)
+        else:
+            code = _error_code(ex)
+            yield _fail(ex, f"a key with {scopes} was answered {status}{' ' + code if code else ''}, "
+                            "expected success")
+
+
+@check("session_only", "Session-only operations refuse API keys with 403 API_KEY_FORBIDDEN", "auth")
+def session_only(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "session-only"):
+        status, code = ex.response.status, _error_code(ex)
+        if status == 403 and code == "API_KEY_FORBIDDEN":
+            yield _ok(ex)
+        else:
+            yield _fail(ex, f"an API key on a session-only operation was answered {status} {code}, "
+                            "expected 403 API_KEY_FORBIDDEN")
+
+
+# --- rate limits -------------------------------------------------------------------------------
+
+RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+@check("rate_limit_headers", "X-RateLimit-Limit, -Remaining and -Reset on every response", "rate-limit")
+def rate_limit_headers(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in exchanges:
+        if ex.role in ("no-key", "malformed-key"):
+            continue  # no key, no bucket: the headers would describe nobody's budget
+        problems = []
+        values = {}
+        for name in RATE_HEADERS:
+            raw = ex.response.header(name)
+            if raw is None:
+                problems.append(f"{name} is missing")
+            elif not raw.strip().isdigit():
+                problems.append(f"{name} is {raw!r}, expected a non-negative integer")
+            else:
+                values[name] = int(raw)
+        limit, remaining = values.get(RATE_HEADERS[0]), values.get(RATE_HEADERS[1])
+        if limit is not None and remaining is not None and remaining > limit:
+            problems.append(f"Remaining ({remaining}) is above Limit ({limit})")
+        yield _verdict(ex, problems)
+
+
+@check("rate_limit_remaining", "X-RateLimit-Remaining goes down with each request", "rate-limit")
+def rate_limit_remaining(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    burst = [ex for ex in _role(exchanges, "burst") if ex.response.status != 429]
+    for before, after in zip(burst, burst[1:], strict=False):
+        r0, r1 = _int_header(before, RATE_HEADERS[1]), _int_header(after, RATE_HEADERS[1])
+        reset0, reset1 = _int_header(before, RATE_HEADERS[2]), _int_header(after, RATE_HEADERS[2])
+        if r0 is None or r1 is None:
+            continue  # rate_limit_headers reports the missing header
+        if reset0 is not None and reset1 is not None and reset1 > reset0 and r1 >= r0:
+            continue  # a new window began between the two requests
+        if r1 < r0:
+            yield _ok(after)
+        else:
+            yield _fail(after, f"X-RateLimit-Remaining went from {r0} to {r1} between two "
+                               "requests with the same key")
+
+
+@check("retry_after", "Every 429 carries Retry-After in seconds", "rate-limit")
+def retry_after(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in exchanges:
+        if ex.response.status != 429:
+            continue
+        value = ex.response.header("retry-after")
+        if value is None:
+            yield _fail(ex, "the 429 has no Retry-After header")
+        elif not value.strip().isdigit():
+            yield _fail(ex, f"Retry-After is {value!r}, expected whole seconds")
+        else:
+            yield _ok(ex)
+
+
+@check("rate_limit_retry", "Past the limit a 429 comes, and a retry after Retry-After passes", "rate-limit")
+def rate_limit_retry(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "rate-exceeded"):
+        if ex.response.status == 429:
+            yield _ok(ex)
+        else:
+            yield _fail(ex, f"request {ex.meta.get('n')} with a limit of {ex.meta.get('limit')} per "
+                            f"window was answered {ex.response.status}, expected 429")
+    for ex in _role(exchanges, "rate-retry"):
+        waited = ex.meta.get("waited")
+        if 200 <= ex.response.status < 300:
+            yield _ok(ex)
+        else:
+            yield _fail(ex, f"the retry after waiting {waited} s (as Retry-After said) was answered "
+                            f"{ex.response.status}, expected success")
+
+
+# --- stability ---------------------------------------------------------------------------------
+
+
+@check("deprecation_headers", "Deprecated operations send Deprecation and Sunset; others do not", "stability")
+def deprecation_headers(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in exchanges:
+        op = ctx.operation(ex)
+        if op is None or not 200 <= ex.response.status < 300:
+            continue
+        deprecation = ex.response.header("deprecation")
+        sunset = ex.response.header("sunset")
+        if not op.deprecated:
+            if deprecation is not None:
+                yield _fail(ex, f"{op.operation_id} is not deprecated in the spec but sends "
+                                f"Deprecation: {deprecation}")
+            continue
+        problems = []
+        if deprecation is None:
+            problems.append(f"{op.operation_id} is deprecated (since {op.deprecated_at}) but sends "
+                            "no Deprecation header")
+        elif op.deprecated_at and _header_date(deprecation) not in (None, _iso_date(op.deprecated_at)):
+            problems.append(f"Deprecation says {deprecation!r}, the spec says {op.deprecated_at}")
+        if sunset is None:
+            problems.append(f"{op.operation_id} is deprecated but sends no Sunset header")
+        elif op.sunset and _header_date(sunset) not in (None, _iso_date(op.sunset)):
+            problems.append(f"Sunset says {sunset!r}, the spec says {op.sunset}")
+        yield _verdict(ex, problems)
+
+
+def _iso_date(value: Any) -> date | None:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def _header_date(value: str) -> date | None:
+    """The date an RFC 9745 (`@<epoch>`) or RFC 8594 (HTTP-date) header names, if any."""
+    text = value.strip()
+    if re.fullmatch(r"@-?\d+", text):
+        return datetime.fromtimestamp(int(text[1:]), UTC).date()
+    try:
+        return email.utils.parsedate_to_datetime(text).date()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+@check("stability", "Warns when a contract exercises a beta or internal operation", "stability")
+def stability(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    warned: set[str] = set()
+    for ex in exchanges:
+        op = ctx.operation(ex)
+        if op is None or op.operation_id in warned:
+            continue
+        warned.add(op.operation_id)
+        if op.stability == "stable":
+            yield _ok(ex)
+        else:
+            promise = ("may change without a sunset window" if op.stability == "beta"
+                       else "may change or vanish in any release")
+            yield Verdict(ex, WARN, f"{op.operation_id} is {op.stability}: {promise}")
+
+
+# --- bodies: generated writes, validation, reading back ----------------------------------------
+
+
+@check("valid_body_accepted", "A body valid against the request schema is accepted", "bodies")
+def valid_body_accepted(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "valid-body"):
+        op = ctx.operation(ex)
+        expected = op.success_status if op else 200
+        if ex.response.status == expected:
+            yield _ok(ex)
+            continue
+        body = ex.response.json()
+        detail = ""
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            err = body["error"]
+            detail = f": {err.get('code')} {err.get('message')} {err.get('details') or ''}".rstrip()
+        yield _fail(ex, f"a body valid against the request schema was answered "
+                        f"{ex.response.status}, expected {expected}{detail}")
+
+
+@check("validation_error", "An invalid body gets 400 VALIDATION_ERROR", "bodies")
+def validation_error(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "invalid-body"):
+        what = ex.meta.get("mutation", "an invalid body")
+        status, code = ex.response.status, _error_code(ex)
+        if status == 400 and code == "VALIDATION_ERROR":
+            yield _ok(ex)
+        else:
+            yield _fail(ex, f"{what} was answered {status} {code or ''}".rstrip()
+                            + ", expected 400 VALIDATION_ERROR")
+
+
+@check("readback", "What was written reads back as sent", "bodies")
+def readback(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "readback"):
+        sent = ex.meta.get("sent") or {}
+        record = _data(ex)
+        find_id = ex.meta.get("find_id")
+        if find_id is not None and isinstance(record, dict):
+            record = next((i for i in record.get("items") or [] if _item_id(i) == find_id), None)
+        if not isinstance(record, dict):
+            yield _fail(ex, f"the record written could not be read back ({ex.response.status})")
+            continue
+        diffs = [
+            f"{name}: sent {json.dumps(value)}, read {json.dumps(record.get(name, '<missing>'))}"
+            for name, value in sent.items()
+            if name not in record or not same_value(value, record[name])
+        ]
+        if diffs:
+            yield _fail(ex, "read back differently from what was sent: " + "; ".join(diffs[:5]))
+        else:
+            yield _ok(ex)
+
+
+def same_value(sent: Any, got: Any) -> bool:
+    """Equal as JSON values, allowing the spellings a server may normalise (1 and 1.0, time zones)."""
+    if isinstance(sent, bool) or isinstance(got, bool):
+        return sent is got
+    if isinstance(sent, int | float) and isinstance(got, int | float):
+        return abs(float(sent) - float(got)) <= 1e-9 * max(1.0, abs(float(sent)))
+    if isinstance(sent, str) and isinstance(got, str):
+        if sent == got:
+            return True
+        a, b = _instant(sent), _instant(got)
+        return a is not None and a == b
+    if isinstance(sent, list) and isinstance(got, list):
+        return len(sent) == len(got) and all(same_value(a, b) for a, b in zip(sent, got, strict=True))
+    if isinstance(sent, dict) and isinstance(got, dict):
+        return all(k in got and same_value(v, got[k]) for k, v in sent.items())
+    return sent == got
+
+
+def _instant(text: str) -> datetime | None:
+    if len(text) < 19 or text[10] not in "Tt ":
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@check("unknown_id", "An id that does not exist gives 404 NOT_FOUND", "resources")
+def unknown_id(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "unknown-id"):
+        status, code = ex.response.status, _error_code(ex)
+        if status == 404 and code == "NOT_FOUND":
+            yield _ok(ex)
+        else:
+            yield _fail(ex, f"an unknown id was answered {status} {code or ''}".rstrip()
+                            + ", expected 404 NOT_FOUND")
+
+
+@check("deleted_gone", "A deleted record reads as 404 afterwards", "resources")
+def deleted_gone(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "deleted-gone"):
+        if ex.response.status == 404:
+            yield _ok(ex)
+        else:
+            yield _fail(ex, f"reading {ex.meta.get('id')} after deleting it was answered "
+                            f"{ex.response.status}, expected 404")
+
+
+# --- scenarios ---------------------------------------------------------------------------------
+
+
+@check("scenario_expectation", "Each scenario step meets its stated expectations", "scenario")
+def scenario_expectation(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "scenario-step"):
+        expect = ex.meta.get("expect")
+        if not expect:
+            continue
+        problems = list(unmet(expect, ex))
+        step = ex.meta.get("step", "a step")
+        yield _fail(ex, f"step {step!r}: " + "; ".join(problems)) if problems else _ok(ex)

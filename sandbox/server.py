@@ -1,0 +1,111 @@
+"""`opsmerge-sandbox serve` and `reset`: uvicorn around the app, and a banner that says how to use it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from sandbox.settings import Settings
+from sandbox.spec import SPEC_PATH
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    kwargs: dict = {
+        "spec_path": Path(args.spec) if args.spec else SPEC_PATH,
+        "recipe": args.recipe,
+        "seed": args.seed,
+        "data_dir": Path(args.data_dir) if args.data_dir else None,
+        "rate_limit": args.rate_limit,
+        "strict": bool(args.strict) and not args.no_strict,
+        "hosted": bool(args.hosted),
+        "cors_origins": tuple(args.cors_origin or ()),
+        "faults_file": Path(args.faults) if args.faults else None,
+    }
+    if args.admin_token:
+        kwargs["admin_token"] = args.admin_token
+    if args.hosted and not kwargs["cors_origins"]:
+        kwargs["cors_origins"] = ("*",)
+    return Settings(**kwargs)
+
+
+def banner(console: Console, settings: Settings, host: str, port: int, state: object, generated_token: bool) -> None:
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
+    base = f"http://{shown}:{port}"
+    console.print(f"[bold green]OpsMerge Sandbox[/] listening on [bold]{base}[/]")
+    console.print(f"  API      {base}/api/v1   (try: curl -H 'Authorization: Bearer <key>' {base}/api/v1/auth/me)")
+    console.print(f"  Docs     {base}/api/docs")
+    console.print(f"  Recipe   {settings.recipe} · store {'durable in ' + str(settings.data_dir) if settings.data_dir else 'in memory'}"
+                  f"{' · hosted mode' if settings.hosted else ''}")
+    if not settings.hosted:
+        token = settings.admin_token if generated_token else "(the one you set)"
+        console.print(f"  Admin    {base}/_sandbox  header X-Sandbox-Admin-Token: {token}")
+    table = Table(title="Sandbox API keys", show_lines=False)
+    table.add_column("name")
+    table.add_column("key", no_wrap=True, overflow="fold")
+    table.add_column("access")
+    table.add_column("rate/min", justify="right")
+    recipe = state.recipe  # type: ignore[attr-defined]
+    for k in recipe.keys:
+        if settings.hosted and "demo" not in k.name.lower():
+            continue
+        access = "full" if k.access == "full" else ",".join(k.scopes)
+        table.add_row(k.name, k.key, access, str(k.rate_limit or state.default_rate_limit))  # type: ignore[attr-defined]
+    console.print(table)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    if args.workers != 1:
+        console.print(
+            "[red]--workers must be 1:[/] the store and rate-limit buckets live in this process; "
+            "several workers need shared state (Redis), which this version does not ship."
+        )
+        return 2
+    import uvicorn
+
+    from sandbox.app import create_app
+    from sandbox.state import build_state
+    from sandbox.world.recipe import RecipeError
+
+    settings = settings_from_args(args)
+    try:
+        state = build_state(settings)
+    except (RecipeError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]cannot start:[/] {exc}")
+        return 2
+    app = create_app(settings, state)
+    banner(console, settings, args.host, args.port, state, generated_token=not args.admin_token)
+    logging.basicConfig(level=args.log_level.upper())
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+        lifespan="on", server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0
+
+
+def reset_command(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    if not args.admin_token:
+        console.print("[red]reset needs the admin token:[/] --admin-token or OPSMERGE_SANDBOX_ADMIN_TOKEN")
+        return 2
+    body = {"workspace": args.workspace} if args.workspace else {}
+    try:
+        r = httpx.post(f"{args.url.rstrip('/')}/_sandbox/reset", json=body,
+                       headers={"X-Sandbox-Admin-Token": args.admin_token}, timeout=10)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach the sandbox at {args.url}:[/] {exc}")
+        return 1
+    if r.status_code != 200:
+        console.print(f"[red]reset failed ({r.status_code}):[/] {r.text[:300]}")
+        return 1
+    console.print(f"[green]reset[/] {args.workspace or 'every workspace'} of {args.url}")
+    return 0
+
