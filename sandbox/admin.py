@@ -50,24 +50,34 @@ class AdminApi:
         raw = await request.body()
         if not raw:
             if required:
-                raise ApiError("VALIDATION_ERROR", "A JSON request body is required.",
-                               [Detail("body", "", "a JSON body is required")])
+                raise ApiError(
+                    "VALIDATION_ERROR",
+                    "A JSON request body is required.",
+                    [Detail("body", "", "a JSON body is required")],
+                )
             return {}
         if schema_name is None:
             return {}
         try:
             data = msgspec.json.decode(raw)
         except msgspec.DecodeError as exc:
-            raise ApiError("MALFORMED_JSON", f"The request body is not valid JSON: {exc}.") from None
+            raise ApiError(
+                "MALFORMED_JSON", f"The request body is not valid JSON: {exc}."
+            ) from None
         details = schema_details(self.validator(schema_name), data, "body")
         if details:
-            raise ApiError("VALIDATION_ERROR", f"Invalid request: {details[0].field}: {details[0].message}.",
-                           details)
+            raise ApiError(
+                "VALIDATION_ERROR",
+                f"Invalid request: {details[0].field}: {details[0].message}.",
+                details,
+            )
         return data
 
     def _authorised(self, request: Request) -> None:
         given = request.headers.get(TOKEN_HEADER, "")
-        if not secrets.compare_digest(given.encode("utf-8", "replace"), self.state.settings.admin_token.encode()):
+        if not secrets.compare_digest(
+            given.encode("utf-8", "replace"), self.state.settings.admin_token.encode()
+        ):
             raise ApiError(
                 "AUTH_REQUIRED",
                 "The sandbox control API needs the admin token in X-Sandbox-Admin-Token "
@@ -81,8 +91,15 @@ class AdminApi:
     def handlers(self) -> list[HTTPRouteHandler]:
         out = []
         for method, path, _schema, fn in self.routes:
-            out.append(route(PREFIX + path, http_method=[method], include_in_schema=False,
-                             status_code=200, name=f"admin:{method}:{path}")(self._wrap(fn)))
+            out.append(
+                route(
+                    PREFIX + path,
+                    http_method=[method],
+                    include_in_schema=False,
+                    status_code=200,
+                    name=f"admin:{method}:{path}",
+                )(self._wrap(fn))
+            )
         return out
 
     def _wrap(self, fn: Handler) -> Callable[[Request], Awaitable[Response[bytes]]]:
@@ -124,14 +141,21 @@ def build_admin(state: SandboxState) -> AdminApi:
             user_id = _user_with_role(state, body["role"])
         user_id = user_id or "usr_owner"
         if users.get(user_id) is None:
-            raise ApiError("REFERENCE_NOT_FOUND", f"No user with id {user_id!r}.",
-                           [Detail("body", "user_id", "no such user")])
+            raise ApiError(
+                "REFERENCE_NOT_FOUND",
+                f"No user with id {user_id!r}.",
+                [Detail("body", "user_id", "no such user")],
+            )
         expires_at = body.get("expires_at")
         if body.get("expires_in") is not None:
             expires_at = format_iso(state.clock.now() + float(body["expires_in"]))
         key = state.keys.mint(
-            name=body.get("name", "minted key"), user_id=user_id, scopes=body.get("scopes"),
-            expires_at=expires_at, rate_limit=body.get("rate_limit"), created_at=state.clock.iso(),
+            name=body.get("name", "minted key"),
+            user_id=user_id,
+            scopes=body.get("scopes"),
+            expires_at=expires_at,
+            rate_limit=body.get("rate_limit"),
+            created_at=state.clock.iso(),
         )
         return 201, {**_key_view(state, key), "key": key.secret}
 
@@ -157,11 +181,17 @@ def build_admin(state: SandboxState) -> AdminApi:
         try:
             limit = int(request.query_params.get("limit", "100"))
         except ValueError:
-            raise ApiError("VALIDATION_ERROR", "limit must be an integer.",
-                           [Detail("query", "limit", "must be an integer")]) from None
+            raise ApiError(
+                "VALIDATION_ERROR",
+                "limit must be an integer.",
+                [Detail("query", "limit", "must be an integer")],
+            ) from None
         if not 1 <= limit <= 1000:
-            raise ApiError("VALIDATION_ERROR", "limit must be between 1 and 1000.",
-                           [Detail("query", "limit", "must be between 1 and 1000")])
+            raise ApiError(
+                "VALIDATION_ERROR",
+                "limit must be between 1 and 1000.",
+                [Detail("query", "limit", "must be between 1 and 1000")],
+            )
         items = state.journal.recent(limit, request.query_params.get("workspace"))
         return 200, {"items": items, "total": len(items)}
 
@@ -188,17 +218,25 @@ def build_admin(state: SandboxState) -> AdminApi:
 def _user_with_role(state: SandboxState, role: str) -> str:
     ws = state.workspaces.get()
     roles = ws.view(state.auth.roles)
-    role_ids = [rid for rid in roles.query([], None, "id", False)
-                if rid == role or (roles.get(rid) or {}).get("name", "").lower() == role.lower()]
+    role_ids = [
+        rid
+        for rid in roles.query([], None, "id", False)
+        if rid == role or (roles.get(rid) or {}).get("name", "").lower() == role.lower()
+    ]
     if not role_ids:
-        raise ApiError("REFERENCE_NOT_FOUND", f"No role {role!r}.", [Detail("body", "role", "no such role")])
+        raise ApiError(
+            "REFERENCE_NOT_FOUND", f"No role {role!r}.", [Detail("body", "role", "no such role")]
+        )
     users = ws.view(state.auth.users)
     for uid in users.query([(state.auth.role_ids_field, role_ids[0])], None, "id", False):
         user = users.get(uid) or {}
         if user.get(state.auth.status_field) not in state.auth.inactive_statuses:
             return uid
-    raise ApiError("REFERENCE_NOT_FOUND", f"No active user holds role {role!r}.",
-                   [Detail("body", "role", "no active user holds it")])
+    raise ApiError(
+        "REFERENCE_NOT_FOUND",
+        f"No active user holds role {role!r}.",
+        [Detail("body", "role", "no active user holds it")],
+    )
 
 
 def _key_view(state: SandboxState, key: Any) -> dict[str, Any]:
@@ -209,7 +247,13 @@ def _key_view(state: SandboxState, key: Any) -> dict[str, Any]:
     elif key.expires_ts is not None and key.expires_ts <= now:
         status = "expired"
     return {
-        "id": key.id, "name": key.name, "prefix": key.prefix, "user_id": key.user_id,
-        "access": key.access, "scopes": sorted(key.scopes) if key.access == "custom" else "full",
-        "expires_at": key.expires_at, "status": status, "rate_limit": state.rate_limit_of(key),
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "user_id": key.user_id,
+        "access": key.access,
+        "scopes": sorted(key.scopes) if key.access == "custom" else "full",
+        "expires_at": key.expires_at,
+        "status": status,
+        "rate_limit": state.rate_limit_of(key),
     }

@@ -21,12 +21,17 @@ log = logging.getLogger("sandbox")
 
 
 def _not_found(request: Request, exc: NotFoundException) -> Response[bytes]:
-    return error_response(ApiError("NOT_FOUND", f"No route for {request.method} {request.url.path[:200]}."))
+    return error_response(
+        ApiError("NOT_FOUND", f"No route for {request.method} {request.url.path[:200]}.")
+    )
 
 
 def _method_not_allowed(request: Request, exc: MethodNotAllowedException) -> Response[bytes]:
     allow = (exc.headers or {}).get("allow", "")
-    err = ApiError("METHOD_NOT_ALLOWED", f"{request.method} is not allowed here; use {allow or 'another method'}.")
+    err = ApiError(
+        "METHOD_NOT_ALLOWED",
+        f"{request.method} is not allowed here; use {allow or 'another method'}.",
+    )
     return error_response(err, {"allow": allow})
 
 
@@ -40,7 +45,9 @@ def _http_error(request: Request, exc: HTTPException) -> Response[bytes]:
 
 def _crash(request: Request, exc: Exception) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(ApiError("INTERNAL_ERROR", "The sandbox failed on this request; see its log."))
+    return error_response(
+        ApiError("INTERNAL_ERROR", "The sandbox failed on this request; see its log.")
+    )
 
 
 def shown_keys(state: SandboxState) -> list[dict[str, str]]:
@@ -71,8 +78,16 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "Prefer", "X-Sandbox-Workspace"],
-            expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-                            "Retry-After", "WWW-Authenticate", "Deprecation", "Sunset", "Warning"],
+            expose_headers=[
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After",
+                "WWW-Authenticate",
+                "Deprecation",
+                "Sunset",
+                "Warning",
+            ],
             allow_credentials=False,
             max_age=600,
         )

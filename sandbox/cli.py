@@ -18,30 +18,61 @@ def _add_world_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="opsmerge-sandbox", description="Offline sandbox and contract harness for the OpsMerge API."
+        prog="opsmerge-sandbox",
+        description="Offline sandbox and contract harness for the OpsMerge API.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the sandbox server")
     serve.add_argument("--host", default=os.environ.get("OPSMERGE_SANDBOX_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("OPSMERGE_SANDBOX_PORT", "4010")))
+    serve.add_argument(
+        "--port", type=int, default=int(os.environ.get("OPSMERGE_SANDBOX_PORT", "4010"))
+    )
     serve.add_argument("--spec", default=None, help="OpenAPI document to serve (default: bundled)")
     _add_world_args(serve)
-    serve.add_argument("--data-dir", default=os.environ.get("OPSMERGE_SANDBOX_DATA_DIR"),
-                       help="keep client writes here across restarts (default: in memory)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (only 1 is supported)")
-    serve.add_argument("--admin-token", default=os.environ.get("OPSMERGE_SANDBOX_ADMIN_TOKEN"),
-                       help="token for /_sandbox endpoints (default: generated and printed)")
-    serve.add_argument("--rate-limit", type=int, default=None,
-                       help="requests per minute for every key without its own limit (default 300)")
+    serve.add_argument(
+        "--data-dir",
+        default=os.environ.get("OPSMERGE_SANDBOX_DATA_DIR"),
+        help="keep client writes here across restarts (default: in memory)",
+    )
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (only 1 is supported)"
+    )
+    serve.add_argument(
+        "--admin-token",
+        default=os.environ.get("OPSMERGE_SANDBOX_ADMIN_TOKEN"),
+        help="token for /_sandbox endpoints (default: generated and printed)",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        help="requests per minute for every key without its own limit (default 300)",
+    )
     serve.add_argument("--faults", default=None, help="YAML file of fault rules to load at start")
-    serve.add_argument("--hosted", action="store_true",
-                       default=os.environ.get("OPSMERGE_SANDBOX_HOSTED", "") not in ("", "0", "false"),
-                       help="public docs backend: per-visitor workspaces, admin endpoints off")
-    serve.add_argument("--cors-origin", action="append", default=None,
-                       help="origin allowed by CORS (repeatable; '*' for any)")
-    serve.add_argument("--strict", action="store_true",
-                       help="validate every response against the spec; a mismatch becomes a 500")
+    serve.add_argument(
+        "--hosted",
+        action="store_true",
+        default=os.environ.get("OPSMERGE_SANDBOX_HOSTED", "") not in ("", "0", "false"),
+        help="public docs backend: per-visitor workspaces, admin endpoints off",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        help="origin allowed by CORS (repeatable; '*' for any)",
+    )
+    serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="skip keys and rate limits: every request acts as the owner's full-access "
+        "key (benchmarks and demos only)",
+    )
+    serve.add_argument(
+        "--strict",
+        action="store_true",
+        help="validate every response against the spec; a mismatch becomes a 500",
+    )
     serve.add_argument("--no-strict", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="warning")
 
@@ -70,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     contracts.add_argument("--limited-key", default=os.environ.get("OPSMERGE_LIMITED_KEY"))
     contracts.add_argument("--profile", default=None, choices=["sandbox", "staging", "production"])
     contracts.add_argument("--budget", type=int, default=None)
-    contracts.add_argument("--report", default=None, help="write JSON and HTML reports to this path")
+    contracts.add_argument(
+        "--report", default=None, help="write JSON and HTML reports to this path"
+    )
     contracts.add_argument("pytest_args", nargs=argparse.REMAINDER)
     return parser
 

@@ -63,7 +63,8 @@ def _page(state: SandboxState, keys: list[dict[str, str]]) -> str:
 </body></html>"""
 
 
-_DOCS_JS = """
+_DOCS_JS = (
+    """
 window.ui = SwaggerUIBundle({
   url: "%s/openapi.json",
   dom_id: "#swagger-ui",
@@ -83,7 +84,9 @@ window.ui = SwaggerUIBundle({
     return req;
   },
 });
-""" % DOCS
+"""
+    % DOCS
+)
 
 
 def docs_routes(state: SandboxState, shown_keys: list[dict[str, str]]) -> list[HTTPRouteHandler]:

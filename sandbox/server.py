@@ -1,4 +1,4 @@
-"""`opsmerge-sandbox serve` and `reset`: uvicorn around the app, and a banner that says how to use it."""
+"""`opsmerge-sandbox serve` and `reset`: uvicorn around the app, and a banner with the keys."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "rate_limit": args.rate_limit,
         "strict": bool(args.strict) and not args.no_strict,
         "hosted": bool(args.hosted),
+        "auth": not args.no_auth,
         "cors_origins": tuple(args.cors_origin or ()),
         "faults_file": Path(args.faults) if args.faults else None,
     }
@@ -34,14 +35,22 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**kwargs)
 
 
-def banner(console: Console, settings: Settings, host: str, port: int, state: object, generated_token: bool) -> None:
+def banner(
+    console: Console, settings: Settings, host: str, port: int, state: object, generated_token: bool
+) -> None:
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"
+    store = f"durable in {settings.data_dir}" if settings.data_dir else "in memory"
     console.print(f"[bold green]OpsMerge Sandbox[/] listening on [bold]{base}[/]")
-    console.print(f"  API      {base}/api/v1   (try: curl -H 'Authorization: Bearer <key>' {base}/api/v1/auth/me)")
+    console.print(
+        f"  API      {base}/api/v1   (try: curl -H 'Authorization: Bearer <key>' "
+        f"{base}/api/v1/auth/me)"
+    )
     console.print(f"  Docs     {base}/api/docs")
-    console.print(f"  Recipe   {settings.recipe} · store {'durable in ' + str(settings.data_dir) if settings.data_dir else 'in memory'}"
-                  f"{' · hosted mode' if settings.hosted else ''}")
+    console.print(
+        f"  Recipe   {settings.recipe} · store {store}"
+        f"{' · hosted mode' if settings.hosted else ''}"
+    )
     if not settings.hosted:
         token = settings.admin_token if generated_token else "(the one you set)"
         console.print(f"  Admin    {base}/_sandbox  header X-Sandbox-Admin-Token: {token}")
@@ -55,7 +64,8 @@ def banner(console: Console, settings: Settings, host: str, port: int, state: ob
         if settings.hosted and "demo" not in k.name.lower():
             continue
         access = "full" if k.access == "full" else ",".join(k.scopes)
-        table.add_row(k.name, k.key, access, str(k.rate_limit or state.default_rate_limit))  # type: ignore[attr-defined]
+        limit = k.rate_limit or state.default_rate_limit  # type: ignore[attr-defined]
+        table.add_row(k.name, k.key, access, str(limit))
     console.print(table)
 
 
@@ -83,8 +93,13 @@ def serve_command(args: argparse.Namespace) -> int:
     banner(console, settings, args.host, args.port, state, generated_token=not args.admin_token)
     logging.basicConfig(level=args.log_level.upper())
     config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-        lifespan="on", server_header=False,
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
     )
     server = uvicorn.Server(config)
     server.run()
@@ -94,12 +109,18 @@ def serve_command(args: argparse.Namespace) -> int:
 def reset_command(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if not args.admin_token:
-        console.print("[red]reset needs the admin token:[/] --admin-token or OPSMERGE_SANDBOX_ADMIN_TOKEN")
+        console.print(
+            "[red]reset needs the admin token:[/] --admin-token or OPSMERGE_SANDBOX_ADMIN_TOKEN"
+        )
         return 2
     body = {"workspace": args.workspace} if args.workspace else {}
     try:
-        r = httpx.post(f"{args.url.rstrip('/')}/_sandbox/reset", json=body,
-                       headers={"X-Sandbox-Admin-Token": args.admin_token}, timeout=10)
+        r = httpx.post(
+            f"{args.url.rstrip('/')}/_sandbox/reset",
+            json=body,
+            headers={"X-Sandbox-Admin-Token": args.admin_token},
+            timeout=10,
+        )
     except httpx.HTTPError as exc:
         console.print(f"[red]cannot reach the sandbox at {args.url}:[/] {exc}")
         return 1
@@ -108,4 +129,3 @@ def reset_command(args: argparse.Namespace) -> int:
         return 1
     console.print(f"[green]reset[/] {args.workspace or 'every workspace'} of {args.url}")
     return 0
-

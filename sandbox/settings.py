@@ -17,6 +17,7 @@ class Settings:
     data_dir: Path | None = None  # None keeps client writes in memory
     admin_token: str = field(default_factory=lambda: "sbx_admin_" + secrets.token_urlsafe(18))
     rate_limit: int | None = None  # per-key default; None takes the recipe's (300)
+    auth: bool = True  # False: every request acts as the recipe's first full-access key, unlimited
     strict: bool = False  # validate every response against the spec and fail loudly
     hosted: bool = False  # public docs backend: per-visitor workspaces, admin endpoints off
     cors_origins: tuple[str, ...] = ()

@@ -13,9 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sandbox.yamlio import load_yaml
-
 from sandbox.catalogue import Catalogue, load_catalogue
+from sandbox.yamlio import load_yaml
 
 SPEC_PATH = Path(__file__).parent / "openapi" / "opsmerge.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -179,7 +178,9 @@ def flatten(schema: Schema) -> Schema:
     return out
 
 
-def _operation(path: str, method: str, raw_op: dict, resolved_op: dict, path_params: list) -> Operation:
+def _operation(
+    path: str, method: str, raw_op: dict, resolved_op: dict, path_params: list
+) -> Operation:
     security = resolved_op.get("security")
     scopes: tuple[str, ...] = ()
     session_only = False
@@ -192,7 +193,10 @@ def _operation(path: str, method: str, raw_op: dict, resolved_op: dict, path_par
     params: dict[tuple[str, str], Param] = {}
     for p in [*path_params, *resolved_op.get("parameters", [])]:
         params[(p["name"], p["in"])] = Param(
-            p["name"], p["in"], bool(p.get("required", p["in"] == "path")), flatten(p.get("schema", {}))
+            p["name"],
+            p["in"],
+            bool(p.get("required", p["in"] == "path")),
+            flatten(p.get("schema", {})),
         )
     body = resolved_op.get("requestBody")
     body_schema = None
@@ -201,7 +205,9 @@ def _operation(path: str, method: str, raw_op: dict, resolved_op: dict, path_par
     responses: dict[str, Schema | None] = {}
     for status, resp in resolved_op.get("responses", {}).items():
         content = (resp.get("content") or {}).get("application/json")
-        responses[str(status)] = flatten(content["schema"]) if content and "schema" in content else None
+        responses[str(status)] = (
+            flatten(content["schema"]) if content and "schema" in content else None
+        )
     return Operation(
         operation_id=resolved_op["operationId"],
         method=method.upper(),
@@ -223,14 +229,18 @@ def _operation(path: str, method: str, raw_op: dict, resolved_op: dict, path_par
     )
 
 
-def parse_spec(raw: dict[str, Any], path: Path = SPEC_PATH, catalogue: Catalogue | None = None) -> Spec:
+def parse_spec(
+    raw: dict[str, Any], path: Path = SPEC_PATH, catalogue: Catalogue | None = None
+) -> Spec:
     resolved = resolve_refs(raw)
     operations: list[Operation] = []
     for p, item in resolved.get("paths", {}).items():
         for method in HTTP_METHODS:
             if method in item:
                 raw_op = raw["paths"][p][method]
-                operations.append(_operation(p, method, raw_op, item[method], item.get("parameters", [])))
+                operations.append(
+                    _operation(p, method, raw_op, item[method], item.get("parameters", []))
+                )
     collections: dict[str, Collection] = {}
     for name, schema in resolved.get("components", {}).get("schemas", {}).items():
         decl = schema.get("x-collection")

@@ -42,14 +42,23 @@ class SandboxState:
     def fresh_keys(self) -> KeyRing:
         """The recipe's keys as they were at start: minted keys dropped, revocations undone."""
         epoch = self.recipe.epoch.strftime("%Y-%m-%dT%H:%M:%SZ")
-        return KeyRing([
-            ApiKey(
-                id=k.id, secret=k.key, name=k.name, user_id=k.user_id, access=k.access,
-                scopes=frozenset(k.scopes), expires_at=k.expires_at, revoked=k.revoked,
-                rate_limit=k.rate_limit, created_at=epoch,
-            )
-            for k in self.recipe.keys
-        ])
+        return KeyRing(
+            [
+                ApiKey(
+                    id=k.id,
+                    secret=k.key,
+                    name=k.name,
+                    user_id=k.user_id,
+                    access=k.access,
+                    scopes=frozenset(k.scopes),
+                    expires_at=k.expires_at,
+                    revoked=k.revoked,
+                    rate_limit=k.rate_limit,
+                    created_at=epoch,
+                )
+                for k in self.recipe.keys
+            ]
+        )
 
 
 def prepare_bases(spec: Spec, world: dict[str, list[dict]]) -> dict[str, BaseCollection]:

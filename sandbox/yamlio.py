@@ -12,4 +12,4 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def load_yaml(source: str | Path) -> Any:
     text = source.read_text() if isinstance(source, Path) else source
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    return yaml.load(text, Loader=_Loader)

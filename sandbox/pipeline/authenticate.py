@@ -70,11 +70,21 @@ class KeyRing:
         self._by_secret[key.secret] = key
         self._by_id[key.id] = key
 
-    def mint(self, *, name: str, user_id: str, scopes: list[str] | None, expires_at: str | None,
-             rate_limit: int | None, created_at: str) -> ApiKey:
+    def mint(
+        self,
+        *,
+        name: str,
+        user_id: str,
+        scopes: list[str] | None,
+        expires_at: str | None,
+        rate_limit: int | None,
+        created_at: str,
+    ) -> ApiKey:
         key = ApiKey(
             id="key_" + secrets.token_hex(6),
-            secret=KEY_PREFIX + "sbx_" + secrets.token_urlsafe(24).replace("-", "x").replace("_", "y"),
+            secret=KEY_PREFIX
+            + "sbx_"
+            + secrets.token_urlsafe(24).replace("-", "x").replace("_", "y"),
             name=name,
             user_id=user_id,
             access="custom" if scopes is not None else "full",
@@ -106,7 +116,9 @@ def parse_bearer(header: str | None) -> str:
         if header[:6].lower() == "bearer" and header[6:].lstrip().startswith(KEY_PREFIX):
             raise _unauthorized("No space between 'Bearer' and the key: write 'Bearer om_...'.")
         if header[:6].lower() == "bearer":
-            raise _unauthorized("The Authorization header has the Bearer scheme but no key after it.")
+            raise _unauthorized(
+                "The Authorization header has the Bearer scheme but no key after it."
+            )
         raise _unauthorized("The Authorization header must read 'Bearer om_...'.")
     if scheme.lower() != "bearer":
         raise _unauthorized(
@@ -124,8 +136,13 @@ def parse_bearer(header: str | None) -> str:
     return rest
 
 
-def authenticate(header: str | None, keys: KeyRing, find_user: Callable[[str], dict | None],
-                 is_inactive: Callable[[dict], bool], clock: Clock) -> Caller:
+def authenticate(
+    header: str | None,
+    keys: KeyRing,
+    find_user: Callable[[str], dict | None],
+    is_inactive: Callable[[dict], bool],
+    clock: Clock,
+) -> Caller:
     """Resolve the caller; `find_user` reads the key's owner from the caller's workspace."""
     secret = parse_bearer(header)
     key = keys.lookup(secret)

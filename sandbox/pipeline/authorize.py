@@ -46,7 +46,9 @@ def grants(permissions: frozenset[str] | set[str], scope: str) -> bool:
     return f"*:{level}" in permissions
 
 
-def authorize(op: Operation, caller: Caller, role_permissions: set[str], role_names: list[str]) -> None:
+def authorize(
+    op: Operation, caller: Caller, role_permissions: set[str], role_names: list[str]
+) -> None:
     if op.session_only:
         raise ApiError(
             "API_KEY_FORBIDDEN",

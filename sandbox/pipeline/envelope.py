@@ -17,7 +17,9 @@ def encode(payload: Any) -> bytes:
     return _encode(payload)
 
 
-def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response[bytes]:
+def json_response(
+    status: int, payload: Any, headers: dict[str, str] | None = None
+) -> Response[bytes]:
     return Response(content=_encode(payload), status_code=status, media_type=JSON, headers=headers)
 
 

@@ -97,7 +97,9 @@ class Resources:
     def handle(self, ex: Exchange) -> tuple[int, Any]:
         handler = self._kinds.get(ex.op.kind)
         if handler is None:
-            raise ApiError("INTERNAL_ERROR", f"{ex.op.operation_id} has no x-sandbox kind this sandbox serves.")
+            raise ApiError(
+                "INTERNAL_ERROR", f"{ex.op.operation_id} has no x-sandbox kind this sandbox serves."
+            )
         return handler(ex)
 
     # ------------------------------------------------------------------ helpers
@@ -155,23 +157,30 @@ class Resources:
             self._found(ex, self.spec.collections[parent["collection"]], str(value))
         return (parent["field"], value)
 
-    def _check_refs(self, ex: Exchange, coll: Collection, record: Record, fields: set[str] | None) -> None:
-        """Refuse references to records that do not exist, and copy what references carry."""
+    def _check_refs(
+        self, ex: Exchange, coll: Collection, record: Record, fields: set[str] | None
+    ) -> None:
+        """Copy what references carry (an agent's client, say), then refuse dangling references."""
+        refs = [rf for rf in self.refs[coll.name] if fields is None or rf.field in fields]
+        for rf in refs:
+            if rf.copy and not rf.many and record.get(rf.field) is not None:
+                target = ex.workspace.get(rf.target, record[rf.field])
+                if target is not None:
+                    for mine, theirs in rf.copy:
+                        record[mine] = target.get(theirs)
         details = []
         for rf in self.refs[coll.name]:
-            if fields is not None and rf.field not in fields:
+            if (
+                fields is not None
+                and rf.field not in fields
+                and not any(mine == rf.field for r in refs for mine, _ in r.copy)
+            ):
                 continue
             value = record.get(rf.field)
             values = value if rf.many and isinstance(value, list) else [value]
             for v in values:
-                if v is None:
-                    continue
-                target = ex.workspace.get(rf.target, v)
-                if target is None:
+                if v is not None and ex.workspace.get(rf.target, v) is None:
                     details.append(Detail("body", rf.field, f"no {rf.target} record with id {v!r}"))
-                elif rf.copy and not rf.many:
-                    for mine, theirs in rf.copy:
-                        record[mine] = target.get(theirs)
         if details:
             raise ApiError(
                 "REFERENCE_NOT_FOUND",
@@ -205,7 +214,9 @@ class Resources:
                     out[name] = ""
         return out
 
-    def _new_record(self, ex: Exchange, coll: Collection, given: Record, set_: dict[str, Any]) -> Record:
+    def _new_record(
+        self, ex: Exchange, coll: Collection, given: Record, set_: dict[str, Any]
+    ) -> Record:
         view = ex.workspace.view(coll.name)
         now = self.clock.iso()
         values: Record = {}
@@ -220,7 +231,9 @@ class Resources:
         values["updated_at"] = now
         record = self._fill(coll, values)
         self._check_refs(ex, coll, record, None)
-        derive_fields(coll, record, len(view.base) + view.created_count + 1, self.clock.now_dt().year)
+        derive_fields(
+            coll, record, len(view.base) + view.created_count + 1, self.clock.now_dt().year
+        )
         return record
 
     # ------------------------------------------------------------------ kinds
@@ -248,11 +261,16 @@ class Resources:
         page, per_page = int(ex.params.get("page", 1)), int(ex.params.get("per_page", 50))
         start = (page - 1) * per_page
         items = []
-        for rid in ids[start:start + per_page]:
+        for rid in ids[start : start + per_page]:
             record = view.get(rid)
             if record is not None:
                 items.append(self.present(coll, view, record))
-        return ex.op.success_status, {"items": items, "total": len(ids), "page": page, "per_page": per_page}
+        return ex.op.success_status, {
+            "items": items,
+            "total": len(ids),
+            "page": page,
+            "per_page": per_page,
+        }
 
     def get(self, ex: Exchange) -> tuple[int, Any]:
         coll = self._collection(ex)
@@ -271,7 +289,8 @@ class Resources:
                 view = ex.workspace.view(coll.name)
                 if view.query([(field, given[field])], None, "id", False):
                     raise ApiError(
-                        "CONFLICT", f"A {coll.name} record with this {field} already exists.",
+                        "CONFLICT",
+                        f"A {coll.name} record with this {field} already exists.",
                         [Detail("body", field, "already exists")],
                     )
         record = self._new_record(ex, coll, given, sb.get("set") or {})

@@ -31,7 +31,9 @@ def litestar_path(base: str, template: str) -> tuple[str, dict[str, str]]:
     return base + _PARAM.sub(rename, template), names
 
 
-def _handler(endpoint: Endpoint, op: Operation, names: dict[str, str]) -> Callable[..., Awaitable[Response[bytes]]]:
+def _handler(
+    endpoint: Endpoint, op: Operation, names: dict[str, str]
+) -> Callable[..., Awaitable[Response[bytes]]]:
     async def handler(request: Request) -> Response[bytes]:
         return await endpoint(op, request, names)
 
@@ -39,7 +41,9 @@ def _handler(endpoint: Endpoint, op: Operation, names: dict[str, str]) -> Callab
     return handler
 
 
-def build_routes(operations: list[Operation], base: str, endpoint: Endpoint) -> list[HTTPRouteHandler]:
+def build_routes(
+    operations: list[Operation], base: str, endpoint: Endpoint
+) -> list[HTTPRouteHandler]:
     handlers = []
     for op in operations:
         path, names = litestar_path(base, op.path)

@@ -45,11 +45,15 @@ class Outcome:
     delay: float = 0.0  # seconds to wait before answering
     error: ApiError | None = None  # answer with this instead of running the handler
     warning: str | None = None  # a Warning header, e.g. for a status the spec does not document
-    transform: Callable[[Response[bytes]], Awaitable[Response[bytes]] | Response[bytes]] | None = None
+    transform: Callable[[Response[bytes]], Awaitable[Response[bytes]] | Response[bytes]] | None = (
+        None
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-FaultStage = Callable[[Operation, Request, Caller, Workspace, RateState, SandboxState], Outcome | None]
+FaultStage = Callable[
+    [Operation, Request, Caller, Workspace, RateState, SandboxState], Outcome | None
+]
 
 
 def _deprecation_headers(op: Operation) -> dict[str, str]:
@@ -70,7 +74,9 @@ class Pipeline:
         self.resources = Resources(state.spec, state.clock, self.identity)
         self.strict = StrictChecker() if state.settings.strict else None
         self.validators = {op.operation_id: OperationValidator(op) for op in state.spec.operations}
-        self.deprecation = {op.operation_id: _deprecation_headers(op) for op in state.spec.operations}
+        self.deprecation = {
+            op.operation_id: _deprecation_headers(op) for op in state.spec.operations
+        }
         self.families = state.spec.families
 
     # -------------------------------------------------------------- stage helpers
@@ -98,6 +104,8 @@ class Pipeline:
 
     def caller(self, request: Request, ws: Workspace) -> Caller:
         auth = self.state.auth
+        if not self.state.settings.auth:
+            return self._open_caller(ws)
         return authenticate(
             request.headers.get("authorization"),
             self.state.keys,
@@ -105,6 +113,12 @@ class Pipeline:
             lambda user: user.get(auth.status_field) in auth.inactive_statuses,
             self.state.clock,
         )
+
+    def _open_caller(self, ws: Workspace) -> Caller:
+        """With auth off (benchmarks, demos), everyone is the first full-access key's owner."""
+        key = next(k for k in self.state.keys if k.access == "full" and not k.revoked)
+        user = ws.get(self.state.auth.users, key.user_id) or {"id": key.user_id}
+        return Caller(key=key, user=user)
 
     def identity(self, ex: Exchange) -> dict[str, Any]:
         assert ex.caller is not None
@@ -115,17 +129,33 @@ class Pipeline:
             role = ex.workspace.get(self.state.auth.roles, rid)
             if role is not None:
                 roles.append({"id": rid, "name": role.get("name", rid)})
-        rate = ex.rate or self.state.limiter.peek(self._bucket(ex.workspace, key.id), self.state.rate_limit_of(key))
+        rate = ex.rate or self.state.limiter.peek(
+            self._bucket(ex.workspace, key.id), self.state.rate_limit_of(key)
+        )
         return {
-            "key": {"id": key.id, "name": key.name, "prefix": key.prefix, "access": key.access,
-                    "expires_at": key.expires_at, "created_at": key.created_at},
-            "user": {"id": user["id"], "name": user.get("name", ""), "email": user.get("email", ""),
-                     "status": user.get("status", "")},
+            "key": {
+                "id": key.id,
+                "name": key.name,
+                "prefix": key.prefix,
+                "access": key.access,
+                "expires_at": key.expires_at,
+                "created_at": key.created_at,
+            },
+            "user": {
+                "id": user["id"],
+                "name": user.get("name", ""),
+                "email": user.get("email", ""),
+                "status": user.get("status", ""),
+            },
             "roles": roles,
             "scopes": effective_scopes(self.families, perms, ex.caller),
             "organisation": dict(self.state.recipe.organisation),
-            "rate_limit": {"limit": rate.limit, "remaining": rate.remaining, "reset": rate.reset,
-                           "window_seconds": WINDOW_SECONDS},
+            "rate_limit": {
+                "limit": rate.limit,
+                "remaining": rate.remaining,
+                "reset": rate.reset,
+                "window_seconds": WINDOW_SECONDS,
+            },
         }
 
     @staticmethod
@@ -152,7 +182,9 @@ class Pipeline:
         return b"".join(chunks)
 
     # -------------------------------------------------------------- the run
-    async def run(self, op: Operation, request: Request, path_names: dict[str, str]) -> Response[bytes]:
+    async def run(
+        self, op: Operation, request: Request, path_names: dict[str, str]
+    ) -> Response[bytes]:
         started = time.perf_counter()
         state = self.state
         caller: Caller | None = None
@@ -169,11 +201,15 @@ class Pipeline:
                 perms, role_names = self._role_permissions(ws, caller.user)
                 authorize(op, caller, perms, role_names)
             except ApiError:
-                rate = state.limiter.peek(bucket, limit)
+                if state.settings.auth:
+                    rate = state.limiter.peek(bucket, limit)
                 raise
-            rate = state.limiter.hit(bucket, limit)
+            if state.settings.auth:
+                rate = state.limiter.hit(bucket, limit)
             if self.faults is not None:
-                outcome = self.faults(op, request, caller, ws, rate, state)
+                outcome = self.faults(
+                    op, request, caller, ws, rate or state.limiter.peek(bucket, limit), state
+                )
                 if outcome is not None:
                     if outcome.delay:
                         await asyncio.sleep(outcome.delay)
@@ -183,18 +219,24 @@ class Pipeline:
                         raise outcome.error
             validator = self.validators[op.operation_id]
             raw_path = request.path_params
-            query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            query = parse_qs(
+                request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+            )
             params = validator.params(
                 {name: str(raw_path.get(alias, "")) for alias, name in path_names.items()}, query
             )
             supplied = frozenset(query)
-            body = validator.body(await self._read_body(request), request.headers.get("content-type"))
+            body = validator.body(
+                await self._read_body(request), request.headers.get("content-type")
+            )
             ex = Exchange(op, ws, caller, params, supplied, body, rate)
             status, data = self.resources.handle(ex)
             payload: Any = {"data": data}
         except ApiError as err:
-            if rate is None and caller is not None and ws is not None:
-                rate = state.limiter.peek(self._bucket(ws, caller.key.id), state.rate_limit_of(caller.key))
+            if rate is None and caller is not None and ws is not None and state.settings.auth:
+                rate = state.limiter.peek(
+                    self._bucket(ws, caller.key.id), state.rate_limit_of(caller.key)
+                )
             if rate is not None:
                 headers.update(rate.headers())
             headers.update(err.headers)
@@ -209,19 +251,27 @@ class Pipeline:
             except ApiError as err:
                 status, payload = err.status, err.body()
         response: Response[bytes] = Response(
-            content=encode(payload), status_code=status, media_type="application/json", headers=headers
+            content=encode(payload),
+            status_code=status,
+            media_type="application/json",
+            headers=headers,
         )
         if outcome is not None and outcome.transform is not None:
             result = outcome.transform(response)
             response = await result if asyncio.iscoroutine(result) else result  # type: ignore[assignment]
-        state.journal.add(Entry(
-            at=state.clock.iso(), method=op.method, path=request.url.path,
-            query=request.scope.get("query_string", b"").decode("latin-1")[:500],
-            operation_id=op.operation_id, status=status,
-            key_name=caller.key.name if caller else None,
-            key_prefix=caller.key.prefix if caller else None,
-            workspace=ws.name if ws else "-", fault=outcome.name if outcome else None,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        ))
+        state.journal.add(
+            Entry(
+                at=state.clock.iso(),
+                method=op.method,
+                path=request.url.path,
+                query=request.scope.get("query_string", b"").decode("latin-1")[:500],
+                operation_id=op.operation_id,
+                status=status,
+                key_name=caller.key.name if caller else None,
+                key_prefix=caller.key.prefix if caller else None,
+                workspace=ws.name if ws else "-",
+                fault=outcome.name if outcome else None,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        )
         return response
-

@@ -28,8 +28,9 @@ class StrictChecker:
             v = self._validators[key] = compile_schema(op.responses[status])  # type: ignore[arg-type]
         return v
 
-    def check(self, op: Operation, status: int, payload: Any, headers: dict[str, str],
-              forced: bool) -> None:
+    def check(
+        self, op: Operation, status: int, payload: Any, headers: dict[str, str], forced: bool
+    ) -> None:
         """Raise INTERNAL_ERROR when the answer breaks the spec; forced faults are exempt."""
         if forced:
             return
@@ -49,9 +50,16 @@ class StrictChecker:
             problems.append("429 without Retry-After")
         if status == 401 and "www-authenticate" not in headers:
             problems.append("401 without WWW-Authenticate")
-        if op.deprecated and status < 300 and ("deprecation" not in headers or "sunset" not in headers):
+        if (
+            op.deprecated
+            and status < 300
+            and ("deprecation" not in headers or "sunset" not in headers)
+        ):
             problems.append("deprecated operation without Deprecation and Sunset headers")
         if problems:
-            message = f"strict mode: {op.operation_id} answered {status} against its spec: " + "; ".join(problems)
+            message = (
+                f"strict mode: {op.operation_id} answered {status} against its spec: "
+                + "; ".join(problems)
+            )
             log.error(message)
             raise ApiError("INTERNAL_ERROR", message)

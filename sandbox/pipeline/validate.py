@@ -89,23 +89,39 @@ class OperationValidator:
     def __init__(self, op: Operation) -> None:
         self.op = op
         self.path_params = [p for p in op.params if p.location == "path"]
-        self.query_params: dict[str, Param] = {p.name: p for p in op.params if p.location == "query"}
+        self.query_params: dict[str, Param] = {
+            p.name: p for p in op.params if p.location == "query"
+        }
         self.defaults = {
             p.name: p.schema["default"] for p in self.query_params.values() if "default" in p.schema
         }
-        self._query_validator = compile_schema({
-            "type": "object",
-            "properties": {p.name: p.schema for p in self.query_params.values()},
-            "required": [p.name for p in self.query_params.values() if p.required],
-        }) if self.query_params else None
-        self._path_validator = compile_schema({
-            "type": "object",
-            "properties": {p.name: p.schema for p in self.path_params},
-        }) if self.path_params else None
+        self._query_validator = (
+            compile_schema(
+                {
+                    "type": "object",
+                    "properties": {p.name: p.schema for p in self.query_params.values()},
+                    "required": [p.name for p in self.query_params.values() if p.required],
+                }
+            )
+            if self.query_params
+            else None
+        )
+        self._path_validator = (
+            compile_schema(
+                {
+                    "type": "object",
+                    "properties": {p.name: p.schema for p in self.path_params},
+                }
+            )
+            if self.path_params
+            else None
+        )
         self._body_validator = compile_schema(op.body_schema) if op.body_schema else None
         self._decoder = msgspec.json.Decoder()
 
-    def params(self, path_values: Mapping[str, str], query: Mapping[str, list[str]]) -> dict[str, Any]:
+    def params(
+        self, path_values: Mapping[str, str], query: Mapping[str, list[str]]
+    ) -> dict[str, Any]:
         """Path and query parameters, typed, with the spec's defaults filled in."""
         values: dict[str, Any] = dict(self.defaults)
         details: list[Detail] = []
@@ -150,7 +166,8 @@ class OperationValidator:
             body = self._decoder.decode(raw)
         except msgspec.DecodeError as exc:
             raise ApiError(
-                "MALFORMED_JSON", f"The request body is not valid JSON: {exc}.",
+                "MALFORMED_JSON",
+                f"The request body is not valid JSON: {exc}.",
                 [Detail("body", "", str(exc))],
             ) from None
         assert self._body_validator is not None

@@ -27,7 +27,9 @@ def sort_key(field: str) -> Callable[[Record], tuple[Any, ...]]:
     return key
 
 
-def matches(record: Record, filters: Sequence[tuple[str, Any]], search: tuple[tuple[str, ...], str] | None) -> bool:
+def matches(
+    record: Record, filters: Sequence[tuple[str, Any]], search: tuple[tuple[str, ...], str] | None
+) -> bool:
     for field, wanted in filters:
         value = record.get(field)
         if isinstance(value, list):

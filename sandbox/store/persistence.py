@@ -78,9 +78,22 @@ class DeltaStore:
     def load(self, workspace: str) -> list[dict[str, Any]]:
         return list(self._table(workspace).all())
 
-    def put(self, workspace: str, collection: str, record_id: str, record: dict[str, Any] | None,
-            created: bool, seq: int) -> None:
-        doc = {"collection": collection, "id": record_id, "record": record, "created": created, "seq": seq}
+    def put(
+        self,
+        workspace: str,
+        collection: str,
+        record_id: str,
+        record: dict[str, Any] | None,
+        created: bool,
+        seq: int,
+    ) -> None:
+        doc = {
+            "collection": collection,
+            "id": record_id,
+            "record": record,
+            "created": created,
+            "seq": seq,
+        }
         q = self._q
         self._table(workspace).upsert(doc, (q.collection == collection) & (q.id == record_id))
 

@@ -22,7 +22,9 @@ class CollectionView:
 
     def __init__(self, base: BaseCollection) -> None:
         self.base = base
-        self.overrides: dict[str, Record | None] = {}  # seeded id -> changed record, None if deleted
+        self.overrides: dict[
+            str, Record | None
+        ] = {}  # seeded id -> changed record, None if deleted
         self.created: dict[str, Record] = {}  # records clients created, in creation order
         self.created_count = 0  # creations ever, deleted ones included: feeds sequence numbers
         self.seqs: dict[str, int] = {}  # sequence number of each created record
@@ -48,8 +50,14 @@ class CollectionView:
         removed = sum(1 for v in self.overrides.values() if v is None)
         return len(self.base) - removed + len(self.created)
 
-    def query(self, filters: Sequence[tuple[str, Any]], search: Search, sort_field: str,
-              descending: bool, volatile: bool = False) -> list[str]:
+    def query(
+        self,
+        filters: Sequence[tuple[str, Any]],
+        search: Search,
+        sort_field: str,
+        descending: bool,
+        volatile: bool = False,
+    ) -> list[str]:
         """Ids of the matching records in order; cached until the next write."""
         if self.pristine:
             return self.base.query(filters, search, sort_field, descending)
@@ -59,10 +67,13 @@ class CollectionView:
             if cached is not None:
                 return cached
         found: list[Record] = [
-            r for r in self.base.candidates(filters)
+            r
+            for r in self.base.candidates(filters)
             if r["id"] not in self.overrides and matches(r, filters, search)
         ]
-        found.extend(r for r in self.overrides.values() if r is not None and matches(r, filters, search))
+        found.extend(
+            r for r in self.overrides.values() if r is not None and matches(r, filters, search)
+        )
         found.extend(r for r in self.created.values() if matches(r, filters, search))
         found.sort(key=sort_key(sort_field), reverse=descending)
         ids = [r["id"] for r in found]

@@ -9,6 +9,7 @@ collection, or generating in another process, changes no existing record.
 
 from __future__ import annotations
 
+import _random
 import hashlib
 import random
 from collections.abc import Iterable
@@ -27,7 +28,6 @@ from sandbox.world.values import (
     order_plans,
     parse_time,
     ref_target,
-    stable_int,
 )
 
 World = dict[str, list[dict[str, Any]]]
@@ -151,9 +151,13 @@ def _generate(collection: Collection, ctx: WorldContext, named: list[dict[str, A
     prefix = f"{seed}:{name}:".encode()
     blake2b = hashlib.blake2b
     from_bytes = int.from_bytes
-    new_rng = random.Random
+    # One generator, re-seeded per record through the C seed (what Random(n) does for an int,
+    # without the Python-level wrapper): each record still gets its own stream.
+    rng = random.Random()
+    reseed = _random.Random.seed
     for i in range(count):
-        rng = new_rng(from_bytes(blake2b(prefix + str(i).encode(), digest_size=8).digest(), "big"))
+        reseed(rng, from_bytes(blake2b(prefix + str(i).encode(), digest_size=8).digest(), "big"))
+        rng.gauss_next = None
         if i < n_named:
             draft = _named_draft(rng, named[i], plans)
         else:

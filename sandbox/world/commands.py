@@ -1,0 +1,120 @@
+"""`opsmerge-sandbox keys` and `opsmerge-sandbox fixtures dump`: the seeded world from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox.spec import Spec, load_spec
+from sandbox.world.generator import World, build_world
+from sandbox.world.recipe import Recipe, RecipeError, key_status, load_recipe
+from sandbox.world.values import GenerationError, ref_target
+
+_STATUS_STYLE = {"active": "green", "expired": "yellow", "revoked": "red", "owner_deactivated": "red"}
+
+
+def _collection_by_prefix(spec: Spec, record_id: str) -> str | None:
+    prefix = record_id.split("_", 1)[0]
+    return next((n for n, c in spec.collections.items() if c.id_prefix == prefix), None)
+
+
+def _role_names(spec: Spec, world: World, owners: str, user: dict[str, Any]) -> list[str]:
+    """Names of the records a user's fields point at in the collection that holds permissions."""
+    names: list[str] = []
+    props = spec.collections[owners].schema.get("properties") or {}
+    for field, prop in props.items():
+        ref = ref_target(prop) or ref_target(prop.get("items") or {})
+        if ref is None or "permissions" not in (
+            spec.collections[ref[0]].schema.get("properties") or {}
+        ):
+            continue
+        by_id = {r["id"]: r for r in world.get(ref[0], [])}
+        value = user.get(field)
+        for rid in value if isinstance(value, list) else [value]:
+            if rid in by_id:
+                names.append(str(by_id[rid].get("name", rid)))
+    return names
+
+
+def key_rows(spec: Spec, recipe: Recipe, now: datetime | None = None) -> list[dict[str, Any]]:
+    """One row per recipe key: the secret, its owner's role, scopes, status and rate limit."""
+    owners = _collection_by_prefix(spec, recipe.keys[0].user_id) if recipe.keys else None
+    world = build_world(spec, recipe, collections=[owners] if owners else [])
+    users = {u["id"]: u for u in world.get(owners, [])} if owners else {}
+    moment = now or datetime.now(UTC)
+    rows = []
+    for key in recipe.keys:
+        user = users.get(key.user_id)
+        roles = _role_names(spec, world, owners, user) if owners and user else []
+        rows.append({
+            "key": key.key,
+            "name": key.name,
+            "role": ", ".join(roles) if roles else None,
+            "scopes": "full" if key.access == "full" else list(key.scopes),
+            "status": key_status(key, users, moment),
+            "rate_limit": key.rate_limit if key.rate_limit is not None else recipe.rate_limit,
+        })
+    return rows
+
+
+def _load(args: argparse.Namespace) -> tuple[Spec, Recipe] | None:
+    try:
+        return load_spec(), load_recipe(getattr(args, "recipe", None) or "default",
+                                        getattr(args, "seed", None))
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return 2
+    spec, recipe = loaded
+    try:
+        rows = key_rows(spec, recipe)
+    except GenerationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Sandbox API keys (recipe {recipe.name}, seed {recipe.seed})")
+    table.add_column("Key", no_wrap=True)  # whole, so it can be copied
+    for column in ("Name", "Role", "Scopes", "Status", "Limit/min"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        scopes = row["scopes"] if isinstance(row["scopes"], str) else " ".join(row["scopes"])
+        style = _STATUS_STYLE.get(row["status"], "")
+        table.add_row(row["key"], row["name"], row["role"] or "-", scopes,
+                      f"[{style}]{row['status']}[/]", str(row["rate_limit"]))
+    console = Console()
+    if not console.is_terminal:  # piped: no terminal width to respect, keep rows whole
+        console = Console(width=160)
+    console.print(table)
+    return 0
+
+
+def dump_command(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return 2
+    spec, recipe = loaded
+    try:
+        world = build_world(spec, recipe)
+    except GenerationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import msgspec
+
+    out = sys.stdout.buffer
+    out.write(msgspec.json.encode(world, order="sorted"))
+    out.write(b"\n")
+    out.flush()
+    return 0

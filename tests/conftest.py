@@ -1,0 +1,106 @@
+"""Shared fixtures: an in-process sandbox in strict mode, its keys, and a loopback server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from litestar.testing import TestClient
+
+from sandbox.app import create_app
+from sandbox.settings import Settings
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+def key_named(app: Any, prefix: str) -> str:
+    """The secret of the recipe key whose name starts with `prefix`."""
+    for k in app.state.sandbox.recipe.keys:
+        if k.name.startswith(prefix):
+            return k.key
+    raise KeyError(prefix)
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def make_app(**overrides: Any) -> Any:
+    return create_app(Settings(admin_token=ADMIN_TOKEN, strict=True, **overrides))
+
+
+@pytest.fixture(scope="module")
+def app() -> Any:
+    return make_app()
+
+
+@pytest.fixture(scope="module")
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://sandbox.local") as c:
+        yield c
+
+
+@pytest.fixture()
+def fresh_client() -> Iterator[TestClient]:
+    """A client on a sandbox of its own, for tests that write or spend rate budget."""
+    with TestClient(make_app(), base_url="http://sandbox.local") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def owner(app: Any) -> dict[str, str]:
+    return bearer(key_named(app, "Owner - full"))
+
+
+ADMIN = {"X-Sandbox-Admin-Token": ADMIN_TOKEN}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LoopbackServer:
+    """A real uvicorn server on 127.0.0.1 in a thread, for tests that need real sockets."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LoopbackServer:
+        self.thread.start()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                httpx.get(self.url + "/healthz", timeout=0.5)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.02)
+        raise RuntimeError("loopback server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture()
+def loopback() -> Iterator[LoopbackServer]:
+    with LoopbackServer(make_app()) as server:
+        yield server

@@ -1,0 +1,109 @@
+"""Builds a plausible request for any operation of the spec, from the spec and the seeded world.
+
+Path ids come from records that satisfy the operation's `x-sandbox.when`; bodies copy the
+fields of an existing record of the collection (the world generator made them valid) and fill
+references with real ids. Nothing here names a resource, so a new operation is covered for free.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.spec import Operation, Schema
+from sandbox.state import SandboxState
+
+_unique = itertools.count(1)
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    json: Any = None
+
+
+def _record(
+    state: SandboxState,
+    collection: str,
+    when: dict[str, list[Any]] | None = None,
+    avoid: set[str] | None = None,
+) -> dict[str, Any]:
+    view = state.workspaces.get().view(collection)
+    filters: list[tuple[str, Any]] = []
+    candidates = view.query(filters, None, "id", False)
+    for rid in candidates:
+        record = view.get(rid)
+        if record is None or (avoid and rid in avoid):
+            continue
+        if all(record.get(f) in allowed for f, allowed in (when or {}).items()):
+            return record
+    raise LookupError(f"no {collection} record satisfies {when}")
+
+
+def _ref_target(schema: Schema) -> str | None:
+    ref = schema.get("x-ref")
+    if isinstance(ref, str):
+        return ref
+    if isinstance(ref, dict):
+        return ref.get("collection")
+    return None
+
+
+def body_for(state: SandboxState, op: Operation, source: dict[str, Any] | None) -> Any:
+    schema = op.body_schema
+    if schema is None:
+        return None
+    props: dict[str, Schema] = schema.get("properties", {})
+    body: dict[str, Any] = {}
+    wanted = set(schema.get("required", [])) | ({k for k in props if source and k in source})
+    for name in props:
+        if name not in wanted:
+            continue
+        prop = props[name]
+        target = _ref_target(prop)
+        items = prop.get("items") if isinstance(prop.get("items"), dict) else None
+        if target:
+            body[name] = _record(state, target)["id"]
+        elif items is not None and _ref_target(items):
+            body[name] = [_record(state, _ref_target(items) or "")["id"]]
+        elif prop.get("format") == "email":
+            body[name] = f"new.person{next(_unique)}@example.com"
+        elif source and name in source:
+            body[name] = source[name]
+        elif "default" in prop:
+            body[name] = prop["default"]
+        elif "enum" in prop:
+            body[name] = next(v for v in prop["enum"] if v is not None)
+        elif "string" in str(prop.get("type")):
+            body[name] = "Sandbox test value"
+    if op.kind == "update":
+        # an update needs at least one field; keep the ones that are safe to re-send
+        body = {k: v for k, v in body.items() if not _ref_target(props[k])} or body
+        if not body:
+            name = next(iter(props))
+            body = {name: (source or {}).get(name)}
+    return body
+
+
+def call_for(state: SandboxState, op: Operation) -> Call:
+    sb = op.sandbox
+    collection = sb.get("collection")
+    record: dict[str, Any] | None = None
+    path = op.path
+    if sb.get("parent"):
+        parent = sb["parent"]
+        parent_record = _record(state, parent["collection"])
+        path = path.replace("{" + parent["param"] + "}", parent_record["id"])
+    if "{id}" in path and collection:
+        record = _record(state, collection, sb.get("when"))
+        path = path.replace("{id}", record["id"])
+    elif sb.get("id") and collection:
+        record = state.workspaces.get().get(collection, sb["id"])
+    elif collection and state.bases[collection].records:
+        record = state.bases[collection].records[0]
+    source = record if op.kind in ("create", "update") else None
+    if op.kind == "action" and op.body_schema is not None:
+        source = None
+    return Call(op.method, path, body_for(state, op, source))
