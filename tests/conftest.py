@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,9 +48,10 @@ def client(app: Any) -> Iterator[TestClient]:
 
 
 @pytest.fixture()
-def fresh_client() -> Iterator[TestClient]:
-    """A client on a sandbox of its own, for tests that write or spend rate budget."""
-    with TestClient(make_app(), base_url="http://sandbox.local") as c:
+def fresh_client(app: Any) -> Iterator[TestClient]:
+    """A client with a workspace of its own: writes and rate budget start from the seed."""
+    headers = {"X-Sandbox-Workspace": f"test-{uuid.uuid4().hex[:12]}"}
+    with TestClient(app, base_url="http://sandbox.local", headers=headers) as c:
         yield c
 
 

@@ -1,0 +1,243 @@
+"""Request bodies generated from the request schemas with hypothesis-jsonschema.
+
+Valid bodies come from `from_schema` on the schema with our `x-` hints stripped; references
+(`x-ref` fields) are then replaced with real ids from the target, and the hints that relate
+fields (`x-when`, `x-time.after`) are applied so a body is valid in meaning as well as in shape.
+Invalid bodies are valid ones with one thing broken (a required field dropped, a field of the
+wrong type, an unknown field, nothing at all for an update), each named for the report.
+
+Generation is slow (seconds per hundred examples), so examples are few, drawn once per schema
+and cached, and derandomized: the same run sends the same bodies.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+Schema = dict[str, Any]
+# pick(collection, where, exclude) -> an id of a record matching `where` not in `exclude`, or None
+Picker = Callable[[str, dict[str, Any], list[Any]], Any]
+
+_CACHE: dict[tuple[str, int], list[dict[str, Any]]] = {}
+
+
+def strip_extensions(schema: Any) -> Any:
+    """The schema without `x-` keys (hypothesis-jsonschema would read them as unknown keywords)."""
+    if isinstance(schema, dict):
+        return {
+            k: (strip_extensions(v) if k not in ("enum", "const", "default", "examples") else v)
+            for k, v in schema.items()
+            if not k.startswith("x-")
+        }
+    if isinstance(schema, list):
+        return [strip_extensions(v) for v in schema]
+    return schema
+
+
+def _formats() -> dict[str, Any]:
+    from hypothesis import strategies as st
+
+    words = st.from_regex(r"[a-z][a-z0-9]{1,9}", fullmatch=True)
+    moments = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31))
+    return {
+        "uuid": st.uuids().map(str),
+        # plain addresses: servers differ on the exotic corners of RFC 5322, which is not the point
+        "email": st.builds(lambda a, b: f"{a}@{b}.example.com", words, words),
+        "date-time": moments.map(lambda d: d.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")),
+        "date": st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31)).map(str),
+    }
+
+
+def examples(schema: Schema, n: int = 3) -> list[dict[str, Any]]:
+    """Up to `n` bodies valid against `schema`, the same ones on every run (cached)."""
+    key = (json.dumps(schema, sort_keys=True), n)
+    if key not in _CACHE:
+        _CACHE[key] = _draw(strip_extensions(schema), n)
+    return copy.deepcopy(_CACHE[key])
+
+
+def _draw(schema: Schema, n: int) -> list[dict[str, Any]]:
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import HypothesisWarning
+    from hypothesis_jsonschema import from_schema
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HypothesisWarning)
+        strategy = from_schema(schema, custom_formats=_formats(), allow_x00=False)
+    found: list[Any] = []
+
+    @settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def collect(value: Any) -> None:
+        if value not in found:
+            found.append(value)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HypothesisWarning)
+        collect()
+    return [v for v in found if isinstance(v, dict)][:n]
+
+
+# --- making a shape-valid body valid in meaning ---------------------------------------------
+
+
+def _ref_target(hint: Any) -> tuple[str, dict[str, str]]:
+    """(collection, where) of an x-ref: `where` maps their field to my field."""
+    if isinstance(hint, str):
+        return hint, {}
+    return str(hint["collection"]), dict(hint.get("where") or {})
+
+
+def _nullable(schema: Schema) -> bool:
+    kind = schema.get("type")
+    return kind == "null" or (isinstance(kind, list) and "null" in kind) or None in (schema.get("enum") or [])
+
+
+def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[str, Any]:
+    """Replace every `x-ref` value with a real id of the collection it names."""
+    props: dict[str, Schema] = schema.get("properties") or {}
+    required = set(schema.get("required") or [])
+    # fields without `where` first, so a `where` can read the id they were given
+    order = sorted(props, key=lambda name: bool(_ref_target(props[name].get("x-ref", ""))[1]))
+    for name in order:
+        prop = props[name]
+        if name not in body:
+            continue
+        if "x-ref" in prop and body[name] is not None:
+            collection, where = _ref_target(prop["x-ref"])
+            filters = {theirs: body.get(mine) for theirs, mine in where.items() if mine in body}
+            chosen = pick(collection, filters, [])
+            if chosen is None and filters:
+                chosen = None if _nullable(prop) else pick(collection, {}, [])
+            if chosen is None and not _nullable(prop):
+                if name in required:
+                    chosen = pick(collection, {}, [])
+                else:
+                    body.pop(name)
+                    continue
+            body[name] = chosen
+        items = prop.get("items")
+        if isinstance(items, dict) and "x-ref" in items and isinstance(body[name], list):
+            collection, _ = _ref_target(items["x-ref"])
+            wanted = max(len(body[name]), int(prop.get("minItems") or 0))
+            ids: list[Any] = []
+            while len(ids) < wanted:
+                candidate = pick(collection, {}, ids)
+                if candidate is None or candidate in ids:
+                    break
+                ids.append(candidate)
+            body[name] = ids
+    return body
+
+
+def apply_relations(schema: Schema, body: dict[str, Any]) -> dict[str, Any]:
+    """Honour `x-when` (null unless another field allows it) and `x-time.after` (ordering)."""
+    props: dict[str, Schema] = schema.get("properties") or {}
+    for name, prop in props.items():
+        if name not in body:
+            continue
+        when = prop.get("x-when")
+        if isinstance(when, dict):
+            allowed = all(body.get(f, props.get(f, {}).get("default")) in vals for f, vals in when.items())
+            if not allowed:
+                if _nullable(prop):
+                    body[name] = None
+                else:
+                    body.pop(name)
+                continue
+        timing = prop.get("x-time")
+        if isinstance(timing, dict) and timing.get("after") in body and body[name] is not None:
+            body[name] = _not_before(body[name], body[timing["after"]], timing)
+    return body
+
+
+def _not_before(value: str, other: Any, timing: dict[str, Any]) -> str:
+    if not isinstance(other, str) or not isinstance(value, str):
+        return value
+    if len(value) == 10:
+        start = date.fromisoformat(other[:10])
+        mine = date.fromisoformat(value)
+        if timing.get("exactly"):
+            return str(start + timedelta(days=int(timing.get("within_days") or 0)))
+        return str(max(mine, start))
+    try:
+        start_dt = datetime.fromisoformat(other.replace("Z", "+00:00"))
+        mine_dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if mine_dt >= start_dt:
+        return value
+    return (start_dt + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def valid_bodies(schema: Schema, pick: Picker, n: int = 3) -> list[dict[str, Any]]:
+    return [apply_relations(schema, fill_references(schema, body, pick)) for body in examples(schema, n)]
+
+
+# --- invalid bodies ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    name: str  # what was broken, for the report
+    body: Any
+
+
+_WRONG = {"string": 12345, "integer": "not a number", "number": "not a number",
+          "boolean": "yes", "array": "not a list", "object": "not an object"}
+
+
+def _wrong_value(prop: Schema) -> Any:
+    kind = prop.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    for k in kinds:
+        if k in _WRONG:
+            wrong = _WRONG[k]
+            # a wrong value must not be acceptable under another of the allowed types
+            if not any(isinstance(wrong, _PY.get(other, ())) for other in kinds if other != k):
+                return wrong
+    if "enum" in prop:
+        return "not-one-of-the-allowed-values"
+    return None
+
+
+_PY: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "number": (int, float),
+                                     "boolean": (bool,), "array": (list,), "object": (dict,)}
+
+
+def invalid_bodies(schema: Schema, valid: dict[str, Any], seed: str = "") -> list[Mutation]:
+    """A few bodies each broken in one named way, derived from a valid one."""
+    rng = random.Random(seed)
+    props: dict[str, Schema] = schema.get("properties") or {}
+    out: list[Mutation] = []
+    required = [r for r in schema.get("required") or [] if r in valid]
+    if required:
+        field = rng.choice(required)
+        body = {k: v for k, v in valid.items() if k != field}
+        out.append(Mutation(f"a body without the required field {field!r}", body))
+    typed = [name for name in props if _wrong_value(props[name]) is not None]
+    if typed:
+        field = rng.choice(sorted(typed))
+        body = dict(valid)
+        body[field] = _wrong_value(props[field])
+        out.append(Mutation(f"a body with {field!r} of the wrong type ({json.dumps(body[field])})", body))
+    if schema.get("additionalProperties") is False:
+        out.append(Mutation("a body with an unknown field", {**valid, "no_such_field_xyz": 1}))
+    if int(schema.get("minProperties") or 0) >= 1:
+        out.append(Mutation("an empty body", {}))
+    out.append(Mutation("a JSON array instead of an object", [valid]))
+    return out

@@ -1,0 +1,417 @@
+"""The seeded world: deterministic, valid against the spec, referentially whole, epoch-bound."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import jsonschema_rs
+import pytest
+
+from sandbox.spec import Spec, load_spec, parse_spec
+from sandbox.world import build_world, load_recipe
+from sandbox.world.generator import GenerationError, World
+from sandbox.world.recipe import Recipe
+from sandbox.world.values import ref_target
+
+
+@pytest.fixture(scope="module")
+def spec() -> Spec:
+    return load_spec()
+
+
+@pytest.fixture(scope="module")
+def recipe() -> Recipe:
+    return load_recipe()
+
+
+@pytest.fixture(scope="module")
+def world(spec: Spec, recipe: Recipe) -> World:
+    return build_world(spec, recipe)
+
+
+def _bytes(world: World) -> str:
+    return json.dumps(world, sort_keys=True)
+
+
+def _by_id(world: World) -> dict[str, dict[str, dict[str, Any]]]:
+    return {c: {r["id"]: r for r in recs} for c, recs in world.items()}
+
+
+def _patched_spec(spec: Spec, extra: dict[str, Any]) -> Spec:
+    raw = copy.deepcopy(spec.raw)
+    raw["components"]["schemas"].update(extra)
+    return parse_spec(raw, spec.path, spec.catalogue)
+
+
+# -- determinism ------------------------------------------------------------------------------
+
+def test_same_recipe_and_seed_give_byte_identical_worlds(spec: Spec, recipe: Recipe,
+                                                        world: World) -> None:
+    assert _bytes(build_world(spec, recipe)) == _bytes(world)
+
+
+def test_another_seed_gives_another_world(spec: Spec, recipe: Recipe, world: World) -> None:
+    other = build_world(spec, dataclasses.replace(recipe, seed=recipe.seed + 1))
+    assert _bytes(other) != _bytes(world)
+    generated = [c for c, recs in world.items() if len(recs) > len(recipe.records.get(c, []))]
+    for name in generated:
+        assert other[name] != world[name], name
+
+
+def test_another_process_at_another_time_dumps_the_same_world(world: World) -> None:
+    """Python's string hashing differs per process and the clock moves; the world does not."""
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-m", "sandbox.cli", "fixtures", "dump"], env=env,
+                         capture_output=True, check=True, timeout=60).stdout
+    assert json.loads(out) == world
+
+
+def test_record_does_not_depend_on_the_count_of_its_own_collection(spec: Spec, recipe: Recipe,
+                                                                   world: World) -> None:
+    fewer = dict(recipe.counts, tickets=100, audit_log=10)
+    smaller = build_world(spec, dataclasses.replace(recipe, counts=fewer))
+    assert smaller["audit_log"] == world["audit_log"][:10]
+    for name in ("clients", "contacts", "agents", "checks", "users", "invoices"):
+        assert smaller[name] == world[name], name
+
+
+def test_adding_a_count_for_an_unreferenced_collection_changes_no_other_record(
+        spec: Spec, recipe: Recipe) -> None:
+    counts = {k: v for k, v in recipe.counts.items() if k != "audit_log"}
+    without = build_world(spec, dataclasses.replace(recipe, counts=counts))
+    with_it = build_world(spec, dataclasses.replace(recipe, counts={**counts, "audit_log": 50}))
+    assert without["audit_log"] == []
+    assert len(with_it["audit_log"]) == 50
+    assert {c: v for c, v in with_it.items() if c != "audit_log"} == {
+        c: v for c, v in without.items() if c != "audit_log"}
+
+
+WIDGET = {
+    "Widget": {
+        "type": "object",
+        "x-collection": {"name": "widgets", "id-prefix": "wid"},
+        "additionalProperties": False,
+        "required": ["id", "client_id", "agent_id", "label", "colour", "created_at", "updated_at"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^wid_[0-9a-z]+$"},
+            "agent_id": {"type": "string",
+                         "x-ref": {"collection": "agents", "copy": {"client_id": "client_id"}}},
+            "client_id": {"type": "string", "x-ref": "clients"},
+            "label": {"type": "string", "x-faker": {"choices": ["a", "b"]}},
+            "colour": {"type": "string", "enum": ["red", "blue"], "x-weights": [9, 1]},
+            "seen_at": {"type": ["string", "null"], "format": "date-time",
+                        "x-time": {"within_days": 3}},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    }
+}
+
+
+def test_a_new_collection_in_the_spec_is_generated_and_changes_nothing_else(
+        spec: Spec, recipe: Recipe, world: World) -> None:
+    patched = _patched_spec(spec, WIDGET)
+    grown = build_world(patched, dataclasses.replace(recipe, counts={**recipe.counts,
+                                                                     "widgets": 25}))
+    widgets = grown.pop("widgets")
+    assert grown == world
+    assert len(widgets) == 25
+    validator = jsonschema_rs.validator_for(patched.collections["widgets"].schema,
+                                            validate_formats=True)
+    agents = _by_id(world)["agents"]
+    for w in widgets:
+        validator.validate(w)
+        assert agents[w["agent_id"]]["client_id"] == w["client_id"]
+
+
+def test_a_collection_without_a_count_is_empty(spec: Spec, recipe: Recipe) -> None:
+    patched = _patched_spec(spec, WIDGET)
+    assert build_world(patched, recipe)["widgets"] == []
+
+
+def test_reference_cycles_between_collections_are_refused(spec: Spec, recipe: Recipe) -> None:
+    loop = {
+        "Egg": {"type": "object", "x-collection": {"name": "eggs", "id-prefix": "egg"},
+                "properties": {"id": {"type": "string"},
+                               "hen_id": {"type": "string", "x-ref": "hens"}}},
+        "Hen": {"type": "object", "x-collection": {"name": "hens", "id-prefix": "hen"},
+                "properties": {"id": {"type": "string"},
+                               "egg_id": {"type": "string", "x-ref": "eggs"}}},
+    }
+    with pytest.raises(GenerationError, match="cycle.*(eggs -> hens|hens -> eggs)"):
+        build_world(_patched_spec(spec, loop), recipe)
+
+
+def test_a_required_reference_to_an_empty_collection_is_refused(spec: Spec,
+                                                                recipe: Recipe) -> None:
+    counts = dict(recipe.counts, agents=0, checks=10)
+    with pytest.raises(GenerationError, match="checks.agent_id refers to agents"):
+        build_world(spec, dataclasses.replace(recipe, counts=counts, records={}, keys=()))
+
+
+# -- validity ---------------------------------------------------------------------------------
+
+def test_every_collection_of_the_spec_has_a_list(spec: Spec, world: World) -> None:
+    assert list(world) == list(spec.collections)
+
+
+def test_every_record_validates_against_its_collection_schema(spec: Spec, world: World) -> None:
+    failures = []
+    for name, records in world.items():
+        validator = jsonschema_rs.validator_for(spec.collections[name].schema,
+                                                validate_formats=True)
+        failures += [(name, r["id"], str(e)[:200]) for r in records
+                     for e in validator.iter_errors(r)]
+    assert failures == []
+
+
+def test_ids_are_unique_and_match_the_collection_prefix(spec: Spec, world: World) -> None:
+    for name, records in world.items():
+        ids = [r["id"] for r in records]
+        assert len(set(ids)) == len(ids), name
+        prefix = spec.collections[name].id_prefix
+        assert all(i.startswith(prefix + "_") for i in ids), name
+
+
+def test_values_are_json_ready(world: World) -> None:
+    def plain(v: Any) -> bool:
+        if isinstance(v, dict):
+            return all(isinstance(k, str) and plain(x) for k, x in v.items())
+        if isinstance(v, list):
+            return all(plain(x) for x in v)
+        return v is None or isinstance(v, str | int | float | bool)
+
+    assert all(plain(r) for recs in world.values() for r in recs)
+
+
+def _ref_fields(schema: dict[str, Any]) -> list[tuple[str, str, bool, bool]]:
+    """(field, target collection, is an array, may be null) for every x-ref property."""
+    out = []
+    for field, prop in (schema.get("properties") or {}).items():
+        ref = ref_target(prop)
+        if ref is not None:
+            types = prop.get("type")
+            out.append((field, ref[0], False, isinstance(types, list) and "null" in types))
+        items = prop.get("items") or {}
+        if ref_target(items) is not None:
+            out.append((field, ref_target(items)[0], True, False))  # type: ignore[index]
+    return out
+
+
+def test_every_reference_resolves_to_a_record_of_its_collection(spec: Spec,
+                                                                world: World) -> None:
+    ids = {c: {r["id"] for r in recs} for c, recs in world.items()}
+    checked = 0
+    for name, records in world.items():
+        for field, target, is_array, may_be_null in _ref_fields(spec.collections[name].schema):
+            for rec in records:
+                values = rec[field] if is_array else [rec[field]]
+                for v in values:
+                    if v is None:
+                        assert may_be_null, (name, rec["id"], field)
+                    else:
+                        assert v in ids[target], (name, rec["id"], field, v)
+                        checked += 1
+    assert checked > 5000
+
+
+def test_copied_and_matched_references_agree_with_the_referenced_record(
+        spec: Spec, world: World) -> None:
+    index = _by_id(world)
+    for name, c in spec.collections.items():
+        for field, prop in c.schema["properties"].items():
+            ref = ref_target(prop)
+            if ref is None:
+                continue
+            target, copies, where = ref
+            for rec in world[name]:
+                other = index[target].get(rec[field]) if rec[field] else None
+                if other is None:
+                    continue
+                for mine, theirs in copies.items():
+                    assert rec[mine] == other[theirs], (name, rec["id"], mine)
+                for theirs, mine in where.items():
+                    assert other[theirs] == rec[mine], (name, rec["id"], field)
+
+
+def test_records_that_share_a_reference_agree_on_it(world: World) -> None:
+    agents = _by_id(world)["agents"]
+    for alert in world["alerts"]:
+        if alert["agent_id"]:
+            assert agents[alert["agent_id"]]["client_id"] == alert["client_id"]
+
+
+# -- time -------------------------------------------------------------------------------------
+
+def _time_fields(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f: p for f, p in schema["properties"].items() if p.get("format") == "date-time"}
+
+
+def test_no_timestamp_is_later_than_the_epoch_unless_declared_ahead(
+        spec: Spec, recipe: Recipe, world: World) -> None:
+    epoch = recipe.epoch.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ahead_seen = 0
+    for name, records in world.items():
+        for field, prop in _time_fields(spec.collections[name].schema).items():
+            ahead = "ahead_days" in (prop.get("x-time") or {})
+            for rec in records:
+                value = rec.get(field)
+                if value is None:
+                    continue
+                if ahead:
+                    ahead_seen += value > epoch
+                else:
+                    assert value <= epoch, (name, rec["id"], field, value)
+    assert ahead_seen > 0
+
+
+def test_created_within_two_years_and_updated_between_created_and_epoch(
+        recipe: Recipe, world: World) -> None:
+    epoch = recipe.epoch.strftime("%Y-%m-%dT%H:%M:%SZ")
+    floor = recipe.epoch.replace(year=recipe.epoch.year - 2).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for name, records in world.items():
+        for rec in records:
+            assert floor <= rec["created_at"] <= rec["updated_at"] <= epoch, (name, rec["id"])
+
+
+def test_relative_times_follow_their_anchor(spec: Spec, world: World) -> None:
+    checked = 0
+    for name, c in spec.collections.items():
+        for field, prop in c.schema["properties"].items():
+            after = (prop.get("x-time") or {}).get("after")
+            if not after:
+                continue
+            for rec in world[name]:
+                if rec[field] is not None:
+                    assert rec[after] is not None and rec[field] >= rec[after], (name, field)
+                    checked += 1
+    assert checked > 100
+
+
+def test_children_are_created_after_what_they_refer_to(world: World) -> None:
+    index = _by_id(world)
+    for comment in world["ticket_comments"]:
+        assert comment["created_at"] >= index["tickets"][comment["ticket_id"]]["created_at"]
+    for agent in world["agents"]:
+        assert agent["created_at"] >= index["clients"][agent["client_id"]]["created_at"]
+
+
+def test_conditional_fields_are_null_outside_their_condition(world: World) -> None:
+    for alert in world["alerts"]:
+        assert (alert["resolved_at"] is None) == (alert["status"] != "resolved")
+        assert (alert["acknowledged_by"] is None) == (alert["status"] == "open")
+    for ticket in world["tickets"]:
+        if ticket["status"] not in ("Resolved", "Closed"):
+            assert ticket["resolution"] is None
+
+
+# -- proportions, named records and keys ------------------------------------------------------
+
+def test_proportions_follow_the_weights(world: World) -> None:
+    agents = Counter(a["status"] for a in world["agents"])
+    assert agents["online"] / len(world["agents"]) > 0.8
+    checks = Counter(c["status"] for c in world["checks"])
+    assert checks["pass"] / len(world["checks"]) > 0.75
+    platforms = Counter(a["platform"] for a in world["agents"])
+    assert platforms.most_common(1)[0][0] == "windows"
+    assert len(world["alerts"]) < len(world["checks"]) / 5
+
+
+def test_counts_come_from_the_recipe_and_never_drop_named_records(recipe: Recipe,
+                                                                  world: World) -> None:
+    for name, recs in world.items():
+        named = len(recipe.records.get(name, []))
+        expected = max(recipe.counts.get(name, 0), named)
+        if name == "api_keys":
+            expected = max(expected, len(recipe.keys))
+        assert len(recs) == expected, name
+
+
+def test_named_records_keep_their_ids_values_and_come_first(recipe: Recipe,
+                                                            world: World) -> None:
+    for name, named in recipe.records.items():
+        for i, fixed in enumerate(named):
+            rec = world[name][i]
+            assert {k: rec[k] for k in fixed} == fixed, (name, fixed["id"])
+    agent = _by_id(world)["agents"]["agt_acmesrv01"]
+    assert (agent["client_id"], agent["hostname"], agent["status"], agent["platform"]) == (
+        "cli_acme", "ACME-SRV01", "online", "windows")
+    ticket = _by_id(world)["tickets"]["tkt_acmeprinter"]
+    assert (ticket["number"], ticket["reference"]) == (1001, "INC-1001")
+
+
+def test_generated_ids_count_from_the_record_index(recipe: Recipe, world: World) -> None:
+    named = len(recipe.records["clients"])
+    assert world["clients"][named]["id"] == f"cli_{named:06d}"
+
+
+def test_technician_may_change_every_family_but_billing_settings_users_roles(
+        spec: Spec, world: World) -> None:
+    tech = set(_by_id(world)["roles"]["rol_technician"]["permissions"])
+    granted = {s for op in spec.operations for s in op.scopes
+               if not s.endswith(":read")
+               and s.split(":")[0] not in ("psa_billing", "settings", "users", "roles")}
+    assert granted <= tech
+    assert not {p for p in tech if p.split(":")[0] in ("psa_billing", "settings")
+                and not p.endswith(":read")}
+
+
+def test_api_key_records_mirror_the_keys_without_their_secrets(recipe: Recipe,
+                                                               world: World) -> None:
+    records = _by_id(world)["api_keys"]
+    assert list(records) == [k.id for k in recipe.keys]
+    text = _bytes(world)
+    for key in recipe.keys:
+        rec = records[key.id]
+        assert key.key not in text
+        assert rec["prefix"] == key.key[:12] + "\u2026"
+        assert (rec["owner_id"], rec["access"], rec["scopes"], rec["expires_at"]) == (
+            key.user_id, key.access, list(key.scopes), key.expires_at)
+        assert (rec["revoked_at"] is not None) == key.revoked
+        assert rec["last_used_at"] is None
+        if key.expires_at:
+            assert rec["created_at"] < key.expires_at
+
+
+def test_scaled_recipe_keeps_every_guarantee(spec: Spec, recipe: Recipe) -> None:
+    """The large recipe is this, bigger: counts scale, references resolve, records validate."""
+    counts = {k: v * 3 for k, v in recipe.counts.items() if k in ("clients", "sites", "agents",
+                                                                   "checks", "alerts")}
+    counts["users"] = 2  # fewer than the named users: the named ones all stay
+    world = build_world(spec, dataclasses.replace(recipe, counts=counts))
+    assert len(world["agents"]) == 3 * recipe.counts["agents"]
+    assert len(world["users"]) == len(recipe.records["users"])
+    assert world["tickets"] == world["tickets"][:1]  # only the named ticket
+    ids = {c: {r["id"] for r in recs} for c, recs in world.items()}
+    for check in world["checks"]:
+        assert check["agent_id"] in ids["agents"] and check["client_id"] in ids["clients"]
+    validator = jsonschema_rs.validator_for(spec.collections["agents"].schema)
+    assert all(validator.is_valid(a) for a in world["agents"])
+
+
+def test_generation_can_be_limited_to_what_some_collections_need(
+        spec: Spec, recipe: Recipe, world: World) -> None:
+    part = build_world(spec, recipe, collections=["users"])
+    assert part["users"] == world["users"] and part["roles"] == world["roles"]
+    assert part["agents"] == []
+
+
+def test_named_record_with_a_field_the_schema_lacks_is_refused(spec: Spec,
+                                                               recipe: Recipe) -> None:
+    records = {**recipe.records, "clients": [{"id": "cli_x", "colour": "red"}]}
+    with pytest.raises(GenerationError, match="cli_x.*colour"):
+        build_world(spec, dataclasses.replace(recipe, records=records))
+
+
+def test_default_world_builds_well_under_a_second(spec: Spec, recipe: Recipe) -> None:
+    start = time.perf_counter()
+    build_world(spec, recipe)
+    assert time.perf_counter() - start < 1.0
