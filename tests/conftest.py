@@ -51,7 +51,8 @@ def client(app: Any) -> Iterator[TestClient]:
 def fresh_client(app: Any) -> Iterator[TestClient]:
     """A client with a workspace of its own: writes and rate budget start from the seed."""
     headers = {"X-Sandbox-Workspace": f"test-{uuid.uuid4().hex[:12]}"}
-    with TestClient(app, base_url="http://sandbox.local", headers=headers) as c:
+    with TestClient(app, base_url="http://sandbox.local") as c:
+        c.headers.update(headers)
         yield c
 
 

@@ -152,9 +152,10 @@ def test_reference_cycles_between_collections_are_refused(spec: Spec, recipe: Re
 
 def test_a_required_reference_to_an_empty_collection_is_refused(spec: Spec,
                                                                 recipe: Recipe) -> None:
-    counts = dict(recipe.counts, agents=0, checks=10)
-    with pytest.raises(GenerationError, match="checks.agent_id refers to agents"):
-        build_world(spec, dataclasses.replace(recipe, counts=counts, records={}, keys=()))
+    records = {c: r for c, r in recipe.records.items() if c != "agents"}
+    counts = dict(recipe.counts, agents=0)
+    with pytest.raises(GenerationError, match=r"\.agent_id refers to agents, which has no records"):
+        build_world(spec, dataclasses.replace(recipe, counts=counts, records=records))
 
 
 # -- validity ---------------------------------------------------------------------------------
