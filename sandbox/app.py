@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFou
 from sandbox.admin import build_admin
 from sandbox.docs import docs_routes
 from sandbox.errors import ApiError
+from sandbox.hosted import lifespans as hosted_lifespans
 from sandbox.pipeline.envelope import error_response, json_response
 from sandbox.pipeline.routing import build_routes
 from sandbox.pipeline.runner import Pipeline
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
             Exception: _crash,
         },
         cors_config=cors,
+        lifespan=hosted_lifespans(state),
         openapi_config=None,
         request_max_body_size=None,
         debug=False,

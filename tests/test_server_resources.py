@@ -38,18 +38,27 @@ def test_a_page_past_the_end_is_empty_with_the_true_total(client: Any, owner: An
     assert data["page"] == 999
 
 
-def test_per_page_over_one_hundred_is_a_validation_error_naming_the_field(client: Any, owner: Any) -> None:
+def test_per_page_over_one_hundred_is_a_validation_error_naming_the_field(
+    client: Any, owner: Any
+) -> None:
     r = client.get("/api/v1/agents?per_page=101", headers=owner)
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["code"] == "VALIDATION_ERROR"
     assert err["details"][0]["location"] == "query" and err["details"][0]["field"] == "per_page"
-    assert client.get("/api/v1/agents?per_page=100", headers=owner).json()["data"]["per_page"] == 100
+    assert (
+        client.get("/api/v1/agents?per_page=100", headers=owner).json()["data"]["per_page"] == 100
+    )
 
 
 def test_page_below_one_and_non_integers_are_rejected(client: Any, owner: Any) -> None:
-    for query, field in (("page=0", "page"), ("page=-3", "page"), ("per_page=0", "per_page"),
-                         ("page=two", "page"), ("per_page=1.5", "per_page")):
+    for query, field in (
+        ("page=0", "page"),
+        ("page=-3", "page"),
+        ("per_page=0", "per_page"),
+        ("page=two", "page"),
+        ("per_page=1.5", "per_page"),
+    ):
         r = client.get(f"/api/v1/tickets?{query}", headers=owner)
         assert r.status_code == 400, query
         assert r.json()["error"]["details"][0]["field"] == field
@@ -74,11 +83,17 @@ def test_combined_filters_and_search(client: Any, owner: Any) -> None:
 
 
 def test_sort_orders_ascending_and_descending(client: Any, owner: Any) -> None:
-    up = client.get("/api/v1/agents?sort=hostname&per_page=100", headers=owner).json()["data"]["items"]
-    down = client.get("/api/v1/agents?sort=-hostname&per_page=100", headers=owner).json()["data"]["items"]
+    up = client.get("/api/v1/agents?sort=hostname&per_page=100", headers=owner).json()["data"][
+        "items"
+    ]
+    down = client.get("/api/v1/agents?sort=-hostname&per_page=100", headers=owner).json()["data"][
+        "items"
+    ]
     names = [a["hostname"] for a in up]
     assert names == sorted(names)
-    assert [a["hostname"] for a in down] == sorted((a["hostname"] for a in _world(client, "agents")), reverse=True)[:100]
+    assert [a["hostname"] for a in down] == sorted(
+        (a["hostname"] for a in _world(client, "agents")), reverse=True
+    )[:100]
 
 
 def test_get_unknown_id_is_not_found_in_the_envelope(client: Any, owner: Any) -> None:
@@ -97,31 +112,43 @@ def test_unknown_path_and_wrong_method_answer_in_the_envelope(client: Any, owner
 
 def test_create_assigns_id_timestamps_and_sequence_and_reads_back(fresh_client: Any) -> None:
     h = bearer(key_named(fresh_client.app, "Owner - full"))
-    r = fresh_client.post("/api/v1/tickets", headers=h, json={"subject": "Printer jam", "client_id": "cli_acme",
-                                                              "type": "Service Request"})
+    r = fresh_client.post(
+        "/api/v1/tickets",
+        headers=h,
+        json={"subject": "Printer jam", "client_id": "cli_acme", "type": "Service Request"},
+    )
     assert r.status_code == 201
     t = r.json()["data"]
     assert t["id"].startswith("tkt_") and t["created_at"] == t["updated_at"]
     assert t["reference"] == f"REQ-{t['number']}" and t["status"] == "New"
     assert fresh_client.get(f"/api/v1/tickets/{t['id']}", headers=h).json()["data"] == t
-    second = fresh_client.post("/api/v1/tickets", headers=h, json={"subject": "Two", "client_id": "cli_acme"})
+    second = fresh_client.post(
+        "/api/v1/tickets", headers=h, json={"subject": "Two", "client_id": "cli_acme"}
+    )
     assert second.json()["data"]["number"] == t["number"] + 1
 
 
 def test_create_refuses_read_only_fields_and_changes_nothing(fresh_client: Any) -> None:
     h = bearer(key_named(fresh_client.app, "Owner - full"))
     before = fresh_client.get("/api/v1/tickets?per_page=1", headers=h).json()["data"]["total"]
-    r = fresh_client.post("/api/v1/tickets", headers=h,
-                          json={"subject": "x", "client_id": "cli_acme", "number": 1, "id": "tkt_mine"})
+    r = fresh_client.post(
+        "/api/v1/tickets",
+        headers=h,
+        json={"subject": "x", "client_id": "cli_acme", "number": 1, "id": "tkt_mine"},
+    )
     assert r.status_code == 400
     fields = {d["field"] for d in r.json()["error"]["details"]}
     assert {"number", "id"} & fields
-    assert fresh_client.get("/api/v1/tickets?per_page=1", headers=h).json()["data"]["total"] == before
+    assert (
+        fresh_client.get("/api/v1/tickets?per_page=1", headers=h).json()["data"]["total"] == before
+    )
 
 
 def test_create_with_a_missing_reference_is_refused_with_a_clear_code(fresh_client: Any) -> None:
     h = bearer(key_named(fresh_client.app, "Owner - full"))
-    r = fresh_client.post("/api/v1/tickets", headers=h, json={"subject": "x", "client_id": "cli_ghost"})
+    r = fresh_client.post(
+        "/api/v1/tickets", headers=h, json={"subject": "x", "client_id": "cli_ghost"}
+    )
     assert r.status_code == 422
     err = r.json()["error"]
     assert err["code"] == "REFERENCE_NOT_FOUND" and err["details"][0]["field"] == "client_id"
@@ -138,13 +165,20 @@ def test_missing_required_fields_are_each_named(fresh_client: Any) -> None:
 def test_patch_merges_and_delete_makes_the_id_not_found(fresh_client: Any) -> None:
     h = bearer(key_named(fresh_client.app, "Owner - full"))
     before = fresh_client.get("/api/v1/contacts/con_acmejane", headers=h).json()["data"]
-    r = fresh_client.patch("/api/v1/contacts/con_acmejane", headers=h, json={"job_title": "IT lead"})
+    r = fresh_client.patch(
+        "/api/v1/contacts/con_acmejane", headers=h, json={"job_title": "IT lead"}
+    )
     after = r.json()["data"]
     assert after["job_title"] == "IT lead" and after["email"] == before["email"]
     assert after["updated_at"] >= before["updated_at"]
-    made = fresh_client.post("/api/v1/sites", headers=h, json={"client_id": "cli_acme", "name": "Annex"})
+    made = fresh_client.post(
+        "/api/v1/sites", headers=h, json={"client_id": "cli_acme", "name": "Annex"}
+    )
     sid = made.json()["data"]["id"]
-    assert fresh_client.delete(f"/api/v1/sites/{sid}", headers=h).json()["data"] == {"id": sid, "deleted": True}
+    assert fresh_client.delete(f"/api/v1/sites/{sid}", headers=h).json()["data"] == {
+        "id": sid,
+        "deleted": True,
+    }
     assert fresh_client.get(f"/api/v1/sites/{sid}", headers=h).status_code == 404
     assert fresh_client.delete(f"/api/v1/sites/{sid}", headers=h).status_code == 404
 
@@ -157,23 +191,33 @@ def test_delete_refuses_a_record_still_referenced(fresh_client: Any) -> None:
     assert r.status_code == 409 and r.json()["error"]["code"] == "IN_USE"
 
 
-def test_reboot_creates_a_request_that_can_be_fetched_and_moves_on_with_the_clock(fresh_client: Any) -> None:
+def test_reboot_creates_a_request_that_can_be_fetched_and_moves_on_with_the_clock(
+    fresh_client: Any,
+) -> None:
     h = bearer(key_named(fresh_client.app, "Owner - full"))
-    r = fresh_client.post("/api/v1/agents/agt_acmesrv01/reboot", headers=h, json={"reason": "patching"})
+    r = fresh_client.post(
+        "/api/v1/agents/agt_acmesrv01/reboot", headers=h, json={"reason": "patching"}
+    )
     assert r.status_code == 202
     reboot = r.json()["data"]
     assert reboot["status"] == "queued" and reboot["agent_id"] == "agt_acmesrv01"
-    listed = fresh_client.get("/api/v1/agents/agt_acmesrv01/reboots", headers=h).json()["data"]["items"]
+    listed = fresh_client.get("/api/v1/agents/agt_acmesrv01/reboots", headers=h).json()["data"][
+        "items"
+    ]
     assert reboot["id"] in [x["id"] for x in listed]
     fresh_client.post("/_sandbox/clock", headers=ADMIN, json={"advance_seconds": 31})
-    listed = fresh_client.get("/api/v1/agents/agt_acmesrv01/reboots", headers=h).json()["data"]["items"]
+    listed = fresh_client.get("/api/v1/agents/agt_acmesrv01/reboots", headers=h).json()["data"][
+        "items"
+    ]
     done = next(x for x in listed if x["id"] == reboot["id"])
     assert done["status"] == "completed" and done["completed_at"] is not None
 
 
 def test_reboot_of_an_offline_agent_is_a_conflict(fresh_client: Any) -> None:
     h = bearer(key_named(fresh_client.app, "Owner - full"))
-    offline = fresh_client.get("/api/v1/agents?status=offline&per_page=1", headers=h).json()["data"]["items"][0]
+    offline = fresh_client.get("/api/v1/agents?status=offline&per_page=1", headers=h).json()[
+        "data"
+    ]["items"][0]
     r = fresh_client.post(f"/api/v1/agents/{offline['id']}/reboot", headers=h)
     assert r.status_code == 409 and r.json()["error"]["code"] == "AGENT_OFFLINE"
 
@@ -181,13 +225,17 @@ def test_reboot_of_an_offline_agent_is_a_conflict(fresh_client: Any) -> None:
 def test_script_run_moves_from_queued_to_completed(fresh_client: Any) -> None:
     h = bearer(key_named(fresh_client.app, "Owner - full"))
     script = fresh_client.get("/api/v1/scripts?per_page=1", headers=h).json()["data"]["items"][0]
-    r = fresh_client.post(f"/api/v1/scripts/{script['id']}/run", headers=h,
-                          json={"agent_ids": ["agt_acmesrv01"]})
+    r = fresh_client.post(
+        f"/api/v1/scripts/{script['id']}/run", headers=h, json={"agent_ids": ["agt_acmesrv01"]}
+    )
     assert r.status_code == 202
     run = r.json()["data"]
     assert run["status"] == "queued" and run["script_id"] == script["id"]
     fresh_client.post("/_sandbox/clock", headers=ADMIN, json={"advance_seconds": 3})
-    assert fresh_client.get(f"/api/v1/script-runs/{run['id']}", headers=h).json()["data"]["status"] == "running"
+    assert (
+        fresh_client.get(f"/api/v1/script-runs/{run['id']}", headers=h).json()["data"]["status"]
+        == "running"
+    )
     fresh_client.post("/_sandbox/clock", headers=ADMIN, json={"advance_seconds": 10})
     final = fresh_client.get(f"/api/v1/script-runs/{run['id']}", headers=h).json()["data"]
     assert final["status"] == "completed" and final["exit_code"] == 0 and final["finished_at"]
@@ -195,7 +243,9 @@ def test_script_run_moves_from_queued_to_completed(fresh_client: Any) -> None:
 
 def test_alert_acknowledge_then_resolve_and_illegal_transition(fresh_client: Any) -> None:
     h = bearer(key_named(fresh_client.app, "Owner - full"))
-    alert = fresh_client.get("/api/v1/alerts?status=open&per_page=1", headers=h).json()["data"]["items"][0]
+    alert = fresh_client.get("/api/v1/alerts?status=open&per_page=1", headers=h).json()["data"][
+        "items"
+    ][0]
     acked = fresh_client.post(f"/api/v1/alerts/{alert['id']}/acknowledge", headers=h).json()["data"]
     assert acked["status"] == "acknowledged" and acked["acknowledged_by"] == "usr_owner"
     again = fresh_client.post(f"/api/v1/alerts/{alert['id']}/acknowledge", headers=h)
@@ -206,11 +256,15 @@ def test_alert_acknowledge_then_resolve_and_illegal_transition(fresh_client: Any
 
 def test_ticket_comments_are_a_nested_list(fresh_client: Any) -> None:
     h = bearer(key_named(fresh_client.app, "Owner - full"))
-    r = fresh_client.post("/api/v1/tickets/tkt_acmeprinter/comments", headers=h, json={"body": "On my way."})
+    r = fresh_client.post(
+        "/api/v1/tickets/tkt_acmeprinter/comments", headers=h, json={"body": "On my way."}
+    )
     assert r.status_code == 201
     comment = r.json()["data"]
     assert comment["ticket_id"] == "tkt_acmeprinter" and comment["author_id"] == "usr_owner"
-    items = fresh_client.get("/api/v1/tickets/tkt_acmeprinter/comments?per_page=100", headers=h).json()["data"]
+    items = fresh_client.get(
+        "/api/v1/tickets/tkt_acmeprinter/comments?per_page=100", headers=h
+    ).json()["data"]
     assert comment["id"] in [c["id"] for c in items["items"]]
     assert all(c["ticket_id"] == "tkt_acmeprinter" for c in items["items"])
     assert fresh_client.get("/api/v1/tickets/tkt_nope/comments", headers=h).status_code == 404
@@ -219,16 +273,24 @@ def test_ticket_comments_are_a_nested_list(fresh_client: Any) -> None:
 def test_malformed_json_wrong_type_and_oversized_bodies(fresh_client: Any) -> None:
     h = bearer(key_named(fresh_client.app, "Owner - full"))
     before = fresh_client.get("/api/v1/clients?per_page=1", headers=h).json()["data"]["total"]
-    r = fresh_client.post("/api/v1/clients", headers={**h, "Content-Type": "application/json"}, content=b"{name:")
+    r = fresh_client.post(
+        "/api/v1/clients", headers={**h, "Content-Type": "application/json"}, content=b"{name:"
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "MALFORMED_JSON"
-    r = fresh_client.post("/api/v1/clients", headers={**h, "Content-Type": "text/plain"}, content=b'{"name": "x"}')
+    r = fresh_client.post(
+        "/api/v1/clients", headers={**h, "Content-Type": "text/plain"}, content=b'{"name": "x"}'
+    )
     assert r.status_code == 415 and r.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
     big = b'{"name": "' + b"x" * (1024 * 1024 + 10) + b'"}'
-    r = fresh_client.post("/api/v1/clients", headers={**h, "Content-Type": "application/json"}, content=big)
+    r = fresh_client.post(
+        "/api/v1/clients", headers={**h, "Content-Type": "application/json"}, content=big
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
     r = fresh_client.post("/api/v1/clients", headers=h, json=["not", "an", "object"])
     assert r.status_code == 400 and r.json()["error"]["code"] == "VALIDATION_ERROR"
-    assert fresh_client.get("/api/v1/clients?per_page=1", headers=h).json()["data"]["total"] == before
+    assert (
+        fresh_client.get("/api/v1/clients?per_page=1", headers=h).json()["data"]["total"] == before
+    )
 
 
 def test_auth_me_returns_the_full_access_identity(client: Any, owner: Any) -> None:

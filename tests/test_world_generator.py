@@ -146,8 +146,29 @@ def test_reference_cycles_between_collections_are_refused(spec: Spec, recipe: Re
                 "properties": {"id": {"type": "string"},
                                "egg_id": {"type": "string", "x-ref": "eggs"}}},
     }
-    with pytest.raises(GenerationError, match="cycle.*(eggs -> hens|hens -> eggs)"):
+    with pytest.raises(GenerationError, match=r"cycle.*(eggs -> hens|hens -> eggs)"):
         build_world(_patched_spec(spec, loop), recipe)
+
+
+def test_a_collection_may_refer_to_its_own_records(spec: Spec, recipe: Recipe) -> None:
+    folders = {
+        "Folder": {"type": "object", "x-collection": {"name": "folders", "id-prefix": "fld"},
+                   "properties": {"id": {"type": "string"},
+                                  "parent_id": {"type": ["string", "null"], "x-ref": "folders",
+                                                "x-null-probability": 0.2}}},
+    }
+    world = build_world(_patched_spec(spec, folders),
+                        dataclasses.replace(recipe, counts={**recipe.counts, "folders": 30}))
+    ids = {f["id"] for f in world["folders"]}
+    parents = [f["parent_id"] for f in world["folders"] if f["parent_id"] is not None]
+    assert parents and set(parents) <= ids
+
+
+def test_a_named_id_that_a_generated_record_also_gets_is_refused(spec: Spec,
+                                                                 recipe: Recipe) -> None:
+    records = {**recipe.records, "scripts": [{"id": "scr_000003"}]}
+    with pytest.raises(GenerationError, match=r"scripts: a named record takes a generated id"):
+        build_world(spec, dataclasses.replace(recipe, records=records))
 
 
 def test_a_required_reference_to_an_empty_collection_is_refused(spec: Spec,
@@ -408,7 +429,7 @@ def test_generation_can_be_limited_to_what_some_collections_need(
 def test_named_record_with_a_field_the_schema_lacks_is_refused(spec: Spec,
                                                                recipe: Recipe) -> None:
     records = {**recipe.records, "clients": [{"id": "cli_x", "colour": "red"}]}
-    with pytest.raises(GenerationError, match="cli_x.*colour"):
+    with pytest.raises(GenerationError, match=r"cli_x.*colour"):
         build_world(spec, dataclasses.replace(recipe, records=records))
 
 

@@ -81,6 +81,10 @@ class Pipeline:
 
     # -------------------------------------------------------------- stage helpers
     def workspace_for(self, request: Request) -> Workspace:
+        if self.state.settings.hosted:  # per-visitor workspaces; imported late (import cycle)
+            from sandbox.hosted import policy_for
+
+            return policy_for(self.state).workspace_for(request)
         name = request.headers.get(WORKSPACE_HEADER)
         if name is None:
             return self.state.workspaces.get(Workspaces.DEFAULT)

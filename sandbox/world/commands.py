@@ -13,7 +13,9 @@ from sandbox.world.generator import World, build_world
 from sandbox.world.recipe import Recipe, RecipeError, key_status, load_recipe
 from sandbox.world.values import GenerationError, ref_target
 
-_STATUS_STYLE = {"active": "green", "expired": "yellow", "revoked": "red", "owner_deactivated": "red"}
+_STATUS_STYLE = {
+    "active": "green", "expired": "yellow", "revoked": "red", "owner_deactivated": "red",
+}
 
 
 def _collection_by_prefix(spec: Spec, record_id: str) -> str | None:

@@ -12,19 +12,21 @@ from __future__ import annotations
 import _random
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 
 from sandbox.spec import Collection, Spec
 from sandbox.world.derive import derive_fields, has_computed
-from sandbox.world.recipe import KeySpec, Recipe, format_ts
+from sandbox.world.recipe import KeySpec, Recipe
 from sandbox.world.values import (
+    DAY,
     Draft,
     FieldPlan,
     GenerationError,
     WorldContext,
     compile_plans,
+    format_datetime,
     order_plans,
     parse_time,
     ref_target,
@@ -54,6 +56,14 @@ def generation_order(collections: dict[str, Collection]) -> list[str]:
         name: {t for t in _targets(c.schema) if t != name}
         for name, c in collections.items()
     }
+    for name, c in collections.items():
+        for field, prop in (c.schema.get("properties") or {}).items():
+            ref = ref_target(prop)
+            if ref is not None and ref[0] == name and (ref[1] or ref[2]):
+                raise GenerationError(
+                    f"{name}.{field}: a reference to its own collection cannot copy or match "
+                    "fields (those records are not generated yet)"
+                )
     for name, targets in deps.items():
         unknown = targets - collections.keys()
         if unknown:
@@ -136,7 +146,7 @@ def _generate(collection: Collection, ctx: WorldContext, named: list[dict[str, A
               seed: int, year: int) -> None:
     name = collection.name
     props = list((collection.schema.get("properties") or {}).keys())
-    plans = order_plans(compile_plans(collection.schema, ctx, name), name)
+    plans = order_plans(compile_plans(collection.schema, ctx, name, own=name), name)
     copied = {mine for p in props for mine in _copies(collection.schema["properties"][p])}
     fast = [(p.name, p.make, p.name in copied) for p in plans]
     computed = has_computed(collection)
@@ -201,16 +211,9 @@ def _finish_keys(records: list[dict[str, Any]], keys: tuple[KeySpec, ...]) -> No
         if key is None:
             continue
         if key.expires_at and "created_at" in rec and rec["created_at"] >= key.expires_at:
-            expires = parse_time(key.expires_at)
-            rec["created_at"] = format_ts(_dt(expires) - timedelta(days=90))
+            rec["created_at"] = format_datetime(parse_time(key.expires_at) - 90 * DAY)
         if "revoked_at" in rec:
             rec["revoked_at"] = rec.get("updated_at") if key.revoked else None
-
-
-def _dt(ts: int) -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ts, UTC)
 
 
 def build_world(spec: Spec, recipe: Recipe, *, collections: Iterable[str] | None = None) -> World:
@@ -236,6 +239,10 @@ def build_world(spec: Spec, recipe: Recipe, *, collections: Iterable[str] | None
         named_ids={n: [r["id"] for r in recs] for n, recs in named.items()},
         schemas={n: c.schema for n, c in spec.collections.items()},
     )
+    for name, ids in ctx.ids.items():
+        if len(set(ids)) != len(ids):
+            taken = sorted(i for i, n in Counter(ids).items() if n > 1)
+            raise GenerationError(f"{name}: a named record takes a generated id: {taken}")
     for name in order:
         _generate(spec.collections[name], ctx, named.get(name, []), recipe.seed, recipe.epoch.year)
     keys_at = key_collection(spec, recipe)

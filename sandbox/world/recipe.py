@@ -177,7 +177,9 @@ def parse_recipe(raw: dict[str, Any], name: str, seed: int | None = None) -> Rec
         raise RecipeError(f"{where}: records must map collection names to lists")
     named: dict[str, list[dict[str, Any]]] = {}
     for coll, items in records.items():
-        if not isinstance(items, list) or not all(isinstance(r, dict) and r.get("id") for r in items):
+        if not isinstance(items, list) or not all(
+            isinstance(r, dict) and r.get("id") for r in items
+        ):
             raise RecipeError(f"{where}: records.{coll} must be a list of mappings with an id")
         ids = [r["id"] for r in items]
         if len(set(ids)) != len(ids):

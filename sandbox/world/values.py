@@ -16,7 +16,7 @@ import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
@@ -72,10 +72,9 @@ def format_datetime(ts: int) -> str:
 
 
 def parse_time(value: str) -> int:
+    """Seconds since 1970 of an ISO 8601 timestamp or date (UTC when no offset is given)."""
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
-        from datetime import UTC
-
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp())
 
@@ -133,7 +132,7 @@ class WorldContext:
     def index_of(self, collection: str, record_id: str) -> int | None:
         index = self._index.get(collection)
         if index is None:
-            index = {r["id"]: i for i, r in enumerate(self.world.get(collection, ()))}
+            index = {rid: i for i, rid in enumerate(self.ids.get(collection, ()))}
             self._index[collection] = index
         return index.get(record_id)
 
@@ -265,10 +264,13 @@ class FieldPlan:
     make: Maker
     deps: tuple[str, ...] = ()
     on_fixed: Callable[[Draft, Any], None] | None = None  # a named record gave the value
-    is_time: bool = False
 
 
-def _time_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float) -> FieldPlan:
+def _time_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float,
+               events: tuple[str, ...] = ()) -> FieldPlan:
+    """Times count from the epoch: `created_at` within the history window (after whatever the
+    record refers to), `updated_at` between the last event and the epoch, `x-time` fields by
+    their rule. `events` are the record's fields timed after another (acknowledged, finished)."""
     epoch = ctx.epoch
     is_date = schema.get("format") == "date"
     fmt = format_date if is_date else format_datetime
@@ -276,7 +278,8 @@ def _time_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float) -> F
     deps: list[str] = []
 
     def span(unit_rule: dict[str, Any]) -> int:
-        return int(unit_rule.get("within_days", 0)) * DAY + int(unit_rule.get("within_minutes", 0)) * 60
+        days = int(unit_rule.get("within_days", 0))
+        return days * DAY + int(unit_rule.get("within_minutes", 0)) * 60
 
     def on_fixed(d: Draft, value: Any) -> None:
         if isinstance(value, str):
@@ -287,7 +290,8 @@ def _time_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float) -> F
 
         def make_created(d: Draft) -> str:
             lo = epoch - history
-            parents = [ctx.created[c][i] for c, i in d.refs.values() if c in ctx.created]
+            parents = [ctx.created[c][i] for c, i in d.refs.values()
+                       if c in ctx.created and i < len(ctx.created[c])]
             if parents:
                 lo = max(lo, *parents)
                 ts = lo + int((epoch - lo) * d.rng.random() ** 2)  # children follow their parents
@@ -301,15 +305,17 @@ def _time_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float) -> F
     if name == "updated_at":
 
         def make_updated(d: Draft) -> str:
-            lo = d.times.get("created_at", epoch)
-            for other in d.times.values():  # later events in the record's history
-                if lo < other <= epoch:
+            times = d.times
+            lo = times.get("created_at", epoch)
+            for event in events:  # the record changed when these happened
+                other = times.get(event)
+                if other is not None and lo < other <= epoch:
                     lo = other
             ts = lo + int((epoch - lo) * d.rng.random())
-            d.times[name] = ts
+            times[name] = ts
             return fmt(ts)
 
-        return FieldPlan(name, make_updated, ("*times",), on_fixed)
+        return FieldPlan(name, make_updated, ("created_at", *events), on_fixed)
 
     if not rule and nullable(schema):
         return FieldPlan(name, lambda d: None, (), on_fixed)
@@ -398,7 +404,8 @@ def _ref_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float,
             candidates: list[int] | None = None
             for theirs, mine in where.items():
                 matches = ctx.indices_where(target, theirs).get(d.rec.get(mine), [])
-                candidates = matches if candidates is None else [i for i in candidates if i in matches]
+                candidates = (matches if candidates is None
+                              else [i for i in candidates if i in matches])
             if not candidates:
                 return None
             index = candidates[int(rng.random() * len(candidates))]
@@ -426,7 +433,7 @@ def _when(plan: FieldPlan, when: dict[str, list[Any]]) -> FieldPlan:
                 return None
         return inner(d)
 
-    return FieldPlan(plan.name, make, (*plan.deps, *when), plan.on_fixed, plan.is_time)
+    return FieldPlan(plan.name, make, (*plan.deps, *when), plan.on_fixed)
 
 
 def _null_p(schema: Schema) -> float:
@@ -526,10 +533,8 @@ def compile_value(name: str, schema: Schema, ctx: WorldContext, where: str) -> M
         const = schema["const"]
         return lambda d: const
     if "enum" in schema:
-        return _nullable_wrap(
-            (lambda pick: lambda d: pick(d.rng))(_weighted(list(schema["enum"]), schema.get("x-weights"))),
-            null_p,
-        )
+        pick_enum = _weighted(list(schema["enum"]), schema.get("x-weights"))
+        return _nullable_wrap(lambda d: pick_enum(d.rng), null_p)
     if "boolean" in types:
         p = schema.get("x-probability")
         if p is None:
@@ -563,7 +568,7 @@ def compile_value(name: str, schema: Schema, ctx: WorldContext, where: str) -> M
         return lambda d: None
     if "pattern" in schema:
         def fail(d: Draft) -> Any:
-            raise GenerationError(f"{where}: no hint to generate a value matching {schema['pattern']}")
+            raise GenerationError(f"{where}: no hint to generate a value for {schema['pattern']}")
 
         return fail
     words = _faker_maker("sentence", schema, ctx, where)
@@ -586,11 +591,20 @@ def _by_maker(schema: Schema, where: str) -> tuple[Maker, str]:
     return make, source
 
 
-def compile_plans(schema: Schema, ctx: WorldContext, where: str) -> list[FieldPlan]:
-    """One plan per generated property of an object schema, in schema order."""
+def compile_plans(schema: Schema, ctx: WorldContext, where: str,
+                  own: str | None = None) -> list[FieldPlan]:
+    """One plan per generated property of an object schema, in schema order.
+
+    `own` is the collection being generated: its records are not finished yet, so a record
+    never takes values from another record of its own collection.
+    """
     props: dict[str, Schema] = schema.get("properties") or {}
     plans: list[FieldPlan] = []
     ref_fields: list[tuple[str, str]] = []  # earlier (field, target collection)
+    events = tuple(
+        n for n, p in props.items()
+        if p.get("format") == "date-time" and (p.get("x-time") or {}).get("after")
+    )
     for name, prop in props.items():
         label = f"{where}.{name}"
         if name == "id" or any(k in prop for k in COMPUTED):
@@ -598,13 +612,14 @@ def compile_plans(schema: Schema, ctx: WorldContext, where: str) -> list[FieldPl
         null_p = _null_p(prop)
         target = ref_target(prop)
         if target is not None:
-            sharing = [f for f, coll in ref_fields if _has_ref(ctx, coll, name, target[0])]
+            sharing = [f for f, coll in ref_fields
+                       if f not in target[1] and coll != own
+                       and _has_ref(ctx, coll, name, target[0])]
             plan = _ref_plan(name, prop, ctx, null_p, sharing, label)
             plan.deps = (*plan.deps, *sharing)
             ref_fields.append((name, target[0]))
         elif prop.get("format") in ("date-time", "date") or "x-time" in prop:
-            plan = _time_plan(name, prop, ctx, null_p)
-            plan.is_time = True
+            plan = _time_plan(name, prop, ctx, null_p, events)
         elif "x-by" in prop:
             make, source = _by_maker(prop, label)
             plan = FieldPlan(name, _nullable_wrap(make, null_p), (source,))
@@ -640,16 +655,7 @@ def _has_ref(ctx: WorldContext, collection: str, field_name: str, target: str) -
 def order_plans(plans: list[FieldPlan], where: str) -> list[FieldPlan]:
     """Plans in an order that respects their dependencies, else schema order; cycles fail."""
     names = {p.name for p in plans}
-    time_fields = {p.name for p in plans if p.name != "updated_at" and p.is_time}
-    deps: dict[str, set[str]] = {}
-    for p in plans:
-        wanted: set[str] = set()
-        for dep in p.deps:
-            if dep == "*times":
-                wanted |= time_fields
-            elif dep in names and dep != p.name:
-                wanted.add(dep)
-        deps[p.name] = wanted
+    deps = {p.name: {d for d in p.deps if d in names and d != p.name} for p in plans}
     ordered: list[FieldPlan] = []
     done: set[str] = set()
     pending = list(plans)

@@ -1,0 +1,79 @@
+"""Which contracts each spec operation gets, decided from the spec alone.
+
+The built-in suite parametrizes over these lists, so an operation added to the spec gets its
+contracts with no code: every operation gets the conformance and auth contracts, list operations
+the pagination walk, create and update operations generated bodies, and reads by id the unknown-id
+contract. What a profile allows (writes only in sandbox and staging) is decided when they run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sandbox.spec import Operation, Spec
+
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def is_write(op: Operation) -> bool:
+    return op.method not in SAFE_METHODS
+
+
+def path_params(op: Operation) -> list[str]:
+    return [seg[1:-1] for seg in op.path.split("/") if seg.startswith("{") and seg.endswith("}")]
+
+
+def conformance_operations(spec: Spec) -> list[Operation]:
+    return list(spec.operations)
+
+
+def auth_operations(spec: Spec) -> list[Operation]:
+    return list(spec.operations)
+
+
+def list_operations(spec: Spec) -> list[Operation]:
+    return [op for op in spec.operations if op.kind == "list" and not op.session_only]
+
+
+def body_operations(spec: Spec) -> list[Operation]:
+    return [op for op in spec.operations
+            if op.kind in ("create", "update") and op.body_schema and not op.session_only]
+
+
+def unknown_id_operations(spec: Spec) -> list[Operation]:
+    return [op for op in spec.operations
+            if op.method == "GET" and "id" in path_params(op) and not op.session_only]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How many derived contracts the spec yields, by kind (shown by `--collect-only` too)."""
+
+    conformance: int
+    auth: int
+    pagination: int
+    bodies: int
+    unknown_id: int
+
+
+def plan(spec: Spec) -> Plan:
+    return Plan(
+        conformance=len(conformance_operations(spec)),
+        auth=len(auth_operations(spec)),
+        pagination=len(list_operations(spec)),
+        bodies=len(body_operations(spec)),
+        unknown_id=len(unknown_id_operations(spec)),
+    )
+
+
+def collection_op(spec: Spec, collection: str, kind: str) -> Operation | None:
+    """The operation of a kind serving a collection by id (get, delete) or as a whole (create)."""
+    for op in spec.operations:
+        if op.kind != kind or op.sandbox.get("collection") != collection or op.session_only:
+            continue
+        if kind in ("get", "delete", "update") and "id" not in path_params(op):
+            continue
+        if kind == "create" and op.sandbox.get("parent") is None and "{" in op.path:
+            continue
+        return op
+    return None

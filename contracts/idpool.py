@@ -1,0 +1,137 @@
+"""Real records from the target, for paths that need an id and bodies that refer to one.
+
+Contracts never invent ids for things that must exist: they read the collection's list operation
+(the one `x-sandbox.collection` names) and take ids from it. Reads are cached per run and
+dropped when a test changed the world. The caller's own user and roles are protected: no contract
+updates or deletes the records its key depends on.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from sandbox.spec import Operation, Spec
+
+PAGE = 100
+
+
+class IdPool:
+    def __init__(self, spec: Spec, client: Callable[[], httpx.Client], seed: str = "opsmerge") -> None:
+        self.spec = spec
+        self._client = client
+        self._cache: dict[str, list[dict[str, Any]]] = {}
+        self._children: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.protected: set[str] = set()
+        self._rng = random.Random(seed)
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+        self._children.clear()
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        with self._client() as client:
+            return client.get(path, params=params, extensions={"opsmerge": {"record": False}})
+
+    # --- which operations serve a collection ---------------------------------------------------
+
+    def ops(self, collection: str, kind: str) -> list[Operation]:
+        return [op for op in self.spec.operations
+                if op.kind == kind and op.sandbox.get("collection") == collection and not op.session_only]
+
+    def list_op(self, collection: str) -> Operation | None:
+        ops = self.ops(collection, "list")
+        top = [op for op in ops if not op.sandbox.get("parent") and not op.deprecated]
+        return (top or [op for op in ops if not op.sandbox.get("parent")] or [None])[0]
+
+    def nested_list_op(self, collection: str) -> Operation | None:
+        nested = [op for op in self.ops(collection, "list") if op.sandbox.get("parent")]
+        return nested[0] if nested else None
+
+    # --- records -------------------------------------------------------------------------------
+
+    def records(self, collection: str) -> list[dict[str, Any]]:
+        """Up to a page of the collection's records (top-level list, else through a parent)."""
+        if collection in self._cache:
+            return self._cache[collection]
+        found: list[dict[str, Any]] = []
+        op = self.list_op(collection)
+        if op is not None and "{" not in op.path:
+            found = self._page(op.path, {"per_page": PAGE})
+        else:
+            nested = self.nested_list_op(collection)
+            if nested is not None:
+                parent = nested.sandbox["parent"]
+                for record in self.records(parent["collection"])[:10]:
+                    found += self.children(nested, str(record["id"]))
+                    if len(found) >= 10:
+                        break
+        self._cache[collection] = found
+        return found
+
+    def children(self, nested: Operation, parent_id: str, per_page: int = PAGE) -> list[dict[str, Any]]:
+        key = (nested.operation_id, parent_id)
+        if key not in self._children:
+            param = nested.sandbox["parent"]["param"]
+            self._children[key] = self._page(nested.path.replace("{" + param + "}", parent_id),
+                                             {"per_page": per_page})
+        return self._children[key]
+
+    def _page(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        response = self._get(path, params)
+        if response.status_code != 200:
+            return []
+        data = response.json().get("data") if isinstance(response.json(), dict) else None
+        items = data.get("items") if isinstance(data, dict) else None
+        return [i for i in items or [] if isinstance(i, dict) and "id" in i]
+
+    def find(self, collection: str, where: dict[str, Any] | None = None,
+             exclude: list[Any] | tuple[Any, ...] = (), writable: bool = False) -> dict[str, Any] | None:
+        """A record whose fields match `where` (a value, or a list of allowed values)."""
+        where = where or {}
+        candidates = [r for r in self.records(collection) if _matches(r, where)]
+        if not candidates and where:
+            candidates = [r for r in self._filtered(collection, where) if _matches(r, where)]
+        skip = set(map(str, exclude)) | (self.protected if writable else set())
+        candidates = [r for r in candidates if str(r["id"]) not in skip]
+        active = [r for r in candidates if r.get("status") in ("active", "online", "open")]
+        pool = active or candidates
+        return pool[self._rng.randrange(len(pool))] if pool else None
+
+    def _filtered(self, collection: str, where: dict[str, Any]) -> list[dict[str, Any]]:
+        """Ask the list operation to filter, for the fields it can filter on."""
+        op = self.list_op(collection)
+        if op is None or "{" in op.path:
+            return []
+        query_params = {p.name for p in op.params if p.location == "query"}
+        found: list[dict[str, Any]] = []
+        for field, wanted in where.items():
+            if field not in query_params:
+                continue
+            for value in wanted if isinstance(wanted, list) else [wanted]:
+                if value is None:
+                    continue
+                found += self._page(op.path, {"per_page": PAGE, field: value})
+            break
+        return found
+
+    def pick(self, collection: str, where: dict[str, Any], exclude: list[Any]) -> Any:
+        """An id for a body's reference (the signature `bodies.fill_references` expects)."""
+        record = self.find(collection, where, exclude)
+        return record["id"] if record else None
+
+    def real_id(self, collection: str, writable: bool = False,
+                when: dict[str, Any] | None = None) -> str | None:
+        record = self.find(collection, when, writable=writable)
+        return str(record["id"]) if record else None
+
+
+def _matches(record: dict[str, Any], where: dict[str, Any]) -> bool:
+    for field, wanted in where.items():
+        allowed = wanted if isinstance(wanted, list) else [wanted]
+        if record.get(field) not in allowed:
+            return False
+    return True

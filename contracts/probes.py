@@ -1,0 +1,469 @@
+"""The probes: what each derived contract sends, recorded with the roles the checks judge.
+
+A probe decides what to send from the spec and the profile, sends it through the test's
+`Contract` (so the safety gate, the budget and the pacing apply), and ends with `verify()`.
+What cannot be sent under the profile or against this target is skipped with the reason.
+Writes touch only records the run created, except in the sandbox profile, where seeded records
+may be changed too (the caller's own user and roles never are).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from contracts.bodies import invalid_bodies, valid_bodies
+from contracts.derive import collection_op, is_write, path_params
+from contracts.session import LIMITED, Contract
+from sandbox.spec import Operation
+
+PLACEHOLDER = "contracts0missing"
+MALFORMED = (
+    ("unknown", "Bearer om_contracts_unknown_key_0000000000"),
+    ("malformed", "Bearer not-an-opsmerge-key"),
+)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _collection(op: Operation) -> str:
+    return str(op.sandbox.get("collection") or "")
+
+
+def _prefix(c: Contract, collection: str) -> str:
+    coll = c.spec.collections.get(collection)
+    return coll.id_prefix if coll else "x"
+
+
+def _require_scope(c: Contract, op: Operation) -> None:
+    scopes = c.run.scopes_of(c.target.key)
+    if scopes is None:
+        pytest.skip("the key's identity could not be read (is the key valid?)")
+    missing = [s for s in op.scopes if s not in scopes]
+    if missing:
+        pytest.skip(f"the key lacks {', '.join(missing)}")
+
+
+def _require_writes(c: Contract, op: Operation) -> None:
+    if c.profile == "production" and is_write(op):
+        pytest.skip(f"the production profile sends only GET and HEAD ({op.method} {op.path})")
+
+
+def _fill(op: Operation, values: dict[str, str]) -> str:
+    path = op.path
+    for name, value in values.items():
+        path = path.replace("{" + name + "}", quote(str(value), safe=""))
+    return path
+
+
+def _parent_id(c: Contract, op: Operation) -> str | None:
+    parent = op.sandbox.get("parent")
+    if not parent:
+        return None
+    return c.run.pool.real_id(parent["collection"])
+
+
+def _path(c: Contract, op: Operation, record_id: str | None = None, placeholders: bool = False,
+          parent_id: str | None = None) -> str:
+    """The op's path with every parameter filled: real ids, or placeholders when asked."""
+    values: dict[str, str] = {}
+    parent = op.sandbox.get("parent") or {}
+    for name in path_params(op):
+        if name == parent.get("param"):
+            value = parent_id or (None if placeholders else _parent_id(c, op))
+            value = value or f"{_prefix(c, parent['collection'])}_{PLACEHOLDER}"
+        elif name == "id":
+            value = record_id
+            if value is None and not placeholders:
+                value = c.run.pool.real_id(_collection(op))
+                if value is None:
+                    pytest.skip(f"the target has no {_collection(op)} record to use for {op.operation_id}")
+            value = value or f"{_prefix(c, _collection(op))}_{PLACEHOLDER}"
+        else:
+            pytest.skip(f"cannot fill the path parameter {name!r} of {op.operation_id}")
+        values[name] = value
+    return _fill(op, values)
+
+
+def _data(response: Any) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("data") if isinstance(body, dict) else None
+
+
+def _bodies(c: Contract, op: Operation) -> list[dict[str, Any]]:
+    assert op.body_schema is not None
+    bodies = valid_bodies(op.body_schema, c.run.pool.pick, c.run.options.examples)
+    if not bodies:
+        pytest.skip(f"no body could be generated from the request schema of {op.operation_id}")
+    return bodies
+
+
+def _comparable(c: Contract, op: Operation, body: dict[str, Any]) -> dict[str, Any]:
+    """The sent fields a read-back should show: those the resource has and the server does not set."""
+    coll = c.spec.collections.get(_collection(op))
+    props = (coll.schema.get("properties") or {}) if coll else {}
+    server_set = set((op.sandbox.get("set") or {}).keys())
+    return {k: v for k, v in body.items() if k in props and k not in server_set}
+
+
+def own_record(c: Contract, collection: str, parent_id: str | None = None) -> str | None:
+    """Create a record of the collection for this test (tracked for deletion), if the API can."""
+    create = collection_op(c.spec, collection, "create")
+    if create is None or create.body_schema is None:
+        return None
+    body = valid_bodies(create.body_schema, c.run.pool.pick, c.run.options.examples)[:1]
+    if not body:
+        return None
+    response = c.call(create.method, _path(c, create, parent_id=parent_id), json=body[0], role="setup")
+    data = _data(response)
+    if response.status_code >= 300 or not isinstance(data, dict) or "id" not in data:
+        return None
+    c.track(collection, str(data["id"]))
+    c.touched_world = True
+    return str(data["id"])
+
+
+def _writable_record(c: Contract, op: Operation, when: dict[str, Any] | None = None) -> str:
+    """A record to change: one the test creates, else (sandbox profile) a seeded one."""
+    collection = _collection(op)
+    created = own_record(c, collection)
+    if created is not None:
+        if not when:
+            return created
+        get = collection_op(c.spec, collection, "get")
+        if get is not None:
+            record = _data(c.call("GET", _path(c, get, created), role="setup"))
+            if isinstance(record, dict) and all(record.get(f) in v for f, v in when.items()):
+                return created
+    if c.profile == "staging" and is_write(op) and op.kind in ("update", "delete"):
+        pytest.skip(f"staging changes only records the run created, and {op.operation_id} "
+                    f"has no usable create operation for {collection}")
+    seeded = c.run.pool.real_id(collection, writable=True, when=when)
+    if seeded is None:
+        state = f" in a state that allows it ({when})" if when else ""
+        pytest.skip(f"the target has no {collection} record{state} for {op.operation_id}")
+    c.touched_world = True
+    return seeded
+
+
+def _readback(c: Contract, op: Operation, record_id: str, sent: dict[str, Any],
+              parent_id: str | None = None) -> None:
+    collection = _collection(op)
+    comparable = _comparable(c, op, sent)
+    get = collection_op(c.spec, collection, "get")
+    if get is not None:
+        c.call("GET", _path(c, get, record_id), role="readback", meta={"sent": comparable})
+        return
+    nested = c.run.pool.nested_list_op(collection)
+    if nested is not None and parent_id is not None:
+        path = _path(c, nested, parent_id=parent_id)
+        c.call("GET", path, params={"per_page": 100}, role="readback",
+               meta={"sent": comparable, "find_id": record_id})
+
+
+def _write(c: Contract, op: Operation, body: dict[str, Any], record_id: str | None = None) -> None:
+    """Send one valid body (create or update) and read the record back."""
+    parent_id = None
+    if op.kind == "create" and op.sandbox.get("parent"):
+        parent = op.sandbox["parent"]
+        parent_id = (own_record(c, parent["collection"]) if c.profile == "staging" else None) \
+            or c.run.pool.real_id(parent["collection"])
+        if parent_id is None:
+            pytest.skip(f"the target has no {parent['collection']} record to attach to")
+    path = _path(c, op, record_id, parent_id=parent_id)
+    response = c.call(op.method, path, json=body, role="valid-body", meta={"body": body})
+    data = _data(response)
+    if response.status_code >= 300 or not isinstance(data, dict):
+        return
+    c.touched_world = True
+    new_id = str(data.get("id") or record_id or op.sandbox.get("id") or "")
+    if op.kind == "create" and new_id:
+        c.track(_collection(op), new_id)
+    if new_id:
+        _readback(c, op, new_id, body, parent_id)
+
+
+# --- the derived contracts ----------------------------------------------------------------------
+
+
+def conformance(c: Contract, op: Operation) -> None:
+    """One well-formed request that must succeed, judged by every response check."""
+    if op.session_only:
+        _require_writes(c, op)
+        body = {} if op.body_schema else None
+        c.call(op.method, _path(c, op, placeholders=True), role="session-only", json=body)
+        c.verify()
+        return
+    _require_scope(c, op)
+    if op.kind in ("identity", "list", "get") or not is_write(op):
+        c.call(op.method, _path(c, op), role="well-formed", operation=op)
+    elif op.kind in ("create", "update"):
+        _require_writes(c, op)
+        body = _bodies(c, op)[0]
+        record_id = _writable_record(c, op) if "id" in path_params(op) else None
+        _write(c, op, body, record_id)
+    elif op.kind == "delete":
+        _require_writes(c, op)
+        _delete(c, op)
+    else:
+        _require_writes(c, op)
+        _action(c, op)
+    c.verify()
+
+
+def _delete(c: Contract, op: Operation) -> None:
+    collection = _collection(op)
+    when = op.sandbox.get("when")
+    record_id = _writable_record(c, op, when)
+    response = c.call("DELETE", _path(c, op, record_id), role="well-formed", operation=op)
+    if 200 <= response.status_code < 300:
+        c.cleanup.forget(collection, record_id)
+        c.touched_world = True
+        get = collection_op(c.spec, collection, "get")
+        if get is not None:
+            c.call("GET", _path(c, get, record_id), role="deleted-gone", meta={"id": record_id})
+
+
+def _action(c: Contract, op: Operation) -> None:
+    when = op.sandbox.get("when")
+    record_id = _writable_record(c, op, when) if "id" in path_params(op) else None
+    body = _bodies(c, op)[0] if op.body_schema else None
+    response = c.call(op.method, _path(c, op, record_id), role="well-formed", operation=op, json=body)
+    c.touched_world = True
+    creates = op.sandbox.get("creates") or {}
+    data = _data(response)
+    if creates and 200 <= response.status_code < 300 and isinstance(data, dict) and "id" in data:
+        c.track(str(creates["collection"]), str(data["id"]))
+
+
+def bodies(c: Contract, op: Operation) -> None:
+    """More generated valid bodies (accepted, read back as sent) and invalid ones (400)."""
+    _require_writes(c, op)
+    if c.profile == "production":
+        pytest.skip("generated bodies run only in the sandbox and staging profiles")
+    _require_scope(c, op)
+    examples = _bodies(c, op)
+    record_id = _writable_record(c, op) if "id" in path_params(op) else None
+    for body in examples[1:]:
+        _write(c, op, body, record_id)
+    assert op.body_schema is not None
+    path = _path(c, op, record_id)
+    for mutation in invalid_bodies(op.body_schema, examples[0], seed=op.operation_id):
+        response = c.call(op.method, path, json=mutation.body, role="invalid-body",
+                          meta={"mutation": mutation.name})
+        data = _data(response)
+        if op.kind == "create" and response.status_code < 300 and isinstance(data, dict) and "id" in data:
+            c.track(_collection(op), str(data["id"]))
+    c.verify()
+
+
+def auth(c: Contract, op: Operation) -> None:
+    """No key, malformed keys, a key without the scope and (for reads) one with exactly it."""
+    _require_writes(c, op)
+    write = is_write(op)
+    path = _path(c, op, placeholders=write)
+    body = {} if op.body_schema else None
+    c.call(op.method, path, key=None, role="no-key", json=body)
+    for kind, header in MALFORMED:
+        c.call(op.method, path, authorization=header, role="malformed-key", meta={"kind": kind}, json=body)
+    if not op.session_only:
+        denied = _denied_key(c, op)
+        if denied is not None:
+            key, missing = denied
+            c.call(op.method, path, key=key, role="scope-denied", meta={"missing": missing}, json=body)
+        granted = None if write else _granted_key(c, op)
+        if granted is not None:
+            key, scopes = granted
+            c.call(op.method, path, key=key, role="scope-granted", meta={"scopes": scopes})
+    c.verify()
+
+
+def _denied_key(c: Contract, op: Operation) -> tuple[str, str] | None:
+    """A key that lacks the op's scope: minted in a sandbox, else the limited key if it lacks it."""
+    if not op.scopes:
+        return None
+    family, _, level = op.scopes[0].partition(":")
+    if c.target.admin is not None:
+        other = f"{family}:read" if level != "read" else ("audit:read" if family != "audit" else "agents:read")
+        key = c.target.mint((other,))
+        return (key, ", ".join(op.scopes)) if key else None
+    if c.target.limited_key:
+        scopes = c.run.scopes_of(c.target.limited_key) or set()
+        missing = [s for s in op.scopes if s not in scopes]
+        if missing:
+            return LIMITED, ", ".join(missing)
+    return None
+
+
+def _granted_key(c: Contract, op: Operation) -> tuple[str, str] | None:
+    """A key with exactly the op's scopes (any valid key for an op that needs none)."""
+    needed = tuple(op.scopes) or ("agents:read",)
+    if c.target.admin is not None:
+        key = c.target.mint(needed)
+        return (key, ", ".join(needed)) if key else None
+    if c.target.limited_key:
+        scopes = c.run.scopes_of(c.target.limited_key) or set()
+        if all(s in scopes for s in op.scopes):
+            return LIMITED, ", ".join(op.scopes) or "any scope"
+    return None
+
+
+def unknown_id(c: Contract, op: Operation) -> None:
+    _require_scope(c, op)
+    missing = f"{_prefix(c, _collection(op))}_{PLACEHOLDER}"
+    c.call("GET", _path(c, op, missing), role="unknown-id", meta={"id": missing})
+    c.verify()
+
+
+# --- pagination ----------------------------------------------------------------------------------
+
+DEFAULT_PER_PAGE = 50
+MAX_PAGES = {"default": 10, "small": 10, "max": 20}
+
+
+def _per_page_default(op: Operation) -> int:
+    for p in op.params:
+        if p.name == "per_page":
+            return int(p.schema.get("default", DEFAULT_PER_PAGE))
+    return DEFAULT_PER_PAGE
+
+
+def _paged_parent(c: Contract, op: Operation) -> str | None:
+    """For a nested list, a parent with several children (the walk needs more than one page)."""
+    parent = op.sandbox.get("parent")
+    if not parent:
+        return None
+    best, best_total = None, -1
+    for record in c.run.pool.records(parent["collection"])[:6]:
+        with c.target.client() as client:
+            response = client.get(_fill(op, {parent["param"]: record["id"]}), params={"per_page": 1},
+                                  extensions={"opsmerge": {"record": False}})
+        data = _data(response)
+        total = data.get("total") if isinstance(data, dict) else None
+        if isinstance(total, int) and total > best_total:
+            best, best_total = str(record["id"]), total
+        if best_total >= 5:
+            break
+    return best
+
+
+def pagination(c: Contract, op: Operation) -> None:
+    """Walk the list at several page sizes; probe the bounds and the page past the end."""
+    _require_scope(c, op)
+    parent_id = _paged_parent(c, op) if op.sandbox.get("parent") else None
+    path = _path(c, op, parent_id=parent_id)
+    default = _per_page_default(op)
+    first = c.call("GET", path, role="page", meta={"walk": "default", "page": 1, "per_page": default})
+    data = _data(first)
+    total = data.get("total") if isinstance(data, dict) else None
+    if first.status_code != 200 or not isinstance(total, int):
+        c.verify()
+        pytest.fail(f"{op.operation_id} did not answer a first page ({first.status_code})")
+    if total <= 70:
+        small = min(7, max(1, total // 2))
+    else:
+        small = min(99, math.ceil(total / MAX_PAGES["small"]))
+    walks = [("default", None, MAX_PAGES["default"]), ("max", 100, MAX_PAGES["max"]),
+             ("small", small, MAX_PAGES["small"])]
+    planned = sum(min(cap, max(1, math.ceil(total / (size or default)))) for _, size, cap in walks) + 4
+    if not c.target.guard.budget.allows(planned):
+        pytest.skip(f"the pagination walk of {op.operation_id} needs about {planned} requests; "
+                    f"the budget has {c.target.guard.budget.remaining} left")
+    last_pages: dict[str, int] = {}
+    for name, size, cap in walks:
+        per_page = size or default
+        label = "default" if size is None else f"per_page={size}"
+        pages = max(1, math.ceil(total / per_page))
+        truncated = pages > cap
+        start = 2 if size is None else 1
+        for page in range(start, min(pages, cap) + 1):
+            params: dict[str, Any] = {"page": page}
+            if size is not None:
+                params["per_page"] = size
+            response = c.call("GET", path, params=params, role="page",
+                              meta={"walk": label, "page": page, "per_page": per_page, "truncated": truncated})
+            items = (_data(response) or {}).get("items") if isinstance(_data(response), dict) else None
+            if response.status_code != 200 or not items:
+                break
+        last_pages[name] = pages
+        if truncated:
+            for ex in c.exchanges:
+                if ex.role == "page" and ex.meta.get("walk") == label:
+                    ex.meta["truncated"] = True
+    c.call("GET", path, params={"page": 1, "per_page": small}, role="page-repeat",
+           meta={"walk": f"per_page={small}", "page": 1})
+    c.call("GET", path, params={"per_page": 101}, role="page-bounds", meta={"param": "per_page", "value": 101})
+    c.call("GET", path, params={"page": 0}, role="page-bounds", meta={"param": "page", "value": 0})
+    past = last_pages["max"] + 1
+    c.call("GET", path, params={"page": past, "per_page": 100}, role="page-past-end",
+           meta={"page": past, "total": total})
+    c.verify()
+
+
+# --- rate limits -----------------------------------------------------------------------------------
+
+
+def _identity_op(c: Contract) -> Operation:
+    op = next((o for o in c.spec.operations if o.kind == "identity"), None)
+    if op is None:
+        pytest.skip("the spec has no identity operation to spend requests on")
+    return op
+
+
+def rate_limit_burst(c: Contract) -> None:
+    """Three requests in a row: headers on each, Remaining going down."""
+    op = _identity_op(c)
+    for _ in range(3):
+        c.call("GET", op.path, role="burst")
+    c.verify()
+
+
+def _wait(c: Contract, seconds: float) -> None:
+    if c.target.admin is not None and c.profile == "sandbox":
+        c.target.admin.advance_clock(seconds)
+    else:
+        time.sleep(seconds)
+
+
+def _retry_wait(response: Any) -> float:
+    for name in ("retry-after", "x-ratelimit-reset"):
+        value = response.headers.get(name, "")
+        if value.strip().isdigit():
+            return float(value.strip())
+    return 60.0
+
+
+def rate_limit_retry(c: Contract) -> None:
+    """Exceed a key's limit: a 429 with Retry-After, and after waiting it the retry passes."""
+    op = _identity_op(c)
+    if c.target.admin is not None and c.profile == "sandbox":
+        limit = 3
+        key = c.target.mint(None, rate_limit=limit, name="contracts rate limit")
+        assert key is not None
+        remaining = limit
+    else:
+        key = c.target.limited_key or c.target.key
+        probe = c.call("GET", op.path, key=key, role="burst", pace=False, retry_429=False)
+        remaining = int(probe.headers.get("x-ratelimit-remaining", "0") or 0)
+        limit = int(probe.headers.get("x-ratelimit-limit", "0") or 0)
+        if not c.target.guard.budget.allows(remaining + 2):
+            pytest.skip(f"exceeding the rate limit needs {remaining + 2} more requests; "
+                        f"the budget has {c.target.guard.budget.remaining} left")
+    for _ in range(remaining):
+        c.call("GET", op.path, key=key, role="burst", pace=False, retry_429=False)
+    over = c.call("GET", op.path, key=key, role="rate-exceeded", pace=False, retry_429=False,
+                  meta={"n": limit + 1, "limit": limit})
+    if over.status_code == 429:
+        waited = _retry_wait(over)
+        _wait(c, waited)
+        c.call("GET", op.path, key=key, role="rate-retry", meta={"waited": waited},
+               pace=False, retry_429=False)
+    c.verify()

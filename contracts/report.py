@@ -1,0 +1,245 @@
+"""What a run found, for people: a rich summary, a JSON report and a self-contained HTML page.
+
+Every failing exchange appears in full (request, response, the check that failed and why) with a
+curl line that sends it again; keys appear masked, and the curl line reads them from the
+environment. The HTML page has no external assets, so it can be attached to a CI run as is.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contracts.checks import FAIL, PASS, REGISTRY, WARN, Result
+from contracts.cleanup import Leftover
+from contracts.exchange import Exchange
+
+NO_OPERATION = "(outside the spec)"
+_RANK = {PASS: 0, WARN: 1, FAIL: 2}
+
+
+@dataclass(slots=True)
+class TestOutcome:
+    nodeid: str
+    outcome: str  # passed | failed | skipped | error
+    duration: float
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class RunReport:
+    meta: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    matrix: dict[str, dict[str, str]] = field(default_factory=dict)  # operation -> check -> status
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # check -> status -> n
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    tests: list[TestOutcome] = field(default_factory=list)
+    leftovers: list[Leftover] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def add_results(self, nodeid: str, results: list[Result], curl: Callable[[Exchange], str]) -> None:
+        seen_warnings: set[tuple[str, str | None]] = {
+            (w["test"], w["operation"]) for w in self.warnings
+        }
+        for r in results:
+            op = r.operation_id or NO_OPERATION
+            row = self.matrix.setdefault(op, {})
+            current = row.get(r.check)
+            if current is None or _RANK[r.status] > _RANK[current]:
+                row[r.check] = r.status
+            tally = self.counts.setdefault(r.check, {PASS: 0, FAIL: 0, WARN: 0})
+            tally[r.status] += 1
+            if r.status == FAIL:
+                self.failures.append({
+                    "test": nodeid,
+                    "check": r.check,
+                    "title": REGISTRY[r.check].title if r.check in REGISTRY else r.check,
+                    "operation": r.operation_id,
+                    "message": r.message,
+                    "exchange": r.exchange.to_dict(),
+                    "curl": curl(r.exchange),
+                })
+            elif r.status == WARN and (nodeid, r.operation_id) not in seen_warnings:
+                seen_warnings.add((nodeid, r.operation_id))
+                self.warnings.append({"test": nodeid, "check": r.check, "operation": r.operation_id,
+                                      "message": r.message})
+
+    def add_test(self, outcome: TestOutcome) -> None:
+        self.tests.append(outcome)
+
+    @property
+    def failed_checks(self) -> set[str]:
+        return {f["check"] for f in self.failures}
+
+    def to_dict(self) -> dict[str, Any]:
+        outcomes: dict[str, int] = {}
+        for t in self.tests:
+            outcomes[t.outcome] = outcomes.get(t.outcome, 0) + 1
+        finished = self.finished or time.time()
+        return {
+            "meta": self.meta,
+            "started": _iso(self.started),
+            "duration_seconds": round(finished - self.started, 3),
+            "summary": {
+                "tests": outcomes,
+                "checks": self.counts,
+                "failed_checks": sorted(self.failed_checks),
+                "operations": len([op for op in self.matrix if op != NO_OPERATION]),
+            },
+            "stats": self.stats,
+            "checks": {cid: {"title": c.title, "group": c.group} for cid, c in REGISTRY.items()},
+            "operations": self.matrix,
+            "failures": self.failures,
+            "warnings": self.warnings,
+            "leftovers": [left.to_dict() for left in self.leftovers],
+            "skipped": [{"test": t.nodeid, "reason": t.reason} for t in self.tests if t.outcome == "skipped"],
+            "tests": [{"test": t.nodeid, "outcome": t.outcome, "duration": round(t.duration, 4)}
+                      for t in self.tests],
+        }
+
+    def write(self, path: Path) -> tuple[Path, Path]:
+        """Write PATH as .json and .html (whichever suffix PATH has, the other is its sibling)."""
+        path = Path(path)
+        base = path.with_suffix("") if path.suffix in (".json", ".html", ".htm") else path
+        json_path, html_path = base.with_suffix(".json"), base.with_suffix(".html")
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.to_dict()
+        json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        html_path.write_text(render_html(data), encoding="utf-8")
+        return json_path, html_path
+
+    def render_summary(self, width: int = 120, color: bool = False) -> str:
+        """The end-of-run summary as text (rendered with rich)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(width=width, force_terminal=color, color_system="standard" if color else None,
+                          record=True, file=_NullFile())
+        data = self.to_dict()
+        checks = Table(title="OpsMerge contracts: checks", show_lines=False)
+        checks.add_column("check")
+        checks.add_column("passed", justify="right")
+        checks.add_column("failed", justify="right")
+        checks.add_column("warned", justify="right")
+        for cid in REGISTRY:
+            tally = self.counts.get(cid)
+            if not tally:
+                continue
+            style = "red" if tally[FAIL] else "green"
+            checks.add_row(f"[{style}]{cid}[/]", str(tally[PASS]), str(tally[FAIL]), str(tally[WARN]))
+        console.print(checks)
+        ops = Table(title="Operations by checks")
+        ops.add_column("operation")
+        ops.add_column("checks", justify="right")
+        ops.add_column("result")
+        for op in sorted(self.matrix):
+            row = self.matrix[op]
+            failed = sorted(c for c, s in row.items() if s == FAIL)
+            warned = sorted(c for c, s in row.items() if s == WARN)
+            if failed:
+                result = "[red]FAIL[/] " + ", ".join(failed)
+            elif warned:
+                result = "[yellow]pass (warned)[/] " + ", ".join(warned)
+            else:
+                result = "[green]pass[/]"
+            ops.add_row(op, str(len(row)), result)
+        console.print(ops)
+        tests = data["summary"]["tests"]
+        line = ", ".join(f"{n} {k}" for k, n in sorted(tests.items())) or "no contract tests"
+        console.print(
+            f"contracts: {line}; {len(self.failures)} failing exchange(s); "
+            f"{len(self.leftovers)} leftover(s); {self.stats.get('requests', 0)} request(s) sent"
+        )
+        if self.leftovers:
+            console.print("[yellow]leftovers (created by the run, not deleted):[/]")
+            for left in self.leftovers[:20]:
+                console.print(f"  {left.collection} {left.id}: {left.reason}")
+        return console.export_text(styles=color)
+
+
+class _NullFile:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1d2330;background:#fafbfc}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.5rem 0;background:#fff}
+th,td{border:1px solid #d7dce3;padding:.25rem .5rem;text-align:left;vertical-align:top}
+th{background:#eef1f5}.pass{color:#137333}.fail{color:#b3261e;font-weight:600}.warn{color:#9a6700}
+td.c{text-align:center}pre{background:#f3f5f8;padding:.6rem;overflow:auto;white-space:pre-wrap;
+word-break:break-all;max-height:24rem}details{margin:.6rem 0;border:1px solid #d7dce3;background:#fff;
+padding:.4rem .8rem}summary{cursor:pointer}.meta td:first-child{font-weight:600}
+"""
+_SYMBOL = {PASS: "✓", FAIL: "✗", WARN: "!"}
+
+
+def render_html(data: dict[str, Any]) -> str:
+    e = html.escape
+    meta_rows = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in data["meta"].items())
+    tests = data["summary"]["tests"]
+    outcome = ", ".join(f"{n} {e(k)}" for k, n in sorted(tests.items())) or "no tests"
+    check_ids = [cid for cid in data["checks"] if cid in data["summary"]["checks"]]
+    head = "".join(f'<th title="{e(data["checks"][c]["title"])}">{e(c)}</th>' for c in check_ids)
+    rows = []
+    for op in sorted(data["operations"]):
+        cells = []
+        for cid in check_ids:
+            status = data["operations"][op].get(cid)
+            cells.append(f'<td class="c {status or ""}">{_SYMBOL.get(status or "", "")}</td>')
+        rows.append(f"<tr><td>{e(op)}</td>{''.join(cells)}</tr>")
+    failures = []
+    for i, f in enumerate(data["failures"], 1):
+        ex = f["exchange"]
+        req, resp = ex["request"], ex["response"]
+        req_text = f"{req['method']} {req['url']}\n" + "\n".join(f"{k}: {v}" for k, v in req["headers"].items())
+        if req["body"]:
+            req_text += "\n\n" + req["body"]
+        resp_text = f"{resp['status']}\n" + "\n".join(f"{k}: {v}" for k, v in resp["headers"].items())
+        if resp["body"]:
+            resp_text += "\n\n" + resp["body"]
+        failures.append(
+            f"<details{' open' if i <= 3 else ''}><summary><span class=fail>{e(f['check'])}</span> "
+            f"{e(f['operation'] or '')}: {e(f['message'])}</summary>"
+            f"<p>test <code>{e(f['test'])}</code></p>"
+            f"<p>reproduce:</p><pre>{e(f['curl'])}</pre>"
+            f"<p>request</p><pre>{e(req_text)}</pre><p>response</p><pre>{e(resp_text)}</pre></details>"
+        )
+    warnings = "".join(
+        f"<li class=warn>{e(w['operation'] or '')}: {e(w['message'])} <small>({e(w['test'])})</small></li>"
+        for w in data["warnings"]
+    )
+    leftovers = "".join(
+        f"<li>{e(x['collection'])} <code>{e(x['id'])}</code>: {e(x['reason'])}</li>" for x in data["leftovers"]
+    )
+    skipped = "".join(f"<li><code>{e(s['test'])}</code>: {e(s['reason'])}</li>" for s in data["skipped"])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>OpsMerge contract report</title>
+<style>{_CSS}</style></head><body>
+<h1>OpsMerge contract report</h1>
+<p>{outcome}; {len(data['failures'])} failing exchange(s); started {e(data['started'])},
+took {data['duration_seconds']} s.</p>
+<table class=meta>{meta_rows}</table>
+<h2>Failures ({len(data['failures'])})</h2>{''.join(failures) or '<p class=pass>None.</p>'}
+<h2>Operations by checks</h2>
+<table><tr><th>operation</th>{head}</tr>{''.join(rows)}</table>
+<h2>Warnings ({len(data['warnings'])})</h2><ul>{warnings or '<li>None.</li>'}</ul>
+<h2>Leftovers ({len(data['leftovers'])})</h2><ul>{leftovers or '<li>None.</li>'}</ul>
+<h2>Skipped ({len(data['skipped'])})</h2><ul>{skipped or '<li>None.</li>'}</ul>
+</body></html>
+"""

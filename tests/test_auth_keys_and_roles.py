@@ -1,0 +1,179 @@
+"""Authentication and authorization exactly as OpsMerge's API article describes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sandbox.spec import load_spec
+from tests.conftest import ADMIN, bearer, key_named
+from tests.operation_calls import call_for
+
+
+def _secret(client: Any, prefix: str) -> str:
+    return key_named(client.app, prefix)
+
+
+def _assert_401(r: Any, code: str, secret: str | None = None) -> dict[str, Any]:
+    assert r.status_code == 401, r.text
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    err = r.json()["error"]
+    assert err["code"] == code
+    if secret:
+        assert secret not in r.text and secret[3:] not in r.text
+    return err
+
+
+@pytest.mark.parametrize(
+    ("header", "needle"),
+    [
+        (None, "Missing API key"),
+        ("", "Missing API key"),
+        ("Basic dXNlcjpwYXNz", "scheme"),
+        ("Token om_abc", "scheme"),
+        ("Bearer", "no key"),
+        ("Bearer sk_live_1234", "start with 'om_'"),
+        ("Bearer om_this_key_does_not_exist", "Unknown API key"),
+    ],
+)
+def test_bad_credentials_get_401_auth_required_with_a_message_that_names_the_case(
+    client: Any, header: str | None, needle: str
+) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    err = _assert_401(client.get("/api/v1/agents", headers=headers), "AUTH_REQUIRED")
+    assert needle in err["message"]
+
+
+def test_copy_paste_mistakes_are_named_without_echoing_the_key(client: Any) -> None:
+    secret = _secret(client, "Owner - full")
+    err = _assert_401(
+        client.get("/api/v1/agents", headers={"Authorization": f"Bearer{secret}"}),
+        "AUTH_REQUIRED",
+        secret,
+    )
+    assert "No space between 'Bearer' and the key" in err["message"]
+    for mangled in (f"Bearer  {secret}", f"Bearer {secret} ", f"Bearer {secret}\t"):
+        err = _assert_401(
+            client.get("/api/v1/agents", headers={"Authorization": mangled}),
+            "AUTH_REQUIRED",
+            secret,
+        )
+        assert "stray whitespace" in err["message"]
+
+
+def test_the_scheme_name_is_case_insensitive(client: Any) -> None:
+    secret = _secret(client, "Owner - full")
+    for scheme in ("bearer", "BEARER", "BeArEr"):
+        assert (
+            client.get(
+                "/api/v1/auth/me", headers={"Authorization": f"{scheme} {secret}"}
+            ).status_code
+            == 200
+        )
+
+
+def test_expired_revoked_and_deactivated_owner_keys_stop_working(client: Any) -> None:
+    for prefix, code, needle in (
+        ("Expired", "AUTH_REQUIRED", "expired"),
+        ("Revoked", "AUTH_REQUIRED", "revoked"),
+        ("Former", "AUTH_DISABLED", "deactivated"),
+    ):
+        secret = _secret(client, prefix)
+        err = _assert_401(client.get("/api/v1/auth/me", headers=bearer(secret)), code, secret)
+        assert needle in err["message"]
+
+
+def test_auth_me_describes_the_key_owner_roles_scopes_expiry_and_bucket(client: Any) -> None:
+    r = client.get("/api/v1/auth/me", headers=bearer(_secret(client, "Owner - agents read")))
+    me = r.json()["data"]
+    assert me["key"]["name"].startswith("Owner - agents read") and me["key"]["access"] == "custom"
+    assert me["user"]["id"] == "usr_owner"
+    assert [role["name"] for role in me["roles"]] == ["Owner"]
+    assert me["scopes"] == ["agents:read"]
+    assert "expires_at" in me["key"]
+    assert me["rate_limit"]["limit"] == 300 and me["rate_limit"]["window_seconds"] == 60
+    assert me["rate_limit"]["remaining"] == int(r.headers["x-ratelimit-remaining"])
+    assert _secret(client, "Owner - agents read") not in r.text
+
+
+def test_roles_are_checked_first_and_scopes_narrow(fresh_client: Any) -> None:
+    c = fresh_client
+    readonly = bearer(_secret(c, "Read-only"))
+    assert c.get("/api/v1/clients", headers=readonly).status_code == 200
+    r = c.post("/api/v1/clients", headers=readonly, json={"name": "Nope Ltd"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
+
+    tech = bearer(_secret(c, "Technician"))
+    assert c.get("/api/v1/invoices", headers=tech).status_code == 200
+    invoice = c.get("/api/v1/invoices?per_page=1", headers=tech).json()["data"]["items"][0]
+    r = c.patch(f"/api/v1/invoices/{invoice['id']}", headers=tech, json={"notes": "x"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"  # billing is read-only
+    assert (
+        c.patch(
+            "/api/v1/tickets/tkt_acmeprinter", headers=tech, json={"priority": "High"}
+        ).status_code
+        == 200
+    )
+
+    custom = bearer(_secret(c, "Owner - agents read"))
+    assert c.get("/api/v1/agents", headers=custom).status_code == 200
+    r = c.get("/api/v1/tickets", headers=custom)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "SCOPE_DENIED"
+
+    # a scope the owner's role lacks is no help: the role refuses first
+    minted = c.post(
+        "/_sandbox/keys",
+        headers=ADMIN,
+        json={"name": "ro exec", "role": "Read-only", "scopes": ["agents:execute"]},
+    )
+    assert minted.status_code == 201
+    r = c.post("/api/v1/agents/agt_acmesrv01/reboot", headers=bearer(minted.json()["data"]["key"]))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
+
+
+def test_key_management_refuses_every_api_key(client: Any) -> None:
+    session_only = [op for op in load_spec().operations if op.session_only]
+    assert session_only
+    for name in ("Owner - full", "Admin - full", "Technician", "Owner - agents read"):
+        for op in session_only:
+            path = op.path.replace("{id}", "key_ownerfull")
+            r = client.request(
+                op.method,
+                "/api/v1" + path,
+                headers=bearer(_secret(client, name)),
+                json={"name": "x"} if op.body_schema else None,
+            )
+            assert r.status_code == 403 and r.json()["error"]["code"] == "API_KEY_FORBIDDEN", (
+                name,
+                op.operation_id,
+            )
+
+
+SCOPED = [op for op in load_spec().operations if op.scopes]
+
+
+@pytest.mark.parametrize("op", SCOPED, ids=[o.operation_id for o in SCOPED])
+def test_auth_matrix_a_key_without_the_scope_is_denied_and_one_with_it_is_not(
+    fresh_client: Any, op: Any
+) -> None:
+    c = fresh_client
+    scope = op.scopes[0]
+    other = "audit:read" if scope != "audit:read" else "agents:read"
+    without = c.post("/_sandbox/keys", headers=ADMIN, json={"name": "without", "scopes": [other]})
+    with_ = c.post("/_sandbox/keys", headers=ADMIN, json={"name": "with", "scopes": [scope]})
+    call = call_for(c.app.state.sandbox, op)
+    r = c.request(
+        call.method,
+        "/api/v1" + call.path,
+        json=call.json,
+        headers=bearer(without.json()["data"]["key"]),
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "SCOPE_DENIED", r.text
+    r = c.request(
+        call.method,
+        "/api/v1" + call.path,
+        json=call.json,
+        headers=bearer(with_.json()["data"]["key"]),
+    )
+    assert r.status_code not in (401, 403), (op.operation_id, r.text)
