@@ -223,8 +223,10 @@ class SandboxPool:
         self.app_factory = app_factory
         self._sandboxes: dict[tuple[Any, ...], Sandbox] = {}
 
-    def get(self, loopback: bool = False, **settings: Any) -> Sandbox:
-        key = (loopback, *sorted((k, str(v)) for k, v in settings.items()))
+    def get(self, loopback: bool = False, slot: str = "test", **settings: Any) -> Sandbox:
+        """The sandbox for (slot, loopback, settings); `slot` keeps a shared one apart from the
+        one tests reset."""
+        key = (slot, loopback, *sorted((k, str(v)) for k, v in settings.items()))
         sandbox = self._sandboxes.get(key)
         if sandbox is None:
             sandbox = start_sandbox(Settings(**settings), loopback=loopback, app_factory=self.app_factory)

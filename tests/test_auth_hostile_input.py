@@ -6,7 +6,6 @@ import asyncio
 import gc
 import os
 import socket
-from typing import Any
 
 import httpx
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -72,6 +73,18 @@ def test_another_process_at_another_time_dumps_the_same_world(world: World) -> N
     out = subprocess.run([sys.executable, "-m", "sandbox.cli", "fixtures", "dump"], env=env,
                          capture_output=True, check=True, timeout=60).stdout
     assert json.loads(out) == world
+
+
+def test_worlds_built_in_parallel_threads_are_identical(spec: Spec, recipe: Recipe,
+                                                        world: World) -> None:
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(_bytes(build_world(spec, recipe))))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [_bytes(world)] * 2
 
 
 def test_record_does_not_depend_on_the_count_of_its_own_collection(spec: Spec, recipe: Recipe,

@@ -202,6 +202,8 @@ class Resources:
                 types = types if isinstance(types, list) else [types]
                 if "null" in types:
                     out[name] = None
+                elif prop.get("enum"):
+                    out[name] = prop["enum"][0]
                 elif "array" in types:
                     out[name] = []
                 elif "object" in types:

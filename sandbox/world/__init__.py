@@ -1,10 +1,11 @@
 """The deterministic seeded world: recipes in, records out, the same bytes every time."""
 
 from sandbox.world.derive import derive_fields
-from sandbox.world.generator import World, build_world
+from sandbox.world.generator import GenerationError, World, build_world
 from sandbox.world.recipe import KeySpec, Recipe, RecipeError, key_status, load_recipe
 
 __all__ = [
+    "GenerationError",
     "KeySpec",
     "Recipe",
     "RecipeError",

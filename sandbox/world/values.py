@@ -13,11 +13,11 @@ import bisect
 import hashlib
 import random
 import string
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ Maker = Callable[["Draft"], Any]
 
 DAY = 86_400
 HISTORY_DAYS = 730  # created_at falls within about two years before the epoch
-POOL_SIZE = 512
+POOL_SIZE = 256  # enough variety for free text; building a pool costs ~10-30 us a value
 COMPUTED = ("x-sequence", "x-template", "x-derive")
 # Free text where repeats are harmless: drawn from a seeded pool rather than a Faker call each.
 POOLED_PROVIDERS = frozenset(
@@ -79,14 +79,21 @@ def parse_time(value: str) -> int:
     return int(dt.timestamp())
 
 
-@cache
-def faker_generator(locale: str = "en_GB") -> Generator:
-    """One Faker generator per locale; each record lends it its own random stream."""
-    from faker import Factory
-    from faker.providers.lorem.en_US import Provider as EnglishLorem
+_local = threading.local()
 
-    gen = Factory.create(locale)
-    gen.add_provider(EnglishLorem)  # English words read better than Latin in a demo
+
+def faker_generator(locale: str = "en_GB") -> Generator:
+    """One Faker generator per locale and thread; each record lends it its own random stream
+    (so two threads building worlds at once cannot swap streams)."""
+    cache: dict[str, Generator] = _local.__dict__.setdefault("fakers", {})
+    gen = cache.get(locale)
+    if gen is None:
+        from faker import Factory
+        from faker.providers.lorem.en_US import Provider as EnglishLorem
+
+        gen = Factory.create(locale)
+        gen.add_provider(EnglishLorem)  # English words read better than Latin in a demo
+        cache[locale] = gen
     return gen
 
 

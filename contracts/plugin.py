@@ -1,0 +1,265 @@
+"""The pytest plugin (entry point `opsmerge`): options, fixtures, hooks and the report.
+
+pytest loads this module in every run of an environment that has the package installed, so it
+imports only pytest and the standard library at the top; the harness is imported when a run
+uses it. The built-in suite joins a run when a target is configured (`--opsmerge-target`, its
+environment variable or ini key) or `--opsmerge-suite=yes`; the fixtures are always available.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from contracts.options import Options, add_options, resolve
+
+if TYPE_CHECKING:
+    import httpx
+
+    from contracts.sandboxes import Sandbox, SandboxPool
+    from contracts.scenarios import Scenario
+    from contracts.session import Contract, ContractRun
+
+SUITE_PATH = Path(__file__).parent / "suite_test.py"
+SCENARIO_SUFFIX = ".contract.yaml"
+_OPTIONS = pytest.StashKey["Options"]()
+_RUN = pytest.StashKey["ContractRun"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "opsmerge_sandbox(loopback=False, **settings): how the opsmerge_sandbox fixture builds its "
+        "sandbox (loopback=True serves it on 127.0.0.1; other keywords are sandbox Settings, "
+        "e.g. recipe, seed, rate_limit)",
+    )
+    options = resolve(config)
+    config.stash[_OPTIONS] = options
+    if options.run_suite and not _has_arg(config, SUITE_PATH):
+        config.args.append(str(SUITE_PATH))
+
+
+def _has_arg(config: pytest.Config, path: Path) -> bool:
+    for arg in config.args:
+        candidate = Path(str(arg).split("::", 1)[0])
+        try:
+            if candidate.resolve() == path.resolve():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def options_for(config: pytest.Config) -> Options:
+    return config.stash[_OPTIONS]
+
+
+def run_for(config: pytest.Config) -> ContractRun:
+    """The run's shared state, created on first use."""
+    run = config.stash.get(_RUN, None)
+    if run is None:
+        from contracts.session import ContractRun
+
+        run = ContractRun(options_for(config))
+        config.stash[_RUN] = run
+    return run
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    options = options_for(config)
+    if not options.run_suite and not options.target_given:
+        return None
+    from contracts.exchange import mask_key
+
+    key = mask_key(options.key) if options.key else "(the sandbox's owner key)"
+    budget = options.budget if options.budget is not None else "unlimited"
+    return [f"opsmerge: target {options.target}, profile {options.profile}, key {key}, budget {budget}"]
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def opsmerge_run(pytestconfig: pytest.Config) -> ContractRun:
+    """The contract run: options, spec, target (opened on first use) and report."""
+    return run_for(pytestconfig)
+
+
+@pytest.fixture
+def opsmerge_contract(request: pytest.FixtureRequest, opsmerge_run: ContractRun) -> Iterator[Contract]:
+    """This test's contract: `call`/`client` record what is sent, `verify()` checks it, and what
+    the test created is deleted when it ends."""
+    from contracts.session import Contract
+
+    contract = Contract(opsmerge_run, request.node.nodeid)
+    request.node.stash[_CONTRACT] = contract
+    try:
+        yield contract
+    finally:
+        contract.finish()
+
+
+_CONTRACT = pytest.StashKey["Contract"]()
+
+
+@pytest.fixture
+def opsmerge_client(opsmerge_contract: Contract) -> httpx.Client:
+    """An httpx client bound to the target's API base URL and key, through the guarded transport
+    (production profile: GET and HEAD only; budget; pacing). Exchanges are recorded, so
+    `opsmerge_contract.verify()` can check them."""
+    return opsmerge_contract.client()
+
+
+@pytest.fixture(scope="session")
+def opsmerge_sandbox_pool(pytestconfig: pytest.Config) -> Iterator[SandboxPool]:
+    from contracts.sandboxes import SandboxPool, load_factory
+
+    pool = SandboxPool(load_factory(options_for(pytestconfig).app))
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def opsmerge_sandbox(request: pytest.FixtureRequest, opsmerge_sandbox_pool: SandboxPool) -> Sandbox:
+    """A fresh sandbox for this test: in-process, or on loopback with
+    `@pytest.mark.opsmerge_sandbox(loopback=True)`. It has `.base_url`, `.keys`, `.client()` and
+    `.admin` (reset, mint_key, advance_clock, add_fault, clear_faults, requests)."""
+    marker = request.node.get_closest_marker("opsmerge_sandbox")
+    settings: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    loopback = bool(settings.pop("loopback", False))
+    sandbox = opsmerge_sandbox_pool.get(loopback=loopback, **settings)
+    sandbox.reset()
+    return sandbox
+
+
+@pytest.fixture(scope="session")
+def opsmerge_sandbox_session(opsmerge_sandbox_pool: SandboxPool) -> Sandbox:
+    """One in-process sandbox shared by the whole session (not reset between tests)."""
+    return opsmerge_sandbox_pool.get(loopback=False, slot="session")
+
+
+# --- scenario files --------------------------------------------------------------------------
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.name.endswith(SCENARIO_SUFFIX):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        from contracts.scenarios import load_file
+
+        for scenario in load_file(self.path):
+            yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario: Scenario, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+
+    def runtest(self) -> None:
+        from contracts.scenarios import run_scenario
+        from contracts.session import Contract
+
+        contract = Contract(run_for(self.config), self.nodeid)
+        self.stash[_CONTRACT] = contract
+        try:
+            run_scenario(contract, self.scenario)
+        finally:
+            contract.finish()
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"scenario: {self.scenario.name}"
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        from contracts.session import ContractFailure
+
+        if isinstance(excinfo.value, ContractFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+# --- running, outcomes, report -----------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Running out of budget or being throttled without end is a reason to skip, not a failure."""
+    from contracts.budget import BudgetExhausted
+    from contracts.transport import Throttled
+
+    try:
+        return (yield)
+    except BudgetExhausted as exc:
+        pytest.skip(str(exc))
+    except Throttled as exc:
+        pytest.skip(f"rate limited without end: {exc}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    contract = item.stash.get(_CONTRACT, None)
+    if contract is None:
+        return report
+    from contracts.session import ContractFailure
+
+    if call.excinfo is not None and isinstance(call.excinfo.value, ContractFailure):
+        report.longrepr = str(call.excinfo.value)
+    finished = report.when == "call" or (report.when == "setup" and report.outcome != "passed")
+    if report.when == "teardown" and report.outcome == "failed":
+        finished = True
+    if finished:
+        from contracts.report import TestOutcome
+
+        reason = ""
+        if report.skipped and isinstance(report.longrepr, tuple):
+            reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        outcome = "error" if report.when != "call" and report.failed else report.outcome
+        run_for(item.config).report.add_test(TestOutcome(item.nodeid, outcome, report.duration, reason))
+        ops = sorted({r.operation_id for r in contract.results if r.operation_id})
+        failed = sorted({r.check for r in contract.results if r.status == "fail"})
+        if report.when == "call":
+            item.user_properties.append(("opsmerge_operations", ",".join(ops)))
+            item.user_properties.append(("opsmerge_failed_checks", ",".join(failed)))
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = session.config.stash.get(_RUN, None)
+    if run is None:
+        return
+    run.report.finished = time.time()
+    run.close()
+    options = options_for(session.config)
+    if options.report is not None:
+        paths = run.report.write(options.report)
+        session.config.stash[_REPORT_PATHS] = paths
+
+
+_REPORT_PATHS = pytest.StashKey["tuple[Path, Path]"]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    run = config.stash.get(_RUN, None)
+    if run is None or not run.report.tests:
+        return
+    terminalreporter.write_sep("=", "OpsMerge contracts")
+    width = max(80, int(getattr(terminalreporter._tw, "fullwidth", 120)))
+    terminalreporter.write(run.report.render_summary(width=width, color=terminalreporter.hasmarkup))
+    paths = config.stash.get(_REPORT_PATHS, None)
+    if paths:
+        terminalreporter.write_line(f"opsmerge report: {paths[0]} and {paths[1]}")

@@ -1,0 +1,74 @@
+"""The built-in contract suite, collected when a run has a target (or `--opsmerge-suite=yes`).
+
+Every test is parametrized from the spec or from the scenario files in `contracts/suites/`, so
+the suite grows with the spec: a new operation gets its contracts with no code here. Test ids
+name the operation (`test_pagination[listTickets]`), so `-k` selects by operation or contract.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts import derive, probes
+from contracts.plugin import run_for
+from contracts.scenarios import Scenario, builtin_scenarios, run_scenario
+from contracts.session import Contract
+from sandbox.spec import Operation
+
+_OPERATIONS = {
+    "test_conforms": derive.conformance_operations,
+    "test_auth": derive.auth_operations,
+    "test_pagination": derive.list_operations,
+    "test_bodies": derive.body_operations,
+    "test_unknown_id": derive.unknown_id_operations,
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "operation" in metafunc.fixturenames:
+        spec = run_for(metafunc.config).spec
+        ops = _OPERATIONS[metafunc.function.__name__](spec)
+        metafunc.parametrize("operation", ops, ids=[op.operation_id for op in ops])
+    if "scenario" in metafunc.fixturenames:
+        scenarios = builtin_scenarios()
+        metafunc.parametrize("scenario", scenarios, ids=[s.name for s in scenarios])
+
+
+def test_conforms(opsmerge_contract: Contract, operation: Operation) -> None:
+    """A well-formed request succeeds and its response follows every convention."""
+    probes.conformance(opsmerge_contract, operation)
+
+
+def test_auth(opsmerge_contract: Contract, operation: Operation) -> None:
+    """No key and malformed keys get 401; a key without the scope 403; with it, success."""
+    probes.auth(opsmerge_contract, operation)
+
+
+def test_pagination(opsmerge_contract: Contract, operation: Operation) -> None:
+    """Pages add up to the total, hold no repeats, keep their order and respect the bounds."""
+    probes.pagination(opsmerge_contract, operation)
+
+
+def test_bodies(opsmerge_contract: Contract, operation: Operation) -> None:
+    """Generated valid bodies are accepted and read back as sent; invalid ones get 400."""
+    probes.bodies(opsmerge_contract, operation)
+
+
+def test_unknown_id(opsmerge_contract: Contract, operation: Operation) -> None:
+    """An id that does not exist gives 404 NOT_FOUND."""
+    probes.unknown_id(opsmerge_contract, operation)
+
+
+def test_rate_limit_headers(opsmerge_contract: Contract) -> None:
+    """Every response describes the key's bucket, and Remaining goes down."""
+    probes.rate_limit_burst(opsmerge_contract)
+
+
+def test_rate_limit_retry(opsmerge_contract: Contract) -> None:
+    """Past the limit: 429 with Retry-After; after waiting that long, the retry passes."""
+    probes.rate_limit_retry(opsmerge_contract)
+
+
+def test_scenario(opsmerge_contract: Contract, scenario: Scenario) -> None:
+    """A built-in scenario of the article's conventions."""
+    run_scenario(opsmerge_contract, scenario)

@@ -1,0 +1,145 @@
+"""Control endpoints for faults, on the same AdminApi (token, envelope, admin.yaml schemas).
+
+    POST   /_sandbox/faults                    add a rule or a named scenario
+    GET    /_sandbox/faults                    list rules with matched and fired counts
+    DELETE /_sandbox/faults                    remove them all (or one workspace's)
+    DELETE /_sandbox/faults/{id}               remove one
+    GET    /_sandbox/faults/scenarios          the named scenarios
+    POST   /_sandbox/workspaces/{name}/reset   one workspace alone: records, rate buckets, rules
+
+The X-Sandbox-Workspace header scopes these calls the way it scopes API calls: a CI job that sends
+it adds, lists and clears only its own workspace's rules.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from limits import RateLimitItemPerMinute
+from litestar import Request
+
+from sandbox.admin import ADMIN_SPEC_PATH, AdminApi
+from sandbox.errors import ApiError, Detail
+from sandbox.faults.rules import WORKSPACE_NAME, Context, FaultRegistry, Rule, parse_rule
+from sandbox.faults.scenarios import SCENARIOS, catalogue, expand
+from sandbox.pipeline.ratelimit import RateLimiter
+from sandbox.pipeline.validate import compile_schema, schema_details
+from sandbox.spec import flatten, resolve_refs
+from sandbox.state import SandboxState
+from sandbox.yamlio import load_yaml
+
+WORKSPACE_HEADER = "x-sandbox-workspace"
+
+
+@cache
+def _validators() -> dict[str, Any]:
+    resolved = resolve_refs(load_yaml(ADMIN_SPEC_PATH))
+    names = ["FaultRequest", *(s.params_schema for s in SCENARIOS.values())]
+    return {n: compile_schema(flatten(resolved["components"]["schemas"][n])) for n in names}
+
+
+def check_schema(schema_name: str, data: Any, prefix: str = "") -> None:
+    """A 400 naming the first field that breaks the admin.yaml schema."""
+    details = schema_details(_validators()[schema_name], data, "body")
+    if details:
+        details = [Detail(d.location, f"{prefix}{d.field}" if prefix else d.field, d.message)
+                   for d in details]
+        first = details[0]
+        raise ApiError("VALIDATION_ERROR", f"Invalid fault rule: {first.field or '(body)'}: {first.message}.",
+                       details)
+
+
+def context(state: SandboxState, workspace: str | None) -> Context:
+    spec = state.spec
+    return Context(
+        clock=state.clock,
+        operation_ids=frozenset(op.operation_id for op in spec.operations),
+        methods=frozenset(op.method for op in spec.operations),
+        keys=state.keys,
+        default_seed=state.recipe.seed,
+        default_workspace=workspace,
+    )
+
+
+def add_rule(state: SandboxState, registry: FaultRegistry, body: Any, workspace: str | None) -> Rule:
+    """Check a rule or scenario request, build it and register it (HTTP and YAML alike)."""
+    check_schema("FaultRequest", body)
+    ctx = context(state, workspace)
+    if body.get("scenario") is not None:
+        check_schema(SCENARIOS[body["scenario"]].params_schema, body.get("params") or {}, "params.")
+        rule = expand(body, ctx, registry.new_id())
+    else:
+        if "params" in body:
+            raise ApiError("VALIDATION_ERROR", "Invalid fault rule: params: only a scenario takes params.",
+                           [Detail("body", "params", "only a scenario takes params")])
+        rule = parse_rule(body, ctx, registry.new_id())
+    return registry.add(rule)
+
+
+def clear_buckets(limiter: RateLimiter, workspace: str) -> int:
+    """Empty the rate buckets of one workspace only (buckets are named `<workspace>/<key id>`)."""
+    prefix = f"{RateLimitItemPerMinute(1).namespace}/{workspace}/"
+    storage = limiter.storage
+    keys = [k for k in list(storage.storage) if k.startswith(prefix)]
+    for key in keys:
+        storage.clear(key)
+    return len(keys)
+
+
+def _workspace_name(value: str | None, location: str, field: str) -> str | None:
+    if value is not None and not WORKSPACE_NAME.match(value):
+        raise ApiError("HEADER_INVALID" if location == "header" else "VALIDATION_ERROR",
+                       f"{field} must be 1-64 letters, digits, '.', '_' or '-'.",
+                       [Detail(location, field, "must be 1-64 letters, digits, '.', '_' or '-'")])
+    return value
+
+
+def _scope(request: Request) -> str | None:
+    """The workspace a faults call is about: ?workspace=, else the X-Sandbox-Workspace header."""
+    query = _workspace_name(request.query_params.get("workspace"), "query", "workspace")
+    header = _workspace_name(request.headers.get(WORKSPACE_HEADER), "header", "X-Sandbox-Workspace")
+    return query or header
+
+
+def add_fault_endpoints(api: AdminApi, state: SandboxState, registry: FaultRegistry) -> None:
+    async def add(request: Request, _: Any) -> tuple[int, Any]:
+        body = await api.body(request, "FaultRequest", required=True)
+        rule = add_rule(state, registry, body, _scope(request))
+        view = rule.view(state.clock.now())
+        if rule.key is not None:
+            view["key"]["key"] = rule.key.secret  # shown once, like a minted key
+        return 201, view
+
+    def listed(request: Request, _: Any) -> tuple[int, Any]:
+        items = registry.listed(_scope(request))
+        return 200, {"items": items, "total": len(items)}
+
+    def clear(request: Request, _: Any) -> tuple[int, Any]:
+        workspace = _scope(request)
+        removed = registry.clear(workspace)
+        return 200, {"removed": len(removed), "workspace": workspace or "*"}
+
+    def remove(request: Request, _: Any) -> tuple[int, Any]:
+        rule = registry.remove(request.path_params["rule_id"])
+        if rule is None:
+            raise ApiError("NOT_FOUND", "No fault rule with that id.")
+        return 200, rule.view(state.clock.now())
+
+    def scenarios(request: Request, _: Any) -> tuple[int, Any]:
+        return 200, {"items": catalogue()}
+
+    def reset_workspace(request: Request, _: Any) -> tuple[int, Any]:
+        name = _workspace_name(request.path_params["name"], "path", "name")
+        assert name is not None
+        state.workspaces.reset(name)
+        buckets = clear_buckets(state.limiter, name)
+        removed = registry.clear(name)
+        return 200, {"reset": True, "workspace": name, "buckets": buckets, "faults": len(removed)}
+
+    api.add("POST", "/faults", add)
+    api.add("GET", "/faults", listed)
+    api.add("DELETE", "/faults", clear)
+    api.add("GET", "/faults/scenarios", scenarios)
+    api.add("DELETE", "/faults/{rule_id:str}", remove)
+    api.add("POST", "/workspaces/{name:str}/reset", reset_workspace)

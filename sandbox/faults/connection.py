@@ -1,0 +1,156 @@
+"""Connection-level faults: a reset, a truncated body, malformed JSON, a slow trickle.
+
+These break the transport, not the answer, so they need the raw ASGI `send` of the server.
+Litestar's own `middleware=[...]` never sees it (its exception middleware wraps `send` first), so
+`ConnectionFaults` wraps the app's outermost ASGI handler instead. The fault stage decides and
+leaves a `ConnectionFault` in the request scope; this layer reads it when the answer is sent.
+A request without one costs a dictionary lookup per ASGI message.
+
+A reset and a truncation close the socket through the server's transport: with uvicorn (both its
+httptools and h11 protocols) `send` is a method of the connection's cycle, which holds the
+transport. A reset sets SO_LINGER to zero and aborts, so the peer gets a TCP RST and not one byte;
+a truncation sends the headers and part of the body, then closes. Under a server whose `send`
+hides its transport (or an in-process ASGI client) the fallback raises `ConnectionDropped` after
+the partial answer, which makes ASGI servers drop the connection and in-process clients raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+SCOPE_KEY = "sandbox.connection_fault"
+
+
+class ConnectionDropped(ConnectionError):
+    """Raised to make an ASGI server drop a connection when its transport is out of reach."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFault:
+    kind: str  # reset | truncate | malformed_json | trickle
+    chunk_bytes: int = 64
+    interval_s: float = 0.1
+
+
+def signal(scope: Any, fault: ConnectionFault) -> None:
+    """How the fault stage asks for a connection fault on this request's answer."""
+    scope[SCOPE_KEY] = fault
+
+
+class ConnectionFaults:
+    """A pure ASGI layer that breaks the answer in transit when the scope asks for it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        pending: list[Message] = []
+
+        async def guarded(message: Message) -> None:
+            fault = scope.get(SCOPE_KEY)  # type: ignore[misc]
+            if fault is None:
+                await send(message)
+            else:
+                await _apply(fault, message, pending, send)
+
+        await self.app(scope, receive, guarded)
+
+
+async def _apply(fault: ConnectionFault, message: Message, pending: list[Message], send: Send) -> None:
+    """Handle one ASGI message of an answer that must break; the start waits for the body."""
+    if message["type"] == "http.response.start":
+        if fault.kind == "reset":
+            await _reset(send, message)
+        else:
+            pending.append(message)
+        return
+    if message["type"] != "http.response.body" or not pending:
+        return  # a reset answer, or a message after the connection was dropped
+    start = pending[0]
+    pending.append(message)
+    if message.get("more_body", False):
+        return
+    body = b"".join(m.get("body", b"") for m in pending[1:])  # type: ignore[misc]
+    pending.clear()
+    if fault.kind == "truncate":
+        await send(start)
+        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+        await _close(send)
+    elif fault.kind == "malformed_json":
+        broken = _malformed(body)
+        await send({**start, "headers": _with_length(start.get("headers", []), len(broken))})  # type: ignore[typeddict-item]
+        await send({"type": "http.response.body", "body": broken, "more_body": False})
+    else:
+        await send(start)
+        await _trickle(body, fault, send)
+
+
+def _malformed(body: bytes) -> bytes:
+    """The first half of the real answer: what a proxy cut mid-stream hands a client as 200 JSON."""
+    half = body[: max(1, len(body) // 2)].decode("utf-8", "ignore").encode()
+    return half if half else b"{"
+
+
+def _with_length(headers: Any, length: int) -> list[tuple[bytes, bytes]]:
+    kept = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+    return [*kept, (b"content-length", str(length).encode())]
+
+
+async def _trickle(body: bytes, fault: ConnectionFault, send: Send) -> None:
+    step = max(1, fault.chunk_bytes)
+    for offset in range(0, len(body), step):
+        last = offset + step >= len(body)
+        await send({"type": "http.response.body", "body": body[offset:offset + step], "more_body": not last})
+        if not last:
+            await asyncio.sleep(fault.interval_s)
+    if not body:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _cycle(send: Send) -> tuple[Any, Any]:
+    """The server's connection cycle and transport behind `send`, when the server exposes them."""
+    owner = getattr(send, "__self__", None)
+    transport = getattr(owner, "transport", None)
+    if transport is None or not hasattr(transport, "abort"):
+        return None, None
+    return owner, transport
+
+
+async def _until_disconnected(owner: Any) -> None:
+    """Let the server notice the loss, so it neither answers 500 nor logs an error."""
+    for _ in range(200):
+        if getattr(owner, "disconnected", True):
+            return
+        await asyncio.sleep(0.001)
+
+
+async def _reset(send: Send, start: Message) -> None:
+    owner, transport = _cycle(send)
+    if transport is None:  # the server would answer 500 to an exception before the start
+        await send(start)
+        raise ConnectionDropped("connection reset on purpose by a sandbox fault")
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:  # pragma: no cover - the abort still drops the connection
+            pass
+    transport.abort()
+    await _until_disconnected(owner)
+
+
+async def _close(send: Send) -> None:
+    owner, transport = _cycle(send)
+    if transport is None:
+        raise ConnectionDropped("connection closed mid-body on purpose by a sandbox fault")
+    transport.close()
+    await _until_disconnected(owner)

@@ -1,0 +1,336 @@
+"""Fault rules: what to match, what to do, and when (next N, every Nth, a seeded chance, until T).
+
+A rule is data, the same whether it arrives through `POST /_sandbox/faults` or a YAML file.
+Probability draws come from the rule's own `random.Random(seed)`, so the same requests against
+the same rules give the same faults on every run. Expiry is measured on the sandbox clock, so
+advancing the clock ends a rule exactly as waiting would.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from fnmatch import translate
+from typing import Any
+
+from sandbox.clock import Clock, format_iso, parse_iso
+from sandbox.errors import ApiError, Detail
+from sandbox.pipeline.authenticate import ApiKey
+
+CONNECTION_EFFECTS = ("reset", "truncate", "malformed_json", "trickle")
+WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DEFAULT_CHUNK_BYTES = 64
+DEFAULT_INTERVAL_MS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Every given field must hold; a rule without a workspace matches every workspace."""
+
+    method: str | None = None
+    path: str | None = None
+    operation_id: str | None = None
+    key: str | None = None  # a key's name or id
+    workspace: str | None = None
+    _path_re: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+
+    def hits(self, method: str, path: str, relative: str, operation_id: str, key: ApiKey,
+             workspace: str) -> bool:
+        if self.workspace is not None and self.workspace != workspace:
+            return False
+        if self.method is not None and self.method != method:
+            return False
+        if self.operation_id is not None and self.operation_id != operation_id:
+            return False
+        if self.key is not None and self.key != key.id and self.key != key.name:
+            return False
+        if self._path_re is not None:
+            return bool(self._path_re.match(path) or self._path_re.match(relative))
+        return True
+
+    def as_dict(self) -> dict[str, str]:
+        out = {"method": self.method, "path": self.path, "operation_id": self.operation_id,
+               "key": self.key, "workspace": self.workspace}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    status: int | None = None
+    delay_ms: int = 0
+    retry_after: int | None = None
+    connection: str | None = None  # reset | truncate | malformed_json | trickle
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    interval_ms: int = DEFAULT_INTERVAL_MS
+    process: bool = True  # reset: does the request reach the handler before the connection drops?
+
+    def label(self) -> str:
+        parts = []
+        if self.status is not None:
+            parts.append(f"status {self.status}")
+        if self.connection is not None:
+            parts.append(self.connection.replace("_", " "))
+        if self.delay_ms:
+            parts.append(f"delay {self.delay_ms} ms")
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.delay_ms:
+            out["delay_ms"] = self.delay_ms
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        if self.connection is not None:
+            out["connection"] = self.connection
+            if self.connection == "reset":
+                out["process"] = self.process
+            if self.connection == "trickle":
+                out["chunk_bytes"] = self.chunk_bytes
+                out["interval_ms"] = self.interval_ms
+        return out
+
+
+@dataclass(slots=True)
+class Rule:
+    id: str
+    name: str | None
+    match: Match
+    effect: Effect | None  # None: a bookkeeping entry (the expiring-key scenario)
+    created_at: str
+    times: int | None = None
+    every: int | None = None
+    probability: float | None = None
+    seed: int | None = None
+    expires_at: float | None = None
+    scenario: str | None = None
+    key: ApiKey | None = None  # the key an expiring-key scenario minted
+    matched: int = 0
+    fired: int = 0
+    _rng: random.Random | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.probability is not None:
+            self._rng = random.Random(self.seed)
+
+    @property
+    def label(self) -> str:
+        """How the journal names this rule: its id and what it does."""
+        what = self.name or self.scenario or (self.effect.label() if self.effect else "")
+        return f"{self.id} {what}".strip()
+
+    def status(self, now: float) -> str:
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        if self.times is not None and self.fired >= self.times:
+            return "exhausted"
+        return "active"
+
+    def live(self, now: float) -> bool:
+        return self.effect is not None and self.status(now) == "active"
+
+    def draw(self) -> bool:
+        """Count one matching request and decide whether the rule fires on it."""
+        self.matched += 1
+        if self.every is not None and self.matched % self.every:
+            return False
+        if self._rng is not None and self._rng.random() >= (self.probability or 0.0):
+            return False
+        self.fired += 1
+        return True
+
+    def view(self, now: float) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id, "name": self.name, "scenario": self.scenario,
+            "match": self.match.as_dict(),
+            "effect": self.effect.as_dict() if self.effect else None,
+            "times": self.times, "every": self.every, "probability": self.probability,
+            "seed": self.seed,
+            "expires_at": format_iso(self.expires_at) if self.expires_at is not None else None,
+            "matched": self.matched, "fired": self.fired,
+            "remaining": max(0, self.times - self.fired) if self.times is not None else None,
+            "status": self.status(now), "created_at": self.created_at,
+        }
+        if self.key is not None:
+            key = self.key
+            expired = key.expires_ts is not None and key.expires_ts <= now
+            out["key"] = {"id": key.id, "name": key.name, "prefix": key.prefix,
+                          "expires_at": key.expires_at}
+            out["status"] = "revoked" if key.revoked else "expired" if expired else "active"
+        return out
+
+
+class FaultRegistry:
+    """Every rule of one sandbox, in the order they were added (the first that fires wins)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.rules: list[Rule] = []
+        self._next = 0
+
+    def new_id(self) -> str:
+        self._next += 1
+        return f"flt_{self._next}"
+
+    def add(self, rule: Rule) -> Rule:
+        self.rules.append(rule)
+        return rule
+
+    def get(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    def remove(self, rule_id: str) -> Rule | None:
+        rule = self.get(rule_id)
+        if rule is not None:
+            self.rules.remove(rule)
+            _retire(rule)
+        return rule
+
+    def clear(self, workspace: str | None = None) -> list[Rule]:
+        """Remove every rule, or those scoped to one workspace; returns what was removed."""
+        gone = [r for r in self.rules if workspace is None or r.match.workspace == workspace]
+        self.rules = [r for r in self.rules if r not in gone]
+        for rule in gone:
+            _retire(rule)
+        return gone
+
+    def listed(self, workspace: str | None = None) -> list[dict[str, Any]]:
+        now = self.clock.now()
+        return [r.view(now) for r in self.rules if workspace is None or r.match.workspace == workspace]
+
+    def pick(self, method: str, path: str, relative: str, operation_id: str, key: ApiKey,
+             workspace: str) -> Rule | None:
+        """The first live rule that matches this request and fires on it."""
+        now = self.clock.now()
+        for rule in self.rules:
+            if rule.live(now) and rule.match.hits(method, path, relative, operation_id, key, workspace):
+                if rule.draw():
+                    return rule
+        return None
+
+
+def _retire(rule: Rule) -> None:
+    """A removed expiring-key scenario takes its key with it."""
+    if rule.key is not None:
+        rule.key.revoked = True
+
+
+# ------------------------------------------------------------------ parsing
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a rule is checked against when it is added."""
+
+    clock: Clock
+    operation_ids: frozenset[str]
+    methods: frozenset[str]
+    keys: Any  # KeyRing
+    default_seed: int
+    default_workspace: str | None = None
+
+
+def _bad(field_name: str, message: str) -> ApiError:
+    return ApiError("VALIDATION_ERROR", f"Invalid fault rule: {field_name}: {message}.",
+                    [Detail("body", field_name, message)])
+
+
+def _unknown(field_name: str, message: str) -> ApiError:
+    return ApiError("REFERENCE_NOT_FOUND", f"Invalid fault rule: {field_name}: {message}.",
+                    [Detail("body", field_name, message)])
+
+
+def parse_match(raw: dict[str, Any], ctx: Context) -> Match:
+    method = raw.get("method")
+    if method is not None:
+        method = str(method).upper()
+        if method not in ctx.methods:
+            raise _bad("match.method", f"no operation uses {method}; use one of {', '.join(sorted(ctx.methods))}")
+    op_id = raw.get("operation_id")
+    if op_id is not None and op_id not in ctx.operation_ids:
+        raise _unknown("match.operation_id", f"the spec has no operation {op_id!r}")
+    key = raw.get("key")
+    if key is not None and not any(key in (k.id, k.name) for k in ctx.keys):
+        raise _unknown("match.key", f"no sandbox key has the name or id {key!r}")
+    workspace = raw.get("workspace", ctx.default_workspace)
+    if workspace is not None and not WORKSPACE_NAME.match(workspace):
+        raise _bad("match.workspace", "must be 1-64 letters, digits, '.', '_' or '-'")
+    path = raw.get("path")
+    path_re = re.compile(translate(path)) if path is not None else None
+    return Match(method, path, op_id, key, workspace, path_re)
+
+
+def parse_effect(raw: dict[str, Any]) -> Effect:
+    status = raw.get("status")
+    connection = raw.get("connection")
+    delay = int(raw.get("delay_ms", 0))
+    if status is None and connection is None and not delay:
+        raise _bad("effect", "give a status, a delay_ms or a connection effect")
+    if status is not None and not 400 <= int(status) <= 599:
+        raise _bad("effect.status", "a forced status must be from 400 to 599")
+    if connection is not None and connection not in CONNECTION_EFFECTS:
+        raise _bad("effect.connection", f"must be one of {', '.join(CONNECTION_EFFECTS)}")
+    if connection == "reset" and status is not None:
+        raise _bad("effect.status", "a reset connection sends no status; drop one of the two")
+    if connection != "reset" and "process" in raw:
+        raise _bad("effect.process", "only applies to connection: reset")
+    if connection != "trickle" and ("chunk_bytes" in raw or "interval_ms" in raw):
+        raise _bad("effect", "chunk_bytes and interval_ms only apply to connection: trickle")
+    retry_after = raw.get("retry_after")
+    if retry_after is not None and status not in (429, 503):
+        raise _bad("effect.retry_after", "only applies with status 429 or 503")
+    return Effect(
+        status=int(status) if status is not None else None,
+        delay_ms=delay,
+        retry_after=int(retry_after) if retry_after is not None else None,
+        connection=connection,
+        chunk_bytes=int(raw.get("chunk_bytes", DEFAULT_CHUNK_BYTES)),
+        interval_ms=int(raw.get("interval_ms", DEFAULT_INTERVAL_MS)),
+        process=bool(raw.get("process", True)),
+    )
+
+
+def expiry_of(raw: dict[str, Any], clock: Clock) -> float | None:
+    if "expires_in" in raw and "expires_at" in raw:
+        raise _bad("expires_at", "give expires_in or expires_at, not both")
+    if "expires_in" in raw:
+        return clock.now() + float(raw["expires_in"])
+    if "expires_at" in raw:
+        try:
+            return parse_iso(str(raw["expires_at"]))
+        except ValueError:
+            raise _bad("expires_at", "must be an ISO 8601 date-time") from None
+    return None
+
+
+def parse_rule(raw: dict[str, Any], ctx: Context, rule_id: str, scenario: str | None = None,
+               key: ApiKey | None = None) -> Rule:
+    """A Rule from its JSON form (already checked against the FaultRequest schema)."""
+    probability = raw.get("probability")
+    seed = raw.get("seed")
+    if seed is not None and probability is None:
+        raise _bad("seed", "only applies with a probability")
+    if probability is not None:
+        probability = float(probability)
+        if not 0.0 < probability <= 1.0:
+            raise _bad("probability", "must be more than 0 and at most 1")
+        seed = int(seed) if seed is not None else ctx.default_seed
+    effect = parse_effect(raw["effect"]) if raw.get("effect") is not None else None
+    if effect is None and key is None:
+        raise _bad("effect", "a rule needs an effect")
+    return Rule(
+        id=rule_id,
+        name=raw.get("name"),
+        match=parse_match(raw.get("match") or {}, ctx),
+        effect=effect,
+        created_at=ctx.clock.iso(),
+        times=int(raw["times"]) if raw.get("times") is not None else None,
+        every=int(raw["every"]) if raw.get("every") is not None else None,
+        probability=probability,
+        seed=seed,
+        expires_at=expiry_of(raw, ctx.clock),
+        scenario=scenario,
+        key=key,
+    )

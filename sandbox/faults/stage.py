@@ -1,0 +1,174 @@
+"""Stage 5: injected faults. Decides, per request, what the Prefer header or a rule asks for.
+
+A forced answer is what the real API sends for that status: the catalogue's code in the error
+envelope, `Retry-After` and `X-RateLimit-*` (Remaining 0) on a 429, `WWW-Authenticate` (and no
+rate headers, as no key was recognised) on a 401. When the spec does not document the status for
+the operation, a `Warning: 299` header says the sandbox forced it. With no rule and no Prefer
+header, the stage costs three membership tests and returns None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+from litestar import Request, Response
+
+from sandbox.catalogue import Catalogue
+from sandbox.errors import ApiError
+from sandbox.faults.connection import ConnectionFault, signal
+from sandbox.faults.prefer import Preferences, PreferError, invalid, merge, parse_prefer, parse_query
+from sandbox.faults.rules import FaultRegistry, Rule
+from sandbox.pipeline.authenticate import Caller
+from sandbox.pipeline.ratelimit import RateState
+from sandbox.pipeline.runner import Outcome
+from sandbox.spec import Operation
+from sandbox.state import SandboxState
+from sandbox.store.workspace import Workspace
+
+_RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+_CHALLENGE = 'Bearer realm="OpsMerge API", error="invalid_token"'
+
+Transform = Callable[[Response[bytes]], Response[bytes]]
+
+
+def forced_error(catalogue: Catalogue, status: int, rate: RateState, retry_after: int | None) -> ApiError:
+    """The error the real API would answer with this status, headers included."""
+    code = catalogue.code_for_status(status)
+    override = None if catalogue.status_of(code) == status else status
+    message = catalogue.codes[code].meaning
+    headers: dict[str, str] = {}
+    if status == 429:
+        retry = retry_after if retry_after is not None else max(1, rate.reset)
+        headers = {
+            "x-ratelimit-limit": str(rate.limit),
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset": str(retry_after if retry_after is not None else rate.reset),
+            "retry-after": str(retry),
+        }
+        message = f"API key rate limit exceeded: {rate.limit} requests per minute. Retry after {retry} s."
+    elif status == 401:
+        headers = {"www-authenticate": _CHALLENGE}
+    elif retry_after is not None:
+        headers = {"retry-after": str(retry_after)}
+    return ApiError(code, message, headers=headers, status_override=override)
+
+
+def undocumented_warning(op: Operation, status: int) -> str | None:
+    if status in op.documented_statuses:
+        return None
+    return (f'299 - "status {status} forced by the sandbox: the spec does not document it for '
+            f'{op.operation_id}"')
+
+
+def _chain(*steps: Transform | None) -> Transform | None:
+    kept = [s for s in steps if s is not None]
+    if not kept:
+        return None
+
+    def run(response: Response[bytes]) -> Response[bytes]:
+        for step in kept:
+            response = step(response)
+        return response
+
+    return run
+
+
+def _drop_rate_headers(response: Response[bytes]) -> Response[bytes]:
+    for name in _RATE_HEADERS:
+        response.headers.pop(name, None)
+    return response
+
+
+def _applied(value: str) -> Transform:
+    def add(response: Response[bytes]) -> Response[bytes]:
+        response.headers["preference-applied"] = value
+        return response
+
+    return add
+
+
+class FaultStage:
+    """The runner's fault hook: Prefer first (it is explicit), then the rules in order."""
+
+    def __init__(self, registry: FaultRegistry, state: SandboxState) -> None:
+        self.registry = registry
+        self.catalogue = state.spec.catalogue
+        self.base_path = state.spec.base_path
+
+    def __call__(self, op: Operation, request: Request, caller: Caller, ws: Workspace,
+                 rate: RateState, state: SandboxState) -> Outcome | None:
+        query_string: bytes = request.scope.get("query_string", b"")  # type: ignore[assignment]
+        asked = "prefer" in request.headers or b"__" in query_string
+        if not asked and not self.registry.rules:
+            return None
+        prefs = self.preferences(op, request, query_string) if asked else None
+        if prefs is not None and prefs.acts:
+            return self._from_preferences(op, prefs, rate)
+        outcome = None
+        if self.registry.rules:
+            path = request.url.path
+            relative = path[len(self.base_path):] if path.startswith(self.base_path) else path
+            rule = self.registry.pick(op.method, path, relative, op.operation_id, caller.key, ws.name)
+            if rule is not None:
+                outcome = self._from_rule(op, rule, request, rate)
+        if prefs is not None and prefs.applied():  # example= / dynamic=: accepted, nothing to do
+            outcome = outcome or Outcome()
+            outcome.transform = _chain(outcome.transform, _applied(prefs.applied()))
+        return outcome
+
+    # ------------------------------------------------------------------ Prefer
+    def preferences(self, op: Operation, request: Request, query_string: bytes) -> Preferences:
+        """The request's preferences, checked against the operation; a 400 when one is wrong."""
+        try:
+            header = parse_prefer(request.headers.getall("prefer", []))
+        except PreferError as exc:
+            raise invalid("header", "Prefer", exc.message) from None
+        query, sources = Preferences(), {}
+        if b"__" in query_string:
+            try:
+                query, sources = parse_query(parse_qs(query_string.decode("latin-1"), keep_blank_values=True))
+            except PreferError as exc:
+                raise invalid("query", exc.name, exc.message) from None
+        prefs = merge(header, query)
+
+        def fail(name: str, message: str) -> ApiError:
+            if name in sources:
+                return invalid("query", sources[name], message)
+            return invalid("header", "Prefer", message)
+
+        success = op.success_status
+        if prefs.code is not None and prefs.code != success and not 400 <= prefs.code <= 599:
+            raise fail("code", f"code={prefs.code}: force {success} (this operation's success "
+                               "status) or an error status from 400 to 599")
+        if prefs.retry_after is not None and prefs.code not in (429, 503):
+            raise fail("retry-after", "retry-after only applies with code=429 or code=503")
+        return prefs
+
+    def _from_preferences(self, op: Operation, prefs: Preferences, rate: RateState) -> Outcome:
+        outcome = Outcome(name=f"prefer {prefs.applied()}", delay=(prefs.delay_ms or 0) / 1000)
+        strip = None
+        if prefs.code is not None and prefs.code != op.success_status:
+            outcome.error = forced_error(self.catalogue, prefs.code, rate, prefs.retry_after)
+            outcome.warning = undocumented_warning(op, prefs.code)
+            strip = _drop_rate_headers if prefs.code == 401 else None
+        outcome.transform = _chain(strip, _applied(prefs.applied()))
+        return outcome
+
+    # ------------------------------------------------------------------ rules
+    def _from_rule(self, op: Operation, rule: Rule, request: Request, rate: RateState) -> Outcome:
+        effect = rule.effect
+        assert effect is not None  # pick() only returns rules with an effect
+        outcome = Outcome(name=rule.label, delay=effect.delay_ms / 1000)
+        if effect.status is not None:
+            outcome.error = forced_error(self.catalogue, effect.status, rate, effect.retry_after)
+            outcome.warning = undocumented_warning(op, effect.status)
+            if effect.status == 401:
+                outcome.transform = _drop_rate_headers
+        if effect.connection is not None:
+            signal(request.scope, ConnectionFault(effect.connection, effect.chunk_bytes,
+                                                  effect.interval_ms / 1000))
+            if effect.connection == "reset" and not effect.process:  # dropped before the handler
+                outcome.error = ApiError("SERVICE_UNAVAILABLE",
+                                         "The connection was reset before the request was processed.")
+        return outcome
