@@ -131,7 +131,7 @@ class Mix:
             return Shot(kind, "GET", f"{BASE}/clients", headers)
         if kind == "mangled_key":
             good = rng.choice(self.keys)
-            bad = rng.choice((f"Bearer  {good}", f"Bearer{good}", f"Token {good}", "Bearer "))
+            bad = rng.choice((f"Bearer  {good}", f"Bearer{good}", f"Token {good}", "Bearer"))
             return Shot(kind, "GET", f"{BASE}/clients", {**self._auth(), "authorization": bad})
         if kind == "bad_workspace":
             name = rng.choice(("x" * 100, "bad name!", "default", "-leading-dash", "a/b"))

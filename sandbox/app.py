@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFou
 from sandbox.admin import build_admin
 from sandbox.docs import docs_routes
 from sandbox.errors import ApiError
+from sandbox.faults import add_fault_endpoints, install_faults, registry_of, wrap_connection_faults
 from sandbox.hosted import lifespans as hosted_lifespans
 from sandbox.pipeline.envelope import error_response, json_response
 from sandbox.pipeline.routing import build_routes
@@ -62,7 +63,7 @@ def shown_keys(state: SandboxState) -> list[dict[str, str]]:
 def create_app(settings: Settings | None = None, state: SandboxState | None = None) -> Litestar:
     settings = settings or Settings()
     state = state or build_state(settings)
-    faults = state.extras.get("faults_stage")
+    faults = install_faults(state)
     pipeline = Pipeline(state, faults)
     routes = build_routes(state.spec.operations, state.spec.base_path, pipeline.run)
 
@@ -72,7 +73,9 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
 
     handlers = [*routes, *docs_routes(state, shown_keys(state)), health]
     if not settings.hosted:
-        handlers += build_admin(state).handlers()
+        admin = build_admin(state)
+        add_fault_endpoints(admin, state, registry_of(state))
+        handlers += admin.handlers()
     cors = None
     if settings.cors_origins:
         cors = CORSConfig(
@@ -108,4 +111,4 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
     )
     app.state.sandbox = state
     app.state.pipeline = pipeline
-    return app
+    return wrap_connection_faults(app)

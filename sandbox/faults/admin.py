@@ -43,11 +43,16 @@ def check_schema(schema_name: str, data: Any, prefix: str = "") -> None:
     """A 400 naming the first field that breaks the admin.yaml schema."""
     details = schema_details(_validators()[schema_name], data, "body")
     if details:
-        details = [Detail(d.location, f"{prefix}{d.field}" if prefix else d.field, d.message)
-                   for d in details]
+        details = [
+            Detail(d.location, f"{prefix}{d.field}" if prefix else d.field, d.message)
+            for d in details
+        ]
         first = details[0]
-        raise ApiError("VALIDATION_ERROR", f"Invalid fault rule: {first.field or '(body)'}: {first.message}.",
-                       details)
+        raise ApiError(
+            "VALIDATION_ERROR",
+            f"Invalid fault rule: {first.field or '(body)'}: {first.message}.",
+            details,
+        )
 
 
 def context(state: SandboxState, workspace: str | None) -> Context:
@@ -62,7 +67,9 @@ def context(state: SandboxState, workspace: str | None) -> Context:
     )
 
 
-def add_rule(state: SandboxState, registry: FaultRegistry, body: Any, workspace: str | None) -> Rule:
+def add_rule(
+    state: SandboxState, registry: FaultRegistry, body: Any, workspace: str | None
+) -> Rule:
     """Check a rule or scenario request, build it and register it (HTTP and YAML alike)."""
     check_schema("FaultRequest", body)
     ctx = context(state, workspace)
@@ -71,8 +78,11 @@ def add_rule(state: SandboxState, registry: FaultRegistry, body: Any, workspace:
         rule = expand(body, ctx, registry.new_id())
     else:
         if "params" in body:
-            raise ApiError("VALIDATION_ERROR", "Invalid fault rule: params: only a scenario takes params.",
-                           [Detail("body", "params", "only a scenario takes params")])
+            raise ApiError(
+                "VALIDATION_ERROR",
+                "Invalid fault rule: params: only a scenario takes params.",
+                [Detail("body", "params", "only a scenario takes params")],
+            )
         rule = parse_rule(body, ctx, registry.new_id())
     return registry.add(rule)
 
@@ -89,9 +99,11 @@ def clear_buckets(limiter: RateLimiter, workspace: str) -> int:
 
 def _workspace_name(value: str | None, location: str, field: str) -> str | None:
     if value is not None and not WORKSPACE_NAME.match(value):
-        raise ApiError("HEADER_INVALID" if location == "header" else "VALIDATION_ERROR",
-                       f"{field} must be 1-64 letters, digits, '.', '_' or '-'.",
-                       [Detail(location, field, "must be 1-64 letters, digits, '.', '_' or '-'")])
+        raise ApiError(
+            "HEADER_INVALID" if location == "header" else "VALIDATION_ERROR",
+            f"{field} must be 1-64 letters, digits, '.', '_' or '-'.",
+            [Detail(location, field, "must be 1-64 letters, digits, '.', '_' or '-'")],
+        )
     return value
 
 

@@ -17,6 +17,7 @@ the partial answer, which makes ASGI servers drop the connection and in-process 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 from dataclasses import dataclass
@@ -65,7 +66,9 @@ class ConnectionFaults:
         await self.app(scope, receive, guarded)
 
 
-async def _apply(fault: ConnectionFault, message: Message, pending: list[Message], send: Send) -> None:
+async def _apply(
+    fault: ConnectionFault, message: Message, pending: list[Message], send: Send
+) -> None:
     """Handle one ASGI message of an answer that must break; the start waits for the body."""
     if message["type"] == "http.response.start":
         if fault.kind == "reset":
@@ -83,7 +86,9 @@ async def _apply(fault: ConnectionFault, message: Message, pending: list[Message
     pending.clear()
     if fault.kind == "truncate":
         await send(start)
-        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+        await send(
+            {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
+        )
         await _close(send)
     elif fault.kind == "malformed_json":
         broken = _malformed(body)
@@ -109,7 +114,13 @@ async def _trickle(body: bytes, fault: ConnectionFault, send: Send) -> None:
     step = max(1, fault.chunk_bytes)
     for offset in range(0, len(body), step):
         last = offset + step >= len(body)
-        await send({"type": "http.response.body", "body": body[offset:offset + step], "more_body": not last})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": body[offset : offset + step],
+                "more_body": not last,
+            }
+        )
         if not last:
             await asyncio.sleep(fault.interval_s)
     if not body:
@@ -140,10 +151,8 @@ async def _reset(send: Send, start: Message) -> None:
         raise ConnectionDropped("connection reset on purpose by a sandbox fault")
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):  # the abort drops the connection either way
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:  # pragma: no cover - the abort still drops the connection
-            pass
     transport.abort()
     await _until_disconnected(owner)
 

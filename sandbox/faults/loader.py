@@ -46,7 +46,10 @@ def load_faults(path: Path, state: SandboxState, registry: FaultRegistry) -> lis
             raise FaultsFileError(f"{path}: rule {index}: expected a mapping")
         if isinstance(entry.get("expires_at"), datetime):  # YAML reads unquoted timestamps itself
             stamp = entry["expires_at"]
-            entry = {**entry, "expires_at": (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).isoformat()}
+            entry = {
+                **entry,
+                "expires_at": (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).isoformat(),
+            }
         try:
             rules.append(add_rule(state, registry, entry, None))
         except ApiError as err:

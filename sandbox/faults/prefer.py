@@ -68,7 +68,9 @@ def _unquote(value: str) -> str:
 
 def _int(name: str, raw: str, lo: int, hi: int, what: str) -> int:
     if not raw.isdigit() or len(raw) > 9:
-        raise PreferError(name, f"{name}={raw[:40]!r}: {what} must be a whole number from {lo} to {hi}")
+        raise PreferError(
+            name, f"{name}={raw[:40]!r}: {what} must be a whole number from {lo} to {hi}"
+        )
     value = int(raw)
     if not lo <= value <= hi:
         raise PreferError(name, f"{name}={value}: {what} must be from {lo} to {hi}")
@@ -84,7 +86,9 @@ def _value(prefs: Preferences, name: str, raw: str) -> Preferences:
         return replace(prefs, code=_int(name, raw, 100, 599, "the status"))
     if name == "example":
         if len(raw) > 100 or any(ord(ch) < 32 for ch in raw):
-            raise PreferError(name, "example must name an example in at most 100 printable characters")
+            raise PreferError(
+                name, "example must name an example in at most 100 printable characters"
+            )
         return replace(prefs, example=raw)
     if name == "dynamic":
         flag = raw.lower() or "true"  # a bare `dynamic` means true (RFC 7240)
@@ -92,7 +96,9 @@ def _value(prefs: Preferences, name: str, raw: str) -> Preferences:
             raise PreferError(name, f"dynamic={raw[:40]!r}: must be true or false")
         return replace(prefs, dynamic=flag == "true")
     if name == "delay":
-        return replace(prefs, delay_ms=_int(name, raw, 0, MAX_DELAY_MS, "the delay in milliseconds"))
+        return replace(
+            prefs, delay_ms=_int(name, raw, 0, MAX_DELAY_MS, "the delay in milliseconds")
+        )
     return replace(prefs, retry_after=_int(name, raw, 0, MAX_RETRY_AFTER, "retry-after in seconds"))
 
 
@@ -130,7 +136,7 @@ def parse_query(query: Mapping[str, list[str]]) -> tuple[Preferences, dict[str, 
 
 
 def merge(header: Preferences, query: Preferences) -> Preferences:
-    """The query twin wins over the header, field by field (a link can override a client default)."""
+    """The query twin wins over the header, field by field (a link overrides a client default)."""
     return Preferences(
         code=query.code if query.code is not None else header.code,
         example=query.example if query.example is not None else header.example,
@@ -143,4 +149,6 @@ def merge(header: Preferences, query: Preferences) -> Preferences:
 def invalid(location: str, field: str, message: str) -> ApiError:
     """The 400 for a preference the sandbox cannot honour, naming the header or parameter."""
     where = "Prefer header" if location == "header" else f"query parameter {field}"
-    return ApiError("VALIDATION_ERROR", f"Invalid {where}: {message}.", [Detail(location, field, message)])
+    return ApiError(
+        "VALIDATION_ERROR", f"Invalid {where}: {message}.", [Detail(location, field, message)]
+    )

@@ -35,8 +35,9 @@ class Match:
     workspace: str | None = None
     _path_re: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
 
-    def hits(self, method: str, path: str, relative: str, operation_id: str, key: ApiKey,
-             workspace: str) -> bool:
+    def hits(
+        self, method: str, path: str, relative: str, operation_id: str, key: ApiKey, workspace: str
+    ) -> bool:
         if self.workspace is not None and self.workspace != workspace:
             return False
         if self.method is not None and self.method != method:
@@ -50,8 +51,13 @@ class Match:
         return True
 
     def as_dict(self) -> dict[str, str]:
-        out = {"method": self.method, "path": self.path, "operation_id": self.operation_id,
-               "key": self.key, "workspace": self.workspace}
+        out = {
+            "method": self.method,
+            "path": self.path,
+            "operation_id": self.operation_id,
+            "key": self.key,
+            "workspace": self.workspace,
+        }
         return {k: v for k, v in out.items() if v is not None}
 
 
@@ -143,21 +149,31 @@ class Rule:
 
     def view(self, now: float) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "name": self.name, "scenario": self.scenario,
+            "id": self.id,
+            "name": self.name,
+            "scenario": self.scenario,
             "match": self.match.as_dict(),
             "effect": self.effect.as_dict() if self.effect else None,
-            "times": self.times, "every": self.every, "probability": self.probability,
+            "times": self.times,
+            "every": self.every,
+            "probability": self.probability,
             "seed": self.seed,
             "expires_at": format_iso(self.expires_at) if self.expires_at is not None else None,
-            "matched": self.matched, "fired": self.fired,
+            "matched": self.matched,
+            "fired": self.fired,
             "remaining": max(0, self.times - self.fired) if self.times is not None else None,
-            "status": self.status(now), "created_at": self.created_at,
+            "status": self.status(now),
+            "created_at": self.created_at,
         }
         if self.key is not None:
             key = self.key
             expired = key.expires_ts is not None and key.expires_ts <= now
-            out["key"] = {"id": key.id, "name": key.name, "prefix": key.prefix,
-                          "expires_at": key.expires_at}
+            out["key"] = {
+                "id": key.id,
+                "name": key.name,
+                "prefix": key.prefix,
+                "expires_at": key.expires_at,
+            }
             out["status"] = "revoked" if key.revoked else "expired" if expired else "active"
         return out
 
@@ -198,16 +214,21 @@ class FaultRegistry:
 
     def listed(self, workspace: str | None = None) -> list[dict[str, Any]]:
         now = self.clock.now()
-        return [r.view(now) for r in self.rules if workspace is None or r.match.workspace == workspace]
+        return [
+            r.view(now) for r in self.rules if workspace is None or r.match.workspace == workspace
+        ]
 
-    def pick(self, method: str, path: str, relative: str, operation_id: str, key: ApiKey,
-             workspace: str) -> Rule | None:
+    def pick(
+        self, method: str, path: str, relative: str, operation_id: str, key: ApiKey, workspace: str
+    ) -> Rule | None:
         """The first live rule that matches this request and fires on it."""
         now = self.clock.now()
         for rule in self.rules:
-            if rule.live(now) and rule.match.hits(method, path, relative, operation_id, key, workspace):
-                if rule.draw():
-                    return rule
+            hit = rule.live(now) and rule.match.hits(
+                method, path, relative, operation_id, key, workspace
+            )
+            if hit and rule.draw():  # draw() counts the match, so only matching rules call it
+                return rule
         return None
 
 
@@ -233,13 +254,19 @@ class Context:
 
 
 def _bad(field_name: str, message: str) -> ApiError:
-    return ApiError("VALIDATION_ERROR", f"Invalid fault rule: {field_name}: {message}.",
-                    [Detail("body", field_name, message)])
+    return ApiError(
+        "VALIDATION_ERROR",
+        f"Invalid fault rule: {field_name}: {message}.",
+        [Detail("body", field_name, message)],
+    )
 
 
 def _unknown(field_name: str, message: str) -> ApiError:
-    return ApiError("REFERENCE_NOT_FOUND", f"Invalid fault rule: {field_name}: {message}.",
-                    [Detail("body", field_name, message)])
+    return ApiError(
+        "REFERENCE_NOT_FOUND",
+        f"Invalid fault rule: {field_name}: {message}.",
+        [Detail("body", field_name, message)],
+    )
 
 
 def parse_match(raw: dict[str, Any], ctx: Context) -> Match:
@@ -247,7 +274,10 @@ def parse_match(raw: dict[str, Any], ctx: Context) -> Match:
     if method is not None:
         method = str(method).upper()
         if method not in ctx.methods:
-            raise _bad("match.method", f"no operation uses {method}; use one of {', '.join(sorted(ctx.methods))}")
+            raise _bad(
+                "match.method",
+                f"no operation uses {method}; use one of {', '.join(sorted(ctx.methods))}",
+            )
     op_id = raw.get("operation_id")
     if op_id is not None and op_id not in ctx.operation_ids:
         raise _unknown("match.operation_id", f"the spec has no operation {op_id!r}")
@@ -305,8 +335,13 @@ def expiry_of(raw: dict[str, Any], clock: Clock) -> float | None:
     return None
 
 
-def parse_rule(raw: dict[str, Any], ctx: Context, rule_id: str, scenario: str | None = None,
-               key: ApiKey | None = None) -> Rule:
+def parse_rule(
+    raw: dict[str, Any],
+    ctx: Context,
+    rule_id: str,
+    scenario: str | None = None,
+    key: ApiKey | None = None,
+) -> Rule:
     """A Rule from its JSON form (already checked against the FaultRequest schema)."""
     probability = raw.get("probability")
     seed = raw.get("seed")

@@ -34,31 +34,51 @@ _RULE_FIELDS = frozenset({"name", "match", "times", "expires_in", "expires_at"})
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("rate-limit-storm", "Every Nth matching request answers 429 with truthful "
-                 "Retry-After and X-RateLimit-* headers (params: every=5, retry_after=1).",
-                 "RateLimitStormParams", _RULE_FIELDS),
-        Scenario("flaky-5xx", "A seeded share of matching requests answers 503, the same ones on "
-                 "every run (params: probability=0.05, seed, status=503, retry_after).",
-                 "Flaky5xxParams", _RULE_FIELDS),
-        Scenario("expiring-key", "Mints a key that works until expires_in seconds from now on the "
-                 "sandbox clock, then gets 401 (params: expires_in=60, like, name, secret).",
-                 "ExpiringKeyParams", frozenset({"name"})),
+        Scenario(
+            "rate-limit-storm",
+            "Every Nth matching request answers 429 with truthful "
+            "Retry-After and X-RateLimit-* headers (params: every=5, retry_after=1).",
+            "RateLimitStormParams",
+            _RULE_FIELDS,
+        ),
+        Scenario(
+            "flaky-5xx",
+            "A seeded share of matching requests answers 503, the same ones on "
+            "every run (params: probability=0.05, seed, status=503, retry_after).",
+            "Flaky5xxParams",
+            _RULE_FIELDS,
+        ),
+        Scenario(
+            "expiring-key",
+            "Mints a key that works until expires_in seconds from now on the "
+            "sandbox clock, then gets 401 (params: expires_in=60, like, name, secret).",
+            "ExpiringKeyParams",
+            frozenset({"name"}),
+        ),
     )
 }
 
 
 def _bad(field_name: str, message: str) -> ApiError:
-    return ApiError("VALIDATION_ERROR", f"Invalid fault scenario: {field_name}: {message}.",
-                    [Detail("body", field_name, message)])
+    return ApiError(
+        "VALIDATION_ERROR",
+        f"Invalid fault scenario: {field_name}: {message}.",
+        [Detail("body", field_name, message)],
+    )
 
 
 def catalogue() -> list[dict[str, str]]:
-    return [{"name": s.name, "summary": s.summary, "params": s.params_schema} for s in SCENARIOS.values()]
+    return [
+        {"name": s.name, "summary": s.summary, "params": s.params_schema}
+        for s in SCENARIOS.values()
+    ]
 
 
 def _storm(params: dict[str, Any]) -> dict[str, Any]:
-    return {"effect": {"status": 429, "retry_after": params.get("retry_after", 1)},
-            "every": params.get("every", 5)}
+    return {
+        "effect": {"status": 429, "retry_after": params.get("retry_after", 1)},
+        "every": params.get("every", 5),
+    }
 
 
 def _flaky(params: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +94,8 @@ def _flaky(params: dict[str, Any]) -> dict[str, Any]:
 
 
 _PRESETS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "rate-limit-storm": _storm, "flaky-5xx": _flaky,
+    "rate-limit-storm": _storm,
+    "flaky-5xx": _flaky,
 }
 
 
@@ -87,8 +108,11 @@ def _template_key(ctx: Context, like: str | None) -> ApiKey:
         if like is None and key.access == "full" and usable:
             return key  # type: ignore[no-any-return]
     if like is not None:
-        raise ApiError("REFERENCE_NOT_FOUND", f"Invalid fault scenario: params.like: no key {like!r}.",
-                       [Detail("body", "params.like", "no sandbox key has this name or id")])
+        raise ApiError(
+            "REFERENCE_NOT_FOUND",
+            f"Invalid fault scenario: params.like: no key {like!r}.",
+            [Detail("body", "params.like", "no sandbox key has this name or id")],
+        )
     raise _bad("params.like", "the sandbox has no usable full-access key to copy")
 
 
@@ -102,15 +126,26 @@ def mint_expiring(ctx: Context, params: dict[str, Any]) -> ApiKey:
     secret = params.get("secret")
     if secret is None:
         return ctx.keys.mint(  # type: ignore[no-any-return]
-            name=name, user_id=like.user_id, scopes=scopes, expires_at=expires_at,
-            rate_limit=like.rate_limit, created_at=ctx.clock.iso(),
+            name=name,
+            user_id=like.user_id,
+            scopes=scopes,
+            expires_at=expires_at,
+            rate_limit=like.rate_limit,
+            created_at=ctx.clock.iso(),
         )
     if ctx.keys.lookup(secret) is not None:
         raise _bad("params.secret", "another key already has this secret")
     key = ApiKey(
-        id="key_" + secrets.token_hex(6), secret=secret, name=name, user_id=like.user_id,
-        access=like.access, scopes=frozenset(scopes or ()), expires_at=expires_at, revoked=False,
-        rate_limit=like.rate_limit, created_at=ctx.clock.iso(),
+        id="key_" + secrets.token_hex(6),
+        secret=secret,
+        name=name,
+        user_id=like.user_id,
+        access=like.access,
+        scopes=frozenset(scopes or ()),
+        expires_at=expires_at,
+        revoked=False,
+        rate_limit=like.rate_limit,
+        created_at=ctx.clock.iso(),
     )
     ctx.keys.add(key)
     return key
@@ -121,8 +156,11 @@ def expand(body: dict[str, Any], ctx: Context, rule_id: str) -> Rule:
     scenario = SCENARIOS[body["scenario"]]
     extra = sorted(set(body) - scenario.allowed - {"scenario", "params"})
     if extra:
-        raise _bad(extra[0], f"{scenario.name} takes {', '.join(sorted(scenario.allowed))} and "
-                             "params; set the rest through params")
+        raise _bad(
+            extra[0],
+            f"{scenario.name} takes {', '.join(sorted(scenario.allowed))} and "
+            "params; set the rest through params",
+        )
     params = body.get("params") or {}
     if scenario.name == "expiring-key":
         key = mint_expiring(ctx, params)

@@ -17,7 +17,14 @@ from litestar import Request, Response
 from sandbox.catalogue import Catalogue
 from sandbox.errors import ApiError
 from sandbox.faults.connection import ConnectionFault, signal
-from sandbox.faults.prefer import Preferences, PreferError, invalid, merge, parse_prefer, parse_query
+from sandbox.faults.prefer import (
+    Preferences,
+    PreferError,
+    invalid,
+    merge,
+    parse_prefer,
+    parse_query,
+)
 from sandbox.faults.rules import FaultRegistry, Rule
 from sandbox.pipeline.authenticate import Caller
 from sandbox.pipeline.ratelimit import RateState
@@ -32,7 +39,9 @@ _CHALLENGE = 'Bearer realm="OpsMerge API", error="invalid_token"'
 Transform = Callable[[Response[bytes]], Response[bytes]]
 
 
-def forced_error(catalogue: Catalogue, status: int, rate: RateState, retry_after: int | None) -> ApiError:
+def forced_error(
+    catalogue: Catalogue, status: int, rate: RateState, retry_after: int | None
+) -> ApiError:
     """The error the real API would answer with this status, headers included."""
     code = catalogue.code_for_status(status)
     override = None if catalogue.status_of(code) == status else status
@@ -46,7 +55,9 @@ def forced_error(catalogue: Catalogue, status: int, rate: RateState, retry_after
             "x-ratelimit-reset": str(retry_after if retry_after is not None else rate.reset),
             "retry-after": str(retry),
         }
-        message = f"API key rate limit exceeded: {rate.limit} requests per minute. Retry after {retry} s."
+        message = (
+            f"API key rate limit exceeded: {rate.limit} requests per minute. Retry after {retry} s."
+        )
     elif status == 401:
         headers = {"www-authenticate": _CHALLENGE}
     elif retry_after is not None:
@@ -57,8 +68,10 @@ def forced_error(catalogue: Catalogue, status: int, rate: RateState, retry_after
 def undocumented_warning(op: Operation, status: int) -> str | None:
     if status in op.documented_statuses:
         return None
-    return (f'299 - "status {status} forced by the sandbox: the spec does not document it for '
-            f'{op.operation_id}"')
+    return (
+        f'299 - "status {status} forced by the sandbox: the spec does not document it for '
+        f'{op.operation_id}"'
+    )
 
 
 def _chain(*steps: Transform | None) -> Transform | None:
@@ -96,8 +109,15 @@ class FaultStage:
         self.catalogue = state.spec.catalogue
         self.base_path = state.spec.base_path
 
-    def __call__(self, op: Operation, request: Request, caller: Caller, ws: Workspace,
-                 rate: RateState, state: SandboxState) -> Outcome | None:
+    def __call__(
+        self,
+        op: Operation,
+        request: Request,
+        caller: Caller,
+        ws: Workspace,
+        rate: RateState,
+        state: SandboxState,
+    ) -> Outcome | None:
         query_string: bytes = request.scope.get("query_string", b"")  # type: ignore[assignment]
         asked = "prefer" in request.headers or b"__" in query_string
         if not asked and not self.registry.rules:
@@ -108,8 +128,10 @@ class FaultStage:
         outcome = None
         if self.registry.rules:
             path = request.url.path
-            relative = path[len(self.base_path):] if path.startswith(self.base_path) else path
-            rule = self.registry.pick(op.method, path, relative, op.operation_id, caller.key, ws.name)
+            relative = path[len(self.base_path) :] if path.startswith(self.base_path) else path
+            rule = self.registry.pick(
+                op.method, path, relative, op.operation_id, caller.key, ws.name
+            )
             if rule is not None:
                 outcome = self._from_rule(op, rule, request, rate)
         if prefs is not None and prefs.applied():  # example= / dynamic=: accepted, nothing to do
@@ -127,7 +149,9 @@ class FaultStage:
         query, sources = Preferences(), {}
         if b"__" in query_string:
             try:
-                query, sources = parse_query(parse_qs(query_string.decode("latin-1"), keep_blank_values=True))
+                query, sources = parse_query(
+                    parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
+                )
             except PreferError as exc:
                 raise invalid("query", exc.name, exc.message) from None
         prefs = merge(header, query)
@@ -139,8 +163,11 @@ class FaultStage:
 
         success = op.success_status
         if prefs.code is not None and prefs.code != success and not 400 <= prefs.code <= 599:
-            raise fail("code", f"code={prefs.code}: force {success} (this operation's success "
-                               "status) or an error status from 400 to 599")
+            raise fail(
+                "code",
+                f"code={prefs.code}: force {success} (this operation's success "
+                "status) or an error status from 400 to 599",
+            )
         if prefs.retry_after is not None and prefs.code not in (429, 503):
             raise fail("retry-after", "retry-after only applies with code=429 or code=503")
         return prefs
@@ -166,9 +193,13 @@ class FaultStage:
             if effect.status == 401:
                 outcome.transform = _drop_rate_headers
         if effect.connection is not None:
-            signal(request.scope, ConnectionFault(effect.connection, effect.chunk_bytes,
-                                                  effect.interval_ms / 1000))
+            signal(
+                request.scope,
+                ConnectionFault(effect.connection, effect.chunk_bytes, effect.interval_ms / 1000),
+            )
             if effect.connection == "reset" and not effect.process:  # dropped before the handler
-                outcome.error = ApiError("SERVICE_UNAVAILABLE",
-                                         "The connection was reset before the request was processed.")
+                outcome.error = ApiError(
+                    "SERVICE_UNAVAILABLE",
+                    "The connection was reset before the request was processed.",
+                )
         return outcome

@@ -108,6 +108,9 @@ class Draft:
     refs: dict[str, tuple[str, int]] = field(default_factory=dict)  # field -> (collection, index)
 
 
+_POOLS: dict[tuple[int, str], list[Any]] = {}
+
+
 class WorldContext:
     """What makers may consult beyond their own record: the seed, epoch, counts, ids and the
     records of collections generated earlier (references point backwards only)."""
@@ -128,7 +131,6 @@ class WorldContext:
         }
         self.world: dict[str, list[dict[str, Any]]] = {}
         self.created: dict[str, list[int]] = {}  # collection -> created_at seconds, by index
-        self._pools: dict[str, list[Any]] = {}
         self._by_field: dict[tuple[str, str], dict[Any, list[int]]] = {}
         self._index: dict[str, dict[str, int]] = {}
         self.faker = faker_generator()
@@ -154,8 +156,12 @@ class WorldContext:
         return table
 
     def pool(self, provider: str) -> list[Any]:
-        """Seeded values of a free-text provider, shared by every field that asks for it."""
-        values = self._pools.get(provider)
+        """Seeded values of a free-text provider, shared by every field that asks for it.
+
+        A pool depends only on the seed and the provider, so it is kept for the next build
+        (a workspace reset rebuilds the same world)."""
+        key = (self.seed, provider)
+        values = _POOLS.get(key)
         if values is None:
             gen = self.faker
             saved = gen.random
@@ -165,7 +171,9 @@ class WorldContext:
                 values = [method() for _ in range(POOL_SIZE)]
             finally:
                 gen.random = saved
-            self._pools[provider] = values
+            if len(_POOLS) > 64:
+                _POOLS.clear()
+            _POOLS[key] = values
         return values
 
 
