@@ -244,9 +244,13 @@ async def run_load(base_url: str, mix: Mix, requests: int, concurrency: int = 16
     catalogue = load_catalogue()
     result = LoadResult()
     shots = iter([mix.next() for _ in range(requests)])
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker() -> None:
+        # One client (one connection) per worker: httpx's shared pool gets slow with many.
+        async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
+            await _drain(client)
+
+    async def _drain(client: httpx.AsyncClient) -> None:
         for shot in shots:
             started = time.perf_counter()
             try:
@@ -268,8 +272,7 @@ async def run_load(base_url: str, mix: Mix, requests: int, concurrency: int = 16
                 on_progress(result.requests)
 
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.seconds = time.perf_counter() - started
     return result
 

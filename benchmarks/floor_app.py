@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--http", default="auto")
     args = parser.parse_args()
     uvicorn.run(app, host=args.host, port=args.port, loop=args.loop, http=args.http,
-                access_log=False, log_level="warning", workers=1)
+                access_log=False, log_level="warning", workers=1, server_header=False)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ only moves forward, so a test that advanced it leaves it advanced.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,9 +36,17 @@ def load_factory(path: str | None) -> AppFactory:
         from sandbox.app import create_app
 
         return create_app
-    module_name, _, attr = path.partition(":")
-    if not attr:
-        raise ValueError(f"an app factory is written module:callable, got {path!r}")
+    module_name, _, attr = path.rpartition(":")
+    if not module_name or not attr:
+        raise ValueError(f"an app factory is written module:callable or file.py:callable, got {path!r}")
+    if module_name.endswith(".py"):
+        file = Path(module_name).resolve()
+        spec = importlib.util.spec_from_file_location(f"_opsmerge_app_{file.stem}", file)
+        if spec is None or spec.loader is None:
+            raise ValueError(f"cannot import {file}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return getattr(module, attr)
     return getattr(importlib.import_module(module_name), attr)
 
 

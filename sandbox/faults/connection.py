@@ -111,20 +111,17 @@ def _with_length(headers: Any, length: int) -> list[tuple[bytes, bytes]]:
 
 
 async def _trickle(body: bytes, fault: ConnectionFault, send: Send) -> None:
+    """The body in small pieces with pauses; stops early once the client has hung up."""
+    owner, _ = _cycle(send)
     step = max(1, fault.chunk_bytes)
     for offset in range(0, len(body), step):
         last = offset + step >= len(body)
-        await send(
-            {
-                "type": "http.response.body",
-                "body": body[offset : offset + step],
-                "more_body": not last,
-            }
-        )
-        if not last:
-            await asyncio.sleep(fault.interval_s)
-    if not body:
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        piece = body[offset : offset + step]
+        await send({"type": "http.response.body", "body": piece, "more_body": not last})
+        if last or getattr(owner, "disconnected", False):
+            return
+        await asyncio.sleep(fault.interval_s)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _cycle(send: Send) -> tuple[Any, Any]:

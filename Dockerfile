@@ -1,0 +1,23 @@
+# The sandbox as an image: listens on 0.0.0.0:4010, health at /healthz.
+# docker run -p 4010:4010 opsmerge-sandbox
+# Public docs backend: -e OPSMERGE_SANDBOX_HOSTED=1 (per-visitor workspaces, admin endpoints off).
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY sandbox ./sandbox
+COPY contracts ./contracts
+COPY fixtures ./fixtures
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    OPSMERGE_SANDBOX_HOST=0.0.0.0 \
+    OPSMERGE_SANDBOX_PORT=4010
+COPY --from=build /install /usr/local
+RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin sandbox
+USER 10001
+EXPOSE 4010
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:4010/healthz', timeout=2).status == 200 else 1)"
+ENTRYPOINT ["opsmerge-sandbox", "serve"]

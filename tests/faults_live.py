@@ -1,0 +1,103 @@
+"""A real sandbox on a loopback socket for the fault tests: uvicorn in a thread, on a free port.
+
+Connection faults only exist on a real socket, so these tests talk to the server the way an
+integrator's client does, through httpx over TCP.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+
+from sandbox.app import create_app
+from sandbox.settings import Settings
+from sandbox.state import SandboxState
+
+ADMIN_TOKEN = "sbx_admin_faults_tests"
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    state: SandboxState
+    server_log: list[logging.LogRecord] = field(default_factory=list)
+
+    def key(self, name_prefix: str) -> str:
+        return next(k.key for k in self.state.recipe.keys if k.name.startswith(name_prefix))
+
+    @property
+    def owner(self) -> str:
+        return self.key("Owner - full")
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=kwargs.pop("timeout", 10), **kwargs)
+
+    def api(self, key: str | None = None, workspace: str | None = None, **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.owner}"}
+        if workspace:
+            headers["X-Sandbox-Workspace"] = workspace
+        return self.client(headers=headers, **kwargs)
+
+    def admin(self, workspace: str | None = None) -> httpx.Client:
+        headers = {"X-Sandbox-Admin-Token": ADMIN_TOKEN}
+        if workspace:
+            headers["X-Sandbox-Workspace"] = workspace
+        return self.client(headers=headers)
+
+    def add_rule(self, rule: dict[str, Any], workspace: str | None = None) -> dict[str, Any]:
+        with self.admin(workspace) as admin:
+            r = admin.post("/_sandbox/faults", json=rule)
+        assert r.status_code == 201, r.text
+        return r.json()["data"]  # type: ignore[no-any-return]
+
+    def clean(self) -> None:
+        """Between tests: no rules, empty rate buckets, a pristine world and journal."""
+        with self.admin() as admin:
+            for path in ("/_sandbox/faults", "/_sandbox/requests"):
+                assert admin.delete(path).status_code == 200
+            assert admin.post("/_sandbox/reset", json={}).status_code == 200
+
+
+@contextmanager
+def live_server(**settings: Any) -> Iterator[LiveServer]:
+    app = create_app(Settings(admin_token=ADMIN_TOKEN, strict=True, **settings))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    collect = _Collect()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(collect)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the sandbox did not start"
+        time.sleep(0.01)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", app.state.sandbox, collect.records)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        uvicorn_log.removeHandler(collect)
+        sock.close()

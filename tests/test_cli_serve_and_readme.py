@@ -1,0 +1,120 @@
+"""The command as a user runs it: the banner, refusals, and the README's curl lines verbatim."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+
+def _serve(*args: str, port: int) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(port), *args]
+    env = {k: v for k, v in os.environ.items() if k != "OPSMERGE_SANDBOX_ADMIN_TOKEN"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait(port: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise AssertionError("serve did not answer")
+
+
+@pytest.fixture(scope="module")
+def default_port_server() -> Iterator[subprocess.Popen[str]]:
+    """`opsmerge-sandbox serve` exactly as `make serve` runs it: 127.0.0.1:4010."""
+    proc = _serve(port=4010)
+    try:
+        _wait(4010, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _readme_examples() -> list[tuple[str, str]]:
+    text = README.read_text()
+    quickstart = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    examples: list[tuple[str, str]] = []
+    expect = ""
+    for line in quickstart.splitlines():
+        m = re.match(r"# expect: (\d{3})", line)
+        if m:
+            expect = m.group(1)
+        elif line.startswith("curl "):
+            examples.append((expect, line))
+    return examples
+
+
+def test_the_readme_has_curl_examples_for_success_and_errors() -> None:
+    expects = {e for e, _ in _readme_examples()}
+    assert {"200", "201", "202", "401", "403"} <= expects
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_curl_examples_work_verbatim_against_a_fresh_serve(
+    default_port_server: object,
+) -> None:
+    for expect, line in _readme_examples():
+        done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=20)
+        assert done.returncode == 0, (line, done.stderr)
+        body = json.loads(done.stdout)
+        if expect.startswith("2"):
+            assert "data" in body, (line, body)
+        else:
+            assert (
+                body["error"]["code"] == {"401": "AUTH_REQUIRED", "403": "SCOPE_DENIED"}[expect]
+            ), line
+
+
+def test_the_banner_shows_the_url_docs_and_keys_and_a_made_up_admin_token(
+    default_port_server: subprocess.Popen[str],
+) -> None:
+    # the banner is printed before the server answers, so it is in the pipe by now
+    os.set_blocking(default_port_server.stderr.fileno(), False)  # type: ignore[union-attr]
+    time.sleep(0.2)
+    banner = default_port_server.stderr.read() or ""  # type: ignore[union-attr]
+    assert "http://localhost:4010/api/v1" in banner and "http://localhost:4010/api/docs" in banner
+    assert "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD" in banner
+    assert re.search(r"X-Sandbox-Admin-Token: sbx_admin_\S+", banner)
+
+
+def test_more_than_one_worker_is_refused_with_a_reason() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox.cli", "serve", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "shared state" in done.stderr
+
+
+def test_an_unknown_recipe_is_a_readable_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox.cli", "serve", "--recipe", "nope", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (
+        done.returncode == 2 and "unknown recipe" in done.stderr and "Traceback" not in done.stderr
+    )
