@@ -259,7 +259,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     terminalreporter.write_sep("=", "OpsMerge contracts")
     width = max(80, int(getattr(terminalreporter._tw, "fullwidth", 120)))
-    terminalreporter.write(run.report.render_summary(width=width, color=terminalreporter.hasmarkup))
+    terminalreporter.write(run.report.render_summary(
+        width=width, color=terminalreporter.hasmarkup, verbose=config.get_verbosity() > 0))
     paths = config.stash.get(_REPORT_PATHS, None)
     if paths:
         terminalreporter.write_line(f"opsmerge report: {paths[0]} and {paths[1]}")

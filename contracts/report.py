@@ -115,15 +115,15 @@ class RunReport:
         html_path.write_text(render_html(data), encoding="utf-8")
         return json_path, html_path
 
-    def render_summary(self, width: int = 120, color: bool = False) -> str:
-        """The end-of-run summary as text (rendered with rich)."""
+    def render_summary(self, width: int = 120, color: bool = False, verbose: bool = False) -> str:
+        """The end-of-run summary as text (rendered with rich): checks, then operations by check
+        group (every operation when `verbose`, else those that failed or warned)."""
         from rich.console import Console
         from rich.table import Table
 
         console = Console(width=width, force_terminal=color, color_system="standard" if color else None,
                           record=True, file=_NullFile())
-        data = self.to_dict()
-        checks = Table(title="OpsMerge contracts: checks", show_lines=False)
+        checks = Table(title="checks", title_justify="left")
         checks.add_column("check")
         checks.add_column("passed", justify="right")
         checks.add_column("failed", justify="right")
@@ -135,33 +135,48 @@ class RunReport:
             style = "red" if tally[FAIL] else "green"
             checks.add_row(f"[{style}]{cid}[/]", str(tally[PASS]), str(tally[FAIL]), str(tally[WARN]))
         console.print(checks)
-        ops = Table(title="Operations by checks")
-        ops.add_column("operation")
-        ops.add_column("checks", justify="right")
-        ops.add_column("result")
+        groups = list(dict.fromkeys(info.group for info in REGISTRY.values()))
+        ops = Table(title="operations by check group (✓ passed, ✗ failed, ! warned)",
+                    title_justify="left")
+        ops.add_column("operation", no_wrap=True)
+        for group in groups:
+            ops.add_column(_SHORT.get(group, group), justify="center", no_wrap=True, min_width=4)
+        quiet = 0
         for op in sorted(self.matrix):
             row = self.matrix[op]
-            failed = sorted(c for c, s in row.items() if s == FAIL)
-            warned = sorted(c for c, s in row.items() if s == WARN)
-            if failed:
-                result = "[red]FAIL[/] " + ", ".join(failed)
-            elif warned:
-                result = "[yellow]pass (warned)[/] " + ", ".join(warned)
-            else:
-                result = "[green]pass[/]"
-            ops.add_row(op, str(len(row)), result)
-        console.print(ops)
-        tests = data["summary"]["tests"]
-        line = ", ".join(f"{n} {k}" for k, n in sorted(tests.items())) or "no contract tests"
+            by_group: dict[str, str] = {}
+            for cid, status in row.items():
+                group = REGISTRY[cid].group if cid in REGISTRY else "other"
+                if _RANK[status] >= _RANK.get(by_group.get(group, PASS), 0):
+                    by_group[group] = status
+            if not verbose and all(s == PASS for s in by_group.values()):
+                quiet += 1
+                continue
+            ops.add_row(op, *(_CELL.get(by_group.get(g, ""), "") for g in groups))
+        if ops.row_count:
+            console.print(ops)
+        if quiet:
+            console.print(f"{quiet} operation(s) passed every check that applied (-v lists them).")
+        outcomes = self.to_dict()["summary"]["tests"]
+        line = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) or "no contract tests"
         console.print(
             f"contracts: {line}; {len(self.failures)} failing exchange(s); "
-            f"{len(self.leftovers)} leftover(s); {self.stats.get('requests', 0)} request(s) sent"
+            f"{self.stats.get('requests', 0)} request(s) sent"
         )
         if self.leftovers:
-            console.print("[yellow]leftovers (created by the run, not deleted):[/]")
-            for left in self.leftovers[:20]:
-                console.print(f"  {left.collection} {left.id}: {left.reason}")
+            by_reason: dict[str, dict[str, int]] = {}
+            for left in self.leftovers:
+                tally = by_reason.setdefault(left.reason, {})
+                tally[left.collection] = tally.get(left.collection, 0) + 1
+            for reason, tally in by_reason.items():
+                listed = ", ".join(f"{n} {c}" for c, n in sorted(tally.items()))
+                console.print(f"[yellow]leftovers[/]: {listed} ({reason})")
         return console.export_text(styles=color)
+
+
+_SHORT = {"response": "resp", "envelope": "env", "pagination": "page", "rate-limit": "rate",
+          "stability": "stab", "bodies": "body", "resources": "ids", "scenario": "scen"}
+_CELL = {PASS: "[green]✓[/]", FAIL: "[red]✗[/]", WARN: "[yellow]![/]"}
 
 
 class _NullFile:

@@ -266,8 +266,15 @@ def parse_spec(
     )
 
 
+def load_spec(path: Path | str = SPEC_PATH) -> Spec:
+    """Load and prepare a spec once per process (and, through the cache, once per version)."""
+    return _load_spec(str(Path(path).resolve()))
+
+
 @cache
-def load_spec(path: Path = SPEC_PATH) -> Spec:
-    """Load and prepare a spec; cached, so every component shares one parsed copy."""
-    path = Path(path)
-    return parse_spec(load_yaml(path), path)
+def _load_spec(path_text: str) -> Spec:
+    from sandbox.catalogue import CATALOGUE_PATH
+    from sandbox.speccache import cached
+
+    path = Path(path_text)
+    return cached([path, CATALOGUE_PATH], lambda: parse_spec(load_yaml(path), path))

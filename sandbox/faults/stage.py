@@ -10,6 +10,7 @@ header, the stage costs three membership tests and returns None.
 from __future__ import annotations
 
 from collections.abc import Callable
+from http import HTTPStatus
 from urllib.parse import parse_qs
 
 from litestar import Request, Response
@@ -45,7 +46,7 @@ def forced_error(
     """The error the real API would answer with this status, headers included."""
     code = catalogue.code_for_status(status)
     override = None if catalogue.status_of(code) == status else status
-    message = catalogue.codes[code].meaning
+    message = catalogue.codes[code].meaning if override is None else _phrase(status)
     headers: dict[str, str] = {}
     if status == 429:
         retry = retry_after if retry_after is not None else max(1, rate.reset)
@@ -63,6 +64,14 @@ def forced_error(
     elif retry_after is not None:
         headers = {"retry-after": str(retry_after)}
     return ApiError(code, message, headers=headers, status_override=override)
+
+
+def _phrase(status: int) -> str:
+    """The message for a status without a code of its own: the code's meaning would mislead."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}."
+    except ValueError:
+        return f"The server answered {status}."
 
 
 def undocumented_warning(op: Operation, status: int) -> str | None:
