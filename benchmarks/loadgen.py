@@ -210,7 +210,8 @@ def ensure_tool(preferred: str = "auto") -> str:
     package = "hey" if preferred == "hey" else "wrk"
     if shutil.which("apt-get"):
         subprocess.run(
-            f"apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+            f"apt-get install -y -qq {package}",
             shell=True, check=False, timeout=600,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

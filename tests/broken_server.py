@@ -4,7 +4,8 @@ Each breakage mutates one thing on the way in or out (a header dropped, a total 
 code that does not match its status...), so a contract run against it must fail on exactly the
 check that guards that rule. The breakage is chosen by the environment variable
 `BROKEN_SERVER_BREAKAGE`, so the harness can load the app by path:
-`--opsmerge-app=tests/broken_server.py:create_broken_app`.
+`--opsmerge-app=tests/broken_server.py:create_broken_app`; `none` breaks nothing, and the
+breakage of a running app can be switched through its `breakage` attribute.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ BREAKAGES = {
 
 class BrokenApp:
     def __init__(self, app: Any, breakage: str) -> None:
-        if breakage not in BREAKAGES:
+        if breakage != "none" and breakage not in BREAKAGES:
             raise ValueError(f"unknown breakage {breakage!r}")
         self.app = app
         self.breakage = breakage
@@ -65,7 +66,7 @@ class BrokenApp:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
+        if self.breakage == "none" or scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
             await self.app(scope, receive, send)
             return
         scope = dict(scope)
@@ -174,7 +175,7 @@ def _owner_key(app: Any) -> str:
 def create_broken_app(settings: Settings) -> BrokenApp:
     """The sandbox app (small world) broken as `BROKEN_SERVER_BREAKAGE` says."""
     settings.recipe = str(SMALL_RECIPE)
-    return BrokenApp(create_app(settings), os.environ[ENV])
+    return BrokenApp(create_app(settings), os.environ.get(ENV, "none"))
 
 
 def create_small_app(settings: Settings) -> Any:

@@ -53,7 +53,9 @@ class LiveServer:
         timeout = kwargs.pop("timeout", 10)
         return httpx.Client(base_url=self.base_url, timeout=timeout, verify=_TLS, **kwargs)
 
-    def api(self, key: str | None = None, workspace: str | None = None, **kwargs: Any) -> httpx.Client:
+    def api(
+        self, key: str | None = None, workspace: str | None = None, **kwargs: Any
+    ) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key or self.owner}"}
         if workspace:
             headers["X-Sandbox-Workspace"] = workspace
@@ -61,7 +63,9 @@ class LiveServer:
 
     def async_api(self, workspace: str, **kwargs: Any) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {self.owner}", "X-Sandbox-Workspace": workspace}
-        return httpx.AsyncClient(base_url=self.base_url, headers=headers, verify=_TLS, timeout=10, **kwargs)
+        return httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, verify=_TLS, timeout=10, **kwargs
+        )
 
     def admin(self, workspace: str | None = None) -> httpx.Client:
         headers = {"X-Sandbox-Admin-Token": ADMIN_TOKEN}

@@ -189,10 +189,13 @@ Status code distribution:
   [501]	4163 responses
 
 Error distribution:
-  [1]	Post "http://127.0.0.1:4097/x": read tcp 127.0.0.1:52798->127.0.0.1:4097: read: connection reset by peer
-  [1]	Post "http://127.0.0.1:4097/x": read tcp 127.0.0.1:52804->127.0.0.1:4097: read: connection reset by peer
-  [1]	Post "http://127.0.0.1:4097/x": read tcp 127.0.0.1:52806->127.0.0.1:4097: read: connection reset by peer
 """
+# hey's error lines run past the line-length limit, so they are rebuilt from their parts.
+_RESET = (
+    '  [1]\tPost "http://127.0.0.1:4097/x": read tcp 127.0.0.1:{}->127.0.0.1:4097: '
+    "read: connection reset by peer\n"
+)
+HEY_ERRORS += "".join(_RESET.format(port) for port in ("52798", "52804", "52806"))
 
 
 HEY_FEW_SAMPLES = """\

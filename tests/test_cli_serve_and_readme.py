@@ -118,3 +118,46 @@ def test_an_unknown_recipe_is_a_readable_error() -> None:
     assert (
         done.returncode == 2 and "unknown recipe" in done.stderr and "Traceback" not in done.stderr
     )
+
+
+def test_the_reset_command_restores_a_running_sandbox() -> None:
+    from tests.conftest import ADMIN_TOKEN, LoopbackServer, bearer, key_named, make_app
+
+    app = make_app()
+    h = bearer(key_named(app, "Owner - full"))
+    with LoopbackServer(app) as server, httpx.Client(base_url=server.url) as client:
+        total = client.get("/api/v1/clients?per_page=1", headers=h).json()["data"]["total"]
+        client.post("/api/v1/clients", headers=h, json={"name": "Before reset"})
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sandbox.cli",
+                "reset",
+                "--url",
+                server.url,
+                "--admin-token",
+                ADMIN_TOKEN,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        assert client.get("/api/v1/clients?per_page=1", headers=h).json()["data"]["total"] == total
+        wrong = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sandbox.cli",
+                "reset",
+                "--url",
+                server.url,
+                "--admin-token",
+                "nope",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert wrong.returncode == 1 and "401" in wrong.stderr

@@ -27,7 +27,9 @@ def _raw_get(live: LiveServer, path: str) -> bytes:
     """Everything the server sends for one request, read until it closes the socket."""
     host, port = live.base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
-        request = f"GET {path} HTTP/1.1\r\nHost: sandbox\r\nAuthorization: Bearer {live.owner}\r\n\r\n"
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: sandbox\r\nAuthorization: Bearer {live.owner}\r\n\r\n"
+        )
         sock.sendall(request.encode())
         data = b""
         try:
@@ -48,7 +50,9 @@ def _count_clients(live: LiveServer) -> int:
 
 
 def test_reset_drops_the_connection_before_a_single_byte(live: LiveServer) -> None:
-    live.add_rule({"match": {"operation_id": "getCurrentIdentity"}, "effect": {"connection": "reset"}})
+    live.add_rule(
+        {"match": {"operation_id": "getCurrentIdentity"}, "effect": {"connection": "reset"}}
+    )
     with live.api() as api, pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
         api.get("/api/v1/auth/me")
     assert _raw_get(live, "/api/v1/auth/me") == b""
@@ -75,7 +79,7 @@ def test_truncated_body_promises_more_than_it_sends(live: LiveServer) -> None:
     with live.api() as api, api.stream("GET", "/api/v1/clients") as response:
         assert response.status_code == 200
         promised = int(response.headers["content-length"])
-        with pytest.raises(httpx.RemoteProtocolError, match="incomplete|complete message body"):
+        with pytest.raises(httpx.RemoteProtocolError, match="complete message body"):
             response.read()
     raw = _raw_get(live, "/api/v1/clients")
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -135,8 +139,13 @@ def test_rule_delay_and_prefer_delay_hold_the_answer_back(live: LiveServer) -> N
 
 
 def test_the_journal_names_connection_faults(live: LiveServer) -> None:
-    rule = live.add_rule({"name": "cut", "match": {"operation_id": "getCurrentIdentity"},
-                          "effect": {"connection": "truncate"}})
+    rule = live.add_rule(
+        {
+            "name": "cut",
+            "match": {"operation_id": "getCurrentIdentity"},
+            "effect": {"connection": "truncate"},
+        }
+    )
     with live.api() as api, pytest.raises(httpx.RemoteProtocolError):
         api.get("/api/v1/auth/me")
     with live.admin() as admin:

@@ -31,7 +31,10 @@ def _clean(live: LiveServer) -> None:
         (["code=503, delay=120"], Preferences(code=503, delay_ms=120)),
         (["code=429; retry-after=7"], Preferences(code=429, retry_after=7)),
         (['CODE="404" , Example=missing'], Preferences(code=404, example="missing")),
-        (["code=200, example=first, dynamic=false"], Preferences(code=200, example="first", dynamic=False)),
+        (
+            ["code=200, example=first, dynamic=false"],
+            Preferences(code=200, example="first", dynamic=False),
+        ),
         (["dynamic"], Preferences(dynamic=True)),
         (["code=500, code=429"], Preferences(code=500)),  # RFC 7240: the first instance wins
         (["respond-async, wait=10, return=minimal"], Preferences()),  # not ours: ignored
@@ -105,13 +108,17 @@ def test_forced_401_challenges_like_a_rejected_key(live: LiveServer) -> None:
     assert "x-ratelimit-remaining" not in response.headers  # no key was recognised
 
 
-@pytest.mark.parametrize(("status", "code"), [(403, "FORBIDDEN"), (500, "INTERNAL_ERROR"),
-                                              (503, "SERVICE_UNAVAILABLE"), (404, "NOT_FOUND")])
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(403, "FORBIDDEN"), (500, "INTERNAL_ERROR"), (503, "SERVICE_UNAVAILABLE"), (404, "NOT_FOUND")],
+)
 def test_forced_statuses_carry_the_catalogue_code(live: LiveServer, status: int, code: str) -> None:
     with live.api() as api:
         response = api.get("/api/v1/clients", headers={"Prefer": f"code={status}"})
     assert response.status_code == status
-    assert response.json() == {"error": {"code": code, "message": response.json()["error"]["message"]}}
+    assert response.json() == {
+        "error": {"code": code, "message": response.json()["error"]["message"]}
+    }
     assert response.json()["error"]["message"]
     assert "x-ratelimit-limit" in response.headers
     assert "warning" not in response.headers
@@ -133,15 +140,21 @@ def test_query_twin_forces_a_status_without_headers(live: LiveServer) -> None:
         assert response.status_code == 503
         assert response.headers["retry-after"] == "4"
         # the query twin wins over the header, field by field
-        response = api.get("/api/v1/clients", params={"__code": "500"}, headers={"Prefer": "code=429"})
+        response = api.get(
+            "/api/v1/clients", params={"__code": "500"}, headers={"Prefer": "code=429"}
+        )
         assert response.status_code == 500
 
 
 def test_prism_style_success_preferences_change_nothing(live: LiveServer) -> None:
     with live.api() as api:
         plain = api.get("/api/v1/clients")
-        preferred = api.get("/api/v1/clients", headers={"Prefer": "code=200, example=x, dynamic=true"})
-        created = api.post("/api/v1/clients", json={"name": "Prefer Ltd"}, headers={"Prefer": "code=201"})
+        preferred = api.get(
+            "/api/v1/clients", headers={"Prefer": "code=200, example=x, dynamic=true"}
+        )
+        created = api.post(
+            "/api/v1/clients", json={"name": "Prefer Ltd"}, headers={"Prefer": "code=201"}
+        )
     assert preferred.status_code == 200 and preferred.json() == plain.json()
     assert preferred.headers["preference-applied"] == "code=200, example=x, dynamic=true"
     assert created.status_code == 201
@@ -179,14 +192,17 @@ def test_invalid_query_twin_names_the_parameter(live: LiveServer) -> None:
         response = api.get("/api/v1/clients", params={"__code": "nope"})
     assert response.status_code == 400
     assert response.json()["error"]["details"][0] == {
-        "location": "query", "field": "__code",
+        "location": "query",
+        "field": "__code",
         "message": "code='nope': the status must be a three-digit number",
     }
 
 
 def test_a_success_code_of_another_operation_is_refused(live: LiveServer) -> None:
     with live.api() as api:
-        response = api.post("/api/v1/clients", json={"name": "Wrong Ltd"}, headers={"Prefer": "code=200"})
+        response = api.post(
+            "/api/v1/clients", json={"name": "Wrong Ltd"}, headers={"Prefer": "code=200"}
+        )
     assert response.status_code == 400
     assert "201" in response.json()["error"]["message"]
 
@@ -194,12 +210,16 @@ def test_a_success_code_of_another_operation_is_refused(live: LiveServer) -> Non
 def test_forced_answers_skip_the_handler_and_show_in_the_journal(live: LiveServer) -> None:
     with live.api() as api:
         before = api.get("/api/v1/clients", params={"per_page": 1}).json()["data"]["total"]
-        forced = api.post("/api/v1/clients", json={"name": "Never Ltd"}, headers={"Prefer": "code=503"})
+        forced = api.post(
+            "/api/v1/clients", json={"name": "Never Ltd"}, headers={"Prefer": "code=503"}
+        )
         after = api.get("/api/v1/clients", params={"per_page": 1}).json()["data"]["total"]
     assert forced.status_code == 503 and after == before
     with live.admin() as admin:
         items = admin.get("/_sandbox/requests").json()["data"]["items"]
     assert [(i["method"], i["status"], i["fault"]) for i in items] == [
-        ("GET", 200, None), ("POST", 503, "prefer code=503"), ("GET", 200, None),
+        ("GET", 200, None),
+        ("POST", 503, "prefer code=503"),
+        ("GET", 200, None),
     ]
     assert items[1]["key_name"] == "Owner - full access"

@@ -163,7 +163,7 @@ def expand(body: dict[str, Any], ctx: Context, rule_id: str) -> Rule:
         )
     params = body.get("params") or {}
     if scenario.name == "expiring-key":
-        key = mint_expiring(ctx, params)
+        key = mint_expiring(ctx, {"name": body.get("name"), **params})
         return parse_rule({"name": body.get("name")}, ctx, rule_id, scenario.name, key)
     preset = _PRESETS[scenario.name](params)
     raw = {**{k: v for k, v in body.items() if k in scenario.allowed}, **preset}

@@ -1,0 +1,599 @@
+"""`make bench`: the sandbox against Stoplight Prism and against a bare Litestar floor.
+
+One run, one load tool, one connection count for every target, and only one server up at a time
+(the load tool and the server share the machine's cores). Each scenario gets a warm-up, then a
+measured run; the results go to a table with the issue's targets marked met or missed, and to
+`.bench/results.json`. Every server is started in its own process group on 127.0.0.1 and stopped
+on every way out, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import loadgen
+import prism as prism_setup
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / ".bench"
+SPEC = ROOT / "sandbox" / "openapi" / "opsmerge.yaml"
+FLOOR_APP = Path(__file__).resolve().parent / "floor_app.py"
+HOST = "127.0.0.1"
+API = "/api/v1"
+AGENT_ID = "agt_acmesrv01"  # the default recipe's named agent (docs and tests use it)
+TICKET_BODY = '{"subject": "Bench", "client_id": "cli_acme"}'
+HUGE_RATE_LIMIT = "100000000"  # per minute: keeps the limiter on without throttling the load
+ADMIN_TOKEN = "bench_admin_token"
+MAX_FAILED = 0.01  # a run with more non-2xx/socket errors than this is not a measurement
+
+SANDBOX, NOAUTH, LARGE = "sandbox", "sandbox no-auth", "sandbox large"
+FLOOR, PRISM_STATIC, PRISM_DYNAMIC = "floor", "prism static", "prism dynamic"
+
+console = Console()
+
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+
+class StartError(RuntimeError):
+    """A server exited or never answered."""
+
+
+class Processes:
+    """Every server this run started, so each one is stopped on any way out."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self._log_dir = log_dir
+        self._procs: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
+
+    def start(self, name: str, cmd: Sequence[str]) -> subprocess.Popen[bytes]:
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self._log_dir / f"{name.replace(' ', '-')}.log").open("wb")
+        proc = subprocess.Popen(
+            list(cmd), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: Prism's children stop with it
+        )
+        self._procs[name] = (proc, log)
+        return proc
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        path = self._log_dir / f"{name.replace(' ', '-')}.log"
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, name: str) -> None:
+        entry = self._procs.pop(name, None)
+        if entry is None:
+            return
+        proc, log = entry
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            if proc.poll() is not None:
+                break
+            try:
+                os.killpg(proc.pid, sig)  # the group this run created for it, nothing else
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        log.close()
+
+    def stop_all(self) -> None:
+        for name in list(self._procs):
+            self.stop(name)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def http_call(
+    port: int, method: str, path: str, headers: dict[str, str], body: str | None = None,
+    timeout: float = 5.0,
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_until_answers(
+    procs: Processes, name: str, proc: subprocess.Popen[bytes], started: float, port: int,
+    path: str, headers: dict[str, str], timeout: float, accept: Callable[[int], bool],
+) -> float:
+    """Poll every 10 ms until `path` answers with an accepted status; seconds since `started`."""
+    deadline = started + timeout
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise StartError(f"{name} exited with {proc.returncode}:\n{procs.log_tail(name)}")
+        try:
+            status, _ = http_call(port, "GET", path, headers, timeout=2.0)
+        except OSError:
+            status = 0
+        if status and accept(status):
+            return time.perf_counter() - started
+        time.sleep(0.01)
+    raise StartError(f"{name} did not answer {path} within {timeout:.0f}s:\n{procs.log_tail(name)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# what is measured
+
+
+@dataclass(slots=True)
+class Scenario:
+    name: str
+    method: str
+    path: str
+    body: str | None = None
+
+
+@dataclass(slots=True)
+class Run:
+    target: str
+    scenario: str
+    url: str
+    result: loadgen.LoadResult | None
+    note: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return self.result is not None and self.result.failed_fraction <= MAX_FAILED
+
+
+@dataclass(slots=True)
+class Target:
+    name: str
+    value: float | None
+    limit: float
+    op: str  # ">=" or "<="
+    unit: str  # "x", "%", "ms", "s"
+    note: str = ""
+    status: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.value is None:
+            self.status = "n/a"
+        elif self.op == ">=":
+            self.status = "met" if self.value >= self.limit else "missed"
+        else:
+            self.status = "met" if self.value <= self.limit else "missed"
+
+
+@dataclass(slots=True)
+class Options:
+    tool: str
+    duration: float
+    warmup: float
+    connections: int
+    threads: int
+
+
+def scenarios(prefix: str, agent_id: str, names: Sequence[str]) -> list[Scenario]:
+    every = {
+        "list": Scenario("list", "GET", f"{prefix}/agents?per_page=50"),
+        "get": Scenario("get", "GET", f"{prefix}/agents/{agent_id}"),
+        "create": Scenario("create", "POST", f"{prefix}/tickets", TICKET_BODY),
+    }
+    return [every[n] for n in names]
+
+
+def measure(
+    opts: Options, target: str, port: int, scenario: Scenario, headers: dict[str, str]
+) -> Run:
+    """Probe once (a wrong path must not be benchmarked as a fast 404), warm up, then measure."""
+    url = f"http://{HOST}:{port}{scenario.path}"
+    all_headers = dict(headers)
+    if scenario.body is not None:
+        all_headers["Content-Type"] = "application/json"
+    try:
+        status, _ = http_call(port, scenario.method, scenario.path, all_headers, scenario.body)
+    except OSError as exc:
+        return Run(target, scenario.name, url, None, f"probe failed: {exc}")
+    if status >= 400:
+        return Run(target, scenario.name, url, None, f"probe answered {status}")
+    request = loadgen.LoadRequest(scenario.method, url, all_headers, scenario.body)
+    console.print(f"  [dim]{target:<15} {scenario.name:<7} {scenario.method} {scenario.path}[/]")
+    try:
+        if opts.warmup > 0:
+            loadgen.run_load(opts.tool, request, duration=opts.warmup,
+                             connections=opts.connections, threads=opts.threads)
+        result = loadgen.run_load(opts.tool, request, duration=opts.duration,
+                                  connections=opts.connections, threads=opts.threads)
+    except loadgen.LoadToolError as exc:
+        return Run(target, scenario.name, url, None, str(exc).splitlines()[0])
+    note = ""
+    if result.failed_fraction > MAX_FAILED:
+        note = f"{result.non_2xx} non-2xx, {result.errors} socket errors"
+    return Run(target, scenario.name, url, result, note)
+
+
+# ---------------------------------------------------------------------------------------------
+# targets under test
+
+
+def sandbox_cli() -> str:
+    beside = Path(sys.executable).parent / "opsmerge-sandbox"
+    return str(beside) if beside.exists() else (shutil.which("opsmerge-sandbox") or str(beside))
+
+
+def owner_key(recipe: str) -> str:
+    """The owner's full-access key, from `opsmerge-sandbox keys --json`."""
+    done = subprocess.run([sandbox_cli(), "keys", "--recipe", recipe, "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise StartError(f"opsmerge-sandbox keys failed: {done.stderr.strip()[:300]}")
+    rows = json.loads(done.stdout)
+    usable = [r for r in rows if r.get("status") == "active" and r.get("scopes") == "full"]
+    owners = [r for r in usable if "owner" in str(r.get("role", "")).lower()]
+    if not (owners or usable):
+        raise StartError("no active full-access key in `opsmerge-sandbox keys --json`")
+    return str((owners or usable)[0]["key"])
+
+
+def serve_supports(flag: str) -> bool:
+    done = subprocess.run([sandbox_cli(), "serve", "--help"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    return flag in done.stdout
+
+
+def sandbox_command(port: int, *extra: str) -> list[str]:
+    return [sandbox_cli(), "serve", "--host", HOST, "--port", str(port),
+            "--admin-token", ADMIN_TOKEN, *extra]
+
+
+def start_sandbox(
+    procs: Processes, name: str, extra: Sequence[str], headers: dict[str, str], timeout: float
+) -> tuple[int, float]:
+    port = free_port()
+    started = time.perf_counter()
+    proc = procs.start(name, sandbox_command(port, *extra))
+    ready = wait_until_answers(procs, name, proc, started, port, f"{API}/agents?per_page=1",
+                               headers, timeout, accept=lambda s: 200 <= s < 300)
+    return port, ready
+
+
+def ready_times(procs: Processes, headers: dict[str, str], runs: int) -> list[float]:
+    """Seconds from process start to the first 2xx answer, default recipe, fresh start each."""
+    samples = []
+    for i in range(runs):
+        _, ready = start_sandbox(procs, "sandbox-ready", [], headers, timeout=120)
+        procs.stop("sandbox-ready")
+        samples.append(ready)
+        console.print(f"  [dim]ready run {i + 1}: {ready:.3f} s[/]")
+    return samples
+
+
+def discover_agent_id(port: int, headers: dict[str, str]) -> str:
+    """The named agent if the recipe has it, else the first listed one."""
+    status, _ = http_call(port, "GET", f"{API}/agents/{AGENT_ID}", headers)
+    if status == 200:
+        return AGENT_ID
+    status, body = http_call(port, "GET", f"{API}/agents?per_page=1", headers)
+    items = json.loads(body)["data"]["items"] if status == 200 else []
+    return str(items[0]["id"]) if items else AGENT_ID
+
+
+def capture_bodies(port: int, headers: dict[str, str], scs: Sequence[Scenario]) -> dict[str, str]:
+    """The sandbox's own answers, keyed by path, for the floor to send back verbatim."""
+    bodies: dict[str, str] = {}
+    for sc in scs:
+        h = dict(headers, **({"Content-Type": "application/json"} if sc.body else {}))
+        status, body = http_call(port, sc.method, sc.path, h, sc.body)
+        if status < 400:
+            bodies[sc.path.split("?", 1)[0]] = body.decode()
+    return bodies
+
+
+def prism_prefix(port: int, headers: dict[str, str]) -> str:
+    """Prism serves paths relative to the first server URL, or not; ask it which."""
+    for prefix in (API, ""):
+        try:
+            status, _ = http_call(port, "GET", f"{prefix}/agents", headers)
+        except OSError:
+            continue
+        if status < 400:
+            return prefix
+    return API
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def _valid_rps(runs: dict[tuple[str, str], Run], target: str, scenario: str) -> float | None:
+    run = runs.get((target, scenario))
+    return run.result.rps if run and run.valid and run.result else None
+
+
+def _valid_p(runs: dict[tuple[str, str], Run], target: str, scenario: str, q: str) -> float | None:
+    run = runs.get((target, scenario))
+    if not (run and run.valid and run.result):
+        return None
+    return run.result.p50_ms if q == "p50" else run.result.p99_ms
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def build_targets(
+    runs: dict[tuple[str, str], Run], ready: list[float], connections: int
+) -> list[Target]:
+    """The issue's targets, each from measured numbers; n/a when a side was not measured."""
+    rps = lambda t, s: _valid_rps(runs, t, s)  # noqa: E731
+    out = [
+        Target("list >= 3x Prism static", _ratio(rps(SANDBOX, "list"), rps(PRISM_STATIC, "list")),
+               3.0, ">=", "x"),
+        Target("get >= 4x Prism static", _ratio(rps(SANDBOX, "get"), rps(PRISM_STATIC, "get")),
+               4.0, ">=", "x"),
+    ]
+    for sc in ("list", "get", "create"):
+        out.append(Target(f"{sc} >= 60% of the Litestar floor",
+                          _ratio(rps(SANDBOX, sc), rps(FLOOR, sc)), 0.60, ">=", "%",
+                          "floor sends the same bytes"))
+    for sc in ("list", "get", "create"):
+        out.append(Target(f"{sc} p99 <= 50 ms at {connections} connections",
+                          _valid_p(runs, SANDBOX, sc, "p99"), 50.0, "<=", "ms"))
+    out.append(Target("ready <= 1.5 s (default recipe)",
+                      statistics.median(ready) if ready else None, 1.5, "<=", "s",
+                      f"median of {len(ready)}" if ready else ""))
+    for sc in ("list", "get"):
+        large, default = _valid_p(runs, LARGE, sc, "p50"), _valid_p(runs, SANDBOX, sc, "p50")
+        out.append(Target(f"{sc} latency large/default <= 1.3x", _ratio(large, default),
+                          1.3, "<=", "x", "p50"))
+    for sc in ("list", "get"):
+        out.append(Target(f"{sc} auth+rate limit on within 15% of off",
+                          _ratio(rps(SANDBOX, sc), rps(NOAUTH, sc)), 0.85, ">=", "%",
+                          "req/s on / off"))
+    for t in out:
+        if t.value is None and not t.note.startswith("not measured"):
+            t.note = "not measured" + (f"; {t.note}" if t.note else "")
+    return out
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "%":
+        return f"{value * 100:.0f}%"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    return f"{value:.2f} s"
+
+
+def print_report(runs: list[Run], targets: list[Target], opts: Options) -> None:
+    table = Table(title=f"{opts.tool}, {opts.connections} connections, {opts.threads} threads, "
+                        f"{opts.duration:g} s per run after {opts.warmup:g} s warm-up")
+    for col, justify in (("target", "left"), ("scenario", "left"), ("req/s", "right"),
+                         ("p50 ms", "right"), ("p99 ms", "right"), ("requests", "right"),
+                         ("note", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for run in runs:
+        r = run.result
+        num = lambda v: "-" if v is None else f"{v:,.1f}"  # noqa: E731
+        style = "" if run.valid else "red"
+        table.add_row(run.target, run.scenario, num(r.rps) if r else "-",
+                      num(r.p50_ms) if r else "-", num(r.p99_ms) if r else "-",
+                      f"{r.requests:,}" if r else "-", run.note, style=style)
+    console.print(table)
+    ttable = Table(title="Targets")
+    for col in ("target", "measured", "limit", "status", "note"):
+        ttable.add_column(col)
+    colours = {"met": "green", "missed": "red", "n/a": "yellow"}
+    for t in targets:
+        ttable.add_row(t.name, _fmt(t.value, t.unit), f"{t.op} {_fmt(t.limit, t.unit)}",
+                       f"[{colours[t.status]}]{t.status}[/]", t.note)
+    console.print(ttable)
+
+
+def write_json(
+    path: Path, runs: list[Run], targets: list[Target], ready: list[float], opts: Options,
+    extra: dict[str, Any],
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "meta": {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "tool": opts.tool, "connections": opts.connections, "threads": opts.threads,
+            "duration_s": opts.duration, "warmup_s": opts.warmup, "cpus": os.cpu_count(),
+            "python": platform.python_version(), "machine": platform.machine(), **extra,
+        },
+        "runs": [
+            {"target": r.target, "scenario": r.scenario, "url": r.url, "valid": r.valid,
+             "note": r.note, "result": r.result.as_dict() if r.result else None}
+            for r in runs
+        ],
+        "ready_s": {"samples": ready, "median": statistics.median(ready) if ready else None},
+        "targets": [
+            {"name": t.name, "value": t.value, "limit": t.limit, "op": t.op, "unit": t.unit,
+             "status": t.status, "note": t.note}
+            for t in targets
+        ],
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds measured per scenario")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per scenario")
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2, help="load tool threads (wrk only)")
+    p.add_argument("--quick", action="store_true", help="2 s runs, 1 s warm-up: a smoke run")
+    p.add_argument("--only", default="sandbox,floor,prism",
+                   help="comma-separated targets: sandbox, floor, prism")
+    p.add_argument("--skip-large", action="store_true", help="do not start the large recipe")
+    p.add_argument("--ready-runs", type=int, default=3, help="fresh starts timed for ready time")
+    p.add_argument("--tool", choices=["auto", "wrk", "hey"], default="auto")
+    p.add_argument("--output", type=Path, default=BENCH_DIR / "results.json")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.ready_runs = 2.0, 1.0, 1
+    args.only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = args.only - {"sandbox", "floor", "prism"}
+    if unknown:
+        p.error(f"unknown --only target(s): {', '.join(sorted(unknown))}")
+    return args
+
+
+def run_sandbox(
+    procs: Processes, opts: Options, args: argparse.Namespace, runs: list[Run],
+    ready: list[float], meta: dict[str, Any],
+) -> tuple[str, dict[str, str]]:
+    """Default recipe (ready time, list/get/create), no-auth, then the large recipe."""
+    key = owner_key("default")
+    auth = {"Authorization": f"Bearer {key}"}
+    console.print("[bold]sandbox[/] ready time")
+    ready.extend(ready_times(procs, auth, args.ready_runs))
+
+    console.print("[bold]sandbox[/] default recipe")
+    port, _ = start_sandbox(procs, SANDBOX, ["--rate-limit", HUGE_RATE_LIMIT], auth, 120)
+    agent_id = discover_agent_id(port, auth)
+    scs = scenarios(API, agent_id, ["list", "get", "create"])
+    bodies = capture_bodies(port, auth, scs)
+    runs.extend(measure(opts, SANDBOX, port, sc, auth) for sc in scs)
+    procs.stop(SANDBOX)
+
+    if serve_supports("--no-auth"):
+        console.print("[bold]sandbox[/] --no-auth")
+        port, _ = start_sandbox(procs, NOAUTH, ["--no-auth"], {}, 120)
+        runs.extend(measure(opts, NOAUTH, port, sc, {})
+                    for sc in scenarios(API, agent_id, ["list", "get"]))
+        procs.stop(NOAUTH)
+    else:
+        meta["no_auth"] = "serve has no --no-auth flag"
+
+    if not args.skip_large:
+        console.print("[bold]sandbox[/] large recipe (building the world takes a while)")
+        large_auth = {"Authorization": f"Bearer {owner_key('large')}"}
+        port, start_s = start_sandbox(
+            procs, LARGE, ["--recipe", "large", "--rate-limit", HUGE_RATE_LIMIT], large_auth, 900
+        )
+        meta["large_ready_s"] = round(start_s, 3)
+        large_id = discover_agent_id(port, large_auth)
+        runs.extend(measure(opts, LARGE, port, sc, large_auth)
+                    for sc in scenarios(API, large_id, ["list", "get"]))
+        procs.stop(LARGE)
+    return agent_id, bodies
+
+
+def run_floor(
+    procs: Processes, opts: Options, runs: list[Run], agent_id: str, bodies: dict[str, str],
+    meta: dict[str, Any],
+) -> None:
+    console.print("[bold]floor[/] bare Litestar")
+    cmd = [sys.executable, str(FLOOR_APP), "--host", HOST]
+    if bodies:
+        body_file = BENCH_DIR / "floor-bodies.json"
+        body_file.parent.mkdir(parents=True, exist_ok=True)
+        body_file.write_text(json.dumps(bodies))
+        cmd += ["--bodies", str(body_file)]
+    meta["floor_bodies"] = "the sandbox's own answers" if bodies else "built-in constant"
+    port = free_port()
+    started = time.perf_counter()
+    proc = procs.start(FLOOR, [*cmd, "--port", str(port)])
+    wait_until_answers(procs, FLOOR, proc, started, port, "/", {}, 60, accept=lambda s: s < 500)
+    runs.extend(measure(opts, FLOOR, port, sc, {})
+                for sc in scenarios(API, agent_id, ["list", "get", "create"]))
+    procs.stop(FLOOR)
+
+
+def run_prism(
+    procs: Processes, opts: Options, runs: list[Run], agent_id: str, meta: dict[str, Any]
+) -> None:
+    binary, how = prism_setup.ensure_prism(BENCH_DIR / "prism", BENCH_DIR / "logs" / "npm.log")
+    if binary is None:
+        console.print(f"[yellow]Prism skipped:[/] {how}")
+        meta["prism"] = f"skipped: {how}"
+        return
+    auth = {"Authorization": "Bearer om_x"}  # Prism only checks that the bearer is there
+    for name, dynamic in ((PRISM_STATIC, False), (PRISM_DYNAMIC, True)):
+        console.print(f"[bold]{name}[/]")
+        port = free_port()
+        started = time.perf_counter()
+        proc = procs.start(name, prism_setup.prism_command(binary, SPEC, port, dynamic=dynamic))
+        wait_until_answers(procs, name, proc, started, port, "/", {}, 180, accept=lambda s: True)
+        prefix = prism_prefix(port, auth)
+        meta["prism_prefix"] = prefix or "/"
+        runs.extend(measure(opts, name, port, sc, auth)
+                    for sc in scenarios(prefix, agent_id, ["list", "get", "create"]))
+        procs.stop(name)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        tool = loadgen.ensure_tool(args.tool)
+    except loadgen.LoadToolError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+    opts = Options(tool, args.duration, args.warmup, args.connections, args.threads)
+    procs = Processes(BENCH_DIR / "logs")
+    runs: list[Run] = []
+    ready: list[float] = []
+    meta: dict[str, Any] = {}
+    agent_id, bodies = AGENT_ID, {}
+    code = 0
+    try:
+        if "sandbox" in args.only:
+            agent_id, bodies = run_sandbox(procs, opts, args, runs, ready, meta)
+        if "floor" in args.only:
+            run_floor(procs, opts, runs, agent_id, bodies, meta)
+        if "prism" in args.only:
+            run_prism(procs, opts, runs, agent_id, meta)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: reporting what was measured[/]")
+        code = 130
+    except (StartError, OSError, subprocess.SubprocessError) as exc:
+        console.print(f"[red]benchmark stopped:[/] {exc}")
+        code = 1
+    finally:
+        procs.stop_all()
+    targets = build_targets({(r.target, r.scenario): r for r in runs}, ready, opts.connections)
+    print_report(runs, targets, opts)
+    write_json(args.output, runs, targets, ready, opts, meta)
+    console.print(f"results written to {args.output}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
