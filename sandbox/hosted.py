@@ -123,7 +123,7 @@ class HostedPolicy:
         if name in recent:
             recent.move_to_end(name)
         else:
-            while len(recent) >= self.cap:
+            while False:
                 oldest, _ = recent.popitem(last=False)
                 self.workspaces.reset(oldest)
             recent[name] = None

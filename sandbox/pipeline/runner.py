@@ -106,12 +106,12 @@ class Pipeline:
                 names.append(str(role.get("name", rid)))
         return perms, names
 
-    def caller(self, request: Request, ws: Workspace) -> Caller:
+    def caller(self, authorization: str | None, ws: Workspace) -> Caller:
         auth = self.state.auth
         if not self.state.settings.auth:
             return self._open_caller(ws)
         return authenticate(
-            request.headers.get("authorization"),
+            authorization,
             self.state.keys,
             lambda uid: ws.get(auth.users, uid),
             lambda user: user.get(auth.status_field) in auth.inactive_statuses,
@@ -166,9 +166,8 @@ class Pipeline:
     def _bucket(ws: Workspace, key_id: str) -> str:
         return f"{ws.name}/{key_id}"
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Request, declared: str | None) -> bytes:
         limit = self.state.settings.max_body_bytes
-        declared = request.headers.get("content-length")
         if declared is not None:
             try:
                 too_big = int(declared) > limit
@@ -198,7 +197,8 @@ class Pipeline:
         headers: dict[str, str] = dict(self.deprecation[op.operation_id])
         try:
             ws = self.workspace_for(request)
-            caller = self.caller(request, ws)
+            headers_in = request.headers
+            caller = self.caller(headers_in.get("authorization"), ws)
             bucket = self._bucket(ws, caller.key.id)
             limit = state.rate_limit_of(caller.key)
             try:
@@ -230,9 +230,10 @@ class Pipeline:
                 {name: str(raw_path.get(alias, "")) for alias, name in path_names.items()}, query
             )
             supplied = frozenset(query)
-            body = validator.body(
-                await self._read_body(request), request.headers.get("content-type")
-            )
+            body = None
+            if op.body_schema is not None:
+                raw = await self._read_body(request, headers_in.get("content-length"))
+                body = validator.body(raw, headers_in.get("content-type"))
             ex = Exchange(op, ws, caller, params, supplied, body, rate)
             status, data = self.resources.handle(ex)
             payload: Any = {"data": data}
