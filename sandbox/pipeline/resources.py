@@ -8,7 +8,7 @@ and what it creates. Values in those extensions may be expressions: `$now`, `$ca
 
 from __future__ import annotations
 
-import secrets
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +22,7 @@ from sandbox.store.workspace import CollectionView, Workspace
 from sandbox.world.derive import derive_fields
 
 Record = dict[str, Any]
+_ids = random.Random()  # record ids need to be unique, not secret
 _RESERVED_QUERY = frozenset({"page", "per_page", "sort", "q", "__code", "__example", "__dynamic"})
 
 
@@ -228,7 +229,7 @@ class Resources:
         values.update({k: v for k, v in given.items()})
         values.update(coll.create_set)
         values.update({k: self._value(v, ex) for k, v in set_.items()})
-        values["id"] = f"{coll.id_prefix}_{secrets.token_hex(6)}"
+        values["id"] = f"{coll.id_prefix}_{_ids.getrandbits(48):012x}"
         values["created_at"] = now
         values["updated_at"] = now
         record = self._fill(coll, values)

@@ -14,10 +14,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tinydb import Query, TinyDB
+from tinydb import TinyDB
 from tinydb.storages import MemoryStorage, Storage
+from tinydb.table import Document
 
 DELTA_FILE = "delta.json"
+SHARDS = 64
 
 
 class AtomicJSONStorage(Storage):
@@ -56,27 +58,46 @@ class AtomicJSONStorage(Storage):
 
 
 class DeltaStore:
-    """The changes clients made, per workspace: (collection, id) -> record, or None when deleted."""
+    """The changes clients made, per workspace: (collection, id) -> record, or None when deleted.
+
+    Each (collection, id) keeps one TinyDB document id, so a write is an upsert by document id
+    rather than a query over every stored change.
+    """
 
     def __init__(self, data_dir: Path | None) -> None:
         if data_dir is None:
             self.db = TinyDB(storage=MemoryStorage)
         else:
             self.db = TinyDB(Path(data_dir) / DELTA_FILE, storage=AtomicJSONStorage)
-        self._q = Query()
+        self._doc_ids: dict[str, dict[tuple[str, str], int]] = {}
 
     @property
     def durable(self) -> bool:
         return isinstance(self.db.storage, AtomicJSONStorage)
 
-    def _table(self, workspace: str) -> Any:
-        return self.db.table(f"ws:{workspace}", cache_size=0)
+    def _table(self, workspace: str, shard: int) -> Any:
+        return self.db.table(f"ws:{workspace}:{shard:02x}", cache_size=0)
+
+    def _tables(self, workspace: str) -> list[str]:
+        prefix = f"ws:{workspace}:"
+        return [t for t in self.db.tables() if t.startswith(prefix)]
 
     def workspaces(self) -> list[str]:
-        return [t[3:] for t in self.db.tables() if t.startswith("ws:")]
+        return sorted({t[3:].rsplit(":", 1)[0] for t in self.db.tables() if t.startswith("ws:")})
+
+    def _ids(self, workspace: str) -> dict[tuple[str, str], int]:
+        ids = self._doc_ids.get(workspace)
+        if ids is None:
+            ids = self._doc_ids[workspace] = {}
+            for name in self._tables(workspace):
+                for d in self.db.table(name, cache_size=0).all():
+                    ids[(d["collection"], d["id"])] = d.doc_id
+        return ids
 
     def load(self, workspace: str) -> list[dict[str, Any]]:
-        return list(self._table(workspace).all())
+        return [
+            d for name in self._tables(workspace) for d in self.db.table(name, cache_size=0).all()
+        ]
 
     def put(
         self,
@@ -87,6 +108,10 @@ class DeltaStore:
         created: bool,
         seq: int,
     ) -> None:
+        ids = self._ids(workspace)
+        doc_id = ids.get((collection, record_id))
+        if doc_id is None:
+            doc_id = ids[(collection, record_id)] = len(ids) + 1
         doc = {
             "collection": collection,
             "id": record_id,
@@ -94,8 +119,10 @@ class DeltaStore:
             "created": created,
             "seq": seq,
         }
-        q = self._q
-        self._table(workspace).upsert(doc, (q.collection == collection) & (q.id == record_id))
+        # TinyDB rewrites a whole table on every write, so changes are spread over small tables
+        self._table(workspace, doc_id % SHARDS).upsert(Document(doc, doc_id=doc_id))
 
     def drop(self, workspace: str) -> None:
-        self.db.drop_table(f"ws:{workspace}")
+        for name in self._tables(workspace):
+            self.db.drop_table(name)
+        self._doc_ids.pop(workspace, None)
