@@ -127,7 +127,7 @@ def build_admin(state: SandboxState) -> AdminApi:
         state.workspaces.reset(ws)
         if body.get("keys"):
             state.keys = state.fresh_keys()
-        state.limiter.reset()
+        state.limiter.reset(ws)
         return 200, {"reset": True, "workspace": ws or "*", "keys": bool(body.get("keys"))}
 
     def list_keys(request: Request, _: Any) -> tuple[int, Any]:

@@ -86,10 +86,10 @@ def serve_command(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     try:
         state = build_state(settings)
+        app = create_app(settings, state)
     except (RecipeError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]cannot start:[/] {exc}")
         return 2
-    app = create_app(settings, state)
     banner(console, settings, args.host, args.port, state, generated_token=not args.admin_token)
     logging.basicConfig(level=args.log_level.upper())
     config = uvicorn.Config(

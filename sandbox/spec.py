@@ -277,4 +277,6 @@ def _load_spec(path_text: str) -> Spec:
     from sandbox.speccache import cached
 
     path = Path(path_text)
-    return cached([path, CATALOGUE_PATH], lambda: parse_spec(load_yaml(path), path))
+    spec = cached([path, CATALOGUE_PATH], lambda: parse_spec(load_yaml(path), path))
+    spec.path = path  # the cache is keyed by content; the same content may live elsewhere
+    return spec

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from litestar import Litestar
 
 from sandbox.app import create_app
 from sandbox.settings import Settings
@@ -56,7 +57,7 @@ class LiveServer:
     def api(
         self, key: str | None = None, workspace: str | None = None, **kwargs: Any
     ) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {key or self.owner}"}
+        headers = {"Authorization": f"Bearer {key or self.owner}", **kwargs.pop("headers", {})}
         if workspace:
             headers["X-Sandbox-Workspace"] = workspace
         return self.client(headers=headers, **kwargs)
@@ -89,7 +90,13 @@ class LiveServer:
 
 @contextmanager
 def live_server(**settings: Any) -> Iterator[LiveServer]:
-    app = create_app(Settings(admin_token=ADMIN_TOKEN, strict=True, **settings))
+    with serve_app(create_app(Settings(admin_token=ADMIN_TOKEN, strict=True, **settings))) as live:
+        yield live
+
+
+@contextmanager
+def serve_app(app: Litestar) -> Iterator[LiveServer]:
+    """Serve an app built by create_app on a free loopback port, until the block ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

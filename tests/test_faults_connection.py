@@ -6,10 +6,14 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
-from faults_live import LiveServer, live_server
+from faults_live import LiveServer, live_server, serve_app
+from litestar.testing import TestClient
+
+from sandbox.app import create_app
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +157,31 @@ def test_the_journal_names_connection_faults(live: LiveServer) -> None:
     assert [(i["operation_id"], i["status"], i["fault"]) for i in items] == [
         ("getCurrentIdentity", 200, f"{rule['id']} cut")
     ]
+
+
+def test_without_a_socket_a_reset_raises_in_the_in_process_client(live: LiveServer) -> None:
+    app = create_app(live.state.settings, live.state)  # shares the live server's rules
+    live.add_rule(
+        {"match": {"operation_id": "getCurrentIdentity"}, "effect": {"connection": "reset"}}
+    )
+    with TestClient(app) as client, pytest.raises(Exception, match="after response started"):
+        client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {live.owner}"})
+
+
+def test_broken_answers_keep_their_cors_headers_for_browser_apps(live: LiveServer) -> None:
+    settings = replace(live.state.settings, cors_origins=("https://app.example",))
+    live.add_rule({"match": {"path": "/clients"}, "effect": {"connection": "malformed_json"}})
+    live.add_rule({"match": {"path": "/sites"}, "effect": {"connection": "truncate"}})
+    app = create_app(settings, live.state)  # a browser-facing app on the same world and rules
+    origin = {"Origin": "https://app.example"}
+    with serve_app(app) as browser_facing, browser_facing.api(headers=origin) as api:
+        response = api.get("/api/v1/clients")
+        with api.stream("GET", "/api/v1/sites") as cut:
+            cut_headers = cut.headers
+            with pytest.raises(httpx.RemoteProtocolError):
+                cut.read()
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(response.content)
+    assert cut_headers["access-control-allow-origin"] == "https://app.example"

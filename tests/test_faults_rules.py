@@ -11,8 +11,11 @@ import httpx
 import pytest
 from faults_live import LiveServer, live_server
 
-from sandbox.faults import FaultsFileError, registry_of
+from sandbox.clock import Clock
+from sandbox.errors import ApiError
+from sandbox.faults import FaultRegistry, FaultsFileError, registry_of
 from sandbox.faults.loader import load_faults
+from sandbox.faults.rules import MAX_RULES, Effect, Match, Rule
 
 FAULTS_YAML = """\
 rules:
@@ -314,3 +317,37 @@ def test_the_control_endpoints_need_the_admin_token(live: LiveServer) -> None:
         response = anonymous.post("/_sandbox/faults", json={"effect": {"status": 500}})
     assert response.status_code == 401
     assert _rules(live) == []
+
+
+def test_a_forcing_prefer_header_wins_over_rules_and_a_success_code_does_not(
+    live: LiveServer,
+) -> None:
+    live.add_rule({"match": {"operation_id": "listClients"}, "effect": {"status": 500}})
+    with live.api() as api:
+        forced = api.get("/api/v1/clients", headers={"Prefer": "code=503"})
+        habitual = api.get("/api/v1/clients", headers={"Prefer": "code=200"})
+    assert forced.status_code == 503
+    assert habitual.status_code == 500
+    assert "preference-applied" not in habitual.headers  # the rule answered, not the preference
+    (listed,) = _rules(live)
+    assert (listed["matched"], listed["fired"]) == (1, 1)
+
+
+def test_a_rule_forced_401_looks_like_a_rejected_key(live: LiveServer) -> None:
+    live.add_rule({"match": {"operation_id": "listClients"}, "effect": {"status": 401}})
+    with live.api() as api:
+        response = api.get("/api/v1/clients")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "AUTH_REQUIRED"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert not any(h.startswith("x-ratelimit-") for h in response.headers)
+
+
+def test_the_rule_list_is_bounded() -> None:
+    registry = FaultRegistry(Clock())
+    for _ in range(MAX_RULES):
+        registry.add(Rule(registry.new_id(), None, Match(), Effect(status=500), "now"))
+    with pytest.raises(ApiError) as refused:
+        registry.add(Rule(registry.new_id(), None, Match(), Effect(status=500), "now"))
+    assert refused.value.status == 409
+    assert len(registry.rules) == MAX_RULES

@@ -16,7 +16,6 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from limits import RateLimitItemPerMinute
 from litestar import Request
 
 from sandbox.admin import ADMIN_SPEC_PATH, AdminApi
@@ -72,10 +71,11 @@ def add_rule(
 ) -> Rule:
     """Check a rule or scenario request, build it and register it (HTTP and YAML alike)."""
     check_schema("FaultRequest", body)
+    registry.ensure_room()  # before a scenario mints anything
     ctx = context(state, workspace)
     if body.get("scenario") is not None:
         check_schema(SCENARIOS[body["scenario"]].params_schema, body.get("params") or {}, "params.")
-        rule = expand(body, ctx, registry.new_id())
+        rule = expand(body, ctx, "")
     else:
         if "params" in body:
             raise ApiError(
@@ -83,18 +83,14 @@ def add_rule(
                 "Invalid fault rule: params: only a scenario takes params.",
                 [Detail("body", "params", "only a scenario takes params")],
             )
-        rule = parse_rule(body, ctx, registry.new_id())
+        rule = parse_rule(body, ctx, "")
+    rule.id = registry.new_id()  # only a valid rule takes a number
     return registry.add(rule)
 
 
 def clear_buckets(limiter: RateLimiter, workspace: str) -> int:
-    """Empty the rate buckets of one workspace only (buckets are named `<workspace>/<key id>`)."""
-    prefix = f"{RateLimitItemPerMinute(1).namespace}/{workspace}/"
-    storage = limiter.storage
-    keys = [k for k in list(storage.storage) if k.startswith(prefix)]
-    for key in keys:
-        storage.clear(key)
-    return len(keys)
+    """Empty the rate buckets of one workspace only."""
+    return limiter.reset(workspace)
 
 
 def _workspace_name(value: str | None, location: str, field: str) -> str | None:

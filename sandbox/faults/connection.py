@@ -1,10 +1,14 @@
 """Connection-level faults: a reset, a truncated body, malformed JSON, a slow trickle.
 
-These break the transport, not the answer, so they need the raw ASGI `send` of the server.
-Litestar's own `middleware=[...]` never sees it (its exception middleware wraps `send` first), so
-`ConnectionFaults` wraps the app's outermost ASGI handler instead. The fault stage decides and
-leaves a `ConnectionFault` in the request scope; this layer reads it when the answer is sent.
-A request without one costs a dictionary lookup per ASGI message.
+These break the transport, not the answer, so they need the server's raw ASGI `send`. Litestar's
+own `middleware=[...]` never sees it (its exception middleware wraps `send` first), so
+`ConnectionFaults` sits around the app's outermost ASGI handler and only files the raw `send` in
+the scope: a plain function, no extra coroutine, so a request without a fault pays one dictionary
+store. When the fault stage decides to break an answer, it swaps the final Litestar Response for
+a `BrokenResponse`, whose ASGI callable passes the real answer's messages through `_apply`. They
+still go out through Litestar's `send` (so CORS headers stay on, and browsers see the fault rather
+than a CORS refusal); the raw `send` only leads to the transport that a reset or truncation
+closes.
 
 A reset and a truncation close the socket through the server's transport: with uvicorn (both its
 httptools and h11 protocols) `send` is a method of the connection's cycle, which holds the
@@ -20,12 +24,14 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+from litestar import Request, Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-SCOPE_KEY = "sandbox.connection_fault"
+RAW_SEND = "sandbox.raw_send"
 
 
 class ConnectionDropped(ConnectionError):
@@ -39,40 +45,64 @@ class ConnectionFault:
     interval_s: float = 0.1
 
 
-def signal(scope: Any, fault: ConnectionFault) -> None:
-    """How the fault stage asks for a connection fault on this request's answer."""
-    scope[SCOPE_KEY] = fault
-
-
 class ConnectionFaults:
-    """A pure ASGI layer that breaks the answer in transit when the scope asks for it."""
+    """Around the outermost ASGI handler: keeps the server's own `send` within reach."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        scope[RAW_SEND] = send  # type: ignore[typeddict-unknown-key]
+        return self.app(scope, receive, send)
+
+
+class _BrokenASGI:
+    """Runs the real ASGI answer, but hands its messages to `_apply` to break on the way out."""
+
+    def __init__(self, inner: Any, fault: ConnectionFault) -> None:
+        self.inner = inner
+        self.fault = fault
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+        # Messages still go through Litestar's send (CORS headers, its notion of "started");
+        # the raw send only leads to the transport, to close it.
+        raw: Any = scope.get(RAW_SEND)
         pending: list[Message] = []
 
-        async def guarded(message: Message) -> None:
-            fault = scope.get(SCOPE_KEY)  # type: ignore[misc]
-            if fault is None:
-                await send(message)
-            else:
-                await _apply(fault, message, pending, send)
+        async def breaking(message: Message) -> None:
+            await _apply(self.fault, message, pending, send, raw)
 
-        await self.app(scope, receive, guarded)
+        await self.inner(scope, receive, breaking)
+
+
+class BrokenResponse(Response[bytes]):
+    """A Response that breaks its own delivery with a connection fault."""
+
+    fault: ConnectionFault
+
+    def to_asgi_response(self, app: Any, request: Request, **kwargs: Any) -> Any:  # type: ignore[override]
+        return _BrokenASGI(super().to_asgi_response(app, request, **kwargs), self.fault)
+
+
+def broken(response: Response[bytes], fault: ConnectionFault) -> Response[bytes]:
+    """The same answer, set to break in transit."""
+    out = BrokenResponse(
+        content=response.content,
+        status_code=response.status_code,
+        media_type=response.media_type,
+        headers=dict(response.headers),
+    )
+    out.fault = fault
+    return out
 
 
 async def _apply(
-    fault: ConnectionFault, message: Message, pending: list[Message], send: Send
+    fault: ConnectionFault, message: Message, pending: list[Message], send: Send, raw: Any
 ) -> None:
     """Handle one ASGI message of an answer that must break; the start waits for the body."""
     if message["type"] == "http.response.start":
         if fault.kind == "reset":
-            await _reset(send, message)
+            await _reset(send, raw, message)
         else:
             pending.append(message)
         return
@@ -89,14 +119,14 @@ async def _apply(
         await send(
             {"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True}
         )
-        await _close(send)
+        await _close(raw)
     elif fault.kind == "malformed_json":
         broken = _malformed(body)
         await send({**start, "headers": _with_length(start.get("headers", []), len(broken))})  # type: ignore[typeddict-item]
         await send({"type": "http.response.body", "body": broken, "more_body": False})
     else:
         await send(start)
-        await _trickle(body, fault, send)
+        await _trickle(body, fault, send, raw)
 
 
 def _malformed(body: bytes) -> bytes:
@@ -110,9 +140,9 @@ def _with_length(headers: Any, length: int) -> list[tuple[bytes, bytes]]:
     return [*kept, (b"content-length", str(length).encode())]
 
 
-async def _trickle(body: bytes, fault: ConnectionFault, send: Send) -> None:
+async def _trickle(body: bytes, fault: ConnectionFault, send: Send, raw: Any) -> None:
     """The body in small pieces with pauses; stops early once the client has hung up."""
-    owner, _ = _cycle(send)
+    owner, _ = _cycle(raw)
     step = max(1, fault.chunk_bytes)
     for offset in range(0, len(body), step):
         last = offset + step >= len(body)
@@ -124,9 +154,9 @@ async def _trickle(body: bytes, fault: ConnectionFault, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _cycle(send: Send) -> tuple[Any, Any]:
-    """The server's connection cycle and transport behind `send`, when the server exposes them."""
-    owner = getattr(send, "__self__", None)
+def _cycle(raw: Any) -> tuple[Any, Any]:
+    """The connection cycle and transport behind a server's `send`, when the server exposes them."""
+    owner = getattr(raw, "__self__", None)
     transport = getattr(owner, "transport", None)
     if transport is None or not hasattr(transport, "abort"):
         return None, None
@@ -141,8 +171,8 @@ async def _until_disconnected(owner: Any) -> None:
         await asyncio.sleep(0.001)
 
 
-async def _reset(send: Send, start: Message) -> None:
-    owner, transport = _cycle(send)
+async def _reset(send: Send, raw: Any, start: Message) -> None:
+    owner, transport = _cycle(raw)
     if transport is None:  # the server would answer 500 to an exception before the start
         await send(start)
         raise ConnectionDropped("connection reset on purpose by a sandbox fault")
@@ -154,8 +184,8 @@ async def _reset(send: Send, start: Message) -> None:
     await _until_disconnected(owner)
 
 
-async def _close(send: Send) -> None:
-    owner, transport = _cycle(send)
+async def _close(raw: Any) -> None:
+    owner, transport = _cycle(raw)
     if transport is None:
         raise ConnectionDropped("connection closed mid-body on purpose by a sandbox fault")
     transport.close()

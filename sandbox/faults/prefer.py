@@ -29,10 +29,12 @@ class Preferences:
     delay_ms: int | None = None
     retry_after: int | None = None
 
-    @property
-    def acts(self) -> bool:
-        """True when the sandbox must do something (example and dynamic change nothing here)."""
-        return self.code is not None or bool(self.delay_ms) or self.retry_after is not None
+    def acts(self, success_status: int) -> bool:
+        """True when the sandbox must do something: force another status, or wait. Asking for
+        the success status (Prism's habit), an example or dynamic changes nothing here, so the
+        rules still apply to such a request."""
+        forces = self.code is not None and self.code != success_status
+        return forces or bool(self.delay_ms)
 
     def applied(self) -> str:
         """The Preference-Applied value (RFC 7240): what was honoured, in a stable order."""

@@ -22,6 +22,7 @@ CONNECTION_EFFECTS = ("reset", "truncate", "malformed_json", "trickle")
 WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_CHUNK_BYTES = 64
 DEFAULT_INTERVAL_MS = 100
+MAX_RULES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +191,15 @@ class FaultRegistry:
         self._next += 1
         return f"flt_{self._next}"
 
+    def ensure_room(self) -> None:
+        if len(self.rules) >= MAX_RULES:  # every request walks the list: keep it short
+            raise ApiError(
+                "CONFLICT",
+                f"The sandbox already holds {MAX_RULES} fault rules; delete some first.",
+            )
+
     def add(self, rule: Rule) -> Rule:
+        self.ensure_room()
         self.rules.append(rule)
         return rule
 
@@ -207,7 +216,8 @@ class FaultRegistry:
     def clear(self, workspace: str | None = None) -> list[Rule]:
         """Remove every rule, or those scoped to one workspace; returns what was removed."""
         gone = [r for r in self.rules if workspace is None or r.match.workspace == workspace]
-        self.rules = [r for r in self.rules if r not in gone]
+        gone_ids = {r.id for r in gone}
+        self.rules = [r for r in self.rules if r.id not in gone_ids]
         for rule in gone:
             _retire(rule)
         return gone

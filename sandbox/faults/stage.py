@@ -4,7 +4,7 @@ A forced answer is what the real API sends for that status: the catalogue's code
 envelope, `Retry-After` and `X-RateLimit-*` (Remaining 0) on a 429, `WWW-Authenticate` (and no
 rate headers, as no key was recognised) on a 401. When the spec does not document the status for
 the operation, a `Warning: 299` header says the sandbox forced it. With no rule and no Prefer
-header, the stage costs three membership tests and returns None.
+header, the stage costs two membership tests and returns None.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from litestar import Request, Response
 
 from sandbox.catalogue import Catalogue
 from sandbox.errors import ApiError
-from sandbox.faults.connection import ConnectionFault, signal
+from sandbox.faults.connection import ConnectionFault, broken
 from sandbox.faults.prefer import (
     Preferences,
     PreferError,
@@ -132,20 +132,20 @@ class FaultStage:
         if not asked and not self.registry.rules:
             return None
         prefs = self.preferences(op, request, query_string) if asked else None
-        if prefs is not None and prefs.acts:
+        if prefs is not None and prefs.acts(op.success_status):
             return self._from_preferences(op, prefs, rate)
         outcome = None
         if self.registry.rules:
-            path = request.url.path
+            path: str = request.scope["path"]
             relative = path[len(self.base_path) :] if path.startswith(self.base_path) else path
             rule = self.registry.pick(
                 op.method, path, relative, op.operation_id, caller.key, ws.name
             )
             if rule is not None:
-                outcome = self._from_rule(op, rule, request, rate)
-        if prefs is not None and prefs.applied():  # example= / dynamic=: accepted, nothing to do
-            outcome = outcome or Outcome()
-            outcome.transform = _chain(outcome.transform, _applied(prefs.applied()))
+                outcome = self._from_rule(op, rule, rate)
+        if outcome is None and prefs is not None and prefs.applied():
+            # code=<success>, example=, dynamic=: accepted and honoured by answering normally
+            outcome = Outcome(transform=_applied(prefs.applied()))
         return outcome
 
     # ------------------------------------------------------------------ Prefer
@@ -192,7 +192,7 @@ class FaultStage:
         return outcome
 
     # ------------------------------------------------------------------ rules
-    def _from_rule(self, op: Operation, rule: Rule, request: Request, rate: RateState) -> Outcome:
+    def _from_rule(self, op: Operation, rule: Rule, rate: RateState) -> Outcome:
         effect = rule.effect
         assert effect is not None  # pick() only returns rules with an effect
         outcome = Outcome(name=rule.label, delay=effect.delay_ms / 1000)
@@ -202,10 +202,10 @@ class FaultStage:
             if effect.status == 401:
                 outcome.transform = _drop_rate_headers
         if effect.connection is not None:
-            signal(
-                request.scope,
-                ConnectionFault(effect.connection, effect.chunk_bytes, effect.interval_ms / 1000),
+            fault = ConnectionFault(
+                effect.connection, effect.chunk_bytes, effect.interval_ms / 1000
             )
+            outcome.transform = _chain(outcome.transform, lambda r: broken(r, fault))
             if effect.connection == "reset" and not effect.process:  # dropped before the handler
                 outcome.error = ApiError(
                     "SERVICE_UNAVAILABLE",

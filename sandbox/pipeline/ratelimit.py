@@ -104,5 +104,12 @@ class RateLimiter:
     def peek(self, bucket: str, limit: int) -> RateState:
         return self._state(bucket, limit)
 
-    def reset(self) -> int:
-        return self.storage.reset()
+    def reset(self, workspace: str | None = None) -> int:
+        """Empty every bucket, or only one workspace's (buckets are `<workspace>/<key id>`)."""
+        if workspace is None:
+            return self.storage.reset()
+        prefix = f"{RateLimitItemPerMinute(1).namespace}/{workspace}/"
+        keys = [k for k in list(self.storage.storage) if k.startswith(prefix)]
+        for key in keys:
+            self.storage.clear(key)
+        return len(keys)
