@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
                 "Deprecation",
                 "Sunset",
                 "Warning",
+                "Preference-Applied",
             ],
             allow_credentials=False,
             max_age=600,
