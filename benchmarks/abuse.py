@@ -62,7 +62,7 @@ class Mix:
     """A seeded stream of requests: mostly what docs visitors send, a good share of abuse."""
 
     WEIGHTS: dict[str, float] = {
-        "list": 30, "get": 8, "me": 4, "create": 12, "update": 6, "delete": 3,
+        "list": 30, "get": 8, "me": 4, "create": 12, "big_write": 2, "update": 6, "delete": 3,
         "bad_json": 4, "bad_media": 2, "bad_params": 4, "bad_path": 3, "bad_method": 2,
         "no_key": 3, "unknown_key": 3, "mangled_key": 2, "bad_workspace": 3,
         "preflight": 6, "admin": 2, "health": 1, "huge": 0.2,
@@ -104,6 +104,10 @@ class Mix:
                 extra, body = self._json({"name": f"Abuse {word} Ltd"})
                 return Shot(kind, "POST", f"{BASE}/clients", {**self._auth(), **extra}, body)
             extra, body = self._json({"subject": f"Printer {word}", "client_id": "cli_acme"})
+            return Shot(kind, "POST", f"{BASE}/tickets", {**self._auth(), **extra}, body)
+        if kind == "big_write":  # as large as the spec allows a ticket to be
+            payload = {"subject": "S" * 200, "client_id": "cli_acme", "description": "D" * 19000}
+            extra, body = self._json(payload)
             return Shot(kind, "POST", f"{BASE}/tickets", {**self._auth(), **extra}, body)
         if kind == "update":
             extra, body = self._json({"name": f"Acme {word}"})

@@ -29,8 +29,9 @@ class SandboxAdmin:
             method, "/_sandbox" + path, json=json, params=params, headers=self._headers
         )
         if response.status_code >= 400:
-            raise AdminError(f"{method} /_sandbox{path} answered {response.status_code}: "
-                             f"{response.text[:300]}")
+            raise AdminError(
+                f"{method} /_sandbox{path} answered {response.status_code}: {response.text[:300]}"
+            )
         if not response.content:
             return None
         body = response.json()

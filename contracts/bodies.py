@@ -104,7 +104,11 @@ def _ref_target(hint: Any) -> tuple[str, dict[str, str]]:
 
 def _nullable(schema: Schema) -> bool:
     kind = schema.get("type")
-    return kind == "null" or (isinstance(kind, list) and "null" in kind) or None in (schema.get("enum") or [])
+    return (
+        kind == "null"
+        or (isinstance(kind, list) and "null" in kind)
+        or None in (schema.get("enum") or [])
+    )
 
 
 def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[str, Any]:
@@ -152,7 +156,9 @@ def apply_relations(schema: Schema, body: dict[str, Any]) -> dict[str, Any]:
             continue
         when = prop.get("x-when")
         if isinstance(when, dict):
-            allowed = all(body.get(f, props.get(f, {}).get("default")) in vals for f, vals in when.items())
+            allowed = all(
+                body.get(f, props.get(f, {}).get("default")) in vals for f, vals in when.items()
+            )
             if not allowed:
                 if _nullable(prop):
                     body[name] = None
@@ -185,7 +191,9 @@ def _not_before(value: str, other: Any, timing: dict[str, Any]) -> str:
 
 
 def valid_bodies(schema: Schema, pick: Picker, n: int = 3) -> list[dict[str, Any]]:
-    return [apply_relations(schema, fill_references(schema, body, pick)) for body in examples(schema, n)]
+    return [
+        apply_relations(schema, fill_references(schema, body, pick)) for body in examples(schema, n)
+    ]
 
 
 # --- invalid bodies ---------------------------------------------------------------------------
@@ -197,8 +205,14 @@ class Mutation:
     body: Any
 
 
-_WRONG = {"string": 12345, "integer": "not a number", "number": "not a number",
-          "boolean": "yes", "array": "not a list", "object": "not an object"}
+_WRONG = {
+    "string": 12345,
+    "integer": "not a number",
+    "number": "not a number",
+    "boolean": "yes",
+    "array": "not a list",
+    "object": "not an object",
+}
 
 
 def _wrong_value(prop: Schema) -> Any:
@@ -215,8 +229,14 @@ def _wrong_value(prop: Schema) -> Any:
     return None
 
 
-_PY: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "number": (int, float),
-                                     "boolean": (bool,), "array": (list,), "object": (dict,)}
+_PY: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
 
 
 def invalid_bodies(schema: Schema, valid: dict[str, Any], seed: str = "") -> list[Mutation]:
@@ -234,7 +254,9 @@ def invalid_bodies(schema: Schema, valid: dict[str, Any], seed: str = "") -> lis
         field = rng.choice(sorted(typed))
         body = dict(valid)
         body[field] = _wrong_value(props[field])
-        out.append(Mutation(f"a body with {field!r} of the wrong type ({json.dumps(body[field])})", body))
+        out.append(
+            Mutation(f"a body with {field!r} of the wrong type ({json.dumps(body[field])})", body)
+        )
     if schema.get("additionalProperties") is False:
         out.append(Mutation("a body with an unknown field", {**valid, "no_such_field_xyz": 1}))
     if int(schema.get("minProperties") or 0) >= 1:

@@ -10,6 +10,7 @@ read the exchanges whose `role` they understand, which the probes set when they 
 from __future__ import annotations
 
 import email.utils
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -183,7 +184,8 @@ def status_documented(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Itera
             documented = ", ".join(sorted(op.responses))
             yield _fail(
                 ex,
-                f"{op.operation_id} answered {ex.response.status}, which its spec does not document "
+                f"{op.operation_id} answered {ex.response.status}, "
+                "which its spec does not document "
                 f"(documented: {documented})",
             )
 
@@ -246,10 +248,31 @@ def no_server_error(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterato
             yield _ok(ex)
 
 
+@check("request_succeeds", "A well-formed request with a key that may make it succeeds", "response")
+def request_succeeds(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "well-formed"):
+        op = ctx.operation(ex)
+        if op is None:
+            continue
+        if ex.response.status == op.success_status:
+            yield _ok(ex)
+            continue
+        code = _error_code(ex)
+        yield _fail(
+            ex,
+            f"a well-formed {op.operation_id} request was answered {ex.response.status}"
+            f"{' ' + str(code) if code else ''}, expected {op.success_status}",
+        )
+
+
 # --- the envelope -----------------------------------------------------------------------------
 
 
-@check("envelope", "Success in `data`; errors in `error` with a catalogue code of that status", "envelope")
+@check(
+    "envelope",
+    "Success in `data`; errors in `error` with a catalogue code of that status",
+    "envelope",
+)
 def envelope(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     for ex in exchanges:
         status = ex.response.status
@@ -331,8 +354,11 @@ def pagination_total(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterat
         last = pages[-1]
         broken = [ex for ex in pages if ex.response.status != 200 or _page_items(ex) is None]
         if broken:
-            yield _fail(broken[0], f"walk {walk}: page {broken[0].meta.get('page')} is not a page "
-                                   f"of items ({broken[0].response.status})")
+            yield _fail(
+                broken[0],
+                f"walk {walk}: page {broken[0].meta.get('page')} is not a page "
+                f"of items ({broken[0].response.status})",
+            )
             continue
         totals = {_page_total(ex) for ex in pages}
         if len(totals) != 1 or None in totals:
@@ -372,25 +398,33 @@ def pagination_unique(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Itera
                 seen.setdefault(item_id, ex.meta.get("page"))
         if repeated:
             item_id, first_page, ex = repeated
-            yield _fail(ex, f"walk {walk}: item {item_id} appears on page {first_page} and again "
-                            f"on page {ex.meta.get('page')}")
+            yield _fail(
+                ex,
+                f"walk {walk}: item {item_id} appears on page {first_page} and again "
+                f"on page {ex.meta.get('page')}",
+            )
         else:
             yield _ok(pages[-1])
 
 
-@check("pagination_stable", "The order is the same at every page size and on a re-read", "pagination")
+@check(
+    "pagination_stable", "The order is the same at every page size and on a re-read", "pagination"
+)
 def pagination_stable(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     walks = _walks(exchanges)
     sequences = {walk: _walk_ids(pages) for walk, pages in walks.items()}
     names = sorted(sequences)
-    for a, b in zip(names, names[1:], strict=False):
+    for a, b in itertools.pairwise(names):
         first, second = sequences[a], sequences[b]
         n = min(len(first), len(second))
         ex = walks[b][-1]
         if first[:n] != second[:n]:
             at = next(i for i in range(n) if first[i] != second[i])
-            yield _fail(ex, f"walks {a} and {b} disagree at position {at + 1}: "
-                            f"{first[at]} against {second[at]}")
+            yield _fail(
+                ex,
+                f"walks {a} and {b} disagree at position {at + 1}: "
+                f"{first[at]} against {second[at]}",
+            )
         else:
             yield _ok(ex)
     for ex in _role(exchanges, "page-repeat"):
@@ -401,13 +435,18 @@ def pagination_stable(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Itera
         again = [_item_id(i) for i in _page_items(ex) or []]
         before = [_item_id(i) for i in _page_items(page) or []]
         if again != before:
-            yield _fail(ex, f"reading page {ex.meta.get('page')} again (walk {ex.meta.get('walk')}) "
-                            f"gave a different order or items: {before[:5]} then {again[:5]}")
+            yield _fail(
+                ex,
+                f"reading page {ex.meta.get('page')} again (walk {ex.meta.get('walk')}) "
+                f"gave a different order or items: {before[:5]} then {again[:5]}",
+            )
         else:
             yield _ok(ex)
 
 
-@check("pagination_bounds", "per_page over 100 and page below 1 are rejected with 400", "pagination")
+@check(
+    "pagination_bounds", "per_page over 100 and page below 1 are rejected with 400", "pagination"
+)
 def pagination_bounds(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     for ex in _role(exchanges, "page-bounds"):
         what = f"{ex.meta.get('param')}={ex.meta.get('value')}"
@@ -415,7 +454,9 @@ def pagination_bounds(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Itera
         if ex.response.status != 400:
             problems.append(f"{what} was answered {ex.response.status}, expected 400")
         elif _error_code(ex) != "VALIDATION_ERROR":
-            problems.append(f"{what} was rejected with {_error_code(ex)}, expected VALIDATION_ERROR")
+            problems.append(
+                f"{what} was rejected with {_error_code(ex)}, expected VALIDATION_ERROR"
+            )
         yield _verdict(ex, problems)
 
 
@@ -423,16 +464,23 @@ def pagination_bounds(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Itera
 def pagination_past_end(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     for ex in _role(exchanges, "page-past-end"):
         if ex.response.status != 200:
-            yield _fail(ex, f"page {ex.meta.get('page')} past the end was answered "
-                            f"{ex.response.status}, expected 200 with no items")
+            yield _fail(
+                ex,
+                f"page {ex.meta.get('page')} past the end was answered "
+                f"{ex.response.status}, expected 200 with no items",
+            )
             continue
         items, total = _page_items(ex), _page_total(ex)
         problems = []
         if items != []:
-            problems.append(f"page {ex.meta.get('page')} past the end holds "
-                            f"{'no list' if items is None else len(items)} items, expected none")
+            problems.append(
+                f"page {ex.meta.get('page')} past the end holds "
+                f"{'no list' if items is None else len(items)} items, expected none"
+            )
         if total != ex.meta.get("total"):
-            problems.append(f"its total is {total}, but the other pages said {ex.meta.get('total')}")
+            problems.append(
+                f"its total is {total}, but the other pages said {ex.meta.get('total')}"
+            )
         yield _verdict(ex, problems)
 
 
@@ -443,8 +491,11 @@ def pagination_past_end(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Ite
 def auth_required(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     for ex in _role(exchanges, "no-key"):
         status = ex.response.status
-        yield _ok(ex) if status == 401 else _fail(ex, f"a request with no key was answered {status}, "
-                                                      "expected 401")
+        yield (
+            _ok(ex)
+            if status == 401
+            else _fail(ex, f"a request with no key was answered {status}, expected 401")
+        )
 
 
 @check("auth_malformed", "A malformed key gives 401", "auth")
@@ -452,8 +503,11 @@ def auth_malformed(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator
     for ex in _role(exchanges, "malformed-key"):
         status = ex.response.status
         kind = ex.meta.get("kind", "malformed")
-        yield _ok(ex) if status == 401 else _fail(ex, f"a {kind} key was answered {status}, "
-                                                      "expected 401")
+        yield (
+            _ok(ex)
+            if status == 401
+            else _fail(ex, f"a {kind} key was answered {status}, expected 401")
+        )
 
 
 @check("www_authenticate", "Every 401 carries WWW-Authenticate: Bearer", "auth")
@@ -479,7 +533,9 @@ def scope_denied(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[V
             yield _ok(ex)
         else:
             got = f"{status} {code}" if code else str(status)
-            yield _fail(ex, f"a key without {missing} was answered {got}, expected 403 SCOPE_DENIED")
+            yield _fail(
+                ex, f"a key without {missing} was answered {got}, expected 403 SCOPE_DENIED"
+            )
 
 
 @check("scope_granted", "A key with exactly the operation's scope succeeds", "auth")
@@ -491,8 +547,11 @@ def scope_granted(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[
             yield _ok(ex)
         else:
             code = _error_code(ex)
-            yield _fail(ex, f"a key with {scopes} was answered {status}{' ' + code if code else ''}, "
-                            "expected success")
+            yield _fail(
+                ex,
+                f"a key with {scopes} was answered {status}{' ' + code if code else ''}, "
+                "expected success",
+            )
 
 
 @check("session_only", "Session-only operations refuse API keys with 403 API_KEY_FORBIDDEN", "auth")
@@ -502,8 +561,11 @@ def session_only(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[V
         if status == 403 and code == "API_KEY_FORBIDDEN":
             yield _ok(ex)
         else:
-            yield _fail(ex, f"an API key on a session-only operation was answered {status} {code}, "
-                            "expected 403 API_KEY_FORBIDDEN")
+            yield _fail(
+                ex,
+                f"an API key on a session-only operation was answered {status} {code}, "
+                "expected 403 API_KEY_FORBIDDEN",
+            )
 
 
 # --- rate limits -------------------------------------------------------------------------------
@@ -511,7 +573,9 @@ def session_only(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[V
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 
 
-@check("rate_limit_headers", "X-RateLimit-Limit, -Remaining and -Reset on every response", "rate-limit")
+@check(
+    "rate_limit_headers", "X-RateLimit-Limit, -Remaining and -Reset on every response", "rate-limit"
+)
 def rate_limit_headers(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     for ex in exchanges:
         if ctx.operation(ex) is None or ex.response.status == 401:
@@ -535,7 +599,7 @@ def rate_limit_headers(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iter
 @check("rate_limit_remaining", "X-RateLimit-Remaining goes down with each request", "rate-limit")
 def rate_limit_remaining(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     burst = [ex for ex in _role(exchanges, "burst") if ex.response.status != 429]
-    for before, after in zip(burst, burst[1:], strict=False):
+    for before, after in itertools.pairwise(burst):
         r0, r1 = _int_header(before, RATE_HEADERS[1]), _int_header(after, RATE_HEADERS[1])
         reset0, reset1 = _int_header(before, RATE_HEADERS[2]), _int_header(after, RATE_HEADERS[2])
         if r0 is None or r1 is None:
@@ -545,8 +609,11 @@ def rate_limit_remaining(ctx: CheckContext, exchanges: Sequence[Exchange]) -> It
         if r1 < r0:
             yield _ok(after)
         else:
-            yield _fail(after, f"X-RateLimit-Remaining went from {r0} to {r1} between two "
-                               "requests with the same key")
+            yield _fail(
+                after,
+                f"X-RateLimit-Remaining went from {r0} to {r1} between two "
+                "requests with the same key",
+            )
 
 
 @check("retry_after", "Every 429 carries Retry-After in seconds", "rate-limit")
@@ -563,27 +630,41 @@ def retry_after(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Ve
             yield _ok(ex)
 
 
-@check("rate_limit_retry", "Past the limit a 429 comes, and a retry after Retry-After passes", "rate-limit")
+@check(
+    "rate_limit_retry",
+    "Past the limit a 429 comes, and a retry after Retry-After passes",
+    "rate-limit",
+)
 def rate_limit_retry(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     for ex in _role(exchanges, "rate-exceeded"):
         if ex.response.status == 429:
             yield _ok(ex)
         else:
-            yield _fail(ex, f"request {ex.meta.get('n')} with a limit of {ex.meta.get('limit')} per "
-                            f"window was answered {ex.response.status}, expected 429")
+            yield _fail(
+                ex,
+                f"request {ex.meta.get('n')} with a limit of {ex.meta.get('limit')} per "
+                f"window was answered {ex.response.status}, expected 429",
+            )
     for ex in _role(exchanges, "rate-retry"):
         waited = ex.meta.get("waited")
         if 200 <= ex.response.status < 300:
             yield _ok(ex)
         else:
-            yield _fail(ex, f"the retry after waiting {waited} s (as Retry-After said) was answered "
-                            f"{ex.response.status}, expected success")
+            yield _fail(
+                ex,
+                f"the retry after waiting {waited} s (as Retry-After said) was answered "
+                f"{ex.response.status}, expected success",
+            )
 
 
 # --- stability ---------------------------------------------------------------------------------
 
 
-@check("deprecation_headers", "Deprecated operations send Deprecation and Sunset; others do not", "stability")
+@check(
+    "deprecation_headers",
+    "Deprecated operations send Deprecation and Sunset; others do not",
+    "stability",
+)
 def deprecation_headers(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     for ex in exchanges:
         op = ctx.operation(ex)
@@ -593,14 +674,22 @@ def deprecation_headers(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Ite
         sunset = ex.response.header("sunset")
         if not op.deprecated:
             if deprecation is not None:
-                yield _fail(ex, f"{op.operation_id} is not deprecated in the spec but sends "
-                                f"Deprecation: {deprecation}")
+                yield _fail(
+                    ex,
+                    f"{op.operation_id} is not deprecated in the spec but sends "
+                    f"Deprecation: {deprecation}",
+                )
             continue
         problems = []
         if deprecation is None:
-            problems.append(f"{op.operation_id} is deprecated (since {op.deprecated_at}) but sends "
-                            "no Deprecation header")
-        elif op.deprecated_at and _header_date(deprecation) not in (None, _iso_date(op.deprecated_at)):
+            problems.append(
+                f"{op.operation_id} is deprecated (since {op.deprecated_at}) but sends "
+                "no Deprecation header"
+            )
+        elif op.deprecated_at and _header_date(deprecation) not in (
+            None,
+            _iso_date(op.deprecated_at),
+        ):
             problems.append(f"Deprecation says {deprecation!r}, the spec says {op.deprecated_at}")
         if sunset is None:
             problems.append(f"{op.operation_id} is deprecated but sends no Sunset header")
@@ -640,8 +729,11 @@ def stability(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verd
         if op.stability == "stable":
             yield _ok(ex)
         else:
-            promise = ("may change without a sunset window" if op.stability == "beta"
-                       else "may change or vanish in any release")
+            promise = (
+                "may change without a sunset window"
+                if op.stability == "beta"
+                else "may change or vanish in any release"
+            )
             yield Verdict(ex, WARN, f"{op.operation_id} is {op.stability}: {promise}")
 
 
@@ -661,8 +753,11 @@ def valid_body_accepted(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Ite
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             err = body["error"]
             detail = f": {err.get('code')} {err.get('message')} {err.get('details') or ''}".rstrip()
-        yield _fail(ex, f"a body valid against the request schema was answered "
-                        f"{ex.response.status}, expected {expected}{detail}")
+        yield _fail(
+            ex,
+            f"a body valid against the request schema was answered "
+            f"{ex.response.status}, expected {expected}{detail}",
+        )
 
 
 @check("validation_error", "An invalid body gets 400 VALIDATION_ERROR", "bodies")
@@ -673,8 +768,11 @@ def validation_error(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterat
         if status == 400 and code == "VALIDATION_ERROR":
             yield _ok(ex)
         else:
-            yield _fail(ex, f"{what} was answered {status} {code or ''}".rstrip()
-                            + ", expected 400 VALIDATION_ERROR")
+            yield _fail(
+                ex,
+                f"{what} was answered {status} {code or ''}".rstrip()
+                + ", expected 400 VALIDATION_ERROR",
+            )
 
 
 @check("readback", "What was written reads back as sent", "bodies")
@@ -700,7 +798,7 @@ def readback(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdi
 
 
 def same_value(sent: Any, got: Any) -> bool:
-    """Equal as JSON values, allowing the spellings a server may normalise (1 and 1.0, time zones)."""
+    """Equal as JSON values, allowing spellings a server may normalise (1 and 1.0, time zones)."""
     if isinstance(sent, bool) or isinstance(got, bool):
         return sent is got
     if isinstance(sent, int | float) and isinstance(got, int | float):
@@ -711,7 +809,9 @@ def same_value(sent: Any, got: Any) -> bool:
         a, b = _instant(sent), _instant(got)
         return a is not None and a == b
     if isinstance(sent, list) and isinstance(got, list):
-        return len(sent) == len(got) and all(same_value(a, b) for a, b in zip(sent, got, strict=True))
+        return len(sent) == len(got) and all(
+            same_value(a, b) for a, b in zip(sent, got, strict=True)
+        )
     if isinstance(sent, dict) and isinstance(got, dict):
         return all(k in got and same_value(v, got[k]) for k, v in sent.items())
     return sent == got
@@ -734,8 +834,11 @@ def unknown_id(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Ver
         if status == 404 and code == "NOT_FOUND":
             yield _ok(ex)
         else:
-            yield _fail(ex, f"an unknown id was answered {status} {code or ''}".rstrip()
-                            + ", expected 404 NOT_FOUND")
+            yield _fail(
+                ex,
+                f"an unknown id was answered {status} {code or ''}".rstrip()
+                + ", expected 404 NOT_FOUND",
+            )
 
 
 @check("deleted_gone", "A deleted record reads as 404 afterwards", "resources")
@@ -744,8 +847,11 @@ def deleted_gone(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[V
         if ex.response.status == 404:
             yield _ok(ex)
         else:
-            yield _fail(ex, f"reading {ex.meta.get('id')} after deleting it was answered "
-                            f"{ex.response.status}, expected 404")
+            yield _fail(
+                ex,
+                f"reading {ex.meta.get('id')} after deleting it was answered "
+                f"{ex.response.status}, expected 404",
+            )
 
 
 # --- scenarios ---------------------------------------------------------------------------------

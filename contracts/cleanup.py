@@ -48,7 +48,9 @@ class Cleanup:
 
     def forget(self, collection: str, record_id: str) -> None:
         """The test deleted it itself."""
-        self._stack = [c for c in self._stack if not (c.collection == collection and c.id == record_id)]
+        self._stack = [
+            c for c in self._stack if not (c.collection == collection and c.id == record_id)
+        ]
 
     def run(self) -> list[Leftover]:
         """Delete everything tracked, newest first; what could not be deleted is returned."""
@@ -56,15 +58,29 @@ class Cleanup:
         while self._stack:
             item = self._stack.pop()
             if item.delete_path is None:
-                leftovers.append(Leftover(item.collection, item.id, item.by,
-                                          "the API has no delete operation for this collection"))
+                leftovers.append(
+                    Leftover(
+                        item.collection,
+                        item.id,
+                        item.by,
+                        "the API has no delete operation for this collection",
+                    )
+                )
                 continue
             try:
                 status = self._delete(item.delete_path)
             except Exception as exc:  # a failed cleanup must not stop the others
-                leftovers.append(Leftover(item.collection, item.id, item.by, f"delete raised {exc!r}"))
+                leftovers.append(
+                    Leftover(item.collection, item.id, item.by, f"delete raised {exc!r}")
+                )
                 continue
             if not (200 <= status < 300 or status == 404):
-                leftovers.append(Leftover(item.collection, item.id, item.by,
-                                          f"DELETE {item.delete_path} answered {status}"))
+                leftovers.append(
+                    Leftover(
+                        item.collection,
+                        item.id,
+                        item.by,
+                        f"DELETE {item.delete_path} answered {status}",
+                    )
+                )
         return leftovers

@@ -1,4 +1,4 @@
-"""`opsmerge-sandbox contracts`: the built-in suite through pytest, with no test files of the user's.
+"""`opsmerge-sandbox contracts`: the built-in suite through pytest, and no test files of the user's.
 
 Keys travel to pytest through the environment, never on its command line, so they cannot show
 up in a usage message or a process listing of the inner run. Anything after the options goes to
@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # not imported from contracts.plugin: pytest must import the plugin itself to rewrite its asserts
-SUITE_PATH = Path(__file__).parent / "suite_test.py"
+SUITE_DIR = Path(__file__).parent  # suite_test.py and suites/*.contract.yaml
 
 
 def pytest_args(args: argparse.Namespace) -> list[str]:
     """The pytest command line for the parsed `contracts` subcommand."""
-    argv = [str(SUITE_PATH), "-p", "no:cacheprovider", "--opsmerge-target", args.target]
+    argv = [str(SUITE_DIR), "-p", "no:cacheprovider", "--opsmerge-target", args.target]
     if args.profile:
         argv += ["--opsmerge-profile", args.profile]
     if args.budget is not None:

@@ -8,8 +8,6 @@ contract. What a profile allows (writes only in sandbox and staging) is decided 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sandbox.spec import Operation, Spec
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -36,34 +34,19 @@ def list_operations(spec: Spec) -> list[Operation]:
 
 
 def body_operations(spec: Spec) -> list[Operation]:
-    return [op for op in spec.operations
-            if op.kind in ("create", "update") and op.body_schema and not op.session_only]
+    return [
+        op
+        for op in spec.operations
+        if op.kind in ("create", "update") and op.body_schema and not op.session_only
+    ]
 
 
 def unknown_id_operations(spec: Spec) -> list[Operation]:
-    return [op for op in spec.operations
-            if op.method == "GET" and "id" in path_params(op) and not op.session_only]
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """How many derived contracts the spec yields, by kind (shown by `--collect-only` too)."""
-
-    conformance: int
-    auth: int
-    pagination: int
-    bodies: int
-    unknown_id: int
-
-
-def plan(spec: Spec) -> Plan:
-    return Plan(
-        conformance=len(conformance_operations(spec)),
-        auth=len(auth_operations(spec)),
-        pagination=len(list_operations(spec)),
-        bodies=len(body_operations(spec)),
-        unknown_id=len(unknown_id_operations(spec)),
-    )
+    return [
+        op
+        for op in spec.operations
+        if op.method == "GET" and "id" in path_params(op) and not op.session_only
+    ]
 
 
 def collection_op(spec: Spec, collection: str, kind: str) -> Operation | None:

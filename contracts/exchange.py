@@ -144,7 +144,9 @@ def _text(body: bytes, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
 
 
-def curl_line(exchange: Exchange, base_url: str | None = None, replace_base: str | None = None) -> str:
+def curl_line(
+    exchange: Exchange, base_url: str | None = None, replace_base: str | None = None
+) -> str:
     """A shell command that sends the same request again, with the key read from the environment.
 
     `replace_base` swaps the recorded origin for another (the in-process sandbox has no address a

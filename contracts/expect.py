@@ -31,7 +31,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
     "null": (type(None),),
 }
-MATCHERS = frozenset({"exists", "type", "len", "gte", "lte", "contains", "startswith", "matches", "equals"})
+MATCHERS = frozenset(
+    {"exists", "type", "len", "gte", "lte", "contains", "startswith", "matches", "equals"}
+)
 
 
 def resolve_pointer(document: Any, pointer: str) -> Any:
@@ -72,7 +74,9 @@ def match_value(actual: Any, expected: Any) -> str | None:
     if not _is_matcher(expected):
         if actual is _MISSING:
             return "is missing"
-        return None if _equal(actual, expected) else f"is {_show(actual)}, expected {_show(expected)}"
+        return (
+            None if _equal(actual, expected) else f"is {_show(actual)}, expected {_show(expected)}"
+        )
     for name, want in expected.items():
         reason = _MATCH[name](actual, want)
         if reason:
@@ -82,7 +86,9 @@ def match_value(actual: Any, expected: Any) -> str | None:
 
 def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
-        return a is b if isinstance(a, bool) and isinstance(b, bool) else a == b and type(a) is type(b)
+        return (
+            a is b if isinstance(a, bool) and isinstance(b, bool) else a == b and type(a) is type(b)
+        )
     return a == b
 
 

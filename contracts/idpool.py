@@ -20,7 +20,9 @@ PAGE = 100
 
 
 class IdPool:
-    def __init__(self, spec: Spec, client: Callable[[], httpx.Client], seed: str = "opsmerge") -> None:
+    def __init__(
+        self, spec: Spec, client: Callable[[], httpx.Client], seed: str = "opsmerge"
+    ) -> None:
         self.spec = spec
         self._client = client
         self._cache: dict[str, list[dict[str, Any]]] = {}
@@ -39,8 +41,13 @@ class IdPool:
     # --- which operations serve a collection ---------------------------------------------------
 
     def ops(self, collection: str, kind: str) -> list[Operation]:
-        return [op for op in self.spec.operations
-                if op.kind == kind and op.sandbox.get("collection") == collection and not op.session_only]
+        return [
+            op
+            for op in self.spec.operations
+            if op.kind == kind
+            and op.sandbox.get("collection") == collection
+            and not op.session_only
+        ]
 
     def list_op(self, collection: str) -> Operation | None:
         ops = self.ops(collection, "list")
@@ -72,24 +79,34 @@ class IdPool:
         self._cache[collection] = found
         return found
 
-    def children(self, nested: Operation, parent_id: str, per_page: int = PAGE) -> list[dict[str, Any]]:
+    def children(
+        self, nested: Operation, parent_id: str, per_page: int = PAGE
+    ) -> list[dict[str, Any]]:
         key = (nested.operation_id, parent_id)
         if key not in self._children:
             param = nested.sandbox["parent"]["param"]
-            self._children[key] = self._page(nested.path.replace("{" + param + "}", parent_id),
-                                             {"per_page": per_page})
+            self._children[key] = self._page(
+                nested.path.replace("{" + param + "}", parent_id), {"per_page": per_page}
+            )
         return self._children[key]
 
     def _page(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         response = self._get(path, params)
-        if response.status_code != 200:
+        try:
+            body = response.json() if response.status_code == 200 else None
+        except ValueError:
             return []
-        data = response.json().get("data") if isinstance(response.json(), dict) else None
+        data = body.get("data") if isinstance(body, dict) else None
         items = data.get("items") if isinstance(data, dict) else None
         return [i for i in items or [] if isinstance(i, dict) and "id" in i]
 
-    def find(self, collection: str, where: dict[str, Any] | None = None,
-             exclude: list[Any] | tuple[Any, ...] = (), writable: bool = False) -> dict[str, Any] | None:
+    def find(
+        self,
+        collection: str,
+        where: dict[str, Any] | None = None,
+        exclude: list[Any] | tuple[Any, ...] = (),
+        writable: bool = False,
+    ) -> dict[str, Any] | None:
         """A record whose fields match `where` (a value, or a list of allowed values)."""
         where = where or {}
         candidates = [r for r in self.records(collection) if _matches(r, where)]
@@ -123,8 +140,9 @@ class IdPool:
         record = self.find(collection, where, exclude)
         return record["id"] if record else None
 
-    def real_id(self, collection: str, writable: bool = False,
-                when: dict[str, Any] | None = None) -> str | None:
+    def real_id(
+        self, collection: str, writable: bool = False, when: dict[str, Any] | None = None
+    ) -> str | None:
         record = self.find(collection, when, writable=writable)
         return str(record["id"]) if record else None
 

@@ -27,33 +27,89 @@ class OptionSpec:
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("target", "--opsmerge-target", "OPSMERGE_TARGET", "opsmerge_target",
-               "'sandbox' (the sandbox app in-process, the default) or a base URL such as "
-               "http://127.0.0.1:4010 (the API is under /api/v1 of it)"),
-    OptionSpec("key", "--opsmerge-key", "OPSMERGE_API_KEY", "opsmerge_key",
-               "API key for the target (prefer the environment: it is never printed)", secret=True),
-    OptionSpec("limited_key", "--opsmerge-limited-key", "OPSMERGE_LIMITED_KEY", "opsmerge_limited_key",
-               "a key with narrower scopes, for the 403 checks against a live target", secret=True),
-    OptionSpec("profile", "--opsmerge-profile", "OPSMERGE_PROFILE", "opsmerge_profile",
-               "sandbox | staging | production (default: sandbox for the sandbox target, "
-               "production, which sends only GET and HEAD, for a URL)"),
-    OptionSpec("budget", "--opsmerge-budget", "OPSMERGE_BUDGET", "opsmerge_budget",
-               "the most requests the run may send to the target"),
-    OptionSpec("report", "--opsmerge-report", "OPSMERGE_REPORT", "opsmerge_report",
-               "write a JSON report and a self-contained HTML report to PATH (.json and .html)"),
-    OptionSpec("admin_token", "--opsmerge-admin-token", "OPSMERGE_SANDBOX_ADMIN_TOKEN",
-               "opsmerge_admin_token",
-               "admin token of a sandbox served at the target URL (enables keys, clock, reset)",
-               secret=True),
-    OptionSpec("app", "--opsmerge-app", "OPSMERGE_APP", "opsmerge_app",
-               "module:factory building the in-process app from sandbox Settings "
-               "(default: sandbox.app:create_app)"),
-    OptionSpec("spec", "--opsmerge-spec", "OPSMERGE_SPEC", "opsmerge_spec",
-               "the OpenAPI document the contracts come from (default: the bundled spec)"),
-    OptionSpec("suite", "--opsmerge-suite", "OPSMERGE_SUITE", "opsmerge_suite",
-               "run the built-in contract suite: auto (when a target is set), yes or no"),
-    OptionSpec("examples", "--opsmerge-examples", "OPSMERGE_EXAMPLES", "opsmerge_examples",
-               "generated bodies per create or update operation (default 3)"),
+    OptionSpec(
+        "target",
+        "--opsmerge-target",
+        "OPSMERGE_TARGET",
+        "opsmerge_target",
+        "'sandbox' (the sandbox app in-process, the default) or a base URL such as "
+        "http://127.0.0.1:4010 (the API is under /api/v1 of it)",
+    ),
+    OptionSpec(
+        "key",
+        "--opsmerge-key",
+        "OPSMERGE_API_KEY",
+        "opsmerge_key",
+        "API key for the target (prefer the environment: it is never printed)",
+        secret=True,
+    ),
+    OptionSpec(
+        "limited_key",
+        "--opsmerge-limited-key",
+        "OPSMERGE_LIMITED_KEY",
+        "opsmerge_limited_key",
+        "a key with narrower scopes, for the 403 checks against a live target",
+        secret=True,
+    ),
+    OptionSpec(
+        "profile",
+        "--opsmerge-profile",
+        "OPSMERGE_PROFILE",
+        "opsmerge_profile",
+        "sandbox | staging | production (default: sandbox for the sandbox target, "
+        "production, which sends only GET and HEAD, for a URL)",
+    ),
+    OptionSpec(
+        "budget",
+        "--opsmerge-budget",
+        "OPSMERGE_BUDGET",
+        "opsmerge_budget",
+        "the most requests the run may send to the target",
+    ),
+    OptionSpec(
+        "report",
+        "--opsmerge-report",
+        "OPSMERGE_REPORT",
+        "opsmerge_report",
+        "write a JSON report and a self-contained HTML report to PATH (.json and .html)",
+    ),
+    OptionSpec(
+        "admin_token",
+        "--opsmerge-admin-token",
+        "OPSMERGE_SANDBOX_ADMIN_TOKEN",
+        "opsmerge_admin_token",
+        "admin token of a sandbox served at the target URL (enables keys, clock, reset)",
+        secret=True,
+    ),
+    OptionSpec(
+        "app",
+        "--opsmerge-app",
+        "OPSMERGE_APP",
+        "opsmerge_app",
+        "module:factory building the in-process app from sandbox Settings "
+        "(default: sandbox.app:create_app)",
+    ),
+    OptionSpec(
+        "spec",
+        "--opsmerge-spec",
+        "OPSMERGE_SPEC",
+        "opsmerge_spec",
+        "the OpenAPI document the contracts come from (default: the bundled spec)",
+    ),
+    OptionSpec(
+        "suite",
+        "--opsmerge-suite",
+        "OPSMERGE_SUITE",
+        "opsmerge_suite",
+        "run the built-in contract suite: auto (when a target is set), yes or no",
+    ),
+    OptionSpec(
+        "examples",
+        "--opsmerge-examples",
+        "OPSMERGE_EXAMPLES",
+        "opsmerge_examples",
+        "generated bodies per create or update operation (default 3)",
+    ),
 )
 
 
@@ -109,7 +165,9 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Opt
         raise OptionError(f"--opsmerge-target must be 'sandbox' or an http(s) URL, got {target!r}")
     profile = raw["profile"] or ("sandbox" if target == "sandbox" else "production")
     if profile not in PROFILES:
-        raise OptionError(f"--opsmerge-profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+        raise OptionError(
+            f"--opsmerge-profile must be one of {', '.join(PROFILES)}, got {profile!r}"
+        )
     suite = (raw["suite"] or "auto").lower()
     suite = {"true": "yes", "1": "yes", "false": "no", "0": "no"}.get(suite, suite)
     if suite not in ("auto", "yes", "no"):

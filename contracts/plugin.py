@@ -24,10 +24,15 @@ if TYPE_CHECKING:
     from contracts.scenarios import Scenario
     from contracts.session import Contract, ContractRun
 
-SUITE_PATH = Path(__file__).parent / "suite_test.py"
+SUITE_DIR = Path(
+    __file__
+).parent  # collected as a directory: suite_test.py and suites/*.contract.yaml
+SUITE_PATH = SUITE_DIR / "suite_test.py"
 SCENARIO_SUFFIX = ".contract.yaml"
 _OPTIONS = pytest.StashKey["Options"]()
 _RUN = pytest.StashKey["ContractRun"]()
+_CONTRACT = pytest.StashKey["Contract"]()  # the test's contract, for its report
+_REPORT_PATHS = pytest.StashKey["tuple[Path, Path]"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,18 +48,21 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     options = resolve(config)
     config.stash[_OPTIONS] = options
-    if options.run_suite and not _has_arg(config, SUITE_PATH):
-        config.args.append(str(SUITE_PATH))
+    if options.run_suite and not _has_arg(config, SUITE_DIR):
+        config.args.append(str(SUITE_DIR))
 
 
 def _has_arg(config: pytest.Config, path: Path) -> bool:
+    """Whether an argument already names `path` or something inside it."""
+    target = path.resolve()
     for arg in config.args:
         candidate = Path(str(arg).split("::", 1)[0])
         try:
-            if candidate.resolve() == path.resolve():
-                return True
+            resolved = candidate.resolve()
         except OSError:
             continue
+        if resolved == target or target in resolved.parents:
+            return True
     return False
 
 
@@ -81,7 +89,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
     key = mask_key(options.key) if options.key else "(the sandbox's owner key)"
     budget = options.budget if options.budget is not None else "unlimited"
-    return [f"opsmerge: target {options.target}, profile {options.profile}, key {key}, budget {budget}"]
+    return [
+        f"opsmerge: target {options.target}, profile {options.profile}, key {key}, budget {budget}"
+    ]
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -94,7 +104,9 @@ def opsmerge_run(pytestconfig: pytest.Config) -> ContractRun:
 
 
 @pytest.fixture
-def opsmerge_contract(request: pytest.FixtureRequest, opsmerge_run: ContractRun) -> Iterator[Contract]:
+def opsmerge_contract(
+    request: pytest.FixtureRequest, opsmerge_run: ContractRun
+) -> Iterator[Contract]:
     """This test's contract: `call`/`client` record what is sent, `verify()` checks it, and what
     the test created is deleted when it ends."""
     from contracts.session import Contract
@@ -105,9 +117,6 @@ def opsmerge_contract(request: pytest.FixtureRequest, opsmerge_run: ContractRun)
         yield contract
     finally:
         contract.finish()
-
-
-_CONTRACT = pytest.StashKey["Contract"]()
 
 
 @pytest.fixture
@@ -154,7 +163,17 @@ def opsmerge_sandbox_session(opsmerge_sandbox_pool: SandboxPool) -> Sandbox:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.name.endswith(SCENARIO_SUFFIX):
         return ScenarioFile.from_parent(parent, path=file_path)
+    if file_path == SUITE_PATH and not _matches_python_files(parent.config, file_path):
+        return pytest.Module.from_parent(
+            parent, path=file_path
+        )  # a project's python_files may exclude it
     return None
+
+
+def _matches_python_files(config: pytest.Config, path: Path) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatch(path.name, pattern) for pattern in config.getini("python_files"))
 
 
 class ScenarioFile(pytest.File):
@@ -198,19 +217,23 @@ class ScenarioItem(pytest.Item):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Running out of budget or being throttled without end is a reason to skip, not a failure."""
-    from contracts.budget import BudgetExhausted
-    from contracts.transport import Throttled
-
     try:
         return (yield)
-    except BudgetExhausted as exc:
-        pytest.skip(str(exc))
-    except Throttled as exc:
-        pytest.skip(f"rate limited without end: {exc}")
+    except Exception as exc:
+        from contracts.budget import BudgetExhausted
+        from contracts.transport import Throttled
+
+        if isinstance(exc, BudgetExhausted):
+            pytest.skip(str(exc))
+        if isinstance(exc, Throttled):
+            pytest.skip(f"rate limited without end: {exc}")
+        raise
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, Any]:
     report = yield
     contract = item.stash.get(_CONTRACT, None)
     if contract is None:
@@ -229,7 +252,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if report.skipped and isinstance(report.longrepr, tuple):
             reason = str(report.longrepr[2]).removeprefix("Skipped: ")
         outcome = "error" if report.when != "call" and report.failed else report.outcome
-        run_for(item.config).report.add_test(TestOutcome(item.nodeid, outcome, report.duration, reason))
+        run_for(item.config).report.add_test(
+            TestOutcome(item.nodeid, outcome, report.duration, reason)
+        )
         ops = sorted({r.operation_id for r in contract.results if r.operation_id})
         failed = sorted({r.check for r in contract.results if r.status == "fail"})
         if report.when == "call":
@@ -250,17 +275,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.config.stash[_REPORT_PATHS] = paths
 
 
-_REPORT_PATHS = pytest.StashKey["tuple[Path, Path]"]()
-
-
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(_RUN, None)
     if run is None or not run.report.tests:
         return
     terminalreporter.write_sep("=", "OpsMerge contracts")
     width = max(80, int(getattr(terminalreporter._tw, "fullwidth", 120)))
-    terminalreporter.write(run.report.render_summary(
-        width=width, color=terminalreporter.hasmarkup, verbose=config.get_verbosity() > 0))
+    terminalreporter.write(
+        run.report.render_summary(
+            width=width, color=terminalreporter.hasmarkup, verbose=config.get_verbosity() > 0
+        )
+    )
     paths = config.stash.get(_REPORT_PATHS, None)
     if paths:
         terminalreporter.write_line(f"opsmerge report: {paths[0]} and {paths[1]}")

@@ -43,7 +43,11 @@ def _prefix(c: Contract, collection: str) -> str:
 def _require_scope(c: Contract, op: Operation) -> None:
     scopes = c.run.scopes_of(c.target.key)
     if scopes is None:
-        pytest.skip("the key's identity could not be read (is the key valid?)")
+        pytest.fail(
+            "the key's identity could not be read from the identity operation "
+            "(/auth/me): is the key valid for this target?",
+            pytrace=False,
+        )
     missing = [s for s in op.scopes if s not in scopes]
     if missing:
         pytest.skip(f"the key lacks {', '.join(missing)}")
@@ -68,8 +72,13 @@ def _parent_id(c: Contract, op: Operation) -> str | None:
     return c.run.pool.real_id(parent["collection"])
 
 
-def _path(c: Contract, op: Operation, record_id: str | None = None, placeholders: bool = False,
-          parent_id: str | None = None) -> str:
+def _path(
+    c: Contract,
+    op: Operation,
+    record_id: str | None = None,
+    placeholders: bool = False,
+    parent_id: str | None = None,
+) -> str:
     """The op's path with every parameter filled: real ids, or placeholders when asked."""
     values: dict[str, str] = {}
     parent = op.sandbox.get("parent") or {}
@@ -82,7 +91,9 @@ def _path(c: Contract, op: Operation, record_id: str | None = None, placeholders
             if value is None and not placeholders:
                 value = c.run.pool.real_id(_collection(op))
                 if value is None:
-                    pytest.skip(f"the target has no {_collection(op)} record to use for {op.operation_id}")
+                    pytest.skip(
+                        f"the target has no {_collection(op)} record to use for {op.operation_id}"
+                    )
             value = value or f"{_prefix(c, _collection(op))}_{PLACEHOLDER}"
         else:
             pytest.skip(f"cannot fill the path parameter {name!r} of {op.operation_id}")
@@ -107,7 +118,7 @@ def _bodies(c: Contract, op: Operation) -> list[dict[str, Any]]:
 
 
 def _comparable(c: Contract, op: Operation, body: dict[str, Any]) -> dict[str, Any]:
-    """The sent fields a read-back should show: those the resource has and the server does not set."""
+    """The sent fields a read-back should show: the resource's own, less those the server sets."""
     coll = c.spec.collections.get(_collection(op))
     props = (coll.schema.get("properties") or {}) if coll else {}
     server_set = set((op.sandbox.get("set") or {}).keys())
@@ -122,7 +133,9 @@ def own_record(c: Contract, collection: str, parent_id: str | None = None) -> st
     body = valid_bodies(create.body_schema, c.run.pool.pick, c.run.options.examples)[:1]
     if not body:
         return None
-    response = c.call(create.method, _path(c, create, parent_id=parent_id), json=body[0], role="setup")
+    response = c.call(
+        create.method, _path(c, create, parent_id=parent_id), json=body[0], role="setup"
+    )
     data = _data(response)
     if response.status_code >= 300 or not isinstance(data, dict) or "id" not in data:
         return None
@@ -144,8 +157,10 @@ def _writable_record(c: Contract, op: Operation, when: dict[str, Any] | None = N
             if isinstance(record, dict) and all(record.get(f) in v for f, v in when.items()):
                 return created
     if c.profile == "staging" and is_write(op) and op.kind in ("update", "delete"):
-        pytest.skip(f"staging changes only records the run created, and {op.operation_id} "
-                    f"has no usable create operation for {collection}")
+        pytest.skip(
+            f"staging changes only records the run created, and {op.operation_id} "
+            f"has no usable create operation for {collection}"
+        )
     seeded = c.run.pool.real_id(collection, writable=True, when=when)
     if seeded is None:
         state = f" in a state that allows it ({when})" if when else ""
@@ -154,8 +169,9 @@ def _writable_record(c: Contract, op: Operation, when: dict[str, Any] | None = N
     return seeded
 
 
-def _readback(c: Contract, op: Operation, record_id: str, sent: dict[str, Any],
-              parent_id: str | None = None) -> None:
+def _readback(
+    c: Contract, op: Operation, record_id: str, sent: dict[str, Any], parent_id: str | None = None
+) -> None:
     collection = _collection(op)
     comparable = _comparable(c, op, sent)
     get = collection_op(c.spec, collection, "get")
@@ -165,19 +181,47 @@ def _readback(c: Contract, op: Operation, record_id: str, sent: dict[str, Any],
     nested = c.run.pool.nested_list_op(collection)
     if nested is not None and parent_id is not None:
         path = _path(c, nested, parent_id=parent_id)
-        c.call("GET", path, params={"per_page": 100}, role="readback",
-               meta={"sent": comparable, "find_id": record_id})
+        c.call(
+            "GET",
+            path,
+            params={"per_page": 100},
+            role="readback",
+            meta={"sent": comparable, "find_id": record_id},
+        )
 
 
-def _write(c: Contract, op: Operation, body: dict[str, Any], record_id: str | None = None) -> None:
+def _parent_for(c: Contract, op: Operation) -> str | None:
+    """The parent a nested create attaches to: one the test creates under staging."""
+    parent = op.sandbox.get("parent")
+    if op.kind != "create" or not parent:
+        return None
+    parent_id = own_record(c, parent["collection"]) if c.profile == "staging" else None
+    parent_id = parent_id or c.run.pool.real_id(parent["collection"])
+    if parent_id is None:
+        pytest.skip(f"the target has no {parent['collection']} record to attach to")
+    return parent_id
+
+
+def _target_record(c: Contract, op: Operation) -> str | None:
+    """The record an update or action changes (None when its path names none)."""
+    if "id" in path_params(op):
+        return _writable_record(c, op, op.sandbox.get("when"))
+    if c.profile == "staging" and op.kind in ("update", "delete"):
+        pytest.skip(
+            f"staging changes only records the run created; {op.operation_id} changes "
+            f"the {_collection(op)} record every caller shares"
+        )
+    return None
+
+
+def _write(
+    c: Contract,
+    op: Operation,
+    body: dict[str, Any],
+    record_id: str | None = None,
+    parent_id: str | None = None,
+) -> None:
     """Send one valid body (create or update) and read the record back."""
-    parent_id = None
-    if op.kind == "create" and op.sandbox.get("parent"):
-        parent = op.sandbox["parent"]
-        parent_id = (own_record(c, parent["collection"]) if c.profile == "staging" else None) \
-            or c.run.pool.real_id(parent["collection"])
-        if parent_id is None:
-            pytest.skip(f"the target has no {parent['collection']} record to attach to")
     path = _path(c, op, record_id, parent_id=parent_id)
     response = c.call(op.method, path, json=body, role="valid-body", meta={"body": body})
     data = _data(response)
@@ -208,8 +252,8 @@ def conformance(c: Contract, op: Operation) -> None:
     elif op.kind in ("create", "update"):
         _require_writes(c, op)
         body = _bodies(c, op)[0]
-        record_id = _writable_record(c, op) if "id" in path_params(op) else None
-        _write(c, op, body, record_id)
+        record_id = _target_record(c, op)
+        _write(c, op, body, record_id, _parent_for(c, op))
     elif op.kind == "delete":
         _require_writes(c, op)
         _delete(c, op)
@@ -233,10 +277,11 @@ def _delete(c: Contract, op: Operation) -> None:
 
 
 def _action(c: Contract, op: Operation) -> None:
-    when = op.sandbox.get("when")
-    record_id = _writable_record(c, op, when) if "id" in path_params(op) else None
+    record_id = _target_record(c, op)
     body = _bodies(c, op)[0] if op.body_schema else None
-    response = c.call(op.method, _path(c, op, record_id), role="well-formed", operation=op, json=body)
+    response = c.call(
+        op.method, _path(c, op, record_id), role="well-formed", operation=op, json=body
+    )
     c.touched_world = True
     creates = op.sandbox.get("creates") or {}
     data = _data(response)
@@ -251,16 +296,27 @@ def bodies(c: Contract, op: Operation) -> None:
         pytest.skip("generated bodies run only in the sandbox and staging profiles")
     _require_scope(c, op)
     examples = _bodies(c, op)
-    record_id = _writable_record(c, op) if "id" in path_params(op) else None
+    record_id = _target_record(c, op)
+    parent_id = _parent_for(c, op)
     for body in examples[1:]:
-        _write(c, op, body, record_id)
+        _write(c, op, body, record_id, parent_id)
     assert op.body_schema is not None
-    path = _path(c, op, record_id)
+    path = _path(c, op, record_id, parent_id=parent_id)
     for mutation in invalid_bodies(op.body_schema, examples[0], seed=op.operation_id):
-        response = c.call(op.method, path, json=mutation.body, role="invalid-body",
-                          meta={"mutation": mutation.name})
+        response = c.call(
+            op.method,
+            path,
+            json=mutation.body,
+            role="invalid-body",
+            meta={"mutation": mutation.name},
+        )
         data = _data(response)
-        if op.kind == "create" and response.status_code < 300 and isinstance(data, dict) and "id" in data:
+        if (
+            op.kind == "create"
+            and response.status_code < 300
+            and isinstance(data, dict)
+            and "id" in data
+        ):
             c.track(_collection(op), str(data["id"]))
     c.verify()
 
@@ -273,12 +329,21 @@ def auth(c: Contract, op: Operation) -> None:
     body = {} if op.body_schema else None
     c.call(op.method, path, key=None, role="no-key", json=body)
     for kind, header in MALFORMED:
-        c.call(op.method, path, authorization=header, role="malformed-key", meta={"kind": kind}, json=body)
+        c.call(
+            op.method,
+            path,
+            authorization=header,
+            role="malformed-key",
+            meta={"kind": kind},
+            json=body,
+        )
     if not op.session_only:
         denied = _denied_key(c, op)
         if denied is not None:
             key, missing = denied
-            c.call(op.method, path, key=key, role="scope-denied", meta={"missing": missing}, json=body)
+            c.call(
+                op.method, path, key=key, role="scope-denied", meta={"missing": missing}, json=body
+            )
         granted = None if write else _granted_key(c, op)
         if granted is not None:
             key, scopes = granted
@@ -292,7 +357,11 @@ def _denied_key(c: Contract, op: Operation) -> tuple[str, str] | None:
         return None
     family, _, level = op.scopes[0].partition(":")
     if c.target.admin is not None:
-        other = f"{family}:read" if level != "read" else ("audit:read" if family != "audit" else "agents:read")
+        other = (
+            f"{family}:read"
+            if level != "read"
+            else ("audit:read" if family != "audit" else "agents:read")
+        )
         key = c.target.mint((other,))
         return (key, ", ".join(op.scopes)) if key else None
     if c.target.limited_key:
@@ -344,8 +413,11 @@ def _paged_parent(c: Contract, op: Operation) -> str | None:
     best, best_total = None, -1
     for record in c.run.pool.records(parent["collection"])[:6]:
         with c.target.client() as client:
-            response = client.get(_fill(op, {parent["param"]: record["id"]}), params={"per_page": 1},
-                                  extensions={"opsmerge": {"record": False}})
+            response = client.get(
+                _fill(op, {parent["param"]: record["id"]}),
+                params={"per_page": 1},
+                extensions={"opsmerge": {"record": False}},
+            )
         data = _data(response)
         total = data.get("total") if isinstance(data, dict) else None
         if isinstance(total, int) and total > best_total:
@@ -361,7 +433,9 @@ def pagination(c: Contract, op: Operation) -> None:
     parent_id = _paged_parent(c, op) if op.sandbox.get("parent") else None
     path = _path(c, op, parent_id=parent_id)
     default = _per_page_default(op)
-    first = c.call("GET", path, role="page", meta={"walk": "default", "page": 1, "per_page": default})
+    first = c.call(
+        "GET", path, role="page", meta={"walk": "default", "page": 1, "per_page": default}
+    )
     data = _data(first)
     total = data.get("total") if isinstance(data, dict) else None
     if first.status_code != 200 or not isinstance(total, int):
@@ -371,12 +445,19 @@ def pagination(c: Contract, op: Operation) -> None:
         small = min(7, max(1, total // 2))
     else:
         small = min(99, math.ceil(total / MAX_PAGES["small"]))
-    walks = [("default", None, MAX_PAGES["default"]), ("max", 100, MAX_PAGES["max"]),
-             ("small", small, MAX_PAGES["small"])]
-    planned = sum(min(cap, max(1, math.ceil(total / (size or default)))) for _, size, cap in walks) + 4
+    walks = [
+        ("default", None, MAX_PAGES["default"]),
+        ("max", 100, MAX_PAGES["max"]),
+        ("small", small, MAX_PAGES["small"]),
+    ]
+    planned = (
+        sum(min(cap, max(1, math.ceil(total / (size or default)))) for _, size, cap in walks) + 4
+    )
     if not c.target.guard.budget.allows(planned):
-        pytest.skip(f"the pagination walk of {op.operation_id} needs about {planned} requests; "
-                    f"the budget has {c.target.guard.budget.remaining} left")
+        pytest.skip(
+            f"the pagination walk of {op.operation_id} needs about {planned} requests; "
+            f"the budget has {c.target.guard.budget.remaining} left"
+        )
     last_pages: dict[str, int] = {}
     for name, size, cap in walks:
         per_page = size or default
@@ -388,9 +469,15 @@ def pagination(c: Contract, op: Operation) -> None:
             params: dict[str, Any] = {"page": page}
             if size is not None:
                 params["per_page"] = size
-            response = c.call("GET", path, params=params, role="page",
-                              meta={"walk": label, "page": page, "per_page": per_page, "truncated": truncated})
-            items = (_data(response) or {}).get("items") if isinstance(_data(response), dict) else None
+            response = c.call(
+                "GET",
+                path,
+                params=params,
+                role="page",
+                meta={"walk": label, "page": page, "per_page": per_page, "truncated": truncated},
+            )
+            page_data = _data(response)
+            items = page_data.get("items") if isinstance(page_data, dict) else None
             if response.status_code != 200 or not items:
                 break
         last_pages[name] = pages
@@ -398,17 +485,33 @@ def pagination(c: Contract, op: Operation) -> None:
             for ex in c.exchanges:
                 if ex.role == "page" and ex.meta.get("walk") == label:
                     ex.meta["truncated"] = True
-    c.call("GET", path, params={"page": 1, "per_page": small}, role="page-repeat",
-           meta={"walk": f"per_page={small}", "page": 1})
-    c.call("GET", path, params={"per_page": 101}, role="page-bounds", meta={"param": "per_page", "value": 101})
+    c.call(
+        "GET",
+        path,
+        params={"page": 1, "per_page": small},
+        role="page-repeat",
+        meta={"walk": f"per_page={small}", "page": 1},
+    )
+    c.call(
+        "GET",
+        path,
+        params={"per_page": 101},
+        role="page-bounds",
+        meta={"param": "per_page", "value": 101},
+    )
     c.call("GET", path, params={"page": 0}, role="page-bounds", meta={"param": "page", "value": 0})
     past = last_pages["max"] + 1
-    c.call("GET", path, params={"page": past, "per_page": 100}, role="page-past-end",
-           meta={"page": past, "total": total})
+    c.call(
+        "GET",
+        path,
+        params={"page": past, "per_page": 100},
+        role="page-past-end",
+        meta={"page": past, "total": total},
+    )
     c.verify()
 
 
-# --- rate limits -----------------------------------------------------------------------------------
+# --- rate limits --------------------------------------------------------------------------------
 
 
 def _identity_op(c: Contract) -> Operation:
@@ -455,15 +558,31 @@ def rate_limit_retry(c: Contract) -> None:
         remaining = int(probe.headers.get("x-ratelimit-remaining", "0") or 0)
         limit = int(probe.headers.get("x-ratelimit-limit", "0") or 0)
         if not c.target.guard.budget.allows(remaining + 2):
-            pytest.skip(f"exceeding the rate limit needs {remaining + 2} more requests; "
-                        f"the budget has {c.target.guard.budget.remaining} left")
+            pytest.skip(
+                f"exceeding the rate limit needs {remaining + 2} more requests; "
+                f"the budget has {c.target.guard.budget.remaining} left"
+            )
     for _ in range(remaining):
         c.call("GET", op.path, key=key, role="burst", pace=False, retry_429=False)
-    over = c.call("GET", op.path, key=key, role="rate-exceeded", pace=False, retry_429=False,
-                  meta={"n": limit + 1, "limit": limit})
+    over = c.call(
+        "GET",
+        op.path,
+        key=key,
+        role="rate-exceeded",
+        pace=False,
+        retry_429=False,
+        meta={"n": limit + 1, "limit": limit},
+    )
     if over.status_code == 429:
         waited = _retry_wait(over)
         _wait(c, waited)
-        c.call("GET", op.path, key=key, role="rate-retry", meta={"waited": waited},
-               pace=False, retry_429=False)
+        c.call(
+            "GET",
+            op.path,
+            key=key,
+            role="rate-retry",
+            meta={"waited": waited},
+            pace=False,
+            retry_429=False,
+        )
     c.verify()

@@ -44,7 +44,9 @@ class RunReport:
     leftovers: list[Leftover] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
-    def add_results(self, nodeid: str, results: list[Result], curl: Callable[[Exchange], str]) -> None:
+    def add_results(
+        self, nodeid: str, results: list[Result], curl: Callable[[Exchange], str]
+    ) -> None:
         seen_warnings: set[tuple[str, str | None]] = {
             (w["test"], w["operation"]) for w in self.warnings
         }
@@ -57,19 +59,27 @@ class RunReport:
             tally = self.counts.setdefault(r.check, {PASS: 0, FAIL: 0, WARN: 0})
             tally[r.status] += 1
             if r.status == FAIL:
-                self.failures.append({
-                    "test": nodeid,
-                    "check": r.check,
-                    "title": REGISTRY[r.check].title if r.check in REGISTRY else r.check,
-                    "operation": r.operation_id,
-                    "message": r.message,
-                    "exchange": r.exchange.to_dict(),
-                    "curl": curl(r.exchange),
-                })
+                self.failures.append(
+                    {
+                        "test": nodeid,
+                        "check": r.check,
+                        "title": REGISTRY[r.check].title if r.check in REGISTRY else r.check,
+                        "operation": r.operation_id,
+                        "message": r.message,
+                        "exchange": r.exchange.to_dict(),
+                        "curl": curl(r.exchange),
+                    }
+                )
             elif r.status == WARN and (nodeid, r.operation_id) not in seen_warnings:
                 seen_warnings.add((nodeid, r.operation_id))
-                self.warnings.append({"test": nodeid, "check": r.check, "operation": r.operation_id,
-                                      "message": r.message})
+                self.warnings.append(
+                    {
+                        "test": nodeid,
+                        "check": r.check,
+                        "operation": r.operation_id,
+                        "message": r.message,
+                    }
+                )
 
     def add_test(self, outcome: TestOutcome) -> None:
         self.tests.append(outcome)
@@ -99,9 +109,13 @@ class RunReport:
             "failures": self.failures,
             "warnings": self.warnings,
             "leftovers": [left.to_dict() for left in self.leftovers],
-            "skipped": [{"test": t.nodeid, "reason": t.reason} for t in self.tests if t.outcome == "skipped"],
-            "tests": [{"test": t.nodeid, "outcome": t.outcome, "duration": round(t.duration, 4)}
-                      for t in self.tests],
+            "skipped": [
+                {"test": t.nodeid, "reason": t.reason} for t in self.tests if t.outcome == "skipped"
+            ],
+            "tests": [
+                {"test": t.nodeid, "outcome": t.outcome, "duration": round(t.duration, 4)}
+                for t in self.tests
+            ],
         }
 
     def write(self, path: Path) -> tuple[Path, Path]:
@@ -121,8 +135,13 @@ class RunReport:
         from rich.console import Console
         from rich.table import Table
 
-        console = Console(width=width, force_terminal=color, color_system="standard" if color else None,
-                          record=True, file=_NullFile())
+        console = Console(
+            width=width,
+            force_terminal=color,
+            color_system="standard" if color else None,
+            record=True,
+            file=_NullFile(),
+        )
         checks = Table(title="checks", title_justify="left")
         checks.add_column("check")
         checks.add_column("passed", justify="right")
@@ -133,11 +152,14 @@ class RunReport:
             if not tally:
                 continue
             style = "red" if tally[FAIL] else "green"
-            checks.add_row(f"[{style}]{cid}[/]", str(tally[PASS]), str(tally[FAIL]), str(tally[WARN]))
+            checks.add_row(
+                f"[{style}]{cid}[/]", str(tally[PASS]), str(tally[FAIL]), str(tally[WARN])
+            )
         console.print(checks)
         groups = list(dict.fromkeys(info.group for info in REGISTRY.values()))
-        ops = Table(title="operations by check group (✓ passed, ✗ failed, ! warned)",
-                    title_justify="left")
+        ops = Table(
+            title="operations by check group (✓ passed, ✗ failed, ! warned)", title_justify="left"
+        )
         ops.add_column("operation", no_wrap=True)
         for group in groups:
             ops.add_column(_SHORT.get(group, group), justify="center", no_wrap=True, min_width=4)
@@ -174,8 +196,16 @@ class RunReport:
         return console.export_text(styles=color)
 
 
-_SHORT = {"response": "resp", "envelope": "env", "pagination": "page", "rate-limit": "rate",
-          "stability": "stab", "bodies": "body", "resources": "ids", "scenario": "scen"}
+_SHORT = {
+    "response": "resp",
+    "envelope": "env",
+    "pagination": "page",
+    "rate-limit": "rate",
+    "stability": "stab",
+    "bodies": "body",
+    "resources": "ids",
+    "scenario": "scen",
+}
 _CELL = {PASS: "[green]✓[/]", FAIL: "[red]✗[/]", WARN: "[yellow]![/]"}
 
 
@@ -198,15 +228,26 @@ table{border-collapse:collapse;margin:.5rem 0;background:#fff}
 th,td{border:1px solid #d7dce3;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#eef1f5}.pass{color:#137333}.fail{color:#b3261e;font-weight:600}.warn{color:#9a6700}
 td.c{text-align:center}pre{background:#f3f5f8;padding:.6rem;overflow:auto;white-space:pre-wrap;
-word-break:break-all;max-height:24rem}details{margin:.6rem 0;border:1px solid #d7dce3;background:#fff;
+word-break:break-all;max-height:24rem}
+details{margin:.6rem 0;border:1px solid #d7dce3;background:#fff;
 padding:.4rem .8rem}summary{cursor:pointer}.meta td:first-child{font-weight:600}
 """
 _SYMBOL = {PASS: "✓", FAIL: "✗", WARN: "!"}
 
 
+def _pretty(body: str) -> str:
+    """A JSON body indented for reading; anything else (or a truncated body) as it came."""
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body
+
+
 def render_html(data: dict[str, Any]) -> str:
     e = html.escape
-    meta_rows = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in data["meta"].items())
+    meta_rows = "".join(
+        f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in data["meta"].items()
+    )
     tests = data["summary"]["tests"]
     outcome = ", ".join(f"{n} {e(k)}" for k, n in sorted(tests.items())) or "no tests"
     check_ids = [cid for cid in data["checks"] if cid in data["summary"]["checks"]]
@@ -222,12 +263,16 @@ def render_html(data: dict[str, Any]) -> str:
     for i, f in enumerate(data["failures"], 1):
         ex = f["exchange"]
         req, resp = ex["request"], ex["response"]
-        req_text = f"{req['method']} {req['url']}\n" + "\n".join(f"{k}: {v}" for k, v in req["headers"].items())
+        req_text = f"{req['method']} {req['url']}\n" + "\n".join(
+            f"{k}: {v}" for k, v in req["headers"].items()
+        )
         if req["body"]:
-            req_text += "\n\n" + req["body"]
-        resp_text = f"{resp['status']}\n" + "\n".join(f"{k}: {v}" for k, v in resp["headers"].items())
+            req_text += "\n\n" + _pretty(req["body"])
+        resp_text = f"{resp['status']}\n" + "\n".join(
+            f"{k}: {v}" for k, v in resp["headers"].items()
+        )
         if resp["body"]:
-            resp_text += "\n\n" + resp["body"]
+            resp_text += "\n\n" + _pretty(resp["body"])
         failures.append(
             f"<details{' open' if i <= 3 else ''}><summary><span class=fail>{e(f['check'])}</span> "
             f"{e(f['operation'] or '')}: {e(f['message'])}</summary>"
@@ -236,25 +281,29 @@ def render_html(data: dict[str, Any]) -> str:
             f"<p>request</p><pre>{e(req_text)}</pre><p>response</p><pre>{e(resp_text)}</pre></details>"
         )
     warnings = "".join(
-        f"<li class=warn>{e(w['operation'] or '')}: {e(w['message'])} <small>({e(w['test'])})</small></li>"
+        f"<li class=warn>{e(w['operation'] or '')}: {e(w['message'])} "
+        f"<small>({e(w['test'])})</small></li>"
         for w in data["warnings"]
     )
     leftovers = "".join(
-        f"<li>{e(x['collection'])} <code>{e(x['id'])}</code>: {e(x['reason'])}</li>" for x in data["leftovers"]
+        f"<li>{e(x['collection'])} <code>{e(x['id'])}</code>: {e(x['reason'])}</li>"
+        for x in data["leftovers"]
     )
-    skipped = "".join(f"<li><code>{e(s['test'])}</code>: {e(s['reason'])}</li>" for s in data["skipped"])
+    skipped = "".join(
+        f"<li><code>{e(s['test'])}</code>: {e(s['reason'])}</li>" for s in data["skipped"]
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>OpsMerge contract report</title>
 <style>{_CSS}</style></head><body>
 <h1>OpsMerge contract report</h1>
-<p>{outcome}; {len(data['failures'])} failing exchange(s); started {e(data['started'])},
-took {data['duration_seconds']} s.</p>
+<p>{outcome}; {len(data["failures"])} failing exchange(s); started {e(data["started"])},
+took {data["duration_seconds"]} s.</p>
 <table class=meta>{meta_rows}</table>
-<h2>Failures ({len(data['failures'])})</h2>{''.join(failures) or '<p class=pass>None.</p>'}
+<h2>Failures ({len(data["failures"])})</h2>{"".join(failures) or "<p class=pass>None.</p>"}
 <h2>Operations by checks</h2>
-<table><tr><th>operation</th>{head}</tr>{''.join(rows)}</table>
-<h2>Warnings ({len(data['warnings'])})</h2><ul>{warnings or '<li>None.</li>'}</ul>
-<h2>Leftovers ({len(data['leftovers'])})</h2><ul>{leftovers or '<li>None.</li>'}</ul>
-<h2>Skipped ({len(data['skipped'])})</h2><ul>{skipped or '<li>None.</li>'}</ul>
+<table><tr><th>operation</th>{head}</tr>{"".join(rows)}</table>
+<h2>Warnings ({len(data["warnings"])})</h2><ul>{warnings or "<li>None.</li>"}</ul>
+<h2>Leftovers ({len(data["leftovers"])})</h2><ul>{leftovers or "<li>None.</li>"}</ul>
+<h2>Skipped ({len(data["skipped"])})</h2><ul>{skipped or "<li>None.</li>"}</ul>
 </body></html>
 """

@@ -8,7 +8,7 @@
           method: POST
           path: /tickets                          # relative to the API base (/api/v1)
           json: {subject: Printer, client_id: "${client_id}"}
-          auth: primary                           # primary | limited | none | {has: [..], lacks: [..]}
+          auth: primary                       # primary | limited | none | {has: [..], lacks: [..]}
                                                   #   | {header: "Bearer ..."} (sent verbatim)
         expect: {status: 201, json: {/data/status: New}, headers: {X-RateLimit-Limit: true}}
         capture: {ticket_id: /data/id}            # JSON pointer into the response body
@@ -68,12 +68,21 @@ _REQUEST = {
         "auth": {
             "anyOf": [
                 {"enum": ["primary", "limited", "none"]},
-                {"type": "object", "additionalProperties": False,
-                 "properties": {"has": {"type": "array", "items": {"type": "string"}},
-                                "lacks": {"type": "array", "items": {"type": "string"}}},
-                 "required": ["has"]},
-                {"type": "object", "additionalProperties": False,
-                 "properties": {"header": {"type": "string"}}, "required": ["header"]},
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "has": {"type": "array", "items": {"type": "string"}},
+                        "lacks": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "required": ["has"],
+                },
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"header": {"type": "string"}},
+                    "required": ["header"],
+                },
             ]
         },
     },
@@ -86,7 +95,10 @@ _STEP = {
         "name": {"type": "string"},
         "request": _REQUEST,
         "expect": _EXPECT,
-        "capture": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^(/.*)?$"}},
+        "capture": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "pattern": "^(/.*)?$"},
+        },
     },
 }
 SCENARIO_SCHEMA = {
@@ -97,8 +109,11 @@ SCENARIO_SCHEMA = {
         "name": {"type": "string", "minLength": 1},
         "description": {"type": "string"},
         "profiles": {"type": "array", "items": {"enum": ["sandbox", "staging", "production"]}},
-        "requires": {"type": "object", "additionalProperties": False,
-                     "properties": {"scopes": {"type": "array", "items": {"type": "string"}}}},
+        "requires": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"scopes": {"type": "array", "items": {"type": "string"}}},
+        },
         "steps": {"type": "array", "minItems": 1, "items": _STEP},
         "cleanup": {"type": "array", "items": _STEP},
     },
@@ -142,15 +157,17 @@ def parse_scenarios(doc: Any, source: str) -> list[Scenario]:
             first = errors[0]
             place = "/" + "/".join(str(p) for p in first.instance_path)
             raise ScenarioError(f"{where}: at {place}: {first.message}")
-        out.append(Scenario(
-            name=raw["name"],
-            source=where,
-            steps=tuple(raw["steps"]),
-            cleanup=tuple(raw.get("cleanup") or ()),
-            profiles=tuple(raw.get("profiles") or ("sandbox", "staging", "production")),
-            scopes=tuple((raw.get("requires") or {}).get("scopes") or ()),
-            description=raw.get("description", ""),
-        ))
+        out.append(
+            Scenario(
+                name=raw["name"],
+                source=where,
+                steps=tuple(raw["steps"]),
+                cleanup=tuple(raw.get("cleanup") or ()),
+                profiles=tuple(raw.get("profiles") or ("sandbox", "staging", "production")),
+                scopes=tuple((raw.get("requires") or {}).get("scopes") or ()),
+                description=raw.get("description", ""),
+            )
+        )
     names = [s.name for s in out]
     if len(set(names)) != len(names):
         raise ScenarioError(f"{source}: two scenarios share a name")
@@ -205,10 +222,14 @@ class ScenarioRun:
     def applicable(self) -> None:
         c, s = self.contract, self.scenario
         if c.profile not in s.profiles:
-            raise Skip(f"scenario {s.name!r} runs only under the {', '.join(s.profiles)} profile(s)")
+            raise Skip(
+                f"scenario {s.name!r} runs only under the {', '.join(s.profiles)} profile(s)"
+            )
         if c.profile == "production" and s.writes:
-            raise Skip(f"scenario {s.name!r} sends {', '.join(sorted(s.methods - SAFE_METHODS))}; "
-                       "the production profile sends only GET and HEAD")
+            raise Skip(
+                f"scenario {s.name!r} sends {', '.join(sorted(s.methods - SAFE_METHODS))}; "
+                "the production profile sends only GET and HEAD"
+            )
         if s.scopes:
             held = c.run.scopes_of(c.target.key)
             missing = [x for x in s.scopes if held is None or x not in held]
@@ -226,7 +247,9 @@ class ScenarioRun:
             return None, None
         if auth == "limited":
             if not c.target.limited_key:
-                raise Skip("the scenario uses the limited key, and none was given (--opsmerge-limited-key)")
+                raise Skip(
+                    "the scenario uses the limited key, and none was given (--opsmerge-limited-key)"
+                )
             return LIMITED, None
         if "header" in auth:
             return None, str(auth["header"])
@@ -237,8 +260,10 @@ class ScenarioRun:
             held = c.run.scopes_of(c.target.limited_key) or set()
             if all(x in held for x in has) and not any(x in held for x in lacks):
                 return LIMITED, None
-        raise Skip(f"the scenario needs a key with {list(has)} and without {list(lacks)}: "
-                   "give one as --opsmerge-limited-key")
+        raise Skip(
+            f"the scenario needs a key with {list(has)} and without {list(lacks)}: "
+            "give one as --opsmerge-limited-key"
+        )
 
     def send(self, step: dict[str, Any], index: int, phase: str) -> bool:
         """Send a step; True when its expectations (and captures) were met."""
@@ -247,7 +272,10 @@ class ScenarioRun:
         expect = dict(substitute(step.get("expect") or {}, self.variables))
         captures: dict[str, str] = dict(step.get("capture") or {})
         if captures:
-            expect["json"] = {**{p: {"exists": True} for p in captures.values()}, **(expect.get("json") or {})}
+            expect["json"] = {
+                **{p: {"exists": True} for p in captures.values()},
+                **(expect.get("json") or {}),
+            }
         kwargs: dict[str, Any] = {"params": request.get("query"), "headers": request.get("headers")}
         if "json" in request:
             kwargs["json"] = request["json"]
@@ -255,8 +283,12 @@ class ScenarioRun:
             kwargs["content"] = request["body"].encode()
         name = step.get("name") or f"{phase} {index + 1}: {request['method']} {request['path']}"
         response = self.contract.call(
-            request["method"].upper(), request["path"], key=key, authorization=header,
-            role="scenario-step", meta={"expect": expect, "step": name, "scenario": self.scenario.name},
+            request["method"].upper(),
+            request["path"],
+            key=key,
+            authorization=header,
+            role="scenario-step",
+            meta={"expect": expect, "step": name, "scenario": self.scenario.name},
             **kwargs,
         )
         del response
@@ -276,8 +308,10 @@ class ScenarioRun:
                 try:
                     substitute(step["request"], self.variables)
                 except KeyError as exc:
-                    raise ScenarioError(f"{s.source}: step {index + 1} uses ${{{exc.args[0]}}}, "
-                                        "which no earlier step captured") from None
+                    raise ScenarioError(
+                        f"{s.source}: step {index + 1} uses ${{{exc.args[0]}}}, "
+                        "which no earlier step captured"
+                    ) from None
                 if not self.send(step, index, "step"):
                     break
         finally:

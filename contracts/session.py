@@ -22,7 +22,7 @@ from contracts.options import Options
 from contracts.report import RunReport
 from contracts.routes import Router
 from contracts.target import Target, open_target
-from sandbox.spec import Operation, Spec, load_spec, parse_spec
+from sandbox.spec import Operation, Spec, load_spec
 
 PRIMARY = "primary"
 LIMITED = "limited"
@@ -58,10 +58,6 @@ class ContractRun:
         self._pool: IdPool | None = None
         self._identities: dict[str, dict[str, Any] | None] = {}
 
-    @classmethod
-    def for_spec_path(cls, options: Options) -> ContractRun:
-        return cls(options)
-
     # --- the target, opened on first use ---------------------------------------------------------
 
     @property
@@ -81,7 +77,10 @@ class ContractRun:
             self._pool = IdPool(self.spec, lambda: self.target.client())
             me = self.identity(self.target.key)
             if me:
-                self._pool.protected |= {str(me["user"]["id"]), *(str(r["id"]) for r in me.get("roles", []))}
+                self._pool.protected |= {
+                    str(me["user"]["id"]),
+                    *(str(r["id"]) for r in me.get("roles", [])),
+                }
         return self._pool
 
     def identity(self, key: str | None) -> dict[str, Any] | None:
@@ -111,22 +110,21 @@ class ContractRun:
 
     def close(self) -> None:
         if self._target is not None:
-            self.report.stats.update({
-                "requests": self._target.guard.sent,
-                "budget": self._target.guard.budget.limit,
-                "refused_by_profile": len(self._target.guard.refused),
-                "paced_seconds": round(self._target.guard.pacer.waited, 2) if self._target.guard.pacer else 0,
-                "throttled": self._target.guard.pacer.throttled if self._target.guard.pacer else 0,
-            })
+            self.report.stats.update(
+                {
+                    "requests": self._target.guard.sent,
+                    "budget": self._target.guard.budget.limit,
+                    "refused_by_profile": len(self._target.guard.refused),
+                    "paced_seconds": round(self._target.guard.pacer.waited, 2)
+                    if self._target.guard.pacer
+                    else 0,
+                    "throttled": self._target.guard.pacer.throttled
+                    if self._target.guard.pacer
+                    else 0,
+                }
+            )
             self._target.close()
             self._target = None
-
-
-def spec_from_text(text: str) -> Spec:
-    """A spec parsed from YAML text (tests of derived contracts use modified specs)."""
-    import yaml
-
-    return parse_spec(yaml.safe_load(text))
 
 
 class Contract:
@@ -200,8 +198,13 @@ class Contract:
 
         `authorization` sends that header verbatim (for malformed keys) instead of `key`.
         """
-        wishes: dict[str, Any] = {"role": role, "meta": meta or {}, "pace": pace, "retry_429": retry_429,
-                                  "key_label": "malformed" if authorization is not None else self._label(key)}
+        wishes: dict[str, Any] = {
+            "role": role,
+            "meta": meta or {},
+            "pace": pace,
+            "retry_429": retry_429,
+            "key_label": "malformed" if authorization is not None else self._label(key),
+        }
         if operation is not None:
             wishes["operation_id"] = operation.operation_id
         headers = dict(kwargs.pop("headers", {}) or {})
@@ -210,13 +213,23 @@ class Contract:
             client = self.client(None)
         else:
             client = self.client(key)
-        return client.request(method, path, headers=headers, extensions={"opsmerge": wishes}, **kwargs)
+        return client.request(
+            method, path, headers=headers, extensions={"opsmerge": wishes}, **kwargs
+        )
 
     def track(self, collection: str, record_id: str) -> None:
         """Delete this record when the test ends (or report it as a leftover)."""
-        delete = next((op for op in self.spec.operations
-                       if op.kind == "delete" and op.sandbox.get("collection") == collection
-                       and not op.session_only and "{" in op.path), None)
+        delete = next(
+            (
+                op
+                for op in self.spec.operations
+                if op.kind == "delete"
+                and op.sandbox.get("collection") == collection
+                and not op.session_only
+                and "{" in op.path
+            ),
+            None,
+        )
         path = None
         if delete is not None:
             params = [seg for seg in delete.path.split("/") if seg.startswith("{")]
@@ -229,7 +242,9 @@ class Contract:
             response = client.delete(path, extensions={"opsmerge": {"record": False}})
         return response.status_code
 
-    def verify(self, only: Iterable[str] | None = None, exchanges: list[Exchange] | None = None) -> list[Result]:
+    def verify(
+        self, only: Iterable[str] | None = None, exchanges: list[Exchange] | None = None
+    ) -> list[Result]:
         """Run the checks over what this test sent; raise ContractFailure naming what failed."""
         exchanges = self.exchanges if exchanges is None else exchanges
         results = run_checks(self.run.check_context, exchanges, only)

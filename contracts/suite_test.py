@@ -1,8 +1,9 @@
 """The built-in contract suite, collected when a run has a target (or `--opsmerge-suite=yes`).
 
-Every test is parametrized from the spec or from the scenario files in `contracts/suites/`, so
-the suite grows with the spec: a new operation gets its contracts with no code here. Test ids
-name the operation (`test_pagination[listTickets]`), so `-k` selects by operation or contract.
+Every test here is parametrized from the spec, so the suite grows with it: a new operation gets
+its contracts with no code. Test ids name the operation (`test_pagination[listTickets]`), so
+`-k` selects by operation or by contract. The built-in scenarios (`suites/*.contract.yaml`) are
+collected beside this module as scenario files.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import pytest
 
 from contracts import derive, probes
 from contracts.plugin import run_for
-from contracts.scenarios import Scenario, builtin_scenarios, run_scenario
 from contracts.session import Contract
 from sandbox.spec import Operation
 
@@ -29,9 +29,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         spec = run_for(metafunc.config).spec
         ops = _OPERATIONS[metafunc.function.__name__](spec)
         metafunc.parametrize("operation", ops, ids=[op.operation_id for op in ops])
-    if "scenario" in metafunc.fixturenames:
-        scenarios = builtin_scenarios()
-        metafunc.parametrize("scenario", scenarios, ids=[s.name for s in scenarios])
 
 
 def test_conforms(opsmerge_contract: Contract, operation: Operation) -> None:
@@ -67,8 +64,3 @@ def test_rate_limit_headers(opsmerge_contract: Contract) -> None:
 def test_rate_limit_retry(opsmerge_contract: Contract) -> None:
     """Past the limit: 429 with Retry-After; after waiting that long, the retry passes."""
     probes.rate_limit_retry(opsmerge_contract)
-
-
-def test_scenario(opsmerge_contract: Contract, scenario: Scenario) -> None:
-    """A built-in scenario of the article's conventions."""
-    run_scenario(opsmerge_contract, scenario)

@@ -77,17 +77,23 @@ class Target:
     def client(
         self, key: str | None = None, sink: Callable[[Exchange], None] | None = None, **kwargs: Any
     ) -> httpx.Client:
-        """An httpx client for the API, through the guarded transport; `key` defaults to the run's."""
+        """An httpx client for the API, guarded; `key` defaults to the run's key."""
         headers = dict(kwargs.pop("headers", {}) or {})
         secret = self.key if key is None else key
         if secret:
             headers["Authorization"] = f"Bearer {secret}"
         transport = GuardedTransport(self.transport, self.guard, sink)
-        return httpx.Client(base_url=self.base_url, transport=transport, headers=headers,
-                            timeout=kwargs.pop("timeout", 30), **kwargs)
+        return httpx.Client(
+            base_url=self.base_url,
+            transport=transport,
+            headers=headers,
+            timeout=kwargs.pop("timeout", 30),
+            **kwargs,
+        )
 
-    def mint(self, scopes: tuple[str, ...] | None, rate_limit: int | None = None,
-             name: str = "contracts") -> str | None:
+    def mint(
+        self, scopes: tuple[str, ...] | None, rate_limit: int | None = None, name: str = "contracts"
+    ) -> str | None:
         """A sandbox key with exactly these scopes (None: full access), minted once per run."""
         if self.admin is None:
             return None
@@ -146,7 +152,9 @@ def open_target(options: Options, spec: Spec) -> Target:
         admin_client = httpx.Client(base_url=root, transport=inner, timeout=30)
         admin = SandboxAdmin(admin_client, options.admin_token)
     owned_clock = admin is not None and options.profile == "sandbox"
-    wait: Callable[[float], None] = (lambda s: admin.advance_clock(s)) if owned_clock else time.sleep  # type: ignore[union-attr]
+    wait: Callable[[float], None] = (
+        (lambda s: admin.advance_clock(s)) if owned_clock else time.sleep
+    )  # type: ignore[union-attr]
     pacer = Pacer(wait=wait, reserve=0 if owned_clock else 1)
     guard = Guard(options.profile, budget, pacer, router)
     return Target(

@@ -19,7 +19,13 @@ from typing import Any
 import httpx
 
 from contracts.budget import Budget
-from contracts.exchange import Exchange, RecordedRequest, RecordedResponse, mask_authorization
+from contracts.exchange import (
+    Exchange,
+    RecordedRequest,
+    RecordedResponse,
+    mask_authorization,
+    mask_key,
+)
 from contracts.pacing import Pacer, bucket_of
 from contracts.routes import Router
 
@@ -49,7 +55,9 @@ class Guard:
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}: expected one of {', '.join(PROFILES)}")
+            raise ValueError(
+                f"unknown profile {self.profile!r}: expected one of {', '.join(PROFILES)}"
+            )
 
     def admit(self, method: str, url: str) -> None:
         if self.profile == "production" and method.upper() not in SAFE_METHODS:
@@ -108,23 +116,33 @@ class GuardedTransport(httpx.BaseTransport):
             return response
 
     def _record(
-        self, request: httpx.Request, response: httpx.Response, elapsed: float, wishes: dict[str, Any]
+        self,
+        request: httpx.Request,
+        response: httpx.Response,
+        elapsed: float,
+        wishes: dict[str, Any],
     ) -> None:
         if self.sink is None or wishes.get("record") is False:
             return
-        label = str(wishes.get("key_label") or ("primary" if "authorization" in request.headers else "none"))
+        label = str(
+            wishes.get("key_label") or ("primary" if "authorization" in request.headers else "none")
+        )
         headers = {k.lower(): v for k, v in request.headers.items()}
+        secret = ""
         if "authorization" in headers and label not in _UNMASKED_LABELS:
+            secret = headers["authorization"].partition(" ")[2].strip()
             headers["authorization"] = mask_authorization(headers["authorization"])
         router = self.guard.router
         op = router.match(request.method, request.url.path) if router else None
         self.sink(
             Exchange(
-                request=RecordedRequest(request.method, str(request.url), headers, request.content),
+                request=RecordedRequest(
+                    request.method, str(request.url), headers, _scrub(request.content, secret)
+                ),
                 response=RecordedResponse(
                     response.status_code,
-                    {k.lower(): v for k, v in response.headers.items()},
-                    response.content,
+                    {k.lower(): _scrub_text(v, secret) for k, v in response.headers.items()},
+                    _scrub(response.content, secret),
                 ),
                 operation_id=wishes.get("operation_id") or (op.operation_id if op else None),
                 role=str(wishes.get("role") or "call"),
@@ -137,3 +155,14 @@ class GuardedTransport(httpx.BaseTransport):
     def close(self) -> None:
         if self.owns_inner:
             self.inner.close()
+
+
+def _scrub(content: bytes, secret: str) -> bytes:
+    """The content with the key masked, should a server echo it back (records reach reports)."""
+    if len(secret) < 8 or secret.encode() not in content:
+        return content
+    return content.replace(secret.encode(), mask_key(secret).encode())
+
+
+def _scrub_text(text: str, secret: str) -> str:
+    return text.replace(secret, mask_key(secret)) if len(secret) >= 8 and secret in text else text

@@ -220,7 +220,7 @@ def _user_with_role(state: SandboxState, role: str) -> str:
     roles = ws.view(state.auth.roles)
     role_ids = [
         rid
-        for rid in roles.query([], None, "id", False)
+        for rid in (r["id"] for r in roles.query([], None, "id", False))
         if rid == role or (roles.get(rid) or {}).get("name", "").lower() == role.lower()
     ]
     if not role_ids:
@@ -228,8 +228,8 @@ def _user_with_role(state: SandboxState, role: str) -> str:
             "REFERENCE_NOT_FOUND", f"No role {role!r}.", [Detail("body", "role", "no such role")]
         )
     users = ws.view(state.auth.users)
-    for uid in users.query([(state.auth.role_ids_field, role_ids[0])], None, "id", False):
-        user = users.get(uid) or {}
+    for user in users.query([(state.auth.role_ids_field, role_ids[0])], None, "id", False):
+        uid = user["id"]
         if user.get(state.auth.status_field) not in state.auth.inactive_statuses:
             return uid
     raise ApiError(

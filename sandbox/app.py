@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
         cors_config=cors,
         lifespan=hosted_lifespans(state),
         openapi_config=None,
+        logging_config=None,  # leave the host's logging alone (no root logger reconfiguration)
         request_max_body_size=None,
         debug=False,
     )

@@ -10,10 +10,12 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sandbox.clock import format_iso
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    at: str
+    at: float  # sandbox-clock seconds; formatted when the journal is read
     method: str
     path: str
     query: str
@@ -41,4 +43,4 @@ class Journal:
 
     def recent(self, limit: int = 100, workspace: str | None = None) -> list[dict[str, Any]]:
         items = [e for e in self._entries if workspace is None or e.workspace == workspace]
-        return [asdict(e) for e in items[-limit:]]
+        return [{**asdict(e), "at": format_iso(e.at)} for e in items[-limit:]]

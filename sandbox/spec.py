@@ -51,14 +51,13 @@ class Operation:
     body_required: bool
     responses: dict[str, Schema | None]  # status -> flattened JSON body schema
     raw: dict[str, Any] = field(repr=False)
+    documented_statuses: frozenset[int] = field(init=False)
+    success_status: int = field(init=False)
 
-    @property
-    def documented_statuses(self) -> frozenset[int]:
-        return frozenset(int(s) for s in self.responses if s.isdigit())
-
-    @property
-    def success_status(self) -> int:
-        return min(s for s in self.documented_statuses if s < 300)
+    def __post_init__(self) -> None:
+        # read on every request (the fault stage, the handlers): computed once here
+        self.documented_statuses = frozenset(int(s) for s in self.responses if s.isdigit())
+        self.success_status = min((s for s in self.documented_statuses if s < 300), default=200)
 
     @property
     def family(self) -> str | None:

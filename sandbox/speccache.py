@@ -1,9 +1,9 @@
 """A startup cache for the prepared spec: parsing and flattening it once per spec version.
 
 Reading the YAML, resolving its references and flattening its schemas takes a few hundred
-milliseconds; the result depends only on the spec and catalogue bytes. It is pickled under the
-user's cache directory, keyed by a hash of both files and this package's version, so an edited
-spec is always re-read. Any cache problem falls back to parsing: the cache can only make start
+milliseconds; the result depends only on the spec and catalogue bytes and the code that parses
+them. It is pickled under the user's cache directory, keyed by a hash of all of those, so an
+edited spec (or parser) is always re-read. Any cache problem falls back to parsing: the cache can only make start
 faster, never wrong.
 """
 
@@ -33,15 +33,16 @@ def cached(sources: list[Path], build: Callable[[], T]) -> T:
     if os.environ.get("OPSMERGE_SANDBOX_NO_CACHE"):
         return build()
     digest = hashlib.sha256(f"{sandbox.__version__}:{sys.version}".encode())
+    code = [Path(sandbox.__file__).parent / name for name in ("spec.py", "catalogue.py")]
     try:
-        for src in sources:
+        for src in [*code, *sources]:  # the code that builds the value is part of its key
             digest.update(src.read_bytes())
     except OSError:
         return build()
     path = cache_dir() / f"spec-{digest.hexdigest()[:32]}.pickle"
     try:
         with path.open("rb") as fh:
-            return pickle.load(fh)  # noqa: S301 - our own cache file, written below
+            return pickle.load(fh)  # our own cache file, written below
     except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError):
         pass
     value = build()

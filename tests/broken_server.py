@@ -50,6 +50,7 @@ BREAKAGES = {
     "unknown_id_found": "an unknown id is 404",
     "no_key_accepted": "a request without a key is refused",
     "deprecation_on_stable": "only deprecated operations send Deprecation",
+    "existing_id_not_found": "a record that exists is found",
 }
 
 
@@ -66,7 +67,11 @@ class BrokenApp:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.breakage == "none" or scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
+        if (
+            self.breakage == "none"
+            or scope["type"] != "http"
+            or scope["path"].startswith("/_sandbox")
+        ):
             await self.app(scope, receive, send)
             return
         scope = dict(scope)
@@ -96,12 +101,24 @@ class BrokenApp:
         body = b"".join(chunks)
         status, headers, body = self.mutate(scope, query, asked_per_page, status, headers, body)
         headers["content-length"] = str(len(body))
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.encode(), v.encode()) for k, v in headers.items()]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
-    def mutate(self, scope: Scope, query: dict[str, str], asked_per_page: int | None, status: int,
-               headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def mutate(
+        self,
+        scope: Scope,
+        query: dict[str, str],
+        asked_per_page: int | None,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
         try:
             doc = json.loads(body) if body else None
         except ValueError:
@@ -110,9 +127,18 @@ class BrokenApp:
         error = doc.get("error") if isinstance(doc, dict) else None
         items = data.get("items") if isinstance(data, dict) else None
         b = self.breakage
-        if b == "envelope_missing" and 200 <= status < 300 and isinstance(doc, dict) and "data" in doc:
+        if (
+            b == "envelope_missing"
+            and 200 <= status < 300
+            and isinstance(doc, dict)
+            and "data" in doc
+        ):
             doc = data
-        elif b == "total_off_by_one" and isinstance(data, dict) and isinstance(data.get("total"), int):
+        elif (
+            b == "total_off_by_one"
+            and isinstance(data, dict)
+            and isinstance(data.get("total"), int)
+        ):
             data["total"] += 1
         elif b == "repeated_item" and isinstance(items, list):
             page = int(query.get("page", "1") or 1)
@@ -124,8 +150,12 @@ class BrokenApp:
                 items[0] = previous
         elif b == "per_page_cap_ignored" and asked_per_page is not None and isinstance(data, dict):
             data["per_page"] = asked_per_page
-        elif b == "scope_not_enforced" and status == 403 and isinstance(error, dict) \
-                and error.get("code") == "SCOPE_DENIED":
+        elif (
+            b == "scope_not_enforced"
+            and status == 403
+            and isinstance(error, dict)
+            and error.get("code") == "SCOPE_DENIED"
+        ):
             status, doc = 200, {"data": {}}
         elif b == "no_www_authenticate" and status == 401:
             headers.pop("www-authenticate", None)
@@ -141,24 +171,53 @@ class BrokenApp:
                     record["number"] = str(record["number"])
         elif b == "deprecation_missing":
             headers.pop("deprecation", None)
-        elif b == "server_error_on_bad_input" and status == 400 and scope["method"] in ("POST", "PATCH"):
+        elif (
+            b == "server_error_on_bad_input"
+            and status == 400
+            and scope["method"] in ("POST", "PATCH")
+        ):
             status = 500
             doc = {"error": {"code": "INTERNAL_ERROR", "message": "Unhandled exception."}}
         elif b == "content_type_text" and 200 <= status < 300:
             headers["content-type"] = "text/plain; charset=utf-8"
         elif b == "undocumented_status" and status == 404:
             status = 410
-        elif b == "unstable_order" and isinstance(items, list) and query.get("per_page") not in (None, "100"):
+        elif (
+            b == "unstable_order"
+            and isinstance(items, list)
+            and query.get("per_page") not in (None, "100")
+        ):
             items.reverse()
-        elif b == "past_end_total_zero" and isinstance(items, list) and not items and isinstance(data, dict):
+        elif (
+            b == "past_end_total_zero"
+            and isinstance(items, list)
+            and not items
+            and isinstance(data, dict)
+        ):
             data["total"] = 0
-        elif b == "readback_drift" and scope["method"] == "GET" and isinstance(data, dict) and "id" in data:
+        elif (
+            b == "readback_drift"
+            and scope["method"] == "GET"
+            and isinstance(data, dict)
+            and "id" in data
+        ):
             for name in ("subject", "name", "body", "domain"):
                 if isinstance(data.get(name), str):
                     data[name] += " (changed)"
                     break
         elif b == "unknown_id_found" and status == 404 and scope["method"] == "GET":
             status, doc = 200, {"data": {}}
+        elif (
+            b == "existing_id_not_found"
+            and scope["method"] == "GET"
+            and status == 200
+            and isinstance(data, dict)
+            and "id" in data
+        ):
+            status, doc = (
+                404,
+                {"error": {"code": "NOT_FOUND", "message": "No record with that id."}},
+            )
         elif b == "deprecation_on_stable" and 200 <= status < 300:
             headers["deprecation"] = "@1777593600"
         new_body = json.dumps(doc).encode() if doc is not None and body else body
@@ -167,7 +226,12 @@ class BrokenApp:
 
 def _owner_key(app: Any) -> str:
     for key in app.state.sandbox.recipe.keys:
-        if key.access == "full" and not key.revoked and key.expires_at is None and key.rate_limit is None:
+        if (
+            key.access == "full"
+            and not key.revoked
+            and key.expires_at is None
+            and key.rate_limit is None
+        ):
             return key.key
     raise LookupError("no usable full-access key in the recipe")
 

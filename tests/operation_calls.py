@@ -32,10 +32,8 @@ def _record(
 ) -> dict[str, Any]:
     view = state.workspaces.get().view(collection)
     filters: list[tuple[str, Any]] = []
-    candidates = view.query(filters, None, "id", False)
-    for rid in candidates:
-        record = view.get(rid)
-        if record is None or (avoid and rid in avoid):
+    for record in view.query(filters, None, "id", False):
+        if avoid and record["id"] in avoid:
             continue
         if all(record.get(f) in allowed for f, allowed in (when or {}).items()):
             return record

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -345,3 +347,46 @@ def test_hey_command_puts_content_type_in_its_own_flag() -> None:
     assert cmd[cmd.index("-H") + 1] == "Authorization: Bearer k"
     assert cmd[cmd.index("-d") + 1] == "{}"
     assert cmd[-1] == "http://127.0.0.1:1/x"
+
+
+def _run_module() -> ModuleType:
+    """benchmarks/run.py imports its siblings by bare name, as `python benchmarks/run.py` does."""
+    sys.path.insert(0, str(_PATH.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_run", _PATH.parent / "run.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_run"] = module  # dataclasses look their module up while building
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(_PATH.parent))
+        for sibling in ("loadgen", "prism"):  # keep those bare names out of other tests' way
+            sys.modules.pop(sibling, None)
+
+
+def _targets(runs: list[tuple[str, str, str]]) -> dict[str, Any]:
+    bench = _run_module()
+    parsed = {
+        (t, s): bench.Run(t, s, "http://127.0.0.1:1/", loadgen.parse_wrk(text))
+        for t, s, text in runs
+    }
+    return {t.name: t for t in bench.build_targets(parsed, [0.8], 64)}
+
+
+def test_targets_compare_sandbox_with_prism_and_leave_unmeasured_ones_unjudged() -> None:
+    targets = _targets([("sandbox", "list", WRK_OK), ("prism static", "list", WRK_POST_OK)])
+    ratio = targets["list >= 3x Prism static"]
+    assert ratio.value == pytest.approx(7203.87 / 7289.34)
+    assert ratio.status == "missed"
+    assert targets["get >= 4x Prism static"].status == "n/a"
+    assert targets["ready <= 1.5 s (default recipe)"].status == "met"
+
+
+def test_sandbox_errors_under_load_miss_the_target_but_reference_errors_do_not() -> None:
+    targets = _targets([
+        ("sandbox", "list", WRK_NON_2XX), ("prism static", "list", WRK_OK),
+        ("sandbox", "get", WRK_OK), ("prism static", "get", WRK_NON_2XX),
+    ])
+    assert targets["list >= 3x Prism static"].status == "missed"
+    assert targets["get >= 4x Prism static"].status == "n/a"

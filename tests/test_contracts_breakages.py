@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import broken_server
 import pytest
 
-import broken_server
 from contracts import probes
 from contracts.options import Options
 from contracts.session import Contract, ContractFailure, ContractRun
@@ -70,6 +70,7 @@ CASES: dict[str, tuple[str, str]] = {
     "unknown_id_found": ("unknown id getTicket", "unknown_id"),
     "no_key_accepted": ("auth listTickets", "auth_required"),
     "deprecation_on_stable": ("conforms listTickets", "deprecation_headers"),
+    "existing_id_not_found": ("conforms getTicket", "request_succeeds"),
 }
 
 
@@ -115,11 +116,15 @@ def test_breakage_is_caught_by_its_check(broken_run: ContractRun, breakage: str)
     probe, check_id = CASES[breakage]
     failure = _attempt(broken_run, breakage, PROBES[probe], "broken")
     assert failure is not None, f"{breakage} went unnoticed by {probe}"
-    assert check_id in failure.check_ids, f"{breakage} was caught by {failure.check_ids}, not {check_id}"
+    assert check_id in failure.check_ids, (
+        f"{breakage} was caught by {failure.check_ids}, not {check_id}"
+    )
 
 
 @pytest.mark.parametrize("probe", sorted(PROBES))
-def test_the_same_contracts_pass_against_the_unbroken_app(broken_run: ContractRun, probe: str) -> None:
+def test_the_same_contracts_pass_against_the_unbroken_app(
+    broken_run: ContractRun, probe: str
+) -> None:
     assert _attempt(broken_run, "none", PROBES[probe], "unbroken") is None
 
 
@@ -131,14 +136,22 @@ def test_the_same_contracts_pass_against_the_unbroken_app(broken_run: ContractRu
     ],
 )
 def test_a_run_through_pytest_fails_and_names_the_check(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, breakage: str, selection: str,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    breakage: str,
+    selection: str,
     check_id: str,
 ) -> None:
     monkeypatch.setenv(broken_server.ENV, breakage)
     report = pytester.path / "report.json"
     result = pytester.runpytest_inprocess(
-        "--opsmerge-target=sandbox", f"--opsmerge-app={APP}", f"--opsmerge-report={report}",
-        "-k", selection, "-p", "no:cacheprovider",
+        "--opsmerge-target=sandbox",
+        f"--opsmerge-app={APP}",
+        f"--opsmerge-report={report}",
+        "-k",
+        selection,
+        "-p",
+        "no:cacheprovider",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     data = json.loads(report.read_text())

@@ -31,11 +31,11 @@ def hosted() -> Iterator[Hosted]:
     """Start hosted sandboxes (lifespan included) with Settings overrides; stopped afterwards."""
     with contextlib.ExitStack() as stack:
 
-        def start(max_changes: int | None = None, **overrides: Any) -> tuple[TestClient, Any]:
+        def start(policy: dict[str, int] | None = None, **overrides: Any) -> tuple[TestClient, Any]:
             settings = Settings(hosted=True, cors_origins=("*",), **overrides)
             state = build_state(settings)
-            if max_changes is not None:
-                install(state, HostedPolicy(state, max_changes=max_changes))
+            if policy is not None:  # budgets other than the defaults
+                install(state, HostedPolicy(state, **policy))
             client = stack.enter_context(TestClient(create_app(settings, state)))
             return client, state
 
@@ -138,7 +138,7 @@ def test_idle_workspaces_are_dropped_by_the_background_sweeper(hosted: Hosted) -
 
 
 def test_a_workspace_refuses_writes_beyond_its_change_budget(hosted: Hosted) -> None:
-    client, state = hosted(max_changes=3)
+    client, state = hosted(policy={"max_changes": 3})
     demo = demo_key(state)
     for i in range(3):
         r = client.post("/api/v1/clients", json={"name": f"C{i}"}, headers=_auth(demo, "full"))
@@ -150,6 +150,39 @@ def test_a_workspace_refuses_writes_beyond_its_change_budget(hosted: Hosted) -> 
     assert client.get("/api/v1/clients", headers=_auth(demo, "full")).status_code == 200
     r = client.post("/api/v1/clients", json={"name": "C3"}, headers=_auth(demo, "fresh"))
     assert r.status_code == 201
+
+
+def _ticket(client: TestClient, key: str, workspace: str, size: int) -> Any:
+    body = {"subject": "Printer on fire", "client_id": "cli_acme", "description": "x" * size}
+    return client.post("/api/v1/tickets", json=body, headers=_auth(key, workspace))
+
+
+def test_a_workspace_refuses_writes_beyond_its_byte_budget(hosted: Hosted) -> None:
+    client, state = hosted(policy={"max_workspace_bytes": 2500})
+    demo = demo_key(state)
+    first = _ticket(client, demo, "big", 1000)
+    assert first.status_code == 201
+    assert _ticket(client, demo, "big", 1000).status_code == 201
+    r = _ticket(client, demo, "big", 1000)
+    assert r.status_code == 409 and "bytes" in r.json()["error"]["message"]
+    # A body-less delete costs no bytes, and a new workspace starts with a fresh budget.
+    tid = first.json()["data"]["id"]
+    deleted = client.delete(f"/api/v1/tickets/{tid}", headers=_auth(demo, "big"))
+    assert deleted.status_code in (200, 204), deleted.text
+    assert _ticket(client, demo, "other", 1000).status_code == 201
+
+
+def test_past_the_total_byte_budget_the_least_recently_used_are_evicted(hosted: Hosted) -> None:
+    client, state = hosted(policy={"max_total_bytes": 3500})
+    demo = demo_key(state)
+    for name in ("a", "b", "c"):
+        assert _ticket(client, demo, name, 1000).status_code == 201
+    assert sorted(state.workspaces.names()) == ["a", "b", "c"]
+    assert client.get("/api/v1/agents?per_page=1", headers=_auth(demo, "a")).status_code == 200
+    assert _ticket(client, demo, "d", 1000).status_code == 201  # "b" is now the oldest
+    assert sorted(state.workspaces.names()) == ["a", "c", "d"]
+    policy = state.extras["hosted_policy"]
+    assert policy.total_bytes <= 3500
 
 
 def test_a_sweep_forgets_spent_rate_windows_and_changes_of_dropped_workspaces(

@@ -6,6 +6,7 @@ after `Bearer`) and never repeat the key, not even in part.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from sandbox.clock import Clock, parse_iso
 from sandbox.errors import ApiError
 
 KEY_PREFIX = "om_"
-_WHITESPACE = frozenset(" \t\r\n\v\f")
+_WHITESPACE = re.compile(r"\s")
 
 
 @dataclass(slots=True)
@@ -126,7 +127,7 @@ def parse_bearer(header: str | None) -> str:
         )
     if rest == "" or rest.strip() == "":
         raise _unauthorized("The Authorization header has the Bearer scheme but no key after it.")
-    if any(ch in _WHITESPACE for ch in rest):
+    if _WHITESPACE.search(rest):
         raise _unauthorized(
             "The API key contains stray whitespace (a space, tab or line break, often from "
             "copy-paste): send 'Bearer om_...' with exactly one space and nothing after the key."

@@ -83,9 +83,9 @@ class RateLimiter:
         return item
 
     def _state(self, bucket: str, limit: int) -> RateState:
-        item = self._item(limit)
-        used = self.storage.get(item.key_for(bucket))
-        expiry = self.storage.get_expiry(item.key_for(bucket))
+        key = self._item(limit).key_for(bucket)
+        used = self.storage.get(key)
+        expiry = self.storage.get_expiry(key)
         reset = max(0, math.ceil(expiry - self.clock.now()))
         return RateState(limit, max(0, limit - used), reset if used else WINDOW_SECONDS)
 

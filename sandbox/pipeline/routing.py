@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable
 
 from litestar import Request, Response, route
 from litestar.handlers import HTTPRouteHandler
+from litestar.response.base import ASGIResponse
 
 from sandbox.spec import Operation
 
 _PARAM = re.compile(r"\{([^}]+)\}")
-Endpoint = Callable[[Operation, Request, dict[str, str]], Awaitable[Response[bytes]]]
+Endpoint = Callable[[Operation, Request, dict[str, str]], Awaitable[ASGIResponse | Response[bytes]]]
 
 
 def litestar_path(base: str, template: str) -> tuple[str, dict[str, str]]:
@@ -33,8 +34,10 @@ def litestar_path(base: str, template: str) -> tuple[str, dict[str, str]]:
 
 def _handler(
     endpoint: Endpoint, op: Operation, names: dict[str, str]
-) -> Callable[..., Awaitable[Response[bytes]]]:
-    async def handler(request: Request) -> Response[bytes]:
+) -> Callable[..., Awaitable[ASGIResponse]]:
+    # annotated as an ASGI response: Litestar passes ASGIResponse through untouched, and still
+    # converts a Response (which the fault stage returns when it reshapes an answer)
+    async def handler(request: Request) -> ASGIResponse:
         return await endpoint(op, request, names)
 
     handler.__name__ = op.operation_id

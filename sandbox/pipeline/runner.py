@@ -18,13 +18,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from litestar import Request, Response
+from litestar.response.base import ASGIResponse
 
 from sandbox.clock import parse_iso
 from sandbox.errors import ApiError
 from sandbox.journal import Entry
 from sandbox.pipeline.authenticate import Caller, authenticate
 from sandbox.pipeline.authorize import authorize, effective_scopes
-from sandbox.pipeline.envelope import encode
+from sandbox.pipeline.envelope import JSON, encode
 from sandbox.pipeline.ratelimit import WINDOW_SECONDS, RateState
 from sandbox.pipeline.resources import Exchange, Resources
 from sandbox.pipeline.strict import StrictChecker
@@ -71,7 +72,9 @@ class Pipeline:
     def __init__(self, state: SandboxState, faults: FaultStage | None = None) -> None:
         self.state = state
         self.faults = faults
-        self.resources = Resources(state.spec, state.clock, self.identity)
+        self.resources = Resources(
+            state.spec, state.clock, self.identity, raw=not state.settings.strict
+        )
         self.strict = StrictChecker() if state.settings.strict else None
         self.validators = {op.operation_id: OperationValidator(op) for op in state.spec.operations}
         self.deprecation = {
@@ -187,7 +190,7 @@ class Pipeline:
     # -------------------------------------------------------------- the run
     async def run(
         self, op: Operation, request: Request, path_names: dict[str, str]
-    ) -> Response[bytes]:
+    ) -> ASGIResponse | Response[bytes]:
         started = time.perf_counter()
         state = self.state
         caller: Caller | None = None
@@ -255,18 +258,21 @@ class Pipeline:
                 self.strict.check(op, status, payload, headers, forced)
             except ApiError as err:
                 status, payload = err.status, err.body()
-        response: Response[bytes] = Response(
-            content=encode(payload),
-            status_code=status,
-            media_type="application/json",
-            headers=headers,
-        )
+        response: ASGIResponse | Response[bytes]
         if outcome is not None and outcome.transform is not None:
+            response = Response(
+                content=encode(payload), status_code=status, media_type=JSON, headers=headers
+            )
             result = outcome.transform(response)
             response = await result if asyncio.iscoroutine(result) else result  # type: ignore[assignment]
+        else:
+            # the common path skips Litestar's Response -> ASGI conversion
+            response = ASGIResponse(
+                body=encode(payload), status_code=status, media_type=JSON, headers=headers
+            )
         state.journal.add(
             Entry(
-                at=state.clock.iso(),
+                at=state.clock.now(),
                 method=op.method,
                 path=request.url.path,
                 query=request.scope.get("query_string", b"").decode("latin-1")[:500],

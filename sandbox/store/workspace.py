@@ -57,8 +57,8 @@ class CollectionView:
         sort_field: str,
         descending: bool,
         volatile: bool = False,
-    ) -> list[str]:
-        """Ids of the matching records in order; cached until the next write."""
+    ) -> list[Record]:
+        """The matching records in order; cached until the next write."""
         if self.pristine:
             return self.base.query(filters, search, sort_field, descending)
         key = (tuple(filters), search, sort_field, descending)
@@ -76,10 +76,9 @@ class CollectionView:
         )
         found.extend(r for r in self.created.values() if matches(r, filters, search))
         found.sort(key=sort_key(sort_field), reverse=descending)
-        ids = [r["id"] for r in found]
         if not volatile:
-            self.cache.put(key, ids)
-        return ids
+            self.cache.put(key, found)
+        return found
 
     def put(self, record: Record) -> bool:
         """Store a record; True when it is a new creation."""

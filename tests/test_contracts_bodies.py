@@ -1,0 +1,106 @@
+"""Generated bodies: valid against the request schema, the same on every run, references filled
+with real ids, and invalid ones invalid in exactly the named way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema_rs
+import pytest
+
+from contracts import bodies
+from contracts.bodies import (
+    apply_relations,
+    examples,
+    fill_references,
+    invalid_bodies,
+    strip_extensions,
+)
+from sandbox.spec import load_spec
+
+BODY_OPS = [
+    op for op in load_spec().operations if op.body_schema and op.kind in ("create", "update")
+]
+
+
+def validator(schema: dict[str, Any]) -> Any:
+    return jsonschema_rs.validator_for(strip_extensions(schema), validate_formats=True)
+
+
+@pytest.mark.parametrize("op", BODY_OPS, ids=[op.operation_id for op in BODY_OPS])
+def test_generated_bodies_are_valid_and_invalid_ones_are_not(op: Any) -> None:
+    valid = validator(op.body_schema)
+    drawn = examples(op.body_schema, 3)
+    assert drawn, f"no body for {op.operation_id}"
+    for body in drawn:
+        assert valid.is_valid(body), (op.operation_id, body)
+    for mutation in invalid_bodies(op.body_schema, drawn[0], seed=op.operation_id):
+        assert not valid.is_valid(mutation.body), (op.operation_id, mutation.name)
+
+
+def test_generation_is_deterministic() -> None:
+    schema = load_spec().operation("createTicket").body_schema
+    assert schema is not None
+    first = examples(schema, 3)
+    bodies._CACHE.clear()
+    assert examples(schema, 3) == first
+
+
+def test_extensions_are_stripped_but_enum_values_kept() -> None:
+    schema = {
+        "type": "object",
+        "x-collection": {},
+        "properties": {"a": {"type": "string", "x-ref": "clients", "enum": ["x-keep"]}},
+    }
+    assert strip_extensions(schema) == {
+        "type": "object",
+        "properties": {"a": {"type": "string", "enum": ["x-keep"]}},
+    }
+
+
+def test_references_are_filled_with_ids_the_target_has() -> None:
+    records = {
+        "clients": [{"id": "cli_a"}, {"id": "cli_b"}],
+        "contacts": [{"id": "con_1", "client_id": "cli_a"}, {"id": "con_2", "client_id": "cli_b"}],
+        "users": [{"id": "usr_1"}],
+        "roles": [{"id": "rol_1"}, {"id": "rol_2"}, {"id": "rol_3"}],
+    }
+
+    def pick(collection: str, where: dict[str, Any], exclude: list[Any]) -> Any:
+        for record in records.get(collection, []):
+            if record["id"] in exclude:
+                continue
+            if all(record.get(k) == v for k, v in where.items()):
+                return record["id"]
+        return None
+
+    ticket = load_spec().operation("createTicket").body_schema
+    assert ticket is not None
+    body = fill_references(
+        ticket,
+        {"subject": "s", "client_id": "junk", "contact_id": "junk", "assignee_id": "junk"},
+        pick,
+    )
+    assert body["client_id"] == "cli_a"
+    assert body["contact_id"] == "con_1"  # the contact belongs to the chosen client
+    assert body["assignee_id"] == "usr_1"
+    invite = load_spec().operation("inviteUser").body_schema
+    assert invite is not None
+    filled = fill_references(invite, {"email": "a@b.example.com", "role_ids": ["x", "y"]}, pick)
+    assert filled["role_ids"] == ["rol_1", "rol_2"]
+
+
+def test_relations_between_fields_are_honoured() -> None:
+    ticket = load_spec().operation("createTicket").body_schema
+    contract = load_spec().operation("createContract").body_schema
+    invoice = load_spec().operation("createInvoice").body_schema
+    assert ticket and contract and invoice
+    assert apply_relations(ticket, {"status": "New", "resolution": "fixed"})["resolution"] is None
+    assert (
+        apply_relations(ticket, {"status": "Resolved", "resolution": "fixed"})["resolution"]
+        == "fixed"
+    )
+    dates = apply_relations(contract, {"start_date": "2026-05-01", "end_date": "2026-01-01"})
+    assert dates["end_date"] >= dates["start_date"]
+    due = apply_relations(invoice, {"issue_date": "2026-05-01", "due_date": "2020-01-01"})
+    assert due["due_date"] == "2026-05-31"
