@@ -68,12 +68,13 @@ class Mix:
         "preflight": 6, "admin": 2, "health": 1, "huge": 0.2,
     }
 
-    def __init__(self, keys: Sequence[str], pool: int, seed: int = 7) -> None:
+    def __init__(self, keys: Sequence[str], pool: int, seed: int = 7,
+                 only: Sequence[str] | None = None) -> None:
         self.keys = list(keys)
         self.pool = pool
         self.rng = random.Random(seed)
-        self._kinds = list(self.WEIGHTS)
-        self._weights = list(self.WEIGHTS.values())
+        self._kinds = list(only or self.WEIGHTS)
+        self._weights = [self.WEIGHTS[k] for k in self._kinds]
 
     def _auth(self, ws: bool = True) -> dict[str, str]:
         rng = self.rng
@@ -426,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         start_rss, _ = rss_kib(proc.pid)
         asyncio.run(run_load(base, Mix(hello["keys"], 50, args.seed + 1), args.warmup, 8))
+        idle = asyncio.run(run_load(base, Mix(hello["keys"], 50, only=["preflight"]), 300, 1))
         before, _ = rss_kib(proc.pid)
         mix = Mix(hello["keys"], args.pool, args.seed)
         total = LoadResult()
@@ -445,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         proc.join(timeout=10)
 
     pre = sorted(total.preflight_ms)
+    quiet = sorted(idle.preflight_ms)
     figures = {
         "requests": total.requests,
         "seconds": round(total.seconds, 2),
@@ -459,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rss_after_kib": after,
         "rss_peak_under_load_kib": max(sampler.peak, after),
         "rss_high_water_kib": hwm,
+        "preflight_idle_ms_p50": round(quiet[len(quiet) // 2], 2),
+        "preflight_idle_ms_p99": round(quiet[int(len(quiet) * 0.99)], 2),
         "preflight_ms_p50": round(pre[len(pre) // 2], 2) if pre else None,
         "preflight_ms_p99": round(pre[int(len(pre) * 0.99)], 2) if pre else None,
         "statuses": dict(sorted(total.statuses.items())),
@@ -474,8 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  RSS          start {_mib(start_rss)} · before {_mib(before)} · after {_mib(after)}"
           f" · peak under load {_mib(figures['rss_peak_under_load_kib'])}"
           f" · high-water {_mib(hwm)}")
-    print(f"  preflight    p50 {figures['preflight_ms_p50']} ms · "
-          f"p99 {figures['preflight_ms_p99']} ms (under the same load)")
+    print(f"  preflight    alone: p50 {figures['preflight_idle_ms_p50']} ms · p99 "
+          f"{figures['preflight_idle_ms_p99']} ms; under the load: p50 "
+          f"{figures['preflight_ms_p50']} ms · p99 {figures['preflight_ms_p99']} ms")
     print(f"  alive after  {final['workspaces']} workspaces · {final['change_tables']} change "
           f"tables · {final['rate_windows']} rate windows · journal {final['journal']}")
     print("  statuses     " + ", ".join(f"{k}: {v}" for k, v in figures["statuses"].items()))

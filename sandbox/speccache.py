@@ -3,8 +3,8 @@
 Reading the YAML, resolving its references and flattening its schemas takes a few hundred
 milliseconds; the result depends only on the spec and catalogue bytes and the code that parses
 them. It is pickled under the user's cache directory, keyed by a hash of all of those, so an
-edited spec (or parser) is always re-read. Any cache problem falls back to parsing: the cache can only make start
-faster, never wrong.
+edited spec (or parser) is always re-read. Any cache problem falls back to parsing: the cache
+can only make start faster, never wrong.
 """
 
 from __future__ import annotations

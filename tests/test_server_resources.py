@@ -297,3 +297,35 @@ def test_auth_me_returns_the_full_access_identity(client: Any, owner: Any) -> No
     me = client.get("/api/v1/auth/me", headers=owner).json()["data"]
     assert me["user"]["id"] == "usr_owner" and me["key"]["access"] == "full"
     assert "agents:execute" in me["scopes"] and me["rate_limit"]["limit"] == 300
+
+
+def test_without_strict_mode_pre_encoded_answers_match_and_follow_writes() -> None:
+    """Outside strict mode seeded records are served pre-encoded; a write must show through."""
+    from litestar.testing import TestClient
+
+    from sandbox.app import create_app
+    from sandbox.settings import Settings
+    from tests.conftest import ADMIN_TOKEN, make_app
+
+    fast = create_app(Settings(admin_token=ADMIN_TOKEN, strict=False))
+    strict = make_app()
+    h = bearer(key_named(fast, "Owner - full"))
+    with (
+        TestClient(fast, base_url="http://sandbox.local") as f,
+        TestClient(strict, base_url="http://sandbox.local") as s,
+    ):
+        for path in (
+            "/api/v1/agents?per_page=100",
+            "/api/v1/agents/agt_acmesrv01",
+            "/api/v1/tickets?status=Open",
+        ):
+            assert f.get(path, headers=h).json() == s.get(path, headers=h).json()
+        f.patch("/api/v1/agents/agt_acmesrv01", headers=h, json={"billing_category": "laptop"})
+        assert (
+            f.get("/api/v1/agents/agt_acmesrv01", headers=h).json()["data"]["billing_category"]
+            == "laptop"
+        )
+        listed = f.get("/api/v1/agents?per_page=100&sort=hostname", headers=h).json()["data"][
+            "items"
+        ]
+        assert next(a for a in listed if a["id"] == "agt_acmesrv01")["billing_category"] == "laptop"

@@ -92,11 +92,11 @@ class BaseCollection:
         into the answer as bytes (msgspec.Raw) instead of being serialised again.
         """
         rid = record["id"]
+        i = self.pos.get(rid)
+        if i is None or self.records[i] is not record:  # created or changed: not ours to cache
+            return record
         found = self._raw.get(rid)
         if found is None:
-            i = self.pos.get(rid)
-            if i is None or self.records[i] is not record:
-                return record
             found = self._raw[rid] = msgspec.Raw(_encode(record))
         return found
 
