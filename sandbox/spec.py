@@ -273,9 +273,10 @@ def load_spec(path: Path | str = SPEC_PATH) -> Spec:
 @cache
 def _load_spec(path_text: str) -> Spec:
     from sandbox.catalogue import CATALOGUE_PATH
-    from sandbox.speccache import cached
+    from sandbox.startcache import cached, code_bytes
 
     path = Path(path_text)
-    spec = cached([path, CATALOGUE_PATH], lambda: parse_spec(load_yaml(path), path))
+    parts = [*code_bytes("spec.py", "catalogue.py"), path.read_bytes(), CATALOGUE_PATH.read_bytes()]
+    spec = cached("spec", parts, lambda: parse_spec(load_yaml(path), path))
     spec.path = path  # the cache is keyed by content; the same content may live elsewhere
     return spec

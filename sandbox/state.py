@@ -13,11 +13,14 @@ from sandbox.pipeline.authorize import AuthModel
 from sandbox.pipeline.ratelimit import RateLimiter
 from sandbox.settings import Settings
 from sandbox.spec import Spec, load_spec
+from sandbox.startcache import cached, code_bytes
 from sandbox.store.base import BaseCollection
 from sandbox.store.persistence import DeltaStore
 from sandbox.store.workspace import Workspaces
 from sandbox.world.generator import build_world
 from sandbox.world.recipe import Recipe, load_recipe
+
+CACHED_WORLD_MAX_RECORDS = 50_000  # larger worlds would write hundreds of MB to the cache
 
 
 @dataclass(slots=True)
@@ -81,10 +84,19 @@ def prepare_bases(spec: Spec, world: dict[str, list[dict]]) -> dict[str, BaseCol
     return bases
 
 
+def _world(spec: Spec, recipe: Recipe) -> dict[str, list[dict]]:
+    """The seeded world; small worlds come from the start cache (a pure function of the inputs)."""
+    total = sum(recipe.counts.values())
+    if total > CACHED_WORLD_MAX_RECORDS:
+        return build_world(spec, recipe)
+    parts = [*code_bytes("world", "spec.py"), spec.path.read_bytes(), repr(recipe).encode()]
+    return cached("world", parts, lambda: build_world(spec, recipe))
+
+
 def build_state(settings: Settings) -> SandboxState:
     spec = load_spec(settings.spec_path)
     recipe = load_recipe(settings.recipe, settings.seed)
-    world = build_world(spec, recipe)
+    world = _world(spec, recipe)
     bases = prepare_bases(spec, world)
     delta = DeltaStore(settings.data_dir)
     state = SandboxState(
