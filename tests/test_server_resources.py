@@ -329,3 +329,11 @@ def test_without_strict_mode_pre_encoded_answers_match_and_follow_writes() -> No
             "items"
         ]
         assert next(a for a in listed if a["id"] == "agt_acmesrv01")["billing_category"] == "laptop"
+
+
+def test_a_huge_invalid_value_gets_a_short_answer(fresh_client: Any) -> None:
+    h = bearer(key_named(fresh_client.app, "Owner - full"))
+    r = fresh_client.post("/api/v1/clients", headers=h, json={"name": "x" * 500_000})
+    assert r.status_code == 400
+    assert r.json()["error"]["details"][0]["field"] == "name"
+    assert len(r.content) < 2_000

@@ -74,10 +74,15 @@ def _field_of(error: Any) -> str:
     return ".".join(parts)
 
 
+def _short(message: str, limit: int = 300) -> str:
+    """Validator messages quote the offending value; a huge value must not make a huge answer."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
 def schema_details(validator: Any, instance: Any, location: str, limit: int = 20) -> list[Detail]:
     details: list[Detail] = []
     for error in validator.iter_errors(instance):
-        details.append(Detail(location, _field_of(error), error.message))
+        details.append(Detail(location, _field_of(error), _short(error.message)))
         if len(details) >= limit:
             break
     return details
