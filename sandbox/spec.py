@@ -104,6 +104,16 @@ class Spec:
         return flatten(self.resolved["components"]["schemas"][name])
 
 
+def ref_of(schema: Schema) -> tuple[str, dict[str, str], dict[str, str]] | None:
+    """(collection, copy, where) of a property's `x-ref`, or None: how records point at others."""
+    ref = schema.get("x-ref")
+    if ref is None:
+        return None
+    if isinstance(ref, str):
+        return ref, {}, {}
+    return ref["collection"], dict(ref.get("copy") or {}), dict(ref.get("where") or {})
+
+
 def resolve_refs(doc: dict[str, Any]) -> dict[str, Any]:
     """A copy of `doc` with every local `$ref` replaced by what it points at.
 

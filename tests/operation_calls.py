@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.spec import Operation, Schema
+from sandbox.spec import Operation, Schema, ref_of
 from sandbox.state import SandboxState
 
 _unique = itertools.count(1)
@@ -41,12 +41,8 @@ def _record(
 
 
 def _ref_target(schema: Schema) -> str | None:
-    ref = schema.get("x-ref")
-    if isinstance(ref, str):
-        return ref
-    if isinstance(ref, dict):
-        return ref.get("collection")
-    return None
+    ref = ref_of(schema)
+    return ref[0] if ref else None
 
 
 def body_for(state: SandboxState, op: Operation, source: dict[str, Any] | None) -> Any:

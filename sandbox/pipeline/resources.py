@@ -17,7 +17,7 @@ from sandbox.clock import Clock, format_iso, parse_iso
 from sandbox.errors import ApiError, Detail
 from sandbox.pipeline.authenticate import Caller
 from sandbox.pipeline.ratelimit import RateState
-from sandbox.spec import Collection, Operation, Spec
+from sandbox.spec import Collection, Operation, Spec, ref_of
 from sandbox.store.workspace import CollectionView, Workspace
 from sandbox.world.derive import derive_fields
 
@@ -40,12 +40,8 @@ class Exchange:
 
 
 def _ref_target(schema: dict[str, Any]) -> str | None:
-    ref = schema.get("x-ref")
-    if isinstance(ref, str):
-        return ref
-    if isinstance(ref, dict):
-        return ref.get("collection")
-    return None
+    ref = ref_of(schema)
+    return ref[0] if ref else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +62,8 @@ def reference_fields(collection: Collection) -> list[RefField]:
             many = target is not None
         if target is None:
             continue
-        ref = prop.get("x-ref")
-        copy = tuple((ref.get("copy") or {}).items()) if isinstance(ref, dict) else ()
+        ref = ref_of(prop)
+        copy = tuple(ref[1].items()) if ref else ()
         out.append(RefField(name, target, many, copy))
     return out
 

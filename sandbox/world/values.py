@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
+from sandbox.spec import ref_of as ref_target
+
 if TYPE_CHECKING:
     from faker import Generator
 
@@ -189,16 +191,6 @@ def nullable(schema: Schema) -> bool:
     if "enum" in schema:
         return None in schema["enum"]
     return "null" in _types(schema) or not _types(schema)
-
-
-def ref_target(schema: Schema) -> tuple[str, dict[str, str], dict[str, str]] | None:
-    """(collection, copy, where) of an `x-ref`, or None."""
-    ref = schema.get("x-ref")
-    if ref is None:
-        return None
-    if isinstance(ref, str):
-        return ref, {}, {}
-    return ref["collection"], dict(ref.get("copy") or {}), dict(ref.get("where") or {})
 
 
 def _weighted(values: list[Any], weights: list[float] | None) -> Callable[[random.Random], Any]:

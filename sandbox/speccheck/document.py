@@ -1,0 +1,196 @@
+"""The raw OpenAPI document as the convention rules see it, built once per check.
+
+The rules read the raw YAML, not `sandbox.spec.Spec`: a spec that breaks a convention may not
+load at all, and the rules must still say where it breaks. `Document` gives them the lookups
+they share (following `$ref`, responses and parameters with the shared component they came
+from) so that each rule stays a few lines about its one convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.catalogue import Catalogue
+from sandbox.spec import HTTP_METHODS, flatten
+
+
+class BrokenRef(Exception):
+    """A `$ref` that points nowhere: the `refs` rule reports it once, other rules step aside."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperationView:
+    """One operation of the raw document, as the rules see it."""
+
+    method: str  # upper case
+    path: str
+    raw: dict[str, Any]
+    path_item: dict[str, Any]
+
+    @property
+    def operation_id(self) -> str | None:
+        value = self.raw.get("operationId")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def where(self) -> str:
+        label = f"{self.method} {self.path}"
+        return f"{label} ({self.operation_id})" if self.operation_id else label
+
+    @property
+    def name(self) -> str:
+        return self.operation_id or f"{self.method} {self.path}"
+
+    @property
+    def sandbox(self) -> dict[str, Any]:
+        value = self.raw.get("x-sandbox")
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseView:
+    """A response of an operation with its `$ref` followed; `component` names a shared one."""
+
+    status: str
+    body: dict[str, Any]
+    component: str | None  # e.g. "components.responses.RateLimited"
+
+    @property
+    def label(self) -> str:
+        return f"{self.status} response"
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == "default" or self.status[:1] in ("4", "5")
+
+    @property
+    def is_success(self) -> bool:
+        return self.status[:1] == "2"
+
+    def header_names(self) -> set[str]:
+        headers = self.body.get("headers")
+        return {str(h).lower() for h in headers} if isinstance(headers, dict) else set()
+
+
+@dataclass(slots=True)
+class Document:
+    """The raw document plus the lookups every rule needs, built once per check."""
+
+    raw: dict[str, Any]
+    catalogue: Catalogue
+    operations: list[OperationView] = field(default_factory=list)
+    collections: dict[str, str] = field(default_factory=dict)  # collection -> schema name
+    first_with_id: dict[str, OperationView] = field(default_factory=dict)
+
+    def lookup(self, ref: str) -> Any:
+        if not ref.startswith("#/"):
+            raise BrokenRef(ref)
+        node: Any = self.raw
+        for part in ref[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                raise BrokenRef(ref)
+        return node
+
+    def deref(self, node: Any) -> Any:
+        return self.deref_chain(node)[0]
+
+    def deref_chain(self, node: Any) -> tuple[Any, list[str]]:
+        """Follow `$ref` until a real node; also return the refs passed through, in order."""
+        chain: list[str] = []
+        while isinstance(node, dict) and isinstance(node.get("$ref"), str):
+            ref = node["$ref"]
+            if ref in chain:
+                raise BrokenRef(ref)
+            chain.append(ref)
+            node = self.lookup(ref)
+        return node, chain
+
+    def resolve(self, node: Any, stack: tuple[str, ...] = ()) -> Any:
+        """A copy of one subtree with every `$ref` replaced (recursion stops at a repeat)."""
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                if ref in stack:
+                    return {}
+                return self.resolve(self.lookup(ref), (*stack, ref))
+            return {k: self.resolve(v, stack) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.resolve(v, stack) for v in node]
+        return node
+
+    def responses(self, op: OperationView) -> list[ResponseView]:
+        raw = op.raw.get("responses")
+        if not isinstance(raw, dict):
+            return []
+        out: list[ResponseView] = []
+        for status, node in raw.items():
+            body, chain = self.deref_chain(node)
+            if not isinstance(body, dict):
+                continue
+            component = None
+            if chain and chain[-1].startswith("#/components/responses/"):
+                component = "components.responses." + chain[-1].rsplit("/", 1)[1]
+            out.append(ResponseView(str(status), body, component))
+        return out
+
+    def parameters(
+        self, op: OperationView
+    ) -> dict[tuple[str, str], tuple[dict[str, Any], str | None]]:
+        """(name, in) -> (parameter, shared component or None); operation-level ones win."""
+        params: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
+        for source in (op.path_item.get("parameters"), op.raw.get("parameters")):
+            for node in source if isinstance(source, list) else []:
+                param, chain = self.deref_chain(node)
+                if isinstance(param, dict):
+                    component = None
+                    if chain and chain[-1].startswith("#/components/parameters/"):
+                        component = "components.parameters." + chain[-1].rsplit("/", 1)[1]
+                    params[(str(param.get("name")), str(param.get("in")))] = (param, component)
+        return params
+
+    def json_schema(self, response: ResponseView) -> dict[str, Any] | None:
+        content = response.body.get("content")
+        media = content.get("application/json") if isinstance(content, dict) else None
+        if not isinstance(media, dict) or "schema" not in media:
+            return None
+        schema = flatten(self.resolve(media["schema"]))
+        return schema if isinstance(schema, dict) else None
+
+
+def build_document(raw: dict[str, Any], catalogue: Catalogue) -> Document:
+    doc = Document(raw, catalogue)
+    paths = raw.get("paths")
+    for path, item in paths.items() if isinstance(paths, dict) else ():
+        if not isinstance(item, dict):
+            continue
+        for method in HTTP_METHODS:
+            op = item.get(method)
+            if isinstance(op, dict):
+                view = OperationView(method.upper(), str(path), op, item)
+                doc.operations.append(view)
+                if view.operation_id:
+                    doc.first_with_id.setdefault(view.operation_id, view)
+    for name, schema in component_section(raw, "schemas").items():
+        decl = schema.get("x-collection") if isinstance(schema, dict) else None
+        if isinstance(decl, dict) and isinstance(decl.get("name"), str):
+            doc.collections.setdefault(decl["name"], name)
+    return doc
+
+
+def component_section(raw: dict[str, Any], section: str) -> dict[str, Any]:
+    """`components.<section>` of the raw document, or an empty mapping when it is not one."""
+    components = raw.get("components")
+    found = components.get(section) if isinstance(components, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def count_operations(raw: dict[str, Any]) -> int:
+    paths = raw.get("paths")
+    items = paths.values() if isinstance(paths, dict) else ()
+    return sum(1 for item in items if isinstance(item, dict) for m in HTTP_METHODS if m in item)
