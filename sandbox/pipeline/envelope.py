@@ -11,6 +11,34 @@ from sandbox.errors import ApiError
 
 _encode = msgspec.json.Encoder().encode
 JSON = "application/json"
+_JSON_HEADER = (b"content-type", b"application/json")
+
+
+class EncodedResponse:
+    """The answer of an API operation, sent as two ASGI messages with pre-encoded headers.
+
+    Litestar's Response classes build a mutable header structure per answer; an operation's
+    answer already has its body encoded and a handful of ASCII headers, so this sends them as
+    they are. Middleware (CORS, the connection-fault wrapper) still sees both messages.
+    """
+
+    __slots__ = ("body", "headers", "status_code")
+
+    def __init__(self, status_code: int, body: bytes, headers: dict[str, str]) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.headers = headers
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        encoded = [_JSON_HEADER, (b"content-length", str(len(self.body)).encode())]
+        encoded += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status_code, "headers": encoded})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+def raw_headers(scope: Any) -> dict[str, str]:
+    """Request headers by lower-case name, read straight from the ASGI scope (last one wins)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 def encode(payload: Any) -> bytes:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
-from limits.strategies import FixedWindowRateLimiter
 
 from sandbox.clock import Clock
 from sandbox.errors import ApiError
@@ -73,8 +72,8 @@ class RateLimiter:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.storage = ClockedMemoryStorage(clock)
-        self._strategy = FixedWindowRateLimiter(self.storage)
         self._items: dict[int, RateLimitItemPerMinute] = {}
+        self._keys: dict[tuple[str, int], str] = {}
 
     def _item(self, limit: int) -> RateLimitItemPerMinute:
         item = self._items.get(limit)
@@ -82,27 +81,41 @@ class RateLimiter:
             item = self._items[limit] = RateLimitItemPerMinute(limit)
         return item
 
-    def _state(self, bucket: str, limit: int) -> RateState:
-        key = self._item(limit).key_for(bucket)
-        used = self.storage.get(key)
-        expiry = self.storage.get_expiry(key)
-        reset = max(0, math.ceil(expiry - self.clock.now()))
+    def _key(self, bucket: str, limit: int) -> str:
+        key = self._keys.get((bucket, limit))
+        if key is None:
+            if len(self._keys) > 50_000:  # buckets come and go with workspaces: stay bounded
+                self._keys.clear()
+            key = self._keys[(bucket, limit)] = self._item(limit).key_for(bucket)
+        return key
+
+    def _state(self, key: str, limit: int, used: int) -> RateState:
+        now = self.clock.now()
+        reset = max(0, math.ceil(self.storage.expirations.get(key, now) - now))
         return RateState(limit, max(0, limit - used), reset if used else WINDOW_SECONDS)
 
     def hit(self, bucket: str, limit: int) -> RateState:
-        """Count one request; a 429 with truthful headers when the window is spent."""
-        if not self._strategy.hit(self._item(limit), bucket):
-            state = self._state(bucket, limit)
+        """Count one request; a 429 with truthful headers when the window is spent.
+
+        This is the fixed-window step of `limits`' FixedWindowRateLimiter (incr, then compare
+        with the item's amount), taken inline so one storage call gives both the verdict and
+        the count the headers report.
+        """
+        key = self._key(bucket, limit)
+        used = self.storage.incr(key, self._item(limit).get_expiry())
+        state = self._state(key, limit, used)
+        if used > limit:
             retry = max(1, state.reset)
             raise ApiError(
                 "RATE_LIMITED",
                 f"API key rate limit exceeded: {limit} requests per minute. Retry after {retry} s.",
                 headers={**state.headers(), "retry-after": str(retry)},
             )
-        return self._state(bucket, limit)
+        return state
 
     def peek(self, bucket: str, limit: int) -> RateState:
-        return self._state(bucket, limit)
+        key = self._key(bucket, limit)
+        return self._state(key, limit, self.storage.get(key))
 
     def reset(self, workspace: str | None = None) -> int:
         """Empty every bucket, or only one workspace's (buckets are `<workspace>/<key id>`)."""

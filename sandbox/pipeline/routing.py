@@ -12,12 +12,15 @@ from collections.abc import Awaitable, Callable
 
 from litestar import Request, Response, route
 from litestar.handlers import HTTPRouteHandler
-from litestar.response.base import ASGIResponse
+from litestar.types import ASGIApp
 
+from sandbox.pipeline.envelope import EncodedResponse
 from sandbox.spec import Operation
 
 _PARAM = re.compile(r"\{([^}]+)\}")
-Endpoint = Callable[[Operation, Request, dict[str, str]], Awaitable[ASGIResponse | Response[bytes]]]
+Endpoint = Callable[
+    [Operation, Request, dict[str, str]], Awaitable[EncodedResponse | Response[bytes]]
+]
 
 
 def litestar_path(base: str, template: str) -> tuple[str, dict[str, str]]:
@@ -34,10 +37,10 @@ def litestar_path(base: str, template: str) -> tuple[str, dict[str, str]]:
 
 def _handler(
     endpoint: Endpoint, op: Operation, names: dict[str, str]
-) -> Callable[..., Awaitable[ASGIResponse]]:
-    # annotated as an ASGI response: Litestar passes ASGIResponse through untouched, and still
+) -> Callable[..., Awaitable[ASGIApp]]:
+    # annotated as an ASGI app: Litestar sends what the pipeline returns as it is, and still
     # converts a Response (which the fault stage returns when it reshapes an answer)
-    async def handler(request: Request) -> ASGIResponse:
+    async def handler(request: Request) -> ASGIApp:
         return await endpoint(op, request, names)
 
     handler.__name__ = op.operation_id

@@ -18,14 +18,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from litestar import Request, Response
-from litestar.response.base import ASGIResponse
 
 from sandbox.clock import parse_iso
 from sandbox.errors import ApiError
 from sandbox.journal import Entry
 from sandbox.pipeline.authenticate import Caller, authenticate
 from sandbox.pipeline.authorize import authorize, effective_scopes
-from sandbox.pipeline.envelope import JSON, encode
+from sandbox.pipeline.envelope import JSON, EncodedResponse, encode, raw_headers
 from sandbox.pipeline.ratelimit import WINDOW_SECONDS, RateState
 from sandbox.pipeline.resources import Exchange, Resources
 from sandbox.pipeline.strict import StrictChecker
@@ -83,12 +82,12 @@ class Pipeline:
         self.families = state.spec.families
 
     # -------------------------------------------------------------- stage helpers
-    def workspace_for(self, request: Request) -> Workspace:
+    def workspace_for(self, request: Request, headers: dict[str, str]) -> Workspace:
         if self.state.settings.hosted:  # per-visitor workspaces; imported late (import cycle)
             from sandbox.hosted import policy_for
 
             return policy_for(self.state).workspace_for(request)
-        name = request.headers.get(WORKSPACE_HEADER)
+        name = headers.get(WORKSPACE_HEADER)
         if name is None:
             return self.state.workspaces.get(Workspaces.DEFAULT)
         if not _WORKSPACE_NAME.match(name):
@@ -190,7 +189,7 @@ class Pipeline:
     # -------------------------------------------------------------- the run
     async def run(
         self, op: Operation, request: Request, path_names: dict[str, str]
-    ) -> ASGIResponse | Response[bytes]:
+    ) -> EncodedResponse | Response[bytes]:
         started = time.perf_counter()
         state = self.state
         caller: Caller | None = None
@@ -199,8 +198,8 @@ class Pipeline:
         outcome: Outcome | None = None
         headers: dict[str, str] = dict(self.deprecation[op.operation_id])
         try:
-            ws = self.workspace_for(request)
-            headers_in = request.headers
+            headers_in = raw_headers(request.scope)
+            ws = self.workspace_for(request, headers_in)
             caller = self.caller(headers_in.get("authorization"), ws)
             bucket = self._bucket(ws, caller.key.id)
             limit = state.rate_limit_of(caller.key)
@@ -258,7 +257,7 @@ class Pipeline:
                 self.strict.check(op, status, payload, headers, forced)
             except ApiError as err:
                 status, payload = err.status, err.body()
-        response: ASGIResponse | Response[bytes]
+        response: EncodedResponse | Response[bytes]
         if outcome is not None and outcome.transform is not None:
             response = Response(
                 content=encode(payload), status_code=status, media_type=JSON, headers=headers
@@ -267,14 +266,12 @@ class Pipeline:
             response = await result if asyncio.iscoroutine(result) else result  # type: ignore[assignment]
         else:
             # the common path skips Litestar's Response -> ASGI conversion
-            response = ASGIResponse(
-                body=encode(payload), status_code=status, media_type=JSON, headers=headers
-            )
+            response = EncodedResponse(status, encode(payload), headers)
         state.journal.add(
             Entry(
                 at=state.clock.now(),
                 method=op.method,
-                path=request.url.path,
+                path=request.scope["path"],
                 query=request.scope.get("query_string", b"").decode("latin-1")[:500],
                 operation_id=op.operation_id,
                 status=status,
