@@ -43,4 +43,7 @@ class Journal:
 
     def recent(self, limit: int = 100, workspace: str | None = None) -> list[dict[str, Any]]:
         items = [e for e in self._entries if workspace is None or e.workspace == workspace]
-        return [{**asdict(e), "at": format_iso(e.at)} for e in items[-limit:]]
+        return [
+            {**asdict(e), "at": format_iso(e.at), "duration_ms": round(e.duration_ms, 3)}
+            for e in items[-limit:]
+        ]

@@ -279,7 +279,7 @@ class Pipeline:
                 key_prefix=caller.key.prefix if caller else None,
                 workspace=ws.name if ws else "-",
                 fault=outcome.name if outcome else None,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                duration_ms=(time.perf_counter() - started) * 1000,
             )
         )
         return response
