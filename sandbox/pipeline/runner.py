@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import parse_qs
 
 from litestar import Request, Response
 
@@ -225,13 +224,10 @@ class Pipeline:
                         raise outcome.error
             validator = self.validators[op.operation_id]
             raw_path = request.path_params
-            query = parse_qs(
-                request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+            params, supplied = validator.request_params(
+                {name: str(raw_path.get(alias, "")) for alias, name in path_names.items()},
+                request.scope.get("query_string", b"").decode("latin-1"),
             )
-            params = validator.params(
-                {name: str(raw_path.get(alias, "")) for alias, name in path_names.items()}, query
-            )
-            supplied = frozenset(query)
             body = None
             if op.body_schema is not None:
                 raw = await self._read_body(request, headers_in.get("content-length"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
 import jsonschema_rs
 import msgspec
@@ -17,6 +18,7 @@ from sandbox.errors import ApiError, Detail
 from sandbox.spec import Operation, Param, Schema
 
 _JSON_TYPES = ("application/json",)
+_SEEN_MAX = 2048  # remembered parameter sets per operation
 
 
 def strip_extensions(schema: Any) -> Any:
@@ -123,6 +125,26 @@ class OperationValidator:
         )
         self._body_validator = compile_schema(op.body_schema) if op.body_schema else None
         self._decoder = msgspec.json.Decoder()
+        self._seen: dict[tuple[Any, ...], tuple[dict[str, Any], frozenset[str]]] = {}
+
+    def request_params(
+        self, path_values: Mapping[str, str], query_string: str
+    ) -> tuple[dict[str, Any], frozenset[str]]:
+        """Typed parameters and the names the client sent; valid answers are remembered.
+
+        Clients repeat the same queries (page walks, polling), and the answer depends only on
+        the operation, the path values and the query string, so checked results are cached.
+        """
+        key = (tuple(path_values.values()), query_string)
+        hit = self._seen.get(key)
+        if hit is not None:
+            return dict(hit[0]), hit[1]
+        query = parse_qs(query_string, keep_blank_values=True)
+        values = self.params(path_values, query)
+        if len(self._seen) >= _SEEN_MAX:
+            self._seen.clear()
+        self._seen[key] = (values, frozenset(query))
+        return dict(values), frozenset(query)
 
     def params(
         self, path_values: Mapping[str, str], query: Mapping[str, list[str]]

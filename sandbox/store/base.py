@@ -75,7 +75,7 @@ class BaseCollection:
         self.records = records
         self.pos: dict[str, int] = {r["id"]: i for i, r in enumerate(records)}
         self._indexes: dict[str, dict[Any, list[int]]] = {}
-        self._raw: dict[str, msgspec.Raw] = {}
+        self._raw: dict[int, msgspec.Raw] = {}
         self.cache = QueryCache()
 
     def __len__(self) -> int:
@@ -91,13 +91,14 @@ class BaseCollection:
         Seeded records never change, so each is encoded once and a page of them is spliced
         into the answer as bytes (msgspec.Raw) instead of being serialised again.
         """
-        rid = record["id"]
-        i = self.pos.get(rid)
-        if i is None or self.records[i] is not record:  # created or changed: not ours to cache
-            return record
-        found = self._raw.get(rid)
+        # keyed by object identity: seeded records live as long as the collection, so no other
+        # live record can share an id() with one of them
+        found = self._raw.get(id(record))
         if found is None:
-            found = self._raw[rid] = msgspec.Raw(_encode(record))
+            i = self.pos.get(record["id"])
+            if i is None or self.records[i] is not record:  # created or changed: not cached
+                return record
+            found = self._raw[id(record)] = msgspec.Raw(_encode(record))
         return found
 
     def index(self, field: str) -> dict[Any, list[int]]:
