@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -48,8 +49,7 @@ def banner(
     )
     console.print(f"  Docs     {base}/api/docs")
     console.print(
-        f"  Recipe   {settings.recipe} · store {store}"
-        f"{' · hosted mode' if settings.hosted else ''}"
+        f"  Recipe   {settings.recipe} · store {store}{' · hosted mode' if settings.hosted else ''}"
     )
     if not settings.hosted:
         token = settings.admin_token if generated_token else "(the one you set)"
@@ -91,6 +91,10 @@ def serve_command(args: argparse.Namespace) -> int:
         console.print(f"[red]cannot start:[/] {exc}")
         return 2
     banner(console, settings, args.host, args.port, state, generated_token=not args.admin_token)
+    # The seeded world never changes and never becomes garbage: keep the cyclic collector from
+    # walking it over and over (with the large recipe each full walk is a pause of ~0.3 s)
+    gc.collect()
+    gc.freeze()
     logging.basicConfig(level=args.log_level.upper())
     config = uvicorn.Config(
         app,

@@ -177,3 +177,22 @@ def test_auth_matrix_a_key_without_the_scope_is_denied_and_one_with_it_is_not(
         headers=bearer(with_.json()["data"]["key"]),
     )
     assert r.status_code not in (401, 403), (op.operation_id, r.text)
+
+
+def test_editing_a_role_changes_what_its_keys_may_do_at_once(fresh_client: Any) -> None:
+    c = fresh_client
+    owner = bearer(_secret(c, "Owner - full"))
+    readonly = bearer(_secret(c, "Read-only"))
+    assert c.post("/api/v1/clients", headers=readonly, json={"name": "A"}).status_code == 403
+    r = c.patch(
+        "/api/v1/roles/rol_readonly",
+        headers=owner,
+        json={"permissions": ["*:read", "clients:write"]},
+    )
+    assert r.status_code == 200
+    assert c.post("/api/v1/clients", headers=readonly, json={"name": "B"}).status_code == 201
+    c.patch("/api/v1/roles/rol_readonly", headers=owner, json={"permissions": ["*:read"]})
+    r = c.post("/api/v1/clients", headers=readonly, json={"name": "C"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
+    me = c.get("/api/v1/auth/me", headers=readonly).json()["data"]
+    assert "clients:write" not in me["scopes"]

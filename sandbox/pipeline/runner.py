@@ -79,6 +79,7 @@ class Pipeline:
             op.operation_id: _deprecation_headers(op) for op in state.spec.operations
         }
         self.families = state.spec.families
+        self._perms: dict[tuple[str, str, int, int], tuple[set[str], list[str]]] = {}
 
     # -------------------------------------------------------------- stage helpers
     def workspace_for(self, request: Request, headers: dict[str, str]) -> Workspace:
@@ -97,6 +98,17 @@ class Pipeline:
         return self.state.workspaces.get(name)
 
     def _role_permissions(self, ws: Workspace, user: dict) -> tuple[set[str], list[str]]:
+        """What the user's roles allow; remembered until the workspace's users or roles change."""
+        auth = self.state.auth
+        key = (ws.name, user["id"], ws.view(auth.users).version, ws.view(auth.roles).version)
+        hit = self._perms.get(key)
+        if hit is None:
+            if len(self._perms) > 10_000:
+                self._perms.clear()
+            hit = self._perms[key] = self._compute_permissions(ws, user)
+        return hit
+
+    def _compute_permissions(self, ws: Workspace, user: dict) -> tuple[set[str], list[str]]:
         auth = self.state.auth
         perms: set[str] = set()
         names: list[str] = []

@@ -29,6 +29,7 @@ class CollectionView:
         self.created_count = 0  # creations ever, deleted ones included: feeds sequence numbers
         self.seqs: dict[str, int] = {}  # sequence number of each created record
         self.cache = QueryCache(32)
+        self.version = 0  # bumped on every write: lets callers cache what they derive from it
 
     @property
     def pristine(self) -> bool:
@@ -84,6 +85,7 @@ class CollectionView:
         """Store a record; True when it is a new creation."""
         rid = record["id"]
         self.cache.clear()
+        self.version += 1
         if rid in self.created or rid not in self.base.pos:
             is_new = rid not in self.created
             if is_new:
@@ -96,6 +98,7 @@ class CollectionView:
 
     def delete(self, record_id: str) -> None:
         self.cache.clear()
+        self.version += 1
         if record_id in self.created:
             del self.created[record_id]
         else:
@@ -140,6 +143,7 @@ class Workspace:
             if doc["collection"] not in self._bases:
                 continue
             view = self.view(doc["collection"])
+            view.version += 1
             rid, record = doc["id"], doc["record"]
             if doc["created"]:
                 view.seqs[rid] = doc["seq"]
