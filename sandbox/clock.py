@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 
 
 class Clock:
-    __slots__ = ("offset",)
+    __slots__ = ("_iso", "offset")
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self._iso: tuple[int, str] = (-1, "")
 
     def now(self) -> float:
         return time.time() + self.offset
@@ -23,7 +24,11 @@ class Clock:
         return datetime.fromtimestamp(self.now(), UTC)
 
     def iso(self) -> str:
-        return format_iso(self.now())
+        """Now as ISO 8601 at second precision; formatted once per second, not per call."""
+        second = int(self.now())
+        if self._iso[0] != second:
+            self._iso = (second, format_iso(second))
+        return self._iso[1]
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:

@@ -81,9 +81,11 @@ class HostedPolicy:
         # Settings may grow fields of the same names; the arguments win, then the defaults.
         self.max_changes = max_changes or getattr(settings, "hosted_max_changes", MAX_CHANGES)
         self.max_workspace_bytes = max_workspace_bytes or getattr(
-            settings, "hosted_max_workspace_bytes", MAX_WORKSPACE_BYTES)
+            settings, "hosted_max_workspace_bytes", MAX_WORKSPACE_BYTES
+        )
         self.max_total_bytes = max_total_bytes or getattr(
-            settings, "hosted_max_total_bytes", MAX_TOTAL_BYTES)
+            settings, "hosted_max_total_bytes", MAX_TOTAL_BYTES
+        )
         self.max_body = settings.max_body_bytes
         self.interval = max(0.05, min(MAX_SWEEP_INTERVAL, self.ttl / 4))
         # Requests without a usable key read this detached, never-written workspace: the

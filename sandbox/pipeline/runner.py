@@ -188,7 +188,11 @@ class Pipeline:
                 raise ApiError("HEADER_INVALID", "Content-Length must be a whole number.") from None
             if too_big:
                 raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
-        chunks: list[bytes] = []
+            body = await request.body()  # the declared size is within the limit: read it whole
+            if len(body) > limit:
+                raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
+            return body
+        chunks: list[bytes] = []  # no declared size: read in chunks and stop at the limit
         size = 0
         async for chunk in request.stream():
             size += len(chunk)

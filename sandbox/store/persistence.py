@@ -19,7 +19,7 @@ from tinydb.storages import MemoryStorage, Storage
 from tinydb.table import Document
 
 DELTA_FILE = "delta.json"
-SHARDS = 64
+SHARDS = 256
 
 
 class AtomicJSONStorage(Storage):
@@ -110,6 +110,7 @@ class DeltaStore:
     ) -> None:
         ids = self._ids(workspace)
         doc_id = ids.get((collection, record_id))
+        new = doc_id is None
         if doc_id is None:
             doc_id = ids[(collection, record_id)] = len(ids) + 1
         doc = {
@@ -120,7 +121,11 @@ class DeltaStore:
             "seq": seq,
         }
         # TinyDB rewrites a whole table on every write, so changes are spread over small tables
-        self._table(workspace, doc_id % SHARDS).upsert(Document(doc, doc_id=doc_id))
+        table = self._table(workspace, doc_id % SHARDS)
+        if new:
+            table.insert(Document(doc, doc_id=doc_id))
+        else:
+            table.update(doc, doc_ids=[doc_id])
 
     def drop(self, workspace: str) -> None:
         for name in self._tables(workspace):

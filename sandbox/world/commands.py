@@ -14,7 +14,10 @@ from sandbox.world.recipe import Recipe, RecipeError, key_status, load_recipe
 from sandbox.world.values import GenerationError, ref_target
 
 _STATUS_STYLE = {
-    "active": "green", "expired": "yellow", "revoked": "red", "owner_deactivated": "red",
+    "active": "green",
+    "expired": "yellow",
+    "revoked": "red",
+    "owner_deactivated": "red",
 }
 
 
@@ -51,21 +54,24 @@ def key_rows(spec: Spec, recipe: Recipe, now: datetime | None = None) -> list[di
     for key in recipe.keys:
         user = users.get(key.user_id)
         roles = _role_names(spec, world, owners, user) if owners and user else []
-        rows.append({
-            "key": key.key,
-            "name": key.name,
-            "role": ", ".join(roles) if roles else None,
-            "scopes": "full" if key.access == "full" else list(key.scopes),
-            "status": key_status(key, users, moment),
-            "rate_limit": key.rate_limit if key.rate_limit is not None else recipe.rate_limit,
-        })
+        rows.append(
+            {
+                "key": key.key,
+                "name": key.name,
+                "role": ", ".join(roles) if roles else None,
+                "scopes": "full" if key.access == "full" else list(key.scopes),
+                "status": key_status(key, users, moment),
+                "rate_limit": key.rate_limit if key.rate_limit is not None else recipe.rate_limit,
+            }
+        )
     return rows
 
 
 def _load(args: argparse.Namespace) -> tuple[Spec, Recipe] | None:
     try:
-        return load_spec(), load_recipe(getattr(args, "recipe", None) or "default",
-                                        getattr(args, "seed", None))
+        return load_spec(), load_recipe(
+            getattr(args, "recipe", None) or "default", getattr(args, "seed", None)
+        )
     except RecipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
@@ -94,8 +100,14 @@ def keys_command(args: argparse.Namespace) -> int:
     for row in rows:
         scopes = row["scopes"] if isinstance(row["scopes"], str) else " ".join(row["scopes"])
         style = _STATUS_STYLE.get(row["status"], "")
-        table.add_row(row["key"], row["name"], row["role"] or "-", scopes,
-                      f"[{style}]{row['status']}[/]", str(row["rate_limit"]))
+        table.add_row(
+            row["key"],
+            row["name"],
+            row["role"] or "-",
+            scopes,
+            f"[{style}]{row['status']}[/]",
+            str(row["rate_limit"]),
+        )
     console = Console()
     if not console.is_terminal:  # piped: no terminal width to respect, keep rows whole
         console = Console(width=160)

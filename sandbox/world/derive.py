@@ -36,7 +36,8 @@ def derive_fields(collection: Collection, record: dict[str, Any], seq: int, year
 def has_computed(collection: Collection) -> bool:
     """Whether any property is computed, so callers can skip the work for most collections."""
     return any(
-        k in prop for prop in (collection.schema.get("properties") or {}).values()
+        k in prop
+        for prop in (collection.schema.get("properties") or {}).values()
         for k in ("x-sequence", "x-template", "x-derive")
     )
 

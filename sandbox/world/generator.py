@@ -52,10 +52,7 @@ def _targets(schema: dict[str, Any]) -> set[str]:
 
 def generation_order(collections: dict[str, Collection]) -> list[str]:
     """Collections with everything they refer to first; spec order otherwise. Cycles fail."""
-    deps = {
-        name: {t for t in _targets(c.schema) if t != name}
-        for name, c in collections.items()
-    }
+    deps = {name: {t for t in _targets(c.schema) if t != name} for name, c in collections.items()}
     for name, c in collections.items():
         for field, prop in (c.schema.get("properties") or {}).items():
             ref = ref_target(prop)
@@ -75,7 +72,7 @@ def generation_order(collections: dict[str, Collection]) -> list[str]:
         if state.get(name) == 2:
             return
         if state.get(name) == 1:
-            cycle = [*path[path.index(name):], name]
+            cycle = [*path[path.index(name) :], name]
             raise GenerationError(f"x-ref cycle between collections: {' -> '.join(cycle)}")
         state[name] = 1
         for target in sorted(deps[name], key=list(collections).index):
@@ -142,8 +139,9 @@ def _needed(order: list[str], collections: dict[str, Collection], wanted: set[st
     return needed
 
 
-def _generate(collection: Collection, ctx: WorldContext, named: list[dict[str, Any]],
-              seed: int, year: int) -> None:
+def _generate(
+    collection: Collection, ctx: WorldContext, named: list[dict[str, Any]], seed: int, year: int
+) -> None:
     name = collection.name
     props = list((collection.schema.get("properties") or {}).keys())
     plans = order_plans(compile_plans(collection.schema, ctx, name, own=name), name)
@@ -224,8 +222,7 @@ def build_world(spec: Spec, recipe: Recipe, *, collections: Iterable[str] | None
     """
     named = _named_records(spec, recipe)
     counts = {
-        name: max(recipe.counts.get(name, 0), len(named.get(name, ())))
-        for name in spec.collections
+        name: max(recipe.counts.get(name, 0), len(named.get(name, ()))) for name in spec.collections
     }
     order = generation_order(spec.collections)
     if collections is not None:

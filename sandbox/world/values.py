@@ -35,8 +35,21 @@ POOL_SIZE = 256  # enough variety for free text; building a pool costs ~10-30 us
 COMPUTED = ("x-sequence", "x-template", "x-derive")
 # Free text where repeats are harmless: drawn from a seeded pool rather than a Faker call each.
 POOLED_PROVIDERS = frozenset(
-    {"sentence", "sentences", "paragraph", "text", "job", "city", "street_address", "address",
-     "catch_phrase", "bs", "word", "words", "user_agent"}
+    {
+        "sentence",
+        "sentences",
+        "paragraph",
+        "text",
+        "job",
+        "city",
+        "street_address",
+        "address",
+        "catch_phrase",
+        "bs",
+        "word",
+        "words",
+        "user_agent",
+    }
 )
 _HOST_PREFIXES = ("DESKTOP", "LAPTOP", "WS", "PC", "SRV", "VM", "MAC", "NB")
 _HOST_CHARS = string.ascii_uppercase + string.digits
@@ -117,8 +130,15 @@ class WorldContext:
     """What makers may consult beyond their own record: the seed, epoch, counts, ids and the
     records of collections generated earlier (references point backwards only)."""
 
-    def __init__(self, seed: int, epoch: int, counts: dict[str, int], prefixes: dict[str, str],
-                 named_ids: dict[str, list[str]], schemas: dict[str, Schema]) -> None:
+    def __init__(
+        self,
+        seed: int,
+        epoch: int,
+        counts: dict[str, int],
+        prefixes: dict[str, str],
+        named_ids: dict[str, list[str]],
+        schemas: dict[str, Schema],
+    ) -> None:
         self.seed = seed
         self.schemas = schemas
         self.epoch = epoch
@@ -127,8 +147,10 @@ class WorldContext:
         self.named_ids = named_ids
         # every id once: references share these strings instead of formatting new ones
         self.ids: dict[str, list[str]] = {
-            name: [*named_ids.get(name, ()), *(f"{prefixes[name]}_{i:06d}" for i in
-                                               range(len(named_ids.get(name, ())), count))]
+            name: [
+                *named_ids.get(name, ()),
+                *(f"{prefixes[name]}_{i:06d}" for i in range(len(named_ids.get(name, ())), count)),
+            ]
             for name, count in counts.items()
         }
         self.world: dict[str, list[dict[str, Any]]] = {}
@@ -211,6 +233,7 @@ def _weighted(values: list[Any], weights: list[float] | None) -> Callable[[rando
 
 # -- custom Faker-style providers: fast, and named in the spec like any other ------------------
 
+
 def _hostname_upper(rng: random.Random) -> str:
     tail = "".join(rng.choices(_HOST_CHARS, k=7))
     return f"{rng.choice(_HOST_PREFIXES)}-{tail}"
@@ -263,6 +286,7 @@ def _faker_maker(provider: str, schema: Schema, ctx: WorldContext, where: str) -
 
 # -- compilation ------------------------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class FieldPlan:
     """How one property is produced, and what it must wait for within its record."""
@@ -273,8 +297,9 @@ class FieldPlan:
     on_fixed: Callable[[Draft, Any], None] | None = None  # a named record gave the value
 
 
-def _time_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float,
-               events: tuple[str, ...] = ()) -> FieldPlan:
+def _time_plan(
+    name: str, schema: Schema, ctx: WorldContext, null_p: float, events: tuple[str, ...] = ()
+) -> FieldPlan:
     """Times count from the epoch: `created_at` within the history window (after whatever the
     record refers to), `updated_at` between the last event and the epoch, `x-time` fields by
     their rule. `events` are the record's fields timed after another (acknowledged, finished)."""
@@ -297,8 +322,11 @@ def _time_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float,
 
         def make_created(d: Draft) -> str:
             lo = epoch - history
-            parents = [ctx.created[c][i] for c, i in d.refs.values()
-                       if c in ctx.created and i < len(ctx.created[c])]
+            parents = [
+                ctx.created[c][i]
+                for c, i in d.refs.values()
+                if c in ctx.created and i < len(ctx.created[c])
+            ]
             if parents:
                 lo = max(lo, *parents)
                 ts = lo + int((epoch - lo) * d.rng.random() ** 2)  # children follow their parents
@@ -372,8 +400,14 @@ def _time_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float,
     return FieldPlan(name, make_within, tuple(deps), on_fixed)
 
 
-def _ref_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float,
-              sharing: list[str], where_label: str) -> FieldPlan:
+def _ref_plan(
+    name: str,
+    schema: Schema,
+    ctx: WorldContext,
+    null_p: float,
+    sharing: list[str],
+    where_label: str,
+) -> FieldPlan:
     target, copy, where = ref_target(schema)  # type: ignore[misc]
     can_be_null = nullable(schema)
     deps = tuple(where.values())
@@ -411,8 +445,9 @@ def _ref_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float,
             candidates: list[int] | None = None
             for theirs, mine in where.items():
                 matches = ctx.indices_where(target, theirs).get(d.rec.get(mine), [])
-                candidates = (matches if candidates is None
-                              else [i for i in candidates if i in matches])
+                candidates = (
+                    matches if candidates is None else [i for i in candidates if i in matches]
+                )
             if not candidates:
                 return None
             index = candidates[int(rng.random() * len(candidates))]
@@ -431,8 +466,10 @@ def _ref_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float,
 
 def _when(plan: FieldPlan, when: dict[str, list[Any]]) -> FieldPlan:
     inner = plan.make
-    conditions = [(f, frozenset(v) if all(isinstance(x, str | None) for x in v) else tuple(v))
-                  for f, v in when.items()]
+    conditions = [
+        (f, frozenset(v) if all(isinstance(x, str | None) for x in v) else tuple(v))
+        for f, v in when.items()
+    ]
 
     def make(d: Draft) -> Any:
         for f, allowed in conditions:
@@ -569,11 +606,13 @@ def compile_value(name: str, schema: Schema, ctx: WorldContext, where: str) -> M
         return lambda d: default
     fmt = schema.get("format")
     if fmt in ("email", "ipv4"):
-        return _nullable_wrap(_faker_maker("email" if fmt == "email" else "ipv4_private", schema,
-                                           ctx, where), null_p)
+        return _nullable_wrap(
+            _faker_maker("email" if fmt == "email" else "ipv4_private", schema, ctx, where), null_p
+        )
     if "null" in types or not types:
         return lambda d: None
     if "pattern" in schema:
+
         def fail(d: Draft) -> Any:
             raise GenerationError(f"{where}: no hint to generate a value for {schema['pattern']}")
 
@@ -598,8 +637,9 @@ def _by_maker(schema: Schema, where: str) -> tuple[Maker, str]:
     return make, source
 
 
-def compile_plans(schema: Schema, ctx: WorldContext, where: str,
-                  own: str | None = None) -> list[FieldPlan]:
+def compile_plans(
+    schema: Schema, ctx: WorldContext, where: str, own: str | None = None
+) -> list[FieldPlan]:
     """One plan per generated property of an object schema, in schema order.
 
     `own` is the collection being generated: its records are not finished yet, so a record
@@ -609,7 +649,8 @@ def compile_plans(schema: Schema, ctx: WorldContext, where: str,
     plans: list[FieldPlan] = []
     ref_fields: list[tuple[str, str]] = []  # earlier (field, target collection)
     events = tuple(
-        n for n, p in props.items()
+        n
+        for n, p in props.items()
         if p.get("format") == "date-time" and (p.get("x-time") or {}).get("after")
     )
     for name, prop in props.items():
@@ -619,9 +660,11 @@ def compile_plans(schema: Schema, ctx: WorldContext, where: str,
         null_p = _null_p(prop)
         target = ref_target(prop)
         if target is not None:
-            sharing = [f for f, coll in ref_fields
-                       if f not in target[1] and coll != own
-                       and _has_ref(ctx, coll, name, target[0])]
+            sharing = [
+                f
+                for f, coll in ref_fields
+                if f not in target[1] and coll != own and _has_ref(ctx, coll, name, target[0])
+            ]
             plan = _ref_plan(name, prop, ctx, null_p, sharing, label)
             plan.deps = (*plan.deps, *sharing)
             ref_fields.append((name, target[0]))
@@ -676,4 +719,3 @@ def order_plans(plans: list[FieldPlan], where: str) -> list[FieldPlan]:
             cycle = ", ".join(f"{p.name} <- {sorted(deps[p.name] - done)}" for p in pending)
             raise GenerationError(f"{where}: field dependencies form a cycle: {cycle}")
     return ordered
-
