@@ -52,8 +52,9 @@ def any_origin() -> Iterator[tuple[TestClient, SandboxState]]:
 def _admin_requests(state: SandboxState) -> list[tuple[str, str]]:
     routes = build_admin(state).routes
     assert routes, "the admin API has no routes to check"
-    return [(method, "/_sandbox" + re.sub(r"\{[^}]+\}", "key_x", path))
-            for method, path, _, _ in routes]
+    return [
+        (method, "/_sandbox" + re.sub(r"\{[^}]+\}", "key_x", path)) for method, path, _, _ in routes
+    ]
 
 
 def test_admin_endpoints_answer_404_in_hosted_mode(docs_only: tuple) -> None:
@@ -97,8 +98,10 @@ def test_a_preflight_never_reaches_the_pipeline(docs_only: tuple) -> None:
     journal, workspaces = len(state.journal), set(state.workspaces.names())
     windows = dict(state.limiter.storage.storage)
     for i in range(20):
-        r = client.options("/api/v1/agents", headers={
-            "Origin": DOCS_ORIGIN, **PREFLIGHT, "X-Sandbox-Workspace": f"pre-{i}"})
+        r = client.options(
+            "/api/v1/agents",
+            headers={"Origin": DOCS_ORIGIN, **PREFLIGHT, "X-Sandbox-Workspace": f"pre-{i}"},
+        )
         assert r.status_code in (200, 204)
     assert len(state.journal) == journal
     assert set(state.workspaces.names()) == workspaces
@@ -107,8 +110,10 @@ def test_a_preflight_never_reaches_the_pipeline(docs_only: tuple) -> None:
 
 def test_api_answers_to_the_docs_origin_expose_the_rate_limit_headers(docs_only: tuple) -> None:
     client, state = docs_only
-    r = client.get("/api/v1/agents?per_page=1", headers={
-        "Origin": DOCS_ORIGIN, "Authorization": f"Bearer {demo_key(state)}"})
+    r = client.get(
+        "/api/v1/agents?per_page=1",
+        headers={"Origin": DOCS_ORIGIN, "Authorization": f"Bearer {demo_key(state)}"},
+    )
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == DOCS_ORIGIN
     exposed = r.headers["access-control-expose-headers"].lower()
@@ -122,9 +127,15 @@ def test_any_origin_mode_allows_every_origin_but_never_credentials(any_origin: t
     for origin in ("http://a.test", "https://docs.example.com:8443"):
         pre = client.options("/api/v1/agents", headers={"Origin": origin, **PREFLIGHT})
         assert pre.status_code in (200, 204)
-        got = client.get("/api/v1/agents?per_page=1", headers={
-            "Origin": origin, "Authorization": f"Bearer {demo_key(state)}",
-            "X-Sandbox-Workspace": "any-origin", "Cookie": "om_session=abc"})
+        got = client.get(
+            "/api/v1/agents?per_page=1",
+            headers={
+                "Origin": origin,
+                "Authorization": f"Bearer {demo_key(state)}",
+                "X-Sandbox-Workspace": "any-origin",
+                "Cookie": "om_session=abc",
+            },
+        )
         for r in (pre, got):
             assert r.headers["access-control-allow-origin"] in ("*", origin)
             assert r.headers.get("access-control-allow-credentials", "false") != "true"
@@ -190,3 +201,21 @@ def test_hosted_mode_comes_from_the_environment_and_allows_any_origin(
     assert settings_from_args(args).cors_origins == (DOCS_ORIGIN,)
     monkeypatch.setenv("OPSMERGE_SANDBOX_HOSTED", "0")
     assert not settings_from_args(build_parser().parse_args(["serve"])).hosted
+
+
+def test_a_hosted_sandbox_refuses_long_forced_delays() -> None:
+    from litestar.testing import TestClient
+
+    from sandbox.app import create_app
+    from sandbox.settings import Settings
+
+    app = create_app(Settings(hosted=True, strict=True))
+    demo = next(k.key for k in app.state.sandbox.recipe.keys if "demo" in k.name.lower())
+    headers = {"Authorization": f"Bearer {demo}", "X-Sandbox-Workspace": "visitor-delay"}
+    with TestClient(app, base_url="http://sandbox.local") as c:
+        r = c.get("/api/v1/auth/me", headers={**headers, "Prefer": "delay=60000"})
+        assert r.status_code == 400
+        assert r.json()["error"]["details"][0]["field"] == "Prefer"
+        assert (
+            c.get("/api/v1/auth/me", headers={**headers, "Prefer": "delay=10"}).status_code == 200
+        )

@@ -110,12 +110,17 @@ def _applied(value: str) -> Transform:
     return add
 
 
+HOSTED_MAX_DELAY_MS = 5_000
+
+
 class FaultStage:
     """The runner's fault hook: Prefer first (it is explicit), then the rules in order."""
 
     def __init__(self, registry: FaultRegistry, state: SandboxState) -> None:
         self.registry = registry
         self.catalogue = state.spec.catalogue
+        # strangers on a hosted sandbox must not hold connections open for a minute each
+        self.max_delay_ms = HOSTED_MAX_DELAY_MS if state.settings.hosted else None
         self.base_path = state.spec.base_path
 
     def __call__(
@@ -180,6 +185,8 @@ class FaultStage:
                 f"code={prefs.code}: force {success} (this operation's success "
                 "status) or an error status from 400 to 599",
             )
+        if self.max_delay_ms is not None and (prefs.delay_ms or 0) > self.max_delay_ms:
+            raise fail("delay", f"a hosted sandbox delays at most {self.max_delay_ms} ms")
         if prefs.retry_after is not None and prefs.code not in (429, 503):
             raise fail("retry-after", "retry-after only applies with code=429 or code=503")
         return prefs
