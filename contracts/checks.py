@@ -131,6 +131,15 @@ def _fail(ex: Exchange, message: str) -> Verdict:
     return Verdict(ex, FAIL, message)
 
 
+def _expect_error(ex: Exchange, status: int, code: str, what: str) -> Verdict:
+    """Pass when the answer is `status` with catalogue `code`; else say what `what` got."""
+    got_status, got_code = ex.response.status, _error_code(ex)
+    if got_status == status and got_code == code:
+        return _ok(ex)
+    got = f"{got_status} {got_code}" if got_code else str(got_status)
+    return _fail(ex, f"{what} was answered {got}, expected {status} {code}")
+
+
 def _verdict(ex: Exchange, problems: list[str]) -> Verdict:
     return _fail(ex, "; ".join(problems)) if problems else _ok(ex)
 
@@ -528,14 +537,7 @@ def www_authenticate(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterat
 def scope_denied(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     for ex in _role(exchanges, "scope-denied"):
         missing = ex.meta.get("missing") or "the scope"
-        status, code = ex.response.status, _error_code(ex)
-        if status == 403 and code == "SCOPE_DENIED":
-            yield _ok(ex)
-        else:
-            got = f"{status} {code}" if code else str(status)
-            yield _fail(
-                ex, f"a key without {missing} was answered {got}, expected 403 SCOPE_DENIED"
-            )
+        yield _expect_error(ex, 403, "SCOPE_DENIED", f"a key without {missing}")
 
 
 @check("scope_granted", "A key with exactly the operation's scope succeeds", "auth")
@@ -557,15 +559,7 @@ def scope_granted(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[
 @check("session_only", "Session-only operations refuse API keys with 403 API_KEY_FORBIDDEN", "auth")
 def session_only(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     for ex in _role(exchanges, "session-only"):
-        status, code = ex.response.status, _error_code(ex)
-        if status == 403 and code == "API_KEY_FORBIDDEN":
-            yield _ok(ex)
-        else:
-            yield _fail(
-                ex,
-                f"an API key on a session-only operation was answered {status} {code}, "
-                "expected 403 API_KEY_FORBIDDEN",
-            )
+        yield _expect_error(ex, 403, "API_KEY_FORBIDDEN", "an API key on a session-only operation")
 
 
 # --- rate limits -------------------------------------------------------------------------------
@@ -764,15 +758,7 @@ def valid_body_accepted(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Ite
 def validation_error(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     for ex in _role(exchanges, "invalid-body"):
         what = ex.meta.get("mutation", "an invalid body")
-        status, code = ex.response.status, _error_code(ex)
-        if status == 400 and code == "VALIDATION_ERROR":
-            yield _ok(ex)
-        else:
-            yield _fail(
-                ex,
-                f"{what} was answered {status} {code or ''}".rstrip()
-                + ", expected 400 VALIDATION_ERROR",
-            )
+        yield _expect_error(ex, 400, "VALIDATION_ERROR", what)
 
 
 @check("readback", "What was written reads back as sent", "bodies")
@@ -830,15 +816,7 @@ def _instant(text: str) -> datetime | None:
 @check("unknown_id", "An id that does not exist gives 404 NOT_FOUND", "resources")
 def unknown_id(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
     for ex in _role(exchanges, "unknown-id"):
-        status, code = ex.response.status, _error_code(ex)
-        if status == 404 and code == "NOT_FOUND":
-            yield _ok(ex)
-        else:
-            yield _fail(
-                ex,
-                f"an unknown id was answered {status} {code or ''}".rstrip()
-                + ", expected 404 NOT_FOUND",
-            )
+        yield _expect_error(ex, 404, "NOT_FOUND", "an unknown id")
 
 
 @check("deleted_gone", "A deleted record reads as 404 afterwards", "resources")
