@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +42,9 @@ def _wait(port: int, proc: subprocess.Popen[str]) -> None:
 @pytest.fixture(scope="module")
 def default_port_server() -> Iterator[subprocess.Popen[str]]:
     """`opsmerge-sandbox serve` exactly as `make serve` runs it: 127.0.0.1:4010."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 4010)) == 0:
+            pytest.fail("port 4010 is already in use: the README examples need it free")
     proc = _serve(port=4010)
     try:
         _wait(4010, proc)
