@@ -1,0 +1,123 @@
+"""Compiling an object schema into ordered field plans: which maker each property gets, what
+it waits for within its record (`x-by`, `x-when`, references, times) and in what order to run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox.world.context import Draft, FieldPlan, GenerationError, Maker, Schema, WorldContext
+from sandbox.world.hints import maybe_null, null_probability, nullable
+from sandbox.world.makers import compile_value
+from sandbox.world.refs import has_ref, ref_plan, ref_target
+from sandbox.world.times import time_plan
+
+COMPUTED = ("x-sequence", "x-template", "x-derive")  # left to `derive`
+
+
+def when_plan(plan: FieldPlan, when: dict[str, list[Any]]) -> FieldPlan:
+    """The plan, made null unless the record's fields hold one of the `x-when` values."""
+    inner = plan.make
+    conditions = [
+        (f, frozenset(v) if all(isinstance(x, str | None) for x in v) else tuple(v))
+        for f, v in when.items()
+    ]
+
+    def make(d: Draft) -> Any:
+        for f, allowed in conditions:
+            if d.rec.get(f) not in allowed:
+                return None
+        return inner(d)
+
+    return FieldPlan(plan.name, make, (*plan.deps, *when), plan.on_fixed)
+
+
+def by_maker(schema: Schema, where: str) -> tuple[Maker, str]:
+    """An `x-by` maker (choices keyed by another field's value) and the field it reads."""
+    by = schema["x-by"]
+    source = by["field"]
+    table = {k: list(v) for k, v in by["values"].items()}
+    fallback = None if nullable(schema) else next(iter(table.values()), [None])[0]
+
+    def make(d: Draft) -> Any:
+        options = table.get(d.rec.get(source))
+        if not options:
+            return fallback
+        return options[int(d.rng.random() * len(options))]
+
+    return make, source
+
+
+def compile_plans(
+    schema: Schema, ctx: WorldContext, where: str, own: str | None = None
+) -> list[FieldPlan]:
+    """One plan per generated property of an object schema, in schema order.
+
+    `own` is the collection being generated: its records are not finished yet, so a record
+    never takes values from another record of its own collection.
+    """
+    props: dict[str, Schema] = schema.get("properties") or {}
+    plans: list[FieldPlan] = []
+    ref_fields: list[tuple[str, str]] = []  # earlier (field, target collection)
+    events = tuple(
+        n
+        for n, p in props.items()
+        if p.get("format") == "date-time" and (p.get("x-time") or {}).get("after")
+    )
+    for name, prop in props.items():
+        label = f"{where}.{name}"
+        if name == "id" or any(k in prop for k in COMPUTED):
+            continue
+        null_p = null_probability(prop)
+        target = ref_target(prop)
+        if target is not None:
+            sharing = [
+                f
+                for f, coll in ref_fields
+                if f not in target[1] and coll != own and has_ref(ctx, coll, name, target[0])
+            ]
+            plan = ref_plan(name, prop, ctx, null_p, sharing, label)
+            plan.deps = (*plan.deps, *sharing)
+            ref_fields.append((name, target[0]))
+        elif prop.get("format") in ("date-time", "date") or "x-time" in prop:
+            plan = time_plan(name, prop, ctx, null_p, events)
+        elif "x-by" in prop:
+            make, source = by_maker(prop, label)
+            plan = FieldPlan(name, maybe_null(make, null_p), (source,))
+        else:
+            plan = FieldPlan(name, compile_value(name, prop, ctx, label))
+        if "x-when" in prop:
+            plan = when_plan(plan, prop["x-when"])
+        plans.append(plan)
+    # references come first in the record's story: the record is created after what it refers to
+    for plan in plans:
+        if plan.name == "created_at":
+            plan.deps = (*plan.deps, *(f for f, _ in ref_fields))
+    copy_deps: dict[str, list[str]] = {}
+    for name, prop in props.items():
+        target = ref_target(prop)
+        if target is not None:
+            for mine in target[1]:
+                copy_deps.setdefault(mine, []).append(name)
+    for plan in plans:
+        if plan.name in copy_deps:
+            plan.deps = (*plan.deps, *copy_deps[plan.name])
+    return plans
+
+
+def order_plans(plans: list[FieldPlan], where: str) -> list[FieldPlan]:
+    """Plans in an order that respects their dependencies, else schema order; cycles fail."""
+    names = {p.name for p in plans}
+    deps = {p.name: {d for d in p.deps if d in names and d != p.name} for p in plans}
+    ordered: list[FieldPlan] = []
+    done: set[str] = set()
+    pending = list(plans)
+    while pending:
+        for i, p in enumerate(pending):
+            if deps[p.name] <= done:
+                ordered.append(pending.pop(i))
+                done.add(p.name)
+                break
+        else:
+            cycle = ", ".join(f"{p.name} <- {sorted(deps[p.name] - done)}" for p in pending)
+            raise GenerationError(f"{where}: field dependencies form a cycle: {cycle}")
+    return ordered
