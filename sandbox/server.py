@@ -8,7 +8,6 @@ import logging
 import sys
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -117,6 +116,8 @@ def reset_command(args: argparse.Namespace) -> int:
             "[red]reset needs the admin token:[/] --admin-token or OPSMERGE_SANDBOX_ADMIN_TOKEN"
         )
         return 2
+    import httpx  # only this command talks to a running sandbox
+
     body = {"workspace": args.workspace} if args.workspace else {}
     try:
         r = httpx.post(
