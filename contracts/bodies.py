@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from contracts.expect import JSON_TYPES
+
 Schema = dict[str, Any]
 # pick(collection, where, exclude) -> an id of a record matching `where` not in `exclude`, or None
 Picker = Callable[[str, dict[str, Any], list[Any]], Any]
@@ -222,21 +224,13 @@ def _wrong_value(prop: Schema) -> Any:
         if k in _WRONG:
             wrong = _WRONG[k]
             # a wrong value must not be acceptable under another of the allowed types
-            if not any(isinstance(wrong, _PY.get(other, ())) for other in kinds if other != k):
+            if not any(
+                isinstance(wrong, JSON_TYPES.get(other, ())) for other in kinds if other != k
+            ):
                 return wrong
     if "enum" in prop:
         return "not-one-of-the-allowed-values"
     return None
-
-
-_PY: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-}
 
 
 def invalid_bodies(schema: Schema, valid: dict[str, Any], seed: str = "") -> list[Mutation]:

@@ -22,7 +22,7 @@ from typing import Any
 from contracts.exchange import Exchange
 
 _MISSING = object()
-_TYPES: dict[str, tuple[type, ...]] = {
+JSON_TYPES: dict[str, tuple[type, ...]] = {  # JSON Schema type -> Python types
     "string": (str,),
     "integer": (int,),
     "number": (int, float),
@@ -107,7 +107,7 @@ def _exists(actual: Any, want: Any) -> str | None:
 
 
 def _type(actual: Any, want: str) -> str | None:
-    kinds = _TYPES.get(want)
+    kinds = JSON_TYPES.get(want)
     if kinds is None:
         return f"unknown type {want!r} in the expectation"
     if actual is _MISSING:
