@@ -22,25 +22,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from contracts.expect import JSON_TYPES
+from sandbox.spec import strip_extensions
 
 Schema = dict[str, Any]
 # pick(collection, where, exclude) -> an id of a record matching `where` not in `exclude`, or None
 Picker = Callable[[str, dict[str, Any], list[Any]], Any]
 
 _CACHE: dict[tuple[str, int], list[dict[str, Any]]] = {}
-
-
-def strip_extensions(schema: Any) -> Any:
-    """The schema without `x-` keys (hypothesis-jsonschema would read them as unknown keywords)."""
-    if isinstance(schema, dict):
-        return {
-            k: (strip_extensions(v) if k not in ("enum", "const", "default", "examples") else v)
-            for k, v in schema.items()
-            if not k.startswith("x-")
-        }
-    if isinstance(schema, list):
-        return [strip_extensions(v) for v in schema]
-    return schema
 
 
 def _formats() -> dict[str, Any]:

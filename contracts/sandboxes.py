@@ -168,7 +168,7 @@ def start_sandbox(
     base_path = load_spec(settings.spec_path).base_path
     closers: list[Callable[[], None]] = []
     if loopback:
-        server = _LoopbackServer(app, port)
+        server = LoopbackServer(app, port)
         closers.append(server.stop)
         root = server.root_url
         inner: httpx.BaseTransport = httpx.HTTPTransport()
@@ -199,7 +199,7 @@ def start_sandbox(
     )
 
 
-class _LoopbackServer:
+class LoopbackServer:
     """uvicorn in a thread on 127.0.0.1, on a port bound before it starts (no race for it)."""
 
     def __init__(self, app: Any, port: int = 0, timeout: float = 20.0) -> None:
@@ -226,10 +226,20 @@ class _LoopbackServer:
                 raise RuntimeError(f"the loopback sandbox did not start on {self.root_url}")
             time.sleep(0.01)
 
+    @property
+    def url(self) -> str:
+        return self.root_url
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()
+
+    def __enter__(self) -> LoopbackServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class SandboxPool:

@@ -104,6 +104,22 @@ class Spec:
         return flatten(self.resolved["components"]["schemas"][name])
 
 
+def strip_extensions(schema: Any) -> Any:
+    """The schema without our `x-` hints, which validators and generators would misread.
+
+    Values of `enum`, `const`, `default` and `examples` are data, not schema, and stay as given.
+    """
+    if isinstance(schema, dict):
+        return {
+            k: (strip_extensions(v) if k not in ("enum", "const", "default", "examples") else v)
+            for k, v in schema.items()
+            if not k.startswith("x-")
+        }
+    if isinstance(schema, list):
+        return [strip_extensions(v) for v in schema]
+    return schema
+
+
 def ref_of(schema: Schema) -> tuple[str, dict[str, str], dict[str, str]] | None:
     """(collection, copy, where) of a property's `x-ref`, or None: how records point at others."""
     ref = schema.get("x-ref")

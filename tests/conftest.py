@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 from litestar.testing import TestClient
 
+from contracts.sandboxes import LoopbackServer
 from sandbox.app import create_app
 from sandbox.settings import Settings
 
@@ -68,39 +65,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class LoopbackServer:
-    """A real uvicorn server on 127.0.0.1 in a thread, for tests that need real sockets."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
-            )
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LoopbackServer:
-        self.thread.start()
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                httpx.get(self.url + "/healthz", timeout=0.5)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.02)
-        raise RuntimeError("loopback server did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture()

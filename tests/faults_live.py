@@ -7,19 +7,16 @@ integrator's client does, through httpx over TCP.
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 from litestar import Litestar
 
+from contracts.sandboxes import LoopbackServer
 from sandbox.app import create_app
 from sandbox.settings import Settings
 from sandbox.state import SandboxState
@@ -97,25 +94,11 @@ def live_server(**settings: Any) -> Iterator[LiveServer]:
 @contextmanager
 def serve_app(app: Litestar) -> Iterator[LiveServer]:
     """Serve an app built by create_app on a free loopback port, until the block ends."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
     collect = _Collect()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addHandler(collect)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the sandbox did not start"
-        time.sleep(0.01)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", app.state.sandbox, collect.records)
+        with LoopbackServer(app) as server:
+            yield LiveServer(server.url, app.state.sandbox, collect.records)
     finally:
-        server.should_exit = True
-        thread.join(10)
         uvicorn_log.removeHandler(collect)
-        sock.close()

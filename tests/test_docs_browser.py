@@ -13,9 +13,7 @@ import json
 import logging
 import re
 import shutil
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from contracts.sandboxes import LoopbackServer
 from sandbox.app import create_app
 from sandbox.hosted import demo_key
 from sandbox.settings import Settings
@@ -33,8 +32,14 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 LOOPBACK = "127.0.0.1"
@@ -63,26 +68,9 @@ def static_site(directory: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def sandbox_server(settings: Settings) -> Iterator[tuple[str, SandboxState]]:
     """The hosted sandbox under uvicorn on a free loopback port, in a thread."""
-    import uvicorn
-
     state = build_state(settings)
-    app = create_app(settings, state)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind((LOOPBACK, 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                           server_header=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the sandbox did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://{LOOPBACK}:{sock.getsockname()[1]}", state
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with LoopbackServer(create_app(settings, state), timeout=30) as server:
+        yield server.url, state
 
 
 _PARTNER_PAGE = """<!doctype html>

@@ -15,19 +15,10 @@ import jsonschema_rs
 import msgspec
 
 from sandbox.errors import ApiError, Detail
-from sandbox.spec import Operation, Param, Schema
+from sandbox.spec import Operation, Param, Schema, strip_extensions
 
 _JSON_TYPES = ("application/json",)
 _SEEN_MAX = 2048  # remembered parameter sets per operation
-
-
-def strip_extensions(schema: Any) -> Any:
-    """Our `x-` hints mean nothing to a validator; dropping them keeps compile errors away."""
-    if isinstance(schema, dict):
-        return {k: strip_extensions(v) for k, v in schema.items() if not k.startswith("x-")}
-    if isinstance(schema, list):
-        return [strip_extensions(v) for v in schema]
-    return schema
 
 
 def compile_schema(schema: Schema) -> Any:
