@@ -79,7 +79,7 @@ class Pipeline:
             op.operation_id: _deprecation_headers(op) for op in state.spec.operations
         }
         self.families = state.spec.families
-        self._perms: dict[tuple[str, str, int, int], tuple[set[str], list[str]]] = {}
+        self._perms: dict[tuple[str, str, int, int], tuple[set[str], list[tuple[str, str]]]] = {}
 
     # -------------------------------------------------------------- stage helpers
     def workspace_for(self, request: Request, headers: dict[str, str]) -> Workspace:
@@ -97,7 +97,9 @@ class Pipeline:
             )
         return self.state.workspaces.get(name)
 
-    def _role_permissions(self, ws: Workspace, user: dict) -> tuple[set[str], list[str]]:
+    def _role_permissions(
+        self, ws: Workspace, user: dict
+    ) -> tuple[set[str], list[tuple[str, str]]]:
         """What the user's roles allow; remembered until the workspace's users or roles change."""
         auth = self.state.auth
         key = (ws.name, user["id"], ws.view(auth.users).version, ws.view(auth.roles).version)
@@ -108,16 +110,19 @@ class Pipeline:
             hit = self._perms[key] = self._compute_permissions(ws, user)
         return hit
 
-    def _compute_permissions(self, ws: Workspace, user: dict) -> tuple[set[str], list[str]]:
+    def _compute_permissions(
+        self, ws: Workspace, user: dict
+    ) -> tuple[set[str], list[tuple[str, str]]]:
+        """The union of the user's roles' permissions, and those roles as (id, name)."""
         auth = self.state.auth
         perms: set[str] = set()
-        names: list[str] = []
+        roles: list[tuple[str, str]] = []
         for rid in user.get(auth.role_ids_field) or ():
             role = ws.get(auth.roles, rid)
             if role is not None:
                 perms.update(role.get(auth.permissions_field) or ())
-                names.append(str(role.get("name", rid)))
-        return perms, names
+                roles.append((rid, str(role.get("name", rid))))
+        return perms, roles
 
     def caller(self, authorization: str | None, ws: Workspace) -> Caller:
         auth = self.state.auth
@@ -140,12 +145,7 @@ class Pipeline:
     def identity(self, ex: Exchange) -> dict[str, Any]:
         assert ex.caller is not None
         key, user = ex.caller.key, ex.caller.user
-        perms, _ = self._role_permissions(ex.workspace, user)
-        roles = []
-        for rid in user.get(self.state.auth.role_ids_field) or ():
-            role = ex.workspace.get(self.state.auth.roles, rid)
-            if role is not None:
-                roles.append({"id": rid, "name": role.get("name", rid)})
+        perms, roles = self._role_permissions(ex.workspace, user)
         rate = ex.rate or self.state.limiter.peek(
             self._bucket(ex.workspace, key.id), self.state.rate_limit_of(key)
         )
@@ -164,7 +164,7 @@ class Pipeline:
                 "email": user.get("email", ""),
                 "status": user.get("status", ""),
             },
-            "roles": roles,
+            "roles": [{"id": rid, "name": name} for rid, name in roles],
             "scopes": effective_scopes(self.families, perms, ex.caller),
             "organisation": dict(self.state.recipe.organisation),
             "rate_limit": {
@@ -219,8 +219,8 @@ class Pipeline:
             bucket = self._bucket(ws, caller.key.id)
             limit = state.rate_limit_of(caller.key)
             try:
-                perms, role_names = self._role_permissions(ws, caller.user)
-                authorize(op, caller, perms, role_names)
+                perms, roles = self._role_permissions(ws, caller.user)
+                authorize(op, caller, perms, [name for _, name in roles])
             except ApiError:
                 if state.settings.auth:
                     rate = state.limiter.peek(bucket, limit)
