@@ -1,7 +1,8 @@
 """Under abuse: many keys and many workspaces at once against a hosted sandbox on loopback.
 
     .venv/bin/python benchmarks/abuse.py [--requests 20000] [--concurrency 32] [--cap 500]
-                                         [--pool 4000] [--rounds 5] [--json out.json]
+                                         [--pool 4000] [--rounds 5] [--tricks 2000]
+                                         [--rotation-seconds 60] [--json out.json]
 
 The sandbox runs in hosted mode in a child process bound to 127.0.0.1, so its memory is its own:
 the resident set size is read from /proc before the load (after a short warm-up), after each
@@ -11,7 +12,17 @@ traffic across every recipe key and a pool of workspace names larger than the ca
 abuse (bad keys, bad headers, malformed and oversized bodies, unknown paths and methods, admin
 probes, CORS preflights). Every answer is checked: the error or data envelope with a catalogue
 code and status, the headers the status promises, no 5xx; the share of well-formed answers is
-printed with the figures.
+printed with the figures. Visitors arrive through the docs' proxy (the sandbox trusts loopback's
+X-Forwarded-For), each from an address of their own.
+
+Then two tricks, each with its own figures:
+- the two-header trick: two Authorization headers on one request (a usable key first and a
+  different one second, and the other way round; on reads and writes), and two
+  X-Sandbox-Workspace headers. Every one must be refused (400 HEADER_INVALID) and write nothing;
+- the workspace rotation: one key from one address, a new X-Sandbox-Workspace on every request
+  (each a write), for a minute. Per-key buckets live per workspace, so only the per-address
+  limit can cap it: the requests that get through must stay within that budget, the workspaces
+  alive within the cap, and the RSS flat.
 
 `Mix`, `run_load` and `serve_in_thread` are also what tests/test_hosted_abuse.py runs, shorter.
 """
@@ -21,6 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import json
 import multiprocessing
 import random
@@ -47,6 +60,9 @@ _SEEDED = ("/clients/cli_acme", "/agents/agt_acmesrv01")
 
 
 # ---------------------------------------------------------------------- the traffic
+Headers = dict[str, str] | list[tuple[str, str]]  # a list may repeat a header
+
+
 @dataclass(frozen=True, slots=True)
 class Shot:
     """One request to send, and what kind of traffic it stands for."""
@@ -54,8 +70,12 @@ class Shot:
     kind: str
     method: str
     path: str
-    headers: dict[str, str]
+    headers: Headers
     body: bytes | None = None
+
+
+TRICKS = ("two_keys", "two_workspaces")  # refused, every one, or the trick worked
+_VISITOR_NET = "10.{}.{}.{}"  # the address a visitor's proxied requests come from
 
 
 class Mix:
@@ -68,20 +88,63 @@ class Mix:
         "preflight": 6, "admin": 2, "health": 1, "huge": 0.2,
     }
 
+    # Not in the default traffic: each is its own phase of the benchmark.
+    EXTRA: dict[str, float] = {"two_keys": 1, "two_workspaces": 1, "rotate": 1}
+
     def __init__(self, keys: Sequence[str], pool: int, seed: int = 7,
-                 only: Sequence[str] | None = None) -> None:
+                 only: Sequence[str] | None = None, forwarded: bool = False) -> None:
         self.keys = list(keys)
         self.pool = pool
         self.rng = random.Random(seed)
+        self.forwarded = forwarded  # send each visitor's own address in X-Forwarded-For
+        self.rotations = 0
+        weights = {**self.WEIGHTS, **self.EXTRA}
         self._kinds = list(only or self.WEIGHTS)
-        self._weights = [self.WEIGHTS[k] for k in self._kinds]
+        self._weights = [weights[k] for k in self._kinds]
 
     def _auth(self, ws: bool = True) -> dict[str, str]:
         rng = self.rng
         headers = {"authorization": f"Bearer {rng.choice(self.keys)}", "origin": ORIGIN}
+        visitor = rng.randrange(self.pool)
         if ws and rng.random() < 0.9:  # one request in ten leaves the workspace to the key
-            headers["x-sandbox-workspace"] = f"visitor-{rng.randrange(self.pool)}"
+            headers["x-sandbox-workspace"] = f"visitor-{visitor}"
+        if self.forwarded:
+            headers["x-forwarded-for"] = _VISITOR_NET.format(
+                visitor >> 16 & 255, visitor >> 8 & 255, visitor & 255
+            )
         return headers
+
+    def _trick(self, kind: str) -> Shot:
+        """Two Authorization (or two X-Sandbox-Workspace) headers on one request."""
+        rng = self.rng
+        first, second = rng.sample(self.keys, 2)
+        if kind == "two_keys":
+            if rng.random() < 0.25:  # a usable key then a key that does not exist
+                second = f"om_sbx_unknown{rng.randrange(10**9)}"
+            pair = [("authorization", f"Bearer {first}"), ("authorization", f"Bearer {second}")]
+            if rng.random() < 0.5:
+                pair.reverse()
+            headers = [*pair, ("x-sandbox-workspace", f"trick-{rng.randrange(self.pool)}")]
+        else:
+            a, b = rng.sample(range(self.pool), 2)
+            headers = [("authorization", f"Bearer {first}"),
+                       ("x-sandbox-workspace", f"trick-{a}"), ("x-sandbox-workspace", f"trick-{b}")]
+        if self.forwarded:
+            visitor = rng.randrange(self.pool)
+            headers.append(("x-forwarded-for", _VISITOR_NET.format(
+                visitor >> 16 & 255, visitor >> 8 & 255, visitor & 255)))
+        if rng.random() < 0.5:
+            return Shot(kind, "GET", f"{BASE}/{rng.choice(_LISTS)}?per_page=5", headers)
+        extra, body = self._json({"name": f"Trick {rng.randrange(10**6)} Ltd"})
+        return Shot(kind, "POST", f"{BASE}/clients", [*headers, *extra.items()], body)
+
+    def _rotate(self) -> Shot:
+        """One key, one address, a workspace never used before: a write in each."""
+        self.rotations += 1
+        extra, body = self._json({"name": f"Rotation {self.rotations} Ltd"})
+        headers = {"authorization": f"Bearer {self.keys[0]}",
+                   "x-sandbox-workspace": f"rotation-{self.rotations}", **extra}
+        return Shot("rotate", "POST", f"{BASE}/clients", headers, body)
 
     def _json(self, payload: Any) -> tuple[dict[str, str], bytes]:
         return {"content-type": "application/json"}, json.dumps(payload).encode()
@@ -89,6 +152,10 @@ class Mix:
     def next(self) -> Shot:
         rng = self.rng
         kind = rng.choices(self._kinds, self._weights)[0]
+        if kind in TRICKS:
+            return self._trick(kind)
+        if kind == "rotate":
+            return self._rotate()
         word = f"w{rng.randrange(10**6)}"
         if kind == "list":
             query = f"page={rng.randint(1, 4)}&per_page={rng.choice((5, 20, 50, 100))}"
@@ -175,6 +242,8 @@ def verdict(shot: Shot, status: int, headers: httpx.Headers, body: bytes,
         return None
     if status >= 500:
         return f"server error {status}"
+    if shot.kind in TRICKS and status < 400:
+        return f"{status}: two {shot.kind.removeprefix('two_')} headers taken at face value"
     if not headers.get("content-type", "").startswith("application/json"):
         return f"{status} with content-type {headers.get('content-type')!r}"
     try:
@@ -241,14 +310,22 @@ def _require_loopback(base_url: str) -> None:
 
 async def run_load(base_url: str, mix: Mix, requests: int, concurrency: int = 16,
                    on_progress: Callable[[int], None] | None = None,
-                   every: int = 50) -> LoadResult:
-    """Send `requests` shots from `mix` with `concurrency` connections; judge every answer."""
+                   every: int = 50, seconds: float | None = None) -> LoadResult:
+    """Send `requests` shots from `mix` with `concurrency` connections; judge every answer.
+
+    With `seconds`, send for that long instead (at most `requests`).
+    """
     from sandbox.catalogue import load_catalogue
 
     _require_loopback(base_url)
     catalogue = load_catalogue()
     result = LoadResult()
-    shots = iter([mix.next() for _ in range(requests)])
+    if seconds is None:
+        shots: Iterator[Shot] = iter([mix.next() for _ in range(requests)])
+    else:
+        until = time.monotonic() + seconds
+        shots = itertools.takewhile(lambda _: time.monotonic() < until,
+                                    (mix.next() for _ in range(requests)))
 
     async def worker() -> None:
         # One client (one connection) per worker: httpx's shared pool gets slow with many.
@@ -311,15 +388,28 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 
 def server_stats(state: Any) -> dict[str, int]:
     """What the sandbox holds that grows with visitors."""
+    from sandbox.hosted import changes_in
+
+    workspaces = state.workspaces
     return {
-        "workspaces": len(state.workspaces),
-        "change_tables": len(state.workspaces.delta.workspaces()),
+        "workspaces": len(workspaces),
+        "change_tables": len(workspaces.delta.workspaces()),
+        "changed_records": sum(changes_in(workspaces.get(n)) for n in workspaces.names()),
         "rate_windows": len(state.limiter.storage.expirations),
         "journal": len(state.journal),
     }
 
 
-def _child(conn: Connection, cap: int, ttl: float) -> None:
+def hosted_settings(**values: Any) -> Any:
+    """Hosted Settings with those of `values` this version of the sandbox has."""
+    from sandbox.settings import Settings
+
+    known = {f.name for f in dataclasses.fields(Settings)}
+    return Settings(hosted=True, cors_origins=("*",),
+                    **{k: v for k, v in values.items() if k in known})
+
+
+def _child(conn: Connection, cap: int, ttl: float, address_limit: int | None = None) -> None:
     """The server process: a hosted sandbox on loopback that answers stats over `conn`."""
     import logging
 
@@ -327,17 +417,22 @@ def _child(conn: Connection, cap: int, ttl: float) -> None:
 
     sys.path.insert(0, str(ROOT))
     from sandbox.app import create_app
-    from sandbox.settings import Settings
+    from sandbox.hosted import policy_for
     from sandbox.state import build_state
 
     logging.disable(logging.WARNING)
-    settings = Settings(hosted=True, cors_origins=("*",), hosted_max_workspaces=cap,
-                        hosted_workspace_ttl=ttl)
+    # Visitors come through the docs' proxy: loopback is trusted to say who they are.
+    extra = {"hosted_address_rate_limit": address_limit} if address_limit else {}
+    settings = hosted_settings(hosted_max_workspaces=cap, hosted_workspace_ttl=ttl,
+                               trusted_proxies=(LOOPBACK,), **extra)
     state = build_state(settings)
     app = create_app(settings, state)
+    policy = policy_for(state)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((LOOPBACK, 0))
-    conn.send({"port": sock.getsockname()[1], "keys": [k.key for k in state.recipe.keys]})
+    conn.send({"port": sock.getsockname()[1], "keys": [k.key for k in state.recipe.keys],
+               "address_limit": getattr(policy, "address_limit", None),
+               "max_changes": policy.max_changes, "max_total_bytes": policy.max_total_bytes})
 
     def answer() -> None:
         while True:
@@ -400,12 +495,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--tricks", type=int, default=2000,
+                        help="requests with two Authorization or X-Sandbox-Workspace headers")
+    parser.add_argument("--rotation-seconds", type=float, default=60.0,
+                        help="how long one key rotates workspaces from one address")
+    parser.add_argument("--address-limit", type=int, default=None,
+                        help="hosted_address_rate_limit (default: the sandbox's)")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_child, args=(child, args.cap, args.ttl), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, args.cap, args.ttl, args.address_limit),
+                       daemon=True)
     proc.start()
     try:
         hello = parent.recv()
@@ -429,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(run_load(base, Mix(hello["keys"], 50, args.seed + 1), args.warmup, 8))
         idle = asyncio.run(run_load(base, Mix(hello["keys"], 50, only=["preflight"]), 300, 1))
         before, _ = rss_kib(proc.pid)
-        mix = Mix(hello["keys"], args.pool, args.seed)
+        mix = Mix(hello["keys"], args.pool, args.seed, forwarded=True)
         total = LoadResult()
         rows = []
         per_round = max(1, args.requests // args.rounds)
@@ -442,10 +544,51 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "req_per_s": round(part.requests / part.seconds), **stats()})
         after, hwm = rss_kib(proc.pid)
         final = stats()
+
+        # The two-header trick: every one refused, nothing written.
+        trick_mix = Mix(hello["keys"], args.pool, args.seed + 2, only=TRICKS, forwarded=True)
+        tricks = asyncio.run(run_load(base, trick_mix, args.tricks, args.concurrency))
+        after_tricks = stats()  # what the refused tricks left behind
+        # The rotation: one key, one address, a new workspace (and a write) every request.
+        rot_before, _ = rss_kib(proc.pid)
+        rotation = asyncio.run(run_load(
+            base, Mix(hello["keys"], args.pool, only=["rotate"]), 10**9, args.concurrency,
+            seconds=args.rotation_seconds))
+        rot_after, _ = rss_kib(proc.pid)
+        after_rotation = stats()
     finally:
         proc.terminate()
         proc.join(timeout=10)
 
+    limit = hello.get("address_limit")
+    windows = int(args.rotation_seconds // 60) + 1  # a minute's window may start mid-run
+    budget = limit * windows if limit else None
+    through = sum(v for k, v in rotation.statuses.items() if 200 <= k < 300)
+    tricks_taken = sum(v for k, v in tricks.statuses.items() if k < 400)
+    two_headers = {
+        "sent": tricks.requests,
+        "refused": sum(v for k, v in tricks.statuses.items() if 400 <= k < 500),
+        "taken": tricks_taken,
+        "statuses": dict(sorted(tricks.statuses.items())),
+        "records_written": tricks.statuses.get(201, 0),
+        "well_formed": tricks.well_formed,
+        "workspaces_after": after_tricks["workspaces"],
+    }
+    rotation_figures = {
+        "sent": rotation.requests,
+        "seconds": round(rotation.seconds, 1),
+        "through": through,
+        "address_limit_per_minute": limit,
+        "budget": budget,
+        "statuses": dict(sorted(rotation.statuses.items())),
+        "records_written": rotation.statuses.get(201, 0),
+        "changed_records_held": after_rotation["changed_records"],
+        "changes_budget": args.cap * hello["max_changes"],
+        "workspaces_alive": after_rotation["workspaces"],
+        "rss_before_kib": rot_before,
+        "rss_after_kib": rot_after,
+        "well_formed": rotation.well_formed,
+    }
     pre = sorted(total.preflight_ms)
     quiet = sorted(idle.preflight_ms)
     figures = {
@@ -468,6 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "preflight_ms_p99": round(pre[int(len(pre) * 0.99)], 2) if pre else None,
         "statuses": dict(sorted(total.statuses.items())),
         "final": final,
+        "two_headers": two_headers,
+        "rotation": rotation_figures,
         "rounds": rows,
         "failures": total.failures,
     }
@@ -489,11 +634,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  round {row['round']}: {row['requests']:>6} requests · RSS {_mib(row['rss_kib'])}"
               f" · {row['workspaces']} workspaces · {row['rate_windows']} rate windows"
               f" · {row['req_per_s']} req/s")
-    for failure in total.failures:
+    print(f"  two headers  {two_headers['sent']} sent · refused {two_headers['refused']} · taken "
+          f"{tricks_taken} · records written {two_headers['records_written']} · statuses "
+          + ", ".join(f"{k}: {v}" for k, v in two_headers["statuses"].items()))
+    allowance = f"{limit}/min, {budget} in {windows} windows" if limit else "none: no limit"
+    print(f"  rotation     {rotation.requests} writes in {rotation.seconds:.1f} s, one key from "
+          f"one address, a new workspace each · through {through} (budget {allowance})"
+          f" · records written {rotation_figures['records_written']}, held "
+          f"{rotation_figures['changed_records_held']} · workspaces alive "
+          f"{after_rotation['workspaces']}/{args.cap} · RSS {_mib(rot_before)} -> "
+          f"{_mib(rot_after)}")
+    print("  rotation statuses " + ", ".join(f"{k}: {v}" for k, v in
+                                            rotation_figures["statuses"].items()))
+    for failure in total.failures + tricks.failures + rotation.failures:
         print(f"  NOT WELL-FORMED {failure}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
-    return 0 if total.well_formed == total.requests else 1
+    bounded = budget is not None and through <= budget \
+        and rotation_figures["records_written"] <= budget \
+        and rotation_figures["changed_records_held"] <= rotation_figures["changes_budget"] \
+        and after_rotation["workspaces"] <= args.cap
+    clean = tricks_taken == 0 and two_headers["records_written"] == 0
+    well = total.well_formed == total.requests and tricks.well_formed == tricks.requests \
+        and rotation.well_formed == rotation.requests
+    return 0 if well and clean and bounded else 1
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Building the sandbox app generates the seeded world, which takes a second or two, so sandboxes
 are kept in a pool per configuration and "fresh" means reset: the world restored, minted keys
-dropped, revocations undone, rate-limit buckets emptied, fault rules cleared. The sandbox clock
-only moves forward, so a test that advanced it leaves it advanced.
+dropped, revocations undone, rate-limit buckets emptied, fault rules cleared. Advancing the clock
+never moves it back, but a reset of the whole sandbox (what "fresh" does) puts it back to real
+time.
 """
 
 from __future__ import annotations
@@ -210,7 +211,17 @@ class LoopbackServer:
         self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
         self.root_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="auto", access_log=False)
+        # proxy_headers off: the sandbox decides itself whom to believe about client addresses
+        from sandbox.connection_limits import resolve_limits, uvicorn_options
+
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="auto",
+            access_log=False,
+            proxy_headers=False,
+            **uvicorn_options(resolve_limits(False)),
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run,

@@ -12,20 +12,21 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, route
 from litestar.handlers import HTTPRouteHandler
 
-from sandbox.clock import format_iso
+from sandbox.clock import ClockRangeError, format_iso
 from sandbox.errors import ApiError, Detail
 from sandbox.pipeline.envelope import error_response, json_response
-from sandbox.pipeline.validate import compile_schema, schema_details
+from sandbox.pipeline.headers import repeated_single_valued
+from sandbox.pipeline.validate import compile_schema, decode_json, schema_details
 from sandbox.spec import flatten, resolve_refs
 from sandbox.state import SandboxState
 from sandbox.yamlio import load_yaml
 
 ADMIN_SPEC_PATH = Path(__file__).parent / "openapi" / "admin.yaml"
 TOKEN_HEADER = "x-sandbox-admin-token"
+_TOKEN_BYTES = TOKEN_HEADER.encode()
 PREFIX = "/_sandbox"
 
 Handler = Callable[[Request, Any], Awaitable[tuple[int, Any]] | tuple[int, Any]]
@@ -46,8 +47,20 @@ class AdminApi:
             v = self._validators[schema_name] = compile_schema(self.schemas[schema_name])
         return v
 
+    async def _read(self, request: Request) -> bytes:
+        """The body, read in chunks and refused past the sandbox's body limit (as the API is)."""
+        limit = self.state.settings.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def body(self, request: Request, schema_name: str | None, required: bool) -> Any:
-        raw = await request.body()
+        raw = await self._read(request)
         if not raw:
             if required:
                 raise ApiError(
@@ -58,12 +71,13 @@ class AdminApi:
             return {}
         if schema_name is None:
             return {}
-        try:
-            data = msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
+        media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        if media != "application/json":  # as the API answers: the body is JSON, and says so
             raise ApiError(
-                "MALFORMED_JSON", f"The request body is not valid JSON: {exc}."
-            ) from None
+                "UNSUPPORTED_MEDIA_TYPE",
+                f"Send the body as application/json (got {media[:60] or 'no Content-Type'}).",
+            )
+        data = decode_json(raw)
         details = schema_details(self.validator(schema_name), data, "body")
         if details:
             raise ApiError(
@@ -72,6 +86,21 @@ class AdminApi:
                 details,
             )
         return data
+
+    @staticmethod
+    def _single_headers(request: Request) -> None:
+        """A header that must be sent once and came twice is refused, as the API refuses it:
+        with two admin tokens or two workspaces, which one counts would be a guess."""
+        raw = request.scope["headers"]
+        repeated = repeated_single_valued(raw)
+        if repeated is None and sum(k.lower() == _TOKEN_BYTES for k, _ in raw) > 1:
+            repeated = "X-Sandbox-Admin-Token"
+        if repeated is not None:
+            raise ApiError(
+                "HEADER_INVALID",
+                f"The {repeated} header appears more than once: send it exactly once.",
+                [Detail("header", repeated, "repeated")],
+            )
 
     def _authorised(self, request: Request) -> None:
         given = request.headers.get(TOKEN_HEADER, "")
@@ -105,6 +134,7 @@ class AdminApi:
     def _wrap(self, fn: Handler) -> Callable[[Request], Awaitable[Response[bytes]]]:
         async def handler(request: Request) -> Response[bytes]:
             try:
+                self._single_headers(request)
                 self._authorised(request)
                 result = fn(request, None)
                 if isinstance(result, Awaitable):
@@ -128,6 +158,8 @@ def build_admin(state: SandboxState) -> AdminApi:
         if body.get("keys"):
             state.keys = state.fresh_keys()
         state.limiter.reset(ws)
+        if ws is None:  # every record is reseeded, so nothing is left dated on the moved clock
+            state.clock.reset()
         return 200, {"reset": True, "workspace": ws or "*", "keys": bool(body.get("keys"))}
 
     def list_keys(request: Request, _: Any) -> tuple[int, Any]:
@@ -174,7 +206,14 @@ def build_admin(state: SandboxState) -> AdminApi:
 
     async def advance_clock(request: Request, _: Any) -> tuple[int, Any]:
         body = await api.body(request, "AdvanceClockRequest", required=True)
-        state.clock.advance(float(body["advance_seconds"]))
+        try:
+            state.clock.advance(float(body["advance_seconds"]))
+        except ClockRangeError as exc:
+            raise ApiError(
+                "VALIDATION_ERROR",
+                f"Invalid request: advance_seconds: {exc}.",
+                [Detail("body", "advance_seconds", str(exc))],
+            ) from None
         return 200, {"now": state.clock.iso(), "offset_seconds": state.clock.offset}
 
     def list_requests(request: Request, _: Any) -> tuple[int, Any]:

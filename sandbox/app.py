@@ -13,8 +13,9 @@ from sandbox.docs import docs_routes
 from sandbox.errors import ApiError
 from sandbox.faults import add_fault_endpoints, install_faults, registry_of, wrap_connection_faults
 from sandbox.hosted import lifespans as hosted_lifespans
+from sandbox.journal import redact_path
 from sandbox.pipeline.envelope import error_response, json_response
-from sandbox.pipeline.routing import build_routes
+from sandbox.pipeline.routing import allow_header, build_routes, with_options
 from sandbox.pipeline.runner import Pipeline
 from sandbox.settings import Settings
 from sandbox.state import SandboxState, build_state
@@ -29,7 +30,8 @@ def _not_found(request: Request, exc: NotFoundException) -> Response[bytes]:
 
 
 def _method_not_allowed(request: Request, exc: MethodNotAllowedException) -> Response[bytes]:
-    allow = (exc.headers or {}).get("allow", "")
+    # the methods registered on the path, written as the OPTIONS answer writes them
+    allow = allow_header((exc.headers or {}).get("allow", "").split(","))
     err = ApiError(
         "METHOD_NOT_ALLOWED",
         f"{request.method} is not allowed here; use {allow or 'another method'}.",
@@ -46,7 +48,8 @@ def _http_error(request: Request, exc: HTTPException) -> Response[bytes]:
 
 
 def _crash(request: Request, exc: Exception) -> Response[bytes]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # the path, not the query: a key sent in the URL must not reach the log
+    log.exception("unhandled error on %s %s", request.method, redact_path(request.url.path))
     return error_response(
         ApiError("INTERNAL_ERROR", "The sandbox failed on this request; see its log.")
     )
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
         admin = build_admin(state)
         add_fault_endpoints(admin, state, registry_of(state))
         handlers += admin.handlers()
+    handlers = with_options(handlers)
     cors = None
     if settings.cors_origins:
         cors = CORSConfig(

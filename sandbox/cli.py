@@ -6,14 +6,108 @@ Subcommand modules are imported lazily so `opsmerge-sandbox keys` does not pay f
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def _add_world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="default", help="recipe name in fixtures/ or a YAML path")
     p.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+
+
+def _positive(kind: type[float] | type[int]) -> Callable[[str], float | int]:
+    """An argparse type for a number above zero (a bad value is a usage error naming it)."""
+
+    word = "whole number" if kind is int else "number"
+
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {word}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite {word} above 0")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _add_connection_args(serve: argparse.ArgumentParser) -> None:
+    """Limits that keep slow and idle clients from holding connections (defaults per mode)."""
+    env = os.environ.get
+    serve.add_argument(
+        "--header-timeout",
+        type=_positive(float),
+        default=env("OPSMERGE_SANDBOX_HEADER_TIMEOUT"),
+        metavar="S",
+        help="seconds a client has to send a complete request line and headers, from the "
+        "connection's start or the first byte of a later request; then the connection is closed "
+        "(default 10, hosted 5; env OPSMERGE_SANDBOX_HEADER_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--keep-alive-timeout",
+        type=_positive(float),
+        default=env("OPSMERGE_SANDBOX_KEEP_ALIVE_TIMEOUT"),
+        metavar="S",
+        help="seconds an idle connection stays open after a response "
+        "(default 5, hosted 5; env OPSMERGE_SANDBOX_KEEP_ALIVE_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=_positive(float),
+        default=env("OPSMERGE_SANDBOX_BODY_TIMEOUT"),
+        metavar="S",
+        help="seconds a client has to send a request body once its headers arrived "
+        "(default 30, hosted 15; env OPSMERGE_SANDBOX_BODY_TIMEOUT)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_positive(int),
+        default=env("OPSMERGE_SANDBOX_MAX_CONNECTIONS"),
+        metavar="N",
+        help="open connections at most; a new one beyond it gets 503 and is closed "
+        "(default 1000, hosted 512; env OPSMERGE_SANDBOX_MAX_CONNECTIONS)",
+    )
+    serve.add_argument(
+        "--http",
+        choices=("auto", "httptools", "h11"),
+        default="auto",
+        help="HTTP/1.1 parser (default auto: httptools when installed, else h11)",
+    )
+
+
+def _network(text: str) -> str:
+    """An argparse type for an IP address or CIDR network."""
+    try:
+        ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address or network") from None
+    return text.strip()
+
+
+def _add_address_args(serve: argparse.ArgumentParser) -> None:
+    """Who a request comes from, for the hosted sandbox's per-address budget."""
+    serve.add_argument(
+        "--address-rate-limit",
+        type=_positive(int),
+        default=os.environ.get("OPSMERGE_SANDBOX_ADDRESS_RATE_LIMIT"),
+        metavar="N",
+        help="hosted mode: requests per minute per client address, on top of each key's own "
+        "budget (default 600; env OPSMERGE_SANDBOX_ADDRESS_RATE_LIMIT)",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        type=_network,
+        default=None,
+        metavar="ADDRESS_OR_CIDR",
+        help="a reverse proxy whose X-Forwarded-For is believed (repeatable); without it the "
+        "socket's peer is the client address (env OPSMERGE_SANDBOX_TRUSTED_PROXIES, "
+        "comma-separated)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate every response against the spec; a mismatch becomes a 500",
     )
     serve.add_argument("--no-strict", action="store_true", help=argparse.SUPPRESS)
+    _add_connection_args(serve)
+    _add_address_args(serve)
     serve.add_argument("--log-level", default="warning")
 
     keys = sub.add_parser("keys", help="list the sandbox API keys")

@@ -1,10 +1,11 @@
 """Hosted mode: the public "try it" backend, where strangers share one sandbox process.
 
 Each visitor gets a workspace of their own, named by the `X-Sandbox-Workspace` header the docs
-page sends (one random name per browser tab), else derived from their key (`key-<key id>`). A
-workspace is created on first use by a caller holding a usable key; requests without one read a
-detached, empty workspace until authentication refuses them, so they allocate nothing. The shared
-default workspace is never lent out in hosted mode.
+page sends (one random name per browser tab), else derived from their key and their address, so
+two strangers who paste the same public key never share one. Nothing is allocated for a request
+(workspace, rate bucket) until its caller is fully authenticated. The shared default workspace is
+never lent out in hosted mode. Each client address has a rate budget of its own on top of the
+key's, so rotating workspace names buys no extra requests.
 
 Storage stays bounded however many visitors come, and however they write:
 - the number of visitor workspaces is capped, the least recently used evicted first, at once;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -27,11 +29,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from litestar import Litestar, Request
+from litestar import Litestar
 
-from sandbox.errors import ApiError
+from sandbox.errors import ApiError, Detail
 from sandbox.pipeline.authenticate import ApiKey
-from sandbox.pipeline.runner import _WORKSPACE_NAME, WORKSPACE_HEADER
+from sandbox.pipeline.headers import RequestHeaders
+from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
 from sandbox.state import SandboxState
 from sandbox.store.workspace import Workspace, Workspaces
 
@@ -43,7 +46,7 @@ MAX_WORKSPACE_BYTES = 1024 * 1024  # request-body bytes one visitor workspace ma
 MAX_TOTAL_BYTES = 64 * 1024 * 1024  # request-body bytes all visitor workspaces together keep
 MAX_SWEEP_INTERVAL = 10.0  # seconds; also bounds how long spent rate-limit windows linger
 _EXTRAS_KEY = "hosted_policy"
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+ADDRESS_BUCKET = "address:"  # rate buckets per client address; ':' never occurs in a workspace
 
 Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
 
@@ -87,10 +90,8 @@ class HostedPolicy:
             settings, "hosted_max_total_bytes", MAX_TOTAL_BYTES
         )
         self.max_body = settings.max_body_bytes
+        self.address_limit = max(1, int(settings.hosted_address_rate_limit))
         self.interval = max(0.05, min(MAX_SWEEP_INTERVAL, self.ttl / 4))
-        # Requests without a usable key read this detached, never-written workspace: the
-        # authentication stage answers 401 before anything is read or written.
-        self.anonymous = Workspace(Workspaces.DEFAULT, state.bases, self.workspaces.delta)
         # Visitor workspaces by last use, oldest first: eviction beyond the cap is O(1).
         self._recent: OrderedDict[str, None] = OrderedDict(
             (n, None) for n in self.workspaces.names() if n != Workspaces.DEFAULT
@@ -99,64 +100,56 @@ class HostedPolicy:
         self.total_bytes = 0
 
     # ------------------------------------------------------------------ per request
-    def workspace_for(self, request: Request) -> Workspace:
-        key = self._usable_key(request.headers.get("authorization"))
-        if key is None:
-            return self.anonymous
-        name = request.headers.get(WORKSPACE_HEADER)
+    def name_for(self, headers: RequestHeaders, key: ApiKey, address: str) -> str:
+        """The visitor's workspace name; nothing is allocated until `open` (after auth)."""
+        name = workspace_name(headers.get(WORKSPACE_HEADER))
         if name is None:
-            name = f"key-{key.id}"
-        elif not _WORKSPACE_NAME.match(name):
-            raise ApiError(
-                "HEADER_INVALID",
-                "X-Sandbox-Workspace must be 1-64 letters, digits, '.', '_' or '-'.",
-            )
-        elif name == Workspaces.DEFAULT:
+            # Without the header, callers who share a key (the demo key, the README's keys) must
+            # still not share a workspace: the key and the client address name it together.
+            digest = hashlib.sha256(f"{key.id}|{address}".encode()).hexdigest()[:16]
+            return f"key-{key.id}-{digest}"
+        if name == Workspaces.DEFAULT:
             raise ApiError(
                 "HEADER_INVALID",
                 "X-Sandbox-Workspace 'default' is the shared workspace, which a hosted sandbox "
                 "does not lend out: use a name of your own, or leave the header out.",
+                [Detail("header", "X-Sandbox-Workspace", "'default' is not lent out")],
             )
-        ws = self._visit(name)
-        if request.method not in _READS:
-            self._charge(name, ws, self._body_size(request))
-        return ws
+        return name
 
-    def _body_size(self, request: Request) -> int:
-        """The declared body size; a chunked body of unknown size counts as the largest allowed."""
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            return int(declared) if declared.isdigit() else self.max_body
-        return self.max_body if "transfer-encoding" in request.headers else 0
+    def open(self, name: str) -> Workspace:
+        """The visitor workspace, created (and the least recently used evicted) if need be."""
+        return self._visit(name)
 
-    def _charge(self, name: str, ws: Workspace, size: int) -> None:
-        """Count a write against its workspace's budgets, and the total against everyone's."""
+    def admit_write(self, ws: Workspace, declared: int | None) -> None:
+        """Refuse a write up front when the workspace's budgets are already spent."""
         if changes_in(ws) >= self.max_changes:
             raise _full(f"already holds {self.max_changes} changed records")
-        if size > self.max_body:
+        spent = self._bytes.get(ws.name, 0)
+        if declared is not None and declared > self.max_body:
             return  # refused unread (413) by the pipeline: nothing will be stored
-        spent = self._bytes.get(name, 0) + size
-        if spent > self.max_workspace_bytes:
+        if spent + (declared or 0) > self.max_workspace_bytes or spent >= self.max_workspace_bytes:
             raise _full(f"has taken {self.max_workspace_bytes} bytes of request bodies")
-        self._bytes[name] = spent
+
+    def charge(self, ws: Workspace, size: int) -> None:
+        """Count an accepted write's body against its workspace and everyone's total.
+
+        Only writes that changed something are charged: a refused body costs the visitor nothing.
+        """
+        if ws.name not in self._recent:
+            return  # evicted while the request was in flight: its changes are swept away
+        self._bytes[ws.name] = self._bytes.get(ws.name, 0) + size
         self.total_bytes += size
         while self.total_bytes > self.max_total_bytes and len(self._recent) > 1:
-            oldest = next(iter(self._recent))  # never `name`: it was just moved to the end
+            oldest = next(iter(self._recent))
+            if oldest == ws.name:
+                self._recent.move_to_end(oldest)
+                oldest = next(iter(self._recent))
             self._evict(oldest)
 
-    def _usable_key(self, header: str | None) -> ApiKey | None:
-        """The key in a well-formed bearer header if it could authenticate; None otherwise."""
-        if not header:
-            return None
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        key = self.state.keys.lookup(secret)
-        if key is None or key.revoked:
-            return None
-        if key.expires_ts is not None and key.expires_ts <= self.state.clock.now():
-            return None
-        return key
+    def hit_address(self, address: str) -> None:
+        """Count one request against the client address's own budget (429 past it)."""
+        self.state.limiter.hit(f"{ADDRESS_BUCKET}{address}", self.address_limit)
 
     def _visit(self, name: str) -> Workspace:
         recent = self._recent

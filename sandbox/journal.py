@@ -1,16 +1,69 @@
 """The request journal: recent exchanges, so a test can assert what its client really did.
 
 A bounded deque: memory stays flat however many requests pass. Keys appear only as their name
-and prefix, never in full.
+and prefix, never in full: a client that puts a secret in the URL (`?api_key=om_...`, a key
+pasted into a path) finds it redacted here, because the journal is read by anyone who holds the
+admin token and is pasted into bug reports.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+from urllib.parse import unquote_plus
 
 from sandbox.clock import format_iso
+
+REDACTED = "[redacted]"
+# a value that looks like an API key: "om_" at the start of a word (not "room_1")
+_KEY_LIKE = re.compile(r"(?<![A-Za-z0-9])om_", re.IGNORECASE)
+# parameter names that carry credentials, matched word by word (api_key, access-token, authToken)
+_SECRET_WORDS = frozenset({
+    "key", "apikey", "token", "secret", "password", "passwd", "pwd", "credential", "credentials",
+    "signature", "sig", "session", "bearer", "jwt",
+})
+_WORD = re.compile(r"[a-z0-9]+")
+# a query that could need redacting: an om_ value, an escape (which could hide one), or one of
+# the words above anywhere; anything else (most queries) is kept without being parsed
+_MAYBE = (
+    "om_", "%", "+", "key", "token", "secret", "passw", "pwd", "credential", "sig", "session",
+    "bearer", "jwt", "auth",
+)
+
+
+def _secret_name(name: str) -> bool:
+    low = unquote_plus(name).lower()
+    if low.startswith("auth"):
+        return True
+    split_camel = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", unquote_plus(name)).lower()
+    return any(w in _SECRET_WORDS for w in _WORD.findall(split_camel))
+
+
+def redact_query(query: str) -> str:
+    """The query string with the value of every credential-like parameter replaced."""
+    if not query:
+        return query
+    low = query.lower()
+    if not any(word in low for word in _MAYBE):
+        return query
+    parts = []
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        if _secret_name(name) or _KEY_LIKE.search(unquote_plus(value)):
+            value = REDACTED
+        if _KEY_LIKE.search(unquote_plus(name)):
+            name = REDACTED  # a key sent as a bare `?om_...`
+        parts.append(name + eq + value)
+    return "&".join(parts)
+
+
+def redact_path(path: str) -> str:
+    """The path with every segment that holds a key-like value replaced."""
+    if not _KEY_LIKE.search(path):
+        return path
+    return "/".join(REDACTED if _KEY_LIKE.search(seg) else seg for seg in path.split("/"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +75,7 @@ class Entry:
     operation_id: str | None
     status: int
     key_name: str | None
-    key_prefix: str | None
+    key_id: str | None  # never any part of the key itself
     workspace: str
     fault: str | None
     duration_ms: float
@@ -33,6 +86,10 @@ class Journal:
         self._entries: deque[Entry] = deque(maxlen=size)
 
     def add(self, entry: Entry) -> None:
+        """Keep the entry, with any secret in its path or query string redacted first."""
+        query, path = redact_query(entry.query), redact_path(entry.path)
+        if query != entry.query or path != entry.path:
+            entry = replace(entry, query=query, path=path)
         self._entries.append(entry)
 
     def __len__(self) -> int:

@@ -5,14 +5,34 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from sandbox.connection_limits import (
+    DESCRIPTOR_RESERVE,
+    ConnectionLimits,
+    fit_descriptor_limit,
+    resolve_limits,
+    uvicorn_options,
+)
+from sandbox.pipeline.address import parse_networks
 from sandbox.settings import Settings
 from sandbox.spec import SPEC_PATH
+
+
+def _trusted_proxies(given: list[str] | None) -> tuple[str, ...]:
+    """The proxies named on the command line, else in OPSMERGE_SANDBOX_TRUSTED_PROXIES."""
+    if given:
+        return tuple(given)
+    env = os.environ.get("OPSMERGE_SANDBOX_TRUSTED_PROXIES", "")
+    found = tuple(v.strip() for v in env.split(",") if v.strip())
+    parse_networks(found)  # a bad value is refused at start (ValueError names it)
+    return found
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -27,7 +47,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "auth": not args.no_auth,
         "cors_origins": tuple(args.cors_origin or ()),
         "faults_file": Path(args.faults) if args.faults else None,
+        "header_timeout": args.header_timeout,
+        "keep_alive_timeout": args.keep_alive_timeout,
+        "body_timeout": args.body_timeout,
+        "max_connections": args.max_connections,
+        "trusted_proxies": _trusted_proxies(args.trusted_proxy),
     }
+    if args.address_rate_limit is not None:
+        kwargs["hosted_address_rate_limit"] = int(args.address_rate_limit)
     if args.admin_token:
         kwargs["admin_token"] = args.admin_token
     if args.hosted and not kwargs["cors_origins"]:
@@ -68,6 +95,25 @@ def banner(
     console.print(table)
 
 
+def _connection_limits(console: Console, settings: Settings) -> ConnectionLimits:
+    """The settings' connection limits, with the cap fitted to the descriptors the process has."""
+    limits = resolve_limits(
+        settings.hosted,
+        settings.header_timeout,
+        settings.keep_alive_timeout,
+        settings.body_timeout,
+        settings.max_connections,
+    )
+    fitted = fit_descriptor_limit(limits.max_connections)
+    if fitted < limits.max_connections:
+        console.print(
+            f"[yellow]--max-connections lowered to {fitted}:[/] the process may open only "
+            f"{fitted + DESCRIPTOR_RESERVE} files (ulimit -n)"
+        )
+        limits = replace(limits, max_connections=fitted)
+    return limits
+
+
 def serve_command(args: argparse.Namespace) -> int:
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
     if args.workers != 1:
@@ -80,12 +126,16 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from sandbox.app import create_app
     from sandbox.state import build_state
+    from sandbox.store.persistence import StoreError
     from sandbox.world.recipe import RecipeError
 
-    settings = settings_from_args(args)
     try:
+        settings = settings_from_args(args)
         state = build_state(settings)
         app = create_app(settings, state)
+    except StoreError as exc:  # one line naming the path and the problem, however long
+        sys.stderr.write(f"cannot start: {exc}\n")
+        return 2
     except (RecipeError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]cannot start:[/] {exc}")
         return 2
@@ -95,6 +145,7 @@ def serve_command(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     logging.basicConfig(level=args.log_level.upper())
+    limits = _connection_limits(console, settings)
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -103,6 +154,8 @@ def serve_command(args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
         server_header=False,
+        proxy_headers=False,  # client addresses: see --trusted-proxy (sandbox/pipeline/address.py)
+        **uvicorn_options(limits, args.http),
     )
     server = uvicorn.Server(config)
     server.run()

@@ -26,3 +26,10 @@ class Settings:
     journal_size: int = 1000
     hosted_workspace_ttl: float = 1800.0  # seconds a visitor workspace lives without use
     hosted_max_workspaces: int = 500
+    hosted_address_rate_limit: int = 600  # per client address per minute, on top of per key
+    trusted_proxies: tuple[str, ...] = ()  # X-Forwarded-For is read only from these peers
+    # Connection limits (sandbox/connection_limits.py); None takes the mode's default there.
+    header_timeout: float | None = None  # seconds to receive a complete request head
+    keep_alive_timeout: float | None = None  # seconds a connection idles after a response
+    body_timeout: float | None = None  # seconds to receive a body once its head arrived
+    max_connections: int | None = None  # open connections; beyond it new ones get 503

@@ -41,6 +41,12 @@ LIST_OP = _pick(lambda op: op.kind == "list" and bool(op.scopes) and not op.depr
 DEPRECATED_OP = _pick(lambda op: op.deprecated)
 PLAIN_OP = _pick(lambda op: not op.deprecated and op.kind == "get")
 CODE_OP = _pick(lambda op: any(k.endswith("-code") for k in op.sandbox))
+GUARDED_OP = _pick(lambda op: bool(op.sandbox.get("refuse-when")))
+
+
+def _guard(raw: Raw) -> dict[str, Any]:
+    guards: list[dict[str, Any]] = _op(raw, GUARDED_OP)["x-sandbox"]["refuse-when"]
+    return guards[0]
 
 
 def _broken(mutate: Callable[[Raw], None]) -> Raw:
@@ -368,6 +374,34 @@ BREACHES: list[tuple[str, Callable[[Raw], None], str, str, str]] = [
         _label(CODE_OP),
         "x-sandbox",
         "not in the error catalogue",
+    ),
+    (
+        "refuse-when code outside the catalogue",
+        lambda raw: _guard(raw).__setitem__("code", "NO_SUCH_CODE"),
+        _label(GUARDED_OP),
+        "x-sandbox",
+        "refuse-when[0].code 'NO_SUCH_CODE' is not in the error catalogue",
+    ),
+    (
+        "refuse-when code whose status is not documented",
+        lambda raw: _guard(raw).__setitem__("code", "CONFLICT"),
+        _label(GUARDED_OP),
+        "x-sandbox",
+        "refuse-when[0].code CONFLICT answers 409, which is not documented",
+    ),
+    (
+        "refuse-when guard without a condition",
+        lambda raw: _guard(raw).pop("contains"),
+        _label(GUARDED_OP),
+        "x-sandbox",
+        "exactly one of contains or equals",
+    ),
+    (
+        "refuse-when guard without a message",
+        lambda raw: _guard(raw).pop("message"),
+        _label(GUARDED_OP),
+        "x-sandbox",
+        "needs a message",
     ),
 ]
 

@@ -14,11 +14,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from sandbox.errors import ApiError, Detail
+from sandbox.pipeline.envelope import header_value
 
 MAX_DELAY_MS = 60_000
 MAX_RETRY_AFTER = 86_400
 KNOWN = ("code", "example", "dynamic", "delay", "retry-after")
 QUERY_NAMES = {"__" + name: name for name in KNOWN} | {"__retry_after": "retry-after"}
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _echo(value: str) -> str:
+    """A client's value as RFC 7240 sends it back: a token when it is one, else a quoted string,
+    and never anything but visible ASCII (see header_value)."""
+    if value and all(ch in _TCHAR for ch in value):
+        return value
+    return header_value('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +52,7 @@ class Preferences:
         if self.code is not None:
             parts.append(f"code={self.code}")
         if self.example is not None:
-            parts.append(f"example={self.example}")
+            parts.append(f"example={_echo(self.example)}")
         if self.dynamic is not None:
             parts.append(f"dynamic={'true' if self.dynamic else 'false'}")
         if self.delay_ms is not None:
@@ -62,7 +72,7 @@ class PreferError(ValueError):
 
 
 def _unquote(value: str) -> str:
-    value = value.strip()
+    value = value.strip(" \t")  # HTTP's blanks only: a stray control byte must be seen, not eaten
     if len(value) >= 2 and value[0] == value[-1] == '"':
         return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
     return value
@@ -87,7 +97,7 @@ def _value(prefs: Preferences, name: str, raw: str) -> Preferences:
             raise PreferError(name, f"code={raw[:40]!r}: the status must be a three-digit number")
         return replace(prefs, code=_int(name, raw, 100, 599, "the status"))
     if name == "example":
-        if len(raw) > 100 or any(ord(ch) < 32 for ch in raw):
+        if len(raw) > 100 or not raw.isprintable():
             raise PreferError(
                 name, "example must name an example in at most 100 printable characters"
             )
@@ -105,7 +115,13 @@ def _value(prefs: Preferences, name: str, raw: str) -> Preferences:
 
 
 def parse_prefer(values: Iterable[str]) -> Preferences:
-    """Preferences from every Prefer header of a request; raises PreferError on a bad value."""
+    """Preferences from every Prefer header of a request; raises PreferError on a bad value.
+
+    A header value is octets, not text: RFC 7240 writes values as tokens and quoted strings, both
+    ASCII, so a value with any other byte is refused rather than guessed at (the same bytes read
+    as Latin-1 or as UTF-8 are different names). The query twin, percent-encoded UTF-8 by
+    definition, is where a name beyond ASCII goes.
+    """
     prefs = Preferences()
     seen: set[str] = set()
     for header in values:
@@ -116,7 +132,14 @@ def parse_prefer(values: Iterable[str]) -> Preferences:
                 if name not in KNOWN or name in seen:
                     continue
                 seen.add(name)
-                prefs = _value(prefs, name, _unquote(raw))
+                value = _unquote(raw)
+                if not value.isascii():
+                    raise PreferError(
+                        name,
+                        f"{name}= in a Prefer header must be ASCII; send other characters as "
+                        f"the query parameter __{name}= (percent-encoded UTF-8)",
+                    )
+                prefs = _value(prefs, name, value)
     return prefs
 
 
@@ -130,7 +153,8 @@ def parse_query(query: Mapping[str, list[str]]) -> tuple[Preferences, dict[str, 
             continue
         sources[name] = param
         try:
-            prefs = _value(prefs, name, raw[0].strip())
+            # ASCII blanks only: str.strip() would also drop U+0085 and other controls unseen
+            prefs = _value(prefs, name, raw[0].strip(" \t"))
         except PreferError as exc:
             exc.name = param
             raise

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from fnmatch import translate
 from typing import Any
 
-from sandbox.clock import Clock, format_iso, parse_iso
+from sandbox.clock import Clock, format_iso, formattable, parse_iso
 from sandbox.errors import ApiError, Detail
 from sandbox.pipeline.authenticate import ApiKey
 
@@ -339,9 +339,12 @@ def expiry_of(raw: dict[str, Any], clock: Clock) -> float | None:
         return clock.now() + float(raw["expires_in"])
     if "expires_at" in raw:
         try:
-            return parse_iso(str(raw["expires_at"]))
+            expires = parse_iso(str(raw["expires_at"]))
         except ValueError:
             raise _bad("expires_at", "must be an ISO 8601 date-time") from None
+        if not formattable(expires):  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+            raise _bad("expires_at", "must fall between the years 1 and 9999 in UTC")
+        return expires
     return None
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from sandbox.clock import format_iso
 from sandbox.errors import ApiError, Detail
 from sandbox.faults.rules import Context, Rule, parse_rule
-from sandbox.pipeline.authenticate import ApiKey
+from sandbox.pipeline.authenticate import ApiKey, KeyState, key_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ def _template_key(ctx: Context, like: str | None) -> ApiKey:
     for key in ctx.keys:
         if like is not None and like in (key.id, key.name):
             return key  # type: ignore[no-any-return]
-        usable = not key.revoked and (key.expires_ts is None or key.expires_ts > now)
+        usable = key_state(key, now) is KeyState.ACTIVE
         if like is None and key.access == "full" and usable:
             return key  # type: ignore[no-any-return]
     if like is not None:

@@ -28,6 +28,8 @@ from sandbox.faults.prefer import (
 )
 from sandbox.faults.rules import FaultRegistry, Rule
 from sandbox.pipeline.authenticate import Caller
+from sandbox.pipeline.envelope import header_value
+from sandbox.pipeline.headers import RequestHeaders
 from sandbox.pipeline.ratelimit import RateState
 from sandbox.pipeline.runner import Outcome
 from sandbox.spec import Operation
@@ -104,7 +106,7 @@ def _drop_rate_headers(response: Response[bytes]) -> Response[bytes]:
 
 def _applied(value: str) -> Transform:
     def add(response: Response[bytes]) -> Response[bytes]:
-        response.headers["preference-applied"] = value
+        response.headers["preference-applied"] = header_value(value)  # it may quote a client
         return response
 
     return add
@@ -127,19 +129,17 @@ class FaultStage:
         self,
         op: Operation,
         request: Request,
+        headers: RequestHeaders,
         caller: Caller,
         ws: Workspace,
         rate: RateState,
         state: SandboxState,
     ) -> Outcome | None:
         query_string: bytes = request.scope.get("query_string", b"")  # type: ignore[assignment]
-        # straight from the scope: building Litestar's Headers here would cost every request
-        asked = b"__" in query_string or any(
-            k.lower() == b"prefer" for k, _ in request.scope["headers"]
-        )
+        asked = b"__" in query_string or "prefer" in headers
         if not asked and not self.registry.rules:
             return None
-        prefs = self.preferences(op, request, query_string) if asked else None
+        prefs = self.preferences(op, headers, query_string) if asked else None
         if prefs is not None and prefs.acts(op.success_status):
             return self._from_preferences(op, prefs, rate)
         outcome = None
@@ -157,10 +157,12 @@ class FaultStage:
         return outcome
 
     # ------------------------------------------------------------------ Prefer
-    def preferences(self, op: Operation, request: Request, query_string: bytes) -> Preferences:
+    def preferences(
+        self, op: Operation, headers: RequestHeaders, query_string: bytes
+    ) -> Preferences:
         """The request's preferences, checked against the operation; a 400 when one is wrong."""
         try:
-            header = parse_prefer(request.headers.getall("prefer", []))
+            header = parse_prefer(headers.getall("prefer"))
         except PreferError as exc:
             raise invalid("header", "Prefer", exc.message) from None
         query, sources = Preferences(), {}

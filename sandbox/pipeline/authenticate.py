@@ -10,6 +10,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from sandbox.clock import Clock, parse_iso
 from sandbox.errors import ApiError
@@ -122,9 +123,12 @@ def parse_bearer(header: str | None) -> str:
             )
         raise _unauthorized("The Authorization header must read 'Bearer om_...'.")
     if scheme.lower() != "bearer":
-        raise _unauthorized(
-            f"Unsupported authorization scheme {scheme[:20]!r}: API keys use 'Bearer om_...'."
-        )
+        if scheme.startswith(KEY_PREFIX):
+            raise _unauthorized(
+                "The Authorization header starts with a key, not a scheme: write 'Bearer om_...'."
+            )
+        # the scheme is client text that may be a secret of some kind: it is never repeated
+        raise _unauthorized("Unsupported authorization scheme: API keys use 'Bearer om_...'.")
     if rest == "" or rest.strip() == "":
         raise _unauthorized("The Authorization header has the Bearer scheme but no key after it.")
     if _WHITESPACE.search(rest):
@@ -137,6 +141,54 @@ def parse_bearer(header: str | None) -> str:
     return rest
 
 
+class KeyState(StrEnum):
+    """Whether a key works, and if not, why: the one answer every part of the sandbox uses."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    OWNER_INACTIVE = "owner deactivated"
+
+
+def key_state(key: ApiKey, now: float, owner_active: bool = True) -> KeyState:
+    """The state of a key at `now`; the key listings, scenarios and authentication all ask this."""
+    if key.revoked:
+        return KeyState.REVOKED
+    if key.expires_ts is not None and key.expires_ts <= now:
+        return KeyState.EXPIRED
+    if not owner_active:
+        return KeyState.OWNER_INACTIVE
+    return KeyState.ACTIVE
+
+
+def find_key(header: str | None, keys: KeyRing, now: float) -> ApiKey:
+    """The key of a well-formed bearer header if it is neither unknown, revoked nor expired.
+
+    Its owner is checked by `check_owner` once the caller's workspace is known; nothing is
+    allocated for a request until both pass.
+    """
+    secret = parse_bearer(header)
+    key = keys.lookup(secret)
+    if key is None:
+        raise _unauthorized("Unknown API key: it may have been mistyped, or deleted.")
+    state = key_state(key, now)
+    if state is KeyState.REVOKED:
+        raise _unauthorized("This API key was revoked: create a new key.")
+    if state is KeyState.EXPIRED:
+        raise _unauthorized(f"This API key expired at {key.expires_at}: create a new key.")
+    return key
+
+
+def check_owner(key: ApiKey, user: dict | None, is_inactive: Callable[[dict], bool]) -> Caller:
+    """The caller, once the key's owner is known to exist and be active in the workspace."""
+    if user is None or is_inactive(user):
+        raise _unauthorized(
+            "The owner of this API key is deactivated, so the key no longer works.",
+            code="AUTH_DISABLED",
+        )
+    return Caller(key=key, user=user)
+
+
 def authenticate(
     header: str | None,
     keys: KeyRing,
@@ -145,18 +197,5 @@ def authenticate(
     clock: Clock,
 ) -> Caller:
     """Resolve the caller; `find_user` reads the key's owner from the caller's workspace."""
-    secret = parse_bearer(header)
-    key = keys.lookup(secret)
-    if key is None:
-        raise _unauthorized("Unknown API key: it may have been mistyped, or deleted.")
-    if key.revoked:
-        raise _unauthorized("This API key was revoked: create a new key.")
-    if key.expires_ts is not None and key.expires_ts <= clock.now():
-        raise _unauthorized(f"This API key expired at {key.expires_at}: create a new key.")
-    user = find_user(key.user_id)
-    if user is None or is_inactive(user):
-        raise _unauthorized(
-            "The owner of this API key is deactivated, so the key no longer works.",
-            code="AUTH_DISABLED",
-        )
-    return Caller(key=key, user=user)
+    key = find_key(header, keys, clock.now())
+    return check_owner(key, find_user(key.user_id), is_inactive)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 from litestar import Response
@@ -12,6 +13,25 @@ from sandbox.errors import ApiError
 _encode = msgspec.json.Encoder().encode
 JSON = "application/json"
 _JSON_HEADER = (b"content-type", b"application/json")
+# every visible ASCII character except "%", which starts an escape
+_VISIBLE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def header_value(value: str) -> str:
+    """A header value that is always visible ASCII: anything else is percent-encoded (as UTF-8).
+
+    Some answers carry text a client chose (a Prefer example name, a path); raw, a character
+    beyond Latin-1 fails the encoding after the handler ran (a 500 after a write) and a control
+    character could split the header. Spaces between words stay; "%" is escaped only when the
+    value needs escaping at all, so ordinary values are sent unchanged.
+    """
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe=_VISIBLE + " ")
+
+
+def safe_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    return {header_value(k): header_value(v) for k, v in (headers or {}).items()}
 
 
 class EncodedResponse:
@@ -31,7 +51,9 @@ class EncodedResponse:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         encoded = [_JSON_HEADER, (b"content-length", str(len(self.body)).encode())]
-        encoded += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        encoded += [
+            (header_value(k).encode(), header_value(v).encode()) for k, v in self.headers.items()
+        ]
         await send({"type": "http.response.start", "status": self.status_code, "headers": encoded})
         await send({"type": "http.response.body", "body": self.body, "more_body": False})
 
@@ -48,7 +70,9 @@ def encode(payload: Any) -> bytes:
 def json_response(
     status: int, payload: Any, headers: dict[str, str] | None = None
 ) -> Response[bytes]:
-    return Response(content=_encode(payload), status_code=status, media_type=JSON, headers=headers)
+    return Response(
+        content=_encode(payload), status_code=status, media_type=JSON, headers=safe_headers(headers)
+    )
 
 
 def error_response(err: ApiError, headers: dict[str, str] | None = None) -> Response[bytes]:

@@ -127,7 +127,7 @@ class Resources:
 
         Unchanged seeded records come back pre-encoded (unless strict mode wants dicts to check).
         """
-        if coll.lifecycle is None or record["id"] not in view.created:
+        if coll.lifecycle is None or not view.is_created(record["id"]):
             return view.base.raw(record) if self.raw else record
         start = parse_iso(record[coll.lifecycle.get("clock", "created_at")])
         elapsed = self.clock.now() - start
@@ -326,11 +326,39 @@ class Resources:
                     f"has {field} {record.get(field)!r}.",
                 )
 
+    @staticmethod
+    def _guard_hits(rule: dict[str, Any], record: Record) -> bool:
+        value = record.get(rule["field"])
+        if "contains" in rule:
+            return isinstance(value, list) and rule["contains"] in value
+        return bool(value == rule["equals"])
+
+    def _check_refusals(self, ex: Exchange, coll: Collection, record: Record) -> None:
+        """The operation's `refuse-when` guards: records the documented rules protect.
+
+        With `last: true` a guard protects only the last record that matches it (the tenant's
+        last Owner), so the others stay removable.
+        """
+        for rule in ex.op.sandbox.get("refuse-when") or ():
+            if not self._guard_hits(rule, record):
+                continue
+            if rule.get("last"):
+                view = ex.workspace.view(coll.name)
+                others = (
+                    r
+                    for r in view.query([], None, "id", False)
+                    if r["id"] != record["id"] and self._guard_hits(rule, r)
+                )
+                if next(others, None) is not None:
+                    continue
+            raise ApiError(rule["code"], rule["message"])
+
     def delete(self, ex: Exchange) -> tuple[int, Any]:
         coll = self._collection(ex)
         rid = self._record_id(ex)
         record = self._found(ex, coll, rid)
         self._check_when(ex, coll, record)
+        self._check_refusals(ex, coll, record)
         if ex.op.sandbox.get("refuse-if-referenced"):
             for other, field in self.referrers.get(coll.name, []):
                 users = ex.workspace.view(other).query([(field, rid)], None, "id", False)

@@ -9,7 +9,6 @@ rate-limit headers the caller's bucket has at that moment, and records the excha
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,20 +19,23 @@ from litestar import Request, Response
 
 from sandbox.clock import parse_iso
 from sandbox.errors import ApiError
+from sandbox.hosted import HostedPolicy, policy_for
 from sandbox.journal import Entry
-from sandbox.pipeline.authenticate import Caller, authenticate
+from sandbox.pipeline.address import client_address, parse_networks
+from sandbox.pipeline.authenticate import Caller, check_owner, find_key
 from sandbox.pipeline.authorize import authorize, effective_scopes
-from sandbox.pipeline.envelope import JSON, EncodedResponse, encode, raw_headers
+from sandbox.pipeline.envelope import JSON, EncodedResponse, encode
+from sandbox.pipeline.headers import RequestHeaders
 from sandbox.pipeline.ratelimit import WINDOW_SECONDS, RateState
 from sandbox.pipeline.resources import Exchange, Resources
 from sandbox.pipeline.strict import StrictChecker
 from sandbox.pipeline.validate import OperationValidator
+from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
 from sandbox.spec import Operation
 from sandbox.state import SandboxState
 from sandbox.store.workspace import Workspace, Workspaces
 
-WORKSPACE_HEADER = "x-sandbox-workspace"
-_WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(slots=True)
@@ -51,7 +53,8 @@ class Outcome:
 
 
 FaultStage = Callable[
-    [Operation, Request, Caller, Workspace, RateState, SandboxState], Outcome | None
+    [Operation, Request, RequestHeaders, Caller, Workspace, RateState, SandboxState],
+    Outcome | None,
 ]
 
 
@@ -80,22 +83,38 @@ class Pipeline:
         }
         self.families = state.spec.families
         self._perms: dict[tuple[str, str, int, int], tuple[set[str], list[tuple[str, str]]]] = {}
+        self.hosted: HostedPolicy | None = policy_for(state) if state.settings.hosted else None
+        self.trusted = parse_networks(state.settings.trusted_proxies)
 
     # -------------------------------------------------------------- stage helpers
-    def workspace_for(self, request: Request, headers: dict[str, str]) -> Workspace:
-        if self.state.settings.hosted:  # per-visitor workspaces; imported late (import cycle)
-            from sandbox.hosted import policy_for
-
-            return policy_for(self.state).workspace_for(request)
-        name = headers.get(WORKSPACE_HEADER)
-        if name is None:
-            return self.state.workspaces.get(Workspaces.DEFAULT)
-        if not _WORKSPACE_NAME.match(name):
-            raise ApiError(
-                "HEADER_INVALID",
-                "X-Sandbox-Workspace must be 1-64 letters, digits, '.', '_' or '-'.",
+    def enter(self, scope: Any, headers: RequestHeaders) -> tuple[Workspace, Caller]:
+        """Authenticate, then open the caller's workspace: in that order, so a request that
+        ends in 401 (or a bad workspace name) allocates nothing.
+        """
+        state = self.state
+        address = client_address(scope, headers, self.trusted) if self.hosted else ""
+        if not state.settings.auth:
+            ws = state.workspaces.get(
+                workspace_name(headers.get(WORKSPACE_HEADER)) or Workspaces.DEFAULT
             )
-        return self.state.workspaces.get(name)
+            return ws, self._open_caller(ws)
+        key = find_key(headers.get("authorization"), state.keys, state.clock.now())
+        if self.hosted is not None:
+            name = self.hosted.name_for(headers, key, address)
+        else:
+            name = workspace_name(headers.get(WORKSPACE_HEADER)) or Workspaces.DEFAULT
+        auth = state.auth
+        owner = state.workspaces.read(name, auth.users, key.user_id)
+        caller = check_owner(key, owner, self._inactive)
+        if self.hosted is None:
+            return state.workspaces.get(name), caller
+        # the address's budget before the workspace: a caller past it must not evict visitors
+        self.hosted.hit_address(address)
+        return self.hosted.open(name), caller
+
+    def _inactive(self, user: dict) -> bool:
+        auth = self.state.auth
+        return user.get(auth.status_field) in auth.inactive_statuses
 
     def _role_permissions(
         self, ws: Workspace, user: dict
@@ -123,18 +142,6 @@ class Pipeline:
                 perms.update(role.get(auth.permissions_field) or ())
                 roles.append((rid, str(role.get("name", rid))))
         return perms, roles
-
-    def caller(self, authorization: str | None, ws: Workspace) -> Caller:
-        auth = self.state.auth
-        if not self.state.settings.auth:
-            return self._open_caller(ws)
-        return authenticate(
-            authorization,
-            self.state.keys,
-            lambda uid: ws.get(auth.users, uid),
-            lambda user: user.get(auth.status_field) in auth.inactive_statuses,
-            self.state.clock,
-        )
 
     def _open_caller(self, ws: Workspace) -> Caller:
         """With auth off (benchmarks, demos), everyone is the first full-access key's owner."""
@@ -201,6 +208,23 @@ class Pipeline:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def _commit(
+        self, ws: Workspace, status: int, encoded: bytes, headers: dict[str, str], size: int
+    ) -> tuple[int, bytes]:
+        """Make the request's writes durable, then visible; a 503 that changed nothing if not.
+
+        Runs after the answer is encoded and checked, so no later error can leave a write
+        applied without its success answer.
+        """
+        try:
+            ws.commit()
+        except ApiError as err:
+            headers.update(err.headers)
+            return err.status, encode(err.body())
+        if self.hosted is not None:
+            self.hosted.charge(ws, size)  # only accepted changes spend a visitor's budget
+        return status, encoded
+
     # -------------------------------------------------------------- the run
     async def run(
         self, op: Operation, request: Request, path_names: dict[str, str]
@@ -212,10 +236,11 @@ class Pipeline:
         ws: Workspace | None = None
         outcome: Outcome | None = None
         headers: dict[str, str] = dict(self.deprecation[op.operation_id])
+        raw_body = b""
+        payload: Any
         try:
-            headers_in = raw_headers(request.scope)
-            ws = self.workspace_for(request, headers_in)
-            caller = self.caller(headers_in.get("authorization"), ws)
+            headers_in = RequestHeaders.parse(request.scope["headers"])
+            ws, caller = self.enter(request.scope, headers_in)
             bucket = self._bucket(ws, caller.key.id)
             limit = state.rate_limit_of(caller.key)
             try:
@@ -229,7 +254,13 @@ class Pipeline:
                 rate = state.limiter.hit(bucket, limit)
             if self.faults is not None:
                 outcome = self.faults(
-                    op, request, caller, ws, rate or state.limiter.peek(bucket, limit), state
+                    op,
+                    request,
+                    headers_in,
+                    caller,
+                    ws,
+                    rate or state.limiter.peek(bucket, limit),
+                    state,
                 )
                 if outcome is not None:
                     if outcome.delay:
@@ -245,12 +276,18 @@ class Pipeline:
                 request.scope.get("query_string", b"").decode("latin-1"),
             )
             body = None
+            declared = headers_in.get("content-length")
+            if self.hosted is not None and op.method not in _READS:
+                size = int(declared) if declared and declared.isdigit() else None
+                self.hosted.admit_write(ws, size)
             if op.body_schema is not None:
-                raw = await self._read_body(request, headers_in.get("content-length"))
-                body = validator.body(raw, headers_in.get("content-type"))
+                raw_body = await self._read_body(request, declared)
+                body = validator.body(raw_body, headers_in.get("content-type"))
             ex = Exchange(op, ws, caller, params, supplied, body, rate)
+            if op.method not in _READS:
+                ws.begin()  # the handler's writes are staged, and applied once the answer is sure
             status, data = self.resources.handle(ex)
-            payload: Any = {"data": data}
+            payload = {"data": data}
         except ApiError as err:
             if rate is None and caller is not None and ws is not None and state.settings.auth:
                 rate = state.limiter.peek(
@@ -263,22 +300,29 @@ class Pipeline:
         else:
             if rate is not None:
                 headers.update(rate.headers())
-        forced = outcome is not None and outcome.error is not None
-        if self.strict is not None:
-            try:
-                self.strict.check(op, status, payload, headers, forced)
-            except ApiError as err:
-                status, payload = err.status, err.body()
+        try:
+            forced = outcome is not None and outcome.error is not None
+            if self.strict is not None:
+                try:
+                    self.strict.check(op, status, payload, headers, forced, rate is not None)
+                except ApiError as err:
+                    status, payload = err.status, err.body()
+            encoded = encode(payload)
+            if ws is not None and ws.in_transaction and status < 400:
+                status, encoded = self._commit(ws, status, encoded, headers, len(raw_body))
+        finally:
+            if ws is not None:
+                ws.rollback()  # nothing after a commit; an error answer leaves nothing behind
         response: EncodedResponse | Response[bytes]
         if outcome is not None and outcome.transform is not None:
             response = Response(
-                content=encode(payload), status_code=status, media_type=JSON, headers=headers
+                content=encoded, status_code=status, media_type=JSON, headers=headers
             )
             result = outcome.transform(response)
             response = await result if asyncio.iscoroutine(result) else result  # type: ignore[assignment]
         else:
             # the common path skips Litestar's Response -> ASGI conversion
-            response = EncodedResponse(status, encode(payload), headers)
+            response = EncodedResponse(status, encoded, headers)
         state.journal.add(
             Entry(
                 at=state.clock.now(),
@@ -288,7 +332,7 @@ class Pipeline:
                 operation_id=op.operation_id,
                 status=status,
                 key_name=caller.key.name if caller else None,
-                key_prefix=caller.key.prefix if caller else None,
+                key_id=caller.key.id if caller else None,
                 workspace=ws.name if ws else "-",
                 fault=outcome.name if outcome else None,
                 duration_ms=(time.perf_counter() - started) * 1000,

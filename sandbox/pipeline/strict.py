@@ -29,9 +29,19 @@ class StrictChecker:
         return v
 
     def check(
-        self, op: Operation, status: int, payload: Any, headers: dict[str, str], forced: bool
+        self,
+        op: Operation,
+        status: int,
+        payload: Any,
+        headers: dict[str, str],
+        forced: bool,
+        has_bucket: bool = True,
     ) -> None:
-        """Raise INTERNAL_ERROR when the answer breaks the spec; forced faults are exempt."""
+        """Raise INTERNAL_ERROR when the answer breaks the spec; forced faults are exempt.
+
+        `has_bucket` is False for answers given before the caller's key was known (a 401, a
+        repeated Authorization header): there is no bucket whose headers could be sent.
+        """
         if forced:
             return
         problems: list[str] = []
@@ -44,7 +54,7 @@ class StrictChecker:
                 details = schema_details(validator, payload, "body", 5)
                 problems += [f"{d.field or '(root)'}: {d.message}" for d in details]
         missing = [h for h in _RATE_HEADERS if h not in headers]
-        if missing and status != 401:  # a 401 has no key, so no bucket to describe
+        if missing and has_bucket and status != 401:  # no key, so no bucket to describe
             problems.append(f"missing headers {', '.join(missing)}")
         if status == 429 and "retry-after" not in headers:
             problems.append("429 without Retry-After")

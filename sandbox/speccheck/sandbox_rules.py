@@ -41,6 +41,34 @@ def _x_sandbox(doc: Document, op: OperationView) -> Iterator[Finding]:
         elif str(doc.catalogue.status_of(code)) not in documented:
             status = doc.catalogue.status_of(code)
             yield Finding(f"x-sandbox.{key} {code} answers {status}, which is not documented")
+    yield from _refusals(doc, ext, documented)
+
+
+def _refusals(doc: Document, ext: dict[str, Any], documented: set[str]) -> Iterator[Finding]:
+    """`refuse-when`: a list of {field, contains | equals, last?, code, message} guards."""
+    rules = ext.get("refuse-when")
+    if rules is None:
+        return
+    if not isinstance(rules, list):
+        yield Finding("x-sandbox.refuse-when must be a list of guards")
+        return
+    for i, rule in enumerate(rules):
+        where = f"x-sandbox.refuse-when[{i}]"
+        if not isinstance(rule, dict) or not isinstance(rule.get("field"), str):
+            yield Finding(f"{where} needs a field name")
+            continue
+        if ("contains" in rule) == ("equals" in rule):
+            yield Finding(f"{where} needs exactly one of contains or equals")
+        if not isinstance(rule.get("last", False), bool):
+            yield Finding(f"{where}.last must be true or false")
+        if not isinstance(rule.get("message"), str) or not rule["message"]:
+            yield Finding(f"{where} needs a message")
+        code = rule.get("code")
+        if code not in doc.catalogue.codes:
+            yield Finding(f"{where}.code {code!r} is not in the error catalogue")
+        elif str(doc.catalogue.status_of(code)) not in documented:
+            yield Finding(f"{where}.code {code} answers {doc.catalogue.status_of(code)}, "
+                          "which is not documented")
 
 
 def _collection_names(ext: dict[str, Any]) -> Iterator[tuple[str, Any]]:

@@ -7,14 +7,17 @@ go straight to the shared seeded indexes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from sandbox.errors import ApiError
 from sandbox.store.base import BaseCollection, QueryCache, Record, matches, sort_key
 from sandbox.store.persistence import DeltaStore
 
 Search = tuple[tuple[str, ...], str] | None
+log = logging.getLogger(__name__)
 
 
 class CollectionView:
@@ -30,6 +33,8 @@ class CollectionView:
         self.seqs: dict[str, int] = {}  # sequence number of each created record
         self.cache = QueryCache(32)
         self.version = 0  # bumped on every write: lets callers cache what they derive from it
+        # sequence numbers of creations staged in an open transaction (counted in created_count)
+        self.reserved: dict[str, int] = {}
 
     @property
     def pristine(self) -> bool:
@@ -43,9 +48,50 @@ class CollectionView:
         return self.base.get(record_id)
 
     def seq_of(self, record_id: str) -> int:
+        if record_id in self.reserved:  # first: an id created anew gets a new number
+            return self.reserved[record_id]
         if record_id in self.seqs:
             return self.seqs[record_id]
         return self.base.pos[record_id] + 1
+
+    def is_new(self, record_id: str) -> bool:
+        """Whether writing this id creates a record (rather than changing one)."""
+        return (
+            record_id not in self.created
+            and record_id not in self.base.pos
+            and record_id not in self.reserved
+        )
+
+    def is_created(self, record_id: str) -> bool:
+        """Whether a client created this id (staged creations of an open transaction included).
+
+        Seeded ids are changed in place (as overrides), so every other id is a creation.
+        """
+        return record_id not in self.base.pos
+
+    def reserve(self, record_id: str) -> None:
+        """Give a staged creation the next sequence number before it is committed."""
+        self.created_count += 1
+        self.reserved[record_id] = len(self.base) + self.created_count
+
+    def release(self, committed: bool) -> None:
+        """Forget the reservations: once committed they live in `seqs`, else they never happened."""
+        if not committed:
+            self.created_count -= len(self.reserved)
+        self.reserved.clear()
+
+    def apply(self, record_id: str, record: Record | None, created: bool, seq: int) -> None:
+        """Apply one committed change (the delta store already holds it)."""
+        self.cache.clear()
+        self.version += 1
+        if not created:
+            self.overrides[record_id] = record
+            return
+        self.seqs[record_id] = seq
+        if record is None:
+            self.created.pop(record_id, None)
+        else:
+            self.created[record_id] = record
 
     def count(self) -> int:
         removed = sum(1 for v in self.overrides.values() if v is None)
@@ -81,37 +127,25 @@ class CollectionView:
             self.cache.put(key, found)
         return found
 
-    def put(self, record: Record) -> bool:
-        """Store a record; True when it is a new creation."""
-        rid = record["id"]
-        self.cache.clear()
-        self.version += 1
-        if rid in self.created or rid not in self.base.pos:
-            is_new = rid not in self.created
-            if is_new:
-                self.created_count += 1
-                self.seqs[rid] = len(self.base) + self.created_count
-            self.created[rid] = record
-            return is_new
-        self.overrides[rid] = record
-        return False
-
-    def delete(self, record_id: str) -> None:
-        self.cache.clear()
-        self.version += 1
-        if record_id in self.created:
-            del self.created[record_id]
-        else:
-            self.overrides[record_id] = None
-
 
 class Workspace:
+    """One workspace's views of the collections, and the changes it stages and commits.
+
+    A change is applied to the views only once the delta store holds it. Outside a transaction
+    each write or delete commits at once; between `begin()` and `commit()` they are staged and
+    reach the store with one write, then the views, all together or not at all. Reads during a
+    transaction see the state before it (handlers only read records they already hold).
+    """
+
     def __init__(self, name: str, bases: dict[str, BaseCollection], delta: DeltaStore) -> None:
         self.name = name
         self._bases = bases
         self._delta = delta
         self.views: dict[str, CollectionView] = {}
         self.last_used = time.monotonic()
+        # (collection, id) -> record or None (deleted) while a transaction is open, else None
+        self._staged: dict[tuple[str, str], Record | None] | None = None
+        self._reserving: list[CollectionView] = []  # views holding numbers for staged creations
         self._restore()
 
     def view(self, collection: str) -> CollectionView:
@@ -123,18 +157,86 @@ class Workspace:
     def get(self, collection: str, record_id: str) -> Record | None:
         return self.view(collection).get(record_id)
 
+    @property
+    def in_transaction(self) -> bool:
+        return self._staged is not None
+
+    def begin(self) -> None:
+        """Stage the writes and deletes that follow until `commit()` or `rollback()`."""
+        if self._staged is not None:
+            raise RuntimeError(f"workspace {self.name!r} already has an open transaction")
+        self._staged = {}
+
     def write(self, collection: str, record: Record) -> None:
-        view = self.view(collection)
-        view.put(record)
-        rid = record["id"]
-        self._delta.put(self.name, collection, rid, record, rid in view.created, view.seq_of(rid))
+        if self._staged is not None:
+            self._stage(collection, record["id"], record)
+            return
+        self._staged = {}
+        self._stage(collection, record["id"], record)
+        self.commit()
 
     def delete(self, collection: str, record_id: str) -> None:
+        if self._staged is not None:
+            self._stage(collection, record_id, None)
+            return
+        self._staged = {}
+        self._stage(collection, record_id, None)
+        self.commit()
+
+    def _stage(self, collection: str, record_id: str, record: Record | None) -> None:
+        staged = self._staged
+        assert staged is not None
         view = self.view(collection)
-        was_created = record_id in view.created
-        seq = view.seq_of(record_id)
-        view.delete(record_id)
-        self._delta.put(self.name, collection, record_id, None, was_created, seq)
+        if record is not None and view.is_new(record_id):
+            view.reserve(record_id)  # numbered now, so a second creation cannot reuse the number
+            self._reserving.append(view)
+        staged[(collection, record_id)] = record
+
+    def commit(self) -> None:
+        """Make the staged changes durable with one store write, then apply them to the views.
+
+        When the store cannot take the write, nothing is applied and STORE_UNAVAILABLE (503) is
+        raised: the caller may retry without creating anything twice.
+        """
+        staged, self._staged = self._staged, None
+        if not staged:
+            self._release(committed=False)
+            return
+        try:
+            changes = [
+                (collection, rid, record, view.is_created(rid), view.seq_of(rid))
+                for (collection, rid), record in staged.items()
+                for view in (self.views[collection],)
+            ]
+            self._delta.commit(self.name, changes)
+        except OSError as exc:
+            self._release(committed=False)
+            log.error("workspace %s: %d change(s) not saved: %s", self.name, len(staged), exc)
+            raise ApiError(
+                "STORE_UNAVAILABLE",
+                f"The change could not be saved ({exc.strerror or type(exc).__name__}), so "
+                "nothing was changed; retry once the sandbox's data directory takes writes again.",
+            ) from exc
+        except BaseException:
+            self._release(committed=False)
+            raise
+        views = self.views
+        for collection, rid, record, created, seq in changes:
+            views[collection].apply(rid, record, created, seq)
+        self._release(committed=True)
+
+    def rollback(self) -> None:
+        """Drop the staged changes (a no-op when no transaction is open, e.g. after commit)."""
+        self._staged = None
+        self._release(committed=False)
+
+    def _release(self, committed: bool) -> None:
+        """Settle the sequence numbers staged creations reserved: kept if committed, else freed."""
+        if self._reserving:
+            for view in self._reserving:
+                if view.reserved:
+                    view.release(committed)
+            self._reserving.clear()
 
     def _restore(self) -> None:
         """Replay what the delta store holds for this workspace (after a restart)."""
@@ -176,13 +278,37 @@ class Workspaces:
     def names(self) -> list[str]:
         return list(self._items)
 
+    def read(self, name: str, collection: str, record_id: str) -> Record | None:
+        """A record as workspace `name` holds it, without creating the workspace.
+
+        Authentication reads the key's owner here: a request must not allocate a workspace
+        before its caller is known.
+        """
+        ws = self._items.get(name)
+        if ws is not None:
+            return ws.get(collection, record_id)
+        return self.bases[collection].get(record_id)
+
     def __len__(self) -> int:
         return len(self._items)
 
     def reset(self, name: str | None = None) -> None:
-        """Forget the changes of one workspace, or of all of them."""
-        for ws_name in [name] if name else list(self._items):
-            self.delta.drop(ws_name)
+        """Forget the changes of one workspace, or of all of them, with one store write.
+
+        When the store cannot take the write, every workspace keeps its changes and
+        STORE_UNAVAILABLE (503) is raised.
+        """
+        names = [name] if name else list(self._items)
+        try:
+            self.delta.drop(*names)
+        except OSError as exc:
+            log.error("reset of %d workspace(s) not saved: %s", len(names), exc)
+            raise ApiError(
+                "STORE_UNAVAILABLE",
+                f"The reset could not be saved ({exc.strerror or type(exc).__name__}), so "
+                "nothing was reset; retry once the sandbox's data directory takes writes again.",
+            ) from exc
+        for ws_name in names:
             self._items.pop(ws_name, None)
 
     def drop_idle(self, idle_seconds: float, keep: int | None = None) -> int:

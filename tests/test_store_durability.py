@@ -1,0 +1,476 @@
+"""Acknowledged means durable: a change reaches memory only once the store holds it.
+
+A write the store cannot save (full disk, read-only directory, I/O error) answers 503
+STORE_UNAVAILABLE and leaves nothing behind: not in the views, not in the store's cached document
+(from where the next successful write would save it), not on disk. A transaction's changes become
+durable and visible together, or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import errno
+import json
+import os
+import resource
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox.errors import ApiError
+from sandbox.store.base import BaseCollection
+from sandbox.store.persistence import AtomicJSONStorage, DeltaStore
+from sandbox.store.workspace import Workspace, Workspaces
+from tests.conftest import ADMIN_TOKEN, free_port, key_named, make_app
+
+# ---------------------------------------------------------------------------- unit level
+
+
+class Disk:
+    """Makes the store's file writes fail on demand, as a full disk does, and counts the others."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.full = False
+        self.writes = 0
+        real = AtomicJSONStorage.write
+
+        def write(storage: AtomicJSONStorage, data: dict[str, Any]) -> None:
+            if self.full:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            real(storage, data)
+            self.writes += 1
+
+        monkeypatch.setattr(AtomicJSONStorage, "write", write)
+
+
+@pytest.fixture()
+def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
+    return Disk(monkeypatch)
+
+
+def _bases() -> dict[str, BaseCollection]:
+    return {
+        "things": BaseCollection("things", [{"id": f"thg_{i}", "n": i} for i in range(3)]),
+        "events": BaseCollection("events", [{"id": f"evt_{i}", "n": i} for i in range(2)]),
+    }
+
+
+def _open(data_dir: Path) -> Workspace:
+    ws = Workspace("default", _bases(), DeltaStore(data_dir))
+    ws.view("things")
+    ws.view("events")
+    return ws
+
+
+def _memory(ws: Workspace) -> dict[str, Any]:
+    """Everything a workspace holds in memory about its changes."""
+    return {
+        name: copy.deepcopy(
+            (v.overrides, v.created, v.created_count, v.seqs, v.version, v.count())
+        )
+        for name, v in ws.views.items()
+    }
+
+
+def _records(ws: Workspace) -> dict[str, Any]:
+    """What clients can read, with each record's sequence number."""
+    out = {}
+    for name, view in ws.views.items():
+        found = view.query([], None, "id", False, volatile=True)
+        out[name] = {r["id"]: (r, view.seq_of(r["id"])) for r in found}
+    return out
+
+
+def _cached(ws: Workspace) -> Any:
+    return copy.deepcopy(ws._delta.db.storage.read())
+
+
+def _refused(action: Callable[[], None]) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        action()
+    assert caught.value.code == "STORE_UNAVAILABLE" and caught.value.status == 503
+    assert "No space left on device" in caught.value.message
+    return caught.value
+
+
+def _attempt_every_kind_of_change(ws: Workspace) -> None:
+    """Create, change a seeded and a created record, delete both kinds: each refused."""
+    _refused(lambda: ws.write("things", {"id": "thg_failed", "n": -1}))
+    _refused(lambda: ws.write("things", {"id": "thg_1", "n": -1}))
+    _refused(lambda: ws.write("things", {"id": "thg_made", "n": -1}))
+    _refused(lambda: ws.delete("things", "thg_2"))
+    _refused(lambda: ws.delete("things", "thg_made"))
+
+
+def test_a_write_the_store_cannot_save_is_refused_and_changes_nothing_in_memory(
+    tmp_path: Path, disk: Disk
+) -> None:
+    ws = _open(tmp_path)
+    ws.write("things", {"id": "thg_0", "n": 100})
+    ws.write("things", {"id": "thg_made", "n": 7})
+    memory, cached, on_disk = _memory(ws), _cached(ws), (tmp_path / "delta.json").read_bytes()
+    disk.full = True
+    _attempt_every_kind_of_change(ws)
+    assert _memory(ws) == memory
+    assert _cached(ws) == cached  # the store's own copy, which the next write would save
+    assert (tmp_path / "delta.json").read_bytes() == on_disk
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["delta.json"]  # no temp files left
+
+
+def test_a_failed_write_is_not_saved_by_a_later_successful_one(
+    tmp_path: Path, disk: Disk
+) -> None:
+    ws = _open(tmp_path)
+    ws.write("things", {"id": "thg_made", "n": 7})
+    disk.full = True
+    _attempt_every_kind_of_change(ws)
+    disk.full = False
+    ws.write("events", {"id": "evt_after", "n": 9})
+    stored = json.loads((tmp_path / "delta.json").read_text())
+    docs = {(d["collection"], d["id"]): d["record"] for t in stored.values() for d in t.values()}
+    assert docs == {
+        ("things", "thg_made"): {"id": "thg_made", "n": 7},
+        ("events", "evt_after"): {"id": "evt_after", "n": 9},
+    }
+    again = _open(tmp_path)
+    assert _records(again) == _records(ws)
+    assert again.get("things", "thg_failed") is None
+    assert again.get("things", "thg_1") == {"id": "thg_1", "n": 1}
+
+
+def test_a_refused_creation_gives_its_sequence_number_to_the_next_one(
+    tmp_path: Path, disk: Disk
+) -> None:
+    ws = _open(tmp_path)
+    view = ws.view("things")
+    disk.full = True
+    _refused(lambda: ws.write("things", {"id": "thg_failed", "n": -1}))
+    disk.full = False
+    ws.write("things", {"id": "thg_next", "n": 1})
+    assert view.seq_of("thg_next") == len(view.base) + 1 and view.created_count == 1
+    assert _open(tmp_path).view("things").seq_of("thg_next") == len(view.base) + 1
+
+
+def test_a_rename_that_cannot_be_made_durable_is_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new file is in place but its directory entry may not survive: put the old one back."""
+    ws = _open(tmp_path)
+    ws.write("things", {"id": "thg_made", "n": 7})
+    on_disk, cached, memory = (tmp_path / "delta.json").read_bytes(), _cached(ws), _memory(ws)
+    real_fsync = os.fsync
+    failures = []
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode) and not failures:
+            failures.append(fd)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(ApiError) as caught:
+        ws.write("things", {"id": "thg_failed", "n": -1})
+    assert caught.value.code == "STORE_UNAVAILABLE" and failures
+    assert (tmp_path / "delta.json").read_bytes() == on_disk
+    assert _cached(ws) == cached and _memory(ws) == memory
+    assert _open(tmp_path).get("things", "thg_failed") is None
+
+
+def test_a_reset_the_store_cannot_save_keeps_every_workspace(
+    tmp_path: Path, disk: Disk
+) -> None:
+    bases = _bases()
+    spaces = Workspaces(bases, DeltaStore(tmp_path))
+    spaces.get("default").write("things", {"id": "thg_a", "n": 1})
+    spaces.get("ci").write("things", {"id": "thg_b", "n": 2})
+    disk.full = True
+    with pytest.raises(ApiError) as caught:
+        spaces.reset()
+    assert caught.value.code == "STORE_UNAVAILABLE"
+    disk.full = False
+    spaces.get("default").write("events", {"id": "evt_later", "n": 3})  # saves what memory has
+    again = Workspaces(_bases(), DeltaStore(tmp_path))
+    assert again.get("default").get("things", "thg_a") == {"id": "thg_a", "n": 1}
+    assert again.get("ci").get("things", "thg_b") == {"id": "thg_b", "n": 2}
+    spaces.reset("ci")
+    assert Workspaces(_bases(), DeltaStore(tmp_path)).names() == ["default"]
+
+
+# ---------------------------------------------------------------------------- transactions
+
+
+def test_a_transaction_saves_all_its_changes_with_one_write(tmp_path: Path, disk: Disk) -> None:
+    ws = _open(tmp_path)
+    before = disk.writes
+    ws.begin()
+    ws.write("things", {"id": "thg_1", "n": 11})
+    ws.write("events", {"id": "evt_new", "n": 5})
+    ws.delete("events", "evt_0")
+    # nothing is visible or stored until commit
+    assert ws.get("things", "thg_1") == {"id": "thg_1", "n": 1}
+    assert ws.get("events", "evt_new") is None and ws.get("events", "evt_0") is not None
+    assert disk.writes == before
+    ws.commit()
+    assert disk.writes == before + 1
+    assert ws.get("things", "thg_1") == {"id": "thg_1", "n": 11}
+    assert ws.get("events", "evt_new") == {"id": "evt_new", "n": 5}
+    assert ws.get("events", "evt_0") is None
+    assert _records(_open(tmp_path)) == _records(ws)
+
+
+def test_a_transaction_the_store_cannot_save_applies_none_of_it(
+    tmp_path: Path, disk: Disk
+) -> None:
+    ws = _open(tmp_path)
+    ws.write("events", {"id": "evt_made", "n": 1})
+    memory, cached = _memory(ws), _cached(ws)
+    ws.begin()
+    ws.write("things", {"id": "thg_1", "n": 11})
+    ws.write("events", {"id": "evt_a", "n": 2})
+    ws.write("events", {"id": "evt_b", "n": 3})
+    ws.delete("events", "evt_made")
+    disk.full = True
+    _refused(ws.commit)
+    assert not ws.in_transaction
+    assert _memory(ws) == memory and _cached(ws) == cached
+    disk.full = False
+    ws.write("events", {"id": "evt_c", "n": 4})
+    events = ws.view("events")
+    assert events.seq_of("evt_c") == len(events.base) + 2  # the next number after evt_made
+    assert _records(_open(tmp_path)) == _records(ws)
+
+
+def test_rollback_drops_the_staged_changes_and_their_numbers(tmp_path: Path, disk: Disk) -> None:
+    ws = _open(tmp_path)
+    memory, before = _memory(ws), disk.writes
+    ws.begin()
+    ws.write("events", {"id": "evt_a", "n": 2})
+    ws.write("things", {"id": "thg_0", "n": 10})
+    ws.rollback()
+    assert _memory(ws) == memory and disk.writes == before and not ws.in_transaction
+    ws.rollback()  # nothing open: nothing to do
+    ws.write("events", {"id": "evt_b", "n": 3})
+    assert ws.view("events").seq_of("evt_b") == len(ws.view("events").base) + 1
+
+
+def test_creations_in_one_transaction_get_consecutive_numbers(tmp_path: Path) -> None:
+    ws = _open(tmp_path)
+    events = ws.view("events")
+    first = len(events.base) + 1
+    ws.begin()
+    ws.write("events", {"id": "evt_a", "n": 1})
+    assert events.created_count == 1  # what the next creation's number is computed from
+    ws.write("events", {"id": "evt_b", "n": 2})
+    ws.write("events", {"id": "evt_a", "n": 10})  # a change to a staged creation keeps its number
+    assert (events.seq_of("evt_a"), events.seq_of("evt_b")) == (first, first + 1)
+    ws.commit()
+    assert (events.seq_of("evt_a"), events.seq_of("evt_b")) == (first, first + 1)
+    assert events.created_count == 2 and events.get("evt_a") == {"id": "evt_a", "n": 10}
+    again = _open(tmp_path)
+    assert _records(again) == _records(ws)
+    again.write("events", {"id": "evt_c", "n": 3})
+    assert again.view("events").seq_of("evt_c") == first + 2
+
+
+def test_a_record_created_and_deleted_in_one_transaction_keeps_only_its_number(
+    tmp_path: Path,
+) -> None:
+    ws = _open(tmp_path)
+    events = ws.view("events")
+    ws.begin()
+    ws.write("events", {"id": "evt_gone", "n": 1})
+    ws.delete("events", "evt_gone")
+    ws.commit()
+    assert events.get("evt_gone") is None and events.count() == len(events.base)
+    ws.write("events", {"id": "evt_next", "n": 2})
+    assert events.seq_of("evt_next") == len(events.base) + 2
+    again = _open(tmp_path)
+    assert again.get("events", "evt_gone") is None
+    assert again.view("events").seq_of("evt_next") == len(events.base) + 2
+
+
+def test_a_second_begin_is_refused_while_a_transaction_is_open(tmp_path: Path) -> None:
+    ws = _open(tmp_path)
+    ws.begin()
+    with pytest.raises(RuntimeError, match="already has an open transaction"):
+        ws.begin()
+    ws.rollback()
+    ws.begin()
+    ws.commit()
+
+
+def test_writes_in_memory_mode_need_no_disk() -> None:
+    ws = Workspace("default", _bases(), DeltaStore(None))
+    ws.begin()
+    ws.write("things", {"id": "thg_new", "n": 1})
+    ws.commit()
+    ws.write("things", {"id": "thg_0", "n": 5})
+    assert ws.get("things", "thg_new") and ws.get("things", "thg_0") == {"id": "thg_0", "n": 5}
+
+
+# ---------------------------------------------------------------------------- a real full disk
+
+CLI = str(Path(sys.executable).parent / "opsmerge-sandbox")
+STORE_LIMIT = 48 * 1024  # bytes the store may grow to before writes fail
+
+
+class FullDisk:
+    """A data directory that runs out of space for real, and a way to make room again."""
+
+    def __init__(self, kind: str, root: Path) -> None:
+        self.kind = kind
+        self.data_dir = root / "data"
+        self.data_dir.mkdir()
+
+    @contextlib.contextmanager
+    def mounted(self) -> Iterator[FullDisk]:
+        if self.kind != "tmpfs":
+            yield self
+            return
+        made = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={STORE_LIMIT * 2}", "tmpfs", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+        )
+        if made.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()}")
+        try:
+            yield self
+        finally:
+            subprocess.run(["umount", "-l", str(self.data_dir)], check=False)
+
+    def preexec(self) -> Callable[[], None] | None:
+        """For the file-size limit: the sandbox's writes past it fail with EFBIG."""
+        if self.kind != "rlimit":
+            return None
+
+        def limit() -> None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (STORE_LIMIT, resource.RLIM_INFINITY))
+
+        return limit
+
+    def make_room(self, pid: int) -> None:
+        if self.kind == "tmpfs":
+            subprocess.run(
+                ["mount", "-o", "remount,size=8m", str(self.data_dir)], check=True
+            )
+        else:
+            unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, unlimited)
+
+
+@contextlib.contextmanager
+def _sandbox(data_dir: Path, log: Path, preexec: Callable[[], None] | None = None) -> Iterator[
+    tuple[subprocess.Popen[bytes], httpx.Client]
+]:
+    """`opsmerge-sandbox serve` on the data dir, in its own process, with a client for it."""
+    port = free_port()
+    cmd = [CLI, "serve", "--data-dir", str(data_dir), "--port", str(port), "--rate-limit", "100000"]
+    env = {**os.environ, "OPSMERGE_SANDBOX_ADMIN_TOKEN": ADMIN_TOKEN}
+    with log.open("ab") as err:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=preexec
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the sandbox did not start"
+            try:
+                if httpx.get(url + "/healthz", timeout=0.5).is_success:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        with httpx.Client(base_url=url, timeout=10) as client:
+            yield proc, client
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _names(client: httpx.Client, h: dict[str, str], needle: str) -> list[str]:
+    r = client.get("/api/v1/clients", headers=h, params={"q": needle, "per_page": 100})
+    assert r.status_code == 200, r.text
+    return [c["name"] for c in r.json()["data"]["items"]]
+
+
+def _total(client: httpx.Client, h: dict[str, str]) -> int:
+    return int(client.get("/api/v1/clients?per_page=1", headers=h).json()["data"]["total"])
+
+
+@pytest.fixture(scope="module")
+def owner() -> dict[str, str]:
+    return {"Authorization": f"Bearer {key_named(make_app(), 'Owner - full')}"}
+
+
+@pytest.mark.parametrize("kind", ["tmpfs", "rlimit"])
+def test_a_full_disk_answers_503_and_loses_no_acknowledged_write(
+    tmp_path: Path, kind: str, owner: dict[str, str]
+) -> None:
+    if kind == "rlimit" and not hasattr(resource, "prlimit"):
+        pytest.skip("this OS cannot change a running process's file-size limit")
+    h = owner
+    log = tmp_path / "sandbox.log"
+    with FullDisk(kind, tmp_path).mounted() as full:
+        with _sandbox(full.data_dir, log, full.preexec()) as (proc, c):
+            seeded = _total(c, h)
+            acknowledged: dict[str, str] = {}
+            refused = None
+            for i in range(1000):
+                name = f"fill-{i:04d}-" + "x" * 150
+                r = c.post("/api/v1/clients", headers=h, json={"name": name})
+                if r.status_code == 201:
+                    acknowledged[r.json()["data"]["id"]] = name
+                    continue
+                assert r.status_code == 503, r.text
+                error = r.json()["error"]
+                assert error["code"] == "STORE_UNAVAILABLE" and error["message"], error
+                refused = name
+                break
+            assert refused is not None, "the store never filled up"
+            assert len(acknowledged) > 10
+            assert _names(c, h, refused[:10]) == []
+            assert _total(c, h) == seeded + len(acknowledged)
+            # changes that grow records fail too, once the room the refused creation left is used
+            for i, rid in enumerate(list(acknowledged)):
+                name = f"renamed-{i:04d}-" + "y" * 180
+                r = c.patch(f"/api/v1/clients/{rid}", headers=h, json={"name": name})
+                if r.status_code == 200:
+                    acknowledged[rid] = name
+                    continue
+                assert r.status_code == 503 and r.json()["error"]["code"] == "STORE_UNAVAILABLE"
+                assert c.get(f"/api/v1/clients/{rid}", headers=h).json()["data"]["name"] == (
+                    acknowledged[rid]
+                )
+                break
+            else:
+                pytest.fail("no change was refused on the full disk")
+
+            full.make_room(proc.pid)
+            r = c.post("/api/v1/clients", headers=h, json={"name": "after-the-disk-had-room"})
+            assert r.status_code == 201, r.text
+            acknowledged[r.json()["data"]["id"]] = "after-the-disk-had-room"
+            assert _names(c, h, refused[:10]) == []
+
+        with _sandbox(full.data_dir, log) as (_, c):
+            for rid, name in acknowledged.items():
+                got = c.get(f"/api/v1/clients/{rid}", headers=h)
+                assert got.status_code == 200 and got.json()["data"]["name"] == name
+            assert _names(c, h, refused[:10]) == []
+            assert _total(c, h) == seeded + len(acknowledged)
+    assert "Traceback" not in log.read_text()
