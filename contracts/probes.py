@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from contracts.bodies import invalid_bodies, valid_bodies
-from contracts.derive import collection_op, is_write, path_params
+from contracts.contract_plan import collection_op, is_write, path_params
 from contracts.session import LIMITED, Contract
 from sandbox.spec import Operation
 

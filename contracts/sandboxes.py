@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from contracts.admin import AdminError, SandboxAdmin
+from contracts.sandbox_control import AdminError, SandboxAdmin
 from sandbox.settings import Settings
 from sandbox.world.recipe import KeySpec, load_recipe
 

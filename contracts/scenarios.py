@@ -34,7 +34,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from contracts.derive import SAFE_METHODS
+from contracts.contract_plan import SAFE_METHODS
 from contracts.expect import is_missing, resolve_pointer, unmet
 from contracts.session import LIMITED, PRIMARY, Contract
 from sandbox.yamlio import load_yaml

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import derive, probes
+from contracts import contract_plan, probes
 from contracts.plugin import run_for
 from contracts.session import Contract
 from sandbox.spec import Operation
 
 _OPERATIONS = {
-    "test_conforms": derive.conformance_operations,
-    "test_auth": derive.auth_operations,
-    "test_pagination": derive.list_operations,
-    "test_bodies": derive.body_operations,
-    "test_unknown_id": derive.unknown_id_operations,
+    "test_conforms": contract_plan.conformance_operations,
+    "test_auth": contract_plan.auth_operations,
+    "test_pagination": contract_plan.list_operations,
+    "test_bodies": contract_plan.body_operations,
+    "test_unknown_id": contract_plan.unknown_id_operations,
 }
 
 

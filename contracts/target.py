@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 
-from contracts.admin import SandboxAdmin
 from contracts.budget import Budget
 from contracts.exchange import Exchange, mask_key
 from contracts.options import Options
 from contracts.pacing import Pacer
 from contracts.routes import Router
+from contracts.sandbox_control import SandboxAdmin
 from contracts.sandboxes import SERVE_ROOT, Sandbox, load_factory, start_sandbox
 from contracts.transport import Guard, GuardedTransport
 from sandbox.settings import Settings

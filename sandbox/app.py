@@ -8,7 +8,7 @@ from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
-from sandbox.admin import build_admin
+from sandbox.control_api import build_admin
 from sandbox.docs import docs_routes
 from sandbox.errors import ApiError
 from sandbox.faults import add_fault_endpoints, install_faults, registry_of, wrap_connection_faults

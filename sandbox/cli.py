@@ -212,23 +212,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         args.pytest_args = [*unknown, *args.pytest_args]  # pytest options go straight through
     if args.command == "serve":
-        from sandbox.server import serve_command
+        from sandbox.commands.serve import serve_command
 
         return serve_command(args)
     if args.command == "keys":
-        from sandbox.world.commands import keys_command
+        from sandbox.commands.fixtures import keys_command
 
         return keys_command(args)
     if args.command == "fixtures":
-        from sandbox.world.commands import dump_command
+        from sandbox.commands.fixtures import dump_command
 
         return dump_command(args)
     if args.command == "spec":
-        from sandbox.speccheck import check_command
+        from sandbox.commands.spec_check import check_command
 
         return check_command(args)
     if args.command == "reset":
-        from sandbox.server import reset_command
+        from sandbox.commands.serve import reset_command
 
         return reset_command(args)
     if args.command == "contracts":

@@ -40,7 +40,7 @@ def _record(
     raise LookupError(f"no {collection} record satisfies {when}")
 
 
-def _ref_target(schema: Schema) -> str | None:
+def _ref_of(schema: Schema) -> str | None:
     ref = ref_of(schema)
     return ref[0] if ref else None
 
@@ -56,12 +56,12 @@ def body_for(state: SandboxState, op: Operation, source: dict[str, Any] | None) 
         if name not in wanted:
             continue
         prop = props[name]
-        target = _ref_target(prop)
+        target = _ref_of(prop)
         items = prop.get("items") if isinstance(prop.get("items"), dict) else None
         if target:
             body[name] = _record(state, target)["id"]
-        elif items is not None and _ref_target(items):
-            body[name] = [_record(state, _ref_target(items) or "")["id"]]
+        elif items is not None and _ref_of(items):
+            body[name] = [_record(state, _ref_of(items) or "")["id"]]
         elif prop.get("format") == "email":
             body[name] = f"new.person{next(_unique)}@example.com"
         elif source and name in source:
@@ -74,7 +74,7 @@ def body_for(state: SandboxState, op: Operation, source: dict[str, Any] | None) 
             body[name] = "Sandbox test value"
     if op.kind == "update":
         # an update needs at least one field; keep the ones that are safe to re-send
-        body = {k: v for k, v in body.items() if not _ref_target(props[k])} or body
+        body = {k: v for k, v in body.items() if not _ref_of(props[k])} or body
         if not body:
             name = next(iter(props))
             body = {name: (source or {}).get(name)}

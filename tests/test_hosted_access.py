@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.admin import TOKEN_HEADER, build_admin
 from sandbox.app import create_app
 from sandbox.cli import build_parser
+from sandbox.commands.serve import settings_from_args
+from sandbox.control_api import TOKEN_HEADER, build_admin
 from sandbox.hosted import DEMO_KEY_NAME, demo_key
-from sandbox.server import settings_from_args
 from sandbox.settings import Settings
 from sandbox.state import SandboxState, build_state
 

@@ -265,7 +265,7 @@ def test_serve_takes_trusted_proxies_and_the_address_budget_from_its_options(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from sandbox.cli import build_parser
-    from sandbox.server import settings_from_args
+    from sandbox.commands.serve import settings_from_args
 
     args = build_parser().parse_args(
         ["serve", "--hosted", "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "127.0.0.1",

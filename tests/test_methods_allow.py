@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.admin import ADMIN_SPEC_PATH, PREFIX
+from sandbox.control_api import ADMIN_SPEC_PATH, PREFIX
 from sandbox.spec import load_spec
 from sandbox.yamlio import load_yaml
 from tests.conftest import ADMIN, make_app

@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from sandbox.cli import build_parser
+from sandbox.commands.serve import settings_from_args
 from sandbox.connection_limits import HOSTED, LOCAL, ConnectionLimits, resolve_limits
-from sandbox.server import settings_from_args
 from sandbox.world.recipe import load_recipe
 from tests.conftest import free_port
 

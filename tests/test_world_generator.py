@@ -16,11 +16,10 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from sandbox.spec import Spec, load_spec, parse_spec
+from sandbox.spec import Spec, load_spec, parse_spec, ref_of
 from sandbox.world import build_world, load_recipe
 from sandbox.world.generator import GenerationError, World
 from sandbox.world.recipe import Recipe
-from sandbox.world.values import ref_target
 
 
 @pytest.fixture(scope="module")
@@ -231,13 +230,13 @@ def _ref_fields(schema: dict[str, Any]) -> list[tuple[str, str, bool, bool]]:
     """(field, target collection, is an array, may be null) for every x-ref property."""
     out = []
     for field, prop in (schema.get("properties") or {}).items():
-        ref = ref_target(prop)
+        ref = ref_of(prop)
         if ref is not None:
             types = prop.get("type")
             out.append((field, ref[0], False, isinstance(types, list) and "null" in types))
         items = prop.get("items") or {}
-        if ref_target(items) is not None:
-            out.append((field, ref_target(items)[0], True, False))  # type: ignore[index]
+        if ref_of(items) is not None:
+            out.append((field, ref_of(items)[0], True, False))  # type: ignore[index]
     return out
 
 
@@ -263,7 +262,7 @@ def test_copied_and_matched_references_agree_with_the_referenced_record(
     index = _by_id(world)
     for name, c in spec.collections.items():
         for field, prop in c.schema["properties"].items():
-            ref = ref_target(prop)
+            ref = ref_of(prop)
             if ref is None:
                 continue
             target, copies, where = ref

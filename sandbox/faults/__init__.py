@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from litestar import Litestar
 
-from sandbox.faults.admin import add_fault_endpoints
 from sandbox.faults.connection import ConnectionFaults
+from sandbox.faults.control_endpoints import add_fault_endpoints
 from sandbox.faults.loader import FaultsFileError, load_faults
 from sandbox.faults.rules import FaultRegistry
 from sandbox.faults.stage import FaultStage

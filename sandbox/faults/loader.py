@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from sandbox.errors import ApiError
-from sandbox.faults.admin import add_rule
+from sandbox.faults.control_endpoints import add_rule
 from sandbox.faults.rules import FaultRegistry, Rule
 from sandbox.state import SandboxState
 from sandbox.yamlio import load_yaml

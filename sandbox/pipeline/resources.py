@@ -19,7 +19,7 @@ from sandbox.pipeline.authenticate import Caller
 from sandbox.pipeline.ratelimit import RateState
 from sandbox.spec import Collection, Operation, Spec, ref_of
 from sandbox.store.workspace import CollectionView, Workspace
-from sandbox.world.derive import derive_fields
+from sandbox.world.computed_fields import derive_fields
 
 Record = dict[str, Any]
 _ids = random.Random()  # record ids need to be unique, not secret

@@ -8,13 +8,11 @@ rule per convention answers "is this the OpsMerge API the tools expect?" (`opera
 `response_rules`, `sandbox_rules`, `document_rules`, over the model in `document`). Each rule
 names the operation it found a problem in; a problem in a shared component
 (`components.responses.RateLimited`, say) is reported once, at the component, with the
-operations that use it (`checks`). `command` is the CLI entry point.
+operations that use it (`lint`). The CLI entry point is `sandbox.commands.spec_check`.
 """
 
 from __future__ import annotations
 
-from sandbox.speccheck.checks import check_spec, lint_document
-from sandbox.speccheck.command import UnreadableSpec, check_command, read_spec
 from sandbox.speccheck.document import (
     BrokenRef,
     Document,
@@ -24,6 +22,7 @@ from sandbox.speccheck.document import (
     count_operations,
 )
 from sandbox.speccheck.document_rules import DOCUMENT_RULES, document_rule
+from sandbox.speccheck.lint import check_spec, lint_document
 from sandbox.speccheck.operation_rules import OPERATION_RULES, operation_rule
 from sandbox.speccheck.paths import format_path, locate
 from sandbox.speccheck.problems import Finding, Problem
@@ -38,9 +37,7 @@ __all__ = [
     "OperationView",
     "Problem",
     "ResponseView",
-    "UnreadableSpec",
     "build_document",
-    "check_command",
     "check_spec",
     "count_operations",
     "document_rule",
@@ -48,6 +45,5 @@ __all__ = [
     "lint_document",
     "locate",
     "operation_rule",
-    "read_spec",
     "validate_document",
 ]

@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from sandbox.spec import Collection, Spec
-from sandbox.world.derive import derive_fields, has_computed
+from sandbox.spec import Collection, Spec, ref_of
+from sandbox.world.computed_fields import derive_fields, has_computed
 from sandbox.world.recipe import KeySpec, Recipe
 from sandbox.world.values import (
     DAY,
@@ -29,7 +29,6 @@ from sandbox.world.values import (
     format_datetime,
     order_plans,
     parse_time,
-    ref_target,
 )
 
 World = dict[str, list[dict[str, Any]]]
@@ -40,7 +39,7 @@ __all__ = ["GenerationError", "World", "build_world", "generation_order", "key_c
 def _targets(schema: dict[str, Any]) -> set[str]:
     """Collections a schema refers to, at any depth (array items, nested objects)."""
     found: set[str] = set()
-    ref = ref_target(schema)
+    ref = ref_of(schema)
     if ref is not None:
         found.add(ref[0])
     for prop in (schema.get("properties") or {}).values():
@@ -55,7 +54,7 @@ def generation_order(collections: dict[str, Collection]) -> list[str]:
     deps = {name: {t for t in _targets(c.schema) if t != name} for name, c in collections.items()}
     for name, c in collections.items():
         for field, prop in (c.schema.get("properties") or {}).items():
-            ref = ref_target(prop)
+            ref = ref_of(prop)
             if ref is not None and ref[0] == name and (ref[1] or ref[2]):
                 raise GenerationError(
                     f"{name}.{field}: a reference to its own collection cannot copy or match "
@@ -197,7 +196,7 @@ def _named_draft(rng: random.Random, fixed: dict[str, Any], plans: list[FieldPla
 
 
 def _copies(prop: dict[str, Any]) -> list[str]:
-    ref = ref_target(prop)
+    ref = ref_of(prop)
     return list(ref[1]) if ref else []
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox.spec import ref_of
 from sandbox.world.context import Draft, GenerationError, Maker, Schema, WorldContext
 from sandbox.world.hints import maybe_null, null_probability, types_of, weighted
 from sandbox.world.providers import faker_maker
-from sandbox.world.refs import ref_target
 
 
 def _array_maker(name: str, schema: Schema, ctx: WorldContext, where: str) -> Maker:
@@ -27,7 +27,7 @@ def _array_maker(name: str, schema: Schema, ctx: WorldContext, where: str) -> Ma
         top = min(len(choices), max_items or len(choices), max(min_items, 1) + 3)
         low = max(min_items, 1)
         return lambda d: d.rng.sample(choices, d.rng.randint(low, max(low, top)))
-    target = ref_target(items)
+    target = ref_of(items)
     if target is not None:
         coll = target[0]
         top = int(hint.get("max", 1)) if isinstance(hint, dict) else max(min_items, 1)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox.spec import ref_of
 from sandbox.world.context import Draft, FieldPlan, GenerationError, Maker, Schema, WorldContext
 from sandbox.world.hints import maybe_null, null_probability, nullable
 from sandbox.world.makers import compile_value
-from sandbox.world.refs import has_ref, ref_plan, ref_target
+from sandbox.world.refs import has_ref, ref_plan
 from sandbox.world.times import time_plan
 
 COMPUTED = ("x-sequence", "x-template", "x-derive")  # left to `derive`
@@ -68,7 +69,7 @@ def compile_plans(
         if name == "id" or any(k in prop for k in COMPUTED):
             continue
         null_p = null_probability(prop)
-        target = ref_target(prop)
+        target = ref_of(prop)
         if target is not None:
             sharing = [
                 f
@@ -94,7 +95,7 @@ def compile_plans(
             plan.deps = (*plan.deps, *(f for f, _ in ref_fields))
     copy_deps: dict[str, list[str]] = {}
     for name, prop in props.items():
-        target = ref_target(prop)
+        target = ref_of(prop)
         if target is not None:
             for mine in target[1]:
                 copy_deps.setdefault(mine, []).append(name)

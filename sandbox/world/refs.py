@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.spec import ref_of as ref_target
+from sandbox.spec import ref_of
 from sandbox.world.context import Draft, FieldPlan, GenerationError, Schema, WorldContext
 from sandbox.world.hints import nullable
 
-__all__ = ["has_ref", "ref_plan", "ref_target"]
+__all__ = ["has_ref", "ref_plan"]
 
 
 def ref_plan(
@@ -21,7 +21,7 @@ def ref_plan(
     where_label: str,
 ) -> FieldPlan:
     """The plan of an `x-ref` field; `sharing` are earlier reference fields to agree with."""
-    target, copy, where = ref_target(schema)  # type: ignore[misc]
+    target, copy, where = ref_of(schema)  # type: ignore[misc]
     can_be_null = nullable(schema)
     deps = tuple(where.values())
     target_ids = ctx.ids.get(target, [])
@@ -82,5 +82,5 @@ def has_ref(ctx: WorldContext, collection: str, field_name: str, target: str) ->
     prop = (ctx.schemas.get(collection) or {}).get("properties", {}).get(field_name)
     if not prop:
         return False
-    ref = ref_target(prop)
+    ref = ref_of(prop)
     return ref is not None and ref[0] == target

@@ -21,7 +21,6 @@ from sandbox.world.makers import compile_value
 from sandbox.world.plans import COMPUTED, compile_plans, order_plans
 from sandbox.world.pools import POOL_SIZE, POOLED_PROVIDERS, faker_generator
 from sandbox.world.providers import CUSTOM_PROVIDERS
-from sandbox.world.refs import ref_target
 from sandbox.world.seeding import stable_int
 from sandbox.world.timefmt import DAY, format_date, format_datetime, parse_time
 from sandbox.world.times import HISTORY_DAYS
@@ -47,6 +46,5 @@ __all__ = [
     "nullable",
     "order_plans",
     "parse_time",
-    "ref_target",
     "stable_int",
 ]

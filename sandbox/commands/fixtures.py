@@ -8,10 +8,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.spec import Spec, load_spec
+from sandbox.spec import Spec, load_spec, ref_of
 from sandbox.world.generator import World, build_world
 from sandbox.world.recipe import Recipe, RecipeError, key_status, load_recipe
-from sandbox.world.values import GenerationError, ref_target
+from sandbox.world.values import GenerationError
 
 _STATUS_STYLE = {
     "active": "green",
@@ -31,7 +31,7 @@ def _role_names(spec: Spec, world: World, owners: str, user: dict[str, Any]) -> 
     names: list[str] = []
     props = spec.collections[owners].schema.get("properties") or {}
     for field, prop in props.items():
-        ref = ref_target(prop) or ref_target(prop.get("items") or {})
+        ref = ref_of(prop) or ref_of(prop.get("items") or {})
         if ref is None or "permissions" not in (
             spec.collections[ref[0]].schema.get("properties") or {}
         ):

@@ -18,10 +18,10 @@ from typing import Any
 
 from litestar import Request
 
-from sandbox.admin import ADMIN_SPEC_PATH, AdminApi
+from sandbox.control_api import ADMIN_SPEC_PATH, AdminApi
 from sandbox.errors import ApiError, Detail
+from sandbox.faults.presets import SCENARIOS, catalogue, expand
 from sandbox.faults.rules import WORKSPACE_NAME, Context, FaultRegistry, Rule, parse_rule
-from sandbox.faults.scenarios import SCENARIOS, catalogue, expand
 from sandbox.pipeline.ratelimit import RateLimiter
 from sandbox.pipeline.validate import compile_schema, schema_details
 from sandbox.spec import flatten, resolve_refs

@@ -13,8 +13,8 @@ from typing import Any
 
 from sandbox.catalogue import CATALOGUE_PATH, Catalogue, load_catalogue, parse_catalogue
 from sandbox.spec import SPEC_PATH
-from sandbox.speccheck.checks import check_spec
 from sandbox.speccheck.document import count_operations
+from sandbox.speccheck.lint import check_spec
 from sandbox.yamlio import load_yaml
 
 
