@@ -23,12 +23,13 @@ browser-deps:
 	  echo "installing Debian's chromium for the docs-page browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser-deps
-	$(BIN)/ruff check sandbox contracts tests benchmarks
+test: $(STAMP) browser-deps lint
 	$(BIN)/python -m pytest -q
 
+# ruff for style, mypy for the type hints (its settings are in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check sandbox contracts tests benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -470,7 +470,7 @@ def discover(probe: Probe, spec_path: Path | None = None, recipe: str = "default
         raise SystemExit("no editable, deletable record with a bounded integer field")
     for op in ops:
         if op.kind == "action" and op.method == "POST" and op.path.count("{") == 1 \
-                and not op.body_required and not op.sandbox.get("when"):
+                and not op.body_required and not op.hints.when:
             parent = op.path.split("/{", 1)[0]
             rid = _first_id(get, base + parent) if ("GET", parent) in by else None
             path = op.path.replace(op.path[op.path.index("{"):op.path.index("}") + 1], rid or "")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from contracts.expect import JSON_TYPES
+from sandbox.jsontypes import JSON_TYPES, allows_null, json_types
 from sandbox.spec import strip_extensions
 
 Schema = dict[str, Any]
@@ -92,15 +92,6 @@ def _ref_target(hint: Any) -> tuple[str, dict[str, str]]:
     return str(hint["collection"]), dict(hint.get("where") or {})
 
 
-def _nullable(schema: Schema) -> bool:
-    kind = schema.get("type")
-    return (
-        kind == "null"
-        or (isinstance(kind, list) and "null" in kind)
-        or None in (schema.get("enum") or [])
-    )
-
-
 def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[str, Any]:
     """Replace every `x-ref` value with a real id of the collection it names."""
     props: dict[str, Schema] = schema.get("properties") or {}
@@ -116,8 +107,8 @@ def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[
             filters = {theirs: body.get(mine) for theirs, mine in where.items() if mine in body}
             chosen = pick(collection, filters, [])
             if chosen is None and filters:
-                chosen = None if _nullable(prop) else pick(collection, {}, [])
-            if chosen is None and not _nullable(prop):
+                chosen = None if allows_null(prop) else pick(collection, {}, [])
+            if chosen is None and not allows_null(prop):
                 if name in required:
                     chosen = pick(collection, {}, [])
                 else:
@@ -150,7 +141,7 @@ def apply_relations(schema: Schema, body: dict[str, Any]) -> dict[str, Any]:
                 body.get(f, props.get(f, {}).get("default")) in vals for f, vals in when.items()
             )
             if not allowed:
-                if _nullable(prop):
+                if allows_null(prop):
                     body[name] = None
                 else:
                     body.pop(name)
@@ -206,8 +197,7 @@ _WRONG = {
 
 
 def _wrong_value(prop: Schema) -> Any:
-    kind = prop.get("type")
-    kinds = kind if isinstance(kind, list) else [kind]
+    kinds = json_types(prop)
     for k in kinds:
         if k in _WRONG:
             wrong = _WRONG[k]

@@ -74,8 +74,10 @@ class CheckContext:
             return None
         cache_key = (op.operation_id, key)
         if cache_key not in self._validators:
+            schema = op.responses[key]
+            assert schema is not None  # a status without a body schema returned None above
             self._validators[cache_key] = jsonschema_rs.validator_for(
-                op.responses[key], validate_formats=True
+                schema, validate_formats=True
             )
         return self._validators[cache_key]
 
@@ -375,6 +377,7 @@ def pagination_total(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterat
             yield _fail(last, f"walk {walk}: `total` changes from page to page ({shown})")
             continue
         total = totals.pop()
+        assert total is not None  # refused just above
         per_page = int(pages[0].meta.get("per_page") or 0)
         problems = []
         truncated = any(ex.meta.get("truncated") for ex in pages)

@@ -52,11 +52,11 @@ def unknown_id_operations(spec: Spec) -> list[Operation]:
 def collection_op(spec: Spec, collection: str, kind: str) -> Operation | None:
     """The operation of a kind serving a collection by id (get, delete) or as a whole (create)."""
     for op in spec.operations:
-        if op.kind != kind or op.sandbox.get("collection") != collection or op.session_only:
+        if op.kind != kind or op.hints.collection != collection or op.session_only:
             continue
         if kind in ("get", "delete", "update") and "id" not in path_params(op):
             continue
-        if kind == "create" and op.sandbox.get("parent") is None and "{" in op.path:
+        if kind == "create" and op.hints.parent is None and "{" in op.path:
             continue
         return op
     return None

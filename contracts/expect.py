@@ -20,17 +20,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from contracts.exchange import Exchange
+from sandbox.jsontypes import JSON_TYPES
 
 _MISSING = object()
-JSON_TYPES: dict[str, tuple[type, ...]] = {  # JSON Schema type -> Python types
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-    "null": (type(None),),
-}
 MATCHERS = frozenset(
     {"exists", "type", "len", "gte", "lte", "contains", "startswith", "matches", "equals"}
 )

@@ -9,7 +9,7 @@ updates or deletes the records its key depends on.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -45,17 +45,17 @@ class IdPool:
             op
             for op in self.spec.operations
             if op.kind == kind
-            and op.sandbox.get("collection") == collection
+            and op.hints.collection == collection
             and not op.session_only
         ]
 
     def list_op(self, collection: str) -> Operation | None:
         ops = self.ops(collection, "list")
-        top = [op for op in ops if not op.sandbox.get("parent") and not op.deprecated]
-        return (top or [op for op in ops if not op.sandbox.get("parent")] or [None])[0]
+        top = [op for op in ops if op.hints.parent is None and not op.deprecated]
+        return next(iter(top or [op for op in ops if op.hints.parent is None]), None)
 
     def nested_list_op(self, collection: str) -> Operation | None:
-        nested = [op for op in self.ops(collection, "list") if op.sandbox.get("parent")]
+        nested = [op for op in self.ops(collection, "list") if op.hints.parent is not None]
         return nested[0] if nested else None
 
     # --- records -------------------------------------------------------------------------------
@@ -70,9 +70,8 @@ class IdPool:
             found = self._page(op.path, {"per_page": PAGE})
         else:
             nested = self.nested_list_op(collection)
-            if nested is not None:
-                parent = nested.sandbox["parent"]
-                for record in self.records(parent["collection"])[:10]:
+            if nested is not None and nested.hints.parent is not None:
+                for record in self.records(nested.hints.parent.collection)[:10]:
                     found += self.children(nested, str(record["id"]))
                     if len(found) >= 10:
                         break
@@ -82,11 +81,13 @@ class IdPool:
     def children(
         self, nested: Operation, parent_id: str, per_page: int = PAGE
     ) -> list[dict[str, Any]]:
+        parent = nested.hints.parent
+        if parent is None:
+            raise ValueError(f"{nested.operation_id} does not list records under a parent")
         key = (nested.operation_id, parent_id)
         if key not in self._children:
-            param = nested.sandbox["parent"]["param"]
             self._children[key] = self._page(
-                nested.path.replace("{" + param + "}", parent_id), {"per_page": per_page}
+                nested.path.replace("{" + parent.param + "}", parent_id), {"per_page": per_page}
             )
         return self._children[key]
 
@@ -103,7 +104,7 @@ class IdPool:
     def find(
         self,
         collection: str,
-        where: dict[str, Any] | None = None,
+        where: Mapping[str, Any] | None = None,
         exclude: list[Any] | tuple[Any, ...] = (),
         writable: bool = False,
     ) -> dict[str, Any] | None:
@@ -118,7 +119,7 @@ class IdPool:
         pool = active or candidates
         return pool[self._rng.randrange(len(pool))] if pool else None
 
-    def _filtered(self, collection: str, where: dict[str, Any]) -> list[dict[str, Any]]:
+    def _filtered(self, collection: str, where: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Ask the list operation to filter, for the fields it can filter on."""
         op = self.list_op(collection)
         if op is None or "{" in op.path:
@@ -128,7 +129,7 @@ class IdPool:
         for field, wanted in where.items():
             if field not in query_params:
                 continue
-            for value in wanted if isinstance(wanted, list) else [wanted]:
+            for value in wanted if isinstance(wanted, list | tuple) else [wanted]:
                 if value is None:
                     continue
                 found += self._page(op.path, {"per_page": PAGE, field: value})
@@ -141,15 +142,15 @@ class IdPool:
         return record["id"] if record else None
 
     def real_id(
-        self, collection: str, writable: bool = False, when: dict[str, Any] | None = None
+        self, collection: str, writable: bool = False, when: Mapping[str, Any] | None = None
     ) -> str | None:
         record = self.find(collection, when, writable=writable)
         return str(record["id"]) if record else None
 
 
-def _matches(record: dict[str, Any], where: dict[str, Any]) -> bool:
+def _matches(record: dict[str, Any], where: Mapping[str, Any]) -> bool:
     for field, wanted in where.items():
-        allowed = wanted if isinstance(wanted, list) else [wanted]
+        allowed = wanted if isinstance(wanted, list | tuple) else [wanted]
         if record.get(field) not in allowed:
             return False
     return True

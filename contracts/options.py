@@ -153,7 +153,7 @@ def _raw(config: pytest.Config, spec: OptionSpec, environ: dict[str, str]) -> st
     return str(value).strip() if value not in (None, "") else None
 
 
-class OptionError(pytest.UsageError):
+class OptionError(pytest.UsageError):  # type: ignore[misc]  # pytest marks it final
     pass
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -32,7 +33,7 @@ MALFORMED = (
 
 
 def _collection(op: Operation) -> str:
-    return str(op.sandbox.get("collection") or "")
+    return op.hints.collection or ""
 
 
 def _prefix(c: Contract, collection: str) -> str:
@@ -66,10 +67,10 @@ def _fill(op: Operation, values: dict[str, str]) -> str:
 
 
 def _parent_id(c: Contract, op: Operation) -> str | None:
-    parent = op.sandbox.get("parent")
-    if not parent:
+    parent = op.hints.parent
+    if parent is None:
         return None
-    return c.run.pool.real_id(parent["collection"])
+    return c.run.pool.real_id(parent.collection)
 
 
 def _path(
@@ -81,11 +82,11 @@ def _path(
 ) -> str:
     """The op's path with every parameter filled: real ids, or placeholders when asked."""
     values: dict[str, str] = {}
-    parent = op.sandbox.get("parent") or {}
+    parent = op.hints.parent
     for name in path_params(op):
-        if name == parent.get("param"):
+        if parent is not None and name == parent.param:
             value = parent_id or (None if placeholders else _parent_id(c, op))
-            value = value or f"{_prefix(c, parent['collection'])}_{PLACEHOLDER}"
+            value = value or f"{_prefix(c, parent.collection)}_{PLACEHOLDER}"
         elif name == "id":
             value = record_id
             if value is None and not placeholders:
@@ -121,7 +122,7 @@ def _comparable(c: Contract, op: Operation, body: dict[str, Any]) -> dict[str, A
     """The sent fields a read-back should show: the resource's own, less those the server sets."""
     coll = c.spec.collections.get(_collection(op))
     props = (coll.schema.get("properties") or {}) if coll else {}
-    server_set = set((op.sandbox.get("set") or {}).keys())
+    server_set = set(op.hints.sets)
     return {k: v for k, v in body.items() if k in props and k not in server_set}
 
 
@@ -144,7 +145,7 @@ def own_record(c: Contract, collection: str, parent_id: str | None = None) -> st
     return str(data["id"])
 
 
-def _writable_record(c: Contract, op: Operation, when: dict[str, Any] | None = None) -> str:
+def _writable_record(c: Contract, op: Operation, when: Mapping[str, Any] | None = None) -> str:
     """A record to change: one the test creates, else (sandbox profile) a seeded one."""
     collection = _collection(op)
     created = own_record(c, collection)
@@ -163,7 +164,8 @@ def _writable_record(c: Contract, op: Operation, when: dict[str, Any] | None = N
         )
     seeded = c.run.pool.real_id(collection, writable=True, when=when)
     if seeded is None:
-        state = f" in a state that allows it ({when})" if when else ""
+        wanted = "; ".join(f"{f} {' or '.join(map(str, v))}" for f, v in (when or {}).items())
+        state = f" in a state that allows it ({wanted})" if wanted else ""
         pytest.skip(f"the target has no {collection} record{state} for {op.operation_id}")
     c.touched_world = True
     return seeded
@@ -192,20 +194,20 @@ def _readback(
 
 def _parent_for(c: Contract, op: Operation) -> str | None:
     """The parent a nested create attaches to: one the test creates under staging."""
-    parent = op.sandbox.get("parent")
-    if op.kind != "create" or not parent:
+    parent = op.hints.parent
+    if op.kind != "create" or parent is None:
         return None
-    parent_id = own_record(c, parent["collection"]) if c.profile == "staging" else None
-    parent_id = parent_id or c.run.pool.real_id(parent["collection"])
+    parent_id = own_record(c, parent.collection) if c.profile == "staging" else None
+    parent_id = parent_id or c.run.pool.real_id(parent.collection)
     if parent_id is None:
-        pytest.skip(f"the target has no {parent['collection']} record to attach to")
+        pytest.skip(f"the target has no {parent.collection} record to attach to")
     return parent_id
 
 
 def _target_record(c: Contract, op: Operation) -> str | None:
     """The record an update or action changes (None when its path names none)."""
     if "id" in path_params(op):
-        return _writable_record(c, op, op.sandbox.get("when"))
+        return _writable_record(c, op, op.hints.when)
     if c.profile == "staging" and op.kind in ("update", "delete"):
         pytest.skip(
             f"staging changes only records the run created; {op.operation_id} changes "
@@ -228,7 +230,7 @@ def _write(
     if response.status_code >= 300 or not isinstance(data, dict):
         return
     c.touched_world = True
-    new_id = str(data.get("id") or record_id or op.sandbox.get("id") or "")
+    new_id = str(data.get("id") or record_id or op.hints.fixed_id or "")
     if op.kind == "create" and new_id:
         c.track(_collection(op), new_id)
     if new_id:
@@ -242,7 +244,7 @@ def conformance(c: Contract, op: Operation) -> None:
     """One well-formed request that must succeed, judged by every response check."""
     if op.session_only:
         _require_writes(c, op)
-        body = {} if op.body_schema else None
+        body: dict[str, Any] | None = {} if op.body_schema else None
         c.call(op.method, _path(c, op, placeholders=True), role="session-only", json=body)
         c.verify()
         return
@@ -265,8 +267,7 @@ def conformance(c: Contract, op: Operation) -> None:
 
 def _delete(c: Contract, op: Operation) -> None:
     collection = _collection(op)
-    when = op.sandbox.get("when")
-    record_id = _writable_record(c, op, when)
+    record_id = _writable_record(c, op, op.hints.when)
     response = c.call("DELETE", _path(c, op, record_id), role="well-formed", operation=op)
     if 200 <= response.status_code < 300:
         c.cleanup.forget(collection, record_id)
@@ -283,10 +284,10 @@ def _action(c: Contract, op: Operation) -> None:
         op.method, _path(c, op, record_id), role="well-formed", operation=op, json=body
     )
     c.touched_world = True
-    creates = op.sandbox.get("creates") or {}
+    creates = op.hints.creates
     data = _data(response)
     if creates and 200 <= response.status_code < 300 and isinstance(data, dict) and "id" in data:
-        c.track(str(creates["collection"]), str(data["id"]))
+        c.track(creates.collection, str(data["id"]))
 
 
 def bodies(c: Contract, op: Operation) -> None:
@@ -326,7 +327,7 @@ def auth(c: Contract, op: Operation) -> None:
     _require_writes(c, op)
     write = is_write(op)
     path = _path(c, op, placeholders=write)
-    body = {} if op.body_schema else None
+    body: dict[str, Any] | None = {} if op.body_schema else None
     c.call(op.method, path, key=None, role="no-key", json=body)
     for kind, header in MALFORMED:
         c.call(
@@ -357,11 +358,21 @@ def _denied_key(c: Contract, op: Operation) -> tuple[str, str] | None:
         return None
     family, _, level = op.scopes[0].partition(":")
     if c.target.admin is not None:
-        other = (
+        other = (  # a read scope of another family, taken from the spec's operations
             f"{family}:read"
             if level != "read"
-            else ("audit:read" if family != "audit" else "agents:read")
+            else next(
+                (
+                    s
+                    for o in c.spec.operations
+                    for s in o.scopes
+                    if s.endswith(":read") and s.partition(":")[0] != family
+                ),
+                None,
+            )
         )
+        if other is None:
+            return None
         key = c.target.mint((other,))
         return (key, ", ".join(op.scopes)) if key else None
     if c.target.limited_key:
@@ -374,7 +385,10 @@ def _denied_key(c: Contract, op: Operation) -> tuple[str, str] | None:
 
 def _granted_key(c: Contract, op: Operation) -> tuple[str, str] | None:
     """A key with exactly the op's scopes (any valid key for an op that needs none)."""
-    needed = tuple(op.scopes) or ("agents:read",)
+    # an op that needs no scope is tried with the scope of the spec's first list operation
+    needed = tuple(op.scopes) or next(
+        (tuple(o.scopes[:1]) for o in c.spec.operations if o.kind == "list" and o.scopes), ()
+    )
     if c.target.admin is not None:
         key = c.target.mint(needed)
         return (key, ", ".join(needed)) if key else None
@@ -407,14 +421,14 @@ def _per_page_default(op: Operation) -> int:
 
 def _paged_parent(c: Contract, op: Operation) -> str | None:
     """For a nested list, a parent with several children (the walk needs more than one page)."""
-    parent = op.sandbox.get("parent")
-    if not parent:
+    parent = op.hints.parent
+    if parent is None:
         return None
     best, best_total = None, -1
-    for record in c.run.pool.records(parent["collection"])[:6]:
+    for record in c.run.pool.records(parent.collection)[:6]:
         with c.target.client() as client:
             response = client.get(
-                _fill(op, {parent["param"]: record["id"]}),
+                _fill(op, {parent.param: record["id"]}),
                 params={"per_page": 1},
                 extensions={"opsmerge": {"record": False}},
             )
@@ -430,7 +444,7 @@ def _paged_parent(c: Contract, op: Operation) -> str | None:
 def pagination(c: Contract, op: Operation) -> None:
     """Walk the list at several page sizes; probe the bounds and the page past the end."""
     _require_scope(c, op)
-    parent_id = _paged_parent(c, op) if op.sandbox.get("parent") else None
+    parent_id = _paged_parent(c, op) if op.hints.parent is not None else None
     path = _path(c, op, parent_id=parent_id)
     default = _per_page_default(op)
     first = c.call(

@@ -8,6 +8,7 @@ environment. The HTML page has no external assets, so it can be attached to a CI
 from __future__ import annotations
 
 import html
+import io
 import json
 import time
 from collections.abc import Callable
@@ -140,7 +141,7 @@ class RunReport:
             force_terminal=color,
             color_system="standard" if color else None,
             record=True,
-            file=_NullFile(),
+            file=io.StringIO(),  # recorded, never printed here
         )
         checks = Table(title="checks", title_justify="left")
         checks.add_column("check")
@@ -207,14 +208,6 @@ _SHORT = {
     "scenario": "scen",
 }
 _CELL = {PASS: "[green]✓[/]", FAIL: "[red]✗[/]", WARN: "[yellow]![/]"}
-
-
-class _NullFile:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
 
 
 def _iso(ts: float) -> str:

@@ -224,7 +224,7 @@ class Contract:
                 op
                 for op in self.spec.operations
                 if op.kind == "delete"
-                and op.sandbox.get("collection") == collection
+                and op.hints.collection == collection
                 and not op.session_only
                 and "{" in op.path
             ),

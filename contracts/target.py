@@ -153,8 +153,8 @@ def open_target(options: Options, spec: Spec) -> Target:
         admin = SandboxAdmin(admin_client, options.admin_token)
     owned_clock = admin is not None and options.profile == "sandbox"
     wait: Callable[[float], None] = (
-        (lambda s: admin.advance_clock(s)) if owned_clock else time.sleep
-    )  # type: ignore[union-attr]
+        admin.advance_clock if admin is not None and owned_clock else time.sleep
+    )
     pacer = Pacer(wait=wait, reserve=0 if owned_clock else 1)
     guard = Guard(options.profile, budget, pacer, router)
     return Target(

@@ -11,14 +11,19 @@ from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFou
 from sandbox.control_api import build_admin
 from sandbox.docs import docs_routes
 from sandbox.errors import ApiError
-from sandbox.faults import add_fault_endpoints, install_faults, registry_of, wrap_connection_faults
+from sandbox.faults.connection import wrap_connection_faults
+from sandbox.faults.control_endpoints import add_fault_endpoints
+from sandbox.faults.loader import load_faults_file
 from sandbox.hosted import lifespans as hosted_lifespans
+from sandbox.hosted import policy_for
 from sandbox.journal import redact_path
 from sandbox.pipeline.envelope import error_response, json_response
 from sandbox.pipeline.routing import allow_header, build_routes, with_options
 from sandbox.pipeline.runner import Pipeline
+from sandbox.pipeline.stages import build_stages
 from sandbox.settings import Settings
 from sandbox.state import SandboxState, build_state
+from sandbox.world.recipe import demo_keys
 
 log = logging.getLogger("sandbox")
 
@@ -57,17 +62,18 @@ def _crash(request: Request, exc: Exception) -> Response[bytes]:
 
 def shown_keys(state: SandboxState) -> list[dict[str, str]]:
     """Keys the docs page offers for pasting: all sandbox keys, or only the demo key when hosted."""
-    keys = [{"name": k.name, "key": k.key, "access": k.access} for k in state.recipe.keys]
-    if state.settings.hosted:
-        keys = [k for k in keys if "demo" in k["name"].lower()]
-    return keys
+    offered = demo_keys(state.recipe) if state.settings.hosted else state.recipe.keys
+    return [{"name": k.name, "key": k.key, "access": k.access} for k in offered]
 
 
 def create_app(settings: Settings | None = None, state: SandboxState | None = None) -> Litestar:
     settings = settings or Settings()
     state = state or build_state(settings)
-    faults = install_faults(state)
-    pipeline = Pipeline(state, faults)
+    # the parts of the state that need the whole state to exist, assembled here, once
+    load_faults_file(state)
+    if state.settings.hosted:
+        policy_for(state)
+    pipeline = Pipeline(build_stages(state))
     routes = build_routes(state.spec.operations, state.spec.base_path, pipeline.run)
 
     @get("/healthz", include_in_schema=False, sync_to_thread=False)
@@ -77,7 +83,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
     handlers = [*routes, *docs_routes(state, shown_keys(state)), health]
     if not settings.hosted:
         admin = build_admin(state)
-        add_fault_endpoints(admin, state, registry_of(state))
+        add_fault_endpoints(admin, state, state.faults)
         handlers += admin.handlers()
     handlers = with_options(handlers)
     cors = None

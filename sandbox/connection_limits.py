@@ -183,7 +183,7 @@ class _Deadlines:
     cycle: Any
     timeout_keep_alive_task: asyncio.TimerHandle | None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         if len(self.connections) > self.limits.max_connections:
             self._refuse()

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, route
+from litestar.enums import HttpMethod
 from litestar.handlers import HTTPRouteHandler
 
 from sandbox.clock import ClockRangeError, format_iso
 from sandbox.errors import ApiError, Detail
+from sandbox.pipeline.authenticate import ApiKey, key_state
 from sandbox.pipeline.envelope import error_response, json_response
 from sandbox.pipeline.headers import repeated_single_valued
 from sandbox.pipeline.validate import compile_schema, decode_json, schema_details
+from sandbox.pipeline.workspace_name import workspace_name
 from sandbox.spec import flatten, resolve_refs
 from sandbox.state import SandboxState
+from sandbox.world.recipe import owner_key
 from sandbox.yamlio import load_yaml
 
 ADMIN_SPEC_PATH = Path(__file__).parent / "openapi" / "admin.yaml"
@@ -32,20 +37,28 @@ PREFIX = "/_sandbox"
 Handler = Callable[[Request, Any], Awaitable[tuple[int, Any]] | tuple[int, Any]]
 
 
+@cache
+def admin_schemas() -> dict[str, Any]:
+    """The component schemas of admin.yaml, resolved and flattened: read once per process."""
+    resolved = resolve_refs(load_yaml(ADMIN_SPEC_PATH))
+    return {name: flatten(s) for name, s in resolved["components"]["schemas"].items()}
+
+
+@cache
+def admin_validator(schema_name: str) -> Any:
+    """The compiled validator of one admin.yaml schema, shared by every control endpoint."""
+    return compile_schema(admin_schemas()[schema_name])
+
+
 class AdminApi:
     def __init__(self, state: SandboxState) -> None:
         self.state = state
-        resolved = resolve_refs(load_yaml(ADMIN_SPEC_PATH))
-        self.schemas = {name: flatten(s) for name, s in resolved["components"]["schemas"].items()}
-        self._validators: dict[str, Any] = {}
+        self.schemas = admin_schemas()
         self.routes: list[tuple[str, str, str | None, Handler]] = []
 
     # ---------------------------------------------------------- plumbing
     def validator(self, schema_name: str) -> Any:
-        v = self._validators.get(schema_name)
-        if v is None:
-            v = self._validators[schema_name] = compile_schema(self.schemas[schema_name])
-        return v
+        return admin_validator(schema_name)
 
     async def _read(self, request: Request) -> bytes:
         """The body, read in chunks and refused past the sandbox's body limit (as the API is)."""
@@ -59,7 +72,11 @@ class AdminApi:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def body(self, request: Request, schema_name: str | None, required: bool) -> Any:
+    async def body(
+        self, request: Request, schema_name: str | None, required: bool, checked: bool = True
+    ) -> Any:
+        """The JSON body, checked against `schema_name` unless the caller checks it itself
+        (`checked=False`: parsed, and handed on to the one place that validates it)."""
         raw = await self._read(request)
         if not raw:
             if required:
@@ -78,6 +95,8 @@ class AdminApi:
                 f"Send the body as application/json (got {media[:60] or 'no Content-Type'}).",
             )
         data = decode_json(raw)
+        if not checked:
+            return data
         details = schema_details(self.validator(schema_name), data, "body")
         if details:
             raise ApiError(
@@ -123,7 +142,7 @@ class AdminApi:
             out.append(
                 route(
                     PREFIX + path,
-                    http_method=[method],
+                    http_method=[HttpMethod(method)],
                     include_in_schema=False,
                     status_code=200,
                     name=f"admin:{method}:{path}",
@@ -171,7 +190,7 @@ def build_admin(state: SandboxState) -> AdminApi:
         user_id = body.get("user_id")
         if user_id is None and body.get("role"):
             user_id = _user_with_role(state, body["role"])
-        user_id = user_id or "usr_owner"
+        user_id = user_id or _default_owner(state)
         if users.get(user_id) is None:
             raise ApiError(
                 "REFERENCE_NOT_FOUND",
@@ -231,7 +250,8 @@ def build_admin(state: SandboxState) -> AdminApi:
                 "limit must be between 1 and 1000.",
                 [Detail("query", "limit", "must be between 1 and 1000")],
             )
-        items = state.journal.recent(limit, request.query_params.get("workspace"))
+        workspace = workspace_name(request.query_params.get("workspace"), "query", "workspace")
+        items = state.journal.recent(limit, workspace)
         return 200, {"items": items, "total": len(items)}
 
     def clear_requests(request: Request, _: Any) -> tuple[int, Any]:
@@ -252,6 +272,20 @@ def build_admin(state: SandboxState) -> AdminApi:
     api.add("DELETE", "/requests", clear_requests)
     api.add("GET", "/workspaces", list_workspaces)
     return api
+
+
+def _default_owner(state: SandboxState) -> str:
+    """Who owns a key minted without user_id or role: the owner of the recipe's first working
+    full-access key, so the recipe, not the code, names the default user."""
+    key = owner_key(state.keys, state.clock.now())
+    if key is None:
+        raise ApiError(
+            "VALIDATION_ERROR",
+            "Invalid request: user_id: the sandbox has no working full-access key whose owner "
+            "could own this key; give user_id or role.",
+            [Detail("body", "user_id", "required: no default owner")],
+        )
+    return key.user_id
 
 
 def _user_with_role(state: SandboxState, role: str) -> str:
@@ -278,13 +312,7 @@ def _user_with_role(state: SandboxState, role: str) -> str:
     )
 
 
-def _key_view(state: SandboxState, key: Any) -> dict[str, Any]:
-    now = state.clock.now()
-    status = "active"
-    if key.revoked:
-        status = "revoked"
-    elif key.expires_ts is not None and key.expires_ts <= now:
-        status = "expired"
+def _key_view(state: SandboxState, key: ApiKey) -> dict[str, Any]:
     return {
         "id": key.id,
         "name": key.name,
@@ -293,6 +321,6 @@ def _key_view(state: SandboxState, key: Any) -> dict[str, Any]:
         "access": key.access,
         "scopes": sorted(key.scopes) if key.access == "custom" else "full",
         "expires_at": key.expires_at,
-        "status": status,
+        "status": key_state(key, state.clock.now()).value,
         "rate_limit": state.rate_limit_of(key),
     }

@@ -13,7 +13,7 @@ import html
 import json
 from pathlib import Path
 
-from litestar import Response, get
+from litestar import Response, Router, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.static_files import create_static_files_router
 from openapi_ui_bundles.swagger_ui import static_path as swagger_static
@@ -168,7 +168,9 @@ _DOCS_JS = """
 """.replace("__DOCS__", DOCS).replace("__PREFIX__", WORKSPACE_PREFIX)
 
 
-def docs_routes(state: SandboxState, shown_keys: list[dict[str, str]]) -> list[HTTPRouteHandler]:
+def docs_routes(
+    state: SandboxState, shown_keys: list[dict[str, str]]
+) -> list[HTTPRouteHandler | Router]:
     """Routes for the docs; documents are encoded here, once."""
     spec_path = Path(state.spec.path)
     yaml_bytes = spec_path.read_bytes()

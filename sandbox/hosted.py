@@ -27,7 +27,6 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
 
 from litestar import Litestar
 
@@ -37,15 +36,14 @@ from sandbox.pipeline.headers import RequestHeaders
 from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
 from sandbox.state import SandboxState
 from sandbox.store.workspace import Workspace, Workspaces
+from sandbox.world.recipe import demo_keys
 
 log = logging.getLogger("sandbox.hosted")
 
-DEMO_KEY_NAME = "Public docs demo"
 MAX_CHANGES = 200  # records one visitor workspace may create, change or delete
 MAX_WORKSPACE_BYTES = 1024 * 1024  # request-body bytes one visitor workspace may write
 MAX_TOTAL_BYTES = 64 * 1024 * 1024  # request-body bytes all visitor workspaces together keep
 MAX_SWEEP_INTERVAL = 10.0  # seconds; also bounds how long spent rate-limit windows linger
-_EXTRAS_KEY = "hosted_policy"
 ADDRESS_BUCKET = "address:"  # rate buckets per client address; ':' never occurs in a workspace
 
 Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
@@ -81,14 +79,9 @@ class HostedPolicy:
         self.workspaces: Workspaces = state.workspaces
         self.ttl = float(settings.hosted_workspace_ttl)
         self.cap = max(1, int(settings.hosted_max_workspaces))
-        # Settings may grow fields of the same names; the arguments win, then the defaults.
-        self.max_changes = max_changes or getattr(settings, "hosted_max_changes", MAX_CHANGES)
-        self.max_workspace_bytes = max_workspace_bytes or getattr(
-            settings, "hosted_max_workspace_bytes", MAX_WORKSPACE_BYTES
-        )
-        self.max_total_bytes = max_total_bytes or getattr(
-            settings, "hosted_max_total_bytes", MAX_TOTAL_BYTES
-        )
+        self.max_changes: int = max_changes or MAX_CHANGES
+        self.max_workspace_bytes: int = max_workspace_bytes or MAX_WORKSPACE_BYTES
+        self.max_total_bytes: int = max_total_bytes or MAX_TOTAL_BYTES
         self.max_body = settings.max_body_bytes
         self.address_limit = max(1, int(settings.hosted_address_rate_limit))
         self.interval = max(0.05, min(MAX_SWEEP_INTERVAL, self.ttl / 4))
@@ -213,15 +206,14 @@ def _full(why: str) -> ApiError:
 
 def policy_for(state: SandboxState) -> HostedPolicy:
     """The one policy of this sandbox, made on first use (a test may install its own first)."""
-    policy: Any = state.extras.get(_EXTRAS_KEY)
-    if policy is None:
-        policy = state.extras[_EXTRAS_KEY] = HostedPolicy(state)
-    return policy
+    if state.hosted is None:
+        state.hosted = HostedPolicy(state)
+    return state.hosted
 
 
 def install(state: SandboxState, policy: HostedPolicy) -> None:
     """Use this policy (say, with a smaller change budget) for the sandbox built on `state`."""
-    state.extras[_EXTRAS_KEY] = policy
+    state.hosted = policy
 
 
 def lifespans(state: SandboxState) -> list[Lifespan]:
@@ -244,7 +236,4 @@ def lifespans(state: SandboxState) -> list[Lifespan]:
 
 def demo_key(state: SandboxState) -> str | None:
     """The public demo key's secret, the one key a hosted docs page offers."""
-    for k in state.recipe.keys:
-        if k.name == DEMO_KEY_NAME:
-            return k.key
-    return None
+    return next((k.key for k in demo_keys(state.recipe)), None)

@@ -2,22 +2,35 @@
 
 Everything the sandbox and the contracts know about the API comes from here. Loading resolves
 every local `$ref` and merges `allOf` into plain object schemas, so validators, the world
-generator and the body generator all work on simple, self-contained schemas.
+generator and the body generator all work on simple, self-contained schemas. The vendor
+extensions (`x-sandbox`, `x-collection`, ...) are parsed here too, once, by `sandbox.extensions`:
+a spec whose extensions do not parse is refused with every problem listed.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from sandbox.catalogue import Catalogue, load_catalogue
+from sandbox.extensions import (
+    ExtensionError,
+    ExtensionProblem,
+    Lifecycle,
+    OperationHints,
+    parse_collections,
+    parse_operation,
+)
 from sandbox.yamlio import load_yaml
 
 SPEC_PATH = Path(__file__).parent / "openapi" / "opsmerge.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+# the modules whose code builds a `Spec`: part of the start-up cache's key for it
+SPEC_CODE = ("spec.py", "extensions.py", "catalogue.py", "yamlio.py")
 
 Schema = dict[str, Any]
 
@@ -45,7 +58,7 @@ class Operation:
     sunset: str | None
     scopes: tuple[str, ...]  # required scopes; empty for "any valid key"
     session_only: bool  # only a session may call it: every API key gets API_KEY_FORBIDDEN
-    sandbox: dict[str, Any]  # the x-sandbox extension
+    hints: OperationHints  # the x-sandbox extension, parsed
     params: tuple[Param, ...]
     body_schema: Schema | None
     body_required: bool
@@ -53,19 +66,17 @@ class Operation:
     raw: dict[str, Any] = field(repr=False)
     documented_statuses: frozenset[int] = field(init=False)
     success_status: int = field(init=False)
+    kind: str = field(init=False)  # x-sandbox.kind: which handler serves it
 
     def __post_init__(self) -> None:
         # read on every request (the fault stage, the handlers): computed once here
         self.documented_statuses = frozenset(int(s) for s in self.responses if s.isdigit())
         self.success_status = min((s for s in self.documented_statuses if s < 300), default=200)
+        self.kind = self.hints.kind
 
     @property
     def family(self) -> str | None:
         return self.scopes[0].split(":", 1)[0] if self.scopes else None
-
-    @property
-    def kind(self) -> str:
-        return str(self.sandbox.get("kind", ""))
 
 
 @dataclass(slots=True)
@@ -76,8 +87,8 @@ class Collection:
     schema_name: str
     id_prefix: str
     schema: Schema  # flattened
-    lifecycle: dict[str, Any] | None
-    create_set: dict[str, Any]
+    lifecycle: Lifecycle | None
+    create_set: Mapping[str, Any]  # read-only; thaw values before writing them into a record
 
 
 @dataclass(slots=True)
@@ -204,7 +215,13 @@ def flatten(schema: Schema) -> Schema:
 
 
 def _operation(
-    path: str, method: str, raw_op: dict, resolved_op: dict, path_params: list
+    path: str,
+    method: str,
+    raw_op: dict,
+    resolved_op: dict,
+    path_params: list,
+    collections: Container[str],
+    problems: list[ExtensionProblem],
 ) -> Operation:
     security = resolved_op.get("security")
     scopes: tuple[str, ...] = ()
@@ -233,6 +250,9 @@ def _operation(
         responses[str(status)] = (
             flatten(content["schema"]) if content and "schema" in content else None
         )
+    where = f"{method.upper()} {path} ({resolved_op['operationId']})"
+    hints, found = parse_operation(resolved_op.get("x-sandbox"), where, collections)
+    problems.extend(found)
     return Operation(
         operation_id=resolved_op["operationId"],
         method=method.upper(),
@@ -245,7 +265,7 @@ def _operation(
         sunset=resolved_op.get("x-sunset"),
         scopes=scopes,
         session_only=session_only,
-        sandbox=dict(resolved_op.get("x-sandbox") or {}),
+        hints=hints,
         params=tuple(params.values()),
         body_schema=body_schema,
         body_required=bool(body and body.get("required")),
@@ -257,27 +277,32 @@ def _operation(
 def parse_spec(
     raw: dict[str, Any], path: Path = SPEC_PATH, catalogue: Catalogue | None = None
 ) -> Spec:
+    """Prepare a spec; `ExtensionError` lists every problem in its vendor extensions."""
     resolved = resolve_refs(raw)
+    schemas = resolved.get("components", {}).get("schemas", {})
+    declared, problems = parse_collections(schemas)
+    collections = {
+        name: Collection(
+            name=name,
+            schema_name=schema_name,
+            id_prefix=hints.id_prefix,
+            schema=flatten(schemas[schema_name]),
+            lifecycle=hints.lifecycle,
+            create_set=hints.create_set,
+        )
+        for name, (schema_name, hints) in declared.items()
+    }
     operations: list[Operation] = []
     for p, item in resolved.get("paths", {}).items():
         for method in HTTP_METHODS:
             if method in item:
                 raw_op = raw["paths"][p][method]
+                params = item.get("parameters", [])
                 operations.append(
-                    _operation(p, method, raw_op, item[method], item.get("parameters", []))
+                    _operation(p, method, raw_op, item[method], params, collections, problems)
                 )
-    collections: dict[str, Collection] = {}
-    for name, schema in resolved.get("components", {}).get("schemas", {}).items():
-        decl = schema.get("x-collection")
-        if decl:
-            collections[decl["name"]] = Collection(
-                name=decl["name"],
-                schema_name=name,
-                id_prefix=decl["id-prefix"],
-                schema=flatten(schema),
-                lifecycle=schema.get("x-lifecycle"),
-                create_set=dict(schema.get("x-create-set") or {}),
-            )
+    if problems:
+        raise ExtensionError(problems)
     servers = resolved.get("servers") or [{"url": ""}]
     base = servers[0]["url"].rstrip("/")
     return Spec(
@@ -302,7 +327,7 @@ def _load_spec(path_text: str) -> Spec:
     from sandbox.startcache import cached, code_bytes
 
     path = Path(path_text)
-    parts = [*code_bytes("spec.py", "catalogue.py"), path.read_bytes(), CATALOGUE_PATH.read_bytes()]
+    parts = [*code_bytes(*SPEC_CODE), path.read_bytes(), CATALOGUE_PATH.read_bytes()]
     spec = cached("spec", parts, lambda: parse_spec(load_yaml(path), path))
     spec.path = path  # the cache is keyed by content; the same content may live elsewhere
     return spec

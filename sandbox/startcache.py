@@ -57,15 +57,20 @@ def cached(name: str, parts: Iterable[bytes], build: Callable[[], T]) -> T:
     except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError):
         pass
     value = build()
+    tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}-")
         with os.fdopen(fd, "wb") as fh:
             pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
+        tmp = None
         _prune(name)
-    except OSError:
-        pass
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        pass  # a full disk or a value pickle cannot take: served as built, just not saved
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return value
 
 

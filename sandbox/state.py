@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sandbox.clock import Clock
+from sandbox.faults.rules import FaultRegistry
 from sandbox.journal import Journal
 from sandbox.pipeline.authenticate import ApiKey, KeyRing
 from sandbox.pipeline.authorize import AuthModel
@@ -18,7 +19,10 @@ from sandbox.store.base import BaseCollection
 from sandbox.store.persistence import DeltaStore
 from sandbox.store.workspace import Workspaces
 from sandbox.world.generator import build_world
-from sandbox.world.recipe import Recipe, load_recipe
+from sandbox.world.recipe import Recipe, api_key, load_recipe
+
+if TYPE_CHECKING:
+    from sandbox.hosted import HostedPolicy
 
 CACHED_WORLD_MAX_RECORDS = 50_000  # larger worlds would write hundreds of MB to the cache
 
@@ -36,8 +40,10 @@ class SandboxState:
     auth: AuthModel
     journal: Journal
     default_rate_limit: int
+    faults: FaultRegistry
+    hosted: HostedPolicy | None = None  # hosted mode's visitor policy, set up by create_app
+    faults_file_loaded: bool = False
     started_at: float = field(default_factory=time.time)
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def rate_limit_of(self, key: ApiKey) -> int:
         return key.rate_limit or self.default_rate_limit
@@ -45,42 +51,25 @@ class SandboxState:
     def fresh_keys(self) -> KeyRing:
         """The recipe's keys as they were at start: minted keys dropped, revocations undone."""
         epoch = self.recipe.epoch.strftime("%Y-%m-%dT%H:%M:%SZ")
-        return KeyRing(
-            [
-                ApiKey(
-                    id=k.id,
-                    secret=k.key,
-                    name=k.name,
-                    user_id=k.user_id,
-                    access=k.access,
-                    scopes=frozenset(k.scopes),
-                    expires_at=k.expires_at,
-                    revoked=k.revoked,
-                    rate_limit=k.rate_limit,
-                    created_at=epoch,
-                )
-                for k in self.recipe.keys
-            ]
-        )
+        return KeyRing([api_key(k, epoch) for k in self.recipe.keys])
 
 
 def prepare_bases(spec: Spec, world: dict[str, list[dict]]) -> dict[str, BaseCollection]:
     """Index the seeded world, and warm each list operation's default order and filters."""
     bases = {name: BaseCollection(name, world.get(name, [])) for name in spec.collections}
     for op in spec.operations:
-        if op.kind != "list":
+        hints = op.hints
+        if op.kind != "list" or hints.collection is None:
             continue
-        base = bases[op.sandbox["collection"]]
-        renames = op.sandbox.get("filter-fields") or {}
+        base = bases[hints.collection]
         for p in op.params:
             if p.location == "query" and p.name not in ("page", "per_page", "sort", "q"):
-                base.index(renames.get(p.name, p.name))
+                base.index(hints.filter_fields.get(p.name, p.name))
         sort = next((p.schema.get("default") for p in op.params if p.name == "sort"), None)
-        if sort and not op.sandbox.get("parent"):
+        if sort and hints.parent is None:
             base.query([], None, str(sort).lstrip("-"), str(sort).startswith("-"))
-        parent = op.sandbox.get("parent")
-        if parent:
-            base.index(parent["field"])
+        if hints.parent is not None:
+            base.index(hints.parent.field)
     return bases
 
 
@@ -89,7 +78,8 @@ def _world(spec: Spec, recipe: Recipe) -> dict[str, list[dict]]:
     total = sum(recipe.counts.values())
     if total > CACHED_WORLD_MAX_RECORDS:
         return build_world(spec, recipe)
-    parts = [*code_bytes("world", "spec.py"), spec.path.read_bytes(), repr(recipe).encode()]
+    code = code_bytes("world", "spec.py", "extensions.py", "jsontypes.py")
+    parts = [*code, spec.path.read_bytes(), repr(recipe).encode()]
     return cached("world", parts, lambda: build_world(spec, recipe))
 
 
@@ -99,6 +89,7 @@ def build_state(settings: Settings) -> SandboxState:
     world = _world(spec, recipe)
     bases = prepare_bases(spec, world)
     delta = DeltaStore(settings.data_dir)
+    clock = Clock()
     state = SandboxState(
         settings=settings,
         spec=spec,
@@ -106,12 +97,12 @@ def build_state(settings: Settings) -> SandboxState:
         bases=bases,
         workspaces=Workspaces(bases, delta),
         keys=KeyRing([]),
-        clock=Clock(),
-        limiter=RateLimiter(Clock()),
+        clock=clock,
+        limiter=RateLimiter(clock),
         auth=AuthModel.from_spec(spec.resolved),
         journal=Journal(settings.journal_size),
         default_rate_limit=settings.rate_limit or recipe.rate_limit,
+        faults=FaultRegistry(clock),
     )
-    state.limiter = RateLimiter(state.clock)
     state.keys = state.fresh_keys()
     return state

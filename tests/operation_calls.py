@@ -8,9 +8,11 @@ references with real ids. Nothing here names a resource, so a new operation is c
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.jsontypes import json_types
 from sandbox.spec import Operation, Schema, ref_of
 from sandbox.state import SandboxState
 
@@ -27,7 +29,7 @@ class Call:
 def _record(
     state: SandboxState,
     collection: str,
-    when: dict[str, list[Any]] | None = None,
+    when: Mapping[str, Sequence[Any]] | None = None,
     avoid: set[str] | None = None,
 ) -> dict[str, Any]:
     view = state.workspaces.get().view(collection)
@@ -70,7 +72,7 @@ def body_for(state: SandboxState, op: Operation, source: dict[str, Any] | None) 
             body[name] = prop["default"]
         elif "enum" in prop:
             body[name] = next(v for v in prop["enum"] if v is not None)
-        elif "string" in str(prop.get("type")):
+        elif "string" in json_types(prop):
             body[name] = "Sandbox test value"
     if op.kind == "update":
         # an update needs at least one field; keep the ones that are safe to re-send
@@ -82,19 +84,18 @@ def body_for(state: SandboxState, op: Operation, source: dict[str, Any] | None) 
 
 
 def call_for(state: SandboxState, op: Operation) -> Call:
-    sb = op.sandbox
-    collection = sb.get("collection")
+    hints = op.hints
+    collection = hints.collection
     record: dict[str, Any] | None = None
     path = op.path
-    if sb.get("parent"):
-        parent = sb["parent"]
-        parent_record = _record(state, parent["collection"])
-        path = path.replace("{" + parent["param"] + "}", parent_record["id"])
+    if hints.parent is not None:
+        parent_record = _record(state, hints.parent.collection)
+        path = path.replace("{" + hints.parent.param + "}", parent_record["id"])
     if "{id}" in path and collection:
-        record = _record(state, collection, sb.get("when"))
+        record = _record(state, collection, hints.when)
         path = path.replace("{id}", record["id"])
-    elif sb.get("id") and collection:
-        record = state.workspaces.get().get(collection, sb["id"])
+    elif hints.fixed_id and collection:
+        record = state.workspaces.get().get(collection, hints.fixed_id)
     elif collection and state.bases[collection].records:
         record = state.bases[collection].records[0]
     source = record if op.kind in ("create", "update") else None

@@ -13,9 +13,8 @@ from faults_live import LiveServer, live_server
 
 from sandbox.clock import Clock
 from sandbox.errors import ApiError
-from sandbox.faults import FaultRegistry, FaultsFileError, registry_of
-from sandbox.faults.loader import load_faults
-from sandbox.faults.rules import MAX_RULES, Effect, Match, Rule
+from sandbox.faults.loader import FaultsFileError, load_faults
+from sandbox.faults.rules import MAX_RULES, Effect, FaultRegistry, Match, Rule
 
 FAULTS_YAML = """\
 rules:
@@ -86,7 +85,7 @@ def test_a_bad_rule_in_the_file_names_the_file_rule_and_field(
     path.write_text(
         "- effect: {status: 503}\n- match: {operation_id: noSuchOp}\n  effect: {status: 500}\n"
     )
-    registry = registry_of(live.state)
+    registry = live.state.faults
     with pytest.raises(FaultsFileError, match=r"bad\.yaml: rule 2: .*match\.operation_id"):
         load_faults(path, live.state, registry)
     path.write_text("rules: {not: a list}\n")

@@ -13,9 +13,10 @@ from sandbox.app import create_app
 from sandbox.cli import build_parser
 from sandbox.commands.serve import settings_from_args
 from sandbox.control_api import TOKEN_HEADER, build_admin
-from sandbox.hosted import DEMO_KEY_NAME, demo_key
+from sandbox.hosted import demo_key
 from sandbox.settings import Settings
 from sandbox.state import SandboxState, build_state
+from sandbox.world.recipe import demo_keys
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -151,7 +152,7 @@ def test_the_demo_key_works_out_of_the_box(docs_only: tuple) -> None:
     data = r.json()["data"]
     assert data["total"] == len(state.bases["agents"]) and data["items"]
     me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {key}"}).json()
-    assert me["data"]["key"]["name"] == DEMO_KEY_NAME
+    assert me["data"]["key"]["name"] == demo_keys(state.recipe)[0].name
 
 
 def test_the_demo_key_is_rate_limited_like_any_key(any_origin: tuple) -> None:
@@ -175,7 +176,7 @@ def test_the_hosted_docs_page_offers_only_the_demo_key(docs_only: tuple) -> None
     assert r.status_code == 200
     page = r.text
     for k in state.recipe.keys:
-        assert (k.key in page) == (k.name == DEMO_KEY_NAME), k.name
+        assert (k.key in page) == (k.role == "demo"), k.name
     for code in state.spec.catalogue.codes:
         assert code in page
     assert "forgotten after 30 minutes" in page
@@ -210,7 +211,7 @@ def test_a_hosted_sandbox_refuses_long_forced_delays() -> None:
     from sandbox.settings import Settings
 
     app = create_app(Settings(hosted=True, strict=True))
-    demo = next(k.key for k in app.state.sandbox.recipe.keys if "demo" in k.name.lower())
+    demo = demo_keys(app.state.sandbox.recipe)[0].key
     headers = {"Authorization": f"Bearer {demo}", "X-Sandbox-Workspace": "visitor-delay"}
     with TestClient(app, base_url="http://sandbox.local") as c:
         r = c.get("/api/v1/auth/me", headers={**headers, "Prefer": "delay=60000"})

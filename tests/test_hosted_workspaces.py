@@ -182,7 +182,7 @@ def test_past_the_total_byte_budget_the_least_recently_used_are_evicted(hosted: 
     assert client.get("/api/v1/agents?per_page=1", headers=_auth(demo, "a")).status_code == 200
     assert _ticket(client, demo, "d", 1000).status_code == 201  # "b" is now the oldest
     assert sorted(state.workspaces.names()) == ["a", "c", "d"]
-    policy = state.extras["hosted_policy"]
+    policy = state.hosted
     assert policy.total_bytes <= 3500
 
 
@@ -197,7 +197,7 @@ def test_a_sweep_forgets_spent_rate_windows_and_changes_of_dropped_workspaces(
     assert len(state.limiter.storage.expirations) == 4
     # Changes written to a workspace after it was evicted (a request in flight at the time).
     state.workspaces.delta.put("gone", "clients", "cli_x", {"id": "cli_x"}, True, 1)
-    policy = state.extras["hosted_policy"]
+    policy = state.hosted
     report = policy.sweep()
     assert report.orphans == 1 and "gone" not in state.workspaces.delta.workspaces()
     assert report.windows == 0  # the windows are still running

@@ -10,6 +10,7 @@ import pytest
 from litestar.testing import TestClient
 
 from sandbox.journal import REDACTED, redact_query
+from sandbox.pipeline.resources import Resources
 from tests.conftest import ADMIN, bearer, key_named, make_app
 
 
@@ -59,7 +60,7 @@ def test_the_crash_log_never_holds_a_key_sent_in_the_path(
     def fail(*_: object) -> None:
         raise RuntimeError("a handler bug")
 
-    monkeypatch.setattr(app.state.pipeline.resources, "handle", fail)
+    monkeypatch.setattr(Resources, "handle", fail)
     url = f"/api/v1/agents/{secret}?api_key={secret}"
     client = TestClient(app, raise_server_exceptions=False)
     with caplog.at_level("ERROR", logger="sandbox"), client:  # another test may quieten it

@@ -33,14 +33,14 @@ def test_operation_answers_with_a_documented_status_in_strict_mode(
     state = strict_client.app_state
     call = call_for(state, op)
     headers = {"Authorization": f"Bearer {key_named(strict_client.app, 'Owner - full')}"}
-    if op.kind == "delete" and op.sandbox.get("refuse-if-referenced"):
+    if op.kind == "delete" and op.hints.refuse_if_referenced:
         # a record nothing refers to yet: create one first with the collection's create operation
         create = next(
             o
             for o in OPERATIONS
             if o.kind == "create"
-            and not o.sandbox.get("parent")
-            and o.sandbox.get("collection") == op.sandbox["collection"]
+            and o.hints.parent is None
+            and o.hints.collection == op.hints.collection
         )
         made = call_for(state, create)
         created = strict_client.post("/api/v1" + made.path, json=made.json, headers=headers)

@@ -44,7 +44,7 @@ NAMED_FAMILIES = (
 
 
 def _serving(collection: str) -> list[Operation]:
-    return [op for op in SPEC.operations if op.sandbox.get("collection") == collection]
+    return [op for op in SPEC.operations if op.hints.collection == collection]
 
 
 def _action(collection: str, verb: str) -> Operation:
@@ -82,13 +82,13 @@ def test_agents_can_be_rebooted_with_an_execute_scope() -> None:
 def test_alerts_can_be_acknowledged_and_resolved(verb: str) -> None:
     action = _action("alerts", verb)
     assert action.scopes and action.scopes[0].startswith("alerts:")
-    assert action.sandbox.get("set"), "the action must change the alert"
+    assert action.hints.sets, "the action must change the alert"
 
 
 def test_running_a_script_creates_a_script_run() -> None:
     run = _action("scripts", "run")
     assert run.scopes == ("scripts:execute",)
-    assert run.sandbox.get("creates", {}).get("collection") == "script_runs"
+    assert run.hints.creates is not None and run.hints.creates.collection == "script_runs"
     assert any(op.kind == "get" for op in _serving("script_runs"))
 
 
@@ -96,7 +96,7 @@ def test_ticket_comments_hang_off_tickets() -> None:
     comments = _serving("ticket_comments")
     kinds = {op.kind for op in comments}
     assert {"list", "create"} <= kinds
-    assert all(op.sandbox.get("parent", {}).get("collection") == "tickets" for op in comments)
+    assert all(op.hints.parent and op.hints.parent.collection == "tickets" for op in comments)
 
 
 def _property(collection: str, name: str) -> dict[str, Any]:
@@ -201,9 +201,8 @@ def test_every_error_example_travels_with_its_catalogue_status() -> None:
 
 def test_x_sandbox_codes_answer_a_documented_status() -> None:
     for op in SPEC.operations:
-        for key, code in op.sandbox.items():
-            if key.endswith("-code"):
-                assert CATALOGUE.status_of(code) in op.documented_statuses, (op.operation_id, code)
+        for _, code in op.hints.codes():
+            assert CATALOGUE.status_of(code) in op.documented_statuses, (op.operation_id, code)
 
 
 EXPECTED_CODES = {

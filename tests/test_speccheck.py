@@ -40,8 +40,13 @@ WRITE_OP = _pick(lambda op: op.method == "POST" and bool(op.scopes) and op.kind 
 LIST_OP = _pick(lambda op: op.kind == "list" and bool(op.scopes) and not op.deprecated)
 DEPRECATED_OP = _pick(lambda op: op.deprecated)
 PLAIN_OP = _pick(lambda op: not op.deprecated and op.kind == "get")
-CODE_OP = _pick(lambda op: any(k.endswith("-code") for k in op.sandbox))
-GUARDED_OP = _pick(lambda op: bool(op.sandbox.get("refuse-when")))
+CODE_OP = _pick(lambda op: op.hints.conflict_code is not None)
+GUARDED_OP = _pick(lambda op: bool(op.hints.refuse_when))
+WHEN_OP = _pick(lambda op: bool(op.hints.when))
+NOW_OP = _pick(lambda op: "$now" in op.hints.sets.values())
+NESTED_OP = _pick(lambda op: op.hints.parent is not None)
+REFERENCED_OP = _pick(lambda op: op.hints.refuse_if_referenced)
+CREATES_OP = _pick(lambda op: op.hints.creates is not None)
 
 
 def _guard(raw: Raw) -> dict[str, Any]:
@@ -403,6 +408,61 @@ BREACHES: list[tuple[str, Callable[[Raw], None], str, str, str]] = [
         "x-sandbox",
         "needs a message",
     ),
+    (
+        "x-sandbox key the sandbox does not know",
+        lambda raw: _op(raw, READ_OP)["x-sandbox"].__setitem__("colection", "clients"),
+        _label(READ_OP),
+        "x-sandbox",
+        "x-sandbox has an unknown key 'colection'",
+    ),
+    (
+        "x-sandbox.when that is not a mapping",
+        lambda raw: _op(raw, WHEN_OP)["x-sandbox"].__setitem__("when", ["open"]),
+        _label(WHEN_OP),
+        "x-sandbox",
+        "x-sandbox.when must be a mapping of field names",
+    ),
+    (
+        "x-sandbox.when with one value instead of a list",
+        lambda raw: _op(raw, WHEN_OP)["x-sandbox"]["when"].update(
+            {f: v[0] for f, v in _op(raw, WHEN_OP)["x-sandbox"]["when"].items()}
+        ),
+        _label(WHEN_OP),
+        "x-sandbox",
+        "must be a non-empty list of allowed values",
+    ),
+    (
+        "x-sandbox.set with a mistyped expression",
+        lambda raw: _op(raw, NOW_OP)["x-sandbox"]["set"].update(
+            {f: "$nwo" for f, v in _op(raw, NOW_OP)["x-sandbox"]["set"].items() if v == "$now"}
+        ),
+        _label(NOW_OP),
+        "x-sandbox",
+        "'$nwo' is not an expression",
+    ),
+    (
+        "x-sandbox.parent without its path parameter",
+        lambda raw: _op(raw, NESTED_OP)["x-sandbox"]["parent"].pop("param"),
+        _label(NESTED_OP),
+        "x-sandbox",
+        "x-sandbox.parent.param must be a non-empty string, got None",
+    ),
+    (
+        "x-sandbox.creates naming no collection",
+        lambda raw: _op(raw, CREATES_OP)["x-sandbox"]["creates"].__setitem__(
+            "collection", "nowhere"
+        ),
+        _label(CREATES_OP),
+        "x-sandbox",
+        "x-sandbox.creates.collection 'nowhere' names no schema",
+    ),
+    (
+        "x-sandbox.refuse-if-referenced that is not true or false",
+        lambda raw: _op(raw, REFERENCED_OP)["x-sandbox"].__setitem__("refuse-if-referenced", "yes"),
+        _label(REFERENCED_OP),
+        "x-sandbox",
+        "refuse-if-referenced must be true or false, got 'yes'",
+    ),
 ]
 
 
@@ -453,6 +513,51 @@ def test_duplicate_collection_names_are_reported_at_the_schema() -> None:
     problems = lint_document(raw, CATALOGUE)
     collection_problems = [p for p in problems if p.rule == "collections"]
     assert [p.where for p in collection_problems] == [f"components.schemas.{second.schema_name}"]
+
+
+def _lifecycle_schema(raw: Raw) -> tuple[str, dict[str, Any]]:
+    return next(
+        (name, schema)
+        for name, schema in raw["components"]["schemas"].items()
+        if "x-lifecycle" in schema
+    )
+
+
+@pytest.mark.parametrize(
+    ("mutate", "words"),
+    [
+        pytest.param(
+            lambda schema: schema["x-lifecycle"]["steps"].insert(
+                0, schema["x-lifecycle"]["steps"].pop(1)
+            ),
+            "x-lifecycle.steps[1].after 0 comes before the step above it",
+            id="steps out of order",
+        ),
+        pytest.param(
+            lambda schema: schema["x-lifecycle"]["steps"][0].__setitem__("after", "soon"),
+            "x-lifecycle.steps[0].after must be a number of seconds, 0 or more, got 'soon'",
+            id="a step without a time",
+        ),
+        pytest.param(
+            lambda schema: schema.__setitem__("x-create-set", ["status"]),
+            "x-create-set must be a mapping of field names",
+            id="a create-set that is not a mapping",
+        ),
+    ],
+)
+def test_a_broken_collection_extension_is_reported_at_its_schema(
+    mutate: Callable[[dict[str, Any]], None], words: str
+) -> None:
+    def change(raw: Raw) -> None:
+        mutate(_lifecycle_schema(raw)[1])
+
+    raw = _broken(change)
+    problems = lint_document(raw, CATALOGUE)
+    assert len(problems) == 1, problems
+    [problem] = problems
+    where = f"components.schemas.{_lifecycle_schema(raw)[0]}"
+    assert (problem.where, problem.rule) == (where, "collections")
+    assert words in problem.message
 
 
 def test_an_error_schema_without_code_is_reported() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
+from sandbox.jsontypes import json_types
 from sandbox.spec import Spec, load_spec, parse_spec, ref_of
 from sandbox.world import build_world, load_recipe
 from sandbox.world.generator import GenerationError, World
@@ -232,8 +233,7 @@ def _ref_fields(schema: dict[str, Any]) -> list[tuple[str, str, bool, bool]]:
     for field, prop in (schema.get("properties") or {}).items():
         ref = ref_of(prop)
         if ref is not None:
-            types = prop.get("type")
-            out.append((field, ref[0], False, isinstance(types, list) and "null" in types))
+            out.append((field, ref[0], False, "null" in json_types(prop)))
         items = prop.get("items") or {}
         if ref_of(items) is not None:
             out.append((field, ref_of(items)[0], True, False))  # type: ignore[index]

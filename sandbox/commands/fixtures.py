@@ -8,8 +8,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.spec import Spec, load_spec, ref_of
-from sandbox.world.generator import World, build_world
+from sandbox.pipeline.authorize import AuthModel
+from sandbox.spec import Spec, load_spec
+from sandbox.world.generator import build_world
 from sandbox.world.recipe import Recipe, RecipeError, key_status, load_recipe
 from sandbox.world.values import GenerationError
 
@@ -21,46 +22,31 @@ _STATUS_STYLE = {
 }
 
 
-def _collection_by_prefix(spec: Spec, record_id: str) -> str | None:
-    prefix = record_id.split("_", 1)[0]
-    return next((n for n, c in spec.collections.items() if c.id_prefix == prefix), None)
-
-
-def _role_names(spec: Spec, world: World, owners: str, user: dict[str, Any]) -> list[str]:
-    """Names of the records a user's fields point at in the collection that holds permissions."""
-    names: list[str] = []
-    props = spec.collections[owners].schema.get("properties") or {}
-    for field, prop in props.items():
-        ref = ref_of(prop) or ref_of(prop.get("items") or {})
-        if ref is None or "permissions" not in (
-            spec.collections[ref[0]].schema.get("properties") or {}
-        ):
-            continue
-        by_id = {r["id"]: r for r in world.get(ref[0], [])}
-        value = user.get(field)
-        for rid in value if isinstance(value, list) else [value]:
-            if rid in by_id:
-                names.append(str(by_id[rid].get("name", rid)))
-    return names
-
-
 def key_rows(spec: Spec, recipe: Recipe, now: datetime | None = None) -> list[dict[str, Any]]:
-    """One row per recipe key: the secret, its owner's role, scopes, status and rate limit."""
-    owners = _collection_by_prefix(spec, recipe.keys[0].user_id) if recipe.keys else None
-    world = build_world(spec, recipe, collections=[owners] if owners else [])
-    users = {u["id"]: u for u in world.get(owners, [])} if owners else {}
+    """One row per recipe key: the secret, its owner's role, scopes, status and rate limit.
+
+    Where users, roles and their fields live is the spec's `x-sandbox-auth`.
+    """
+    auth = AuthModel.from_spec(spec.resolved)
+    world = build_world(spec, recipe, collections=[auth.users, auth.roles])
+    users = {u["id"]: u for u in world.get(auth.users, [])}
+    roles = {r["id"]: r for r in world.get(auth.roles, [])}
     moment = now or datetime.now(UTC)
     rows = []
     for key in recipe.keys:
-        user = users.get(key.user_id)
-        roles = _role_names(spec, world, owners, user) if owners and user else []
+        user = users.get(key.user_id) or {}
+        names = [
+            str(roles[rid].get("name", rid))
+            for rid in user.get(auth.role_ids_field) or ()
+            if rid in roles
+        ]
         rows.append(
             {
                 "key": key.key,
                 "name": key.name,
-                "role": ", ".join(roles) if roles else None,
+                "role": ", ".join(names) if names else None,
                 "scopes": "full" if key.access == "full" else list(key.scopes),
-                "status": key_status(key, users, moment),
+                "status": key_status(key, users, moment, auth),
                 "rate_limit": key.rate_limit if key.rate_limit is not None else recipe.rate_limit,
             }
         )

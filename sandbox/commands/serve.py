@@ -23,6 +23,7 @@ from sandbox.connection_limits import (
 from sandbox.pipeline.address import parse_networks
 from sandbox.settings import Settings
 from sandbox.spec import SPEC_PATH
+from sandbox.world.recipe import demo_keys
 
 
 def _trusted_proxies(given: list[str] | None) -> tuple[str, ...]:
@@ -86,9 +87,7 @@ def banner(
     table.add_column("access")
     table.add_column("rate/min", justify="right")
     recipe = state.recipe  # type: ignore[attr-defined]
-    for k in recipe.keys:
-        if settings.hosted and "demo" not in k.name.lower():
-            continue
+    for k in demo_keys(recipe) if settings.hosted else recipe.keys:
         access = "full" if k.access == "full" else ",".join(k.scopes)
         limit = k.rate_limit or state.default_rate_limit  # type: ignore[attr-defined]
         table.add_row(k.name, k.key, access, str(limit))

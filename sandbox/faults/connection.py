@@ -28,7 +28,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from litestar import Request, Response
+from litestar import Litestar, Request, Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 RAW_SEND = "sandbox.raw_send"
@@ -52,7 +52,7 @@ class ConnectionFaults:
         self.app = app
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        scope[RAW_SEND] = send  # type: ignore[typeddict-unknown-key]
+        scope[RAW_SEND] = send  # type: ignore[literal-required]
         return self.app(scope, receive, send)
 
 
@@ -80,7 +80,7 @@ class BrokenResponse(Response[bytes]):
 
     fault: ConnectionFault
 
-    def to_asgi_response(self, app: Any, request: Request, **kwargs: Any) -> Any:  # type: ignore[override]
+    def to_asgi_response(self, app: Any, request: Request, **kwargs: Any) -> Any:
         return _BrokenASGI(super().to_asgi_response(app, request, **kwargs), self.fault)
 
 
@@ -122,7 +122,7 @@ async def _apply(
         await _close(raw)
     elif fault.kind == "malformed_json":
         broken = _malformed(body)
-        await send({**start, "headers": _with_length(start.get("headers", []), len(broken))})  # type: ignore[typeddict-item]
+        await send({**start, "headers": _with_length(start.get("headers", []), len(broken))})  # type: ignore[arg-type]
         await send({"type": "http.response.body", "body": broken, "more_body": False})
     else:
         await send(start)
@@ -190,3 +190,10 @@ async def _close(raw: Any) -> None:
         raise ConnectionDropped("connection closed mid-body on purpose by a sandbox fault")
     transport.close()
     await _until_disconnected(owner)
+
+
+def wrap_connection_faults(app: Litestar) -> Litestar:
+    """Wrap the app's outermost ASGI handler, the first place that holds the server's raw send."""
+    if not isinstance(app.asgi_handler, ConnectionFaults):
+        app.asgi_handler = ConnectionFaults(app.asgi_handler)
+    return app

@@ -13,34 +13,23 @@ it adds, lists and clears only its own workspace's rules.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from litestar import Request
 
-from sandbox.control_api import ADMIN_SPEC_PATH, AdminApi
+from sandbox.control_api import AdminApi, admin_validator
 from sandbox.errors import ApiError, Detail
 from sandbox.faults.presets import SCENARIOS, catalogue, expand
-from sandbox.faults.rules import WORKSPACE_NAME, Context, FaultRegistry, Rule, parse_rule
+from sandbox.faults.rules import Context, FaultRegistry, Rule, parse_rule
 from sandbox.pipeline.ratelimit import RateLimiter
-from sandbox.pipeline.validate import compile_schema, schema_details
-from sandbox.spec import flatten, resolve_refs
+from sandbox.pipeline.validate import schema_details
+from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
 from sandbox.state import SandboxState
-from sandbox.yamlio import load_yaml
-
-WORKSPACE_HEADER = "x-sandbox-workspace"
-
-
-@cache
-def _validators() -> dict[str, Any]:
-    resolved = resolve_refs(load_yaml(ADMIN_SPEC_PATH))
-    names = ["FaultRequest", *(s.params_schema for s in SCENARIOS.values())]
-    return {n: compile_schema(flatten(resolved["components"]["schemas"][n])) for n in names}
 
 
 def check_schema(schema_name: str, data: Any, prefix: str = "") -> None:
     """A 400 naming the first field that breaks the admin.yaml schema."""
-    details = schema_details(_validators()[schema_name], data, "body")
+    details = schema_details(admin_validator(schema_name), data, "body")
     if details:
         details = [
             Detail(d.location, f"{prefix}{d.field}" if prefix else d.field, d.message)
@@ -69,7 +58,11 @@ def context(state: SandboxState, workspace: str | None) -> Context:
 def add_rule(
     state: SandboxState, registry: FaultRegistry, body: Any, workspace: str | None
 ) -> Rule:
-    """Check a rule or scenario request, build it and register it (HTTP and YAML alike)."""
+    """Check a rule or scenario request, build it and register it (HTTP and YAML alike).
+
+    This is the one place a fault request is validated: the HTTP endpoint hands its body here
+    unchecked, so a POST is checked against the schema once, as a rule in a file is.
+    """
     check_schema("FaultRequest", body)
     registry.ensure_room()  # before a scenario mints anything
     ctx = context(state, workspace)
@@ -93,26 +86,16 @@ def clear_buckets(limiter: RateLimiter, workspace: str) -> int:
     return limiter.reset(workspace)
 
 
-def _workspace_name(value: str | None, location: str, field: str) -> str | None:
-    if value is not None and not WORKSPACE_NAME.match(value):
-        raise ApiError(
-            "HEADER_INVALID" if location == "header" else "VALIDATION_ERROR",
-            f"{field} must be 1-64 letters, digits, '.', '_' or '-'.",
-            [Detail(location, field, "must be 1-64 letters, digits, '.', '_' or '-'")],
-        )
-    return value
-
-
 def _scope(request: Request) -> str | None:
     """The workspace a faults call is about: ?workspace=, else the X-Sandbox-Workspace header."""
-    query = _workspace_name(request.query_params.get("workspace"), "query", "workspace")
-    header = _workspace_name(request.headers.get(WORKSPACE_HEADER), "header", "X-Sandbox-Workspace")
+    query = workspace_name(request.query_params.get("workspace"), "query", "workspace")
+    header = workspace_name(request.headers.get(WORKSPACE_HEADER))
     return query or header
 
 
 def add_fault_endpoints(api: AdminApi, state: SandboxState, registry: FaultRegistry) -> None:
     async def add(request: Request, _: Any) -> tuple[int, Any]:
-        body = await api.body(request, "FaultRequest", required=True)
+        body = await api.body(request, "FaultRequest", required=True, checked=False)
         rule = add_rule(state, registry, body, _scope(request))
         view = rule.view(state.clock.now())
         if rule.key is not None:
@@ -138,7 +121,7 @@ def add_fault_endpoints(api: AdminApi, state: SandboxState, registry: FaultRegis
         return 200, {"items": catalogue()}
 
     def reset_workspace(request: Request, _: Any) -> tuple[int, Any]:
-        name = _workspace_name(request.path_params["name"], "path", "name")
+        name = workspace_name(request.path_params["name"], "path", "name")
         assert name is not None
         state.workspaces.reset(name)
         buckets = clear_buckets(state.limiter, name)

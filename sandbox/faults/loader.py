@@ -55,3 +55,10 @@ def load_faults(path: Path, state: SandboxState, registry: FaultRegistry) -> lis
         except ApiError as err:
             raise FaultsFileError(f"{path}: rule {index}: {err.message}") from None
     return rules
+
+
+def load_faults_file(state: SandboxState) -> None:
+    """The rules of `serve --faults FILE`, loaded once per sandbox (a second app shares them)."""
+    if state.settings.faults_file is not None and not state.faults_file_loaded:
+        load_faults(state.settings.faults_file, state, state.faults)
+        state.faults_file_loaded = True

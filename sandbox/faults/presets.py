@@ -10,7 +10,6 @@ so they list, count, expire and delete like one.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,8 @@ from typing import Any
 from sandbox.clock import format_iso
 from sandbox.errors import ApiError, Detail
 from sandbox.faults.rules import Context, Rule, parse_rule
-from sandbox.pipeline.authenticate import ApiKey, KeyState, key_state
+from sandbox.pipeline.authenticate import ApiKey
+from sandbox.world.recipe import owner_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +100,20 @@ _PRESETS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 def _template_key(ctx: Context, like: str | None) -> ApiKey:
-    now = ctx.clock.now()
-    for key in ctx.keys:
-        if like is not None and like in (key.id, key.name):
-            return key  # type: ignore[no-any-return]
-        usable = key_state(key, now) is KeyState.ACTIVE
-        if like is None and key.access == "full" and usable:
-            return key  # type: ignore[no-any-return]
-    if like is not None:
+    """The key to copy: the one named by `like`, else the key that stands for the tenant."""
+    if like is None:
+        key = owner_key(ctx.keys, ctx.clock.now())
+        if key is None:
+            raise _bad("params.like", "the sandbox has no usable full-access key to copy")
+        return key
+    found = next((k for k in ctx.keys if like in (k.id, k.name)), None)
+    if found is None:
         raise ApiError(
             "REFERENCE_NOT_FOUND",
             f"Invalid fault scenario: params.like: no key {like!r}.",
             [Detail("body", "params.like", "no sandbox key has this name or id")],
         )
-    raise _bad("params.like", "the sandbox has no usable full-access key to copy")
+    return found
 
 
 def mint_expiring(ctx: Context, params: dict[str, Any]) -> ApiKey:
@@ -124,31 +124,17 @@ def mint_expiring(ctx: Context, params: dict[str, Any]) -> ApiKey:
     name = params.get("name") or f"expiring key ({seconds:g} s)"
     scopes = sorted(like.scopes) if like.access == "custom" else None
     secret = params.get("secret")
-    if secret is None:
-        return ctx.keys.mint(  # type: ignore[no-any-return]
-            name=name,
-            user_id=like.user_id,
-            scopes=scopes,
-            expires_at=expires_at,
-            rate_limit=like.rate_limit,
-            created_at=ctx.clock.iso(),
-        )
-    if ctx.keys.lookup(secret) is not None:
+    if secret is not None and ctx.keys.lookup(secret) is not None:
         raise _bad("params.secret", "another key already has this secret")
-    key = ApiKey(
-        id="key_" + secrets.token_hex(6),
-        secret=secret,
+    return ctx.keys.mint(
         name=name,
         user_id=like.user_id,
-        access=like.access,
-        scopes=frozenset(scopes or ()),
+        scopes=scopes,
         expires_at=expires_at,
-        revoked=False,
         rate_limit=like.rate_limit,
         created_at=ctx.clock.iso(),
+        secret=secret,
     )
-    ctx.keys.add(key)
-    return key
 
 
 def expand(body: dict[str, Any], ctx: Context, rule_id: str) -> Rule:

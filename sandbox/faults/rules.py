@@ -16,10 +16,10 @@ from typing import Any
 
 from sandbox.clock import Clock, format_iso, formattable, parse_iso
 from sandbox.errors import ApiError, Detail
-from sandbox.pipeline.authenticate import ApiKey
+from sandbox.pipeline.authenticate import ApiKey, key_state
+from sandbox.pipeline.workspace_name import RULE, is_workspace_name
 
 CONNECTION_EFFECTS = ("reset", "truncate", "malformed_json", "trickle")
-WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_CHUNK_BYTES = 64
 DEFAULT_INTERVAL_MS = 100
 MAX_RULES = 1000
@@ -168,14 +168,13 @@ class Rule:
         }
         if self.key is not None:
             key = self.key
-            expired = key.expires_ts is not None and key.expires_ts <= now
             out["key"] = {
                 "id": key.id,
                 "name": key.name,
                 "prefix": key.prefix,
                 "expires_at": key.expires_at,
             }
-            out["status"] = "revoked" if key.revoked else "expired" if expired else "active"
+            out["status"] = key_state(key, now).value
         return out
 
 
@@ -295,8 +294,8 @@ def parse_match(raw: dict[str, Any], ctx: Context) -> Match:
     if key is not None and not any(key in (k.id, k.name) for k in ctx.keys):
         raise _unknown("match.key", f"no sandbox key has the name or id {key!r}")
     workspace = raw.get("workspace", ctx.default_workspace)
-    if workspace is not None and not WORKSPACE_NAME.match(workspace):
-        raise _bad("match.workspace", "must be 1-64 letters, digits, '.', '_' or '-'")
+    if workspace is not None and not is_workspace_name(workspace):
+        raise _bad("match.workspace", f"must be {RULE}")
     path = raw.get("path")
     path_re = re.compile(translate(path)) if path is not None else None
     return Match(method, path, op_id, key, workspace, path_re)

@@ -8,10 +8,25 @@ needs is read from its `security` requirement in the spec.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sandbox.errors import ApiError
 from sandbox.pipeline.authenticate import Caller
 from sandbox.spec import Operation
+from sandbox.store.workspace import Workspace
+
+if TYPE_CHECKING:
+    from sandbox.pipeline.context import RequestContext
+
+
+AUTH_FIELDS = (
+    "users",
+    "roles",
+    "role-ids-field",
+    "permissions-field",
+    "status-field",
+    "inactive-statuses",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +42,18 @@ class AuthModel:
 
     @classmethod
     def from_spec(cls, resolved: dict) -> AuthModel:
+        """Read `x-sandbox-auth`; the spec names every part (a missing one is a ValueError)."""
         ext = resolved.get("x-sandbox-auth") or {}
+        missing = [k for k in AUTH_FIELDS if not ext.get(k)]
+        if missing:
+            raise ValueError(f"the spec's x-sandbox-auth lacks {', '.join(missing)}")
         return cls(
-            users=ext.get("users", "users"),
-            roles=ext.get("roles", "roles"),
-            role_ids_field=ext.get("role-ids-field", "role_ids"),
-            permissions_field=ext.get("permissions-field", "permissions"),
-            status_field=ext.get("status-field", "status"),
-            inactive_statuses=frozenset(ext.get("inactive-statuses", ["deactivated"])),
+            users=ext["users"],
+            roles=ext["roles"],
+            role_ids_field=ext["role-ids-field"],
+            permissions_field=ext["permissions-field"],
+            status_field=ext["status-field"],
+            inactive_statuses=frozenset(ext["inactive-statuses"]),
         )
 
 
@@ -78,3 +97,45 @@ def effective_scopes(families: list[str], role_permissions: set[str], caller: Ca
             ):
                 out.append(scope)
     return out
+
+
+class RolePermissions:
+    """What a user's roles allow, remembered until the workspace's users or roles change."""
+
+    def __init__(self, auth: AuthModel) -> None:
+        self.auth = auth
+        self._cache: dict[tuple[str, str, int, int], tuple[set[str], list[tuple[str, str]]]] = {}
+
+    def of(self, ws: Workspace, user: dict) -> tuple[set[str], list[tuple[str, str]]]:
+        """The union of the user's roles' permissions, and those roles as (id, name)."""
+        auth = self.auth
+        key = (ws.name, user["id"], ws.view(auth.users).version, ws.view(auth.roles).version)
+        hit = self._cache.get(key)
+        if hit is None:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            hit = self._cache[key] = self._compute(ws, user)
+        return hit
+
+    def _compute(self, ws: Workspace, user: dict) -> tuple[set[str], list[tuple[str, str]]]:
+        auth = self.auth
+        perms: set[str] = set()
+        roles: list[tuple[str, str]] = []
+        for rid in user.get(auth.role_ids_field) or ():
+            role = ws.get(auth.roles, rid)
+            if role is not None:
+                perms.update(role.get(auth.permissions_field) or ())
+                roles.append((rid, str(role.get("name", rid))))
+        return perms, roles
+
+
+class Authorize:
+    """Stage: the owner's roles (403 FORBIDDEN), then the key's scopes (403 SCOPE_DENIED)."""
+
+    def __init__(self, permissions: RolePermissions) -> None:
+        self.permissions = permissions
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        assert ctx.workspace is not None and ctx.caller is not None
+        perms, roles = self.permissions.of(ctx.workspace, ctx.caller.user)
+        authorize(ctx.op, ctx.caller, perms, [name for _, name in roles])

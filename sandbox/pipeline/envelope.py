@@ -1,14 +1,24 @@
-"""Stage 8: the body and headers of every answer, encoded once with msgspec."""
+"""Stage: the envelope of every answer: status, `{"data"}` or `{"error"}`, and headers.
+
+Also the answer's encoding (once, with msgspec) and the lean ASGI response the API sends.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import msgspec
 from litestar import Response
 
+from sandbox.clock import parse_iso
 from sandbox.errors import ApiError
+from sandbox.spec import Operation
+
+if TYPE_CHECKING:
+    from sandbox.pipeline.context import RequestContext
+    from sandbox.state import SandboxState
 
 _encode = msgspec.json.Encoder().encode
 JSON = "application/json"
@@ -58,11 +68,6 @@ class EncodedResponse:
         await send({"type": "http.response.body", "body": self.body, "more_body": False})
 
 
-def raw_headers(scope: Any) -> dict[str, str]:
-    """Request headers by lower-case name, read straight from the ASGI scope (last one wins)."""
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-
 def encode(payload: Any) -> bytes:
     return _encode(payload)
 
@@ -78,3 +83,44 @@ def json_response(
 def error_response(err: ApiError, headers: dict[str, str] | None = None) -> Response[bytes]:
     merged = {**(headers or {}), **err.headers}
     return json_response(err.status, err.body(), merged)
+
+
+def deprecation_headers(op: Operation) -> dict[str, str]:
+    """`Deprecation` and `Sunset` for a deprecated operation, prepared once per operation."""
+    if not op.deprecated:
+        return {}
+    headers = {}
+    if op.deprecated_at:
+        headers["deprecation"] = f"@{int(parse_iso(op.deprecated_at))}"
+    if op.sunset:
+        headers["sunset"] = formatdate(parse_iso(op.sunset), usegmt=True)
+    return headers
+
+
+class Envelope:
+    """Stage: the answer's status, body and headers, from the handler's result or the error.
+
+    Every answer after authentication carries the caller's bucket in `X-RateLimit-*`; an answer
+    given before the key was known has no bucket to describe.
+    """
+
+    def __init__(self, state: SandboxState) -> None:
+        self.limiter = state.limiter
+        self.auth = state.settings.auth
+        ops = state.spec.operations
+        self.deprecation = {op.operation_id: deprecation_headers(op) for op in ops}
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        headers = dict(self.deprecation[ctx.op.operation_id])
+        headers.update(ctx.answer_headers)  # a fault's Warning
+        err = ctx.error
+        if err is not None:
+            if ctx.rate is None and ctx.caller is not None and self.auth:
+                ctx.rate = self.limiter.peek(ctx.bucket, ctx.limit)
+            if ctx.rate is not None:
+                headers.update(ctx.rate.headers())
+            headers.update(err.headers)
+            ctx.status, ctx.payload = err.status, err.body()
+        elif ctx.rate is not None:
+            headers.update(ctx.rate.headers())
+        ctx.answer_headers = headers

@@ -8,8 +8,12 @@ value are refused when repeated, before anything else runs, and every stage asks
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from sandbox.errors import ApiError, Detail
+
+if TYPE_CHECKING:
+    from sandbox.pipeline.context import RequestContext
 
 # Headers with one meaning per request: a second copy is refused rather than guessed at.
 SINGLE_VALUED = {
@@ -77,3 +81,8 @@ def repeated_single_valued(raw: Iterable[tuple[bytes, bytes]]) -> str | None:
                 return shown
         seen.add(name)
     return None
+
+
+async def parse_headers(ctx: RequestContext) -> None:
+    """Stage: the one parse of the request's headers that every later stage reads."""
+    ctx.headers = RequestHeaders.parse(ctx.request.scope["headers"])

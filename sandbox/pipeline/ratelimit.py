@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
@@ -17,7 +18,18 @@ from limits.storage import MemoryStorage
 from sandbox.clock import Clock
 from sandbox.errors import ApiError
 
+if TYPE_CHECKING:
+    from sandbox.pipeline.context import RequestContext
+
 WINDOW_SECONDS = 60
+# The rate-limit header names, written once: every stage that sends or checks them reads these.
+RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+RETRY_AFTER_HEADER = "retry-after"
+
+
+def rate_limit_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
+    """The X-RateLimit-* headers for a bucket: its limit, what is left, seconds to the reset."""
+    return dict(zip(RATE_LIMIT_HEADERS, (str(limit), str(remaining), str(reset)), strict=True))
 
 
 class ClockedMemoryStorage(MemoryStorage):
@@ -61,11 +73,7 @@ class RateState:
     reset: int  # seconds until the window resets
 
     def headers(self) -> dict[str, str]:
-        return {
-            "x-ratelimit-limit": str(self.limit),
-            "x-ratelimit-remaining": str(self.remaining),
-            "x-ratelimit-reset": str(self.reset),
-        }
+        return rate_limit_headers(self.limit, self.remaining, self.reset)
 
 
 class RateLimiter:
@@ -109,7 +117,7 @@ class RateLimiter:
             raise ApiError(
                 "RATE_LIMITED",
                 f"API key rate limit exceeded: {limit} requests per minute. Retry after {retry} s.",
-                headers={**state.headers(), "retry-after": str(retry)},
+                headers={**state.headers(), RETRY_AFTER_HEADER: str(retry)},
             )
         return state
 
@@ -126,3 +134,15 @@ class RateLimiter:
         for key in keys:
             self.storage.clear(key)
         return len(keys)
+
+
+class RateLimit:
+    """Stage: count the request in the caller's bucket; 429 with truthful headers past it."""
+
+    def __init__(self, limiter: RateLimiter, enabled: bool) -> None:
+        self.limiter = limiter
+        self.enabled = enabled
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        if self.enabled:
+            ctx.rate = self.limiter.hit(ctx.bucket, ctx.limit)

@@ -9,12 +9,13 @@ and what it creates. Values in those extensions may be expressions: `$now`, `$ca
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sandbox.clock import Clock, format_iso, parse_iso
 from sandbox.errors import ApiError, Detail
+from sandbox.extensions import DEFAULT_CONFLICT_CODE, thaw
 from sandbox.pipeline.authenticate import Caller
 from sandbox.pipeline.ratelimit import RateState
 from sandbox.spec import Collection, Operation, Spec, ref_of
@@ -104,11 +105,11 @@ class Resources:
 
     # ------------------------------------------------------------------ helpers
     def _collection(self, ex: Exchange, name: str | None = None) -> Collection:
-        return self.spec.collections[name or ex.op.sandbox["collection"]]
+        return self.spec.collections[name or ex.op.hints.collection or ""]
 
     def _value(self, expr: Any, ex: Exchange, record: Record | None = None) -> Any:
         if not isinstance(expr, str) or not expr.startswith("$"):
-            return expr
+            return thaw(expr)
         if expr == "$now":
             return self.clock.iso()
         source, _, key = expr[1:].partition(".")
@@ -129,16 +130,16 @@ class Resources:
         """
         if coll.lifecycle is None or not view.is_created(record["id"]):
             return view.base.raw(record) if self.raw else record
-        start = parse_iso(record[coll.lifecycle.get("clock", "created_at")])
+        start = parse_iso(record[coll.lifecycle.clock])
         elapsed = self.clock.now() - start
         out = dict(record)
-        for step in coll.lifecycle["steps"]:
-            if step["after"] > elapsed:
+        for step in coll.lifecycle.steps:
+            if step.after > elapsed:
                 break
-            for field, value in step["set"].items():
+            for field, value in step.sets.items():
                 if isinstance(value, str) and value.startswith("+"):
                     value = format_iso(start + float(value[1:]))
-                out[field] = value
+                out[field] = thaw(value)
         return out
 
     def _found(self, ex: Exchange, coll: Collection, record_id: str) -> Record:
@@ -148,17 +149,16 @@ class Resources:
         return record
 
     def _record_id(self, ex: Exchange) -> str:
-        fixed = ex.op.sandbox.get("id")
+        fixed = ex.op.hints.fixed_id
         return fixed if fixed else str(ex.params.get("id", ""))
 
     def _parent_filter(self, ex: Exchange) -> tuple[str, Any] | None:
-        parent = ex.op.sandbox.get("parent")
-        if not parent:
+        parent = ex.op.hints.parent
+        if parent is None:
             return None
-        value = ex.params.get(parent["param"])
-        if parent.get("collection"):
-            self._found(ex, self.spec.collections[parent["collection"]], str(value))
-        return (parent["field"], value)
+        value = ex.params.get(parent.param)
+        self._found(ex, self.spec.collections[parent.collection], str(value))
+        return (parent.field, value)
 
     def _check_refs(
         self, ex: Exchange, coll: Collection, record: Record, fields: set[str] | None
@@ -220,16 +220,16 @@ class Resources:
         return out
 
     def _new_record(
-        self, ex: Exchange, coll: Collection, given: Record, set_: dict[str, Any]
+        self, ex: Exchange, coll: Collection, given: Record, set_: Mapping[str, Any]
     ) -> Record:
         view = ex.workspace.view(coll.name)
         now = self.clock.iso()
         values: Record = {}
-        for name, expr in (ex.op.sandbox.get("defaults") or {}).items():
+        for name, expr in ex.op.hints.defaults.items():
             if given.get(name) is None:
                 values[name] = self._value(expr, ex)
         values.update({k: v for k, v in given.items()})
-        values.update(coll.create_set)
+        values.update(thaw(coll.create_set))
         values.update({k: self._value(v, ex) for k, v in set_.items()})
         values["id"] = f"{coll.id_prefix}_{_ids.getrandbits(48):012x}"
         values["created_at"] = now
@@ -243,22 +243,22 @@ class Resources:
 
     # ------------------------------------------------------------------ kinds
     def list(self, ex: Exchange) -> tuple[int, Any]:
-        sb = ex.op.sandbox
+        hints = ex.op.hints
         coll = self._collection(ex)
         view = ex.workspace.view(coll.name)
         filters: list[tuple[str, Any]] = []
         parent = self._parent_filter(ex)
         if parent:
             filters.append(parent)
-        renames = sb.get("filter-fields") or {}
+        renames = hints.filter_fields
         for name in sorted(ex.supplied):
             if name in _RESERVED_QUERY or name not in ex.params:
                 continue
             filters.append((renames.get(name, name), ex.params[name]))
         search = None
         q = ex.params.get("q") if "q" in ex.supplied else None
-        if q and sb.get("search"):
-            search = (tuple(sb["search"]), str(q).lower())
+        if q and hints.search_fields:
+            search = (hints.search_fields, str(q).lower())
         sort = str(ex.params.get("sort") or "id")
         descending = sort.startswith("-")
         volatile = coll.lifecycle is not None
@@ -284,13 +284,13 @@ class Resources:
         return ex.op.success_status, self.present(coll, ex.workspace.view(coll.name), record)
 
     def create(self, ex: Exchange) -> tuple[int, Any]:
-        sb = ex.op.sandbox
+        hints = ex.op.hints
         coll = self._collection(ex)
         given = dict(ex.body or {})
         parent = self._parent_filter(ex)
         if parent:
             given[parent[0]] = parent[1]
-        for field in sb.get("unique") or ():
+        for field in hints.unique_fields:
             if given.get(field) is not None:
                 view = ex.workspace.view(coll.name)
                 if view.query([(field, given[field])], None, "id", False):
@@ -299,7 +299,7 @@ class Resources:
                         f"A {coll.name} record with this {field} already exists.",
                         [Detail("body", field, "already exists")],
                     )
-        record = self._new_record(ex, coll, given, sb.get("set") or {})
+        record = self._new_record(ex, coll, given, hints.sets)
         ex.workspace.write(coll.name, record)
         return ex.op.success_status, self.present(coll, ex.workspace.view(coll.name), record)
 
@@ -316,9 +316,9 @@ class Resources:
         return ex.op.success_status, self.present(coll, view, record)
 
     def _check_when(self, ex: Exchange, coll: Collection, record: Record) -> None:
-        for field, allowed in (ex.op.sandbox.get("when") or {}).items():
+        for field, allowed in ex.op.hints.when.items():
             if record.get(field) not in allowed:
-                code = ex.op.sandbox.get("conflict-code", "CONFLICT")
+                code = ex.op.hints.conflict_code or DEFAULT_CONFLICT_CODE
                 wanted = " or ".join(repr(a) for a in allowed)
                 raise ApiError(
                     code,
@@ -326,32 +326,25 @@ class Resources:
                     f"has {field} {record.get(field)!r}.",
                 )
 
-    @staticmethod
-    def _guard_hits(rule: dict[str, Any], record: Record) -> bool:
-        value = record.get(rule["field"])
-        if "contains" in rule:
-            return isinstance(value, list) and rule["contains"] in value
-        return bool(value == rule["equals"])
-
     def _check_refusals(self, ex: Exchange, coll: Collection, record: Record) -> None:
         """The operation's `refuse-when` guards: records the documented rules protect.
 
         With `last: true` a guard protects only the last record that matches it (the tenant's
         last Owner), so the others stay removable.
         """
-        for rule in ex.op.sandbox.get("refuse-when") or ():
-            if not self._guard_hits(rule, record):
+        for rule in ex.op.hints.refuse_when:
+            if not rule.hits(record):
                 continue
-            if rule.get("last"):
+            if rule.last:
                 view = ex.workspace.view(coll.name)
                 others = (
                     r
                     for r in view.query([], None, "id", False)
-                    if r["id"] != record["id"] and self._guard_hits(rule, r)
+                    if r["id"] != record["id"] and rule.hits(r)
                 )
                 if next(others, None) is not None:
                     continue
-            raise ApiError(rule["code"], rule["message"])
+            raise ApiError(rule.code, rule.message)
 
     def delete(self, ex: Exchange) -> tuple[int, Any]:
         coll = self._collection(ex)
@@ -359,7 +352,7 @@ class Resources:
         record = self._found(ex, coll, rid)
         self._check_when(ex, coll, record)
         self._check_refusals(ex, coll, record)
-        if ex.op.sandbox.get("refuse-if-referenced"):
+        if ex.op.hints.refuse_if_referenced:
             for other, field in self.referrers.get(coll.name, []):
                 users = ex.workspace.view(other).query([(field, rid)], None, "id", False)
                 if users:
@@ -372,20 +365,20 @@ class Resources:
         return ex.op.success_status, {"id": rid, "deleted": True}
 
     def action(self, ex: Exchange) -> tuple[int, Any]:
-        sb = ex.op.sandbox
+        hints = ex.op.hints
         coll = self._collection(ex)
         rid = self._record_id(ex)
         record = self._found(ex, coll, rid)
         self._check_when(ex, coll, record)
         updated = record
-        if sb.get("set"):
-            updated = {**record, **{k: self._value(v, ex, record) for k, v in sb["set"].items()}}
+        if hints.sets:
+            updated = {**record, **{k: self._value(v, ex, record) for k, v in hints.sets.items()}}
             updated["updated_at"] = self.clock.iso()
             ex.workspace.write(coll.name, updated)
-        creates = sb.get("creates")
-        if creates:
-            target = self.spec.collections[creates["collection"]]
-            given = {k: self._value(v, ex, record) for k, v in creates.get("fields", {}).items()}
+        creates = hints.creates
+        if creates is not None:
+            target = self.spec.collections[creates.collection]
+            given = {k: self._value(v, ex, record) for k, v in creates.fields.items()}
             given = {k: v for k, v in given.items() if v is not None}
             new = self._new_record(ex, target, given, {})
             ex.workspace.write(target.name, new)

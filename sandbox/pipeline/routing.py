@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from litestar import Request, Response, route
-from litestar.enums import MediaType
+from litestar.enums import HttpMethod, MediaType
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp
 
@@ -49,7 +49,7 @@ def _handler(
     # annotated as an ASGI app: Litestar sends what the pipeline returns as it is, and still
     # converts a Response (which the fault stage returns when it reshapes an answer)
     async def handler(request: Request) -> ASGIApp:
-        return await endpoint(op, request, names)
+        return await endpoint(op, request, names)  # type: ignore[return-value]
 
     handler.__name__ = op.operation_id
     return handler
@@ -66,7 +66,7 @@ def build_routes(
         handlers.append(
             route(
                 path,
-                http_method=[op.method],
+                http_method=[HttpMethod(op.method)],
                 name=op.operation_id,
                 status_code=op.success_status,
                 include_in_schema=False,

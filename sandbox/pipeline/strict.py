@@ -7,14 +7,17 @@ naming the operation and the problem, and the problem is logged.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.errors import ApiError
+from sandbox.pipeline.ratelimit import RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER
 from sandbox.pipeline.validate import compile_schema, schema_details
 from sandbox.spec import Operation
 
+if TYPE_CHECKING:
+    from sandbox.pipeline.context import RequestContext
+
 log = logging.getLogger("sandbox.strict")
-_RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 
 
 class StrictChecker:
@@ -53,10 +56,10 @@ class StrictChecker:
             if validator is not None:
                 details = schema_details(validator, payload, "body", 5)
                 problems += [f"{d.field or '(root)'}: {d.message}" for d in details]
-        missing = [h for h in _RATE_HEADERS if h not in headers]
+        missing = [h for h in RATE_LIMIT_HEADERS if h not in headers]
         if missing and has_bucket and status != 401:  # no key, so no bucket to describe
             problems.append(f"missing headers {', '.join(missing)}")
-        if status == 429 and "retry-after" not in headers:
+        if status == 429 and RETRY_AFTER_HEADER not in headers:
             problems.append("429 without Retry-After")
         if status == 401 and "www-authenticate" not in headers:
             problems.append("401 without WWW-Authenticate")
@@ -73,3 +76,19 @@ class StrictChecker:
             )
             log.error(message)
             raise ApiError("INTERNAL_ERROR", message)
+
+
+class StrictCheck:
+    """Stage (strict mode only): an answer that breaks the spec becomes a loud 500."""
+
+    def __init__(self) -> None:
+        self.checker = StrictChecker()
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        try:
+            self.checker.check(
+                ctx.op, ctx.status, ctx.payload, ctx.answer_headers, ctx.forced,
+                ctx.rate is not None,
+            )
+        except ApiError as err:
+            ctx.status, ctx.payload = err.status, err.body()

@@ -8,10 +8,17 @@ from) so that each rule stays a few lines about its one convention.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.catalogue import Catalogue
+from sandbox.extensions import (
+    ExtensionProblem,
+    OperationHints,
+    parse_collections,
+    parse_operation,
+)
 from sandbox.spec import HTTP_METHODS, flatten
 
 
@@ -19,14 +26,24 @@ class BrokenRef(Exception):
     """A `$ref` that points nowhere: the `refs` rule reports it once, other rules step aside."""
 
 
+def _unparsed() -> OperationHints:
+    return OperationHints(kind="")
+
+
 @dataclass(frozen=True, slots=True)
 class OperationView:
-    """One operation of the raw document, as the rules see it."""
+    """One operation of the raw document, as the rules see it.
+
+    `hints` is its `x-sandbox` as `sandbox.extensions` parses it for the sandbox itself, with
+    what failed to parse in `hint_problems` (the broken parts are left at their defaults).
+    """
 
     method: str  # upper case
     path: str
     raw: dict[str, Any]
     path_item: dict[str, Any]
+    hints: OperationHints = field(default_factory=_unparsed)
+    hint_problems: tuple[str, ...] = ()
 
     @property
     def operation_id(self) -> str | None:
@@ -41,11 +58,6 @@ class OperationView:
     @property
     def name(self) -> str:
         return self.operation_id or f"{self.method} {self.path}"
-
-    @property
-    def sandbox(self) -> dict[str, Any]:
-        value = self.raw.get("x-sandbox")
-        return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,8 @@ class Document:
     catalogue: Catalogue
     operations: list[OperationView] = field(default_factory=list)
     collections: dict[str, str] = field(default_factory=dict)  # collection -> schema name
+    # what is wrong with the schemas' x-collection, x-lifecycle and x-create-set
+    collection_problems: list[ExtensionProblem] = field(default_factory=list)
     first_with_id: dict[str, OperationView] = field(default_factory=dict)
 
     def lookup(self, ref: str) -> Any:
@@ -165,6 +179,8 @@ class Document:
 
 def build_document(raw: dict[str, Any], catalogue: Catalogue) -> Document:
     doc = Document(raw, catalogue)
+    declared, doc.collection_problems = parse_collections(component_section(raw, "schemas"))
+    doc.collections = {name: schema_name for name, (schema_name, _) in declared.items()}
     paths = raw.get("paths")
     for path, item in paths.items() if isinstance(paths, dict) else ():
         if not isinstance(item, dict):
@@ -173,13 +189,13 @@ def build_document(raw: dict[str, Any], catalogue: Catalogue) -> Document:
             op = item.get(method)
             if isinstance(op, dict):
                 view = OperationView(method.upper(), str(path), op, item)
+                hints, problems = parse_operation(op.get("x-sandbox"), view.where, doc.collections)
+                view = dataclasses.replace(
+                    view, hints=hints, hint_problems=tuple(p.message for p in problems)
+                )
                 doc.operations.append(view)
                 if view.operation_id:
                     doc.first_with_id.setdefault(view.operation_id, view)
-    for name, schema in component_section(raw, "schemas").items():
-        decl = schema.get("x-collection") if isinstance(schema, dict) else None
-        if isinstance(decl, dict) and isinstance(decl.get("name"), str):
-            doc.collections.setdefault(decl["name"], name)
     return doc
 
 

@@ -70,18 +70,9 @@ def _error_schema(doc: Document) -> Iterator[Problem]:
 
 @document_rule
 def _collections(doc: Document) -> Iterator[Problem]:
-    """x-collection names and id prefixes are unique: the store and the ids rely on it."""
-    seen: dict[tuple[str, Any], str] = {}
-    for name, schema in component_section(doc.raw, "schemas").items():
-        decl = schema.get("x-collection") if isinstance(schema, dict) else None
-        if decl is None:
-            continue
-        where = f"components.schemas.{name}"
-        if not isinstance(decl, dict) or not decl.get("name") or not decl.get("id-prefix"):
-            yield Problem(where, "x-collection needs name and id-prefix", "collections")
-            continue
-        for key in ("name", "id-prefix"):
-            other = seen.setdefault((key, decl[key]), name)
-            if other != name:
-                message = f"x-collection {key} {decl[key]!r} is also used by {other}"
-                yield Problem(where, message, "collections")
+    """x-collection, x-lifecycle and x-create-set parse, and names and id prefixes are unique.
+
+    The problems are those `sandbox.extensions` finds when the sandbox loads the spec.
+    """
+    for problem in doc.collection_problems:
+        yield Problem(problem.where, problem.message, "collections")

@@ -39,7 +39,7 @@ def _success_envelope(doc: Document, op: OperationView) -> Iterator[Finding]:
         ):
             yield Finding(f"{response.label} is not the data envelope (an object requiring data)")
             continue
-        if op.sandbox.get("kind") == "list":
+        if op.hints.kind == "list":
             yield from _page_shape(response, props["data"])
 
 
@@ -129,7 +129,7 @@ def _date(value: Any) -> dt.date | None:
 
 @operation_rule("pagination")
 def _pagination(doc: Document, op: OperationView) -> Iterator[Finding]:
-    if op.sandbox.get("kind") != "list":
+    if op.hints.kind != "list":
         return
     params = doc.parameters(op)
     expected = {

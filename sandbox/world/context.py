@@ -42,6 +42,10 @@ class FieldPlan:
     on_fixed: Callable[[Draft, Any], None] | None = None  # a named record gave the value
 
 
+def _no_object_maker(schema: Schema, ctx: WorldContext, where: str) -> Maker:
+    raise GenerationError(f"{where}: nested objects need plans.object_maker in the context")
+
+
 class WorldContext:
     """What makers may consult beyond their own record: the seed, epoch, counts, ids and the
     records of collections generated earlier (references point backwards only)."""
@@ -57,6 +61,8 @@ class WorldContext:
     ) -> None:
         self.seed = seed
         self.schemas = schemas
+        # builds a nested object's maker (plans.object_maker); set by whoever compiles plans
+        self.object_maker: Callable[[Schema, WorldContext, str], Maker] = _no_object_maker
         self.epoch = epoch
         self.counts = counts
         self.prefixes = prefixes

@@ -18,6 +18,7 @@ from typing import Any
 
 from sandbox.spec import Collection, Spec, ref_of
 from sandbox.world.computed_fields import derive_fields, has_computed
+from sandbox.world.key_records import KeyRecords, key_records
 from sandbox.world.recipe import KeySpec, Recipe
 from sandbox.world.values import (
     DAY,
@@ -27,6 +28,7 @@ from sandbox.world.values import (
     WorldContext,
     compile_plans,
     format_datetime,
+    object_maker,
     order_plans,
     parse_time,
 )
@@ -84,39 +86,43 @@ def generation_order(collections: dict[str, Collection]) -> list[str]:
     return order
 
 
+def key_mapping(spec: Spec) -> KeyRecords | None:
+    """The spec's `x-sandbox-auth.keys`: which collection mirrors the recipe's keys, and how."""
+    properties = {n: (c.schema.get("properties") or {}) for n, c in spec.collections.items()}
+    try:
+        return key_records(spec.resolved.get("x-sandbox-auth"), properties)
+    except ValueError as exc:
+        raise GenerationError(str(exc)) from None
+
+
 def key_collection(spec: Spec, recipe: Recipe) -> str | None:
-    """The collection that lists API keys: the one whose id prefix the keys' ids use."""
-    if not recipe.keys:
+    """The collection that lists the recipe's API keys, if the spec names one and there are keys."""
+    mapping = _mirrored_keys(spec, recipe)
+    return mapping.collection if mapping is not None else None
+
+
+def _mirrored_keys(spec: Spec, recipe: Recipe) -> KeyRecords | None:
+    """The spec's key mapping when there are keys to mirror; their ids must use the id prefix of
+    the collection that lists them (they are its records' ids)."""
+    mapping = key_mapping(spec)
+    if mapping is None or not recipe.keys:
         return None
-    prefix = recipe.keys[0].id.split("_", 1)[0]
-    for name, c in spec.collections.items():
-        if c.id_prefix == prefix:
-            return name
-    return None
-
-
-def key_record(key: KeySpec, properties: Iterable[str]) -> dict[str, Any]:
-    """What the key list shows of a key: never the secret, only its first characters."""
-    full = {
-        "id": key.id,
-        "name": key.name,
-        "access": key.access,
-        "scopes": list(key.scopes),
-        "expires_at": key.expires_at,
-        "prefix": key.key[:12] + "\u2026",
-        "owner_id": key.user_id,
-        "last_used_at": None,
-    }
-    wanted = set(properties)
-    return {k: v for k, v in full.items() if k in wanted}
+    prefix = spec.collections[mapping.collection].id_prefix
+    strays = [k.id for k in recipe.keys if not k.id.startswith(f"{prefix}_")]
+    if strays:
+        raise GenerationError(
+            f"recipe keys {strays} do not use the id prefix {prefix!r} of {mapping.collection}, "
+            "the collection that lists them"
+        )
+    return mapping
 
 
 def _named_records(spec: Spec, recipe: Recipe) -> dict[str, list[dict[str, Any]]]:
     named = {c: list(recs) for c, recs in recipe.records.items() if c in spec.collections}
-    keys_at = key_collection(spec, recipe)
-    if keys_at is not None:
-        props = spec.collections[keys_at].schema.get("properties") or {}
-        mirrored = [key_record(k, props) for k in recipe.keys]
+    mapping = _mirrored_keys(spec, recipe)
+    if mapping is not None:
+        keys_at = mapping.collection
+        mirrored = [mapping.record(k) for k in recipe.keys]
         ids = {r["id"] for r in mirrored}
         named[keys_at] = [*mirrored, *(r for r in named.get(keys_at, []) if r["id"] not in ids)]
     for coll, recs in named.items():
@@ -164,7 +170,7 @@ def _generate(
     reseed = _random.Random.seed
     for i in range(count):
         reseed(rng, from_bytes(blake2b(prefix + str(i).encode(), digest_size=8).digest(), "big"))
-        rng.gauss_next = None
+        rng.gauss_next = None  # type: ignore[attr-defined]  # CPython's cached normal deviate
         if i < n_named:
             draft = _named_draft(rng, named[i], plans)
         else:
@@ -200,17 +206,21 @@ def _copies(prop: dict[str, Any]) -> list[str]:
     return list(ref[1]) if ref else []
 
 
-def _finish_keys(records: list[dict[str, Any]], keys: tuple[KeySpec, ...]) -> None:
+def _finish_keys(
+    records: list[dict[str, Any]], keys: tuple[KeySpec, ...], mapping: KeyRecords
+) -> None:
     """Keys that expired were created before they expired; revoked ones say when."""
     by_id = {k.id: k for k in keys}
+    revoked_fields = mapping.revoked_fields()
     for rec in records:
         key = by_id.get(rec["id"])
         if key is None:
             continue
         if key.expires_at and "created_at" in rec and rec["created_at"] >= key.expires_at:
             rec["created_at"] = format_datetime(parse_time(key.expires_at) - 90 * DAY)
-        if "revoked_at" in rec:
-            rec["revoked_at"] = rec.get("updated_at") if key.revoked else None
+        for field in revoked_fields:
+            if field in rec:
+                rec[field] = rec.get("updated_at") if key.revoked else None
 
 
 def build_world(spec: Spec, recipe: Recipe, *, collections: Iterable[str] | None = None) -> World:
@@ -235,13 +245,14 @@ def build_world(spec: Spec, recipe: Recipe, *, collections: Iterable[str] | None
         named_ids={n: [r["id"] for r in recs] for n, recs in named.items()},
         schemas={n: c.schema for n, c in spec.collections.items()},
     )
+    ctx.object_maker = object_maker
     for name, ids in ctx.ids.items():
         if len(set(ids)) != len(ids):
             taken = sorted(i for i, n in Counter(ids).items() if n > 1)
             raise GenerationError(f"{name}: a named record takes a generated id: {taken}")
     for name in order:
         _generate(spec.collections[name], ctx, named.get(name, []), recipe.seed, recipe.epoch.year)
-    keys_at = key_collection(spec, recipe)
-    if keys_at is not None and keys_at in ctx.world:
-        _finish_keys(ctx.world[keys_at], recipe.keys)
+    mapping = _mirrored_keys(spec, recipe)
+    if mapping is not None and mapping.collection in ctx.world:
+        _finish_keys(ctx.world[mapping.collection], recipe.keys, mapping)
     return {name: ctx.world.get(name, []) for name in spec.collections}

@@ -9,15 +9,13 @@ from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
 
+from sandbox.jsontypes import json_types
 from sandbox.world.context import GenerationError, Maker, Schema
 
 
 def types_of(schema: Schema) -> set[str]:
     """The schema's `type` as a set, whether it was given as one name or a list."""
-    t = schema.get("type")
-    if isinstance(t, list):
-        return set(t)
-    return {t} if t else set()
+    return set(json_types(schema))
 
 
 def nullable(schema: Schema) -> bool:

@@ -55,25 +55,6 @@ def _array_maker(name: str, schema: Schema, ctx: WorldContext, where: str) -> Ma
     return lambda d: []
 
 
-def _object_maker(schema: Schema, ctx: WorldContext, where: str) -> Maker:
-    """A nested object, built like a record of its own on the parent's random stream."""
-    props = schema.get("properties")
-    if not props:
-        return lambda d: {}
-    from sandbox.world.plans import compile_plans, order_plans  # plans compile values in turn
-
-    plans = order_plans(compile_plans(schema, ctx, where), where)
-
-    def make(d: Draft) -> dict[str, Any]:
-        sub = Draft(d.rng, {})
-        for plan in plans:
-            if plan.name not in sub.rec:
-                sub.rec[plan.name] = plan.make(sub)
-        return {k: sub.rec[k] for k in props if k in sub.rec}
-
-    return make
-
-
 def _number_maker(schema: Schema) -> Maker:
     """A number within `x-range`, else the schema's bounds, rounded to its `multipleOf`."""
     is_int = "integer" in types_of(schema)
@@ -84,7 +65,7 @@ def _number_maker(schema: Schema) -> Maker:
         default = schema["default"]
         return lambda d: default
     else:
-        lo = schema.get("minimum", schema.get("exclusiveMinimum", 0))
+        lo = schema.get("minimum", schema.get("exclusiveMinimum")) or 0
         hi = schema.get("maximum", lo + 100)
         hi = min(hi, lo + 1000)
     if is_int or (isinstance(lo, int) and isinstance(hi, int) and "multipleOf" not in schema):
@@ -118,7 +99,9 @@ def compile_value(name: str, schema: Schema, ctx: WorldContext, where: str) -> M
     if "array" in types:
         return maybe_null(_array_maker(name, schema, ctx, where), null_p)
     if "object" in types:
-        return maybe_null(_object_maker(schema, ctx, where), null_p)
+        # nested objects are built like records, by plans.object_maker: the context hands it in,
+        # so this module needs no import of plans (which compiles values with this one)
+        return maybe_null(ctx.object_maker(schema, ctx, where), null_p)
     if types & {"integer", "number"}:
         if "x-range" not in schema and "default" not in schema and "null" in types:
             return lambda d: None

@@ -122,3 +122,20 @@ def order_plans(plans: list[FieldPlan], where: str) -> list[FieldPlan]:
             cycle = ", ".join(f"{p.name} <- {sorted(deps[p.name] - done)}" for p in pending)
             raise GenerationError(f"{where}: field dependencies form a cycle: {cycle}")
     return ordered
+
+
+def object_maker(schema: Schema, ctx: WorldContext, where: str) -> Maker:
+    """A nested object, built like a record of its own on the parent's random stream."""
+    props = schema.get("properties")
+    if not props:
+        return lambda d: {}
+    plans = order_plans(compile_plans(schema, ctx, where), where)
+
+    def make(d: Draft) -> dict[str, Any]:
+        sub = Draft(d.rng, {})
+        for plan in plans:
+            if plan.name not in sub.rec:
+                sub.rec[plan.name] = plan.make(sub)
+        return {k: sub.rec[k] for k in props if k in sub.rec}
+
+    return make

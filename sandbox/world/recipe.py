@@ -4,20 +4,30 @@ A recipe names a seed, a fixed epoch (every timestamp counts back from it, never
 clock), record counts, a few named records with fixed ids that docs and tests rely on, and the
 API keys. `extends: <name or path>` reuses another recipe and overrides what it lists, so the
 large recipe keeps the default's named records and keys without copying them.
+
+A key may carry a `role` saying what the sandbox itself uses it for (`demo`: the key a hosted docs
+page offers), so no code has to recognise a key by its name.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sandbox
+from sandbox.pipeline.authenticate import ApiKey, KeyState, key_state
 from sandbox.yamlio import load_yaml
 
+if TYPE_CHECKING:
+    from sandbox.pipeline.authorize import AuthModel
+
 KEY_ACCESS = ("full", "custom")
+DEMO = "demo"
+KEY_ROLES = (DEMO,)  # what the sandbox itself may use a recipe key for
 _MERGED = ("counts", "records")  # merged key by key over the base recipe; the rest is replaced
 
 
@@ -36,6 +46,7 @@ class KeySpec:
     expires_at: str | None  # ISO 8601 UTC "2026-...Z"
     revoked: bool
     rate_limit: int | None  # requests/minute; None = the recipe/global default
+    role: str | None = None  # one of KEY_ROLES: what the sandbox itself uses the key for
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,9 @@ def _key(raw: Any, where: str) -> KeySpec:
     rate = raw.get("rate_limit")
     if rate is not None and (not isinstance(rate, int) or rate < 1):
         raise RecipeError(f"{where}: rate_limit must be a positive integer")
+    role = raw.get("role")
+    if role is not None and role not in KEY_ROLES:
+        raise RecipeError(f"{where}: role must be one of {KEY_ROLES}, got {role!r}")
     return KeySpec(
         id=str(raw["id"]),
         key=str(raw["key"]),
@@ -158,6 +172,7 @@ def _key(raw: Any, where: str) -> KeySpec:
         expires_at=None if expires is None else format_ts(_iso_utc(expires, f"{where}.expires_at")),
         revoked=bool(raw.get("revoked", False)),
         rate_limit=rate,
+        role=role,
     )
 
 
@@ -213,13 +228,56 @@ def load_recipe(name_or_path: str = "default", seed: int | None = None) -> Recip
     return parse_recipe(_load_raw(path), path.stem, seed)
 
 
-def key_status(key: KeySpec, users_by_id: dict[str, dict[str, Any]], now: datetime) -> str:
-    """Why a key would be refused, or "active". Revoked wins, then expired, then its owner."""
-    if key.revoked:
-        return "revoked"
-    if key.expires_at is not None and _iso_utc(key.expires_at, "expires_at") <= now:
-        return "expired"
+def demo_keys(recipe: Recipe) -> list[KeySpec]:
+    """The recipe's keys with `role: demo`: the only keys a hosted docs page offers."""
+    return [k for k in recipe.keys if k.role == DEMO]
+
+
+def api_key(key: KeySpec, created_at: str) -> ApiKey:
+    """A recipe key as the sandbox holds it at start (before any revocation through the API)."""
+    return ApiKey(
+        id=key.id,
+        secret=key.key,
+        name=key.name,
+        user_id=key.user_id,
+        access=key.access,
+        scopes=frozenset(key.scopes),
+        expires_at=key.expires_at,
+        revoked=key.revoked,
+        rate_limit=key.rate_limit,
+        created_at=created_at,
+    )
+
+
+def owner_key(keys: Iterable[ApiKey], now: float) -> ApiKey | None:
+    """The key that stands for the tenant where none is named: the first full-access key that
+    works at `now`. Its owner is the default owner of keys made at run time."""
+    return next(
+        (k for k in keys if k.access == "full" and key_state(k, now) is KeyState.ACTIVE), None
+    )
+
+
+def key_status(
+    key: KeySpec,
+    users_by_id: dict[str, dict[str, Any]],
+    now: datetime,
+    auth: AuthModel | None = None,
+) -> str:
+    """Why a key would be refused, or "active". Revoked wins, then expired, then its owner.
+
+    The decision is `key_state`'s, the one authentication makes; which owner statuses disable a
+    key is the spec's (`auth`, by default the bundled spec's `x-sandbox-auth`).
+    """
+    if auth is None:
+        auth = _bundled_auth()
     owner = users_by_id.get(key.user_id)
-    if owner is None or owner.get("status") == "deactivated":
-        return "owner_deactivated"
-    return "active"
+    owner_active = owner is not None and owner.get(auth.status_field) not in auth.inactive_statuses
+    state = key_state(api_key(key, format_ts(now)), now.timestamp(), owner_active)
+    return state.value.replace(" ", "_")
+
+
+def _bundled_auth() -> AuthModel:
+    from sandbox.pipeline.authorize import AuthModel
+    from sandbox.spec import load_spec
+
+    return AuthModel.from_spec(load_spec().resolved)

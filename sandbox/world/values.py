@@ -18,7 +18,7 @@ from __future__ import annotations
 from sandbox.world.context import Draft, FieldPlan, GenerationError, Maker, Schema, WorldContext
 from sandbox.world.hints import nullable
 from sandbox.world.makers import compile_value
-from sandbox.world.plans import COMPUTED, compile_plans, order_plans
+from sandbox.world.plans import COMPUTED, compile_plans, object_maker, order_plans
 from sandbox.world.pools import POOL_SIZE, POOLED_PROVIDERS, faker_generator
 from sandbox.world.providers import CUSTOM_PROVIDERS
 from sandbox.world.seeding import stable_int
@@ -44,6 +44,7 @@ __all__ = [
     "format_date",
     "format_datetime",
     "nullable",
+    "object_maker",
     "order_plans",
     "parse_time",
     "stable_int",

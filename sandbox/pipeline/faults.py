@@ -1,4 +1,4 @@
-"""Stage 5: injected faults. Decides, per request, what the Prefer header or a rule asks for.
+"""Stage: injected faults. Decides, per request, what the Prefer header or a rule asks for.
 
 A forced answer is what the real API sends for that status: the catalogue's code in the error
 envelope, `Retry-After` and `X-RateLimit-*` (Remaining 0) on a 429, `WWW-Authenticate` (and no
@@ -9,6 +9,7 @@ header, the stage costs two membership tests and returns None.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import parse_qs
@@ -28,15 +29,19 @@ from sandbox.faults.prefer import (
 )
 from sandbox.faults.rules import FaultRegistry, Rule
 from sandbox.pipeline.authenticate import Caller
+from sandbox.pipeline.context import Outcome, RequestContext
 from sandbox.pipeline.envelope import header_value
 from sandbox.pipeline.headers import RequestHeaders
-from sandbox.pipeline.ratelimit import RateState
-from sandbox.pipeline.runner import Outcome
+from sandbox.pipeline.ratelimit import (
+    RATE_LIMIT_HEADERS,
+    RETRY_AFTER_HEADER,
+    RateState,
+    rate_limit_headers,
+)
 from sandbox.spec import Operation
 from sandbox.state import SandboxState
 from sandbox.store.workspace import Workspace
 
-_RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 _CHALLENGE = 'Bearer realm="OpsMerge API", error="invalid_token"'
 
 Transform = Callable[[Response[bytes]], Response[bytes]]
@@ -52,12 +57,8 @@ def forced_error(
     headers: dict[str, str] = {}
     if status == 429:
         retry = retry_after if retry_after is not None else max(1, rate.reset)
-        headers = {
-            "x-ratelimit-limit": str(rate.limit),
-            "x-ratelimit-remaining": "0",
-            "x-ratelimit-reset": str(retry_after if retry_after is not None else rate.reset),
-            "retry-after": str(retry),
-        }
+        reset = retry_after if retry_after is not None else rate.reset
+        headers = {**rate_limit_headers(rate.limit, 0, reset), RETRY_AFTER_HEADER: str(retry)}
         message = (
             f"API key rate limit exceeded: {rate.limit} requests per minute. Retry after {retry} s."
         )
@@ -99,7 +100,7 @@ def _chain(*steps: Transform | None) -> Transform | None:
 
 
 def _drop_rate_headers(response: Response[bytes]) -> Response[bytes]:
-    for name in _RATE_HEADERS:
+    for name in RATE_LIMIT_HEADERS:
         response.headers.pop(name, None)
     return response
 
@@ -115,17 +116,37 @@ def _applied(value: str) -> Transform:
 HOSTED_MAX_DELAY_MS = 5_000
 
 
-class FaultStage:
-    """The runner's fault hook: Prefer first (it is explicit), then the rules in order."""
+class Faults:
+    """Stage: Prefer first (it is explicit), then the fault rules in order.
+
+    A forced error answers early; a delay waits here; a Warning header and a transform of the
+    answer (a broken connection, Preference-Applied) are left on the context for the answer
+    stages.
+    """
 
     def __init__(self, registry: FaultRegistry, state: SandboxState) -> None:
         self.registry = registry
         self.catalogue = state.spec.catalogue
+        self.limiter = state.limiter
         # strangers on a hosted sandbox must not hold connections open for a minute each
         self.max_delay_ms = HOSTED_MAX_DELAY_MS if state.settings.hosted else None
         self.base_path = state.spec.base_path
 
-    def __call__(
+    async def __call__(self, ctx: RequestContext) -> None:
+        assert ctx.headers is not None and ctx.caller is not None and ctx.workspace is not None
+        rate = ctx.rate or self.limiter.peek(ctx.bucket, ctx.limit)
+        outcome = self.decide(ctx.op, ctx.request, ctx.headers, ctx.caller, ctx.workspace, rate)
+        if outcome is None:
+            return
+        ctx.outcome = outcome
+        if outcome.delay:
+            await asyncio.sleep(outcome.delay)
+        if outcome.warning:
+            ctx.answer_headers["warning"] = outcome.warning
+        if outcome.error is not None:
+            raise outcome.error
+
+    def decide(
         self,
         op: Operation,
         request: Request,
@@ -133,9 +154,9 @@ class FaultStage:
         caller: Caller,
         ws: Workspace,
         rate: RateState,
-        state: SandboxState,
     ) -> Outcome | None:
-        query_string: bytes = request.scope.get("query_string", b"")  # type: ignore[assignment]
+        """What this request's Prefer header and the rules ask for; None when nothing."""
+        query_string: bytes = request.scope.get("query_string", b"")
         asked = b"__" in query_string or "prefer" in headers
         if not asked and not self.registry.rules:
             return None
@@ -165,7 +186,7 @@ class FaultStage:
             header = parse_prefer(headers.getall("prefer"))
         except PreferError as exc:
             raise invalid("header", "Prefer", exc.message) from None
-        query, sources = Preferences(), {}
+        query, sources = Preferences(), dict[str, str]()
         if b"__" in query_string:
             try:
                 query, sources = parse_query(
@@ -217,7 +238,8 @@ class FaultStage:
             fault = ConnectionFault(
                 effect.connection, effect.chunk_bytes, effect.interval_ms / 1000
             )
-            outcome.transform = _chain(outcome.transform, lambda r: broken(r, fault))
+            # the connection fault is async and last in the chain: the runner awaits what it returns
+            outcome.transform = _chain(outcome.transform, lambda r: broken(r, fault))  # type: ignore[arg-type]
             if effect.connection == "reset" and not effect.process:  # dropped before the handler
                 outcome.error = ApiError(
                     "SERVICE_UNAVAILABLE",

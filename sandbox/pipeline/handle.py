@@ -1,0 +1,34 @@
+"""Stage: run the operation's handler (its `x-sandbox` kind) on the caller's workspace.
+
+A write's changes are staged in a transaction here; the commit stage makes them durable and
+visible once the answer is sure, so a request whose answer fails later leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sandbox.pipeline.identity import Identity
+from sandbox.pipeline.read_request import READS
+from sandbox.pipeline.resources import Exchange, Resources
+
+if TYPE_CHECKING:
+    from sandbox.pipeline.authorize import RolePermissions
+    from sandbox.pipeline.context import RequestContext
+    from sandbox.state import SandboxState
+
+
+class Handle:
+    def __init__(self, state: SandboxState, permissions: RolePermissions) -> None:
+        self.resources = Resources(
+            state.spec, state.clock, Identity(state, permissions), raw=not state.settings.strict
+        )
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        ws = ctx.workspace
+        assert ws is not None
+        ex = Exchange(ctx.op, ws, ctx.caller, ctx.params, ctx.supplied, ctx.body, ctx.rate)
+        if ctx.op.method not in READS:
+            ws.begin()
+        ctx.status, data = self.resources.handle(ex)
+        ctx.payload = {"data": data}

@@ -1,0 +1,52 @@
+"""The `identity` kind (`auth/me`): who the caller is, their roles, scopes and rate budget."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sandbox.pipeline.authorize import RolePermissions, effective_scopes
+from sandbox.pipeline.ratelimit import WINDOW_SECONDS
+
+if TYPE_CHECKING:
+    from sandbox.pipeline.resources import Exchange
+    from sandbox.state import SandboxState
+
+
+class Identity:
+    def __init__(self, state: SandboxState, permissions: RolePermissions) -> None:
+        self.state = state
+        self.permissions = permissions
+        self.families = state.spec.families
+
+    def __call__(self, ex: Exchange) -> dict[str, Any]:
+        assert ex.caller is not None
+        key, user = ex.caller.key, ex.caller.user
+        perms, roles = self.permissions.of(ex.workspace, user)
+        rate = ex.rate or self.state.limiter.peek(
+            f"{ex.workspace.name}/{key.id}", self.state.rate_limit_of(key)
+        )
+        return {
+            "key": {
+                "id": key.id,
+                "name": key.name,
+                "prefix": key.prefix,
+                "access": key.access,
+                "expires_at": key.expires_at,
+                "created_at": key.created_at,
+            },
+            "user": {
+                "id": user["id"],
+                "name": user.get("name", ""),
+                "email": user.get("email", ""),
+                "status": user.get("status", ""),
+            },
+            "roles": [{"id": rid, "name": name} for rid, name in roles],
+            "scopes": effective_scopes(self.families, perms, ex.caller),
+            "organisation": dict(self.state.recipe.organisation),
+            "rate_limit": {
+                "limit": rate.limit,
+                "remaining": rate.remaining,
+                "reset": rate.reset,
+                "window_seconds": WINDOW_SECONDS,
+            },
+        }

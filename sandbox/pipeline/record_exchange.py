@@ -1,0 +1,37 @@
+"""Stage: record the exchange in the journal (bounded; keys never, secrets redacted)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from sandbox.journal import Entry
+
+if TYPE_CHECKING:
+    from sandbox.pipeline.context import RequestContext
+    from sandbox.state import SandboxState
+
+
+class RecordExchange:
+    def __init__(self, state: SandboxState) -> None:
+        self.journal = state.journal
+        self.clock = state.clock
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        scope = ctx.request.scope
+        caller, ws = ctx.caller, ctx.workspace
+        self.journal.add(
+            Entry(
+                at=self.clock.now(),
+                method=ctx.op.method,
+                path=scope["path"],
+                query=scope.get("query_string", b"").decode("latin-1")[:500],
+                operation_id=ctx.op.operation_id,
+                status=ctx.status,
+                key_name=caller.key.name if caller else None,
+                key_id=caller.key.id if caller else None,
+                workspace=ws.name if ws else "-",
+                fault=ctx.outcome.name if ctx.outcome else None,
+                duration_ms=(time.perf_counter() - ctx.started) * 1000,
+            )
+        )
