@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sandbox.jsontypes import JSON_TYPES, allows_null, json_types
-from sandbox.spec import strip_extensions
+from sandbox.spec import ref_of, strip_extensions
 
 Schema = dict[str, Any]
 # pick(collection, where, exclude) -> an id of a record matching `where` not in `exclude`, or None
@@ -85,25 +85,19 @@ def _draw(schema: Schema, n: int) -> list[dict[str, Any]]:
 # --- making a shape-valid body valid in meaning ---------------------------------------------
 
 
-def _ref_target(hint: Any) -> tuple[str, dict[str, str]]:
-    """(collection, where) of an x-ref: `where` maps their field to my field."""
-    if isinstance(hint, str):
-        return hint, {}
-    return str(hint["collection"]), dict(hint.get("where") or {})
-
-
 def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[str, Any]:
     """Replace every `x-ref` value with a real id of the collection it names."""
     props: dict[str, Schema] = schema.get("properties") or {}
     required = set(schema.get("required") or [])
     # fields without `where` first, so a `where` can read the id they were given
-    order = sorted(props, key=lambda name: bool(_ref_target(props[name].get("x-ref", ""))[1]))
+    order = sorted(props, key=lambda name: bool((ref_of(props[name]) or ("", {}, {}))[2]))
     for name in order:
         prop = props[name]
         if name not in body:
             continue
-        if "x-ref" in prop and body[name] is not None:
-            collection, where = _ref_target(prop["x-ref"])
+        ref = ref_of(prop)
+        if ref is not None and body[name] is not None:
+            collection, _, where = ref  # `where` maps their field to my field
             filters = {theirs: body.get(mine) for theirs, mine in where.items() if mine in body}
             chosen = pick(collection, filters, [])
             if chosen is None and filters:
@@ -116,8 +110,9 @@ def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[
                     continue
             body[name] = chosen
         items = prop.get("items")
-        if isinstance(items, dict) and "x-ref" in items and isinstance(body[name], list):
-            collection, _ = _ref_target(items["x-ref"])
+        item_ref = ref_of(items) if isinstance(items, dict) else None
+        if item_ref is not None and isinstance(body[name], list):
+            collection = item_ref[0]
             wanted = max(len(body[name]), int(prop.get("minItems") or 0))
             ids: list[Any] = []
             while len(ids) < wanted:

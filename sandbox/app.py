@@ -17,6 +17,7 @@ from sandbox.faults.loader import load_faults_file
 from sandbox.hosted import lifespans as hosted_lifespans
 from sandbox.hosted import policy_for
 from sandbox.journal import redact_path
+from sandbox.pipeline.dispatch import ApiDispatch
 from sandbox.pipeline.envelope import error_response, json_response
 from sandbox.pipeline.routing import allow_header, build_routes, with_options
 from sandbox.pipeline.runner import Pipeline
@@ -45,9 +46,7 @@ def _method_not_allowed(request: Request, exc: MethodNotAllowedException) -> Res
 
 
 def _http_error(request: Request, exc: HTTPException) -> Response[bytes]:
-    from sandbox.catalogue import load_catalogue
-
-    code = load_catalogue().code_for_status(exc.status_code)
+    code = request.app.state.sandbox.spec.catalogue.code_for_status(exc.status_code)
     err = ApiError(code, str(exc.detail)[:300], status_override=exc.status_code)
     return error_response(err, dict(exc.headers or {}))
 
@@ -123,4 +122,13 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
     )
     app.state.sandbox = state
     app.state.pipeline = pipeline
+    # the API's operations skip Litestar's router (pipeline/dispatch.py); the rest keeps it
+    app.asgi_handler = ApiDispatch(
+        app.asgi_handler,
+        app,
+        pipeline.run,
+        state.spec.operations,
+        state.spec.base_path,
+        cors=bool(settings.cors_origins),
+    )
     return wrap_connection_faults(app)

@@ -211,10 +211,9 @@ def build_admin(state: SandboxState) -> AdminApi:
         return 201, {**_key_view(state, key), "key": key.secret}
 
     def revoke_key(request: Request, _: Any) -> tuple[int, Any]:
-        key = state.keys.by_id(request.path_params["key_id"])
+        key = state.keys.revoke(request.path_params["key_id"])
         if key is None:
             raise ApiError("NOT_FOUND", "No sandbox key with that id.")
-        key.revoked = True
         return 200, _key_view(state, key)
 
     def reset_rate_limits(request: Request, _: Any) -> tuple[int, Any]:

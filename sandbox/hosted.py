@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
@@ -36,6 +36,7 @@ from sandbox.pipeline.headers import RequestHeaders
 from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
 from sandbox.state import SandboxState
 from sandbox.store.workspace import Workspace, Workspaces
+from sandbox.stores import LeaseStore
 from sandbox.world.recipe import demo_keys
 
 log = logging.getLogger("sandbox.hosted")
@@ -57,6 +58,50 @@ class SweepReport:
     alive: int  # workspaces left
     windows: int  # spent rate-limit windows forgotten
     orphans: int  # change tables of workspaces that no longer exist
+
+
+class Leases:
+    """Visitor workspaces by last use, oldest first (eviction beyond the cap is O(1)), with the
+    request-body bytes each has written: the in-memory LeaseStore."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._recent: OrderedDict[str, None] = OrderedDict((n, None) for n in names)
+        self._bytes: dict[str, int] = {}
+        self._total = 0
+
+    def touch(self, name: str) -> bool:
+        """Mark `name` as just used; True when it is new."""
+        if name in self._recent:
+            self._recent.move_to_end(name)
+            return False
+        self._recent[name] = None
+        return True
+
+    def oldest(self, besides: str | None = None) -> str | None:
+        return next((n for n in self._recent if n != besides), None)
+
+    def drop(self, name: str) -> None:
+        self._recent.pop(name, None)
+        self._total -= self._bytes.pop(name, 0)
+
+    def charge(self, name: str, size: int) -> None:
+        self._bytes[name] = self._bytes.get(name, 0) + size
+        self._total += size
+
+    def spent(self, name: str) -> int:
+        return self._bytes.get(name, 0)
+
+    def total(self) -> int:
+        return self._total
+
+    def names(self) -> list[str]:
+        return list(self._recent)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._recent
+
+    def __len__(self) -> int:
+        return len(self._recent)
 
 
 def changes_in(ws: Workspace) -> int:
@@ -85,12 +130,13 @@ class HostedPolicy:
         self.max_body = settings.max_body_bytes
         self.address_limit = max(1, int(settings.hosted_address_rate_limit))
         self.interval = max(0.05, min(MAX_SWEEP_INTERVAL, self.ttl / 4))
-        # Visitor workspaces by last use, oldest first: eviction beyond the cap is O(1).
-        self._recent: OrderedDict[str, None] = OrderedDict(
-            (n, None) for n in self.workspaces.names() if n != Workspaces.DEFAULT
+        self.leases: LeaseStore = Leases(
+            n for n in self.workspaces.names() if n != Workspaces.DEFAULT
         )
-        self._bytes: dict[str, int] = {}  # body bytes written, per workspace
-        self.total_bytes = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return self.leases.total()
 
     # ------------------------------------------------------------------ per request
     def name_for(self, headers: RequestHeaders, key: ApiKey, address: str) -> str:
@@ -118,7 +164,7 @@ class HostedPolicy:
         """Refuse a write up front when the workspace's budgets are already spent."""
         if changes_in(ws) >= self.max_changes:
             raise _full(f"already holds {self.max_changes} changed records")
-        spent = self._bytes.get(ws.name, 0)
+        spent = self.leases.spent(ws.name)
         if declared is not None and declared > self.max_body:
             return  # refused unread (413) by the pipeline: nothing will be stored
         if spent + (declared or 0) > self.max_workspace_bytes or spent >= self.max_workspace_bytes:
@@ -129,15 +175,14 @@ class HostedPolicy:
 
         Only writes that changed something are charged: a refused body costs the visitor nothing.
         """
-        if ws.name not in self._recent:
+        leases = self.leases
+        if ws.name not in leases:
             return  # evicted while the request was in flight: its changes are swept away
-        self._bytes[ws.name] = self._bytes.get(ws.name, 0) + size
-        self.total_bytes += size
-        while self.total_bytes > self.max_total_bytes and len(self._recent) > 1:
-            oldest = next(iter(self._recent))
-            if oldest == ws.name:
-                self._recent.move_to_end(oldest)
-                oldest = next(iter(self._recent))
+        leases.charge(ws.name, size)
+        while leases.total() > self.max_total_bytes and len(leases) > 1:
+            oldest = leases.oldest(besides=ws.name)
+            if oldest is None:
+                break
             self._evict(oldest)
 
     def hit_address(self, address: str) -> None:
@@ -145,18 +190,18 @@ class HostedPolicy:
         self.state.limiter.hit(f"{ADDRESS_BUCKET}{address}", self.address_limit)
 
     def _visit(self, name: str) -> Workspace:
-        recent = self._recent
-        if name in recent:
-            recent.move_to_end(name)
-        else:
-            while len(recent) >= self.cap:
-                self._evict(next(iter(recent)))
-            recent[name] = None
+        leases = self.leases
+        if name not in leases:
+            while len(leases) >= self.cap:
+                oldest = leases.oldest()
+                if oldest is None:
+                    break
+                self._evict(oldest)
+        leases.touch(name)
         return self.workspaces.get(name)
 
     def _evict(self, name: str) -> None:
-        self._recent.pop(name, None)
-        self.total_bytes -= self._bytes.pop(name, 0)
+        self.leases.drop(name)
         self.workspaces.reset(name)
 
     # ------------------------------------------------------------------ upkeep
@@ -164,23 +209,14 @@ class HostedPolicy:
         """Drop idle workspaces and the oldest beyond the cap; forget what nobody can reach."""
         dropped = self.workspaces.drop_idle(self.ttl, keep=self.cap)
         alive = set(self.workspaces.names())
-        for name in [n for n in self._recent if n not in alive]:
-            del self._recent[name]
-            self.total_bytes -= self._bytes.pop(name, 0)
+        for name in [n for n in self.leases.names() if n not in alive]:
+            self.leases.drop(name)
         delta = self.workspaces.delta
         orphans = [n for n in delta.workspaces() if n not in alive]
         for name in orphans:
             delta.drop(name)
-        return SweepReport(dropped, len(alive), self._forget_spent_windows(), len(orphans))
-
-    def _forget_spent_windows(self) -> int:
-        """Rate-limit counters of past windows are dropped only when read again: drop them now."""
-        storage = self.state.limiter.storage
-        now = self.state.clock.now()
-        spent = [k for k, expiry in list(storage.expirations.items()) if expiry <= now]
-        for key in spent:
-            storage.get(key)  # reading an expired window forgets it
-        return len(spent)
+        # rate-limit windows that ended are otherwise dropped only when read again
+        return SweepReport(dropped, len(alive), self.state.limiter.forget_spent(), len(orphans))
 
     async def run_sweeper(self) -> None:
         """Sweep every `interval` seconds until cancelled; a failed sweep is logged, not fatal."""

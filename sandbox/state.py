@@ -18,6 +18,7 @@ from sandbox.startcache import cached, code_bytes
 from sandbox.store.base import BaseCollection
 from sandbox.store.persistence import DeltaStore
 from sandbox.store.workspace import Workspaces
+from sandbox.stores import FaultRules, JournalStore, KeyStore, RateBuckets
 from sandbox.world.generator import build_world
 from sandbox.world.recipe import Recipe, api_key, load_recipe
 
@@ -34,13 +35,13 @@ class SandboxState:
     recipe: Recipe
     bases: dict[str, BaseCollection]
     workspaces: Workspaces
-    keys: KeyRing
+    keys: KeyStore
     clock: Clock
-    limiter: RateLimiter
+    limiter: RateBuckets
     auth: AuthModel
-    journal: Journal
+    journal: JournalStore
     default_rate_limit: int
-    faults: FaultRegistry
+    faults: FaultRules
     hosted: HostedPolicy | None = None  # hosted mode's visitor policy, set up by create_app
     faults_file_loaded: bool = False
     started_at: float = field(default_factory=time.time)
@@ -48,7 +49,7 @@ class SandboxState:
     def rate_limit_of(self, key: ApiKey) -> int:
         return key.rate_limit or self.default_rate_limit
 
-    def fresh_keys(self) -> KeyRing:
+    def fresh_keys(self) -> KeyStore:
         """The recipe's keys as they were at start: minted keys dropped, revocations undone."""
         epoch = self.recipe.epoch.strftime("%Y-%m-%dT%H:%M:%SZ")
         return KeyRing([api_key(k, epoch) for k in self.recipe.keys])
@@ -102,7 +103,7 @@ def build_state(settings: Settings) -> SandboxState:
         auth=AuthModel.from_spec(spec.resolved),
         journal=Journal(settings.journal_size),
         default_rate_limit=settings.rate_limit or recipe.rate_limit,
-        faults=FaultRegistry(clock),
+        faults=FaultRegistry(clock, revoke=lambda key_id: state.keys.revoke(key_id)),
     )
     state.keys = state.fresh_keys()
     return state

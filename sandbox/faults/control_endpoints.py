@@ -20,11 +20,11 @@ from litestar import Request
 from sandbox.control_api import AdminApi, admin_validator
 from sandbox.errors import ApiError, Detail
 from sandbox.faults.presets import SCENARIOS, catalogue, expand
-from sandbox.faults.rules import Context, FaultRegistry, Rule, parse_rule
-from sandbox.pipeline.ratelimit import RateLimiter
+from sandbox.faults.rules import Context, Rule, parse_rule
 from sandbox.pipeline.validate import schema_details
 from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
 from sandbox.state import SandboxState
+from sandbox.stores import FaultRules, RateBuckets
 
 
 def check_schema(schema_name: str, data: Any, prefix: str = "") -> None:
@@ -56,7 +56,7 @@ def context(state: SandboxState, workspace: str | None) -> Context:
 
 
 def add_rule(
-    state: SandboxState, registry: FaultRegistry, body: Any, workspace: str | None
+    state: SandboxState, registry: FaultRules, body: Any, workspace: str | None
 ) -> Rule:
     """Check a rule or scenario request, build it and register it (HTTP and YAML alike).
 
@@ -81,7 +81,7 @@ def add_rule(
     return registry.add(rule)
 
 
-def clear_buckets(limiter: RateLimiter, workspace: str) -> int:
+def clear_buckets(limiter: RateBuckets, workspace: str) -> int:
     """Empty the rate buckets of one workspace only."""
     return limiter.reset(workspace)
 
@@ -93,7 +93,7 @@ def _scope(request: Request) -> str | None:
     return query or header
 
 
-def add_fault_endpoints(api: AdminApi, state: SandboxState, registry: FaultRegistry) -> None:
+def add_fault_endpoints(api: AdminApi, state: SandboxState, registry: FaultRules) -> None:
     async def add(request: Request, _: Any) -> tuple[int, Any]:
         body = await api.body(request, "FaultRequest", required=True, checked=False)
         rule = add_rule(state, registry, body, _scope(request))

@@ -15,8 +15,9 @@ import yaml
 
 from sandbox.errors import ApiError
 from sandbox.faults.control_endpoints import add_rule
-from sandbox.faults.rules import FaultRegistry, Rule
+from sandbox.faults.rules import Rule
 from sandbox.state import SandboxState
+from sandbox.stores import FaultRules
 from sandbox.yamlio import load_yaml
 
 
@@ -34,7 +35,7 @@ def _entries(data: Any, path: Path) -> list[Any]:
     return data
 
 
-def load_faults(path: Path, state: SandboxState, registry: FaultRegistry) -> list[Rule]:
+def load_faults(path: Path, state: SandboxState, registry: FaultRules) -> list[Rule]:
     """Register every rule of a YAML file; raises FaultsFileError on the first bad one."""
     try:
         entries = _entries(load_yaml(Path(path)), path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import translate
 from typing import Any
@@ -181,10 +182,12 @@ class Rule:
 class FaultRegistry:
     """Every rule of one sandbox, in the order they were added (the first that fires wins)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, revoke: Callable[[str], object] | None = None) -> None:
         self.clock = clock
         self.rules: list[Rule] = []
         self._next = 0
+        # removing an expiring-key scenario revokes its key, through the sandbox's key store
+        self._revoke = revoke
 
     def new_id(self) -> str:
         self._next += 1
@@ -209,7 +212,7 @@ class FaultRegistry:
         rule = self.get(rule_id)
         if rule is not None:
             self.rules.remove(rule)
-            _retire(rule)
+            self._retire(rule)
         return rule
 
     def clear(self, workspace: str | None = None) -> list[Rule]:
@@ -218,8 +221,17 @@ class FaultRegistry:
         gone_ids = {r.id for r in gone}
         self.rules = [r for r in self.rules if r.id not in gone_ids]
         for rule in gone:
-            _retire(rule)
+            self._retire(rule)
         return gone
+
+    def _retire(self, rule: Rule) -> None:
+        """A removed expiring-key scenario takes its key with it."""
+        if rule.key is None:
+            return
+        if self._revoke is not None:
+            self._revoke(rule.key.id)
+        else:
+            rule.key.revoked = True
 
     def listed(self, workspace: str | None = None) -> list[dict[str, Any]]:
         now = self.clock.now()
@@ -239,12 +251,6 @@ class FaultRegistry:
             if hit and rule.draw():  # draw() counts the match, so only matching rules call it
                 return rule
         return None
-
-
-def _retire(rule: Rule) -> None:
-    """A removed expiring-key scenario takes its key with it."""
-    if rule.key is not None:
-        rule.key.revoked = True
 
 
 # ------------------------------------------------------------------ parsing

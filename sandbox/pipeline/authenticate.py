@@ -18,6 +18,7 @@ from sandbox.errors import ApiError
 
 if TYPE_CHECKING:
     from sandbox.pipeline.context import RequestContext
+    from sandbox.stores import KeyStore
 
 KEY_PREFIX = "om_"
 _WHITESPACE = re.compile(r"\s")
@@ -71,6 +72,13 @@ class KeyRing:
 
     def lookup(self, secret: str) -> ApiKey | None:
         return self._by_secret.get(secret)
+
+    def revoke(self, key_id: str) -> ApiKey | None:
+        """Revoke a key (it fails authentication from now on); None for an unknown id."""
+        key = self._by_id.get(key_id)
+        if key is not None:
+            key.revoked = True
+        return key
 
     def add(self, key: ApiKey) -> None:
         self._by_secret[key.secret] = key
@@ -172,7 +180,7 @@ def key_state(key: ApiKey, now: float, owner_active: bool = True) -> KeyState:
     return KeyState.ACTIVE
 
 
-def find_key(header: str | None, keys: KeyRing, now: float) -> ApiKey:
+def find_key(header: str | None, keys: KeyStore, now: float) -> ApiKey:
     """The key of a well-formed bearer header if it is neither unknown, revoked nor expired.
 
     Its owner is checked by `check_owner` once the caller's workspace is known; nothing is
@@ -202,7 +210,7 @@ def check_owner(key: ApiKey, user: dict | None, is_inactive: Callable[[dict], bo
 
 def authenticate(
     header: str | None,
-    keys: KeyRing,
+    keys: KeyStore,
     find_user: Callable[[str], dict | None],
     is_inactive: Callable[[dict], bool],
     clock: Clock,
@@ -219,7 +227,7 @@ class Authenticate:
     is allocated for a request until both pass.
     """
 
-    def __init__(self, keys: Callable[[], KeyRing], clock: Clock, enabled: bool) -> None:
+    def __init__(self, keys: Callable[[], KeyStore], clock: Clock, enabled: bool) -> None:
         self._keys = keys
         self.clock = clock
         self.enabled = enabled

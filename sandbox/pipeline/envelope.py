@@ -61,9 +61,14 @@ class EncodedResponse:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         encoded = [_JSON_HEADER, (b"content-length", str(len(self.body)).encode())]
-        encoded += [
-            (header_value(k).encode(), header_value(v).encode()) for k, v in self.headers.items()
-        ]
+        headers = self.headers
+        text = "".join(headers) + "".join(headers.values())
+        if text.isascii() and text.isprintable():  # the common case: one check for them all
+            encoded += [(k.encode(), v.encode()) for k, v in headers.items()]
+        else:
+            encoded += [
+                (header_value(k).encode(), header_value(v).encode()) for k, v in headers.items()
+            ]
         await send({"type": "http.response.start", "status": self.status_code, "headers": encoded})
         await send({"type": "http.response.body", "body": self.body, "more_body": False})
 

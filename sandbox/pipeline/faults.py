@@ -27,7 +27,7 @@ from sandbox.faults.prefer import (
     parse_prefer,
     parse_query,
 )
-from sandbox.faults.rules import FaultRegistry, Rule
+from sandbox.faults.rules import Rule
 from sandbox.pipeline.authenticate import Caller
 from sandbox.pipeline.context import Outcome, RequestContext
 from sandbox.pipeline.envelope import header_value
@@ -41,6 +41,7 @@ from sandbox.pipeline.ratelimit import (
 from sandbox.spec import Operation
 from sandbox.state import SandboxState
 from sandbox.store.workspace import Workspace
+from sandbox.stores import FaultRules
 
 _CHALLENGE = 'Bearer realm="OpsMerge API", error="invalid_token"'
 
@@ -124,7 +125,7 @@ class Faults:
     stages.
     """
 
-    def __init__(self, registry: FaultRegistry, state: SandboxState) -> None:
+    def __init__(self, registry: FaultRules, state: SandboxState) -> None:
         self.registry = registry
         self.catalogue = state.spec.catalogue
         self.limiter = state.limiter

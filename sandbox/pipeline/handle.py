@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from sandbox.pipeline.identity import Identity
 from sandbox.pipeline.read_request import READS
-from sandbox.pipeline.resources import Exchange, Resources
+from sandbox.pipeline.resources import HandlerCall, Resources
 
 if TYPE_CHECKING:
     from sandbox.pipeline.authorize import RolePermissions
@@ -27,7 +27,7 @@ class Handle:
     async def __call__(self, ctx: RequestContext) -> None:
         ws = ctx.workspace
         assert ws is not None
-        ex = Exchange(ctx.op, ws, ctx.caller, ctx.params, ctx.supplied, ctx.body, ctx.rate)
+        ex = HandlerCall(ctx.op, ws, ctx.caller, ctx.params, ctx.supplied, ctx.body, ctx.rate)
         if ctx.op.method not in READS:
             ws.begin()
         ctx.status, data = self.resources.handle(ex)

@@ -8,7 +8,7 @@ from sandbox.pipeline.authorize import RolePermissions, effective_scopes
 from sandbox.pipeline.ratelimit import WINDOW_SECONDS
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.resources import Exchange
+    from sandbox.pipeline.resources import HandlerCall
     from sandbox.state import SandboxState
 
 
@@ -18,7 +18,7 @@ class Identity:
         self.permissions = permissions
         self.families = state.spec.families
 
-    def __call__(self, ex: Exchange) -> dict[str, Any]:
+    def __call__(self, ex: HandlerCall) -> dict[str, Any]:
         assert ex.caller is not None
         key, user = ex.caller.key, ex.caller.user
         perms, roles = self.permissions.of(ex.workspace, user)

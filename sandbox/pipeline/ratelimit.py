@@ -20,6 +20,7 @@ from sandbox.errors import ApiError
 
 if TYPE_CHECKING:
     from sandbox.pipeline.context import RequestContext
+    from sandbox.stores import RateBuckets
 
 WINDOW_SECONDS = 60
 # The rate-limit header names, written once: every stage that sends or checks them reads these.
@@ -29,7 +30,11 @@ RETRY_AFTER_HEADER = "retry-after"
 
 def rate_limit_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
     """The X-RateLimit-* headers for a bucket: its limit, what is left, seconds to the reset."""
-    return dict(zip(RATE_LIMIT_HEADERS, (str(limit), str(remaining), str(reset)), strict=True))
+    return {
+        "x-ratelimit-limit": str(limit),
+        "x-ratelimit-remaining": str(remaining),
+        "x-ratelimit-reset": str(reset),
+    }
 
 
 class ClockedMemoryStorage(MemoryStorage):
@@ -125,6 +130,15 @@ class RateLimiter:
         key = self._key(bucket, limit)
         return self._state(key, limit, self.storage.get(key))
 
+    def forget_spent(self) -> int:
+        """Drop the windows that have ended (a window is otherwise dropped only when read again)."""
+        storage = self.storage
+        now = self.clock.now()
+        spent = [k for k, expiry in list(storage.expirations.items()) if expiry <= now]
+        for key in spent:
+            storage.get(key)  # reading an expired window forgets it
+        return len(spent)
+
     def reset(self, workspace: str | None = None) -> int:
         """Empty every bucket, or only one workspace's (buckets are `<workspace>/<key id>`)."""
         if workspace is None:
@@ -139,7 +153,7 @@ class RateLimiter:
 class RateLimit:
     """Stage: count the request in the caller's bucket; 429 with truthful headers past it."""
 
-    def __init__(self, limiter: RateLimiter, enabled: bool) -> None:
+    def __init__(self, limiter: RateBuckets, enabled: bool) -> None:
         self.limiter = limiter
         self.enabled = enabled
 

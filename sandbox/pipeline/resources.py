@@ -16,6 +16,7 @@ from typing import Any
 from sandbox.clock import Clock, format_iso, parse_iso
 from sandbox.errors import ApiError, Detail
 from sandbox.extensions import DEFAULT_CONFLICT_CODE, thaw
+from sandbox.jsontypes import json_types
 from sandbox.pipeline.authenticate import Caller
 from sandbox.pipeline.ratelimit import RateState
 from sandbox.spec import Collection, Operation, Spec, ref_of
@@ -28,7 +29,7 @@ _RESERVED_QUERY = frozenset({"page", "per_page", "sort", "q", "__code", "__examp
 
 
 @dataclass(slots=True)
-class Exchange:
+class HandlerCall:
     """One request as the handlers see it, after every earlier stage passed."""
 
     op: Operation
@@ -73,7 +74,7 @@ class Resources:
     """The handlers for every kind of operation, prepared from the spec."""
 
     def __init__(
-        self, spec: Spec, clock: Clock, identity: Callable[[Exchange], Record], raw: bool = True
+        self, spec: Spec, clock: Clock, identity: Callable[[HandlerCall], Record], raw: bool = True
     ) -> None:
         self.spec = spec
         self.raw = raw
@@ -85,7 +86,7 @@ class Resources:
         for name, fields in self.refs.items():
             for rf in fields:
                 self.referrers.setdefault(rf.target, []).append((name, rf.field))
-        self._kinds: dict[str, Callable[[Exchange], tuple[int, Any]]] = {
+        self._kinds: dict[str, Callable[[HandlerCall], tuple[int, Any]]] = {
             "list": self.list,
             "get": self.get,
             "create": self.create,
@@ -95,7 +96,7 @@ class Resources:
             "identity": self.identity,
         }
 
-    def handle(self, ex: Exchange) -> tuple[int, Any]:
+    def handle(self, ex: HandlerCall) -> tuple[int, Any]:
         handler = self._kinds.get(ex.op.kind)
         if handler is None:
             raise ApiError(
@@ -104,10 +105,10 @@ class Resources:
         return handler(ex)
 
     # ------------------------------------------------------------------ helpers
-    def _collection(self, ex: Exchange, name: str | None = None) -> Collection:
+    def _collection(self, ex: HandlerCall, name: str | None = None) -> Collection:
         return self.spec.collections[name or ex.op.hints.collection or ""]
 
-    def _value(self, expr: Any, ex: Exchange, record: Record | None = None) -> Any:
+    def _value(self, expr: Any, ex: HandlerCall, record: Record | None = None) -> Any:
         if not isinstance(expr, str) or not expr.startswith("$"):
             return thaw(expr)
         if expr == "$now":
@@ -142,17 +143,17 @@ class Resources:
                 out[field] = thaw(value)
         return out
 
-    def _found(self, ex: Exchange, coll: Collection, record_id: str) -> Record:
+    def _found(self, ex: HandlerCall, coll: Collection, record_id: str) -> Record:
         record = ex.workspace.get(coll.name, record_id)
         if record is None:
             raise ApiError("NOT_FOUND", f"No {coll.name} record with id {record_id!r}.")
         return record
 
-    def _record_id(self, ex: Exchange) -> str:
+    def _record_id(self, ex: HandlerCall) -> str:
         fixed = ex.op.hints.fixed_id
         return fixed if fixed else str(ex.params.get("id", ""))
 
-    def _parent_filter(self, ex: Exchange) -> tuple[str, Any] | None:
+    def _parent_filter(self, ex: HandlerCall) -> tuple[str, Any] | None:
         parent = ex.op.hints.parent
         if parent is None:
             return None
@@ -161,7 +162,7 @@ class Resources:
         return (parent.field, value)
 
     def _check_refs(
-        self, ex: Exchange, coll: Collection, record: Record, fields: set[str] | None
+        self, ex: HandlerCall, coll: Collection, record: Record, fields: set[str] | None
     ) -> None:
         """Copy what references carry (an agent's client, say), then refuse dangling references."""
         refs = [rf for rf in self.refs[coll.name] if fields is None or rf.field in fields]
@@ -201,8 +202,7 @@ class Resources:
             elif "default" in prop:
                 out[name] = prop["default"]
             else:
-                types = prop.get("type")
-                types = types if isinstance(types, list) else [types]
+                types = json_types(prop)
                 if "null" in types:
                     out[name] = None
                 elif prop.get("enum"):
@@ -220,7 +220,7 @@ class Resources:
         return out
 
     def _new_record(
-        self, ex: Exchange, coll: Collection, given: Record, set_: Mapping[str, Any]
+        self, ex: HandlerCall, coll: Collection, given: Record, set_: Mapping[str, Any]
     ) -> Record:
         view = ex.workspace.view(coll.name)
         now = self.clock.iso()
@@ -242,7 +242,7 @@ class Resources:
         return record
 
     # ------------------------------------------------------------------ kinds
-    def list(self, ex: Exchange) -> tuple[int, Any]:
+    def list(self, ex: HandlerCall) -> tuple[int, Any]:
         hints = ex.op.hints
         coll = self._collection(ex)
         view = ex.workspace.view(coll.name)
@@ -278,12 +278,12 @@ class Resources:
             "per_page": per_page,
         }
 
-    def get(self, ex: Exchange) -> tuple[int, Any]:
+    def get(self, ex: HandlerCall) -> tuple[int, Any]:
         coll = self._collection(ex)
         record = self._found(ex, coll, self._record_id(ex))
         return ex.op.success_status, self.present(coll, ex.workspace.view(coll.name), record)
 
-    def create(self, ex: Exchange) -> tuple[int, Any]:
+    def create(self, ex: HandlerCall) -> tuple[int, Any]:
         hints = ex.op.hints
         coll = self._collection(ex)
         given = dict(ex.body or {})
@@ -303,7 +303,7 @@ class Resources:
         ex.workspace.write(coll.name, record)
         return ex.op.success_status, self.present(coll, ex.workspace.view(coll.name), record)
 
-    def update(self, ex: Exchange) -> tuple[int, Any]:
+    def update(self, ex: HandlerCall) -> tuple[int, Any]:
         coll = self._collection(ex)
         rid = self._record_id(ex)
         current = self._found(ex, coll, rid)
@@ -315,7 +315,7 @@ class Resources:
         ex.workspace.write(coll.name, record)
         return ex.op.success_status, self.present(coll, view, record)
 
-    def _check_when(self, ex: Exchange, coll: Collection, record: Record) -> None:
+    def _check_when(self, ex: HandlerCall, coll: Collection, record: Record) -> None:
         for field, allowed in ex.op.hints.when.items():
             if record.get(field) not in allowed:
                 code = ex.op.hints.conflict_code or DEFAULT_CONFLICT_CODE
@@ -326,7 +326,7 @@ class Resources:
                     f"has {field} {record.get(field)!r}.",
                 )
 
-    def _check_refusals(self, ex: Exchange, coll: Collection, record: Record) -> None:
+    def _check_refusals(self, ex: HandlerCall, coll: Collection, record: Record) -> None:
         """The operation's `refuse-when` guards: records the documented rules protect.
 
         With `last: true` a guard protects only the last record that matches it (the tenant's
@@ -346,7 +346,7 @@ class Resources:
                     continue
             raise ApiError(rule.code, rule.message)
 
-    def delete(self, ex: Exchange) -> tuple[int, Any]:
+    def delete(self, ex: HandlerCall) -> tuple[int, Any]:
         coll = self._collection(ex)
         rid = self._record_id(ex)
         record = self._found(ex, coll, rid)
@@ -364,7 +364,7 @@ class Resources:
         ex.workspace.delete(coll.name, rid)
         return ex.op.success_status, {"id": rid, "deleted": True}
 
-    def action(self, ex: Exchange) -> tuple[int, Any]:
+    def action(self, ex: HandlerCall) -> tuple[int, Any]:
         hints = ex.op.hints
         coll = self._collection(ex)
         rid = self._record_id(ex)
@@ -385,5 +385,5 @@ class Resources:
             return ex.op.success_status, self.present(target, ex.workspace.view(target.name), new)
         return ex.op.success_status, self.present(coll, ex.workspace.view(coll.name), updated)
 
-    def identity(self, ex: Exchange) -> tuple[int, Any]:
+    def identity(self, ex: HandlerCall) -> tuple[int, Any]:
         return ex.op.success_status, self._identity(ex)

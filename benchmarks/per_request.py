@@ -1,0 +1,113 @@
+"""What one API request costs the sandbox itself, in process: no server, no sockets, no load tool.
+
+Requests go straight into the ASGI app (Litestar, the fast path, the pipeline), so the number is
+the sandbox's own per-request work. Two measures:
+
+- time: best of several rounds, microseconds per request (noisy on shared machines);
+- `--instructions`: CPU instructions per request counted by valgrind's callgrind (the difference
+  between two run lengths, so start-up cancels out). Repeatable to a fraction of a percent on the
+  same machine whatever else it is doing, which makes it the measure for before/after a change.
+
+    .venv/bin/python benchmarks/per_request.py [--instructions] [--root DIR]
+
+`--root` measures another checkout (for example `git worktree add /tmp/before HEAD~1`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+KEY = b"Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
+CASES = {"get": "/api/v1/agents/agt_acmesrv01", "list": "/api/v1/agents?per_page=50"}
+
+
+def _scope(target: str) -> dict[str, Any]:
+    path, _, query = target.partition("?")
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+        "root_path": "", "headers": [(b"host", b"127.0.0.1"), (b"authorization", KEY)],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 4010), "state": {},
+    }
+
+
+def _app(root: Path) -> Any:
+    sys.path.insert(0, str(root))
+    from sandbox.app import create_app
+    from sandbox.settings import Settings
+
+    return create_app(Settings(rate_limit=10**9))
+
+
+async def _run(app: Any, target: str, n: int) -> None:
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    for _ in range(n):
+        await app(_scope(target), receive, send)
+    if set(statuses) != {200}:
+        raise SystemExit(f"{target} answered {sorted(set(statuses))}")
+
+
+def _time(root: Path) -> None:
+    app = _app(root)
+    for name, target in CASES.items():
+        asyncio.run(_run(app, target, 500))
+        best = min(_round(app, target) for _ in range(10))
+        print(f"{name:5} {best * 1e6:8.1f} us/request")
+
+
+def _round(app: Any, target: str, n: int = 2000) -> float:
+    started = time.perf_counter()
+    asyncio.run(_run(app, target, n))
+    return (time.perf_counter() - started) / n
+
+
+def _instructions(root: Path) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    for name in CASES:
+        counts = []
+        for n in (100, 600):
+            out = subprocess.run(
+                ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                 __file__, "--root", str(root), "--one", name, str(n)],
+                capture_output=True, text=True, check=True,
+            ).stderr
+            found = re.search(r"Collected : (\d+)", out)
+            if found is None:
+                raise SystemExit(out[-2000:])
+            counts.append(int(found.group(1)))
+        print(f"{name:5} {(counts[1] - counts[0]) / 500:10.0f} instructions/request")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
+    p.add_argument("--instructions", action="store_true", help="count with callgrind")
+    p.add_argument("--one", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        asyncio.run(_run(_app(args.root), CASES[args.one[0]], int(args.one[1])))
+    elif args.instructions:
+        _instructions(args.root)
+    else:
+        _time(args.root)
+
+
+if __name__ == "__main__":
+    main()

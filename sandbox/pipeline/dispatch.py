@@ -1,0 +1,151 @@
+"""The API's fast path: spec operations go straight to the pipeline, ahead of Litestar's router.
+
+Litestar stays the application: the docs, the control API, 404, 405 with `Allow`, OPTIONS and CORS
+preflights. An API request whose method and path match an operation skips Litestar's router,
+signature model and response conversion, which cost more than the pipeline's own work; the
+pipeline's answer (pre-encoded bytes) is sent as it is. A request with an `Origin` header while
+CORS is on still goes through Litestar, whose CORS layer adds the headers browsers need.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.exceptions import LitestarException
+
+from sandbox.errors import ApiError
+from sandbox.journal import redact_path
+from sandbox.pipeline.envelope import EncodedResponse, encode
+from sandbox.pipeline.routing import Endpoint, litestar_path
+from sandbox.spec import Operation
+
+log = logging.getLogger("sandbox")
+_TEMPLATE = re.compile(r"\{([^}]+)\}")
+
+# one path template: its pattern, and its operations by method with their parameter aliases
+Route = tuple[str, re.Pattern[str], dict[str, tuple[Operation, dict[str, str]]]]
+
+
+def _pattern(base: str, template: str) -> re.Pattern[str]:
+    """`/agents/{id}` -> `/api/v1/agents/(?P<p_id>[^/]+)`, with the aliases routing.py uses."""
+    parts, pos = [re.escape(base)], 0
+    for m in _TEMPLATE.finditer(template):
+        alias = "p_" + re.sub(r"\W", "_", m.group(1))
+        parts += [re.escape(template[pos : m.start()]), f"(?P<{alias}>[^/]+)"]
+        pos = m.end()
+    parts.append(re.escape(template[pos:]))
+    return re.compile("".join(parts))
+
+
+def _specificity(template: str) -> tuple[int, ...]:
+    """Segment by segment, fixed before templated: the order Litestar's router prefers them."""
+    return tuple(1 if "{" in seg else 0 for seg in template.strip("/").split("/"))
+
+
+def route_table(operations: Iterable[Operation], base: str) -> list[Route]:
+    """One route per path template, most specific first.
+
+    A request is served here only by the route Litestar would pick for its path (whatever the
+    method): `PATCH /users/invite` meets the fixed `/users/invite`, which has no PATCH, so it goes
+    to Litestar for its 405 rather than to `PATCH /users/{id}`.
+    """
+    by_path: dict[str, dict[str, tuple[Operation, dict[str, str]]]] = {}
+    for op in operations:
+        _, names = litestar_path(base, op.path)
+        by_path.setdefault(op.path, {})[op.method] = (op, names)
+    ordered = sorted(by_path, key=_specificity)
+    return [(t, _pattern(base, t), by_path[t]) for t in ordered]
+
+
+class ApiDispatch:
+    """ASGI layer inside the connection-fault wrapper and outside Litestar's own handler."""
+
+    def __init__(
+        self,
+        inner: Any,
+        app: Litestar,
+        endpoint: Endpoint,
+        operations: Iterable[Operation],
+        base: str,
+        cors: bool,
+    ) -> None:
+        self.inner = inner
+        self.app = app
+        self.endpoint = endpoint
+        self.table = route_table(operations, base)
+        self.base = base
+        # routes by the path's first segment, so a request tries a handful of patterns, not all
+        # (only when no template starts with a parameter; else every route is tried)
+        self.by_head: dict[str, list[Route]] | None = {}
+        for route in self.table:
+            first = route[0].strip("/").split("/")[0]
+            if "{" in first:
+                self.by_head = None
+                break
+            self.by_head.setdefault(first, []).append(route)
+        self.cors = cors
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not (self.cors and _has_origin(scope)):
+            path = scope["path"]
+            if path.startswith(self.base):
+                routes = self.table
+                if self.by_head is not None:
+                    head = path[len(self.base) :].split("/", 2)[1:2]
+                    routes = self.by_head.get(head[0], []) if head else []
+                for _, pattern, methods in routes:
+                    match = pattern.fullmatch(path)
+                    if match is None:
+                        continue
+                    found = methods.get(scope["method"])
+                    if found is not None:  # else Litestar answers (405, OPTIONS, HEAD)
+                        op, names = found
+                        await self._serve(op, names, match.groupdict(), scope, receive, send)
+                        return
+                    break
+        await self.inner(scope, receive, send)
+
+    async def _serve(
+        self,
+        op: Operation,
+        names: dict[str, str],
+        path_params: dict[str, str],
+        scope: Any,
+        receive: Any,
+        send: Any,
+    ) -> None:
+        scope["path_params"] = path_params
+        scope.setdefault("litestar_app", self.app)
+        request: Request[Any, Any, Any] = Request(scope, receive, send)
+        try:
+            response = await self.endpoint(op, request, names)
+        except Exception:
+            log.exception("unhandled error on %s %s", op.method, redact_path(scope["path"]))
+            err = ApiError("INTERNAL_ERROR", "The sandbox failed on this request; see its log.")
+            response = EncodedResponse(err.status, encode(err.body()), {})
+        if isinstance(response, EncodedResponse):
+            await response(scope, receive, send)
+            return
+        # a Litestar Response a fault reshaped (a broken connection may raise while sending)
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await response.to_asgi_response(None, request)(scope, receive, tracked)
+        except Exception as exc:
+            if not started:
+                raise
+            # as Litestar reports it: the server can only drop the connection now
+            raise LitestarException("Exception caught after response started") from exc
+
+
+def _has_origin(scope: Any) -> bool:
+    return any(k == b"origin" for k, _ in scope["headers"])
