@@ -1,6 +1,8 @@
 # The sandbox as an image: listens on 0.0.0.0:4010, health at /healthz.
 # docker run -p 4010:4010 opsmerge-sandbox
 # Public docs backend: -e OPSMERGE_SANDBOX_HOSTED=1 (per-visitor workspaces, admin endpoints off).
+# Behind a reverse proxy, name it so client addresses come from X-Forwarded-For:
+#   -e OPSMERGE_SANDBOX_TRUSTED_PROXIES=10.0.0.0/8
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

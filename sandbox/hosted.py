@@ -36,7 +36,7 @@ from sandbox.pipeline.headers import RequestHeaders
 from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
 from sandbox.state import SandboxState
 from sandbox.store.workspace import Workspace, Workspaces
-from sandbox.stores import LeaseStore
+from sandbox.stores import LeaseStore, RecordStore
 from sandbox.world.recipe import demo_keys
 
 log = logging.getLogger("sandbox.hosted")
@@ -121,7 +121,7 @@ class HostedPolicy:
     ) -> None:
         settings = state.settings
         self.state = state
-        self.workspaces: Workspaces = state.workspaces
+        self.workspaces: RecordStore = state.workspaces
         self.ttl = float(settings.hosted_workspace_ttl)
         self.cap = max(1, int(settings.hosted_max_workspaces))
         self.max_changes: int = max_changes or MAX_CHANGES
@@ -211,12 +211,9 @@ class HostedPolicy:
         alive = set(self.workspaces.names())
         for name in [n for n in self.leases.names() if n not in alive]:
             self.leases.drop(name)
-        delta = self.workspaces.delta
-        orphans = [n for n in delta.workspaces() if n not in alive]
-        for name in orphans:
-            delta.drop(name)
+        orphans = self.workspaces.drop_orphans()
         # rate-limit windows that ended are otherwise dropped only when read again
-        return SweepReport(dropped, len(alive), self.state.limiter.forget_spent(), len(orphans))
+        return SweepReport(dropped, len(alive), self.state.limiter.forget_spent(), orphans)
 
     async def run_sweeper(self) -> None:
         """Sweep every `interval` seconds until cancelled; a failed sweep is logged, not fatal."""

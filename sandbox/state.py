@@ -18,7 +18,14 @@ from sandbox.startcache import cached, code_bytes
 from sandbox.store.base import BaseCollection
 from sandbox.store.persistence import DeltaStore
 from sandbox.store.workspace import Workspaces
-from sandbox.stores import FaultRules, JournalStore, KeyStore, RateBuckets
+from sandbox.stores import (
+    ClockStore,
+    FaultRules,
+    JournalStore,
+    KeyStore,
+    RateBuckets,
+    RecordStore,
+)
 from sandbox.world.generator import build_world
 from sandbox.world.recipe import Recipe, api_key, load_recipe
 
@@ -34,9 +41,9 @@ class SandboxState:
     spec: Spec
     recipe: Recipe
     bases: dict[str, BaseCollection]
-    workspaces: Workspaces
+    workspaces: RecordStore
     keys: KeyStore
-    clock: Clock
+    clock: ClockStore
     limiter: RateBuckets
     auth: AuthModel
     journal: JournalStore

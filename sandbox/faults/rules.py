@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from fnmatch import translate
 from typing import Any
 
-from sandbox.clock import Clock, format_iso, formattable, parse_iso
+from sandbox.clock import format_iso, formattable, parse_iso
 from sandbox.errors import ApiError, Detail
 from sandbox.pipeline.authenticate import ApiKey, key_state
 from sandbox.pipeline.workspace_name import RULE, is_workspace_name
+from sandbox.stores import ClockStore
 
 CONNECTION_EFFECTS = ("reset", "truncate", "malformed_json", "trickle")
 DEFAULT_CHUNK_BYTES = 64
@@ -182,7 +183,7 @@ class Rule:
 class FaultRegistry:
     """Every rule of one sandbox, in the order they were added (the first that fires wins)."""
 
-    def __init__(self, clock: Clock, revoke: Callable[[str], object] | None = None) -> None:
+    def __init__(self, clock: ClockStore, revoke: Callable[[str], object] | None = None) -> None:
         self.clock = clock
         self.rules: list[Rule] = []
         self._next = 0
@@ -260,7 +261,7 @@ class FaultRegistry:
 class Context:
     """What a rule is checked against when it is added."""
 
-    clock: Clock
+    clock: ClockStore
     operation_ids: frozenset[str]
     methods: frozenset[str]
     keys: Any  # KeyRing
@@ -337,7 +338,7 @@ def parse_effect(raw: dict[str, Any]) -> Effect:
     )
 
 
-def expiry_of(raw: dict[str, Any], clock: Clock) -> float | None:
+def expiry_of(raw: dict[str, Any], clock: ClockStore) -> float | None:
     if "expires_in" in raw and "expires_at" in raw:
         raise _bad("expires_at", "give expires_in or expires_at, not both")
     if "expires_in" in raw:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sandbox.clock import Clock, parse_iso
+from sandbox.clock import parse_iso
 from sandbox.errors import ApiError
 
 if TYPE_CHECKING:
     from sandbox.pipeline.context import RequestContext
-    from sandbox.stores import KeyStore
+    from sandbox.stores import ClockStore, KeyStore
 
 KEY_PREFIX = "om_"
 _WHITESPACE = re.compile(r"\s")
@@ -213,7 +213,7 @@ def authenticate(
     keys: KeyStore,
     find_user: Callable[[str], dict | None],
     is_inactive: Callable[[dict], bool],
-    clock: Clock,
+    clock: ClockStore,
 ) -> Caller:
     """Resolve the caller; `find_user` reads the key's owner from the caller's workspace."""
     key = find_key(header, keys, clock.now())
@@ -227,7 +227,7 @@ class Authenticate:
     is allocated for a request until both pass.
     """
 
-    def __init__(self, keys: Callable[[], KeyStore], clock: Clock, enabled: bool) -> None:
+    def __init__(self, keys: Callable[[], KeyStore], clock: ClockStore, enabled: bool) -> None:
         self._keys = keys
         self.clock = clock
         self.enabled = enabled

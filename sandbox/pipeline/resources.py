@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.clock import Clock, format_iso, parse_iso
+from sandbox.clock import format_iso, parse_iso
 from sandbox.errors import ApiError, Detail
 from sandbox.extensions import DEFAULT_CONFLICT_CODE, thaw
 from sandbox.jsontypes import json_types
@@ -21,6 +21,7 @@ from sandbox.pipeline.authenticate import Caller
 from sandbox.pipeline.ratelimit import RateState
 from sandbox.spec import Collection, Operation, Spec, ref_of
 from sandbox.store.workspace import CollectionView, Workspace
+from sandbox.stores import ClockStore
 from sandbox.world.computed_fields import derive_fields
 
 Record = dict[str, Any]
@@ -74,7 +75,11 @@ class Resources:
     """The handlers for every kind of operation, prepared from the spec."""
 
     def __init__(
-        self, spec: Spec, clock: Clock, identity: Callable[[HandlerCall], Record], raw: bool = True
+        self,
+        spec: Spec,
+        clock: ClockStore,
+        identity: Callable[[HandlerCall], Record],
+        raw: bool = True,
     ) -> None:
         self.spec = spec
         self.raw = raw

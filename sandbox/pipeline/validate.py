@@ -16,6 +16,7 @@ import jsonschema_rs
 import msgspec
 
 from sandbox.errors import ApiError, Detail
+from sandbox.jsontypes import json_types
 from sandbox.spec import Operation, Param, Schema, strip_extensions
 
 _JSON_TYPES = ("application/json",)
@@ -76,9 +77,9 @@ def compile_schema(schema: Schema) -> Any:
     return jsonschema_rs.validator_for(strip_extensions(schema), validate_formats=True)
 
 
-def _types(schema: Schema) -> list[str]:
-    t = schema.get("type", "string")
-    return t if isinstance(t, list) else [t]
+def _types(schema: Schema) -> tuple[str, ...]:
+    """A query parameter's types; one without a type is read as a string."""
+    return json_types(schema) or ("string",)
 
 
 def _coerce(raw: str, schema: Schema) -> Any:

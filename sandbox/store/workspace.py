@@ -311,6 +311,15 @@ class Workspaces:
         for ws_name in names:
             self._items.pop(ws_name, None)
 
+    def drop_orphans(self) -> int:
+        """Forget stored changes of workspaces that no longer exist (written while one was
+        dropped mid-request); returns how many workspaces' changes went."""
+        alive = set(self._items)
+        orphans = [n for n in self.delta.workspaces() if n not in alive]
+        for name in orphans:
+            self.delta.drop(name)
+        return len(orphans)
+
     def drop_idle(self, idle_seconds: float, keep: int | None = None) -> int:
         """Drop workspaces unused for a while (and the oldest beyond `keep`); returns how many."""
         now = time.monotonic()
