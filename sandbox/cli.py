@@ -118,9 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the sandbox server")
-    serve.add_argument("--host", default=os.environ.get("OPSMERGE_SANDBOX_HOST", "127.0.0.1"))
     serve.add_argument(
-        "--port", type=int, default=int(os.environ.get("OPSMERGE_SANDBOX_PORT", "4010"))
+        "--host",
+        default=os.environ.get("OPSMERGE_SANDBOX_HOST", "127.0.0.1"),
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface; "
+        "env OPSMERGE_SANDBOX_HOST)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("OPSMERGE_SANDBOX_PORT", "4010")),
+        help="port to listen on (default 4010; env OPSMERGE_SANDBOX_PORT)",
     )
     serve.add_argument("--spec", default=None, help="OpenAPI document to serve (default: bundled)")
     _add_world_args(serve)
@@ -139,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--rate-limit",
-        type=int,
+        type=_positive(int),
         default=None,
         help="requests per minute for every key without its own limit (default 300)",
     )
@@ -170,37 +178,72 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-strict", action="store_true", help=argparse.SUPPRESS)
     _add_connection_args(serve)
     _add_address_args(serve)
-    serve.add_argument("--log-level", default="warning")
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level (default warning)",
+    )
 
     keys = sub.add_parser("keys", help="list the sandbox API keys")
     _add_world_args(keys)
     keys.add_argument("--json", action="store_true", help="print a JSON list")
 
     fixtures = sub.add_parser("fixtures", help="seeded world tools")
-    fsub = fixtures.add_subparsers(dest="fixtures_command", required=True)
+    fsub = fixtures.add_subparsers(dest="fixtures_command", required=True, help="what to do")
     dump = fsub.add_parser("dump", help="write the seeded world as JSON to stdout")
     _add_world_args(dump)
 
     spec = sub.add_parser("spec", help="spec tools")
-    ssub = spec.add_subparsers(dest="spec_command", required=True)
+    ssub = spec.add_subparsers(dest="spec_command", required=True, help="what to do")
     check = ssub.add_parser("check", help="validate a spec and lint the OpsMerge conventions")
-    check.add_argument("path", nargs="?", default=None)
+    check.add_argument(
+        "path", nargs="?", default=None, help="the OpenAPI document (default: the bundled spec)"
+    )
 
     reset = sub.add_parser("reset", help="restore the seeded world of a running sandbox")
-    reset.add_argument("--url", default="http://127.0.0.1:4010")
-    reset.add_argument("--admin-token", default=os.environ.get("OPSMERGE_SANDBOX_ADMIN_TOKEN"))
-    reset.add_argument("--workspace", default=None)
+    reset.add_argument(
+        "--url", default="http://127.0.0.1:4010", help="the running sandbox (default %(default)s)"
+    )
+    reset.add_argument(
+        "--admin-token",
+        default=os.environ.get("OPSMERGE_SANDBOX_ADMIN_TOKEN"),
+        help="the sandbox's admin token (env OPSMERGE_SANDBOX_ADMIN_TOKEN)",
+    )
+    reset.add_argument(
+        "--workspace", default=None, help="reset only this workspace (default: all of them)"
+    )
 
     contracts = sub.add_parser("contracts", help="run the contract suite against a target")
     contracts.add_argument("--target", default="sandbox", help="'sandbox' or a base URL")
-    contracts.add_argument("--key", default=os.environ.get("OPSMERGE_API_KEY"))
-    contracts.add_argument("--limited-key", default=os.environ.get("OPSMERGE_LIMITED_KEY"))
-    contracts.add_argument("--profile", default=None, choices=["sandbox", "staging", "production"])
-    contracts.add_argument("--budget", type=int, default=None)
+    contracts.add_argument(
+        "--key",
+        default=os.environ.get("OPSMERGE_API_KEY"),
+        help="an om_ key for the target (env OPSMERGE_API_KEY; the sandbox's own keys by default)",
+    )
+    contracts.add_argument(
+        "--limited-key",
+        default=os.environ.get("OPSMERGE_LIMITED_KEY"),
+        help="a key with narrow scopes, to prove SCOPE_DENIED (env OPSMERGE_LIMITED_KEY)",
+    )
+    contracts.add_argument(
+        "--profile",
+        default=None,
+        choices=["sandbox", "staging", "production"],
+        help="what may be sent: production sends only GET and HEAD (default: by target)",
+    )
+    contracts.add_argument(
+        "--budget",
+        type=_positive(int),
+        default=None,
+        help="at most this many requests to the target (default: the profile's budget)",
+    )
     contracts.add_argument(
         "--report", default=None, help="write JSON and HTML reports to this path"
     )
-    contracts.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    contracts.add_argument(
+        "pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest (e.g. -k, -x)"
+    )
     return parser
 
 

@@ -197,6 +197,17 @@ def build_admin(state: SandboxState) -> AdminApi:
                 f"No user with id {user_id!r}.",
                 [Detail("body", "user_id", "no such user")],
             )
+        scopes = body.get("scopes")
+        if scopes is not None:
+            known = {scope for op in state.spec.operations for scope in op.scopes}
+            unknown = [s for s in scopes if s not in known]
+            if unknown:
+                raise ApiError(
+                    "VALIDATION_ERROR",
+                    f"Unknown scope {unknown[0]!r}: a key's scopes are those the spec's "
+                    "operations require (family:level, e.g. agents:read).",
+                    [Detail("body", "scopes", f"unknown scope {s!r}") for s in unknown],
+                )
         expires_at = body.get("expires_at")
         if body.get("expires_in") is not None:
             expires_at = format_iso(state.clock.now() + float(body["expires_in"]))

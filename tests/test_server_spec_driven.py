@@ -131,7 +131,7 @@ def test_a_family_added_to_the_spec_is_seeded_served_and_writable(tmp_path: Path
         scoped = c.post(
             "/_sandbox/keys",
             headers={"X-Sandbox-Admin-Token": "test-admin-token"},
-            json={"name": "t", "scopes": ["tickets:read"]},
+            json={"name": "t", "scopes": ["psa_tickets:read"]},  # a real scope, not this one
         ).json()["data"]["key"]
         assert (
             c.get("/api/v1/warranties", headers=bearer(scoped)).json()["error"]["code"]

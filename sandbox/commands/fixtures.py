@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -114,7 +115,13 @@ def dump_command(args: argparse.Namespace) -> int:
     import msgspec
 
     out = sys.stdout.buffer
-    out.write(msgspec.json.encode(world, order="sorted"))
-    out.write(b"\n")
-    out.flush()
+    try:
+        out.write(msgspec.json.encode(world, order="sorted"))
+        out.write(b"\n")
+        out.flush()
+    except BrokenPipeError:
+        # the reader stopped early (`| head`): that is fine; say nothing and leave quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return 0
