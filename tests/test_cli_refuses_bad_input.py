@@ -65,3 +65,25 @@ def test_fixtures_dump_into_a_pipe_that_closes_early_ends_without_a_traceback() 
     _, err = dump.communicate(timeout=120)
     assert dump.returncode == 0
     assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_any_banner() -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(port)],
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        taken.close()
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert str(port) in lines[0] and "--port" in lines[0]
+    assert "sbx_admin_" not in done.stderr + done.stdout  # no token a running sandbox rejects
+    assert "Sandbox API keys" not in done.stderr + done.stdout

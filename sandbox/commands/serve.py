@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import os
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -128,14 +129,26 @@ def serve_command(args: argparse.Namespace) -> int:
     from sandbox.store.persistence import StoreError
     from sandbox.world.recipe import RecipeError
 
+    # the port first, before anything is printed or built: a second `make serve` must not show
+    # a banner and a fresh admin token that no running sandbox accepts
+    try:
+        sock = _listen(args.host, args.port)
+    except OSError as exc:
+        sys.stderr.write(
+            f"cannot start: {args.host}:{args.port} is not available ({exc.strerror or exc}); "
+            f"stop what listens there or pick another port with --port N (make serve PORT=N)\n"
+        )
+        return 2
     try:
         settings = settings_from_args(args)
         state = build_state(settings)
         app = create_app(settings, state)
     except StoreError as exc:  # one line naming the path and the problem, however long
+        sock.close()
         sys.stderr.write(f"cannot start: {exc}\n")
         return 2
     except (RecipeError, FileNotFoundError, ValueError) as exc:
+        sock.close()
         console.print(f"[red]cannot start:[/] {exc}")
         return 2
     banner(console, settings, args.host, args.port, state, generated_token=not args.admin_token)
@@ -157,8 +170,23 @@ def serve_command(args: argparse.Namespace) -> int:
         **uvicorn_options(limits, args.http),
     )
     server = uvicorn.Server(config)
-    server.run()
+    server.run(sockets=[sock])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now (OSError when the address is taken or not ours)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def reset_command(args: argparse.Namespace) -> int:
