@@ -39,15 +39,27 @@ def _wait(port: int, proc: subprocess.Popen[str]) -> None:
     raise AssertionError("serve did not answer")
 
 
-@pytest.fixture(scope="module")
-def default_port_server() -> Iterator[subprocess.Popen[str]]:
-    """`opsmerge-sandbox serve` exactly as `make serve` runs it: 127.0.0.1:4010."""
+README_PORT = 4010  # where `make serve` listens, as the README's examples say
+
+
+def _free_port() -> int:
     with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 4010)) == 0:
-            pytest.fail("port 4010 is already in use: the README examples need it free")
-    proc = _serve(port=4010)
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served_port() -> int:
+    """A free port: the tests must pass while a developer's `make serve` holds 4010."""
+    return _free_port()
+
+
+@pytest.fixture(scope="module")
+def default_port_server(served_port: int) -> Iterator[subprocess.Popen[str]]:
+    """`opsmerge-sandbox serve` as `make serve` runs it, on a port of the test's own."""
+    proc = _serve(port=served_port)
     try:
-        _wait(4010, proc)
+        _wait(served_port, proc)
         yield proc
     finally:
         proc.terminate()
@@ -75,9 +87,11 @@ def test_the_readme_has_curl_examples_for_success_and_errors() -> None:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_readme_curl_examples_work_verbatim_against_a_fresh_serve(
-    default_port_server: object,
+    default_port_server: object, served_port: int
 ) -> None:
     for expect, line in _readme_examples():
+        assert f"localhost:{README_PORT}" in line, line  # the README speaks of `make serve`
+        line = line.replace(f"localhost:{README_PORT}", f"localhost:{served_port}")
         done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=20)
         assert done.returncode == 0, (line, done.stderr)
         body = json.loads(done.stdout)
@@ -90,13 +104,14 @@ def test_readme_curl_examples_work_verbatim_against_a_fresh_serve(
 
 
 def test_the_banner_shows_the_url_docs_and_keys_and_a_made_up_admin_token(
-    default_port_server: subprocess.Popen[str],
+    default_port_server: subprocess.Popen[str], served_port: int
 ) -> None:
     # the banner is printed before the server answers, so it is in the pipe by now
     os.set_blocking(default_port_server.stderr.fileno(), False)  # type: ignore[union-attr]
     time.sleep(0.2)
     banner = default_port_server.stderr.read() or ""  # type: ignore[union-attr]
-    assert "http://localhost:4010/api/v1" in banner and "http://localhost:4010/api/docs" in banner
+    root = f"http://localhost:{served_port}"
+    assert f"{root}/api/v1" in banner and f"{root}/api/docs" in banner
     assert "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD" in banner
     assert re.search(r"X-Sandbox-Admin-Token: sbx_admin_\S+", banner)
 
@@ -114,7 +129,7 @@ def test_more_than_one_worker_is_refused_with_a_reason() -> None:
 
 def test_an_unknown_recipe_is_a_readable_error() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sandbox.cli", "serve", "--recipe", "nope", "--port", "1"],
+        [sys.executable, "-m", "sandbox.cli", "serve", "--recipe", "nope", "--port", "0"],
         capture_output=True,
         text=True,
         timeout=30,
