@@ -22,6 +22,7 @@ from sandbox.errors import ApiError, Detail
 from sandbox.pipeline.authenticate import ApiKey, key_state
 from sandbox.pipeline.envelope import error_response, json_response
 from sandbox.pipeline.headers import repeated_single_valued
+from sandbox.pipeline.read_request import read_body
 from sandbox.pipeline.validate import compile_schema, decode_json, schema_details
 from sandbox.pipeline.workspace_name import workspace_name
 from sandbox.spec import flatten, resolve_refs
@@ -61,16 +62,8 @@ class AdminApi:
         return admin_validator(schema_name)
 
     async def _read(self, request: Request) -> bytes:
-        """The body, read in chunks and refused past the sandbox's body limit (as the API is)."""
-        limit = self.state.settings.max_body_bytes
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        """The body, refused past the sandbox's body limit, read as the API reads its bodies."""
+        return await read_body(request.receive, self.state.settings.max_body_bytes)
 
     async def body(
         self, request: Request, schema_name: str | None, required: bool, checked: bool = True

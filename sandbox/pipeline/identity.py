@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sandbox.pipeline.authorize import RolePermissions, effective_scopes
-from sandbox.pipeline.ratelimit import WINDOW_SECONDS
+from sandbox.pipeline.ratelimit import WINDOW_SECONDS, bucket_of
 
 if TYPE_CHECKING:
     from sandbox.pipeline.resources import HandlerCall
@@ -23,7 +23,7 @@ class Identity:
         key, user = ex.caller.key, ex.caller.user
         perms, roles = self.permissions.of(ex.workspace, user)
         rate = ex.rate or self.state.limiter.peek(
-            f"{ex.workspace.name}/{key.id}", self.state.rate_limit_of(key)
+            bucket_of(ex.workspace.name, key.id), self.state.rate_limit_of(key)
         )
         return {
             "key": {

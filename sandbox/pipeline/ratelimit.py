@@ -37,6 +37,12 @@ def rate_limit_headers(limit: int, remaining: int, reset: int) -> dict[str, str]
     }
 
 
+def bucket_of(workspace: str, key_id: str) -> str:
+    """A key's bucket in a workspace: parallel CI jobs in their own workspaces never share one
+    (workspace names never hold `/`, so the bucket also names its workspace for `reset`)."""
+    return f"{workspace}/{key_id}"
+
+
 class ClockedMemoryStorage(MemoryStorage):
     """`limits`' memory storage with expiries measured on the sandbox clock."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from litestar import Request
+from litestar.types import Receive
 
 from sandbox.errors import ApiError
 from sandbox.pipeline.validate import OperationValidator
@@ -46,31 +47,35 @@ class ReadRequest:
             ctx.body = validator.body(ctx.raw_body, headers.get("content-type"))
 
     async def _read_body(self, request: Request, declared: str | None) -> bytes:
-        """The body, straight from ASGI `receive`, never past the limit (Litestar's Request
-        helpers need its router's state, which the API's fast path does not build)."""
-        limit = self.max_body
-        if declared is not None:
-            try:
-                too_big = int(declared) > limit
-            except ValueError:
-                raise ApiError("HEADER_INVALID", "Content-Length must be a whole number.") from None
-            if too_big:
-                raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
-        chunks: list[bytes] = []
-        size = 0
-        receive = request.receive
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ApiError(
-                    "VALIDATION_ERROR", "The client closed the connection before the whole body."
-                )
-            body = message.get("body")
-            chunk = body if isinstance(body, bytes) else b""
-            size += len(chunk)
-            if size > limit:
-                raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
-            if chunk:
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        return await read_body(request.receive, self.max_body, declared)
+
+
+async def read_body(receive: Receive, limit: int, declared: str | None = None) -> bytes:
+    """A request body straight from ASGI `receive`, never past `limit` (a declared
+    Content-Length over it is refused unread). The API and the control API both read this way;
+    Litestar's Request helpers need its router's state, which the API's fast path does not build.
+    """
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            raise ApiError("HEADER_INVALID", "Content-Length must be a whole number.") from None
+        if too_big:
+            raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(
+                "VALIDATION_ERROR", "The client closed the connection before the whole body."
+            )
+        body = message.get("body")
+        chunk = body if isinstance(body, bytes) else b""
+        size += len(chunk)
+        if size > limit:
+            raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sandbox.errors import ApiError
 from sandbox.pipeline.address import client_address, parse_networks
 from sandbox.pipeline.authenticate import Caller, check_owner
+from sandbox.pipeline.ratelimit import bucket_of
 from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
 from sandbox.store.workspace import Workspaces
 from sandbox.world.recipe import owner_key
@@ -35,7 +36,7 @@ class ResolveWorkspace:
     async def __call__(self, ctx: RequestContext) -> None:
         self._resolve(ctx)
         assert ctx.workspace is not None and ctx.caller is not None
-        ctx.bucket = f"{ctx.workspace.name}/{ctx.caller.key.id}"
+        ctx.bucket = bucket_of(ctx.workspace.name, ctx.caller.key.id)
         ctx.limit = self.state.rate_limit_of(ctx.caller.key)
 
     def _resolve(self, ctx: RequestContext) -> None:
