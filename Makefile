@@ -5,8 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 4010
+# whoever runs `make test`: only root may install chromium (overridable to test this Makefile)
+USER_ID ?= $(shell id -u)
 
-.PHONY: serve test lint bench browser-deps clean
+TOOLS := .tools
+TOOLS_STAMP := $(TOOLS)/.installed
+
+.PHONY: serve test lint bench browser-deps client-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,16 +19,55 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make serve ADMIN_TOKEN=...` fixes the control API's token. It reaches the command through the
+# environment, so it is neither echoed here nor visible in the process list.
+ifdef ADMIN_TOKEN
+serve: export OPSMERGE_SANDBOX_ADMIN_TOKEN = $(ADMIN_TOKEN)
+endif
 serve: $(STAMP)
 	$(BIN)/opsmerge-sandbox serve --host $(HOST) --port $(PORT)
 
-# Chromium for the docs-page test comes from Debian; installed only when missing.
+# Chromium for the docs-page test comes from Debian; installed only when missing, and only by
+# root (as CI runs). Anyone else is told what to install and the run stops: the docs-page test
+# cannot pass without a browser, and a run that skipped it would not be the project's tests.
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$(USER_ID)" != 0 ]; then \
+	    echo "make test: chromium is missing and only root can install it; the docs-page browser" >&2; \
+	    echo "test (tests/test_docs_browser.py) needs it. Install it, then run make test again:" >&2; \
+	    echo "    sudo apt-get install chromium" >&2; \
+	    echo "(or run the other tests without it:" >&2; \
+	    echo "    $(BIN)/python -m pytest -q --ignore tests/test_docs_browser.py)" >&2; \
+	    exit 1; \
+	  fi; \
 	  echo "installing Debian's chromium for the docs-page browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser-deps lint
+# The tools integrators feed the served spec to, for tests/test_client_tools_*.py: openapi-python-client
+# (PyPI, in a virtualenv of its own) and openapi-typescript, typescript, openapi-to-postmanv2 and
+# newman (npm), pinned in tests/client-tools/ and installed once into .tools/. npm comes from Debian
+# when missing, as chromium does: root installs it, anyone else is told how and the run stops.
+$(TOOLS_STAMP): tests/client-tools/requirements.txt tests/client-tools/package.json tests/client-tools/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$(USER_ID)" != 0 ]; then \
+	    echo "make test: npm is missing and only root can install it; the client-tool tests" >&2; \
+	    echo "(tests/test_client_tools_*.py) need it. Install it, then run make test again:" >&2; \
+	    echo "    sudo apt-get install nodejs npm" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "installing Debian's nodejs and npm for the client-tool tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	rm -rf $(TOOLS)/python $(TOOLS)/npm
+	$(PYTHON) -m venv $(TOOLS)/python
+	$(TOOLS)/python/bin/pip install --quiet -r tests/client-tools/requirements.txt
+	mkdir -p $(TOOLS)/npm
+	cp tests/client-tools/package.json tests/client-tools/package-lock.json $(TOOLS)/npm/
+	cd $(TOOLS)/npm && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+client-tools: $(TOOLS_STAMP)
+
+test: $(STAMP) browser-deps client-tools lint
 	$(BIN)/python -m pytest -q
 
 # ruff for style, mypy for the type hints (its settings are in pyproject.toml)
@@ -35,4 +79,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .bench test-output
+	rm -rf $(VENV) $(TOOLS) build dist *.egg-info .bench test-output

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -228,8 +229,10 @@ def run_load(
     duration: float,
     connections: int,
     threads: int = 2,
+    prefix: Sequence[str] = (),
 ) -> LoadResult:
-    """Run one bounded load test and return its parsed report."""
+    """Run one bounded load test and return its parsed report; `prefix` goes before the tool's
+    command (`taskset -c 1` pins it to a CPU of its own)."""
     with tempfile.TemporaryDirectory(prefix="opsmerge-bench-") as tmp:
         if tool == "wrk":
             script = Path(tmp) / "request.lua"
@@ -243,7 +246,7 @@ def run_load(
             raise LoadToolError(f"unknown load tool {tool!r}")
         try:
             done = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=duration + 60, check=False
+                [*prefix, *cmd], capture_output=True, text=True, timeout=duration + 60, check=False
             )
         except subprocess.TimeoutExpired as exc:
             raise LoadToolError(f"{tool} did not finish within {duration + 60:.0f}s") from exc

@@ -1,16 +1,18 @@
-"""`make bench`: the sandbox against Stoplight Prism and against a bare Litestar floor.
+"""`make bench`: the sandbox against WireMock, Stoplight Prism, and bare Litestar and ASGI floors.
 
-One run, one load tool, one connection count for every target, and only one server up at a time
-(the load tool and the server share the machine's cores). Each scenario gets a warm-up, then a
-measured run; the results go to a table with the issue's targets marked met or missed, and to
-`.bench/results.json`. Every server is started in its own process group on 127.0.0.1 and stopped
-on every way out, Ctrl-C included.
+One run, one load tool, one connection count for every target, and only one server up at a time,
+pinned to one core with the load tool on another (`--no-pin` turns that off). Every reference
+answers with the bytes the sandbox answered. Each scenario gets a warm-up (a longer one for the
+JVM), then a measured run; the results go to a table with the issue's targets marked met or
+missed, and to `.bench/results.json`. Every server is started in its own process group on
+127.0.0.1 and stopped on every way out, Ctrl-C included.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import json
 import os
 import platform
@@ -29,13 +31,18 @@ from typing import IO, Any
 
 import loadgen
 import prism as prism_setup
+import wiremock as wiremock_setup
+from asgi_floor import STUBS_ENV, Stub, dump_stubs
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
 SPEC = ROOT / "sandbox" / "openapi" / "opsmerge.yaml"
-FLOOR_APP = Path(__file__).resolve().parent / "floor_app.py"
+BENCH_SRC = Path(__file__).resolve().parent
+FLOOR_APP = BENCH_SRC / "floor_app.py"
+ASGI_FLOOR_APP = BENCH_SRC / "asgi_floor.py"
+STUB_FILE = BENCH_DIR / "floor-bodies.json"
 HOST = "127.0.0.1"
 API = "/api/v1"
 AGENT_ID = "agt_acmesrv01"  # the default recipe's named agent (docs and tests use it)
@@ -46,6 +53,9 @@ MAX_FAILED = 0.01  # a run with more non-2xx/socket errors than this is not a me
 
 SANDBOX, NOAUTH, LARGE = "sandbox", "sandbox no-auth", "sandbox large"
 FLOOR, PRISM_STATIC, PRISM_DYNAMIC = "floor", "prism static", "prism dynamic"
+FLOOR_GRANIAN, ASGI, ASGI_GRANIAN = "floor granian", "asgi floor", "asgi floor granian"
+WIREMOCK = "wiremock"
+PHASES = ("sandbox", "floor", "asgi", "wiremock", "prism")  # --only names, in running order
 
 # Wide enough for both tables when the output is piped to a file (rich falls back to 80).
 console = Console(width=max(shutil.get_terminal_size((120, 24)).columns, 120))
@@ -66,12 +76,15 @@ class Processes:
         self._log_dir = log_dir
         self._procs: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
 
-    def start(self, name: str, cmd: Sequence[str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, cmd: Sequence[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log = (self._log_dir / f"{name.replace(' ', '-')}.log").open("wb")
         proc = subprocess.Popen(
             list(cmd), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: Prism's children stop with it
+            env=dict(os.environ, **env) if env else None,
         )
         self._procs[name] = (proc, log)
         return proc
@@ -116,11 +129,20 @@ def http_call(
     port: int, method: str, path: str, headers: dict[str, str], body: str | None = None,
     timeout: float = 5.0,
 ) -> tuple[int, bytes]:
+    status, _, data = http_answer(port, method, path, headers, body, timeout)
+    return status, data
+
+
+def http_answer(
+    port: int, method: str, path: str, headers: dict[str, str], body: str | None = None,
+    timeout: float = 5.0,
+) -> tuple[int, str, bytes]:
+    """Status, content type and body of one request."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
-        return resp.status, resp.read()
+        return resp.status, resp.getheader("content-type", ""), resp.read()
     finally:
         conn.close()
 
@@ -145,6 +167,45 @@ def wait_until_answers(
 
 
 # ---------------------------------------------------------------------------------------------
+# pinning
+
+
+@dataclass(slots=True, frozen=True)
+class Pinning:
+    """Command prefixes that put every server on one core and the load tool on another."""
+
+    server: tuple[str, ...] = ()
+    load: tuple[str, ...] = ()
+    note: str = "not pinned"
+
+
+def plan_pinning(enabled: bool, cpus: Sequence[int], taskset: str | None) -> Pinning:
+    """Server on the first allowed CPU, load tool on the second, both through `taskset -c`.
+
+    One core each is what "per core" means, and keeps the load tool from taking the server's
+    cycles; without two CPUs or without taskset the run goes on unpinned and says so.
+    """
+    if not enabled:
+        return Pinning(note="not pinned (--no-pin)")
+    if taskset is None:
+        return Pinning(note="not pinned: taskset not found (apt-get install util-linux)")
+    allowed = sorted(set(cpus))
+    if len(allowed) < 2:
+        return Pinning(note=f"not pinned: only {len(allowed)} CPU available")
+    server, load = allowed[0], allowed[1]
+    return Pinning((taskset, "-c", str(server)), (taskset, "-c", str(load)),
+                   f"server on CPU {server}, load tool on CPU {load}")
+
+
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (what taskset can choose from)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+# ---------------------------------------------------------------------------------------------
 # what is measured
 
 
@@ -163,6 +224,7 @@ class Run:
     url: str
     result: loadgen.LoadResult | None
     note: str = ""
+    warmup_s: float | None = None
 
     @property
     def valid(self) -> bool:
@@ -199,6 +261,8 @@ class Options:
     connections: int
     threads: int
     repeat: int = 1
+    pinning: Pinning = field(default_factory=Pinning)
+    jvm_warmup: float = 120.0  # the most a JVM gets to level off (see `warmed_up`)
 
 
 def scenarios(prefix: str, agent_id: str, names: Sequence[str]) -> list[Scenario]:
@@ -210,38 +274,78 @@ def scenarios(prefix: str, agent_id: str, names: Sequence[str]) -> list[Scenario
     return [every[n] for n in names]
 
 
+def probe_problem(status: int, body: bytes, expect: Stub | None) -> str:
+    """Why a probe's answer must not be measured ("" when it may): an error status, or (for a
+    reference replaying the sandbox's answer) other bytes or another status than the sandbox's."""
+    if status >= 400:
+        return f"probe answered {status}"
+    if expect is not None:
+        if status != expect.status:
+            return f"probe answered {status}, the sandbox {expect.status}"
+        if body != expect.body:
+            return f"probe answered {len(body)} bytes unlike the sandbox's {len(expect.body)}"
+    return ""
+
+
+WARM_SLICE_S = 5.0
+WARM_MIN_SLICES = 6  # measured: pinned to one busy core, WireMock still doubles after 30 s
+WARM_WINDOW = 3
+WARM_TOLERANCE = 0.05
+
+
+def warmed_up(slices: Sequence[float]) -> bool:
+    """True once throughput stopped climbing: at least WARM_MIN_SLICES slices, and none of the
+    last WARM_WINDOW beat the best before them by more than WARM_TOLERANCE. A JVM's climb is
+    slow and has flat stretches, so one or two level slices are not enough to call it warm."""
+    if len(slices) < max(WARM_MIN_SLICES, WARM_WINDOW + 1):
+        return False
+    before = max(slices[:-WARM_WINDOW])
+    return max(slices[-WARM_WINDOW:]) <= (1 + WARM_TOLERANCE) * before
+
+
 def measure(
-    opts: Options, target: str, port: int, scenario: Scenario, headers: dict[str, str]
+    opts: Options, target: str, port: int, scenario: Scenario, headers: dict[str, str],
+    expect: Stub | None = None, warmup: float | None = None, until_steady: bool = False,
 ) -> Run:
-    """Probe once (a wrong path must not be benchmarked as a fast 404), warm up, then measure."""
+    """Probe once (a wrong path must not be benchmarked as a fast 404, nor a reference that
+    sends other bytes than the sandbox), warm up, then measure. With `until_steady`, `warmup`
+    is a ceiling: the warm-up runs in slices until the throughput levels off (a JVM)."""
     url = f"http://{HOST}:{port}{scenario.path}"
+    warmup = opts.warmup if warmup is None else warmup
     all_headers = dict(headers)
     if scenario.body is not None:
         all_headers["Content-Type"] = "application/json"
     try:
-        status, _ = http_call(port, scenario.method, scenario.path, all_headers, scenario.body)
+        status, body = http_call(port, scenario.method, scenario.path, all_headers, scenario.body)
     except OSError as exc:
-        return Run(target, scenario.name, url, None, f"probe failed: {exc}")
-    if status >= 400:
-        return Run(target, scenario.name, url, None, f"probe answered {status}")
+        return Run(target, scenario.name, url, None, f"probe failed: {exc}", warmup)
+    problem = probe_problem(status, body, expect)
+    if problem:
+        return Run(target, scenario.name, url, None, problem, warmup)
     request = loadgen.LoadRequest(scenario.method, url, all_headers, scenario.body)
-    console.print(f"  [dim]{target:<15} {scenario.name:<7} {scenario.method} {scenario.path}[/]")
+    console.print(f"  [dim]{target:<18} {scenario.name:<7} {scenario.method} {scenario.path}[/]")
+
+    def load(duration: float) -> loadgen.LoadResult:
+        return loadgen.run_load(opts.tool, request, duration=duration,
+                                connections=opts.connections, threads=opts.threads,
+                                prefix=opts.pinning.load)
+
     try:
-        if opts.warmup > 0:
-            loadgen.run_load(opts.tool, request, duration=opts.warmup,
-                             connections=opts.connections, threads=opts.threads)
-        results = [
-            loadgen.run_load(opts.tool, request, duration=opts.duration,
-                             connections=opts.connections, threads=opts.threads)
-            for _ in range(opts.repeat)
-        ]
+        if until_steady:
+            slices: list[float] = []
+            while len(slices) * WARM_SLICE_S < warmup and not warmed_up(slices):
+                slices.append(load(WARM_SLICE_S).rps)
+            warmup = len(slices) * WARM_SLICE_S
+        elif warmup > 0:
+            load(warmup)
+        results = [load(opts.duration) for _ in range(opts.repeat)]
     except loadgen.LoadToolError as exc:
-        return Run(target, scenario.name, url, None, str(exc).splitlines()[0])
+        return Run(target, scenario.name, url, None, str(exc).splitlines()[0], warmup)
     result = max(results, key=lambda r: (r.failed_fraction <= MAX_FAILED, r.rps))
     note = ""
     if result.failed_fraction > MAX_FAILED:
         note = f"{result.non_2xx} non-2xx, {result.errors} socket errors"
-    return Run(target, scenario.name, url, result, note)
+    return Run(target, scenario.name, url, result, note, warmup)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,18 +383,20 @@ def sandbox_command(port: int, *extra: str) -> list[str]:
 
 
 def start_sandbox(
-    procs: Processes, name: str, extra: Sequence[str], headers: dict[str, str], timeout: float
+    procs: Processes, name: str, extra: Sequence[str], headers: dict[str, str], timeout: float,
+    prefix: Sequence[str] = (),
 ) -> tuple[int, float]:
     port = free_port()
     started = time.perf_counter()
-    proc = procs.start(name, sandbox_command(port, *extra))
+    proc = procs.start(name, [*prefix, *sandbox_command(port, *extra)])
     ready = wait_until_answers(procs, name, proc, started, port, f"{API}/agents?per_page=1",
                                headers, timeout, accept=lambda s: 200 <= s < 300)
     return port, ready
 
 
 def ready_times(procs: Processes, headers: dict[str, str], runs: int) -> list[float]:
-    """Seconds from process start to the first 2xx answer, default recipe, fresh start each."""
+    """Seconds from process start to the first 2xx answer, default recipe, fresh start each
+    (not pinned: this is start-up time, not throughput per core)."""
     samples = []
     for i in range(runs):
         _, ready = start_sandbox(procs, "sandbox-ready", [], headers, timeout=120)
@@ -310,15 +416,43 @@ def discover_agent_id(port: int, headers: dict[str, str]) -> str:
     return str(items[0]["id"]) if items else AGENT_ID
 
 
-def capture_bodies(port: int, headers: dict[str, str], scs: Sequence[Scenario]) -> dict[str, str]:
-    """The sandbox's own answers, keyed by path, for the floor to send back verbatim."""
-    bodies: dict[str, str] = {}
+def capture_stubs(port: int, headers: dict[str, str], scs: Sequence[Scenario]) -> dict[str, Stub]:
+    """The sandbox's own answers (status, content type, bytes), keyed by path, for the floors and
+    WireMock to send back verbatim."""
+    stubs: dict[str, Stub] = {}
     for sc in scs:
         h = dict(headers, **({"Content-Type": "application/json"} if sc.body else {}))
-        status, body = http_call(port, sc.method, sc.path, h, sc.body)
+        status, content_type, body = http_answer(port, sc.method, sc.path, h, sc.body)
         if status < 400:
-            bodies[sc.path.split("?", 1)[0]] = body.decode()
-    return bodies
+            stubs[sc.path.split("?", 1)[0]] = Stub(status, content_type, body, sc.method)
+    return stubs
+
+
+def stub_for(stubs: dict[str, Stub], scenario: Scenario) -> Stub | None:
+    """What the sandbox answered on this scenario's path (None: nothing to compare with)."""
+    return stubs.get(scenario.path.split("?", 1)[0])
+
+
+def write_stub_file(stubs: dict[str, Stub]) -> Path:
+    STUB_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STUB_FILE.write_text(dump_stubs(stubs))
+    return STUB_FILE
+
+
+def granian_available() -> bool:
+    """granian importable by this interpreter (it is optional: `pip install granian`)."""
+    return importlib.util.find_spec("granian") is not None
+
+
+def granian_command(target: str, port: int) -> list[str]:
+    """granian serving `module:factory` from benchmarks/ like the sandbox's uvicorn: one worker,
+    one runtime thread, HTTP/1.1, no websockets, no access log."""
+    return [
+        sys.executable, "-m", "granian", "--interface", "asgi", "--host", HOST,
+        "--port", str(port), "--workers", "1", "--runtime-threads", "1", "--http", "1",
+        "--no-ws", "--log-level", "warning", "--no-access-log",
+        "--working-dir", str(BENCH_SRC), "--factory", target,
+    ]
 
 
 def prism_prefix(port: int, headers: dict[str, str]) -> str:
@@ -378,6 +512,16 @@ def build_targets(
     """The issue's targets, each from measured numbers; n/a when a side was not measured."""
     look = _Lookup(runs)
     out = [
+        _compare(f"{sc} >= 1.0x WireMock static stubs", look, (SANDBOX, sc), (WIREMOCK, sc),
+                 "rps", 1.0, ">=", "x", "req/s, same bytes, same core")
+        for sc in ("get", "list")
+    ]
+    out += [
+        _compare(f"{sc} p99 <= 20 ms at {connections} connections", look, (SANDBOX, sc), None,
+                 "p99", 20.0, "<=", "ms")
+        for sc in ("get", "list")
+    ]
+    out += [
         _compare("list >= 3x Prism static", look, (SANDBOX, "list"), (PRISM_STATIC, "list"),
                  "rps", 3.0, ">=", "x"),
         _compare("get >= 4x Prism static", look, (SANDBOX, "get"), (PRISM_STATIC, "get"),
@@ -401,6 +545,33 @@ def build_targets(
     return out
 
 
+FRACTION_REFERENCES = (ASGI, ASGI_GRANIAN, FLOOR, FLOOR_GRANIAN, WIREMOCK)
+
+
+@dataclass(slots=True)
+class Fraction:
+    """The sandbox's req/s over a reference's on one scenario: reported, not judged."""
+
+    reference: str
+    scenario: str
+    value: float | None
+    note: str = ""
+
+
+def build_fractions(runs: dict[tuple[str, str], Run]) -> list[Fraction]:
+    """Sandbox / reference for every reference measured on a scenario the sandbox ran; the
+    bare-ASGI floors say how much of the per-core budget is left for the sandbox's own work."""
+    look = _Lookup(runs)
+    out = []
+    for ref in FRACTION_REFERENCES:
+        for sc in ("get", "list", "create"):
+            if (ref, sc) not in runs or (SANDBOX, sc) not in runs:
+                continue
+            t = _compare("", look, (SANDBOX, sc), (ref, sc), "rps", 0.0, ">=", "%")
+            out.append(Fraction(ref, sc, t.value, t.note))
+    return out
+
+
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
@@ -413,23 +584,39 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value:.2f} s"
 
 
-def print_report(runs: list[Run], targets: list[Target], opts: Options) -> None:
+def print_report(
+    runs: list[Run], targets: list[Target], opts: Options, fractions: Sequence[Fraction] = ()
+) -> None:
     best = f", best of {opts.repeat}" if opts.repeat > 1 else ""
     threads = f", {opts.threads} threads" if opts.tool == "wrk" else ""
     table = Table(title=f"{opts.tool}, {opts.connections} connections{threads}, "
-                        f"{opts.duration:g} s per run after {opts.warmup:g} s warm-up{best}")
+                        f"{opts.duration:g} s per run after the warm-up shown{best}; "
+                        f"{opts.pinning.note}")
     for col, justify in (("target", "left"), ("scenario", "left"), ("req/s", "right"),
                          ("p50 ms", "right"), ("p99 ms", "right"), ("requests", "right"),
-                         ("note", "left")):
+                         ("warm-up s", "right"), ("note", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for run in runs:
         r = run.result
         num = lambda v: "-" if v is None else f"{v:,.1f}"  # noqa: E731
-        style = "" if run.valid else "red"
+        style = "" if run.valid else "yellow" if run.note.startswith("n/a") else "red"
+        warm = "-" if run.warmup_s is None else f"{run.warmup_s:g}"
         table.add_row(run.target, run.scenario, num(r.rps) if r else "-",
                       num(r.p50_ms) if r else "-", num(r.p99_ms) if r else "-",
-                      f"{r.requests:,}" if r else "-", run.note, style=style)
+                      f"{r.requests:,}" if r else "-", warm, run.note, style=style)
     console.print(table)
+    if any(run.target == WIREMOCK for run in runs):
+        console.print(f"[dim]WireMock is warmed up in {WARM_SLICE_S:g} s slices until its req/s "
+                      f"stops climbing (at most {opts.jvm_warmup:g} s per scenario; the others "
+                      f"{opts.warmup:g} s): the JVM compiles its hot path while it runs, and a "
+                      "longer warm-up is what it needs to show its best.[/]")
+    if fractions:
+        ftable = Table(title="Sandbox req/s as a fraction of each reference (reported, no target)")
+        for col in ("reference", "scenario", "sandbox / reference", "note"):
+            ftable.add_column(col)
+        for f in fractions:
+            ftable.add_row(f.reference, f.scenario, _fmt(f.value, "%"), f.note)
+        console.print(ftable)
     ttable = Table(title="Targets")
     for col in ("target", "measured", "limit", "status", "note"):
         ttable.add_column(col)
@@ -442,7 +629,7 @@ def print_report(runs: list[Run], targets: list[Target], opts: Options) -> None:
 
 def write_json(
     path: Path, runs: list[Run], targets: list[Target], ready: list[float], opts: Options,
-    extra: dict[str, Any],
+    extra: dict[str, Any], fractions: Sequence[Fraction] = (),
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -450,12 +637,14 @@ def write_json(
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "tool": opts.tool, "connections": opts.connections, "threads": opts.threads,
             "duration_s": opts.duration, "warmup_s": opts.warmup, "repeat": opts.repeat,
-            "cpus": os.cpu_count(),
+            "cpus": os.cpu_count(), "pinning": opts.pinning.note,
+            "jvm_warmup_s": opts.jvm_warmup,
             "python": platform.python_version(), "machine": platform.machine(), **extra,
         },
         "runs": [
             {"target": r.target, "scenario": r.scenario, "url": r.url, "valid": r.valid,
-             "note": r.note, "result": r.result.as_dict() if r.result else None}
+             "note": r.note, "warmup_s": r.warmup_s,
+             "result": r.result.as_dict() if r.result else None}
             for r in runs
         ],
         "ready_s": {"samples": ready, "median": statistics.median(ready) if ready else None},
@@ -463,6 +652,11 @@ def write_json(
             {"name": t.name, "value": t.value, "limit": t.limit, "op": t.op, "unit": t.unit,
              "status": t.status, "note": t.note}
             for t in targets
+        ],
+        "fractions": [
+            {"reference": f.reference, "scenario": f.scenario, "sandbox_over_reference": f.value,
+             "note": f.note}
+            for f in fractions
         ],
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
@@ -479,8 +673,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="load tool threads (wrk only)")
     p.add_argument("--quick", action="store_true", help="2 s runs, 1 s warm-up: a smoke run")
-    p.add_argument("--only", default="sandbox,floor,prism",
-                   help="comma-separated targets: sandbox, floor, prism")
+    p.add_argument("--only", default=",".join(PHASES),
+                   help=f"comma-separated targets: {', '.join(PHASES)} (the floors and WireMock "
+                        "replay the sandbox's answers, so they need the sandbox phase)")
+    p.add_argument("--no-pin", action="store_true",
+                   help="do not pin the server and the load tool to a CPU each")
+    p.add_argument("--jvm-warmup", type=float, default=None,
+                   help="WireMock's longest warm-up per scenario, s (default 120, 40 with --quick)")
     p.add_argument("--skip-large", action="store_true", help="do not start the large recipe")
     p.add_argument("--ready-runs", type=int, default=None,
                    help="fresh starts timed for the ready time (default 3, 1 with --quick)")
@@ -491,11 +690,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 2.0, 1.0
+    if args.jvm_warmup is None:
+        # a ceiling: on a busy 2-core machine, WireMock pinned to one core climbed for over 30 s
+        args.jvm_warmup = 40.0 if args.quick else 120.0
     if args.ready_runs is None:
         args.ready_runs = 1 if args.quick else 3
     args.repeat = max(1, args.repeat)
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = args.only - {"sandbox", "floor", "prism"}
+    unknown = args.only - set(PHASES)
     if unknown:
         p.error(f"unknown --only target(s): {', '.join(sorted(unknown))}")
     return args
@@ -504,7 +706,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run_sandbox(
     procs: Processes, opts: Options, args: argparse.Namespace, runs: list[Run],
     ready: list[float], meta: dict[str, Any],
-) -> tuple[str, dict[str, str]]:
+) -> tuple[str, dict[str, Stub]]:
     """Default recipe (ready time, list/get/create), no-auth, then the large recipe."""
     key = owner_key("default")
     auth = {"Authorization": f"Bearer {key}"}
@@ -512,16 +714,17 @@ def run_sandbox(
     ready.extend(ready_times(procs, auth, args.ready_runs))
 
     console.print("[bold]sandbox[/] default recipe")
-    port, _ = start_sandbox(procs, SANDBOX, ["--rate-limit", HUGE_RATE_LIMIT], auth, 120)
+    pin = opts.pinning.server
+    port, _ = start_sandbox(procs, SANDBOX, ["--rate-limit", HUGE_RATE_LIMIT], auth, 120, pin)
     agent_id = discover_agent_id(port, auth)
     scs = scenarios(API, agent_id, ["list", "get", "create"])
-    bodies = capture_bodies(port, auth, scs)
+    stubs = capture_stubs(port, auth, scs)
     runs.extend(measure(opts, SANDBOX, port, sc, auth) for sc in scs)
     procs.stop(SANDBOX)
 
     if serve_supports("--no-auth"):
         console.print("[bold]sandbox[/] --no-auth")
-        port, _ = start_sandbox(procs, NOAUTH, ["--no-auth"], {}, 120)
+        port, _ = start_sandbox(procs, NOAUTH, ["--no-auth"], {}, 120, pin)
         runs.extend(measure(opts, NOAUTH, port, sc, {})
                     for sc in scenarios(API, agent_id, ["list", "get"]))
         procs.stop(NOAUTH)
@@ -532,35 +735,120 @@ def run_sandbox(
         console.print("[bold]sandbox[/] large recipe (building the world takes a while)")
         large_auth = {"Authorization": f"Bearer {owner_key('large')}"}
         port, start_s = start_sandbox(
-            procs, LARGE, ["--recipe", "large", "--rate-limit", HUGE_RATE_LIMIT], large_auth, 900
+            procs, LARGE, ["--recipe", "large", "--rate-limit", HUGE_RATE_LIMIT], large_auth, 900,
+            pin,
         )
         meta["large_ready_s"] = round(start_s, 3)
         large_id = discover_agent_id(port, large_auth)
         runs.extend(measure(opts, LARGE, port, sc, large_auth)
                     for sc in scenarios(API, large_id, ["list", "get"]))
         procs.stop(LARGE)
-    return agent_id, bodies
+    return agent_id, stubs
+
+
+def serve_reference(
+    procs: Processes, opts: Options, runs: list[Run], name: str,
+    command: Callable[[int], Sequence[str]],
+    scs: Sequence[Scenario], stubs: dict[str, Stub], *, headers: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, timeout: float = 60, jvm: bool = False,
+) -> None:
+    """Start one reference server pinned like the sandbox, measure each scenario, stop it; a
+    JVM is warmed up until its throughput levels off."""
+    port = free_port()
+    started = time.perf_counter()
+    proc = procs.start(name, [*opts.pinning.server, *command(port)], env)
+    wait_until_answers(procs, name, proc, started, port, "/", {}, timeout, accept=lambda s: True)
+    warmup = opts.jvm_warmup if jvm else None
+    runs.extend(measure(opts, name, port, sc, headers or {}, stub_for(stubs, sc), warmup,
+                        until_steady=jvm)
+                for sc in scs)
+    procs.stop(name)
+
+
+GRANIAN_MISSING = "n/a: granian not installed (pip install granian)"
+
+
+def not_run(target: str, scs: Sequence[Scenario], why: str) -> list[Run]:
+    """Rows for a target that could not run here, so the table and the JSON say why."""
+    return [Run(target, sc.name, "", None, why) for sc in scs]
 
 
 def run_floor(
-    procs: Processes, opts: Options, runs: list[Run], agent_id: str, bodies: dict[str, str],
+    procs: Processes, opts: Options, runs: list[Run], agent_id: str, stubs: dict[str, Stub],
     meta: dict[str, Any],
 ) -> None:
+    """Bare Litestar on uvicorn (the sandbox's settings), then on granian when installed."""
     console.print("[bold]floor[/] bare Litestar")
     cmd = [sys.executable, str(FLOOR_APP), "--host", HOST]
-    if bodies:
-        body_file = BENCH_DIR / "floor-bodies.json"
-        body_file.parent.mkdir(parents=True, exist_ok=True)
-        body_file.write_text(json.dumps(bodies))
-        cmd += ["--bodies", str(body_file)]
-    meta["floor_bodies"] = "the sandbox's own answers" if bodies else "built-in constant"
-    port = free_port()
-    started = time.perf_counter()
-    proc = procs.start(FLOOR, [*cmd, "--port", str(port)])
-    wait_until_answers(procs, FLOOR, proc, started, port, "/", {}, 60, accept=lambda s: s < 500)
-    runs.extend(measure(opts, FLOOR, port, sc, {})
-                for sc in scenarios(API, agent_id, ["list", "get", "create"]))
-    procs.stop(FLOOR)
+    if stubs:
+        cmd += ["--bodies", str(write_stub_file(stubs))]
+    meta["floor_bodies"] = "the sandbox's own answers" if stubs else "built-in constant"
+    scs = scenarios(API, agent_id, ["list", "get", "create"])
+    serve_reference(procs, opts, runs, FLOOR, lambda port: [*cmd, "--port", str(port)], scs,
+                    stubs)
+    if not granian_available():
+        runs.extend(not_run(FLOOR_GRANIAN, scs, GRANIAN_MISSING))
+        return
+    console.print("[bold]floor[/] bare Litestar on granian")
+    env = {STUBS_ENV: str(write_stub_file(stubs))} if stubs else None
+    serve_reference(procs, opts, runs, FLOOR_GRANIAN,
+                    lambda port: granian_command("floor_app:app_from_env", port), scs, stubs,
+                    env=env)
+
+
+def run_asgi(
+    procs: Processes, opts: Options, runs: list[Run], agent_id: str, stubs: dict[str, Stub],
+    meta: dict[str, Any],
+) -> None:
+    """The bare-ASGI callable on uvicorn, then on granian when installed."""
+    if not stubs:
+        raise StartError("no sandbox answers to replay: run the sandbox phase too")
+    stub_file = write_stub_file(stubs)
+    scs = scenarios(API, agent_id, ["list", "get", "create"])
+    console.print("[bold]asgi floor[/] bare ASGI callable on uvicorn")
+    serve_reference(procs, opts, runs, ASGI,
+                    lambda port: [sys.executable, str(ASGI_FLOOR_APP), "--host", HOST,
+                                  "--port", str(port), "--stubs", str(stub_file)], scs, stubs)
+    meta["granian"] = "installed" if granian_available() else "not installed"
+    if not granian_available():
+        console.print("[yellow]granian not installed:[/] its floors are n/a (pip install granian)")
+        runs.extend(not_run(ASGI_GRANIAN, scs, GRANIAN_MISSING))
+        return
+    console.print("[bold]asgi floor[/] bare ASGI callable on granian")
+    serve_reference(procs, opts, runs, ASGI_GRANIAN,
+                    lambda port: granian_command("asgi_floor:app_from_env", port), scs, stubs,
+                    env={STUBS_ENV: str(stub_file)})
+
+
+def run_wiremock(
+    procs: Processes, opts: Options, runs: list[Run], agent_id: str, stubs: dict[str, Stub],
+    meta: dict[str, Any],
+) -> None:
+    """WireMock's static stubs, one per read path, answering the sandbox's bytes."""
+    found, how = wiremock_setup.ensure_wiremock(BENCH_DIR / "wiremock",
+                                                BENCH_DIR / "logs" / "npm-wiremock.log")
+    if found is None:
+        console.print(f"[yellow]WireMock skipped:[/] {how}")
+        meta["wiremock"] = f"skipped: {how}"
+        return
+    if not stubs:
+        raise StartError("no sandbox answers to replay: run the sandbox phase too")
+    java, jar = found
+    scs = scenarios(API, agent_id, ["list", "get"])
+    reads = {path: stub for path, stub in stubs.items() if stub.method == "GET"}
+    root = BENCH_DIR / "wiremock-root"
+    wiremock_setup.write_stubs(root, {
+        path: {"method": s.method, "status": s.status, "content_type": s.content_type,
+               "body": s.body}
+        for path, s in reads.items()
+    })
+    meta["wiremock"] = f"{jar.name}, {wiremock_setup.CONTAINER_THREADS} container threads"
+    console.print(f"[bold]wiremock[/] static stubs (warmed up until its req/s levels off, at "
+                  f"most {opts.jvm_warmup:g} s per scenario: the JVM compiles its hot path while "
+                  "it runs)")
+    serve_reference(procs, opts, runs, WIREMOCK,
+                    lambda port: wiremock_setup.wiremock_command(java, jar, root, port), scs,
+                    stubs, timeout=120, jvm=True)
 
 
 def run_prism(
@@ -576,7 +864,8 @@ def run_prism(
         console.print(f"[bold]{name}[/]")
         port = free_port()
         started = time.perf_counter()
-        proc = procs.start(name, prism_setup.prism_command(binary, SPEC, port, dynamic=dynamic))
+        proc = procs.start(name, [*opts.pinning.server,
+                                  *prism_setup.prism_command(binary, SPEC, port, dynamic=dynamic)])
         wait_until_answers(procs, name, proc, started, port, "/", {}, 180, accept=lambda s: True)
         prefix = prism_prefix(port, auth)
         meta["prism_prefix"] = prefix or "/"
@@ -598,24 +887,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except loadgen.LoadToolError as exc:
         console.print(f"[red]{exc}[/]")
         return 2
-    opts = Options(tool, args.duration, args.warmup, args.connections, args.threads, args.repeat)
+    pinning = plan_pinning(not args.no_pin, allowed_cpus(), shutil.which("taskset"))
+    opts = Options(tool, args.duration, args.warmup, args.connections, args.threads, args.repeat,
+                   pinning, args.jvm_warmup)
+    console.print(f"[dim]{pinning.note}[/]")
     procs = Processes(BENCH_DIR / "logs")
     runs: list[Run] = []
     ready: list[float] = []
     meta: dict[str, Any] = {}
-    agent_id, bodies = AGENT_ID, {}
+    agent_id: str = AGENT_ID
+    stubs: dict[str, Stub] = {}
     code = 0
     load = os.getloadavg()[0]
     meta["loadavg_1m_at_start"] = round(load, 2)
     if load > 0.5 * (os.cpu_count() or 1):
         console.print(f"[yellow]warning:[/] load average {load:.1f} on {os.cpu_count()} cpus: "
                       "other work is running; numbers will be noisy")
-    # The lambdas read agent_id and bodies when they run, after the sandbox phase has set them.
+    # The lambdas read agent_id and stubs when they run, after the sandbox phase has set them.
     phases: list[tuple[str, Callable[[], object]]] = [
         ("sandbox", lambda: run_sandbox(procs, opts, args, runs, ready, meta)),
-        ("floor", lambda: run_floor(procs, opts, runs, agent_id, bodies, meta)),
+        ("floor", lambda: run_floor(procs, opts, runs, agent_id, stubs, meta)),
+        ("asgi", lambda: run_asgi(procs, opts, runs, agent_id, stubs, meta)),
+        ("wiremock", lambda: run_wiremock(procs, opts, runs, agent_id, stubs, meta)),
         ("prism", lambda: run_prism(procs, opts, runs, agent_id, meta)),
     ]
+    assert [name for name, _ in phases] == list(PHASES)
     try:
         for name, phase in phases:
             if name not in args.only:
@@ -630,16 +926,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 procs.stop_all()
                 continue
             if name == "sandbox":
-                agent_id, bodies = out  # type: ignore[misc]
+                agent_id, stubs = out  # type: ignore[misc]
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: reporting what was measured[/]")
         code = 130
     finally:
         procs.stop_all()
     meta["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
-    targets = build_targets({(r.target, r.scenario): r for r in runs}, ready, opts.connections)
-    print_report(runs, targets, opts)
-    write_json(args.output, runs, targets, ready, opts, meta)
+    by_key = {(r.target, r.scenario): r for r in runs}
+    targets = build_targets(by_key, ready, opts.connections)
+    fractions = build_fractions(by_key)
+    print_report(runs, targets, opts, fractions)
+    write_json(args.output, runs, targets, ready, opts, meta, fractions)
     console.print(f"results written to {args.output}")
     return code
 

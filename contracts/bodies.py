@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sandbox.jsontypes import JSON_TYPES, allows_null, json_types
@@ -49,7 +50,8 @@ def examples(schema: Schema, n: int = 3) -> list[dict[str, Any]]:
     """Up to `n` bodies valid against `schema`, the same ones on every run (cached)."""
     key = (json.dumps(schema, sort_keys=True), n)
     if key not in _CACHE:
-        _CACHE[key] = _draw(strip_extensions(schema), n)
+        plain = strip_extensions(schema)
+        _CACHE[key] = [snap_multiples(plain, body) for body in _draw(plain, n)]
     return copy.deepcopy(_CACHE[key])
 
 
@@ -125,10 +127,15 @@ def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[
 
 
 def apply_relations(schema: Schema, body: dict[str, Any]) -> dict[str, Any]:
-    """Honour `x-when` (null unless another field allows it) and `x-time.after` (ordering)."""
+    """Honour `x-when` (null unless another field allows it), `x-time.after` and
+    `x-not-before` (ordering), and leave out `x-forward-only` fields: a value that may only grow
+    depends on the record's current one, which a body drawn from the schema cannot know."""
     props: dict[str, Schema] = schema.get("properties") or {}
     for name, prop in props.items():
         if name not in body:
+            continue
+        if prop.get("x-forward-only") is True:
+            body.pop(name)
             continue
         when = prop.get("x-when")
         if isinstance(when, dict):
@@ -144,7 +151,25 @@ def apply_relations(schema: Schema, body: dict[str, Any]) -> dict[str, Any]:
         timing = prop.get("x-time")
         if isinstance(timing, dict) and timing.get("after") in body and body[name] is not None:
             body[name] = _not_before(body[name], body[timing["after"]], timing)
+        earliest = prop.get("x-not-before")
+        if isinstance(earliest, str) and earliest in body and body[name] is not None:
+            body[name] = _not_before(body[name], body[earliest], {})
     return body
+
+
+def snap_multiples(schema: Schema, value: Any) -> Any:
+    """Numbers under `multipleOf` made exact multiples: the generator builds them by multiplying
+    floats (`51220.520000000004` for 0.01), which a strict validator rightly refuses."""
+    if isinstance(value, dict):
+        props: dict[str, Schema] = schema.get("properties") or {}
+        return {k: snap_multiples(props.get(k) or {}, v) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [snap_multiples(schema["items"], v) for v in value]
+    step = schema.get("multipleOf")
+    if isinstance(value, float) and isinstance(step, int | float) and step > 0:
+        places = max(0, -Decimal(str(step)).as_tuple().exponent)  # type: ignore[operator]
+        return round(round(value / step) * step, places)
+    return value
 
 
 def _not_before(value: str, other: Any, timing: dict[str, Any]) -> str:
@@ -167,9 +192,11 @@ def _not_before(value: str, other: Any, timing: dict[str, Any]) -> str:
 
 
 def valid_bodies(schema: Schema, pick: Picker, n: int = 3) -> list[dict[str, Any]]:
-    return [
+    bodies = [
         apply_relations(schema, fill_references(schema, body, pick)) for body in examples(schema, n)
     ]
+    needed = int(schema.get("minProperties") or 0)
+    return [body for body in bodies if len(body) >= needed]
 
 
 # --- invalid bodies ---------------------------------------------------------------------------

@@ -565,6 +565,78 @@ def session_only(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[V
         yield _expect_error(ex, 403, "API_KEY_FORBIDDEN", "an API key on a session-only operation")
 
 
+def _role_request(ctx: CheckContext, ex: Exchange) -> str:
+    """'key 'readonly' (role Read-only): createTicket (POST /tickets)' for role-matrix messages."""
+    op = ctx.operation(ex)
+    what = f"{op.operation_id} ({op.method} {op.path})" if op else ex.request.path
+    return f"{ex.meta.get('who', 'a key')}: {what}"
+
+
+def _got(ex: Exchange) -> str:
+    code = _error_code(ex)
+    return f"{ex.response.status} {code}" if code else str(ex.response.status)
+
+
+@check("role_forbidden", "A key whose owner's roles lack the scope gets 403 FORBIDDEN", "auth")
+def role_forbidden(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "role-forbidden", "role-refused"):
+        scope = ex.meta.get("scope", "its scope")
+        codes = ("FORBIDDEN",) if ex.role == "role-forbidden" else ("FORBIDDEN", "SCOPE_DENIED")
+        if ex.response.status == 403 and _error_code(ex) in codes:
+            yield _ok(ex)
+            continue
+        why = (
+            f"the role does not allow {scope}"
+            if ex.role == "role-forbidden"
+            else f"the key's effective scopes exclude {scope}"
+        )
+        yield _fail(
+            ex,
+            f"{_role_request(ctx, ex)} was answered {_got(ex)}, expected 403 "
+            f"{' or '.join(codes)}: {why}",
+        )
+
+
+@check(
+    "role_scope_denied",
+    "A key whose roles allow the scope but whose own scopes exclude it gets 403 SCOPE_DENIED",
+    "auth",
+)
+def role_scope_denied(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "role-scope-denied"):
+        if ex.response.status == 403 and _error_code(ex) == "SCOPE_DENIED":
+            yield _ok(ex)
+            continue
+        scope = ex.meta.get("scope", "its scope")
+        yield _fail(
+            ex,
+            f"{_role_request(ctx, ex)} was answered {_got(ex)}, expected 403 SCOPE_DENIED: "
+            f"the role allows {scope} but the key's own scopes exclude it",
+        )
+
+
+@check(
+    "role_allowed", "A key whose effective scopes include the scope gets past authorization", "auth"
+)
+def role_allowed(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    """A read must succeed; a write is sent in a form the API refuses after authorizing it (a
+    placeholder id, a body that is not an object), so any answer but 401 or 403 passes."""
+    for ex in _role(exchanges, "role-allowed"):
+        status = ex.response.status
+        write = bool(ex.meta.get("write"))
+        ok = status not in (401, 403) if write else 200 <= status < 300
+        if ok:
+            yield _ok(ex)
+            continue
+        scope = ex.meta.get("scope") or "no scope"
+        expected = "an answer past authorization (not 401 or 403)" if write else "success"
+        yield _fail(
+            ex,
+            f"{_role_request(ctx, ex)} was answered {_got(ex)}, expected {expected}: "
+            f"the key's effective scopes include {scope}",
+        )
+
+
 # --- rate limits -------------------------------------------------------------------------------
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
@@ -833,6 +905,23 @@ def deleted_gone(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[V
                 f"reading {ex.meta.get('id')} after deleting it was answered "
                 f"{ex.response.status}, expected 404",
             )
+
+
+@check("deleted_retired", "A record a delete retires reads back in its retired state", "resources")
+def deleted_retired(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in _role(exchanges, "deleted-retired"):
+        wanted = ex.meta.get("fields") or {}
+        body = ex.response.json() if ex.response.status == 200 else None
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            yield _fail(
+                ex,
+                f"reading {ex.meta.get('id')} after retiring it was answered "
+                f"{ex.response.status}, expected 200 with the record",
+            )
+            continue
+        wrong = {k: data.get(k) for k, v in wanted.items() if data.get(k) != v}
+        yield _ok(ex) if not wrong else _fail(ex, f"after the delete, {wrong} instead of {wanted}")
 
 
 # --- scenarios ---------------------------------------------------------------------------------

@@ -49,6 +49,11 @@ def unknown_id_operations(spec: Spec) -> list[Operation]:
     ]
 
 
+def role_matrix_operations(spec: Spec) -> list[Operation]:
+    """Every operation an API key may be sent to (session-only ones refuse every key alike)."""
+    return [op for op in spec.operations if not op.session_only]
+
+
 def collection_op(spec: Spec, collection: str, kind: str) -> Operation | None:
     """The operation of a kind serving a collection by id (get, delete) or as a whole (create)."""
     for op in spec.operations:

@@ -8,6 +8,7 @@ when the exchange is recorded, and a curl line names the key by environment vari
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,14 @@ KEY_ENV = {
 _CURL_SKIP_HEADERS = frozenset(
     {"host", "user-agent", "accept", "accept-encoding", "connection", "content-length"}
 )
+
+
+def key_env(label: str) -> str | None:
+    """The environment variable a curl line reads a key from: a fixed one per kind of key, and
+    OPSMERGE_KEY_FOR_<ROLE> for a key given per role (`for:<role>`)."""
+    if label.startswith("for:"):
+        return "OPSMERGE_KEY_FOR_" + re.sub(r"[^A-Z0-9]+", "_", label[4:].upper()).strip("_")
+    return KEY_ENV.get(label)
 
 
 def mask_key(key: str | None) -> str:
@@ -164,7 +173,7 @@ def curl_line(
         if name in _CURL_SKIP_HEADERS:
             continue
         if name == "authorization":
-            env = KEY_ENV.get(exchange.key_label)
+            env = key_env(exchange.key_label)
             if env:
                 parts += ["-H", f'"Authorization: Bearer ${env}"']
                 continue

@@ -24,6 +24,7 @@ class OptionSpec:
     ini: str
     help: str
     secret: bool = False
+    repeatable: bool = False  # the flag may be given several times
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
@@ -52,12 +53,29 @@ OPTIONS: tuple[OptionSpec, ...] = (
         secret=True,
     ),
     OptionSpec(
+        "keys_for",
+        "--opsmerge-key-for",
+        "OPSMERGE_KEYS_FOR",
+        "opsmerge_keys_for",
+        "ROLE=KEY: a key held by a user of that role, for the role matrix (403 FORBIDDEN, "
+        "403 SCOPE_DENIED, success); repeatable; the environment takes 'a=KEY;b=KEY'",
+        secret=True,
+        repeatable=True,
+    ),
+    OptionSpec(
+        "keys_file",
+        "--opsmerge-keys-file",
+        "OPSMERGE_KEYS_FILE",
+        "opsmerge_keys_file",
+        "a file of ROLE=KEY lines (or a JSON object ROLE: KEY) for the role matrix",
+    ),
+    OptionSpec(
         "profile",
         "--opsmerge-profile",
         "OPSMERGE_PROFILE",
         "opsmerge_profile",
-        "sandbox | staging | production (default: sandbox for the sandbox target, "
-        "production, which sends only GET and HEAD, for a URL)",
+        "sandbox | staging | production (default: sandbox for the sandbox target or a URL "
+        "given with its admin token, else production, which sends only GET and HEAD)",
     ),
     OptionSpec(
         "budget",
@@ -78,8 +96,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "--opsmerge-admin-token",
         "OPSMERGE_SANDBOX_ADMIN_TOKEN",
         "opsmerge_admin_token",
-        "admin token of a sandbox served at the target URL (enables keys, clock, reset)",
+        "admin token of a sandbox served at the target URL: the run mints its own keys and "
+        "works in a workspace of its own, reset at the end (prefer the environment)",
         secret=True,
+    ),
+    OptionSpec(
+        "workspace",
+        "--opsmerge-workspace",
+        "OPSMERGE_WORKSPACE",
+        "opsmerge_workspace",
+        "with an admin token: the served sandbox's workspace the run works in and resets at "
+        "the end (default contracts-<random>, new for every run)",
     ),
     OptionSpec(
         "app",
@@ -123,6 +150,8 @@ class Options:
     budget: int | None = None
     report: Path | None = None
     admin_token: str | None = None
+    role_keys: tuple[tuple[str, str], ...] = ()  # (label, key) for the role matrix
+    workspace: str | None = None
     app: str | None = None
     spec: Path | None = None
     suite: str = "auto"
@@ -140,12 +169,20 @@ class Options:
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("opsmerge", "OpsMerge contracts")
     for spec in OPTIONS:
-        group.addoption(spec.flag, dest=f"opsmerge_{spec.name}", default=None, help=spec.help)
+        group.addoption(
+            spec.flag,
+            dest=f"opsmerge_{spec.name}",
+            default=None,
+            help=spec.help,
+            action="append" if spec.repeatable else "store",
+        )
         parser.addini(spec.ini, help=spec.help + f" (env {spec.env})", default=None)
 
 
 def _raw(config: pytest.Config, spec: OptionSpec, environ: dict[str, str]) -> str | None:
     value = config.getoption(f"opsmerge_{spec.name}", default=None)
+    if isinstance(value, list):  # a repeatable flag: its entries, one per line
+        value = "\n".join(str(v) for v in value) or None
     if value in (None, ""):
         value = environ.get(spec.env) or None
     if value in (None, ""):
@@ -163,7 +200,9 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Opt
     target = raw["target"] or "sandbox"
     if target != "sandbox" and not target.startswith(("http://", "https://")):
         raise OptionError(f"--opsmerge-target must be 'sandbox' or an http(s) URL, got {target!r}")
-    profile = raw["profile"] or ("sandbox" if target == "sandbox" else "production")
+    # with its admin token the target is a sandbox, and the run writes only in its own workspace
+    sandboxed = target == "sandbox" or raw["admin_token"] is not None
+    profile = raw["profile"] or ("sandbox" if sandboxed else "production")
     if profile not in PROFILES:
         raise OptionError(
             f"--opsmerge-profile must be one of {', '.join(PROFILES)}, got {profile!r}"
@@ -172,7 +211,12 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Opt
     suite = {"true": "yes", "1": "yes", "false": "no", "0": "no"}.get(suite, suite)
     if suite not in ("auto", "yes", "no"):
         raise OptionError(f"--opsmerge-suite must be auto, yes or no, got {raw['suite']!r}")
+    if raw["workspace"] == "default":
+        raise OptionError(
+            "--opsmerge-workspace cannot be 'default': the run resets its workspace when it ends"
+        )
     return Options(
+        role_keys=_role_keys(raw["keys_for"], raw["keys_file"]),
         target=target.rstrip("/"),
         target_given=raw["target"] is not None,
         key=raw["key"],
@@ -181,11 +225,27 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Opt
         budget=_int(raw["budget"], "--opsmerge-budget"),
         report=Path(raw["report"]) if raw["report"] else None,
         admin_token=raw["admin_token"],
+        workspace=raw["workspace"],
         app=raw["app"],
         spec=Path(raw["spec"]) if raw["spec"] else None,
         suite=suite,
         examples=_int(raw["examples"], "--opsmerge-examples") or 3,
     )
+
+
+def _role_keys(inline: str | None, file: str | None) -> tuple[tuple[str, str], ...]:
+    """The role matrix's keys from ROLE=KEY entries and a keys file (messages never show a key)."""
+    if not inline and not file:
+        return ()
+    from contracts.rolekeys import KeyEntryError, load_file, merge, parse_entries
+
+    try:
+        return merge(
+            parse_entries(inline or "", "--opsmerge-key-for"),
+            load_file(Path(file)) if file else [],
+        )
+    except KeyEntryError as exc:
+        raise OptionError(str(exc)) from None
 
 
 def _int(value: str | None, flag: str) -> int | None:

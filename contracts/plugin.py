@@ -52,6 +52,21 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args.append(str(SUITE_DIR))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A URL target is checked once before anything runs: a target that is down, is not this
+    API or refuses the key stops the run with one line and its own exit code (contracts.preflight)
+    instead of failing every contract."""
+    options = options_for(session.config)
+    if options.in_process or not options.run_suite:
+        return  # a run of the user's own tests checks the target when one first uses it
+    from contracts.preflight import TargetProblem
+
+    try:
+        run_for(session.config).preflight()
+    except TargetProblem as problem:
+        pytest.exit(f"opsmerge: {problem.line}", returncode=problem.code)
+
+
 def _has_arg(config: pytest.Config, path: Path) -> bool:
     """Whether an argument already names `path` or something inside it."""
     target = path.resolve()
@@ -89,9 +104,14 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
     key = mask_key(options.key) if options.key else "(the sandbox's owner key)"
     budget = options.budget if options.budget is not None else "unlimited"
-    return [
-        f"opsmerge: target {options.target}, profile {options.profile}, key {key}, budget {budget}"
+    lines = [  # short lines: an 80-column terminal shows each whole
+        f"opsmerge: target {options.target}",
+        f"opsmerge: profile {options.profile}, key {key}, budget {budget}",
     ]
+    if options.role_keys:
+        labels = ", ".join(label for label, _ in options.role_keys)
+        lines.append(f"opsmerge: keys per role: {labels}")
+    return lines
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -279,8 +299,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     run = config.stash.get(_RUN, None)
     if run is None or not run.report.tests:
         return
+    if not run.report.has_findings and not options_for(config).run_suite:
+        return  # the user's own tests used the fixtures and checked nothing: no empty table
     terminalreporter.write_sep("=", "OpsMerge contracts")
-    width = max(80, int(getattr(terminalreporter._tw, "fullwidth", 120)))
+    width = int(getattr(terminalreporter._tw, "fullwidth", 80)) or 80
     terminalreporter.write(
         run.report.render_summary(
             width=width, color=terminalreporter.hasmarkup, verbose=config.get_verbosity() > 0
@@ -288,4 +310,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     )
     paths = config.stash.get(_REPORT_PATHS, None)
     if paths:
-        terminalreporter.write_line(f"opsmerge report: {paths[0]} and {paths[1]}")
+        for path in paths:  # one a line: a long path does not push the other off the screen
+            terminalreporter.write_line(f"opsmerge report: {path}")

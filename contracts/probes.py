@@ -9,17 +9,21 @@ may be changed too (the caller's own user and roles never are).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from contracts import rolekeys
 from contracts.bodies import invalid_bodies, valid_bodies
 from contracts.contract_plan import collection_op, is_write, path_params
 from contracts.session import LIMITED, Contract
+from sandbox.extensions import thaw
 from sandbox.spec import Operation
 
 PLACEHOLDER = "contracts0missing"
@@ -110,11 +114,33 @@ def _data(response: Any) -> Any:
     return body.get("data") if isinstance(body, dict) else None
 
 
+_SERIAL = itertools.count(1)
+
+
+def _unique(value: Any, mark: str) -> Any:
+    """A value for a field no two records may share, made this body's own.
+
+    Records a delete only retires (a deactivated user) keep their values, so a body repeated in a
+    later run, or by another contract, must not meet its own earlier record.
+    """
+    if not isinstance(value, str) or not value:
+        return value
+    local, at, domain = value.partition("@")
+    if at:
+        return f"{local[: 64 - len(mark) - 1]}+{mark}@{domain}"
+    return f"{value}-{mark}"
+
+
 def _bodies(c: Contract, op: Operation) -> list[dict[str, Any]]:
     assert op.body_schema is not None
     bodies = valid_bodies(op.body_schema, c.run.pool.pick, c.run.options.examples)
     if not bodies:
         pytest.skip(f"no body could be generated from the request schema of {op.operation_id}")
+    for body in bodies:
+        for field in op.hints.unique_fields:
+            if field in body:
+                mark = f"{uuid.uuid4().hex[:6]}{next(_SERIAL)}"
+                body[field] = _unique(body[field], mark)
     return bodies
 
 
@@ -273,8 +299,19 @@ def _delete(c: Contract, op: Operation) -> None:
         c.cleanup.forget(collection, record_id)
         c.touched_world = True
         get = collection_op(c.spec, collection, "get")
-        if get is not None:
-            c.call("GET", _path(c, get, record_id), role="deleted-gone", meta={"id": record_id})
+        if get is None:
+            return
+        path = _path(c, get, record_id)
+        if op.hints.soft_delete:  # retired, not erased: it reads back in its retired state
+            # an expression ($now...) has no value to compare; the fixed fields say the state
+            fields = {
+                k: v
+                for k, v in thaw(op.hints.soft_delete).items()
+                if not (isinstance(v, str) and v.startswith("$"))
+            }
+            c.call("GET", path, role="deleted-retired", meta={"id": record_id, "fields": fields})
+        else:
+            c.call("GET", path, role="deleted-gone", meta={"id": record_id})
 
 
 def _action(c: Contract, op: Operation) -> None:
@@ -397,6 +434,69 @@ def _granted_key(c: Contract, op: Operation) -> tuple[str, str] | None:
         if all(s in scopes for s in op.scopes):
             return LIMITED, ", ".join(op.scopes) or "any scope"
     return None
+
+
+NOT_A_BODY = "contracts: not a request body"  # valid JSON, invalid for every object schema
+
+
+def role_matrix(c: Contract, op: Operation) -> None:
+    """Every key of the role matrix on this operation: FORBIDDEN, SCOPE_DENIED or success.
+
+    A read is sent as it would be used (real ids). A write is sent in a form the API refuses
+    after authorizing it (a placeholder id, a body that is not an object), so a key that may
+    make it changes nothing and one that may not is refused first. Under the production profile
+    writes are not sent: what they would have proven is reported as not proven, not passed.
+    """
+    keys = c.run.role_keys()
+    if not keys:
+        pytest.skip(
+            "no keys per role: give --opsmerge-key-for ROLE=KEY (or a keys file), or the "
+            "target's admin token so the run can mint them"
+        )
+    write = is_write(op)
+    unproven = []
+    for k in keys:
+        expected, scope = k.expectation(op)
+        if write and c.profile == "production":
+            unproven.append((k, expected, "the production profile sends only GET and HEAD"))
+            continue
+        if expected == rolekeys.REFUSED:  # sent and judged, but which refusal cannot be said
+            unproven.append(
+                (k, expected, "FORBIDDEN and SCOPE_DENIED not told apart: give a full-access "
+                 "key of the same user too")
+            )
+        path = _path(c, op, placeholders=write)
+        body: Any = NOT_A_BODY if write and op.body_schema is not None else None
+        c.call(
+            op.method,
+            path,
+            key=k.key,
+            role=rolekeys.EXCHANGE_ROLE[expected],
+            meta={"who": k.who, "label": k.label, "scope": scope, "write": write},
+            operation=op,
+            **({"json": body} if body is not None else {}),
+        )
+    for k, expected, reason in unproven:
+        c.run.report.add_unproven(
+            {
+                "test": c.nodeid,
+                "operation": op.operation_id,
+                "key": k.label,
+                "roles": ", ".join(k.role_names),
+                "expected": rolekeys.EXPECTED_ANSWER[expected],
+                "reason": reason,
+            }
+        )
+    if c.exchanges:
+        c.verify()
+    if write and c.profile == "production":
+        pytest.skip(
+            f"not proven for {op.operation_id} ({op.method} {op.path}): the production profile "
+            "sends only GET and HEAD; expected "
+            + "; ".join(
+                f"{k.label} {rolekeys.EXPECTED_ANSWER[e]}" for k, e, _ in unproven
+            )
+        )
 
 
 def unknown_id(c: Contract, op: Operation) -> None:
@@ -544,7 +644,10 @@ def rate_limit_burst(c: Contract) -> None:
 
 
 def _wait(c: Contract, seconds: float) -> None:
-    if c.target.admin is not None and c.profile == "sandbox":
+    """Advance the clock of a sandbox the run started, or of the run's own workspace on a served
+    sandbox that keeps one per workspace; anything else is waited in real time (a shared clock
+    cannot be moved back)."""
+    if c.target.admin is not None and c.target.owns_clock:
         c.target.admin.advance_clock(seconds)
     else:
         time.sleep(seconds)
@@ -561,7 +664,7 @@ def _retry_wait(response: Any) -> float:
 def rate_limit_retry(c: Contract) -> None:
     """Exceed a key's limit: a 429 with Retry-After, and after waiting it the retry passes."""
     op = _identity_op(c)
-    if c.target.admin is not None and c.profile == "sandbox":
+    if c.target.admin is not None:  # minting is control traffic, allowed under every profile
         limit = 3
         key = c.target.mint(None, rate_limit=limit, name="contracts rate limit")
         assert key is not None

@@ -44,6 +44,12 @@ class RunReport:
     tests: list[TestOutcome] = field(default_factory=list)
     leftovers: list[Leftover] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    # role-matrix expectations the run could not prove (a write under production, say): stated,
+    # never counted as passed
+    unproven: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_unproven(self, entry: dict[str, Any]) -> None:
+        self.unproven.append(entry)
 
     def add_results(
         self, nodeid: str, results: list[Result], curl: Callable[[Exchange], str]
@@ -110,6 +116,7 @@ class RunReport:
             "failures": self.failures,
             "warnings": self.warnings,
             "leftovers": [left.to_dict() for left in self.leftovers],
+            "unproven": self.unproven,
             "skipped": [
                 {"test": t.nodeid, "reason": t.reason} for t in self.tests if t.outcome == "skipped"
             ],
@@ -130,9 +137,17 @@ class RunReport:
         html_path.write_text(render_html(data), encoding="utf-8")
         return json_path, html_path
 
+    @property
+    def has_findings(self) -> bool:
+        """Whether there is anything to summarise: checks ran, or something was left behind or
+        could not be proven. A run of a user's own tests that only used the fixtures has none."""
+        return bool(self.counts or self.leftovers or self.unproven or self.failures)
+
     def render_summary(self, width: int = 120, color: bool = False, verbose: bool = False) -> str:
         """The end-of-run summary as text (rendered with rich): checks, then operations by check
-        group (every operation when `verbose`, else those that failed or warned)."""
+        group (every operation when `verbose`, else those that failed or warned). Nothing in it
+        is wider than `width`: long names fold instead of being cut."""
+        from rich import box
         from rich.console import Console
         from rich.table import Table
 
@@ -143,27 +158,32 @@ class RunReport:
             record=True,
             file=io.StringIO(),  # recorded, never printed here
         )
-        checks = Table(title="checks", title_justify="left")
-        checks.add_column("check")
-        checks.add_column("passed", justify="right")
-        checks.add_column("failed", justify="right")
-        checks.add_column("warned", justify="right")
-        for cid in REGISTRY:
-            tally = self.counts.get(cid)
-            if not tally:
-                continue
-            style = "red" if tally[FAIL] else "green"
-            checks.add_row(
-                f"[{style}]{cid}[/]", str(tally[PASS]), str(tally[FAIL]), str(tally[WARN])
-            )
-        console.print(checks)
+        if self.counts:
+            checks = Table(title="checks", title_justify="left", box=box.SIMPLE_HEAD)
+            checks.add_column("check", overflow="fold")
+            checks.add_column("passed", justify="right")
+            checks.add_column("failed", justify="right")
+            checks.add_column("warned", justify="right")
+            for cid in REGISTRY:
+                tally = self.counts.get(cid)
+                if not tally:
+                    continue
+                style = "red" if tally[FAIL] else "green"
+                checks.add_row(
+                    f"[{style}]{cid}[/]", str(tally[PASS]), str(tally[FAIL]), str(tally[WARN])
+                )
+            console.print(checks)
         groups = list(dict.fromkeys(info.group for info in REGISTRY.values()))
         ops = Table(
-            title="operations by check group (✓ passed, ✗ failed, ! warned)", title_justify="left"
+            title="operations by check group (✓ passed, ✗ failed, ! warned)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+            collapse_padding=True,
         )
-        ops.add_column("operation", no_wrap=True)
+        ops.add_column("operation", overflow="fold", ratio=1)
         for group in groups:
-            ops.add_column(_SHORT.get(group, group), justify="center", no_wrap=True, min_width=4)
+            ops.add_column(_SHORT.get(group, group)[:4], justify="center", no_wrap=True, width=4)
         quiet = 0
         for op in sorted(self.matrix):
             row = self.matrix[op]
@@ -186,12 +206,22 @@ class RunReport:
             f"contracts: {line}; {len(self.failures)} failing exchange(s); "
             f"{self.stats.get('requests', 0)} request(s) sent"
         )
+        if self.unproven:
+            by_reason: dict[str, set[str]] = {}
+            for entry in self.unproven:
+                by_reason.setdefault(entry["reason"], set()).add(entry["operation"])
+            for reason, operations in by_reason.items():
+                count = sum(1 for e in self.unproven if e["reason"] == reason)
+                console.print(
+                    f"[yellow]role matrix, not proven[/]: {count} expectation(s) on "
+                    f"{len(operations)} operation(s): {reason} (the report lists them)"
+                )
         if self.leftovers:
-            by_reason: dict[str, dict[str, int]] = {}
+            left_by: dict[str, dict[str, int]] = {}
             for left in self.leftovers:
-                tally = by_reason.setdefault(left.reason, {})
+                tally = left_by.setdefault(left.reason, {})
                 tally[left.collection] = tally.get(left.collection, 0) + 1
-            for reason, tally in by_reason.items():
+            for reason, tally in left_by.items():
                 listed = ", ".join(f"{n} {c}" for c, n in sorted(tally.items()))
                 console.print(f"[yellow]leftovers[/]: {listed} ({reason})")
         return console.export_text(styles=color)
@@ -215,17 +245,25 @@ def _iso(ts: float) -> str:
 
 
 _CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1d2330;background:#fafbfc}
+body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1d2330;background:#fafbfc;
+max-width:100%}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;margin:.5rem 0;background:#fff}
 th,td{border:1px solid #d7dce3;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#eef1f5}.pass{color:#137333}.fail{color:#b3261e;font-weight:600}.warn{color:#9a6700}
-td.c{text-align:center}pre{background:#f3f5f8;padding:.6rem;overflow:auto;white-space:pre-wrap;
-word-break:break-all;max-height:24rem}
+td.c{text-align:center;padding:.2rem 0;min-width:1.3rem}pre{background:#f3f5f8;padding:.6rem;
+overflow:auto;white-space:pre-wrap;word-break:break-all;max-height:24rem}
 details{margin:.6rem 0;border:1px solid #d7dce3;background:#fff;
 padding:.4rem .8rem}summary{cursor:pointer}.meta td:first-child{font-weight:600}
+.meta td{overflow-wrap:anywhere}
+table.matrix th.v{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap;
+padding:.4rem .1rem;font-weight:500;font-size:.8rem;vertical-align:bottom;text-align:left}
+table.matrix th.g{text-align:center;font-size:.72rem;font-weight:600;padding:.25rem .1rem}
+table.matrix td.op{white-space:nowrap;font-family:ui-monospace,monospace;font-size:.8rem}
+.empty{color:#5f6b7a}
 """
 _SYMBOL = {PASS: "✓", FAIL: "✗", WARN: "!"}
+_SYMBOL_TITLE = {PASS: "passed", FAIL: "failed", WARN: "warned"}
 
 
 def _pretty(body: str) -> str:
@@ -236,22 +274,62 @@ def _pretty(body: str) -> str:
         return body
 
 
-def render_html(data: dict[str, Any]) -> str:
+def _meta_value(value: Any) -> str:
+    """A run setting as a person reads it: no Python literals (None, True) on the page."""
+    if value is None:
+        return "not set"
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return str(value)
+
+
+def _matrix(data: dict[str, Any]) -> str:
+    """Operations by checks: the checks grouped under their group, their ids written upwards so
+    thirty-odd columns fit a laptop's window without scrolling sideways."""
     e = html.escape
-    meta_rows = "".join(
-        f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in data["meta"].items()
+    checks = data["checks"]
+    check_ids = [cid for cid in checks if cid in data["summary"]["checks"]]
+    if not check_ids or not data["operations"]:
+        return '<p class="empty">No operation was checked.</p>'
+    groups: dict[str, list[str]] = {}
+    for cid in check_ids:
+        groups.setdefault(checks[cid]["group"], []).append(cid)
+    ordered = [cid for ids in groups.values() for cid in ids]
+    group_row = "".join(
+        f'<th class="g" colspan="{len(ids)}">{e(group)}</th>' for group, ids in groups.items()
     )
-    tests = data["summary"]["tests"]
-    outcome = ", ".join(f"{n} {e(k)}" for k, n in sorted(tests.items())) or "no tests"
-    check_ids = [cid for cid in data["checks"] if cid in data["summary"]["checks"]]
-    head = "".join(f'<th title="{e(data["checks"][c]["title"])}">{e(c)}</th>' for c in check_ids)
+    head = "".join(
+        f'<th class="v" title="{e(checks[c]["title"])}">{e(c)}</th>' for c in ordered
+    )
     rows = []
     for op in sorted(data["operations"]):
         cells = []
-        for cid in check_ids:
+        for cid in ordered:
             status = data["operations"][op].get(cid)
-            cells.append(f'<td class="c {status or ""}">{_SYMBOL.get(status or "", "")}</td>')
-        rows.append(f"<tr><td>{e(op)}</td>{''.join(cells)}</tr>")
+            title = f' title="{e(cid)}: {_SYMBOL_TITLE[status]}"' if status else ""
+            symbol = _SYMBOL.get(status or "", "")
+            cells.append(f'<td class="c {status or ""}"{title}>{symbol}</td>')
+        rows.append(f'<tr><td class="op">{e(op)}</td>{"".join(cells)}</tr>')
+    return (
+        '<table class="matrix"><thead><tr><th rowspan="2">operation</th>'
+        f"{group_row}</tr><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _list(items: list[str], empty: str) -> str:
+    return f"<ul>{''.join(items)}</ul>" if items else f'<p class="empty">{empty}</p>'
+
+
+def render_html(data: dict[str, Any]) -> str:
+    e = html.escape
+    meta_rows = "".join(
+        f"<tr><td>{e(str(k))}</td><td>{e(_meta_value(v))}</td></tr>"
+        for k, v in data["meta"].items()
+    )
+    tests = data["summary"]["tests"]
+    outcome = ", ".join(f"{n} {e(k)}" for k, n in sorted(tests.items())) or "no tests"
     failures = []
     for i, f in enumerate(data["failures"], 1):
         ex = f["exchange"]
@@ -273,30 +351,36 @@ def render_html(data: dict[str, Any]) -> str:
             f"<p>reproduce:</p><pre>{e(f['curl'])}</pre>"
             f"<p>request</p><pre>{e(req_text)}</pre><p>response</p><pre>{e(resp_text)}</pre></details>"
         )
-    warnings = "".join(
+    warnings = [
         f"<li class=warn>{e(w['operation'] or '')}: {e(w['message'])} "
         f"<small>({e(w['test'])})</small></li>"
         for w in data["warnings"]
-    )
-    leftovers = "".join(
+    ]
+    unproven = [
+        f"<li>{e(u['operation'])}: key <code>{e(u['key'])}</code> ({e(u['roles'] or 'no role')})"
+        f" expected {e(u['expected'])}; {e(u['reason'])}</li>"
+        for u in data.get("unproven", [])
+    ]
+    leftovers = [
         f"<li>{e(x['collection'])} <code>{e(x['id'])}</code>: {e(x['reason'])}</li>"
         for x in data["leftovers"]
-    )
-    skipped = "".join(
-        f"<li><code>{e(s['test'])}</code>: {e(s['reason'])}</li>" for s in data["skipped"]
-    )
+    ]
+    skipped = [f"<li><code>{e(s['test'])}</code>: {e(s['reason'])}</li>" for s in data["skipped"]]
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>OpsMerge contract report</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>OpsMerge contract report</title>
 <style>{_CSS}</style></head><body>
 <h1>OpsMerge contract report</h1>
 <p>{outcome}; {len(data["failures"])} failing exchange(s); started {e(data["started"])},
 took {data["duration_seconds"]} s.</p>
 <table class=meta>{meta_rows}</table>
-<h2>Failures ({len(data["failures"])})</h2>{"".join(failures) or "<p class=pass>None.</p>"}
+<h2>Failures ({len(data["failures"])})</h2>{"".join(failures) or '<p class="pass">No failures.</p>'}
 <h2>Operations by checks</h2>
-<table><tr><th>operation</th>{head}</tr>{"".join(rows)}</table>
-<h2>Warnings ({len(data["warnings"])})</h2><ul>{warnings or "<li>None.</li>"}</ul>
-<h2>Leftovers ({len(data["leftovers"])})</h2><ul>{leftovers or "<li>None.</li>"}</ul>
-<h2>Skipped ({len(data["skipped"])})</h2><ul>{skipped or "<li>None.</li>"}</ul>
+{_matrix(data)}
+<h2>Not proven ({len(unproven)})</h2>{_list(unproven, "Every role-matrix expectation was sent.")}
+<h2>Warnings ({len(warnings)})</h2>{_list(warnings, "No warnings.")}
+<h2>Leftovers ({len(leftovers)})</h2>{_list(leftovers, "Nothing was left behind.")}
+<h2>Skipped ({len(skipped)})</h2>{_list(skipped, "Nothing was skipped.")}
 </body></html>
 """

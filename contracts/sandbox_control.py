@@ -20,6 +20,7 @@ class AdminError(RuntimeError):
 class SandboxAdmin:
     def __init__(self, client: httpx.Client, token: str, workspace: str | None = None) -> None:
         self._client = client
+        self.workspace = workspace
         self._headers = {ADMIN_HEADER: token}
         if workspace:
             self._headers["X-Sandbox-Workspace"] = workspace
@@ -68,11 +69,20 @@ class SandboxAdmin:
             body["rate_limit"] = rate_limit
         return dict(self._call("POST", "/keys", json=body))
 
+    def list_keys(self) -> list[dict[str, Any]]:
+        """The sandbox's keys as the control API lists them (prefix, owner, scopes; no secret)."""
+        data = self._call("GET", "/keys")
+        return list(data.get("items", [])) if isinstance(data, dict) else list(data or [])
+
     def revoke_key(self, key_id: str) -> Any:
         return self._call("DELETE", f"/keys/{key_id}")
 
     def reset_rate_limits(self) -> Any:
         return self._call("POST", "/rate-limits/reset")
+
+    def clock(self) -> Any:
+        """The clock as the run sees it (its workspace's, on a sandbox that keeps one each)."""
+        return self._call("GET", "/clock")
 
     def advance_clock(self, seconds: float) -> Any:
         """Move the sandbox clock forward: rate windows and key expiry cross as if time passed."""
@@ -94,6 +104,3 @@ class SandboxAdmin:
 
     def clear_requests(self) -> Any:
         return self._call("DELETE", "/requests")
-
-    def clock(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/clock"))

@@ -8,6 +8,7 @@ ends, newest first), and `verify()`, which runs every check over what the test s
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -20,8 +21,9 @@ from contracts.exchange import Exchange, curl_line
 from contracts.idpool import IdPool
 from contracts.options import Options
 from contracts.report import RunReport
+from contracts.rolekeys import RoleKey
 from contracts.routes import Router
-from contracts.target import Target, open_target
+from contracts.target import Target, api_base, new_workspace, open_target
 from sandbox.spec import Operation, Spec, load_spec
 
 PRIMARY = "primary"
@@ -57,13 +59,52 @@ class ContractRun:
         self._target: Target | None = None
         self._pool: IdPool | None = None
         self._identities: dict[str, dict[str, Any] | None] = {}
+        # a served sandbox (URL and admin token): the run's own workspace, named before the
+        # target opens so the preflight's one keyed request lands in it too
+        served = not options.in_process and options.admin_token is not None
+        self.workspace: str | None = (options.workspace or new_workspace()) if served else None
+        self.preflight_sent = _checked_already()
+        self._preflight_passed = self.preflight_sent > 0
+
+    def _preflight_or_exit(self) -> None:
+        """The first test to use a URL target checks it; a bad target ends the session there."""
+        import pytest
+
+        from contracts.preflight import TargetProblem
+
+        try:
+            self.preflight()
+        except TargetProblem as problem:
+            pytest.exit(f"opsmerge: {problem.line}", returncode=problem.code)
+
+    def preflight(self) -> None:
+        """Raise TargetProblem when a URL target is down, is not this API or refuses the key
+        (once per run: the command may have checked it before starting pytest)."""
+        if self.options.in_process or self._preflight_passed:
+            return
+        from contracts.preflight import check_target
+
+        root, base = api_base(self.options.target, self.spec)
+        self.preflight_sent = check_target(
+            root,
+            base,
+            self.spec,
+            self.options.key,
+            admin_token=self.options.admin_token,
+            workspace=self.workspace,
+            role_keys=self.options.role_keys,
+        )
+        self._preflight_passed = True
 
     # --- the target, opened on first use ---------------------------------------------------------
 
     @property
     def target(self) -> Target:
         if self._target is None:
-            self._target = open_target(self.options, self.spec)
+            if not self.options.in_process and not self._preflight_passed:
+                self._preflight_or_exit()
+            self._target = open_target(self.options, self.spec, self.workspace)
+            self._target.guard.charge(self.preflight_sent)  # the check's requests count too
             self.report.meta.update(self._target.describe())
         return self._target
 
@@ -98,6 +139,37 @@ class ContractRun:
             self._identities[key] = data
         return self._identities[key]
 
+    def role_keys(self) -> list[RoleKey]:
+        """The role matrix's keys, learned once per run: those given per role, else (a sandbox
+        the run administers) one minted for a user of each role. A given key the target refuses
+        fails the test that first asks, naming its label."""
+        target = self.target
+        if target.role_keys is None:
+            from contracts.rolekeys import RoleKeyProblem, learn, mint_per_role
+
+            try:
+                if self.options.role_keys:
+                    keys = learn(target, self.spec, self.options.role_keys)
+                elif target.admin is not None:
+                    keys = mint_per_role(target, self.spec, self._users())
+                else:
+                    keys = []
+            except RoleKeyProblem as problem:
+                import pytest
+
+                pytest.fail(f"role matrix: {problem}", pytrace=False)
+            target.role_keys = keys
+            # no contract may change these users or their roles while the matrix relies on them
+            for k in keys:
+                self.pool.protected |= {k.user_id, *k.role_ids}
+            self.report.meta["role_keys"] = ", ".join(k.label for k in keys) or "none"
+        return list(target.role_keys)
+
+    def _users(self) -> list[dict[str, Any]]:
+        """The users the spec's auth model names (x-sandbox-auth), read with the run's key."""
+        users = (self.spec.resolved.get("x-sandbox-auth") or {}).get("users")
+        return self.pool.records(str(users)) if users else []
+
     def scopes_of(self, key: str | None) -> set[str] | None:
         me = self.identity(key)
         return set(me.get("scopes") or []) if me else None
@@ -125,6 +197,30 @@ class ContractRun:
             )
             self._target.close()
             self._target = None
+        elif self.workspace and self._preflight_passed and self.options.admin_token:
+            reset_workspace(self.options, self.spec, self.workspace)
+
+
+def _checked_already() -> int:
+    """Requests the command sent checking the target before it started this pytest (0: none)."""
+    import os
+
+    from contracts.cli import CHECKED_ENV
+
+    value = os.environ.get(CHECKED_ENV, "")
+    return int(value) if value.isdigit() else 0
+
+
+def reset_workspace(options: Options, spec: Spec, workspace: str) -> None:
+    """The preflight's keyed request made the run's workspace: a run that then never opened its
+    target (or never started) still leaves nothing behind. Errors are ignored: it is tidying."""
+    from contracts.sandbox_control import AdminError, SandboxAdmin
+
+    root, _ = api_base(options.target, spec)
+    with httpx.Client(base_url=root, timeout=30) as client, contextlib.suppress(
+        AdminError, httpx.HTTPError
+    ):
+        SandboxAdmin(client, str(options.admin_token), workspace).reset(workspace=workspace)
 
 
 class Contract:
@@ -178,6 +274,9 @@ class Contract:
             return PRIMARY
         if key == self.target.limited_key:
             return LIMITED
+        for k in self.target.role_keys or ():
+            if key == k.key and not k.minted:
+                return f"for:{k.label}"  # a curl line reads it from OPSMERGE_KEY_FOR_<LABEL>
         return "minted"
 
     def call(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from contracts import contract_plan, probes
+from contracts.options import Options
 from contracts.plugin import run_for
 from contracts.session import Contract
 from sandbox.spec import Operation
@@ -21,14 +22,25 @@ _OPERATIONS = {
     "test_pagination": contract_plan.list_operations,
     "test_bodies": contract_plan.body_operations,
     "test_unknown_id": contract_plan.unknown_id_operations,
+    "test_role_matrix": contract_plan.role_matrix_operations,
 }
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "operation" in metafunc.fixturenames:
-        spec = run_for(metafunc.config).spec
-        ops = _OPERATIONS[metafunc.function.__name__](spec)
+        run = run_for(metafunc.config)
+        ops = _OPERATIONS[metafunc.function.__name__](run.spec)
+        if metafunc.function.__name__ == "test_role_matrix" and not _has_role_keys(run.options):
+            metafunc.parametrize("operation", [pytest.param(None, marks=pytest.mark.skip(
+                reason="no keys per role: give --opsmerge-key-for ROLE=KEY (or a keys file) to "
+                "prove 403 FORBIDDEN and SCOPE_DENIED per role"))], ids=["no-role-keys"])
+            return
         metafunc.parametrize("operation", ops, ids=[op.operation_id for op in ops])
+
+
+def _has_role_keys(options: Options) -> bool:
+    """Keys given per role, or a sandbox the run can mint them on (in-process or admin token)."""
+    return bool(options.role_keys) or options.in_process or options.admin_token is not None
 
 
 def test_conforms(opsmerge_contract: Contract, operation: Operation) -> None:
@@ -54,6 +66,12 @@ def test_bodies(opsmerge_contract: Contract, operation: Operation) -> None:
 def test_unknown_id(opsmerge_contract: Contract, operation: Operation) -> None:
     """An id that does not exist gives 404 NOT_FOUND."""
     probes.unknown_id(opsmerge_contract, operation)
+
+
+def test_role_matrix(opsmerge_contract: Contract, operation: Operation) -> None:
+    """Each key per role: 403 FORBIDDEN where its role lacks the scope, 403 SCOPE_DENIED where
+    only the key's scopes exclude it, and success otherwise."""
+    probes.role_matrix(opsmerge_contract, operation)
 
 
 def test_rate_limit_headers(opsmerge_contract: Contract) -> None:

@@ -59,6 +59,14 @@ class Guard:
                 f"unknown profile {self.profile!r}: expected one of {', '.join(PROFILES)}"
             )
 
+    def charge(self, requests: int) -> None:
+        """Count requests sent before the guard existed (the target check) against the budget."""
+        for _ in range(requests):
+            if not self.budget.allows(1):
+                break
+            self.budget.spend()
+            self.sent += 1
+
     def admit(self, method: str, url: str) -> None:
         if self.profile == "production" and method.upper() not in SAFE_METHODS:
             self.refused.append(f"{method.upper()} {url}")

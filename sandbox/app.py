@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
         },
         cors_config=cors,
         lifespan=hosted_lifespans(state),
+        on_shutdown=[state.close],  # queued writes saved, the change log folded into the snapshot
         openapi_config=None,
         logging_config=None,  # leave the host's logging alone (no root logger reconfiguration)
         request_max_body_size=None,
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
         app.asgi_handler,
         app,
         pipeline.run,
+        pipeline.admit,
         state.spec.operations,
         state.spec.base_path,
         cors=bool(settings.cors_origins),

@@ -79,6 +79,11 @@ def _add_connection_args(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def _flag(env: str) -> bool:
+    """An on/off option's environment twin: set to anything but empty, 0 or false."""
+    return os.environ.get(env, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def _network(text: str) -> str:
     """An argparse type for an IP address or CIDR network."""
     try:
@@ -142,8 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--admin-token",
-        default=os.environ.get("OPSMERGE_SANDBOX_ADMIN_TOKEN"),
-        help="token for /_sandbox endpoints (default: generated and printed)",
+        default=None,
+        metavar="T",
+        help="token for the /_sandbox endpoints (env OPSMERGE_SANDBOX_ADMIN_TOKEN, which "
+        "`make serve ADMIN_TOKEN=...` sets; default: with --data-dir the token kept there, made "
+        "up on the first start; else made up and printed)",
     )
     serve.add_argument(
         "--rate-limit",
@@ -176,6 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate every response against the spec; a mismatch becomes a 500",
     )
     serve.add_argument("--no-strict", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--reject-unknown-params",
+        action="store_true",
+        default=_flag("OPSMERGE_SANDBOX_REJECT_UNKNOWN_PARAMS"),
+        help="answer 400 to a query parameter the operation does not take (default: ignore it "
+        "as the real API does, and name it in a Warning header and the journal; "
+        "env OPSMERGE_SANDBOX_REJECT_UNKNOWN_PARAMS=1)",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        default=_flag("OPSMERGE_SANDBOX_ACCESS_LOG"),
+        help="print one line per request on stdout: method, path, status, key name, workspace, "
+        "duration (never the key; env OPSMERGE_SANDBOX_ACCESS_LOG=1)",
+    )
     _add_connection_args(serve)
     _add_address_args(serve)
     serve.add_argument(
@@ -214,36 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workspace", default=None, help="reset only this workspace (default: all of them)"
     )
 
-    contracts = sub.add_parser("contracts", help="run the contract suite against a target")
-    contracts.add_argument("--target", default="sandbox", help="'sandbox' or a base URL")
-    contracts.add_argument(
-        "--key",
-        default=os.environ.get("OPSMERGE_API_KEY"),
-        help="an om_ key for the target (env OPSMERGE_API_KEY; the sandbox's own keys by default)",
-    )
-    contracts.add_argument(
-        "--limited-key",
-        default=os.environ.get("OPSMERGE_LIMITED_KEY"),
-        help="a key with narrow scopes, to prove SCOPE_DENIED (env OPSMERGE_LIMITED_KEY)",
-    )
-    contracts.add_argument(
-        "--profile",
-        default=None,
-        choices=["sandbox", "staging", "production"],
-        help="what may be sent: production sends only GET and HEAD (default: by target)",
-    )
-    contracts.add_argument(
-        "--budget",
-        type=_positive(int),
-        default=None,
-        help="at most this many requests to the target (default: the profile's budget)",
-    )
-    contracts.add_argument(
-        "--report", default=None, help="write JSON and HTML reports to this path"
-    )
-    contracts.add_argument(
-        "pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest (e.g. -k, -x)"
-    )
+    from contracts.cli import add_parser as add_contracts_parser  # the command's own module
+
+    add_contracts_parser(sub)
     return parser
 
 

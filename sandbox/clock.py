@@ -3,12 +3,18 @@
 Key expiry, rate-limit windows and action lifecycles all read this clock, so a test can cross an
 expiry or a rate window by advancing it instead of sleeping. Advancing never moves it backwards;
 only a reset of the whole sandbox puts it back to real time.
+
+A workspace may run ahead of the sandbox's clock (`advance(..., workspace=)`): a CI job moves the
+time of its own workspace without moving a developer's, and a reset of that workspace puts it
+back. A request reads the clock of the workspace it names (`use_workspace`, set once per request
+from its header; every request runs in its own task, so the setting never leaks into another).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 # The latest time the clock may show. Every timestamp the sandbox writes must stay formattable
@@ -21,15 +27,32 @@ class ClockRangeError(ValueError):
     """A clock change the sandbox refuses: backwards, not a finite number, or past LATEST."""
 
 
+_WORKSPACE: ContextVar[str] = ContextVar("sandbox_clock_workspace", default="")
+
+
+def use_workspace(name: str) -> None:
+    """Read the clock of this workspace for the rest of the current request."""
+    _WORKSPACE.set(name)
+
+
 class Clock:
-    __slots__ = ("_iso", "offset")
+    __slots__ = ("_iso", "ahead", "offset")
 
     def __init__(self) -> None:
         self.offset = 0.0
+        # workspace -> seconds its own clock runs ahead of the sandbox's (only forward)
+        self.ahead: dict[str, float] = {}
         self._iso: tuple[int, str] = (-1, "")
 
     def now(self) -> float:
+        ahead = self.ahead
+        if ahead:
+            return time.time() + self.offset + ahead.get(_WORKSPACE.get(), 0.0)
         return time.time() + self.offset
+
+    def offset_of(self, workspace: str | None = None) -> float:
+        """Seconds ahead of real time: the sandbox's clock, or one workspace's."""
+        return self.offset + (self.ahead.get(workspace, 0.0) if workspace else 0.0)
 
     def now_dt(self) -> datetime:
         return datetime.fromtimestamp(self.now(), UTC)
@@ -41,26 +64,39 @@ class Clock:
             self._iso = (second, format_iso(second))
         return self._iso[1]
 
-    def headroom(self) -> float:
-        """How many seconds the clock may still be advanced."""
-        return max(0.0, LATEST - self.now())
+    def headroom(self, workspace: str | None = None) -> float:
+        """How many seconds the clock (or a workspace's) may still be advanced."""
+        furthest = max([self.offset, *(self.offset + a for a in self.ahead.values())])
+        if workspace is not None:
+            furthest = self.offset_of(workspace)
+        return max(0.0, LATEST - (time.time() + furthest))
 
-    def advance(self, seconds: float) -> None:
-        """Move forward; ClockRangeError (and no change) for a move the sandbox cannot show."""
+    def advance(self, seconds: float, workspace: str | None = None) -> None:
+        """Move forward, the sandbox's clock or only one workspace's; ClockRangeError (and no
+        change) for a move the sandbox cannot show."""
         if not math.isfinite(seconds):
             raise ClockRangeError("the clock moves by a finite number of seconds")
         if seconds < 0:
             raise ClockRangeError("the clock only moves forward")
-        if seconds > self.headroom():
+        room = self.headroom(workspace)
+        if seconds > room:
             raise ClockRangeError(
                 f"the clock cannot pass {format_iso(LATEST)}; it may advance at most "
-                f"{int(self.headroom())} more seconds"
+                f"{int(room)} more seconds"
             )
-        self.offset += seconds
+        if workspace is None:
+            self.offset += seconds
+        elif seconds:
+            self.ahead[workspace] = self.ahead.get(workspace, 0.0) + seconds
 
-    def reset(self) -> None:
-        """Back to real time (a reset of the whole sandbox, when every record is reseeded)."""
+    def reset(self, workspace: str | None = None) -> None:
+        """Back to real time (a reset of the whole sandbox, when every record is reseeded), or
+        one workspace back to the sandbox's clock (a reset of that workspace)."""
+        if workspace is not None:
+            self.ahead.pop(workspace, None)
+            return
         self.offset = 0.0
+        self.ahead.clear()
 
 
 def format_iso(ts: float) -> str:

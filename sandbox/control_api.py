@@ -8,6 +8,7 @@ envelope. In hosted mode none of this is mounted.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
@@ -24,7 +25,7 @@ from sandbox.pipeline.envelope import error_response, json_response
 from sandbox.pipeline.headers import repeated_single_valued
 from sandbox.pipeline.read_request import read_body
 from sandbox.pipeline.validate import compile_schema, decode_json, schema_details
-from sandbox.pipeline.workspace_name import workspace_name
+from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
 from sandbox.spec import flatten, resolve_refs
 from sandbox.state import SandboxState
 from sandbox.world.recipe import owner_key
@@ -166,12 +167,13 @@ def build_admin(state: SandboxState) -> AdminApi:
     async def reset(request: Request, _: Any) -> tuple[int, Any]:
         body = await api.body(request, "ResetRequest", required=False)
         ws = body.get("workspace")
-        state.workspaces.reset(ws)
+        await state.workspaces.reset(ws)  # answered once the reset is durable
         if body.get("keys"):
             state.keys = state.fresh_keys()
         state.limiter.reset(ws)
-        if ws is None:  # every record is reseeded, so nothing is left dated on the moved clock
-            state.clock.reset()
+        # every record is reseeded, so nothing is left dated on the moved clock (a workspace's
+        # own clock goes back to the sandbox's with its records)
+        state.clock.reset(ws)
         return 200, {"reset": True, "workspace": ws or "*", "keys": bool(body.get("keys"))}
 
     def list_keys(request: Request, _: Any) -> tuple[int, Any]:
@@ -223,20 +225,32 @@ def build_admin(state: SandboxState) -> AdminApi:
     def reset_rate_limits(request: Request, _: Any) -> tuple[int, Any]:
         return 200, {"reset": True, "buckets": state.limiter.reset()}
 
+    def _clock_view(workspace: str | None) -> dict[str, Any]:
+        offset = state.clock.offset_of(workspace)
+        view: dict[str, Any] = {"now": format_iso(time.time() + offset), "offset_seconds": offset}
+        if workspace is not None:
+            view["workspace"] = workspace
+        return view
+
+    def _clock_workspace(request: Request) -> str | None:
+        """The workspace whose own clock a control request reads or moves (its header)."""
+        return workspace_name(request.headers.get(WORKSPACE_HEADER))
+
     def get_clock(request: Request, _: Any) -> tuple[int, Any]:
-        return 200, {"now": state.clock.iso(), "offset_seconds": state.clock.offset}
+        return 200, _clock_view(_clock_workspace(request))
 
     async def advance_clock(request: Request, _: Any) -> tuple[int, Any]:
+        workspace = _clock_workspace(request)
         body = await api.body(request, "AdvanceClockRequest", required=True)
         try:
-            state.clock.advance(float(body["advance_seconds"]))
+            state.clock.advance(float(body["advance_seconds"]), workspace)
         except ClockRangeError as exc:
             raise ApiError(
                 "VALIDATION_ERROR",
                 f"Invalid request: advance_seconds: {exc}.",
                 [Detail("body", "advance_seconds", str(exc))],
             ) from None
-        return 200, {"now": state.clock.iso(), "offset_seconds": state.clock.offset}
+        return 200, _clock_view(workspace)
 
     def list_requests(request: Request, _: Any) -> tuple[int, Any]:
         try:

@@ -22,7 +22,7 @@ from typing import Any
 
 SANDBOX_KINDS = frozenset({"list", "get", "create", "update", "delete", "action", "identity"})
 DEFAULT_CONFLICT_CODE = "CONFLICT"
-EXPRESSION_SOURCES = ("now", "caller", "path", "body", "record")
+EXPRESSION_SOURCES = ("now", "today", "caller", "path", "body", "record")
 _SCALARS = (str, int, float, bool, type(None))
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -84,10 +84,34 @@ class Creates:
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """One test on a record: its field holds `value` (a list containing it, or equal to it)."""
+
+    field: str
+    test: str  # "contains" (the field is a list holding value) or "equals"
+    value: Any  # one JSON scalar
+
+    def hits(self, record: Mapping[str, Any] | None) -> bool:
+        if record is None:
+            return False
+        found = record.get(self.field)
+        if self.test == "contains":
+            return isinstance(found, list) and self.value in found
+        return bool(found == self.value)
+
+
+GUARD_CHANGES = ("added", "removed", "changed")
+
+
+@dataclass(frozen=True, slots=True)
 class Guard:
     """A `refuse-when` guard: the records a documented rule protects, and the error it gives.
 
-    With `last` the guard protects only the last record it matches (the tenant's last Owner).
+    The condition is read on the record as it is (a create: as it would be). With `change` the
+    guard hits only when the write makes the condition start (`added`), stop (`removed`) or
+    either (`changed`) holding. `unless_caller` exempts callers whose own user record meets a
+    condition (an Owner), `unless_self` a caller acting on its own record, and with `last` the
+    guard protects only the last record it matches (the tenant's last Owner).
     """
 
     field: str
@@ -96,12 +120,28 @@ class Guard:
     last: bool
     code: str
     message: str
+    change: str | None = None  # one of GUARD_CHANGES
+    unless_caller: Condition | None = None
+    unless_self: bool = False
+
+    @property
+    def condition(self) -> Condition:
+        return Condition(self.field, self.test, self.value)
 
     def hits(self, record: Mapping[str, Any]) -> bool:
-        found = record.get(self.field)
-        if self.test == "contains":
-            return isinstance(found, list) and self.value in found
-        return bool(found == self.value)
+        return self.condition.hits(record)
+
+    def hits_write(self, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> bool:
+        """Whether a write taking a record from `before` to `after` meets the guard's test
+        (None: no record, as before a create or after a delete)."""
+        was, will = self.condition.hits(before), self.condition.hits(after)
+        if self.change == "added":
+            return will and not was
+        if self.change == "removed":
+            return was and not will
+        if self.change == "changed":
+            return was != will
+        return was if before is not None else will
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +155,8 @@ class OperationHints:
     parent: Parent | None = None
     # `filter-fields`: query parameter -> the record field it filters
     filter_fields: Mapping[str, str] = dataclasses.field(default_factory=_empty)
+    # `filter-ranges`: query parameter -> (record field, "from" or "until"): a bound, inclusive
+    filter_ranges: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=_empty)
     # `search`: the fields `q` searches
     search_fields: tuple[str, ...] = ()
     # fields a create fills when the body leaves them out
@@ -129,12 +171,24 @@ class OperationHints:
     # `unique`: fields no two records may share
     unique_fields: tuple[str, ...] = ()
     refuse_when: tuple[Guard, ...] = ()
-    refuse_if_referenced: bool = False
+    # `soft-delete`: a delete sets these fields and keeps the record (what references it stays
+    # valid); without it a delete erases the record, refused while another record refers to it
+    soft_delete: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
+    # `cascade`: collections whose records referring to the deleted one go with it (an agent's
+    # checks and alerts); references from anywhere else refuse the delete with IN_USE
+    cascade: tuple[str, ...] = ()
+    # `audit`: the verb of the audit entry this operation's write records (`voided` ->
+    # `invoice.voided`); by default `created`, `modified` or `deleted`
+    audit: str | None = None
 
     def codes(self) -> Iterator[tuple[str, str]]:
         """(key, code) for every error code the extension names, as the spec spells the key."""
         if self.conflict_code is not None:
             yield "conflict-code", self.conflict_code
+        elif self.when:
+            yield "when", DEFAULT_CONFLICT_CODE  # a record outside `when` gets the conflict code
+        if self.cascade:
+            yield "cascade", "IN_USE"  # a reference from outside the cascade refuses the delete
         for i, guard in enumerate(self.refuse_when):
             yield f"refuse-when[{i}].code", guard.code
 
@@ -156,6 +210,20 @@ class Lifecycle:
 
     clock: str
     steps: tuple[Step, ...]  # in order of `after`
+    # with `when`, every record holding these values follows the steps, seeded ones included
+    # (an invitation expires however it was made); without it only records clients create do
+    when: Mapping[str, tuple[Any, ...]] = dataclasses.field(default_factory=_empty)
+
+    @property
+    def moving_fields(self) -> frozenset[str]:
+        """The fields the steps set: stored values of these are not what clients see."""
+        return frozenset(k for step in self.steps for k in step.sets)
+
+    def follows(self, record: Mapping[str, Any], created: bool) -> bool:
+        """Whether `record` (as stored) moves through the steps on the clock."""
+        if not self.when:
+            return created
+        return all(record.get(f) in allowed for f, allowed in self.when.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +234,7 @@ class CollectionHints:
     id_prefix: str
     lifecycle: Lifecycle | None
     create_set: Mapping[str, Any]  # read-only fields a create sets
+    rules: FieldRules = dataclasses.field(default_factory=lambda: NO_RULES)  # property hints
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +316,7 @@ class _Reader:
 
 def _is_expression(expr: str) -> bool:
     source, dot, field = expr[1:].partition(".")
-    if source == "now":
+    if source in ("now", "today"):
         return not dot
     return source in EXPRESSION_SOURCES and bool(dot) and bool(field)
 
@@ -259,6 +328,7 @@ OPERATION_KEYS = frozenset(
         "id",
         "parent",
         "filter-fields",
+        "filter-ranges",
         "search",
         "defaults",
         "set",
@@ -267,7 +337,9 @@ OPERATION_KEYS = frozenset(
         "conflict-code",
         "unique",
         "refuse-when",
-        "refuse-if-referenced",
+        "soft-delete",
+        "cascade",
+        "audit",
     }
 )
 
@@ -303,18 +375,26 @@ def parse_operation(
             r.problem(f"x-sandbox.filter-fields.{bad[0]} must name a record field")
         elif found is not None:
             renames = freeze(found)
-    refuse_if_referenced = ext.get("refuse-if-referenced", False)
-    if not isinstance(refuse_if_referenced, bool):
-        r.problem(
-            f"x-sandbox.refuse-if-referenced must be true or false, got {refuse_if_referenced!r}"
+    soft_delete: Mapping[str, Any] = _EMPTY
+    if "soft-delete" in ext:
+        if kind != "delete":
+            r.problem("x-sandbox.soft-delete belongs on a delete operation")
+        soft_delete = r.values(ext["soft-delete"], "x-sandbox.soft-delete")
+    cascade: tuple[str, ...] = ()
+    if "cascade" in ext:
+        if kind != "delete":
+            r.problem("x-sandbox.cascade belongs on a delete operation")
+        names = r.texts(ext["cascade"], "x-sandbox.cascade")
+        cascade = tuple(
+            n for n in names if _collection_name(r, n, "x-sandbox.cascade", collections)
         )
-        refuse_if_referenced = False
     hints = OperationHints(
         kind=known_kind,
         collection=collection,
         fixed_id=r.text(ext["id"], "x-sandbox.id") if "id" in ext else None,
         parent=_parent(r, ext["parent"], collections) if "parent" in ext else None,
         filter_fields=renames,
+        filter_ranges=_ranges(r, ext["filter-ranges"]) if "filter-ranges" in ext else _EMPTY,
         search_fields=r.texts(ext["search"], "x-sandbox.search") if "search" in ext else (),
         defaults=r.values(ext["defaults"], "x-sandbox.defaults") if "defaults" in ext else _EMPTY,
         sets=r.values(ext["set"], "x-sandbox.set") if "set" in ext else _EMPTY,
@@ -327,9 +407,37 @@ def parse_operation(
         ),
         unique_fields=r.texts(ext["unique"], "x-sandbox.unique") if "unique" in ext else (),
         refuse_when=_guards(r, ext["refuse-when"]) if "refuse-when" in ext else (),
-        refuse_if_referenced=refuse_if_referenced,
+        soft_delete=soft_delete,
+        cascade=cascade,
+        audit=_verb(r, ext["audit"]) if "audit" in ext else None,
     )
     return hints, r.problems
+
+
+def _ranges(r: _Reader, value: Any) -> Mapping[str, tuple[str, str]]:
+    """`filter-ranges`: {param: {field, bound: from | until}}, an inclusive bound on a field."""
+    found = r.mapping(value, "x-sandbox.filter-ranges")
+    out: dict[str, tuple[str, str]] = {}
+    for param, rule in (found or {}).items():
+        key = f"x-sandbox.filter-ranges.{param}"
+        if not isinstance(rule, Mapping):
+            r.problem(f"{key} must be a mapping of field and bound")
+            continue
+        r.unknown_keys(rule, ("field", "bound"), key)
+        field = r.text(rule.get("field"), f"{key}.field")
+        if rule.get("bound") not in ("from", "until"):
+            r.problem(f"{key}.bound must be from or until, got {rule.get('bound')!r}")
+        elif field is not None:
+            out[param] = (field, rule["bound"])
+    return MappingProxyType(out)
+
+
+def _verb(r: _Reader, value: Any) -> str | None:
+    """An audit verb: lower-case words joined by `_` (`voided`, `invitation_resent`)."""
+    if isinstance(value, str) and value and value.replace("_", "").isalpha() and value.islower():
+        return value
+    r.problem(f"x-sandbox.audit must be a verb in lower case (e.g. voided), got {value!r}")
+    return None
 
 
 def _collection_name(r: _Reader, value: Any, key: str, collections: Container[str]) -> str | None:
@@ -369,26 +477,52 @@ def _creates(r: _Reader, value: Any, collections: Container[str]) -> Creates | N
     return Creates(collection, fields) if collection is not None else None
 
 
-def _when(r: _Reader, value: Any) -> Mapping[str, tuple[Any, ...]]:
-    found = r.mapping(value, "x-sandbox.when")
+def _when(r: _Reader, value: Any, key: str = "x-sandbox.when") -> Mapping[str, tuple[Any, ...]]:
+    found = r.mapping(value, key)
     if found is None:
         return _EMPTY
     out: dict[str, tuple[Any, ...]] = {}
     for field, allowed in found.items():
         if not isinstance(allowed, list) or not allowed:
-            r.problem(f"x-sandbox.when.{field} must be a non-empty list of allowed values")
+            r.problem(f"{key}.{field} must be a non-empty list of allowed values")
         elif not all(isinstance(v, _SCALARS) for v in allowed):
-            r.problem(f"x-sandbox.when.{field} must list single values (text, numbers, null)")
+            r.problem(f"{key}.{field} must list single values (text, numbers, null)")
         else:
             out[field] = tuple(allowed)
     return MappingProxyType(out)
 
 
-_GUARD_KEYS = ("field", "contains", "equals", "last", "code", "message")
+_GUARD_KEYS = (
+    "field",
+    "contains",
+    "equals",
+    "last",
+    "code",
+    "message",
+    "change",
+    "unless-caller",
+    "unless-self",
+)
+
+
+def _condition(r: _Reader, rule: Any, key: str) -> Condition | None:
+    """{field, contains | equals}: one test on a record."""
+    if not isinstance(rule, Mapping) or not isinstance(rule.get("field"), str) or not rule["field"]:
+        r.problem(f"{key} needs a field name")
+        return None
+    tests = [t for t in ("contains", "equals") if t in rule]
+    if len(tests) != 1:
+        r.problem(f"{key} needs exactly one of contains or equals")
+        return None
+    if not isinstance(rule[tests[0]], _SCALARS):
+        r.problem(f"{key}.{tests[0]} must be a single value (text, a number or null)")
+        return None
+    return Condition(rule["field"], tests[0], rule[tests[0]])
 
 
 def _guards(r: _Reader, value: Any) -> tuple[Guard, ...]:
-    """`refuse-when`: a list of {field, contains | equals, last?, code, message} guards."""
+    """`refuse-when`: a list of guards, each {field, contains | equals, code, message} with
+    optional `change`, `unless-caller` ({field, contains | equals}), `unless-self` and `last`."""
     if not isinstance(value, list):
         r.problem("x-sandbox.refuse-when must be a list of guards")
         return ()
@@ -400,26 +534,34 @@ def _guards(r: _Reader, value: Any) -> tuple[Guard, ...]:
             continue
         before = len(r.problems)
         r.unknown_keys(rule, _GUARD_KEYS, key)
-        tests = [t for t in ("contains", "equals") if t in rule]
-        if len(tests) != 1:
-            r.problem(f"{key} needs exactly one of contains or equals")
-        elif not isinstance(rule[tests[0]], _SCALARS):
-            r.problem(f"{key}.{tests[0]} must be a single value (text, a number or null)")
-        if not isinstance(rule.get("last", False), bool):
-            r.problem(f"{key}.last must be true or false")
+        condition = _condition(r, {k: v for k, v in rule.items() if k != "unless-caller"}, key)
+        for flag in ("last", "unless-self"):
+            if not isinstance(rule.get(flag, False), bool):
+                r.problem(f"{key}.{flag} must be true or false")
+        change = rule.get("change")
+        if change is not None and change not in GUARD_CHANGES:
+            r.problem(f"{key}.change is {change!r}; expected one of {', '.join(GUARD_CHANGES)}")
+        exempt = None
+        if "unless-caller" in rule:
+            if isinstance(rule["unless-caller"], Mapping):
+                r.unknown_keys(rule["unless-caller"], _GUARD_KEYS[:3], f"{key}.unless-caller")
+            exempt = _condition(r, rule["unless-caller"], f"{key}.unless-caller")
         if not isinstance(rule.get("message"), str) or not rule["message"]:
             r.problem(f"{key} needs a message")
         if not isinstance(rule.get("code"), str) or not rule["code"]:
             r.problem(f"{key}.code {rule.get('code')!r} is not an error code")
-        if len(r.problems) == before:
+        if len(r.problems) == before and condition is not None:
             guards.append(
                 Guard(
-                    field=rule["field"],
-                    test=tests[0],
-                    value=rule[tests[0]],
+                    field=condition.field,
+                    test=condition.test,
+                    value=condition.value,
                     last=rule.get("last", False),
                     code=rule["code"],
                     message=rule["message"],
+                    change=change,
+                    unless_caller=exempt,
+                    unless_self=rule.get("unless-self", False),
                 )
             )
     return tuple(guards)
@@ -436,6 +578,7 @@ def parse_collections(
     found: dict[str, tuple[str, CollectionHints]] = {}
     problems: list[ExtensionProblem] = []
     seen: dict[tuple[str, str], str] = {}
+    clashed = False
     for schema_name, schema in schemas.items() if isinstance(schemas, Mapping) else ():
         if not isinstance(schema, Mapping) or "x-collection" not in schema:
             continue
@@ -443,13 +586,22 @@ def parse_collections(
         hints = _collection(r, schema)
         problems += r.problems
         if hints is None:
+            clashed = True
             continue
         for key, value in (("name", hints.name), ("id-prefix", hints.id_prefix)):
             other = seen.setdefault((key, value), schema_name)
             if other != schema_name:
                 message = f"x-collection {key} {value!r} is also used by {other}"
                 problems.append(ExtensionProblem(r.where, message))
+                clashed = True
         found.setdefault(hints.name, (schema_name, hints))
+    fields = {n: _properties(schemas[s], schemas) for n, (s, _) in found.items()}
+    every: Mapping[str, Mapping[str, Any]] = _Unjudged() if clashed else fields
+    for name, (schema_name, hints) in list(found.items()):
+        r = _Reader(f"components.schemas.{schema_name}")
+        rules = _field_rules(r, fields[name], every)
+        problems += r.problems
+        found[name] = (schema_name, dataclasses.replace(hints, rules=rules))
     return found, problems
 
 
@@ -475,7 +627,10 @@ def _lifecycle(r: _Reader, value: Any) -> Lifecycle | None:
     if not isinstance(value, Mapping):
         r.problem(f"x-lifecycle must be a mapping of clock and steps, got {value!r}")
         return None
-    r.unknown_keys(value, ("clock", "steps"), "x-lifecycle")
+    r.unknown_keys(value, ("clock", "steps", "when"), "x-lifecycle")
+    when: Mapping[str, tuple[Any, ...]] = _EMPTY
+    if "when" in value:
+        when = _when(r, value["when"], "x-lifecycle.when")
     clock = r.text(value.get("clock", "created_at"), "x-lifecycle.clock")
     raw_steps = value.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
@@ -500,4 +655,319 @@ def _lifecycle(r: _Reader, value: Any) -> Lifecycle | None:
         steps.append(Step(after, freeze(sets)))
     if clock is None or len(steps) != len(raw_steps):
         return None
-    return Lifecycle(clock, tuple(steps))
+    return Lifecycle(clock, tuple(steps), when)
+
+
+# --- property-level rules (x-ordinal, x-default-from, x-not-before, x-exclusive, ...) ----------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordField:
+    """`{collection, id, field}`: one field of one fixed record (a settings record, say)."""
+
+    collection: str
+    record_id: str
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
+class VarOverride:
+    """A template variable read from a record's mapping (`override`): the variable's source
+    value picks the mapping's key through `keys`; a blank entry keeps the built-in `map`."""
+
+    source: RecordField
+    keys: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultFrom:
+    """`x-default-from`: what a create puts in a field the body leaves out.
+
+    Either a date `add_days` after another field (`field`), or the `take` field of the earliest
+    created record of `lookup` matching `where` (values may be `$record.<field>` of the new one).
+    """
+
+    field: str | None = None
+    add_days: int = 0
+    lookup: str | None = None
+    where: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
+    take: str = "id"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRules:
+    """The property-level rules of one collection's schema, by field."""
+
+    # `x-ordinal`: field -> value -> rank, the enum's declared order
+    ordinal: Mapping[str, Mapping[Any, int]] = dataclasses.field(default_factory=_empty)
+    defaults: Mapping[str, DefaultFrom] = dataclasses.field(default_factory=_empty)
+    # `x-not-before`: field -> the field it may not be earlier than
+    not_before: Mapping[str, str] = dataclasses.field(default_factory=_empty)
+    # `x-exclusive`: flag field -> the field whose value scopes it (one holder per value)
+    exclusive: Mapping[str, str] = dataclasses.field(default_factory=_empty)
+    forward_only: tuple[str, ...] = ()  # `x-forward-only`: an update may not lower them
+    merge: tuple[str, ...] = ()  # `x-merge`: object fields a PATCH merges into
+    # `x-sequence.next-from`: sequence field -> the record field holding the next number
+    counters: Mapping[str, RecordField] = dataclasses.field(default_factory=_empty)
+    # `x-template.per-year-of`: template field -> the date field whose year scopes `{seq}`
+    yearly: Mapping[str, str] = dataclasses.field(default_factory=_empty)
+    # `x-template.vars.<var>.override`: template field -> var -> where its values come from
+    overrides: Mapping[str, Mapping[str, VarOverride]] = dataclasses.field(default_factory=_empty)
+
+
+NO_RULES: FieldRules = FieldRules()
+
+
+class _Unjudged(dict[str, Any]):
+    """Every collection, holding every field: what the rules see when the collections
+    themselves are broken (a name used twice, one that does not parse). A reference to another
+    collection is then not judged, so the one mistake is reported once, where it is."""
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str)
+
+    def __getitem__(self, key: str) -> Any:
+        return self
+_SEQUENCE_KEYS = ("start", "next-from")
+_TEMPLATE_KEYS = ("format", "vars", "per-year-of")
+_VAR_KEYS = ("field", "map", "override")
+_RECORD_FIELD_KEYS = ("collection", "id", "field")
+_DEFAULT_FROM_KEYS = ("field", "add-days", "lookup", "where", "take")
+
+
+def _properties(schema: Any, schemas: Mapping[str, Any], depth: int = 0) -> Mapping[str, Any]:
+    """A schema's properties with those of its `allOf` parts, following local schema `$ref`s
+    (the spec check reads the document as written, the sandbox after resolving it)."""
+    if not isinstance(schema, Mapping) or depth > 20:
+        return _EMPTY
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+        return _properties(schemas.get(ref.rsplit("/", 1)[1]), schemas, depth + 1)
+    out: dict[str, Any] = {}
+    for part in schema.get("allOf") or ():
+        out.update(_properties(part, schemas, depth + 1))
+    props = schema.get("properties")
+    if isinstance(props, Mapping):
+        out.update(props)
+    return out
+
+
+def _types(prop: Mapping[str, Any]) -> set[str]:
+    found = prop.get("type")
+    return set(found) if isinstance(found, list) else {found} if isinstance(found, str) else set()
+
+
+def _field_rules(
+    r: _Reader, props: Mapping[str, Any], every: Mapping[str, Mapping[str, Any]]
+) -> FieldRules:
+    """Parse the rule hints on one collection's properties; `every` holds each collection's."""
+    ordinal: dict[str, Mapping[Any, int]] = {}
+    defaults: dict[str, DefaultFrom] = {}
+    not_before: dict[str, str] = {}
+    exclusive: dict[str, str] = {}
+    forward_only: list[str] = []
+    merge: list[str] = []
+    counters: dict[str, RecordField] = {}
+    yearly: dict[str, str] = {}
+    overrides: dict[str, Mapping[str, VarOverride]] = {}
+    for name, prop in props.items():
+        if not isinstance(prop, Mapping):
+            continue
+        key = f"properties.{name}"
+        if "x-ordinal" in prop:
+            enum = prop.get("enum")
+            if prop["x-ordinal"] is not True:
+                r.problem(f"{key}.x-ordinal must be true, got {prop['x-ordinal']!r}")
+            elif not isinstance(enum, list) or not enum:
+                r.problem(f"{key}.x-ordinal needs an enum: the declared order is the sort order")
+            else:
+                ordinal[name] = MappingProxyType({v: i for i, v in enumerate(enum)})
+        if "x-default-from" in prop:
+            found = _default_from(r, prop["x-default-from"], f"{key}.x-default-from", props, every)
+            if found is not None:
+                defaults[name] = found
+        if "x-not-before" in prop:
+            other = prop["x-not-before"]
+            if not isinstance(other, str) or other not in props or other == name:
+                r.problem(f"{key}.x-not-before must name another field, got {other!r}")
+            else:
+                not_before[name] = other
+        if "x-exclusive" in prop:
+            decl = prop["x-exclusive"]
+            per = decl.get("per") if isinstance(decl, Mapping) else None
+            if isinstance(decl, Mapping):
+                r.unknown_keys(decl, ("per",), f"{key}.x-exclusive")
+            if "boolean" not in _types(prop):
+                r.problem(f"{key}.x-exclusive belongs on a boolean field (a flag)")
+            elif not isinstance(per, str) or per not in props or per == name:
+                r.problem(f"{key}.x-exclusive.per must name another field, got {per!r}")
+            else:
+                exclusive[name] = per
+        for hint, wanted, out in (
+            ("x-forward-only", {"integer", "number"}, forward_only),
+            ("x-merge", {"object"}, merge),
+        ):
+            if hint not in prop:
+                continue
+            if prop[hint] is not True:
+                r.problem(f"{key}.{hint} must be true, got {prop[hint]!r}")
+            elif not wanted & _types(prop):
+                r.problem(f"{key}.{hint} belongs on a field of type {' or '.join(sorted(wanted))}")
+            else:
+                out.append(name)
+        if "x-sequence" in prop:
+            counter = _sequence(r, prop["x-sequence"], f"{key}.x-sequence", every)
+            if counter is not None:
+                counters[name] = counter
+        if "x-template" in prop:
+            where = f"{key}.x-template"
+            year_field, found_overrides = _template(r, prop["x-template"], where, props, every)
+            if year_field is not None:
+                yearly[name] = year_field
+            if found_overrides:
+                overrides[name] = MappingProxyType(found_overrides)
+    return FieldRules(
+        ordinal=MappingProxyType(ordinal),
+        defaults=MappingProxyType(defaults),
+        not_before=MappingProxyType(not_before),
+        exclusive=MappingProxyType(exclusive),
+        forward_only=tuple(forward_only),
+        merge=tuple(merge),
+        counters=MappingProxyType(counters),
+        yearly=MappingProxyType(yearly),
+        overrides=MappingProxyType(overrides),
+    )
+
+
+def _record_field(
+    r: _Reader, value: Any, key: str, every: Mapping[str, Mapping[str, Any]]
+) -> RecordField | None:
+    if not isinstance(value, Mapping):
+        r.problem(f"{key} must be a mapping of collection, id and field; got {value!r}")
+        return None
+    r.unknown_keys(value, _RECORD_FIELD_KEYS, key)
+    collection, record_id, field = (value.get(k) for k in _RECORD_FIELD_KEYS)
+    if not isinstance(collection, str) or collection not in every:
+        r.problem(f"{key}.collection {collection!r} names no schema with a matching x-collection")
+        return None
+    if not isinstance(record_id, str) or not record_id:
+        r.problem(f"{key}.id must be a record id, got {record_id!r}")
+        return None
+    if not isinstance(field, str) or field not in every[collection]:
+        r.problem(f"{key}.field {field!r} is not a field of {collection}")
+        return None
+    return RecordField(collection, record_id, field)
+
+
+def _sequence(
+    r: _Reader, value: Any, key: str, every: Mapping[str, Mapping[str, Any]]
+) -> RecordField | None:
+    if not isinstance(value, Mapping):
+        r.problem(f"{key} must be a mapping of start and next-from, got {value!r}")
+        return None
+    r.unknown_keys(value, _SEQUENCE_KEYS, key)
+    start = value.get("start", 1)
+    if isinstance(start, bool) or not isinstance(start, int):
+        r.problem(f"{key}.start must be a whole number, got {start!r}")
+    if "next-from" not in value:
+        return None
+    return _record_field(r, value["next-from"], f"{key}.next-from", every)
+
+
+def _template(
+    r: _Reader,
+    value: Any,
+    key: str,
+    props: Mapping[str, Any],
+    every: Mapping[str, Mapping[str, Any]],
+) -> tuple[str | None, dict[str, VarOverride]]:
+    if not isinstance(value, Mapping) or not isinstance(value.get("format"), str):
+        r.problem(f"{key} needs a format string")
+        return None, {}
+    r.unknown_keys(value, _TEMPLATE_KEYS, key)
+    year_of = value.get("per-year-of")
+    if year_of is not None and (
+        not isinstance(year_of, str)
+        or year_of not in props
+        or (props[year_of] or {}).get("format") not in ("date", "date-time")
+    ):
+        r.problem(f"{key}.per-year-of must name a date field of the schema, got {year_of!r}")
+        year_of = None
+    found: dict[str, VarOverride] = {}
+    variables = value.get("vars") or {}
+    if not isinstance(variables, Mapping):
+        r.problem(f"{key}.vars must be a mapping of variable names")
+        return year_of, found
+    for var, decl in variables.items():
+        where = f"{key}.vars.{var}"
+        if not isinstance(decl, Mapping) or decl.get("field") not in props:
+            r.problem(f"{where}.field must name a field of the schema")
+            continue
+        r.unknown_keys(decl, _VAR_KEYS, where)
+        if "override" not in decl:
+            continue
+        over = decl["override"]
+        bare = {k: v for k, v in over.items() if k != "keys"} if isinstance(over, Mapping) else over
+        source = _record_field(r, bare, f"{where}.override", every)
+        keys = over.get("keys") if isinstance(over, Mapping) else None
+        if not isinstance(keys, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in keys.items()
+        ):
+            r.problem(f"{where}.override.keys must map each value of {decl['field']} to a key")
+        elif source is not None:
+            found[str(var)] = VarOverride(source, MappingProxyType(dict(keys)))
+    return year_of, found
+
+
+def _default_from(
+    r: _Reader,
+    value: Any,
+    key: str,
+    props: Mapping[str, Any],
+    every: Mapping[str, Mapping[str, Any]],
+) -> DefaultFrom | None:
+    if not isinstance(value, Mapping):
+        r.problem(f"{key} must be a mapping ({{field, add-days}} or {{lookup, where, take}})")
+        return None
+    r.unknown_keys(value, _DEFAULT_FROM_KEYS, key)
+    if ("field" in value) == ("lookup" in value):
+        r.problem(f"{key} needs exactly one of field (with add-days) or lookup (with where, take)")
+        return None
+    if "field" in value:
+        field, days = value["field"], value.get("add-days", 0)
+        if not isinstance(field, str) or field not in props:
+            r.problem(f"{key}.field {field!r} is not a field of the schema")
+            return None
+        if isinstance(days, bool) or not isinstance(days, int):
+            r.problem(f"{key}.add-days must be a whole number of days, got {days!r}")
+            return None
+        return DefaultFrom(field=field, add_days=days)
+    lookup, take = value["lookup"], value.get("take", "id")
+    if not isinstance(lookup, str) or lookup not in every:
+        r.problem(f"{key}.lookup {lookup!r} names no schema with a matching x-collection")
+        return None
+    theirs = every[lookup]
+    if not isinstance(take, str) or (take != "id" and take not in theirs):
+        r.problem(f"{key}.take {take!r} is not a field of {lookup}")
+        return None
+    where = r.mapping(value.get("where", {}), f"{key}.where")
+    if where is None:
+        return None
+    before = len(r.problems)
+    for field, wanted in where.items():
+        if field not in theirs:
+            r.problem(f"{key}.where.{field} is not a field of {lookup}")
+        elif isinstance(wanted, str) and wanted.startswith("$"):
+            source, _, mine = wanted[1:].partition(".")
+            if source != "record" or mine not in props:
+                r.problem(f"{key}.where.{field} {wanted!r} must be $record.<a field of the schema>")
+        elif not isinstance(wanted, _SCALARS):
+            r.problem(f"{key}.where.{field} must be a single value or $record.<field>")
+    if len(r.problems) != before:
+        return None
+    return DefaultFrom(lookup=lookup, where=freeze(dict(where)), take=take)
+
+
+def collection_rules(schemas: Any) -> dict[str, FieldRules]:
+    """Each collection's property rules, from the resolved `components.schemas` of a loaded spec."""
+    return {name: hints.rules for name, (_, hints) in parse_collections(schemas)[0].items()}

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from litestar import Litestar
 
 from sandbox.errors import ApiError, Detail
+from sandbox.pipeline.audit import AuditModel
 from sandbox.pipeline.authenticate import ApiKey
 from sandbox.pipeline.headers import RequestHeaders
 from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
@@ -104,9 +105,15 @@ class Leases:
         return len(self._recent)
 
 
-def changes_in(ws: Workspace) -> int:
-    """How many records this workspace holds changes for (deleted creations still count)."""
-    return sum(len(v.overrides) + len(v.seqs) for v in ws.views.values())
+def changes_in(ws: Workspace, ignore: frozenset[str] = frozenset()) -> int:
+    """How many records this workspace holds changes for (deleted creations still count).
+
+    `ignore` names collections the sandbox writes on its own (the audit trail of the visitor's
+    writes): they are bounded by the writes they record and are not the visitor's changes.
+    """
+    return sum(
+        len(v.overrides) + len(v.seqs) for name, v in ws.views.items() if name not in ignore
+    )
 
 
 class HostedPolicy:
@@ -133,6 +140,9 @@ class HostedPolicy:
         self.leases: LeaseStore = Leases(
             n for n in self.workspaces.names() if n != Workspaces.DEFAULT
         )
+        audit = AuditModel.from_spec(state.spec.resolved)
+        # the audit entries of a visitor's writes are bounded by those writes: not budgeted
+        self.unbudgeted = frozenset([audit.collection] if audit is not None else [])
 
     @property
     def total_bytes(self) -> int:
@@ -162,7 +172,7 @@ class HostedPolicy:
 
     def admit_write(self, ws: Workspace, declared: int | None) -> None:
         """Refuse a write up front when the workspace's budgets are already spent."""
-        if changes_in(ws) >= self.max_changes:
+        if changes_in(ws, self.unbudgeted) >= self.max_changes:
             raise _full(f"already holds {self.max_changes} changed records")
         spent = self.leases.spent(ws.name)
         if declared is not None and declared > self.max_body:

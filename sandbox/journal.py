@@ -4,19 +4,25 @@ A bounded deque: memory stays flat however many requests pass. Keys appear only 
 and prefix, never in full: a client that puts a secret in the URL (`?api_key=om_...`, a key
 pasted into a path) finds it redacted here, because the journal is read by anyone who holds the
 admin token and is pasted into bug reports.
+
+An entry is kept as the request left it and redacted when the journal is read: every read
+shows only redacted paths and queries, and the requests (thousands a second) do not pay for
+redaction that only the few entries anyone reads need.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote_plus
 
 from sandbox.clock import format_iso
 
 REDACTED = "[redacted]"
+# ASGI scope keys a request's stages leave for the journal and the access log
+UNKNOWN_PARAMS = "opsmerge.unknown_params"  # names the operation does not take (a tuple)
+ENTRY = "opsmerge.journal_entry"  # the request's journal Entry, when the access log is on
 # a value that looks like an API key: "om_" at the start of a word (not "room_1")
 _KEY_LIKE = re.compile(r"(?<![A-Za-z0-9])om_", re.IGNORECASE)
 # parameter names that carry credentials, matched word by word (api_key, access-token, authToken)
@@ -31,6 +37,11 @@ _MAYBE = (
     "om_", "%", "+", "key", "token", "secret", "passw", "pwd", "credential", "sig", "session",
     "bearer", "jwt", "auth",
 )
+
+
+def looks_like_key(text: str) -> bool:
+    """Whether the text holds something shaped like an API key (an `om_` word)."""
+    return _KEY_LIKE.search(text) is not None
 
 
 def _secret_name(name: str) -> bool:
@@ -66,8 +77,9 @@ def redact_path(path: str) -> str:
     return "/".join(REDACTED if _KEY_LIKE.search(seg) else seg for seg in path.split("/"))
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
+    """One exchange (a tuple: one is made for every request)."""
+
     at: float  # sandbox-clock seconds; formatted when the journal is read
     method: str
     path: str
@@ -79,6 +91,9 @@ class Entry:
     workspace: str
     fault: str | None
     duration_ms: float
+    # query parameters the operation does not take (ignored, or refused with a 400), as the
+    # Warning header shows them: made safe, at most ten, never a key
+    unknown_params: tuple[str, ...] = ()
 
 
 class Journal:
@@ -86,10 +101,7 @@ class Journal:
         self._entries: deque[Entry] = deque(maxlen=size)
 
     def add(self, entry: Entry) -> None:
-        """Keep the entry, with any secret in its path or query string redacted first."""
-        query, path = redact_query(entry.query), redact_path(entry.path)
-        if query != entry.query or path != entry.path:
-            entry = replace(entry, query=query, path=path)
+        """Keep the entry; any secret in its path or query string is redacted when read."""
         self._entries.append(entry)
 
     def __len__(self) -> int:
@@ -101,6 +113,12 @@ class Journal:
     def recent(self, limit: int = 100, workspace: str | None = None) -> list[dict[str, Any]]:
         items = [e for e in self._entries if workspace is None or e.workspace == workspace]
         return [
-            {**asdict(e), "at": format_iso(e.at), "duration_ms": round(e.duration_ms, 3)}
+            {
+                **e._asdict(),
+                "path": redact_path(e.path),
+                "query": redact_query(e.query),
+                "at": format_iso(e.at),
+                "duration_ms": round(e.duration_ms, 3),
+            }
             for e in items[-limit:]
         ]

@@ -22,6 +22,8 @@ class Settings:
     hosted: bool = False  # public docs backend: per-visitor workspaces, admin endpoints off
     cors_origins: tuple[str, ...] = ()
     faults_file: Path | None = None
+    reject_unknown_params: bool = False  # 400 for a query parameter the operation does not take
+    access_log: bool = False  # one line per request on stdout (sandbox/access_log.py)
     max_body_bytes: int = 1024 * 1024
     journal_size: int = 1000
     hosted_workspace_ttl: float = 1800.0  # seconds a visitor workspace lives without use

@@ -175,24 +175,47 @@ def resolve_refs(doc: dict[str, Any]) -> dict[str, Any]:
     return walk(doc, ())
 
 
+def _merged(first: Any, second: Any) -> Any:
+    """`second` laid over `first`: nested mappings merge, anything else in `second` wins.
+
+    A later `allOf` part may restate a property to add to it (a record's `default`, a line's
+    default tax code) without repeating its type, as generators read composition.
+    """
+    if not isinstance(first, dict) or not isinstance(second, dict):
+        return copy.deepcopy(second)
+    out = dict(first)
+    for key, value in second.items():
+        out[key] = _merged(first[key], value) if key in first else value
+    return out
+
+
 def flatten(schema: Schema) -> Schema:
     """Merge `allOf` parts into one object schema, recursively.
+
+    A property named by several parts is merged (see `_merged`), the later part's keywords winning.
 
     `unevaluatedProperties: false` over an `allOf` becomes `additionalProperties: false` on the
     merged object: with the parts merged, the two mean the same thing, and every tool knows the
     second.
     """
+    return _flatten(schema, whole=True)
+
+
+def _flatten(schema: Schema, whole: bool) -> Schema:
+    """`flatten`; a part (`whole` false) keeps `required` names that another part defines."""
     if not isinstance(schema, dict):
         return schema
     out: Schema = {}
     parts = [schema, *schema.get("allOf", [])]
     for part in parts:
-        part = flatten(part) if part is not schema else part
+        part = _flatten(part, whole=False) if part is not schema else part
         for key, value in part.items():
             if key == "allOf":
                 continue
             if key == "properties":
-                out.setdefault("properties", {}).update(value)
+                props = out.setdefault("properties", {})
+                for name, prop in value.items():
+                    props[name] = _merged(props[name], prop) if name in props else prop
             elif key == "required":
                 merged = out.setdefault("required", [])
                 merged.extend(v for v in value if v not in merged)
@@ -202,7 +225,7 @@ def flatten(schema: Schema) -> Schema:
         out["additionalProperties"] = False
     if "properties" in out:
         out["properties"] = {k: flatten(v) for k, v in out["properties"].items()}
-        if "required" in out:
+        if "required" in out and whole:
             out["required"] = [r for r in out["required"] if r in out["properties"]]
     if isinstance(out.get("items"), dict):
         out["items"] = flatten(out["items"])
@@ -212,6 +235,17 @@ def flatten(schema: Schema) -> Schema:
         if key in out:
             out[key] = [flatten(s) for s in out[key]]
     return out
+
+
+def merge_collection_schemas(schemas: dict[str, Any]) -> None:
+    """Replace each collection's schema (`x-collection`) by its flattened form, in place.
+
+    A record's schema is composed (`allOf`: the writable fields, then its own, where it may
+    restate a field to give its default); the vendor extensions are read from the merged fields.
+    """
+    for name, schema in schemas.items():
+        if isinstance(schema, dict) and "x-collection" in schema:
+            schemas[name] = flatten(schema)
 
 
 def _operation(
@@ -280,6 +314,7 @@ def parse_spec(
     """Prepare a spec; `ExtensionError` lists every problem in its vendor extensions."""
     resolved = resolve_refs(raw)
     schemas = resolved.get("components", {}).get("schemas", {})
+    merge_collection_schemas(schemas)
     declared, problems = parse_collections(schemas)
     collections = {
         name: Collection(

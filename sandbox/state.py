@@ -52,6 +52,12 @@ class SandboxState:
     hosted: HostedPolicy | None = None  # hosted mode's visitor policy, set up by create_app
     faults_file_loaded: bool = False
     started_at: float = field(default_factory=time.time)
+    delta: DeltaStore | None = None  # where the workspaces' changes are stored
+
+    async def close(self) -> None:
+        """At shutdown: queued writes reach the disk and the change log is compacted."""
+        if self.delta is not None:
+            await self.delta.close()
 
     def rate_limit_of(self, key: ApiKey) -> int:
         return key.rate_limit or self.default_rate_limit
@@ -71,7 +77,9 @@ def prepare_bases(spec: Spec, world: dict[str, list[dict]]) -> dict[str, BaseCol
             continue
         base = bases[hints.collection]
         for p in op.params:
-            if p.location == "query" and p.name not in ("page", "per_page", "sort", "q"):
+            if p.location != "query" or p.name in ("page", "per_page", "sort", "q"):
+                continue
+            if p.name not in hints.filter_ranges:  # a range is checked on the matches
                 base.index(hints.filter_fields.get(p.name, p.name))
         sort = next((p.schema.get("default") for p in op.params if p.name == "sort"), None)
         if sort and hints.parent is None:
@@ -111,6 +119,7 @@ def build_state(settings: Settings) -> SandboxState:
         journal=Journal(settings.journal_size),
         default_rate_limit=settings.rate_limit or recipe.rate_limit,
         faults=FaultRegistry(clock, revoke=lambda key_id: state.keys.revoke(key_id)),
+        delta=delta,
     )
     state.keys = state.fresh_keys()
     return state

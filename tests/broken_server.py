@@ -51,6 +51,18 @@ BREAKAGES = {
     "no_key_accepted": "a request without a key is refused",
     "deprecation_on_stable": "only deprecated operations send Deprecation",
     "existing_id_not_found": "a record that exists is found",
+    # role checks: a deployment whose refusals leak or carry the wrong code
+    "role_bypass": "a key whose role may not write cannot write (403 FORBIDDEN)",
+    "scope_bypass": "a key whose scopes exclude an operation cannot make it (403 SCOPE_DENIED)",
+    "forbidden_as_scope_denied": "a role's refusal is FORBIDDEN, not SCOPE_DENIED",
+    "scope_denied_as_forbidden": "a scope's refusal is SCOPE_DENIED, not FORBIDDEN",
+}
+# refusals a bypass answers as if the owner's key had been sent: the request really happens
+BYPASSED = {"role_bypass": "FORBIDDEN", "scope_bypass": "SCOPE_DENIED"}
+# codes a wrong-code breakage swaps
+RECODED = {
+    "forbidden_as_scope_denied": ("FORBIDDEN", "SCOPE_DENIED"),
+    "scope_denied_as_forbidden": ("SCOPE_DENIED", "FORBIDDEN"),
 }
 
 
@@ -86,19 +98,17 @@ class BrokenApp:
             if len(headers) == len(scope["headers"]):
                 headers.append((b"authorization", f"Bearer {self.owner_key}".encode()))
             scope["headers"] = headers
-        started: Message = {}
-        chunks: list[bytes] = []
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                started.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, capture)
-        status = int(started["status"])
-        headers = {k.decode().lower(): v.decode() for k, v in started.get("headers", [])}
-        body = b"".join(chunks)
+        sent = await _read_body(receive) if self.breakage in BYPASSED else None
+        status, headers, body = await self._dispatch(scope, _once(sent) if sent else receive)
+        if (
+            sent is not None
+            and status == 403
+            and _code(body) == BYPASSED[self.breakage]
+            and (self.breakage == "scope_bypass" or scope["method"] not in ("GET", "HEAD"))
+        ):  # the refused request is made again as the owner: it really happens
+            owner = [(k, v) for k, v in scope["headers"] if k.lower() != b"authorization"]
+            owner.append((b"authorization", f"Bearer {self.owner_key}".encode()))
+            status, headers, body = await self._dispatch({**scope, "headers": owner}, _once(sent))
         status, headers, body = self.mutate(scope, query, asked_per_page, status, headers, body)
         headers["content-length"] = str(len(body))
         await send(
@@ -109,6 +119,20 @@ class BrokenApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _dispatch(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, str], bytes]:
+        started: Message = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        headers = {k.decode().lower(): v.decode() for k, v in started.get("headers", [])}
+        return int(started["status"]), headers, b"".join(chunks)
 
     def mutate(
         self,
@@ -218,10 +242,41 @@ class BrokenApp:
                 404,
                 {"error": {"code": "NOT_FOUND", "message": "No record with that id."}},
             )
+        elif b in RECODED and isinstance(error, dict) and error.get("code") == RECODED[b][0]:
+            error["code"] = RECODED[b][1]
         elif b == "deprecation_on_stable" and 200 <= status < 300:
             headers["deprecation"] = "@1777593600"
         new_body = json.dumps(doc).encode() if doc is not None and body else body
         return status, headers, new_body
+
+
+async def _read_body(receive: Receive) -> list[Message]:
+    """The request's body messages, read once so the request can be dispatched twice."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return messages
+
+
+def _once(messages: list[Message]) -> Receive:
+    """A receive handing out the body messages once, then a disconnect (the exchange is over)."""
+    pending = list(messages)
+
+    async def receive() -> Message:
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    return receive
+
+
+def _code(body: bytes) -> str | None:
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        return None
+    error = doc.get("error") if isinstance(doc, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
 
 
 def _owner_key(app: Any) -> str:

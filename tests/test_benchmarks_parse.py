@@ -361,7 +361,7 @@ def _run_module() -> ModuleType:
         return module
     finally:
         sys.path.remove(str(_PATH.parent))
-        for sibling in ("loadgen", "prism"):  # keep those bare names out of other tests' way
+        for sibling in ("loadgen", "prism", "wiremock", "asgi_floor"):  # keep bare names out
             sys.modules.pop(sibling, None)
 
 

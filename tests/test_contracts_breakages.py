@@ -9,6 +9,7 @@ plugin, the report file and the exit status), as a user's CI would.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -46,6 +47,9 @@ PROBES: dict[str, Probe] = {
     "unknown id getTicket": _op("getTicket")(probes.unknown_id),
     "rate limit burst": probes.rate_limit_burst,
     "rate limit retry": probes.rate_limit_retry,
+    "role matrix createTicket": _op("createTicket")(probes.role_matrix),
+    "role matrix createInvoice": _op("createInvoice")(probes.role_matrix),
+    "role matrix listTickets": _op("listTickets")(probes.role_matrix),
 }
 
 # breakage -> (the contract that exercises the rule, the check id that must fail)
@@ -71,7 +75,17 @@ CASES: dict[str, tuple[str, str]] = {
     "no_key_accepted": ("auth listTickets", "auth_required"),
     "deprecation_on_stable": ("conforms listTickets", "deprecation_headers"),
     "existing_id_not_found": ("conforms getTicket", "request_succeeds"),
+    "role_bypass": ("role matrix createTicket", "role_forbidden"),
+    "scope_bypass": ("role matrix createInvoice", "role_scope_denied"),
+    "forbidden_as_scope_denied": ("role matrix createTicket", "role_forbidden"),
+    "scope_denied_as_forbidden": ("role matrix createInvoice", "role_scope_denied"),
 }
+ROLE_BREAKAGES = (
+    "role_bypass",
+    "scope_bypass",
+    "forbidden_as_scope_denied",
+    "scope_denied_as_forbidden",
+)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +133,22 @@ def test_breakage_is_caught_by_its_check(broken_run: ContractRun, breakage: str)
     assert check_id in failure.check_ids, (
         f"{breakage} was caught by {failure.check_ids}, not {check_id}"
     )
+
+
+@pytest.mark.parametrize("breakage", ROLE_BREAKAGES)
+def test_a_role_breakage_fails_naming_the_keys_role_and_the_operation(
+    broken_run: ContractRun, breakage: str
+) -> None:
+    probe, check_id = CASES[breakage]
+    op = broken_run.spec.operation(probe.rsplit(" ", 1)[1])
+    failure = _attempt(broken_run, breakage, PROBES[probe], "broken")
+    assert failure is not None, f"{breakage} went unnoticed by {probe}"
+    named = re.compile(
+        rf"key '[^']+' \(role [^)]+\): {op.operation_id} \({op.method} {re.escape(op.path)}\)"
+    )
+    messages = [r.message for r in failure.results if r.check == check_id]
+    assert messages and all(named.search(m) for m in messages), messages
+    assert named.search(str(failure)), str(failure)
 
 
 @pytest.mark.parametrize("probe", sorted(PROBES))

@@ -2,8 +2,10 @@
 
 A hosted sandbox runs on loopback; the tests open /api/docs, authorize with the public demo key,
 "try it" on the agent list and read the envelope on the page; a page served from a second
-loopback origin calls the sandbox through CORS, and one from a third origin is refused. The
-screenshots land in test-output/ for a person to look at.
+loopback origin calls the sandbox through CORS, and one from a third origin is refused. A key
+chosen with "Use this key" survives a reload, the error catalogue opens as a page, and the
+console shows no error and no warning on the way. The screenshots land in test-output/ for a
+person to look at.
 """
 
 from __future__ import annotations
@@ -131,19 +133,32 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    """A fresh page (own storage) that records requests, console errors and page errors."""
+    """A fresh page (own storage) that records requests, console errors and page errors.
+
+    `problems` holds console errors and uncaught exceptions; `warnings` the console's warnings.
+    Playwright reads both from the DevTools protocol, so nothing is injected into the page.
+    """
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     pg.seen_urls = []
     pg.problems = []
+    pg.warnings = []
     pg.on("request", lambda r: pg.seen_urls.append(r.url))
-    pg.on("console", lambda m: m.type == "error" and pg.problems.append(m.text))
+    pg.on("console", partial(_record_console, pg))
     pg.on("pageerror", lambda e: pg.problems.append(str(e)))
     pg.set_default_timeout(20000)
     try:
         yield pg
     finally:
         context.close()
+
+
+def _record_console(pg: Any, message: Any) -> None:
+    where = message.location.get("url", "")
+    if message.type == "error":
+        pg.problems.append(message.text)
+    elif message.type == "warning":
+        pg.warnings.append(f"{message.text} ({where})")
 
 
 def _shot(pg: Any, name: str, full_page: bool = False) -> Path:
@@ -224,6 +239,65 @@ def test_use_this_key_authorizes_and_a_new_workspace_starts_afresh(page: Any, si
     second = page.inner_text("#workspace-name")
     assert second != first and second.startswith("visitor-")
     assert page.evaluate("window.sessionStorage.getItem('sbx-workspace')") == second
+
+
+# ---------------------------------------------------------------------- the console, the key kept
+def _identity(pg: Any) -> tuple[str, dict[str, Any]]:
+    return _execute(pg, pg.locator("#operations-Auth-getCurrentIdentity"))
+
+
+def test_the_console_stays_clean_through_use_this_key_try_it_reload_and_logout(
+    page: Any, site: dict
+) -> None:
+    _open_docs(page, site["base"])
+    page.click("button.use-key")
+    status, _ = _identity(page)
+    assert status.startswith("200")
+    assert page.problems == [] and page.warnings == []
+    page.reload()
+    _open_docs(page, site["base"])
+    page.locator("button.authorize.locked").wait_for()  # the kept key, restored
+    page.click("button.authorize")
+    page.locator(".auth-container button.btn-done").first.wait_for()
+    bearer = page.locator(".auth-container").filter(has_text="bearerAuth")
+    bearer.get_by_role("button", name="Remove authorization").click()  # "Logout"
+    page.locator(".auth-container button.btn-done").first.click()
+    page.locator("button.authorize.unlocked").wait_for()
+    for path in ("/api/docs/changelog", "/api/docs/errors"):
+        page.goto(site["base"] + path)
+        page.locator("table tr").first.wait_for()
+    page.wait_for_timeout(300)  # console messages arrive asynchronously
+    assert page.problems == []
+    assert page.warnings == []
+
+
+def test_a_key_chosen_with_use_this_key_is_still_authorized_after_a_reload(
+    page: Any, site: dict
+) -> None:
+    _open_docs(page, site["base"])
+    page.click("button.use-key")
+    page.reload()
+    _open_docs(page, site["base"])
+    status, body = _identity(page)
+    assert status.startswith("200"), status
+    assert body["data"]["key"]["name"] == "Public docs demo"
+    assert page.problems == []
+
+
+def test_the_error_catalogue_link_opens_a_page_with_every_code(page: Any, site: dict) -> None:
+    _open_docs(page, site["base"])
+    page.click("a[href='/api/docs/errors']")
+    page.wait_for_url(site["base"] + "/api/docs/errors")
+    codes = list(site["state"].spec.catalogue.codes.values())
+    rows = page.locator("table#errors tr.error")
+    rows.first.wait_for()
+    _shot(page, "docs-error-catalogue.png", full_page=True)
+    assert rows.count() == len(codes)
+    first = rows.first.locator("td")
+    assert first.nth(0).inner_text() == codes[0].code
+    assert first.nth(1).inner_text() == str(codes[0].status)
+    assert page.locator("a[href='/api/docs/errors.json']").is_visible()
+    assert page.problems == [] and page.warnings == []
 
 
 # ---------------------------------------------------------------------- CORS from elsewhere

@@ -54,7 +54,10 @@ FIELD_OF = {
     "conflict-code": "conflict_code",
     "unique": "unique_fields",
     "refuse-when": "refuse_when",
-    "refuse-if-referenced": "refuse_if_referenced",
+    "soft-delete": "soft_delete",
+    "cascade": "cascade",
+    "audit": "audit",
+    "filter-ranges": "filter_ranges",
 }
 
 
@@ -80,9 +83,9 @@ def test_every_x_sandbox_key_in_the_spec_lands_in_a_typed_field() -> None:
             assert typed not in (None, (), {}, ""), (op.operation_id, key)
             if isinstance(value, str | bool):
                 assert typed == value, (op.operation_id, key)
-            elif key in ("search", "unique"):
+            elif key in ("search", "unique", "cascade"):
                 assert list(typed) == value
-            elif key in ("set", "defaults", "filter-fields"):
+            elif key in ("set", "defaults", "filter-fields", "soft-delete"):
                 assert thaw(typed) == value
             elif key == "when":
                 assert {f: list(v) for f, v in typed.items()} == value
@@ -166,9 +169,8 @@ def test_a_sandbox_refuses_to_start_on_a_spec_whose_extensions_do_not_parse(
     with pytest.raises(ExtensionError) as caught:
         make_app(spec_path=path)
     assert [str(p) for p in caught.value.problems] == [
-        f"{_where(op)}: x-sandbox has an unknown key 'colection' (known: collection, "
-        "conflict-code, creates, defaults, filter-fields, id, kind, parent, refuse-if-referenced, "
-        "refuse-when, search, set, unique, when)",
+        f"{_where(op)}: x-sandbox has an unknown key 'colection' (known: "
+        f"{', '.join(sorted(OPERATION_KEYS))})",
         f"{_where(op)}: x-sandbox.kind get needs x-sandbox.collection",
     ]
 

@@ -69,7 +69,8 @@ def _changed_records(state: object) -> int:
     from sandbox.hosted import changes_in
 
     workspaces = state.workspaces  # type: ignore[attr-defined]
-    return sum(changes_in(workspaces.get(n)) for n in workspaces.names())
+    ignore = state.hosted.unbudgeted  # type: ignore[attr-defined]
+    return sum(changes_in(workspaces.get(n), ignore) for n in workspaces.names())
 
 
 def test_two_authorization_or_two_workspace_headers_are_refused_and_write_nothing() -> None:

@@ -52,10 +52,11 @@ def _with_warranties(tmp_path: Path) -> tuple[Path, Path]:
         "properties": {"data": {"$ref": "#/components/schemas/Warranty"}},
     }
     page = copy.deepcopy(schemas["AgentPage"])
-    page["properties"]["data"]["properties"]["items"]["items"] = {
-        "$ref": "#/components/schemas/Warranty"
-    }
+    page["properties"]["data"] = {"$ref": "#/components/schemas/WarrantyPageData"}
+    data = copy.deepcopy(schemas["AgentPageData"])
+    data["properties"]["items"]["items"] = {"$ref": "#/components/schemas/Warranty"}
     schemas["WarrantyEnvelope"], schemas["WarrantyPage"] = env, page
+    schemas["WarrantyPageData"] = data
     list_op = copy.deepcopy(raw["paths"]["/agents"]["get"])
     list_op.update(
         operationId="listWarranties",
@@ -143,7 +144,9 @@ def test_docs_serve_the_bundled_spec_and_the_catalogue(client: Any) -> None:
     page = client.get("/api/docs")
     assert page.status_code == 200 and "swagger-ui" in page.text
     assert "cdn" not in page.text.lower()
-    assert client.get("/api/docs/openapi.yaml").content == SPEC_PATH.read_bytes()
+    served = client.get("/api/docs/openapi.yaml").content
+    assert yaml.safe_load(served)["servers"][0]["url"] == "http://sandbox.local/api/v1"
+    assert served.replace(b"'http://sandbox.local/api/v1'", b"/api/v1") == SPEC_PATH.read_bytes()
     as_json = client.get("/api/docs/openapi.json").json()
     assert as_json["openapi"].startswith("3.1") and "/agents" in as_json["paths"]
     codes = {e["code"]: e["status"] for e in client.get("/api/docs/errors").json()["data"]["items"]}

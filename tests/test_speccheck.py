@@ -41,11 +41,11 @@ LIST_OP = _pick(lambda op: op.kind == "list" and bool(op.scopes) and not op.depr
 DEPRECATED_OP = _pick(lambda op: op.deprecated)
 PLAIN_OP = _pick(lambda op: not op.deprecated and op.kind == "get")
 CODE_OP = _pick(lambda op: op.hints.conflict_code is not None)
-GUARDED_OP = _pick(lambda op: bool(op.hints.refuse_when))
+GUARDED_OP = _pick(lambda op: bool(op.hints.refuse_when) and "409" not in op.responses)
 WHEN_OP = _pick(lambda op: bool(op.hints.when))
 NOW_OP = _pick(lambda op: "$now" in op.hints.sets.values())
 NESTED_OP = _pick(lambda op: op.hints.parent is not None)
-REFERENCED_OP = _pick(lambda op: op.hints.refuse_if_referenced)
+CASCADE_OP = _pick(lambda op: bool(op.hints.cascade))
 CREATES_OP = _pick(lambda op: op.hints.creates is not None)
 
 
@@ -457,11 +457,11 @@ BREACHES: list[tuple[str, Callable[[Raw], None], str, str, str]] = [
         "x-sandbox.creates.collection 'nowhere' names no schema",
     ),
     (
-        "x-sandbox.refuse-if-referenced that is not true or false",
-        lambda raw: _op(raw, REFERENCED_OP)["x-sandbox"].__setitem__("refuse-if-referenced", "yes"),
-        _label(REFERENCED_OP),
+        "x-sandbox.cascade naming no collection",
+        lambda raw: _op(raw, CASCADE_OP)["x-sandbox"].__setitem__("cascade", ["nothing_here"]),
+        _label(CASCADE_OP),
         "x-sandbox",
-        "refuse-if-referenced must be true or false, got 'yes'",
+        "cascade 'nothing_here' names no schema with a matching x-collection",
     ),
 ]
 
@@ -589,16 +589,23 @@ def test_paths_that_are_not_an_object_are_reported_without_a_crash() -> None:
 
 
 def test_an_invalid_schema_keyword_is_placed_at_its_component() -> None:
+    schemas = SPEC.raw["components"]["schemas"]
+
+    def own_part(name: str) -> dict[str, Any]:
+        parts = schemas[name].get("allOf") or [{}, {}]
+        return dict(parts[1]) if len(parts) > 1 else {}
+
     collection = next(
         c
         for c in SPEC.collections.values()
-        if "id" in SPEC.raw["components"]["schemas"][c.schema_name].get("properties", {})
+        if "id" in own_part(c.schema_name).get("properties", {})
     )
     name = collection.schema_name
-    raw = _broken(_set(("components", "schemas", name, "properties", "id", "type"), "strng"))
+    where: Any = ("components", "schemas", name, "allOf", 1, "properties", "id", "type")
+    raw = _broken(_set(where, "strng"))
     problems = check_spec(raw, CATALOGUE)
     assert [(p.where, p.rule) for p in problems] == [(f"components.schemas.{name}", "openapi")]
-    assert f"$.components.schemas.{name}.properties.id.type" in problems[0].message
+    assert f"$.components.schemas.{name}.allOf[1].properties.id.type" in problems[0].message
 
 
 # --- the command -------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ durable and visible together, or not at all.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import errno
+import functools
 import json
 import os
 import resource
@@ -19,7 +21,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ import pytest
 
 from sandbox.errors import ApiError
 from sandbox.store.base import BaseCollection
-from sandbox.store.persistence import AtomicJSONStorage, DeltaStore
+from sandbox.store.persistence import ChangeLog, DeltaStore
 from sandbox.store.workspace import Workspace, Workspaces
 from tests.conftest import ADMIN_TOKEN, free_port, key_named, make_app
 
@@ -41,15 +43,15 @@ class Disk:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.full = False
         self.writes = 0
-        real = AtomicJSONStorage.write
+        real = ChangeLog.append
 
-        def write(storage: AtomicJSONStorage, data: dict[str, Any]) -> None:
+        def write(storage: ChangeLog, data: bytes) -> None:
             if self.full:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             real(storage, data)
             self.writes += 1
 
-        monkeypatch.setattr(AtomicJSONStorage, "write", write)
+        monkeypatch.setattr(ChangeLog, "append", write)
 
 
 @pytest.fixture()
@@ -64,8 +66,18 @@ def _bases() -> dict[str, BaseCollection]:
     }
 
 
+def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Runs an async test in a fresh event loop (the store writes from the loop)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
 def _open(data_dir: Path) -> Workspace:
-    ws = Workspace("default", _bases(), DeltaStore(data_dir))
+    ws = Workspaces(_bases(), DeltaStore(data_dir)).get("default")
     ws.view("things")
     ws.view("events")
     return ws
@@ -91,50 +103,59 @@ def _records(ws: Workspace) -> dict[str, Any]:
 
 
 def _cached(ws: Workspace) -> Any:
-    return copy.deepcopy(ws._delta.db.storage.read())
+    return copy.deepcopy(ws._delta.document)
 
 
-def _refused(action: Callable[[], None]) -> ApiError:
+def _on_disk(data_dir: Path) -> dict[str, bytes]:
+    """The store's files: the snapshot, and the change log once something was written."""
+    return {p.name: p.read_bytes() for p in data_dir.iterdir()}
+
+
+async def _refused(action: Callable[[], Awaitable[None]]) -> ApiError:
     with pytest.raises(ApiError) as caught:
-        action()
+        await action()
     assert caught.value.code == "STORE_UNAVAILABLE" and caught.value.status == 503
     assert "No space left on device" in caught.value.message
     return caught.value
 
 
-def _attempt_every_kind_of_change(ws: Workspace) -> None:
+async def _attempt_every_kind_of_change(ws: Workspace) -> None:
     """Create, change a seeded and a created record, delete both kinds: each refused."""
-    _refused(lambda: ws.write("things", {"id": "thg_failed", "n": -1}))
-    _refused(lambda: ws.write("things", {"id": "thg_1", "n": -1}))
-    _refused(lambda: ws.write("things", {"id": "thg_made", "n": -1}))
-    _refused(lambda: ws.delete("things", "thg_2"))
-    _refused(lambda: ws.delete("things", "thg_made"))
+    await _refused(lambda: ws.write("things", {"id": "thg_failed", "n": -1}))
+    await _refused(lambda: ws.write("things", {"id": "thg_1", "n": -1}))
+    await _refused(lambda: ws.write("things", {"id": "thg_made", "n": -1}))
+    await _refused(lambda: ws.delete("things", "thg_2"))
+    await _refused(lambda: ws.delete("things", "thg_made"))
 
 
-def test_a_write_the_store_cannot_save_is_refused_and_changes_nothing_in_memory(
+@in_loop
+async def test_a_write_the_store_cannot_save_is_refused_and_changes_nothing_in_memory(
     tmp_path: Path, disk: Disk
 ) -> None:
     ws = _open(tmp_path)
-    ws.write("things", {"id": "thg_0", "n": 100})
-    ws.write("things", {"id": "thg_made", "n": 7})
-    memory, cached, on_disk = _memory(ws), _cached(ws), (tmp_path / "delta.json").read_bytes()
+    await ws.write("things", {"id": "thg_0", "n": 100})
+    await ws.write("things", {"id": "thg_made", "n": 7})
+    memory, cached, on_disk = _memory(ws), _cached(ws), _on_disk(tmp_path)
     disk.full = True
-    _attempt_every_kind_of_change(ws)
+    await _attempt_every_kind_of_change(ws)
     assert _memory(ws) == memory
     assert _cached(ws) == cached  # the store's own copy, which the next write would save
-    assert (tmp_path / "delta.json").read_bytes() == on_disk
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["delta.json"]  # no temp files left
+    assert _on_disk(tmp_path) == on_disk
+    # the snapshot and the change log, and no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["delta.json", "delta.log"]
 
 
-def test_a_failed_write_is_not_saved_by_a_later_successful_one(
+@in_loop
+async def test_a_failed_write_is_not_saved_by_a_later_successful_one(
     tmp_path: Path, disk: Disk
 ) -> None:
     ws = _open(tmp_path)
-    ws.write("things", {"id": "thg_made", "n": 7})
+    await ws.write("things", {"id": "thg_made", "n": 7})
     disk.full = True
-    _attempt_every_kind_of_change(ws)
+    await _attempt_every_kind_of_change(ws)
     disk.full = False
-    ws.write("events", {"id": "evt_after", "n": 9})
+    await ws.write("events", {"id": "evt_after", "n": 9})
+    await ws._delta.compact()  # the log folded into the snapshot, which is then read
     stored = json.loads((tmp_path / "delta.json").read_text())
     docs = {(d["collection"], d["id"]): d["record"] for t in stored.values() for d in t.values()}
     assert docs == {
@@ -147,28 +168,32 @@ def test_a_failed_write_is_not_saved_by_a_later_successful_one(
     assert again.get("things", "thg_1") == {"id": "thg_1", "n": 1}
 
 
-def test_a_refused_creation_gives_its_sequence_number_to_the_next_one(
+@in_loop
+async def test_a_refused_creation_gives_its_sequence_number_to_the_next_one(
     tmp_path: Path, disk: Disk
 ) -> None:
     ws = _open(tmp_path)
     view = ws.view("things")
     disk.full = True
-    _refused(lambda: ws.write("things", {"id": "thg_failed", "n": -1}))
+    await _refused(lambda: ws.write("things", {"id": "thg_failed", "n": -1}))
     disk.full = False
-    ws.write("things", {"id": "thg_next", "n": 1})
+    await ws.write("things", {"id": "thg_next", "n": 1})
     assert view.seq_of("thg_next") == len(view.base) + 1 and view.created_count == 1
     assert _open(tmp_path).view("things").seq_of("thg_next") == len(view.base) + 1
 
 
-def test_a_rename_that_cannot_be_made_durable_is_undone(
+@in_loop
+async def test_a_rename_that_cannot_be_made_durable_is_undone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The new file is in place but its directory entry may not survive: put the old one back."""
+    """A new file whose directory entry may not survive is taken back: here the change log a
+    write starts after a compaction removed the last one."""
     ws = _open(tmp_path)
-    ws.write("things", {"id": "thg_made", "n": 7})
-    on_disk, cached, memory = (tmp_path / "delta.json").read_bytes(), _cached(ws), _memory(ws)
+    await ws.write("things", {"id": "thg_made", "n": 7})
+    await ws._delta.compact()
+    on_disk, cached, memory = _on_disk(tmp_path), _cached(ws), _memory(ws)
     real_fsync = os.fsync
-    failures = []
+    failures: list[int] = []
 
     def fsync(fd: int) -> None:
         if stat.S_ISDIR(os.fstat(fd).st_mode) and not failures:
@@ -178,48 +203,53 @@ def test_a_rename_that_cannot_be_made_durable_is_undone(
 
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(ApiError) as caught:
-        ws.write("things", {"id": "thg_failed", "n": -1})
+        await ws.write("things", {"id": "thg_failed", "n": -1})
     assert caught.value.code == "STORE_UNAVAILABLE" and failures
-    assert (tmp_path / "delta.json").read_bytes() == on_disk
+    assert _on_disk(tmp_path) == on_disk
     assert _cached(ws) == cached and _memory(ws) == memory
     assert _open(tmp_path).get("things", "thg_failed") is None
 
 
-def test_a_reset_the_store_cannot_save_keeps_every_workspace(
+@in_loop
+async def test_a_reset_the_store_cannot_save_keeps_every_workspace(
     tmp_path: Path, disk: Disk
 ) -> None:
     bases = _bases()
     spaces = Workspaces(bases, DeltaStore(tmp_path))
-    spaces.get("default").write("things", {"id": "thg_a", "n": 1})
-    spaces.get("ci").write("things", {"id": "thg_b", "n": 2})
+    await spaces.get("default").write("things", {"id": "thg_a", "n": 1})
+    await spaces.get("ci").write("things", {"id": "thg_b", "n": 2})
     disk.full = True
     with pytest.raises(ApiError) as caught:
-        spaces.reset()
+        await spaces.reset()
     assert caught.value.code == "STORE_UNAVAILABLE"
     disk.full = False
-    spaces.get("default").write("events", {"id": "evt_later", "n": 3})  # saves what memory has
+    # saves what memory has
+    await spaces.get("default").write("events", {"id": "evt_later", "n": 3})
     again = Workspaces(_bases(), DeltaStore(tmp_path))
     assert again.get("default").get("things", "thg_a") == {"id": "thg_a", "n": 1}
     assert again.get("ci").get("things", "thg_b") == {"id": "thg_b", "n": 2}
-    spaces.reset("ci")
+    await spaces.reset("ci")
     assert Workspaces(_bases(), DeltaStore(tmp_path)).names() == ["default"]
 
 
 # ---------------------------------------------------------------------------- transactions
 
 
-def test_a_transaction_saves_all_its_changes_with_one_write(tmp_path: Path, disk: Disk) -> None:
+@in_loop
+async def test_a_transaction_saves_all_its_changes_with_one_write(
+    tmp_path: Path, disk: Disk
+) -> None:
     ws = _open(tmp_path)
     before = disk.writes
     ws.begin()
-    ws.write("things", {"id": "thg_1", "n": 11})
-    ws.write("events", {"id": "evt_new", "n": 5})
-    ws.delete("events", "evt_0")
+    await ws.write("things", {"id": "thg_1", "n": 11})
+    await ws.write("events", {"id": "evt_new", "n": 5})
+    await ws.delete("events", "evt_0")
     # nothing is visible or stored until commit
     assert ws.get("things", "thg_1") == {"id": "thg_1", "n": 1}
     assert ws.get("events", "evt_new") is None and ws.get("events", "evt_0") is not None
     assert disk.writes == before
-    ws.commit()
+    await ws.commit()
     assert disk.writes == before + 1
     assert ws.get("things", "thg_1") == {"id": "thg_1", "n": 11}
     assert ws.get("events", "evt_new") == {"id": "evt_new", "n": 5}
@@ -227,92 +257,99 @@ def test_a_transaction_saves_all_its_changes_with_one_write(tmp_path: Path, disk
     assert _records(_open(tmp_path)) == _records(ws)
 
 
-def test_a_transaction_the_store_cannot_save_applies_none_of_it(
+@in_loop
+async def test_a_transaction_the_store_cannot_save_applies_none_of_it(
     tmp_path: Path, disk: Disk
 ) -> None:
     ws = _open(tmp_path)
-    ws.write("events", {"id": "evt_made", "n": 1})
+    await ws.write("events", {"id": "evt_made", "n": 1})
     memory, cached = _memory(ws), _cached(ws)
     ws.begin()
-    ws.write("things", {"id": "thg_1", "n": 11})
-    ws.write("events", {"id": "evt_a", "n": 2})
-    ws.write("events", {"id": "evt_b", "n": 3})
-    ws.delete("events", "evt_made")
+    await ws.write("things", {"id": "thg_1", "n": 11})
+    await ws.write("events", {"id": "evt_a", "n": 2})
+    await ws.write("events", {"id": "evt_b", "n": 3})
+    await ws.delete("events", "evt_made")
     disk.full = True
-    _refused(ws.commit)
+    await _refused(ws.commit)
     assert not ws.in_transaction
     assert _memory(ws) == memory and _cached(ws) == cached
     disk.full = False
-    ws.write("events", {"id": "evt_c", "n": 4})
+    await ws.write("events", {"id": "evt_c", "n": 4})
     events = ws.view("events")
     assert events.seq_of("evt_c") == len(events.base) + 2  # the next number after evt_made
     assert _records(_open(tmp_path)) == _records(ws)
 
 
-def test_rollback_drops_the_staged_changes_and_their_numbers(tmp_path: Path, disk: Disk) -> None:
+@in_loop
+async def test_rollback_drops_the_staged_changes_and_their_numbers(
+    tmp_path: Path, disk: Disk
+) -> None:
     ws = _open(tmp_path)
     memory, before = _memory(ws), disk.writes
     ws.begin()
-    ws.write("events", {"id": "evt_a", "n": 2})
-    ws.write("things", {"id": "thg_0", "n": 10})
+    await ws.write("events", {"id": "evt_a", "n": 2})
+    await ws.write("things", {"id": "thg_0", "n": 10})
     ws.rollback()
     assert _memory(ws) == memory and disk.writes == before and not ws.in_transaction
     ws.rollback()  # nothing open: nothing to do
-    ws.write("events", {"id": "evt_b", "n": 3})
+    await ws.write("events", {"id": "evt_b", "n": 3})
     assert ws.view("events").seq_of("evt_b") == len(ws.view("events").base) + 1
 
 
-def test_creations_in_one_transaction_get_consecutive_numbers(tmp_path: Path) -> None:
+@in_loop
+async def test_creations_in_one_transaction_get_consecutive_numbers(tmp_path: Path) -> None:
     ws = _open(tmp_path)
     events = ws.view("events")
     first = len(events.base) + 1
     ws.begin()
-    ws.write("events", {"id": "evt_a", "n": 1})
+    await ws.write("events", {"id": "evt_a", "n": 1})
     assert events.created_count == 1  # what the next creation's number is computed from
-    ws.write("events", {"id": "evt_b", "n": 2})
+    await ws.write("events", {"id": "evt_b", "n": 2})
     ws.write("events", {"id": "evt_a", "n": 10})  # a change to a staged creation keeps its number
     assert (events.seq_of("evt_a"), events.seq_of("evt_b")) == (first, first + 1)
-    ws.commit()
+    await ws.commit()
     assert (events.seq_of("evt_a"), events.seq_of("evt_b")) == (first, first + 1)
     assert events.created_count == 2 and events.get("evt_a") == {"id": "evt_a", "n": 10}
     again = _open(tmp_path)
     assert _records(again) == _records(ws)
-    again.write("events", {"id": "evt_c", "n": 3})
+    await again.write("events", {"id": "evt_c", "n": 3})
     assert again.view("events").seq_of("evt_c") == first + 2
 
 
-def test_a_record_created_and_deleted_in_one_transaction_keeps_only_its_number(
+@in_loop
+async def test_a_record_created_and_deleted_in_one_transaction_keeps_only_its_number(
     tmp_path: Path,
 ) -> None:
     ws = _open(tmp_path)
     events = ws.view("events")
     ws.begin()
-    ws.write("events", {"id": "evt_gone", "n": 1})
-    ws.delete("events", "evt_gone")
-    ws.commit()
+    await ws.write("events", {"id": "evt_gone", "n": 1})
+    await ws.delete("events", "evt_gone")
+    await ws.commit()
     assert events.get("evt_gone") is None and events.count() == len(events.base)
-    ws.write("events", {"id": "evt_next", "n": 2})
+    await ws.write("events", {"id": "evt_next", "n": 2})
     assert events.seq_of("evt_next") == len(events.base) + 2
     again = _open(tmp_path)
     assert again.get("events", "evt_gone") is None
     assert again.view("events").seq_of("evt_next") == len(events.base) + 2
 
 
-def test_a_second_begin_is_refused_while_a_transaction_is_open(tmp_path: Path) -> None:
+@in_loop
+async def test_a_second_begin_is_refused_while_a_transaction_is_open(tmp_path: Path) -> None:
     ws = _open(tmp_path)
     ws.begin()
     with pytest.raises(RuntimeError, match="already has an open transaction"):
         ws.begin()
     ws.rollback()
     ws.begin()
-    ws.commit()
+    await ws.commit()
 
 
 def test_writes_in_memory_mode_need_no_disk() -> None:
     ws = Workspace("default", _bases(), DeltaStore(None))
     ws.begin()
     ws.write("things", {"id": "thg_new", "n": 1})
-    ws.commit()
+    ws.commit()  # in memory a commit is done when it returns: nothing to wait for
     ws.write("things", {"id": "thg_0", "n": 5})
     assert ws.get("things", "thg_new") and ws.get("things", "thg_0") == {"id": "thg_0", "n": 5}
 

@@ -221,3 +221,37 @@ def test_a_missing_or_empty_store_file_is_a_fresh_store(
 def test_a_well_formed_store_file_starts(tmp_path: Path) -> None:
     """The checks refuse damage only: the document the other cases spoil is accepted as is."""
     assert _starts(_store(tmp_path, {"ws:default:01": {"1": _doc()}}))
+
+
+def _log_line(**changes: Any) -> bytes:
+    doc = _doc(**changes)
+    change = [doc["collection"], doc["id"], doc["record"], doc["created"], doc["seq"]]
+    return json.dumps({"ws": "default", "changes": [change]}).encode() + b"\n"
+
+
+def test_a_damaged_line_inside_the_change_log_stops_the_start(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "delta.log").write_bytes(b'{"ws": "default", "chan\n' + _log_line())
+    _assert_refused(data_dir, data_dir / "delta.log", "line 1 is not a JSON commit")
+
+
+def test_a_change_log_line_of_the_wrong_shape_stops_the_start(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "delta.log").write_bytes(_log_line() + _log_line(seq=0) + _log_line())
+    _assert_refused(data_dir, data_dir / "delta.log", "line 2: a change of 'cli_stored'")
+
+
+def test_a_torn_last_line_of_the_change_log_is_dropped_and_the_sandbox_starts(
+    tmp_path: Path,
+) -> None:
+    """A crash in the middle of an append tears the last line only: that write was never
+    answered, so the start drops it and keeps the rest."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    torn = _log_line(id="cli_torn", record={"id": "cli_torn"})[:40]
+    (data_dir / "delta.log").write_bytes(_log_line() + torn)
+    assert _starts(data_dir)
+    stored = json.loads((data_dir / "delta.json").read_text())
+    assert [d["id"] for t in stored.values() for d in t.values()] == ["cli_stored"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from sandbox import admin_token
 from sandbox.connection_limits import (
     DESCRIPTOR_RESERVE,
     ConnectionLimits,
@@ -54,19 +55,27 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "body_timeout": args.body_timeout,
         "max_connections": args.max_connections,
         "trusted_proxies": _trusted_proxies(args.trusted_proxy),
+        "reject_unknown_params": bool(args.reject_unknown_params),
+        "access_log": bool(args.access_log),
     }
     if args.address_rate_limit is not None:
         kwargs["hosted_address_rate_limit"] = int(args.address_rate_limit)
-    if args.admin_token:
-        kwargs["admin_token"] = args.admin_token
     if args.hosted and not kwargs["cors_origins"]:
         kwargs["cors_origins"] = ("*",)
     return Settings(**kwargs)
 
 
 def banner(
-    console: Console, settings: Settings, host: str, port: int, state: object, generated_token: bool
+    console: Console,
+    settings: Settings,
+    host: str,
+    port: int,
+    state: object,
+    generated_token: bool = True,
+    token: admin_token.AdminToken | None = None,
 ) -> None:
+    """What `serve` prints before it listens. `token` says where the admin token came from;
+    without it, `generated_token` tells a made-up token from a given one. Hosted: no token."""
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"
     store = f"durable in {settings.data_dir}" if settings.data_dir else "in memory"
@@ -79,9 +88,22 @@ def banner(
     console.print(
         f"  Recipe   {settings.recipe} · store {store}{' · hosted mode' if settings.hosted else ''}"
     )
-    if not settings.hosted:
-        token = settings.admin_token if generated_token else "(the one you set)"
-        console.print(f"  Admin    {base}/_sandbox  header X-Sandbox-Admin-Token: {token}")
+    if token is None and not settings.hosted:
+        source = "generated" if generated_token else "option"
+        token = admin_token.AdminToken(settings.admin_token, source)
+    if token is not None and not settings.hosted:
+        printed = "(not shown)" if token.given else token.value  # never echo a chosen token
+        # never wrapped: the token and the file's path must stay whole for copying
+        console.print(
+            f"  Admin    {base}/_sandbox  header X-Sandbox-Admin-Token: {printed}", soft_wrap=True
+        )
+        console.print(f"           token: {token.describe()}", highlight=False, soft_wrap=True)
+    if settings.reject_unknown_params or settings.access_log:
+        modes = [
+            *(["unknown query parameters refused (400)"] if settings.reject_unknown_params else []),
+            *(["access log on stdout"] if settings.access_log else []),
+        ]
+        console.print(f"  Options  {' · '.join(modes)}")
     table = Table(title="Sandbox API keys", show_lines=False)
     table.add_column("name")
     table.add_column("key", no_wrap=True, overflow="fold")
@@ -142,8 +164,12 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         state = build_state(settings)
+        # after the store, which has checked (and made) the data directory the token goes in
+        token = _admin_token(args, settings)
+        if token is not None:
+            settings.admin_token = token.value
         app = create_app(settings, state)
-    except StoreError as exc:  # one line naming the path and the problem, however long
+    except (StoreError, admin_token.TokenError) as exc:  # one line naming the path and problem
         sock.close()
         sys.stderr.write(f"cannot start: {exc}\n")
         return 2
@@ -151,7 +177,11 @@ def serve_command(args: argparse.Namespace) -> int:
         sock.close()
         console.print(f"[red]cannot start:[/] {exc}")
         return 2
-    banner(console, settings, args.host, args.port, state, generated_token=not args.admin_token)
+    banner(console, settings, args.host, args.port, state, token=token)
+    if settings.access_log:
+        from sandbox.access_log import access_logger, install
+
+        install(app, access_logger())
     # The seeded world never changes and never becomes garbage: keep the cyclic collector from
     # walking it over and over (with the large recipe each full walk is a pause of ~0.3 s)
     gc.collect()
@@ -172,6 +202,15 @@ def serve_command(args: argparse.Namespace) -> int:
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
     return 0
+
+
+def _admin_token(args: argparse.Namespace, settings: Settings) -> admin_token.AdminToken | None:
+    """The control API's token and where it came from (None when hosted: no control API)."""
+    if settings.hosted:
+        return None
+    return admin_token.resolve(
+        args.admin_token, os.environ.get(admin_token.ENV), settings.data_dir
+    )
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -120,10 +120,11 @@ def add_fault_endpoints(api: AdminApi, state: SandboxState, registry: FaultRules
     def scenarios(request: Request, _: Any) -> tuple[int, Any]:
         return 200, {"items": catalogue()}
 
-    def reset_workspace(request: Request, _: Any) -> tuple[int, Any]:
+    async def reset_workspace(request: Request, _: Any) -> tuple[int, Any]:
         name = workspace_name(request.path_params["name"], "path", "name")
         assert name is not None
-        state.workspaces.reset(name)
+        await state.workspaces.reset(name)  # answered once the reset is durable
+        state.clock.reset(name)  # the workspace's own clock goes back with its records
         buckets = clear_buckets(state.limiter, name)
         removed = registry.clear(name)
         return 200, {"reset": True, "workspace": name, "buckets": buckets, "faults": len(removed)}

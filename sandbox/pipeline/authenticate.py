@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sandbox.stores import ClockStore, KeyStore
 
 KEY_PREFIX = "om_"
+_SECRETS_MAX = 1024
 _WHITESPACE = re.compile(r"\s")
 
 
@@ -186,7 +187,11 @@ def find_key(header: str | None, keys: KeyStore, now: float) -> ApiKey:
     Its owner is checked by `check_owner` once the caller's workspace is known; nothing is
     allocated for a request until both pass.
     """
-    secret = parse_bearer(header)
+    return check_key(parse_bearer(header), keys, now)
+
+
+def check_key(secret: str, keys: KeyStore, now: float) -> ApiKey:
+    """The key with this secret if it is neither unknown, revoked nor expired (else a 401)."""
     key = keys.lookup(secret)
     if key is None:
         raise _unauthorized("Unknown API key: it may have been mistyped, or deleted.")
@@ -231,8 +236,18 @@ class Authenticate:
         self._keys = keys
         self.clock = clock
         self.enabled = enabled
+        # well-formed Authorization values -> their key's secret: a client sends the same
+        # header on every request, and its parse depends on nothing else (bounded)
+        self._secrets: dict[str, str] = {}
 
-    async def __call__(self, ctx: RequestContext) -> None:
+    def __call__(self, ctx: RequestContext) -> None:
         if self.enabled:
             assert ctx.headers is not None
-            ctx.key = find_key(ctx.headers.get("authorization"), self._keys(), self.clock.now())
+            header = ctx.headers.get("authorization")
+            secret = self._secrets.get(header) if header is not None else None
+            if secret is None:
+                secret = parse_bearer(header)  # a 401 naming what is wrong with the header
+                if len(self._secrets) >= _SECRETS_MAX:
+                    self._secrets.clear()
+                self._secrets[header] = secret  # type: ignore[index]  # parse_bearer took it
+            ctx.key = check_key(secret, self._keys(), self.clock.now())

@@ -66,8 +66,15 @@ def grants(permissions: frozenset[str] | set[str], scope: str) -> bool:
 
 
 def authorize(
-    op: Operation, caller: Caller, role_permissions: set[str], role_names: list[str]
+    op: Operation,
+    caller: Caller,
+    role_permissions: set[str],
+    roles: list[tuple[str, str]] | list[str],
 ) -> None:
+    """Refuse the call (403) unless the roles, then the key's scopes, allow it.
+
+    `roles` are (id, name) pairs or names; the names are read only for a refusal's message.
+    """
     if op.session_only:
         raise ApiError(
             "API_KEY_FORBIDDEN",
@@ -77,10 +84,11 @@ def authorize(
         return
     scope = op.scopes[0]
     if not grants(role_permissions, scope):
-        roles = ", ".join(role_names) or "no role"
+        names = [r if isinstance(r, str) else r[1] for r in roles]
         raise ApiError(
             "FORBIDDEN",
-            f"The role of this key's owner ({roles}) does not allow {scope}.",
+            f"The role of this key's owner ({', '.join(names) or 'no role'}) does not allow "
+            f"{scope}.",
         )
     if caller.key.access == "custom" and not grants(caller.key.scopes, scope):
         raise ApiError("SCOPE_DENIED", f"API key lacks required scope {scope}.")
@@ -135,7 +143,7 @@ class Authorize:
     def __init__(self, permissions: RolePermissions) -> None:
         self.permissions = permissions
 
-    async def __call__(self, ctx: RequestContext) -> None:
+    def __call__(self, ctx: RequestContext) -> None:
         assert ctx.workspace is not None and ctx.caller is not None
         perms, roles = self.permissions.of(ctx.workspace, ctx.caller.user)
-        authorize(ctx.op, ctx.caller, perms, [name for _, name in roles])
+        authorize(ctx.op, ctx.caller, perms, roles)

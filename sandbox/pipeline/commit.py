@@ -1,8 +1,11 @@
 """Stage: encode the answer, then make the request's writes durable and visible.
 
 It runs after the answer is built and checked, so no later error can leave a write applied
-without its success answer; a write the store cannot save is answered 503 STORE_UNAVAILABLE and
-changes nothing. An error answer drops whatever the handler staged.
+without its success answer. The write reaches the workspace's views at once (the next request
+builds on it) and the answer waits until the store holds it; a write the store cannot save is
+answered 503 STORE_UNAVAILABLE and memory goes back to what the store holds. An error answer
+drops whatever the handler staged. Any other answer from a workspace with writes still on their
+way to disk waits for them, so no answer shows a change that may yet be lost.
 """
 
 from __future__ import annotations
@@ -24,18 +27,27 @@ class Commit:
     async def __call__(self, ctx: RequestContext) -> None:
         ctx.encoded = encode(ctx.payload)
         ws = ctx.workspace
-        if ws is None or not ws.in_transaction:
+        if ws is None:
             return
-        if ctx.status >= 400:
-            ws.rollback()
+        if ws.in_transaction and ctx.status < 400:
+            try:
+                await ws.commit()
+            except ApiError as err:
+                self._refuse(ctx, err)
+                return
+            hosted = self.state.hosted
+            if hosted is not None:
+                hosted.charge(ws, len(ctx.raw_body))  # only accepted changes spend a budget
             return
-        try:
-            ws.commit()
-        except ApiError as err:
-            ctx.answer_headers.update(err.headers)
-            ctx.status, ctx.payload = err.status, err.body()
-            ctx.encoded = encode(ctx.payload)
-            return
-        hosted = self.state.hosted
-        if hosted is not None:
-            hosted.charge(ws, len(ctx.raw_body))  # only accepted changes spend a visitor's budget
+        ws.rollback()
+        if ws.unsettled:
+            try:
+                await ws.settled()
+            except ApiError as err:
+                self._refuse(ctx, err)
+
+    @staticmethod
+    def _refuse(ctx: RequestContext, err: ApiError) -> None:
+        ctx.answer_headers.update(err.headers)
+        ctx.status, ctx.payload = err.status, err.body()
+        ctx.encoded = encode(ctx.payload)

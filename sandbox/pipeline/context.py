@@ -11,13 +11,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from litestar import Request, Response
+from litestar import Response
 
 from sandbox.errors import ApiError
 from sandbox.pipeline.authenticate import ApiKey, Caller
 from sandbox.pipeline.envelope import EncodedResponse
 from sandbox.pipeline.headers import RequestHeaders
 from sandbox.pipeline.ratelimit import RateState
+from sandbox.pipeline.request import ApiRequest
 from sandbox.spec import Operation
 from sandbox.store.workspace import Workspace
 
@@ -40,7 +41,7 @@ class RequestContext:
     """One API request: what it asked, who asked, and the answer being built."""
 
     op: Operation
-    request: Request[Any, Any, Any]
+    request: ApiRequest
     path_names: dict[str, str]  # route parameter alias -> spec parameter name
     started: float  # perf_counter() at arrival, for the journal's duration
     headers: RequestHeaders | None = None

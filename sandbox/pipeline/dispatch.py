@@ -5,13 +5,16 @@ preflights. An API request whose method and path match an operation skips Litest
 signature model and response conversion, which cost more than the pipeline's own work; the
 pipeline's answer (pre-encoded bytes) is sent as it is. A request with an `Origin` header while
 CORS is on still goes through Litestar, whose CORS layer adds the headers browsers need.
+
+The stages get a lean request (request.py), not Litestar's `Request`, and a path already matched
+is remembered (bounded), so a repeated request costs one dictionary lookup to route.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from litestar import Litestar, Request
@@ -20,14 +23,20 @@ from litestar.exceptions import LitestarException
 from sandbox.errors import ApiError
 from sandbox.journal import redact_path
 from sandbox.pipeline.envelope import EncodedResponse, encode
+from sandbox.pipeline.request import ApiRequest
 from sandbox.pipeline.routing import Endpoint, litestar_path
 from sandbox.spec import Operation
 
 log = logging.getLogger("sandbox")
 _TEMPLATE = re.compile(r"\{([^}]+)\}")
 
+# counts a request no operation serves: its rate-limit headers, or ApiError (429) when spent
+Admit = Callable[[ApiRequest], Awaitable[dict[str, str]]]
 # one path template: its pattern, and its operations by method with their parameter aliases
 Route = tuple[str, re.Pattern[str], dict[str, tuple[Operation, dict[str, str]]]]
+# what a method and path resolve to: the operation, its aliases and the path's values
+Found = tuple[Operation, dict[str, str], dict[str, str]]
+_MATCHED_MAX = 4096  # paths remembered; past it the memory starts over
 
 
 def _pattern(base: str, template: str) -> re.Pattern[str]:
@@ -69,6 +78,7 @@ class ApiDispatch:
         inner: Any,
         app: Litestar,
         endpoint: Endpoint,
+        admit: Admit,
         operations: Iterable[Operation],
         base: str,
         cors: bool,
@@ -76,6 +86,7 @@ class ApiDispatch:
         self.inner = inner
         self.app = app
         self.endpoint = endpoint
+        self.admit = admit
         self.table = route_table(operations, base)
         self.base = base
         # routes by the path's first segment, so a request tries a handful of patterns, not all
@@ -88,26 +99,65 @@ class ApiDispatch:
                 break
             self.by_head.setdefault(first, []).append(route)
         self.cors = cors
+        # (method, path) -> what _match found; None is remembered too (Litestar's to answer)
+        self._matched: dict[tuple[str, str], Found | None] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and not (self.cors and _has_origin(scope)):
-            path = scope["path"]
-            if path.startswith(self.base):
-                routes = self.table
-                if self.by_head is not None:
-                    head = path[len(self.base) :].split("/", 2)[1:2]
-                    routes = self.by_head.get(head[0], []) if head else []
-                for _, pattern, methods in routes:
-                    match = pattern.fullmatch(path)
-                    if match is None:
-                        continue
-                    found = methods.get(scope["method"])
-                    if found is not None:  # else Litestar answers (405, OPTIONS, HEAD)
-                        op, names = found
-                        await self._serve(op, names, match.groupdict(), scope, receive, send)
-                        return
-                    break
+        if scope["type"] == "http" and scope["path"].startswith(self.base):
+            at = (scope["method"], scope["path"])
+            try:
+                found = self._matched[at]
+            except KeyError:
+                found = self._match(at[1], at[0])
+                if len(self._matched) >= _MATCHED_MAX:
+                    self._matched.clear()
+                self._matched[at] = found
+            if found is None:
+                # no operation serves it (404, 405, OPTIONS, HEAD): Litestar answers, but a
+                # request with a valid key is counted like any other, and says so in its headers
+                send = await self._admit(scope, receive, send)
+                if send is None:
+                    return
+            elif not (self.cors and _has_origin(scope)):
+                op, names, params = found
+                await self._serve(op, names, params, scope, receive, send)
+                return
         await self.inner(scope, receive, send)
+
+    def _match(self, path: str, method: str) -> Found | None:
+        routes = self.table
+        if self.by_head is not None:
+            head = path[len(self.base) :].split("/", 2)[1:2]
+            routes = self.by_head.get(head[0], []) if head else []
+        for _, pattern, methods in routes:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            found = methods.get(method)
+            if found is None:  # Litestar answers (405, OPTIONS, HEAD)
+                return None
+            return found[0], found[1], match.groupdict()
+        return None
+
+    async def _admit(self, scope: Any, receive: Any, send: Any) -> Any:
+        """Count a request no operation serves; the `send` that adds its rate-limit headers,
+        or None once a 429 has been sent."""
+        scope.setdefault("litestar_app", self.app)
+        try:
+            headers = await self.admit(ApiRequest(scope, receive, send))
+        except ApiError as err:
+            await EncodedResponse(err.status, encode(err.body()), err.headers)(scope, receive, send)
+            return None
+        if not headers:
+            return send
+        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+        async def with_rate_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        return with_rate_headers
 
     async def _serve(
         self,
@@ -119,8 +169,7 @@ class ApiDispatch:
         send: Any,
     ) -> None:
         scope["path_params"] = path_params
-        scope.setdefault("litestar_app", self.app)
-        request: Request[Any, Any, Any] = Request(scope, receive, send)
+        request = ApiRequest(scope, receive, send)
         try:
             response = await self.endpoint(op, request, names)
         except Exception:
@@ -138,8 +187,10 @@ class ApiDispatch:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        scope.setdefault("litestar_app", self.app)
+        full: Request[Any, Any, Any] = Request(scope, receive, send)
         try:
-            await response.to_asgi_response(None, request)(scope, receive, tracked)
+            await response.to_asgi_response(None, full)(scope, receive, tracked)
         except Exception as exc:
             if not started:
                 raise

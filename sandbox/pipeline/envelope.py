@@ -64,7 +64,8 @@ class EncodedResponse:
         headers = self.headers
         text = "".join(headers) + "".join(headers.values())
         if text.isascii() and text.isprintable():  # the common case: one check for them all
-            encoded += [(k.encode(), v.encode()) for k, v in headers.items()]
+            for k, v in headers.items():
+                encoded.append((k.encode(), v.encode()))
         else:
             encoded += [
                 (header_value(k).encode(), header_value(v).encode()) for k, v in headers.items()
@@ -115,7 +116,7 @@ class Envelope:
         ops = state.spec.operations
         self.deprecation = {op.operation_id: deprecation_headers(op) for op in ops}
 
-    async def __call__(self, ctx: RequestContext) -> None:
+    def __call__(self, ctx: RequestContext) -> None:
         headers = dict(self.deprecation[ctx.op.operation_id])
         headers.update(ctx.answer_headers)  # a fault's Warning
         err = ctx.error

@@ -10,11 +10,11 @@ header, the stage costs two membership tests and returns None.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from urllib.parse import parse_qs
 
-from litestar import Request, Response
+from litestar import Response
 
 from sandbox.catalogue import Catalogue
 from sandbox.errors import ApiError
@@ -38,6 +38,7 @@ from sandbox.pipeline.ratelimit import (
     RateState,
     rate_limit_headers,
 )
+from sandbox.pipeline.request import ApiRequest
 from sandbox.spec import Operation
 from sandbox.state import SandboxState
 from sandbox.store.workspace import Workspace
@@ -117,6 +118,13 @@ def _applied(value: str) -> Transform:
 HOSTED_MAX_DELAY_MS = 5_000
 
 
+async def _after(delay: float, error: ApiError | None) -> None:
+    """Wait out a fault's delay, then answer with its forced error, if it has one."""
+    await asyncio.sleep(delay)
+    if error is not None:
+        raise error
+
+
 class Faults:
     """Stage: Prefer first (it is explicit), then the fault rules in order.
 
@@ -133,24 +141,29 @@ class Faults:
         self.max_delay_ms = HOSTED_MAX_DELAY_MS if state.settings.hosted else None
         self.base_path = state.spec.base_path
 
-    async def __call__(self, ctx: RequestContext) -> None:
+    def __call__(self, ctx: RequestContext) -> Awaitable[None] | None:
         assert ctx.headers is not None and ctx.caller is not None and ctx.workspace is not None
+        scope = ctx.request.scope
+        asked = b"__" in scope.get("query_string", b"") or "prefer" in ctx.headers
+        if not asked and not self.registry.rules:  # the common case: nothing to decide
+            return None
         rate = ctx.rate or self.limiter.peek(ctx.bucket, ctx.limit)
         outcome = self.decide(ctx.op, ctx.request, ctx.headers, ctx.caller, ctx.workspace, rate)
         if outcome is None:
-            return
+            return None
         ctx.outcome = outcome
-        if outcome.delay:
-            await asyncio.sleep(outcome.delay)
         if outcome.warning:
             ctx.answer_headers["warning"] = outcome.warning
+        if outcome.delay:
+            return _after(outcome.delay, outcome.error)  # the wait, then the forced answer
         if outcome.error is not None:
             raise outcome.error
+        return None
 
     def decide(
         self,
         op: Operation,
-        request: Request,
+        request: ApiRequest,
         headers: RequestHeaders,
         caller: Caller,
         ws: Workspace,

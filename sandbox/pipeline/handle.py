@@ -1,13 +1,15 @@
 """Stage: run the operation's handler (its `x-sandbox` kind) on the caller's workspace.
 
-A write's changes are staged in a transaction here; the commit stage makes them durable and
-visible once the answer is sure, so a request whose answer fails later leaves nothing behind.
+A write's changes, and the audit entries recording them, are staged in a transaction here; the
+commit stage makes them durable and visible once the answer is sure, so a request whose answer
+fails later leaves nothing behind.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sandbox.pipeline.audit import AuditTrail
 from sandbox.pipeline.identity import Identity
 from sandbox.pipeline.read_request import READS
 from sandbox.pipeline.resources import HandlerCall, Resources
@@ -23,12 +25,17 @@ class Handle:
         self.resources = Resources(
             state.spec, state.clock, Identity(state, permissions), raw=not state.settings.strict
         )
+        self.audit = AuditTrail.from_spec(
+            state.spec, state.clock.iso, self.resources.fill, state.settings.trusted_proxies
+        )
 
-    async def __call__(self, ctx: RequestContext) -> None:
+    def __call__(self, ctx: RequestContext) -> None:
         ws = ctx.workspace
         assert ws is not None
         ex = HandlerCall(ctx.op, ws, ctx.caller, ctx.params, ctx.supplied, ctx.body, ctx.rate)
         if ctx.op.method not in READS:
             ws.begin()
         ctx.status, data = self.resources.handle(ex)
+        if self.audit is not None and ws.in_transaction:
+            self.audit.record(ctx, ws)  # the write's audit entries, in its own transaction
         ctx.payload = {"data": data}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from sandbox.clock import use_workspace
 from sandbox.errors import ApiError, Detail
 
 if TYPE_CHECKING:
@@ -83,6 +84,9 @@ def repeated_single_valued(raw: Iterable[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-async def parse_headers(ctx: RequestContext) -> None:
+def parse_headers(ctx: RequestContext) -> None:
     """Stage: the one parse of the request's headers that every later stage reads."""
     ctx.headers = RequestHeaders.parse(ctx.request.scope["headers"])
+    # the clock of the workspace the request names (key expiry is judged on it); the workspace
+    # stage sets the one it resolves
+    use_workspace(ctx.headers.get("x-sandbox-workspace") or "default")

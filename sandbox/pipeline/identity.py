@@ -1,4 +1,10 @@
-"""The `identity` kind (`auth/me`): who the caller is, their roles, scopes and rate budget."""
+"""The `identity` kind (`auth/me`): who the caller is, their roles, scopes and rate budget.
+
+The effective scopes listed are only those that exist: a scope some operation's `security`
+requires. A role that grants `*:write` covers every family, but a level no operation of a family
+uses (writing the read-only audit log, say) is no permission a client could ever exercise, and
+listing it would tell an integrator a key can do something the API has no way to do.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ class Identity:
         self.state = state
         self.permissions = permissions
         self.families = state.spec.families
+        self.existing = frozenset(scope for op in state.spec.operations for scope in op.scopes)
 
     def __call__(self, ex: HandlerCall) -> dict[str, Any]:
         assert ex.caller is not None
@@ -41,7 +48,11 @@ class Identity:
                 "status": user.get("status", ""),
             },
             "roles": [{"id": rid, "name": name} for rid, name in roles],
-            "scopes": effective_scopes(self.families, perms, ex.caller),
+            "scopes": [
+                scope
+                for scope in effective_scopes(self.families, perms, ex.caller)
+                if scope in self.existing
+            ],
             "organisation": dict(self.state.recipe.organisation),
             "rate_limit": {
                 "limit": rate.limit,

@@ -1,26 +1,24 @@
-"""Stage 4: 300 requests per minute per key, counted by `limits`.
+"""Stage 4: 300 requests per minute per key, in `limits`' fixed windows.
 
-A fixed one-minute window per key (and per workspace, so parallel CI jobs never share a budget).
-The storage is `limits`' in-memory storage read through the sandbox clock, so advancing the clock
-crosses a window exactly as waiting would, and the headers tell the truth: a retry after
-`Retry-After` seconds succeeds, one before it does not.
+A fixed one-minute window per key (and per workspace, so parallel CI jobs never share a budget),
+keyed as `limits` keys its items. The embedded storage keeps the windows in two dictionaries read
+through the sandbox clock (one clock read per request), so advancing the clock crosses a window
+exactly as waiting would, and the headers tell the truth: a retry after `Retry-After` seconds
+succeeds, one before it does not.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
 
-from sandbox.clock import Clock
 from sandbox.errors import ApiError
 
 if TYPE_CHECKING:
     from sandbox.pipeline.context import RequestContext
-    from sandbox.stores import RateBuckets
+    from sandbox.stores import ClockStore, RateBuckets
 
 WINDOW_SECONDS = 60
 # The rate-limit header names, written once: every stage that sends or checks them reads these.
@@ -43,42 +41,56 @@ def bucket_of(workspace: str, key_id: str) -> str:
     return f"{workspace}/{key_id}"
 
 
-class ClockedMemoryStorage(MemoryStorage):
-    """`limits`' memory storage with expiries measured on the sandbox clock."""
+class WindowCounts:
+    """Fixed windows by key: the count, and when the window ends on the sandbox clock.
 
-    def __init__(self, clock: Clock) -> None:
-        super().__init__()
+    The same data, keys and expiry rule as `limits`' MemoryStorage (a window starts at its first
+    hit and lasts the item's expiry; a window read at or after its end is forgotten), without
+    what an event loop that owns its state does not need: a lock per key, a Counter, the
+    storage's error-wrapping decorators and its expiry thread. `limits`' Redis storage is the
+    shared implementation behind the same `RateBuckets` interface.
+    """
+
+    __slots__ = ("clock", "expirations", "storage")
+
+    def __init__(self, clock: ClockStore) -> None:
         self.clock = clock
+        self.storage: dict[str, int] = {}  # key -> requests counted in its window
+        self.expirations: dict[str, float] = {}  # key -> when its window ends
 
-    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        self.get(key)
-        with self.locks[key]:
-            self.storage[key] += amount
-            if self.storage[key] == amount:
-                self.expirations[key] = self.clock.now() + expiry
-        return self.storage.get(key, 0)
+    def incr(self, key: str, expiry: float, now: float | None = None) -> int:
+        """Count one hit in the key's window (a new window if there is none running)."""
+        if now is None:
+            now = self.clock.now()
+        ends = self.expirations.get(key)
+        if ends is None or ends <= now:
+            self.expirations[key] = now + expiry
+            self.storage[key] = 1
+            return 1
+        used = self.storage[key] = self.storage[key] + 1
+        return used
 
     def get(self, key: str) -> int:
+        """The count of the key's running window (0, and the window forgotten, once ended)."""
         if self.expirations.get(key, 0) <= self.clock.now():
-            self.storage.pop(key, None)
-            self.expirations.pop(key, None)
-            self.locks.pop(key, None)
+            self.clear(key)
+            return 0
         return self.storage.get(key, 0)
 
-    def get_expiry(self, key: str) -> float:
-        return self.expirations.get(key, self.clock.now())
+    def clear(self, key: str) -> None:
+        self.storage.pop(key, None)
+        self.expirations.pop(key, None)
 
     def reset(self) -> int:
         n = len(self.storage)
         self.storage.clear()
         self.expirations.clear()
-        self.locks.clear()
-        self.events.clear()
         return n
 
 
-@dataclass(frozen=True, slots=True)
-class RateState:
+class RateState(NamedTuple):
+    """A bucket as the X-RateLimit-* headers describe it (a tuple: made on every request)."""
+
     limit: int
     remaining: int
     reset: int  # seconds until the window resets
@@ -88,9 +100,9 @@ class RateState:
 
 
 class RateLimiter:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: ClockStore) -> None:
         self.clock = clock
-        self.storage = ClockedMemoryStorage(clock)
+        self.storage = WindowCounts(clock)
         self._items: dict[int, RateLimitItemPerMinute] = {}
         self._keys: dict[tuple[str, int], str] = {}
 
@@ -108,8 +120,9 @@ class RateLimiter:
             key = self._keys[(bucket, limit)] = self._item(limit).key_for(bucket)
         return key
 
-    def _state(self, key: str, limit: int, used: int) -> RateState:
-        now = self.clock.now()
+    def _state(self, key: str, limit: int, used: int, now: float | None = None) -> RateState:
+        if now is None:
+            now = self.clock.now()
         reset = max(0, math.ceil(self.storage.expirations.get(key, now) - now))
         return RateState(limit, max(0, limit - used), reset if used else WINDOW_SECONDS)
 
@@ -118,11 +131,18 @@ class RateLimiter:
 
         This is the fixed-window step of `limits`' FixedWindowRateLimiter (incr, then compare
         with the item's amount), taken inline so one storage call gives both the verdict and
-        the count the headers report.
+        the count the headers report, read at one instant of the clock.
         """
-        key = self._key(bucket, limit)
-        used = self.storage.incr(key, self._item(limit).get_expiry())
-        state = self._state(key, limit, used)
+        key = self._keys.get((bucket, limit)) or self._key(bucket, limit)
+        now = self.clock.now()
+        counts, ends = self.storage.storage, self.storage.expirations
+        end = ends.get(key)
+        if end is None or end <= now:  # WindowCounts.incr, inline: this runs on every request
+            end = ends[key] = now + WINDOW_SECONDS
+            used = counts[key] = 1
+        else:
+            used = counts[key] = counts[key] + 1
+        state = RateState(limit, max(0, limit - used), max(0, math.ceil(end - now)))
         if used > limit:
             retry = max(1, state.reset)
             raise ApiError(
@@ -150,7 +170,7 @@ class RateLimiter:
         if workspace is None:
             return self.storage.reset()
         prefix = f"{RateLimitItemPerMinute(1).namespace}/{workspace}/"
-        keys = [k for k in list(self.storage.storage) if k.startswith(prefix)]
+        keys = [k for k in self.storage.storage if k.startswith(prefix)]
         for key in keys:
             self.storage.clear(key)
         return len(keys)
@@ -163,6 +183,6 @@ class RateLimit:
         self.limiter = limiter
         self.enabled = enabled
 
-    async def __call__(self, ctx: RequestContext) -> None:
+    def __call__(self, ctx: RequestContext) -> None:
         if self.enabled:
             ctx.rate = self.limiter.hit(ctx.bucket, ctx.limit)

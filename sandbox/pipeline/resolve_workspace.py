@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sandbox.clock import use_workspace
 from sandbox.errors import ApiError
 from sandbox.pipeline.address import client_address, parse_networks
 from sandbox.pipeline.authenticate import Caller, check_owner
@@ -33,9 +34,10 @@ class ResolveWorkspace:
         auth = self.state.auth
         return user.get(auth.status_field) in auth.inactive_statuses
 
-    async def __call__(self, ctx: RequestContext) -> None:
+    def __call__(self, ctx: RequestContext) -> None:
         self._resolve(ctx)
         assert ctx.workspace is not None and ctx.caller is not None
+        use_workspace(ctx.workspace.name)  # the request reads its workspace's clock from here on
         ctx.bucket = bucket_of(ctx.workspace.name, ctx.caller.key.id)
         ctx.limit = self.state.rate_limit_of(ctx.caller.key)
 
@@ -53,7 +55,8 @@ class ResolveWorkspace:
             address = client_address(ctx.request.scope, ctx.headers, self.trusted)
             name = hosted.name_for(ctx.headers, key, address)
         else:
-            name = workspace_name(ctx.headers.get(WORKSPACE_HEADER)) or Workspaces.DEFAULT
+            given = ctx.headers.get(WORKSPACE_HEADER)  # checked only when sent
+            name = (workspace_name(given) if given is not None else None) or Workspaces.DEFAULT
         owner = state.workspaces.read(name, state.auth.users, key.user_id)
         ctx.caller = check_owner(key, owner, self._inactive)
         if hosted is None:

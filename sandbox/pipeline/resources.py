@@ -8,24 +8,32 @@ and what it creates. Values in those extensions may be expressions: `$now`, `$ca
 
 from __future__ import annotations
 
+import builtins
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
+
+import msgspec
 
 from sandbox.clock import format_iso, parse_iso
 from sandbox.errors import ApiError, Detail
-from sandbox.extensions import DEFAULT_CONFLICT_CODE, thaw
+from sandbox.extensions import DEFAULT_CONFLICT_CODE, collection_rules, thaw
 from sandbox.jsontypes import json_types
+from sandbox.pipeline import record_rules
 from sandbox.pipeline.authenticate import Caller
 from sandbox.pipeline.ratelimit import RateState
+from sandbox.pipeline.sequences import Numbering
 from sandbox.spec import Collection, Operation, Spec, ref_of
+from sandbox.store.base import matches, sort_key
+from sandbox.store.ordinal import SortField
 from sandbox.store.workspace import CollectionView, Workspace
 from sandbox.stores import ClockStore
-from sandbox.world.computed_fields import derive_fields
+from sandbox.world.computed_fields import Numbers, derive_fields
 
 Record = dict[str, Any]
 _ids = random.Random()  # record ids need to be unique, not secret
+_PAGES_MAX = 512  # pages remembered pre-encoded; past it the memory starts over
 _RESERVED_QUERY = frozenset({"page", "per_page", "sort", "q", "__code", "__example", "__dynamic"})
 
 
@@ -71,6 +79,15 @@ def reference_fields(collection: Collection) -> list[RefField]:
     return out
 
 
+def _within(record: Record, bounds: list[tuple[str, str, Any]]) -> bool:
+    """Whether the record's fields lie within every (field, from | until, value) bound."""
+    for field, bound, value in bounds:
+        found = record.get(field)
+        if found is None or (found < value if bound == "from" else found > value):
+            return False
+    return True
+
+
 class Resources:
     """The handlers for every kind of operation, prepared from the spec."""
 
@@ -86,11 +103,16 @@ class Resources:
         self.clock = clock
         self._identity = identity
         self.refs = {name: reference_fields(c) for name, c in spec.collections.items()}
+        # the schemas' property rules (x-default-from, x-exclusive, x-ordinal, ...)
+        self.rules = collection_rules(spec.resolved.get("components", {}).get("schemas", {}))
+        self.numbering = Numbering(spec.collections, self.rules)
         # collection -> [(referencing collection, field)], for refusing deletes still in use
         self.referrers: dict[str, list[tuple[str, str]]] = {}
         for name, fields in self.refs.items():
             for rf in fields:
                 self.referrers.setdefault(rf.target, []).append((name, rf.field))
+        # the ids of a page's records -> (those records, the page pre-encoded)
+        self._pages: dict[tuple[int, ...], tuple[builtins.list[Record], Any]] = {}
         self._kinds: dict[str, Callable[[HandlerCall], tuple[int, Any]]] = {
             "list": self.list,
             "get": self.get,
@@ -118,6 +140,8 @@ class Resources:
             return thaw(expr)
         if expr == "$now":
             return self.clock.iso()
+        if expr == "$today":
+            return self.clock.now_dt().date().isoformat()
         source, _, key = expr[1:].partition(".")
         if source == "caller":
             return getattr(ex.caller, key, None) if ex.caller else None
@@ -129,17 +153,22 @@ class Resources:
             return (record or {}).get(key)
         return expr
 
-    def present(self, coll: Collection, view: CollectionView, record: Record) -> Any:
+    def present(
+        self, coll: Collection, view: CollectionView, record: Record, encoded: bool = True
+    ) -> Any:
         """A record as clients see it now: created records follow their lifecycle on the clock.
 
         Unchanged seeded records come back pre-encoded (unless strict mode wants dicts to check).
         """
-        if coll.lifecycle is None or not view.is_created(record["id"]):
-            return view.base.raw(record) if self.raw else record
-        start = parse_iso(record[coll.lifecycle.clock])
+        lifecycle = coll.lifecycle
+        if lifecycle is None or not lifecycle.follows(record, view.is_created(record["id"])):
+            return view.base.raw(record) if self.raw and encoded else record
+        if not isinstance(record.get(lifecycle.clock), str):
+            return record
+        start = parse_iso(record[lifecycle.clock])
         elapsed = self.clock.now() - start
         out = dict(record)
-        for step in coll.lifecycle.steps:
+        for step in lifecycle.steps:
             if step.after > elapsed:
                 break
             for field, value in step.sets.items():
@@ -198,7 +227,7 @@ class Resources:
                 details,
             )
 
-    def _fill(self, coll: Collection, values: Record) -> Record:
+    def fill(self, coll: Collection, values: Record) -> Record:
         """A complete record in schema order: given values, then defaults, then empties."""
         out: Record = {}
         for name, prop in coll.schema.get("properties", {}).items():
@@ -236,14 +265,18 @@ class Resources:
         values.update({k: v for k, v in given.items()})
         values.update(thaw(coll.create_set))
         values.update({k: self._value(v, ex) for k, v in set_.items()})
+        rules = self.rules[coll.name]
+        record_rules.fill_defaults(ex.workspace, rules, values)
         values["id"] = f"{coll.id_prefix}_{_ids.getrandbits(48):012x}"
         values["created_at"] = now
         values["updated_at"] = now
-        record = self._fill(coll, values)
+        record = self.fill(coll, values)
         self._check_refs(ex, coll, record, None)
-        derive_fields(
-            coll, record, len(view.base) + view.created_count + 1, self.clock.now_dt().year
-        )
+        record_rules.check(rules, record)
+        seq, year = len(view.base) + view.created_count + 1, self.clock.now_dt().year
+        numbers = self.numbering.for_create(ex.workspace, coll, record, seq, year, now)
+        derive_fields(coll, record, seq, year, numbers)
+        record_rules.settle(ex.workspace, coll.name, rules, record, now)
         return record
 
     # ------------------------------------------------------------------ kinds
@@ -256,8 +289,14 @@ class Resources:
         if parent:
             filters.append(parent)
         renames = hints.filter_fields
+        ranges = hints.filter_ranges
+        bounds: list[tuple[str, str, Any]] = []
         for name in sorted(ex.supplied):
             if name in _RESERVED_QUERY or name not in ex.params:
+                continue
+            if name in ranges:
+                field, bound = ranges[name]
+                bounds.append((field, bound, ex.params[name]))
                 continue
             filters.append((renames.get(name, name), ex.params[name]))
         search = None
@@ -266,22 +305,69 @@ class Resources:
             search = (hints.search_fields, str(q).lower())
         sort = str(ex.params.get("sort") or "id")
         descending = sort.startswith("-")
-        volatile = coll.lifecycle is not None
-        found = view.query(filters, search, sort.lstrip("-"), descending, volatile)
+        sort_field = sort.lstrip("-")
+        ranks = self.rules[coll.name].ordinal.get(sort_field)
+        if ranks is not None:  # an ordinal enum sorts by its declared order
+            sort_field = SortField(sort_field, ranks)
         page, per_page = int(ex.params.get("page", 1)), int(ex.params.get("per_page", 50))
         start = (page - 1) * per_page
-        page_records = found[start : start + per_page]
-        if self.raw and coll.lifecycle is None:
-            raw = view.base.raw
-            items = [raw(r) for r in page_records]
+        lifecycle = coll.lifecycle
+        if lifecycle is None:
+            found = view.query(filters, search, sort_field, descending, False)
+            if bounds:
+                found = [r for r in found if _within(r, bounds)]
+            page_records = found[start : start + per_page]
+            if self.raw:
+                items = self._page_items(view, page_records)
+            else:
+                items = [self.present(coll, view, r) for r in page_records]
+            total = len(found)
         else:
-            items = [self.present(coll, view, r) for r in page_records]
+            # records move on the clock: the fields that move are filtered and sorted on what
+            # clients see, not on what is stored
+            moving = lifecycle.moving_fields
+            later = [(f, v) for f, v in filters if f in moving]
+            found = view.query(
+                [(f, v) for f, v in filters if f not in moving],
+                search,
+                sort_field,
+                descending,
+                True,
+            )
+            if later or str(sort_field) in moving:
+                shown = [self.present(coll, view, r, encoded=False) for r in found]
+                shown = [r for r in shown if matches(r, later, None)]
+                shown.sort(key=sort_key(sort_field), reverse=descending)
+                items, total = shown[start : start + per_page], len(shown)
+            else:
+                items = [self.present(coll, view, r) for r in found[start : start + per_page]]
+                total = len(found)
         return ex.op.success_status, {
             "items": items,
-            "total": len(found),
+            "total": total,
             "page": page,
             "per_page": per_page,
         }
+
+    def _page_items(self, view: CollectionView, page: builtins.list[Record]) -> Any:
+        """A page's items, pre-encoded, remembered by the identity of its records.
+
+        `raw()` depends only on which record object it is given (an unchanged seeded record is
+        always the same object and the same bytes), so a page of the same objects is the same
+        bytes: one msgspec.Raw for the whole array when every record is an unchanged seeded one.
+        """
+        key = tuple(map(id, page))
+        hit = self._pages.get(key)
+        if hit is not None:
+            return hit[1]
+        raw = view.base.raw
+        items: Any = [raw(r) for r in page]
+        if all(isinstance(i, msgspec.Raw) for i in items):
+            items = msgspec.Raw(b"[" + b",".join(items) + b"]")
+        if len(self._pages) >= _PAGES_MAX:
+            self._pages.clear()
+        self._pages[key] = (page, items)  # holds the records, so their id()s are not reused
+        return items
 
     def get(self, ex: HandlerCall) -> tuple[int, Any]:
         coll = self._collection(ex)
@@ -305,6 +391,7 @@ class Resources:
                         [Detail("body", field, "already exists")],
                     )
         record = self._new_record(ex, coll, given, hints.sets)
+        self._check_refusals(ex, coll, None, record)
         ex.workspace.write(coll.name, record)
         return ex.op.success_status, self.present(coll, ex.workspace.view(coll.name), record)
 
@@ -313,14 +400,28 @@ class Resources:
         rid = self._record_id(ex)
         current = self._found(ex, coll, rid)
         changes = dict(ex.body or {})
-        record = {**current, **changes, "updated_at": self.clock.iso()}
+        now = self.clock.iso()
+        record = {**current, **changes, "updated_at": now}
+        rules = self.rules[coll.name]
+        record_rules.apply_update(rules, current, changes, record)
         self._check_refs(ex, coll, record, set(changes))
+        record_rules.check(rules, record, changes)
+        self._check_refusals(ex, coll, current, record)
         view = ex.workspace.view(coll.name)
-        derive_fields(coll, record, view.seq_of(rid), self.clock.now_dt().year)
+        numbers = Numbers(maps=self.numbering.maps(ex.workspace, coll))
+        year = self.clock.now_dt().year
+        derive_fields(coll, record, view.seq_of(rid), year, numbers, changed=set(changes))
+        record_rules.settle(ex.workspace, coll.name, rules, record, now)
         ex.workspace.write(coll.name, record)
         return ex.op.success_status, self.present(coll, view, record)
 
     def _check_when(self, ex: HandlerCall, coll: Collection, record: Record) -> None:
+        """The record must be in a state the operation allows, as clients see it now (a record
+        that moves on the clock is judged in its current step)."""
+        if not ex.op.hints.when:
+            return
+        if coll.lifecycle is not None:
+            record = self.present(coll, ex.workspace.view(coll.name), record, encoded=False)
         for field, allowed in ex.op.hints.when.items():
             if record.get(field) not in allowed:
                 code = ex.op.hints.conflict_code or DEFAULT_CONFLICT_CODE
@@ -331,42 +432,94 @@ class Resources:
                     f"has {field} {record.get(field)!r}.",
                 )
 
-    def _check_refusals(self, ex: HandlerCall, coll: Collection, record: Record) -> None:
-        """The operation's `refuse-when` guards: records the documented rules protect.
+    def _check_refusals(
+        self, ex: HandlerCall, coll: Collection, before: Record | None, after: Record | None
+    ) -> None:
+        """The operation's `refuse-when` guards: writes the documented rules forbid.
 
-        With `last: true` a guard protects only the last record that matches it (the tenant's
-        last Owner), so the others stay removable.
+        Each guard is read on the write from `before` to `after` (None: no record); a caller
+        the guard exempts (`unless-caller`, `unless-self`) passes. With `last: true` a guard
+        protects only the last record that matches it (the tenant's last Owner), so the others
+        stay changeable.
         """
-        for rule in ex.op.hints.refuse_when:
-            if not rule.hits(record):
+        guards = ex.op.hints.refuse_when
+        if not guards:
+            return
+        caller = ex.caller.user if ex.caller is not None else None
+        rid = (before or after or {}).get("id")
+        for rule in guards:
+            if not rule.hits_write(before, after):
+                continue
+            if rule.unless_caller is not None and rule.unless_caller.hits(caller):
+                continue
+            if rule.unless_self and caller is not None and caller.get("id") == rid:
                 continue
             if rule.last:
                 view = ex.workspace.view(coll.name)
                 others = (
-                    r
-                    for r in view.query([], None, "id", False)
-                    if r["id"] != record["id"] and rule.hits(r)
+                    r for r in view.query([], None, "id", False) if r["id"] != rid and rule.hits(r)
                 )
                 if next(others, None) is not None:
                     continue
             raise ApiError(rule.code, rule.message)
 
+    def _referring(
+        self, ex: HandlerCall, collection: str, rid: str, skip: tuple[str, ...] = ()
+    ) -> builtins.list[tuple[str, str, Record]]:
+        """Every (collection, field, record) that refers to record `rid` of `collection`."""
+        found = []
+        for other, field in self.referrers.get(collection, []):
+            if other in skip:
+                continue
+            for record in ex.workspace.view(other).query([(field, rid)], None, "id", False):
+                found.append((other, field, record))
+        return found
+
+    def _erase(self, ex: HandlerCall, coll: Collection, rid: str) -> None:
+        """Erase a record, and its `cascade` dependants, leaving no dangling reference.
+
+        A reference from outside the cascade (or to a dependant from outside it) refuses the
+        whole delete with 409 IN_USE; nothing is erased then.
+        """
+        cascade = ex.op.hints.cascade
+        doomed = [(coll.name, rid)]
+        for other, field, record in self._referring(ex, coll.name, rid):
+            if other not in cascade or isinstance(record.get(field), list):
+                self._in_use(coll.name, rid, other, field, record)
+            doomed.append((other, record["id"]))
+        for other, dependant in doomed[1:]:
+            for third, field, record in self._referring(ex, other, dependant, cascade):
+                self._in_use(other, dependant, third, field, record)
+        for collection, record_id in reversed(doomed):
+            ex.workspace.delete(collection, record_id)
+
+    @staticmethod
+    def _in_use(collection: str, rid: str, other: str, field: str, record: Record) -> NoReturn:
+        raise ApiError(
+            "IN_USE",
+            f"{collection} record {rid} is still referenced by {other} record {record['id']} "
+            f"({field}); remove or change that first.",
+            [Detail("path", "id", f"referenced by {other}.{field} of {record['id']}")],
+        )
+
     def delete(self, ex: HandlerCall) -> tuple[int, Any]:
+        hints = ex.op.hints
         coll = self._collection(ex)
         rid = self._record_id(ex)
         record = self._found(ex, coll, rid)
         self._check_when(ex, coll, record)
-        self._check_refusals(ex, coll, record)
-        if ex.op.hints.refuse_if_referenced:
-            for other, field in self.referrers.get(coll.name, []):
-                users = ex.workspace.view(other).query([(field, rid)], None, "id", False)
-                if users:
-                    raise ApiError(
-                        "IN_USE",
-                        f"{coll.name} record {rid} is still referenced by {len(users)} {other} "
-                        f"record(s) ({field}); remove those first.",
-                    )
-        ex.workspace.delete(coll.name, rid)
+        if hints.soft_delete:
+            # the record stays (what refers to it stays valid), in its retired state
+            kept = {
+                **record,
+                **{k: self._value(v, ex, record) for k, v in hints.soft_delete.items()},
+            }
+            kept["updated_at"] = self.clock.iso()
+            self._check_refusals(ex, coll, record, None)
+            ex.workspace.write(coll.name, kept)
+        else:
+            self._check_refusals(ex, coll, record, None)
+            self._erase(ex, coll, rid)
         return ex.op.success_status, {"id": rid, "deleted": True}
 
     def action(self, ex: HandlerCall) -> tuple[int, Any]:
@@ -379,6 +532,8 @@ class Resources:
         if hints.sets:
             updated = {**record, **{k: self._value(v, ex, record) for k, v in hints.sets.items()}}
             updated["updated_at"] = self.clock.iso()
+        self._check_refusals(ex, coll, record, updated)
+        if hints.sets:
             ex.workspace.write(coll.name, updated)
         creates = hints.creates
         if creates is not None:

@@ -23,11 +23,12 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp
 
 from sandbox.pipeline.envelope import EncodedResponse
+from sandbox.pipeline.request import ApiRequest
 from sandbox.spec import Operation
 
 _PARAM = re.compile(r"\{([^}]+)\}")
 Endpoint = Callable[
-    [Operation, Request, dict[str, str]], Awaitable[EncodedResponse | Response[bytes]]
+    [Operation, ApiRequest, dict[str, str]], Awaitable[EncodedResponse | Response[bytes]]
 ]
 
 
@@ -49,7 +50,8 @@ def _handler(
     # annotated as an ASGI app: Litestar sends what the pipeline returns as it is, and still
     # converts a Response (which the fault stage returns when it reshapes an answer)
     async def handler(request: Request) -> ASGIApp:
-        return await endpoint(op, request, names)  # type: ignore[return-value]
+        lean = ApiRequest(request.scope, request.receive, request.send)
+        return await endpoint(op, lean, names)  # type: ignore[return-value]
 
     handler.__name__ = op.operation_id
     return handler

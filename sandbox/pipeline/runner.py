@@ -2,18 +2,23 @@
 
 Request stages run until one answers early (ApiError); the answer stages always run. Whatever
 happens, a write the request staged and did not commit is dropped.
+
+A stage that has nothing to wait for is a plain call that returns None; one that may wait returns
+an awaitable (an `async def` stage always does), which the runner awaits. Most stages never wait,
+and a coroutine per stage per request is a cost the work does not need.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from litestar import Request, Response
+from litestar import Response
 
 from sandbox.errors import ApiError
+from sandbox.extensions import OperationHints
 from sandbox.pipeline.context import RequestContext
 from sandbox.pipeline.envelope import EncodedResponse
+from sandbox.pipeline.request import ApiRequest
 from sandbox.pipeline.stages import Stages
 from sandbox.spec import Operation
 
@@ -23,19 +28,64 @@ class Pipeline:
         self.stages = stages
 
     async def run(
-        self, op: Operation, request: Request[Any, Any, Any], path_names: dict[str, str]
+        self, op: Operation, request: ApiRequest, path_names: dict[str, str]
     ) -> EncodedResponse | Response[bytes]:
         ctx = RequestContext(op, request, path_names, time.perf_counter())
         try:
             try:
                 for stage in self.stages.request:
-                    await stage(ctx)
+                    waiting = stage(ctx)
+                    if waiting is not None:
+                        await waiting
             except ApiError as err:
                 ctx.error = err
             for stage in self.stages.answer:
-                await stage(ctx)
+                waiting = stage(ctx)
+                if waiting is not None:
+                    await waiting
         finally:
             if ctx.workspace is not None:
                 ctx.workspace.rollback()  # nothing after a commit; drops an uncommitted write
         assert ctx.response is not None
         return ctx.response
+
+    async def admit(self, request: ApiRequest) -> dict[str, str]:
+        """Count a request that no operation serves (an unknown path or method).
+
+        The admission stages run as for any request; one with a valid key spends a request of
+        its bucket and gets the rate-limit headers (a 429 ApiError once spent). One without a
+        valid key is not counted and is answered as before (404 or 405).
+        """
+        ctx = RequestContext(UNROUTED, request, {}, time.perf_counter())
+        try:
+            for stage in self.stages.admission:
+                waiting = stage(ctx)
+                if waiting is not None:
+                    await waiting
+        except ApiError as err:
+            if err.code == "RATE_LIMITED":
+                raise
+            return {}
+        return ctx.rate.headers() if ctx.rate is not None else {}
+
+
+# what the admission stages see of a request no operation serves
+UNROUTED = Operation(
+    operation_id="",
+    method="",
+    path="",
+    tag="",
+    summary="",
+    stability="",
+    deprecated=False,
+    deprecated_at=None,
+    sunset=None,
+    scopes=(),
+    session_only=False,
+    hints=OperationHints(kind=""),
+    params=(),
+    body_schema=None,
+    body_required=False,
+    responses={},
+    raw={},
+)

@@ -24,29 +24,40 @@ from sandbox.pipeline.record_exchange import RecordExchange
 from sandbox.pipeline.resolve_workspace import ResolveWorkspace
 from sandbox.pipeline.respond import respond
 from sandbox.pipeline.strict import StrictCheck
+from sandbox.pipeline.sunset import Sunset
 
 if TYPE_CHECKING:
     from sandbox.pipeline.context import RequestContext
     from sandbox.state import SandboxState
 
-Stage = Callable[["RequestContext"], Awaitable[None]]
+# a stage that never waits returns None; one that may wait returns what to await
+Stage = Callable[["RequestContext"], Awaitable[None] | None]
 
 
 @dataclass(frozen=True, slots=True)
 class Stages:
     request: tuple[Stage, ...]  # may answer early (raise ApiError)
     answer: tuple[Stage, ...]  # always run, in order, on the answer being built
+    # the request stages up to the rate limit: what a request no operation serves still passes
+    # (an unknown path or method with a valid key is counted like any other request)
+    admission: tuple[Stage, ...] = ()
 
 
 def build_stages(state: SandboxState) -> Stages:
     settings = state.settings
     permissions = RolePermissions(state.auth)
-    request: list[Stage] = [
+    # what every request to the API passes, even one no operation serves (404, 405)
+    admission: list[Stage] = [
         parse_headers,  # one parse of the headers; a repeated Authorization is a 400
         Authenticate(lambda: state.keys, state.clock, settings.auth),  # the om_ key
         ResolveWorkspace(state),  # its owner, the address budget (hosted), then the workspace
-        Authorize(permissions),  # roles, then key scopes
+        # every authenticated request counts, whatever its answer (a denial included)
         RateLimit(state.limiter, settings.auth),  # 300 a minute per key and workspace
+    ]
+    request: list[Stage] = [
+        *admission,
+        Authorize(permissions),  # roles, then key scopes
+        Sunset(state),  # a deprecated operation past its Sunset date on the sandbox clock: 410
         Faults(state.faults, state),  # Prefer and fault rules
         ReadRequest(state),  # parameters, body size, body
         Handle(state, permissions),  # the x-sandbox kind, writes staged
@@ -58,4 +69,4 @@ def build_stages(state: SandboxState) -> Stages:
         respond,  # the ASGI answer (a fault may break it)
         RecordExchange(state),  # the journal
     ]
-    return Stages(tuple(request), tuple(answer))
+    return Stages(tuple(request), tuple(answer), tuple(admission))

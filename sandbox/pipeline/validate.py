@@ -2,7 +2,9 @@
 
 Query strings arrive as text, so each value is first coerced to its schema's type (a clear
 message when it cannot be), then the whole set is validated at once, so one answer names every
-problem. Unknown query parameters are ignored, as production does.
+problem. Unknown query parameters are ignored, as production does, but named: the caller
+learns of a typo (`?stauts=Open`) from a Warning header and the journal, or from a 400 when the
+sandbox is asked to refuse them.
 """
 
 from __future__ import annotations
@@ -10,17 +12,23 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import jsonschema_rs
 import msgspec
 
 from sandbox.errors import ApiError, Detail
+from sandbox.journal import REDACTED, looks_like_key
 from sandbox.jsontypes import json_types
 from sandbox.spec import Operation, Param, Schema, strip_extensions
 
 _JSON_TYPES = ("application/json",)
 _SEEN_MAX = 2048  # remembered parameter sets per operation
+# Unknown parameter names are echoed in a header and kept in the journal: each is shown at most
+# this long, and at most this many are named, so no query string makes a huge header.
+MAX_SHOWN_NAME = 40
+MAX_SHOWN_NAMES = 10
+_NAME_SAFE = "-._~[]"  # besides letters and digits; everything else is percent-encoded
 
 # The deepest nesting of arrays and objects a request body may have. No body of the spec or of
 # the control API comes near it (their deepest is 3 or 4 levels); the bound exists because the
@@ -136,12 +144,15 @@ def schema_details(validator: Any, instance: Any, location: str, limit: int = 20
 class OperationValidator:
     """Everything needed to check one operation's requests, prepared once."""
 
-    def __init__(self, op: Operation) -> None:
+    def __init__(self, op: Operation, also_known: frozenset[str] = frozenset()) -> None:
+        """`also_known`: query names the sandbox reads itself on every operation (fault twins)."""
         self.op = op
         self.path_params = [p for p in op.params if p.location == "path"]
         self.query_params: dict[str, Param] = {
             p.name: p for p in op.params if p.location == "query"
         }
+        self.known_query = frozenset(self.query_params) | also_known
+        self._unknown_seen: dict[str, tuple[str, ...]] = {}
         self.defaults = {
             p.name: p.schema["default"] for p in self.query_params.values() if "default" in p.schema
         }
@@ -188,6 +199,37 @@ class OperationValidator:
             self._seen.clear()
         self._seen[key] = (values, frozenset(query))
         return dict(values), frozenset(query)
+
+    def unknown(self, query_string: str) -> tuple[str, ...]:
+        """Query parameter names the operation does not take, in the order sent, each once.
+
+        Decoded as the parameters themselves are (so `%73tauts` is `stauts`); remembered per
+        query string, like the checked parameters.
+        """
+        if not query_string:
+            return ()
+        hit = self._unknown_seen.get(query_string)
+        if hit is None:
+            names = parse_qs(query_string, keep_blank_values=True)
+            hit = tuple(n for n in names if n not in self.known_query)
+            if len(self._unknown_seen) >= _SEEN_MAX:
+                self._unknown_seen.clear()
+            self._unknown_seen[query_string] = hit
+        return hit
+
+    def refuse_unknown(self, names: tuple[str, ...]) -> ApiError:
+        """The 400 for `serve --reject-unknown-params`, naming each unknown parameter."""
+        shown = shown_names(names)
+        takes = ", ".join(sorted(self.query_params)) or "no query parameters"
+        return ApiError(
+            "VALIDATION_ERROR",
+            f"Unknown query parameter(s): {', '.join(shown)}. "
+            f"{self.op.operation_id} takes: {takes}.",
+            [
+                Detail("query", name, "not a parameter of this operation")
+                for name in shown[:MAX_SHOWN_NAMES]
+            ],
+        )
 
     def params(
         self, path_values: Mapping[str, str], query: Mapping[str, list[str]]
@@ -238,6 +280,28 @@ class OperationValidator:
         if details:
             raise ApiError("VALIDATION_ERROR", _summary(details), details)
         return body
+
+
+def shown_name(name: str) -> str:
+    """A client's parameter name made safe to echo: visible ASCII only (percent-encoded, so no
+    quote or line break can end a header), at most MAX_SHOWN_NAME characters, and never a key."""
+    if looks_like_key(name):
+        return REDACTED
+    text = quote(name, safe=_NAME_SAFE) or '""'
+    return text if len(text) <= MAX_SHOWN_NAME else text[: MAX_SHOWN_NAME - 3] + "..."
+
+
+def shown_names(names: tuple[str, ...]) -> list[str]:
+    """At most MAX_SHOWN_NAMES names, made safe, then how many more there were."""
+    shown = [shown_name(n) for n in names[:MAX_SHOWN_NAMES]]
+    if len(names) > MAX_SHOWN_NAMES:
+        shown.append(f"(and {len(names) - MAX_SHOWN_NAMES} more)")
+    return shown
+
+
+def unknown_warning(names: tuple[str, ...]) -> str:
+    """The Warning header (RFC 7234 style) for query parameters that were ignored."""
+    return f'299 - "unknown query parameter(s) ignored: {", ".join(shown_names(names))}"'
 
 
 def _summary(details: list[Detail]) -> str:

@@ -132,7 +132,10 @@ class Document:
             if isinstance(ref, str):
                 if ref in stack:
                     return {}
-                return self.resolve(self.lookup(ref), (*stack, ref))
+                target = self.resolve(self.lookup(ref), (*stack, ref))
+                # keywords beside a `$ref` (OpenAPI 3.1) add to what it points at, as at load
+                extra = {k: self.resolve(v, stack) for k, v in node.items() if k != "$ref"}
+                return {**target, **extra} if extra and isinstance(target, dict) else target
             return {k: self.resolve(v, stack) for k, v in node.items()}
         if isinstance(node, list):
             return [self.resolve(v, stack) for v in node]
@@ -179,7 +182,12 @@ class Document:
 
 def build_document(raw: dict[str, Any], catalogue: Catalogue) -> Document:
     doc = Document(raw, catalogue)
-    declared, doc.collection_problems = parse_collections(component_section(raw, "schemas"))
+    # a record's vendor extensions are read from its merged fields, as the sandbox reads them
+    schemas = {
+        name: flatten(doc.resolve(s)) if isinstance(s, dict) and "x-collection" in s else s
+        for name, s in component_section(raw, "schemas").items()
+    }
+    declared, doc.collection_problems = parse_collections(schemas)
     doc.collections = {name: schema_name for name, (schema_name, _) in declared.items()}
     paths = raw.get("paths")
     for path, item in paths.items() if isinstance(paths, dict) else ():

@@ -11,7 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox.catalogue import Catalogue
-from sandbox.speccheck import auth_rules, response_rules, sandbox_rules  # noqa: F401  (register their rules)
+from sandbox.speccheck import (  # noqa: F401  (register their rules)
+    auth_rules,
+    marker_rules,
+    response_rules,
+    sandbox_rules,
+)
 from sandbox.speccheck.document import BrokenRef, build_document
 from sandbox.speccheck.document_rules import DOCUMENT_RULES
 from sandbox.speccheck.operation_rules import OPERATION_RULES

@@ -21,7 +21,22 @@ _encode = msgspec.json.Encoder().encode
 
 
 def sort_key(field: str) -> Callable[[Record], tuple[Any, ...]]:
-    """Orders by the field (nulls last) then by id, so every order is total and stable."""
+    """Orders by the field (nulls last) then by id, so every order is total and stable.
+
+    A field that carries its enum's declared order (`x-ordinal`, see `ordinal.SortField`) sorts
+    by rank: Low, Medium, High, Critical rather than alphabetically.
+    """
+    from sandbox.store.ordinal import ranks_of
+
+    ranks = ranks_of(field)
+    if ranks is not None:
+        last = len(ranks)
+
+        def ranked(record: Record) -> tuple[Any, ...]:
+            value = record.get(field)
+            return (value is None, ranks.get(value, last) if value is not None else 0, record["id"])
+
+        return ranked
 
     def key(record: Record) -> tuple[Any, ...]:
         value = record.get(field)

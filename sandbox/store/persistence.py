@@ -1,100 +1,55 @@
-"""Where the delta lives: TinyDB tables, one set per workspace, written atomically.
+"""Where the delta lives: a TinyDB snapshot plus an append-only change log, per data directory.
 
-TinyDB's JSON storage re-reads the file on every query and writes it in place, so a crash can
-leave half a file. This storage keeps the parsed document in memory (reads are free) and writes
-each change to a temporary file that replaces the old one, so the file on disk is always a whole
-document holding every acknowledged write. The event loop is the only writer.
+On disk, `delta.json` is a TinyDB document (one set of tables per workspace) that users can open
+with TinyDB, and `delta.log` holds the commits made since: one JSON line per commit (a
+workspace's changes, or the workspaces a reset dropped). A write appends its line and fsyncs the
+log before it is acknowledged; writes that arrive while an fsync is under way share the next one
+(group commit). The file work runs on one writer thread, never on the event loop.
 
-TinyDB's tables change the storage's cached document in place before they call `write()`, so a
-failed write would still leave its change in memory, to be saved by the next write. Changes are
-therefore written here as a new document (copy-on-write, one storage write per commit, however
-many tables it touches), and the cached document is replaced only once that write succeeded.
+At open the snapshot is loaded and the log replayed on top (a torn last line, from a crash in the
+middle of an append, is dropped), then the two are folded into a new snapshot (compaction). The
+same happens in the background once the log outgrows the snapshot, and at shutdown. Replaying a
+line twice changes nothing, so a crash at any step of a compaction loses nothing.
+
+In memory (no data directory) nothing touches a disk and no second copy of the changes is kept.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import json
+import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tinydb import TinyDB
-from tinydb.storages import MemoryStorage, Storage
+import msgspec
 
 DELTA_FILE = "delta.json"
+LOG_FILE = "delta.log"
+FOLDING_LOG_FILE = "delta.log.1"  # the log a compaction is folding into the snapshot
 SHARDS = 256
 FIELDS = ("collection", "id", "record", "created", "seq")
+COMPACT_MIN_BYTES = 16 * 1024  # the log is folded in once it is larger than this and the snapshot
 _TABLE_NAME = re.compile(r"^ws:(.+):([0-9a-f]{2})$")
 _DOC_ID = re.compile(r"^[1-9][0-9]*$")  # as TinyDB writes them: str(int)
+_encode = msgspec.json.Encoder().encode
+log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 # (collection, record id, record or None when deleted, created by a client, sequence number)
 Change = tuple[str, str, Record | None, bool, int]
+# what one log line holds: ("put", workspace, changes) or ("drop", workspace names, ())
+Entry = tuple[str, tuple[str, ...], Sequence[Change]]
 
 
 class StoreError(Exception):
-    """The data directory or its store file cannot be used; raised at open, before serving."""
-
-
-class AtomicJSONStorage(Storage):
-    def __init__(self, path: str | Path, **_: Any) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._data: dict[str, Any] | None = None
-
-    def read(self) -> dict[str, Any] | None:
-        if self._data is None and self.path.exists():
-            text = self.path.read_text()
-            self._data = json.loads(text) if text.strip() else None
-        return self._data
-
-    def write(self, data: dict[str, Any]) -> None:
-        """Replace the file with `data`; an OSError leaves file and cached document unchanged."""
-        try:
-            self._replace(data)
-        except _AfterReplace as failed:
-            # the new file is in place but may not survive a crash: put the old document back, so
-            # the change this write failed to make cannot reappear at the next start
-            with contextlib.suppress(OSError, _AfterReplace):
-                self._replace(self._data or {})
-            raise failed.error from None
-        self._data = data
-
-    def _replace(self, data: dict[str, Any]) -> None:
-        encoded = json.dumps(data, separators=(",", ":"))
-        fd, tmp = tempfile.mkstemp(prefix=".delta-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(encoded)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        try:
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            raise _AfterReplace(exc) from exc
-
-    def close(self) -> None:
-        pass
-
-
-class _AfterReplace(Exception):
-    """The new file replaced the old one, but making that rename durable failed."""
-
-    def __init__(self, error: OSError) -> None:
-        super().__init__(str(error))
-        self.error = error
+    """The data directory or its store files cannot be used; raised at open, before serving."""
 
 
 def _json_type(value: Any) -> str:
@@ -195,95 +150,307 @@ def _open_directory(data_dir: Path) -> Path:
     return path
 
 
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one parsed log line, or None when it is a well-formed commit."""
+    if not isinstance(entry, dict):
+        return f"it is {_json_type(entry)}, not an object"
+    if "drop" in entry:
+        names = entry["drop"]
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            return "'drop' is not an array of workspace names"
+        return None
+    ws, changes = entry.get("ws"), entry.get("changes")
+    if not isinstance(ws, str) or not ws:
+        return "'ws' is not a workspace name"
+    if not isinstance(changes, list):
+        return "'changes' is not an array"
+    for change in changes:
+        if not isinstance(change, list) or len(change) != len(FIELDS):
+            return f"a change is not an array of {len(FIELDS)} fields ({', '.join(FIELDS)})"
+        problem = _document_problem(dict(zip(FIELDS, change, strict=True)))
+        if problem:
+            return f"a change of {change[1]!r}: {problem}"
+    return None
+
+
+def _parse_entry(entry: dict[str, Any]) -> Entry:
+    if "drop" in entry:
+        return ("drop", tuple(entry["drop"]), ())
+    changes = [(c[0], c[1], c[2], c[3], c[4]) for c in entry["changes"]]
+    return ("put", (entry["ws"],), changes)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_log(path: Path) -> list[Entry]:
+    """The commits one log file holds, in order; a torn last line is cut off the file.
+
+    A crash in the middle of an append leaves at most the last line incomplete, and that commit
+    was never acknowledged. Damage anywhere else is not a crash's doing: StoreError, one line.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the change log ({exc.strerror})") from exc
+    entries: list[Entry] = []
+    lines = data.split(b"\n")
+    complete = lines[:-1]  # the text after the last newline is a torn line (or nothing)
+    for number, line in enumerate(complete, 1):
+        try:
+            entry = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{path}: line {number} is not a JSON commit ({exc})") from exc
+        problem = _entry_problem(entry)
+        if problem:
+            raise StoreError(f"{path}: line {number}: {problem}")
+        entries.append(_parse_entry(entry))
+    if lines[-1]:
+        kept = len(data) - len(lines[-1])
+        log.warning("%s: dropping a torn last line (%d bytes)", path, len(lines[-1]))
+        try:
+            with open(path, "r+b") as fh:
+                fh.truncate(kept)
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot cut a torn last line ({exc.strerror})") from exc
+    return entries
+
+
+class ChangeLog:
+    """The log file; every method runs on the store's writer thread."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOG_FILE
+        self.folding = data_dir / FOLDING_LOG_FILE
+        self._fd: int | None = None
+        self._inode = 0
+        self.size = self.path.stat().st_size if self.path.exists() else 0
+        self._intact = self.size  # where the file must be cut back to before the next append
+
+    def append(self, data: bytes) -> None:
+        """Write and fsync `data` at the end; on any error the file is as it was before."""
+        created = False
+        if self._fd is not None and not self._still_there():
+            self.close()  # replaced or removed under us (by another store on the directory)
+        if self._fd is None:
+            created = not self.path.exists()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            stat = os.fstat(self._fd)
+            self._inode, self.size, self._intact = stat.st_ino, stat.st_size, stat.st_size
+        fd = self._fd
+        if self._intact != os.fstat(fd).st_size:  # an earlier failed append left bytes behind
+            os.ftruncate(fd, self._intact)
+            os.fsync(fd)
+        start = self._intact
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            if created:  # the new file's directory entry must be durable too
+                _fsync_dir(self.path.parent)
+        except OSError:
+            self._undo(start, created)
+            raise
+        self.size = self._intact = start + len(data)
+
+    def _still_there(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino == self._inode
+        except FileNotFoundError:
+            return False
+
+    def _undo(self, start: int, created: bool) -> None:
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):
+            if fd is not None:
+                os.close(fd)
+            if created:
+                self.path.unlink(missing_ok=True)
+                _fsync_dir(self.path.parent)
+            else:
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(start)
+                    os.fsync(fh.fileno())
+        if not created:  # a cut that failed is retried before the next append
+            self.size = self._intact = start
+
+    def rotate(self) -> None:
+        """Move the log aside for a compaction; the next append starts a new log.
+
+        When an earlier compaction left a folding log behind, this log is appended to it, so the
+        folding log always holds every commit the snapshot may lack, in order.
+        """
+        self.close()
+        if not self.path.exists():
+            return
+        if self.folding.exists():
+            with open(self.folding, "ab") as out:
+                out.write(self.path.read_bytes())
+                out.flush()
+                os.fsync(out.fileno())
+            self.path.unlink()
+        else:
+            os.replace(self.path, self.folding)
+        _fsync_dir(self.path.parent)
+        self.size = self._intact = 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def write_snapshot(path: Path, tables: dict[str, dict[str, Any]]) -> int:
+    """Replace the snapshot with `tables` atomically, table by table; returns its size.
+
+    Encoding one table at a time lets the event loop run between tables, so a large snapshot
+    never holds the interpreter for long.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=".delta-", dir=path.parent)
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            sep = b"{"
+            for name, table in tables.items():
+                chunk = sep + _encode(name) + b":" + _encode(table)
+                fh.write(chunk)
+                size += len(chunk)
+                sep = b","
+            fh.write(b"}" if tables else b"{}")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return size + 1
+
+
+def _failed(future: asyncio.Future[None]) -> None:
+    """Mark a batch's error as seen: a reset nobody awaits must not log a stray warning."""
+    if not future.cancelled():
+        future.exception()
+
+
 class DeltaStore:
     """The changes clients made, per workspace: (collection, id) -> record, or None when deleted.
 
-    Each (collection, id) keeps one TinyDB document id, so a write is an upsert by document id
-    rather than a query over every stored change.
+    `document` is the durable TinyDB document: what the snapshot and the log hold together. It
+    changes only once a batch is on disk, on the event loop. Each (collection, id) keeps one
+    TinyDB document id, so a change is an upsert by document id. In memory there is no
+    document: the workspaces' views are all there is, so a write costs nothing here.
     """
 
     def __init__(self, data_dir: Path | None) -> None:
-        if data_dir is None:
-            self.db = TinyDB(storage=MemoryStorage)
-        else:
-            path = _open_directory(Path(data_dir))
-            self.db = TinyDB(path, storage=AtomicJSONStorage)
-            try:
-                data = self.db.storage.read()
-            except OSError as exc:
-                raise StoreError(f"{path}: cannot read the store file ({exc.strerror})") from exc
-            except UnicodeDecodeError as exc:
-                raise StoreError(f"{path}: the store file is not UTF-8 text") from exc
-            except json.JSONDecodeError as exc:
-                raise StoreError(
-                    f"{path}: the store file is not valid JSON ({exc.msg} at line {exc.lineno}, "
-                    f"column {exc.colno})"
-                ) from exc
-            problem = None if data is None else validate_document(data)
-            if problem:
-                raise StoreError(f"{path}: {problem}")
-        # a memory store cannot fail between building a document and storing it, so it may
-        # change its document in place; every other storage gets a new document per commit
-        self._in_place = isinstance(self.db.storage, MemoryStorage)
+        self.document: dict[str, dict[str, Any]] = {}
         self._doc_ids: dict[str, dict[tuple[str, str], int]] = {}
         self._next_ids: dict[str, int] = {}
+        self._queue: list[tuple[bytes, Entry]] = []
+        self._queued: asyncio.Future[None] | None = None  # the future of the queued batch
+        self._flusher: asyncio.Task[None] | None = None
+        self._compaction: asyncio.Task[None] | None = None
+        # workspaces whose drop is queued or being written -> that batch's future
+        self._dropping: dict[str, asyncio.Future[None]] = {}
+        # after a failed batch: (workspaces changed, workspaces dropped) -> memory as stored
+        self.on_failure: Callable[[set[str], set[str]], None] | None = None
+        self.durable = data_dir is not None
+        # in memory the workspaces' views are the only copy that is ever read: only the names
+        # of workspaces with changes are kept (to find changes no workspace holds any more)
+        self._changed: set[str] = set()
+        if data_dir is None:
+            return
+        self.path = _open_directory(Path(data_dir))
+        self._load_snapshot()
+        self.log = ChangeLog(self.path.parent)
+        for entry in [*read_log(self.log.folding), *read_log(self.log.path)]:
+            self._apply(entry)
+        self._snapshot_size = 0
+        self._fold()
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._compactor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-fold")
 
-    @property
-    def durable(self) -> bool:
-        return isinstance(self.db.storage, AtomicJSONStorage)
+    # ------------------------------------------------------------------ open
+    def _load_snapshot(self) -> None:
+        path = self.path
+        try:
+            text = path.read_text() if path.exists() else ""
+            data = json.loads(text) if text.strip() else None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read the store file ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"{path}: the store file is not UTF-8 text") from exc
+        except json.JSONDecodeError as exc:
+            raise StoreError(
+                f"{path}: the store file is not valid JSON ({exc.msg} at line {exc.lineno}, "
+                f"column {exc.colno})"
+            ) from exc
+        problem = None if data is None else validate_document(data)
+        if problem:
+            raise StoreError(f"{path}: {problem}")
+        self.document = data or {}
+        for name, table in self.document.items():
+            ws = name[3:].rsplit(":", 1)[0]
+            ids = self._doc_ids.setdefault(ws, {})
+            for doc_id, doc in table.items():
+                ids[(doc["collection"], doc["id"])] = int(doc_id)
+        for ws, ids in self._doc_ids.items():
+            # after the highest id in use, so a file with gaps in its ids never gets a clash
+            self._next_ids[ws] = max(ids.values(), default=0) + 1
 
+    def _fold(self) -> None:
+        """Compaction at open: the snapshot takes in both logs, which are then removed.
+
+        A fresh directory gets an empty snapshot, so there is always a store file to open.
+        """
+        logs = self.log.path.exists() or self.log.folding.exists()
+        if not logs and self.path.exists() and self.path.stat().st_size:
+            self._snapshot_size = self.path.stat().st_size if self.path.exists() else 0
+            return
+        try:
+            self._snapshot_size = write_snapshot(self.path, self.document)
+            for path in (self.log.folding, self.log.path):
+                path.unlink(missing_ok=True)
+            _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot compact the store ({exc.strerror})") from exc
+        self.log.size = self.log._intact = 0
+
+    # ------------------------------------------------------------------ the durable document
     @staticmethod
     def _table_name(workspace: str, doc_id: int) -> str:
-        # a commit copies every table it touches, so changes are spread over small tables
         return f"ws:{workspace}:{doc_id % SHARDS:02x}"
 
-    def _tables(self, workspace: str) -> list[str]:
-        prefix = f"ws:{workspace}:"
-        return [t for t in self.db.tables() if t.startswith(prefix)]
-
-    def workspaces(self) -> list[str]:
-        return sorted({t[3:].rsplit(":", 1)[0] for t in self.db.tables() if t.startswith("ws:")})
-
-    def _ids(self, workspace: str) -> dict[tuple[str, str], int]:
-        ids = self._doc_ids.get(workspace)
-        if ids is None:
-            ids = self._doc_ids[workspace] = {}
-            for name in self._tables(workspace):
-                for d in self.db.table(name, cache_size=0).all():
-                    ids[(d["collection"], d["id"])] = d.doc_id
-            # after the highest id in use, so a file with gaps in its ids never gets a clash
-            self._next_ids[workspace] = max(ids.values(), default=0) + 1
-        return ids
-
-    def load(self, workspace: str) -> list[dict[str, Any]]:
-        return [
-            d for name in self._tables(workspace) for d in self.db.table(name, cache_size=0).all()
-        ]
-
-    def commit(self, workspace: str, changes: Sequence[Change]) -> None:
-        """Store every change with one storage write: all of them are durable, or none is.
-
-        Raises the storage's OSError when the write fails; the cached document, the document
-        ids and the file are then exactly as before, so a later commit cannot carry the change.
-        """
-        ids = self._ids(workspace)
-        next_id = self._next_ids[workspace]
-        new_ids: dict[tuple[str, str], int] = {}
-        current = self.db.storage.read() or {}
-        tables: dict[str, dict[str, Any]] = {}
+    def _apply(self, entry: Entry) -> None:
+        kind, names, changes = entry
+        if kind == "drop":
+            self._forget(names)
+            return
+        workspace = names[0]
+        ids = self._doc_ids.setdefault(workspace, {})
+        next_id = self._next_ids.get(workspace, 1)
+        document = self.document
         for collection, record_id, record, created, seq in changes:
             key = (collection, record_id)
-            doc_id = new_ids.get(key) or ids.get(key)
+            doc_id = ids.get(key)
             if doc_id is None:
-                doc_id = new_ids[key] = next_id
+                doc_id = ids[key] = next_id
                 next_id += 1
             name = self._table_name(workspace, doc_id)
-            table = tables.get(name)
+            table = document.get(name)
             if table is None:
-                old = current.get(name)
-                table = tables[name] = (
-                    old if self._in_place and old is not None else dict(old or {})
-                )
+                table = document[name] = {}
             table[str(doc_id)] = {
                 "collection": collection,
                 "id": record_id,
@@ -291,11 +458,47 @@ class DeltaStore:
                 "created": created,
                 "seq": seq,
             }
-        document = current if self._in_place else dict(current)
-        document.update(tables)
-        self.db.storage.write(document)
-        ids.update(new_ids)
         self._next_ids[workspace] = next_id
+
+    def _forget(self, workspaces: Iterable[str]) -> None:
+        prefixes = tuple(f"ws:{name}:" for name in workspaces)
+        for name in [t for t in self.document if t.startswith(prefixes)]:
+            del self.document[name]
+        for name in workspaces:
+            self._doc_ids.pop(name, None)
+            self._next_ids.pop(name, None)
+
+    def workspaces(self) -> list[str]:
+        if not self.durable:
+            return sorted(self._changed)
+        return sorted({t[3:].rsplit(":", 1)[0] for t in self.document if t.startswith("ws:")})
+
+    def pending(self, workspace: str) -> asyncio.Future[None] | None:
+        """The batch of a drop of this workspace not yet durable, if any."""
+        return self._dropping.get(workspace)
+
+    def load(self, workspace: str) -> list[dict[str, Any]]:
+        """The durable changes of one workspace (none once its drop is queued)."""
+        if workspace in self._dropping or not self.durable:
+            return []
+        prefix = f"ws:{workspace}:"
+        tables = [t for name, t in self.document.items() if name.startswith(prefix)]
+        return [d for t in tables for d in t.values()]
+
+    # ------------------------------------------------------------------ writes
+    def commit(self, workspace: str, changes: Sequence[Change]) -> asyncio.Future[None] | None:
+        """Queue one commit; the future (None in memory) completes once the log holds it.
+
+        The future fails with the OSError of its batch's write; by then `on_failure` has put
+        the memory of every workspace in that batch, and of every commit queued after it, back
+        to the durable document.
+        """
+        if not self.durable:
+            self._changed.add(workspace)
+            return None
+        entry: Entry = ("put", (workspace,), changes)
+        line = _encode({"ws": workspace, "changes": changes}) + b"\n"
+        return self._enqueue(line, entry)
 
     def put(
         self,
@@ -305,21 +508,143 @@ class DeltaStore:
         record: dict[str, Any] | None,
         created: bool,
         seq: int,
-    ) -> None:
-        self.commit(workspace, [(collection, record_id, record, created, seq)])
+    ) -> asyncio.Future[None] | None:
+        return self.commit(workspace, [(collection, record_id, record, created, seq)])
 
-    def drop(self, *workspaces: str) -> None:
-        """Forget the changes of these workspaces, with one storage write (all or nothing)."""
-        prefixes = tuple(f"ws:{name}:" for name in workspaces)
-        current = self.db.storage.read() or {}
-        if not any(name.startswith(prefixes) for name in current):
-            self._forget(workspaces)
-            return
-        kept = {name: t for name, t in current.items() if not name.startswith(prefixes)}
-        self.db.storage.write(kept)
-        self._forget(workspaces)
-
-    def _forget(self, workspaces: Iterable[str]) -> None:
+    def drop(self, *workspaces: str) -> asyncio.Future[None] | None:
+        """Forget the changes of these workspaces with one log line (all or nothing)."""
+        if not self.durable:
+            self._changed.difference_update(workspaces)
+            return None
+        entry: Entry = ("drop", tuple(workspaces), ())
+        future = self._enqueue(_encode({"drop": list(workspaces)}) + b"\n", entry)
         for name in workspaces:
-            self._doc_ids.pop(name, None)
-            self._next_ids.pop(name, None)
+            self._dropping[name] = future
+        return future
+
+    def _enqueue(self, line: bytes, entry: Entry) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future = self._queued
+        if future is None:
+            future = self._queued = loop.create_future()
+            future.add_done_callback(_failed)
+        self._queue.append((line, entry))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush(), name="store-flush")
+        return future
+
+    async def _flush(self) -> None:
+        """Write the queued commits, a batch per fsync, until none are left."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, future = self._queue, self._queued
+                self._queue, self._queued = [], None
+                assert future is not None
+                data = b"".join(line for line, _ in batch)
+                try:
+                    await loop.run_in_executor(self._writer, self.log.append, data)
+                except OSError as exc:
+                    self._fail(batch, future, exc)
+                    continue
+                for _, entry in batch:
+                    self._apply(entry)
+                self._settle_drops(future)
+                future.set_result(None)
+                if self._compaction is None and self.log.size > max(
+                    COMPACT_MIN_BYTES, self._snapshot_size
+                ):
+                    self._start_compaction(loop)
+        finally:
+            self._flusher = None
+
+    def _fail(
+        self, batch: list[tuple[bytes, Entry]], future: asyncio.Future[None], exc: OSError
+    ) -> None:
+        """A batch was not saved: it and everything queued after it fail, memory goes back."""
+        later, self._queued = self._queued, None
+        failed, self._queue = batch + self._queue, []
+        log.error("%d commit(s) not saved: %s", len(failed), exc)
+        changed = {names[0] for _, (kind, names, _) in failed if kind == "put"}
+        dropped = {name for _, (kind, names, _) in failed if kind == "drop" for name in names}
+        self._settle_drops(future, later)
+        if self.on_failure is not None:
+            self.on_failure(changed, dropped)
+        for f in (future, later):
+            if f is not None:
+                f.set_exception(exc)
+
+    def _settle_drops(self, *futures: asyncio.Future[None] | None) -> None:
+        """Forget the queued drops of these batches (written, or failed)."""
+        done = [n for n, f in self._dropping.items() if f in futures]
+        for name in done:
+            del self._dropping[name]
+
+    # ------------------------------------------------------------------ compaction
+    def _start_compaction(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fold the log into a new snapshot in the background; writes go on meanwhile.
+
+        Called between batches, when the durable document is exactly snapshot + log: the log is
+        moved aside (queued on the writer thread before any later append) and the document as
+        it is now is written on the compaction thread.
+        """
+        frozen = {name: dict(table) for name, table in self.document.items()}
+        rotated = loop.run_in_executor(self._writer, self.log.rotate)
+        self._compaction = loop.create_task(self._compact(frozen, rotated), name="store-fold")
+
+    async def _compact(
+        self, frozen: dict[str, dict[str, Any]], rotated: asyncio.Future[None]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await rotated
+            self._snapshot_size = await loop.run_in_executor(
+                self._compactor, self._replace_snapshot, frozen
+            )
+        except OSError as exc:
+            log.error("compaction of %s failed (the log keeps every change): %s", self.path, exc)
+        finally:
+            self._compaction = None
+
+    def _replace_snapshot(self, frozen: dict[str, dict[str, Any]]) -> int:
+        size = write_snapshot(self.path, frozen)
+        self.log.folding.unlink(missing_ok=True)
+        _fsync_dir(self.path.parent)
+        return size
+
+    async def settle(self) -> None:
+        """Wait until every queued commit and any compaction under way have finished."""
+        while self._flusher is not None or self._compaction is not None:
+            for task in (self._flusher, self._compaction):
+                if task is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(task)
+
+    async def compact(self) -> None:
+        """Write what is queued, then fold the whole log into the snapshot, on the writer thread.
+
+        Appends wait meanwhile; the background compaction is the one that lets them go on.
+        """
+        if not self.durable:
+            return
+        await self.settle()
+        loop = asyncio.get_running_loop()
+        frozen = {name: dict(table) for name, table in self.document.items()}
+        await loop.run_in_executor(self._writer, self._fold_all, frozen)
+
+    def _fold_all(self, frozen: dict[str, dict[str, Any]]) -> None:
+        self.log.rotate()
+        if self.log.folding.exists():
+            self._snapshot_size = self._replace_snapshot(frozen)
+
+    async def close(self) -> None:
+        """At shutdown: write what is queued, fold the log into the snapshot, stop the threads."""
+        if not self.durable:
+            return
+        try:
+            await self.compact()
+        except OSError as exc:
+            log.error("compaction of %s at shutdown failed (the log keeps every change): %s",
+                      self.path, exc)
+        self._writer.shutdown(wait=True)
+        self._compactor.shutdown(wait=True)

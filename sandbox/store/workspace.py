@@ -7,9 +7,12 @@ go straight to the shared seeded indexes.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from sandbox.errors import ApiError
@@ -18,6 +21,49 @@ from sandbox.store.persistence import DeltaStore
 
 Search = tuple[tuple[str, ...], str] | None
 log = logging.getLogger(__name__)
+# view versions come from one counter, so a number is never reused, even by a view whose
+# un-durable changes were undone: whatever was cached under it stays stale
+_versions = itertools.count(1)
+_MISSING: Any = object()
+Undo = tuple["CollectionView", str, tuple[Any, Any, Any]]  # a view, an id, what it held
+Mark = tuple[int, int]  # a view's version and created_count before a commit
+
+_UNSAVED = {
+    "change": "The change could not be saved ({why}), so nothing was changed",
+    "reset": "The reset could not be saved ({why}), so nothing was reset",
+    "read": "Changes this answer would show could not be saved ({why}), so they were undone",
+}
+
+
+class Durable:
+    """What a commit (or reset) returns: awaiting it returns once the store holds the change.
+
+    It raises STORE_UNAVAILABLE (503) when the store could not take the write; by then memory
+    is back to what the store holds. In memory, or when nothing was written, it is done at once.
+    Not a coroutine, so a caller that does not need the answer may drop it without a warning.
+    """
+
+    __slots__ = ("_future", "_what")
+
+    def __init__(self, future: asyncio.Future[None] | None = None, what: str = "change") -> None:
+        self._future = future
+        self._what = what
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self._future is None:
+            return
+        try:
+            yield from self._future.__await__()
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise ApiError(
+                "STORE_UNAVAILABLE",
+                _UNSAVED[self._what].format(why=why)
+                + "; retry once the sandbox's data directory takes writes again.",
+            ) from exc
+
+
+DONE = Durable()
 
 
 class CollectionView:
@@ -32,7 +78,8 @@ class CollectionView:
         self.created_count = 0  # creations ever, deleted ones included: feeds sequence numbers
         self.seqs: dict[str, int] = {}  # sequence number of each created record
         self.cache = QueryCache(32)
-        self.version = 0  # bumped on every write: lets callers cache what they derive from it
+        # changed on every write: lets callers cache what they derive from it
+        self.version = 0
         # sequence numbers of creations staged in an open transaction (counted in created_count)
         self.reserved: dict[str, int] = {}
 
@@ -81,9 +128,9 @@ class CollectionView:
         self.reserved.clear()
 
     def apply(self, record_id: str, record: Record | None, created: bool, seq: int) -> None:
-        """Apply one committed change (the delta store already holds it)."""
+        """Apply one committed change (queued for the store; undone if the store refuses it)."""
         self.cache.clear()
-        self.version += 1
+        self.version = next(_versions)
         if not created:
             self.overrides[record_id] = record
             return
@@ -92,6 +139,22 @@ class CollectionView:
             self.created.pop(record_id, None)
         else:
             self.created[record_id] = record
+
+    def before(self, record_id: str) -> tuple[Any, Any, Any]:
+        """What `apply` would overwrite for this id, for `restore` to put back."""
+        return (
+            self.overrides.get(record_id, _MISSING),
+            self.created.get(record_id, _MISSING),
+            self.seqs.get(record_id, _MISSING),
+        )
+
+    def restore(self, record_id: str, before: tuple[Any, Any, Any]) -> None:
+        held_by: tuple[dict[str, Any], ...] = (self.overrides, self.created, self.seqs)
+        for held, value in zip(held_by, before, strict=True):
+            if value is _MISSING:
+                held.pop(record_id, None)
+            else:
+                held[record_id] = value
 
     def count(self) -> int:
         removed = sum(1 for v in self.overrides.values() if v is None)
@@ -131,10 +194,14 @@ class CollectionView:
 class Workspace:
     """One workspace's views of the collections, and the changes it stages and commits.
 
-    A change is applied to the views only once the delta store holds it. Outside a transaction
-    each write or delete commits at once; between `begin()` and `commit()` they are staged and
-    reach the store with one write, then the views, all together or not at all. Reads during a
-    transaction see the state before it (handlers only read records they already hold).
+    Outside a transaction each write or delete commits at once; between `begin()` and `commit()`
+    they are staged and reach the views and the store together. Reads during a transaction see
+    the state before it (handlers only read records they already hold).
+
+    A commit is applied to the views at once, so the next request builds on it, and queued for
+    the store; the `Durable` it returns is awaited before the change is acknowledged, and a read
+    awaits `settled()` before it answers, so no answer shows a change that is not yet durable.
+    When the store cannot take a batch, the workspace is rebuilt from what the store holds.
     """
 
     def __init__(self, name: str, bases: dict[str, BaseCollection], delta: DeltaStore) -> None:
@@ -143,9 +210,16 @@ class Workspace:
         self._delta = delta
         self.views: dict[str, CollectionView] = {}
         self.last_used = time.monotonic()
+        self.detached = False  # reset away: its later commits reach nobody and are not stored
         # (collection, id) -> record or None (deleted) while a transaction is open, else None
         self._staged: dict[tuple[str, str], Record | None] | None = None
         self._reserving: list[CollectionView] = []  # views holding numbers for staged creations
+        # the batch of its latest commit (or of a reset it starts from) until known durable
+        self._pending: asyncio.Future[None] | None = delta.pending(name)
+        # per commit not yet known durable: its batch, what it overwrote, and the views'
+        # (version, created_count) before it, so a failed batch can be undone exactly
+        self._unsaved: deque[tuple[asyncio.Future[None], list[Undo], dict[CollectionView, Mark]]]
+        self._unsaved = deque()
         self._restore()
 
     def view(self, collection: str) -> CollectionView:
@@ -161,27 +235,48 @@ class Workspace:
     def in_transaction(self) -> bool:
         return self._staged is not None
 
+    def staged_changes(self) -> list[tuple[str, str, Record | None]]:
+        """What the open transaction changes so far: (collection, id, record or None)."""
+        return [(c, rid, record) for (c, rid), record in (self._staged or {}).items()]
+
+    @property
+    def unsettled(self) -> bool:
+        """Whether a commit it shows may not be durable yet (cheap: one attribute test)."""
+        return self._pending is not None
+
+    def settled(self) -> Durable:
+        """Awaitable: every change this workspace shows is durable (STORE_UNAVAILABLE if not)."""
+        pending = self._pending
+        if pending is None:
+            return DONE
+        if pending.done() and not pending.cancelled() and pending.exception() is None:
+            if self._pending is pending:
+                self._pending = None
+            return DONE
+        return Durable(pending, "read")
+
     def begin(self) -> None:
         """Stage the writes and deletes that follow until `commit()` or `rollback()`."""
         if self._staged is not None:
             raise RuntimeError(f"workspace {self.name!r} already has an open transaction")
         self._staged = {}
 
-    def write(self, collection: str, record: Record) -> None:
+    def write(self, collection: str, record: Record) -> Durable:
+        """Stage a write (in a transaction), else commit it; await the result to acknowledge."""
         if self._staged is not None:
             self._stage(collection, record["id"], record)
-            return
+            return DONE
         self._staged = {}
         self._stage(collection, record["id"], record)
-        self.commit()
+        return self.commit()
 
-    def delete(self, collection: str, record_id: str) -> None:
+    def delete(self, collection: str, record_id: str) -> Durable:
         if self._staged is not None:
             self._stage(collection, record_id, None)
-            return
+            return DONE
         self._staged = {}
         self._stage(collection, record_id, None)
-        self.commit()
+        return self.commit()
 
     def _stage(self, collection: str, record_id: str, record: Record | None) -> None:
         staged = self._staged
@@ -192,38 +287,64 @@ class Workspace:
             self._reserving.append(view)
         staged[(collection, record_id)] = record
 
-    def commit(self) -> None:
-        """Make the staged changes durable with one store write, then apply them to the views.
+    def commit(self) -> Durable:
+        """Apply the staged changes to the views and queue them for the store, as one commit.
 
-        When the store cannot take the write, nothing is applied and STORE_UNAVAILABLE (503) is
-        raised: the caller may retry without creating anything twice.
+        Await the result before acknowledging: it raises STORE_UNAVAILABLE (503) when the store
+        cannot take the write, and by then the views hold only what the store holds, so the
+        caller may retry without creating anything twice.
         """
         staged, self._staged = self._staged, None
         if not staged:
             self._release(committed=False)
-            return
-        try:
-            changes = [
-                (collection, rid, record, view.is_created(rid), view.seq_of(rid))
-                for (collection, rid), record in staged.items()
-                for view in (self.views[collection],)
-            ]
-            self._delta.commit(self.name, changes)
-        except OSError as exc:
-            self._release(committed=False)
-            log.error("workspace %s: %d change(s) not saved: %s", self.name, len(staged), exc)
-            raise ApiError(
-                "STORE_UNAVAILABLE",
-                f"The change could not be saved ({exc.strerror or type(exc).__name__}), so "
-                "nothing was changed; retry once the sandbox's data directory takes writes again.",
-            ) from exc
-        except BaseException:
-            self._release(committed=False)
-            raise
+            return DONE
         views = self.views
+        changes = [
+            (collection, rid, record, view.is_created(rid), view.seq_of(rid))
+            for (collection, rid), record in staged.items()
+            for view in (views[collection],)
+        ]
+        future = None
+        if not self.detached:
+            try:
+                future = self._delta.commit(self.name, changes)
+            except BaseException:
+                self._release(committed=False)
+                raise
+        if future is not None:
+            unsaved = self._unsaved
+            while unsaved and unsaved[0][0].done():  # durable: nothing to undo any more
+                unsaved.popleft()
+            marks: dict[CollectionView, Mark] = {}
+            for view in self._reserving:
+                marks.setdefault(view, (view.version, view.created_count - len(view.reserved)))
+            undo: list[Undo] = []
+            for collection, rid, *_ in changes:
+                view = views[collection]
+                marks.setdefault(view, (view.version, view.created_count))
+                undo.append((view, rid, view.before(rid)))
+            unsaved.append((future, undo, marks))
         for collection, rid, record, created, seq in changes:
             views[collection].apply(rid, record, created, seq)
         self._release(committed=True)
+        if future is None:
+            return DONE
+        self._pending = future
+        return Durable(future)
+
+    def undo_unsaved(self) -> None:
+        """Undo every commit not yet durable, newest first: the views are as the store holds
+        them (called when the store could not take a batch, before its writers hear of it)."""
+        while self._unsaved:
+            future, undo, marks = self._unsaved.pop()
+            if future.done():
+                continue  # an earlier batch that was saved
+            for view, rid, before in undo:
+                view.restore(rid, before)
+            for view, (version, created_count) in marks.items():
+                view.version, view.created_count = version, created_count
+                view.cache.clear()
+        self._pending = self._delta.pending(self.name)
 
     def rollback(self) -> None:
         """Drop the staged changes (a no-op when no transaction is open, e.g. after commit)."""
@@ -245,7 +366,7 @@ class Workspace:
             if doc["collection"] not in self._bases:
                 continue
             view = self.view(doc["collection"])
-            view.version += 1
+            view.version = next(_versions)
             rid, record = doc["id"], doc["record"]
             if doc["created"]:
                 view.seqs[rid] = doc["seq"]
@@ -265,6 +386,7 @@ class Workspaces:
         self.bases = bases
         self.delta = delta
         self._items: dict[str, Workspace] = {}
+        delta.on_failure = self._rebuild
         for name in delta.workspaces():
             self._items[name] = Workspace(name, bases, delta)
 
@@ -292,24 +414,34 @@ class Workspaces:
     def __len__(self) -> int:
         return len(self._items)
 
-    def reset(self, name: str | None = None) -> None:
+    def reset(self, name: str | None = None) -> Durable:
         """Forget the changes of one workspace, or of all of them, with one store write.
 
-        When the store cannot take the write, every workspace keeps its changes and
-        STORE_UNAVAILABLE (503) is raised.
+        Memory forgets at once; await the result before acknowledging. When the store cannot
+        take the write it raises STORE_UNAVAILABLE (503) and every workspace is back with the
+        changes the store holds.
         """
-        names = [name] if name else list(self._items)
-        try:
-            self.delta.drop(*names)
-        except OSError as exc:
-            log.error("reset of %d workspace(s) not saved: %s", len(names), exc)
-            raise ApiError(
-                "STORE_UNAVAILABLE",
-                f"The reset could not be saved ({exc.strerror or type(exc).__name__}), so "
-                "nothing was reset; retry once the sandbox's data directory takes writes again.",
-            ) from exc
+        names = [name] if name else sorted(set(self._items) | set(self.delta.workspaces()))
         for ws_name in names:
-            self._items.pop(ws_name, None)
+            ws = self._items.pop(ws_name, None)
+            if ws is not None:
+                ws.detached = True
+        return Durable(self.delta.drop(*names), "reset")
+
+    def _rebuild(self, changed: set[str], dropped: set[str]) -> None:
+        """After a failed batch: each workspace it (or a later one) touched holds exactly what
+        the store holds. A workspace whose reset failed comes back as the store has it."""
+        for name in changed - dropped:
+            ws = self._items.get(name)
+            if ws is not None:
+                ws.undo_unsaved()
+        stored = set(self.delta.workspaces())
+        for name in dropped:
+            ws = self._items.pop(name, None)
+            if ws is not None:  # made after the reset, from nothing: not what the store holds
+                ws.detached = True
+            if name in stored:
+                self._items[name] = Workspace(name, self.bases, self.delta)
 
     def drop_orphans(self) -> int:
         """Forget stored changes of workspaces that no longer exist (written while one was

@@ -2,35 +2,149 @@
 
 The seeded world and the server both call `derive_fields`, so a ticket created through the API
 gets its number and reference the same way a seeded one does, and an updated invoice has its
-totals recomputed from its new lines.
+totals recomputed from its new lines. What a record's numbers depend on beyond the record (the
+next number a settings record holds, prefixes an admin chose, the count of this year's invoices)
+comes in as `Numbers`; `settle_seeded` gives a whole seeded collection the numbering and flags
+that depend on more than one record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+import string
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from sandbox.spec import Collection
 
 Record = dict[str, Any]
-Step = Callable[[Record, int, int], None]
-
-_plans: dict[tuple[str, int], list[Step]] = {}
+Maps = Mapping[str, Mapping[Any, Any]]  # template variable -> value -> what it becomes
 
 
-def derive_fields(collection: Collection, record: dict[str, Any], seq: int, year: int) -> None:
+@dataclass(frozen=True, slots=True)
+class Numbers:
+    """What computed fields take from outside the record.
+
+    `sequences`: numbers for `x-sequence` fields (a counter's next number) instead of
+    `start + seq - 1`; `scoped`: `(seq, year)` for `per-year-of` templates; `maps`: per template
+    field, variable values that replace the built-in `map` (a blank one keeps it).
+    """
+
+    sequences: Mapping[str, int] = field(default_factory=dict)
+    scoped: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    maps: Mapping[str, Maps] = field(default_factory=dict)
+
+
+_NONE = Numbers()
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    kind: str  # "sequence", "derive" or "template"
+    name: str
+    run: Callable[[Record, int, int, Numbers], None]
+    inputs: frozenset[str] = frozenset()  # fields a template reads: recomputed when they change
+    per_year_of: str | None = None
+
+
+_plans: dict[tuple[str, int], list[_Step]] = {}
+
+
+def derive_fields(
+    collection: Collection,
+    record: dict[str, Any],
+    seq: int,
+    year: int,
+    numbers: Numbers = _NONE,
+    changed: Container[str] | None = None,
+) -> None:
     """Fill the `x-sequence`, `x-derive` and `x-template` fields of `record` in place.
 
     `seq` is the record's 1-based position in its collection (kept on update), `year` the year
-    used by templates such as `INV-{year}-{seq:04d}`.
+    used by templates such as `INV-{year}-{seq:04d}` (a `per-year-of` template takes the year of
+    its date field instead). With `changed` (an update's fields) numbers are kept as assigned and
+    a template is recomputed only when a field it reads changed; sums are always recomputed.
     """
+    for step in _steps(collection):
+        if changed is not None:
+            if step.kind == "sequence" or step.per_year_of is not None:
+                continue
+            if step.kind == "template" and not any(f in changed for f in step.inputs):
+                continue
+        step.run(record, seq, year, numbers)
+
+
+def template_pattern(collection: Collection, name: str) -> re.Pattern[str] | None:
+    """A pattern reading `seq` and `year` back out of a template field's values."""
+    prop = (collection.schema.get("properties") or {}).get(name) or {}
+    rule = prop.get("x-template")
+    if not isinstance(rule, Mapping):
+        return None
+    parts = []
+    for literal, var, _spec, _conv in string.Formatter().parse(rule["format"]):
+        parts.append(re.escape(literal))
+        if var in ("seq", "year"):
+            parts.append(rf"(?P<{var}>[0-9]+)")
+        elif var is not None:
+            parts.append(".*?")
+    return re.compile("".join(parts) + "$")
+
+
+def year_of(value: Any) -> int | None:
+    """The year of an ISO date or date-time, or None."""
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return date.fromisoformat(value[:10]).year
+        except ValueError:
+            return None
+    return None
+
+
+def settle_seeded(collection: Collection, records: list[Record]) -> None:
+    """Give a generated collection what depends on more than one record, in place.
+
+    `per-year-of` templates are numbered 1, 2, ... within each year, in date order (gapless,
+    restarting every January), and an `x-exclusive` flag stays with the first record holding it
+    in each scope.
+    """
+    for step in _steps(collection):
+        if step.per_year_of is None:
+            continue
+        by_year: dict[int, list[tuple[str, int]]] = {}
+        for i, rec in enumerate(records):
+            y = year_of(rec.get(step.per_year_of))
+            if y is not None:
+                by_year.setdefault(y, []).append((str(rec.get(step.per_year_of)), i))
+        for y, dated in by_year.items():
+            for n, (_, i) in enumerate(sorted(dated), start=1):
+                step.run(records[i], n, y, Numbers(scoped={step.name: (n, y)}))
+    for flag, per in _exclusive(collection).items():
+        holders: set[Any] = set()
+        for rec in records:
+            scope = rec.get(per)
+            if rec.get(flag) is True and scope is not None:
+                if scope in holders:
+                    rec[flag] = False
+                holders.add(scope)
+
+
+def _exclusive(collection: Collection) -> dict[str, str]:
+    props = collection.schema.get("properties") or {}
+    return {
+        name: prop["x-exclusive"]["per"]
+        for name, prop in props.items()
+        if isinstance(prop.get("x-exclusive"), Mapping)
+    }
+
+
+def _steps(collection: Collection) -> list[_Step]:
     key = (collection.name, id(collection.schema))
     steps = _plans.get(key)
     if steps is None:
-        steps = _compile(collection.schema)
-        _plans[key] = steps
-    for step in steps:
-        step(record, seq, year)
+        steps = _plans[key] = _compile(collection.schema)
+    return steps
 
 
 def has_computed(collection: Collection) -> bool:
@@ -42,43 +156,56 @@ def has_computed(collection: Collection) -> bool:
     )
 
 
-def _compile(schema: dict[str, Any]) -> list[Step]:
+def _compile(schema: dict[str, Any]) -> list[_Step]:
     props: dict[str, Any] = schema.get("properties") or {}
-    sequences: list[Step] = []
-    derived: list[tuple[str, list[str], Step]] = []
-    templates: list[Step] = []
+    sequences: list[_Step] = []
+    derived: list[tuple[str, list[str], _Step]] = []
+    templates: list[_Step] = []
     for name, prop in props.items():
         if "x-sequence" in prop:
-            sequences.append(_sequence(name, prop["x-sequence"]))
+            sequences.append(_Step("sequence", name, _sequence(name, prop["x-sequence"])))
         if "x-derive" in prop:
             rule = prop["x-derive"]
-            derived.append((name, list(rule.get("add") or []), _derive(name, rule, props)))
+            step = _Step("derive", name, _derive(name, rule, props))
+            derived.append((name, list(rule.get("add") or []), step))
         if "x-template" in prop:
             templates.append(_template(name, prop["x-template"]))
     return [*sequences, *_in_dependency_order(derived), *templates]
 
 
-def _sequence(name: str, rule: dict[str, Any]) -> Step:
+def _sequence(name: str, rule: dict[str, Any]) -> Callable[[Record, int, int, Numbers], None]:
     start = int(rule.get("start", 1))
 
-    def step(record: Record, seq: int, year: int) -> None:
-        record[name] = start + seq - 1
+    def step(record: Record, seq: int, year: int, numbers: Numbers) -> None:
+        given = numbers.sequences.get(name)
+        record[name] = given if given is not None else start + seq - 1
 
     return step
 
 
-def _template(name: str, rule: dict[str, Any]) -> Step:
+def _template(name: str, rule: dict[str, Any]) -> _Step:
     fmt: str = rule["format"]
     mapped: dict[str, dict[str, Any]] = dict(rule.get("vars") or {})
+    per_year_of: str | None = rule.get("per-year-of")
+    reads = {v for _, v, _, _ in string.Formatter().parse(fmt) if v and v not in ("seq", "year")}
+    inputs = frozenset((reads - set(mapped)) | {spec["field"] for spec in mapped.values()})
 
-    def step(record: Record, seq: int, year: int) -> None:
+    def step(record: Record, seq: int, year: int, numbers: Numbers) -> None:
+        if per_year_of is not None:
+            scoped = numbers.scoped.get(name)
+            if scoped is not None:
+                seq, year = scoped
+            else:
+                year = year_of(record.get(per_year_of)) or year
         values = {**record, "seq": seq, "year": year}
+        chosen = numbers.maps.get(name) or {}
         for var, spec in mapped.items():
             raw = record.get(spec["field"])
-            values[var] = (spec.get("map") or {}).get(raw, raw)
+            override = (chosen.get(var) or {}).get(raw)
+            values[var] = override if override else (spec.get("map") or {}).get(raw, raw)
         record[name] = fmt.format(**values)
 
-    return step
+    return _Step("template", name, step, inputs, per_year_of)
 
 
 def _line_products(record: Record, over: str, of: list[str]) -> list[tuple[dict[str, Any], float]]:
@@ -91,18 +218,20 @@ def _line_products(record: Record, over: str, of: list[str]) -> list[tuple[dict[
     return out
 
 
-def _derive(name: str, rule: dict[str, Any], props: dict[str, Any]) -> Step:
+def _derive(
+    name: str, rule: dict[str, Any], props: dict[str, Any]
+) -> Callable[[Record, int, int, Numbers], None]:
     if "add" in rule:
         parts = list(rule["add"])
 
-        def add(record: Record, seq: int, year: int) -> None:
+        def add(record: Record, seq: int, year: int, numbers: Numbers) -> None:
             record[name] = round(sum(float(record.get(p) or 0) for p in parts), 2)
 
         return add
     if "sum" in rule:
         over, of = rule["sum"], list(rule.get("of") or [])
 
-        def total(record: Record, seq: int, year: int) -> None:
+        def total(record: Record, seq: int, year: int, numbers: Numbers) -> None:
             record[name] = round(sum(p for _, p in _line_products(record, over, of)), 2)
 
         return total
@@ -115,7 +244,7 @@ def _derive(name: str, rule: dict[str, Any], props: dict[str, Any]) -> Step:
         default_code = (item_props.get(field) or {}).get("default") if field else None
         flat = float(rule.get("rate", 0))
 
-        def tax(record: Record, seq: int, year: int) -> None:
+        def tax(record: Record, seq: int, year: int, numbers: Numbers) -> None:
             amount = 0.0
             for line, product in _line_products(record, over, of):
                 rate = rates.get(line.get(field, default_code), 0.0) if field else flat
@@ -126,10 +255,10 @@ def _derive(name: str, rule: dict[str, Any], props: dict[str, Any]) -> Step:
     raise ValueError(f"unknown x-derive rule on {name}: {rule}")
 
 
-def _in_dependency_order(derived: list[tuple[str, list[str], Step]]) -> list[Step]:
+def _in_dependency_order(derived: list[tuple[str, list[str], _Step]]) -> list[_Step]:
     names = {n for n, _, _ in derived}
     done: set[str] = set()
-    out: list[Step] = []
+    out: list[_Step] = []
     pending = list(derived)
     while pending:
         for i, (n, needs, step) in enumerate(pending):
@@ -141,3 +270,19 @@ def _in_dependency_order(derived: list[tuple[str, list[str], Step]]) -> list[Ste
         else:
             raise ValueError(f"x-derive fields depend on each other: {[n for n, _, _ in pending]}")
     return out
+
+
+def exclusive_flags(collection: Collection) -> dict[str, str]:
+    """`x-exclusive` flags of a collection: flag field -> the field that scopes it."""
+    return _exclusive(collection)
+
+
+__all__ = [
+    "Numbers",
+    "derive_fields",
+    "exclusive_flags",
+    "has_computed",
+    "settle_seeded",
+    "template_pattern",
+    "year_of",
+]

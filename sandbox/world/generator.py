@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sandbox.spec import Collection, Spec, ref_of
-from sandbox.world.computed_fields import derive_fields, has_computed
+from sandbox.world.computed_fields import derive_fields, has_computed, settle_seeded
 from sandbox.world.key_records import KeyRecords, key_records
 from sandbox.world.recipe import KeySpec, Recipe
 from sandbox.world.values import (
@@ -44,6 +44,9 @@ def _targets(schema: dict[str, Any]) -> set[str]:
     ref = ref_of(schema)
     if ref is not None:
         found.add(ref[0])
+    by = schema.get("x-ref-by")
+    if isinstance(by, dict):
+        found |= set((by.get("collections") or {}).values())
     for prop in (schema.get("properties") or {}).values():
         found |= _targets(prop)
     if isinstance(schema.get("items"), dict):
@@ -187,6 +190,7 @@ def _generate(
                 rec.update(named[i])  # a named record's own values win over computed ones
         records.append({k: rec[k] for k in props if k in rec})
         created.append(draft.times.get("created_at", epoch))
+    settle_seeded(collection, records)  # rules over the whole collection (numbers by date)
 
 
 def _named_draft(rng: random.Random, fixed: dict[str, Any], plans: list[FieldPlan]) -> Draft:

@@ -9,7 +9,7 @@ from sandbox.spec import ref_of
 from sandbox.world.context import Draft, FieldPlan, GenerationError, Maker, Schema, WorldContext
 from sandbox.world.hints import maybe_null, null_probability, nullable
 from sandbox.world.makers import compile_value
-from sandbox.world.refs import has_ref, ref_plan
+from sandbox.world.refs import has_ref, ref_by_plan, ref_plan
 from sandbox.world.times import time_plan
 
 COMPUTED = ("x-sequence", "x-template", "x-derive")  # left to `derive`
@@ -79,6 +79,8 @@ def compile_plans(
             plan = ref_plan(name, prop, ctx, null_p, sharing, label)
             plan.deps = (*plan.deps, *sharing)
             ref_fields.append((name, target[0]))
+        elif "x-ref-by" in prop:
+            plan = ref_by_plan(name, prop, ctx, null_p)
         elif prop.get("format") in ("date-time", "date") or "x-time" in prop:
             plan = time_plan(name, prop, ctx, null_p, events)
         elif "x-by" in prop:

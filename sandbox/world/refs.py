@@ -9,7 +9,7 @@ from sandbox.spec import ref_of
 from sandbox.world.context import Draft, FieldPlan, GenerationError, Schema, WorldContext
 from sandbox.world.hints import nullable
 
-__all__ = ["has_ref", "ref_plan"]
+__all__ = ["has_ref", "ref_by_plan", "ref_plan"]
 
 
 def ref_plan(
@@ -84,3 +84,25 @@ def has_ref(ctx: WorldContext, collection: str, field_name: str, target: str) ->
         return False
     ref = ref_of(prop)
     return ref is not None and ref[0] == target
+
+
+def ref_by_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float) -> FieldPlan:
+    """The plan of an `x-ref-by` field: a reference whose collection depends on another field.
+
+    `{field: object_type, collections: {ticket: tickets, ...}}` makes an audit entry about a
+    ticket point at a ticket that exists; a value with no collection leaves the field null.
+    """
+    rule = schema["x-ref-by"]
+    source: str = rule["field"]
+    targets: dict[Any, str] = dict(rule["collections"])
+
+    def make(d: Draft) -> str | None:
+        target = targets.get(d.rec.get(source))
+        count = ctx.counts.get(target, 0) if target is not None else 0
+        if target is None or count == 0 or (null_p and d.rng.random() < null_p):
+            return None
+        index = int(d.rng.random() * count)
+        d.refs[name] = (target, index)
+        return ctx.ids[target][index]
+
+    return FieldPlan(name, make, (source,))

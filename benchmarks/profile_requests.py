@@ -1,0 +1,141 @@
+"""Where one API request's time goes, in process: cProfile over many requests, summed by place.
+
+The same in-process requests as `per_request.py` (straight into the ASGI app, no server, no
+sockets), profiled with cProfile. Prints the own time of every function grouped by where it
+lives (a pipeline stage's module, Litestar, msgspec, the standard library...) in microseconds
+per request, then the top functions by cumulative time. cProfile's own overhead inflates every
+number roughly alike, so read the shares, not the totals; `per_request.py` gives the totals.
+
+    .venv/bin/python benchmarks/profile_requests.py [--case get|list] [-n 5000] [--top 25]
+    .venv/bin/python benchmarks/profile_requests.py --stages [--case get|list]
+
+`--stages` counts the Python bytecodes each pipeline stage executes per request instead, plus
+those outside the stages (the ASGI layers, dispatch, the runner, the driver): deterministic, so
+it compares two checkouts (`--root`) on a busy machine where timings do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from per_request import CASES, _app, _run
+
+
+def _place(filename: str) -> str:
+    """A function's home: `sandbox/pipeline/ratelimit.py`, `litestar`, `limits`, `stdlib`..."""
+    if filename.startswith("~") or filename.startswith("<"):
+        return "builtins"
+    parts = Path(filename).parts
+    if "site-packages" in parts:
+        return parts[parts.index("site-packages") + 1]
+    if "sandbox" in parts:
+        return "/".join(parts[parts.index("sandbox") :])
+    if "benchmarks" in parts:
+        return "benchmarks (driver)"
+    return "stdlib"
+
+
+def _stage_name(stage: Any) -> str:
+    return getattr(stage, "__name__", None) or type(stage).__name__
+
+
+def stage_bytecodes(app: Any, target: str, n: int) -> dict[str, float]:
+    """Python bytecodes executed per request in each stage and outside them.
+
+    Counted with `sys.settrace` opcode events, so the numbers are the same on a busy machine
+    and a quiet one (work done in C, such as msgspec's encoding, does not show).
+    """
+    pipeline = app.state.pipeline
+    original = pipeline.stages
+    count = [0]
+    spent: dict[str, int] = {}
+
+    def timed(stage: Any) -> Callable[[Any], Awaitable[None]]:
+        name = _stage_name(stage)
+        spent.setdefault(name, 0)
+
+        async def run(ctx: Any) -> None:
+            before = count[0]
+            waiting = stage(ctx)  # None from a stage with nothing to wait for
+            if waiting is not None:
+                await waiting
+            spent[name] += count[0] - before
+
+        return run
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            count[0] += 1
+        return tracer
+
+    pipeline.stages = type(original)(
+        tuple(timed(s) for s in original.request),
+        tuple(timed(s) for s in original.answer),
+        original.admission,
+    )
+    try:
+        asyncio.run(_run(app, target, 200))  # warm
+        for name in spent:
+            spent[name] = 0
+        sys.settrace(tracer)
+        try:
+            asyncio.run(_run(app, target, n))
+        finally:
+            sys.settrace(None)
+    finally:
+        pipeline.stages = original
+    out = {name: v / n for name, v in spent.items()}
+    out["(outside the stages: ASGI layers, dispatch, runner, driver)"] = (
+        count[0] - sum(spent.values())
+    ) / n
+    out["(total)"] = count[0] / n
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
+    p.add_argument("--case", choices=sorted(CASES), default="get")
+    p.add_argument("-n", type=int, default=5000)
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--stages", action="store_true", help="bytecodes per stage, no profiler")
+    args = p.parse_args()
+    app = _app(args.root)
+    if args.stages:
+        counts = stage_bytecodes(app, CASES[args.case], min(args.n, 1000))
+        print(f"{args.case}: Python bytecodes per request, by stage")
+        for name, per in counts.items():
+            print(f"  {per:7.0f}  {name}")
+        return
+    asyncio.run(_run(app, CASES[args.case], 500))  # warm
+    prof = cProfile.Profile()
+    prof.enable()
+    asyncio.run(_run(app, CASES[args.case], args.n))
+    prof.disable()
+    stats = pstats.Stats(prof)
+    by_place: dict[str, float] = defaultdict(float)
+    total = 0.0
+    for (filename, _, _), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        by_place[_place(filename)] += own
+        total += own
+    print(f"{args.case}: {total / args.n * 1e6:.1f} us/request under cProfile, own time by place")
+    for place, own in sorted(by_place.items(), key=lambda kv: -kv[1]):
+        if own / total >= 0.005:
+            print(f"  {own / args.n * 1e6:7.2f} us  {own / total:6.1%}  {place}")
+    print()
+    stats.sort_stats("cumulative").print_stats(args.top)
+
+
+if __name__ == "__main__":
+    main()

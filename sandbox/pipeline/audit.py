@@ -1,0 +1,192 @@
+"""The audit trail: every write through the API leaves an entry, written with the write itself.
+
+The help pages describe the audit log as tamper-evident and complete for writes: who did it (the
+user, and here the key's name, never the key), what kind of object and which one, when, from where,
+and a diff of the changed fields. The spec's root `x-sandbox-audit` names the collection and which
+of its fields hold each part; the entries are staged in the request's own transaction, so a write
+and its entry are saved together or not at all.
+
+An entry's action is `<object type>.<verb>`: the object type is the collection's schema name in
+snake case (`TimeEntry` -> `time_entry`), the verb the operation's `audit` hint, else `created`,
+`modified` or `deleted` by what happened to the record.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sandbox.pipeline.address import client_address, parse_networks
+from sandbox.spec import Collection, Operation, Spec
+
+if TYPE_CHECKING:
+    from sandbox.pipeline.context import RequestContext
+    from sandbox.store.workspace import Workspace
+
+Record = dict[str, Any]
+# the parts of an entry, as `x-sandbox-audit.fields` names them
+AUDIT_PARTS = (
+    "actor",
+    "key-name",
+    "action",
+    "object-type",
+    "object-id",
+    "diff",
+    "address",
+    "user-agent",
+)
+# fields every record carries that a diff leaves out: they change with every write
+_BOOKKEEPING = frozenset({"created_at", "updated_at"})
+
+
+def object_type(schema_name: str) -> str:
+    """`TimeEntry` -> `time_entry`: how an entry names the kind of object a write touched."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", schema_name).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditModel:
+    """The root `x-sandbox-audit`: the entries' collection and the field of each part."""
+
+    collection: str
+    fields: Mapping[str, str]  # part -> field of the entry
+
+    @classmethod
+    def from_spec(cls, raw: Mapping[str, Any]) -> AuditModel | None:
+        ext = raw.get("x-sandbox-audit")
+        if not isinstance(ext, Mapping):
+            return None
+        return cls(str(ext.get("collection")), dict(ext.get("fields") or {}))
+
+
+def model_problems(raw: Mapping[str, Any], properties: Mapping[str, list[str]]) -> Iterator[str]:
+    """What is wrong with `x-sandbox-audit`; `properties` lists each collection's fields."""
+    ext = raw.get("x-sandbox-audit")
+    if ext is None:
+        return
+    if not isinstance(ext, Mapping):
+        yield "must be a mapping of collection and fields"
+        return
+    for key in ext:
+        if key not in ("collection", "fields"):
+            yield f"has an unknown key {key!r} (known: collection, fields)"
+    collection = ext.get("collection")
+    if not isinstance(collection, str) or collection not in properties:
+        yield f"collection {collection!r} names no collection"
+        return
+    fields = ext.get("fields")
+    if not isinstance(fields, Mapping):
+        yield "fields must map each part of an entry to a field of the collection"
+        return
+    for part in AUDIT_PARTS:
+        if part not in fields:
+            yield f"fields lacks {part!r} (every part: {', '.join(AUDIT_PARTS)})"
+    for part, field in fields.items():
+        if part not in AUDIT_PARTS:
+            yield f"fields has an unknown part {part!r} (known: {', '.join(AUDIT_PARTS)})"
+        elif field not in properties[collection]:
+            yield f"fields.{part} {field!r} is not a field of {collection}"
+
+
+def operation_actions(spec: Spec) -> Iterator[tuple[Operation, str]]:
+    """Every action id a write operation can record for its own record."""
+    model = AuditModel.from_spec(spec.resolved)
+    for op in spec.operations:
+        coll = spec.collections.get(op.hints.collection or "")
+        if coll is None or op.kind in ("list", "get", "identity") or model is None:
+            continue
+        if coll.name == model.collection:
+            continue
+        kind = op.kind
+        verb = op.hints.audit or {"create": "created", "update": "modified"}.get(kind, "deleted")
+        if kind == "action" and not op.hints.audit:
+            verb = "modified"
+        yield op, f"{object_type(coll.schema_name)}.{verb}"
+
+
+def _diff(before: Record | None, after: Record | None) -> dict[str, list[Any]]:
+    """`{field: [old, new]}` for every field the write changed (a create: from null)."""
+    old, new = before or {}, after or {}
+    return {
+        name: [old.get(name), new.get(name)]
+        for name in dict.fromkeys([*old, *new])
+        if name not in _BOOKKEEPING and old.get(name) != new.get(name)
+    }
+
+
+class AuditTrail:
+    """Stages an audit entry for each record a request's write changes."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        model: AuditModel,
+        now: Callable[[], str],
+        fill: Callable[[Collection, Record], Record],
+        trusted_proxies: tuple[str, ...] = (),
+    ) -> None:
+        self.model = model
+        self.entries = spec.collections[model.collection]
+        self.types = {name: object_type(c.schema_name) for name, c in spec.collections.items()}
+        self.now = now
+        self.fill = fill
+        self.trusted = parse_networks(trusted_proxies)
+        self._last_id = 0
+
+    def _next_id(self) -> str:
+        """Ids that grow with time, so entries of one second still list newest first."""
+        self._last_id = max(self._last_id + 1, time.time_ns() // 1000)
+        return f"{self.entries.id_prefix}_{self._last_id:013x}"
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Spec,
+        now: Callable[[], str],
+        fill: Callable[[Collection, Record], Record],
+        trusted_proxies: tuple[str, ...] = (),
+    ) -> AuditTrail | None:
+        model = AuditModel.from_spec(spec.resolved)
+        return None if model is None else cls(spec, model, now, fill, trusted_proxies)
+
+    def _action(self, op: Operation, collection: str, before: Any, after: Any) -> str:
+        if collection == op.hints.collection and op.hints.audit:
+            verb = op.hints.audit
+        elif before is None:
+            verb = "created"
+        elif after is None:
+            verb = "deleted"
+        else:
+            verb = "modified"
+        return f"{self.types[collection]}.{verb}"
+
+    def record(self, ctx: RequestContext, ws: Workspace) -> None:
+        """Stage one entry per changed record, in the request's transaction."""
+        changes = [c for c in ws.staged_changes() if c[0] != self.model.collection]
+        if not changes:
+            return
+        f = self.model.fields
+        caller = ctx.caller
+        headers = ctx.headers
+        address = client_address(ctx.request.scope, headers, self.trusted) if headers else ""
+        agent = (headers.get("user-agent") if headers else None) or ""
+        now = self.now()
+        for collection, record_id, after in changes:
+            before = ws.get(collection, record_id)
+            entry = {
+                "id": self._next_id(),
+                f["actor"]: caller.user_id if caller else None,
+                f["key-name"]: caller.key.name if caller else None,
+                f["action"]: self._action(ctx.op, collection, before, after),
+                f["object-type"]: self.types[collection],
+                f["object-id"]: record_id,
+                f["diff"]: _diff(before, after),
+                f["address"]: address[:64],
+                f["user-agent"]: agent[:256],
+                "created_at": now,
+                "updated_at": now,
+            }
+            ws.write(self.model.collection, self.fill(self.entries, entry))

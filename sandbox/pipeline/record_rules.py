@@ -1,0 +1,114 @@
+"""The property-level business rules of a collection's schema, applied to creates and updates.
+
+Each rule is a hint on a property (parsed by `sandbox.extensions` into `FieldRules`), so the
+code here names no resource:
+
+- `x-default-from`: a create fills the field, when the body leaves it out, from another field
+  (a date N days later) or from the earliest matching record of another collection;
+- `x-not-before`: a date that may not be earlier than another field's (400 naming the field);
+- `x-forward-only`: an update may not lower the number (400 naming the field);
+- `x-merge`: a PATCH of the object field changes only the keys it names;
+- `x-exclusive`: one record per scope holds the flag; setting it takes it from the holder, in
+  the same transaction as the write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sandbox.errors import ApiError, Detail
+from sandbox.extensions import DefaultFrom, FieldRules
+from sandbox.store.workspace import Workspace
+
+Record = dict[str, Any]
+
+
+def fill_defaults(ws: Workspace, rules: FieldRules, values: Record) -> None:
+    """Fill the `x-default-from` fields a create's body left out, in place."""
+    for field, rule in rules.defaults.items():
+        if field in values:
+            continue
+        value = _default(ws, rule, values)
+        if value is not None:
+            values[field] = value
+
+
+def _default(ws: Workspace, rule: DefaultFrom, values: Record) -> Any:
+    if rule.field is not None:
+        start = _date(values.get(rule.field))
+        return None if start is None else (start + timedelta(days=rule.add_days)).isoformat()
+    assert rule.lookup is not None
+    wanted: list[tuple[str, Any]] = []
+    for theirs, expr in rule.where.items():
+        if isinstance(expr, str) and expr.startswith("$record."):
+            expr = values.get(expr.partition(".")[2])
+            if expr is None:
+                return None  # nothing to match on: no default
+        wanted.append((theirs, expr))
+    found = ws.view(rule.lookup).query(wanted, None, "created_at", False)
+    return found[0].get(rule.take) if found else None
+
+
+def check(rules: FieldRules, record: Record, changed: Mapping[str, Any] | None = None) -> None:
+    """Refuse a record whose dates are out of order (`x-not-before`): 400 naming the field.
+
+    On an update (`changed`) only a pair of which a field changed is checked, so an old record
+    that already broke the rule can still be edited elsewhere.
+    """
+    details = []
+    for field, other in rules.not_before.items():
+        if changed is not None and field not in changed and other not in changed:
+            continue
+        mine, theirs = _date(record.get(field)), _date(record.get(other))
+        if mine is not None and theirs is not None and mine < theirs:
+            details.append(
+                Detail("body", field, f"{record[field]} is before {other} {record[other]}")
+            )
+    if details:
+        raise ApiError(
+            "VALIDATION_ERROR",
+            f"{details[0].field} may not be before {rules.not_before[details[0].field]}.",
+            details,
+        )
+
+
+def apply_update(
+    rules: FieldRules, current: Record, changes: Mapping[str, Any], record: Record
+) -> None:
+    """Merge `x-merge` objects and refuse lowering an `x-forward-only` number, in place."""
+    details = []
+    for field in rules.forward_only:
+        new, old = changes.get(field), current.get(field)
+        if isinstance(new, int | float) and isinstance(old, int | float) and new < old:
+            details.append(Detail("body", field, f"may only move forward: {new} is below {old}"))
+    if details:
+        raise ApiError("VALIDATION_ERROR", f"{details[0].field} {details[0].message}.", details)
+    for field in rules.merge:
+        new, old = changes.get(field), current.get(field)
+        if isinstance(new, Mapping) and isinstance(old, Mapping):
+            record[field] = {**old, **new}
+
+
+def settle(ws: Workspace, collection: str, rules: FieldRules, record: Record, now: str) -> None:
+    """Take each `x-exclusive` flag the record now holds from the others in its scope."""
+    for flag, per in rules.exclusive.items():
+        scope = record.get(per)
+        if record.get(flag) is not True or scope is None:
+            continue
+        holders = ws.view(collection).query([(per, scope), (flag, True)], None, "id", False)
+        for other in holders:
+            if other["id"] != record["id"]:
+                ws.write(collection, {**other, flag: False, "updated_at": now})
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
+    except ValueError:
+        return None

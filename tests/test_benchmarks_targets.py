@@ -1,0 +1,436 @@
+"""`make bench`'s plan, without timing anything: pinning, the references' stubs and commands,
+the bare-ASGI floor's answers, and the WireMock and floor targets in the report.
+
+The floors are served on loopback by a real server and read by a real client, since what they
+must prove is that they send the very bytes the sandbox sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from contracts.sandboxes import LoopbackServer
+from tests.conftest import bearer, key_named, make_app
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+SIBLINGS = ("loadgen", "prism", "wiremock", "asgi_floor")
+
+
+def _load_all() -> dict[str, ModuleType]:
+    """The benchmarks/ modules the way `python benchmarks/run.py` sees them (siblings imported by
+    bare name, one copy each, so a Stub is the same class everywhere), taken out of sys.modules
+    again so other tests never meet those names."""
+    modules: dict[str, ModuleType] = {}
+    sys.path.insert(0, str(BENCH))
+    try:
+        for name in (*SIBLINGS, "floor_app", "run"):
+            # siblings under their bare names for the imports; the rest kept under a prefixed
+            # one, since dataclasses and Litestar look a module up while building
+            key = name if name in SIBLINGS else f"bench_{name}"
+            spec = importlib.util.spec_from_file_location(key, BENCH / f"{name}.py")
+            assert spec and spec.loader
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[key] = module
+            spec.loader.exec_module(module)
+            modules[name] = module
+        return modules
+    finally:
+        sys.path.remove(str(BENCH))
+        for name in SIBLINGS:
+            sys.modules.pop(name, None)
+
+
+_MODULES = _load_all()
+bench = _MODULES["run"]
+asgi_floor = _MODULES["asgi_floor"]
+floor_app = _MODULES["floor_app"]
+wiremock = _MODULES["wiremock"]
+loadgen = _MODULES["loadgen"]
+
+WRK = """\
+Running 3s test @ http://127.0.0.1:4099/api/v1/agents
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    15.06ms   26.29ms 213.48ms   91.76%
+    Req/Sec     3.92k     1.91k    8.43k    61.82%
+  Latency Distribution
+     50%    {p50}
+     75%   11.48ms
+     90%   28.75ms
+     99%  {p99}
+  {requests} requests in 3.07s, 7.23MB read
+{extra}Requests/sec:   {rps}
+Transfer/sec:      2.36MB
+"""
+
+
+def wrk(rps: float, p99: str = "15.00ms", non_2xx: int = 0) -> Any:
+    extra = f"  Non-2xx or 3xx responses: {non_2xx}\n" if non_2xx else ""
+    return loadgen.parse_wrk(WRK.format(p50="6.88ms", p99=p99, requests=22099, extra=extra,
+                                        rps=f"{rps:.2f}"))
+
+
+def runs(*rows: tuple[str, str, Any]) -> dict[tuple[str, str], Any]:
+    return {(t, s): bench.Run(t, s, "http://127.0.0.1:1/", r) for t, s, r in rows}
+
+
+# ---------------------------------------------------------------------------------------------
+# pinning
+
+
+def test_pinning_puts_the_server_on_the_first_cpu_and_the_load_tool_on_the_second() -> None:
+    pin = bench.plan_pinning(True, [1, 0], "/usr/bin/taskset")
+    assert pin.server == ("/usr/bin/taskset", "-c", "0")
+    assert pin.load == ("/usr/bin/taskset", "-c", "1")
+    assert "CPU 0" in pin.note and "CPU 1" in pin.note
+
+
+def test_pinning_uses_the_cpus_this_process_may_run_on() -> None:
+    pin = bench.plan_pinning(True, [3, 5, 2], "taskset")
+    assert (pin.server[-1], pin.load[-1]) == ("2", "3")
+
+
+@pytest.mark.parametrize(
+    ("enabled", "cpus", "taskset", "why"),
+    [
+        (False, [0, 1], "taskset", "--no-pin"),
+        (True, [0], "taskset", "only 1 CPU"),
+        (True, [0, 1], None, "taskset not found"),
+    ],
+)
+def test_no_pinning_when_off_or_impossible_and_the_note_says_why(
+    enabled: bool, cpus: list[int], taskset: str | None, why: str
+) -> None:
+    pin = bench.plan_pinning(enabled, cpus, taskset)
+    assert pin.server == () and pin.load == ()
+    assert why in pin.note
+
+
+def test_the_load_tool_runs_behind_the_pinning_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, WRK.format(
+            p50="1ms", p99="2ms", requests=10, extra="", rps="5.00"), "")
+
+    monkeypatch.setattr(loadgen.subprocess, "run", fake_run)
+    request = loadgen.LoadRequest("GET", "http://127.0.0.1:1/x")
+    result = loadgen.run_load("wrk", request, duration=1, connections=4,
+                              prefix=("taskset", "-c", "1"))
+    assert seen[0][:4] == ["taskset", "-c", "1", "wrk"]
+    assert result.rps == pytest.approx(5.0)
+
+
+def test_no_pin_flag_and_new_targets_are_accepted_and_unknown_ones_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = bench.parse_args(["--no-pin", "--only", "sandbox,asgi,wiremock", "--quick"])
+    assert args.no_pin is True
+    assert args.only == {"sandbox", "asgi", "wiremock"}
+    assert args.jvm_warmup > args.warmup  # the JVM gets the longer warm-up, even in a smoke run
+    assert set(bench.parse_args([]).only) == set(bench.PHASES)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--only", "sandbox,jetty"])
+    assert "jetty" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# the JVM's warm-up
+
+
+@pytest.mark.parametrize(
+    ("slices", "steady"),
+    [
+        ([], False),
+        ([9000.0] * 5, False),  # level, but too soon to tell a JVM is warm
+        ([9000.0] * 6, True),
+        ([456, 948, 2629, 3224, 3268, 4010, 4504, 4943, 6634, 8228], False),  # measured: climbing
+        ([4655, 4512, 5203, 5895, 5633, 8296, 8475], False),  # a flat stretch, then a climb
+        ([3000, 9000, 9500, 9300, 4000, 9400], True),  # one slow slice does not restart it
+    ],
+)
+def test_jvm_warm_up_ends_when_throughput_stops_climbing(slices: list[float],
+                                                         steady: bool) -> None:
+    assert bench.warmed_up(slices) is steady
+
+
+def _fake_load(monkeypatch: pytest.MonkeyPatch, rps: list[float]) -> list[float]:
+    """Stands in for wrk: each call answers the next req/s; returns the durations asked for."""
+    asked: list[float] = []
+
+    def run_load(tool: str, request: Any, *, duration: float, **_: Any) -> Any:
+        asked.append(duration)
+        return wrk(rps[min(len(asked) - 1, len(rps) - 1)])
+
+    monkeypatch.setattr(bench.loadgen, "run_load", run_load)
+    return asked
+
+
+@pytest.fixture()
+def echo_port() -> Iterator[int]:
+    """A loopback server answering the probe, so `measure` goes on to load it."""
+    stub = asgi_floor.Stub(200, "application/json", b"{}")
+    with LoopbackServer(asgi_floor.make_app({"/w": stub})) as server:
+        yield server.port
+
+
+def test_jvm_is_warmed_in_slices_until_steady_then_measured(
+    monkeypatch: pytest.MonkeyPatch, echo_port: int,
+) -> None:
+    asked = _fake_load(monkeypatch, [300, 3000, 9000, 9200, 9300, 9100, 9700])
+    opts = bench.Options("wrk", 10, 2, 64, 2)
+    run = bench.measure(opts, "wiremock", echo_port, bench.Scenario("get", "GET", "/w"), {},
+                        warmup=120, until_steady=True)
+    # 9200, 9300, 9100: the last three of six within 5% of 9000, the best before them
+    assert asked == [5.0] * 6 + [10]
+    assert run.warmup_s == 30.0
+    assert run.result is not None and run.result.rps == pytest.approx(9700)
+
+
+def test_jvm_warm_up_stops_at_its_ceiling_even_while_climbing(
+    monkeypatch: pytest.MonkeyPatch, echo_port: int,
+) -> None:
+    asked = _fake_load(monkeypatch, [1000 * 2**i for i in range(20)])
+    opts = bench.Options("wrk", 10, 2, 64, 2)
+    run = bench.measure(opts, "wiremock", echo_port, bench.Scenario("get", "GET", "/w"), {},
+                        warmup=15, until_steady=True)
+    assert asked == [5.0, 5.0, 5.0, 10]
+    assert run.warmup_s == 15.0
+
+
+def test_other_servers_get_the_fixed_warm_up(
+    monkeypatch: pytest.MonkeyPatch, echo_port: int,
+) -> None:
+    asked = _fake_load(monkeypatch, [5000])
+    opts = bench.Options("wrk", 10, 2, 64, 2, repeat=2)
+    run = bench.measure(opts, "asgi floor", echo_port, bench.Scenario("get", "GET", "/w"), {})
+    assert asked == [2, 10, 10]
+    assert run.warmup_s == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# targets and fractions
+
+
+def test_reads_are_judged_against_wiremock_on_req_per_s() -> None:
+    targets = {t.name: t for t in bench.build_targets(runs(
+        ("sandbox", "get", wrk(7400)), ("wiremock", "get", wrk(21500)),
+        ("sandbox", "list", wrk(9300)), ("wiremock", "list", wrk(9200)),
+    ), [0.8], 64)}
+    get = targets["get >= 1.0x WireMock static stubs"]
+    lst = targets["list >= 1.0x WireMock static stubs"]
+    assert get.value == pytest.approx(7400 / 21500) and get.status == "missed"
+    assert lst.value == pytest.approx(9300 / 9200) and lst.status == "met"
+
+
+def test_wiremock_target_is_unjudged_when_wiremock_was_not_measured() -> None:
+    targets = {t.name: t for t in bench.build_targets(runs(("sandbox", "get", wrk(7400))),
+                                                      [], 64)}
+    assert targets["get >= 1.0x WireMock static stubs"].status == "n/a"
+    assert "wiremock get not measured" in targets["get >= 1.0x WireMock static stubs"].note
+
+
+def test_sandbox_errors_miss_the_wiremock_target_whatever_its_speed() -> None:
+    targets = {t.name: t for t in bench.build_targets(runs(
+        ("sandbox", "get", wrk(99000, non_2xx=22099)), ("wiremock", "get", wrk(21500)),
+    ), [], 64)}
+    assert targets["get >= 1.0x WireMock static stubs"].status == "missed"
+
+
+def test_read_p99_is_held_to_20_ms() -> None:
+    targets = {t.name: t for t in bench.build_targets(runs(
+        ("sandbox", "get", wrk(7400, p99="19.90ms")), ("sandbox", "list", wrk(6000, p99="36.10ms")),
+    ), [], 64)}
+    assert targets["get p99 <= 20 ms at 64 connections"].status == "met"
+    assert targets["list p99 <= 20 ms at 64 connections"].status == "missed"
+    assert targets["list p99 <= 20 ms at 64 connections"].value == pytest.approx(36.1)
+
+
+def test_fractions_of_each_floor_are_reported_for_what_was_measured() -> None:
+    fractions = bench.build_fractions(runs(
+        ("sandbox", "get", wrk(7400)), ("asgi floor", "get", wrk(31000)),
+        ("asgi floor granian", "get", wrk(47500)), ("sandbox", "create", wrk(3000)),
+        ("asgi floor", "create", wrk(30000)), ("floor", "get", wrk(10200)),
+    ))
+    got = {(f.reference, f.scenario): f.value for f in fractions}
+    assert got[("asgi floor", "get")] == pytest.approx(7400 / 31000)
+    assert got[("asgi floor granian", "get")] == pytest.approx(7400 / 47500)
+    assert got[("asgi floor", "create")] == pytest.approx(0.1)
+    assert got[("floor", "get")] == pytest.approx(7400 / 10200)
+    assert ("asgi floor granian", "create") not in got  # not measured: not listed
+    assert ("wiremock", "get") not in got
+
+
+def test_a_server_that_is_not_installed_is_listed_as_not_measured_with_the_reason() -> None:
+    scs = bench.scenarios(bench.API, "agt_x", ["get", "list"])
+    measured = runs(("sandbox", "get", wrk(7400)))
+    for run in bench.not_run("asgi floor granian", scs, bench.GRANIAN_MISSING):
+        measured[(run.target, run.scenario)] = run
+    fractions = {f.scenario: f for f in bench.build_fractions(measured)}
+    assert set(fractions) == {"get"}  # the sandbox ran no list here: nothing to divide
+    assert fractions["get"].value is None
+    assert "granian not installed" in fractions["get"].note
+
+
+def test_report_json_carries_pinning_warmups_and_fractions(tmp_path: Path) -> None:
+    measured = runs(("sandbox", "get", wrk(7400)), ("wiremock", "get", wrk(21500)))
+    measured[("wiremock", "get")].warmup_s = 20.0
+    opts = bench.Options("wrk", 10, 2, 64, 2, 1, bench.plan_pinning(True, [0, 1], "taskset"),
+                         20.0)
+    out = tmp_path / "results.json"
+    targets = bench.build_targets(measured, [], 64)
+    bench.write_json(out, list(measured.values()), targets, [], opts, {},
+                     bench.build_fractions(measured))
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["pinning"] == "server on CPU 0, load tool on CPU 1"
+    assert doc["meta"]["jvm_warmup_s"] == 20.0
+    assert [r["warmup_s"] for r in doc["runs"]] == [None, 20.0]
+    assert doc["fractions"][0]["reference"] == "wiremock"
+    assert doc["fractions"][0]["sandbox_over_reference"] == pytest.approx(7400 / 21500)
+
+
+# ---------------------------------------------------------------------------------------------
+# the same bytes everywhere
+
+
+def test_probe_refuses_a_reference_that_answers_other_bytes_or_status() -> None:
+    stub = asgi_floor.Stub(200, "application/json", b'{"data":1}')
+    assert bench.probe_problem(200, b'{"data":1}', stub) == ""
+    assert "bytes" in bench.probe_problem(200, b'{"data":2}', stub)
+    assert "201" in bench.probe_problem(201, b'{"data":1}', stub)
+    assert "404" in bench.probe_problem(404, b"", None)
+    assert bench.probe_problem(200, b"anything", None) == ""  # Prism: nothing to compare with
+
+
+@pytest.fixture(scope="module")
+def sandbox_answers() -> Iterator[tuple[dict[str, Any], list[Any]]]:
+    """What a real sandbox answered on loopback for the three scenarios, captured as run.py
+    captures it."""
+    app = make_app()
+    auth = bearer(key_named(app, "Owner - full"))
+    with LoopbackServer(app) as server:
+        agent = bench.discover_agent_id(server.port, auth)
+        scs = bench.scenarios(bench.API, agent, ["list", "get", "create"])
+        yield bench.capture_stubs(server.port, auth, scs), scs
+
+
+def test_captured_stubs_hold_the_sandboxs_status_type_and_bytes(
+    sandbox_answers: tuple[dict[str, Any], list[Any]], tmp_path: Path,
+) -> None:
+    stubs, scs = sandbox_answers
+    by_name = {sc.name: bench.stub_for(stubs, sc) for sc in scs}
+    assert by_name["create"].status == 201 and by_name["create"].method == "POST"
+    assert by_name["get"].status == 200 and by_name["list"].status == 200
+    assert all(s.content_type.startswith("application/json") for s in by_name.values())
+    assert json.loads(by_name["list"].body)["data"]["items"]
+    path = tmp_path / "stubs.json"  # the file the floors read round-trips exactly
+    path.write_text(asgi_floor.dump_stubs(stubs))
+    assert asgi_floor.load_stubs(path) == stubs
+
+
+@pytest.mark.parametrize("floor", ["asgi", "litestar"])
+def test_floors_replay_the_sandboxs_answers_byte_for_byte(
+    sandbox_answers: tuple[dict[str, Any], list[Any]], floor: str,
+) -> None:
+    stubs, scs = sandbox_answers
+    app = asgi_floor.make_app(stubs) if floor == "asgi" else floor_app.make_app(stubs)
+    with LoopbackServer(app) as server:
+        for sc in scs:
+            h = {"Content-Type": "application/json"} if sc.body else {}
+            status, ctype, body = bench.http_answer(server.port, sc.method, sc.path, h, sc.body)
+            expect = bench.stub_for(stubs, sc)
+            assert bench.probe_problem(status, body, expect) == "", sc.name
+            assert ctype == expect.content_type
+        status, _, _ = bench.http_answer(server.port, "GET", "/no/such/path", {})
+    if floor == "asgi":
+        assert status == 404  # a wrong path is never mistaken for a measured one
+
+
+def test_old_stub_files_with_bare_bodies_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "bodies.json"
+    path.write_text(json.dumps({"/a": '{"x":1}'}))
+    assert asgi_floor.load_stubs(path) == {"/a": asgi_floor.Stub(200, "application/json",
+                                                                 b'{"x":1}')}
+
+
+def test_asgi_floor_from_env_serves_the_named_stub_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "stubs.json"
+    path.write_text(asgi_floor.dump_stubs({"/p": asgi_floor.Stub(202, "text/plain", b"ok")}))
+    monkeypatch.setenv(asgi_floor.STUBS_ENV, str(path))
+    with LoopbackServer(asgi_floor.app_from_env()) as server:
+        assert bench.http_answer(server.port, "GET", "/p", {}) == (202, "text/plain", b"ok")
+
+
+# ---------------------------------------------------------------------------------------------
+# WireMock and granian commands
+
+
+def test_wiremock_stub_answers_the_exact_bytes_on_method_and_path() -> None:
+    body = '{"name":"Zoë","n":1}'.encode()
+    mapping = wiremock.stub_mapping("GET", "/api/v1/x", 200, "application/json", body)
+    assert mapping["request"] == {"method": "GET", "urlPath": "/api/v1/x"}  # any query string
+    assert mapping["response"]["body"].encode("utf-8") == body  # sent back as UTF-8
+    assert mapping["response"]["headers"] == {"Content-Type": "application/json"}
+    raw = b"\xff\x00 not utf-8"
+    mapping = wiremock.stub_mapping("GET", "/bin", 200, "application/octet-stream", raw)
+    assert base64.b64decode(mapping["response"]["base64Body"]) == raw
+    assert "body" not in mapping["response"]
+
+
+def test_wiremock_stub_files_replace_the_previous_runs(tmp_path: Path) -> None:
+    stale = tmp_path / "mappings" / "stub-09.json"
+    stale.parent.mkdir()
+    stale.write_text("{}")
+    written = wiremock.write_stubs(tmp_path, {
+        "/a": {"method": "GET", "status": 200, "content_type": "application/json", "body": b"1"},
+        "/b": {"method": "GET", "status": 200, "content_type": "application/json", "body": "2"},
+    })
+    assert sorted(p.name for p in (tmp_path / "mappings").iterdir()) == [p.name for p in written]
+    bodies = {json.loads(p.read_text())["request"]["urlPath"]:
+              json.loads(p.read_text())["response"]["body"] for p in written}
+    assert bodies == {"/a": "1", "/b": "2"}
+
+
+def test_wiremock_runs_on_loopback_without_journal_logging_or_chunking(tmp_path: Path) -> None:
+    cmd = wiremock.wiremock_command("/usr/bin/java", tmp_path / "w.jar", tmp_path, 4321)
+    assert cmd[:3] == ["/usr/bin/java", "-jar", str(tmp_path / "w.jar")]
+    assert cmd[cmd.index("--bind-address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--port") + 1] == "4321"
+    assert cmd[cmd.index("--root-dir") + 1] == str(tmp_path)
+    for flag in ("--no-request-journal", "--disable-request-logging", "--disable-gzip"):
+        assert flag in cmd
+    assert "--verbose" not in cmd
+    assert cmd[cmd.index("--use-chunked-encoding") + 1] == "never"
+    assert int(cmd[cmd.index("--container-threads") + 1]) >= 1
+
+
+def test_wiremock_jar_is_found_in_the_npm_package(tmp_path: Path) -> None:
+    assert wiremock.find_jar(tmp_path) is None
+    build = tmp_path / "node_modules" / "wiremock" / "build"
+    build.mkdir(parents=True)
+    (build / "wiremock-standalone-3.13.2.jar").write_bytes(b"")
+    assert wiremock.find_jar(tmp_path) == build / "wiremock-standalone-3.13.2.jar"
+
+
+def test_granian_serves_one_worker_on_loopback_from_the_benchmarks_dir() -> None:
+    cmd = bench.granian_command("asgi_floor:app_from_env", 4322)
+    assert cmd[:3] == [sys.executable, "-m", "granian"]
+    assert cmd[cmd.index("--interface") + 1] == "asgi"
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--port") + 1] == "4322"
+    assert cmd[cmd.index("--workers") + 1] == "1"
+    assert cmd[cmd.index("--working-dir") + 1] == str(BENCH)
+    assert cmd[-2:] == ["--factory", "asgi_floor:app_from_env"]

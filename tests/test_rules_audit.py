@@ -1,0 +1,142 @@
+"""Every write through the API leaves an audit entry: who (user and key name, never the key),
+what (object type and id, the operation's action), and a before/after diff of what changed."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar.testing import TestClient
+
+from tests.conftest import bearer, key_named
+
+OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
+TECH = "om_sbx_tech_full_plQxDn0C3kWtpyClB4sktSRnGS"
+
+
+def _h(key: str, ws: str) -> dict[str, str]:
+    return {**bearer(key), "X-Sandbox-Workspace": ws, "User-Agent": "audit-test/1.0"}
+
+
+def _entries(client: TestClient, ws: str, query: str = "") -> list[dict[str, Any]]:
+    r = client.get(f"/api/v1/audit-log?per_page=100{query}", headers=_h(OWNER, ws))
+    assert r.status_code == 200, r.text
+    return list(r.json()["data"]["items"])
+
+
+def test_create_update_action_and_delete_each_leave_an_entry(client: TestClient) -> None:
+    ws = f"audit-{uuid.uuid4().hex[:8]}"
+    h = _h(TECH, ws)
+    created = client.post(
+        "/api/v1/tickets", json={"subject": "Audit me", "client_id": "cli_acme"}, headers=h
+    )
+    assert created.status_code == 201, created.text
+    ticket = created.json()["data"]
+    r = client.patch(f"/api/v1/tickets/{ticket['id']}", json={"priority": "High"}, headers=h)
+    assert r.status_code == 200, r.text
+    comment = client.post(
+        f"/api/v1/tickets/{ticket['id']}/comments", json={"body": "hi"}, headers=h
+    )
+    assert comment.status_code == 201, comment.text
+    assert client.delete(f"/api/v1/tickets/{ticket['id']}", headers=h).status_code == 200
+
+    mine = _entries(client, ws, f"&object_id={ticket['id']}")
+    actions = [e["action"] for e in mine]
+    assert actions == ["ticket.deleted", "ticket.modified", "ticket.created"], (
+        actions
+    )  # newest first
+    deleted, modified, made = mine
+    for e in mine:
+        assert e["actor_id"] == "usr_tech" and e["object_type"] == "ticket"
+        assert e["api_key_name"] == "Technician - full access"
+        assert e["user_agent"] == "audit-test/1.0"
+        assert TECH not in str(e) and TECH[:16] not in str(e)
+    assert modified["diff"] == {"priority": [ticket["priority"], "High"]}
+    assert made["diff"]["subject"] == [None, "Audit me"]
+    assert deleted["diff"]["subject"] == ["Audit me", None]
+    # the cascaded comment has an entry of its own
+    gone = _entries(client, ws, f"&object_id={comment.json()['data']['id']}")
+    assert [e["action"] for e in gone] == ["ticket_comment.deleted", "ticket_comment.created"]
+
+
+def test_an_action_records_its_own_verb(client: TestClient) -> None:
+    ws = f"audit-{uuid.uuid4().hex[:8]}"
+    h = _h(OWNER, ws)
+    invoices = client.get("/api/v1/invoices?status=Open&per_page=1", headers=h).json()["data"]
+    invoice = invoices["items"][0]
+    r = client.post(f"/api/v1/invoices/{invoice['id']}/void", headers=h)
+    assert r.status_code == 200, r.text
+    [entry] = _entries(client, ws, f"&object_id={invoice['id']}&action=invoice.voided")
+    assert entry["diff"]["status"] == ["Open", "Voided"]
+    assert entry["api_key_name"] == "Owner - full access" and entry["actor_id"] == "usr_owner"
+
+
+def test_a_refused_write_leaves_no_entry(client: TestClient) -> None:
+    ws = f"audit-{uuid.uuid4().hex[:8]}"
+    before = len(_entries(client, ws, "&actor_id=usr_tech"))
+    r = client.post(
+        "/api/v1/tickets", json={"subject": "x", "client_id": "cli_nope"}, headers=_h(TECH, ws)
+    )
+    assert r.status_code == 422
+    r = client.delete("/api/v1/users/usr_owner", headers=_h(OWNER, ws))
+    assert r.status_code == 403
+    assert len(_entries(client, ws, "&actor_id=usr_tech")) == before
+    assert not [e for e in _entries(client, ws) if e["object_id"] == "usr_owner"]
+
+
+def test_reads_leave_no_entry_and_entries_cannot_be_written(client: TestClient) -> None:
+    ws = f"audit-{uuid.uuid4().hex[:8]}"
+    first = client.get("/api/v1/audit-log?per_page=1", headers=_h(OWNER, ws)).json()["data"]
+    client.get("/api/v1/tickets", headers=_h(OWNER, ws))
+    again = client.get("/api/v1/audit-log?per_page=1", headers=_h(OWNER, ws)).json()["data"]
+    assert again["total"] == first["total"]
+    r = client.delete(f"/api/v1/audit-log/{first['items'][0]['id']}", headers=_h(OWNER, ws))
+    assert r.status_code == 405
+
+
+def test_a_key_from_another_workspace_sees_none_of_it(client: TestClient) -> None:
+    ws = f"audit-{uuid.uuid4().hex[:8]}"
+    r = client.post(
+        "/api/v1/tickets",
+        json={"subject": "Private", "client_id": "cli_acme"},
+        headers=_h(OWNER, ws),
+    )
+    rid = r.json()["data"]["id"]
+    other = f"audit-{uuid.uuid4().hex[:8]}"
+    assert _entries(client, other, f"&object_id={rid}") == []
+    assert key_named(client.app, "Owner - full") == OWNER
+
+
+def test_the_log_filters_by_object_type_address_and_date_range(client: TestClient) -> None:
+    ws = f"audit-{uuid.uuid4().hex[:8]}"
+    everything = _entries(client, ws)
+    newest = everything[0]["created_at"]
+    oldest = everything[-1]["created_at"]
+    window = _entries(client, ws, f"&created_after={oldest}&created_before={newest}")
+    assert len(window) == len(everything)
+    later = _entries(client, ws, f"&created_after={newest}")
+    assert later and all(e["created_at"] >= newest for e in later)
+    assert len(later) < len(everything)
+    earlier = _entries(client, ws, f"&created_before={oldest}")
+    assert all(e["created_at"] <= oldest for e in earlier)
+    tickets = _entries(client, ws, "&object_type=ticket")
+    assert tickets and {e["object_type"] for e in tickets} == {"ticket"}
+    address = everything[0]["ip_address"]
+    assert {e["ip_address"] for e in _entries(client, ws, f"&ip_address={address}")} == {address}
+    r = client.get("/api/v1/audit-log?created_after=yesterday", headers=_h(OWNER, ws))
+    assert r.status_code == 400 and r.json()["error"]["details"][0]["field"] == "created_after"
+
+
+def test_seeded_entries_name_an_object_of_their_type_that_exists(client: TestClient) -> None:
+    state = client.app.state.sandbox
+    ws = state.workspaces.get()
+    types = {"user": "users", "ticket": "tickets", "client": "clients", "invoice": "invoices"}
+    seen = 0
+    for entry in state.bases["audit_log"].records:
+        collection = types.get(entry["object_type"])
+        if collection is None:
+            continue
+        assert entry["object_id"] is not None, entry
+        assert ws.get(collection, entry["object_id"]) is not None, entry
+        seen += 1
+    assert seen > 100
