@@ -181,6 +181,8 @@ def learn(
     for label, key, data in seen:
         full = _access(data) == "full"
         granted = granted_by_user.get(_user(data))
+        if isinstance(data.get("role_scopes"), list):  # the target says what the role allows
+            granted = {str(s) for s in data["role_scopes"]}
         roles = [r for r in data.get("roles") or [] if isinstance(r, dict)]
         out.append(
             RoleKey(

@@ -196,3 +196,13 @@ def test_editing_a_role_changes_what_its_keys_may_do_at_once(fresh_client: Any) 
     assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
     me = c.get("/api/v1/auth/me", headers=readonly).json()["data"]
     assert "clients:write" not in me["scopes"]
+
+
+def test_auth_me_lists_what_the_role_allows_beside_what_the_key_may_use(client: Any) -> None:
+    narrow = client.get("/api/v1/auth/me", headers=bearer(key_named(client.app, "Owner - agents")))
+    data = narrow.json()["data"]
+    assert data["scopes"] == ["agents:read"]
+    assert "agents:read" in data["role_scopes"] and "psa_tickets:write" in data["role_scopes"]
+    reader = client.get("/api/v1/auth/me", headers=bearer(key_named(client.app, "Read-only")))
+    assert reader.json()["data"]["role_scopes"] == reader.json()["data"]["scopes"]
+    assert not [s for s in reader.json()["data"]["role_scopes"] if not s.endswith(":read")]

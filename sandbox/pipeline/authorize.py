@@ -94,14 +94,17 @@ def authorize(
         raise ApiError("SCOPE_DENIED", f"API key lacks required scope {scope}.")
 
 
-def effective_scopes(families: list[str], role_permissions: set[str], caller: Caller) -> list[str]:
-    """Every `family:level` the caller may use: the role's permissions narrowed by the key."""
+def effective_scopes(
+    families: list[str], role_permissions: set[str], caller: Caller | None
+) -> list[str]:
+    """Every `family:level` the caller may use: the role's permissions narrowed by the key
+    (with no caller, what the role allows)."""
     out = []
     for family in families:
         for level in ("read", "write", "execute"):
             scope = f"{family}:{level}"
             if grants(role_permissions, scope) and (
-                caller.key.access == "full" or grants(caller.key.scopes, scope)
+                caller is None or caller.key.access == "full" or grants(caller.key.scopes, scope)
             ):
                 out.append(scope)
     return out

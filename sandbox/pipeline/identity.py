@@ -53,6 +53,13 @@ class Identity:
                 for scope in effective_scopes(self.families, perms, ex.caller)
                 if scope in self.existing
             ],
+            # what the roles allow before the key narrows it, so a client can tell a 403
+            # SCOPE_DENIED (the key) from a 403 FORBIDDEN (the role) before it calls
+            "role_scopes": [
+                scope
+                for scope in effective_scopes(self.families, perms, None)
+                if scope in self.existing
+            ],
             "organisation": dict(self.state.recipe.organisation),
             "rate_limit": {
                 "limit": rate.limit,
