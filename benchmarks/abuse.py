@@ -315,7 +315,7 @@ async def run_load(base_url: str, mix: Mix, requests: int, concurrency: int = 16
 
     With `seconds`, send for that long instead (at most `requests`).
     """
-    from sandbox.catalogue import load_catalogue
+    from opsmerge_sandbox.catalogue import load_catalogue
 
     _require_loopback(base_url)
     catalogue = load_catalogue()
@@ -388,7 +388,7 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 
 def server_stats(state: Any) -> dict[str, int]:
     """What the sandbox holds that grows with visitors."""
-    from sandbox.hosted import changes_in
+    from opsmerge_sandbox.hosted import changes_in
 
     workspaces = state.workspaces
     return {
@@ -402,7 +402,7 @@ def server_stats(state: Any) -> dict[str, int]:
 
 def hosted_settings(**values: Any) -> Any:
     """Hosted Settings with those of `values` this version of the sandbox has."""
-    from sandbox.settings import Settings
+    from opsmerge_sandbox.settings import Settings
 
     known = {f.name for f in dataclasses.fields(Settings)}
     return Settings(hosted=True, cors_origins=("*",),
@@ -416,9 +416,9 @@ def _child(conn: Connection, cap: int, ttl: float, address_limit: int | None = N
     import uvicorn
 
     sys.path.insert(0, str(ROOT))
-    from sandbox.app import create_app
-    from sandbox.hosted import policy_for
-    from sandbox.state import build_state
+    from opsmerge_sandbox.app import create_app
+    from opsmerge_sandbox.hosted import policy_for
+    from opsmerge_sandbox.state import build_state
 
     logging.disable(logging.WARNING)
     # Visitors come through the docs' proxy: loopback is trusted to say who they are.

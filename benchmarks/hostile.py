@@ -93,22 +93,38 @@ HUGE_KEY = b"om_" + b"Kx7" * (BIG // 3)
 WRITE = {"write": True}
 
 
-def _patch(name: str, category: str, *headers: Header, body: bytes = PATCH_BODY,
-           target: bytes = b"$ITEM", **kw: Any) -> Case:
+def _patch(
+    name: str,
+    category: str,
+    *headers: Header,
+    body: bytes = PATCH_BODY,
+    target: bytes = b"$ITEM",
+    **kw: Any,
+) -> Case:
     """A PATCH of the seeded record that would succeed if not for its hostile part."""
     return Case(name, category, b"PATCH", target, headers, body, write=True, **kw)
 
 
-def _admin(name: str, method: bytes, path: bytes, body: bytes | None, *headers: Header,
-           **kw: Any) -> Case:
-    return Case(name, "admin", method, b"/_sandbox" + path, headers, body,
-                write=method != b"GET", **kw)
+def _admin(
+    name: str, method: bytes, path: bytes, body: bytes | None, *headers: Header, **kw: Any
+) -> Case:
+    return Case(
+        name, "admin", method, b"/_sandbox" + path, headers, body, write=method != b"GET", **kw
+    )
 
 
 def _chunked(name: str, chunks: bytes, *extra: Header, allowed: str = "") -> Case:
-    return Case(name, "transfer-encoding", b"PATCH", b"$ITEM",
-                (OWNER, JSON_CT, (b"Transfer-Encoding", b"chunked"), *extra), chunks,
-                write=True, length=False, allowed=allowed)
+    return Case(
+        name,
+        "transfer-encoding",
+        b"PATCH",
+        b"$ITEM",
+        (OWNER, JSON_CT, (b"Transfer-Encoding", b"chunked"), *extra),
+        chunks,
+        write=True,
+        length=False,
+        allowed=allowed,
+    )
 
 
 _NO_ANSWER = (
@@ -129,50 +145,114 @@ CASES: tuple[Case, ...] = (
     Case("the same key twice", "repeated-auth", headers=(OWNER, OWNER)),
     _patch("two keys on a write: usable then other", "repeated-auth", OWNER, OTHER, JSON_CT),
     _patch("two keys on a write: limited then usable", "repeated-auth", LIMITED, OWNER, JSON_CT),
-    Case("the same key twice on a delete", "repeated-auth", b"DELETE", b"$ITEM", (OWNER, OWNER),
-         **WRITE),
-    Case("usable key then a garbage one on an action", "repeated-auth", b"POST", b"$ACTION",
-         (OWNER, (AUTH, b"Bearer nope")), **WRITE),
+    Case(
+        "the same key twice on a delete",
+        "repeated-auth",
+        b"DELETE",
+        b"$ITEM",
+        (OWNER, OWNER),
+        **WRITE,
+    ),
+    Case(
+        "usable key then a garbage one on an action",
+        "repeated-auth",
+        b"POST",
+        b"$ACTION",
+        (OWNER, (AUTH, b"Bearer nope")),
+        **WRITE,
+    ),
     Case("usable key then an empty Authorization", "repeated-auth", headers=(OWNER, (AUTH, b""))),
-    _patch("Authorization and authorization with two keys", "repeated-auth", OWNER,
-           (b"authorization", b"Bearer $LIMITED"), JSON_CT),
-    Case("two workspaces on a read", "repeated-workspace",
-         headers=(OWNER, (WS, b"hostile-a"), (WS, b"hostile-b"))),
-    _patch("two workspaces on a write, one of them default", "repeated-workspace", OWNER,
-           (WS, b"hostile-a"), (WS, b"default"), JSON_CT),
-    Case("the same workspace twice", "repeated-workspace",
-         headers=(OWNER, (WS, b"hostile-a"), (WS, b"hostile-a"))),
-    Case("a valid and an invalid workspace", "repeated-workspace",
-         headers=(OWNER, (WS, b"hostile-a"), (WS, b".."))),
-    Case("two admin tokens: wrong then right", "admin", b"POST", b"/_sandbox/keys",
-         (JSON_CT, WRONG_ADMIN, ADMIN), MINT_BODY, **WRITE),
-    Case("two admin tokens: right then wrong", "admin", b"POST", b"/_sandbox/faults",
-         (JSON_CT, ADMIN, WRONG_ADMIN), RULE_BODY, **WRITE),
+    _patch(
+        "Authorization and authorization with two keys",
+        "repeated-auth",
+        OWNER,
+        (b"authorization", b"Bearer $LIMITED"),
+        JSON_CT,
+    ),
+    Case(
+        "two workspaces on a read",
+        "repeated-workspace",
+        headers=(OWNER, (WS, b"hostile-a"), (WS, b"hostile-b")),
+    ),
+    _patch(
+        "two workspaces on a write, one of them default",
+        "repeated-workspace",
+        OWNER,
+        (WS, b"hostile-a"),
+        (WS, b"default"),
+        JSON_CT,
+    ),
+    Case(
+        "the same workspace twice",
+        "repeated-workspace",
+        headers=(OWNER, (WS, b"hostile-a"), (WS, b"hostile-a")),
+    ),
+    Case(
+        "a valid and an invalid workspace",
+        "repeated-workspace",
+        headers=(OWNER, (WS, b"hostile-a"), (WS, b"..")),
+    ),
+    Case(
+        "two admin tokens: wrong then right",
+        "admin",
+        b"POST",
+        b"/_sandbox/keys",
+        (JSON_CT, WRONG_ADMIN, ADMIN),
+        MINT_BODY,
+        **WRITE,
+    ),
+    Case(
+        "two admin tokens: right then wrong",
+        "admin",
+        b"POST",
+        b"/_sandbox/faults",
+        (JSON_CT, ADMIN, WRONG_ADMIN),
+        RULE_BODY,
+        **WRITE,
+    ),
     # -- the key without its scheme, or more than one key in one header
     Case("key key without a scheme", "no-scheme", headers=((AUTH, b"$OWNER $OWNER"),)),
     Case("a key without a scheme", "no-scheme", headers=((AUTH, b"$OWNER"),)),
-    _patch("key key without a scheme on a write", "no-scheme", (AUTH, b"$OWNER $OWNER"),
-           JSON_CT),
+    _patch("key key without a scheme on a write", "no-scheme", (AUTH, b"$OWNER $OWNER"), JSON_CT),
     Case("Bearer key key", "no-scheme", headers=((AUTH, b"Bearer $OWNER $OWNER"),)),
-    _patch("two bearer credentials joined by a comma", "no-scheme",
-           (AUTH, b"Bearer $OWNER, Bearer $OTHER"), JSON_CT),
+    _patch(
+        "two bearer credentials joined by a comma",
+        "no-scheme",
+        (AUTH, b"Bearer $OWNER, Bearer $OTHER"),
+        JSON_CT,
+    ),
     Case("the key as Basic credentials", "no-scheme", headers=((AUTH, b"Basic $OWNER"),)),
     # -- keys with bytes that have no business in a key
     Case("a key with a NUL after it", "key-bytes", headers=((AUTH, b"Bearer $OWNER\x00"),)),
     Case("a key with a NUL inside", "key-bytes", headers=((AUTH, b"Bearer om_\x00$OWNER"),)),
-    _patch("a key with a bare CR and a smuggled header", "key-bytes",
-           (AUTH, b"Bearer $OWNER\rX-Sandbox-Workspace: hostile-cr"), JSON_CT),
-    Case("a key in Cyrillic and an emoji", "key-bytes",
-         headers=((AUTH, "Bearer om_ключ-🔑".encode()),), secrets=("om_ключ-🔑".encode(),)),
-    _patch("a key followed by a no-break space", "key-bytes",
-           (AUTH, b"Bearer $OWNER\xc2\xa0"), JSON_CT),
+    _patch(
+        "a key with a bare CR and a smuggled header",
+        "key-bytes",
+        (AUTH, b"Bearer $OWNER\rX-Sandbox-Workspace: hostile-cr"),
+        JSON_CT,
+    ),
+    Case(
+        "a key in Cyrillic and an emoji",
+        "key-bytes",
+        headers=((AUTH, "Bearer om_ключ-🔑".encode()),),
+        secrets=("om_ключ-🔑".encode(),),
+    ),
+    _patch(
+        "a key followed by a no-break space", "key-bytes", (AUTH, b"Bearer $OWNER\xc2\xa0"), JSON_CT
+    ),
     Case("a key with Latin-1 bytes", "key-bytes", headers=((AUTH, b"Bearer om_\xff\xfe\xfd"),)),
-    Case("a fullwidth B in Bearer", "key-bytes",
-         headers=((AUTH, "\uff22earer ".encode() + b"$OWNER"),)),
+    Case(
+        "a fullwidth B in Bearer",
+        "key-bytes",
+        headers=((AUTH, "\uff22earer ".encode() + b"$OWNER"),),
+    ),
     Case("a tab between Bearer and the key", "key-bytes", headers=((AUTH, b"Bearer\t$OWNER"),)),
-    Case("a key folded onto a continuation line", "key-bytes",
-         raw=b"GET $LIST HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer\r\n $OWNER\r\n"
-             b"Connection: close\r\n\r\n"),
+    Case(
+        "a key folded onto a continuation line",
+        "key-bytes",
+        raw=b"GET $LIST HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer\r\n $OWNER\r\n"
+        b"Connection: close\r\n\r\n",
+    ),
     # -- the scheme with no key
     Case("Bearer and nothing else", "no-key", headers=((AUTH, b"Bearer"),)),
     Case("Bearer and a space", "no-key", headers=((AUTH, b"Bearer "),)),
@@ -180,199 +260,524 @@ CASES: tuple[Case, ...] = (
     Case("lower-case bearer and spaces", "no-key", headers=((AUTH, b"bearer     "),)),
     _patch("Bearer without a key on a write", "no-key", (AUTH, b"Bearer"), JSON_CT),
     # -- headers far larger than any client sends
-    Case("a 100 KB key", "huge-header", headers=((AUTH, b"Bearer " + HUGE_KEY),),
-         secrets=(HUGE_KEY,)),
+    Case(
+        "a 100 KB key", "huge-header", headers=((AUTH, b"Bearer " + HUGE_KEY),), secrets=(HUGE_KEY,)
+    ),
     Case("a 100 KB workspace name", "huge-header", headers=(OWNER, (WS, b"w" * BIG))),
-    _patch("a 100 KB filler header on a write", "huge-header", OWNER, JSON_CT,
-           (b"X-Filler", b"f" * BIG)),
-    Case("a thousand 100-byte headers", "huge-header",
-         headers=(OWNER, *((b"X-Many-%d" % i, b"m" * 100) for i in range(1000)))),
-    _patch("a 100 KB Prefer header on a write", "huge-header", OWNER, JSON_CT,
-           (b"Prefer", b"example=" + b"e" * BIG)),
+    _patch(
+        "a 100 KB filler header on a write",
+        "huge-header",
+        OWNER,
+        JSON_CT,
+        (b"X-Filler", b"f" * BIG),
+    ),
+    Case(
+        "a thousand 100-byte headers",
+        "huge-header",
+        headers=(OWNER, *((b"X-Many-%d" % i, b"m" * 100) for i in range(1000))),
+    ),
+    _patch(
+        "a 100 KB Prefer header on a write",
+        "huge-header",
+        OWNER,
+        JSON_CT,
+        (b"Prefer", b"example=" + b"e" * BIG),
+    ),
     # -- 10,000-deep JSON
-    _patch("a 10,000-deep array as the body of an edit", "deep-json", OWNER, JSON_CT,
-           body=DEEP_ARRAY),
-    _patch("a 10,000-deep object as the body of an edit", "deep-json", OWNER, JSON_CT,
-           body=DEEP_OBJECT),
-    _patch("a 10,000-deep array in a field of an edit", "deep-json", OWNER, JSON_CT,
-           body=b'{"$STR": ' + DEEP_ARRAY + b"}"),
-    Case("a 10,000-deep array as the body of a create", "deep-json", b"POST", b"$CREATE",
-         (OWNER, JSON_CT), DEEP_ARRAY, **WRITE),
-    Case("a 10,000-deep object as the body of a create", "deep-json", b"POST", b"$CREATE",
-         (OWNER, JSON_CT), DEEP_OBJECT, **WRITE),
+    _patch(
+        "a 10,000-deep array as the body of an edit", "deep-json", OWNER, JSON_CT, body=DEEP_ARRAY
+    ),
+    _patch(
+        "a 10,000-deep object as the body of an edit", "deep-json", OWNER, JSON_CT, body=DEEP_OBJECT
+    ),
+    _patch(
+        "a 10,000-deep array in a field of an edit",
+        "deep-json",
+        OWNER,
+        JSON_CT,
+        body=b'{"$STR": ' + DEEP_ARRAY + b"}",
+    ),
+    Case(
+        "a 10,000-deep array as the body of a create",
+        "deep-json",
+        b"POST",
+        b"$CREATE",
+        (OWNER, JSON_CT),
+        DEEP_ARRAY,
+        **WRITE,
+    ),
+    Case(
+        "a 10,000-deep object as the body of a create",
+        "deep-json",
+        b"POST",
+        b"$CREATE",
+        (OWNER, JSON_CT),
+        DEEP_OBJECT,
+        **WRITE,
+    ),
     _admin("a 10,000-deep array as a fault rule", b"POST", b"/faults", DEEP_ARRAY, ADMIN, JSON_CT),
-    _admin("a 10,000-deep object in a fault match", b"POST", b"/faults",
-           b'{"match": ' + DEEP_OBJECT + b"}", ADMIN, JSON_CT),
-    _admin("a 10,000-deep array in the scopes of a minted key", b"POST", b"/keys",
-           b'{"scopes": ' + DEEP_ARRAY + b"}", ADMIN, JSON_CT),
-    _admin("a 10,000-deep array as a clock advance", b"POST", b"/clock",
-           b'{"advance_seconds": ' + DEEP_ARRAY + b"}", ADMIN, JSON_CT),
+    _admin(
+        "a 10,000-deep object in a fault match",
+        b"POST",
+        b"/faults",
+        b'{"match": ' + DEEP_OBJECT + b"}",
+        ADMIN,
+        JSON_CT,
+    ),
+    _admin(
+        "a 10,000-deep array in the scopes of a minted key",
+        b"POST",
+        b"/keys",
+        b'{"scopes": ' + DEEP_ARRAY + b"}",
+        ADMIN,
+        JSON_CT,
+    ),
+    _admin(
+        "a 10,000-deep array as a clock advance",
+        b"POST",
+        b"/clock",
+        b'{"advance_seconds": ' + DEEP_ARRAY + b"}",
+        ADMIN,
+        JSON_CT,
+    ),
     _admin("a 10,000-deep object as a reset", b"POST", b"/reset", DEEP_OBJECT, ADMIN, JSON_CT),
     # -- bodies that are not UTF-8, or not Unicode at all
-    _patch("invalid UTF-8 in a string", "bad-text", OWNER, JSON_CT,
-           body=b'{"$STR": "\xff\xfe hostile"}'),
-    _patch("overlong UTF-8 in a string", "bad-text", OWNER, JSON_CT,
-           body=b'{"$STR": "\xc0\xaf hostile"}'),
-    _admin("invalid UTF-8 in the name of a minted key", b"POST", b"/keys",
-           b'{"name": "\xff hostile"}', ADMIN, JSON_CT),
-    _patch("a UTF-16 body", "bad-text", OWNER, (b"Content-Type", b"application/json"),
-           body='{"$STR": "hostile edit"}'.encode("utf-16")),
-    _patch("Latin-1 bytes declared as Latin-1", "bad-text", OWNER,
-           (b"Content-Type", b"application/json; charset=latin-1"),
-           body=b'{"$STR": "caf\xe9 hostile"}'),
+    _patch(
+        "invalid UTF-8 in a string",
+        "bad-text",
+        OWNER,
+        JSON_CT,
+        body=b'{"$STR": "\xff\xfe hostile"}',
+    ),
+    _patch(
+        "overlong UTF-8 in a string",
+        "bad-text",
+        OWNER,
+        JSON_CT,
+        body=b'{"$STR": "\xc0\xaf hostile"}',
+    ),
+    _admin(
+        "invalid UTF-8 in the name of a minted key",
+        b"POST",
+        b"/keys",
+        b'{"name": "\xff hostile"}',
+        ADMIN,
+        JSON_CT,
+    ),
+    _patch(
+        "a UTF-16 body",
+        "bad-text",
+        OWNER,
+        (b"Content-Type", b"application/json"),
+        body='{"$STR": "hostile edit"}'.encode("utf-16"),
+    ),
+    _patch(
+        "Latin-1 bytes declared as Latin-1",
+        "bad-text",
+        OWNER,
+        (b"Content-Type", b"application/json; charset=latin-1"),
+        body=b'{"$STR": "caf\xe9 hostile"}',
+    ),
     _patch("a lone high surrogate", "bad-text", OWNER, JSON_CT, body=b'{"$STR": "\\ud800"}'),
-    _patch("a lone low surrogate before text", "bad-text", OWNER, JSON_CT,
-           body=b'{"$STR": "\\udc00hostile"}'),
-    _admin("a lone surrogate in the name of a minted key", b"POST", b"/keys",
-           b'{"name": "\\ud800"}', ADMIN, JSON_CT),
+    _patch(
+        "a lone low surrogate before text",
+        "bad-text",
+        OWNER,
+        JSON_CT,
+        body=b'{"$STR": "\\udc00hostile"}',
+    ),
+    _admin(
+        "a lone surrogate in the name of a minted key",
+        b"POST",
+        b"/keys",
+        b'{"name": "\\ud800"}',
+        ADMIN,
+        JSON_CT,
+    ),
     # -- numbers JSON can write and machines cannot hold
     _patch("1e400 for an integer", "numbers", OWNER, JSON_CT, body=b'{"$INT": 1e400}'),
-    _patch("-0 for an integer with a positive minimum", "numbers", OWNER, JSON_CT,
-           body=b'{"$INT": -0}'),
-    _patch("10**40 for an integer", "numbers", OWNER, JSON_CT,
-           body=b'{"$INT": 10000000000000000000000000000000000000000}'),
+    _patch(
+        "-0 for an integer with a positive minimum", "numbers", OWNER, JSON_CT, body=b'{"$INT": -0}'
+    ),
+    _patch(
+        "10**40 for an integer",
+        "numbers",
+        OWNER,
+        JSON_CT,
+        body=b'{"$INT": 10000000000000000000000000000000000000000}',
+    ),
     _patch("NaN for an integer", "numbers", OWNER, JSON_CT, body=b'{"$INT": NaN}'),
     _patch("Infinity for an integer", "numbers", OWNER, JSON_CT, body=b'{"$INT": -Infinity}'),
-    _admin("1e400 seconds on the clock", b"POST", b"/clock", b'{"advance_seconds": 1e400}',
-           ADMIN, JSON_CT),
-    _admin("NaN seconds on the clock", b"POST", b"/clock", b'{"advance_seconds": NaN}',
-           ADMIN, JSON_CT),
-    _admin("the clock moved backwards", b"POST", b"/clock", b'{"advance_seconds": -1}',
-           ADMIN, JSON_CT),
-    _admin("the clock moved past the year 9999", b"POST", b"/clock",
-           b'{"advance_seconds": 300000000000}', ADMIN, JSON_CT),
-    _admin("10**40 seconds on the clock", b"POST", b"/clock",
-           b'{"advance_seconds": 10000000000000000000000000000000000000000}', ADMIN, JSON_CT),
-    _admin("seconds as a string on the clock", b"POST", b"/clock",
-           b'{"advance_seconds": "1e12"}', ADMIN, JSON_CT),
-    _admin("10**40 requests a minute for a minted key", b"POST", b"/keys",
-           b'{"rate_limit": 10000000000000000000000000000000000000000}', ADMIN, JSON_CT),
-    _admin("a minted key expiring in 1e400 seconds", b"POST", b"/keys",
-           b'{"expires_in": 1e400}', ADMIN, JSON_CT),
+    _admin(
+        "1e400 seconds on the clock",
+        b"POST",
+        b"/clock",
+        b'{"advance_seconds": 1e400}',
+        ADMIN,
+        JSON_CT,
+    ),
+    _admin(
+        "NaN seconds on the clock", b"POST", b"/clock", b'{"advance_seconds": NaN}', ADMIN, JSON_CT
+    ),
+    _admin(
+        "the clock moved backwards", b"POST", b"/clock", b'{"advance_seconds": -1}', ADMIN, JSON_CT
+    ),
+    _admin(
+        "the clock moved past the year 9999",
+        b"POST",
+        b"/clock",
+        b'{"advance_seconds": 300000000000}',
+        ADMIN,
+        JSON_CT,
+    ),
+    _admin(
+        "10**40 seconds on the clock",
+        b"POST",
+        b"/clock",
+        b'{"advance_seconds": 10000000000000000000000000000000000000000}',
+        ADMIN,
+        JSON_CT,
+    ),
+    _admin(
+        "seconds as a string on the clock",
+        b"POST",
+        b"/clock",
+        b'{"advance_seconds": "1e12"}',
+        ADMIN,
+        JSON_CT,
+    ),
+    _admin(
+        "10**40 requests a minute for a minted key",
+        b"POST",
+        b"/keys",
+        b'{"rate_limit": 10000000000000000000000000000000000000000}',
+        ADMIN,
+        JSON_CT,
+    ),
+    _admin(
+        "a minted key expiring in 1e400 seconds",
+        b"POST",
+        b"/keys",
+        b'{"expires_in": 1e400}',
+        ADMIN,
+        JSON_CT,
+    ),
     # -- bodies that are not declared as JSON
-    _patch("a JSON edit sent as text/plain", "content-type", OWNER,
-           (b"Content-Type", b"text/plain")),
+    _patch(
+        "a JSON edit sent as text/plain", "content-type", OWNER, (b"Content-Type", b"text/plain")
+    ),
     _patch("a JSON edit without a Content-Type", "content-type", OWNER),
-    _patch("a JSON edit sent as multipart", "content-type", OWNER,
-           (b"Content-Type", b"multipart/form-data; boundary=x")),
-    _admin("a fault rule sent as text/plain", b"POST", b"/faults", RULE_BODY, ADMIN,
-           (b"Content-Type", b"text/plain")),
+    _patch(
+        "a JSON edit sent as multipart",
+        "content-type",
+        OWNER,
+        (b"Content-Type", b"multipart/form-data; boundary=x"),
+    ),
+    _admin(
+        "a fault rule sent as text/plain",
+        b"POST",
+        b"/faults",
+        RULE_BODY,
+        ADMIN,
+        (b"Content-Type", b"text/plain"),
+    ),
     # -- Content-Length that does not describe the body
-    _patch("Content-Length shorter than the body", "content-length", OWNER, JSON_CT,
-           (b"Content-Length", b"5"), length=False),
-    _patch("Content-Length longer than the body", "content-length", OWNER, JSON_CT,
-           (b"Content-Length", b"500"), length=False, allowed=_NO_ANSWER),
-    _patch("a negative Content-Length", "content-length", OWNER, JSON_CT,
-           (b"Content-Length", b"-1"), length=False),
-    _patch("a Content-Length that is not a number", "content-length", OWNER, JSON_CT,
-           (b"Content-Length", b"abc"), length=False),
-    _patch("two different Content-Length headers", "content-length", OWNER, JSON_CT,
-           (b"Content-Length", b"5"), (b"Content-Length", b"23"), length=False),
-    _patch("a Content-Length with a plus sign", "content-length", OWNER, JSON_CT,
-           (b"Content-Length", b"+23"), length=False),
-    _patch("a 20-digit Content-Length", "content-length", OWNER, JSON_CT,
-           (b"Content-Length", b"99999999999999999999"), length=False, allowed=_NO_ANSWER),
-    _patch("Content-Length and Transfer-Encoding together", "content-length", OWNER, JSON_CT,
-           (b"Content-Length", b"23"), (b"Transfer-Encoding", b"chunked"), length=False),
+    _patch(
+        "Content-Length shorter than the body",
+        "content-length",
+        OWNER,
+        JSON_CT,
+        (b"Content-Length", b"5"),
+        length=False,
+    ),
+    _patch(
+        "Content-Length longer than the body",
+        "content-length",
+        OWNER,
+        JSON_CT,
+        (b"Content-Length", b"500"),
+        length=False,
+        allowed=_NO_ANSWER,
+    ),
+    _patch(
+        "a negative Content-Length",
+        "content-length",
+        OWNER,
+        JSON_CT,
+        (b"Content-Length", b"-1"),
+        length=False,
+    ),
+    _patch(
+        "a Content-Length that is not a number",
+        "content-length",
+        OWNER,
+        JSON_CT,
+        (b"Content-Length", b"abc"),
+        length=False,
+    ),
+    _patch(
+        "two different Content-Length headers",
+        "content-length",
+        OWNER,
+        JSON_CT,
+        (b"Content-Length", b"5"),
+        (b"Content-Length", b"23"),
+        length=False,
+    ),
+    _patch(
+        "a Content-Length with a plus sign",
+        "content-length",
+        OWNER,
+        JSON_CT,
+        (b"Content-Length", b"+23"),
+        length=False,
+    ),
+    _patch(
+        "a 20-digit Content-Length",
+        "content-length",
+        OWNER,
+        JSON_CT,
+        (b"Content-Length", b"99999999999999999999"),
+        length=False,
+        allowed=_NO_ANSWER,
+    ),
+    _patch(
+        "Content-Length and Transfer-Encoding together",
+        "content-length",
+        OWNER,
+        JSON_CT,
+        (b"Content-Length", b"23"),
+        (b"Transfer-Encoding", b"chunked"),
+        length=False,
+    ),
     # -- chunked bodies that are not
     _chunked("a chunk size that is not hex", b"zz\r\n" + PATCH_BODY + b"\r\n0\r\n\r\n"),
     _chunked("a chunk longer than its size", b"3\r\n" + PATCH_BODY + b"\r\n0\r\n\r\n"),
     _chunked("no last chunk", b"17\r\n" + PATCH_BODY + b"\r\n", allowed=_NO_ANSWER),
     _chunked("a 40-digit chunk size", b"f" * 40 + b"\r\n" + PATCH_BODY + b"\r\n0\r\n\r\n"),
     _chunked("a negative chunk size", b"-17\r\n" + PATCH_BODY + b"\r\n0\r\n\r\n"),
-    Case("an unknown transfer coding", "transfer-encoding", b"PATCH", b"$ITEM",
-         (OWNER, JSON_CT, (b"Transfer-Encoding", b"xchunked")), PATCH_BODY, length=False,
-         **WRITE),
-    Case("gzip then chunked over a plain body", "transfer-encoding", b"PATCH", b"$ITEM",
-         (OWNER, JSON_CT, (b"Transfer-Encoding", b"gzip, chunked")),
-         b"17\r\n" + PATCH_BODY + b"\r\n0\r\n\r\n", length=False, **WRITE),
+    Case(
+        "an unknown transfer coding",
+        "transfer-encoding",
+        b"PATCH",
+        b"$ITEM",
+        (OWNER, JSON_CT, (b"Transfer-Encoding", b"xchunked")),
+        PATCH_BODY,
+        length=False,
+        **WRITE,
+    ),
+    Case(
+        "gzip then chunked over a plain body",
+        "transfer-encoding",
+        b"PATCH",
+        b"$ITEM",
+        (OWNER, JSON_CT, (b"Transfer-Encoding", b"gzip, chunked")),
+        b"17\r\n" + PATCH_BODY + b"\r\n0\r\n\r\n",
+        length=False,
+        **WRITE,
+    ),
     # -- Prefer and its query twins with values nobody should send
-    Case("Prefer example= in Cyrillic on a read", "prefer", target=b"$ITEM",
-         headers=(OWNER, (b"Prefer", "example=пример".encode())), allowed=_PRISM),
-    Case("?__example= with invalid UTF-8 on a read", "prefer", target=b"$ITEM?__example=%FF%FE",
-         headers=(OWNER,), allowed=_PRISM),
-    _patch("Prefer example= in Cyrillic with a C1 control on a write", "prefer", OWNER, JSON_CT,
-           (b"Prefer", "example=пример".encode())),
-    _patch("?__example= with a UTF-8 C1 control on a write", "prefer", OWNER, JSON_CT,
-           target=b"$ITEM?__example=%D0%BF%C2%85"),
-    _patch("Prefer code= in Cyrillic on a write", "prefer", OWNER, JSON_CT,
-           (b"Prefer", "code=четыре".encode())),
-    _patch("?__code= in Cyrillic on a write", "prefer", OWNER, JSON_CT,
-           target=b"$ITEM?__code=%D1%87%D0%B5"),
-    _patch("a 20-digit delay", "prefer", OWNER, JSON_CT,
-           (b"Prefer", b"delay=99999999999999999999")),
+    Case(
+        "Prefer example= in Cyrillic on a read",
+        "prefer",
+        target=b"$ITEM",
+        headers=(OWNER, (b"Prefer", "example=пример".encode())),
+        allowed=_PRISM,
+    ),
+    Case(
+        "?__example= with invalid UTF-8 on a read",
+        "prefer",
+        target=b"$ITEM?__example=%FF%FE",
+        headers=(OWNER,),
+        allowed=_PRISM,
+    ),
+    _patch(
+        "Prefer example= in Cyrillic with a C1 control on a write",
+        "prefer",
+        OWNER,
+        JSON_CT,
+        (b"Prefer", "example=пример".encode()),
+    ),
+    _patch(
+        "?__example= with a UTF-8 C1 control on a write",
+        "prefer",
+        OWNER,
+        JSON_CT,
+        target=b"$ITEM?__example=%D0%BF%C2%85",
+    ),
+    _patch(
+        "Prefer code= in Cyrillic on a write",
+        "prefer",
+        OWNER,
+        JSON_CT,
+        (b"Prefer", "code=четыре".encode()),
+    ),
+    _patch(
+        "?__code= in Cyrillic on a write",
+        "prefer",
+        OWNER,
+        JSON_CT,
+        target=b"$ITEM?__code=%D1%87%D0%B5",
+    ),
+    _patch(
+        "a 20-digit delay", "prefer", OWNER, JSON_CT, (b"Prefer", b"delay=99999999999999999999")
+    ),
     _patch("a negative delay", "prefer", OWNER, JSON_CT, (b"Prefer", b"delay=-1")),
     _patch("a five-digit status", "prefer", OWNER, JSON_CT, (b"Prefer", b"code=99999")),
-    _patch("a redirect status forced on a write", "prefer", OWNER, JSON_CT,
-           (b"Prefer", b"code=302")),
-    _patch("Retry-After of 1e400", "prefer", OWNER, JSON_CT,
-           (b"Prefer", b"code=429, retry-after=1e400")),
+    _patch(
+        "a redirect status forced on a write", "prefer", OWNER, JSON_CT, (b"Prefer", b"code=302")
+    ),
+    _patch(
+        "Retry-After of 1e400",
+        "prefer",
+        OWNER,
+        JSON_CT,
+        (b"Prefer", b"code=429, retry-after=1e400"),
+    ),
     _patch("?__delay=1e400", "prefer", OWNER, JSON_CT, target=b"$ITEM?__delay=1e400"),
     # -- query parameters out of range or out of the alphabet
     Case("page=0", "query", target=b"$LIST?page=0", headers=(OWNER,)),
     Case("page=-1", "query", target=b"$LIST?page=-1", headers=(OWNER,)),
     Case("page=-0", "query", target=b"$LIST?page=-0", headers=(OWNER,)),
-    Case("page=10**30", "query", target=b"$LIST?page=" + b"1" + b"0" * 30, headers=(OWNER,),
-         allowed=_PAST_END),
+    Case(
+        "page=10**30",
+        "query",
+        target=b"$LIST?page=" + b"1" + b"0" * 30,
+        headers=(OWNER,),
+        allowed=_PAST_END,
+    ),
     Case("per_page=1000", "query", target=b"$LIST?per_page=1000", headers=(OWNER,)),
     Case("per_page=1e400", "query", target=b"$LIST?per_page=1e400", headers=(OWNER,)),
-    Case("sort on an unknown field", "query", target=b"$LIST?sort=no_such_field",
-         headers=(OWNER,)),
+    Case("sort on an unknown field", "query", target=b"$LIST?sort=no_such_field", headers=(OWNER,)),
     Case("a raw NUL in the query", "query", target=b"$LIST?page=1\x00", headers=(OWNER,)),
     Case("%00 in page", "query", target=b"$LIST?page=1%00", headers=(OWNER,)),
     Case("%00 in sort", "query", target=b"$LIST?sort=%00", headers=(OWNER,)),
-    Case("overlong UTF-8 in a query value", "query", target=b"$LIST?sort=%C0%AF",
-         headers=(OWNER,)),
-    Case("a parameter the operation does not define", "query", target=b"$LIST?hostile=1",
-         headers=(OWNER,), allowed=_IGNORED),
+    Case("overlong UTF-8 in a query value", "query", target=b"$LIST?sort=%C0%AF", headers=(OWNER,)),
+    Case(
+        "a parameter the operation does not define",
+        "query",
+        target=b"$LIST?hostile=1",
+        headers=(OWNER,),
+        allowed=_IGNORED,
+    ),
     Case("the key in ?api_key= and no header", "query", target=b"$LIST?api_key=$OWNER"),
-    Case("the key in ?access_token= on a write", "query", b"PATCH", b"$ITEM?access_token=$OWNER",
-         (JSON_CT,), PATCH_BODY, **WRITE),
+    Case(
+        "the key in ?access_token= on a write",
+        "query",
+        b"PATCH",
+        b"$ITEM?access_token=$OWNER",
+        (JSON_CT,),
+        PATCH_BODY,
+        **WRITE,
+    ),
     # -- paths that try to leave the API
-    Case("../ from the API to the control API", "path", b"POST",
-         b"/api/v1/../_sandbox/keys", (OWNER, JSON_CT), MINT_BODY, **WRITE),
-    Case("%2e%2e from the API to the control API", "path", b"POST",
-         b"/api/v1/%2e%2e/_sandbox/reset", (OWNER, JSON_CT), b"{}", **WRITE),
-    Case("%2e%2e with the admin token", "path", b"POST", b"/api/v1/%2e%2e/_sandbox/keys",
-         (ADMIN, JSON_CT), MINT_BODY, **WRITE),
-    Case("double slashes on a read", "path", target=b"/$DOUBLE_ITEM", headers=(OWNER,),
-         allowed=_SAME_READ),
+    Case(
+        "../ from the API to the control API",
+        "path",
+        b"POST",
+        b"/api/v1/../_sandbox/keys",
+        (OWNER, JSON_CT),
+        MINT_BODY,
+        **WRITE,
+    ),
+    Case(
+        "%2e%2e from the API to the control API",
+        "path",
+        b"POST",
+        b"/api/v1/%2e%2e/_sandbox/reset",
+        (OWNER, JSON_CT),
+        b"{}",
+        **WRITE,
+    ),
+    Case(
+        "%2e%2e with the admin token",
+        "path",
+        b"POST",
+        b"/api/v1/%2e%2e/_sandbox/keys",
+        (ADMIN, JSON_CT),
+        MINT_BODY,
+        **WRITE,
+    ),
+    Case(
+        "double slashes on a read",
+        "path",
+        target=b"/$DOUBLE_ITEM",
+        headers=(OWNER,),
+        allowed=_SAME_READ,
+    ),
     Case("an 8 KB path", "path", target=b"$LIST/" + b"p" * 8192, headers=(OWNER,)),
     _patch("an 8 KB path on a write", "path", OWNER, JSON_CT, target=b"$ITEM" + b"q" * 8192),
     Case("an encoded slash in a path", "path", target=b"$LIST%2F..%2F", headers=(OWNER,)),
     Case("%00 in a path", "path", target=b"$LIST/%00", headers=(OWNER,)),
     Case("raw UTF-8 in a path", "path", target="$LIST/ключ".encode(), headers=(OWNER,)),
-    Case("double slashes in the control API", "path", b"POST", b"//_sandbox//keys",
-         (JSON_CT,), MINT_BODY, **WRITE),
+    Case(
+        "double slashes in the control API",
+        "path",
+        b"POST",
+        b"//_sandbox//keys",
+        (JSON_CT,),
+        MINT_BODY,
+        **WRITE,
+    ),
     # -- methods that are not the API's
     Case("PROPFIND", "method", b"PROPFIND", headers=(OWNER,)),
     Case("TRACE with a key", "method", b"TRACE", headers=(OWNER,)),
     Case("PURGE on a record", "method", b"PURGE", b"$ITEM", (OWNER,), **WRITE),
     Case("a lower-case method", "method", b"delete", b"$ITEM", (OWNER,), **WRITE),
     Case("CONNECT", "method", b"CONNECT", b"127.0.0.1:80", (OWNER,)),
-    Case("POST with X-HTTP-Method-Override: DELETE", "method", b"POST", b"$ITEM",
-         (OWNER, (b"X-HTTP-Method-Override", b"DELETE")), **WRITE),
+    Case(
+        "POST with X-HTTP-Method-Override: DELETE",
+        "method",
+        b"POST",
+        b"$ITEM",
+        (OWNER, (b"X-HTTP-Method-Override", b"DELETE")),
+        **WRITE,
+    ),
     Case("HEAD on an action", "method", b"HEAD", b"$ACTION", (OWNER,)),
     Case("HEAD on a record", "method", b"HEAD", b"$ITEM", (OWNER,), allowed=_HEAD_READ),
     Case("OPTIONS on a list", "method", b"OPTIONS", headers=(OWNER,), allowed=_PREFLIGHT),
-    Case("OPTIONS preflight for a delete", "method", b"OPTIONS", b"$ITEM",
-         ((b"Origin", b"http://evil.example"), (b"Access-Control-Request-Method", b"DELETE")),
-         allowed=_PREFLIGHT),
+    Case(
+        "OPTIONS preflight for a delete",
+        "method",
+        b"OPTIONS",
+        b"$ITEM",
+        ((b"Origin", b"http://evil.example"), (b"Access-Control-Request-Method", b"DELETE")),
+        allowed=_PREFLIGHT,
+    ),
     # -- the control API without its token
     _admin("reset without a token", b"POST", b"/reset", b"{}", JSON_CT),
     _admin("mint a key with a wrong token", b"POST", b"/keys", MINT_BODY, JSON_CT, WRONG_ADMIN),
-    _admin("add a fault rule with a wrong token", b"POST", b"/faults", RULE_BODY, JSON_CT,
-           WRONG_ADMIN),
+    _admin(
+        "add a fault rule with a wrong token", b"POST", b"/faults", RULE_BODY, JSON_CT, WRONG_ADMIN
+    ),
     _admin("delete every fault rule without a token", b"DELETE", b"/faults", None),
-    _admin("move the clock with an empty token", b"POST", b"/clock",
-           b'{"advance_seconds": 60}', JSON_CT, (b"X-Sandbox-Admin-Token", b"")),
-    _admin("the token with a character added", b"POST", b"/keys", MINT_BODY, JSON_CT,
-           (b"X-Sandbox-Admin-Token", b"$ADMINx")),
+    _admin(
+        "move the clock with an empty token",
+        b"POST",
+        b"/clock",
+        b'{"advance_seconds": 60}',
+        JSON_CT,
+        (b"X-Sandbox-Admin-Token", b""),
+    ),
+    _admin(
+        "the token with a character added",
+        b"POST",
+        b"/keys",
+        MINT_BODY,
+        JSON_CT,
+        (b"X-Sandbox-Admin-Token", b"$ADMINx"),
+    ),
     _admin("the token in the query", b"POST", b"/keys?token=$ADMIN", MINT_BODY, JSON_CT),
     _admin("an API key instead of the token", b"GET", b"/keys", None, OWNER),
     _admin("revoke a key with a wrong token", b"DELETE", b"/keys/$KEYID", None, WRONG_ADMIN),
-    _admin("clock with a field it does not define", b"POST", b"/clock",
-           b'{"advance_seconds": 1, "now": "9999-12-31T00:00:00Z"}', ADMIN, JSON_CT),
+    _admin(
+        "clock with a field it does not define",
+        b"POST",
+        b"/clock",
+        b'{"advance_seconds": 1, "now": "9999-12-31T00:00:00Z"}',
+        ADMIN,
+        JSON_CT,
+    ),
     # -- workspace names that are not names
     Case("workspace ..", "workspace", headers=(OWNER, (WS, b".."))),
     Case("a 65-character workspace", "workspace", headers=(OWNER, (WS, b"w" * 65))),
@@ -380,14 +785,27 @@ CASES: tuple[Case, ...] = (
     Case("workspace ../default", "workspace", headers=(OWNER, (WS, b"../default"))),
     Case("a workspace with a NUL", "workspace", headers=(OWNER, (WS, b"ws\x00x"))),
     Case("an empty workspace", "workspace", headers=(OWNER, (WS, b""))),
-    _patch("a workspace with a leading dot on a write", "workspace", OWNER, JSON_CT,
-           (WS, b".hidden")),
-    Case("workspace default when hosted", "workspace", headers=(OWNER, (WS, b"default")),
-         hosted=True),
-    _patch("workspace default on a write when hosted", "workspace", OWNER, JSON_CT,
-           (WS, b"default"), hosted=True),
-    Case("two keys when hosted: usable then unknown", "repeated-auth",
-         headers=(OWNER, (AUTH, b"Bearer " + FAKE_KEY)), hosted=True, secrets=(FAKE_KEY,)),
+    _patch(
+        "a workspace with a leading dot on a write", "workspace", OWNER, JSON_CT, (WS, b".hidden")
+    ),
+    Case(
+        "workspace default when hosted", "workspace", headers=(OWNER, (WS, b"default")), hosted=True
+    ),
+    _patch(
+        "workspace default on a write when hosted",
+        "workspace",
+        OWNER,
+        JSON_CT,
+        (WS, b"default"),
+        hosted=True,
+    ),
+    Case(
+        "two keys when hosted: usable then unknown",
+        "repeated-auth",
+        headers=(OWNER, (AUTH, b"Bearer " + FAKE_KEY)),
+        hosted=True,
+        secrets=(FAKE_KEY,),
+    ),
 )
 
 
@@ -434,9 +852,9 @@ def _first_id(get: Any, path: str) -> str | None:
 
 def discover(probe: Probe, spec_path: Path | None = None, recipe: str = "default") -> Targets:
     """Pick, from the spec, one editable record, its list, a create and an action."""
-    from contracts.sandboxes import SandboxKeys
-    from sandbox.spec import SPEC_PATH, load_spec
-    from sandbox.world.recipe import load_recipe
+    from opsmerge_contracts.sandboxes import SandboxKeys
+    from opsmerge_sandbox.spec import SPEC_PATH, load_spec
+    from opsmerge_sandbox.world.recipe import load_recipe
 
     keys = SandboxKeys(load_recipe(recipe).keys)
     owner = keys.owner
@@ -448,8 +866,9 @@ def discover(probe: Probe, spec_path: Path | None = None, recipe: str = "default
     by = {(op.method, op.path): op for op in ops}
     lists = [op.path for op in ops if op.kind == "list" and "{" not in op.path]
     nested = [op.path for op in ops if op.kind == "list" and op.path.count("{") == 1]
-    singles = [op.path for op in ops if op.method == "GET" and op.kind == "get"
-               and "{" not in op.path]
+    singles = [
+        op.path for op in ops if op.method == "GET" and op.kind == "get" and "{" not in op.path
+    ]
     item = action = None
     str_prop = int_prop = ""
     for op in ops:
@@ -457,8 +876,13 @@ def discover(probe: Probe, spec_path: Path | None = None, recipe: str = "default
             continue
         parent = op.path.rsplit("/", 1)[0]
         s, i = _free_string(_schema_props(op)), _bounded_int(_schema_props(op))
-        if s and i and ("DELETE", op.path) in by and ("GET", parent) in by \
-                and ("POST", parent) in by:
+        if (
+            s
+            and i
+            and ("DELETE", op.path) in by
+            and ("GET", parent) in by
+            and ("POST", parent) in by
+        ):
             rid = _first_id(get, base + parent)
             path = base + op.path[: op.path.index("{")] + rid if rid else ""
             body = PATCH_BODY.replace(b"$STR", s.encode())
@@ -469,29 +893,46 @@ def discover(probe: Probe, spec_path: Path | None = None, recipe: str = "default
     if item is None:
         raise SystemExit("no editable, deletable record with a bounded integer field")
     for op in ops:
-        if op.kind == "action" and op.method == "POST" and op.path.count("{") == 1 \
-                and not op.body_required and not op.hints.when:
+        if (
+            op.kind == "action"
+            and op.method == "POST"
+            and op.path.count("{") == 1
+            and not op.body_required
+            and not op.hints.when
+        ):
             parent = op.path.split("/{", 1)[0]
             rid = _first_id(get, base + parent) if ("GET", parent) in by else None
-            path = op.path.replace(op.path[op.path.index("{"):op.path.index("}") + 1], rid or "")
+            path = op.path.replace(op.path[op.path.index("{") : op.path.index("}") + 1], rid or "")
             if rid and probe.try_write("POST", base + path):
                 action = path
                 break
     if action is None:
         raise SystemExit("no action the owner's key can run")
     probe.reset()  # the calibration wrote to a workspace of its own: drop it
-    other = next(k for k in keys if k.access == "full" and not k.revoked and k.expires_at is None
-                 and k.rate_limit is None and k.key != owner.key)
+    other = next(
+        k
+        for k in keys
+        if k.access == "full"
+        and not k.revoked
+        and k.expires_at is None
+        and k.rate_limit is None
+        and k.key != owner.key
+    )
     limited = keys.limited
     status, doc = probe.admin("GET", "/_sandbox/keys")
     key_id = doc["data"]["items"][0]["id"] if status == 200 else "key_unknown"
     values = {
-        b"$OWNER": owner.key.encode(), b"$OTHER": other.key.encode(),
-        b"$LIMITED": limited.key.encode(), b"$LIST": (base + item[0]).encode(),
-        b"$CREATE": (base + item[0]).encode(), b"$ITEM": (base + item[1]).encode(),
+        b"$OWNER": owner.key.encode(),
+        b"$OTHER": other.key.encode(),
+        b"$LIMITED": limited.key.encode(),
+        b"$LIST": (base + item[0]).encode(),
+        b"$CREATE": (base + item[0]).encode(),
+        b"$ITEM": (base + item[1]).encode(),
         b"$DOUBLE_ITEM": (base + item[1]).replace("/", "//").encode(),
-        b"$ACTION": (base + action).encode(), b"$STR": str_prop.encode(),
-        b"$INT": int_prop.encode(), b"$KEYID": key_id.encode(),
+        b"$ACTION": (base + action).encode(),
+        b"$STR": str_prop.encode(),
+        b"$INT": int_prop.encode(),
+        b"$KEYID": key_id.encode(),
         b"$ADMIN": (probe.admin_token or "").encode(),
     }
     # Lists under the two records the writes aim at (what an action creates there, say).
@@ -501,9 +942,13 @@ def discover(probe: Probe, spec_path: Path | None = None, recipe: str = "default
     for path in nested:
         rid = records.get(path[: path.index("{")].rstrip("/"))
         if rid:
-            lists.append(path[: path.index("{")] + rid + path[path.index("}") + 1:])
-    return Targets(values, [base + p for p in lists], [base + p for p in singles],
-                   [k.key.encode() for k in keys])
+            lists.append(path[: path.index("{")] + rid + path[path.index("}") + 1 :])
+    return Targets(
+        values,
+        [base + p for p in lists],
+        [base + p for p in singles],
+        [k.key.encode() for k in keys],
+    )
 
 
 # ---------------------------------------------------------------------- raw HTTP
@@ -530,7 +975,7 @@ def _dechunk(data: bytes) -> bytes:
         if size == 0:
             break
         out.append(rest[:size])
-        rest = rest[size + 2:]
+        rest = rest[size + 2 :]
     return b"".join(out)
 
 
@@ -556,8 +1001,9 @@ def parse_answer(raw: bytes, head_request: bool = False) -> Answer:
     return answer
 
 
-def exchange(port: int, data: bytes, head_request: bool = False,
-             timeout: float = READ_TIMEOUT) -> Answer:
+def exchange(
+    port: int, data: bytes, head_request: bool = False, timeout: float = READ_TIMEOUT
+) -> Answer:
     """Send `data` on a fresh loopback connection; read until the server closes."""
     chunks: list[bytes] = []
     note = ""
@@ -593,8 +1039,10 @@ def render(case: Case, targets: Targets) -> bytes:
     """The bytes of a case's request, placeholders filled in."""
     if case.raw is not None:
         return targets.fill(case.raw)
-    lines = [targets.fill(case.method) + b" " + targets.fill(case.target) + b" HTTP/1.1",
-             b"Host: 127.0.0.1"]
+    lines = [
+        targets.fill(case.method) + b" " + targets.fill(case.target) + b" HTTP/1.1",
+        b"Host: 127.0.0.1",
+    ]
     lines += [name + b": " + targets.fill(value) for name, value in case.headers]
     body = targets.fill(case.body) if case.body is not None else b""
     if case.body is not None and case.length:
@@ -605,17 +1053,22 @@ def render(case: Case, targets: Targets) -> bytes:
 
 def case_secrets(case: Case, targets: Targets) -> list[bytes]:
     """Every key-like string this case sends: the placeholders it uses and its own."""
-    text = b"".join((case.raw or b"", case.target, case.body or b"",
-                     *(v for _, v in case.headers)))
-    found = [targets.values[p] for p in (b"$OWNER", b"$OTHER", b"$LIMITED", b"$ADMIN")
-             if p in text and p in targets.values]
+    text = b"".join((case.raw or b"", case.target, case.body or b"", *(v for _, v in case.headers)))
+    found = [
+        targets.values[p]
+        for p in (b"$OWNER", b"$OTHER", b"$LIMITED", b"$ADMIN")
+        if p in text and p in targets.values
+    ]
     return found + list(case.secrets)
 
 
 def leaked(data: bytes, secret: bytes, shown: int = 0) -> bool:
     """Whether `data` holds LEAK_WINDOW consecutive bytes of `secret` beyond its first `shown`."""
-    windows = {secret[i:i + LEAK_WINDOW] for i in range(len(secret) - LEAK_WINDOW + 1)
-               if i + LEAK_WINDOW > shown}
+    windows = {
+        secret[i : i + LEAK_WINDOW]
+        for i in range(len(secret) - LEAK_WINDOW + 1)
+        if i + LEAK_WINDOW > shown
+    }
     return any(w in data for w in windows)
 
 
@@ -632,7 +1085,7 @@ def envelope_problem(answer: Answer, catalogue: Any, head_request: bool = False)
         return "a body that is not JSON"
     err = doc.get("error") if isinstance(doc, dict) and len(doc) == 1 else None
     if not isinstance(err, dict):
-        return "no {\"error\": {...}} envelope"
+        return 'no {"error": {...}} envelope'
     if not isinstance(err.get("message"), str) or not err["message"]:
         return "an error without a message"
     entry = catalogue.codes.get(err.get("code"))
@@ -658,8 +1111,7 @@ class Outcome:
 
     @property
     def failed(self) -> bool:
-        return self.verdict not in ("refused", "allowed") or bool(self.state_changed) \
-            or self.leak
+        return self.verdict not in ("refused", "allowed") or bool(self.state_changed) or self.leak
 
 
 def judge(case: Case, answer: Answer, catalogue: Any) -> Outcome:
@@ -693,14 +1145,20 @@ class Probe:
         self.admin_token = admin_token
         self.owner = owner
 
-    def _call(self, method: str, path: str, headers: dict[str, str],
-              body: bytes | None = None) -> tuple[int, Any]:
-        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close",
-                 *(f"{k}: {v}" for k, v in headers.items())]
+    def _call(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+    ) -> tuple[int, Any]:
+        lines = [
+            f"{method} {path} HTTP/1.1",
+            "Host: 127.0.0.1",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         if body is not None:
             lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-        answer = exchange(self.port, "\r\n".join(lines).encode() + b"\r\n\r\n" + (body or b""),
-                          timeout=30)
+        answer = exchange(
+            self.port, "\r\n".join(lines).encode() + b"\r\n\r\n" + (body or b""), timeout=30
+        )
         try:
             return answer.status or 0, json.loads(answer.body)
         except ValueError:
@@ -718,8 +1176,10 @@ class Probe:
 
     def try_write(self, method: str, path: str, body: bytes | None = None) -> bool:
         """Whether the owner's key, sent plainly, may make this write (in a scratch workspace)."""
-        headers = {"Authorization": f"Bearer {(self.owner or b'').decode()}",
-                   "X-Sandbox-Workspace": CALIBRATION}
+        headers = {
+            "Authorization": f"Bearer {(self.owner or b'').decode()}",
+            "X-Sandbox-Workspace": CALIBRATION,
+        }
         status, _ = self._call(method, path, headers, body)
         return 200 <= status < 300
 
@@ -740,8 +1200,10 @@ class Probe:
         _, clock = self.admin("GET", "/_sandbox/clock")
         out["clock"] = str((clock or {}).get("data", {}).get("offset_seconds"))
         _, faults = self.admin("GET", "/_sandbox/faults")
-        rules = [{k: v for k, v in r.items() if k not in ("fired", "matched")}
-                 for r in (faults or {}).get("data", {}).get("items") or []]
+        rules = [
+            {k: v for k, v in r.items() if k not in ("fired", "matched")}
+            for r in (faults or {}).get("data", {}).get("items") or []
+        ]
         out["faults"] = _digest(rules)
         for workspace in [None, *names]:
             tag = workspace or "default"
@@ -798,8 +1260,18 @@ def spawn_sandbox(*extra: str) -> Iterator[Spawned]:
     log = Path(tempfile.mkstemp(prefix="hostile-serve-", suffix=".log")[1])
     env = {**os.environ, "OPSMERGE_SANDBOX_ADMIN_TOKEN": token}
     env.pop("OPSMERGE_SANDBOX_HOSTED", None)
-    cmd = [sys.executable, "-m", "sandbox.cli", "serve", "--host", LOOPBACK, "--port", str(port),
-           "--strict", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "opsmerge_sandbox.cli",
+        "serve",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--strict",
+        *extra,
+    ]
     with log.open("wb") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
@@ -808,14 +1280,19 @@ def spawn_sandbox(*extra: str) -> Iterator[Spawned]:
             if proc.poll() is not None:
                 raise RuntimeError(f"serve exited: {log.read_text()[-2000:]}")
             with contextlib.suppress(OSError):
-                if exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close"
-                                  b"\r\n\r\n", timeout=2).status == 200:
+                if (
+                    exchange(
+                        port,
+                        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                        timeout=2,
+                    ).status
+                    == 200
+                ):
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError("serve did not answer within 60 s")
             time.sleep(0.1)
-        yield Spawned(f"http://{LOOPBACK}:{port}", port, proc.pid, token, log,
-                      log.stat().st_size)
+        yield Spawned(f"http://{LOOPBACK}:{port}", port, proc.pid, token, log, log.stat().st_size)
     finally:
         proc.terminate()
         try:
@@ -873,13 +1350,23 @@ class Report:
             "rss_after_kib": self.rss_after_kib,
             "seconds": round(self.seconds, 1),
             "failures": [
-                {"case": o.case.name, "category": o.case.category, "status": o.status,
-                 "code": o.code, "verdict": o.verdict, "problem": o.problem,
-                 "state_changed": o.state_changed, "leak": o.leak}
+                {
+                    "case": o.case.name,
+                    "category": o.case.category,
+                    "status": o.status,
+                    "code": o.code,
+                    "verdict": o.verdict,
+                    "problem": o.problem,
+                    "state_changed": o.state_changed,
+                    "leak": o.leak,
+                }
                 for o in self.failures
             ],
-            "allowed": [{"case": o.case.name, "status": o.status, "reason": o.case.allowed}
-                        for o in self.outcomes if o.verdict == "allowed"],
+            "allowed": [
+                {"case": o.case.name, "status": o.status, "reason": o.case.allowed}
+                for o in self.outcomes
+                if o.verdict == "allowed"
+            ],
         }
 
 
@@ -887,11 +1374,17 @@ def _changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
-def run_suite(port: int, admin_token: str, pid: int | None = None,
-              hosted_port: int | None = None, cases: Sequence[Case] = CASES,
-              server_log: Path | None = None, log_start: int = 0) -> Report:
+def run_suite(
+    port: int,
+    admin_token: str,
+    pid: int | None = None,
+    hosted_port: int | None = None,
+    cases: Sequence[Case] = CASES,
+    server_log: Path | None = None,
+    log_start: int = 0,
+) -> Report:
     """Send every case, judge every answer, and fingerprint the state around each one."""
-    from sandbox.catalogue import load_catalogue
+    from opsmerge_sandbox.catalogue import load_catalogue
 
     catalogue = load_catalogue()
     started = time.perf_counter()
@@ -906,8 +1399,11 @@ def run_suite(port: int, admin_token: str, pid: int | None = None,
         probe.refill()
         secrets_sent = case_secrets(case, targets)
         sent_secrets.update(secrets_sent)
-        answer = exchange(hosted_port if case.hosted else port, render(case, targets),
-                          head_request=case.method == b"HEAD")
+        answer = exchange(
+            hosted_port if case.hosted else port,
+            render(case, targets),
+            head_request=case.method == b"HEAD",
+        )
         outcome = judge(case, answer, catalogue)
         outcome.leak = any(leaked(answer.raw, s) for s in secrets_sent)
         if not case.hosted:  # a hosted sandbox has no control API to read its state with
@@ -934,17 +1430,21 @@ def _mib(kib: int | None) -> str:
 
 def print_report(report: Report) -> None:
     f = report.figures()
-    print(f"hostile: {f['sent']} hostile requests over raw sockets ({f['writes']} write "
-          f"attempts) in {f['seconds']} s")
+    print(
+        f"hostile: {f['sent']} hostile requests over raw sockets ({f['writes']} write "
+        f"attempts) in {f['seconds']} s"
+    )
     print(f"  refused      {f['refused_4xx_with_envelope']} answered 4xx with the error envelope")
     print(f"  5xx          {f['server_errors_5xx']}")
     print(f"  bad 4xx      {f['bad_envelopes']} without a valid envelope")
     print(f"  not refused  {f['not_refused']} · no answer {f['no_answer']}")
     print(f"  allowed      {f['allowed_non_4xx']} non-4xx with a reason")
     print(f"  state        {f['state_changes']} cases changed state")
-    print(f"  key leaks    {f['key_leaks_in_answers']} answers · journal "
-          f"{'LEAK' if f['key_leak_in_journal'] else 'clean'} · server log "
-          f"{'LEAK' if f['key_leak_in_server_log'] else 'clean'}")
+    print(
+        f"  key leaks    {f['key_leaks_in_answers']} answers · journal "
+        f"{'LEAK' if f['key_leak_in_journal'] else 'clean'} · server log "
+        f"{'LEAK' if f['key_leak_in_server_log'] else 'clean'}"
+    )
     print(f"  RSS          before {_mib(f['rss_before_kib'])} · after {_mib(f['rss_after_kib'])}")
     for a in f["allowed"]:
         print(f"  ALLOWED {a['status']} {a['case']}: {a['reason']}")
@@ -954,8 +1454,10 @@ def print_report(report: Report) -> None:
             what.append("changed " + "; ".join(x["state_changed"][:3]))
         if x["leak"]:
             what.append("repeats part of a key")
-        print(f"  FAILED [{x['category']}] {x['case']}: {x['status']} {x['code'] or ''} "
-              f"{' · '.join(what)} {x['problem'][:100]}")
+        print(
+            f"  FAILED [{x['category']}] {x['case']}: {x['status']} {x['code'] or ''} "
+            f"{' · '.join(what)} {x['problem'][:100]}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

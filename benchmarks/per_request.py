@@ -45,8 +45,8 @@ def _scope(target: str) -> dict[str, Any]:
 
 def _app(root: Path) -> Any:
     sys.path.insert(0, str(root))
-    from sandbox.app import create_app
-    from sandbox.settings import Settings
+    from opsmerge_sandbox.app import create_app
+    from opsmerge_sandbox.settings import Settings
 
     app = create_app(Settings(rate_limit=10**9))
     gc.collect()

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _child(recipe_name: str, repeat: int) -> dict[str, object]:
     sys.path.insert(0, str(ROOT))
-    from sandbox.spec import load_spec
-    from sandbox.world import build_world, load_recipe
-    from sandbox.world.values import faker_generator
+    from opsmerge_sandbox.spec import load_spec
+    from opsmerge_sandbox.world import build_world, load_recipe
+    from opsmerge_sandbox.world.values import faker_generator
 
     start = time.perf_counter()
     spec = load_spec()

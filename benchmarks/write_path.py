@@ -102,8 +102,8 @@ def _row(name: str, result: loadgen.LoadResult) -> str:
 def _creates(root: Path, n: int) -> None:
     """Run `n` creates straight into the in-memory app of the checkout at `root`."""
     sys.path.insert(0, str(root))
-    from sandbox.app import create_app
-    from sandbox.settings import Settings
+    from opsmerge_sandbox.app import create_app
+    from opsmerge_sandbox.settings import Settings
 
     app = create_app(Settings(rate_limit=10**9))
     gc.collect()

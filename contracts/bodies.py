@@ -22,8 +22,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sandbox.jsontypes import JSON_TYPES, allows_null, json_types
-from sandbox.spec import ref_of, strip_extensions
+from opsmerge_sandbox.jsontypes import JSON_TYPES, allows_null, json_types
+from opsmerge_sandbox.spec import ref_of, strip_extensions
 
 Schema = dict[str, Any]
 # pick(collection, where, exclude) -> an id of a record matching `where` not in `exclude`, or None

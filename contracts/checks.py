@@ -20,10 +20,10 @@ from typing import Any
 
 import jsonschema_rs
 
-from contracts.exchange import Exchange
-from contracts.expect import unmet
-from sandbox.catalogue import Catalogue
-from sandbox.spec import Operation, Spec
+from opsmerge_contracts.exchange import Exchange
+from opsmerge_contracts.expect import unmet
+from opsmerge_sandbox.catalogue import Catalogue
+from opsmerge_sandbox.spec import Operation, Spec
 
 PASS, FAIL, WARN = "pass", "fail", "warn"
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from contracts import exit_codes
+from opsmerge_contracts import exit_codes
 
 # not imported from contracts.plugin: pytest must import the plugin itself to rewrite its asserts
 SUITE_DIR = Path(__file__).parent  # suite_test.py and suites/*.contract.yaml
@@ -178,8 +178,8 @@ def contracts_command(args: argparse.Namespace) -> int:
                 os.environ[env] = str(secrets[field])
         workspace = None
         if args.target != "sandbox":
-            from contracts.preflight import TargetProblem
-            from contracts.target import new_workspace
+            from opsmerge_contracts.preflight import TargetProblem
+            from opsmerge_contracts.target import new_workspace
 
             workspace = new_workspace() if admin_token else None
             try:
@@ -204,7 +204,7 @@ def _keys_for(args: argparse.Namespace) -> tuple[str | None, tuple[tuple[str, st
     """The role matrix's keys, checked here so a mistake is one usage line: the ROLE=KEY
     entries (the command line's, else the environment's) as pytest gets them in the
     environment, and every entry, the keys file's too, for the check of the target."""
-    from contracts.rolekeys import load_file, merge, parse_entries
+    from opsmerge_contracts.rolekeys import load_file, merge, parse_entries
 
     given = getattr(args, "key_for", None)
     text = "\n".join(given) if given else os.environ.get(SECRET_ENV["keys_for"], "")
@@ -235,9 +235,9 @@ def _preflight(
 ) -> int:
     """The target checked before pytest starts, so a dead target costs one line, not a run
     (TargetProblem); returns how many requests the check sent."""
-    from contracts.preflight import check_target
-    from contracts.target import api_base
-    from sandbox.spec import load_spec
+    from opsmerge_contracts.preflight import check_target
+    from opsmerge_contracts.target import api_base
+    from opsmerge_sandbox.spec import load_spec
 
     spec = load_spec()
     root, base = api_base(target.rstrip("/"), spec)
@@ -247,8 +247,8 @@ def _preflight(
 
 
 def _reset_workspace(target: str, admin_token: str, workspace: str) -> None:
-    from contracts.options import Options
-    from contracts.session import reset_workspace as reset
-    from sandbox.spec import load_spec
+    from opsmerge_contracts.options import Options
+    from opsmerge_contracts.session import reset_workspace as reset
+    from opsmerge_sandbox.spec import load_spec
 
     reset(Options(target=target.rstrip("/"), admin_token=admin_token), load_spec(), workspace)

@@ -8,7 +8,7 @@ contract. What a profile allows (writes only in sandbox and staging) is decided 
 
 from __future__ import annotations
 
-from sandbox.spec import Operation, Spec
+from opsmerge_sandbox.spec import Operation, Spec
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 

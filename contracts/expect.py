@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from contracts.exchange import Exchange
-from sandbox.jsontypes import JSON_TYPES
+from opsmerge_contracts.exchange import Exchange
+from opsmerge_sandbox.jsontypes import JSON_TYPES
 
 _MISSING = object()
 MATCHERS = frozenset(

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from sandbox.spec import Operation, Spec
+from opsmerge_sandbox.spec import Operation, Spec
 
 PAGE = 100
 

@@ -114,7 +114,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "OPSMERGE_APP",
         "opsmerge_app",
         "module:factory building the in-process app from sandbox Settings "
-        "(default: sandbox.app:create_app)",
+        "(default: opsmerge_sandbox.app:create_app)",
     ),
     OptionSpec(
         "spec",
@@ -237,7 +237,7 @@ def _role_keys(inline: str | None, file: str | None) -> tuple[tuple[str, str], .
     """The role matrix's keys from ROLE=KEY entries and a keys file (messages never show a key)."""
     if not inline and not file:
         return ()
-    from contracts.rolekeys import KeyEntryError, load_file, merge, parse_entries
+    from opsmerge_contracts.rolekeys import KeyEntryError, load_file, merge, parse_entries
 
     try:
         return merge(

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from contracts.options import Options, add_options, resolve
+from opsmerge_contracts.options import Options, add_options, resolve
 
 if TYPE_CHECKING:
     import httpx
 
-    from contracts.sandboxes import Sandbox, SandboxPool
-    from contracts.scenarios import Scenario
-    from contracts.session import Contract, ContractRun
+    from opsmerge_contracts.sandboxes import Sandbox, SandboxPool
+    from opsmerge_contracts.scenarios import Scenario
+    from opsmerge_contracts.session import Contract, ContractRun
 
 SUITE_DIR = Path(
     __file__
@@ -59,7 +59,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     options = options_for(session.config)
     if options.in_process or not options.run_suite:
         return  # a run of the user's own tests checks the target when one first uses it
-    from contracts.preflight import TargetProblem
+    from opsmerge_contracts.preflight import TargetProblem
 
     try:
         run_for(session.config).preflight()
@@ -89,7 +89,7 @@ def run_for(config: pytest.Config) -> ContractRun:
     """The run's shared state, created on first use."""
     run = config.stash.get(_RUN, None)
     if run is None:
-        from contracts.session import ContractRun
+        from opsmerge_contracts.session import ContractRun
 
         run = ContractRun(options_for(config))
         config.stash[_RUN] = run
@@ -100,7 +100,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     options = options_for(config)
     if not options.run_suite and not options.target_given:
         return None
-    from contracts.exchange import mask_key
+    from opsmerge_contracts.exchange import mask_key
 
     key = mask_key(options.key) if options.key else "(the sandbox's owner key)"
     budget = options.budget if options.budget is not None else "unlimited"
@@ -129,7 +129,7 @@ def opsmerge_contract(
 ) -> Iterator[Contract]:
     """This test's contract: `call`/`client` record what is sent, `verify()` checks it, and what
     the test created is deleted when it ends."""
-    from contracts.session import Contract
+    from opsmerge_contracts.session import Contract
 
     contract = Contract(opsmerge_run, request.node.nodeid)
     request.node.stash[_CONTRACT] = contract
@@ -149,7 +149,7 @@ def opsmerge_client(opsmerge_contract: Contract) -> httpx.Client:
 
 @pytest.fixture(scope="session")
 def opsmerge_sandbox_pool(pytestconfig: pytest.Config) -> Iterator[SandboxPool]:
-    from contracts.sandboxes import SandboxPool, load_factory
+    from opsmerge_contracts.sandboxes import SandboxPool, load_factory
 
     pool = SandboxPool(load_factory(options_for(pytestconfig).app))
     try:
@@ -198,7 +198,7 @@ def _matches_python_files(config: pytest.Config, path: Path) -> bool:
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        from contracts.scenarios import load_file
+        from opsmerge_contracts.scenarios import load_file
 
         for scenario in load_file(self.path):
             yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
@@ -210,8 +210,8 @@ class ScenarioItem(pytest.Item):
         self.scenario = scenario
 
     def runtest(self) -> None:
-        from contracts.scenarios import run_scenario
-        from contracts.session import Contract
+        from opsmerge_contracts.scenarios import run_scenario
+        from opsmerge_contracts.session import Contract
 
         contract = Contract(run_for(self.config), self.nodeid)
         self.stash[_CONTRACT] = contract
@@ -224,7 +224,7 @@ class ScenarioItem(pytest.Item):
         return self.path, 0, f"scenario: {self.scenario.name}"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        from contracts.session import ContractFailure
+        from opsmerge_contracts.session import ContractFailure
 
         if isinstance(excinfo.value, ContractFailure):
             return str(excinfo.value)
@@ -240,8 +240,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     try:
         return (yield)
     except Exception as exc:
-        from contracts.budget import BudgetExhausted
-        from contracts.transport import Throttled
+        from opsmerge_contracts.budget import BudgetExhausted
+        from opsmerge_contracts.transport import Throttled
 
         if isinstance(exc, BudgetExhausted):
             pytest.skip(str(exc))
@@ -258,7 +258,7 @@ def pytest_runtest_makereport(
     contract = item.stash.get(_CONTRACT, None)
     if contract is None:
         return report
-    from contracts.session import ContractFailure
+    from opsmerge_contracts.session import ContractFailure
 
     if call.excinfo is not None and isinstance(call.excinfo.value, ContractFailure):
         report.longrepr = str(call.excinfo.value)
@@ -266,7 +266,7 @@ def pytest_runtest_makereport(
     if report.when == "teardown" and report.outcome == "failed":
         finished = True
     if finished:
-        from contracts.report import TestOutcome
+        from opsmerge_contracts.report import TestOutcome
 
         reason = ""
         if report.skipped and isinstance(report.longrepr, tuple):
@@ -283,6 +283,50 @@ def pytest_runtest_makereport(
     return report
 
 
+_SELECTED = pytest.StashKey[int]()  # how many contracts of the built-in suite were selected
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Collect the built-in suite however the package was installed.
+
+    The suite's folder is added to the run's arguments, but pytest silently drops an argument
+    inside a virtualenv (a project's own `.venv`, the usual place for it): then the suite is
+    collected here, before `-k`/`-m` select among the items.
+    """
+    options = options_for(config)
+    if options.run_suite and not any(_inside(item.path, SUITE_DIR) for item in items):
+        items.extend(_suite_items(session))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Count the contracts left once `-k`, `-m` and the paths have selected (the summary says
+    so when a target is set and none are)."""
+    session.config.stash[_SELECTED] = sum(1 for i in session.items if _inside(i.path, SUITE_DIR))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+def _suite_items(session: pytest.Session) -> list[pytest.Item]:
+    nodes: list[pytest.Collector] = [pytest.Module.from_parent(session, path=SUITE_PATH)]
+    suites = SUITE_DIR / "suites"
+    nodes += [
+        ScenarioFile.from_parent(session, path=path)
+        for path in sorted(suites.glob(f"*{SCENARIO_SUFFIX}"))
+    ]
+    items: list[pytest.Item] = []
+    for node in nodes:
+        items.extend(i for i in session.genitems(node) if isinstance(i, pytest.Item))
+    return items
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(_RUN, None)
     if run is None:
@@ -296,6 +340,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    options = options_for(config)
+    if options.run_suite and config.stash.get(_SELECTED, 0) == 0:
+        # a target was given, yet the selection (-k, -m, paths) left no contract to run
+        terminalreporter.write_line(
+            f"opsmerge: no contract was selected against {options.target}: "
+            "the built-in suite did not run (check -k, -m and the paths given)",
+            yellow=True,
+        )
     run = config.stash.get(_RUN, None)
     if run is None or not run.report.tests:
         return

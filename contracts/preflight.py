@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 
-from contracts.exit_codes import ADMIN_REJECTED as EXIT_ADMIN_REJECTED
-from contracts.exit_codes import KEY_REJECTED as EXIT_KEY_REJECTED
-from contracts.exit_codes import NOT_THIS_API as EXIT_NOT_THIS_API
-from contracts.exit_codes import UNREACHABLE as EXIT_UNREACHABLE
-from contracts.sandbox_control import ADMIN_HEADER
-from sandbox.spec import Operation, Spec
+from opsmerge_contracts.exit_codes import ADMIN_REJECTED as EXIT_ADMIN_REJECTED
+from opsmerge_contracts.exit_codes import KEY_REJECTED as EXIT_KEY_REJECTED
+from opsmerge_contracts.exit_codes import NOT_THIS_API as EXIT_NOT_THIS_API
+from opsmerge_contracts.exit_codes import UNREACHABLE as EXIT_UNREACHABLE
+from opsmerge_contracts.sandbox_control import ADMIN_HEADER
+from opsmerge_sandbox.spec import Operation, Spec
 
 TIMEOUT = 10.0
 

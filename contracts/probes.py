@@ -19,12 +19,12 @@ from urllib.parse import quote
 
 import pytest
 
-from contracts import rolekeys
-from contracts.bodies import invalid_bodies, valid_bodies
-from contracts.contract_plan import collection_op, is_write, path_params
-from contracts.session import LIMITED, Contract
-from sandbox.extensions import thaw
-from sandbox.spec import Operation
+from opsmerge_contracts import rolekeys
+from opsmerge_contracts.bodies import invalid_bodies, valid_bodies
+from opsmerge_contracts.contract_plan import collection_op, is_write, path_params
+from opsmerge_contracts.session import LIMITED, Contract
+from opsmerge_sandbox.extensions import thaw
+from opsmerge_sandbox.spec import Operation
 
 PLACEHOLDER = "contracts0missing"
 MALFORMED = (

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contracts.checks import FAIL, PASS, REGISTRY, WARN, Result
-from contracts.cleanup import Leftover
-from contracts.exchange import Exchange
+from opsmerge_contracts.checks import FAIL, PASS, REGISTRY, WARN, Result
+from opsmerge_contracts.cleanup import Leftover
+from opsmerge_contracts.exchange import Exchange
 
 NO_OPERATION = "(outside the spec)"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}

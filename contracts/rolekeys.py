@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # imported by the options of every pytest run: the standard library only
     import httpx
 
-    from contracts.target import Target
-    from sandbox.spec import Operation, Spec
+    from opsmerge_contracts.target import Target
+    from opsmerge_sandbox.spec import Operation, Spec
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 ALLOWED, FORBIDDEN, SCOPE_DENIED, REFUSED = "allowed", "forbidden", "scope_denied", "refused"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sandbox.spec import Operation, Spec
+from opsmerge_sandbox.spec import Operation, Spec
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
-from contracts.sandbox_control import AdminError, SandboxAdmin
-from sandbox.settings import Settings
-from sandbox.world.recipe import KeySpec, load_recipe
+from opsmerge_contracts.sandbox_control import AdminError, SandboxAdmin
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.world.recipe import KeySpec, load_recipe
 
 AppFactory = Callable[[Settings], Any]
 IN_PROCESS_ROOT = "http://sandbox.local"
@@ -35,7 +35,7 @@ SERVE_ROOT = "http://127.0.0.1:4010"  # where `opsmerge-sandbox serve` listens b
 def load_factory(path: str | None) -> AppFactory:
     """`module:callable` to a factory taking Settings and returning an ASGI app."""
     if not path:
-        from sandbox.app import create_app
+        from opsmerge_sandbox.app import create_app
 
         return create_app
     module_name, _, attr = path.rpartition(":")
@@ -169,7 +169,7 @@ def start_sandbox(
     if not settings.admin_token:
         settings.admin_token = "sbx_admin_" + secrets.token_urlsafe(18)
     app = (app_factory or load_factory(None))(settings)
-    from sandbox.spec import load_spec
+    from opsmerge_sandbox.spec import load_spec
 
     base_path = load_spec(settings.spec_path).base_path
     closers: list[Callable[[], None]] = []
@@ -217,7 +217,7 @@ class LoopbackServer:
         self.port = self.sock.getsockname()[1]
         self.root_url = f"http://127.0.0.1:{self.port}"
         # proxy_headers off: the sandbox decides itself whom to believe about client addresses
-        from sandbox.connection_limits import resolve_limits, uvicorn_options
+        from opsmerge_sandbox.connection_limits import resolve_limits, uvicorn_options
 
         config = uvicorn.Config(
             app,

@@ -34,10 +34,10 @@ from typing import Any
 
 import jsonschema_rs
 
-from contracts.contract_plan import SAFE_METHODS
-from contracts.expect import is_missing, resolve_pointer, unmet
-from contracts.session import LIMITED, PRIMARY, Contract
-from sandbox.yamlio import load_yaml
+from opsmerge_contracts.contract_plan import SAFE_METHODS
+from opsmerge_contracts.expect import is_missing, resolve_pointer, unmet
+from opsmerge_contracts.session import LIMITED, PRIMARY, Contract
+from opsmerge_sandbox.yamlio import load_yaml
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SUFFIX = ".contract.yaml"

@@ -15,16 +15,16 @@ from typing import Any
 
 import httpx
 
-from contracts.checks import FAIL, WARN, CheckContext, Result, run_checks
-from contracts.cleanup import Cleanup, Leftover
-from contracts.exchange import Exchange, curl_line
-from contracts.idpool import IdPool
-from contracts.options import Options
-from contracts.report import RunReport
-from contracts.rolekeys import RoleKey
-from contracts.routes import Router
-from contracts.target import Target, api_base, new_workspace, open_target
-from sandbox.spec import Operation, Spec, load_spec
+from opsmerge_contracts.checks import FAIL, WARN, CheckContext, Result, run_checks
+from opsmerge_contracts.cleanup import Cleanup, Leftover
+from opsmerge_contracts.exchange import Exchange, curl_line
+from opsmerge_contracts.idpool import IdPool
+from opsmerge_contracts.options import Options
+from opsmerge_contracts.report import RunReport
+from opsmerge_contracts.rolekeys import RoleKey
+from opsmerge_contracts.routes import Router
+from opsmerge_contracts.target import Target, api_base, new_workspace, open_target
+from opsmerge_sandbox.spec import Operation, Spec, load_spec
 
 PRIMARY = "primary"
 LIMITED = "limited"
@@ -70,7 +70,7 @@ class ContractRun:
         """The first test to use a URL target checks it; a bad target ends the session there."""
         import pytest
 
-        from contracts.preflight import TargetProblem
+        from opsmerge_contracts.preflight import TargetProblem
 
         try:
             self.preflight()
@@ -82,7 +82,7 @@ class ContractRun:
         (once per run: the command may have checked it before starting pytest)."""
         if self.options.in_process or self._preflight_passed:
             return
-        from contracts.preflight import check_target
+        from opsmerge_contracts.preflight import check_target
 
         root, base = api_base(self.options.target, self.spec)
         self.preflight_sent = check_target(
@@ -145,7 +145,7 @@ class ContractRun:
         fails the test that first asks, naming its label."""
         target = self.target
         if target.role_keys is None:
-            from contracts.rolekeys import RoleKeyProblem, learn, mint_per_role
+            from opsmerge_contracts.rolekeys import RoleKeyProblem, learn, mint_per_role
 
             try:
                 if self.options.role_keys:
@@ -205,7 +205,7 @@ def _checked_already() -> int:
     """Requests the command sent checking the target before it started this pytest (0: none)."""
     import os
 
-    from contracts.cli import CHECKED_ENV
+    from opsmerge_contracts.cli import CHECKED_ENV
 
     value = os.environ.get(CHECKED_ENV, "")
     return int(value) if value.isdigit() else 0
@@ -214,7 +214,7 @@ def _checked_already() -> int:
 def reset_workspace(options: Options, spec: Spec, workspace: str) -> None:
     """The preflight's keyed request made the run's workspace: a run that then never opened its
     target (or never started) still leaves nothing behind. Errors are ignored: it is tidying."""
-    from contracts.sandbox_control import AdminError, SandboxAdmin
+    from opsmerge_contracts.sandbox_control import AdminError, SandboxAdmin
 
     root, _ = api_base(options.target, spec)
     with httpx.Client(base_url=root, timeout=30) as client, contextlib.suppress(

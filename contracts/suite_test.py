@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import contract_plan, probes
-from contracts.options import Options
-from contracts.plugin import run_for
-from contracts.session import Contract
-from sandbox.spec import Operation
+from opsmerge_contracts import contract_plan, probes
+from opsmerge_contracts.options import Options
+from opsmerge_contracts.plugin import run_for
+from opsmerge_contracts.session import Contract
+from opsmerge_sandbox.spec import Operation
 
 _OPERATIONS = {
     "test_conforms": contract_plan.conformance_operations,

@@ -23,16 +23,16 @@ from typing import Any
 
 import httpx
 
-from contracts.budget import Budget
-from contracts.exchange import Exchange, mask_key
-from contracts.options import Options
-from contracts.pacing import Pacer
-from contracts.routes import Router
-from contracts.sandbox_control import AdminError, SandboxAdmin
-from contracts.sandboxes import SERVE_ROOT, Sandbox, load_factory, start_sandbox
-from contracts.transport import Guard, GuardedTransport
-from sandbox.settings import Settings
-from sandbox.spec import Spec
+from opsmerge_contracts.budget import Budget
+from opsmerge_contracts.exchange import Exchange, mask_key
+from opsmerge_contracts.options import Options
+from opsmerge_contracts.pacing import Pacer
+from opsmerge_contracts.routes import Router
+from opsmerge_contracts.sandbox_control import AdminError, SandboxAdmin
+from opsmerge_contracts.sandboxes import SERVE_ROOT, Sandbox, load_factory, start_sandbox
+from opsmerge_contracts.transport import Guard, GuardedTransport
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.spec import Spec
 
 WORKSPACE_HEADER = "X-Sandbox-Workspace"
 WORKSPACE_PREFIX = "contracts-"

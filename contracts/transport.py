@@ -18,16 +18,16 @@ from typing import Any
 
 import httpx
 
-from contracts.budget import Budget
-from contracts.exchange import (
+from opsmerge_contracts.budget import Budget
+from opsmerge_contracts.exchange import (
     Exchange,
     RecordedRequest,
     RecordedResponse,
     mask_authorization,
     mask_key,
 )
-from contracts.pacing import Pacer, bucket_of
-from contracts.routes import Router
+from opsmerge_contracts.pacing import Pacer, bucket_of
+from opsmerge_contracts.routes import Router
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 PROFILES = ("sandbox", "staging", "production")

@@ -22,7 +22,7 @@ import time
 from typing import IO, Any
 from urllib.parse import quote
 
-from sandbox.journal import ENTRY, Entry, redact_path, redact_query
+from opsmerge_sandbox.journal import ENTRY, Entry, redact_path, redact_query
 
 LOGGER = "sandbox.access"
 MAX_TARGET = 1000  # characters of path and query shown; a longer one ends in "..."
@@ -107,7 +107,7 @@ def access_logger(stream: IO[str] | None = None) -> logging.Logger:
 def install(app: Any, logger: logging.Logger) -> None:
     """Put the access log inside the connection-fault layer (sandbox/faults/connection.py),
     which must stay outermost: it keeps the server's own `send`, to break connections with."""
-    from sandbox.faults.connection import ConnectionFaults
+    from opsmerge_sandbox.faults.connection import ConnectionFaults
 
     outer = app.asgi_handler
     if isinstance(outer, ConnectionFaults):

@@ -8,23 +8,23 @@ from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
-from sandbox.control_api import build_admin
-from sandbox.docs import docs_routes
-from sandbox.errors import ApiError
-from sandbox.faults.connection import wrap_connection_faults
-from sandbox.faults.control_endpoints import add_fault_endpoints
-from sandbox.faults.loader import load_faults_file
-from sandbox.hosted import lifespans as hosted_lifespans
-from sandbox.hosted import policy_for
-from sandbox.journal import redact_path
-from sandbox.pipeline.dispatch import ApiDispatch
-from sandbox.pipeline.envelope import error_response, json_response
-from sandbox.pipeline.routing import allow_header, build_routes, with_options
-from sandbox.pipeline.runner import Pipeline
-from sandbox.pipeline.stages import build_stages
-from sandbox.settings import Settings
-from sandbox.state import SandboxState, build_state
-from sandbox.world.recipe import demo_keys
+from opsmerge_sandbox.control_api import build_admin
+from opsmerge_sandbox.docs import docs_routes
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.faults.connection import wrap_connection_faults
+from opsmerge_sandbox.faults.control_endpoints import add_fault_endpoints
+from opsmerge_sandbox.faults.loader import load_faults_file
+from opsmerge_sandbox.hosted import lifespans as hosted_lifespans
+from opsmerge_sandbox.hosted import policy_for
+from opsmerge_sandbox.journal import redact_path
+from opsmerge_sandbox.pipeline.dispatch import ApiDispatch
+from opsmerge_sandbox.pipeline.envelope import error_response, json_response
+from opsmerge_sandbox.pipeline.routing import allow_header, build_routes, with_options
+from opsmerge_sandbox.pipeline.runner import Pipeline
+from opsmerge_sandbox.pipeline.stages import build_stages
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.state import SandboxState, build_state
+from opsmerge_sandbox.world.recipe import demo_keys
 
 log = logging.getLogger("sandbox")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from sandbox.yamlio import load_yaml
+from opsmerge_sandbox.yamlio import load_yaml
 
 CATALOGUE_PATH = Path(__file__).parent / "openapi" / "errors.yaml"
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.extensions import ExtensionProblem
+from opsmerge_sandbox.extensions import ExtensionProblem
 
 CHANGES = ("added", "changed", "deprecated", "sunset")
 ENTRY_KEYS = frozenset({"date", "change", "operations", "summary", "invented"})

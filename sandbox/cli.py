@@ -237,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workspace", default=None, help="reset only this workspace (default: all of them)"
     )
 
-    from contracts.cli import add_parser as add_contracts_parser  # the command's own module
+    from opsmerge_contracts.cli import (
+        add_parser as add_contracts_parser,  # the command's own module
+    )
 
     add_contracts_parser(sub)
     return parser
@@ -251,27 +253,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         args.pytest_args = [*unknown, *args.pytest_args]  # pytest options go straight through
     if args.command == "serve":
-        from sandbox.commands.serve import serve_command
+        from opsmerge_sandbox.commands.serve import serve_command
 
         return serve_command(args)
     if args.command == "keys":
-        from sandbox.commands.fixtures import keys_command
+        from opsmerge_sandbox.commands.fixtures import keys_command
 
         return keys_command(args)
     if args.command == "fixtures":
-        from sandbox.commands.fixtures import dump_command
+        from opsmerge_sandbox.commands.fixtures import dump_command
 
         return dump_command(args)
     if args.command == "spec":
-        from sandbox.commands.spec_check import check_command
+        from opsmerge_sandbox.commands.spec_check import check_command
 
         return check_command(args)
     if args.command == "reset":
-        from sandbox.commands.serve import reset_command
+        from opsmerge_sandbox.commands.serve import reset_command
 
         return reset_command(args)
     if args.command == "contracts":
-        from contracts.cli import contracts_command
+        from opsmerge_contracts.cli import contracts_command
 
         return contracts_command(args)
     return 2

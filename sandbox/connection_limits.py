@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
 
-from sandbox.catalogue import load_catalogue
+from opsmerge_sandbox.catalogue import load_catalogue
 
 log = logging.getLogger("sandbox.connections")
 

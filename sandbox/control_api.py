@@ -18,18 +18,18 @@ from litestar import Request, Response, route
 from litestar.enums import HttpMethod
 from litestar.handlers import HTTPRouteHandler
 
-from sandbox.clock import ClockRangeError, format_iso
-from sandbox.errors import ApiError, Detail
-from sandbox.pipeline.authenticate import ApiKey, key_state
-from sandbox.pipeline.envelope import error_response, json_response
-from sandbox.pipeline.headers import repeated_single_valued
-from sandbox.pipeline.read_request import read_body
-from sandbox.pipeline.validate import compile_schema, decode_json, schema_details
-from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
-from sandbox.spec import flatten, resolve_refs
-from sandbox.state import SandboxState
-from sandbox.world.recipe import owner_key
-from sandbox.yamlio import load_yaml
+from opsmerge_sandbox.clock import ClockRangeError, format_iso
+from opsmerge_sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.pipeline.authenticate import ApiKey, key_state
+from opsmerge_sandbox.pipeline.envelope import error_response, json_response
+from opsmerge_sandbox.pipeline.headers import repeated_single_valued
+from opsmerge_sandbox.pipeline.read_request import read_body
+from opsmerge_sandbox.pipeline.validate import compile_schema, decode_json, schema_details
+from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
+from opsmerge_sandbox.spec import flatten, resolve_refs
+from opsmerge_sandbox.state import SandboxState
+from opsmerge_sandbox.world.recipe import owner_key
+from opsmerge_sandbox.yamlio import load_yaml
 
 ADMIN_SPEC_PATH = Path(__file__).parent / "openapi" / "admin.yaml"
 TOKEN_HEADER = "x-sandbox-admin-token"

@@ -29,11 +29,11 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.static_files import create_static_files_router
 from openapi_ui_bundles.swagger_ui import static_path as swagger_static
 
-from sandbox.changelog import ChangeEntry, parse_changelog
-from sandbox.clock import format_iso
-from sandbox.extensions import ExtensionError
-from sandbox.pipeline.address import Network, parse_networks
-from sandbox.state import SandboxState
+from opsmerge_sandbox.changelog import ChangeEntry, parse_changelog
+from opsmerge_sandbox.clock import format_iso
+from opsmerge_sandbox.extensions import ExtensionError
+from opsmerge_sandbox.pipeline.address import Network, parse_networks
+from opsmerge_sandbox.state import SandboxState
 
 DOCS = "/api/docs"
 CHANGELOG = f"{DOCS}/changelog"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sandbox.catalogue import load_catalogue
+from opsmerge_sandbox.catalogue import load_catalogue
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,15 +30,15 @@ from dataclasses import dataclass
 
 from litestar import Litestar
 
-from sandbox.errors import ApiError, Detail
-from sandbox.pipeline.audit import AuditModel
-from sandbox.pipeline.authenticate import ApiKey
-from sandbox.pipeline.headers import RequestHeaders
-from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
-from sandbox.state import SandboxState
-from sandbox.store.workspace import Workspace, Workspaces
-from sandbox.stores import LeaseStore, RecordStore
-from sandbox.world.recipe import demo_keys
+from opsmerge_sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.pipeline.audit import AuditModel
+from opsmerge_sandbox.pipeline.authenticate import ApiKey
+from opsmerge_sandbox.pipeline.headers import RequestHeaders
+from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
+from opsmerge_sandbox.state import SandboxState
+from opsmerge_sandbox.store.workspace import Workspace, Workspaces
+from opsmerge_sandbox.stores import LeaseStore, RecordStore
+from opsmerge_sandbox.world.recipe import demo_keys
 
 log = logging.getLogger("sandbox.hosted")
 

@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any, NamedTuple
 from urllib.parse import unquote_plus
 
-from sandbox.clock import format_iso
+from opsmerge_sandbox.clock import format_iso
 
 REDACTED = "[redacted]"
 # ASGI scope keys a request's stages leave for the journal and the access log

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.spec import SPEC_PATH
+from opsmerge_sandbox.spec import SPEC_PATH
 
 
 @dataclass(slots=True)

@@ -16,8 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sandbox.catalogue import Catalogue, load_catalogue
-from sandbox.extensions import (
+from opsmerge_sandbox.catalogue import Catalogue, load_catalogue
+from opsmerge_sandbox.extensions import (
     ExtensionError,
     ExtensionProblem,
     Lifecycle,
@@ -25,7 +25,7 @@ from sandbox.extensions import (
     parse_collections,
     parse_operation,
 )
-from sandbox.yamlio import load_yaml
+from opsmerge_sandbox.yamlio import load_yaml
 
 SPEC_PATH = Path(__file__).parent / "openapi" / "opsmerge.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -358,8 +358,8 @@ def load_spec(path: Path | str = SPEC_PATH) -> Spec:
 
 @cache
 def _load_spec(path_text: str) -> Spec:
-    from sandbox.catalogue import CATALOGUE_PATH
-    from sandbox.startcache import cached, code_bytes
+    from opsmerge_sandbox.catalogue import CATALOGUE_PATH
+    from opsmerge_sandbox.startcache import cached, code_bytes
 
     path = Path(path_text)
     parts = [*code_bytes(*SPEC_CODE), path.read_bytes(), CATALOGUE_PATH.read_bytes()]

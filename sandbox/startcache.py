@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-import sandbox
+import opsmerge_sandbox as sandbox
 
 T = TypeVar("T")
 PACKAGE = Path(sandbox.__file__).parent

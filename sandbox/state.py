@@ -6,19 +6,19 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sandbox.clock import Clock
-from sandbox.faults.rules import FaultRegistry
-from sandbox.journal import Journal
-from sandbox.pipeline.authenticate import ApiKey, KeyRing
-from sandbox.pipeline.authorize import AuthModel
-from sandbox.pipeline.ratelimit import RateLimiter
-from sandbox.settings import Settings
-from sandbox.spec import Spec, load_spec
-from sandbox.startcache import cached, code_bytes
-from sandbox.store.base import BaseCollection
-from sandbox.store.persistence import DeltaStore
-from sandbox.store.workspace import Workspaces
-from sandbox.stores import (
+from opsmerge_sandbox.clock import Clock
+from opsmerge_sandbox.faults.rules import FaultRegistry
+from opsmerge_sandbox.journal import Journal
+from opsmerge_sandbox.pipeline.authenticate import ApiKey, KeyRing
+from opsmerge_sandbox.pipeline.authorize import AuthModel
+from opsmerge_sandbox.pipeline.ratelimit import RateLimiter
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.spec import Spec, load_spec
+from opsmerge_sandbox.startcache import cached, code_bytes
+from opsmerge_sandbox.store.base import BaseCollection
+from opsmerge_sandbox.store.persistence import DeltaStore
+from opsmerge_sandbox.store.workspace import Workspaces
+from opsmerge_sandbox.stores import (
     ClockStore,
     FaultRules,
     JournalStore,
@@ -26,11 +26,11 @@ from sandbox.stores import (
     RateBuckets,
     RecordStore,
 )
-from sandbox.world.generator import build_world
-from sandbox.world.recipe import Recipe, api_key, load_recipe
+from opsmerge_sandbox.world.generator import build_world
+from opsmerge_sandbox.world.recipe import Recipe, api_key, load_recipe
 
 if TYPE_CHECKING:
-    from sandbox.hosted import HostedPolicy
+    from opsmerge_sandbox.hosted import HostedPolicy
 
 CACHED_WORLD_MAX_RECORDS = 50_000  # larger worlds would write hundreds of MB to the cache
 

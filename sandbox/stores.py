@@ -24,12 +24,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from sandbox.faults.rules import Rule
-    from sandbox.journal import Entry
-    from sandbox.pipeline.authenticate import ApiKey
-    from sandbox.pipeline.ratelimit import RateState
-    from sandbox.store.base import Record
-    from sandbox.store.workspace import Workspace
+    from opsmerge_sandbox.faults.rules import Rule
+    from opsmerge_sandbox.journal import Entry
+    from opsmerge_sandbox.pipeline.authenticate import ApiKey
+    from opsmerge_sandbox.pipeline.ratelimit import RateState
+    from opsmerge_sandbox.store.base import Record
+    from opsmerge_sandbox.store.workspace import Workspace
 
 
 class RecordStore(Protocol):

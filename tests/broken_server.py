@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from sandbox.app import create_app
-from sandbox.settings import Settings
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.settings import Settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from contracts.sandboxes import LoopbackServer
-from sandbox.app import create_app
-from sandbox.settings import Settings
+from opsmerge_contracts.sandboxes import LoopbackServer
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".tools"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from contracts.sandboxes import LoopbackServer
-from sandbox.app import create_app
-from sandbox.settings import Settings
+from opsmerge_contracts.sandboxes import LoopbackServer
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token"
 

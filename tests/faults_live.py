@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 from litestar import Litestar
 
-from contracts.sandboxes import LoopbackServer
-from sandbox.app import create_app
-from sandbox.settings import Settings
-from sandbox.state import SandboxState
+from opsmerge_contracts.sandboxes import LoopbackServer
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.state import SandboxState
 
 ADMIN_TOKEN = "sbx_admin_faults_tests"
 _TLS = ssl.create_default_context()  # built once: httpx builds one per client otherwise (~25 ms)

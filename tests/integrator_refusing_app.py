@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.app import create_app
-from sandbox.journal import Entry
-from sandbox.settings import Settings
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.journal import Entry
+from opsmerge_sandbox.settings import Settings
 
 SEEN: list[tuple[str, str, tuple[str, ...]]] = []  # (method, path, unknown names)
 BUILT: list[Any] = []  # the apps made, so a test knows the suite used this factory

@@ -121,7 +121,9 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
     """`opsmerge-sandbox serve ARGS` on a free port, ready, stopped afterwards."""
     port = free_port()
     served = start(
-        [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(port), *args], port, env
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "serve", "--port", str(port), *args],
+        port,
+        env,
     )
     try:
         served.wait_ready()
@@ -133,7 +135,7 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """A serve expected to stop by itself (a refusal at start)."""
     return subprocess.run(
-        [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(free_port()), *args],
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "serve", "--port", str(free_port()), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

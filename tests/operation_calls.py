@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.jsontypes import json_types
-from sandbox.spec import Operation, Schema, ref_of
-from sandbox.state import SandboxState
+from opsmerge_sandbox.jsontypes import json_types
+from opsmerge_sandbox.spec import Operation, Schema, ref_of
+from opsmerge_sandbox.state import SandboxState
 
 _unique = itertools.count(1)
 

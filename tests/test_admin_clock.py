@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.clock import LATEST
+from opsmerge_sandbox.clock import LATEST
 from tests.conftest import ADMIN, bearer, key_named, make_app
 
 TEN_YEARS = 315_360_000  # the most one call may advance (admin.yaml)

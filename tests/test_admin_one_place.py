@@ -12,11 +12,11 @@ import httpx
 import pytest
 import yaml
 
-import sandbox.control_api as control_api
-import sandbox.faults.control_endpoints as control_endpoints
-from sandbox.pipeline.authenticate import KeyRing
-from sandbox.pipeline.workspace_name import RULE
-from sandbox.world import load_recipe
+import opsmerge_sandbox.control_api as control_api
+import opsmerge_sandbox.faults.control_endpoints as control_endpoints
+from opsmerge_sandbox.pipeline.authenticate import KeyRing
+from opsmerge_sandbox.pipeline.workspace_name import RULE
+from opsmerge_sandbox.world import load_recipe
 from tests.conftest import ADMIN, LoopbackServer, bearer, make_app
 
 SMALL = Path(__file__).resolve().parent / "contracts_small_recipe.yaml"

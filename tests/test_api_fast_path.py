@@ -8,11 +8,11 @@ from typing import Any
 
 from litestar.testing import TestClient
 
-from sandbox.app import create_app
-from sandbox.pipeline.dispatch import ApiDispatch
-from sandbox.pipeline.envelope import EncodedResponse
-from sandbox.settings import Settings
-from sandbox.spec import load_spec
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.pipeline.dispatch import ApiDispatch
+from opsmerge_sandbox.pipeline.envelope import EncodedResponse
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.spec import load_spec
 
 SPEC = load_spec()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.spec import load_spec
+from opsmerge_sandbox.spec import load_spec
 from tests.conftest import ADMIN, bearer, key_named
 from tests.operation_calls import call_for
 

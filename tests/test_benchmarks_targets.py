@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from contracts.sandboxes import LoopbackServer
+from opsmerge_contracts.sandboxes import LoopbackServer
 from tests.conftest import bearer, key_named, make_app
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"

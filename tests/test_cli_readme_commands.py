@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from sandbox.cli import build_parser
+from opsmerge_sandbox.cli import build_parser
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN = "<!-- commands: generated from the parser by `python -m tests.test_cli_readme_commands` -->"

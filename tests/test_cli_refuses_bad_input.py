@@ -8,7 +8,7 @@ import sys
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.cli import build_parser
+from opsmerge_sandbox.cli import build_parser
 from tests.conftest import ADMIN, make_app
 
 
@@ -56,7 +56,7 @@ def test_minting_a_key_with_a_scope_no_operation_uses_is_a_400_naming_it() -> No
 
 def test_fixtures_dump_into_a_pipe_that_closes_early_ends_without_a_traceback() -> None:
     dump = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.cli", "fixtures", "dump"],
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "fixtures", "dump"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     assert dump.stdout is not None
@@ -76,7 +76,7 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_before_any_banner() -> None:
     port = taken.getsockname()[1]
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "opsmerge_sandbox.cli", "serve", "--port", str(port)],
             capture_output=True, text=True, timeout=60,
         )
     finally:

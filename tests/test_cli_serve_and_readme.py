@@ -21,7 +21,7 @@ README = ROOT / "README.md"
 
 
 def _serve(*args: str, port: int) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(port), *args]
+    cmd = [sys.executable, "-m", "opsmerge_sandbox.cli", "serve", "--port", str(port), *args]
     env = {k: v for k, v in os.environ.items() if k != "OPSMERGE_SANDBOX_ADMIN_TOKEN"}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -118,7 +118,7 @@ def test_the_banner_shows_the_url_docs_and_keys_and_a_made_up_admin_token(
 
 def test_more_than_one_worker_is_refused_with_a_reason() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sandbox.cli", "serve", "--workers", "2"],
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "serve", "--workers", "2"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -129,7 +129,7 @@ def test_more_than_one_worker_is_refused_with_a_reason() -> None:
 
 def test_an_unknown_recipe_is_a_readable_error() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sandbox.cli", "serve", "--recipe", "nope", "--port", "0"],
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "serve", "--recipe", "nope", "--port", "0"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -151,7 +151,7 @@ def test_the_reset_command_restores_a_running_sandbox() -> None:
             [
                 sys.executable,
                 "-m",
-                "sandbox.cli",
+                "opsmerge_sandbox.cli",
                 "reset",
                 "--url",
                 server.url,
@@ -168,7 +168,7 @@ def test_the_reset_command_restores_a_running_sandbox() -> None:
             [
                 sys.executable,
                 "-m",
-                "sandbox.cli",
+                "opsmerge_sandbox.cli",
                 "reset",
                 "--url",
                 server.url,

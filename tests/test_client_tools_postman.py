@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.spec import load_spec
+from opsmerge_sandbox.spec import load_spec
 from tests.client_tooling import NPM_BIN, OWNER_KEY, download_spec, run, sandbox, tool
 
 SPEC = load_spec()

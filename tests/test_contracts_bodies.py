@@ -8,15 +8,15 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from contracts import bodies
-from contracts.bodies import (
+from opsmerge_contracts import bodies
+from opsmerge_contracts.bodies import (
     apply_relations,
     examples,
     fill_references,
     invalid_bodies,
     strip_extensions,
 )
-from sandbox.spec import load_spec
+from opsmerge_sandbox.spec import load_spec
 
 BODY_OPS = [
     op for op in load_spec().operations if op.body_schema and op.kind in ("create", "update")

@@ -16,9 +16,9 @@ from pathlib import Path
 import broken_server
 import pytest
 
-from contracts import probes
-from contracts.options import Options
-from contracts.session import Contract, ContractFailure, ContractRun
+from opsmerge_contracts import probes
+from opsmerge_contracts.options import Options
+from opsmerge_contracts.session import Contract, ContractFailure, ContractRun
 
 pytest_plugins = ["pytester"]
 

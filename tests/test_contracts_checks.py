@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from contracts.checks import (
+from opsmerge_contracts.checks import (
     FAIL,
     PASS,
     REGISTRY,
@@ -19,8 +19,8 @@ from contracts.checks import (
     run_checks,
     same_value,
 )
-from contracts.exchange import Exchange, RecordedRequest, RecordedResponse
-from sandbox.spec import load_spec
+from opsmerge_contracts.exchange import Exchange, RecordedRequest, RecordedResponse
+from opsmerge_sandbox.spec import load_spec
 
 RATE = {"x-ratelimit-limit": "300", "x-ratelimit-remaining": "299", "x-ratelimit-reset": "60"}
 JSON = {"content-type": "application/json"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import contracts
-from contracts.checks import REGISTRY
-from contracts.options import OPTIONS
+import opsmerge_contracts as contracts
+from opsmerge_contracts.checks import REGISTRY
+from opsmerge_contracts.options import OPTIONS
 
 README = (Path(contracts.__file__).parent / "README.md").read_text()
 

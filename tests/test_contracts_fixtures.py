@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from contracts.sandboxes import Sandbox
+from opsmerge_contracts.sandboxes import Sandbox
 
 pytest_plugins = ["pytester"]
 
@@ -161,7 +161,7 @@ def test_the_client_fixture_cleans_up_and_reports_leftovers(pytester: pytest.Pyt
 
 VERIFY = """
 import pytest
-from contracts.session import ContractFailure, OpsMergeStabilityWarning
+from opsmerge_contracts.session import ContractFailure, OpsMergeStabilityWarning
 
 def test_verify(opsmerge_client, opsmerge_contract):
     assert opsmerge_client.get("/domains", params={"per_page": 1}).status_code == 200

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import broken_server
 import pytest
 
-from contracts.sandboxes import Sandbox, start_sandbox
-from sandbox.settings import Settings
+from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
+from opsmerge_sandbox.settings import Settings
 
 pytest_plugins = ["pytester"]
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from contracts.plugin import SUITE_PATH
+from opsmerge_contracts.plugin import SUITE_PATH
 
 pytest_plugins = ["pytester"]
 
 SHOW = """
-from contracts.plugin import options_for
+from opsmerge_contracts.plugin import options_for
 
 def test_show(pytestconfig):
     o = options_for(pytestconfig)

@@ -8,11 +8,17 @@ import re
 import shlex
 from pathlib import Path
 
-from contracts.checks import CheckContext, run_checks
-from contracts.cleanup import Leftover
-from contracts.exchange import Exchange, RecordedRequest, RecordedResponse, curl_line, mask_key
-from contracts.report import RunReport
-from sandbox.spec import load_spec
+from opsmerge_contracts.checks import CheckContext, run_checks
+from opsmerge_contracts.cleanup import Leftover
+from opsmerge_contracts.exchange import (
+    Exchange,
+    RecordedRequest,
+    RecordedResponse,
+    curl_line,
+    mask_key,
+)
+from opsmerge_contracts.report import RunReport
+from opsmerge_sandbox.spec import load_spec
 
 SECRET = "om_abcdEFGHIJKLMNOPQRSTUVWXYZ"
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from contracts.expect import match_value, resolve_pointer
-from contracts.options import Options
-from contracts.scenarios import (
+from opsmerge_contracts.expect import match_value, resolve_pointer
+from opsmerge_contracts.options import Options
+from opsmerge_contracts.scenarios import (
     ScenarioError,
     ScenarioRun,
     Skip,
@@ -19,7 +19,7 @@ from contracts.scenarios import (
     parse_scenarios,
     substitute,
 )
-from contracts.session import Contract, ContractFailure, ContractRun
+from opsmerge_contracts.session import Contract, ContractFailure, ContractRun
 
 pytest_plugins = ["pytester"]
 

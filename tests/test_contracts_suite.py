@@ -14,10 +14,10 @@ import broken_server
 import pytest
 import yaml
 
-from contracts.sandboxes import Sandbox, start_sandbox
-from sandbox.settings import Settings
-from sandbox.spec import SPEC_PATH, load_spec
-from sandbox.yamlio import load_yaml
+from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.spec import SPEC_PATH, load_spec
+from opsmerge_sandbox.yamlio import load_yaml
 
 pytest_plugins = ["pytester"]
 
@@ -133,7 +133,7 @@ def test_the_contracts_command_exits_non_zero_when_a_contract_fails(
     command = [
         sys.executable,
         "-m",
-        "sandbox.cli",
+        "opsmerge_sandbox.cli",
         "contracts",
         "--target",
         "sandbox",

@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from contracts.budget import Budget, BudgetExhausted
-from contracts.exchange import Exchange
-from contracts.pacing import Pacer
-from contracts.routes import Router
-from contracts.sandboxes import Sandbox, start_sandbox
-from contracts.transport import Guard, GuardedTransport, Throttled, UnsafeRequestError
-from sandbox.spec import load_spec
+from opsmerge_contracts.budget import Budget, BudgetExhausted
+from opsmerge_contracts.exchange import Exchange
+from opsmerge_contracts.pacing import Pacer
+from opsmerge_contracts.routes import Router
+from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
+from opsmerge_contracts.transport import Guard, GuardedTransport, Throttled, UnsafeRequestError
+from opsmerge_sandbox.spec import load_spec
 
 BASE = "http://deploy.example/api/v1"
 KEY = "om_live_secretsecretsecret"

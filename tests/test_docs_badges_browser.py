@@ -26,7 +26,7 @@ ADMIN = {"X-Sandbox-Admin-Token": ADMIN_TOKEN}
 
 @pytest.fixture()
 def sandbox() -> Iterator[httpx.Client]:
-    from contracts.sandboxes import LoopbackServer
+    from opsmerge_contracts.sandboxes import LoopbackServer
 
     with (
         LoopbackServer(make_app(), timeout=30) as srv,

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from contracts.sandboxes import LoopbackServer
-from sandbox.app import create_app
-from sandbox.hosted import demo_key
-from sandbox.settings import Settings
-from sandbox.state import SandboxState, build_state
+from opsmerge_contracts.sandboxes import LoopbackServer
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.hosted import demo_key
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.state import SandboxState, build_state
 
 pytestmark = pytest.mark.browser
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from openapi_ui_bundles.swagger_ui import static_path as swagger_static
 
-from contracts.sandboxes import LoopbackServer
+from opsmerge_contracts.sandboxes import LoopbackServer
 from tests.conftest import ADMIN_TOKEN, bearer, key_named, make_app
 
 BROWSER = (

@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from sandbox import startcache
-from sandbox.extensions import (
+from opsmerge_sandbox import startcache
+from opsmerge_sandbox.extensions import (
     OPERATION_KEYS,
     ExtensionError,
     OperationHints,
@@ -33,7 +33,7 @@ from sandbox.extensions import (
     parse_operation,
     thaw,
 )
-from sandbox.spec import SPEC_CODE, SPEC_PATH, Operation, load_spec, parse_spec
+from opsmerge_sandbox.spec import SPEC_CODE, SPEC_PATH, Operation, load_spec, parse_spec
 from tests.conftest import bearer, key_named, make_app
 
 SPEC = load_spec()
@@ -184,7 +184,7 @@ def test_serve_on_such_a_spec_exits_with_every_problem_and_no_traceback(tmp_path
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     done = subprocess.run(
-        [sys.executable, "-m", "sandbox.cli", "serve", "--spec", str(path), "--port", "1"],
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "serve", "--spec", str(path), "--port", "1"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -295,9 +295,9 @@ def test_a_value_pickle_cannot_take_is_still_served_and_leaves_no_file(
 def test_the_spec_cache_key_covers_every_module_that_builds_the_spec() -> None:
     """An edit to any of them must rebuild the cached spec rather than reuse a stale one."""
     script = (
-        "import json, sys, sandbox.spec; "
+        "import json, sys, opsmerge_sandbox.spec; "
         "print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items() "
-        "if n.startswith('sandbox.') and getattr(m, '__file__', None))))"
+        "if n.startswith('opsmerge_sandbox.') and getattr(m, '__file__', None))))"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     out = subprocess.run(

@@ -13,7 +13,7 @@ import pytest
 from faults_live import LiveServer, live_server, serve_app
 from litestar.testing import TestClient
 
-from sandbox.app import create_app
+from opsmerge_sandbox.app import create_app
 
 
 @pytest.fixture(scope="module")

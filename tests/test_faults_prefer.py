@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from faults_live import LiveServer, live_server
 
-from sandbox.faults.prefer import Preferences, PreferError, parse_prefer, parse_query
+from opsmerge_sandbox.faults.prefer import Preferences, PreferError, parse_prefer, parse_query
 
 
 @pytest.fixture(scope="module")

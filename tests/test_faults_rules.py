@@ -11,10 +11,10 @@ import httpx
 import pytest
 from faults_live import LiveServer, live_server
 
-from sandbox.clock import Clock
-from sandbox.errors import ApiError
-from sandbox.faults.loader import FaultsFileError, load_faults
-from sandbox.faults.rules import MAX_RULES, Effect, FaultRegistry, Match, Rule
+from opsmerge_sandbox.clock import Clock
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.faults.loader import FaultsFileError, load_faults
+from opsmerge_sandbox.faults.rules import MAX_RULES, Effect, FaultRegistry, Match, Rule
 
 FAULTS_YAML = """\
 rules:

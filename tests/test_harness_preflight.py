@@ -16,9 +16,9 @@ from pathlib import Path
 import broken_server
 import pytest
 
-from contracts import exit_codes
-from contracts.sandboxes import Sandbox, start_sandbox
-from sandbox.settings import Settings
+from opsmerge_contracts import exit_codes
+from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
+from opsmerge_sandbox.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 WRONG_KEY = "om_sbx_nobody_Zq81WxLmPd0RtY6uVb4cNe2Hs9"
@@ -29,7 +29,7 @@ def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OPSMERGE_")}
     environ.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "sandbox.cli", "contracts", *args],
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "contracts", *args],
         capture_output=True,
         text=True,
         timeout=120,

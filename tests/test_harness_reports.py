@@ -21,8 +21,8 @@ from typing import Any
 import broken_server
 import pytest
 
-from contracts.checks import REGISTRY
-from contracts.report import _SHORT
+from opsmerge_contracts.checks import REGISTRY
+from opsmerge_contracts.report import _SHORT
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "test-output"
@@ -155,7 +155,7 @@ def test_a_users_own_tests_with_the_fixtures_print_no_empty_contracts_table(
 
 def test_the_contracts_command_prints_no_assert_rewrite_warnings(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sandbox.cli", "contracts", "--target", "sandbox", "--",
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "contracts", "--target", "sandbox", "--",
          "-k", "rate_limit_headers"],
         capture_output=True,
         text=True,

@@ -21,10 +21,10 @@ from typing import Any
 import broken_server
 import pytest
 
-from contracts import exit_codes
-from contracts.exchange import Exchange, RecordedRequest, RecordedResponse, curl_line
-from contracts.sandboxes import Sandbox, start_sandbox
-from sandbox.settings import Settings
+from opsmerge_contracts import exit_codes
+from opsmerge_contracts.exchange import Exchange, RecordedRequest, RecordedResponse, curl_line
+from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
+from opsmerge_sandbox.settings import Settings
 
 pytest_plugins = ["pytester"]
 
@@ -86,7 +86,7 @@ def run(
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OPSMERGE_")}
     environ.update({"OPSMERGE_API_KEY": box.keys.owner.key, "COLUMNS": "80", **(env or {})})
     result = subprocess.run(
-        [sys.executable, "-m", "sandbox.cli", "contracts", "--target", box.root_url,
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "contracts", "--target", box.root_url,
          "--report", str(report), *args],
         capture_output=True,
         text=True,
@@ -226,7 +226,7 @@ def test_a_bad_key_entry_is_one_usage_line_that_never_shows_the_key(
 
 
 SHOW = """
-from contracts.plugin import options_for
+from opsmerge_contracts.plugin import options_for
 
 def test_show(pytestconfig):
     print("ROLE_KEYS", [label for label, _ in options_for(pytestconfig).role_keys])

@@ -20,9 +20,9 @@ from typing import Any
 import broken_server
 import pytest
 
-from contracts.sandboxes import Sandbox, start_sandbox
-from sandbox.settings import Settings
-from sandbox.spec import load_spec
+from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 # the one probe that must wait out a real rate window (about a minute) on a shared clock
@@ -48,7 +48,7 @@ def contracts(
         [
             sys.executable,
             "-m",
-            "sandbox.cli",
+            "opsmerge_sandbox.cli",
             "contracts",
             "--target",
             served.root_url,
@@ -173,9 +173,9 @@ def test_a_wait_against_a_served_sandbox_moves_only_the_runs_workspace_clock(
 ) -> None:
     """Retry-After is waited out on the run's own workspace clock: no real sleep, and the
     developer's clock (the sandbox's, and the default workspace's) never moves."""
-    from contracts import probes
-    from contracts.options import Options
-    from contracts.session import Contract, ContractRun
+    from opsmerge_contracts import probes
+    from opsmerge_contracts.options import Options
+    from opsmerge_contracts.session import Contract, ContractRun
 
     served.reset()
     slept: list[float] = []

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from sandbox.app import create_app
-from sandbox.settings import Settings
-from sandbox.state import build_state
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.state import build_state
 
 CAP = 20
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "abuse.py"
@@ -66,7 +66,7 @@ def _hosted(abuse: ModuleType, **settings: object) -> tuple[object, object]:
 
 
 def _changed_records(state: object) -> int:
-    from sandbox.hosted import changes_in
+    from opsmerge_sandbox.hosted import changes_in
 
     workspaces = state.workspaces  # type: ignore[attr-defined]
     ignore = state.hosted.unbudgeted  # type: ignore[attr-defined]

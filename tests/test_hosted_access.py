@@ -9,14 +9,14 @@ from collections.abc import Iterator
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.app import create_app
-from sandbox.cli import build_parser
-from sandbox.commands.serve import settings_from_args
-from sandbox.control_api import TOKEN_HEADER, build_admin
-from sandbox.hosted import demo_key
-from sandbox.settings import Settings
-from sandbox.state import SandboxState, build_state
-from sandbox.world.recipe import demo_keys
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.cli import build_parser
+from opsmerge_sandbox.commands.serve import settings_from_args
+from opsmerge_sandbox.control_api import TOKEN_HEADER, build_admin
+from opsmerge_sandbox.hosted import demo_key
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.state import SandboxState, build_state
+from opsmerge_sandbox.world.recipe import demo_keys
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -207,8 +207,8 @@ def test_hosted_mode_comes_from_the_environment_and_allows_any_origin(
 def test_a_hosted_sandbox_refuses_long_forced_delays() -> None:
     from litestar.testing import TestClient
 
-    from sandbox.app import create_app
-    from sandbox.settings import Settings
+    from opsmerge_sandbox.app import create_app
+    from opsmerge_sandbox.settings import Settings
 
     app = create_app(Settings(hosted=True, strict=True))
     demo = demo_keys(app.state.sandbox.recipe)[0].key

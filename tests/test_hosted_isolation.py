@@ -11,11 +11,11 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from contracts.sandboxes import LoopbackServer
-from sandbox.app import create_app
-from sandbox.hosted import HostedPolicy, install
-from sandbox.settings import Settings
-from sandbox.state import SandboxState, build_state
+from opsmerge_contracts.sandboxes import LoopbackServer
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.hosted import HostedPolicy, install
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.state import SandboxState, build_state
 
 OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
 DEMO = "om_sbx_demo_OL6XsWpZuQUEQCLdAQ7VTn2Meg"
@@ -264,8 +264,8 @@ def test_no_part_of_a_key_is_ever_echoed_in_a_401(
 def test_serve_takes_trusted_proxies_and_the_address_budget_from_its_options(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from sandbox.cli import build_parser
-    from sandbox.commands.serve import settings_from_args
+    from opsmerge_sandbox.cli import build_parser
+    from opsmerge_sandbox.commands.serve import settings_from_args
 
     args = build_parser().parse_args(
         ["serve", "--hosted", "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "127.0.0.1",

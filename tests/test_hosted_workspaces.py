@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.app import create_app
-from sandbox.hosted import HostedPolicy, demo_key, install
-from sandbox.settings import Settings
-from sandbox.state import SandboxState, build_state
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.hosted import HostedPolicy, demo_key, install
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.state import SandboxState, build_state
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
 

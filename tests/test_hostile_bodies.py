@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.pipeline.validate import MAX_JSON_DEPTH, too_deep
+from opsmerge_sandbox.pipeline.validate import MAX_JSON_DEPTH, too_deep
 from tests.conftest import ADMIN, bearer, key_named, make_app
 
 TICKET = {"subject": "Printer offline", "client_id": "cli_acme", "priority": "High"}

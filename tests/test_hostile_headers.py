@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.pipeline.envelope import EncodedResponse, header_value
+from opsmerge_sandbox.pipeline.envelope import EncodedResponse, header_value
 from tests.conftest import ADMIN, ADMIN_TOKEN, LoopbackServer, bearer, key_named, make_app
 
 TICKET = {"subject": "Printer offline", "client_id": "cli_acme", "priority": "High"}

@@ -100,7 +100,7 @@ def test_the_suite_holds_80_distinct_hostile_requests_and_no_acceptable_write() 
 
 
 def test_a_plain_text_400_is_not_an_envelope_and_a_5xx_is_a_failure() -> None:
-    from sandbox.catalogue import load_catalogue
+    from opsmerge_sandbox.catalogue import load_catalogue
 
     catalogue = load_catalogue()
     case = hostile.CASES[0]

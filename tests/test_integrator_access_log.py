@@ -134,7 +134,7 @@ def test_the_readme_and_serve_help_list_the_new_serve_options() -> None:
     serve = readme.split("**`opsmerge-sandbox serve`**", 1)[1]
     usage = serve.split("**`opsmerge-sandbox keys`**", 1)[0]
     done = subprocess.run(
-        [sys.executable, "-m", "sandbox.cli", "serve", "--help"],
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "serve", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,

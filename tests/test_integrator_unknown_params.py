@@ -11,7 +11,7 @@ import integrator_refusing_app
 import pytest
 from integrator_serve import OWNER_KEY, serving
 
-from contracts.sandboxes import LoopbackServer
+from opsmerge_contracts.sandboxes import LoopbackServer
 from tests.conftest import ADMIN, bearer, make_app
 
 pytest_plugins = ["pytester"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.journal import REDACTED, redact_query
-from sandbox.pipeline.resources import Resources
+from opsmerge_sandbox.journal import REDACTED, redact_query
+from opsmerge_sandbox.pipeline.resources import Resources
 from tests.conftest import ADMIN, bearer, key_named, make_app
 
 

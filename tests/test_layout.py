@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent / "sandbox"
 def _modules() -> dict[str, Path]:
     out = {}
     for f in ROOT.rglob("*.py"):
-        parts = f.relative_to(ROOT.parent).with_suffix("").parts
+        parts = ("opsmerge_sandbox", *f.relative_to(ROOT).with_suffix("").parts)
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         out[name] = f
     return out
@@ -92,7 +92,8 @@ def test_no_stage_imports_the_runner() -> None:
     importers = [
         name
         for name, path in modules.items()
-        if "sandbox.pipeline.runner" in _imports(path, set(modules)) and name != "sandbox.app"
+        if "opsmerge_sandbox.pipeline.runner" in _imports(path, set(modules))
+        and name != "opsmerge_sandbox.app"
     ]
     assert importers == []
 

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.control_api import ADMIN_SPEC_PATH, PREFIX
-from sandbox.spec import load_spec
-from sandbox.yamlio import load_yaml
+from opsmerge_sandbox.control_api import ADMIN_SPEC_PATH, PREFIX
+from opsmerge_sandbox.spec import load_spec
+from opsmerge_sandbox.yamlio import load_yaml
 from tests.conftest import ADMIN, make_app
 
 SPEC = load_spec()

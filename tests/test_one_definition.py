@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from contracts.bodies import invalid_bodies
-from sandbox.errors import ApiError
-from sandbox.jsontypes import JSON_TYPES, allows_null, json_types
-from sandbox.pipeline.ratelimit import RATE_LIMIT_HEADERS, RateState, rate_limit_headers
-from sandbox.pipeline.strict import StrictChecker
-from sandbox.spec import load_spec
-from sandbox.world.hints import nullable, types_of
+from opsmerge_contracts.bodies import invalid_bodies
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.jsontypes import JSON_TYPES, allows_null, json_types
+from opsmerge_sandbox.pipeline.ratelimit import RATE_LIMIT_HEADERS, RateState, rate_limit_headers
+from opsmerge_sandbox.pipeline.strict import StrictChecker
+from opsmerge_sandbox.spec import load_spec
+from opsmerge_sandbox.world.hints import nullable, types_of
 from tests.conftest import bearer, key_named
 
 

@@ -9,16 +9,16 @@ import pytest
 from litestar.connection.base import ASGIConnection
 from litestar.testing import TestClient
 
-from sandbox.app import create_app
-from sandbox.errors import ApiError
-from sandbox.pipeline.context import RequestContext
-from sandbox.pipeline.dispatch import ApiDispatch
-from sandbox.pipeline.envelope import EncodedResponse
-from sandbox.pipeline.request import ApiRequest
-from sandbox.pipeline.runner import UNROUTED, Pipeline
-from sandbox.pipeline.stages import Stages
-from sandbox.settings import Settings
-from sandbox.store.base import BaseCollection
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.pipeline.context import RequestContext
+from opsmerge_sandbox.pipeline.dispatch import ApiDispatch
+from opsmerge_sandbox.pipeline.envelope import EncodedResponse
+from opsmerge_sandbox.pipeline.request import ApiRequest
+from opsmerge_sandbox.pipeline.runner import UNROUTED, Pipeline
+from opsmerge_sandbox.pipeline.stages import Stages
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.store.base import BaseCollection
 from tests.conftest import ADMIN, ADMIN_TOKEN, bearer, key_named
 
 LIST = "/api/v1/agents?per_page=50"

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.app import create_app
-from sandbox.errors import ApiError
-from sandbox.pipeline.strict import StrictChecker
-from sandbox.settings import Settings
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.pipeline.strict import StrictChecker
+from opsmerge_sandbox.settings import Settings
 from tests.test_store_durability import Disk
 
 OWNER = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}

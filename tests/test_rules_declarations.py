@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.extensions import parse_operation
+from opsmerge_sandbox.extensions import parse_operation
 
 COLLECTIONS = {"users", "tickets", "ticket_comments"}
 
@@ -71,9 +71,9 @@ def test_cascade_and_soft_delete_belong_on_deletes_and_name_collections() -> Non
 def _lint_without_409(pick: Any) -> list[str]:
     import copy
 
-    from sandbox.catalogue import load_catalogue
-    from sandbox.spec import load_spec
-    from sandbox.speccheck import lint_document
+    from opsmerge_sandbox.catalogue import load_catalogue
+    from opsmerge_sandbox.spec import load_spec
+    from opsmerge_sandbox.speccheck import lint_document
 
     spec = load_spec()
     op = next(o for o in spec.operations if pick(o))

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.spec import load_spec
+from opsmerge_sandbox.spec import load_spec
 from tests.conftest import bearer, key_named
 
 API = "/api/v1"

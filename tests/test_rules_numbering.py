@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.errors import ApiError
-from sandbox.pipeline.strict import StrictChecker
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.pipeline.strict import StrictChecker
 from tests.conftest import ADMIN, bearer, key_named, make_app
 
 API = "/api/v1"

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from sandbox.catalogue import load_catalogue
-from sandbox.extensions import ExtensionError
-from sandbox.spec import load_spec, parse_spec
-from sandbox.speccheck import lint_document
+from opsmerge_sandbox.catalogue import load_catalogue
+from opsmerge_sandbox.extensions import ExtensionError
+from opsmerge_sandbox.spec import load_spec, parse_spec
+from opsmerge_sandbox.speccheck import lint_document
 
 Raw = dict[str, Any]
 SPEC = load_spec()

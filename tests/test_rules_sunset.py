@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from contracts.sandboxes import LoopbackServer
+from opsmerge_contracts.sandboxes import LoopbackServer
 from tests.conftest import ADMIN_TOKEN, make_app
 
 ADMIN = {"X-Sandbox-Admin-Token": ADMIN_TOKEN}

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox.app import create_app
-from sandbox.catalogue import load_catalogue
-from sandbox.changelog import parse_changelog
-from sandbox.extensions import ExtensionError
-from sandbox.settings import Settings
-from sandbox.spec import load_spec
-from sandbox.speccheck import lint_document
-from sandbox.state import build_state
+from opsmerge_sandbox.app import create_app
+from opsmerge_sandbox.catalogue import load_catalogue
+from opsmerge_sandbox.changelog import parse_changelog
+from opsmerge_sandbox.extensions import ExtensionError
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.spec import load_spec
+from opsmerge_sandbox.speccheck import lint_document
+from opsmerge_sandbox.state import build_state
 
 Raw = dict[str, Any]
 SPEC = load_spec()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.spec import load_spec
+from opsmerge_sandbox.spec import load_spec
 from tests.conftest import ADMIN, key_named, make_app
 from tests.operation_calls import call_for
 
@@ -83,7 +83,7 @@ def test_strict_mode_turns_a_response_that_breaks_its_schema_into_a_loud_500(tmp
     import yaml
     from litestar.testing import TestClient
 
-    from sandbox.spec import SPEC_PATH
+    from opsmerge_sandbox.spec import SPEC_PATH
 
     raw = yaml.safe_load(SPEC_PATH.read_text())
     # the spec now promises a list field the sandbox never sends

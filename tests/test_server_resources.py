@@ -303,8 +303,8 @@ def test_without_strict_mode_pre_encoded_answers_match_and_follow_writes() -> No
     """Outside strict mode seeded records are served pre-encoded; a write must show through."""
     from litestar.testing import TestClient
 
-    from sandbox.app import create_app
-    from sandbox.settings import Settings
+    from opsmerge_sandbox.app import create_app
+    from opsmerge_sandbox.settings import Settings
     from tests.conftest import ADMIN_TOKEN, make_app
 
     fast = create_app(Settings(admin_token=ADMIN_TOKEN, strict=False))

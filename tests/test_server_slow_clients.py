@@ -23,10 +23,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sandbox.cli import build_parser
-from sandbox.commands.serve import settings_from_args
-from sandbox.connection_limits import HOSTED, LOCAL, ConnectionLimits, resolve_limits
-from sandbox.world.recipe import load_recipe
+from opsmerge_sandbox.cli import build_parser
+from opsmerge_sandbox.commands.serve import settings_from_args
+from opsmerge_sandbox.connection_limits import HOSTED, LOCAL, ConnectionLimits, resolve_limits
+from opsmerge_sandbox.world.recipe import load_recipe
 from tests.conftest import free_port
 
 HEADER_TIMEOUT = 1.0
@@ -47,7 +47,15 @@ class Served:
 
     def __init__(self, *options: str, max_files: int | None = None) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(self.port), *options]
+        cmd = [
+            sys.executable,
+            "-m",
+            "opsmerge_sandbox.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            *options,
+        ]
 
         def limit_files() -> None:
             if max_files is not None:

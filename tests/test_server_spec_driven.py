@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from litestar.testing import TestClient
 
-from sandbox.spec import SPEC_PATH
+from opsmerge_sandbox.spec import SPEC_PATH
 from tests.conftest import bearer, key_named, make_app
 
 
@@ -93,7 +93,7 @@ def _with_warranties(tmp_path: Path) -> tuple[Path, Path]:
     raw["paths"]["/warranties"] = {"get": list_op, "post": create_op}
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    from sandbox.world.recipe import fixtures_dirs
+    from opsmerge_sandbox.world.recipe import fixtures_dirs
 
     recipe = yaml.safe_load((fixtures_dirs()[0] / "default.yaml").read_text())
     recipe.setdefault("counts", {})["warranties"] = 25

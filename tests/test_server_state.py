@@ -124,7 +124,7 @@ def test_killing_the_process_mid_writes_keeps_every_acknowledged_write(tmp_path:
     cmd = [
         sys.executable,
         "-m",
-        "sandbox.cli",
+        "opsmerge_sandbox.cli",
         "serve",
         "--port",
         str(port),

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.spec import flatten, load_spec
+from opsmerge_sandbox.spec import flatten, load_spec
 from tests.conftest import make_app
 
 SPEC = load_spec()

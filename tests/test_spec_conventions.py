@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from sandbox.catalogue import CATALOGUE_PATH
-from sandbox.spec import HTTP_METHODS, Operation, load_spec
-from sandbox.yamlio import load_yaml
+from opsmerge_sandbox.catalogue import CATALOGUE_PATH
+from opsmerge_sandbox.spec import HTTP_METHODS, Operation, load_spec
+from opsmerge_sandbox.yamlio import load_yaml
 
 SPEC = load_spec()
 CATALOGUE = SPEC.catalogue

@@ -17,7 +17,7 @@ import jsonschema_rs
 import pytest
 from litestar.testing import TestClient
 
-from sandbox.spec import Operation, load_spec, strip_extensions
+from opsmerge_sandbox.spec import Operation, load_spec, strip_extensions
 from tests.conftest import ADMIN_TOKEN, make_app
 
 SPEC = load_spec()

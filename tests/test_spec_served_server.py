@@ -15,8 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from sandbox.spec import SPEC_PATH, load_spec
-from sandbox.yamlio import load_yaml
+from opsmerge_sandbox.spec import SPEC_PATH, load_spec
+from opsmerge_sandbox.yamlio import load_yaml
 from tests.client_tooling import sandbox
 
 BASE = load_spec().base_path

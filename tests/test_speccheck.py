@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox.catalogue import load_catalogue
-from sandbox.spec import Operation, load_spec
-from sandbox.speccheck import Problem, check_spec, lint_document
+from opsmerge_sandbox.catalogue import load_catalogue
+from opsmerge_sandbox.spec import Operation, load_spec
+from opsmerge_sandbox.speccheck import Problem, check_spec, lint_document
 
 Raw = dict[str, Any]
 SPEC = load_spec()
@@ -613,7 +613,7 @@ def test_an_invalid_schema_keyword_is_placed_at_its_component() -> None:
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sandbox.cli", "spec", "check", *args],
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "spec", "check", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -28,10 +28,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox.errors import ApiError
-from sandbox.store.base import BaseCollection
-from sandbox.store.persistence import ChangeLog, DeltaStore
-from sandbox.store.workspace import Workspace, Workspaces
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.store.base import BaseCollection
+from opsmerge_sandbox.store.persistence import ChangeLog, DeltaStore
+from opsmerge_sandbox.store.workspace import Workspace, Workspaces
 from tests.conftest import ADMIN_TOKEN, free_port, key_named, make_app
 
 # ---------------------------------------------------------------------------- unit level

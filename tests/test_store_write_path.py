@@ -25,11 +25,11 @@ import httpx
 import pytest
 from tinydb import TinyDB
 
-from sandbox.errors import ApiError
-from sandbox.store import persistence
-from sandbox.store.base import BaseCollection
-from sandbox.store.persistence import ChangeLog, DeltaStore, StoreError
-from sandbox.store.workspace import Workspaces
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.store import persistence
+from opsmerge_sandbox.store.base import BaseCollection
+from opsmerge_sandbox.store.persistence import ChangeLog, DeltaStore, StoreError
+from opsmerge_sandbox.store.workspace import Workspaces
 from tests.conftest import ADMIN_TOKEN, free_port, key_named, make_app
 
 

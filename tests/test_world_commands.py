@@ -8,13 +8,18 @@ import sys
 
 import pytest
 
-from sandbox.spec import load_spec
-from sandbox.world import build_world, load_recipe
+from opsmerge_sandbox.spec import load_spec
+from opsmerge_sandbox.world import build_world, load_recipe
 
 
 def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sandbox.cli", *args], capture_output=True,
-                          text=True, check=check, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "opsmerge_sandbox.cli", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +35,7 @@ def test_keys_json_lists_every_recipe_key_with_its_fields(keys: list[dict[str, o
         assert isinstance(row["rate_limit"], int)
 
 
-def test_keys_json_reports_roles_scopes_limits_and_statuses(
-        keys: list[dict[str, object]]) -> None:
+def test_keys_json_reports_roles_scopes_limits_and_statuses(keys: list[dict[str, object]]) -> None:
     by_key = {k.id: row for k, row in zip(load_recipe().keys, keys, strict=True)}
     assert by_key["key_ownerfull"]["role"] == "Owner"
     assert by_key["key_ownerfull"]["scopes"] == "full"
@@ -55,8 +59,9 @@ def test_fixtures_dump_is_the_built_world_as_sorted_json() -> None:
     out = _cli("fixtures", "dump", "--seed", "99").stdout
     world = build_world(load_spec(), load_recipe("default", seed=99))
     assert json.loads(out) == world
-    assert out == json.dumps(world, sort_keys=True, separators=(",", ":"),
-                             ensure_ascii=False) + "\n"
+    assert (
+        out == json.dumps(world, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    )
 
 
 def test_unknown_recipe_exits_2_with_a_message() -> None:

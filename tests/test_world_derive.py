@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.spec import Collection, Spec, load_spec
-from sandbox.world import derive_fields
+from opsmerge_sandbox.spec import Collection, Spec, load_spec
+from opsmerge_sandbox.world import derive_fields
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_invoice_totals_are_derived_from_lines_with_tax_by_code(spec: Spec) -> N
 
 
 def test_seeded_invoices_add_up(spec: Spec) -> None:
-    from sandbox.world import build_world, load_recipe
+    from opsmerge_sandbox.world import build_world, load_recipe
 
     world = build_world(spec, load_recipe(), collections=["invoices"])
     for inv in world["invoices"]:

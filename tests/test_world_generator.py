@@ -16,11 +16,11 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from sandbox.jsontypes import json_types
-from sandbox.spec import Spec, load_spec, parse_spec, ref_of
-from sandbox.world import build_world, load_recipe
-from sandbox.world.generator import GenerationError, World
-from sandbox.world.recipe import Recipe
+from opsmerge_sandbox.jsontypes import json_types
+from opsmerge_sandbox.spec import Spec, load_spec, parse_spec, ref_of
+from opsmerge_sandbox.world import build_world, load_recipe
+from opsmerge_sandbox.world.generator import GenerationError, World
+from opsmerge_sandbox.world.recipe import Recipe
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,10 @@ def _patched_spec(spec: Spec, extra: dict[str, Any]) -> Spec:
 
 # -- determinism ------------------------------------------------------------------------------
 
-def test_same_recipe_and_seed_give_byte_identical_worlds(spec: Spec, recipe: Recipe,
-                                                        world: World) -> None:
+
+def test_same_recipe_and_seed_give_byte_identical_worlds(
+    spec: Spec, recipe: Recipe, world: World
+) -> None:
     assert _bytes(build_world(spec, recipe)) == _bytes(world)
 
 
@@ -70,16 +72,24 @@ def test_another_seed_gives_another_world(spec: Spec, recipe: Recipe, world: Wor
 def test_another_process_at_another_time_dumps_the_same_world(world: World) -> None:
     """Python's string hashing differs per process and the clock moves; the world does not."""
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-m", "sandbox.cli", "fixtures", "dump"], env=env,
-                         capture_output=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "fixtures", "dump"],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert json.loads(out) == world
 
 
-def test_worlds_built_in_parallel_threads_are_identical(spec: Spec, recipe: Recipe,
-                                                        world: World) -> None:
+def test_worlds_built_in_parallel_threads_are_identical(
+    spec: Spec, recipe: Recipe, world: World
+) -> None:
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(_bytes(build_world(spec, recipe))))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(_bytes(build_world(spec, recipe))))
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -87,8 +97,9 @@ def test_worlds_built_in_parallel_threads_are_identical(spec: Spec, recipe: Reci
     assert results == [_bytes(world)] * 2
 
 
-def test_record_does_not_depend_on_the_count_of_its_own_collection(spec: Spec, recipe: Recipe,
-                                                                   world: World) -> None:
+def test_record_does_not_depend_on_the_count_of_its_own_collection(
+    spec: Spec, recipe: Recipe, world: World
+) -> None:
     fewer = dict(recipe.counts, ticket_comments=100, audit_log=10)
     smaller = build_world(spec, dataclasses.replace(recipe, counts=fewer))
     assert smaller["audit_log"] == world["audit_log"][:10]
@@ -97,14 +108,16 @@ def test_record_does_not_depend_on_the_count_of_its_own_collection(spec: Spec, r
 
 
 def test_adding_a_count_for_an_unreferenced_collection_changes_no_other_record(
-        spec: Spec, recipe: Recipe) -> None:
+    spec: Spec, recipe: Recipe
+) -> None:
     counts = {k: v for k, v in recipe.counts.items() if k != "audit_log"}
     without = build_world(spec, dataclasses.replace(recipe, counts=counts))
     with_it = build_world(spec, dataclasses.replace(recipe, counts={**counts, "audit_log": 50}))
     assert without["audit_log"] == []
     assert len(with_it["audit_log"]) == 50
     assert {c: v for c, v in with_it.items() if c != "audit_log"} == {
-        c: v for c, v in without.items() if c != "audit_log"}
+        c: v for c, v in without.items() if c != "audit_log"
+    }
 
 
 WIDGET = {
@@ -115,13 +128,18 @@ WIDGET = {
         "required": ["id", "client_id", "agent_id", "label", "colour", "created_at", "updated_at"],
         "properties": {
             "id": {"type": "string", "pattern": "^wid_[0-9a-z]+$"},
-            "agent_id": {"type": "string",
-                         "x-ref": {"collection": "agents", "copy": {"client_id": "client_id"}}},
+            "agent_id": {
+                "type": "string",
+                "x-ref": {"collection": "agents", "copy": {"client_id": "client_id"}},
+            },
             "client_id": {"type": "string", "x-ref": "clients"},
             "label": {"type": "string", "x-faker": {"choices": ["a", "b"]}},
             "colour": {"type": "string", "enum": ["red", "blue"], "x-weights": [9, 1]},
-            "seen_at": {"type": ["string", "null"], "format": "date-time",
-                        "x-time": {"within_days": 3}},
+            "seen_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "x-time": {"within_days": 3},
+            },
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
         },
@@ -130,15 +148,18 @@ WIDGET = {
 
 
 def test_a_new_collection_in_the_spec_is_generated_and_changes_nothing_else(
-        spec: Spec, recipe: Recipe, world: World) -> None:
+    spec: Spec, recipe: Recipe, world: World
+) -> None:
     patched = _patched_spec(spec, WIDGET)
-    grown = build_world(patched, dataclasses.replace(recipe, counts={**recipe.counts,
-                                                                     "widgets": 25}))
+    grown = build_world(
+        patched, dataclasses.replace(recipe, counts={**recipe.counts, "widgets": 25})
+    )
     widgets = grown.pop("widgets")
     assert grown == world
     assert len(widgets) == 25
-    validator = jsonschema_rs.validator_for(patched.collections["widgets"].schema,
-                                            validate_formats=True)
+    validator = jsonschema_rs.validator_for(
+        patched.collections["widgets"].schema, validate_formats=True
+    )
     agents = _by_id(world)["agents"]
     for w in widgets:
         validator.validate(w)
@@ -152,12 +173,16 @@ def test_a_collection_without_a_count_is_empty(spec: Spec, recipe: Recipe) -> No
 
 def test_reference_cycles_between_collections_are_refused(spec: Spec, recipe: Recipe) -> None:
     loop = {
-        "Egg": {"type": "object", "x-collection": {"name": "eggs", "id-prefix": "egg"},
-                "properties": {"id": {"type": "string"},
-                               "hen_id": {"type": "string", "x-ref": "hens"}}},
-        "Hen": {"type": "object", "x-collection": {"name": "hens", "id-prefix": "hen"},
-                "properties": {"id": {"type": "string"},
-                               "egg_id": {"type": "string", "x-ref": "eggs"}}},
+        "Egg": {
+            "type": "object",
+            "x-collection": {"name": "eggs", "id-prefix": "egg"},
+            "properties": {"id": {"type": "string"}, "hen_id": {"type": "string", "x-ref": "hens"}},
+        },
+        "Hen": {
+            "type": "object",
+            "x-collection": {"name": "hens", "id-prefix": "hen"},
+            "properties": {"id": {"type": "string"}, "egg_id": {"type": "string", "x-ref": "eggs"}},
+        },
     }
     with pytest.raises(GenerationError, match=r"cycle.*(eggs -> hens|hens -> eggs)"):
         build_world(_patched_spec(spec, loop), recipe)
@@ -165,27 +190,37 @@ def test_reference_cycles_between_collections_are_refused(spec: Spec, recipe: Re
 
 def test_a_collection_may_refer_to_its_own_records(spec: Spec, recipe: Recipe) -> None:
     folders = {
-        "Folder": {"type": "object", "x-collection": {"name": "folders", "id-prefix": "fld"},
-                   "properties": {"id": {"type": "string"},
-                                  "parent_id": {"type": ["string", "null"], "x-ref": "folders",
-                                                "x-null-probability": 0.2}}},
+        "Folder": {
+            "type": "object",
+            "x-collection": {"name": "folders", "id-prefix": "fld"},
+            "properties": {
+                "id": {"type": "string"},
+                "parent_id": {
+                    "type": ["string", "null"],
+                    "x-ref": "folders",
+                    "x-null-probability": 0.2,
+                },
+            },
+        },
     }
-    world = build_world(_patched_spec(spec, folders),
-                        dataclasses.replace(recipe, counts={**recipe.counts, "folders": 30}))
+    world = build_world(
+        _patched_spec(spec, folders),
+        dataclasses.replace(recipe, counts={**recipe.counts, "folders": 30}),
+    )
     ids = {f["id"] for f in world["folders"]}
     parents = [f["parent_id"] for f in world["folders"] if f["parent_id"] is not None]
     assert parents and set(parents) <= ids
 
 
-def test_a_named_id_that_a_generated_record_also_gets_is_refused(spec: Spec,
-                                                                 recipe: Recipe) -> None:
+def test_a_named_id_that_a_generated_record_also_gets_is_refused(
+    spec: Spec, recipe: Recipe
+) -> None:
     records = {**recipe.records, "scripts": [{"id": "scr_000003"}]}
     with pytest.raises(GenerationError, match=r"scripts: a named record takes a generated id"):
         build_world(spec, dataclasses.replace(recipe, records=records))
 
 
-def test_a_required_reference_to_an_empty_collection_is_refused(spec: Spec,
-                                                                recipe: Recipe) -> None:
+def test_a_required_reference_to_an_empty_collection_is_refused(spec: Spec, recipe: Recipe) -> None:
     records = {c: r for c, r in recipe.records.items() if c != "agents"}
     counts = dict(recipe.counts, agents=0)
     with pytest.raises(GenerationError, match=r"\.agent_id refers to agents, which has no records"):
@@ -194,6 +229,7 @@ def test_a_required_reference_to_an_empty_collection_is_refused(spec: Spec,
 
 # -- validity ---------------------------------------------------------------------------------
 
+
 def test_every_collection_of_the_spec_has_a_list(spec: Spec, world: World) -> None:
     assert list(world) == list(spec.collections)
 
@@ -201,10 +237,12 @@ def test_every_collection_of_the_spec_has_a_list(spec: Spec, world: World) -> No
 def test_every_record_validates_against_its_collection_schema(spec: Spec, world: World) -> None:
     failures = []
     for name, records in world.items():
-        validator = jsonschema_rs.validator_for(spec.collections[name].schema,
-                                                validate_formats=True)
-        failures += [(name, r["id"], str(e)[:200]) for r in records
-                     for e in validator.iter_errors(r)]
+        validator = jsonschema_rs.validator_for(
+            spec.collections[name].schema, validate_formats=True
+        )
+        failures += [
+            (name, r["id"], str(e)[:200]) for r in records for e in validator.iter_errors(r)
+        ]
     assert failures == []
 
 
@@ -240,8 +278,7 @@ def _ref_fields(schema: dict[str, Any]) -> list[tuple[str, str, bool, bool]]:
     return out
 
 
-def test_every_reference_resolves_to_a_record_of_its_collection(spec: Spec,
-                                                                world: World) -> None:
+def test_every_reference_resolves_to_a_record_of_its_collection(spec: Spec, world: World) -> None:
     ids = {c: {r["id"] for r in recs} for c, recs in world.items()}
     checked = 0
     for name, records in world.items():
@@ -258,7 +295,8 @@ def test_every_reference_resolves_to_a_record_of_its_collection(spec: Spec,
 
 
 def test_copied_and_matched_references_agree_with_the_referenced_record(
-        spec: Spec, world: World) -> None:
+    spec: Spec, world: World
+) -> None:
     index = _by_id(world)
     for name, c in spec.collections.items():
         for field, prop in c.schema["properties"].items():
@@ -285,12 +323,14 @@ def test_records_that_share_a_reference_agree_on_it(world: World) -> None:
 
 # -- time -------------------------------------------------------------------------------------
 
+
 def _time_fields(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {f: p for f, p in schema["properties"].items() if p.get("format") == "date-time"}
 
 
 def test_no_timestamp_is_later_than_the_epoch_unless_declared_ahead(
-        spec: Spec, recipe: Recipe, world: World) -> None:
+    spec: Spec, recipe: Recipe, world: World
+) -> None:
     epoch = recipe.epoch.strftime("%Y-%m-%dT%H:%M:%SZ")
     ahead_seen = 0
     for name, records in world.items():
@@ -308,7 +348,8 @@ def test_no_timestamp_is_later_than_the_epoch_unless_declared_ahead(
 
 
 def test_created_within_two_years_and_updated_between_created_and_epoch(
-        recipe: Recipe, world: World) -> None:
+    recipe: Recipe, world: World
+) -> None:
     epoch = recipe.epoch.strftime("%Y-%m-%dT%H:%M:%SZ")
     floor = recipe.epoch.replace(year=recipe.epoch.year - 2).strftime("%Y-%m-%dT%H:%M:%SZ")
     for name, records in world.items():
@@ -349,6 +390,7 @@ def test_conditional_fields_are_null_outside_their_condition(world: World) -> No
 
 # -- proportions, named records and keys ------------------------------------------------------
 
+
 def test_proportions_follow_the_weights(world: World) -> None:
     agents = Counter(a["status"] for a in world["agents"])
     assert agents["online"] / len(world["agents"]) > 0.8
@@ -359,8 +401,9 @@ def test_proportions_follow_the_weights(world: World) -> None:
     assert len(world["alerts"]) < len(world["checks"]) / 5
 
 
-def test_counts_come_from_the_recipe_and_never_drop_named_records(recipe: Recipe,
-                                                                  world: World) -> None:
+def test_counts_come_from_the_recipe_and_never_drop_named_records(
+    recipe: Recipe, world: World
+) -> None:
     for name, recs in world.items():
         named = len(recipe.records.get(name, []))
         expected = max(recipe.counts.get(name, 0), named)
@@ -369,15 +412,18 @@ def test_counts_come_from_the_recipe_and_never_drop_named_records(recipe: Recipe
         assert len(recs) == expected, name
 
 
-def test_named_records_keep_their_ids_values_and_come_first(recipe: Recipe,
-                                                            world: World) -> None:
+def test_named_records_keep_their_ids_values_and_come_first(recipe: Recipe, world: World) -> None:
     for name, named in recipe.records.items():
         for i, fixed in enumerate(named):
             rec = world[name][i]
             assert {k: rec[k] for k in fixed} == fixed, (name, fixed["id"])
     agent = _by_id(world)["agents"]["agt_acmesrv01"]
     assert (agent["client_id"], agent["hostname"], agent["status"], agent["platform"]) == (
-        "cli_acme", "ACME-SRV01", "online", "windows")
+        "cli_acme",
+        "ACME-SRV01",
+        "online",
+        "windows",
+    )
     ticket = _by_id(world)["tickets"]["tkt_acmeprinter"]
     assert (ticket["number"], ticket["reference"]) == (1001, "INC-1001")
 
@@ -388,18 +434,27 @@ def test_generated_ids_count_from_the_record_index(recipe: Recipe, world: World)
 
 
 def test_technician_may_change_every_family_but_billing_settings_users_roles(
-        spec: Spec, world: World) -> None:
+    spec: Spec, world: World
+) -> None:
     tech = set(_by_id(world)["roles"]["rol_technician"]["permissions"])
-    granted = {s for op in spec.operations for s in op.scopes
-               if not s.endswith(":read")
-               and s.split(":")[0] not in ("psa_billing", "settings", "users", "roles")}
+    granted = {
+        s
+        for op in spec.operations
+        for s in op.scopes
+        if not s.endswith(":read")
+        and s.split(":")[0] not in ("psa_billing", "settings", "users", "roles")
+    }
     assert granted <= tech
-    assert not {p for p in tech if p.split(":")[0] in ("psa_billing", "settings")
-                and not p.endswith(":read")}
+    assert not {
+        p
+        for p in tech
+        if p.split(":")[0] in ("psa_billing", "settings") and not p.endswith(":read")
+    }
 
 
-def test_api_key_records_mirror_the_keys_without_their_secrets(recipe: Recipe,
-                                                               world: World) -> None:
+def test_api_key_records_mirror_the_keys_without_their_secrets(
+    recipe: Recipe, world: World
+) -> None:
     records = _by_id(world)["api_keys"]
     assert list(records) == [k.id for k in recipe.keys]
     text = _bytes(world)
@@ -408,7 +463,11 @@ def test_api_key_records_mirror_the_keys_without_their_secrets(recipe: Recipe,
         assert key.key not in text
         assert rec["prefix"] == key.key[:12] + "\u2026"
         assert (rec["owner_id"], rec["access"], rec["scopes"], rec["expires_at"]) == (
-            key.user_id, key.access, list(key.scopes), key.expires_at)
+            key.user_id,
+            key.access,
+            list(key.scopes),
+            key.expires_at,
+        )
         assert (rec["revoked_at"] is not None) == key.revoked
         assert rec["last_used_at"] is None
         if key.expires_at:
@@ -417,8 +476,11 @@ def test_api_key_records_mirror_the_keys_without_their_secrets(recipe: Recipe,
 
 def test_scaled_recipe_keeps_every_guarantee(spec: Spec, recipe: Recipe) -> None:
     """The large recipe is this, bigger: counts scale, references resolve, records validate."""
-    counts = {k: v * 3 for k, v in recipe.counts.items() if k in ("clients", "sites", "agents",
-                                                                   "checks", "alerts")}
+    counts = {
+        k: v * 3
+        for k, v in recipe.counts.items()
+        if k in ("clients", "sites", "agents", "checks", "alerts")
+    }
     counts["users"] = 2  # fewer than the named users: the named ones all stay
     world = build_world(spec, dataclasses.replace(recipe, counts=counts))
     assert len(world["agents"]) == 3 * recipe.counts["agents"]
@@ -432,14 +494,14 @@ def test_scaled_recipe_keeps_every_guarantee(spec: Spec, recipe: Recipe) -> None
 
 
 def test_generation_can_be_limited_to_what_some_collections_need(
-        spec: Spec, recipe: Recipe, world: World) -> None:
+    spec: Spec, recipe: Recipe, world: World
+) -> None:
     part = build_world(spec, recipe, collections=["users"])
     assert part["users"] == world["users"] and part["roles"] == world["roles"]
     assert part["agents"] == []
 
 
-def test_named_record_with_a_field_the_schema_lacks_is_refused(spec: Spec,
-                                                               recipe: Recipe) -> None:
+def test_named_record_with_a_field_the_schema_lacks_is_refused(spec: Spec, recipe: Recipe) -> None:
     records = {**recipe.records, "clients": [{"id": "cli_x", "colour": "red"}]}
     with pytest.raises(GenerationError, match=r"cli_x.*colour"):
         build_world(spec, dataclasses.replace(recipe, records=records))

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from sandbox.catalogue import load_catalogue
-from sandbox.commands.serve import banner
-from sandbox.pipeline.authorize import AuthModel
-from sandbox.settings import Settings
-from sandbox.spec import Spec, load_spec, parse_spec
-from sandbox.speccheck import lint_document
-from sandbox.world import build_world, load_recipe
-from sandbox.world.generator import GenerationError
-from sandbox.world.recipe import KeySpec, RecipeError, demo_keys, key_status
+from opsmerge_sandbox.catalogue import load_catalogue
+from opsmerge_sandbox.commands.serve import banner
+from opsmerge_sandbox.pipeline.authorize import AuthModel
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.spec import Spec, load_spec, parse_spec
+from opsmerge_sandbox.speccheck import lint_document
+from opsmerge_sandbox.world import build_world, load_recipe
+from opsmerge_sandbox.world.generator import GenerationError
+from opsmerge_sandbox.world.recipe import KeySpec, RecipeError, demo_keys, key_status
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = load_spec()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.world.recipe import KeySpec, RecipeError, key_status, load_recipe
+from opsmerge_sandbox.world.recipe import KeySpec, RecipeError, key_status, load_recipe
 
 EPOCH = datetime(2026, 11, 1, 9, tzinfo=UTC)
 

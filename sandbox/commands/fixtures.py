@@ -9,11 +9,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.pipeline.authorize import AuthModel
-from sandbox.spec import Spec, load_spec
-from sandbox.world.generator import build_world
-from sandbox.world.recipe import Recipe, RecipeError, key_status, load_recipe
-from sandbox.world.values import GenerationError
+from opsmerge_sandbox.pipeline.authorize import AuthModel
+from opsmerge_sandbox.spec import Spec, load_spec
+from opsmerge_sandbox.world.generator import build_world
+from opsmerge_sandbox.world.recipe import Recipe, RecipeError, key_status, load_recipe
+from opsmerge_sandbox.world.values import GenerationError
 
 _STATUS_STYLE = {
     "active": "green",

@@ -14,18 +14,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sandbox import admin_token
-from sandbox.connection_limits import (
+from opsmerge_sandbox import admin_token
+from opsmerge_sandbox.connection_limits import (
     DESCRIPTOR_RESERVE,
     ConnectionLimits,
     fit_descriptor_limit,
     resolve_limits,
     uvicorn_options,
 )
-from sandbox.pipeline.address import parse_networks
-from sandbox.settings import Settings
-from sandbox.spec import SPEC_PATH
-from sandbox.world.recipe import demo_keys
+from opsmerge_sandbox.pipeline.address import parse_networks
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.spec import SPEC_PATH
+from opsmerge_sandbox.world.recipe import demo_keys
 
 
 def _trusted_proxies(given: list[str] | None) -> tuple[str, ...]:
@@ -146,10 +146,10 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    from sandbox.app import create_app
-    from sandbox.state import build_state
-    from sandbox.store.persistence import StoreError
-    from sandbox.world.recipe import RecipeError
+    from opsmerge_sandbox.app import create_app
+    from opsmerge_sandbox.state import build_state
+    from opsmerge_sandbox.store.persistence import StoreError
+    from opsmerge_sandbox.world.recipe import RecipeError
 
     # the port first, before anything is printed or built: a second `make serve` must not show
     # a banner and a fresh admin token that no running sandbox accepts
@@ -179,7 +179,7 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     banner(console, settings, args.host, args.port, state, token=token)
     if settings.access_log:
-        from sandbox.access_log import access_logger, install
+        from opsmerge_sandbox.access_log import access_logger, install
 
         install(app, access_logger())
     # The seeded world never changes and never becomes garbage: keep the cyclic collector from

@@ -11,11 +11,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sandbox.catalogue import CATALOGUE_PATH, Catalogue, load_catalogue, parse_catalogue
-from sandbox.spec import SPEC_PATH
-from sandbox.speccheck.document import count_operations
-from sandbox.speccheck.lint import check_spec
-from sandbox.yamlio import load_yaml
+from opsmerge_sandbox.catalogue import CATALOGUE_PATH, Catalogue, load_catalogue, parse_catalogue
+from opsmerge_sandbox.spec import SPEC_PATH
+from opsmerge_sandbox.speccheck.document import count_operations
+from opsmerge_sandbox.speccheck.lint import check_spec
+from opsmerge_sandbox.yamlio import load_yaml
 
 
 class UnreadableSpec(Exception):

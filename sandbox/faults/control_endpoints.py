@@ -17,14 +17,14 @@ from typing import Any
 
 from litestar import Request
 
-from sandbox.control_api import AdminApi, admin_validator
-from sandbox.errors import ApiError, Detail
-from sandbox.faults.presets import SCENARIOS, catalogue, expand
-from sandbox.faults.rules import Context, Rule, parse_rule
-from sandbox.pipeline.validate import schema_details
-from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
-from sandbox.state import SandboxState
-from sandbox.stores import FaultRules, RateBuckets
+from opsmerge_sandbox.control_api import AdminApi, admin_validator
+from opsmerge_sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.faults.presets import SCENARIOS, catalogue, expand
+from opsmerge_sandbox.faults.rules import Context, Rule, parse_rule
+from opsmerge_sandbox.pipeline.validate import schema_details
+from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
+from opsmerge_sandbox.state import SandboxState
+from opsmerge_sandbox.stores import FaultRules, RateBuckets
 
 
 def check_schema(schema_name: str, data: Any, prefix: str = "") -> None:

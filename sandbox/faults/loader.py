@@ -13,12 +13,12 @@ from typing import Any
 
 import yaml
 
-from sandbox.errors import ApiError
-from sandbox.faults.control_endpoints import add_rule
-from sandbox.faults.rules import Rule
-from sandbox.state import SandboxState
-from sandbox.stores import FaultRules
-from sandbox.yamlio import load_yaml
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.faults.control_endpoints import add_rule
+from opsmerge_sandbox.faults.rules import Rule
+from opsmerge_sandbox.state import SandboxState
+from opsmerge_sandbox.stores import FaultRules
+from opsmerge_sandbox.yamlio import load_yaml
 
 
 class FaultsFileError(ValueError):

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from sandbox.errors import ApiError, Detail
-from sandbox.pipeline.envelope import header_value
+from opsmerge_sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.pipeline.envelope import header_value
 
 MAX_DELAY_MS = 60_000
 MAX_RETRY_AFTER = 86_400

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.clock import format_iso
-from sandbox.errors import ApiError, Detail
-from sandbox.faults.rules import Context, Rule, parse_rule
-from sandbox.pipeline.authenticate import ApiKey
-from sandbox.world.recipe import owner_key
+from opsmerge_sandbox.clock import format_iso
+from opsmerge_sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.faults.rules import Context, Rule, parse_rule
+from opsmerge_sandbox.pipeline.authenticate import ApiKey
+from opsmerge_sandbox.world.recipe import owner_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from fnmatch import translate
 from typing import Any
 
-from sandbox.clock import format_iso, formattable, parse_iso
-from sandbox.errors import ApiError, Detail
-from sandbox.pipeline.authenticate import ApiKey, key_state
-from sandbox.pipeline.workspace_name import RULE, is_workspace_name
-from sandbox.stores import ClockStore
+from opsmerge_sandbox.clock import format_iso, formattable, parse_iso
+from opsmerge_sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.pipeline.authenticate import ApiKey, key_state
+from opsmerge_sandbox.pipeline.workspace_name import RULE, is_workspace_name
+from opsmerge_sandbox.stores import ClockStore
 
 CONNECTION_EFFECTS = ("reset", "truncate", "malformed_json", "trickle")
 DEFAULT_CHUNK_BYTES = 64

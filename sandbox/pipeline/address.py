@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from sandbox.pipeline.headers import RequestHeaders
+from opsmerge_sandbox.pipeline.headers import RequestHeaders
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 UNKNOWN = "unknown"

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sandbox.pipeline.address import client_address, parse_networks
-from sandbox.spec import Collection, Operation, Spec
+from opsmerge_sandbox.pipeline.address import client_address, parse_networks
+from opsmerge_sandbox.spec import Collection, Operation, Spec
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
-    from sandbox.store.workspace import Workspace
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.store.workspace import Workspace
 
 Record = dict[str, Any]
 # the parts of an entry, as `x-sandbox-audit.fields` names them

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sandbox.clock import parse_iso
-from sandbox.errors import ApiError
+from opsmerge_sandbox.clock import parse_iso
+from opsmerge_sandbox.errors import ApiError
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
-    from sandbox.stores import ClockStore, KeyStore
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.stores import ClockStore, KeyStore
 
 KEY_PREFIX = "om_"
 _SECRETS_MAX = 1024

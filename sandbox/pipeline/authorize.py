@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sandbox.errors import ApiError
-from sandbox.pipeline.authenticate import Caller
-from sandbox.spec import Operation
-from sandbox.store.workspace import Workspace
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.pipeline.authenticate import Caller
+from opsmerge_sandbox.spec import Operation
+from opsmerge_sandbox.store.workspace import Workspace
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.pipeline.context import RequestContext
 
 
 AUTH_FIELDS = (

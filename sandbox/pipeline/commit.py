@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sandbox.errors import ApiError
-from sandbox.pipeline.envelope import encode
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.pipeline.envelope import encode
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
-    from sandbox.state import SandboxState
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.state import SandboxState
 
 
 class Commit:

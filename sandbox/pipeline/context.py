@@ -13,14 +13,14 @@ from typing import Any
 
 from litestar import Response
 
-from sandbox.errors import ApiError
-from sandbox.pipeline.authenticate import ApiKey, Caller
-from sandbox.pipeline.envelope import EncodedResponse
-from sandbox.pipeline.headers import RequestHeaders
-from sandbox.pipeline.ratelimit import RateState
-from sandbox.pipeline.request import ApiRequest
-from sandbox.spec import Operation
-from sandbox.store.workspace import Workspace
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.pipeline.authenticate import ApiKey, Caller
+from opsmerge_sandbox.pipeline.envelope import EncodedResponse
+from opsmerge_sandbox.pipeline.headers import RequestHeaders
+from opsmerge_sandbox.pipeline.ratelimit import RateState
+from opsmerge_sandbox.pipeline.request import ApiRequest
+from opsmerge_sandbox.spec import Operation
+from opsmerge_sandbox.store.workspace import Workspace
 
 Transform = Callable[[Response[bytes]], Awaitable[Response[bytes]] | Response[bytes]]
 

@@ -20,12 +20,12 @@ from typing import Any
 from litestar import Litestar, Request
 from litestar.exceptions import LitestarException
 
-from sandbox.errors import ApiError
-from sandbox.journal import redact_path
-from sandbox.pipeline.envelope import EncodedResponse, encode
-from sandbox.pipeline.request import ApiRequest
-from sandbox.pipeline.routing import Endpoint, litestar_path
-from sandbox.spec import Operation
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.journal import redact_path
+from opsmerge_sandbox.pipeline.envelope import EncodedResponse, encode
+from opsmerge_sandbox.pipeline.request import ApiRequest
+from opsmerge_sandbox.pipeline.routing import Endpoint, litestar_path
+from opsmerge_sandbox.spec import Operation
 
 log = logging.getLogger("sandbox")
 _TEMPLATE = re.compile(r"\{([^}]+)\}")

@@ -12,13 +12,13 @@ from urllib.parse import quote
 import msgspec
 from litestar import Response
 
-from sandbox.clock import parse_iso
-from sandbox.errors import ApiError
-from sandbox.spec import Operation
+from opsmerge_sandbox.clock import parse_iso
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.spec import Operation
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
-    from sandbox.state import SandboxState
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.state import SandboxState
 
 _encode = msgspec.json.Encoder().encode
 JSON = "application/json"

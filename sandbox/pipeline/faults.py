@@ -16,10 +16,10 @@ from urllib.parse import parse_qs
 
 from litestar import Response
 
-from sandbox.catalogue import Catalogue
-from sandbox.errors import ApiError
-from sandbox.faults.connection import ConnectionFault, broken
-from sandbox.faults.prefer import (
+from opsmerge_sandbox.catalogue import Catalogue
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.faults.connection import ConnectionFault, broken
+from opsmerge_sandbox.faults.prefer import (
     Preferences,
     PreferError,
     invalid,
@@ -27,22 +27,22 @@ from sandbox.faults.prefer import (
     parse_prefer,
     parse_query,
 )
-from sandbox.faults.rules import Rule
-from sandbox.pipeline.authenticate import Caller
-from sandbox.pipeline.context import Outcome, RequestContext
-from sandbox.pipeline.envelope import header_value
-from sandbox.pipeline.headers import RequestHeaders
-from sandbox.pipeline.ratelimit import (
+from opsmerge_sandbox.faults.rules import Rule
+from opsmerge_sandbox.pipeline.authenticate import Caller
+from opsmerge_sandbox.pipeline.context import Outcome, RequestContext
+from opsmerge_sandbox.pipeline.envelope import header_value
+from opsmerge_sandbox.pipeline.headers import RequestHeaders
+from opsmerge_sandbox.pipeline.ratelimit import (
     RATE_LIMIT_HEADERS,
     RETRY_AFTER_HEADER,
     RateState,
     rate_limit_headers,
 )
-from sandbox.pipeline.request import ApiRequest
-from sandbox.spec import Operation
-from sandbox.state import SandboxState
-from sandbox.store.workspace import Workspace
-from sandbox.stores import FaultRules
+from opsmerge_sandbox.pipeline.request import ApiRequest
+from opsmerge_sandbox.spec import Operation
+from opsmerge_sandbox.state import SandboxState
+from opsmerge_sandbox.store.workspace import Workspace
+from opsmerge_sandbox.stores import FaultRules
 
 _CHALLENGE = 'Bearer realm="OpsMerge API", error="invalid_token"'
 

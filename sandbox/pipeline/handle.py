@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sandbox.pipeline.audit import AuditTrail
-from sandbox.pipeline.identity import Identity
-from sandbox.pipeline.read_request import READS
-from sandbox.pipeline.resources import HandlerCall, Resources
+from opsmerge_sandbox.pipeline.audit import AuditTrail
+from opsmerge_sandbox.pipeline.identity import Identity
+from opsmerge_sandbox.pipeline.read_request import READS
+from opsmerge_sandbox.pipeline.resources import HandlerCall, Resources
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.authorize import RolePermissions
-    from sandbox.pipeline.context import RequestContext
-    from sandbox.state import SandboxState
+    from opsmerge_sandbox.pipeline.authorize import RolePermissions
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.state import SandboxState
 
 
 class Handle:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from sandbox.clock import use_workspace
-from sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.clock import use_workspace
+from opsmerge_sandbox.errors import ApiError, Detail
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.pipeline.context import RequestContext
 
 # Headers with one meaning per request: a second copy is refused rather than guessed at.
 SINGLE_VALUED = {

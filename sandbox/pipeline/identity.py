@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sandbox.pipeline.authorize import RolePermissions, effective_scopes
-from sandbox.pipeline.ratelimit import WINDOW_SECONDS, bucket_of
+from opsmerge_sandbox.pipeline.authorize import RolePermissions, effective_scopes
+from opsmerge_sandbox.pipeline.ratelimit import WINDOW_SECONDS, bucket_of
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.resources import HandlerCall
-    from sandbox.state import SandboxState
+    from opsmerge_sandbox.pipeline.resources import HandlerCall
+    from opsmerge_sandbox.state import SandboxState
 
 
 class Identity:

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from limits import RateLimitItemPerMinute
 
-from sandbox.errors import ApiError
+from opsmerge_sandbox.errors import ApiError
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
-    from sandbox.stores import ClockStore, RateBuckets
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.stores import ClockStore, RateBuckets
 
 WINDOW_SECONDS = 60
 # The rate-limit header names, written once: every stage that sends or checks them reads these.

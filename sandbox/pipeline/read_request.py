@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 from litestar.types import Receive
 
-from sandbox.errors import ApiError
-from sandbox.faults.prefer import QUERY_NAMES
-from sandbox.journal import UNKNOWN_PARAMS
-from sandbox.pipeline.validate import OperationValidator, unknown_warning
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.faults.prefer import QUERY_NAMES
+from opsmerge_sandbox.journal import UNKNOWN_PARAMS
+from opsmerge_sandbox.pipeline.validate import OperationValidator, unknown_warning
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
-    from sandbox.state import SandboxState
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.state import SandboxState
 
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 

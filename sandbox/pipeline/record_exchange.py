@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from sandbox.journal import ENTRY, UNKNOWN_PARAMS, Entry
-from sandbox.pipeline.validate import shown_names
+from opsmerge_sandbox.journal import ENTRY, UNKNOWN_PARAMS, Entry
+from opsmerge_sandbox.pipeline.validate import shown_names
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
-    from sandbox.state import SandboxState
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.state import SandboxState
 
 
 class RecordExchange:

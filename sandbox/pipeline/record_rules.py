@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sandbox.errors import ApiError, Detail
-from sandbox.extensions import DefaultFrom, FieldRules
-from sandbox.store.workspace import Workspace
+from opsmerge_sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.extensions import DefaultFrom, FieldRules
+from opsmerge_sandbox.store.workspace import Workspace
 
 Record = dict[str, Any]
 

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sandbox.clock import use_workspace
-from sandbox.errors import ApiError
-from sandbox.pipeline.address import client_address, parse_networks
-from sandbox.pipeline.authenticate import Caller, check_owner
-from sandbox.pipeline.ratelimit import bucket_of
-from sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
-from sandbox.store.workspace import Workspaces
-from sandbox.world.recipe import owner_key
+from opsmerge_sandbox.clock import use_workspace
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.pipeline.address import client_address, parse_networks
+from opsmerge_sandbox.pipeline.authenticate import Caller, check_owner
+from opsmerge_sandbox.pipeline.ratelimit import bucket_of
+from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
+from opsmerge_sandbox.store.workspace import Workspaces
+from opsmerge_sandbox.world.recipe import owner_key
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
-    from sandbox.state import SandboxState
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.state import SandboxState
 
 
 class ResolveWorkspace:

@@ -16,20 +16,20 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from sandbox.clock import format_iso, parse_iso
-from sandbox.errors import ApiError, Detail
-from sandbox.extensions import DEFAULT_CONFLICT_CODE, collection_rules, thaw
-from sandbox.jsontypes import json_types
-from sandbox.pipeline import record_rules
-from sandbox.pipeline.authenticate import Caller
-from sandbox.pipeline.ratelimit import RateState
-from sandbox.pipeline.sequences import Numbering
-from sandbox.spec import Collection, Operation, Spec, ref_of
-from sandbox.store.base import matches, sort_key
-from sandbox.store.ordinal import SortField
-from sandbox.store.workspace import CollectionView, Workspace
-from sandbox.stores import ClockStore
-from sandbox.world.computed_fields import Numbers, derive_fields
+from opsmerge_sandbox.clock import format_iso, parse_iso
+from opsmerge_sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.extensions import DEFAULT_CONFLICT_CODE, collection_rules, thaw
+from opsmerge_sandbox.jsontypes import json_types
+from opsmerge_sandbox.pipeline import record_rules
+from opsmerge_sandbox.pipeline.authenticate import Caller
+from opsmerge_sandbox.pipeline.ratelimit import RateState
+from opsmerge_sandbox.pipeline.sequences import Numbering
+from opsmerge_sandbox.spec import Collection, Operation, Spec, ref_of
+from opsmerge_sandbox.store.base import matches, sort_key
+from opsmerge_sandbox.store.ordinal import SortField
+from opsmerge_sandbox.store.workspace import CollectionView, Workspace
+from opsmerge_sandbox.stores import ClockStore
+from opsmerge_sandbox.world.computed_fields import Numbers, derive_fields
 
 Record = dict[str, Any]
 _ids = random.Random()  # record ids need to be unique, not secret

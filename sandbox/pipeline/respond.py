@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from litestar import Response
 
-from sandbox.pipeline.envelope import JSON, EncodedResponse
+from opsmerge_sandbox.pipeline.envelope import JSON, EncodedResponse
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.pipeline.context import RequestContext
 
 
 def respond(ctx: RequestContext) -> Awaitable[None] | None:

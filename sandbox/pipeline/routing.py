@@ -22,9 +22,9 @@ from litestar.enums import HttpMethod, MediaType
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp
 
-from sandbox.pipeline.envelope import EncodedResponse
-from sandbox.pipeline.request import ApiRequest
-from sandbox.spec import Operation
+from opsmerge_sandbox.pipeline.envelope import EncodedResponse
+from opsmerge_sandbox.pipeline.request import ApiRequest
+from opsmerge_sandbox.spec import Operation
 
 _PARAM = re.compile(r"\{([^}]+)\}")
 Endpoint = Callable[

@@ -14,13 +14,13 @@ import time
 
 from litestar import Response
 
-from sandbox.errors import ApiError
-from sandbox.extensions import OperationHints
-from sandbox.pipeline.context import RequestContext
-from sandbox.pipeline.envelope import EncodedResponse
-from sandbox.pipeline.request import ApiRequest
-from sandbox.pipeline.stages import Stages
-from sandbox.spec import Operation
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.extensions import OperationHints
+from opsmerge_sandbox.pipeline.context import RequestContext
+from opsmerge_sandbox.pipeline.envelope import EncodedResponse
+from opsmerge_sandbox.pipeline.request import ApiRequest
+from opsmerge_sandbox.pipeline.stages import Stages
+from opsmerge_sandbox.spec import Operation
 
 
 class Pipeline:

@@ -17,10 +17,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sandbox.extensions import FieldRules, RecordField
-from sandbox.spec import Collection
-from sandbox.store.workspace import Workspace
-from sandbox.world.computed_fields import Numbers, template_pattern, year_of
+from opsmerge_sandbox.extensions import FieldRules, RecordField
+from opsmerge_sandbox.spec import Collection
+from opsmerge_sandbox.store.workspace import Workspace
+from opsmerge_sandbox.world.computed_fields import Numbers, template_pattern, year_of
 
 Record = dict[str, Any]
 

@@ -11,24 +11,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sandbox.pipeline.authenticate import Authenticate
-from sandbox.pipeline.authorize import Authorize, RolePermissions
-from sandbox.pipeline.commit import Commit
-from sandbox.pipeline.envelope import Envelope
-from sandbox.pipeline.faults import Faults
-from sandbox.pipeline.handle import Handle
-from sandbox.pipeline.headers import parse_headers
-from sandbox.pipeline.ratelimit import RateLimit
-from sandbox.pipeline.read_request import ReadRequest
-from sandbox.pipeline.record_exchange import RecordExchange
-from sandbox.pipeline.resolve_workspace import ResolveWorkspace
-from sandbox.pipeline.respond import respond
-from sandbox.pipeline.strict import StrictCheck
-from sandbox.pipeline.sunset import Sunset
+from opsmerge_sandbox.pipeline.authenticate import Authenticate
+from opsmerge_sandbox.pipeline.authorize import Authorize, RolePermissions
+from opsmerge_sandbox.pipeline.commit import Commit
+from opsmerge_sandbox.pipeline.envelope import Envelope
+from opsmerge_sandbox.pipeline.faults import Faults
+from opsmerge_sandbox.pipeline.handle import Handle
+from opsmerge_sandbox.pipeline.headers import parse_headers
+from opsmerge_sandbox.pipeline.ratelimit import RateLimit
+from opsmerge_sandbox.pipeline.read_request import ReadRequest
+from opsmerge_sandbox.pipeline.record_exchange import RecordExchange
+from opsmerge_sandbox.pipeline.resolve_workspace import ResolveWorkspace
+from opsmerge_sandbox.pipeline.respond import respond
+from opsmerge_sandbox.pipeline.strict import StrictCheck
+from opsmerge_sandbox.pipeline.sunset import Sunset
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
-    from sandbox.state import SandboxState
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.state import SandboxState
 
 # a stage that never waits returns None; one that may wait returns what to await
 Stage = Callable[["RequestContext"], Awaitable[None] | None]

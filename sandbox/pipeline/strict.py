@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sandbox.errors import ApiError
-from sandbox.pipeline.ratelimit import RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER
-from sandbox.pipeline.validate import compile_schema, schema_details
-from sandbox.spec import Operation
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.pipeline.ratelimit import RATE_LIMIT_HEADERS, RETRY_AFTER_HEADER
+from opsmerge_sandbox.pipeline.validate import compile_schema, schema_details
+from opsmerge_sandbox.spec import Operation
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.pipeline.context import RequestContext
 
 log = logging.getLogger("sandbox.strict")
 

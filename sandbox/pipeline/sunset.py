@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sandbox.clock import parse_iso
-from sandbox.errors import ApiError
+from opsmerge_sandbox.clock import parse_iso
+from opsmerge_sandbox.errors import ApiError
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.context import RequestContext
-    from sandbox.spec import Operation
-    from sandbox.state import SandboxState
-    from sandbox.stores import ClockStore
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.spec import Operation
+    from opsmerge_sandbox.state import SandboxState
+    from opsmerge_sandbox.stores import ClockStore
 
 SUNSET_CODE = "OPERATION_SUNSET"
 

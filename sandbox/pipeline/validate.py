@@ -17,10 +17,10 @@ from urllib.parse import parse_qs, quote
 import jsonschema_rs
 import msgspec
 
-from sandbox.errors import ApiError, Detail
-from sandbox.journal import REDACTED, looks_like_key
-from sandbox.jsontypes import json_types
-from sandbox.spec import Operation, Param, Schema, strip_extensions
+from opsmerge_sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.journal import REDACTED, looks_like_key
+from opsmerge_sandbox.jsontypes import json_types
+from opsmerge_sandbox.spec import Operation, Param, Schema, strip_extensions
 
 _JSON_TYPES = ("application/json",)
 _SEEN_MAX = 2048  # remembered parameter sets per operation

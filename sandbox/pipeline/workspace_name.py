@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.errors import ApiError, Detail
 
 WORKSPACE_HEADER = "x-sandbox-workspace"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

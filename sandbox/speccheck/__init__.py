@@ -13,7 +13,7 @@ operations that use it (`lint`). The CLI entry point is `sandbox.commands.spec_c
 
 from __future__ import annotations
 
-from sandbox.speccheck.document import (
+from opsmerge_sandbox.speccheck.document import (
     BrokenRef,
     Document,
     OperationView,
@@ -21,12 +21,12 @@ from sandbox.speccheck.document import (
     build_document,
     count_operations,
 )
-from sandbox.speccheck.document_rules import DOCUMENT_RULES, document_rule
-from sandbox.speccheck.lint import check_spec, lint_document
-from sandbox.speccheck.operation_rules import OPERATION_RULES, operation_rule
-from sandbox.speccheck.paths import format_path, locate
-from sandbox.speccheck.problems import Finding, Problem
-from sandbox.speccheck.validation import validate_document
+from opsmerge_sandbox.speccheck.document_rules import DOCUMENT_RULES, document_rule
+from opsmerge_sandbox.speccheck.lint import check_spec, lint_document
+from opsmerge_sandbox.speccheck.operation_rules import OPERATION_RULES, operation_rule
+from opsmerge_sandbox.speccheck.paths import format_path, locate
+from opsmerge_sandbox.speccheck.problems import Finding, Problem
+from opsmerge_sandbox.speccheck.validation import validate_document
 
 __all__ = [
     "DOCUMENT_RULES",

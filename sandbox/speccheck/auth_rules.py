@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sandbox.pipeline.authorize import AUTH_FIELDS
-from sandbox.spec import flatten
-from sandbox.speccheck.document import BrokenRef, Document, component_section
-from sandbox.speccheck.document_rules import document_rule
-from sandbox.speccheck.problems import Problem
-from sandbox.world.key_records import key_mapping_problems
+from opsmerge_sandbox.pipeline.authorize import AUTH_FIELDS
+from opsmerge_sandbox.spec import flatten
+from opsmerge_sandbox.speccheck.document import BrokenRef, Document, component_section
+from opsmerge_sandbox.speccheck.document_rules import document_rule
+from opsmerge_sandbox.speccheck.problems import Problem
+from opsmerge_sandbox.world.key_records import key_mapping_problems
 
 
 @document_rule

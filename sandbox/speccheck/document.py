@@ -12,14 +12,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.catalogue import Catalogue
-from sandbox.extensions import (
+from opsmerge_sandbox.catalogue import Catalogue
+from opsmerge_sandbox.extensions import (
     ExtensionProblem,
     OperationHints,
     parse_collections,
     parse_operation,
 )
-from sandbox.spec import HTTP_METHODS, flatten
+from opsmerge_sandbox.spec import HTTP_METHODS, flatten
 
 
 class BrokenRef(Exception):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from sandbox.spec import flatten
-from sandbox.speccheck.document import BrokenRef, Document, component_section
-from sandbox.speccheck.paths import format_path, locate
-from sandbox.speccheck.problems import Problem
+from opsmerge_sandbox.spec import flatten
+from opsmerge_sandbox.speccheck.document import BrokenRef, Document, component_section
+from opsmerge_sandbox.speccheck.paths import format_path, locate
+from opsmerge_sandbox.speccheck.problems import Problem
 
 DocumentRule = Callable[[Document], Iterable[Problem]]
 DOCUMENT_RULES: list[DocumentRule] = []

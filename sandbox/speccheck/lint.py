@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.catalogue import Catalogue
-from sandbox.speccheck import (  # noqa: F401  (register their rules)
+from opsmerge_sandbox.catalogue import Catalogue
+from opsmerge_sandbox.speccheck import (  # noqa: F401  (register their rules)
     auth_rules,
     marker_rules,
     response_rules,
     sandbox_rules,
 )
-from sandbox.speccheck.document import BrokenRef, build_document
-from sandbox.speccheck.document_rules import DOCUMENT_RULES
-from sandbox.speccheck.operation_rules import OPERATION_RULES
-from sandbox.speccheck.problems import Finding, Problem
-from sandbox.speccheck.validation import validate_document
+from opsmerge_sandbox.speccheck.document import BrokenRef, build_document
+from opsmerge_sandbox.speccheck.document_rules import DOCUMENT_RULES
+from opsmerge_sandbox.speccheck.operation_rules import OPERATION_RULES
+from opsmerge_sandbox.speccheck.problems import Finding, Problem
+from opsmerge_sandbox.speccheck.validation import validate_document
 
 
 def lint_document(raw: dict[str, Any], catalogue: Catalogue) -> list[Problem]:

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sandbox.changelog import parse_changelog
-from sandbox.pipeline.sunset import SUNSET_CODE
-from sandbox.speccheck.document import Document, OperationView
-from sandbox.speccheck.document_rules import document_rule
-from sandbox.speccheck.operation_rules import operation_rule
-from sandbox.speccheck.paths import format_path, locate
-from sandbox.speccheck.problems import Finding, Problem
+from opsmerge_sandbox.changelog import parse_changelog
+from opsmerge_sandbox.pipeline.sunset import SUNSET_CODE
+from opsmerge_sandbox.speccheck.document import Document, OperationView
+from opsmerge_sandbox.speccheck.document_rules import document_rule
+from opsmerge_sandbox.speccheck.operation_rules import operation_rule
+from opsmerge_sandbox.speccheck.paths import format_path, locate
+from opsmerge_sandbox.speccheck.problems import Finding, Problem
 
 INVENTED = "x-invented"
 

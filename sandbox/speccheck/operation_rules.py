@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from sandbox.speccheck.document import Document, OperationView, component_section
-from sandbox.speccheck.problems import Finding
+from opsmerge_sandbox.speccheck.document import Document, OperationView, component_section
+from opsmerge_sandbox.speccheck.problems import Finding
 
 STABILITY_TIERS = frozenset({"stable", "beta", "internal"})
 SCOPE_PATTERN = re.compile(r"^[a-z][a-z_]*:(read|write|execute)$")

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sandbox.spec import HTTP_METHODS
+from opsmerge_sandbox.spec import HTTP_METHODS
 
 
 def locate(raw: dict[str, Any], parts: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:

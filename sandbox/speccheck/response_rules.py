@@ -12,9 +12,9 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from sandbox.speccheck.document import Document, OperationView, ResponseView
-from sandbox.speccheck.operation_rules import operation_rule
-from sandbox.speccheck.problems import Finding
+from opsmerge_sandbox.speccheck.document import Document, OperationView, ResponseView
+from opsmerge_sandbox.speccheck.operation_rules import operation_rule
+from opsmerge_sandbox.speccheck.problems import Finding
 
 REQUIRED_ERROR_STATUSES = ("400", "401", "403", "404", "429")
 RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")

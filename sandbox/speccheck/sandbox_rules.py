@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sandbox.speccheck.document import Document, OperationView
-from sandbox.speccheck.operation_rules import operation_rule
-from sandbox.speccheck.problems import Finding
+from opsmerge_sandbox.speccheck.document import Document, OperationView
+from opsmerge_sandbox.speccheck.operation_rules import operation_rule
+from opsmerge_sandbox.speccheck.problems import Finding
 
 
 @operation_rule("x-sandbox")

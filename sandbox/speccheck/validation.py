@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sandbox.speccheck.paths import format_path, locate
-from sandbox.speccheck.problems import Problem
+from opsmerge_sandbox.speccheck.paths import format_path, locate
+from opsmerge_sandbox.speccheck.problems import Problem
 
 _MAX_MESSAGE = 300
 

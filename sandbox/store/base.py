@@ -26,7 +26,7 @@ def sort_key(field: str) -> Callable[[Record], tuple[Any, ...]]:
     A field that carries its enum's declared order (`x-ordinal`, see `ordinal.SortField`) sorts
     by rank: Low, Medium, High, Critical rather than alphabetically.
     """
-    from sandbox.store.ordinal import ranks_of
+    from opsmerge_sandbox.store.ordinal import ranks_of
 
     ranks = ranks_of(field)
     if ranks is not None:

@@ -15,9 +15,9 @@ from collections import deque
 from collections.abc import Generator, Sequence
 from typing import Any
 
-from sandbox.errors import ApiError
-from sandbox.store.base import BaseCollection, QueryCache, Record, matches, sort_key
-from sandbox.store.persistence import DeltaStore
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.store.base import BaseCollection, QueryCache, Record, matches, sort_key
+from opsmerge_sandbox.store.persistence import DeltaStore
 
 Search = tuple[tuple[str, ...], str] | None
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sandbox.spec import Collection
+from opsmerge_sandbox.spec import Collection
 
 Record = dict[str, Any]
 Maps = Mapping[str, Mapping[Any, Any]]  # template variable -> value -> what it becomes

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.world.pools import faker_generator, seeded_pool
+from opsmerge_sandbox.world.pools import faker_generator, seeded_pool
 
 Schema = dict[str, Any]
 Maker = Callable[["Draft"], Any]

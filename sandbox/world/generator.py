@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from sandbox.spec import Collection, Spec, ref_of
-from sandbox.world.computed_fields import derive_fields, has_computed, settle_seeded
-from sandbox.world.key_records import KeyRecords, key_records
-from sandbox.world.recipe import KeySpec, Recipe
-from sandbox.world.values import (
+from opsmerge_sandbox.spec import Collection, Spec, ref_of
+from opsmerge_sandbox.world.computed_fields import derive_fields, has_computed, settle_seeded
+from opsmerge_sandbox.world.key_records import KeyRecords, key_records
+from opsmerge_sandbox.world.recipe import KeySpec, Recipe
+from opsmerge_sandbox.world.values import (
     DAY,
     Draft,
     FieldPlan,

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
 
-from sandbox.jsontypes import json_types
-from sandbox.world.context import GenerationError, Maker, Schema
+from opsmerge_sandbox.jsontypes import json_types
+from opsmerge_sandbox.world.context import GenerationError, Maker, Schema
 
 
 def types_of(schema: Schema) -> set[str]:

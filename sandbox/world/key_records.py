@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.world.recipe import KeySpec
+from opsmerge_sandbox.world.recipe import KeySpec
 
 PREFIX_CHARS = 12  # what the key list shows of a secret: enough to recognise it, not to use it
 REVOKED = "revoked"  # filled in once the record has its times

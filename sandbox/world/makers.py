@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.spec import ref_of
-from sandbox.world.context import Draft, GenerationError, Maker, Schema, WorldContext
-from sandbox.world.hints import maybe_null, null_probability, types_of, weighted
-from sandbox.world.providers import faker_maker
+from opsmerge_sandbox.spec import ref_of
+from opsmerge_sandbox.world.context import Draft, GenerationError, Maker, Schema, WorldContext
+from opsmerge_sandbox.world.hints import maybe_null, null_probability, types_of, weighted
+from opsmerge_sandbox.world.providers import faker_maker
 
 
 def _array_maker(name: str, schema: Schema, ctx: WorldContext, where: str) -> Maker:

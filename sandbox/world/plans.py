@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.spec import ref_of
-from sandbox.world.context import Draft, FieldPlan, GenerationError, Maker, Schema, WorldContext
-from sandbox.world.hints import maybe_null, null_probability, nullable
-from sandbox.world.makers import compile_value
-from sandbox.world.refs import has_ref, ref_by_plan, ref_plan
-from sandbox.world.times import time_plan
+from opsmerge_sandbox.spec import ref_of
+from opsmerge_sandbox.world.context import (
+    Draft,
+    FieldPlan,
+    GenerationError,
+    Maker,
+    Schema,
+    WorldContext,
+)
+from opsmerge_sandbox.world.hints import maybe_null, null_probability, nullable
+from opsmerge_sandbox.world.makers import compile_value
+from opsmerge_sandbox.world.refs import has_ref, ref_by_plan, ref_plan
+from opsmerge_sandbox.world.times import time_plan
 
 COMPUTED = ("x-sequence", "x-template", "x-derive")  # left to `derive`
 

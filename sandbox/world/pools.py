@@ -10,7 +10,7 @@ import random
 import threading
 from typing import TYPE_CHECKING, Any
 
-from sandbox.world.seeding import stable_int
+from opsmerge_sandbox.world.seeding import stable_int
 
 if TYPE_CHECKING:
     from faker import Generator

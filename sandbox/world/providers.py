@@ -8,8 +8,8 @@ import string
 from collections.abc import Callable
 from typing import Any
 
-from sandbox.world.context import Draft, GenerationError, Maker, Schema, WorldContext
-from sandbox.world.pools import POOLED_PROVIDERS
+from opsmerge_sandbox.world.context import Draft, GenerationError, Maker, Schema, WorldContext
+from opsmerge_sandbox.world.pools import POOLED_PROVIDERS
 
 _HOST_PREFIXES = ("DESKTOP", "LAPTOP", "WS", "PC", "SRV", "VM", "MAC", "NB")
 _HOST_CHARS = string.ascii_uppercase + string.digits

@@ -18,12 +18,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sandbox
-from sandbox.pipeline.authenticate import ApiKey, KeyState, key_state
-from sandbox.yamlio import load_yaml
+import opsmerge_sandbox as sandbox
+from opsmerge_sandbox.pipeline.authenticate import ApiKey, KeyState, key_state
+from opsmerge_sandbox.yamlio import load_yaml
 
 if TYPE_CHECKING:
-    from sandbox.pipeline.authorize import AuthModel
+    from opsmerge_sandbox.pipeline.authorize import AuthModel
 
 KEY_ACCESS = ("full", "custom")
 DEMO = "demo"
@@ -63,9 +63,11 @@ class Recipe:
 
 def fixtures_dirs() -> list[Path]:
     """Where named recipes live: the source checkout first, then the installed data files."""
+    beside = Path(sandbox.__file__).resolve().parent.parent
     return [
-        Path(sandbox.__file__).resolve().parent.parent / "fixtures",
+        beside / "fixtures",
         Path(sys.prefix) / "share" / "opsmerge-sandbox" / "fixtures",
+        beside / "share" / "opsmerge-sandbox" / "fixtures",  # `pip install --target DIR`
     ]
 
 
@@ -277,7 +279,7 @@ def key_status(
 
 
 def _bundled_auth() -> AuthModel:
-    from sandbox.pipeline.authorize import AuthModel
-    from sandbox.spec import load_spec
+    from opsmerge_sandbox.pipeline.authorize import AuthModel
+    from opsmerge_sandbox.spec import load_spec
 
     return AuthModel.from_spec(load_spec().resolved)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.spec import ref_of
-from sandbox.world.context import Draft, FieldPlan, GenerationError, Schema, WorldContext
-from sandbox.world.hints import nullable
+from opsmerge_sandbox.spec import ref_of
+from opsmerge_sandbox.world.context import Draft, FieldPlan, GenerationError, Schema, WorldContext
+from opsmerge_sandbox.world.hints import nullable
 
 __all__ = ["has_ref", "ref_by_plan", "ref_plan"]
 

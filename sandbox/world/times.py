@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.world.context import Draft, FieldPlan, Schema, WorldContext
-from sandbox.world.hints import nullable
-from sandbox.world.timefmt import DAY, format_date, format_datetime, parse_time
+from opsmerge_sandbox.world.context import Draft, FieldPlan, Schema, WorldContext
+from opsmerge_sandbox.world.hints import nullable
+from opsmerge_sandbox.world.timefmt import DAY, format_date, format_datetime, parse_time
 
 HISTORY_DAYS = 730  # created_at falls within about two years before the epoch
 

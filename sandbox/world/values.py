@@ -15,15 +15,22 @@ This module is the one import point for the generator; the work lives in small m
 
 from __future__ import annotations
 
-from sandbox.world.context import Draft, FieldPlan, GenerationError, Maker, Schema, WorldContext
-from sandbox.world.hints import nullable
-from sandbox.world.makers import compile_value
-from sandbox.world.plans import COMPUTED, compile_plans, object_maker, order_plans
-from sandbox.world.pools import POOL_SIZE, POOLED_PROVIDERS, faker_generator
-from sandbox.world.providers import CUSTOM_PROVIDERS
-from sandbox.world.seeding import stable_int
-from sandbox.world.timefmt import DAY, format_date, format_datetime, parse_time
-from sandbox.world.times import HISTORY_DAYS
+from opsmerge_sandbox.world.context import (
+    Draft,
+    FieldPlan,
+    GenerationError,
+    Maker,
+    Schema,
+    WorldContext,
+)
+from opsmerge_sandbox.world.hints import nullable
+from opsmerge_sandbox.world.makers import compile_value
+from opsmerge_sandbox.world.plans import COMPUTED, compile_plans, object_maker, order_plans
+from opsmerge_sandbox.world.pools import POOL_SIZE, POOLED_PROVIDERS, faker_generator
+from opsmerge_sandbox.world.providers import CUSTOM_PROVIDERS
+from opsmerge_sandbox.world.seeding import stable_int
+from opsmerge_sandbox.world.timefmt import DAY, format_date, format_datetime, parse_time
+from opsmerge_sandbox.world.times import HISTORY_DAYS
 
 __all__ = [
     "COMPUTED",

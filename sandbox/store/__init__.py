@@ -1,0 +1,1 @@
+"""The records of a sandbox: the seeded world, its workspaces, and where changes are kept."""
