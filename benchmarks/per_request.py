@@ -18,16 +18,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import hashlib
-import os
-import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import tooling
 
 KEY = b"Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
 CASES = {"get": "/api/v1/agents/agt_acmesrv01", "list": "/api/v1/agents?per_page=50"}
@@ -87,30 +85,12 @@ def _round(app: Any, target: str, n: int = 2000) -> float:
 def _instructions(root: Path) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    # a start-up cache of this checkout's own, warmed once without valgrind: both measured
-    # runs then start the same way (a shared cache keeps few entries, and others evict them)
-    cache = Path(tempfile.gettempdir()) / "opsmerge-per-request" / hashlib.sha1(
-        str(root.resolve()).encode()
-    ).hexdigest()[:10]
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    env = tooling.private_cache_env(root, "per-request")
     for name in CASES:
-        subprocess.run(
-            [sys.executable, __file__, "--root", str(root), "--one", name, "1"],
-            check=True,
-            env=env,
-        )
-        counts = []
-        for n in (100, 600):
-            out = subprocess.run(
-                ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-                 __file__, "--root", str(root), "--one", name, str(n)],
-                capture_output=True, text=True, check=True, env=env,
-            ).stderr
-            found = re.search(r"Collected : (\d+)", out)
-            if found is None:
-                raise SystemExit(out[-2000:])
-            counts.append(int(found.group(1)))
-        print(f"{name:5} {(counts[1] - counts[0]) / 500:10.0f} instructions/request")
+        cmd = [sys.executable, __file__, "--root", str(root), "--one", name]
+        subprocess.run([*cmd, "1"], check=True, env=env)
+        per_request = tooling.instructions_per_unit(cmd, env, 100, 600)
+        print(f"{name:5} {per_request:10.0f} instructions/request")
 
 
 def main() -> None:

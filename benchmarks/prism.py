@@ -7,11 +7,11 @@ because its per-request logging costs a third of its speed and would make the co
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
+import tooling
+
 PACKAGE = "@stoplight/prism-cli"
-INSTALL_TIMEOUT_S = 300  # one npm fetch can hang; a second try usually goes through
 
 
 def prism_bin(prefix: Path) -> Path:
@@ -26,18 +26,8 @@ def ensure_prism(prefix: Path, log: Path) -> tuple[Path | None, str]:
     npm = shutil.which("npm")
     if not npm or not shutil.which("node"):
         return None, "node/npm not found (apt-get install nodejs npm)"
-    prefix.mkdir(parents=True, exist_ok=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", PACKAGE]
-    for _attempt in range(2):
-        with log.open("ab") as out:
-            try:
-                subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
-                               timeout=INSTALL_TIMEOUT_S, check=False)
-            except subprocess.TimeoutExpired:
-                continue
-        if binary.exists():
-            return binary, "installed"
+    if tooling.npm_install(npm, prefix, PACKAGE, log, binary.exists):
+        return binary, "installed"
     return None, f"npm install {PACKAGE} failed; see {log}"
 
 

@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import tooling
+
 PACKAGE = "wiremock"
-INSTALL_TIMEOUT_S = 300
 JRE_PACKAGE = "default-jre-headless"
 # Jetty's request threads: 64 keep-alive connections only hold a thread while a request is being
 # served, and on one core more threads than this only add switching. WireMock's default is 25.
@@ -60,19 +61,10 @@ def ensure_wiremock(prefix: Path, log: Path) -> tuple[tuple[str, Path] | None, s
     npm = shutil.which("npm")
     if not npm:
         return None, "npm not found (apt-get install npm)"
-    prefix.mkdir(parents=True, exist_ok=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", PACKAGE]
-    for _attempt in range(2):  # one npm fetch can hang; a second try usually goes through
-        with log.open("ab") as out:
-            try:
-                subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
-                               timeout=INSTALL_TIMEOUT_S, check=False)
-            except subprocess.TimeoutExpired:
-                continue
+    if tooling.npm_install(npm, prefix, PACKAGE, log, lambda: find_jar(prefix) is not None):
         jar = find_jar(prefix)
-        if jar is not None:
-            return (java, jar), "installed"
+        assert jar is not None
+        return (java, jar), "installed"
     return None, f"npm install {PACKAGE} failed; see {log}"
 
 

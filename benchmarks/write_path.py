@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import gc
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from typing import Any
 
 import loadgen
 import run as bench
+import tooling
 
 TICKETS = f"{bench.API}/tickets"
 SHARDS = 256  # the store's table count per workspace (sandbox/store/persistence.py)
@@ -143,22 +143,10 @@ def instructions(root: Path) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     cmd = [sys.executable, __file__, "--root", str(root), "--creates"]
-    # a start-up cache of this checkout's own, warmed outside valgrind: both counted runs then
-    # start the same way (a shared cache keeps few entries, and others evict them)
-    cache = Path(tempfile.gettempdir()) / "opsmerge-write-path" / str(abs(hash(str(root))))
-    env = {**bench.os.environ, "XDG_CACHE_HOME": str(cache)}
+    env = tooling.private_cache_env(root, "write-path")
     subprocess.run([*cmd, "1"], check=True, env=env)
-    counts = []
-    for n in (100, 400):
-        out = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd, str(n)],
-            capture_output=True, text=True, check=True, env=env,
-        ).stderr
-        found = re.search(r"Collected : (\d+)", out)
-        if found is None:
-            raise SystemExit(out[-2000:])
-        counts.append(int(found.group(1)))
-    print(f"create (memory) {(counts[1] - counts[0]) / 300:10.0f} instructions/request")
+    per_create = tooling.instructions_per_unit(cmd, env, 100, 400)
+    print(f"create (memory) {per_create:10.0f} instructions/request")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -194,7 +194,7 @@ def build_admin(state: SandboxState) -> AdminApi:
             )
         scopes = body.get("scopes")
         if scopes is not None:
-            known = {scope for op in state.spec.operations for scope in op.scopes}
+            known = state.spec.scopes
             unknown = [s for s in scopes if s not in known]
             if unknown:
                 raise ApiError(

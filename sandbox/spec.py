@@ -111,6 +111,11 @@ class Spec:
     def families(self) -> list[str]:
         return sorted({op.family for op in self.operations if op.family})
 
+    @property
+    def scopes(self) -> frozenset[str]:
+        """Every scope some operation requires: the only ones a key can hold or use."""
+        return frozenset(scope for op in self.operations for scope in op.scopes)
+
     def schema(self, name: str) -> Schema:
         return flatten(self.resolved["components"]["schemas"][name])
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar.testing import TestClient
 
-from opsmerge_contracts.sandboxes import LoopbackServer
+from opsmerge_contracts.sandboxes import LoopbackServer, Sandbox, start_sandbox
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token"
+SMALL_RECIPE = Path(__file__).resolve().parent / "contracts_small_recipe.yaml"
 
 
 def key_named(app: Any, prefix: str) -> str:
@@ -59,6 +65,33 @@ def owner(app: Any) -> dict[str, str]:
 
 
 ADMIN = {"X-Sandbox-Admin-Token": ADMIN_TOKEN}
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Sandbox]:
+    """A sandbox with the small recipe served on loopback: a target the harness reaches by URL."""
+    box = start_sandbox(Settings(recipe=str(SMALL_RECIPE)), loopback=True)
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+def contracts_command(
+    url: str, cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`opsmerge-sandbox contracts --target URL --report ... ARGS` in a subprocess, with no
+    OPSMERGE_* variable of this environment leaking in; its result and the JSON report."""
+    report = cwd / "run"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OPSMERGE_")}
+    environ.update(env or {})
+    result = subprocess.run(
+        [sys.executable, "-m", "opsmerge_sandbox.cli", "contracts", "--target", url,
+         "--report", str(report), *args],
+        capture_output=True, text=True, timeout=600, env=environ, cwd=cwd,
+    )  # fmt: skip
+    path = report.with_suffix(".json")
+    return result, (json.loads(path.read_text()) if path.exists() else {})
 
 
 def free_port() -> int:

@@ -8,24 +8,12 @@ it. With the token, a served sandbox is as controllable as the in-process one.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import broken_server
 import pytest
 
-from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
-from opsmerge_sandbox.settings import Settings
+from opsmerge_contracts.sandboxes import Sandbox
 
 pytest_plugins = ["pytester"]
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[Sandbox]:
-    box = start_sandbox(Settings(recipe=str(broken_server.SMALL_RECIPE)), loopback=True)
-    try:
-        yield box
-    finally:
-        box.close()
 
 
 def run(pytester: pytest.Pytester, served: Sandbox, *args: str) -> tuple[pytest.RunResult, dict]:

@@ -13,12 +13,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import broken_server
 import pytest
 
 from opsmerge_contracts import exit_codes
-from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
-from opsmerge_sandbox.settings import Settings
+from opsmerge_contracts.sandboxes import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 WRONG_KEY = "om_sbx_nobody_Zq81WxLmPd0RtY6uVb4cNe2Hs9"
@@ -91,15 +89,6 @@ def html_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[Sandbox]:
-    box = start_sandbox(Settings(recipe=str(broken_server.SMALL_RECIPE)), loopback=True)
-    try:
-        yield box
-    finally:
-        box.close()
 
 
 def test_an_unreachable_target_stops_with_one_line_and_exit_code_10(closed_port: int) -> None:

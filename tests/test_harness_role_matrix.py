@@ -10,10 +10,8 @@ that itself. A deployment that lets a key past its role is served broken the sam
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from opsmerge_contracts import exit_codes
 from opsmerge_contracts.exchange import Exchange, RecordedRequest, RecordedResponse, curl_line
 from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
 from opsmerge_sandbox.settings import Settings
+from tests.conftest import contracts_command
 
 pytest_plugins = ["pytester"]
 
@@ -82,20 +81,8 @@ def refused_key(box: Sandbox) -> tuple[str, str]:
 def run(
     box: Sandbox, tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    report = tmp_path / "run"
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("OPSMERGE_")}
-    environ.update({"OPSMERGE_API_KEY": box.keys.owner.key, "COLUMNS": "80", **(env or {})})
-    result = subprocess.run(
-        [sys.executable, "-m", "opsmerge_sandbox.cli", "contracts", "--target", box.root_url,
-         "--report", str(report), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=environ,
-        cwd=tmp_path,
-    )
-    path = report.with_suffix(".json")
-    return result, (json.loads(path.read_text()) if path.exists() else {})
+    extra = {"OPSMERGE_API_KEY": box.keys.owner.key, "COLUMNS": "80", **(env or {})}
+    return contracts_command(box.root_url, tmp_path, *args, env=extra)
 
 
 def as_env(keys: dict[str, str]) -> str:

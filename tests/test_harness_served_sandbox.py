@@ -10,60 +10,25 @@ every request the run sent carried its own workspace.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import broken_server
 import pytest
 
-from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
-from opsmerge_sandbox.settings import Settings
+from opsmerge_contracts.sandboxes import Sandbox
 from opsmerge_sandbox.spec import load_spec
+from tests.conftest import contracts_command
 
 ROOT = Path(__file__).resolve().parents[1]
 # the one probe that must wait out a real rate window (about a minute) on a shared clock
 NOT_THE_MINUTE_LONG_PROBE = "not test_rate_limit_retry"
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[Sandbox]:
-    box = start_sandbox(Settings(recipe=str(broken_server.SMALL_RECIPE)), loopback=True)
-    try:
-        yield box
-    finally:
-        box.close()
-
-
 def contracts(
     served: Sandbox, tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    report = tmp_path / "run"
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("OPSMERGE_")}
-    environ.update(env or {})
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "opsmerge_sandbox.cli",
-            "contracts",
-            "--target",
-            served.root_url,
-            "--report",
-            str(report),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=environ,
-        cwd=tmp_path,
-    )
-    path = report.with_suffix(".json")
-    return result, (json.loads(path.read_text()) if path.exists() else {})
+    return contracts_command(served.root_url, tmp_path, *args, env=env)
 
 
 def snapshot(served: Sandbox) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from opsmerge_sandbox.clock import use_workspace
 from opsmerge_sandbox.errors import ApiError, Detail
+from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER
+from opsmerge_sandbox.store.workspace import Workspaces
 
 if TYPE_CHECKING:
     from opsmerge_sandbox.pipeline.context import RequestContext
@@ -87,6 +89,6 @@ def repeated_single_valued(raw: Iterable[tuple[bytes, bytes]]) -> str | None:
 def parse_headers(ctx: RequestContext) -> None:
     """Stage: the one parse of the request's headers that every later stage reads."""
     ctx.headers = RequestHeaders.parse(ctx.request.scope["headers"])
-    # the clock of the workspace the request names (key expiry is judged on it); the workspace
-    # stage sets the one it resolves
-    use_workspace(ctx.headers.get("x-sandbox-workspace") or "default")
+    # the clock of the workspace the request names, for every later stage (key expiry is judged
+    # on it). A hosted workspace is named otherwise, but no control API moves a hosted clock.
+    use_workspace(ctx.headers.get(WORKSPACE_HEADER) or Workspaces.DEFAULT)

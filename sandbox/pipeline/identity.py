@@ -23,7 +23,7 @@ class Identity:
         self.state = state
         self.permissions = permissions
         self.families = state.spec.families
-        self.existing = frozenset(scope for op in state.spec.operations for scope in op.scopes)
+        self.existing = state.spec.scopes
 
     def __call__(self, ex: HandlerCall) -> dict[str, Any]:
         assert ex.caller is not None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from opsmerge_sandbox.clock import use_workspace
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.pipeline.address import client_address, parse_networks
 from opsmerge_sandbox.pipeline.authenticate import Caller, check_owner
@@ -37,7 +36,6 @@ class ResolveWorkspace:
     def __call__(self, ctx: RequestContext) -> None:
         self._resolve(ctx)
         assert ctx.workspace is not None and ctx.caller is not None
-        use_workspace(ctx.workspace.name)  # the request reads its workspace's clock from here on
         ctx.bucket = bucket_of(ctx.workspace.name, ctx.caller.key.id)
         ctx.limit = self.state.rate_limit_of(ctx.caller.key)
 

@@ -1,0 +1,59 @@
+"""What the benchmark scripts share: npm installs of the reference servers, and callgrind counts.
+
+Run from `benchmarks/` like the other scripts (`import tooling`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+NPM_TIMEOUT_S = 300  # one npm fetch can hang; a second try usually goes through
+
+
+def npm_install(npm: str, prefix: Path, package: str, log: Path, done: Callable[[], bool]) -> bool:
+    """`npm install package` into `prefix` (output to `log`), tried twice; whether `done()`."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", package]
+    for _attempt in range(2):
+        with log.open("ab") as out:
+            try:
+                subprocess.run(
+                    cmd, stdout=out, stderr=subprocess.STDOUT, timeout=NPM_TIMEOUT_S, check=False
+                )
+            except subprocess.TimeoutExpired:
+                continue
+        if done():
+            return True
+    return False
+
+
+def private_cache_env(root: Path, label: str) -> dict[str, str]:
+    """The environment with a start-up cache of this checkout's own: warmed once outside
+    valgrind, both counted runs then start the same way (a shared cache keeps few entries, and
+    other runs evict them). The name is a stable digest of the checkout's path."""
+    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    cache = Path(tempfile.gettempdir()) / f"opsmerge-{label}" / digest
+    return {**os.environ, "XDG_CACHE_HOME": str(cache)}
+
+
+def instructions_per_unit(cmd: Sequence[str], env: dict[str, str], short: int, long: int) -> float:
+    """Instructions per unit of work: `cmd N` run under callgrind for two values of N, and the
+    difference divided by the difference (start-up and tear-down cancel out)."""
+    counts = []
+    for n in (short, long):
+        out = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd, str(n)],
+            capture_output=True, text=True, check=True, env=env,
+        ).stderr  # fmt: skip
+        found = re.search(r"Collected : (\d+)", out)
+        if found is None:
+            raise SystemExit(out[-2000:])
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / (long - short)
