@@ -55,7 +55,7 @@ SANDBOX, NOAUTH, LARGE = "sandbox", "sandbox no-auth", "sandbox large"
 FLOOR, PRISM_STATIC, PRISM_DYNAMIC = "floor", "prism static", "prism dynamic"
 FLOOR_GRANIAN, ASGI, ASGI_GRANIAN = "floor granian", "asgi floor", "asgi floor granian"
 WIREMOCK = "wiremock"
-PHASES = ("sandbox", "floor", "asgi", "wiremock", "prism")  # --only names, in running order
+PHASES = ("sandbox", "floor", "asgi", "wiremock", "prism", "proxy")  # --only names, in order
 
 # Wide enough for both tables when the output is piped to a file (rich falls back to 80).
 console = Console(width=max(shutil.get_terminal_size((120, 24)).columns, 120))
@@ -545,6 +545,17 @@ def build_targets(
     return out
 
 
+def proxy_targets(measured: Sequence[dict[str, Any]]) -> list[Target]:
+    """The validating proxy's target: at most 2 ms added per request at p50 on loopback."""
+    by_scenario = {m["scenario"]: m for m in measured}
+    return [
+        Target(f"proxy {sc}: added p50 <= 2 ms", by_scenario[sc]["added_p50_ms"]
+               if sc in by_scenario else None, 2.0, "<=", "ms",
+               "over direct calls, one at a time" if sc in by_scenario else "not measured")
+        for sc in ("get", "list")
+    ]  # fmt: skip
+
+
 FRACTION_REFERENCES = (ASGI, ASGI_GRANIAN, FLOOR, FLOOR_GRANIAN, WIREMOCK)
 
 
@@ -874,6 +885,18 @@ def run_prism(
         procs.stop(name)
 
 
+def run_proxy(procs: Processes, opts: Options, meta: dict[str, Any]) -> None:
+    """The validating proxy's added latency over direct calls (benchmarks/proxy.py)."""
+    import proxy as proxy_bench
+
+    console.print("[bold]proxy[/]")
+    requests = 300 if opts.duration < 5 else 2000
+    # latency one request at a time: not pinned (see benchmarks/proxy.py)
+    results = proxy_bench.run_proxy_bench(procs, Pinning(), requests, requests // 10)
+    proxy_bench.print_results(results)
+    meta["proxy"] = [r.to_dict() for r in results]
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -910,6 +933,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("asgi", lambda: run_asgi(procs, opts, runs, agent_id, stubs, meta)),
         ("wiremock", lambda: run_wiremock(procs, opts, runs, agent_id, stubs, meta)),
         ("prism", lambda: run_prism(procs, opts, runs, agent_id, meta)),
+        ("proxy", lambda: run_proxy(procs, opts, meta)),
     ]
     assert [name for name, _ in phases] == list(PHASES)
     try:
@@ -935,6 +959,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     by_key = {(r.target, r.scenario): r for r in runs}
     targets = build_targets(by_key, ready, opts.connections)
+    targets += proxy_targets(meta.get("proxy") or [])
     fractions = build_fractions(by_key)
     print_report(runs, targets, opts, fractions)
     write_json(args.output, runs, targets, ready, opts, meta, fractions)

@@ -17,15 +17,21 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import jsonschema_rs
 
 from opsmerge_contracts.exchange import Exchange
 from opsmerge_contracts.expect import unmet
 from opsmerge_sandbox.catalogue import Catalogue
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.pipeline.validate import OperationValidator
 from opsmerge_sandbox.spec import Operation, Spec
 
 PASS, FAIL, WARN = "pass", "fail", "warn"
+# checks that judge only traffic the harness did not send (the proxy's): a contract run never
+# gives them an exchange, so a run's report cannot list them
+OBSERVED_ONLY = frozenset({"request_valid"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,8 @@ class CheckContext:
     spec: Spec
     _validators: dict[tuple[str, str], Any] = field(default_factory=dict)
     _ops: dict[str, Operation] = field(default_factory=dict)
+    _requests: dict[str, tuple[OperationValidator, re.Pattern[str]]] = field(default_factory=dict)
+    _path_names: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ops = {op.operation_id: op for op in self.spec.operations}
@@ -69,7 +77,7 @@ class CheckContext:
 
     def validator(self, op: Operation, status: int) -> Any | None:
         """The compiled response-schema validator for a status, or None when none is documented."""
-        key = _response_key(op, status)
+        key = response_key(op, status)
         if key is None or op.responses.get(key) is None:
             return None
         cache_key = (op.operation_id, key)
@@ -80,6 +88,29 @@ class CheckContext:
                 schema, validate_formats=True
             )
         return self._validators[cache_key]
+
+    def request_validator(self, op: Operation) -> tuple[OperationValidator, re.Pattern[str]]:
+        """The sandbox's own validator of the operation's requests, and its path's pattern."""
+        if op.operation_id not in self._requests:
+            names: list[str] = []
+
+            def group(m: re.Match[str]) -> str:
+                names.append(m.group(1))
+                return f"(?P<p{len(names) - 1}>[^/]+)"
+
+            regex = re.sub(r"\\\{([^}]+)\\\}", group, re.escape(op.path))
+            pattern = re.compile(regex + "/?$")  # searched in the path, base path and all
+            self._requests[op.operation_id] = (OperationValidator(op), pattern)
+            self._path_names[op.operation_id] = names
+        return self._requests[op.operation_id]
+
+    def path_values(self, op: Operation, path: str) -> dict[str, str]:
+        _, pattern = self.request_validator(op)
+        match = pattern.search(path)
+        names = self._path_names[op.operation_id]
+        if match is None:
+            return {}
+        return {names[int(k[1:])]: unquote(v) for k, v in match.groupdict().items()}
 
 
 CheckFunc = Callable[[CheckContext, Sequence[Exchange]], Iterator[Verdict]]
@@ -146,7 +177,9 @@ def _verdict(ex: Exchange, problems: list[str]) -> Verdict:
     return _fail(ex, "; ".join(problems)) if problems else _ok(ex)
 
 
-def _response_key(op: Operation, status: int) -> str | None:
+def response_key(op: Operation, status: int) -> str | None:
+    """The key of the operation's documented response a status falls under (`404`, `4XX`,
+    `default`), or None when none covers it."""
     for key in (str(status), f"{status // 100}XX", "default"):
         if key in op.responses:
             return key
@@ -189,7 +222,7 @@ def status_documented(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Itera
         op = ctx.operation(ex)
         if op is None:
             continue
-        if _response_key(op, ex.response.status) is not None:
+        if response_key(op, ex.response.status) is not None:
             yield _ok(ex)
         else:
             documented = ", ".join(sorted(op.responses))
@@ -230,10 +263,11 @@ def response_schema(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterato
         if not ex.response.is_json:
             yield _fail(ex, "the body is not JSON, so it cannot match the schema")
             continue
-        errors = list(validator.iter_errors(ex.response.json()))
-        if not errors:
+        body = ex.response.json()
+        if validator.is_valid(body):  # the common case, without collecting errors
             yield _ok(ex)
             continue
+        errors = list(validator.iter_errors(body))
         shown = [f"{_pointer(e.instance_path)}: {e.message}" for e in errors[:5]]
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         yield _fail(
@@ -274,6 +308,34 @@ def request_succeeds(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterat
             f"a well-formed {op.operation_id} request was answered {ex.response.status}"
             f"{' ' + str(code) if code else ''}, expected {op.success_status}",
         )
+
+
+@check(
+    "request_valid",
+    "Observed traffic: the request matches the operation's parameters and body schema",
+    "bodies",
+)
+def request_valid(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    """Judges only traffic the harness did not write (the proxy's, role `observed`): the
+    harness sends invalid requests on purpose. Unknown query parameters count: the API ignores
+    them, so a client relying on one relies on nothing."""
+    for ex in _role(exchanges, "observed"):
+        op = ctx.operation(ex)
+        if op is None:
+            continue
+        validator, _ = ctx.request_validator(op)
+        query = urlsplit(ex.request.url).query
+        problems = [f"query parameter {n!r} is not one {op.operation_id} takes"
+                    for n in validator.unknown(query)]  # fmt: skip
+        try:
+            validator.request_params(ctx.path_values(op, ex.request.path), query)
+            if ex.request.body or op.body_required:
+                validator.body(ex.request.body, ex.request.headers.get("content-type"))
+        except ApiError as err:
+            problems += [
+                f"{d.location} {d.field}: {d.message}".replace("  ", " ") for d in err.details
+            ] or [err.message]
+        yield _verdict(ex, problems[:5])
 
 
 # --- the envelope -----------------------------------------------------------------------------
@@ -494,6 +556,56 @@ def pagination_past_end(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Ite
                 f"its total is {total}, but the other pages said {ex.meta.get('total')}"
             )
         yield _verdict(ex, problems)
+
+
+@check(
+    "pagination_page",
+    "One page agrees with itself: `page` and `per_page` echo the request, the items fit `total`",
+    "pagination",
+)
+def pagination_page(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    """Judges any page on its own (a proxied or replayed list call too), not only the walks."""
+    for ex in exchanges:
+        op = ctx.operation(ex)
+        if op is None or op.kind != "list" or ex.response.status != 200:
+            continue
+        items, total, data = _page_items(ex), _page_total(ex), _data(ex)
+        asked = {name: _asked_int(op, ex, name) for name in ("page", "per_page")}
+        page, per_page = asked["page"], asked["per_page"]
+        if items is None or total is None or page is None or per_page is None:
+            continue  # not a page (the schema check says so), or the request was out of bounds
+        assert isinstance(data, dict)  # _page_items found a list in it
+        problems = [
+            f"`{name}` is {json.dumps(data[name])}, but the request asked for {value}"
+            for name, value in asked.items()
+            if name in data and data[name] != value
+        ]
+        expected = min(per_page, max(0, total - (page - 1) * per_page))
+        if len(items) != expected:
+            problems.append(
+                f"page {page} holds {len(items)} items; with total {total} and per_page "
+                f"{per_page} it should hold {expected}"
+            )
+        yield _verdict(ex, problems)
+
+
+def _asked_int(op: Operation, ex: Exchange, name: str) -> int | None:
+    """A paging parameter as the request gave it (or its spec default); None when the
+    operation takes no such parameter or the value is outside what the spec allows."""
+    param = next((p for p in op.params if p.name == name and p.location == "query"), None)
+    if param is None:
+        return None
+    raw = ex.request.query.get(name)
+    default = param.schema.get("default")
+    if raw is None:
+        return default if isinstance(default, int) else None
+    if not raw.strip().isdigit():
+        return None
+    value = int(raw)
+    low, high = param.schema.get("minimum"), param.schema.get("maximum")
+    if (isinstance(low, int) and value < low) or (isinstance(high, int) and value > high):
+        return None
+    return value
 
 
 # --- auth --------------------------------------------------------------------------------------

@@ -121,13 +121,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--report", default=None, help="write JSON and HTML reports to this path"
     )
     contracts.add_argument(
+        "--replay",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="replay a HAR recording as a contract instead of the built-in suite (repeatable)",
+    )
+    contracts.add_argument(
         "pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest (e.g. -k, -x)"
     )
 
 
 def pytest_args(args: argparse.Namespace, workspace: str | None = None) -> list[str]:
     """The pytest command line for the parsed `contracts` subcommand."""
-    argv = [str(SUITE_DIR), "-p", "no:cacheprovider", "--opsmerge-target", args.target]
+    replay = [str(Path(f).resolve()) for f in getattr(args, "replay", None) or ()]
+    collected = replay or [str(SUITE_DIR)]
+    argv = [*collected, "-p", "no:cacheprovider", "--opsmerge-target", args.target]
+    if replay:
+        argv += ["--opsmerge-suite", "no"]
     if workspace:
         argv += ["--opsmerge-workspace", workspace]
     if args.profile:
@@ -161,6 +172,13 @@ def contracts_command(args: argparse.Namespace) -> int:
             "--admin-token (or OPSMERGE_SANDBOX_ADMIN_TOKEN)",
             exit_codes.USAGE,
         )
+    for recording in getattr(args, "replay", None) or ():
+        from opsmerge_sandbox.har import HarError, read_har
+
+        try:
+            read_har(Path(recording))
+        except HarError as exc:
+            return _fail(str(exc), exit_codes.USAGE)
     try:
         keys_for, role_keys = _keys_for(args)
     except ValueError as exc:  # KeyEntryError: names the entry, never the key

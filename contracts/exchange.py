@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import msgspec
+
 KEY_PREFIX = "om_"
 # Which environment variable a curl line names for a key, by the label the caller gave it.
 KEY_ENV = {
@@ -79,6 +81,7 @@ class RecordedResponse:
     body: bytes = b""
     _parsed: Any = field(default=None, repr=False)
     _parsed_done: bool = field(default=False, repr=False)
+    _parsed_ok: bool = field(default=False, repr=False)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -92,20 +95,28 @@ class RecordedResponse:
         if not self._parsed_done:
             self._parsed_done = True
             try:
-                self._parsed = json.loads(self.body) if self.body else None
+                self._parsed = _decode(self.body) if self.body else None
+                self._parsed_ok = bool(self.body)
             except ValueError:
                 self._parsed = None
         return self._parsed
 
     @property
     def is_json(self) -> bool:
-        if not self.body:
-            return False
-        try:
-            json.loads(self.body)
-        except ValueError:
-            return False
-        return True
+        self.json()  # parsed once, whichever check asks first
+        return self._parsed_ok
+
+
+def _decode(body: bytes) -> Any:
+    """JSON as Python values: msgspec first (a third of json's time on a page of records, which
+    the proxy parses on every answer), json for what msgspec will not hold (1e400, huge ints)."""
+    try:
+        return _DECODER.decode(body)
+    except ValueError:
+        return json.loads(body)
+
+
+_DECODER = msgspec.json.Decoder()
 
 
 @dataclass(slots=True)

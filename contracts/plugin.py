@@ -29,6 +29,7 @@ SUITE_DIR = Path(
 ).parent  # collected as a directory: suite_test.py and suites/*.contract.yaml
 SUITE_PATH = SUITE_DIR / "suite_test.py"
 SCENARIO_SUFFIX = ".contract.yaml"
+RECORDING_SUFFIX = ".har"  # a recording replayed as a contract (contracts/replay.py)
 _OPTIONS = pytest.StashKey["Options"]()
 _RUN = pytest.StashKey["ContractRun"]()
 _CONTRACT = pytest.StashKey["Contract"]()  # the test's contract, for its report
@@ -183,6 +184,8 @@ def opsmerge_sandbox_session(opsmerge_sandbox_pool: SandboxPool) -> Sandbox:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.name.endswith(SCENARIO_SUFFIX):
         return ScenarioFile.from_parent(parent, path=file_path)
+    if file_path.suffix == RECORDING_SUFFIX and parent.session.isinitpath(file_path):
+        return RecordingFile.from_parent(parent, path=file_path)  # named on the command line
     if file_path == SUITE_PATH and not _matches_python_files(parent.config, file_path):
         return pytest.Module.from_parent(
             parent, path=file_path
@@ -222,6 +225,38 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"scenario: {self.scenario.name}"
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        from opsmerge_contracts.session import ContractFailure
+
+        if isinstance(excinfo.value, ContractFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class RecordingFile(pytest.File):
+    """A HAR recording named on the command line: one contract that replays it."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        yield RecordingItem.from_parent(self, name=f"replay[{self.path.name}]")
+
+
+class RecordingItem(pytest.Item):
+    def runtest(self) -> None:
+        from opsmerge_contracts.replay import load, run_replay
+        from opsmerge_contracts.session import Contract
+
+        run = run_for(self.config)
+        replay = load(self.path, run.spec)
+        contract = Contract(run, self.nodeid)
+        self.stash[_CONTRACT] = contract
+        try:
+            run_replay(contract, replay)
+        finally:
+            contract.finish()
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"replay: {self.path.name}"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         from opsmerge_contracts.session import ContractFailure

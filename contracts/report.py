@@ -216,6 +216,12 @@ class RunReport:
                     f"[yellow]role matrix, not proven[/]: {count} expectation(s) on "
                     f"{len(operations)} operation(s): {reason} (the report lists them)"
                 )
+        skipped = self.meta.get("replay_skipped") or []
+        if skipped:
+            console.print(
+                f"[yellow]replay, not sent[/]: {len(skipped)} recorded entr"
+                f"{'y' if len(skipped) == 1 else 'ies'} (the report lists them)"
+            )
         if self.leftovers:
             left_by: dict[str, dict[str, int]] = {}
             for left in self.leftovers:

@@ -202,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_args(serve)
     _add_address_args(serve)
     serve.add_argument(
+        "--record",
+        default=None,
+        metavar="FILE",
+        help="append every API exchange to FILE as HAR 1.2 (keys and credentials redacted)",
+    )
+    serve.add_argument(
         "--log-level",
         default="warning",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -242,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_contracts_parser(sub)
+    from opsmerge_sandbox.commands.drift import add_parser as add_drift_parser
+    from opsmerge_sandbox.commands.proxy import add_parser as add_proxy_parser
+
+    add_proxy_parser(sub)
+    add_drift_parser(sub)
     return parser
 
 
@@ -276,6 +287,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from opsmerge_contracts.cli import contracts_command
 
         return contracts_command(args)
+    if args.command == "proxy":
+        from opsmerge_sandbox.commands.proxy import proxy_command
+
+        return proxy_command(args)
+    if args.command == "drift":
+        from opsmerge_sandbox.commands.drift import drift_command
+
+        return drift_command(args)
     return 2
 
 

@@ -51,6 +51,7 @@ BREAKAGES = {
     "no_key_accepted": "a request without a key is refused",
     "deprecation_on_stable": "only deprecated operations send Deprecation",
     "existing_id_not_found": "a record that exists is found",
+    "undocumented_field": "records carry only the fields their schema has",
     # role checks: a deployment whose refusals leak or carry the wrong code
     "role_bypass": "a key whose role may not write cannot write (403 FORBIDDEN)",
     "scope_bypass": "a key whose scopes exclude an operation cannot make it (403 SCOPE_DENIED)",
@@ -244,6 +245,10 @@ class BrokenApp:
             )
         elif b in RECODED and isinstance(error, dict) and error.get("code") == RECODED[b][0]:
             error["code"] = RECODED[b][1]
+        elif b == "undocumented_field":
+            for record in ([data] if isinstance(data, dict) else []) + (items or []):
+                if isinstance(record, dict) and "id" in record:
+                    record["legacy_code"] = "L-1"
         elif b == "deprecation_on_stable" and 200 <= status < 300:
             headers["deprecation"] = "@1777593600"
         new_body = json.dumps(doc).encode() if doc is not None and body else body

@@ -75,6 +75,7 @@ CASES: dict[str, tuple[str, str]] = {
     "no_key_accepted": ("auth listTickets", "auth_required"),
     "deprecation_on_stable": ("conforms listTickets", "deprecation_headers"),
     "existing_id_not_found": ("conforms getTicket", "request_succeeds"),
+    "undocumented_field": ("conforms getTicket", "response_schema"),
     "role_bypass": ("role matrix createTicket", "role_forbidden"),
     "scope_bypass": ("role matrix createInvoice", "role_scope_denied"),
     "forbidden_as_scope_denied": ("role matrix createTicket", "role_forbidden"),

@@ -182,6 +182,19 @@ def serve_command(args: argparse.Namespace) -> int:
         from opsmerge_sandbox.access_log import access_logger, install
 
         install(app, access_logger())
+    recorder = None
+    if getattr(args, "record", None):
+        from opsmerge_sandbox import recording
+        from opsmerge_sandbox.har import HarWriter
+
+        try:
+            recorder = HarWriter(Path(args.record))
+        except OSError as exc:
+            sock.close()
+            sys.stderr.write(f"cannot start: cannot write --record {args.record} ({exc})\n")
+            return 2
+        recording.install(app, recorder, state.spec.base_path)
+        console.print(f"  Recording {recorder.path} (HAR 1.2)", highlight=False)
     # The seeded world never changes and never becomes garbage: keep the cyclic collector from
     # walking it over and over (with the large recipe each full walk is a pause of ~0.3 s)
     gc.collect()
@@ -200,7 +213,12 @@ def serve_command(args: argparse.Namespace) -> int:
         **uvicorn_options(limits, args.http),
     )
     server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if recorder is not None:
+            recorder.close()
+            console.print(f"recorded {recorder.count} exchange(s) in {recorder.path}")
     return 0
 
 

@@ -1,0 +1,1 @@
+"""The validating proxy: `opsmerge-sandbox proxy --upstream URL`."""
