@@ -9,7 +9,7 @@ updates or deletes the records its key depends on.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -105,7 +105,7 @@ class IdPool:
         self,
         collection: str,
         where: Mapping[str, Any] | None = None,
-        exclude: list[Any] | tuple[Any, ...] = (),
+        exclude: Sequence[Any] = (),
         writable: bool = False,
     ) -> dict[str, Any] | None:
         """A record whose fields match `where` (a value, or a list of allowed values)."""
@@ -142,9 +142,13 @@ class IdPool:
         return record["id"] if record else None
 
     def real_id(
-        self, collection: str, writable: bool = False, when: Mapping[str, Any] | None = None
+        self,
+        collection: str,
+        writable: bool = False,
+        when: Mapping[str, Any] | None = None,
+        exclude: Sequence[str] = (),
     ) -> str | None:
-        record = self.find(collection, when, writable=writable)
+        record = self.find(collection, when, exclude=exclude, writable=writable)
         return str(record["id"]) if record else None
 
 
