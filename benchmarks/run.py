@@ -6,6 +6,9 @@ answers with the bytes the sandbox answered. Each scenario gets a warm-up (a lon
 JVM), then a measured run; the results go to a table with the issue's targets marked met or
 missed, and to `.bench/results.json`. Every server is started in its own process group on
 127.0.0.1 and stopped on every way out, Ctrl-C included.
+
+Companion scripts measure one path each: `write_path.py` (durable creates), `webhooks.py` (the
+API's p99 while a webhook receiver stalls), `abuse.py` and `hostile.py` (see their README).
 """
 
 from __future__ import annotations

@@ -43,6 +43,9 @@ def _formats() -> dict[str, Any]:
         "email": st.builds(lambda a, b: f"{a}@{b}.example.com", words, words),
         "date-time": moments.map(lambda d: d.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")),
         "date": st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31)).map(str),
+        # a URL a target may call back (a webhook): the discard port on loopback, so a contract
+        # run never makes a deployment post anywhere, and a sandbox's allow list accepts it
+        "uri": words.map(lambda w: f"http://127.0.0.1:9/{w}"),
     }
 
 
@@ -123,7 +126,27 @@ def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[
                     break
                 ids.append(candidate)
             body[name] = ids
+        elif isinstance(items, dict) and isinstance(body[name], list):
+            for element in body[name]:  # objects in a list may refer to records too
+                variant = _variant(items, element)
+                if variant is not None:
+                    fill_references(variant, element, pick)
     return body
+
+
+def _variant(schema: Schema, value: Any) -> Schema | None:
+    """The object schema (itself, or the `oneOf`/`anyOf` option whose `const`s it holds) that
+    describes `value`, when that schema has properties to fill."""
+    if not isinstance(value, dict):
+        return None
+    for option in [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]:
+        props = option.get("properties") if isinstance(option, dict) else None
+        if not props:
+            continue
+        consts = {k: p["const"] for k, p in props.items() if isinstance(p, dict) and "const" in p}
+        if all(value.get(k) == v for k, v in consts.items()):
+            return option
+    return None
 
 
 def apply_relations(schema: Schema, body: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,12 @@ import jsonschema_rs
 
 from opsmerge_contracts.exchange import Exchange
 from opsmerge_contracts.expect import unmet
+from opsmerge_contracts.webhook_payloads import (
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    SIGNED,
+    payload_problems,
+)
 from opsmerge_sandbox.catalogue import Catalogue
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.pipeline.validate import OperationValidator
@@ -1048,3 +1054,21 @@ def scenario_expectation(ctx: CheckContext, exchanges: Sequence[Exchange]) -> It
         problems = list(unmet(expect, ex))
         step = ex.meta.get("step", "a step")
         yield _fail(ex, f"step {step!r}: " + "; ".join(problems)) if problems else _ok(ex)
+
+
+@check(
+    "webhook_payload",
+    "A webhook a receiver got validates against the spec's `webhooks` schema and is signed",
+    "bodies",
+)
+def webhook_payload(ctx: CheckContext, exchanges: Sequence[Exchange]) -> Iterator[Verdict]:
+    for ex in exchanges:
+        if ex.role != "webhook":
+            continue
+        event = ex.request.headers.get(EVENT_HEADER)
+        problems = list(payload_problems(event, ex.request.json(), str(ctx.spec.path)))
+        if not SIGNED.match(ex.request.headers.get(SIGNATURE_HEADER, "")):
+            problems.append(f"{SIGNATURE_HEADER}: missing or not t=<seconds>,v1=<hex sha256>")
+        elif ex.meta.get("verified") is False:
+            problems.append(f"{SIGNATURE_HEADER}: does not verify with the rule's signing secret")
+        yield _verdict(ex, problems)

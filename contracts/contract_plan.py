@@ -65,3 +65,19 @@ def collection_op(spec: Spec, collection: str, kind: str) -> Operation | None:
             continue
         return op
     return None
+
+
+def webhook_operations(spec: Spec) -> list[Operation]:
+    """The writes that are events (`x-sandbox-events`): a rule on each must post its webhook."""
+    model = spec.events
+    if model is None:
+        return []
+    found: list[Operation] = []
+    for event in model.events.values():
+        if event.collection is None:
+            continue
+        kind = "create" if event.on == "created" else "update"
+        op = collection_op(spec, event.collection, kind)
+        if op is not None and op not in found:
+            found.append(op)
+    return found

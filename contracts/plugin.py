@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from opsmerge_contracts.sandboxes import Sandbox, SandboxPool
     from opsmerge_contracts.scenarios import Scenario
     from opsmerge_contracts.session import Contract, ContractRun
+    from opsmerge_contracts.webhook_receiver import WebhookReceiver
 
 SUITE_DIR = Path(
     __file__
@@ -176,6 +177,18 @@ def opsmerge_sandbox(request: pytest.FixtureRequest, opsmerge_sandbox_pool: Sand
 def opsmerge_sandbox_session(opsmerge_sandbox_pool: SandboxPool) -> Sandbox:
     """One in-process sandbox shared by the whole session (not reset between tests)."""
     return opsmerge_sandbox_pool.get(loopback=False, slot="session")
+
+
+@pytest.fixture
+def opsmerge_webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A real webhook receiver on loopback: point a rule's send_webhook URL at `.url`, `trust()`
+    the rule's secret, then `wait_for(rule_id=...)`; each delivery says whether its signature
+    verified and what is wrong with its body against the spec's `webhooks` schemas. The sandbox
+    posts from its own process, so an in-process sandbox reaches it as a loopback one does."""
+    from opsmerge_contracts.webhook_receiver import WebhookReceiver
+
+    with WebhookReceiver() as receiver:
+        yield receiver
 
 
 # --- scenario files --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -23,6 +23,15 @@ from opsmerge_contracts import rolekeys
 from opsmerge_contracts.bodies import invalid_bodies, valid_bodies
 from opsmerge_contracts.contract_plan import collection_op, is_write, path_params
 from opsmerge_contracts.session import LIMITED, Contract
+from opsmerge_contracts.webhook_receiver import WebhookReceiver
+from opsmerge_sandbox.events.declarations import (
+    ACTION_TYPE,
+    ACTIONS,
+    CONDITIONS,
+    ENABLED,
+    SECRET,
+    TRIGGER,
+)
 from opsmerge_sandbox.extensions import thaw
 from opsmerge_sandbox.spec import Operation
 
@@ -729,3 +738,59 @@ def rate_limit_retry(c: Contract) -> None:
             retry_429=False,
         )
     c.verify()
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+WEBHOOK_WAIT = 10.0  # seconds a delivery may take to arrive
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def webhooks(c: Contract, op: Operation) -> None:
+    """The write `op` is an event: a rule on it posts a webhook to a receiver on this machine,
+    signed with the rule's secret, whose body the spec's `webhooks` describe. Only a sandbox
+    (in process or on loopback) can reach this machine's loopback; a deployment is skipped."""
+    model = c.spec.events
+    host = urlsplit(c.run.options.target).hostname
+    if not c.run.options.in_process and host not in _LOOPBACK_HOSTS:
+        pytest.skip("a deployment cannot post webhooks to this machine's loopback receiver")
+    assert model is not None  # the plan offers only operations that are events
+    _require_scope(c, op)
+    _require_writes(c, op)
+    event = next(
+        e
+        for e in model.events.values()
+        if e.collection == _collection(op) and (e.on == "created") == (op.kind == "create")
+    )
+    action = next((a for a in model.actions.values() if a.webhook), None)
+    rules = collection_op(c.spec, model.rules, "create")
+    if action is None or action.webhook is None or rules is None:
+        pytest.skip("the spec declares no webhook action, or no way to create a rule")
+    with WebhookReceiver() as receiver:
+        body = _bodies(c, rules)[0]
+        body.pop(CONDITIONS, None)  # no conditions: the rule fires on every event
+        body.update(
+            {
+                TRIGGER: event.name,
+                ENABLED: True,
+                ACTIONS: [{ACTION_TYPE: action.name, action.webhook: receiver.url}],
+            }
+        )
+        response = c.call(rules.method, _path(c, rules), json=body, role="setup")
+        rule = _data(response)
+        if response.status_code >= 300 or not isinstance(rule, dict) or "id" not in rule:
+            pytest.fail(f"the rule could not be created ({response.status_code}): {response.text}")
+        c.track(model.rules, str(rule["id"]))
+        c.touched_world = True
+        receiver.trust(str(rule["id"]), str(rule.get(SECRET) or ""))
+        _write(c, op, _bodies(c, op)[0], _target_record(c, op), _parent_for(c, op))
+        hooks = []
+        for delivery in receiver.wait_for(rule_id=str(rule["id"]), timeout=WEBHOOK_WAIT):
+            exchange = delivery.exchange(receiver.url, receiver.status)
+            exchange.operation_id = op.operation_id  # the write that made the event
+            exchange.meta["verified"] = delivery.verified
+            hooks.append(exchange)
+    try:
+        c.verify(only=["webhook_payload"], exchanges=hooks)  # what the receiver got
+    finally:
+        c.verify()  # the API's own answers, by every check (both are reported either way)

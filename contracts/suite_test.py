@@ -23,6 +23,7 @@ _OPERATIONS = {
     "test_bodies": contract_plan.body_operations,
     "test_unknown_id": contract_plan.unknown_id_operations,
     "test_role_matrix": contract_plan.role_matrix_operations,
+    "test_webhooks": contract_plan.webhook_operations,
 }
 
 
@@ -72,6 +73,12 @@ def test_role_matrix(opsmerge_contract: Contract, operation: Operation) -> None:
     """Each key per role: 403 FORBIDDEN where its role lacks the scope, 403 SCOPE_DENIED where
     only the key's scopes exclude it, and success otherwise."""
     probes.role_matrix(opsmerge_contract, operation)
+
+
+def test_webhooks(opsmerge_contract: Contract, operation: Operation) -> None:
+    """A rule on the event this write makes posts a signed webhook the spec's `webhooks`
+    describe (sandbox targets: the receiver listens on this machine's loopback)."""
+    probes.webhooks(opsmerge_contract, operation)
 
 
 def test_rate_limit_headers(opsmerge_contract: Contract) -> None:

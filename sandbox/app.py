@@ -11,6 +11,8 @@ from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFou
 from opsmerge_sandbox.control_api import build_admin
 from opsmerge_sandbox.docs import docs_routes
 from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.events.control_endpoints import add_event_endpoints
+from opsmerge_sandbox.events.engine import rule_engine_for
 from opsmerge_sandbox.faults.connection import wrap_connection_faults
 from opsmerge_sandbox.faults.control_endpoints import add_fault_endpoints
 from opsmerge_sandbox.faults.loader import load_faults_file
@@ -72,6 +74,8 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
     load_faults_file(state)
     if state.settings.hosted:
         policy_for(state)
+    if state.events is None:
+        state.events = rule_engine_for(state)  # before the stages: the handlers check rules
     pipeline = Pipeline(build_stages(state))
     routes = build_routes(state.spec.operations, state.spec.base_path, pipeline.run)
 
@@ -83,6 +87,8 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
     if not settings.hosted:
         admin = build_admin(state)
         add_fault_endpoints(admin, state, state.faults)
+        if state.events is not None:
+            add_event_endpoints(admin, state.events)
         handlers += admin.handlers()
     handlers = with_options(handlers)
     cors = None
@@ -114,7 +120,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
             Exception: _crash,
         },
         cors_config=cors,
-        lifespan=hosted_lifespans(state),
+        lifespan=[*hosted_lifespans(state), *([state.events.running] if state.events else [])],
         on_shutdown=[state.close],  # queued writes saved, the change log folded into the snapshot
         openapi_config=None,
         logging_config=None,  # leave the host's logging alone (no root logger reconfiguration)

@@ -93,6 +93,16 @@ def _network(text: str) -> str:
     return text.strip()
 
 
+def _webhook_host(text: str) -> str:
+    from opsmerge_sandbox.events.allowlist import WebhookAllow
+
+    try:
+        WebhookAllow.parse((text,))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
 def _add_address_args(serve: argparse.ArgumentParser) -> None:
     """Who a request comes from, for the hosted sandbox's per-address budget."""
     serve.add_argument(
@@ -160,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests per minute for every key without its own limit (default 300)",
     )
     serve.add_argument("--faults", default=None, help="YAML file of fault rules to load at start")
+    serve.add_argument(
+        "--webhook-allow",
+        action="append",
+        type=_webhook_host,
+        default=None,
+        metavar="HOST_OR_CIDR",
+        help="a host name or IP network rules' webhooks may be posted to (repeatable; default "
+        "loopback only, hosted mode none; env OPSMERGE_SANDBOX_WEBHOOK_ALLOW, comma-separated)",
+    )
     serve.add_argument(
         "--hosted",
         action="store_true",

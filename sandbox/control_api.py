@@ -174,6 +174,8 @@ def build_admin(state: SandboxState) -> AdminApi:
         # every record is reseeded, so nothing is left dated on the moved clock (a workspace's
         # own clock goes back to the sandbox's with its records)
         state.clock.reset(ws)
+        if state.events is not None:  # queued webhooks and outboxes go with the records
+            state.events.forget(ws)
         return 200, {"reset": True, "workspace": ws or "*", "keys": bool(body.get("keys"))}
 
     def list_keys(request: Request, _: Any) -> tuple[int, Any]:
@@ -250,6 +252,8 @@ def build_admin(state: SandboxState) -> AdminApi:
                 f"Invalid request: advance_seconds: {exc}.",
                 [Detail("body", "advance_seconds", str(exc))],
             ) from None
+        if state.events is not None:  # retries and clock triggers the move made due run now
+            state.events.run_due()
         return 200, _clock_view(workspace)
 
     def list_requests(request: Request, _: Any) -> tuple[int, Any]:

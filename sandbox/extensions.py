@@ -22,7 +22,7 @@ from typing import Any
 
 SANDBOX_KINDS = frozenset({"list", "get", "create", "update", "delete", "action", "identity"})
 DEFAULT_CONFLICT_CODE = "CONFLICT"
-EXPRESSION_SOURCES = ("now", "today", "caller", "path", "body", "record")
+EXPRESSION_SOURCES = ("now", "today", "secret", "caller", "path", "body", "record")
 _SCALARS = (str, int, float, bool, type(None))
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -300,7 +300,7 @@ class _Reader:
         for name, expr in found.items():
             if isinstance(expr, str) and expr.startswith("$") and not _is_expression(expr):
                 self.problem(
-                    f"{key}.{name} {expr!r} is not an expression: use $now or "
+                    f"{key}.{name} {expr!r} is not an expression: use $now, $today, $secret or "
                     "$caller.<field>, $path.<param>, $body.<field>, $record.<field>"
                 )
         return freeze(found)
@@ -316,7 +316,7 @@ class _Reader:
 
 def _is_expression(expr: str) -> bool:
     source, dot, field = expr[1:].partition(".")
-    if source in ("now", "today"):
+    if source in ("now", "today", "secret"):
         return not dot
     return source in EXPRESSION_SOURCES and bool(dot) and bool(field)
 

@@ -30,6 +30,8 @@ class Settings:
     hosted_max_workspaces: int = 500
     hosted_address_rate_limit: int = 600  # per client address per minute, on top of per key
     trusted_proxies: tuple[str, ...] = ()  # X-Forwarded-For is read only from these peers
+    # hosts and networks webhooks may be posted to; None: loopback (hosted mode: none)
+    webhook_allow: tuple[str, ...] | None = None
     # Connection limits (sandbox/connection_limits.py); None takes the mode's default there.
     header_timeout: float | None = None  # seconds to receive a complete request head
     keep_alive_timeout: float | None = None  # seconds a connection idles after a response

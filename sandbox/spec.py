@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from opsmerge_sandbox.catalogue import Catalogue, load_catalogue
+from opsmerge_sandbox.events.declarations import EventModel, parse_events
 from opsmerge_sandbox.extensions import (
     ExtensionError,
     ExtensionProblem,
@@ -30,7 +31,14 @@ from opsmerge_sandbox.yamlio import load_yaml
 SPEC_PATH = Path(__file__).parent / "openapi" / "opsmerge.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 # the modules whose code builds a `Spec`: part of the start-up cache's key for it
-SPEC_CODE = ("spec.py", "extensions.py", "catalogue.py", "yamlio.py")
+SPEC_CODE = (
+    "spec.py",
+    "extensions.py",
+    "catalogue.py",
+    "yamlio.py",
+    "events/__init__.py",
+    "events/declarations.py",
+)
 
 Schema = dict[str, Any]
 
@@ -100,6 +108,7 @@ class Spec:
     collections: dict[str, Collection]
     catalogue: Catalogue
     base_path: str
+    events: EventModel | None = None  # the root `x-sandbox-events`: rules that fire
 
     def operation(self, operation_id: str) -> Operation:
         for op in self.operations:
@@ -341,6 +350,9 @@ def parse_spec(
                 operations.append(
                     _operation(p, method, raw_op, item[method], params, collections, problems)
                 )
+    properties = {name: c.schema.get("properties", {}) for name, c in collections.items()}
+    events, found = parse_events(resolved, properties)
+    problems.extend(found)
     if problems:
         raise ExtensionError(problems)
     servers = resolved.get("servers") or [{"url": ""}]
@@ -353,6 +365,7 @@ def parse_spec(
         collections=collections,
         catalogue=catalogue or load_catalogue(),
         base_path=base if base.startswith("/") else "",
+        events=events,
     )
 
 

@@ -30,6 +30,7 @@ from opsmerge_sandbox.world.generator import build_world
 from opsmerge_sandbox.world.recipe import Recipe, api_key, load_recipe
 
 if TYPE_CHECKING:
+    from opsmerge_sandbox.events.engine import RuleEngine
     from opsmerge_sandbox.hosted import HostedPolicy
 
 CACHED_WORLD_MAX_RECORDS = 50_000  # larger worlds would write hundreds of MB to the cache
@@ -53,6 +54,7 @@ class SandboxState:
     faults_file_loaded: bool = False
     started_at: float = field(default_factory=time.time)
     delta: DeltaStore | None = None  # where the workspaces' changes are stored
+    events: RuleEngine | None = None  # rules that fire, and their webhooks (set by create_app)
 
     async def close(self) -> None:
         """At shutdown: queued writes reach the disk and the change log is compacted."""

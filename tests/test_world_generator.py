@@ -433,7 +433,7 @@ def test_generated_ids_count_from_the_record_index(recipe: Recipe, world: World)
     assert world["clients"][named]["id"] == f"cli_{named:06d}"
 
 
-def test_technician_may_change_every_family_but_billing_settings_users_roles(
+def test_technician_may_change_every_family_but_billing_workflows_settings_users_roles(
     spec: Spec, world: World
 ) -> None:
     tech = set(_by_id(world)["roles"]["rol_technician"]["permissions"])
@@ -442,13 +442,14 @@ def test_technician_may_change_every_family_but_billing_settings_users_roles(
         for op in spec.operations
         for s in op.scopes
         if not s.endswith(":read")
-        and s.split(":")[0] not in ("psa_billing", "settings", "users", "roles")
+        and s.split(":")[0] not in ("psa_billing", "psa_workflows", "settings", "users", "roles")
     }
     assert granted <= tech
     assert not {
         p
         for p in tech
-        if p.split(":")[0] in ("psa_billing", "settings") and not p.endswith(":read")
+        if p.split(":")[0] in ("psa_billing", "psa_workflows", "settings")
+        and not p.endswith(":read")
     }
 
 

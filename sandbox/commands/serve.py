@@ -22,6 +22,7 @@ from opsmerge_sandbox.connection_limits import (
     resolve_limits,
     uvicorn_options,
 )
+from opsmerge_sandbox.events.allowlist import WebhookAllow
 from opsmerge_sandbox.pipeline.address import parse_networks
 from opsmerge_sandbox.settings import Settings
 from opsmerge_sandbox.spec import SPEC_PATH
@@ -36,6 +37,17 @@ def _trusted_proxies(given: list[str] | None) -> tuple[str, ...]:
     found = tuple(v.strip() for v in env.split(",") if v.strip())
     parse_networks(found)  # a bad value is refused at start (ValueError names it)
     return found
+
+
+def _webhook_allow(given: list[str] | None) -> tuple[str, ...] | None:
+    """The webhook hosts named on the command line, else in OPSMERGE_SANDBOX_WEBHOOK_ALLOW;
+    None keeps the mode's default (loopback, or nothing when hosted)."""
+    if given:
+        return tuple(given)
+    env = os.environ.get("OPSMERGE_SANDBOX_WEBHOOK_ALLOW", "")
+    found = tuple(v.strip() for v in env.split(",") if v.strip())
+    WebhookAllow.parse(found)  # a bad value is refused at start (ValueError names it)
+    return found or None
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -57,6 +69,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "trusted_proxies": _trusted_proxies(args.trusted_proxy),
         "reject_unknown_params": bool(args.reject_unknown_params),
         "access_log": bool(args.access_log),
+        "webhook_allow": _webhook_allow(args.webhook_allow),
     }
     if args.address_rate_limit is not None:
         kwargs["hosted_address_rate_limit"] = int(args.address_rate_limit)

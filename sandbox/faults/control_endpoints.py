@@ -125,6 +125,8 @@ def add_fault_endpoints(api: AdminApi, state: SandboxState, registry: FaultRules
         assert name is not None
         await state.workspaces.reset(name)  # answered once the reset is durable
         state.clock.reset(name)  # the workspace's own clock goes back with its records
+        if state.events is not None:  # its queued webhooks and outbox go too
+            state.events.forget(name)
         buckets = clear_buckets(state.limiter, name)
         removed = registry.clear(name)
         return 200, {"reset": True, "workspace": name, "buckets": buckets, "faults": len(removed)}

@@ -22,6 +22,9 @@ from opsmerge_sandbox.pipeline.workspace_name import RULE, is_workspace_name
 from opsmerge_sandbox.stores import ClockStore
 
 CONNECTION_EFFECTS = ("reset", "truncate", "malformed_json", "trickle")
+# what a rule may do to a webhook delivery instead of a request
+DELIVERY_EFFECTS = ("duplicate", "delay", "reorder", "drop")
+DEFAULT_REORDER_HOLD_MS = 2000
 DEFAULT_CHUNK_BYTES = 64
 DEFAULT_INTERVAL_MS = 100
 MAX_RULES = 1000
@@ -37,10 +40,16 @@ class Match:
     key: str | None = None  # a key's name or id
     workspace: str | None = None
     _path_re: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    # a rule on webhook deliveries (`deliveries: true`) matches no request, and the reverse
+    deliveries: bool = False
+    rule_id: str | None = None  # deliveries of this event rule only
+    event_type: str | None = None  # deliveries of this event type only
 
     def hits(
         self, method: str, path: str, relative: str, operation_id: str, key: ApiKey, workspace: str
     ) -> bool:
+        if self.deliveries:
+            return False
         if self.workspace is not None and self.workspace != workspace:
             return False
         if self.method is not None and self.method != method:
@@ -53,7 +62,23 @@ class Match:
             return bool(self._path_re.match(path) or self._path_re.match(relative))
         return True
 
-    def as_dict(self) -> dict[str, str]:
+    def hits_delivery(self, workspace: str, rule_id: str, event_type: str) -> bool:
+        if not self.deliveries:
+            return False
+        if self.workspace is not None and self.workspace != workspace:
+            return False
+        if self.rule_id is not None and self.rule_id != rule_id:
+            return False
+        return self.event_type is None or self.event_type == event_type
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.deliveries:
+            found = {
+                "workspace": self.workspace,
+                "rule_id": self.rule_id,
+                "event_type": self.event_type,
+            }
+            return {"deliveries": True, **{k: v for k, v in found.items() if v is not None}}
         out = {
             "method": self.method,
             "path": self.path,
@@ -73,9 +98,12 @@ class Effect:
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     interval_ms: int = DEFAULT_INTERVAL_MS
     process: bool = True  # reset: does the request reach the handler before the connection drops?
+    delivery: str | None = None  # duplicate | delay | reorder | drop (a webhook delivery)
 
     def label(self) -> str:
         parts = []
+        if self.delivery is not None:
+            parts.append(f"delivery {self.delivery}")
         if self.status is not None:
             parts.append(f"status {self.status}")
         if self.connection is not None:
@@ -86,6 +114,8 @@ class Effect:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        if self.delivery is not None:
+            out["delivery"] = self.delivery
         if self.status is not None:
             out["status"] = self.status
         if self.delay_ms:
@@ -240,6 +270,15 @@ class FaultRegistry:
             r.view(now) for r in self.rules if workspace is None or r.match.workspace == workspace
         ]
 
+    def pick_delivery(self, workspace: str, rule_id: str, event_type: str) -> Rule | None:
+        """The first live delivery rule that matches this webhook delivery and fires on it."""
+        now = self.clock.now()
+        for rule in self.rules:
+            hit = rule.live(now) and rule.match.hits_delivery(workspace, rule_id, event_type)
+            if hit and rule.draw():
+                return rule
+        return None
+
     def pick(
         self, method: str, path: str, relative: str, operation_id: str, key: ApiKey, workspace: str
     ) -> Rule | None:
@@ -286,6 +325,11 @@ def _unknown(field_name: str, message: str) -> ApiError:
 
 
 def parse_match(raw: dict[str, Any], ctx: Context) -> Match:
+    if raw.get("deliveries"):
+        return _delivery_match(raw, ctx)
+    for name in ("rule_id", "event_type"):
+        if name in raw:
+            raise _bad(f"match.{name}", "only applies with deliveries: true")
     method = raw.get("method")
     if method is not None:
         method = str(method).upper()
@@ -308,7 +352,40 @@ def parse_match(raw: dict[str, Any], ctx: Context) -> Match:
     return Match(method, path, op_id, key, workspace, path_re)
 
 
+def _delivery_match(raw: dict[str, Any], ctx: Context) -> Match:
+    """A match on webhook deliveries: of one workspace, event rule or event type."""
+    for name in ("method", "path", "operation_id", "key"):
+        if name in raw:
+            raise _bad(f"match.{name}", "matches requests; a deliveries rule matches deliveries")
+    workspace = raw.get("workspace", ctx.default_workspace)
+    if workspace is not None and not is_workspace_name(workspace):
+        raise _bad("match.workspace", f"must be {RULE}")
+    return Match(
+        workspace=workspace,
+        deliveries=True,
+        rule_id=raw.get("rule_id"),
+        event_type=raw.get("event_type"),
+    )
+
+
+def _delivery_effect(raw: dict[str, Any]) -> Effect:
+    what = raw["delivery"]
+    if what not in DELIVERY_EFFECTS:
+        raise _bad("effect.delivery", f"must be one of {', '.join(DELIVERY_EFFECTS)}")
+    for name in ("status", "connection", "retry_after", "process", "chunk_bytes", "interval_ms"):
+        if name in raw:
+            raise _bad(f"effect.{name}", "does not apply to a delivery; use delay_ms alone")
+    delay = int(raw.get("delay_ms", 0))
+    if what == "delay" and delay <= 0:
+        raise _bad("effect.delay_ms", "a delayed delivery needs delay_ms above 0")
+    if what == "reorder" and not delay:
+        delay = DEFAULT_REORDER_HOLD_MS
+    return Effect(delay_ms=delay, delivery=what)
+
+
 def parse_effect(raw: dict[str, Any]) -> Effect:
+    if raw.get("delivery") is not None:
+        return _delivery_effect(raw)
     status = raw.get("status")
     connection = raw.get("connection")
     delay = int(raw.get("delay_ms", 0))
@@ -374,10 +451,16 @@ def parse_rule(
     effect = parse_effect(raw["effect"]) if raw.get("effect") is not None else None
     if effect is None and key is None:
         raise _bad("effect", "a rule needs an effect")
+    match = parse_match(raw.get("match") or {}, ctx)
+    if effect is not None and match.deliveries != (effect.delivery is not None):
+        raise _bad(
+            "effect.delivery",
+            "a rule with match.deliveries needs a delivery effect, and only such a rule has one",
+        )
     return Rule(
         id=rule_id,
         name=raw.get("name"),
-        match=parse_match(raw.get("match") or {}, ctx),
+        match=match,
         effect=effect,
         created_at=ctx.clock.iso(),
         times=int(raw["times"]) if raw.get("times") is not None else None,

@@ -107,13 +107,16 @@ def operation_actions(spec: Spec) -> Iterator[tuple[Operation, str]]:
         yield op, f"{object_type(coll.schema_name)}.{verb}"
 
 
-def _diff(before: Record | None, after: Record | None) -> dict[str, list[Any]]:
-    """`{field: [old, new]}` for every field the write changed (a create: from null)."""
+def _diff(
+    before: Record | None, after: Record | None, secret: frozenset[str] = frozenset()
+) -> dict[str, list[Any]]:
+    """`{field: [old, new]}` for every field the write changed (a create: from null); a secret
+    (`x-shown-once`) is never copied into the log."""
     old, new = before or {}, after or {}
     return {
         name: [old.get(name), new.get(name)]
         for name in dict.fromkeys([*old, *new])
-        if name not in _BOOKKEEPING and old.get(name) != new.get(name)
+        if name not in _BOOKKEEPING and name not in secret and old.get(name) != new.get(name)
     }
 
 
@@ -134,6 +137,12 @@ class AuditTrail:
         self.now = now
         self.fill = fill
         self.trusted = parse_networks(trusted_proxies)
+        self.secret = frozenset(
+            f
+            for c in spec.collections.values()
+            for f, prop in c.schema.get("properties", {}).items()
+            if prop.get("x-shown-once")
+        )
         self._last_id = 0
 
     def _next_id(self) -> str:
@@ -165,25 +174,40 @@ class AuditTrail:
 
     def record(self, ctx: RequestContext, ws: Workspace) -> None:
         """Stage one entry per changed record, in the request's transaction."""
-        changes = [c for c in ws.staged_changes() if c[0] != self.model.collection]
-        if not changes:
-            return
-        f = self.model.fields
         caller = ctx.caller
         headers = ctx.headers
         address = client_address(ctx.request.scope, headers, self.trusted) if headers else ""
         agent = (headers.get("user-agent") if headers else None) or ""
+        actor = caller.user_id if caller else None
+        self.stage(ws, ctx.op, actor, caller.key.name if caller else None, address, agent)
+
+    def stage(
+        self,
+        ws: Workspace,
+        op: Operation,
+        actor: str | None,
+        key_name: str | None,
+        address: str = "",
+        agent: str = "",
+    ) -> None:
+        """Stage one entry per record the open transaction changes, made by `actor` through
+        `key_name` (a write the sandbox makes itself, such as a rule's action, names its maker
+        there)."""
+        changes = [c for c in ws.staged_changes() if c[0] != self.model.collection]
+        if not changes:
+            return
+        f = self.model.fields
         now = self.now()
         for collection, record_id, after in changes:
             before = ws.get(collection, record_id)
             entry = {
                 "id": self._next_id(),
-                f["actor"]: caller.user_id if caller else None,
-                f["key-name"]: caller.key.name if caller else None,
-                f["action"]: self._action(ctx.op, collection, before, after),
+                f["actor"]: actor,
+                f["key-name"]: key_name,
+                f["action"]: self._action(op, collection, before, after),
                 f["object-type"]: self.types[collection],
                 f["object-id"]: record_id,
-                f["diff"]: _diff(before, after),
+                f["diff"]: _diff(before, after, self.secret),
                 f["address"]: address[:64],
                 f["user-agent"]: agent[:256],
                 "created_at": now,

@@ -4,8 +4,10 @@ It runs after the answer is built and checked, so no later error can leave a wri
 without its success answer. The write reaches the workspace's views at once (the next request
 builds on it) and the answer waits until the store holds it; a write the store cannot save is
 answered 503 STORE_UNAVAILABLE and memory goes back to what the store holds. An error answer
-drops whatever the handler staged. Any other answer from a workspace with writes still on their
-way to disk waits for them, so no answer shows a change that may yet be lost.
+drops whatever the handler staged. A committed write's events then fire the workspace's rules
+(`events/engine.py`); a refused or failed write makes none. Any other answer from a workspace
+with writes still on their way to disk waits for them, so no answer shows a change that may yet
+be lost.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Commit:
         if ws is None:
             return
         if ws.in_transaction and ctx.status < 400:
+            events = self.state.events
+            changes = events.capture(ws) if events is not None else None
             try:
                 await ws.commit()
             except ApiError as err:
@@ -38,6 +42,9 @@ class Commit:
             hosted = self.state.hosted
             if hosted is not None:
                 hosted.charge(ws, len(ctx.raw_body))  # only accepted changes spend a budget
+            if changes:  # the write is durable: its events fire the workspace's rules
+                assert events is not None
+                await events.after_commit(ws, changes)
             return
         ws.rollback()
         if ws.unsettled:

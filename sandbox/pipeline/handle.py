@@ -28,6 +28,9 @@ class Handle:
         self.audit = AuditTrail.from_spec(
             state.spec, state.clock.iso, self.resources.fill, state.settings.trusted_proxies
         )
+        events = state.events
+        if events is not None:  # rules are checked as they are written (actions, webhook URLs)
+            self.resources.write_checks[events.model.rules] = events.check_rule
 
     def __call__(self, ctx: RequestContext) -> None:
         ws = ctx.workspace

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import random
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -79,6 +80,33 @@ def reference_fields(collection: Collection) -> list[RefField]:
     return out
 
 
+def shown_once_fields(spec: Spec) -> dict[str, frozenset[str]]:
+    """Per collection, the fields marked `x-shown-once`: only a create's answer shows them."""
+    out = {}
+    for name, coll in spec.collections.items():
+        found = frozenset(
+            f for f, prop in coll.schema.get("properties", {}).items() if prop.get("x-shown-once")
+        )
+        if found:
+            out[name] = found
+    return out
+
+
+def _without(data: Any, hidden: frozenset[str]) -> Any:
+    """A record, or a page's records, without the hidden fields (pre-encoded seeded records
+    are decoded first: their bytes hold every field)."""
+    if isinstance(data, msgspec.Raw):
+        data = msgspec.json.decode(data)
+    if isinstance(data, dict) and isinstance(data.get("items"), list | msgspec.Raw):
+        items = data["items"]
+        if isinstance(items, msgspec.Raw):
+            items = msgspec.json.decode(items)
+        return {**data, "items": [_without(r, hidden) for r in items]}
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k not in hidden}
+    return data
+
+
 def _within(record: Record, bounds: list[tuple[str, str, Any]]) -> bool:
     """Whether the record's fields lie within every (field, from | until, value) bound."""
     for field, bound, value in bounds:
@@ -122,6 +150,10 @@ class Resources:
             "action": self.action,
             "identity": self.identity,
         }
+        # collection -> fields only the answer to a create shows (`x-shown-once`: a secret)
+        self.shown_once = shown_once_fields(spec)
+        # collection -> a check of each record a create or update writes (the rule engine's)
+        self.write_checks: dict[str, Callable[[Workspace, Record], None]] = {}
 
     def handle(self, ex: HandlerCall) -> tuple[int, Any]:
         handler = self._kinds.get(ex.op.kind)
@@ -129,7 +161,12 @@ class Resources:
             raise ApiError(
                 "INTERNAL_ERROR", f"{ex.op.operation_id} has no x-sandbox kind this sandbox serves."
             )
-        return handler(ex)
+        status, data = handler(ex)
+        if self.shown_once and ex.op.kind != "create":
+            hidden = self.shown_once.get(ex.op.hints.collection or "")
+            if hidden:
+                data = _without(data, hidden)
+        return status, data
 
     # ------------------------------------------------------------------ helpers
     def _collection(self, ex: HandlerCall, name: str | None = None) -> Collection:
@@ -142,6 +179,8 @@ class Resources:
             return self.clock.iso()
         if expr == "$today":
             return self.clock.now_dt().date().isoformat()
+        if expr == "$secret":  # a fresh signing key, shown once (see `x-shown-once`)
+            return "whsec_" + secrets.token_hex(24)
         source, _, key = expr[1:].partition(".")
         if source == "caller":
             return getattr(ex.caller, key, None) if ex.caller else None
@@ -392,6 +431,9 @@ class Resources:
                     )
         record = self._new_record(ex, coll, given, hints.sets)
         self._check_refusals(ex, coll, None, record)
+        check = self.write_checks.get(coll.name)
+        if check is not None:
+            check(ex.workspace, record)
         ex.workspace.write(coll.name, record)
         return ex.op.success_status, self.present(coll, ex.workspace.view(coll.name), record)
 
@@ -412,6 +454,9 @@ class Resources:
         year = self.clock.now_dt().year
         derive_fields(coll, record, view.seq_of(rid), year, numbers, changed=set(changes))
         record_rules.settle(ex.workspace, coll.name, rules, record, now)
+        check = self.write_checks.get(coll.name)
+        if check is not None:
+            check(ex.workspace, record)
         ex.workspace.write(coll.name, record)
         return ex.op.success_status, self.present(coll, view, record)
 

@@ -13,6 +13,7 @@ from typing import Any
 from opsmerge_sandbox.catalogue import Catalogue
 from opsmerge_sandbox.speccheck import (  # noqa: F401  (register their rules)
     auth_rules,
+    event_rules,
     marker_rules,
     response_rules,
     sandbox_rules,

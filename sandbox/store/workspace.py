@@ -397,6 +397,11 @@ class Workspaces:
         ws.last_used = time.monotonic()
         return ws
 
+    def existing(self, name: str) -> Workspace | None:
+        """The workspace if it exists, neither created nor marked used: background work (the
+        rule engine's clock and deliveries) must not keep an idle workspace alive."""
+        return self._items.get(name)
+
     def names(self) -> list[str]:
         return list(self._items)
 
