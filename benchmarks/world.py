@@ -58,6 +58,25 @@ def _child(recipe_name: str, repeat: int) -> dict[str, object]:
     }
 
 
+# what the seeded world must stay within (measured on a quiet machine)
+DEFAULT_FIRST_S = 0.5  # the default world, built in a fresh process
+LARGE_BUILD_S = 20.0
+LARGE_PEAK_MIB = 500.0
+
+
+def _targets(row: dict[str, object]) -> list[tuple[str, bool]]:
+    first, peak = float(row["first_s"]), float(row["peak_rss_mib"])  # type: ignore[arg-type]
+    if row["recipe"] == "default":
+        label = f"default first build <= {DEFAULT_FIRST_S} s ({first} s)"
+        return [(label, first <= DEFAULT_FIRST_S)]
+    if row["recipe"] == "large":
+        return [
+            (f"large build <= {LARGE_BUILD_S:.0f} s ({first} s)", first <= LARGE_BUILD_S),
+            (f"large peak <= {LARGE_PEAK_MIB:.0f} MiB ({peak} MiB)", peak <= LARGE_PEAK_MIB),
+        ]
+    return []
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", action="append", default=None)
@@ -79,6 +98,9 @@ def main() -> int:
     for r in rows:
         print(f"{r['recipe']:<10}{r['records']:>10}{r['agents']:>9}{r['first_s']:>9}"
               f"{r['build_s']:>9}{r['us_per_record']:>8}{r['peak_rss_mib']:>10}{r['setup_s']:>9}")
+    for r in rows:
+        for label, ok in _targets(r):
+            print(f"target {label}: {'met' if ok else 'missed'}")
     print("first: the first build in a fresh process (free-text pools included); best: the "
           "fastest of the runs; peak MiB: resident memory added by building; setup: spec, "
           "recipe and Faker loading, not in the build times")

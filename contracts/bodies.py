@@ -90,6 +90,17 @@ def _draw(schema: Schema, n: int) -> list[dict[str, Any]]:
 # --- making a shape-valid body valid in meaning ---------------------------------------------
 
 
+def _fixed_filters(where: dict[str, Any]) -> dict[str, Any]:
+    """The `x-ref.where` entries that list the allowed values of one of the target's own fields
+    (`{status: [active]}`): a body names only such records. Paths and other tests are the
+    sandbox generator's; a body leaves them to the target."""
+    return {
+        theirs: list(allowed)
+        for theirs, allowed in where.items()
+        if isinstance(allowed, list) and "->" not in theirs
+    }
+
+
 def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[str, Any]:
     """Replace every `x-ref` value with a real id of the collection it names."""
     props: dict[str, Schema] = schema.get("properties") or {}
@@ -102,8 +113,13 @@ def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[
             continue
         ref = ref_of(prop)
         if ref is not None and body[name] is not None:
-            collection, _, where = ref  # `where` maps their field to my field
-            filters = {theirs: body.get(mine) for theirs, mine in where.items() if mine in body}
+            collection, _, where = ref  # `where` maps their field to my field, or to values
+            filters = {
+                theirs: body.get(mine)
+                for theirs, mine in where.items()
+                if isinstance(mine, str) and mine in body
+            }
+            filters.update(_fixed_filters(where))
             chosen = pick(collection, filters, [])
             if chosen is None and filters:
                 chosen = None if allows_null(prop) else pick(collection, {}, [])
@@ -120,8 +136,9 @@ def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[
             collection = item_ref[0]
             wanted = max(len(body[name]), int(prop.get("minItems") or 0))
             ids: list[Any] = []
+            fixed = _fixed_filters(item_ref[2])
             while len(ids) < wanted:
-                candidate = pick(collection, {}, ids)
+                candidate = pick(collection, fixed, ids)
                 if candidate is None or candidate in ids:
                     break
                 ids.append(candidate)

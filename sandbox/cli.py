@@ -241,6 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = fixtures.add_subparsers(dest="fixtures_command", required=True, help="what to do")
     dump = fsub.add_parser("dump", help="write the seeded world as JSON to stdout")
     _add_world_args(dump)
+    world_check = fsub.add_parser(
+        "check", help="judge the seeded world by the spec's x-invariants (exit 1 on violations)"
+    )
+    _add_world_args(world_check)
+    world_check.add_argument("--json", action="store_true", help="print violations as JSON")
+    world_check.add_argument(
+        "--limit", type=int, default=50, help="violations listed per invariant (default 50; 0: all)"
+    )
 
     spec = sub.add_parser("spec", help="spec tools")
     ssub = spec.add_subparsers(dest="spec_command", required=True, help="what to do")
@@ -291,9 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return keys_command(args)
     if args.command == "fixtures":
-        from opsmerge_sandbox.commands.fixtures import dump_command
+        from opsmerge_sandbox.commands.fixtures import check_command, dump_command
 
-        return dump_command(args)
+        return check_command(args) if args.fixtures_command == "check" else dump_command(args)
     if args.command == "spec":
         from opsmerge_sandbox.commands.spec_check import check_command
 

@@ -602,7 +602,41 @@ def parse_collections(
         rules = _field_rules(r, fields[name], every)
         problems += r.problems
         found[name] = (schema_name, dataclasses.replace(hints, rules=rules))
+    if not clashed:
+        problems += _invariant_problems(schemas, found, fields)
     return found, problems
+
+
+def _invariant_problems(
+    schemas: Mapping[str, Any],
+    found: Mapping[str, tuple[str, CollectionHints]],
+    fields: Mapping[str, Mapping[str, Any]],
+) -> list[ExtensionProblem]:
+    """`x-invariants` declarations that do not compile (a field no schema has, a bad test)."""
+    from opsmerge_sandbox.world.invariants import (  # the world imports us
+        hint_problems,
+        invariant_problems,
+    )
+
+    def item_fields(prop: Any) -> Any:
+        items = prop.get("items") if isinstance(prop, Mapping) else None
+        if isinstance(items, Mapping) and "$ref" in items:
+            target = schemas.get(str(items["$ref"]).rsplit("/", 1)[-1]) or {}
+            found_items = {**target, **items, "properties": _properties(items, schemas)}
+            return {**prop, "items": found_items}
+        return prop
+
+    view = {
+        name: {
+            "properties": {k: item_fields(v) for k, v in fields[name].items()},
+            "x-invariants": (schemas.get(schema_name) or {}).get("x-invariants") or [],
+        }
+        for name, (schema_name, _) in found.items()
+    }
+    return [
+        ExtensionProblem(f"components.schemas.{found[name][0]}", problem)
+        for name, problem in [*invariant_problems(view), *hint_problems(view)]
+    ]
 
 
 def _collection(r: _Reader, schema: Mapping[str, Any]) -> CollectionHints | None:
@@ -728,7 +762,7 @@ class _Unjudged(dict[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         return self
-_SEQUENCE_KEYS = ("start", "next-from")
+_SEQUENCE_KEYS = ("start", "next-from", "order-by")
 _TEMPLATE_KEYS = ("format", "vars", "per-year-of")
 _VAR_KEYS = ("field", "map", "override")
 _RECORD_FIELD_KEYS = ("collection", "id", "field")
@@ -796,7 +830,7 @@ def _field_rules(
             decl = prop["x-exclusive"]
             per = decl.get("per") if isinstance(decl, Mapping) else None
             if isinstance(decl, Mapping):
-                r.unknown_keys(decl, ("per",), f"{key}.x-exclusive")
+                r.unknown_keys(decl, ("per", "required"), f"{key}.x-exclusive")
             if "boolean" not in _types(prop):
                 r.problem(f"{key}.x-exclusive belongs on a boolean field (a flag)")
             elif not isinstance(per, str) or per not in props or per == name:

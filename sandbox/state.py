@@ -12,6 +12,7 @@ from opsmerge_sandbox.journal import Journal
 from opsmerge_sandbox.pipeline.authenticate import ApiKey, KeyRing
 from opsmerge_sandbox.pipeline.authorize import AuthModel
 from opsmerge_sandbox.pipeline.ratelimit import RateLimiter
+from opsmerge_sandbox.progress import progress
 from opsmerge_sandbox.settings import Settings
 from opsmerge_sandbox.spec import Spec, load_spec
 from opsmerge_sandbox.startcache import cached, code_bytes
@@ -95,7 +96,9 @@ def _world(spec: Spec, recipe: Recipe) -> dict[str, list[dict]]:
     """The seeded world; small worlds come from the start cache (a pure function of the inputs)."""
     total = sum(recipe.counts.values())
     if total > CACHED_WORLD_MAX_RECORDS:
-        return build_world(spec, recipe)
+        # a large world takes a while: progress on standard error (a bar on a terminal)
+        with progress(f"Building world {recipe.name} (seed {recipe.seed})", total) as report:
+            return build_world(spec, recipe, progress=report)
     code = code_bytes("world", "spec.py", "extensions.py", "jsontypes.py")
     parts = [*code, spec.path.read_bytes(), repr(recipe).encode()]
     return cached("world", parts, lambda: build_world(spec, recipe))

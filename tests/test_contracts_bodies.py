@@ -62,7 +62,8 @@ def test_references_are_filled_with_ids_the_target_has() -> None:
     records = {
         "clients": [{"id": "cli_a"}, {"id": "cli_b"}],
         "contacts": [{"id": "con_1", "client_id": "cli_a"}, {"id": "con_2", "client_id": "cli_b"}],
-        "users": [{"id": "usr_1"}],
+        # the spec names only active users as assignees (`x-ref.where: {status: [active]}`)
+        "users": [{"id": "usr_0", "status": "invited"}, {"id": "usr_1", "status": "active"}],
         "roles": [{"id": "rol_1"}, {"id": "rol_2"}, {"id": "rol_3"}],
     }
 
@@ -70,7 +71,10 @@ def test_references_are_filled_with_ids_the_target_has() -> None:
         for record in records.get(collection, []):
             if record["id"] in exclude:
                 continue
-            if all(record.get(k) == v for k, v in where.items()):
+            if all(
+                record.get(k) in v if isinstance(v, list) else record.get(k) == v
+                for k, v in where.items()
+            ):
                 return record["id"]
         return None
 

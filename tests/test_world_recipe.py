@@ -24,7 +24,7 @@ def test_default_recipe_loads_by_name_with_tz_aware_epoch() -> None:
     assert recipe.name == "default"
     assert recipe.epoch.tzinfo is not None and recipe.epoch.utcoffset().total_seconds() == 0
     assert recipe.organisation == {"id": "org_northwind", "name": "Northwind IT Services Ltd",
-                                   "region": "eu"}
+                                   "region": "eu", "domain": "northwind-it.co.uk"}
     assert recipe.rate_limit == 300
 
 

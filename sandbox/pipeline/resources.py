@@ -24,6 +24,7 @@ from opsmerge_sandbox.jsontypes import json_types
 from opsmerge_sandbox.pipeline import record_rules
 from opsmerge_sandbox.pipeline.authenticate import Caller
 from opsmerge_sandbox.pipeline.ratelimit import RateState
+from opsmerge_sandbox.pipeline.record_invariants import WriteInvariants
 from opsmerge_sandbox.pipeline.sequences import Numbering
 from opsmerge_sandbox.spec import Collection, Operation, Spec, ref_of
 from opsmerge_sandbox.store.base import matches, sort_key
@@ -107,6 +108,17 @@ def _without(data: Any, hidden: frozenset[str]) -> Any:
     return data
 
 
+def _is_history(prop: Mapping[str, Any]) -> bool:
+    """`x-ref.history`: the field records what a record named when it was made (what a past
+    action was aimed at); it keeps the id once that record is deleted, so it never blocks
+    the delete."""
+    ref = prop.get("x-ref")
+    items = prop.get("items")
+    if ref is None and isinstance(items, Mapping):
+        ref = items.get("x-ref")
+    return isinstance(ref, Mapping) and ref.get("history") is True
+
+
 def _within(record: Record, bounds: list[tuple[str, str, Any]]) -> bool:
     """Whether the record's fields lie within every (field, from | until, value) bound."""
     for field, bound, value in bounds:
@@ -134,11 +146,14 @@ class Resources:
         # the schemas' property rules (x-default-from, x-exclusive, x-ordinal, ...)
         self.rules = collection_rules(spec.resolved.get("components", {}).get("schemas", {}))
         self.numbering = Numbering(spec.collections, self.rules)
+        self.invariants = WriteInvariants({n: c.schema for n, c in spec.collections.items()})
         # collection -> [(referencing collection, field)], for refusing deletes still in use
         self.referrers: dict[str, list[tuple[str, str]]] = {}
         for name, fields in self.refs.items():
+            props = spec.collections[name].schema.get("properties", {})
             for rf in fields:
-                self.referrers.setdefault(rf.target, []).append((name, rf.field))
+                if not _is_history(props.get(rf.field) or {}):
+                    self.referrers.setdefault(rf.target, []).append((name, rf.field))
         # the ids of a page's records -> (those records, the page pre-encoded)
         self._pages: dict[tuple[int, ...], tuple[builtins.list[Record], Any]] = {}
         self._kinds: dict[str, Callable[[HandlerCall], tuple[int, Any]]] = {
@@ -316,6 +331,7 @@ class Resources:
         numbers = self.numbering.for_create(ex.workspace, coll, record, seq, year, now)
         derive_fields(coll, record, seq, year, numbers)
         record_rules.settle(ex.workspace, coll.name, rules, record, now)
+        self.invariants.check(ex.workspace, coll.name, record, int(self.clock.now_dt().timestamp()))
         return record
 
     # ------------------------------------------------------------------ kinds
@@ -457,6 +473,8 @@ class Resources:
         check = self.write_checks.get(coll.name)
         if check is not None:
             check(ex.workspace, record)
+        moment = int(self.clock.now_dt().timestamp())
+        self.invariants.check(ex.workspace, coll.name, record, moment, set(changes))
         ex.workspace.write(coll.name, record)
         return ex.op.success_status, self.present(coll, view, record)
 

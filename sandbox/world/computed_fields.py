@@ -106,9 +106,12 @@ def settle_seeded(collection: Collection, records: list[Record]) -> None:
     """Give a generated collection what depends on more than one record, in place.
 
     `per-year-of` templates are numbered 1, 2, ... within each year, in date order (gapless,
-    restarting every January), and an `x-exclusive` flag stays with the first record holding it
-    in each scope.
+    restarting every January); an `x-sequence` with `order-by` numbers records in the order of
+    that field (ties by position), and templates reading it follow; an `x-exclusive` flag stays
+    with the first record holding it in each scope, and with `required` the first record of a
+    scope with no holder takes it.
     """
+    _renumber(collection, records)
     for step in _steps(collection):
         if step.per_year_of is None:
             continue
@@ -120,14 +123,42 @@ def settle_seeded(collection: Collection, records: list[Record]) -> None:
         for y, dated in by_year.items():
             for n, (_, i) in enumerate(sorted(dated), start=1):
                 step.run(records[i], n, y, Numbers(scoped={step.name: (n, y)}))
+    props = collection.schema.get("properties") or {}
     for flag, per in _exclusive(collection).items():
         holders: set[Any] = set()
+        first: dict[Any, dict[str, Any]] = {}
         for rec in records:
             scope = rec.get(per)
-            if rec.get(flag) is True and scope is not None:
+            if scope is None:
+                continue
+            first.setdefault(scope, rec)
+            if rec.get(flag) is True:
                 if scope in holders:
                     rec[flag] = False
                 holders.add(scope)
+        if props[flag]["x-exclusive"].get("required") is True:
+            for scope, rec in first.items():
+                if scope not in holders:
+                    rec[flag] = True
+
+
+def _renumber(collection: Collection, records: list[Record]) -> None:
+    props = collection.schema.get("properties") or {}
+    for name, prop in props.items():
+        rule = prop.get("x-sequence")
+        if not isinstance(rule, Mapping) or not rule.get("order-by"):
+            continue
+        by = str(rule["order-by"])
+        start = int(rule.get("start", 1))
+        order = sorted(range(len(records)), key=lambda i: (str(records[i].get(by) or ""), i))
+        for n, i in enumerate(order):
+            records[i][name] = start + n
+        followers = [
+            s for s in _steps(collection) if s.kind == "template" and name in s.inputs
+        ]
+        for rec in records:
+            for step in followers:
+                step.run(rec, 0, 0, _NONE)
 
 
 def _exclusive(collection: Collection) -> dict[str, str]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from opsmerge_sandbox.world.conditions import Env
 from opsmerge_sandbox.world.pools import faker_generator, seeded_pool
 
 Schema = dict[str, Any]
@@ -30,6 +31,7 @@ class Draft:
     fixed: frozenset[str] = frozenset()
     times: dict[str, int] = field(default_factory=dict)  # field -> seconds since 1970
     refs: dict[str, tuple[str, int]] = field(default_factory=dict)  # field -> (collection, index)
+    not_before: int = 0  # the latest creation among records a list of references names
 
 
 @dataclass(slots=True)
@@ -58,8 +60,10 @@ class WorldContext:
         prefixes: dict[str, str],
         named_ids: dict[str, list[str]],
         schemas: dict[str, Schema],
+        organisation: dict[str, Any] | None = None,
     ) -> None:
         self.seed = seed
+        self.organisation = dict(organisation or {})
         self.schemas = schemas
         # builds a nested object's maker (plans.object_maker); set by whoever compiles plans
         self.object_maker: Callable[[Schema, WorldContext, str], Maker] = _no_object_maker
@@ -80,14 +84,72 @@ class WorldContext:
         self._by_field: dict[tuple[str, str], dict[Any, list[int]]] = {}
         self._index: dict[str, dict[str, int]] = {}
         self.faker = faker_generator()
+        # what conditions and templates read beyond the record: earlier records, the epoch
+        self.env = Env(self.lookup, epoch, self.organisation, schemas)
+        self._filtered: dict[tuple[str, int], list[int]] = {}
+        self._unions: dict[tuple[str, str, tuple[Any, ...]], list[int]] = {}
+        self._last_id: Any = None
+        self._last_collection: Any = None
+        self._last: dict[str, Any] | None = None
+
+    def lookup(self, collection: str, record_id: Any) -> dict[str, Any] | None:
+        """A record of a collection generated earlier, by id (None if there is none yet)."""
+        if record_id is self._last_id and collection is self._last_collection:
+            return self._last  # two hints of one record often read the same referenced record
+        records = self.world.get(collection)
+        if records is None or record_id.__class__ is not str:
+            return None
+        tail = record_id[-6:]
+        if tail.isdigit():  # a generated id carries its index: no table needed
+            i = int(tail)
+            if i < len(records) and self.ids[collection][i] == record_id:
+                self._last_id, self._last_collection, self._last = record_id, collection, records[i]
+                return records[i]
+        index = self.index_of(collection, record_id)
+        return records[index] if index is not None and index < len(records) else None
+
+    def union_of(
+        self,
+        collection: str,
+        their_field: str,
+        values: tuple[Any, ...],
+        table: dict[Any, list[int]],
+    ) -> list[int]:
+        """Indices of records whose field holds any of `values`, computed once per set."""
+        key = (collection, their_field, values)
+        found = self._unions.get(key)
+        if found is None:
+            found = self._unions[key] = sorted({i for v in values for i in table.get(v, ())})
+        return found
+
+    def matching(
+        self, collection: str, key: int, test: Callable[[dict[str, Any]], bool]
+    ) -> list[int]:
+        """Indices of a generated collection's records passing `test`, computed once per key."""
+        found = self._filtered.get((collection, key))
+        if found is None:
+            found = [i for i, r in enumerate(self.world.get(collection, ())) if test(r)]
+            self._filtered[(collection, key)] = found
+        return found
 
     def record_id(self, collection: str, index: int) -> str:
         return self.ids[collection][index]
 
     def index_of(self, collection: str, record_id: str) -> int | None:
+        """The index of a record by id. A generated id carries its index (`agt_000042`), so only
+        named ids need a table: a table of every id of a large collection costs megabytes."""
+        ids = self.ids.get(collection)
+        if ids is None or not isinstance(record_id, str):
+            return None
+        tail = record_id[record_id.rfind("_") + 1 :]
+        if tail.isdigit():
+            i = int(tail)
+            if i < len(ids) and ids[i] == record_id:
+                return i
         index = self._index.get(collection)
         if index is None:
-            index = {rid: i for i, rid in enumerate(self.ids.get(collection, ()))}
+            named = self.named_ids.get(collection, ())
+            index = {rid: i for i, rid in enumerate(named)}
             self._index[collection] = index
         return index.get(record_id)
 

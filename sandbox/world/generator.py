@@ -13,7 +13,7 @@ import _random
 import hashlib
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from opsmerge_sandbox.spec import Collection, Spec, ref_of
@@ -35,7 +35,14 @@ from opsmerge_sandbox.world.values import (
 
 World = dict[str, list[dict[str, Any]]]
 
-__all__ = ["GenerationError", "World", "build_world", "generation_order", "key_collection"]
+__all__ = [
+    "GenerationError",
+    "World",
+    "build_world",
+    "generation_order",
+    "key_collection",
+    "world_size",
+]
 
 
 def _targets(schema: dict[str, Any]) -> set[str]:
@@ -147,8 +154,19 @@ def _needed(order: list[str], collections: dict[str, Collection], wanted: set[st
     return needed
 
 
+Progress = Callable[[str, int, int], None]  # (collection, records done, records in all)
+_REPORT_EVERY = 4096
+
+
 def _generate(
-    collection: Collection, ctx: WorldContext, named: list[dict[str, Any]], seed: int, year: int
+    collection: Collection,
+    ctx: WorldContext,
+    named: list[dict[str, Any]],
+    seed: int,
+    year: int,
+    progress: Progress | None = None,
+    done_before: int = 0,
+    total: int = 0,
 ) -> None:
     name = collection.name
     props = list((collection.schema.get("properties") or {}).keys())
@@ -172,6 +190,8 @@ def _generate(
     rng = random.Random()
     reseed = _random.Random.seed
     for i in range(count):
+        if progress is not None and i % _REPORT_EVERY == 0:
+            progress(name, done_before + i, total)
         reseed(rng, from_bytes(blake2b(prefix + str(i).encode(), digest_size=8).digest(), "big"))
         rng.gauss_next = None  # type: ignore[attr-defined]  # CPython's cached normal deviate
         if i < n_named:
@@ -227,11 +247,26 @@ def _finish_keys(
                 rec[field] = rec.get("updated_at") if key.revoked else None
 
 
-def build_world(spec: Spec, recipe: Recipe, *, collections: Iterable[str] | None = None) -> World:
+def world_size(spec: Spec, recipe: Recipe) -> int:
+    """How many records `build_world` makes (named records count where they exceed the count)."""
+    named = recipe.records
+    return sum(
+        max(recipe.counts.get(name, 0), len(named.get(name, ()))) for name in spec.collections
+    )
+
+
+def build_world(
+    spec: Spec,
+    recipe: Recipe,
+    *,
+    collections: Iterable[str] | None = None,
+    progress: Progress | None = None,
+) -> World:
     """Generate the seeded world: one list per collection of the spec, records in index order.
 
     `collections` limits generation to those collections and what they refer to (the others
-    come back empty); records are the same either way.
+    come back empty); records are the same either way. `progress` hears how far it got, every
+    few thousand records.
     """
     named = _named_records(spec, recipe)
     counts = {
@@ -248,14 +283,23 @@ def build_world(spec: Spec, recipe: Recipe, *, collections: Iterable[str] | None
         prefixes={n: c.id_prefix for n, c in spec.collections.items()},
         named_ids={n: [r["id"] for r in recs] for n, recs in named.items()},
         schemas={n: c.schema for n, c in spec.collections.items()},
+        organisation=recipe.organisation,
     )
     ctx.object_maker = object_maker
     for name, ids in ctx.ids.items():
         if len(set(ids)) != len(ids):
             taken = sorted(i for i, n in Counter(ids).items() if n > 1)
             raise GenerationError(f"{name}: a named record takes a generated id: {taken}")
+    total = sum(counts[name] for name in order)
+    done = 0
     for name in order:
-        _generate(spec.collections[name], ctx, named.get(name, []), recipe.seed, recipe.epoch.year)
+        _generate(
+            spec.collections[name], ctx, named.get(name, []), recipe.seed, recipe.epoch.year,
+            progress, done, total,
+        )
+        done += counts[name]
+    if progress is not None:
+        progress("", total, total)
     mapping = _mirrored_keys(spec, recipe)
     if mapping is not None and mapping.collection in ctx.world:
         _finish_keys(ctx.world[mapping.collection], recipe.keys, mapping)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from opsmerge_sandbox.spec import ref_of
+from opsmerge_sandbox.world.cases import by_plan, cases_plan, format_plan
+from opsmerge_sandbox.world.conditions import Schemas
 from opsmerge_sandbox.world.context import (
     Draft,
     FieldPlan,
@@ -14,9 +16,9 @@ from opsmerge_sandbox.world.context import (
     Schema,
     WorldContext,
 )
-from opsmerge_sandbox.world.hints import maybe_null, null_probability, nullable
+from opsmerge_sandbox.world.hints import null_probability
 from opsmerge_sandbox.world.makers import compile_value
-from opsmerge_sandbox.world.refs import has_ref, ref_by_plan, ref_plan
+from opsmerge_sandbox.world.refs import has_ref, ref_by_plan, ref_list_plan, ref_plan
 from opsmerge_sandbox.world.times import time_plan
 
 COMPUTED = ("x-sequence", "x-template", "x-derive")  # left to `derive`
@@ -39,22 +41,6 @@ def when_plan(plan: FieldPlan, when: dict[str, list[Any]]) -> FieldPlan:
     return FieldPlan(plan.name, make, (*plan.deps, *when), plan.on_fixed)
 
 
-def by_maker(schema: Schema, where: str) -> tuple[Maker, str]:
-    """An `x-by` maker (choices keyed by another field's value) and the field it reads."""
-    by = schema["x-by"]
-    source = by["field"]
-    table = {k: list(v) for k, v in by["values"].items()}
-    fallback = None if nullable(schema) else next(iter(table.values()), [None])[0]
-
-    def make(d: Draft) -> Any:
-        options = table.get(d.rec.get(source))
-        if not options:
-            return fallback
-        return options[int(d.rng.random() * len(options))]
-
-    return make, source
-
-
 def compile_plans(
     schema: Schema, ctx: WorldContext, where: str, own: str | None = None
 ) -> list[FieldPlan]:
@@ -71,6 +57,27 @@ def compile_plans(
         for n, p in props.items()
         if p.get("format") == "date-time" and (p.get("x-time") or {}).get("after")
     )
+    scope = own or where
+    schemas: Schemas = ctx.schemas if scope in ctx.schemas else {**ctx.schemas, scope: schema}
+
+    def plan_of(name: str, prop: Schema) -> FieldPlan:
+        """The plan of one property that is no reference (`x-cases` arms call it again)."""
+        label = f"{where}.{name}"
+        null_p = null_probability(prop)
+        if "x-cases" in prop:
+            plan = cases_plan(name, prop, ctx, scope, schemas, plan_of)
+        elif "x-format" in prop:
+            plan = format_plan(name, prop, ctx, scope, schemas, null_p)
+        elif prop.get("format") in ("date-time", "date") or "x-time" in prop:
+            plan = time_plan(name, prop, ctx, null_p, events, scope, schemas)
+        elif "x-by" in prop:
+            plan = by_plan(name, prop, ctx, scope, schemas, null_p)
+        else:
+            plan = FieldPlan(name, compile_value(name, prop, ctx, label))
+        if "x-when" in prop:
+            plan = when_plan(plan, prop["x-when"])
+        return plan
+
     for name, prop in props.items():
         label = f"{where}.{name}"
         if name == "id" or any(k in prop for k in COMPUTED):
@@ -83,20 +90,17 @@ def compile_plans(
                 for f, coll in ref_fields
                 if f not in target[1] and coll != own and has_ref(ctx, coll, name, target[0])
             ]
-            plan = ref_plan(name, prop, ctx, null_p, sharing, label)
+            plan = ref_plan(name, prop, ctx, null_p, sharing, label, scope)
             plan.deps = (*plan.deps, *sharing)
             ref_fields.append((name, target[0]))
+            if "x-when" in prop:
+                plan = when_plan(plan, prop["x-when"])
         elif "x-ref-by" in prop:
             plan = ref_by_plan(name, prop, ctx, null_p)
-        elif prop.get("format") in ("date-time", "date") or "x-time" in prop:
-            plan = time_plan(name, prop, ctx, null_p, events)
-        elif "x-by" in prop:
-            make, source = by_maker(prop, label)
-            plan = FieldPlan(name, maybe_null(make, null_p), (source,))
+        elif isinstance(prop.get("items"), dict) and ref_of(prop["items"]) is not None:
+            plan = ref_list_plan(name, prop, ctx, label, scope)
         else:
-            plan = FieldPlan(name, compile_value(name, prop, ctx, label))
-        if "x-when" in prop:
-            plan = when_plan(plan, prop["x-when"])
+            plan = plan_of(name, prop)
         plans.append(plan)
     # references come first in the record's story: the record is created after what it refers to
     for plan in plans:

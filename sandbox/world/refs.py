@@ -3,13 +3,84 @@ matching `where`, copy its fields, and agree with records this one already point
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from opsmerge_sandbox.spec import ref_of
+from opsmerge_sandbox.world.conditions import (
+    Condition,
+    ConditionError,
+    Env,
+    compile_condition,
+    compile_path,
+    path_head,
+)
 from opsmerge_sandbox.world.context import Draft, FieldPlan, GenerationError, Schema, WorldContext
 from opsmerge_sandbox.world.hints import nullable
 
-__all__ = ["has_ref", "ref_by_plan", "ref_plan"]
+__all__ = ["has_ref", "ref_by_plan", "ref_list_plan", "ref_plan"]
+
+
+def _path_reader(get: Callable[[Any, Env], Any], env: Env) -> Callable[[Draft], Any]:
+    return lambda d: get(d.rec, env)
+
+
+def _field_reader(name: str) -> Callable[[Draft], Any]:
+    return lambda d: d.rec.get(name)
+
+
+def _where_parts(
+    target: str, where: dict[str, Any], ctx: WorldContext, label: str
+) -> tuple[list[tuple[str, Callable[[Draft], Any]]], Condition | None, list[str]]:
+    """Split `where` into matches on this record's values (`theirs: my field or path`) and a
+    fixed filter on the target's records (`theirs: [values]` or a test), with what it waits for."""
+    dynamic: list[tuple[str, Callable[[Draft], Any]]] = []
+    fixed: dict[str, Any] = {}
+    deps: list[str] = []
+    env = ctx.env
+    for theirs, mine in where.items():
+        if isinstance(mine, str):
+            head = path_head(mine) or mine
+            deps.append(head)
+            if "->" in mine:
+                dynamic.append((theirs, _path_reader(compile_path(label, mine, ctx.schemas), env)))
+            else:
+                dynamic.append((theirs, _field_reader(mine)))
+        else:
+            fixed[theirs] = mine
+    try:
+        static = compile_condition(target, fixed, ctx.schemas) if fixed else None
+    except ConditionError as exc:
+        raise GenerationError(f"{label}: x-ref.where: {exc}") from None
+    return dynamic, static, deps
+
+
+def _candidates(
+    ctx: WorldContext,
+    target: str,
+    d: Draft,
+    dynamic: list[tuple[str, Callable[[Draft], Any]]],
+    static: Condition | None,
+) -> list[int] | None:
+    """Indices of target records that `where` allows, or None when it allows them all."""
+    candidates: list[int] | None = None
+    if static is not None:
+        env = ctx.env
+        fast = static.fast()
+        candidates = ctx.matching(target, id(static), lambda r: fast(r, env))
+    for theirs, read in dynamic:
+        value = read(d)
+        table = ctx.indices_where(target, theirs)
+        if isinstance(value, list):
+            matches = ctx.union_of(target, theirs, tuple(value), table)
+        else:
+            matches = table.get(value, [])
+        if candidates is None:
+            candidates = matches
+        else:
+            allowed = set(matches)
+            candidates = [i for i in candidates if i in allowed]
+    return candidates
 
 
 def ref_plan(
@@ -19,11 +90,19 @@ def ref_plan(
     null_p: float,
     sharing: list[str],
     where_label: str,
+    scope: str | None = None,
 ) -> FieldPlan:
-    """The plan of an `x-ref` field; `sharing` are earlier reference fields to agree with."""
+    """The plan of an `x-ref` field; `sharing` are earlier reference fields to agree with.
+
+    `where` narrows the records it may name (`{their field: my field or path}` must match;
+    `{their field or path: [values] or a test}` filters); `cover: true` makes record *i* name
+    record *i* of the target while there are target records left, so every one is named once.
+    """
     target, copy, where = ref_of(schema)  # type: ignore[misc]
+    raw = schema.get("x-ref")
+    cover = isinstance(raw, dict) and raw.get("cover") is True
     can_be_null = nullable(schema)
-    deps = tuple(where.values())
+    dynamic, static, deps = _where_parts(target, where, ctx, scope or where_label)
     target_ids = ctx.ids.get(target, [])
 
     def link(d: Draft, index: int) -> None:
@@ -43,6 +122,11 @@ def ref_plan(
 
     def make(d: Draft) -> str | None:
         rng = d.rng
+        if cover:
+            index = _cover_index(d)
+            if index is not None:
+                link(d, index)
+                return target_ids[index]
         if null_p and rng.random() < null_p:
             return None
         for earlier in sharing:  # agree with a record this one already points at
@@ -54,13 +138,8 @@ def ref_plan(
                     if index is not None:
                         link(d, index)
                         return value
-        if where:
-            candidates: list[int] | None = None
-            for theirs, mine in where.items():
-                matches = ctx.indices_where(target, theirs).get(d.rec.get(mine), [])
-                candidates = (
-                    matches if candidates is None else [i for i in candidates if i in matches]
-                )
+        if dynamic or static is not None:
+            candidates = _candidates(ctx, target, d, dynamic, static)
             if not candidates:
                 return None
             index = candidates[int(rng.random() * len(candidates))]
@@ -74,7 +153,46 @@ def ref_plan(
         link(d, index)
         return target_ids[index]
 
-    return FieldPlan(name, make, deps, on_fixed)
+    def _cover_index(d: Draft) -> int | None:
+        own_id = d.rec.get("id")
+        i = ctx.index_of(scope, own_id) if scope and isinstance(own_id, str) else None
+        if i is None or i >= ctx.counts.get(target, 0):
+            return None
+        return i
+
+    return FieldPlan(name, make, tuple(deps), on_fixed)
+
+
+def ref_list_plan(
+    name: str, schema: Schema, ctx: WorldContext, label: str, scope: str
+) -> FieldPlan:
+    """A list of references (`items.x-ref`, with `where` as for one) of 1 to `x-faker.max`
+    records; the record is created after the latest of them."""
+    items = schema.get("items") or {}
+    target, _copy, where = ref_of(items)  # type: ignore[misc]
+    dynamic, static, deps = _where_parts(target, where, ctx, scope)
+    hint = schema.get("x-faker")
+    min_items = int(schema.get("minItems", 0))
+    low = max(min_items, 1)
+    top = int(hint.get("max", 1)) if isinstance(hint, dict) else low
+    ids = ctx.ids.get(target, [])
+
+    def make(d: Draft) -> list[str]:
+        candidates = _candidates(ctx, target, d, dynamic, static)
+        count = len(candidates) if candidates is not None else ctx.counts.get(target, 0)
+        if count == 0:
+            if min_items:
+                raise GenerationError(f"{label} refers to {target}, which has no records to name")
+            return []
+        k = min(count, d.rng.randint(low, max(low, top)))
+        picked = d.rng.sample(range(count), k)
+        indices = [candidates[i] for i in picked] if candidates is not None else picked
+        created = ctx.created.get(target)
+        if created:
+            d.not_before = max(d.not_before, *(created[i] for i in indices if i < len(created)))
+        return [ids[i] for i in indices]
+
+    return FieldPlan(name, make, tuple(deps))
 
 
 def has_ref(ctx: WorldContext, collection: str, field_name: str, target: str) -> bool:

@@ -4,8 +4,10 @@ story reads in order."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from opsmerge_sandbox.world.conditions import Schemas, compile_path, path_head, to_seconds
 from opsmerge_sandbox.world.context import Draft, FieldPlan, Schema, WorldContext
 from opsmerge_sandbox.world.hints import nullable
 from opsmerge_sandbox.world.timefmt import DAY, format_date, format_datetime, parse_time
@@ -14,11 +16,21 @@ HISTORY_DAYS = 730  # created_at falls within about two years before the epoch
 
 
 def time_plan(
-    name: str, schema: Schema, ctx: WorldContext, null_p: float, events: tuple[str, ...] = ()
+    name: str,
+    schema: Schema,
+    ctx: WorldContext,
+    null_p: float,
+    events: tuple[str, ...] = (),
+    scope: str = "",
+    schemas: Schemas | None = None,
 ) -> FieldPlan:
     """Times count from the epoch: `created_at` within the history window (after whatever the
     record refers to), `updated_at` between the last event and the epoch, `x-time` fields by
-    their rule. `events` are the record's fields timed after another (acknowledged, finished)."""
+    their rule. `events` are the record's fields timed after another (acknowledged, finished).
+
+    An `x-time` rule on `created_at` or `updated_at` replaces their default. `after` may be a
+    path through a reference (`parent_id->created_at`); `until_epoch` keeps a date that follows
+    another from passing the epoch; `older_than_minutes` keeps a time back from the epoch."""
     epoch = ctx.epoch
     is_date = schema.get("format") == "date"
     fmt = format_date if is_date else format_datetime
@@ -29,20 +41,25 @@ def time_plan(
         days = int(unit_rule.get("within_days", 0))
         return days * DAY + int(unit_rule.get("within_minutes", 0)) * 60
 
+    def _parents(d: Draft) -> list[int]:
+        return [
+            ctx.created[c][i]
+            for c, i in d.refs.values()
+            if c in ctx.created and i < len(ctx.created[c])
+        ]
+
     def on_fixed(d: Draft, value: Any) -> None:
         if isinstance(value, str):
             d.times[name] = parse_time(value)
 
-    if name == "created_at":
+    if name == "created_at" and not rule.get("after"):
         history = HISTORY_DAYS * DAY
 
         def make_created(d: Draft) -> str:
             lo = epoch - history
-            parents = [
-                ctx.created[c][i]
-                for c, i in d.refs.values()
-                if c in ctx.created and i < len(ctx.created[c])
-            ]
+            parents = _parents(d)
+            if d.not_before:
+                parents.append(d.not_before)
             if parents:
                 lo = max(lo, *parents)
                 ts = lo + int((epoch - lo) * d.rng.random() ** 2)  # children follow their parents
@@ -53,7 +70,7 @@ def time_plan(
 
         return FieldPlan(name, make_created, (), on_fixed)
 
-    if name == "updated_at":
+    if name == "updated_at" and not rule:
 
         def make_updated(d: Draft) -> str:
             times = d.times
@@ -87,15 +104,33 @@ def time_plan(
     if after:
         width = span(rule)
         exactly = bool(rule.get("exactly"))
-        deps.append(after)
+        until_epoch = bool(rule.get("until_epoch"))
+        creation = name == "created_at"
+        base_of: Callable[[Draft], int | None]
+        if "->" in after:
+            get = compile_path(scope, after, schemas or ctx.schemas)
+            env = ctx.env
+            base_of = lambda d: to_seconds(get(d.rec, env))  # noqa: E731
+            deps.append(path_head(after) or after)
+        else:
+            deps.append(after)
+
+            def base_of(d: Draft) -> int | None:
+                got = d.times.get(after)
+                if got is None and isinstance(d.rec.get(after), str):
+                    got = to_seconds(d.rec[after])
+                return got
 
         def make_after(d: Draft) -> str | None:
-            base = d.times.get(after)
+            base = base_of(d)
             if base is None or (null_p and d.rng.random() < null_p):
                 return None
-            ts = base + (width if exactly else int(width * d.rng.random()))
-            if not is_date and ts > epoch:
-                ts = epoch  # events have happened by the epoch; dates may be scheduled ahead
+            if creation:  # a record is created after every record it refers to
+                base = max(base, d.not_before, *_parents(d))
+            room = max(0, min(width, epoch - base)) if until_epoch else width
+            ts = base + (room if exactly else int(room * d.rng.random()))
+            if (not is_date or until_epoch) and ts > epoch:
+                ts = max(base, epoch)  # events have happened by the epoch; dates may be ahead
             d.times[name] = ts
             return fmt(ts)
 
@@ -105,11 +140,14 @@ def time_plan(
     if name != "created_at":
         deps.append("created_at")
 
+    older = int(rule.get("older_than_minutes", 0)) * 60
+
     def make_within(d: Draft) -> str | None:
         if null_p and d.rng.random() < null_p:
             return None
-        lo = max(epoch - width, d.times.get("created_at", epoch - width))
-        ts = lo + int((epoch - lo) * d.rng.random())
+        hi = epoch - older
+        lo = min(max(epoch - width, d.times.get("created_at", epoch - width)), hi)
+        ts = lo + int((hi - lo) * d.rng.random())
         d.times[name] = ts
         return fmt(ts)
 

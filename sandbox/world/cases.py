@@ -1,0 +1,181 @@
+"""Conditional generation hints: `x-cases` (which hints apply, by a condition on the record and
+the records it refers to), `x-format` (text built from other fields and random parts) and `x-by`
+keyed by a path (a child record's text by its parent's subject).
+
+The conditions are the coherence language of `conditions`, the same one `x-invariants` is
+written in; a case's hints are any of the property hints (`x-faker`, `x-weights`, `x-range`,
+`x-time`, `x-by`, `x-format`, `const`, ...), merged over the property's own.
+"""
+
+from __future__ import annotations
+
+import copy
+import string
+from collections.abc import Callable
+from typing import Any
+
+from opsmerge_sandbox.world.conditions import (
+    ConditionError,
+    Schemas,
+    compile_condition,
+    compile_path,
+    compile_template,
+    condition_fields,
+    path_head,
+    template_paths,
+)
+from opsmerge_sandbox.world.context import Draft, FieldPlan, GenerationError, Schema, WorldContext
+from opsmerge_sandbox.world.hints import maybe_null, nullable
+from opsmerge_sandbox.world.providers import faker_maker
+
+__all__ = ["by_plan", "cases_plan", "format_plan"]
+
+_UPPER = string.ascii_uppercase + string.digits
+PlanOf = Callable[[str, Schema], FieldPlan]  # builds the plan of one property schema
+# hints that each choose how a value is made: a case giving one drops the property's others
+_MAKERS = ("x-faker", "x-by", "x-format", "x-time", "x-range", "const", "x-null-probability")
+
+
+def cases_plan(
+    name: str, prop: Schema, ctx: WorldContext, scope: str, schemas: Schemas, plan_of: PlanOf
+) -> FieldPlan:
+    """The first case whose `when` holds gives its hints; a case without `when` always holds;
+    no case holding falls back to the property's own hints."""
+    base = {k: v for k, v in prop.items() if k != "x-cases"}
+    arms: list[tuple[Callable[[Any, Any], bool], FieldPlan]] = []
+    deps: list[str] = []
+    for i, case in enumerate(prop["x-cases"]):
+        if not isinstance(case, dict):
+            raise GenerationError(f"{scope}.{name}: x-cases[{i}] must be a mapping")
+        hints = {k: v for k, v in case.items() if k != "when"}
+        own_base = base
+        if any(k in hints for k in _MAKERS):  # a case's own maker replaces the property's
+            own_base = {k: v for k, v in base.items() if k not in _MAKERS}
+        try:
+            test = compile_condition(scope, case.get("when"), schemas)
+        except ConditionError as exc:
+            raise GenerationError(f"{scope}.{name}: x-cases[{i}].when: {exc}") from None
+        plan = plan_of(name, {**own_base, **hints})
+        arms.append((test.fast(), plan))
+        deps += [*condition_fields(case.get("when")), *plan.deps]
+    fallback = plan_of(name, base)
+    deps += fallback.deps
+    env = ctx.env
+    own = tuple(dict.fromkeys(x for x in deps if x != name))
+    table = _dispatch(prop["x-cases"], [plan for _, plan in arms])
+    if table is not None:  # every case tests one and the same path against values: one lookup
+        path, by_value = table
+        get = compile_path(scope, path, schemas)
+
+        def pick(d: Draft) -> Any:
+            value = get(d.rec, env)
+            plan = by_value.get(value) if value.__class__ is not list else None
+            return (plan or fallback).make(d)
+
+        return FieldPlan(name, pick, own, fallback.on_fixed)
+
+    def make(d: Draft) -> Any:
+        rec = d.rec
+        for test, plan in arms:
+            if test(rec, env):
+                return plan.make(d)
+        return fallback.make(d)
+
+    return FieldPlan(name, make, own, fallback.on_fixed)
+
+
+def _dispatch(
+    cases: list[dict[str, Any]], plans: list[FieldPlan]
+) -> tuple[str, dict[Any, FieldPlan]] | None:
+    """`(path, value -> plan)` when every case is `when: {<one path>: [values]}` on the same path
+    (the usual shape: a pool per value of another field), else None."""
+    paths = set()
+    table: dict[Any, FieldPlan] = {}
+    for case, plan in zip(cases, plans, strict=True):
+        when = case.get("when")
+        if not isinstance(when, dict) or len(when) != 1:
+            return None
+        ((path, values),) = when.items()
+        if not isinstance(values, list) or not all(isinstance(v, str | int) for v in values):
+            return None
+        paths.add(path)
+        for v in values:
+            table.setdefault(v, plan)  # the first case naming a value wins, as in order
+    if len(paths) != 1:
+        return None
+    return paths.pop(), table
+
+
+def _random_slot(ctx: WorldContext, where: str) -> Callable[[str], Callable[[Any], str]]:
+    def compile_slot(slot: str) -> Callable[[Any], str]:
+        kind, arg = slot[0], slot[1:]
+        if kind == "@":
+            maker = faker_maker(arg, {}, ctx, where)
+            return lambda d: str(maker(d))
+        if kind in ("#", "%"):
+            try:
+                n = int(arg)
+            except ValueError:
+                raise GenerationError(f"{where}: {{{slot}}} needs a count") from None
+            chars = _UPPER if kind == "#" else string.digits
+            return lambda d: "".join(d.rng.choices(chars, k=n))
+        options = arg.split("|")
+        size = len(options)
+        return lambda d: options[int(d.rng.random() * size)]
+
+    return compile_slot
+
+
+def format_plan(
+    name: str, prop: Schema, ctx: WorldContext, scope: str, schemas: Schemas, null_p: float
+) -> FieldPlan:
+    """`x-format`: a template over the record's fields (and the records they name) with random
+    slots: `{@provider}` (Faker), `{#N}` (N capitals or digits), `{%N}` (N digits), `{?a|b}`."""
+    template = prop["x-format"]
+    where = f"{scope}.{name}"
+    try:
+        render = compile_template(scope, str(template), schemas, _random_slot(ctx, where))
+    except ConditionError as exc:
+        raise GenerationError(f"{where}: x-format: {exc}") from None
+    env = ctx.env
+    max_len = prop.get("maxLength")
+    fallback: Any = None if nullable(prop) else ""
+
+    def make(d: Draft) -> Any:
+        text = render(d.rec, env, d)
+        if text is None:
+            return fallback
+        return text[:max_len] if max_len is not None else text
+
+    deps = tuple(dict.fromkeys(h for h in map(path_head, template_paths(str(template))) if h))
+    return FieldPlan(name, maybe_null(make, null_p), deps)
+
+
+def by_plan(
+    name: str, prop: Schema, ctx: WorldContext, scope: str, schemas: Schemas, null_p: float
+) -> FieldPlan:
+    """`x-by`: choices keyed by another field's value, or by a path's (`parent_id->subject`)."""
+    by = prop["x-by"]
+    source = str(by["field"])
+    table = {k: list(v) for k, v in by["values"].items()}
+    fallback = None if nullable(prop) else next(iter(table.values()), [None])[0]
+    containers = any(isinstance(o, dict | list) for v in table.values() for o in v)
+    env = ctx.env
+    if "->" in source:
+        try:
+            get = compile_path(scope, source, schemas)
+        except ConditionError as exc:
+            raise GenerationError(f"{scope}.{name}: x-by: {exc}") from None
+        read: Callable[[Draft], Any] = lambda d: get(d.rec, env)  # noqa: E731
+    else:
+        read = lambda d: d.rec.get(source)  # noqa: E731
+
+    def make(d: Draft) -> Any:
+        options = table.get(read(d))
+        if not options:
+            return fallback
+        value = options[int(d.rng.random() * len(options))]
+        return copy.deepcopy(value) if containers else value
+
+    head = path_head(source) or source
+    return FieldPlan(name, maybe_null(make, null_p), (head,))

@@ -1,0 +1,210 @@
+"""The seeded world keeps the spec's `x-invariants`, and the checker can tell when it does not."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsmerge_sandbox.extensions import parse_collections
+from opsmerge_sandbox.progress import progress
+from opsmerge_sandbox.spec import Spec, load_spec
+from opsmerge_sandbox.world import build_world, load_recipe
+from opsmerge_sandbox.world.invariants import Violation, check_world
+
+World = dict[str, list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def spec() -> Spec:
+    return load_spec()
+
+
+def _schemas(spec: Spec) -> dict[str, dict[str, Any]]:
+    return {name: c.schema for name, c in spec.collections.items()}
+
+
+def _check(spec: Spec, world: World, recipe_name: str = "default") -> list[Violation]:
+    recipe = load_recipe(recipe_name)
+    return check_world(world, _schemas(spec), int(recipe.epoch.timestamp()), recipe.organisation)
+
+
+@pytest.fixture(scope="module")
+def world(spec: Spec) -> World:
+    return build_world(spec, load_recipe())
+
+
+def test_every_collection_declares_invariants(spec: Spec) -> None:
+    bare = [n for n, c in spec.collections.items() if not c.schema.get("x-invariants")]
+    assert bare == []
+
+
+def test_default_world_keeps_every_invariant(spec: Spec, world: World) -> None:
+    assert [v for v in _check(spec, world)] == []
+
+
+@pytest.mark.parametrize("seed", [1, 7, 424242])
+def test_other_seeds_keep_every_invariant(spec: Spec, seed: int) -> None:
+    assert _check(spec, build_world(spec, load_recipe("default", seed))) == []
+
+
+def test_large_world_keeps_every_invariant(spec: Spec) -> None:
+    recipe = load_recipe("large")
+    world = build_world(spec, recipe)
+    violations = check_world(
+        world, _schemas(spec), int(recipe.epoch.timestamp()), recipe.organisation
+    )
+    assert violations[:20] == []
+
+
+def _planted(world: World) -> World:
+    bad = copy.deepcopy(world)
+    mac = next(a for a in bad["agents"] if a["platform"] == "macos")
+    mac["hostname"] = "DESKTOP-ABC1234"  # a Windows name on a Mac
+    server = next(a for a in bad["agents"] if a["os"] == "Windows Server 2019")
+    server["os_version"] = "10.0.22631"  # a Windows 11 build
+    entry = bad["time_entries"][0]
+    entry["created_at"] = "2020-01-01T00:00:00Z"  # before it started
+    invoice = bad["invoices"][0]
+    invoice["lines"][0]["tax_code"] = "VAT Zero 0%"
+    contact = next(c for c in bad["contacts"] if c["client_id"] and not c["is_primary"])
+    contact["is_primary"] = True  # a second primary contact
+    alert = next(a for a in bad["alerts"] if a["check_id"])
+    alert["alert_type"] = "msp360" if alert["alert_type"] != "msp360" else "cpu"
+    first, second = sorted(bad["tickets"], key=lambda t: t["created_at"])[:2]
+    first["number"], second["number"] = second["number"], first["number"]
+    return {
+        **bad,
+        "_ids": [  # type: ignore[dict-item]
+            {"id": x}
+            for x in (
+                mac["id"],
+                server["id"],
+                entry["id"],
+                invoice["id"],
+                contact["client_id"],
+                alert["id"],
+                second["id"],  # the later ticket holds the lower number
+            )
+        ],
+    }
+
+
+def test_checker_lists_planted_violations_by_record_id(spec: Spec, world: World) -> None:
+    bad = _planted(world)
+    planted = [x["id"] for x in bad.pop("_ids")]
+    found = {(v.record_id, v.invariant) for v in _check(spec, bad)}
+    ids = {rid for rid, _ in found}
+    assert set(planted) <= ids, set(planted) - ids
+    rules = {rule for _, rule in found}
+    assert {
+        "hostname-of-mac",
+        "build-of-server-2019",
+        "created-after-start",
+        "labour-and-services-standard-rated",
+        "one-primary-contact",
+        "type-of-check",
+        "numbers-follow-creation",
+    } <= rules
+
+
+def test_checker_sees_references_to_records_created_later(spec: Spec, world: World) -> None:
+    bad = copy.deepcopy(world)
+    comment = bad["ticket_comments"][0]
+    ticket = next(t for t in bad["tickets"] if t["id"] == comment["ticket_id"])
+    ticket["created_at"] = "2026-10-31T23:59:59Z"
+    comment["created_at"] = comment["updated_at"] = "2026-10-01T00:00:00Z"
+    found = {(v.record_id, v.invariant) for v in _check(spec, bad)}
+    assert (comment["id"], "refs-existed-before") in found
+
+
+def test_spec_check_reports_an_invariant_on_a_missing_field(spec: Spec) -> None:
+    schemas = copy.deepcopy(spec.raw["components"]["schemas"])
+    schemas["Agent"]["x-invariants"].append(
+        {"id": "broken", "class": "technology", "require": {"no_such_field": [1]}}
+    )
+    _, problems = parse_collections(schemas)
+    assert any("no_such_field" in p.message and "Agent" in p.where for p in problems)
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "opsmerge_sandbox.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def test_fixtures_check_exits_zero_and_prints_nothing_on_stdout_for_the_default_world() -> None:
+    done = _cli("fixtures", "check")
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert done.stdout == ""
+    assert "0 violation(s)" in done.stderr
+
+
+def test_fixtures_check_names_a_bad_named_record_and_exits_one(tmp_path: Path) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(
+        "extends: default\nname: bad\nrecords:\n  agents:\n"
+        "    - {id: agt_acmesrv01, site_id: sit_acmelondon, hostname: MAC-ODD01,\n"
+        "       platform: windows,\n"
+        "       os: Windows Server 2022, os_version: '10.0.20348', arch: x86_64, status: online,\n"
+        "       billing_category: server}\n"
+    )
+    done = _cli("fixtures", "check", "--recipe", str(recipe), "--json")
+    assert done.returncode == 1
+    rows = json.loads(done.stdout)
+    assert {
+        "collection": "agents",
+        "id": "agt_acmesrv01",
+        "invariant": "hostname-of-windows-server",
+        "class": "technology",
+    }.items() <= next(r for r in rows if r["invariant"] == "hostname-of-windows-server").items()
+
+
+def test_large_builds_report_plain_progress_on_stderr_and_only_data_on_stdout(
+    tmp_path: Path,
+) -> None:
+    recipe = tmp_path / "mid.yaml"
+    recipe.write_text("extends: default\nname: mid\ncounts: {checks: 20000}\n")
+    done = _cli("fixtures", "dump", "--recipe", str(recipe))
+    assert done.returncode == 0
+    assert len(json.loads(done.stdout)["checks"]) == 20000  # stdout is the JSON and nothing else
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("Building world mid") and "started" in lines[0]
+    assert "done in" in lines[-1] and 2 <= len(lines) <= 6
+
+
+def test_small_worlds_build_silently() -> None:
+    done = _cli("fixtures", "dump")
+    assert done.returncode == 0 and done.stderr == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_draws_a_rich_bar() -> None:
+    out = _Terminal()
+    with progress("Building world", 100_000, out) as report:
+        for done in range(0, 100_001, 25_000):
+            report("agents", done, 100_000)
+    text = out.getvalue()
+    assert "Building world" in text and "100%" in text and "━" in text
+
+
+def test_spec_check_reports_a_conditional_hint_on_a_missing_field(spec: Spec) -> None:
+    schemas = copy.deepcopy(spec.raw["components"]["schemas"])
+    props = schemas["CheckWritable"]["properties"]
+    props["check_type"]["x-cases"][0]["when"] = {"agent_id->no_such_field": ["linux"]}
+    _, problems = parse_collections(schemas)
+    assert any("no_such_field" in p.message and "Check" in p.where for p in problems), problems
