@@ -121,3 +121,27 @@ def test_the_stage_order_lives_in_one_module() -> None:
     assert positions == sorted(positions)
     runner = (ROOT / "pipeline" / "runner.py").read_text()
     assert not any(step.rstrip("(,") in runner for step in order)
+
+
+def test_every_package_in_the_tree_is_one_the_distribution_installs() -> None:
+    """The distribution lists its packages by hand (import names differ from folder names): a
+    folder left out installs without its modules, and an installed sandbox fails at import."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {name: root / where for name, where in config["package-dir"].items()}
+    in_tree = {
+        ".".join([name, *init.parent.relative_to(folder).parts])
+        for name, folder in folders.items()
+        for init in folder.rglob("__init__.py")
+    }
+    data_only = {  # folders of data files the distribution ships as packages too
+        ".".join([name, *d.relative_to(folder).parts])
+        for name, folder in folders.items()
+        for d in folder.rglob("*")
+        if d.is_dir() and "__pycache__" not in d.parts and not (d / "__init__.py").exists()
+        and any(d.glob("*.yaml"))
+    }
+    assert in_tree - set(config["packages"]) == set()
+    assert set(config["packages"]) - in_tree - data_only == set()
