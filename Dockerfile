@@ -3,6 +3,8 @@
 # Public docs backend: -e OPSMERGE_SANDBOX_HOSTED=1 (per-visitor workspaces, admin endpoints off).
 # Behind a reverse proxy, name it so client addresses come from X-Forwarded-For:
 #   -e OPSMERGE_SANDBOX_TRUSTED_PROXIES=10.0.0.0/8
+# Several workers (and replicas) as one sandbox, on Redis: compose.yaml beside this file, or
+#   -e OPSMERGE_SANDBOX_STATE=redis://HOST:6379/0 -e OPSMERGE_SANDBOX_WORKERS=4
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -11,7 +11,7 @@ USER_ID ?= $(shell id -u)
 TOOLS := .tools
 TOOLS_STAMP := $(TOOLS)/.installed
 
-.PHONY: serve test lint bench browser-deps client-tools clean
+.PHONY: serve test lint bench browser-deps redis-deps client-tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,20 @@ browser-deps:
 	  echo "installing Debian's chromium for the docs-page browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# redis-server for the shared-state tests (tests/test_shared_state_*.py start real ones on free
+# loopback ports) and for `make bench`'s shared-state run: Debian's package, installed only when
+# missing and only by root, as chromium is; anyone else is told what to install.
+redis-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$(USER_ID)" != 0 ]; then \
+	    echo "make test: redis-server is missing and only root can install it; the shared-state" >&2; \
+	    echo "tests (tests/test_shared_state_*.py) need it. Install it, then run make test again:" >&2; \
+	    echo "    sudo apt-get install redis-server" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "installing Debian's redis-server for the shared-state tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
 # The tools integrators feed the served spec to, for tests/test_client_tools_*.py: openapi-python-client
 # (PyPI, in a virtualenv of its own) and openapi-typescript, typescript, openapi-to-postmanv2 and
 # newman (npm), pinned in tests/client-tools/ and installed once into .tools/. npm comes from Debian
@@ -67,7 +81,7 @@ $(TOOLS_STAMP): tests/client-tools/requirements.txt tests/client-tools/package.j
 
 client-tools: $(TOOLS_STAMP)
 
-test: $(STAMP) browser-deps client-tools lint
+test: $(STAMP) browser-deps redis-deps client-tools lint
 	$(BIN)/python -m pytest -q
 
 # ruff for style, mypy for the type hints (its settings are in pyproject.toml)
@@ -75,7 +89,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check sandbox contracts tests benchmarks
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) redis-deps
 	$(BIN)/python benchmarks/run.py
 
 clean:

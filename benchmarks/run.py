@@ -58,7 +58,8 @@ SANDBOX, NOAUTH, LARGE = "sandbox", "sandbox no-auth", "sandbox large"
 FLOOR, PRISM_STATIC, PRISM_DYNAMIC = "floor", "prism static", "prism dynamic"
 FLOOR_GRANIAN, ASGI, ASGI_GRANIAN = "floor granian", "asgi floor", "asgi floor granian"
 WIREMOCK = "wiremock"
-PHASES = ("sandbox", "floor", "asgi", "wiremock", "prism", "proxy")  # --only names, in order
+# --only names, in running order; `shared` is benchmarks/shared_state.py (Redis, 1-4 workers)
+PHASES = ("sandbox", "floor", "asgi", "wiremock", "prism", "proxy", "shared")
 
 # Wide enough for both tables when the output is piped to a file (rich falls back to 80).
 console = Console(width=max(shutil.get_terminal_size((120, 24)).columns, 120))
@@ -865,6 +866,16 @@ def run_wiremock(
                     stubs, timeout=120, jvm=True)
 
 
+def run_shared(opts: Options) -> None:
+    """In-memory 1 worker against Redis with 1, 2 and 4 workers (its own table and targets)."""
+    import shared_state
+
+    console.print("[bold]shared state[/] (benchmarks/shared_state.py)")
+    shared_state.main(["--duration", str(opts.duration), "--warmup", str(opts.warmup),
+                       "--connections", str(opts.connections), "--threads", str(opts.threads),
+                       "--tool", opts.tool])
+
+
 def run_prism(
     procs: Processes, opts: Options, runs: list[Run], agent_id: str, meta: dict[str, Any]
 ) -> None:
@@ -937,6 +948,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("wiremock", lambda: run_wiremock(procs, opts, runs, agent_id, stubs, meta)),
         ("prism", lambda: run_prism(procs, opts, runs, agent_id, meta)),
         ("proxy", lambda: run_proxy(procs, opts, meta)),
+        ("shared", lambda: run_shared(opts)),
     ]
     assert [name for name, _ in phases] == list(PHASES)
     try:

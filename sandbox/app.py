@@ -70,6 +70,10 @@ def shown_keys(state: SandboxState) -> list[dict[str, str]]:
 def create_app(settings: Settings | None = None, state: SandboxState | None = None) -> Litestar:
     settings = settings or Settings()
     state = state or build_state(settings)
+    if state.settings.state_url and state.shared is None:  # what changes lives in Redis
+        from opsmerge_sandbox.shared.build import share
+
+        share(state)
     # the parts of the state that need the whole state to exist, assembled here, once
     load_faults_file(state)
     if state.settings.hosted:
@@ -79,8 +83,16 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
     pipeline = Pipeline(build_stages(state))
     routes = build_routes(state.spec.operations, state.spec.base_path, pipeline.run)
 
-    @get("/healthz", include_in_schema=False, sync_to_thread=False)
-    def health() -> Response[bytes]:
+    @get("/healthz", include_in_schema=False)
+    async def health() -> Response[bytes]:
+        if state.shared is not None and not await state.shared.ready():
+            from opsmerge_sandbox.shared.link import unavailable
+
+            err = unavailable()  # not ready: every API request would answer this 503
+            return json_response(
+                503, {"data": {"status": "unavailable", "state": err.body()["error"]}},
+                headers=err.headers,
+            )
         return json_response(200, {"data": {"status": "ok"}})
 
     handlers = [*routes, *docs_routes(state, shown_keys(state)), health]

@@ -153,7 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep client writes here across restarts (default: in memory)",
     )
     serve.add_argument(
-        "--workers", type=int, default=1, help="worker processes (only 1 is supported)"
+        "--workers",
+        type=int,
+        default=int(os.environ.get("OPSMERGE_SANDBOX_WORKERS", "1")),
+        help="worker processes (default 1; more than 1 needs --state; env "
+        "OPSMERGE_SANDBOX_WORKERS)",
+    )
+    serve.add_argument(
+        "--state",
+        default=os.environ.get("OPSMERGE_SANDBOX_STATE"),
+        metavar="URL",
+        help="keep what changes in Redis or Valkey at redis://HOST:PORT/DB, shared by every "
+        "worker and host started with the same spec, recipe, seed and URL (env "
+        "OPSMERGE_SANDBOX_STATE; default: in this process)",
     )
     serve.add_argument(
         "--admin-token",

@@ -25,7 +25,11 @@ from opsmerge_sandbox.pipeline.envelope import error_response, json_response
 from opsmerge_sandbox.pipeline.headers import repeated_single_valued
 from opsmerge_sandbox.pipeline.read_request import read_body
 from opsmerge_sandbox.pipeline.validate import compile_schema, decode_json, schema_details
-from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
+from opsmerge_sandbox.pipeline.workspace_name import (
+    WORKSPACE_HEADER,
+    is_workspace_name,
+    workspace_name,
+)
 from opsmerge_sandbox.spec import flatten, resolve_refs
 from opsmerge_sandbox.state import SandboxState
 from opsmerge_sandbox.world.recipe import owner_key
@@ -149,15 +153,41 @@ class AdminApi:
             try:
                 self._single_headers(request)
                 self._authorised(request)
-                result = fn(request, None)
-                if isinstance(result, Awaitable):
-                    result = await result
-                status, data = result
+                shared = self.state.shared
+                if shared is None:
+                    status, data = await _run(fn, request)
+                else:  # on the latest shared state; a change is published to every worker
+                    status, data = await shared.around(
+                        request.method not in ("GET", "HEAD"),
+                        _workspaces_of(request),
+                        lambda: _run(fn, request),
+                    )
                 return json_response(status, {"data": data})
             except ApiError as err:
                 return error_response(err)
 
         return handler
+
+
+async def _run(fn: Handler, request: Request) -> tuple[int, Any]:
+    result = fn(request, None)
+    if isinstance(result, Awaitable):
+        result = await result
+    return result
+
+
+def _workspaces_of(request: Request) -> list[str]:
+    """The workspaces a control request may read or reset: the default one, and the one its
+    header, query or path names (shared state catches these up before the request runs)."""
+    names = {"default"}
+    for given in (
+        request.headers.get(WORKSPACE_HEADER),
+        request.query_params.get("workspace"),
+        request.path_params.get("name"),
+    ):
+        if given is not None and is_workspace_name(given):
+            names.add(given)
+    return sorted(names)
 
 
 def build_admin(state: SandboxState) -> AdminApi:

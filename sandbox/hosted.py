@@ -131,8 +131,10 @@ class HostedPolicy:
         self.workspaces: RecordStore = state.workspaces
         self.ttl = float(settings.hosted_workspace_ttl)
         self.cap = max(1, int(settings.hosted_max_workspaces))
-        self.max_changes: int = max_changes or MAX_CHANGES
-        self.max_workspace_bytes: int = max_workspace_bytes or MAX_WORKSPACE_BYTES
+        self.max_changes: int = max_changes or settings.hosted_max_changes or MAX_CHANGES
+        self.max_workspace_bytes: int = (
+            max_workspace_bytes or settings.hosted_max_workspace_bytes or MAX_WORKSPACE_BYTES
+        )
         self.max_total_bytes: int = max_total_bytes or MAX_TOTAL_BYTES
         self.max_body = settings.max_body_bytes
         self.address_limit = max(1, int(settings.hosted_address_rate_limit))
@@ -195,9 +197,14 @@ class HostedPolicy:
                 break
             self._evict(oldest)
 
+    def address_bucket(self, address: str) -> str:
+        return f"{ADDRESS_BUCKET}{address}"
+
     def hit_address(self, address: str) -> None:
         """Count one request against the client address's own budget (429 past it)."""
-        self.state.limiter.hit(f"{ADDRESS_BUCKET}{address}", self.address_limit)
+        if self.state.shared is not None:
+            return  # counted in the request's one round trip with its key's hit
+        self.state.limiter.hit(self.address_bucket(address), self.address_limit)
 
     def _visit(self, name: str) -> Workspace:
         leases = self.leases
@@ -250,7 +257,10 @@ def _full(why: str) -> ApiError:
 def policy_for(state: SandboxState) -> HostedPolicy:
     """The one policy of this sandbox, made on first use (a test may install its own first)."""
     if state.hosted is None:
-        state.hosted = HostedPolicy(state)
+        if state.shared is not None:  # leases and budgets kept in Redis, for every replica
+            state.hosted = state.shared.hosted_policy(state)
+        else:
+            state.hosted = HostedPolicy(state)
     return state.hosted
 
 

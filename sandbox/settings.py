@@ -15,6 +15,7 @@ class Settings:
     recipe: str = "default"
     seed: int | None = None
     data_dir: Path | None = None  # None keeps client writes in memory
+    state_url: str | None = None  # redis://HOST:PORT/DB: what changes lives there, shared
     admin_token: str = field(default_factory=lambda: "sbx_admin_" + secrets.token_urlsafe(18))
     rate_limit: int | None = None  # per-key default; None takes the recipe's (300)
     auth: bool = True  # False: every request acts as the recipe's first full-access key, unlimited
@@ -29,6 +30,8 @@ class Settings:
     hosted_workspace_ttl: float = 1800.0  # seconds a visitor workspace lives without use
     hosted_max_workspaces: int = 500
     hosted_address_rate_limit: int = 600  # per client address per minute, on top of per key
+    hosted_max_changes: int | None = None  # records one visitor may change; None: the default
+    hosted_max_workspace_bytes: int | None = None  # body bytes one visitor may write; likewise
     trusted_proxies: tuple[str, ...] = ()  # X-Forwarded-For is read only from these peers
     # hosts and networks webhooks may be posted to; None: loopback (hosted mode: none)
     webhook_allow: tuple[str, ...] | None = None

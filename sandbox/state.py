@@ -33,6 +33,7 @@ from opsmerge_sandbox.world.recipe import Recipe, api_key, load_recipe
 if TYPE_CHECKING:
     from opsmerge_sandbox.events.engine import RuleEngine
     from opsmerge_sandbox.hosted import HostedPolicy
+    from opsmerge_sandbox.shared.build import Shared
 
 CACHED_WORLD_MAX_RECORDS = 50_000  # larger worlds would write hundreds of MB to the cache
 
@@ -56,11 +57,15 @@ class SandboxState:
     started_at: float = field(default_factory=time.time)
     delta: DeltaStore | None = None  # where the workspaces' changes are stored
     events: RuleEngine | None = None  # rules that fire, and their webhooks (set by create_app)
+    # set by create_app when the changing state lives in Redis (`--state`, `shared/build.py`)
+    shared: Shared | None = None
 
     async def close(self) -> None:
         """At shutdown: queued writes reach the disk and the change log is compacted."""
         if self.delta is not None:
             await self.delta.close()
+        if self.shared is not None:
+            await self.shared.close(self)
 
     def rate_limit_of(self, key: ApiKey) -> int:
         return key.rate_limit or self.default_rate_limit

@@ -1,20 +1,20 @@
 """The interfaces of every kind of state that changes while a sandbox runs.
 
 The seeded world is regenerated from (recipe, seed) at start and never stored; what clients and
-operators change lives behind these small interfaces. Each has one embedded implementation today
-(in memory, or TinyDB under `--data-dir`); a shared one (Redis) goes behind the same interface,
-so nothing above them needs to change. `SandboxState` is typed with these, and the type checker
-holds every implementation to its interface.
+operators change lives behind these small interfaces. Each has an embedded implementation (in
+memory, or TinyDB under `--data-dir`) and a shared one on Redis (`serve --state`, in `shared/`),
+so nothing above them changes. `SandboxState` is typed with these, and the type checker holds
+every implementation to its interface.
 
-| state | interface | embedded implementation |
-|---|---|---|
-| records per workspace (seed + delta) | `RecordStore` | `store.workspace.Workspaces` over TinyDB |
-| rate-limit windows | `RateBuckets` | `pipeline.ratelimit.RateLimiter` (`limits` storage) |
-| the request journal | `JournalStore` | `journal.Journal` (bounded ring) |
-| fault rules and fired counts | `FaultRules` | `faults.rules.FaultRegistry` |
-| minted and revoked keys | `KeyStore` | `pipeline.authenticate.KeyRing` |
-| the clock offset | `ClockStore` | `clock.Clock` |
-| hosted workspace leases | `LeaseStore` | `hosted.Leases` |
+| state | interface | embedded | shared (`shared/`) |
+|---|---|---|---|
+| records (seed + delta) | `RecordStore` | `store.workspace.Workspaces` | `SharedWorkspaces` |
+| rate-limit windows | `RateBuckets` | `pipeline.ratelimit.RateLimiter` | `SharedRateBuckets` |
+| the request journal | `JournalStore` | `journal.Journal` (bounded ring) | `SharedJournal` |
+| fault rules, fired counts | `FaultRules` | `faults.rules.FaultRegistry` | `SharedFaultRules` |
+| minted and revoked keys | `KeyStore` | `pipeline.authenticate.KeyRing` | `Control`'s snapshot |
+| the clock offsets | `ClockStore` | `clock.Clock` | `Control`'s snapshot |
+| hosted workspace leases | `LeaseStore` | `hosted.Leases` | `SharedLeases` |
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "recipe": args.recipe,
         "seed": args.seed,
         "data_dir": Path(args.data_dir) if args.data_dir else None,
+        "state_url": getattr(args, "state", None) or None,
         "rate_limit": args.rate_limit,
         "strict": bool(args.strict) and not args.no_strict,
         "hosted": bool(args.hosted),
@@ -92,6 +93,10 @@ def banner(
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     base = f"http://{shown}:{port}"
     store = f"durable in {settings.data_dir}" if settings.data_dir else "in memory"
+    if settings.state_url:
+        from opsmerge_sandbox.shared.link import shown_url
+
+        store = f"shared in {shown_url(settings.state_url)}"
     console.print(f"[bold green]OpsMerge Sandbox[/] listening on [bold]{base}[/]")
     console.print(
         f"  API      {base}/api/v1   (try: curl -H 'Authorization: Bearer <key>' "
@@ -151,15 +156,26 @@ def _connection_limits(console: Console, settings: Settings) -> ConnectionLimits
 
 def serve_command(args: argparse.Namespace) -> int:
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-    if args.workers != 1:
+    state_url = getattr(args, "state", None)
+    if args.workers < 1:
+        console.print("[red]--workers must be 1 or more[/]")
+        return 2
+    if args.workers != 1 and not state_url:
         console.print(
             "[red]--workers must be 1:[/] the store and rate-limit buckets live in this process; "
-            "several workers need shared state (Redis), which this version does not ship."
+            "several workers need shared state: add --state redis://HOST:PORT/DB."
+        )
+        return 2
+    if state_url and args.data_dir:
+        console.print(
+            "[red]--state and --data-dir exclude each other:[/] with shared state the changes "
+            "live in Redis, whose persistence settings (AOF) make them durable."
         )
         return 2
     import uvicorn
 
     from opsmerge_sandbox.app import create_app
+    from opsmerge_sandbox.shared.link import STORE_DOWN, StateUrlError, shown_url
     from opsmerge_sandbox.state import build_state
     from opsmerge_sandbox.store.persistence import StoreError
     from opsmerge_sandbox.world.recipe import RecipeError
@@ -182,7 +198,12 @@ def serve_command(args: argparse.Namespace) -> int:
         if token is not None:
             settings.admin_token = token.value
         app = create_app(settings, state)
-    except (StoreError, admin_token.TokenError) as exc:  # one line naming the path and problem
+    except STORE_DOWN as exc:
+        sock.close()
+        where = shown_url(state_url or "")
+        sys.stderr.write(f"cannot start: the state store at {where} is unreachable ({exc})\n")
+        return 2
+    except (StoreError, admin_token.TokenError, StateUrlError) as exc:  # one line: what, why
         sock.close()
         sys.stderr.write(f"cannot start: {exc}\n")
         return 2
@@ -225,6 +246,11 @@ def serve_command(args: argparse.Namespace) -> int:
         proxy_headers=False,  # client addresses: see --trusted-proxy (sandbox/pipeline/address.py)
         **uvicorn_options(limits, args.http),
     )
+    if args.workers > 1:
+        from opsmerge_sandbox.commands.workers import serve_workers
+
+        serve_workers(settings, args, limits, sock)
+        return 0
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

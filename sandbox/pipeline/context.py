@@ -51,6 +51,7 @@ class RequestContext:
     bucket: str = ""  # the caller's rate-limit bucket
     limit: int = 0  # and its requests per minute
     rate: RateState | None = None
+    lock_token: str | None = None  # shared state: the workspace write lock this request holds
     outcome: Outcome | None = None
     params: dict[str, Any] = field(default_factory=dict)
     supplied: frozenset[str] = frozenset()

@@ -5,6 +5,7 @@ Also the answer's encoding (once, with msgspec) and the lean ASGI response the A
 
 from __future__ import annotations
 
+import contextlib
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -122,7 +123,9 @@ class Envelope:
         err = ctx.error
         if err is not None:
             if ctx.rate is None and ctx.caller is not None and self.auth:
-                ctx.rate = self.limiter.peek(ctx.bucket, ctx.limit)
+                # a bucket that cannot be read now (shared state down) is not told
+                with contextlib.suppress(ApiError):
+                    ctx.rate = self.limiter.peek(ctx.bucket, ctx.limit)
             if ctx.rate is not None:
                 headers.update(ctx.rate.headers())
             headers.update(err.headers)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs
 
 from litestar import Response
@@ -140,6 +141,8 @@ class Faults:
         # strangers on a hosted sandbox must not hold connections open for a minute each
         self.max_delay_ms = HOSTED_MAX_DELAY_MS if state.settings.hosted else None
         self.base_path = state.spec.base_path
+        # on shared state: the registry whose rules fire by one Redis script (pick_async)
+        self.shared: Any = registry if hasattr(registry, "pick_async") else None
 
     def __call__(self, ctx: RequestContext) -> Awaitable[None] | None:
         assert ctx.headers is not None and ctx.caller is not None and ctx.workspace is not None
@@ -148,7 +151,12 @@ class Faults:
         if not asked and not self.registry.rules:  # the common case: nothing to decide
             return None
         rate = ctx.rate or self.limiter.peek(ctx.bucket, ctx.limit)
+        if self.shared is not None:  # the rules' counters live in the shared store
+            return self._shared(ctx, rate)
         outcome = self.decide(ctx.op, ctx.request, ctx.headers, ctx.caller, ctx.workspace, rate)
+        return self._apply(ctx, outcome)
+
+    def _apply(self, ctx: RequestContext, outcome: Outcome | None) -> Awaitable[None] | None:
         if outcome is None:
             return None
         ctx.outcome = outcome
@@ -190,6 +198,29 @@ class Faults:
             # code=<success>, example=, dynamic=: accepted and honoured by answering normally
             outcome = Outcome(transform=_applied(prefs.applied()))
         return outcome
+
+    async def _shared(self, ctx: RequestContext, rate: RateState) -> None:
+        """`decide` on shared state: the rule that fires is picked by the shared counters."""
+        assert ctx.headers is not None and ctx.caller is not None and ctx.workspace is not None
+        query_string: bytes = ctx.request.scope.get("query_string", b"")
+        op, asked = ctx.op, b"__" in query_string or "prefer" in ctx.headers
+        prefs = self.preferences(op, ctx.headers, query_string) if asked else None
+        outcome = None
+        if prefs is not None and prefs.acts(op.success_status):
+            outcome = self._from_preferences(op, prefs, rate)
+        elif self.registry.rules:
+            path: str = ctx.request.scope["path"]
+            relative = path[len(self.base_path) :] if path.startswith(self.base_path) else path
+            rule = await self.shared.pick_async(
+                op.method, path, relative, op.operation_id, ctx.caller.key, ctx.workspace.name
+            )
+            if rule is not None:
+                outcome = self._from_rule(op, rule, rate)
+        if outcome is None and prefs is not None and prefs.applied():
+            outcome = Outcome(transform=_applied(prefs.applied()))
+        waiting = self._apply(ctx, outcome)
+        if waiting is not None:
+            await waiting
 
     # ------------------------------------------------------------------ Prefer
     def preferences(

@@ -43,6 +43,11 @@ class Stages:
     admission: tuple[Stage, ...] = ()
 
 
+def _on_shared(state: SandboxState, stage: Stage) -> Stage:
+    """The stage, or on shared state the same stage holding its workspace's write lock."""
+    return stage if state.shared is None else state.shared.wrap(state, stage)
+
+
 def build_stages(state: SandboxState) -> Stages:
     settings = state.settings
     permissions = RolePermissions(state.auth)
@@ -54,18 +59,21 @@ def build_stages(state: SandboxState) -> Stages:
         # every authenticated request counts, whatever its answer (a denial included)
         RateLimit(state.limiter, settings.auth),  # 300 a minute per key and workspace
     ]
+    shared = state.shared
+    if shared is not None:  # the same stages, resolved against Redis in one round trip
+        admission[1:] = [shared.admission(state, admission[1], admission[2])]
     request: list[Stage] = [
         *admission,
         Authorize(permissions),  # roles, then key scopes
         Sunset(state),  # a deprecated operation past its Sunset date on the sandbox clock: 410
         Faults(state.faults, state),  # Prefer and fault rules
         ReadRequest(state),  # parameters, body size, body
-        Handle(state, permissions),  # the x-sandbox kind, writes staged
+        _on_shared(state, Handle(state, permissions)),  # the x-sandbox kind, writes staged
     ]
     answer: list[Stage] = [
         Envelope(state),  # status, body, rate-limit and deprecation headers
         *([StrictCheck()] if settings.strict else []),  # the answer against the spec
-        Commit(state),  # encode, then writes durable and visible (or 503)
+        _on_shared(state, Commit(state)),  # encode, then writes durable and visible (or 503)
         respond,  # the ASGI answer (a fault may break it)
         RecordExchange(state),  # the journal
     ]

@@ -359,6 +359,17 @@ class Workspace:
                     view.release(committed)
             self._reserving.clear()
 
+    def apply_stored(self, changes: Sequence[tuple[str, str, Record | None, bool, int]]) -> None:
+        """Apply one commit another worker made (shared state); applying it twice changes
+        nothing, so a worker that already holds it may see it again."""
+        for collection, rid, record, created, seq in changes:
+            if collection not in self._bases:
+                continue
+            view = self.view(collection)
+            view.apply(rid, record, created, seq)
+            if created:
+                view.created_count = max(view.created_count, seq - len(view.base))
+
     def _restore(self) -> None:
         """Replay what the delta store holds for this workspace (after a restart)."""
         docs = sorted(self._delta.load(self.name), key=lambda d: d["seq"])

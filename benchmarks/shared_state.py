@@ -1,0 +1,211 @@
+"""Shared state: the in-memory sandbox on one worker against Redis with 1, 2 and 4 workers.
+
+Every number comes from a real `opsmerge-sandbox serve` on loopback (with `--state` on a real
+`redis-server` started here, without persistence, emptied before each target), driven by the
+same load tool as `make bench` (wrk, else hey) at one connection count, one server at a time.
+Scenarios as in `run.py`: `list`, `get`, `create`. Nothing is pinned: several workers need
+several cores, and on this 2-core machine the workers, Redis and the load tool share them.
+
+Then, per operation kind, what one request costs Redis, from `INFO` deltas over sequential
+requests to one worker: round trips (the server's socket reads) and commands. The journal's
+stream writes run off the request path, in batches; they are shown apart.
+
+    .venv/bin/python benchmarks/shared_state.py [--duration 10] [--workers 1,2,4]
+
+Targets (printed met/missed): Redis with 1 worker >= 70% of the in-memory rate for list and
+get; 2 workers >= 1.3x one worker for list and get; p99 <= 50 ms at 64 connections throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import loadgen
+import run as bench
+
+P99_LIMIT_MS = 50.0
+REDIS_SHARE = 0.70
+TWO_WORKERS = 1.3
+SEQUENTIAL = 200  # requests per kind for the round-trip count
+KINDS = ("list", "get", "create")
+
+
+@dataclass(slots=True)
+class Redis:
+    port: int
+    proc: subprocess.Popen[bytes]
+    dir: str
+
+    @property
+    def url(self) -> str:
+        return f"redis://{bench.HOST}:{self.port}/0"
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout
+
+    def stats(self) -> dict[str, int]:
+        """Socket reads, commands, and journal (XADD) calls so far."""
+        info = self.cli("info", "all")
+        found: dict[str, int] = {"reads": 0, "commands": 0, "xadd": 0}
+        for line in info.splitlines():
+            if line.startswith("total_reads_processed:"):
+                found["reads"] = int(line.split(":")[1])
+            elif line.startswith("total_commands_processed:"):
+                found["commands"] = int(line.split(":")[1])
+            elif line.startswith("cmdstat_xadd:"):
+                found["xadd"] = int(line.split("calls=")[1].split(",")[0])
+        return found
+
+
+def start_redis() -> Redis:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("redis-server is missing: make redis-deps (apt-get install redis-server)")
+    port = bench.free_port()
+    folder = tempfile.mkdtemp(prefix="opsmerge-bench-redis-")
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", bench.HOST, "--save", "", "--appendonly", "no",
+         "--dir", folder],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    redis = Redis(port, proc, folder)
+    for _ in range(200):
+        try:
+            if redis.cli("ping").strip() == "PONG":
+                return redis
+        except subprocess.CalledProcessError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit("redis-server did not start")
+
+
+def scenarios(agent_id: str) -> dict[str, bench.Scenario]:
+    return {
+        "list": bench.Scenario("list", "GET", f"{bench.API}/agents?per_page=50"),
+        "get": bench.Scenario("get", "GET", f"{bench.API}/agents/{agent_id}"),
+        "create": bench.Scenario("create", "POST", f"{bench.API}/tickets", bench.TICKET_BODY),
+    }
+
+
+def round_trips(redis: Redis, port: int, headers: dict[str, str], agent_id: str,
+                ) -> dict[str, tuple[float, float, float]]:
+    """Per kind: (round trips, commands, journal writes) per request, sequential requests."""
+    out = {}
+    for kind, scenario in scenarios(agent_id).items():
+        hdrs = {**headers, **({"Content-Type": "application/json"} if scenario.body else {})}
+        bench.http_call(port, scenario.method, scenario.path, hdrs, scenario.body)  # warm
+        time.sleep(0.2)
+        before = redis.stats()
+        for _ in range(SEQUENTIAL):
+            status, body = bench.http_call(port, scenario.method, scenario.path, hdrs,
+                                           scenario.body)
+            if status >= 300:
+                raise SystemExit(f"{kind} answered {status}: {body[:200]!r}")
+        time.sleep(0.3)  # the journal's writer
+        after = redis.stats()
+        journal = (after["xadd"] - before["xadd"]) / SEQUENTIAL
+        # `redis-cli info` itself is one read and one command on each side of the run
+        reads = (after["reads"] - before["reads"] - 1) / SEQUENTIAL
+        commands = (after["commands"] - before["commands"] - 1) / SEQUENTIAL
+        out[kind] = (reads - journal, commands - journal, journal)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=float, default=10, help="seconds per measured run")
+    p.add_argument("--warmup", type=float, default=2, help="seconds of load before each run")
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2, help="load tool threads (wrk only)")
+    p.add_argument("--workers", default="1,2,4", help="worker counts on Redis")
+    p.add_argument("--tool", choices=["auto", "wrk", "hey"], default="auto")
+    args = p.parse_args(argv)
+    tool = loadgen.ensure_tool(args.tool)
+    opts = bench.Options(tool, args.duration, args.warmup, args.connections, args.threads, 1,
+                         bench.Pinning(note="not pinned"), 0)
+    headers = {"Authorization": f"Bearer {bench.owner_key('default')}"}
+    agent_id = bench.AGENT_ID
+    limit = ["--rate-limit", bench.HUGE_RATE_LIMIT]
+    procs = bench.Processes(bench.BENCH_DIR / "logs")
+    redis = start_redis()
+    rows: dict[tuple[str, str], loadgen.LoadResult | None] = {}
+    print(f"shared state: {tool}, {args.connections} connections, {args.duration:g} s per run, "
+          f"unpinned, load average {bench.os.getloadavg()[0]:.2f} at start", flush=True)
+    targets = [("memory 1w", [*limit])] + [
+        (f"redis {n}w", [*limit, "--state", redis.url, "--workers", str(n)])
+        for n in (int(w) for w in args.workers.split(","))
+    ]
+    trips: dict[str, tuple[float, float, float]] = {}
+    try:
+        for name, extra in targets:
+            redis.cli("flushall")
+            port, _ = bench.start_sandbox(procs, name, extra, headers, 300)
+            for kind, scenario in scenarios(agent_id).items():
+                run = bench.measure(opts, name, port, scenario, headers)
+                rows[(name, kind)] = run.result
+                note = f"  {run.note}" if run.note else ""
+                print(f"{name:<10} {kind:<7} {_cell(run.result)}{note}", flush=True)
+            if name == "redis 1w":
+                trips = round_trips(redis, port, headers, agent_id)
+            procs.stop(name)
+    finally:
+        procs.stop_all()
+        redis.proc.terminate()
+        redis.proc.wait(10)
+        shutil.rmtree(redis.dir, ignore_errors=True)
+    print()
+    for kind, (reads, commands, journal) in trips.items():
+        print(f"redis round trips per {kind:<6}: {reads:4.2f} on the request path "
+              f"({commands:4.2f} commands, those scripts run included), "
+              f"journal {journal:4.2f} writes off the path")
+    print()
+    for line in verdicts(rows):
+        print(line)
+    return 0
+
+
+def _cell(result: loadgen.LoadResult | None) -> str:
+    if result is None:
+        return "no measurement"
+    p99 = "n/a" if result.p99_ms is None else f"{result.p99_ms:6.1f}"
+    p50 = "n/a" if result.p50_ms is None else f"{result.p50_ms:6.1f}"
+    bad = f" ({result.non_2xx} non-2xx, {result.errors} errors)" if (
+        result.non_2xx or result.errors) else ""
+    return f"{result.rps:8.0f} req/s  p50 {p50} ms  p99 {p99} ms{bad}"
+
+
+def verdicts(rows: dict[tuple[str, str], loadgen.LoadResult | None]) -> list[str]:
+    """The issue's targets, each met or missed, from the measured rows."""
+    def rps(target: str, kind: str) -> float | None:
+        r = rows.get((target, kind))
+        return None if r is None or r.failed_fraction > bench.MAX_FAILED else r.rps
+
+    lines = []
+    for kind in ("list", "get"):
+        mem, one, two = rps("memory 1w", kind), rps("redis 1w", kind), rps("redis 2w", kind)
+        if mem and one:
+            share = one / mem
+            met = "met" if share >= REDIS_SHARE else "missed"
+            lines.append(f"{kind}: redis 1w / memory 1w = {share:.3f} "
+                         f"(target >= {REDIS_SHARE:.2f}): {met}")
+        if one and two:
+            scale = two / one
+            met = "met" if scale >= TWO_WORKERS else "missed"
+            lines.append(f"{kind}: redis 2w / redis 1w = {scale:.3f} "
+                         f"(target >= {TWO_WORKERS}): {met}")
+    worst = max((r.p99_ms or 0.0 for r in rows.values() if r is not None), default=0.0)
+    lines.append(f"worst p99 {worst:.1f} ms (target <= {P99_LIMIT_MS:.0f} ms): "
+                 f"{'met' if worst <= P99_LIMIT_MS else 'missed'}")
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())

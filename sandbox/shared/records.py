@@ -1,0 +1,372 @@
+"""Records on shared state: each workspace's changes as an ordered log in Redis.
+
+A workspace's version is (epoch, length of its log). Every request learns the version of its
+workspace in its first round trip and applies the entries it has not seen, so a write
+acknowledged by any worker is in the next answer of every other one. Writes to one workspace are
+serialised across workers by a lock with a fencing check: the writer catches up while taking the
+lock, so business rules and sequence numbers are checked against the latest state, and its commit
+appends only while it still holds the lock. A reset bumps the epoch: every worker drops its copy
+of that workspace when it next sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.shared.link import UNREACHABLE, Link, unavailable
+from opsmerge_sandbox.store.base import BaseCollection
+from opsmerge_sandbox.store.persistence import Change, DeltaStore
+from opsmerge_sandbox.store.workspace import Durable, Workspace, Workspaces
+
+log = logging.getLogger("sandbox.shared")
+LOCK_MS = 10_000  # a crashed writer holds a workspace this long at most
+TURN_MS = 50  # how long a worker's claim on the next turn stands without being renewed
+LOCK_WAIT = 15.0  # seconds a write waits for a busy workspace before a 503
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(list[tuple[str, str, dict[str, Any] | None, bool, int]]).decode
+
+_running: set[asyncio.Task[None]] = set()  # appends under way (kept from the collector)
+Version = tuple[int, int]  # (epoch, entries applied)
+
+# What a request must apply before it is served: the workspace's epoch, its log length, and the
+# entries after `have` (all of them when the epoch moved on). Shared by the read and write paths.
+_CATCH_UP = """
+local e = tonumber(redis.call('HGET', KEYS[1], 'e') or '0')
+local n = redis.call('LLEN', KEYS[2])
+local entries = {}
+if e ~= tonumber(ARGV[1]) or n < tonumber(ARGV[2]) then
+  entries = redis.call('LRANGE', KEYS[2], 0, -1)
+elseif n > tonumber(ARGV[2]) then
+  entries = redis.call('LRANGE', KEYS[2], ARGV[2], -1)
+end
+"""
+# the lock, then (once held) the workspace's news: {1, e, n, entries} or {0}
+# Turns go round the workers: a worker that finds the lock taken claims the next turn (KEYS[4],
+# for TURN_MS, renewed by each try), and no other worker takes the lock while that claim stands,
+# so a worker whose own writers queue behind each other cannot keep the lock from the others.
+LOCK = (
+    """
+local turn = redis.call('GET', KEYS[4])
+if turn and turn ~= ARGV[5] then return {0} end
+if not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[4]) then
+  redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
+  return {0}
+end
+if turn then redis.call('DEL', KEYS[4]) end
+"""
+    + _CATCH_UP
+    + "return {1, e, n, entries}"
+)
+# append one commit while the lock is ours: the new length; 0 when a reset came first (the
+# commit went to a workspace nobody sees any more, as in one process); -1 when the lock was lost
+COMMIT = """
+local e = tonumber(redis.call('HGET', KEYS[1], 'e') or '0')
+if e ~= tonumber(ARGV[1]) then return 0 end
+if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
+local n = redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[4])
+redis.call('DEL', KEYS[3])
+return n
+"""
+CATCH_UP = _CATCH_UP + "return {e, n, entries}"
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# forget the changes of the named workspaces (every workspace with changes when none is named)
+RESET = """
+local names = ARGV
+if #names == 0 then names = redis.call('SMEMBERS', KEYS[1]) end
+for _, name in ipairs(names) do
+  redis.call('HINCRBY', KEYS[2] .. name, 'e', 1)
+  redis.call('DEL', KEYS[3] .. name, KEYS[4] .. name)
+  redis.call('SREM', KEYS[1], name)
+end
+return #names
+"""
+
+
+class SharedDelta(DeltaStore):
+    """Where a workspace's commits go on shared state: appended to its log in Redis.
+
+    A commit is applied to the worker's copy at once and acknowledged once Redis holds it; when
+    Redis cannot take it, the copy is put back (as with a data directory that refuses a write)
+    and the request is answered 503 STATE_UNAVAILABLE.
+    """
+
+    def __init__(self, link: Link) -> None:
+        super().__init__(None)
+        self.link = link
+        self.records: SharedWorkspaces | None = None
+        self._commit = link.script(COMMIT)
+
+    def commit(self, workspace: str, changes: Sequence[Change]) -> asyncio.Future[None] | None:
+        records = self.records
+        assert records is not None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        future.add_done_callback(_seen)
+        token = records.tokens.get(workspace)
+        epoch = records.applied.get(workspace, (0, 0))[0]
+        task = loop.create_task(self._append(workspace, list(changes), token, epoch, future))
+        _running.add(task)
+        task.add_done_callback(_running.discard)
+        return future
+
+    async def _append(
+        self,
+        workspace: str,
+        changes: list[Change],
+        token: str | None,
+        epoch: int,
+        future: asyncio.Future[None],
+    ) -> None:
+        records = self.records
+        assert records is not None
+        link = self.link
+        try:
+            if token is None:
+                raise RuntimeError(f"a commit to {workspace!r} without its write lock")
+            keys = [link.key("ws", workspace), link.key("log", workspace),
+                    link.key("lock", workspace), link.key("names")]
+            n = int(await self._commit(keys, [epoch, token, _encode(changes), workspace]))
+        except UNREACHABLE as exc:
+            self._failed(workspace, future, unavailable(exc))
+            return
+        except Exception as exc:  # a fault of ours: memory goes back all the same
+            log.exception("commit to %r failed", workspace)
+            self._failed(workspace, future, unavailable(exc))
+            return
+        finally:
+            if token is not None:
+                records.released(workspace, token)
+        if n == -1:
+            self._failed(workspace, future, ApiError(
+                "STATE_UNAVAILABLE",
+                "The change took too long to save (the workspace's write lock expired), so "
+                "nothing was changed; retry.",
+                headers={"retry-after": "1"},
+            ))
+            return
+        if n > 0 and (epoch, n) > records.have(workspace):
+            records.applied[workspace] = (epoch, n)
+        future.set_result(None)
+
+    def _failed(self, workspace: str, future: asyncio.Future[None], err: ApiError) -> None:
+        if self.on_failure is not None:
+            self.on_failure({workspace}, set())
+        future.set_exception(err)
+
+    def drop(self, *workspaces: str) -> asyncio.Future[None] | None:
+        records = self.records
+        assert records is not None
+        return records.drop_shared(workspaces)
+
+
+def _busy(name: str) -> ApiError:
+    return ApiError(
+        "STATE_UNAVAILABLE",
+        f"Workspace {name!r} stayed busy with other writes for {LOCK_WAIT:g} s; retry.",
+        headers={"retry-after": "1"},
+    )
+
+
+def _seen(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class SharedWorkspaces(Workspaces):
+    """Every workspace this worker has a copy of, kept at the version Redis holds."""
+
+    def __init__(self, bases: dict[str, BaseCollection], link: Link) -> None:
+        delta = SharedDelta(link)
+        super().__init__(bases, delta)
+        delta.records = self
+        self.link = link
+        self.applied: dict[str, Version] = {}  # workspace -> the version its copy is at
+        self.tokens: dict[str, str] = {}  # workspace -> the write lock a request holds here
+        self._queues: dict[str, asyncio.Lock] = {}  # workspace -> this worker's writers, in turn
+        self.worker = secrets.token_hex(6)  # this worker, as it claims turns at the lock
+        self._lock = link.script(LOCK)
+        self._catch_up = link.script(CATCH_UP)
+        self._unlock = link.script(UNLOCK)
+        self._reset = link.script(RESET)
+
+    # ------------------------------------------------------------------ catching up
+    def have(self, name: str) -> Version:
+        return self.applied.get(name, (0, 0))
+
+    def catch_up_args(self, name: str) -> tuple[list[str], list[int]]:
+        """Keys and arguments of the catch-up part of a script for this workspace (the
+        arguments are the version the copy is at: pass them back to `catch_up` as `sent`)."""
+        epoch, n = self.have(name)
+        return [self.link.key("ws", name), self.link.key("log", name)], [epoch, n]
+
+    def queue_catch_up(self, pipe: Any, name: str) -> Version:
+        """Add this workspace's catch-up to a pipeline; its answer is (epoch, n, entries).
+        Returns the version it was sent at."""
+        keys, args = self.catch_up_args(name)
+        self.link.queue(pipe, self._catch_up, keys, list(args))
+        return args[0], args[1]
+
+    def catch_up(
+        self, name: str, sent: Version, epoch: int, n: int, entries: Sequence[bytes]
+    ) -> None:
+        """Bring this worker's copy to version (epoch, n), from an answer to a catch-up sent
+        when the copy was at `sent` (entries from `sent` on; all of them in a new epoch).
+
+        Versions only grow, so an answer older than the copy (another request of this worker
+        caught up, or committed, meanwhile) is ignored, and entries the copy holds are skipped.
+        """
+        have = self.have(name)
+        if (epoch, n) <= have:
+            return
+        start = sent[1] if epoch == sent[0] and n >= sent[1] else 0
+        if epoch != have[0]:  # reset elsewhere: start again from the seed
+            ws = self._items.pop(name, None)
+            if ws is not None:
+                ws.detached = True
+            skip = 0
+        else:
+            skip = have[1] - start
+        fresh = entries[max(0, skip):]
+        if fresh:
+            ws = self._items.get(name)
+            if ws is None:
+                ws = self._items[name] = Workspace(name, self.bases, self.delta)
+            for raw in fresh:
+                ws.apply_stored(_decode(raw))
+        self.applied[name] = (epoch, n)
+
+    def forget_copies(self, names: list[str]) -> None:
+        """Drop this worker's copies of these workspaces (idle here); the next request reloads
+        one from Redis. A copy a write holds the lock of is kept."""
+        for name in names:
+            if name not in self.tokens:
+                self._items.pop(name, None)
+                self.applied.pop(name, None)
+
+    def forget(self) -> None:
+        """Drop every copy (the store lost its data): each workspace is the seed again."""
+        for ws in self._items.values():
+            ws.detached = True
+        self._items.clear()
+        self.applied.clear()
+
+    # ------------------------------------------------------------------ the write lock
+    async def lock(self, name: str) -> str:
+        """Hold the workspace's write lock and catch up; 503 when it stays busy or Redis is
+        unreachable. Writers of one worker queue here in order, so only one of them at a time
+        asks Redis for the lock."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_WAIT
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = asyncio.Lock()
+        try:
+            await asyncio.wait_for(queue.acquire(), LOCK_WAIT)
+        except TimeoutError:
+            raise _busy(name) from None
+        try:
+            token = await self._take(name, deadline)
+        except BaseException:
+            self._release_queue(name)
+            raise
+        return token
+
+    async def _take(self, name: str, deadline: float) -> str:
+        loop = asyncio.get_running_loop()
+        token = secrets.token_hex(8)
+        pause = 0.0005
+        while True:
+            keys, args = self.catch_up_args(name)
+            keys += [self.link.key("lock", name), self.link.key("turn", name)]
+            try:
+                found = await self._lock(keys, [*args, token, LOCK_MS, self.worker, TURN_MS])
+            except UNREACHABLE as exc:
+                raise unavailable(exc) from exc
+            if found[0]:
+                break
+            if loop.time() > deadline:
+                raise _busy(name)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.005)
+        self.tokens[name] = token
+        self.catch_up(name, (args[0], args[1]), int(found[1]), int(found[2]), found[3])
+        return token
+
+    def released(self, name: str, token: str) -> bool:
+        """Forget the lock `token` held (its commit let go of it in Redis); False if it was
+        not held any more."""
+        if self.tokens.get(name) != token:
+            return False
+        del self.tokens[name]
+        self._release_queue(name)
+        return True
+
+    def _release_queue(self, name: str) -> None:
+        queue = self._queues.get(name)
+        if queue is not None and queue.locked():
+            queue.release()
+            if not queue.locked() and not getattr(queue, "_waiters", None):
+                del self._queues[name]
+
+    async def unlock(self, name: str, token: str) -> None:
+        """Let go of the write lock when the request's commit did not (it committed nothing)."""
+        if not self.released(name, token):
+            return  # the commit let go of it
+        with contextlib.suppress(*UNREACHABLE):  # else it expires on its own
+            await self._unlock([self.link.key("lock", name)], [token])
+
+    # ------------------------------------------------------------------ resets
+    def drop_shared(self, names: Sequence[str]) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        future.add_done_callback(_seen)
+
+        async def run() -> None:
+            try:
+                await self._reset(self._reset_keys(), list(names))
+            except UNREACHABLE as exc:
+                future.set_exception(unavailable(exc))
+                return
+            future.set_result(None)
+
+        task = loop.create_task(run())
+        _running.add(task)
+        task.add_done_callback(_running.discard)
+        return future
+
+    def _reset_keys(self) -> list[str]:
+        link = self.link
+        return [link.key("names"), link.key("ws", ""), link.key("log", ""), link.key("lock", "")]
+
+    def reset(self, name: str | None = None) -> Durable:
+        """Forget the changes of one workspace, or of every one, on every worker."""
+        names = [name] if name else sorted(self._items)
+        for ws_name in names:
+            ws = self._items.pop(ws_name, None)
+            if ws is not None:
+                ws.detached = True
+        future = self.drop_shared([name] if name else [])
+        return Durable(future, "reset")
+
+    def names(self) -> list[str]:
+        """The workspaces with changes on any worker, and those this worker has open."""
+        try:
+            stored = {n.decode() for n in self.link.sync.smembers(self.link.key("names"))}
+        except UNREACHABLE as exc:
+            raise unavailable(exc) from exc
+        return sorted(stored | set(self._items))
+
+    def drop_orphans(self) -> int:
+        return 0  # a commit to a workspace reset meanwhile is never stored (see COMMIT)

@@ -1,0 +1,263 @@
+"""The pipeline stages that differ on shared state.
+
+- `SharedAdmission` stands for authenticate, resolve-workspace and rate-limit: it resolves the
+  caller on this worker's copy, then one script in Redis (`admit_script`) counts the rate hit(s)
+  and returns the control version and the workspace's news. When either had moved, the copy
+  catches up from that same answer and the caller is resolved again; only if that changes the
+  bucket are the hits taken back and made again. A 401 on this worker's copy is checked against
+  the latest control state before it is answered (a key minted on another worker works here at
+  once).
+- `SharedHandle` takes the workspace's write lock before a write's handler runs (catching up in
+  the same round trip), so every rule is checked against the latest state.
+- `SharedCommit` commits (the append also lets go of the lock) or lets go of the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.pipeline.address import client_address, parse_networks
+from opsmerge_sandbox.pipeline.ratelimit import WINDOW_SECONDS
+from opsmerge_sandbox.pipeline.read_request import READS
+from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
+from opsmerge_sandbox.shared.control import CONTROL
+from opsmerge_sandbox.shared.hosted import VISIT
+from opsmerge_sandbox.shared.link import UNREACHABLE, unavailable
+from opsmerge_sandbox.shared.records import CATCH_UP
+from opsmerge_sandbox.store.workspace import Workspaces
+
+if TYPE_CHECKING:
+    from opsmerge_sandbox.pipeline.context import RequestContext
+    from opsmerge_sandbox.shared.buckets import SharedRateBuckets
+    from opsmerge_sandbox.shared.control import Control
+    from opsmerge_sandbox.shared.hosted import SharedHostedPolicy
+    from opsmerge_sandbox.shared.records import SharedWorkspaces, Version
+    from opsmerge_sandbox.state import SandboxState
+
+_Stage = Callable[["RequestContext"], Any]
+
+
+def admit_script(incr_expire: str, visit: bool) -> str:
+    """One script for a request's admission, from the parts the other modules run alone: the
+    control check (`control.CONTROL`), the workspace's catch-up (`records.CATCH_UP`), each rate
+    hit with `limits`' own `incr_expire` script and the window's time left, and (hosted) the
+    visit (`hosted.VISIT`). Each part keeps its own text, as a Lua function of its own keys and
+    arguments. Hits are counted in order and the first past its limit ends the count (a hosted
+    request refused by its address's budget spends nothing of its key's, as in one process).
+    Answers {control, catch-up, counts (count, ms left per hit counted), evicted}."""
+    parts = [
+        _function("control", CONTROL),
+        _function("catch_up", CATCH_UP),
+        _function("incr_expire", incr_expire),
+        *([_function("visit", VISIT)] if visit else []),
+        """
+local checked = control({KEYS[1], KEYS[2], KEYS[3]}, {ARGV[1], ARGV[2]})
+local news = catch_up({KEYS[4], KEYS[5]}, {ARGV[3], ARGV[4]})
+local hits = tonumber(ARGV[5])
+local counts = {}
+for i = 1, hits do
+  local key = KEYS[5 + i]
+  local used = incr_expire({key}, {ARGV[3 + 3 * i], ARGV[4 + 3 * i]})
+  table.insert(counts, used)
+  table.insert(counts, redis.call('PTTL', key))
+  if used > tonumber(ARGV[5 + 3 * i]) then break end  -- refused here: the next is not spent
+end
+local evicted = {}
+""",
+    ]
+    if visit:
+        parts.append("""
+if hits > 0 then
+  local k, a = 6 + hits, 6 + 3 * hits
+  evicted = visit({KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]},
+                  {ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]})
+end
+""")
+    parts.append("return {checked, news, counts, evicted}")
+    return "\n".join(parts)
+
+
+def _function(name: str, body: str) -> str:
+    """A script's text as a local Lua function of its own KEYS and ARGV."""
+    return f"local function {name}(KEYS, ARGV)\n{body}\nend"
+
+
+class SharedAdmission:
+    def __init__(
+        self, state: SandboxState, control: Control, authenticate: _Stage, resolve: _Stage
+    ) -> None:
+        self.state = state
+        self.control = control
+        self.records: SharedWorkspaces = state.workspaces  # type: ignore[assignment]
+        self.buckets: SharedRateBuckets = state.limiter  # type: ignore[assignment]
+        self.authenticate = authenticate
+        self.resolve = resolve
+        self.counting = state.settings.auth
+        self.trusted = parse_networks(state.settings.trusted_proxies)
+        self.hosted: SharedHostedPolicy | None = state.hosted  # type: ignore[assignment]
+        source = admit_script(self.buckets.incr_source, visit=self.hosted is not None)
+        self._admit = control.link.batched(source)
+
+    def _resolve(self, ctx: RequestContext) -> None:
+        self.authenticate(ctx)
+        self.resolve(ctx)
+
+    def _hits(self, ctx: RequestContext) -> list[tuple[str, int]]:
+        """The buckets this request spends: its key's, and (hosted) its address's first."""
+        if not self.counting:
+            return []
+        hits = []
+        hosted = self.state.hosted
+        if hosted is not None:
+            assert ctx.headers is not None
+            address = client_address(ctx.request.scope, ctx.headers, self.trusted)
+            hits.append((hosted.address_bucket(address), hosted.address_limit))
+        hits.append((ctx.bucket, ctx.limit))
+        return hits
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        try:
+            self._resolve(ctx)
+        except ApiError as err:
+            if err.status != 401:
+                raise
+            await self._refresh(ctx)  # a key or an owner another worker changed?
+            self._resolve(ctx)
+        for _ in range(3):
+            assert ctx.workspace is not None
+            name = ctx.workspace.name
+            hits = self._hits(ctx)
+            sent = self.records.have(name)
+            try:
+                found = await self._admit(*self._args(name, sent, hits))
+            except UNREACHABLE as exc:
+                raise unavailable(exc) from exc
+            checked, (epoch, n, entries), counts, evicted = found
+            control = self.control
+            if (
+                checked[1] == control.version
+                and (epoch, n) <= self.records.have(name)
+                and checked[0] == control.boot
+            ):
+                break  # this worker's copy was current: the common case, one round trip
+            # the buckets it counted: a bucket past its limit stops the count of those after it
+            keys = [self.buckets.key(b, limit) for b, limit in hits[: len(counts) // 2]]
+            if not control.take(checked):  # the store lost its data: from the seed
+                await self._undo(keys)
+                self._resolve(ctx)
+                continue
+            self.records.catch_up(name, sent, int(epoch), int(n), entries)
+            try:
+                self._resolve(ctx)  # on the state as it is now
+            except ApiError:
+                await self._undo(keys)
+                raise
+            if self._hits(ctx) == hits:
+                break
+            await self._undo(keys)  # counted for a caller the new state resolves otherwise
+        else:
+            raise unavailable()
+        if evicted:
+            await self._evict(evicted)
+        for i, (_bucket, limit) in enumerate(hits[: len(counts) // 2]):
+            used = int(counts[2 * i])
+            ctx.rate = self.buckets.state(limit, used, int(counts[2 * i + 1]))
+            if used > limit:
+                raise self.buckets.refusal(ctx.rate)
+
+    def _args(
+        self, name: str, sent: Version, hits: list[tuple[str, int]]
+    ) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of the request's one script (see `admit_script`)."""
+        control, link = self.control, self.control.link
+        keys = [*control.control_keys, link.key("ws", name), link.key("log", name)]
+        args: list[Any] = [control.version, control.mark, sent[0], sent[1], len(hits)]
+        for bucket, limit in hits:
+            keys.append(self.buckets.key(bucket, limit))
+            args += [WINDOW_SECONDS, 1, limit]
+        hosted = self.hosted
+        if hosted is not None and hits:  # the visit, unless the address's budget is spent
+            keys += [*hosted.shared_leases.keys, keys[5]]
+            args += [name, time.time(), hosted.cap, hosted.address_limit]
+        return keys, args
+
+    async def _evict(self, names: list[bytes]) -> None:
+        assert self.hosted is not None
+        try:
+            await self.hosted.evict(names)
+        except UNREACHABLE as exc:
+            raise unavailable(exc) from exc
+
+    async def _undo(self, keys: list[str]) -> None:
+        try:
+            await self.buckets.undo(keys)
+        except UNREACHABLE as exc:
+            raise unavailable(exc) from exc
+
+    async def _refresh(self, ctx: RequestContext) -> None:
+        assert ctx.headers is not None
+        names = []
+        if self.state.hosted is None:
+            try:
+                names = [workspace_name(ctx.headers.get(WORKSPACE_HEADER)) or Workspaces.DEFAULT]
+            except ApiError:
+                names = []
+        try:
+            await self.control.refresh(names)
+        except UNREACHABLE as exc:
+            raise unavailable(exc) from exc
+
+
+class SharedHandle:
+    """A write takes its workspace's lock (and catches up) before its handler runs."""
+
+    def __init__(self, state: SandboxState, handle: _Stage) -> None:
+        self.records: SharedWorkspaces = state.workspaces  # type: ignore[assignment]
+        self.handle = handle
+        self.hosted: SharedHostedPolicy | None = state.hosted  # type: ignore[assignment]
+
+    def __call__(self, ctx: RequestContext) -> Any:
+        if ctx.op.method in READS:
+            return self.handle(ctx)
+        return self._write(ctx)
+
+    async def _write(self, ctx: RequestContext) -> None:
+        assert ctx.workspace is not None
+        name = ctx.workspace.name
+        ctx.lock_token = await self.records.lock(name)
+        try:
+            ctx.workspace = self.records.get(name)  # a reset elsewhere may have replaced it
+            if self.hosted is not None:
+                await self.hosted.admit_locked(ctx.workspace, len(ctx.raw_body))
+            self.handle(ctx)
+        except ApiError:
+            raise
+        except BaseException:
+            await self.records.unlock(name, ctx.lock_token)
+            raise
+
+
+class SharedCommit:
+    def __init__(self, state: SandboxState, commit: _Stage) -> None:
+        self.records: SharedWorkspaces = state.workspaces  # type: ignore[assignment]
+        self.commit = commit
+        self.hosted: SharedHostedPolicy | None = state.hosted  # type: ignore[assignment]
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        ws = ctx.workspace
+        if self.hosted is not None and ws is not None and ws.in_transaction and ctx.status < 400:
+            # charged while the lock is held, just before the commit lets go of it, so the next
+            # writer's budget check sees these bytes; a commit that fails after it leaves them
+            # counted (the budget errs on the safe side), and a charge that fails is skipped
+            # (the commit then answers whether the store takes writes)
+            with contextlib.suppress(ApiError):
+                await self.hosted.charge_async(ws, len(ctx.raw_body))
+        try:
+            await self.commit(ctx)
+        finally:
+            if ctx.lock_token is not None and ws is not None:
+                await self.records.unlock(ws.name, ctx.lock_token)
