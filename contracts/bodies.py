@@ -18,7 +18,7 @@ import random
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -94,11 +94,17 @@ def _fixed_filters(where: dict[str, Any]) -> dict[str, Any]:
     """The `x-ref.where` entries that list the allowed values of one of the target's own fields
     (`{status: [active]}`): a body names only such records. Paths and other tests are the
     sandbox generator's; a body leaves them to the target."""
-    return {
+    out: dict[str, Any] = {
         theirs: list(allowed)
         for theirs, allowed in where.items()
         if isinstance(allowed, list) and "->" not in theirs
     }
+    # one hop through the target's own reference, judged by any of the values it reaches
+    # (`role_ids->permissions: {contains-any: [...]}`): a user whose role may do the work
+    for theirs, test in where.items():
+        if "->" in theirs and isinstance(test, dict) and isinstance(test.get("contains-any"), list):
+            out[theirs] = {"contains-any": list(test["contains-any"])}
+    return out
 
 
 def fill_references(schema: Schema, body: dict[str, Any], pick: Picker) -> dict[str, Any]:
@@ -189,6 +195,12 @@ def apply_relations(schema: Schema, body: dict[str, Any]) -> dict[str, Any]:
                     body.pop(name)
                 continue
         timing = prop.get("x-time")
+        after = timing.get("after") if isinstance(timing, dict) else None
+        if isinstance(after, str) and "->" in after and isinstance(body[name], str):
+            # after a time of the record a reference names (a ticket's creation), which a body
+            # cannot read: now is after every record that exists, and not in the future
+            body[name] = _now_like(body[name])
+            continue
         if isinstance(timing, dict) and timing.get("after") in body and body[name] is not None:
             body[name] = _not_before(body[name], body[timing["after"]], timing)
         earliest = prop.get("x-not-before")
@@ -210,6 +222,12 @@ def snap_multiples(schema: Schema, value: Any) -> Any:
         places = max(0, -Decimal(str(step)).as_tuple().exponent)  # type: ignore[operator]
         return round(round(value / step) * step, places)
     return value
+
+
+def _now_like(value: str) -> str:
+    """The current moment, written as `value` is (a date or a UTC timestamp)."""
+    now = datetime.now(UTC)
+    return now.date().isoformat() if len(value) == 10 else now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _not_before(value: str, other: Any, timing: dict[str, Any]) -> str:

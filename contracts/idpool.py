@@ -110,14 +110,42 @@ class IdPool:
     ) -> dict[str, Any] | None:
         """A record whose fields match `where` (a value, or a list of allowed values)."""
         where = where or {}
+        hops = {f: t for f, t in where.items() if "->" in f}
+        where = {f: t for f, t in where.items() if f not in hops}
         candidates = [r for r in self.records(collection) if _matches(r, where)]
         if not candidates and where:
             candidates = [r for r in self._filtered(collection, where) if _matches(r, where)]
+        if hops:
+            candidates = [r for r in candidates if self._reaches(collection, r, hops)]
         skip = set(map(str, exclude)) | (self.protected if writable else set())
         candidates = [r for r in candidates if str(r["id"]) not in skip]
         active = [r for r in candidates if r.get("status") in ("active", "online", "open")]
         pool = active or candidates
         return pool[self._rng.randrange(len(pool))] if pool else None
+
+    def _reaches(
+        self, collection: str, record: dict[str, Any], hops: Mapping[str, Any]
+    ) -> bool:
+        """Whether each `field->theirs: {contains-any: [...]}` holds: some record the field
+        names has one of the values in `theirs`."""
+        props = self.spec.collections[collection].schema.get("properties") or {}
+        for path, test in hops.items():
+            mine, _, theirs = (p.strip() for p in path.partition("->"))
+            prop = props.get(mine) or {}
+            ref = prop.get("x-ref") or (prop.get("items") or {}).get("x-ref")
+            target = ref.get("collection") if isinstance(ref, dict) else ref
+            if not isinstance(target, str) or "->" in theirs:
+                continue  # not one hop this pool can follow: the target judges it
+            named = record.get(mine)
+            ids = set(map(str, named if isinstance(named, list) else [named]))
+            reached: list[Any] = []
+            for other in self.records(target):
+                if str(other.get("id")) in ids:
+                    value = other.get(theirs)
+                    reached += value if isinstance(value, list) else [value]
+            if not set(map(str, reached)) & set(map(str, test.get("contains-any") or ())):
+                return False
+        return True
 
     def _filtered(self, collection: str, where: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Ask the list operation to filter, for the fields it can filter on."""

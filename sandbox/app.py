@@ -18,6 +18,7 @@ from opsmerge_sandbox.faults.control_endpoints import add_fault_endpoints
 from opsmerge_sandbox.faults.loader import load_faults_file
 from opsmerge_sandbox.hosted import lifespans as hosted_lifespans
 from opsmerge_sandbox.hosted import policy_for
+from opsmerge_sandbox.invariant_endpoints import add_invariant_endpoints
 from opsmerge_sandbox.journal import redact_path
 from opsmerge_sandbox.pipeline.dispatch import ApiDispatch
 from opsmerge_sandbox.pipeline.envelope import error_response, json_response
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
     if not settings.hosted:
         admin = build_admin(state)
         add_fault_endpoints(admin, state, state.faults)
+        add_invariant_endpoints(admin, state)
         if state.events is not None:
             add_event_endpoints(admin, state.events)
         handlers += admin.handlers()

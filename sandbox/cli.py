@@ -261,6 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
     world_check.add_argument(
         "--limit", type=int, default=50, help="violations listed per invariant (default 50; 0: all)"
     )
+    world_check.add_argument(
+        "--against",
+        metavar="URL",
+        help="judge a running sandbox's workspace instead: the records written through its API",
+    )
+    world_check.add_argument(
+        "--workspace", default="default", help="with --against: the workspace (default: default)"
+    )
+    world_check.add_argument(
+        "--admin-token",
+        default=os.environ.get("OPSMERGE_SANDBOX_ADMIN_TOKEN"),
+        help="with --against: the sandbox's admin token (env OPSMERGE_SANDBOX_ADMIN_TOKEN)",
+    )
 
     spec = sub.add_parser("spec", help="spec tools")
     ssub = spec.add_subparsers(dest="spec_command", required=True, help="what to do")

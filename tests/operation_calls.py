@@ -47,7 +47,12 @@ def _ref_of(schema: Schema) -> str | None:
     return ref[0] if ref else None
 
 
-def body_for(state: SandboxState, op: Operation, source: dict[str, Any] | None) -> Any:
+def body_for(
+    state: SandboxState,
+    op: Operation,
+    source: dict[str, Any] | None,
+    subject: dict[str, Any] | None = None,
+) -> Any:
     schema = op.body_schema
     if schema is None:
         return None
@@ -63,7 +68,11 @@ def body_for(state: SandboxState, op: Operation, source: dict[str, Any] | None) 
         if target:
             body[name] = _record(state, target)["id"]
         elif items is not None and _ref_of(items):
-            body[name] = [_record(state, _ref_of(items) or "")["id"]]
+            # a script runs only on agents of its platforms (the spec's x-invariants refuse others)
+            fits = None
+            if subject and "platforms" in subject:
+                fits = {"platform": subject["platforms"]}
+            body[name] = [_record(state, _ref_of(items) or "", fits)["id"]]
         elif prop.get("format") == "email":
             body[name] = f"new.person{next(_unique)}@example.com"
         elif source and name in source:
@@ -101,4 +110,4 @@ def call_for(state: SandboxState, op: Operation) -> Call:
     source = record if op.kind in ("create", "update") else None
     if op.kind == "action" and op.body_schema is not None:
         source = None
-    return Call(op.method, path, body_for(state, op, source))
+    return Call(op.method, path, body_for(state, op, source, record))

@@ -62,19 +62,38 @@ def test_references_are_filled_with_ids_the_target_has() -> None:
     records = {
         "clients": [{"id": "cli_a"}, {"id": "cli_b"}],
         "contacts": [{"id": "con_1", "client_id": "cli_a"}, {"id": "con_2", "client_id": "cli_b"}],
-        # the spec names only active users as assignees (`x-ref.where: {status: [active]}`)
-        "users": [{"id": "usr_0", "status": "invited"}, {"id": "usr_1", "status": "active"}],
-        "roles": [{"id": "rol_1"}, {"id": "rol_2"}, {"id": "rol_3"}],
+        # the spec names as assignees only active users whose role may work tickets
+        # (`x-ref.where: {status: [active], role_ids->permissions: {contains-any: [...]}}`)
+        "users": [
+            {"id": "usr_0", "status": "invited", "role_ids": ["rol_1"]},
+            {"id": "usr_2", "status": "active", "role_ids": ["rol_2"]},  # a billing clerk
+            {"id": "usr_1", "status": "active", "role_ids": ["rol_1"]},
+        ],
+        "roles": [
+            {"id": "rol_1", "permissions": ["psa_tickets:write"]},
+            {"id": "rol_2", "permissions": ["psa_billing:write"]},
+            {"id": "rol_3", "permissions": []},
+        ],
     }
+
+    def holds(record: dict[str, Any], field: str, wanted: Any) -> bool:
+        if "->" in field:  # one hop through the user's roles, as the id pool follows it
+            mine, theirs = field.split("->")
+            reached = [
+                value
+                for other in records["roles"]
+                if other["id"] in record.get(mine, [])
+                for value in other[theirs]
+            ]
+            return bool(set(reached) & set(wanted["contains-any"]))
+        value = record.get(field)
+        return value in wanted if isinstance(wanted, list) else value == wanted
 
     def pick(collection: str, where: dict[str, Any], exclude: list[Any]) -> Any:
         for record in records.get(collection, []):
             if record["id"] in exclude:
                 continue
-            if all(
-                record.get(k) in v if isinstance(v, list) else record.get(k) == v
-                for k, v in where.items()
-            ):
+            if all(holds(record, k, v) for k, v in where.items()):
                 return record["id"]
         return None
 

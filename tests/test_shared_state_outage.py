@@ -78,12 +78,13 @@ def test_a_store_that_stops_answering_is_a_503_within_the_timeout(redis: RedisSe
     try:
         ws = f"t-{uuid.uuid4().hex[:10]}"
         assert httpx.get(f"{host.base}{API}/clients", headers=_h(ws)).status_code == 200
-        redis.cli("client", "pause", "5000", "all")  # up, but answering nobody for 5 s
+        redis.cli("client", "pause", "30000", "all")  # up, but answering nobody for 30 s
         started = time.monotonic()
-        r = httpx.get(f"{host.base}{API}/clients", headers=_h(ws), timeout=10)
+        r = httpx.get(f"{host.base}{API}/clients", headers=_h(ws), timeout=30)
         assert r.status_code == 503 and r.json()["error"]["code"] == "STATE_UNAVAILABLE"
         assert r.headers["retry-after"] == "1"
-        assert time.monotonic() - started < 4.5  # the command timeout, not the pause
+        # the 2 s command timeout, not the pause (with room for a loaded machine)
+        assert time.monotonic() - started < 12
         redis.cli("client", "unpause")
         _until(lambda: httpx.get(f"{host.base}{API}/clients", headers=_h(ws)).status_code == 200)
     finally:

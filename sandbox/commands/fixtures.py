@@ -143,6 +143,8 @@ def check_command(args: argparse.Namespace) -> int:
     Violations go to standard output (one line each: collection, record id, invariant, class,
     what was found), a summary by invariant to standard error; exit 1 when there is any.
     """
+    if getattr(args, "against", None):
+        return _check_live(args)
     loaded = _load(args)
     if loaded is None:
         return 2
@@ -191,3 +193,37 @@ def check_command(args: argparse.Namespace) -> int:
     for (klass, rule), group in sorted(by_rule.items()):
         print(f"  {klass:<12} {rule:<40} {len(group)}", file=sys.stderr)
     return 1 if violations else 0
+
+
+def _check_live(args: argparse.Namespace) -> int:
+    """`--against URL`: ask a running sandbox to judge one workspace's written records (the
+    invariants writes keep); the same output and exit status as a seeded-world check."""
+    import httpx
+
+    from opsmerge_sandbox.control_api import TOKEN_HEADER
+
+    url = f"{str(args.against).rstrip('/')}/_sandbox/workspaces/{args.workspace}/invariants"
+    try:
+        answer = httpx.get(url, headers={TOKEN_HEADER: args.admin_token or ""}, timeout=120)
+    except httpx.HTTPError as exc:
+        print(f"error: {url}: {exc}", file=sys.stderr)
+        return 2
+    if answer.status_code != 200:
+        print(f"error: {url} answered {answer.status_code}: {answer.text[:300]}", file=sys.stderr)
+        return 2
+    data = answer.json()["data"]
+    found = data["violations"]
+    limit = max(0, int(getattr(args, "limit", 50) or 0))
+    shown = found[:limit] if limit else found
+    if getattr(args, "json", False):
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+    else:
+        for v in shown:
+            print(f"{v['collection']}\t{v['id']}\t{v['invariant']}\t{v['class']}\t{v['detail']}")
+    judged = sum(data["judged"].values())
+    print(
+        f"{judged:,} written record(s) of workspace {data['workspace']} judged: "
+        f"{data['total']} violation(s)",
+        file=sys.stderr,
+    )
+    return 1 if data["total"] else 0

@@ -200,6 +200,9 @@ class AuditTrail:
         now = self.now()
         for collection, record_id, after in changes:
             before = ws.get(collection, record_id)
+            diff = _diff(before, after, self.secret)
+            if before is not None and after is not None and not diff:
+                continue  # a write that changed nothing but bookkeeping leaves no entry
             entry = {
                 "id": self._next_id(),
                 f["actor"]: actor,
@@ -207,7 +210,7 @@ class AuditTrail:
                 f["action"]: self._action(op, collection, before, after),
                 f["object-type"]: self.types[collection],
                 f["object-id"]: record_id,
-                f["diff"]: _diff(before, after, self.secret),
+                f["diff"]: diff,
                 f["address"]: address[:64],
                 f["user-agent"]: agent[:256],
                 "created_at": now,

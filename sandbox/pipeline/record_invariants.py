@@ -1,9 +1,18 @@
-"""The spec's `x-invariants` that a write must keep (`on-write: refuse`), judged on the record a
-create or update is about to store: a write that breaks one is refused with a 400 naming the
-field, and nothing changes.
+"""The spec's `x-invariants` that writes keep, judged on the record a create or update is about
+to store.
 
-The same declarations the world checker evaluates; references are read from the workspace the
-write goes to, and `$epoch` / `$today` are the sandbox clock's now.
+- `on-write: refuse`: a write that breaks the rule is refused with a 400 naming the field, and
+  nothing changes. A `refs-before` rule refuses a reference to a record created after the
+  record's write (possible once a workspace's clock and its records disagree).
+- `on-write: derive`: the server owns what the rule reads. `derive` sets the rule's `fix` fields
+  on a record that breaks it (a status from the dates, a tax code left out) before the server
+  computes its derived fields; `check` then judges every derive rule like a refuse rule, so a
+  value the client gave that leaves the rule broken is refused too.
+- `on-write: seeded-only`: not judged on writes (values a client supplies).
+
+On an update only the rules reading a changed field are refused; fixes apply on every write, so a
+record written on a later clock moves to the status its dates give it then. References are read
+from the workspace the write goes to, and `$epoch` / `$today` are the sandbox clock's now.
 """
 
 from __future__ import annotations
@@ -14,23 +23,50 @@ from typing import Any
 from opsmerge_sandbox.errors import ApiError, Detail
 from opsmerge_sandbox.store.workspace import Workspace
 from opsmerge_sandbox.world.conditions import Env, condition_fields
-from opsmerge_sandbox.world.invariants import Invariant, check_record, compile_invariants
+from opsmerge_sandbox.world.invariants import (
+    Invariant,
+    apply_fix,
+    check_record,
+    compile_invariants,
+    refs_before_problem,
+)
 
 Record = dict[str, Any]
+_FIX_ROUNDS = 4  # a fix can make another rule's `when` hold (Draft -> Open -> Overdue)
 
 
 class WriteInvariants:
-    """The per-record invariants marked `on-write: refuse`, by collection, compiled at start."""
+    """The invariants writes keep (refuse and derive), by collection, compiled at start."""
 
     def __init__(self, schemas: Mapping[str, Mapping[str, Any]]) -> None:
         self.schemas = schemas
         self.by_collection: dict[str, list[tuple[Invariant, frozenset[str]]]] = {}
+        self.fixes: dict[str, list[Invariant]] = {}
         for inv in compile_invariants(schemas):
-            if inv.per_record and inv.decl_on_write == "refuse":
-                reads = frozenset(
-                    condition_fields(inv.raw.get("when")) + condition_fields(inv.raw.get("require"))
-                )
+            if inv.decl_on_write not in ("refuse", "derive"):
+                continue
+            if inv.fix:
+                self.fixes.setdefault(inv.collection, []).append(inv)
+            reads = frozenset(
+                condition_fields(inv.raw.get("when")) + condition_fields(inv.raw.get("require"))
+            )
+            if inv.kind == "refs-before":  # every reference and the record's own time
+                reads = frozenset(_reference_fields(schemas.get(inv.collection) or {}))
+                reads |= {str(inv.raw["refs-before"])}
+            elif inv.each is not None:
+                reads = frozenset({inv.each})
+            if inv.kind in ("require", "refs-before"):
                 self.by_collection.setdefault(inv.collection, []).append((inv, reads))
+
+    def derive(self, ws: Workspace, collection: str, record: Record, now: int) -> None:
+        """Set the `fix` fields of each derive rule the record breaks, until none is left to fix."""
+        rules = self.fixes.get(collection)
+        if not rules:
+            return
+        env = Env(ws.get, now, {}, self.schemas)
+        for _ in range(_FIX_ROUNDS):
+            if not any([apply_fix(inv, record, env) for inv in rules]):
+                return
 
     def check(
         self,
@@ -49,12 +85,24 @@ class WriteInvariants:
         for inv, reads in rules:
             if changed is not None and not any(f in changed for f in reads):
                 continue
-            why = check_record(inv, record, env)
+            if inv.kind == "refs-before":
+                why = refs_before_problem(inv, record, self.schemas, env, live=True)
+            else:
+                why = check_record(inv, record, env)
             if why is not None:
-                field = why.split(" ", 1)[0].split("->", 1)[0]
+                field = why.split(" ", 1)[0].split("->", 1)[0].split("[", 1)[0]
                 message = inv.message or f"breaks the rule {inv.id}"
                 raise ApiError(
                     "VALIDATION_ERROR",
                     f"{field}: {message} ({why}).",
                     [Detail("body", field, f"{message} ({why})")],
                 )
+
+
+def _reference_fields(schema: Mapping[str, Any]) -> list[str]:
+    out = []
+    for name, prop in (schema.get("properties") or {}).items():
+        items = prop.get("items") if isinstance(prop.get("items"), Mapping) else {}
+        if "x-ref" in prop or "x-ref-by" in prop or "x-ref" in items:
+            out.append(name)
+    return out

@@ -327,11 +327,13 @@ class Resources:
         record = self.fill(coll, values)
         self._check_refs(ex, coll, record, None)
         record_rules.check(rules, record)
+        moment = int(self.clock.now_dt().timestamp())
+        self.invariants.derive(ex.workspace, coll.name, record, moment)
         seq, year = len(view.base) + view.created_count + 1, self.clock.now_dt().year
         numbers = self.numbering.for_create(ex.workspace, coll, record, seq, year, now)
         derive_fields(coll, record, seq, year, numbers)
         record_rules.settle(ex.workspace, coll.name, rules, record, now)
-        self.invariants.check(ex.workspace, coll.name, record, int(self.clock.now_dt().timestamp()))
+        self.invariants.check(ex.workspace, coll.name, record, moment)
         return record
 
     # ------------------------------------------------------------------ kinds
@@ -465,6 +467,8 @@ class Resources:
         self._check_refs(ex, coll, record, set(changes))
         record_rules.check(rules, record, changes)
         self._check_refusals(ex, coll, current, record)
+        moment = int(self.clock.now_dt().timestamp())
+        self.invariants.derive(ex.workspace, coll.name, record, moment)
         view = ex.workspace.view(coll.name)
         numbers = Numbers(maps=self.numbering.maps(ex.workspace, coll))
         year = self.clock.now_dt().year
@@ -473,7 +477,6 @@ class Resources:
         check = self.write_checks.get(coll.name)
         if check is not None:
             check(ex.workspace, record)
-        moment = int(self.clock.now_dt().timestamp())
         self.invariants.check(ex.workspace, coll.name, record, moment, set(changes))
         ex.workspace.write(coll.name, record)
         return ex.op.success_status, self.present(coll, view, record)

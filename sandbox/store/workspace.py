@@ -156,6 +156,11 @@ class CollectionView:
             else:
                 held[record_id] = value
 
+    def written(self) -> list[Record]:
+        """The records clients created or changed, as they are now (deleted ones are gone)."""
+        changed = [r for r in self.overrides.values() if r is not None]
+        return changed + list(self.created.values())
+
     def count(self) -> int:
         removed = sum(1 for v in self.overrides.values() if v is None)
         return len(self.base) - removed + len(self.created)

@@ -14,7 +14,8 @@ A **test** is a list of allowed values, or a mapping of operators: `in`, `not-in
 `empty`, `pattern`, `equals` / `starts-with` / `ends-with` / `contains` (a template), `in-path`
 (a path giving the allowed values), `contains-any`, `min` / `max`, and the time comparisons
 `before`, `not-before`, `after`, `not-after`, `at` against an operand such as
-`$epoch - 5m` or `issue_date + 30d` (units s, m, h, d). A value that is null passes every operator
+`$epoch - 5m` or `issue_date + 30d` (units s, m, h, d; the count may be a field of the record,
+`$epoch + {warning_days}d`). A value that is null passes every operator
 but `in`, `null` and `empty` (a missing timestamp is not out of order); a list passes when every
 element does (`contains-any`: when one does).
 
@@ -297,8 +298,10 @@ def compile_template(
 
 # --- tests ------------------------------------------------------------------------------------
 
+# `$epoch - 5m`, `issue_date + 30d`, or a count the record holds: `$epoch + {warning_days}d`
 _OPERAND = re.compile(
-    r"^\s*(?P<path>[^+]+?)\s*(?:(?P<sign>[+-])\s*(?P<n>\d+)\s*(?P<unit>[smhd]))?\s*$"
+    r"^\s*(?P<path>[^+]+?)\s*"
+    r"(?:(?P<sign>[+-])\s*(?:(?P<n>\d+)|\{(?P<field>[A-Za-z_][A-Za-z0-9_]*)\})\s*(?P<unit>[smhd]))?\s*$"
 )
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 _TIME_OPS: dict[str, Callable[[int, int], bool]] = {
@@ -337,7 +340,18 @@ def _time_operand(collection: str, text: Any, schemas: Schemas) -> Getter:
     get = compile_path(collection, m.group("path"), schemas)
     if not m.group("sign"):
         return lambda r, e: to_seconds(get(r, e))
-    delta = int(m.group("n")) * _UNIT[m.group("unit")] * (1 if m.group("sign") == "+" else -1)
+    unit = _UNIT[m.group("unit")] * (1 if m.group("sign") == "+" else -1)
+    if m.group("field"):
+        count = compile_path(collection, m.group("field"), schemas)
+
+        def by_field(r: Record, e: Env) -> int | None:
+            base, n = to_seconds(get(r, e)), count(r, e)
+            if base is None or isinstance(n, bool) or not isinstance(n, int | float):
+                return None
+            return base + int(n * unit)
+
+        return by_field
+    delta = int(m.group("n")) * unit
 
     def shifted(r: Record, e: Env) -> int | None:
         base = to_seconds(get(r, e))
@@ -548,6 +562,8 @@ def condition_fields(condition: Any) -> list[str]:
                     h = path_head(m.group("path")) if m else None
                     if h:
                         out.append(h)
+                    if m and m.group("field"):
+                        out.append(m.group("field"))
                 elif op == "in-path":
                     h = path_head(str(arg))
                     if h:

@@ -21,7 +21,7 @@ The checker evaluates these declarations; it knows nothing of how the generator 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -38,10 +38,13 @@ from opsmerge_sandbox.world.conditions import (
 )
 
 __all__ = [
+    "WRITE_MODES",
     "Invariant",
     "Violation",
+    "apply_fix",
     "check_record",
     "check_world",
+    "check_written",
     "compile_invariants",
     "hint_problems",
     "invariant_problems",
@@ -58,8 +61,14 @@ RULE_KEYS = (
     "refs-before",
     "message",
     "on-write",
+    "fix",
 )
 _KINDS = ("require", "one-per", "increases-with", "refs-before")
+# what a write through the API does about an invariant: `refuse` a record that breaks it (400
+# naming the field, nothing stored); `derive` it (the server sets the fields it reads, so it holds
+# by construction, and a live workspace is judged by it); `seeded-only` (realism that values a
+# client supplies cannot be held to: its own names, addresses, free text)
+WRITE_MODES = ("refuse", "derive", "seeded-only")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +99,19 @@ class Invariant:
         return self.decl
 
     @property
-    def decl_on_write(self) -> str | None:
-        """`refuse`: a create or update breaking it is answered 400 (per-record rules only)."""
-        value = self.decl.get("on-write")
-        return str(value) if value is not None else None
+    def decl_on_write(self) -> str:
+        """One of `WRITE_MODES`: what a write through the API does about this invariant."""
+        return str(self.decl.get("on-write"))
+
+    @property
+    def holds_for_writes(self) -> bool:
+        """Whether records written through the API keep it (refused or derived)."""
+        return self.decl_on_write != "seeded-only"
+
+    @property
+    def fix(self) -> Mapping[str, Any]:
+        """What the server sets on a written record (or array item) that breaks it (`derive`)."""
+        return self.decl.get("fix") or {}
 
     @property
     def per_record(self) -> bool:
@@ -131,8 +149,10 @@ def _compile_one(name: str, raw: Any, schemas: Schemas) -> Invariant:
     when = compile_condition(scope, raw.get("when"), schemas)
     require = compile_condition(scope, raw.get("require"), schemas) if kind == "require" else when
     decl = raw[kind]
-    if raw.get("on-write") not in (None, "refuse") or ("on-write" in raw and kind != "require"):
-        raise ConditionError(f"{rid}: on-write must be refuse, and only on a require rule")
+    if raw.get("on-write") not in WRITE_MODES:
+        raise ConditionError(f"{rid}: on-write must be one of {list(WRITE_MODES)}")
+    if raw.get("on-write") == "refuse" and kind not in ("require", "refs-before"):
+        raise ConditionError(f"{rid}: on-write refuse judges one record: a require or refs-before")
     if kind == "one-per":
         if not isinstance(decl, Mapping) or decl.get("field") not in props:
             raise ConditionError(f"{rid}: one-per.field must name a field of {name}")
@@ -145,6 +165,14 @@ def _compile_one(name: str, raw: Any, schemas: Schemas) -> Invariant:
         compile_path(name, str(decl.get("by")), schemas)
     elif kind == "refs-before" and decl not in props:
         raise ConditionError(f"{rid}: refs-before must name a time field of {name}")
+    fix = raw.get("fix")
+    if fix is not None:
+        scope_props = (schemas.get(scope) or {}).get("properties") or {}
+        if raw.get("on-write") != "derive" or kind != "require" or not isinstance(fix, Mapping):
+            raise ConditionError(f"{rid}: fix is a mapping of fields, on a require rule to derive")
+        missing = sorted(str(f) for f in fix if f not in scope_props)
+        if missing:
+            raise ConditionError(f"{rid}: fix names {missing}, not fields of {scope}")
     message = str(raw.get("message") or "")
     return Invariant(name, rid, klass, kind, when, require, raw, message, each)
 
@@ -183,6 +211,21 @@ def check_record(inv: Invariant, rec: Mapping[str, Any], env: Env) -> str | None
     return _check_one(inv, rec, env)
 
 
+def apply_fix(inv: Invariant, rec: dict[str, Any], env: Env) -> bool:
+    """Set the invariant's `fix` fields on the record (or on each array item) that breaks it;
+    whether anything was set."""
+    targets = [rec]
+    if inv.each is not None:  # items are copied first: they may be a stored record's
+        rec[inv.each] = [dict(i) if isinstance(i, Mapping) else i for i in rec.get(inv.each) or ()]
+        targets = [i for i in rec[inv.each] if isinstance(i, dict)]
+    fixed = False
+    for target in targets:
+        if inv.fix and _check_one(inv, target, env) is not None:
+            target.update(inv.fix)
+            fixed = True
+    return fixed
+
+
 def _check_one(inv: Invariant, rec: Mapping[str, Any], env: Env) -> str | None:
     if not inv.when(rec, env):
         return None
@@ -208,7 +251,8 @@ def _order_key(value: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in _DIGITS.findall(str(value)))
 
 
-_Ref = tuple[str, str | None, str | None, dict[str, str]]  # field, target, or dispatch field+map
+# field, target (or dispatch field + map), whether it records history (`x-ref.history`)
+_Ref = tuple[str, str | None, str | None, dict[str, str], bool]
 
 
 def _refs(schema: Mapping[str, Any]) -> list[_Ref]:
@@ -218,12 +262,14 @@ def _refs(schema: Mapping[str, Any]) -> list[_Ref]:
         if ref is None and isinstance(prop.get("items"), Mapping):
             ref = prop["items"].get("x-ref")
         if isinstance(ref, str):
-            out.append((name, ref, None, {}))
+            out.append((name, ref, None, {}, False))
         elif isinstance(ref, Mapping):
-            out.append((name, str(ref["collection"]), None, {}))
+            history = ref.get("history") is True
+            out.append((name, str(ref["collection"]), None, {}, history))
         elif isinstance(prop.get("x-ref-by"), Mapping):
             by = prop["x-ref-by"]
-            out.append((name, None, str(by["field"]), dict(by.get("collections") or {})))
+            collections = dict(by.get("collections") or {})
+            out.append((name, None, str(by["field"]), collections, by.get("history") is True))
     return out
 
 
@@ -276,13 +322,52 @@ def check_world(
     return out
 
 
+def check_written(
+    invariants: Iterable[Invariant],
+    written: Mapping[str, Sequence[Mapping[str, Any]]],
+    everything: Callable[[str], Sequence[Mapping[str, Any]]],
+    env: Env,
+) -> list[Violation]:
+    """Violations, by the records clients created or changed (`written`, per collection), of
+    every invariant that writes keep (`on-write` refuse or derive).
+
+    Whole-collection rules read every record (`everything(collection)`) but report only what
+    involves a written one: a number out of order next to it, a scope it belongs to.
+    """
+    out: list[Violation] = []
+    for inv in invariants:
+        if not inv.holds_for_writes:
+            continue
+        mine = written.get(inv.collection) or ()
+        if inv.kind == "require":
+            for rec in mine:
+                why = check_record(inv, rec, env)
+                if why is not None:
+                    out.append(_violation(inv, rec, why))
+        elif inv.kind == "refs-before":
+            out += _refs_before(inv, mine, env.schemas, env, live=True)
+        elif inv.kind == "increases-with" and mine:
+            ids = {r.get("id") for r in mine}
+            out += _increases(inv, everything(inv.collection), env, ids)
+        elif inv.kind == "one-per":
+            of, field = inv.decl["one-per"]["of"], inv.decl["one-per"]["field"]
+            scopes = {r.get("id") for r in written.get(of) or ()}
+            scopes |= {r.get(field) for r in mine}
+            judged = [r for r in everything(of) if r.get("id") in scopes]
+            out += _one_per(inv, everything(inv.collection), {of: judged}, env)
+    return out
+
+
 def _violation(inv: Invariant, rec: Mapping[str, Any], detail: str) -> Violation:
     why = f"{inv.message}: {detail}" if inv.message else detail
     return Violation(inv.collection, str(rec.get("id")), inv.id, inv.klass, why)
 
 
 def _one_per(
-    inv: Invariant, records: list[dict[str, Any]], world: Mapping[str, Any], env: Env
+    inv: Invariant,
+    records: Iterable[Mapping[str, Any]],
+    world: Mapping[str, Iterable[Mapping[str, Any]]],
+    env: Env,
 ) -> list[Violation]:
     decl = inv.decl["one-per"]
     field, of = decl["field"], decl["of"]
@@ -300,7 +385,12 @@ def _one_per(
     return out
 
 
-def _increases(inv: Invariant, records: list[dict[str, Any]], env: Env) -> list[Violation]:
+def _increases(
+    inv: Invariant,
+    records: Iterable[Mapping[str, Any]],
+    env: Env,
+    involving: Container[Any] | None = None,
+) -> list[Violation]:
     decl = inv.decl["increases-with"]
     field = decl["field"]
     by = compile_path(inv.collection, str(decl["by"]), env.schemas)
@@ -313,7 +403,9 @@ def _increases(inv: Invariant, records: list[dict[str, Any]], env: Env) -> list[
     rows.sort(key=lambda row: (row[0], row[1]))
     out = []
     for (t0, k0, prev), (t1, k1, rec) in pairwise(rows):
-        if k1 <= k0:
+        if k1 <= k0 and (
+            involving is None or rec.get("id") in involving or prev.get("id") in involving
+        ):
             detail = (
                 f"{field} {rec.get(field)!r} ({decl['by']} {t1}) does not follow "
                 f"{prev.get('id')}'s {prev.get(field)!r} ({t0})"
@@ -323,34 +415,52 @@ def _increases(inv: Invariant, records: list[dict[str, Any]], env: Env) -> list[
 
 
 def _refs_before(
-    inv: Invariant, records: list[dict[str, Any]], schemas: Schemas, env: Env
+    inv: Invariant,
+    records: Iterable[Mapping[str, Any]],
+    schemas: Schemas,
+    env: Env,
+    live: bool = False,
 ) -> list[Violation]:
-    mine = str(inv.decl["refs-before"])
-    refs = _refs(schemas.get(inv.collection) or {})
     out = []
     for rec in records:
-        if not inv.when(rec, env):
-            continue
-        at = to_seconds(rec.get(mine))
-        if at is None:
-            continue
-        for name, fixed, by_field, by_map in refs:
-            value = rec.get(name)
-            target = fixed or (by_map.get(str(rec.get(by_field))) if by_field else None)
-            if value is None or target is None:
-                continue
-            for rid in value if isinstance(value, list) else [value]:
-                other = env.lookup(target, rid)
-                if other is None:
-                    out.append(
-                        _violation(inv, rec, f"{name} = {rid!r} is not a record of {target}")
-                    )
-                    continue
-                then = to_seconds(other.get(mine))
-                if then is not None and then > at:
-                    detail = f"{name} = {rid!r} was created after this record ({other.get(mine)})"
-                    out.append(_violation(inv, rec, detail))
+        why = refs_before_problem(inv, rec, schemas, env, live)
+        if why is not None:
+            out.append(_violation(inv, rec, why))
     return out
+
+
+def refs_before_problem(
+    inv: Invariant, rec: Mapping[str, Any], schemas: Schemas, env: Env, live: bool = False
+) -> str | None:
+    """Why a record names a record that does not exist or was created after it, or None.
+
+    `live`: a workspace clients write to, where a reference may be set by a later change (so it
+    must have existed by the record's last write, `updated_at`) and a history reference
+    (`x-ref.history`) may name a record deleted since; the seeded world has neither.
+    """
+    if not inv.when(rec, env):
+        return None
+    mine = str(inv.decl["refs-before"])
+    at = to_seconds(rec.get(mine))
+    if at is None:
+        return None
+    if live:
+        at = max(at, to_seconds(rec.get("updated_at")) or at)
+    for name, fixed, by_field, by_map, history in _refs(schemas.get(inv.collection) or {}):
+        value = rec.get(name)
+        target = fixed or (by_map.get(str(rec.get(by_field))) if by_field else None)
+        if value is None or target is None:
+            continue
+        for rid in value if isinstance(value, list) else [value]:
+            other = env.lookup(target, rid)
+            if other is None:
+                if live and history:
+                    continue
+                return f"{name} = {rid!r} is not a record of {target}"
+            then = to_seconds(other.get(mine))
+            if then is not None and then > at:
+                return f"{name} = {rid!r} was created after this record ({other.get(mine)})"
+    return None
 
 
 def _any_slot(slot: str) -> Callable[[Any], str]:
