@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import TYPE_CHECKING, cast
 
 from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
@@ -28,6 +30,9 @@ from opsmerge_sandbox.pipeline.stages import build_stages
 from opsmerge_sandbox.settings import Settings
 from opsmerge_sandbox.state import SandboxState, build_state
 from opsmerge_sandbox.world.recipe import demo_keys
+
+if TYPE_CHECKING:
+    from opsmerge_sandbox.shared.records import SharedWorkspaces
 
 log = logging.getLogger("sandbox")
 
@@ -81,6 +86,10 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
         policy_for(state)
     if state.events is None:
         state.events = rule_engine_for(state)  # before the stages: the handlers check rules
+    if state.events is not None and state.shared is not None:
+        # what the rules write outside a request takes the workspace's write lock too
+        records = cast("SharedWorkspaces", state.workspaces)
+        state.events.exclusive = functools.partial(state.shared.exclusive, records)
     pipeline = Pipeline(build_stages(state))
     routes = build_routes(state.spec.operations, state.spec.base_path, pipeline.run)
 

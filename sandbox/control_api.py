@@ -283,7 +283,7 @@ def build_admin(state: SandboxState) -> AdminApi:
                 [Detail("body", "advance_seconds", str(exc))],
             ) from None
         if state.events is not None:  # retries and clock triggers the move made due run now
-            state.events.run_due()
+            await state.events.run_due_now()
         return 200, _clock_view(workspace)
 
     def list_requests(request: Request, _: Any) -> tuple[int, Any]:

@@ -78,13 +78,14 @@ def test_a_store_that_stops_answering_is_a_503_within_the_timeout(redis: RedisSe
     try:
         ws = f"t-{uuid.uuid4().hex[:10]}"
         assert httpx.get(f"{host.base}{API}/clients", headers=_h(ws)).status_code == 200
-        redis.cli("client", "pause", "30000", "all")  # up, but answering nobody for 30 s
+        redis.cli("client", "pause", "10000", "all")  # up, but answering nobody for 10 s
         started = time.monotonic()
-        r = httpx.get(f"{host.base}{API}/clients", headers=_h(ws), timeout=30)
+        r = httpx.get(f"{host.base}{API}/clients", headers=_h(ws), timeout=20)
         assert r.status_code == 503 and r.json()["error"]["code"] == "STATE_UNAVAILABLE"
         assert r.headers["retry-after"] == "1"
         # the 2 s command timeout, not the pause (with room for a loaded machine)
-        assert time.monotonic() - started < 12
+        assert time.monotonic() - started < 8
+        # (`unpause` itself waits out the pause: a paused server reads no command)
         redis.cli("client", "unpause")
         _until(lambda: httpx.get(f"{host.base}{API}/clients", headers=_h(ws)).status_code == 200)
     finally:

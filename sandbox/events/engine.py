@@ -23,7 +23,8 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,9 @@ Change = tuple[str, str, Record | None, Record]  # collection, id, before, after
 log = logging.getLogger("sandbox.events")
 _ids = random.Random()  # ids need to be unique, not secret
 TICK_SECONDS = 1.0
+
+# on shared state: hold a workspace's write lock (caught up) while writing outside a request
+Exclusive = Callable[[str], AbstractAsyncContextManager["Workspace"]]
 
 
 def _new_id(prefix: str) -> str:
@@ -100,6 +104,9 @@ class RuleEngine:
         # (workspace, rule id) -> (subject id, due time) already judged by a clock pass
         self._judged: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        # set on shared state (several workers): background writes take the write lock first
+        self.exclusive: Exclusive | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---------------------------------------------------------------- lifecycle
     @contextlib.asynccontextmanager
@@ -119,6 +126,8 @@ class RuleEngine:
             await asyncio.sleep(TICK_SECONDS)
             try:
                 self.run_due()
+                if self.exclusive is not None:
+                    await self._shared_clock_passes(self.exclusive)
             except Exception:  # a bad record must not stop every later pass
                 log.exception("the rule engine's clock pass failed")
 
@@ -207,6 +216,22 @@ class RuleEngine:
     async def after_commit(self, ws: Workspace, changes: list[Change]) -> None:
         """After the write is durable: its events, the rules they fire, and their actions
         (durable before the answer goes, so the caller's next read shows them)."""
+        if self.exclusive is not None:
+            # shared state: the request's commit let go of the write lock; the rules' own
+            # writes take it again, on the copy caught up with every other worker's writes
+            try:
+                async with self.exclusive(ws.name) as held:
+                    self._react(held, changes)
+            except ApiError:
+                log.warning("a rule action's change could not be saved in workspace %s", ws.name)
+            return
+        self._react(ws, changes)
+        try:
+            await ws.settled()
+        except ApiError:
+            log.warning("a rule action's change could not be saved in workspace %s", ws.name)
+
+    def _react(self, ws: Workspace, changes: list[Change]) -> None:
         at = self.state.clock.iso()
         try:
             for event in self._events(ws, changes, at):
@@ -214,10 +239,30 @@ class RuleEngine:
         except Exception:  # the write itself is committed: its answer must not become a 500
             log.exception("the rules of workspace %s failed on a committed write", ws.name)
             ws.rollback()  # whatever an action left staged
+
+    def _in_workspace(self, name: str, work: Callable[[Workspace], None]) -> None:
+        """A write outside any request (a delivery's log entry, a disabled action): at once
+        on embedded state; on shared state in a task that holds the workspace's write lock."""
+        if self.exclusive is None:
+            ws = self.state.workspaces.existing(name)
+            if ws is not None:
+                work(ws)
+            return
+        task = asyncio.get_running_loop().create_task(self._exclusively(self.exclusive, name, work))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _exclusively(
+        exclusive: Exclusive, name: str, work: Callable[[Workspace], None]
+    ) -> None:
         try:
-            await ws.settled()
+            async with exclusive(name) as ws:
+                work(ws)
         except ApiError:
-            log.warning("a rule action's change could not be saved in workspace %s", ws.name)
+            log.warning("a rule's background change could not be saved in workspace %s", name)
+        except Exception:
+            log.exception("a rule's background change failed in workspace %s", name)
 
     def _events(self, ws: Workspace, changes: list[Change], at: str) -> list[Event]:
         out = []
@@ -390,8 +435,12 @@ class RuleEngine:
         return ws is not None and ws.get(self.model.rules, d.rule_id) is not None
 
     def _log_attempt(self, d: Delivery, attempt: Attempt, next_at: str | None) -> None:
-        ws = self.state.workspaces.existing(d.workspace)
-        if ws is None or ws.in_transaction or ws.get(self.model.rules, d.rule_id) is None:
+        self._in_workspace(d.workspace, lambda ws: self._write_attempt(ws, d, attempt, next_at))
+
+    def _write_attempt(
+        self, ws: Workspace, d: Delivery, attempt: Attempt, next_at: str | None
+    ) -> None:
+        if ws.in_transaction or ws.get(self.model.rules, d.rule_id) is None:
             return  # the rule was deleted (its log with it) or a write is being staged
         now = self._clock_iso(d.workspace)
         coll = self.collections[self.model.deliveries]
@@ -418,13 +467,14 @@ class RuleEngine:
     def _disable(self, d: Delivery, why: str) -> None:
         """Too many failed attempts: the action is disabled, as an audited change of the rule
         (dated on the workspace's own clock)."""
-        contextvars.Context().run(self._disable_now, d, why)
+        self._in_workspace(
+            d.workspace, lambda ws: contextvars.Context().run(self._disable_now, ws, d, why)
+        )
 
-    def _disable_now(self, d: Delivery, why: str) -> None:
+    def _disable_now(self, ws: Workspace, d: Delivery, why: str) -> None:
         use_workspace(d.workspace)
-        ws = self.state.workspaces.existing(d.workspace)
-        rule = ws.get(self.model.rules, d.rule_id) if ws is not None else None
-        if ws is None or rule is None or ws.in_transaction:
+        rule = ws.get(self.model.rules, d.rule_id)
+        if rule is None or ws.in_transaction:
             return
         actions = [dict(a) for a in rule.get("actions") or []]
         if d.action_index >= len(actions):
@@ -438,16 +488,45 @@ class RuleEngine:
         ws.commit()
 
     # ---------------------------------------------------------------- the clock
+    async def run_due_now(self) -> None:
+        """After the clock moved: what became due runs before the move is answered."""
+        self.run_due()
+        if self.exclusive is not None:
+            await self._shared_clock_passes(self.exclusive)
+
     def run_due(self) -> None:
         """Due retries to their lanes, then the clock events each workspace's clock has passed."""
         self.deliveries.run_due()
-        if not self.model.clock_events:
-            return
+        if not self.model.clock_events or self.exclusive is not None:
+            return  # on shared state the tick runs each pass under the write lock
         spaces = self.state.workspaces
         for name in spaces.names():
             ws = spaces.existing(name)
             if ws is not None:
                 contextvars.Context().run(self._clock_pass, ws)
+
+    async def _shared_clock_passes(self, exclusive: Exclusive) -> None:
+        """On shared state: each workspace with a clock rule is judged under its write lock, on
+        the copy caught up with every worker, and what was already judged is read again from
+        the firings Redis holds, so two workers never fire the same due time twice."""
+        if not self.model.clock_events:
+            return
+        spaces = self.state.workspaces
+        for name in spaces.names():
+            ws = spaces.existing(name)
+            if ws is None or not self._clock_rules(ws):
+                continue
+            try:
+                async with exclusive(name) as held:
+                    for key in [k for k in self._judged if k[0] == name]:
+                        del self._judged[key]
+                    contextvars.Context().run(self._clock_pass, held)
+            except ApiError:
+                log.warning("the clock pass of workspace %s could not run", name)
+
+    def _clock_rules(self, ws: Workspace) -> bool:
+        by_trigger = self._by_trigger(ws)
+        return any(by_trigger.get(et.name) for et in self.model.clock_events)
 
     def _clock_pass(self, ws: Workspace) -> None:
         by_trigger = self._by_trigger(ws)

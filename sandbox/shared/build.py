@@ -3,10 +3,12 @@ of each interface in `stores.py`, and what the pipeline and the control API need
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.pipeline.commit import Commit
 from opsmerge_sandbox.pipeline.handle import Handle
 from opsmerge_sandbox.shared.buckets import SharedRateBuckets
@@ -21,6 +23,7 @@ from opsmerge_sandbox.shared.stages import SharedAdmission, SharedCommit, Shared
 if TYPE_CHECKING:
     from opsmerge_sandbox.hosted import HostedPolicy
     from opsmerge_sandbox.state import SandboxState
+    from opsmerge_sandbox.store.workspace import Workspace
 
 Stage = Callable[[Any], Any]
 
@@ -51,6 +54,22 @@ class Shared:
     def hosted_policy(self, state: SandboxState) -> HostedPolicy:
         """Hosted mode's policy on shared state: leases and budgets kept in Redis."""
         return SharedHostedPolicy(state)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, records: SharedWorkspaces, name: str) -> AsyncIterator[Workspace]:
+        """Work outside a request that writes (a rule's actions, a delivery's log entry, a
+        clock pass): it holds the workspace's write lock as a request's write does, on the
+        worker's copy caught up to Redis, and lets go once what it wrote is saved."""
+        token = await records.lock(name)
+        records.keeping.add(name)  # its commits leave the lock held: the work may write twice
+        try:
+            ws = records.get(name)
+            yield ws
+            with contextlib.suppress(ApiError):
+                await ws.settled()
+        finally:
+            records.keeping.discard(name)
+            await records.unlock(name, token)
 
     async def ready(self) -> bool:
         return await self.link.aping()

@@ -73,7 +73,7 @@ if e ~= tonumber(ARGV[1]) then return 0 end
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
 local n = redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[4])
-redis.call('DEL', KEYS[3])
+if ARGV[5] ~= '1' then redis.call('DEL', KEYS[3]) end
 return n
 """
 CATCH_UP = _CATCH_UP + "return {e, n, entries}"
@@ -116,7 +116,10 @@ class SharedDelta(DeltaStore):
         future.add_done_callback(_seen)
         token = records.tokens.get(workspace)
         epoch = records.applied.get(workspace, (0, 0))[0]
-        task = loop.create_task(self._append(workspace, list(changes), token, epoch, future))
+        keep = workspace in records.keeping
+        task = loop.create_task(
+            self._append(workspace, list(changes), token, epoch, future, keep)
+        )
         _running.add(task)
         task.add_done_callback(_running.discard)
         return future
@@ -128,6 +131,7 @@ class SharedDelta(DeltaStore):
         token: str | None,
         epoch: int,
         future: asyncio.Future[None],
+        keep: bool = False,
     ) -> None:
         records = self.records
         assert records is not None
@@ -137,7 +141,8 @@ class SharedDelta(DeltaStore):
                 raise RuntimeError(f"a commit to {workspace!r} without its write lock")
             keys = [link.key("ws", workspace), link.key("log", workspace),
                     link.key("lock", workspace), link.key("names")]
-            n = int(await self._commit(keys, [epoch, token, _encode(changes), workspace]))
+            args = [epoch, token, _encode(changes), workspace, "1" if keep else "0"]
+            n = int(await self._commit(keys, args))
         except UNREACHABLE as exc:
             self._failed(workspace, future, unavailable(exc))
             return
@@ -146,7 +151,7 @@ class SharedDelta(DeltaStore):
             self._failed(workspace, future, unavailable(exc))
             return
         finally:
-            if token is not None:
+            if token is not None and not keep:
                 records.released(workspace, token)
         if n == -1:
             self._failed(workspace, future, ApiError(
@@ -194,6 +199,8 @@ class SharedWorkspaces(Workspaces):
         self.link = link
         self.applied: dict[str, Version] = {}  # workspace -> the version its copy is at
         self.tokens: dict[str, str] = {}  # workspace -> the write lock a request holds here
+        # workspaces whose lock outlives their commits (several writes under one hold)
+        self.keeping: set[str] = set()
         self._queues: dict[str, asyncio.Lock] = {}  # workspace -> this worker's writers, in turn
         self.worker = secrets.token_hex(6)  # this worker, as it claims turns at the lock
         self._lock = link.script(LOCK)
