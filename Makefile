@@ -81,8 +81,11 @@ $(TOOLS_STAMP): tests/client-tools/requirements.txt tests/client-tools/package.j
 
 client-tools: $(TOOLS_STAMP)
 
+# One test process per core (at most 4), a file's tests kept together so its servers start once;
+# then the tests marked `alone` (worker processes racing on Redis, timeouts) with nothing beside them
 test: $(STAMP) browser-deps redis-deps client-tools lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile -m "not alone"
+	$(BIN)/python -m pytest -q -m alone
 
 # ruff for style, mypy for the type hints (its settings are in pyproject.toml)
 lint: $(STAMP)

@@ -104,3 +104,11 @@ def free_port() -> int:
 def loopback() -> Iterator[LoopbackServer]:
     with LoopbackServer(make_app()) as server:
         yield server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Shared-state tests race real worker processes on a real Redis with second-scale timeouts:
+    they are marked `alone`, so `make test` runs them with no other test beside them."""
+    for item in items:
+        if item.path.name.startswith("test_shared_state_"):
+            item.add_marker(pytest.mark.alone)
