@@ -253,3 +253,22 @@ def run_load(
     if done.returncode != 0:
         raise LoadToolError(f"{tool} exited {done.returncode}: {done.stderr.strip()[:500]}")
     return parse(done.stdout)
+
+
+def run_warmed(
+    tool: str, request: LoadRequest, *, warmup: float, duration: float, connections: int,
+    threads: int,
+) -> LoadResult:
+    """`warmup` seconds of load first (not measured), then the measured run."""
+    if warmup > 0:
+        run_load(tool, request, duration=warmup, connections=connections, threads=threads)
+    return run_load(tool, request, duration=duration, connections=connections, threads=threads)
+
+
+def result_row(name: str, result: LoadResult, width: int = 16) -> str:
+    """One line of req/s, p50 and p99, with the failures when there were any."""
+    p50 = "n/a" if result.p50_ms is None else f"{result.p50_ms:7.2f}"
+    p99 = "n/a" if result.p99_ms is None else f"{result.p99_ms:7.2f}"
+    bad = f"  ({result.non_2xx} non-2xx, {result.errors} errors)" if (
+        result.non_2xx or result.errors) else ""
+    return f"{name:<{width}} {result.rps:9.0f} req/s   p50 {p50} ms   p99 {p99} ms{bad}"

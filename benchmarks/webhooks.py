@@ -56,19 +56,12 @@ def _load(tool: str, port: int, headers: dict[str, str], opts: argparse.Namespac
           ) -> loadgen.LoadResult:
     request = loadgen.LoadRequest("POST", f"http://{bench.HOST}:{port}{TICKETS}", headers,
                                   bench.TICKET_BODY)
-    if opts.warmup > 0:
-        loadgen.run_load(tool, request, duration=opts.warmup, connections=opts.connections,
-                         threads=opts.threads)
-    return loadgen.run_load(tool, request, duration=opts.duration,
-                            connections=opts.connections, threads=opts.threads)
+    return loadgen.run_warmed(tool, request, warmup=opts.warmup, duration=opts.duration,
+                              connections=opts.connections, threads=opts.threads)
 
 
 def _row(name: str, result: loadgen.LoadResult) -> str:
-    p50 = "n/a" if result.p50_ms is None else f"{result.p50_ms:7.2f}"
-    p99 = "n/a" if result.p99_ms is None else f"{result.p99_ms:7.2f}"
-    bad = f"  ({result.non_2xx} non-2xx, {result.errors} errors)" if (
-        result.non_2xx or result.errors) else ""
-    return f"{name:<22} {result.rps:9.0f} req/s   p50 {p50} ms   p99 {p99} ms{bad}"
+    return loadgen.result_row(name, result, 22)
 
 
 def per_write(n: int) -> None:

@@ -19,6 +19,9 @@ from opsmerge_contracts.sandboxes import LoopbackServer, Sandbox, start_sandbox
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.settings import Settings
 
+# the webhook tests' `box` (a strict loopback sandbox per module) and `api` (a fresh workspace)
+pytest_plugins = ["tests.webhooks_support"]
+
 ADMIN_TOKEN = "test-admin-token"
 SMALL_RECIPE = Path(__file__).resolve().parent / "contracts_small_recipe.yaml"
 

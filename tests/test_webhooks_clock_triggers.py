@@ -11,31 +11,15 @@ import pytest
 
 from opsmerge_contracts.sandboxes import Sandbox
 from opsmerge_contracts.webhook_receiver import WebhookReceiver
-from tests.webhooks_support import advance, make_rule, make_ticket, only_subject, serve
+from tests.webhooks_support import advance, make_rule, make_ticket, only_subject
 
 DAY = 86400
-
-
-@pytest.fixture(scope="module")
-def box() -> Iterator[Sandbox]:
-    sandbox = serve()
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
 
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as r:
         yield r
-
-
-@pytest.fixture()
-def api(box: Sandbox) -> Iterator[httpx.Client]:
-    headers = {"X-Sandbox-Workspace": f"clk-{uuid.uuid4().hex[:10]}"}
-    with box.client(headers=headers, timeout=10) as c:
-        yield c
 
 
 def test_an_sla_warning_fires_when_the_clock_passes_80_percent_of_the_target(

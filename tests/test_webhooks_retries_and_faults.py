@@ -3,7 +3,6 @@ disabled; fault rules duplicate, reorder, delay and drop deliveries."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -19,33 +18,16 @@ from tests.webhooks_support import (
     deliveries,
     make_rule,
     make_ticket,
-    serve,
     wait_logged,
 )
 
 POLICY = load_spec().events.delivery  # type: ignore[union-attr]
 
 
-@pytest.fixture(scope="module")
-def box() -> Iterator[Sandbox]:
-    sandbox = serve()
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
-
-
 @pytest.fixture()
 def receiver() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as r:
         yield r
-
-
-@pytest.fixture()
-def api(box: Sandbox) -> Iterator[httpx.Client]:
-    headers = {"X-Sandbox-Workspace": f"wh-{uuid.uuid4().hex[:10]}"}
-    with box.client(headers=headers, timeout=10) as c:
-        yield c
 
 
 def test_the_documented_schedule(api: httpx.Client) -> None:

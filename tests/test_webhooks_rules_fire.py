@@ -6,43 +6,23 @@ each test works in a workspace of its own, so rules of one test never fire in an
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
+from opsmerge_contracts.sandboxes import Sandbox
 from opsmerge_contracts.webhook_receiver import WebhookReceiver
 from opsmerge_sandbox.events.signing import signature, verify
 from opsmerge_sandbox.settings import Settings
-from tests.conftest import ADMIN_TOKEN, SMALL_RECIPE
-
-
-@pytest.fixture(scope="module")
-def box() -> Iterator[Sandbox]:
-    sandbox = start_sandbox(
-        Settings(admin_token=ADMIN_TOKEN, recipe=str(SMALL_RECIPE), strict=True), loopback=True
-    )
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
+from tests.conftest import ADMIN_TOKEN
 
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[WebhookReceiver]:
     with WebhookReceiver() as r:
         yield r
-
-
-@pytest.fixture()
-def api(box: Sandbox) -> Iterator[httpx.Client]:
-    """The owner's client in a fresh workspace."""
-    headers = {"X-Sandbox-Workspace": f"wh-{uuid.uuid4().hex[:10]}"}
-    with box.client(headers=headers, timeout=10) as c:
-        yield c
 
 
 def _rule(api: httpx.Client, receiver: WebhookReceiver, **fields: Any) -> dict[str, Any]:

@@ -4,9 +4,12 @@ delivery log, and the control API's clock and fault endpoints."""
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from opsmerge_contracts.sandboxes import Sandbox, start_sandbox
 from opsmerge_contracts.webhook_receiver import WebhookReceiver
@@ -21,6 +24,24 @@ def serve(**settings: Any) -> Sandbox:
         Settings(admin_token=ADMIN_TOKEN, recipe=str(SMALL_RECIPE), strict=True, **settings),
         loopback=True,
     )
+
+
+@pytest.fixture(scope="module")
+def box() -> Iterator[Sandbox]:
+    """One strict sandbox on loopback per test module (a test file imports this fixture)."""
+    sandbox = serve()
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()
+
+
+@pytest.fixture()
+def api(box: Sandbox) -> Iterator[httpx.Client]:
+    """The owner's client in a fresh workspace: each test's rules and clock are its own."""
+    headers = {"X-Sandbox-Workspace": f"wh-{uuid.uuid4().hex[:10]}"}
+    with box.client(headers=headers, timeout=10) as c:
+        yield c
 
 
 def make_rule(api: httpx.Client, receiver: WebhookReceiver | None, **fields: Any) -> dict[str, Any]:
