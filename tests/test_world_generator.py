@@ -19,6 +19,8 @@ import pytest
 from opsmerge_sandbox.jsontypes import json_types
 from opsmerge_sandbox.spec import Spec, load_spec, parse_spec, ref_of
 from opsmerge_sandbox.world import build_world, load_recipe
+from opsmerge_sandbox.world.conditions import compile_condition
+from opsmerge_sandbox.world.context import WorldContext
 from opsmerge_sandbox.world.generator import GenerationError, World
 from opsmerge_sandbox.world.recipe import Recipe
 
@@ -95,6 +97,29 @@ def test_worlds_built_in_parallel_threads_are_identical(
     for t in threads:
         t.join()
     assert results == [_bytes(world)] * 2
+
+
+def test_a_reference_filter_never_gets_the_matches_of_a_freed_one(spec: Spec, world: World) -> None:
+    """A build caches which records each `x-ref.where` filter allows; a filter made where a freed
+    one lived must still get its own matches (worlds built on two threads once differed so)."""
+    users = world["users"]
+    ctx = WorldContext(
+        seed=1,
+        epoch=0,
+        counts={"users": len(users)},
+        prefixes={"users": "usr"},
+        named_ids={},
+        schemas={n: c.schema for n, c in spec.collections.items()},
+    )
+    ctx.world["users"] = users
+    statuses = sorted({u["status"] for u in users})
+    assert len(statuses) > 1
+    for _ in range(20):
+        for status in statuses:
+            condition = compile_condition("users", {"status": [status]}, ctx.schemas)
+            expected = [i for i, u in enumerate(users) if u["status"] == status]
+            assert ctx.matching("users", condition) == expected, status
+            del condition
 
 
 def test_record_does_not_depend_on_the_count_of_its_own_collection(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from opsmerge_sandbox.world.conditions import Env
+from opsmerge_sandbox.world.conditions import Condition, Env
 from opsmerge_sandbox.world.pools import faker_generator, seeded_pool
 
 Schema = dict[str, Any]
@@ -86,7 +86,9 @@ class WorldContext:
         self.faker = faker_generator()
         # what conditions and templates read beyond the record: earlier records, the epoch
         self.env = Env(self.lookup, epoch, self.organisation, schemas)
-        self._filtered: dict[tuple[str, int], list[int]] = {}
+        # keyed by the condition itself, which the key keeps alive: an id() could be reused by
+        # a later condition once an earlier one is freed, and hand it the wrong records
+        self._filtered: dict[tuple[str, Condition], list[int]] = {}
         self._unions: dict[tuple[str, str, tuple[Any, ...]], list[int]] = {}
         self._last_id: Any = None
         self._last_collection: Any = None
@@ -122,14 +124,13 @@ class WorldContext:
             found = self._unions[key] = sorted({i for v in values for i in table.get(v, ())})
         return found
 
-    def matching(
-        self, collection: str, key: int, test: Callable[[dict[str, Any]], bool]
-    ) -> list[int]:
-        """Indices of a generated collection's records passing `test`, computed once per key."""
-        found = self._filtered.get((collection, key))
+    def matching(self, collection: str, condition: Condition) -> list[int]:
+        """Indices of a generated collection's records passing `condition`, computed once."""
+        found = self._filtered.get((collection, condition))
         if found is None:
-            found = [i for i, r in enumerate(self.world.get(collection, ())) if test(r)]
-            self._filtered[(collection, key)] = found
+            test, env = condition.fast(), self.env
+            found = [i for i, r in enumerate(self.world.get(collection, ())) if test(r, env)]
+            self._filtered[(collection, condition)] = found
         return found
 
     def record_id(self, collection: str, index: int) -> str:

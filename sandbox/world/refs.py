@@ -65,9 +65,7 @@ def _candidates(
     """Indices of target records that `where` allows, or None when it allows them all."""
     candidates: list[int] | None = None
     if static is not None:
-        env = ctx.env
-        fast = static.fast()
-        candidates = ctx.matching(target, id(static), lambda r: fast(r, env))
+        candidates = ctx.matching(target, static)
     for theirs, read in dynamic:
         value = read(d)
         table = ctx.indices_where(target, theirs)
