@@ -103,8 +103,12 @@ def fit_descriptor_limit(max_connections: int) -> int:
 
 
 def uvicorn_options(limits: ConnectionLimits, http: str = "auto") -> dict[str, Any]:
-    """Keyword arguments for `uvicorn.Config` that put the limits in force."""
+    """Keyword arguments for `uvicorn.Config` that put the limits in force (on the loop that
+    accepts waiting connections all at once, `sandbox/accept.py`)."""
+    from opsmerge_sandbox.accept import LOOP
+
     return {
+        "loop": LOOP,
         "http": protocol_class(limits, http),
         "timeout_keep_alive": limits.keep_alive_timeout,
         "h11_max_incomplete_event_size": limits.max_head_bytes,

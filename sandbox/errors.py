@@ -41,3 +41,11 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"
+
+    def as_answer(self) -> ApiError:
+        """This error kept as the request's answer, without the traceback and chained
+        exceptions whose frames hold the request: kept with them, every refused request was a
+        reference cycle only the cyclic collector could free (see sandbox/collector.py)."""
+        self.__traceback__ = None
+        self.__context__ = self.__cause__ = None
+        return self

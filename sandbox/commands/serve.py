@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import socket
@@ -14,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from opsmerge_sandbox import admin_token
+from opsmerge_sandbox import admin_token, collector
 from opsmerge_sandbox.connection_limits import (
     DESCRIPTOR_RESERVE,
     ConnectionLimits,
@@ -229,10 +228,9 @@ def serve_command(args: argparse.Namespace) -> int:
             return 2
         recording.install(app, recorder, state.spec.base_path)
         console.print(f"  Recording {recorder.path} (HAR 1.2)", highlight=False)
-    # The seeded world never changes and never becomes garbage: keep the cyclic collector from
-    # walking it over and over (with the large recipe each full walk is a pause of ~0.3 s)
-    gc.collect()
-    gc.freeze()
+    # The seeded world never changes and never becomes garbage, and what writes add is kept as
+    # long: the collector walks neither over and over (sandbox/collector.py)
+    collector.install(app, collector.Collector())
     logging.basicConfig(level=args.log_level.upper())
     limits = _connection_limits(console, settings)
     config = uvicorn.Config(

@@ -8,7 +8,6 @@ the one the banner printed) and loads the seeded world from the start cache the 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import socket
@@ -19,6 +18,8 @@ from typing import Any
 import uvicorn
 from litestar import Litestar
 
+from opsmerge_sandbox import collector
+from opsmerge_sandbox.accept import LOOP
 from opsmerge_sandbox.connection_limits import ConnectionLimits, protocol_class
 from opsmerge_sandbox.settings import Settings
 
@@ -54,8 +55,7 @@ def worker_app() -> Litestar:
         from opsmerge_sandbox.access_log import access_logger, install
 
         install(app, access_logger())
-    gc.collect()
-    gc.freeze()
+    collector.install(app, collector.Collector())
     return app
 
 
@@ -90,5 +90,6 @@ def serve_workers(
         proxy_headers=False,
         timeout_keep_alive=limits.keep_alive_timeout,
         h11_max_incomplete_event_size=limits.max_head_bytes,
+        loop=LOOP,
     )
     uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()

@@ -3,12 +3,14 @@
 These break the transport, not the answer, so they need the server's raw ASGI `send`. Litestar's
 own `middleware=[...]` never sees it (its exception middleware wraps `send` first), so
 `ConnectionFaults` sits around the app's outermost ASGI handler and only files the raw `send` in
-the scope: a plain function, no extra coroutine, so a request without a fault pays one dictionary
-store. When the fault stage decides to break an answer, it swaps the final Litestar Response for
-a `BrokenResponse`, whose ASGI callable passes the real answer's messages through `_apply`. They
-still go out through Litestar's `send` (so CORS headers stay on, and browsers see the fault rather
-than a CORS refusal); the raw `send` only leads to the transport that a reset or truncation
-closes.
+a context variable: a plain function, no extra coroutine, so a request without a fault pays one
+store. Not in the scope: the server's `send` is a method of the object that holds the scope, so
+filing it there made every request a reference cycle that only the cyclic collector frees, and
+its full passes grew with the store. When the fault stage decides to break an answer, it swaps
+the final Litestar Response for a `BrokenResponse`, whose ASGI callable passes the real answer's
+messages through `_apply`. They still go out through Litestar's `send` (so CORS headers stay on,
+and browsers see the fault rather than a CORS refusal); the raw `send` only leads to the
+transport that a reset or truncation closes.
 
 A reset and a truncation close the socket through the server's transport: with uvicorn (both its
 httptools and h11 protocols) `send` is a method of the connection's cycle, which holds the
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import socket
 import struct
 from collections.abc import Awaitable
@@ -31,7 +34,8 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-RAW_SEND = "sandbox.raw_send"
+# Each request runs in its own task, hence its own context: the value is the current request's.
+_RAW_SEND: contextvars.ContextVar[Send | None] = contextvars.ContextVar("raw_send", default=None)
 
 
 class ConnectionDropped(ConnectionError):
@@ -52,7 +56,7 @@ class ConnectionFaults:
         self.app = app
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        scope[RAW_SEND] = send  # type: ignore[literal-required]
+        _RAW_SEND.set(send)
         return self.app(scope, receive, send)
 
 
@@ -66,7 +70,7 @@ class _BrokenASGI:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Messages still go through Litestar's send (CORS headers, its notion of "started");
         # the raw send only leads to the transport, to close it.
-        raw: Any = scope.get(RAW_SEND)
+        raw: Any = _RAW_SEND.get()
         pending: list[Message] = []
 
         async def breaking(message: Message) -> None:

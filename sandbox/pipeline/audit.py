@@ -109,12 +109,17 @@ def operation_actions(spec: Spec) -> Iterator[tuple[Operation, str]]:
 
 def _diff(
     before: Record | None, after: Record | None, secret: frozenset[str] = frozenset()
-) -> dict[str, list[Any]]:
-    """`{field: [old, new]}` for every field the write changed (a create: from null); a secret
-    (`x-shown-once`) is never copied into the log."""
+) -> dict[str, tuple[Any, Any]]:
+    """`{field: (old, new)}` for every field the write changed (a create: from null); a secret
+    (`x-shown-once`) is never copied into the log.
+
+    Pairs are tuples (JSON arrays once encoded) so the log can grow without growing the cyclic
+    collector's work: a tuple of plain values, and then the entry holding it, drop out of the
+    collector's sight, where lists would be walked on every full pass for as long as the log
+    is kept."""
     old, new = before or {}, after or {}
     return {
-        name: [old.get(name), new.get(name)]
+        name: (old.get(name), new.get(name))
         for name in dict.fromkeys([*old, *new])
         if name not in _BOOKKEEPING and name not in secret and old.get(name) != new.get(name)
     }

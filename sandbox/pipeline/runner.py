@@ -38,7 +38,7 @@ class Pipeline:
                     if waiting is not None:
                         await waiting
             except ApiError as err:
-                ctx.error = err
+                ctx.error = err.as_answer()
             for stage in self.stages.answer:
                 waiting = stage(ctx)
                 if waiting is not None:
