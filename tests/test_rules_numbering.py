@@ -15,6 +15,7 @@ import pytest
 from litestar.testing import TestClient
 
 from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.pipeline import sequences
 from opsmerge_sandbox.pipeline.strict import StrictChecker
 from tests.conftest import ADMIN, bearer, key_named, make_app
 
@@ -123,6 +124,38 @@ def test_an_updated_invoice_keeps_its_number_when_its_issue_date_moves(
     assert r.status_code == 200 and r.json()["data"]["number"] == made["number"] == "INV-2031-0001"
     again = _invoice(fresh_client, h, issue_date="2031-03-01").json()["data"]
     assert again["number"] == "INV-2031-0002"
+
+
+def test_an_invoice_number_reads_only_the_invoices_created_since_the_last_one(
+    fresh_client: TestClient, h: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next number once read every invoice the workspace had created (a create slowed as
+    they grew); now each is read once, and all again only after one of them changed."""
+    numbers = [
+        _invoice(fresh_client, h, issue_date=f"2033-01-{d:02d}").json()["data"] for d in (1, 2, 3)
+    ]
+    read: list[int] = []
+    real = sequences._by_year
+
+    def counting(pattern: Any, field: str, records: Any, out: Any = None) -> dict[int, int]:
+        records = list(records)
+        read.append(len(records))
+        return real(pattern, field, records, out)
+
+    monkeypatch.setattr(sequences, "_by_year", counting)
+    for d in (4, 5, 6, 7):
+        made = _invoice(fresh_client, h, issue_date=f"2033-01-{d:02d}").json()["data"]
+        assert made["number"] == f"INV-2033-{d:04d}"
+    assert read == [1, 1, 1, 1]  # the one created since the last number was taken
+    read.clear()
+    r = fresh_client.patch(
+        f"{API}/invoices/{numbers[0]['id']}", headers=h, json={"notes": "changed"}
+    )
+    assert r.status_code == 200, r.text
+    assert _invoice(fresh_client, h, issue_date="2033-02-01").json()["data"]["number"] == (
+        "INV-2033-0008"
+    )
+    assert read == [7]  # a created invoice changed: all of them again, once
 
 
 @pytest.fixture()

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opsmerge_sandbox.extensions import FieldRules, RecordField
 from opsmerge_sandbox.spec import Collection
+from opsmerge_sandbox.store.base import BaseCollection
 from opsmerge_sandbox.store.workspace import Workspace
 from opsmerge_sandbox.world.computed_fields import Numbers, template_pattern, year_of
 
@@ -32,7 +34,7 @@ class Numbering:
         self._rules = rules
         self._patterns: dict[tuple[str, str], re.Pattern[str] | None] = {}
         self._starts: dict[tuple[str, str], int] = {}
-        self._seeded: dict[tuple[int, str], dict[int, int]] = {}  # (base id, field) -> by year
+        self._seeded: dict[tuple[BaseCollection, str], dict[int, int]] = {}  # by year
         for name, coll in collections.items():
             props = coll.schema.get("properties") or {}
             for field in rules[name].yearly:
@@ -76,23 +78,47 @@ class Numbering:
         """The highest `{seq}` of the year among the workspace's records of the collection.
 
         Seeded numbers never change (updates keep them), so theirs is read once per seeded
-        collection; only the workspace's own creations are read on each call.
+        collection. The workspace's own creations are read once each: the view keeps what was
+        read and reads only what it created since, unless a created record changed or went
+        (then all again), so a create costs the same with 10 or 100,000 created before it.
         """
         pattern = self._patterns.get((coll.name, field))
         if pattern is None:
             return 0
         view = ws.view(coll.name)
-        key = (id(view.base), field)
+        key = (view.base, field)  # the base itself: an id() could come back for another one
         seeded = self._seeded.get(key)
         if seeded is None:
             seeded = self._seeded[key] = _by_year(pattern, field, view.base.records)
-        created = _by_year(pattern, field, view.created.values())
-        return max(seeded.get(year, 0), created.get(year, 0))
+        scan: _Scan | None = view.memo.get((_Scan, field))
+        if scan is None or scan.reshaped != view.reshaped:
+            scan = _Scan(view.reshaped, len(view.appended), {})
+            _by_year(pattern, field, view.created.values(), scan.highest)
+            view.memo[(_Scan, field)] = scan
+        elif scan.read < len(view.appended):
+            _by_year(pattern, field, view.appended[scan.read :], scan.highest)
+            scan.read = len(view.appended)
+        return max(seeded.get(year, 0), scan.highest.get(year, 0))
 
 
-def _by_year(pattern: re.Pattern[str], field: str, records: Iterable[Record]) -> dict[int, int]:
-    """The highest `{seq}` per `{year}` among the records' values of a template field."""
-    out: dict[int, int] = {}
+@dataclass
+class _Scan:
+    """The highest `{seq}` per year among a view's creations, and how far it has read them."""
+
+    reshaped: int
+    read: int
+    highest: dict[int, int]
+
+
+def _by_year(
+    pattern: re.Pattern[str],
+    field: str,
+    records: Iterable[Record],
+    out: dict[int, int] | None = None,
+) -> dict[int, int]:
+    """The highest `{seq}` per `{year}` among the records' values of a template field (added
+    to `out` when given)."""
+    out = {} if out is None else out
     for record in records:
         found = pattern.match(str(record.get(field) or ""))
         if found is None:

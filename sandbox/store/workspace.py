@@ -82,6 +82,11 @@ class CollectionView:
         self.version = 0
         # sequence numbers of creations staged in an open transaction (counted in created_count)
         self.reserved: dict[str, int] = {}
+        # creations since `reshaped` last moved (a created record changed or deleted, an undo):
+        # what is derived from `created` is brought up to date from these alone
+        self.reshaped = 0
+        self.appended: list[Record] = []
+        self.memo: dict[Any, Any] = {}  # what callers derive from this view, kept with it
 
     @property
     def pristine(self) -> bool:
@@ -137,8 +142,19 @@ class CollectionView:
         self.seqs[record_id] = seq
         if record is None:
             self.created.pop(record_id, None)
+            self.reshape()
         else:
+            if record_id in self.created:
+                self.reshape()
+            else:
+                self.appended.append(record)
             self.created[record_id] = record
+
+    def reshape(self) -> None:
+        """Say that `created` changed other than by appending: what was derived from it is
+        derived again."""
+        self.reshaped += 1
+        self.appended = []
 
     def before(self, record_id: str) -> tuple[Any, Any, Any]:
         """What `apply` would overwrite for this id, for `restore` to put back."""
@@ -149,6 +165,7 @@ class CollectionView:
         )
 
     def restore(self, record_id: str, before: tuple[Any, Any, Any]) -> None:
+        self.reshape()
         held_by: tuple[dict[str, Any], ...] = (self.overrides, self.created, self.seqs)
         for held, value in zip(held_by, before, strict=True):
             if value is _MISSING:
@@ -389,6 +406,7 @@ class Workspace:
                 view.created_count = max(view.created_count, doc["seq"] - len(view.base))
                 if record is not None:
                     view.created[rid] = record
+                view.reshape()
             else:
                 view.overrides[rid] = record
 
