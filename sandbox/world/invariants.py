@@ -93,6 +93,7 @@ class Invariant:
     decl: Mapping[str, Any]
     message: str
     each: str | None = None  # an array field: `when` and `require` judge each of its items
+    refs: tuple[_Ref, ...] = ()  # a refs-before rule's reference fields, read from the schema once
 
     @property
     def raw(self) -> Mapping[str, Any]:
@@ -174,7 +175,8 @@ def _compile_one(name: str, raw: Any, schemas: Schemas) -> Invariant:
         if missing:
             raise ConditionError(f"{rid}: fix names {missing}, not fields of {scope}")
     message = str(raw.get("message") or "")
-    return Invariant(name, rid, klass, kind, when, require, raw, message, each)
+    refs = tuple(_refs(schemas.get(name) or {})) if kind == "refs-before" else ()
+    return Invariant(name, rid, klass, kind, when, require, raw, message, each, refs)
 
 
 def compile_invariants(schemas: Schemas) -> list[Invariant]:
@@ -446,7 +448,7 @@ def refs_before_problem(
         return None
     if live:
         at = max(at, to_seconds(rec.get("updated_at")) or at)
-    for name, fixed, by_field, by_map, history in _refs(schemas.get(inv.collection) or {}):
+    for name, fixed, by_field, by_map, history in inv.refs:
         value = rec.get(name)
         target = fixed or (by_map.get(str(rec.get(by_field))) if by_field else None)
         if value is None or target is None:
