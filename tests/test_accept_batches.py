@@ -143,3 +143,9 @@ def test_a_closed_server_accepts_nothing_more() -> None:
 
 def test_serve_runs_on_the_batch_accepting_loop() -> None:
     assert uvicorn_options(LOCAL)["loop"] == LOOP
+
+
+def test_the_proxy_runs_on_the_batch_accepting_loop() -> None:
+    from opsmerge_sandbox.commands.proxy import proxy_server
+
+    assert proxy_server(object()).config.loop == LOOP

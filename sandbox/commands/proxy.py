@@ -130,12 +130,16 @@ def proxy_command(args: argparse.Namespace) -> int:
 
 def proxy_server(app: object) -> uvicorn.Server:
     """uvicorn as the proxy runs under it: it adds no header of its own (no Date, no Server),
-    so the upstream's headers go back as they came."""
+    so the upstream's headers go back as they came; on the loop `serve` uses, which accepts
+    every waiting connection at once (`sandbox/accept.py`)."""
     import uvicorn
+
+    from opsmerge_sandbox.accept import LOOP
 
     return uvicorn.Server(
         uvicorn.Config(
             app,  # type: ignore[arg-type]
+            loop=LOOP,
             log_level="warning",
             lifespan="on",
             access_log=False,
