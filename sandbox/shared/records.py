@@ -30,6 +30,12 @@ log = logging.getLogger("sandbox.shared")
 LOCK_MS = 10_000  # a crashed writer holds a workspace this long at most
 TURN_MS = 50  # how long a worker's claim on the next turn stands without being renewed
 LOCK_WAIT = 15.0  # seconds a write waits for a busy workspace before a 503
+# A worker whose own writers queue for a workspace hands the held lock to the next of them (its
+# commit keeps it in Redis): no round trip to take it, no catch-up (nobody else could write).
+# Bounded, so the other workers get their turns and the lock never nears its expiry.
+HAND_OVERS = 16  # commits under one hold at most
+HAND_OVER_S = 0.5  # and no hand-over once the lock was taken this long ago
+UNCLAIMED_S = 0.25  # a handed lock nobody took by then is let go
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[tuple[str, str, dict[str, Any] | None, bool, int]]).decode
 
@@ -115,10 +121,12 @@ class SharedDelta(DeltaStore):
         future: asyncio.Future[None] = loop.create_future()
         future.add_done_callback(_seen)
         token = records.tokens.get(workspace)
+        holder = records.holders.get(workspace)
         epoch = records.applied.get(workspace, (0, 0))[0]
         keep = workspace in records.keeping
+        hand = not keep and records.may_hand_over(workspace)
         task = loop.create_task(
-            self._append(workspace, list(changes), token, epoch, future, keep)
+            self._append(workspace, list(changes), token, epoch, future, keep, hand, holder)
         )
         _running.add(task)
         task.add_done_callback(_running.discard)
@@ -132,16 +140,19 @@ class SharedDelta(DeltaStore):
         epoch: int,
         future: asyncio.Future[None],
         keep: bool = False,
+        hand: bool = False,
+        holder: str | None = None,
     ) -> None:
         records = self.records
         assert records is not None
         link = self.link
+        n = 0
         try:
             if token is None:
                 raise RuntimeError(f"a commit to {workspace!r} without its write lock")
             keys = [link.key("ws", workspace), link.key("log", workspace),
                     link.key("lock", workspace), link.key("names")]
-            args = [epoch, token, _encode(changes), workspace, "1" if keep else "0"]
+            args = [epoch, token, _encode(changes), workspace, "1" if keep or hand else "0"]
             n = int(await self._commit(keys, args))
         except UNREACHABLE as exc:
             self._failed(workspace, future, unavailable(exc))
@@ -151,8 +162,8 @@ class SharedDelta(DeltaStore):
             self._failed(workspace, future, unavailable(exc))
             return
         finally:
-            if token is not None and not keep:
-                records.released(workspace, token)
+            if token is not None and not keep and holder is not None:
+                records.after_commit(workspace, token, holder, hand, n)
         if n == -1:
             self._failed(workspace, future, ApiError(
                 "STATE_UNAVAILABLE",
@@ -198,7 +209,9 @@ class SharedWorkspaces(Workspaces):
         delta.records = self
         self.link = link
         self.applied: dict[str, Version] = {}  # workspace -> the version its copy is at
-        self.tokens: dict[str, str] = {}  # workspace -> the write lock a request holds here
+        self.tokens: dict[str, str] = {}  # workspace -> the write lock this worker holds
+        self.holders: dict[str, str] = {}  # workspace -> the request here holding that lock
+        self._held: dict[str, tuple[int, float]] = {}  # workspace -> (commits, taken at)
         # workspaces whose lock outlives their commits (several writes under one hold)
         self.keeping: set[str] = set()
         self._queues: dict[str, asyncio.Lock] = {}  # workspace -> this worker's writers, in turn
@@ -283,11 +296,16 @@ class SharedWorkspaces(Workspaces):
             await asyncio.wait_for(queue.acquire(), LOCK_WAIT)
         except TimeoutError:
             raise _busy(name) from None
+        if name in self.tokens and name not in self.holders:  # handed over by the last writer
+            holder = self.holders[name] = secrets.token_hex(8)
+            return holder
         try:
             token = await self._take(name, deadline)
         except BaseException:
             self._release_queue(name)
             raise
+        self.holders[name] = token
+        self._held[name] = (0, loop.time())
         return token
 
     async def _take(self, name: str, deadline: float) -> str:
@@ -311,14 +329,67 @@ class SharedWorkspaces(Workspaces):
         self.catch_up(name, (args[0], args[1]), int(found[1]), int(found[2]), found[3])
         return token
 
-    def released(self, name: str, token: str) -> bool:
-        """Forget the lock `token` held (its commit let go of it in Redis); False if it was
-        not held any more."""
-        if self.tokens.get(name) != token:
+    def released(self, name: str, holder: str) -> bool:
+        """Forget the lock the request `holder` held (its commit let go of it in Redis); False
+        if that request did not hold it any more."""
+        if self.holders.get(name) != holder:
             return False
-        del self.tokens[name]
+        del self.holders[name]
+        self.tokens.pop(name, None)
+        self._held.pop(name, None)
         self._release_queue(name)
         return True
+
+    def after_commit(self, name: str, token: str, holder: str, hand: bool, n: int) -> None:
+        """Where the lock goes once `holder`'s commit is over (`n`: what COMMIT answered, 0 when
+        it did not run): saved and kept, to the next writer queued here; otherwise it is let
+        go, in Redis too when the commit was to keep it (a reset came first) or never ran."""
+        if hand and n > 0 and self.hand_over(name, holder):
+            return
+        if self.released(name, holder) and hand and n == 0:
+            self.let_go(name, token)
+
+    def may_hand_over(self, name: str) -> bool:
+        """Whether a commit about to be made should keep the lock for the next writer queued
+        on this worker (see HAND_OVERS)."""
+        queue = self._queues.get(name)
+        commits, taken = self._held.get(name, (HAND_OVERS, 0.0))
+        return (
+            queue is not None
+            and bool(getattr(queue, "_waiters", None))
+            and commits < HAND_OVERS
+            and asyncio.get_running_loop().time() - taken < HAND_OVER_S
+        )
+
+    def hand_over(self, name: str, holder: str) -> bool:
+        """The saved commit of `holder` kept the lock: the next writer queued here takes it."""
+        if self.holders.get(name) != holder or name not in self.tokens:
+            return False
+        del self.holders[name]
+        commits, taken = self._held.get(name, (0, 0.0))
+        self._held[name] = (commits + 1, taken)
+        token = self.tokens[name]
+        self._release_queue(name)
+        asyncio.get_running_loop().call_later(UNCLAIMED_S, self._unclaimed, name, token)
+        return True
+
+    def _unclaimed(self, name: str, token: str) -> None:
+        """A handed lock that no writer took (it gave up waiting): let it go."""
+        if self.tokens.get(name) == token and name not in self.holders:
+            del self.tokens[name]
+            self._held.pop(name, None)
+            self.let_go(name, token)
+
+    def let_go(self, name: str, token: str) -> None:
+        """Delete the lock in Redis, in the background (else it expires on its own)."""
+
+        async def run() -> None:
+            with contextlib.suppress(*UNREACHABLE):
+                await self._unlock([self.link.key("lock", name)], [token])
+
+        task = asyncio.get_running_loop().create_task(run())
+        _running.add(task)
+        task.add_done_callback(_running.discard)
 
     def _release_queue(self, name: str) -> None:
         queue = self._queues.get(name)
@@ -327,10 +398,11 @@ class SharedWorkspaces(Workspaces):
             if not queue.locked() and not getattr(queue, "_waiters", None):
                 del self._queues[name]
 
-    async def unlock(self, name: str, token: str) -> None:
+    async def unlock(self, name: str, holder: str) -> None:
         """Let go of the write lock when the request's commit did not (it committed nothing)."""
-        if not self.released(name, token):
-            return  # the commit let go of it
+        token = self.tokens.get(name)
+        if token is None or not self.released(name, holder):
+            return  # the commit let go of it, or handed it over
         with contextlib.suppress(*UNREACHABLE):  # else it expires on its own
             await self._unlock([self.link.key("lock", name)], [token])
 
