@@ -46,6 +46,7 @@ class BatchAcceptServer(asyncio.AbstractServer):
         self._sock = sock
         self._backlog = backlog
         self._serving = False
+        self._closed = asyncio.Event()
         self._connecting: set[asyncio.Task[Any]] = set()
         sock.setblocking(False)
         sock.listen(backlog)  # as asyncio does: the socket may come bound but not listening
@@ -92,6 +93,7 @@ class BatchAcceptServer(asyncio.AbstractServer):
             self._serving = False
             self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
+        self._closed.set()
 
     async def wait_closed(self) -> None:
         if self._connecting:
@@ -107,7 +109,8 @@ class BatchAcceptServer(asyncio.AbstractServer):
         return None
 
     async def serve_forever(self) -> None:
-        raise NotImplementedError("serve_forever: the server runs until close()")
+        """Serve (it already does from creation) until `close()`."""
+        await self._closed.wait()
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:

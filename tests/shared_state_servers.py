@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -67,6 +67,15 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def redis_server() -> Iterator[RedisServer]:
+    """A fixture's body: one redis-server for as long as the fixture lasts."""
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 def start_hosts(state_url: str, *options: dict[str, object]) -> list[Host]:

@@ -149,3 +149,22 @@ def test_the_proxy_runs_on_the_batch_accepting_loop() -> None:
     from opsmerge_sandbox.commands.proxy import proxy_server
 
     assert proxy_server(object()).config.loop == LOOP
+
+
+def test_serve_forever_returns_once_the_server_is_closed() -> None:
+    listener = _listener()
+    loop = BatchAcceptLoop()
+
+    async def scenario() -> bool:
+        server = await loop.create_server(_Counted, sock=listener, backlog=16)
+        serving = loop.create_task(server.serve_forever())
+        await asyncio.sleep(0.01)
+        still = not serving.done()
+        server.close()
+        await asyncio.wait_for(serving, 2)
+        return still
+
+    try:
+        assert loop.run_until_complete(scenario())
+    finally:
+        loop.close()

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.shared_state_servers import Host, RedisServer, start_hosts
+from tests.shared_state_servers import Host, RedisServer, redis_server, start_hosts
 
 OWNER = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
 API = "/api/v1"
@@ -21,11 +21,7 @@ BURST = 24
 
 @pytest.fixture(scope="module")
 def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from redis_server()
 
 
 @pytest.fixture(scope="module")

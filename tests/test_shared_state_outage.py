@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from opsmerge_sandbox.catalogue import load_catalogue
-from tests.shared_state_servers import Host, RedisServer
+from tests.shared_state_servers import Host, RedisServer, redis_server
 
 OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
 API = "/api/v1"
@@ -23,11 +23,7 @@ def _h(workspace: str) -> dict[str, str]:
 
 @pytest.fixture()
 def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from redis_server()
 
 
 def _until(check: object, timeout: float = 15.0) -> None:

@@ -19,8 +19,7 @@ import uvicorn
 from litestar import Litestar
 
 from opsmerge_sandbox import collector
-from opsmerge_sandbox.accept import LOOP
-from opsmerge_sandbox.connection_limits import ConnectionLimits, protocol_class
+from opsmerge_sandbox.connection_limits import ConnectionLimits, protocol_class, uvicorn_options
 from opsmerge_sandbox.settings import Settings
 
 SETTINGS_ENV = "OPSMERGE_SANDBOX_WORKER_SETTINGS"
@@ -88,8 +87,7 @@ def serve_workers(
         lifespan="on",
         server_header=False,
         proxy_headers=False,
-        timeout_keep_alive=limits.keep_alive_timeout,
-        h11_max_incomplete_event_size=limits.max_head_bytes,
-        loop=LOOP,
+        # serve's own options (loop, deadlines) but the protocol class, rebuilt in each worker
+        **{k: v for k, v in uvicorn_options(limits, args.http).items() if k != "http"},
     )
     uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()

@@ -86,7 +86,7 @@ class WriteInvariants:
             if changed is not None and not any(f in changed for f in reads):
                 continue
             if inv.kind == "refs-before":
-                why = refs_before_problem(inv, record, self.schemas, env, live=True)
+                why = refs_before_problem(inv, record, env, live=True)
             else:
                 why = check_record(inv, record, env)
             if why is not None:

@@ -406,9 +406,10 @@ class Workspace:
                 view.created_count = max(view.created_count, doc["seq"] - len(view.base))
                 if record is not None:
                     view.created[rid] = record
-                view.reshape()
             else:
                 view.overrides[rid] = record
+        for view in self.views.values():
+            view.reshape()  # `created` was filled directly: what is derived from it starts over
 
 
 class Workspaces:

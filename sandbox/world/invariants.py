@@ -309,16 +309,13 @@ def check_world(
     for n, inv in enumerate(invs):
         records = world.get(inv.collection, [])
         if inv.kind == "require":
-            for rec in records:
-                why = check_record(inv, rec, env)
-                if why is not None:
-                    out.append(_violation(inv, rec, why))
+            out += _requires(inv, records, env)
         elif inv.kind == "one-per":
             out += _one_per(inv, records, world, env)
         elif inv.kind == "increases-with":
             out += _increases(inv, records, env)
         else:
-            out += _refs_before(inv, records, schemas, env)
+            out += _refs_before(inv, records, env)
         if progress is not None:
             progress(inv.collection, n + 1, total)
     return out
@@ -342,12 +339,9 @@ def check_written(
             continue
         mine = written.get(inv.collection) or ()
         if inv.kind == "require":
-            for rec in mine:
-                why = check_record(inv, rec, env)
-                if why is not None:
-                    out.append(_violation(inv, rec, why))
+            out += _requires(inv, mine, env)
         elif inv.kind == "refs-before":
-            out += _refs_before(inv, mine, env.schemas, env, live=True)
+            out += _refs_before(inv, mine, env, live=True)
         elif inv.kind == "increases-with" and mine:
             ids = {r.get("id") for r in mine}
             out += _increases(inv, everything(inv.collection), env, ids)
@@ -416,23 +410,33 @@ def _increases(
     return out
 
 
+def _requires(
+    inv: Invariant, records: Iterable[Mapping[str, Any]], env: Env
+) -> list[Violation]:
+    out = []
+    for rec in records:
+        why = check_record(inv, rec, env)
+        if why is not None:
+            out.append(_violation(inv, rec, why))
+    return out
+
+
 def _refs_before(
     inv: Invariant,
     records: Iterable[Mapping[str, Any]],
-    schemas: Schemas,
     env: Env,
     live: bool = False,
 ) -> list[Violation]:
     out = []
     for rec in records:
-        why = refs_before_problem(inv, rec, schemas, env, live)
+        why = refs_before_problem(inv, rec, env, live)
         if why is not None:
             out.append(_violation(inv, rec, why))
     return out
 
 
 def refs_before_problem(
-    inv: Invariant, rec: Mapping[str, Any], schemas: Schemas, env: Env, live: bool = False
+    inv: Invariant, rec: Mapping[str, Any], env: Env, live: bool = False
 ) -> str | None:
     """Why a record names a record that does not exist or was created after it, or None.
 
