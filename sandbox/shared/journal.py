@@ -1,9 +1,10 @@
 """The request journal on shared state: one capped Redis stream for every worker.
 
 A request adds its entry to a buffer that a background task writes to the stream in batches
-(one round trip for many requests), so the journal costs the request path nothing it waits for.
-Reading the journal first writes this worker's buffer; entries other workers buffered in the
-last few milliseconds may not be there yet. The stream keeps the newest `size` entries exactly.
+(one write on the request path's connection for many requests), so the journal costs the request
+path nothing it waits for. Reading the journal first writes this worker's buffer; entries other
+workers buffered in the last few milliseconds may not be there yet. The stream keeps the newest
+`size` entries exactly.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import logging
 from typing import Any
 
 import msgspec
+import redis.exceptions
 
 from opsmerge_sandbox.journal import Entry, Journal
 from opsmerge_sandbox.shared.link import UNREACHABLE, Link, unavailable
 
 log = logging.getLogger("sandbox.shared")
 _encode = msgspec.json.Encoder().encode
+_NOT_WRITTEN: tuple[type[Exception], ...] = (*UNREACHABLE, redis.exceptions.ResponseError)
 
 
 class SharedJournal(Journal):
@@ -41,16 +44,20 @@ class SharedJournal(Journal):
             self._writer = loop.create_task(self._write(), name="journal-writer")
 
     async def _write(self) -> None:
+        wire = self.link.wire
         try:
             while self._buffer:
                 batch, self._buffer = self._buffer, []
-                pipe = self.link.client.pipeline(transaction=False)
-                for raw in batch:
-                    pipe.xadd(self.stream, {"e": raw}, maxlen=self.size, approximate=False)
+                for raw in batch[:-1]:  # answered in order: waiting for the last waits for all
+                    wire.post("XADD", self.stream, "MAXLEN", self.size, "*", "e", raw)
+                dropped = wire.dropped
                 try:
-                    await pipe.execute()
-                except UNREACHABLE as exc:
-                    log.warning("journal: %d entries not written (%s)", len(batch), exc)
+                    await wire.call("XADD", self.stream, "MAXLEN", self.size, "*", "e", batch[-1])
+                except _NOT_WRITTEN as exc:
+                    log.warning("journal: up to %d entries not written (%s)", len(batch), exc)
+                else:
+                    if wire.dropped != dropped:
+                        log.warning("journal: %d entries not written", wire.dropped - dropped)
         finally:
             self._writer = None
 

@@ -1,15 +1,15 @@
 """The connection to the shared store, its key names, and what an unreachable store answers.
 
-One `limits` Redis storage (redis-py's asyncio client) carries the request path, so the rate
-windows run on `limits`' own Lua scripts and every other command shares its connection pool; a
-small synchronous client serves the rare control operations. Every key of one sandbox lives under
+The request path's scripts (the rate windows among them, on `limits`' own Lua text) and the
+journal go over one pipelined connection (`wire.Wire`); `limits`' Redis storage (redis-py's
+asyncio client) carries the rest of the async commands, and a small synchronous client the rare
+control operations. Every key of one sandbox lives under
 a namespace drawn from its spec and recipe (seed included): hosts started with the same inputs
 and state URL share a sandbox, and a sandbox with other inputs never reads their changes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ import redis.exceptions
 from limits.aio.storage import RedisStorage
 
 from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.shared.wire import Wire, WireScript
 
 T = TypeVar("T")
 SOCKET_TIMEOUT = 2.0  # seconds a command may take before the store counts as unreachable
@@ -83,70 +84,6 @@ def unavailable(exc: BaseException | None = None) -> ApiError:
     )
 
 
-class Batched:
-    """One script, called by many requests at once, sent in one pipeline per event-loop turn.
-
-    Each call is the script's own EVALSHA with its own keys and answer; calls made in the same
-    turn of the event loop share one write and one read on one connection instead of a pair of
-    system calls each (the costliest part of a call on a busy machine). A store that lacks the
-    script answers NOSCRIPT for those calls: the script is loaded and they are sent again.
-    """
-
-    def __init__(self, client: Any, script: Any) -> None:
-        self.client = client
-        self.script = script
-        self._queue: list[tuple[list[Any], asyncio.Future[Any]]] = []
-
-    def __call__(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._send)
-        self._queue.append(([len(keys), *keys, *args], future))
-        return future
-
-    def _send(self) -> None:
-        batch, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._run(batch))
-        _sending.add(task)
-        task.add_done_callback(_sending.discard)
-
-    async def _run(self, batch: list[tuple[list[Any], asyncio.Future[Any]]]) -> None:
-        for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            for call, _ in batch:
-                pipe.evalsha(self.script.sha, *call)
-            try:
-                answers = await pipe.execute(raise_on_error=False)
-            except Exception as exc:  # every caller hears of it
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                return
-            missing = [i for i, a in enumerate(answers)
-                       if isinstance(a, redis.exceptions.NoScriptError)]
-            if attempt == 1 and missing:
-                try:
-                    await self.client.script_load(self.script.script)
-                except Exception as exc:
-                    for i in missing:
-                        batch[i][1].set_exception(exc)
-                    missing = []
-            for i, ((_, future), answer) in enumerate(zip(batch, answers, strict=True)):
-                if i in missing or future.done():
-                    continue
-                if isinstance(answer, Exception):
-                    future.set_exception(answer)
-                else:
-                    future.set_result(answer)
-            batch = [batch[i] for i in missing]
-            if not batch:
-                return
-
-
-_sending: set[asyncio.Task[None]] = set()  # batches under way (kept from the collector)
-
-
 class _CPacked(redis.asyncio.Connection):
     """redis-py's asyncio connection packs each command in Python (its sync one uses hiredis);
     hiredis packs it in C, the larger part of what a request's one script call costs here."""
@@ -185,14 +122,15 @@ class Link:
         self.bridge = bridge
         self.client: Any = bridge.get_connection()
         self.sync: Any = redis.Redis.from_url(self.url, **options)
-        self._scripts: list[Any] = []  # every script queued in pipelines, to load on NOSCRIPT
+        self.wire = Wire(self.url, SOCKET_TIMEOUT)
+        self._scripts: list[WireScript] = []  # the scripts pipelines queue, loaded on NOSCRIPT
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
-    def script(self, source: str) -> Any:
-        """A Lua script run by EVALSHA on the async client (loaded on first use)."""
-        script = self.client.register_script(source)
+    def script(self, source: str) -> WireScript:
+        """A Lua script run by EVALSHA on the wire (loaded where the store lacks it)."""
+        script = WireScript(self.wire, source)
         self._scripts.append(script)
         return script
 
@@ -200,10 +138,6 @@ class Link:
     def queue(pipe: Any, script: Any, keys: list[str], args: list[Any]) -> None:
         """Add a script's run to a pipeline, by its digest alone (see `execute`)."""
         pipe.evalsha(script.sha, len(keys), *keys, *args)
-
-    def batched(self, source: str) -> Batched:
-        """A script for the request path, its concurrent calls sent together (`Batched`)."""
-        return Batched(self.client, self.script(source))
 
     async def run(self, build: Callable[..., T], *args: Any) -> tuple[list[Any], T]:
         """Fill a pipeline with `build(pipe, *args)` and send it: one round trip; what `build`
@@ -239,6 +173,6 @@ class Link:
 
     async def aping(self) -> bool:
         try:
-            return bool(await self.client.ping())
+            return bool(await self.wire.call("PING"))
         except UNREACHABLE:
             return False

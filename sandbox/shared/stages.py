@@ -100,7 +100,7 @@ class SharedAdmission:
         self.trusted = parse_networks(state.settings.trusted_proxies)
         self.hosted: SharedHostedPolicy | None = state.hosted  # type: ignore[assignment]
         source = admit_script(self.buckets.incr_source, visit=self.hosted is not None)
-        self._admit = control.link.batched(source)
+        self._admit = control.link.script(source)
 
     def _resolve(self, ctx: RequestContext) -> None:
         self.authenticate(ctx)
