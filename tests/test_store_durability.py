@@ -297,6 +297,28 @@ async def test_rollback_drops_the_staged_changes_and_their_numbers(
 
 
 @in_loop
+async def test_a_transaction_is_dropped_or_committed_only_by_the_request_that_opened_it(
+    tmp_path: Path, disk: Disk
+) -> None:
+    ws = _open(tmp_path)
+    first = ws.begin()
+    await ws.write("events", {"id": "evt_a", "n": 2})
+    await ws.commit()
+    second = ws.begin()  # the next writer's, opened while the first still finishes its request
+    await ws.write("events", {"id": "evt_b", "n": 3})
+    assert ws.owns(second) and not ws.owns(first) and not ws.owns(None)
+    ws.rollback(first)  # the first request's clean-up: its own transaction is long committed
+    assert ws.in_transaction and ws.owns(second)
+    await ws.commit()
+    assert ws.get("events", "evt_b") == {"id": "evt_b", "n": 3}
+    third = ws.begin()
+    await ws.write("events", {"id": "evt_c", "n": 4})
+    ws.rollback(third)
+    assert not ws.in_transaction and ws.get("events", "evt_c") is None
+    assert _records(_open(tmp_path)) == _records(ws)
+
+
+@in_loop
 async def test_creations_in_one_transaction_get_consecutive_numbers(tmp_path: Path) -> None:
     ws = _open(tmp_path)
     events = ws.view("events")

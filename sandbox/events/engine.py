@@ -343,13 +343,13 @@ class RuleEngine:
             outcome.update(outcome="unchanged")
             return current
         call = HandlerCall(self.update_op, ws, None, {"id": subject["id"]}, frozenset(), changes)
-        ws.begin()
+        transaction = ws.begin()
         try:
             self.resources.update(call)
             if self.audit is not None:
                 self.audit.stage(ws, self.update_op, None, f"{self.maker} {rule['id']}")
         except ApiError as err:
-            ws.rollback()
+            ws.rollback(transaction)
             outcome.update(outcome="failed", detail=err.message[:500])
             return current
         ws.commit()  # durable before the answer: after_commit awaits the workspace

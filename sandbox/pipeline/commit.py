@@ -31,7 +31,7 @@ class Commit:
         ws = ctx.workspace
         if ws is None:
             return
-        if ws.in_transaction and ctx.status < 400:
+        if ws.owns(ctx.transaction) and ctx.status < 400:
             events = self.state.events
             changes = events.capture(ws) if events is not None else None
             try:
@@ -46,7 +46,7 @@ class Commit:
                 assert events is not None
                 await events.after_commit(ws, changes)
             return
-        ws.rollback()
+        ws.rollback(ctx.transaction)
         if ws.unsettled:
             try:
                 await ws.settled()

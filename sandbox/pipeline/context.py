@@ -20,7 +20,7 @@ from opsmerge_sandbox.pipeline.headers import RequestHeaders
 from opsmerge_sandbox.pipeline.ratelimit import RateState
 from opsmerge_sandbox.pipeline.request import ApiRequest
 from opsmerge_sandbox.spec import Operation
-from opsmerge_sandbox.store.workspace import Workspace
+from opsmerge_sandbox.store.workspace import Transaction, Workspace
 
 Transform = Callable[[Response[bytes]], Awaitable[Response[bytes]] | Response[bytes]]
 
@@ -52,6 +52,7 @@ class RequestContext:
     limit: int = 0  # and its requests per minute
     rate: RateState | None = None
     lock_token: str | None = None  # shared state: the workspace write lock this request holds
+    transaction: Transaction | None = None  # the write's own, from `Workspace.begin`
     outcome: Outcome | None = None
     params: dict[str, Any] = field(default_factory=dict)
     supplied: frozenset[str] = frozenset()

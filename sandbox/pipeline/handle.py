@@ -37,7 +37,7 @@ class Handle:
         assert ws is not None
         ex = HandlerCall(ctx.op, ws, ctx.caller, ctx.params, ctx.supplied, ctx.body, ctx.rate)
         if ctx.op.method not in READS:
-            ws.begin()
+            ctx.transaction = ws.begin()
         ctx.status, data = self.resources.handle(ex)
         if self.audit is not None and ws.in_transaction:
             self.audit.record(ctx, ws)  # the write's audit entries, in its own transaction

@@ -45,7 +45,9 @@ class Pipeline:
                     await waiting
         finally:
             if ctx.workspace is not None:
-                ctx.workspace.rollback()  # nothing after a commit; drops an uncommitted write
+                # drops this request's uncommitted write (nothing once committed, and never
+                # another request's transaction)
+                ctx.workspace.rollback(ctx.transaction)
         assert ctx.response is not None
         return ctx.response
 

@@ -249,7 +249,8 @@ class SharedCommit:
 
     async def __call__(self, ctx: RequestContext) -> None:
         ws = ctx.workspace
-        if self.hosted is not None and ws is not None and ws.in_transaction and ctx.status < 400:
+        if self.hosted is not None and ws is not None and ws.owns(ctx.transaction) \
+                and ctx.status < 400:
             # charged while the lock is held, just before the commit lets go of it, so the next
             # writer's budget check sees these bytes; a commit that fails after it leaves them
             # counted (the budget errs on the safe side), and a charge that fails is skipped

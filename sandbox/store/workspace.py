@@ -28,6 +28,12 @@ _MISSING: Any = object()
 Undo = tuple["CollectionView", str, tuple[Any, Any, Any]]  # a view, an id, what it held
 Mark = tuple[int, int]  # a view's version and created_count before a commit
 
+
+class Transaction:
+    """One open transaction of a workspace, as `begin` hands it out (told apart by identity)."""
+
+    __slots__ = ()
+
 _UNSAVED = {
     "change": "The change could not be saved ({why}), so nothing was changed",
     "reset": "The reset could not be saved ({why}), so nothing was reset",
@@ -48,6 +54,11 @@ class Durable:
     def __init__(self, future: asyncio.Future[None] | None = None, what: str = "change") -> None:
         self._future = future
         self._what = what
+
+    @property
+    def done(self) -> bool:
+        """Whether the store has answered (at once in memory)."""
+        return self._future is None or self._future.done()
 
     def __await__(self) -> Generator[Any, None, None]:
         if self._future is None:
@@ -235,6 +246,7 @@ class Workspace:
         self.detached = False  # reset away: its later commits reach nobody and are not stored
         # (collection, id) -> record or None (deleted) while a transaction is open, else None
         self._staged: dict[tuple[str, str], Record | None] | None = None
+        self._transaction: Transaction | None = None  # what `begin` handed out, while open
         self._reserving: list[CollectionView] = []  # views holding numbers for staged creations
         # the batch of its latest commit (or of a reset it starts from) until known durable
         self._pending: asyncio.Future[None] | None = delta.pending(name)
@@ -257,6 +269,12 @@ class Workspace:
     def in_transaction(self) -> bool:
         return self._staged is not None
 
+    def owns(self, transaction: Transaction | None) -> bool:
+        """Whether `transaction` (what `begin` returned) is the one open now: a request that
+        awaits between its handler and its commit (shared state) may see another's open
+        transaction on the same workspace, which is not its to commit or drop."""
+        return transaction is not None and self._transaction is transaction
+
     def staged_changes(self) -> list[tuple[str, str, Record | None]]:
         """What the open transaction changes so far: (collection, id, record or None)."""
         return [(c, rid, record) for (c, rid), record in (self._staged or {}).items()]
@@ -277,11 +295,14 @@ class Workspace:
             return DONE
         return Durable(pending, "read")
 
-    def begin(self) -> None:
-        """Stage the writes and deletes that follow until `commit()` or `rollback()`."""
+    def begin(self) -> Transaction:
+        """Stage the writes and deletes that follow until `commit()` or `rollback()`; the
+        transaction, for `owns` and `rollback`."""
         if self._staged is not None:
             raise RuntimeError(f"workspace {self.name!r} already has an open transaction")
         self._staged = {}
+        self._transaction = transaction = Transaction()
+        return transaction
 
     def write(self, collection: str, record: Record) -> Durable:
         """Stage a write (in a transaction), else commit it; await the result to acknowledge."""
@@ -317,6 +338,7 @@ class Workspace:
         caller may retry without creating anything twice.
         """
         staged, self._staged = self._staged, None
+        self._transaction = None
         if not staged:
             self._release(committed=False)
             return DONE
@@ -368,9 +390,13 @@ class Workspace:
                 view.cache.clear()
         self._pending = self._delta.pending(self.name)
 
-    def rollback(self) -> None:
-        """Drop the staged changes (a no-op when no transaction is open, e.g. after commit)."""
+    def rollback(self, transaction: Transaction | None = None) -> None:
+        """Drop the staged changes (a no-op when no transaction is open, e.g. after commit);
+        given a transaction, only if that one is still open."""
+        if transaction is not None and self._transaction is not transaction:
+            return
         self._staged = None
+        self._transaction = None
         self._release(committed=False)
 
     def _release(self, committed: bool) -> None:
