@@ -72,11 +72,14 @@ if turn then redis.call('DEL', KEYS[4]) end
     + "return {1, e, n, entries}"
 )
 # append one commit while the lock is ours: the new length; 0 when a reset came first (the
-# commit went to a workspace nobody sees any more, as in one process); -1 when the lock was lost
+# commit went to a workspace nobody sees any more, as in one process); -1 when the lock was lost;
+# -2 when the log is not the length the commit was made on (a commit sent before it under the
+# same hold did not land, so this one was made on a state the store never held)
 COMMIT = """
 local e = tonumber(redis.call('HGET', KEYS[1], 'e') or '0')
 if e ~= tonumber(ARGV[1]) then return 0 end
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
+if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[6]) then return -2 end
 local n = redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[4])
 if ARGV[5] ~= '1' then redis.call('DEL', KEYS[3]) end
@@ -115,6 +118,9 @@ class SharedDelta(DeltaStore):
         self._commit = link.script(COMMIT)
 
     def commit(self, workspace: str, changes: Sequence[Change]) -> asyncio.Future[None] | None:
+        """Send the commit now; a writer queued behind it on this worker may be handed the lock
+        at once (its commit follows this one on the same connection, fenced by the log length:
+        if this one does not land, neither does the next)."""
         records = self.records
         assert records is not None
         loop = asyncio.get_running_loop()
@@ -124,9 +130,24 @@ class SharedDelta(DeltaStore):
         holder = records.holders.get(workspace)
         epoch = records.applied.get(workspace, (0, 0))[0]
         keep = workspace in records.keeping
-        hand = not keep and records.may_hand_over(workspace)
+        sent: asyncio.Future[Any] | None = None
+        keys: list[str] = []
+        args: list[Any] = []
+        hand = False
+        if token is not None:
+            link = self.link
+            hand = not keep and records.may_hand_over(workspace)
+            keys = [link.key("ws", workspace), link.key("log", workspace),
+                    link.key("lock", workspace), link.key("names")]
+            expected = records.length.get(workspace, 0)
+            args = [epoch, token, _encode(changes), workspace, "1" if keep or hand else "0",
+                    expected]
+            sent = self._commit.send(keys, args)
+            records.length[workspace] = expected + 1
+            if hand and holder is not None and not records.hand_over(workspace, holder):
+                hand = False
         task = loop.create_task(
-            self._append(workspace, list(changes), token, epoch, future, keep, hand, holder)
+            self._append(workspace, sent, keys, args, token, epoch, future, keep, hand, holder)
         )
         _running.add(task)
         task.add_done_callback(_running.discard)
@@ -135,25 +156,23 @@ class SharedDelta(DeltaStore):
     async def _append(
         self,
         workspace: str,
-        changes: list[Change],
+        sent: asyncio.Future[Any] | None,
+        keys: list[str],
+        args: list[Any],
         token: str | None,
         epoch: int,
         future: asyncio.Future[None],
         keep: bool = False,
-        hand: bool = False,
+        handed: bool = False,
         holder: str | None = None,
     ) -> None:
         records = self.records
         assert records is not None
-        link = self.link
         n = 0
         try:
-            if token is None:
+            if sent is None or token is None:
                 raise RuntimeError(f"a commit to {workspace!r} without its write lock")
-            keys = [link.key("ws", workspace), link.key("log", workspace),
-                    link.key("lock", workspace), link.key("names")]
-            args = [epoch, token, _encode(changes), workspace, "1" if keep or hand else "0"]
-            n = int(await self._commit(keys, args))
+            n = int(await self._commit.answer(sent, keys, args))
         except UNREACHABLE as exc:
             self._failed(workspace, future, unavailable(exc))
             return
@@ -163,16 +182,20 @@ class SharedDelta(DeltaStore):
             return
         finally:
             if token is not None and not keep and holder is not None:
-                records.after_commit(workspace, token, holder, hand, n)
-        if n == -1:
+                records.after_commit(workspace, token, holder, handed, n)
+        if n < 0:
             self._failed(workspace, future, ApiError(
                 "STATE_UNAVAILABLE",
                 "The change took too long to save (the workspace's write lock expired), so "
-                "nothing was changed; retry.",
+                "nothing was changed; retry." if n == -1 else
+                "An earlier change to this workspace could not be saved, and this one was "
+                "made on top of it, so nothing was changed; retry.",
                 headers={"retry-after": "1"},
             ))
             return
-        if n > 0 and (epoch, n) > records.have(workspace):
+        if n > 0 and (epoch, n - 1) == records.have(workspace):
+            # the copy holds every entry up to this one; otherwise (an earlier commit of this
+            # hold failed here yet landed, its answer lost) the next catch-up brings them in
             records.applied[workspace] = (epoch, n)
         future.set_result(None)
 
@@ -211,6 +234,8 @@ class SharedWorkspaces(Workspaces):
         self.applied: dict[str, Version] = {}  # workspace -> the version its copy is at
         self.tokens: dict[str, str] = {}  # workspace -> the write lock this worker holds
         self.holders: dict[str, str] = {}  # workspace -> the request here holding that lock
+        # workspace -> its log's length once the commits sent under the held lock are in
+        self.length: dict[str, int] = {}
         self._held: dict[str, tuple[int, float]] = {}  # workspace -> (commits, taken at)
         # workspaces whose lock outlives their commits (several writes under one hold)
         self.keeping: set[str] = set()
@@ -292,10 +317,14 @@ class SharedWorkspaces(Workspaces):
         queue = self._queues.get(name)
         if queue is None:
             queue = self._queues[name] = asyncio.Lock()
-        try:
-            await asyncio.wait_for(queue.acquire(), LOCK_WAIT)
-        except TimeoutError:
-            raise _busy(name) from None
+        if queue.locked() or getattr(queue, "_waiters", None):  # wait in turn, up to a point
+            try:
+                async with asyncio.timeout(LOCK_WAIT):
+                    await queue.acquire()
+            except TimeoutError:
+                raise _busy(name) from None
+        else:
+            await queue.acquire()
         if name in self.tokens and name not in self.holders:  # handed over by the last writer
             holder = self.holders[name] = secrets.token_hex(8)
             return holder
@@ -326,6 +355,7 @@ class SharedWorkspaces(Workspaces):
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.005)
         self.tokens[name] = token
+        self.length[name] = int(found[2])
         self.catch_up(name, (args[0], args[1]), int(found[1]), int(found[2]), found[3])
         return token
 
@@ -336,17 +366,20 @@ class SharedWorkspaces(Workspaces):
             return False
         del self.holders[name]
         self.tokens.pop(name, None)
+        self.length.pop(name, None)
         self._held.pop(name, None)
         self._release_queue(name)
         return True
 
-    def after_commit(self, name: str, token: str, holder: str, hand: bool, n: int) -> None:
-        """Where the lock goes once `holder`'s commit is over (`n`: what COMMIT answered, 0 when
-        it did not run): saved and kept, to the next writer queued here; otherwise it is let
-        go, in Redis too when the commit was to keep it (a reset came first) or never ran."""
-        if hand and n > 0 and self.hand_over(name, holder):
+    def after_commit(self, name: str, token: str, holder: str, handed: bool, n: int) -> None:
+        """Once `holder`'s commit is answered (`n`: what COMMIT answered, 0 when it did not run):
+        a lock handed on when the commit was sent stays with the writer it went to (if this
+        commit failed, that writer's fenced commit fails too, and it lets go). Otherwise the
+        lock is forgotten here, and let go in Redis unless the commit saved (and so deleted)
+        it."""
+        if handed:
             return
-        if self.released(name, holder) and hand and n == 0:
+        if self.released(name, holder) and n <= 0:
             self.let_go(name, token)
 
     def may_hand_over(self, name: str) -> bool:
@@ -362,7 +395,8 @@ class SharedWorkspaces(Workspaces):
         )
 
     def hand_over(self, name: str, holder: str) -> bool:
-        """The saved commit of `holder` kept the lock: the next writer queued here takes it."""
+        """The commit `holder` just sent keeps the lock: the next writer queued here takes it
+        (without waiting for that commit's answer; see `SharedDelta.commit`)."""
         if self.holders.get(name) != holder or name not in self.tokens:
             return False
         del self.holders[name]
@@ -377,6 +411,7 @@ class SharedWorkspaces(Workspaces):
         """A handed lock that no writer took (it gave up waiting): let it go."""
         if self.tokens.get(name) == token and name not in self.holders:
             del self.tokens[name]
+            self.length.pop(name, None)
             self._held.pop(name, None)
             self.let_go(name, token)
 

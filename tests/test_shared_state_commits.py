@@ -1,0 +1,131 @@
+"""Commits on shared state, in one worker against a real redis-server: a writer queued behind
+another is handed the write lock as soon as the other's commit is sent, the commits land in
+order, and a commit made on top of one that never landed is refused by the store."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.shared.build import share
+from opsmerge_sandbox.shared.records import COMMIT, SharedWorkspaces
+from opsmerge_sandbox.state import SandboxState, build_state
+from tests.conftest import SMALL_RECIPE
+from tests.shared_state_servers import RedisServer, redis_server
+
+
+@pytest.fixture()
+def store() -> Iterator[RedisServer]:
+    yield from redis_server()
+
+
+def _state(store: RedisServer) -> SandboxState:
+    state = build_state(Settings(recipe=str(SMALL_RECIPE), state_url=store.url))
+    share(state)
+    return state
+
+
+def _records(state: SandboxState) -> SharedWorkspaces:
+    assert isinstance(state.workspaces, SharedWorkspaces)
+    return state.workspaces
+
+
+def test_a_queued_writer_is_handed_the_lock_before_the_commit_ahead_of_it_is_answered(
+    store: RedisServer,
+) -> None:
+    state = _state(store)
+    records = _records(state)
+    collection = sorted(state.bases)[0]
+    assert store.proc is not None
+    proc = store.proc
+
+    async def main() -> tuple[bool, list[Any], Any]:
+        first = await records.lock("w")
+        second = asyncio.ensure_future(records.lock("w"))  # queued on this worker
+        await asyncio.sleep(0.01)
+        ws = records.get("w")
+        ws.begin()
+        ws.write(collection, {"id": "pipelined_1"})
+        proc.send_signal(signal.SIGSTOP)  # the store answers nothing for now
+        try:
+            saved_first = ws.commit()
+            await asyncio.wait_for(asyncio.shield(second), 1.0)
+            answered_first = saved_first.done
+            ws.begin()  # the second writer works on the first's change, not yet answered
+            ws.write(collection, {"id": "pipelined_2"})
+            saved_second = ws.commit()
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        await saved_first
+        await saved_second
+        await records.unlock("w", first)
+        await records.unlock("w", second.result())
+        return answered_first, [records.have("w")], store.cli("llen", records.link.key("log", "w"))
+
+    answered_first, versions, length = asyncio.run(main())
+    assert not answered_first, "the lock waited for the first commit's answer"
+    assert versions == [(0, 2)]
+    assert length.strip() == "2"
+    # the lock is free for any other worker once both are done
+    assert store.cli("exists", records.link.key("lock", "w")).strip() == "0"
+
+
+def test_a_commit_made_on_a_log_length_the_store_does_not_hold_is_refused(
+    store: RedisServer,
+) -> None:
+    state = _state(store)
+    link = _records(state).link
+    keys = [link.key("ws", "w"), link.key("log", "w"), link.key("lock", "w"), link.key("names")]
+    store.cli("set", keys[2], "tok")
+    commit = link.script(COMMIT)
+
+    async def main() -> list[Any]:
+        ahead = await commit(keys, [0, "tok", "[]", "w", "1", 1])  # made on a commit never sent
+        right = await commit(keys, [0, "tok", "[]", "w", "1", 0])
+        return [ahead, right]
+
+    assert asyncio.run(main()) == [-2, 1]
+    assert store.cli("llen", keys[1]).strip() == "1"
+
+
+def test_commits_that_cannot_be_answered_are_all_undone_and_refused(
+    store: RedisServer,
+) -> None:
+    state = _state(store)
+    records = _records(state)
+    records.link.wire.timeout = 0.3
+    collection = sorted(state.bases)[0]
+    assert store.proc is not None
+    proc = store.proc
+
+    async def main() -> list[Any]:
+        first = await records.lock("w")
+        second = asyncio.ensure_future(records.lock("w"))
+        await asyncio.sleep(0.01)
+        ws = records.get("w")
+        ws.begin()
+        ws.write(collection, {"id": "lost_1"})
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            saved = [ws.commit()]
+            await asyncio.wait_for(asyncio.shield(second), 1.0)
+            ws.begin()
+            ws.write(collection, {"id": "lost_2"})
+            saved.append(ws.commit())
+            answers = await asyncio.gather(*saved, return_exceptions=True)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        await records.unlock("w", first)
+        await records.unlock("w", second.result())
+        return [*answers, ws.get(collection, "lost_1"), ws.get(collection, "lost_2")]
+
+    refused_1, refused_2, kept_1, kept_2 = asyncio.run(main())
+    for refused in (refused_1, refused_2):
+        assert isinstance(refused, ApiError) and refused.code == "STATE_UNAVAILABLE", refused
+    assert kept_1 is None and kept_2 is None, "the copy holds what the store holds"
