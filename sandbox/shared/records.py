@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Sequence
@@ -86,6 +87,24 @@ if ARGV[5] ~= '1' then redis.call('DEL', KEYS[3]) end
 return n
 """
 CATCH_UP = _CATCH_UP + "return {e, n, entries}"
+# A request's own catch-up (in its admission script): as CATCH_UP, but the entries come only when
+# at most ARGV[3] are missing, and a fourth answer says whether they did. A worker that fell far
+# behind fetches the rest once (`SharedWorkspaces.bring_up`), instead of every request of that
+# moment carrying the same thousands of entries out of Redis.
+CATCH_UP_SOME = """
+local e = tonumber(redis.call('HGET', KEYS[1], 'e') or '0')
+local n = redis.call('LLEN', KEYS[2])
+local from = -1
+if e ~= tonumber(ARGV[1]) or n < tonumber(ARGV[2]) then
+  from = 0
+elseif n > tonumber(ARGV[2]) then
+  from = tonumber(ARGV[2])
+end
+if from < 0 then return {e, n, {}, 1} end
+if n - from > tonumber(ARGV[3]) then return {e, n, {}, 0} end
+return {e, n, redis.call('LRANGE', KEYS[2], from, -1), 1}
+"""
+CARRIED = 32  # entries a request's admission brings along at most
 UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -243,6 +262,7 @@ class SharedWorkspaces(Workspaces):
         self.worker = secrets.token_hex(6)  # this worker, as it claims turns at the lock
         self._lock = link.script(LOCK)
         self._catch_up = link.script(CATCH_UP)
+        self._fetching: dict[str, asyncio.Task[None]] = {}  # workspace -> its one catch-up
         self._unlock = link.script(UNLOCK)
         self._reset = link.script(RESET)
 
@@ -291,6 +311,29 @@ class SharedWorkspaces(Workspaces):
             for raw in fresh:
                 ws.apply_stored(_decode(raw))
         self.applied[name] = (epoch, n)
+
+    async def bring_up(self, name: str, version: Version) -> None:
+        """Bring this worker's copy to `version` at least (an admission found it further behind
+        than its answer carries): one fetch at a time per workspace, shared by every request
+        waiting for it."""
+        while self.have(name) < version:
+            fetch = self._fetching.get(name)
+            if fetch is None:
+                fetch = asyncio.get_running_loop().create_task(self._fetch(name))
+                self._fetching[name] = fetch
+                fetch.add_done_callback(functools.partial(self._fetched, name))
+            await asyncio.shield(fetch)
+
+    def _fetched(self, name: str, fetch: asyncio.Task[None]) -> None:
+        if self._fetching.get(name) is fetch:
+            del self._fetching[name]
+        if not fetch.cancelled():
+            fetch.exception()  # heard by the requests that waited for it
+
+    async def _fetch(self, name: str) -> None:
+        keys, args = self.catch_up_args(name)
+        epoch, n, entries = await self._catch_up(keys, list(args))
+        self.catch_up(name, (args[0], args[1]), int(epoch), int(n), entries)
 
     def forget_copies(self, names: list[str]) -> None:
         """Drop this worker's copies of these workspaces (idle here); the next request reloads

@@ -27,7 +27,7 @@ from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace
 from opsmerge_sandbox.shared.control import CONTROL
 from opsmerge_sandbox.shared.hosted import VISIT
 from opsmerge_sandbox.shared.link import UNREACHABLE, unavailable
-from opsmerge_sandbox.shared.records import CATCH_UP
+from opsmerge_sandbox.shared.records import CARRIED, CATCH_UP_SOME
 from opsmerge_sandbox.store.workspace import Workspaces
 
 if TYPE_CHECKING:
@@ -43,20 +43,20 @@ _Stage = Callable[["RequestContext"], Any]
 
 def admit_script(incr_expire: str, visit: bool) -> str:
     """One script for a request's admission, from the parts the other modules run alone: the
-    control check (`control.CONTROL`), the workspace's catch-up (`records.CATCH_UP`), each rate
-    hit with `limits`' own `incr_expire` script and the window's time left, and (hosted) the
+    control check (`control.CONTROL`), the workspace's catch-up (`records.CATCH_UP_SOME`), each
+    rate hit with `limits`' own `incr_expire` script and the window's time left, and (hosted) the
     visit (`hosted.VISIT`). Each part keeps its own text, as a Lua function of its own keys and
     arguments. Hits are counted in order and the first past its limit ends the count (a hosted
     request refused by its address's budget spends nothing of its key's, as in one process).
     Answers {control, catch-up, counts (count, ms left per hit counted), evicted}."""
     parts = [
         _function("control", CONTROL),
-        _function("catch_up", CATCH_UP),
+        _function("catch_up", CATCH_UP_SOME),
         _function("incr_expire", incr_expire),
         *([_function("visit", VISIT)] if visit else []),
         """
 local checked = control({KEYS[1], KEYS[2], KEYS[3]}, {ARGV[1], ARGV[2]})
-local news = catch_up({KEYS[4], KEYS[5]}, {ARGV[3], ARGV[4]})
+local news = catch_up({KEYS[4], KEYS[5]}, {ARGV[3], ARGV[4], CARRIED})
 local hits = tonumber(ARGV[5])
 local counts = {}
 for i = 1, hits do
@@ -78,7 +78,7 @@ if hits > 0 then
 end
 """)
     parts.append("return {checked, news, counts, evicted}")
-    return "\n".join(parts)
+    return "\n".join(parts).replace("CARRIED", str(CARRIED))
 
 
 def _function(name: str, body: str) -> str:
@@ -136,7 +136,7 @@ class SharedAdmission:
                 found = await self._admit(*self._args(name, sent, hits))
             except UNREACHABLE as exc:
                 raise unavailable(exc) from exc
-            checked, (epoch, n, entries), counts, evicted = found
+            checked, (epoch, n, entries, whole), counts, evicted = found
             control = self.control
             if (
                 checked[1] == control.version
@@ -150,7 +150,13 @@ class SharedAdmission:
                 await self._undo(keys)
                 self._resolve(ctx)
                 continue
-            self.records.catch_up(name, sent, int(epoch), int(n), entries)
+            if whole:
+                self.records.catch_up(name, sent, int(epoch), int(n), entries)
+            else:  # too far behind for one answer to carry it all
+                try:
+                    await self.records.bring_up(name, (int(epoch), int(n)))
+                except UNREACHABLE as exc:
+                    raise unavailable(exc) from exc
             try:
                 self._resolve(ctx)  # on the state as it is now
             except ApiError:
