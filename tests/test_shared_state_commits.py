@@ -1,6 +1,7 @@
 """Commits on shared state, in one worker against a real redis-server: a writer queued behind
 another is handed the write lock as soon as the other's commit is sent, the commits land in
-order, and a commit made on top of one that never landed is refused by the store."""
+order, and a commit made on top of one that never landed is refused by the store. And the rule
+engine's clock pass asks the store without blocking the worker's event loop."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.settings import Settings
 from opsmerge_sandbox.shared.build import share
@@ -129,3 +131,46 @@ def test_commits_that_cannot_be_answered_are_all_undone_and_refused(
     for refused in (refused_1, refused_2):
         assert isinstance(refused, ApiError) and refused.code == "STATE_UNAVAILABLE", refused
     assert kept_1 is None and kept_2 is None, "the copy holds what the store holds"
+
+
+def test_the_rule_engines_clock_pass_does_not_stall_the_loop_while_the_store_is_silent(
+    store: RedisServer,
+) -> None:
+    state = build_state(Settings(recipe=str(SMALL_RECIPE), state_url=store.url))
+    create_app(state=state)  # the rule engine, wired to the shared state
+    engine = state.events
+    assert engine is not None and engine.exclusive is not None and engine.model.clock_events
+    _records(state).link.wire.timeout = 0.5
+    assert store.proc is not None
+    proc = store.proc
+
+    async def main() -> tuple[float, BaseException | None]:
+        loop = asyncio.get_running_loop()
+        gaps: list[float] = []
+
+        async def beat() -> None:  # what every other request on the worker would feel
+            last = loop.time()
+            while True:
+                await asyncio.sleep(0.02)
+                gaps.append(loop.time() - last)
+                last = loop.time()
+
+        assert engine.exclusive is not None
+        await _records(state).listed()  # connected
+        proc.send_signal(signal.SIGSTOP)
+        beater = asyncio.ensure_future(beat())
+        failed: BaseException | None = None
+        try:
+            await asyncio.sleep(0.05)
+            await engine._shared_clock_passes(engine.exclusive)  # one tick's pass
+        except ApiError as err:
+            failed = err
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        await asyncio.sleep(0.05)  # the beat wakes once more, and tells how long it waited
+        beater.cancel()
+        return max(gaps), failed
+
+    longest, failed = asyncio.run(main())
+    assert longest < 0.3, f"the event loop stood still for {longest:.2f} s"
+    assert isinstance(failed, ApiError) and failed.code == "STATE_UNAVAILABLE"

@@ -23,7 +23,7 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -106,6 +106,9 @@ class RuleEngine:
         self._ticker: asyncio.Task[None] | None = None
         # set on shared state (several workers): background writes take the write lock first
         self.exclusive: Exclusive | None = None
+        # set on shared state: the workspaces with changes on any worker, read without blocking
+        # the event loop (the tick must not stall every request while the store is slow)
+        self.listed: Callable[[], Awaitable[list[str]]] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     # ---------------------------------------------------------------- lifecycle
@@ -512,7 +515,8 @@ class RuleEngine:
         if not self.model.clock_events:
             return
         spaces = self.state.workspaces
-        for name in spaces.names():
+        names = await self.listed() if self.listed is not None else spaces.names()
+        for name in names:
             ws = spaces.existing(name)
             if ws is None or not self._clock_rules(ws):
                 continue

@@ -525,5 +525,13 @@ class SharedWorkspaces(Workspaces):
             raise unavailable(exc) from exc
         return sorted(stored | set(self._items))
 
+    async def listed(self) -> list[str]:
+        """`names`, asked over the request path's connection instead of blocking the loop."""
+        try:
+            stored = await self.link.wire.call("SMEMBERS", self.link.key("names"))
+        except UNREACHABLE as exc:
+            raise unavailable(exc) from exc
+        return sorted({n.decode() for n in stored} | set(self._items))
+
     def drop_orphans(self) -> int:
         return 0  # a commit to a workspace reset meanwhile is never stored (see COMMIT)
