@@ -2,7 +2,10 @@
 
 Every number comes from a real `opsmerge-sandbox serve` on loopback (with `--state` on a real
 `redis-server` started here, without persistence, emptied before each target), driven by the
-same load tool as `make bench` (wrk, else hey) at one connection count, one server at a time.
+same load tool as `make bench` (wrk, else hey) at one connection count, one server under load at
+a time. The in-memory and the Redis server on one worker run side by side and each kind is
+measured on one, then the other, so their ratio is not skewed by the machine's speed drifting
+between them.
 Scenarios as in `run.py`: `list`, `get`, `create`. Nothing is pinned: several workers need
 several cores, and on this 2-core machine the workers, Redis and the load tool share them.
 
@@ -144,18 +147,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n in (int(w) for w in args.workers.split(","))
     ]
     trips: dict[str, tuple[float, float, float]] = {}
+    # memory and Redis on one worker run side by side, each kind measured on one then the other
+    # back to back: their ratio is the target, and this machine's speed drifts within minutes
+    pairs = [targets[:2], *([t] for t in targets[2:])]
     try:
-        for name, extra in targets:
+        for pair in pairs:
             redis.cli("flushall")
-            port, _ = bench.start_sandbox(procs, name, extra, headers, 300)
+            ports = {name: bench.start_sandbox(procs, name, extra, headers, 300)[0]
+                     for name, extra in pair}
             for kind, scenario in scenarios(agent_id).items():
-                run = bench.measure(opts, name, port, scenario, headers)
-                rows[(name, kind)] = run.result
-                note = f"  {run.note}" if run.note else ""
-                print(f"{name:<10} {kind:<7} {_cell(run.result)}{note}", flush=True)
-            if name == "redis 1w":
-                trips = round_trips(redis, port, headers, agent_id)
-            procs.stop(name)
+                for name, port in ports.items():
+                    run = bench.measure(opts, name, port, scenario, headers)
+                    rows[(name, kind)] = run.result
+                    note = f"  {run.note}" if run.note else ""
+                    print(f"{name:<10} {kind:<7} {_cell(run.result)}{note}", flush=True)
+            if "redis 1w" in ports:
+                trips = round_trips(redis, ports["redis 1w"], headers, agent_id)
+            for name in ports:
+                procs.stop(name)
     finally:
         procs.stop_all()
         redis.proc.terminate()
