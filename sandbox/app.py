@@ -90,7 +90,6 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
         # what the rules write outside a request takes the workspace's write lock too
         records = cast("SharedWorkspaces", state.workspaces)
         state.events.exclusive = functools.partial(state.shared.exclusive, records)
-        state.events.listed = records.listed
     pipeline = Pipeline(build_stages(state))
     routes = build_routes(state.spec.operations, state.spec.base_path, pipeline.run)
 

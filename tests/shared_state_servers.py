@@ -93,6 +93,16 @@ def start_hosts(state_url: str, *options: dict[str, object]) -> list[Host]:
     return hosts
 
 
+def running_hosts(state_url: str, *options: dict[str, object]) -> Iterator[tuple[Host, ...]]:
+    """A fixture's body: hosts started at once (`start_hosts`), closed when the fixture ends."""
+    hosts = start_hosts(state_url, *options)
+    try:
+        yield tuple(hosts)
+    finally:
+        for host in hosts:
+            host.close()
+
+
 class Host:
     """One `serve` process (one or more workers) on shared state."""
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from tests.shared_state_servers import Host, RedisServer, redis_server, start_hosts
+from tests.shared_state_servers import Host, RedisServer, redis_server, running_hosts
 
 OWNER = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
 API = "/api/v1"
@@ -28,12 +28,7 @@ def store() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def hosts(store: RedisServer) -> Iterator[tuple[Host, Host]]:
-    a, b = start_hosts(store.url, {"workers": 1}, {"workers": 1})
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
+    yield from running_hosts(store.url, {"workers": 1}, {"workers": 1})
 
 
 def _sent_bytes(store: RedisServer) -> int:

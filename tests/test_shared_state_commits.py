@@ -156,7 +156,7 @@ def test_the_rule_engines_clock_pass_does_not_stall_the_loop_while_the_store_is_
                 last = loop.time()
 
         assert engine.exclusive is not None
-        await _records(state).listed()  # connected
+        await _records(state).fetch_names()  # connected
         proc.send_signal(signal.SIGSTOP)
         beater = asyncio.ensure_future(beat())
         failed: BaseException | None = None

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.shared_state_servers import Host, RedisServer, redis_server, start_hosts
+from tests.shared_state_servers import Host, RedisServer, redis_server, running_hosts
 
 OWNER = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
 API = "/api/v1"
@@ -26,12 +26,7 @@ def redis() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def hosts(redis: RedisServer) -> Iterator[tuple[Host, Host]]:
-    a, b = start_hosts(redis.url, {"workers": 1}, {"workers": 1})
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
+    yield from running_hosts(redis.url, {"workers": 1}, {"workers": 1})
 
 
 def _scripts_run(redis: RedisServer) -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from opsmerge_contracts.webhook_receiver import WebhookReceiver
 from tests.conftest import ADMIN
-from tests.shared_state_servers import Host, RedisServer, start_hosts
+from tests.shared_state_servers import Host, RedisServer, running_hosts
 from tests.test_shared_state_across_workers import _h
 
 API = "/api/v1"
@@ -27,12 +27,7 @@ DAY = 86400
 def hosts() -> Iterator[tuple[Host, Host]]:
     redis = RedisServer()
     try:
-        a, b = start_hosts(redis.url, {"workers": 2}, {"workers": 1})
-        try:
-            yield a, b
-        finally:
-            a.close()
-            b.close()
+        yield from running_hosts(redis.url, {"workers": 2}, {"workers": 1})
     finally:
         redis.close()
 

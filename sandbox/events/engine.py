@@ -23,7 +23,7 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -106,9 +106,6 @@ class RuleEngine:
         self._ticker: asyncio.Task[None] | None = None
         # set on shared state (several workers): background writes take the write lock first
         self.exclusive: Exclusive | None = None
-        # set on shared state: the workspaces with changes on any worker, read without blocking
-        # the event loop (the tick must not stall every request while the store is slow)
-        self.listed: Callable[[], Awaitable[list[str]]] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     # ---------------------------------------------------------------- lifecycle
@@ -515,8 +512,7 @@ class RuleEngine:
         if not self.model.clock_events:
             return
         spaces = self.state.workspaces
-        names = await self.listed() if self.listed is not None else spaces.names()
-        for name in names:
+        for name in await spaces.fetch_names():  # not blocking the loop on a slow store
             ws = spaces.existing(name)
             if ws is None or not self._clock_rules(ws):
                 continue

@@ -148,8 +148,8 @@ class SharedHostedPolicy(HostedPolicy):
         if changes_in(ws, self.unbudgeted) >= self.max_changes:
             raise _full(f"already holds {self.max_changes} changed records")
         try:
-            spent = int(await self.shared_leases.link.client.hget(
-                self.shared_leases.keys[1], ws.name) or 0)
+            leases = self.shared_leases
+            spent = int(await leases.link.wire.call("HGET", leases.keys[1], ws.name) or 0)
         except UNREACHABLE as exc:
             raise unavailable(exc) from exc
         if spent + size > self.max_workspace_bytes or spent >= self.max_workspace_bytes:

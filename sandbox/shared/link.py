@@ -3,9 +3,9 @@
 The request path's scripts (the rate windows among them, on `limits`' own Lua text) and the
 journal go over one pipelined connection (`wire.Wire`); `limits`' Redis storage (redis-py's
 asyncio client) carries the rest of the async commands, and a small synchronous client the rare
-control operations. Every key of one sandbox lives under
-a namespace drawn from its spec and recipe (seed included): hosts started with the same inputs
-and state URL share a sandbox, and a sandbox with other inputs never reads their changes.
+control operations. Every key of one sandbox lives under a namespace drawn from its spec and
+recipe (seed included): hosts started with the same inputs and state URL share a sandbox, and a
+sandbox with other inputs never reads their changes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import hiredis
 import redis
 import redis.asyncio
 import redis.exceptions
@@ -26,7 +25,7 @@ from opsmerge_sandbox.shared.wire import Wire, WireScript
 
 T = TypeVar("T")
 SOCKET_TIMEOUT = 2.0  # seconds a command may take before the store counts as unreachable
-MAX_CONNECTIONS = 256  # per worker: requests beyond it wait for a connection
+MAX_CONNECTIONS = 256  # per worker, for what the wire does not carry: callers beyond it wait
 RETRY_AFTER = "1"  # seconds a client should wait after a STATE_UNAVAILABLE answer
 SCHEMES = ("redis", "rediss", "valkey", "valkeys")
 # what a store that is down or slow raises; the commands themselves never fail otherwise
@@ -84,17 +83,6 @@ def unavailable(exc: BaseException | None = None) -> ApiError:
     )
 
 
-class _CPacked(redis.asyncio.Connection):
-    """redis-py's asyncio connection packs each command in Python (its sync one uses hiredis);
-    hiredis packs it in C, the larger part of what a request's one script call costs here."""
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        first = args[0]
-        if isinstance(first, str) and " " in first:  # "SCRIPT LOAD": one word per argument
-            args = (*first.split(), *args[1:])
-        return [hiredis.pack_command(args)]
-
-
 class Link:
     """The clients of one sandbox's shared store, and its key names."""
 
@@ -109,10 +97,10 @@ class Link:
         }
         # a request waits for a free connection (up to the timeout) rather than failing
         pool = redis.asyncio.BlockingConnectionPool.from_url(
-            self.url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT,
-            connection_class=_CPacked, **options,
+            self.url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT, **options,
         )
-        # the rate windows' storage; its client carries every other command of the request path
+        # the rate windows' storage (its script's text runs in each admission, on the wire); its
+        # client carries the async commands the request path does not send (control, clock)
         shared_pool: Any = pool  # limits types its options as scalars; it hands them on
         self.limits = RedisStorage(
             "async+" + self.url, implementation="redispy", key_prefix=prefix + "rate",
@@ -123,16 +111,13 @@ class Link:
         self.client: Any = bridge.get_connection()
         self.sync: Any = redis.Redis.from_url(self.url, **options)
         self.wire = Wire(self.url, SOCKET_TIMEOUT)
-        self._scripts: list[WireScript] = []  # the scripts pipelines queue, loaded on NOSCRIPT
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
     def script(self, source: str) -> WireScript:
         """A Lua script run by EVALSHA on the wire (loaded where the store lacks it)."""
-        script = WireScript(self.wire, source)
-        self._scripts.append(script)
-        return script
+        return WireScript(self.wire, source)
 
     @staticmethod
     def queue(pipe: Any, script: Any, keys: list[str], args: list[Any]) -> None:
@@ -156,7 +141,7 @@ class Link:
             except redis.exceptions.NoScriptError:
                 if attempt == 2:
                     raise
-                for script in self._scripts:
+                for script in self.wire.scripts:  # every script a pipeline may queue
                     await self.client.script_load(script.script)
         raise AssertionError("unreachable")
 

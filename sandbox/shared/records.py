@@ -43,17 +43,22 @@ _decode = msgspec.json.Decoder(list[tuple[str, str, dict[str, Any] | None, bool,
 _running: set[asyncio.Task[None]] = set()  # appends under way (kept from the collector)
 Version = tuple[int, int]  # (epoch, entries applied)
 
-# What a request must apply before it is served: the workspace's epoch, its log length, and the
-# entries after `have` (all of them when the epoch moved on). Shared by the read and write paths.
-_CATCH_UP = """
+# What a request must apply before it is served: the workspace's epoch, its log length, and
+# where the entries it lacks start (-1: none; 0: all of them, when the epoch moved on).
+_MISSING_FROM = """
 local e = tonumber(redis.call('HGET', KEYS[1], 'e') or '0')
 local n = redis.call('LLEN', KEYS[2])
-local entries = {}
+local from = -1
 if e ~= tonumber(ARGV[1]) or n < tonumber(ARGV[2]) then
-  entries = redis.call('LRANGE', KEYS[2], 0, -1)
+  from = 0
 elseif n > tonumber(ARGV[2]) then
-  entries = redis.call('LRANGE', KEYS[2], ARGV[2], -1)
+  from = tonumber(ARGV[2])
 end
+"""
+# ... and those entries. Shared by the read and write paths.
+_CATCH_UP = _MISSING_FROM + """
+local entries = {}
+if from >= 0 then entries = redis.call('LRANGE', KEYS[2], from, -1) end
 """
 # the lock, then (once held) the workspace's news: {1, e, n, entries} or {0}
 # Turns go round the workers: a worker that finds the lock taken claims the next turn (KEYS[4],
@@ -91,15 +96,7 @@ CATCH_UP = _CATCH_UP + "return {e, n, entries}"
 # at most ARGV[3] are missing, and a fourth answer says whether they did. A worker that fell far
 # behind fetches the rest once (`SharedWorkspaces.bring_up`), instead of every request of that
 # moment carrying the same thousands of entries out of Redis.
-CATCH_UP_SOME = """
-local e = tonumber(redis.call('HGET', KEYS[1], 'e') or '0')
-local n = redis.call('LLEN', KEYS[2])
-local from = -1
-if e ~= tonumber(ARGV[1]) or n < tonumber(ARGV[2]) then
-  from = 0
-elseif n > tonumber(ARGV[2]) then
-  from = tonumber(ARGV[2])
-end
+CATCH_UP_SOME = _MISSING_FROM + """
 if from < 0 then return {e, n, {}, 1} end
 if n - from > tonumber(ARGV[3]) then return {e, n, {}, 0} end
 return {e, n, redis.call('LRANGE', KEYS[2], from, -1), 1}
@@ -155,7 +152,7 @@ class SharedDelta(DeltaStore):
         hand = False
         if token is not None:
             link = self.link
-            hand = not keep and records.may_hand_over(workspace)
+            hand = not keep and holder is not None and records.may_hand_over(workspace)
             keys = [link.key("ws", workspace), link.key("log", workspace),
                     link.key("lock", workspace), link.key("names")]
             expected = records.length.get(workspace, 0)
@@ -163,8 +160,8 @@ class SharedDelta(DeltaStore):
                     expected]
             sent = self._commit.send(keys, args)
             records.length[workspace] = expected + 1
-            if hand and holder is not None and not records.hand_over(workspace, holder):
-                hand = False
+            if hand and holder is not None:  # it holds the lock, so this hands it on
+                records.hand_over(workspace, holder)
         task = loop.create_task(
             self._append(workspace, sent, keys, args, token, epoch, future, keep, hand, holder)
         )
@@ -520,17 +517,21 @@ class SharedWorkspaces(Workspaces):
     def names(self) -> list[str]:
         """The workspaces with changes on any worker, and those this worker has open."""
         try:
-            stored = {n.decode() for n in self.link.sync.smembers(self.link.key("names"))}
+            stored = self.link.sync.smembers(self.link.key("names"))
         except UNREACHABLE as exc:
             raise unavailable(exc) from exc
-        return sorted(stored | set(self._items))
+        return self._with_open(stored)
 
-    async def listed(self) -> list[str]:
+    async def fetch_names(self) -> list[str]:
         """`names`, asked over the request path's connection instead of blocking the loop."""
         try:
             stored = await self.link.wire.call("SMEMBERS", self.link.key("names"))
         except UNREACHABLE as exc:
             raise unavailable(exc) from exc
+        return self._with_open(stored)
+
+    def _with_open(self, stored: list[bytes] | set[bytes]) -> list[str]:
+        """The workspaces with changes in Redis, and those this worker has open."""
         return sorted({n.decode() for n in stored} | set(self._items))
 
     def drop_orphans(self) -> int:

@@ -466,6 +466,10 @@ class Workspaces:
     def names(self) -> list[str]:
         return list(self._items)
 
+    async def fetch_names(self) -> list[str]:
+        """`names`, for a caller on the event loop (a shared store asks without blocking it)."""
+        return self.names()
+
     def read(self, name: str, collection: str, record_id: str) -> Record | None:
         """A record as workspace `name` holds it, without creating the workspace.
 
