@@ -1,10 +1,10 @@
 """The request journal on shared state: one capped Redis stream for every worker.
 
 A request adds its entry to a buffer that a background task writes to the stream in batches
-(one write on the request path's connection for many requests), so the journal costs the request
-path nothing it waits for. Reading the journal first writes this worker's buffer; entries other
-workers buffered in the last few milliseconds may not be there yet. The stream keeps the newest
-`size` entries exactly.
+(one script run on the request path's connection per batch, which adds the entries and then
+trims the stream once), so the journal costs the request path nothing it waits for. Reading the
+journal first writes this worker's buffer; entries other workers buffered in the last few
+milliseconds may not be there yet. The stream keeps the newest `size` entries exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +23,14 @@ from opsmerge_sandbox.shared.link import UNREACHABLE, Link, unavailable
 log = logging.getLogger("sandbox.shared")
 _encode = msgspec.json.Encoder().encode
 _NOT_WRITTEN: tuple[type[Exception], ...] = (*UNREACHABLE, redis.exceptions.ResponseError)
+# a batch of entries, then the stream cut to its newest ARGV[1] (one command for many requests:
+# packing and answering each XADD alone cost the worker more than the rest of the journal)
+APPEND = """
+for i = 2, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
+redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
+return #ARGV - 1
+"""
+BATCH = 256  # entries per script run at most, so one run never holds the store up for long
 
 
 class SharedJournal(Journal):
@@ -33,6 +41,7 @@ class SharedJournal(Journal):
         self.stream = link.key("journal")
         self._buffer: list[bytes] = []
         self._writer: asyncio.Task[None] | None = None
+        self._append = link.script(APPEND)
 
     def add(self, entry: Entry) -> None:
         self._buffer.append(_encode(entry))
@@ -44,20 +53,17 @@ class SharedJournal(Journal):
             self._writer = loop.create_task(self._write(), name="journal-writer")
 
     async def _write(self) -> None:
-        wire = self.link.wire
+        keys = [self.stream]
         try:
             while self._buffer:
                 batch, self._buffer = self._buffer, []
-                for raw in batch[:-1]:  # answered in order: waiting for the last waits for all
-                    wire.post("XADD", self.stream, "MAXLEN", self.size, "*", "e", raw)
-                dropped = wire.dropped
-                try:
-                    await wire.call("XADD", self.stream, "MAXLEN", self.size, "*", "e", batch[-1])
-                except _NOT_WRITTEN as exc:
-                    log.warning("journal: up to %d entries not written (%s)", len(batch), exc)
-                else:
-                    if wire.dropped != dropped:
-                        log.warning("journal: %d entries not written", wire.dropped - dropped)
+                chunks = [batch[i : i + BATCH] for i in range(0, len(batch), BATCH)]
+                runs = [self._append(keys, [self.size, *chunk]) for chunk in chunks]
+                for chunk, run in zip(chunks, runs, strict=True):
+                    try:
+                        await run
+                    except _NOT_WRITTEN as exc:
+                        log.warning("journal: %d entries not written (%s)", len(chunk), exc)
         finally:
             self._writer = None
 

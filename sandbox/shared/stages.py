@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from opsmerge_sandbox.state import SandboxState
 
 _Stage = Callable[["RequestContext"], Any]
+_PACKED_MAX = 4096  # admission commands kept packed; past it they start over
 
 
 def admit_script(incr_expire: str, visit: bool) -> str:
@@ -101,6 +102,9 @@ class SharedAdmission:
         self.hosted: SharedHostedPolicy | None = state.hosted  # type: ignore[assignment]
         source = admit_script(self.buckets.incr_source, visit=self.hosted is not None)
         self._admit = control.link.script(source)
+        # the script's run, packed, by what its keys and arguments depend on: a worker's
+        # requests mostly repeat a few (same workspace, version and key), so most are a lookup
+        self._packed: dict[tuple[Any, ...], bytes] = {}
 
     def _resolve(self, ctx: RequestContext) -> None:
         self.authenticate(ctx)
@@ -132,8 +136,9 @@ class SharedAdmission:
             name = ctx.workspace.name
             hits = self._hits(ctx)
             sent = self.records.have(name)
+            command = self._command(name, sent, hits)
             try:
-                found = await self._admit(*self._args(name, sent, hits))
+                found = await self._admit.answer_packed(self._admit.send_packed(command), command)
             except UNREACHABLE as exc:
                 raise unavailable(exc) from exc
             checked, (epoch, n, entries, whole), counts, evicted = found
@@ -174,6 +179,20 @@ class SharedAdmission:
             ctx.rate = self.buckets.state(limit, used, int(counts[2 * i + 1]))
             if used > limit:
                 raise self.buckets.refusal(ctx.rate)
+
+    def _command(self, name: str, sent: Version, hits: list[tuple[str, int]]) -> bytes:
+        """The request's one script run, packed (see `_args`); made once per combination of
+        what it depends on, except when hosted (a visit's arguments carry the time)."""
+        if self.hosted is not None:
+            return self._admit.pack(*self._args(name, sent, hits))
+        control = self.control
+        key = (name, sent, control.version, control.mark, *hits)
+        command = self._packed.get(key)
+        if command is None:
+            if len(self._packed) >= _PACKED_MAX:
+                self._packed.clear()
+            command = self._packed[key] = self._admit.pack(*self._args(name, sent, hits))
+        return command
 
     def _args(
         self, name: str, sent: Version, hits: list[tuple[str, int]]
@@ -253,7 +272,12 @@ class SharedCommit:
         self.commit = commit
         self.hosted: SharedHostedPolicy | None = state.hosted  # type: ignore[assignment]
 
-    async def __call__(self, ctx: RequestContext) -> None:
+    def __call__(self, ctx: RequestContext) -> Any:
+        if ctx.lock_token is None and self.hosted is None:
+            return self.commit(ctx)  # a read (or a write that never took the lock): as is
+        return self._commit(ctx)
+
+    async def _commit(self, ctx: RequestContext) -> None:
         ws = ctx.workspace
         if self.hosted is not None and ws is not None and ws.owns(ctx.transaction) \
                 and ctx.status < 400:

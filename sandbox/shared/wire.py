@@ -152,22 +152,30 @@ class Wire:
         """Send one command (with the others of this loop turn); its answer."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()
-        self._queue(loop, args, waiter)
+        self._queue(loop, _pack(args), waiter)
+        return waiter
+
+    def call_packed(self, command: bytes) -> asyncio.Future[Any]:
+        """`call` for a command already packed (`pack`): a caller that sends the same command
+        often packs it once."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        self._queue(loop, command, waiter)
         return waiter
 
     def post(self, *args: Any) -> None:
         """Send one command whose answer nobody waits for (a failed one is counted in
         `dropped`)."""
-        self._queue(asyncio.get_running_loop(), args, None)
+        self._queue(asyncio.get_running_loop(), _pack(args), None)
 
     def _queue(
-        self, loop: asyncio.AbstractEventLoop, args: tuple[Any, ...],
+        self, loop: asyncio.AbstractEventLoop, command: bytes,
         waiter: asyncio.Future[Any] | None,
     ) -> None:
         if loop is not self._loop:  # a connection serves the loop that opened it
             self._loop = loop
             self.close()
-        self._out.append(_pack(args))
+        self._out.append(command)
         self._waiters.append(waiter)
         if not self._flushing:
             self._flushing = True
@@ -268,10 +276,18 @@ class WireScript:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
         wire.scripts.append(self)
 
+    def pack(self, keys: list[str], args: list[Any]) -> bytes:
+        """A run of this script as the bytes `send_packed` sends (for a run made often)."""
+        return _pack(("EVALSHA", self.sha, len(keys), *keys, *args))
+
     def send(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         """Queue a run now (it reaches the store after every command queued before it); pass
         the future to `answer`."""
-        return self.wire.call("EVALSHA", self.sha, len(keys), *keys, *args)
+        return self.wire.call_packed(self.pack(keys, args))
+
+    def send_packed(self, command: bytes) -> asyncio.Future[Any]:
+        """`send` for a run packed beforehand; pass the future to `answer_packed`."""
+        return self.wire.call_packed(command)
 
     async def answer(self, sent: asyncio.Future[Any], keys: list[str], args: list[Any]) -> Any:
         """The answer of a run `send` queued; if the store lacked the script (flushed since this
@@ -279,8 +295,18 @@ class WireScript:
         try:
             return await sent
         except redis.exceptions.NoScriptError:
-            await self.wire.call("SCRIPT", "LOAD", self.script)
-            return await self.send(keys, args)
+            return await self._run_again(self.pack(keys, args))
+
+    async def answer_packed(self, sent: asyncio.Future[Any], command: bytes) -> Any:
+        """`answer` for a run `send_packed` queued."""
+        try:
+            return await sent
+        except redis.exceptions.NoScriptError:
+            return await self._run_again(command)
+
+    async def _run_again(self, command: bytes) -> Any:
+        await self.wire.call("SCRIPT", "LOAD", self.script)
+        return await self.wire.call_packed(command)
 
     def __call__(self, keys: list[str], args: list[Any]) -> Coroutine[Any, Any, Any]:
         return self.answer(self.send(keys, args), keys, args)
