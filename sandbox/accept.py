@@ -27,6 +27,7 @@ import uvloop
 log = logging.getLogger("opsmerge_sandbox.accept")
 
 LOOP = "opsmerge_sandbox.accept:BatchAcceptLoop"  # uvicorn's `loop` option: what makes the loop
+WORKER_LOOP = "opsmerge_sandbox.accept:WorkerAcceptLoop"  # the same, for `serve --workers`
 _OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _RETRY_AFTER_S = 0.1  # when the process is out of descriptors: accept again after this
 
@@ -127,3 +128,59 @@ class BatchAcceptLoop(uvloop.Loop):
         if sock is None or kwargs.get("ssl") is not None or args:
             return await super().create_server(protocol_factory, *args, **kwargs)
         return BatchAcceptServer(self, protocol_factory, sock, int(kwargs.get("backlog") or 100))
+
+
+def reserve(sock: socket.socket) -> socket.socket:
+    """For worker processes: a socket bound where `sock` listens, holding the port for them
+    without listening (each worker listens on a socket of its own; see `WorkerAcceptLoop`).
+    `sock` is closed. Where the system has no `SO_REUSEPORT`, `sock` itself is kept and shared.
+    """
+    if not hasattr(socket, "SO_REUSEPORT"):
+        return sock
+    address = sock.getsockname()
+    held = socket.socket(sock.family, socket.SOCK_STREAM)
+    try:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.close()
+        held.bind(address)
+    except OSError:
+        held.close()
+        raise
+    held.set_inheritable(True)
+    return held
+
+
+def _own_socket(shared: socket.socket, backlog: int) -> socket.socket:
+    """This worker's listening socket beside the others on the reserved address; the shared
+    one itself (listening) when it was not reserved or another socket cannot join it."""
+    reserved = (
+        hasattr(socket, "SO_REUSEPORT")
+        and shared.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+        and not shared.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    )
+    if not reserved:
+        return shared
+    own = socket.socket(shared.family, socket.SOCK_STREAM)
+    try:
+        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        own.bind(shared.getsockname())
+        own.listen(backlog)
+    except OSError as exc:
+        own.close()
+        log.warning("worker serves the shared socket (cannot open its own: %s)", exc)
+        return shared
+    return own
+
+
+class WorkerAcceptLoop(BatchAcceptLoop):
+    """For one of several worker processes (see the module docstring)."""
+
+    async def create_server(  # type: ignore[override]
+        self, protocol_factory: Callable[[], asyncio.BaseProtocol], *args: Any, **kwargs: Any
+    ) -> asyncio.AbstractServer:
+        sock = kwargs.get("sock")
+        if sock is not None and not args:
+            kwargs["sock"] = _own_socket(sock, int(kwargs.get("backlog") or 100))
+        return await super().create_server(protocol_factory, *args, **kwargs)

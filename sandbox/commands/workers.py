@@ -1,4 +1,4 @@
-"""`serve --workers N`: N uvicorn worker processes on one listening socket, on shared state.
+"""`serve --workers N`: N uvicorn worker processes on one address, on shared state.
 
 uvicorn starts its workers by spawning fresh interpreters, so each builds its own state from the
 settings the parent passes in the environment (the admin token included: every worker accepts
@@ -19,11 +19,13 @@ import uvicorn
 from litestar import Litestar
 
 from opsmerge_sandbox import collector
+from opsmerge_sandbox.accept import WORKER_LOOP, reserve
 from opsmerge_sandbox.connection_limits import ConnectionLimits, protocol_class, uvicorn_options
 from opsmerge_sandbox.settings import Settings
 
 SETTINGS_ENV = "OPSMERGE_SANDBOX_WORKER_SETTINGS"
 APP = "opsmerge_sandbox.commands.workers:worker_app"
+_OWN = ("http", "loop")  # uvicorn options a worker sets its own way
 
 
 def settings_to_env(settings: Settings) -> str:
@@ -87,7 +89,9 @@ def serve_workers(
         lifespan="on",
         server_header=False,
         proxy_headers=False,
-        # serve's own options (loop, deadlines) but the protocol class, rebuilt in each worker
-        **{k: v for k, v in uvicorn_options(limits, args.http).items() if k != "http"},
+        # serve's own options (deadlines) but the protocol class, rebuilt in each worker, and
+        # the loop: each worker listens on a socket of its own (accept.py)
+        **{k: v for k, v in uvicorn_options(limits, args.http).items() if k not in _OWN},
+        loop=WORKER_LOOP,
     )
-    uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()
+    uvicorn.supervisors.Multiprocess(config, sockets=[reserve(sock)]).run()
