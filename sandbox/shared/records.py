@@ -29,7 +29,8 @@ from opsmerge_sandbox.store.workspace import Durable, Workspace, Workspaces
 
 log = logging.getLogger("sandbox.shared")
 LOCK_MS = 10_000  # a crashed writer holds a workspace this long at most
-TURN_MS = 50  # how long a worker's claim on the next turn stands without being renewed
+TURN_MS = 50  # how long a worker's place in line stands without being renewed
+WAKE_WAIT = 0.02  # seconds a worker in line waits to be woken before it tries again
 LOCK_WAIT = 15.0  # seconds a write waits for a busy workspace before a 503
 # A worker whose own writers queue for a workspace hands the held lock to the next of them (its
 # commit keeps it in Redis): no round trip to take it, no catch-up (nobody else could write).
@@ -64,7 +65,8 @@ if from >= 0 then entries = redis.call('LRANGE', KEYS[2], from, -1) end
 # Turns go round the workers in the order they asked: a worker that finds the lock taken (or
 # another worker ahead of it in line) joins the line (KEYS[4], by time of arrival) and claims its
 # place for TURN_MS (KEYS[5], renewed by each try); only the first in line takes the lock once
-# free, and a place not renewed in time is dropped. So a worker whose own writers queue behind
+# free, and a place not renewed in time is dropped. Whoever lets the lock go wakes the first in
+# line (`_WAKE`); the others try again every WAKE_WAIT. So a worker whose own writers queue behind
 # each other cannot keep the lock from the others, and none waits behind more than one hold of
 # each other worker. (A single next-turn claim let any waiting worker take it, so with four
 # workers one could lose several rounds in a row: creates' p99 was 210-240 ms.)
@@ -93,22 +95,36 @@ if first then
   redis.call('ZREM', KEYS[4], ARGV[5])
   redis.call('HDEL', KEYS[5], ARGV[5])
 end
+redis.call('DEL', KEYS[6])
 """
     + _CATCH_UP
     + "return {1, e, n, entries}"
 )
+# the lock was let go: wake the first worker in line (KEYS[1]) at once, by a push to its list
+# (ARGV[1] .. worker) that its blocking pop waits on, rather than leave it to its next try
+_WAKE = """
+local first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+if first then
+  redis.call('RPUSH', ARGV[1] .. first, 1)
+  redis.call('PEXPIRE', ARGV[1] .. first, 1000)
+end
+"""
 # append one commit while the lock is ours: the new length; 0 when a reset came first (the
 # commit went to a workspace nobody sees any more, as in one process); -1 when the lock was lost;
 # -2 when the log is not the length the commit was made on (a commit sent before it under the
 # same hold did not land, so this one was made on a state the store never held)
-COMMIT = """
+_WAKE_FUNCTION = "local function wake(KEYS, ARGV)\n" + _WAKE + "end\n"
+COMMIT = _WAKE_FUNCTION + """
 local e = tonumber(redis.call('HGET', KEYS[1], 'e') or '0')
 if e ~= tonumber(ARGV[1]) then return 0 end
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
 if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[6]) then return -2 end
 local n = redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[4])
-if ARGV[5] ~= '1' then redis.call('DEL', KEYS[3]) end
+if ARGV[5] ~= '1' then
+  redis.call('DEL', KEYS[3])
+  wake({KEYS[5]}, {ARGV[7]})
+end
 return n
 """
 CATCH_UP = _CATCH_UP + "return {e, n, entries}"
@@ -122,9 +138,11 @@ if n - from > tonumber(ARGV[3]) then return {e, n, {}, 0} end
 return {e, n, redis.call('LRANGE', KEYS[2], from, -1), 1}
 """
 CARRIED = 32  # entries a request's admission brings along at most
-UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+UNLOCK = _WAKE_FUNCTION + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+wake({KEYS[2]}, {ARGV[2]})
+return 1
 """
 # forget the changes of the named workspaces (every workspace with changes when none is named)
 RESET = """
@@ -174,10 +192,10 @@ class SharedDelta(DeltaStore):
             link = self.link
             hand = not keep and holder is not None and records.may_hand_over(workspace)
             keys = [link.key("ws", workspace), link.key("log", workspace),
-                    link.key("lock", workspace), link.key("names")]
+                    link.key("lock", workspace), link.key("names"), link.key("line", workspace)]
             expected = records.length.get(workspace, 0)
             args = [epoch, token, _encode(changes), workspace, "1" if keep or hand else "0",
-                    expected]
+                    expected, records.wake_prefix(workspace)]
             sent = self._commit.send(keys, args)
             records.length[workspace] = expected + 1
             if hand and holder is not None:  # it holds the lock, so this hands it on
@@ -400,11 +418,10 @@ class SharedWorkspaces(Workspaces):
     async def _take(self, name: str, deadline: float) -> str:
         loop = asyncio.get_running_loop()
         token = secrets.token_hex(8)
-        pause = 0.0005
         while True:
             keys, args = self.catch_up_args(name)
             keys += [self.link.key("lock", name), self.link.key("line", name),
-                     self.link.key("place", name)]
+                     self.link.key("place", name), self.wake_prefix(name) + self.worker]
             try:
                 found = await self._lock(keys, [*args, token, LOCK_MS, self.worker, TURN_MS])
             except UNREACHABLE as exc:
@@ -413,12 +430,27 @@ class SharedWorkspaces(Workspaces):
                 break
             if loop.time() > deadline:
                 raise _busy(name)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.005)
+            await self._wait_turn(name)
         self.tokens[name] = token
         self.length[name] = int(found[2])
         self.catch_up(name, (args[0], args[1]), int(found[1]), int(found[2]), found[3])
         return token
+
+    def wake_prefix(self, name: str) -> str:
+        """Where a worker waiting in line for this workspace's lock is woken: prefix + worker."""
+        return self.link.key("wake", name) + ":"
+
+    def _unlock_keys_args(self, name: str, token: str) -> tuple[list[str], list[str]]:
+        return [self.link.key("lock", name), self.link.key("line", name)], [
+            token, self.wake_prefix(name)]
+
+    async def _wait_turn(self, name: str) -> None:
+        """Until the lock is let go (a push to this worker's list wakes it) or WAKE_WAIT has
+        passed (the lock may expire, or be let go while this worker was not yet first)."""
+        try:
+            await self.link.client.blpop([self.wake_prefix(name) + self.worker], WAKE_WAIT)
+        except UNREACHABLE as exc:
+            raise unavailable(exc) from exc
 
     def released(self, name: str, holder: str) -> bool:
         """Forget the lock the request `holder` held (its commit let go of it in Redis); False
@@ -481,7 +513,7 @@ class SharedWorkspaces(Workspaces):
 
         async def run() -> None:
             with contextlib.suppress(*UNREACHABLE):
-                await self._unlock([self.link.key("lock", name)], [token])
+                await self._unlock(*self._unlock_keys_args(name, token))
 
         task = asyncio.get_running_loop().create_task(run())
         _running.add(task)
@@ -500,7 +532,7 @@ class SharedWorkspaces(Workspaces):
         if token is None or not self.released(name, holder):
             return  # the commit let go of it, or handed it over
         with contextlib.suppress(*UNREACHABLE):  # else it expires on its own
-            await self._unlock([self.link.key("lock", name)], [token])
+            await self._unlock(*self._unlock_keys_args(name, token))
 
     # ------------------------------------------------------------------ resets
     def drop_shared(self, names: Sequence[str]) -> asyncio.Future[None]:
