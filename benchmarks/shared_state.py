@@ -14,6 +14,13 @@ requests to one worker: round trips (the server's socket reads) and commands. Th
 stream writes run off the request path, in batches; they are shown apart.
 
     .venv/bin/python benchmarks/shared_state.py [--duration 10] [--workers 1,2,4]
+    .venv/bin/python benchmarks/shared_state.py --instructions [--root DIR]
+
+`--instructions` counts, with callgrind, the CPU instructions one request of each kind costs a
+worker in process (the app called directly, 64 requests at a time, no HTTP server), in memory and
+on a Redis it starts: repeatable on a busy machine, where wall-clock runs of the same build
+differ by 10-40%, so it is the measure for a before/after of the worker's own work on shared
+state (`--root` measures another checkout). It does not count Redis's own work, nor the kernel's.
 
 Targets (printed met/missed): Redis with 1 worker >= 70% of the in-memory rate for list and
 get; 2 workers >= 1.3x one worker for list and get; p99 <= 50 ms at 64 connections throughout.
@@ -22,6 +29,8 @@ get; 2 workers >= 1.3x one worker for list and get; p99 <= 50 ms at 64 connectio
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import shutil
 import subprocess
 import sys
@@ -29,9 +38,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import loadgen
 import run as bench
+import tooling
 
 P99_LIMIT_MS = 50.0
 REDIS_SHARE = 0.70
@@ -127,6 +139,83 @@ def round_trips(redis: Redis, port: int, headers: dict[str, str], agent_id: str,
     return out
 
 
+CONCURRENT = 64  # requests in flight in the in-process runs, as wrk's connections
+
+
+def _requests(root: Path, kind: str, state_url: str, n: int) -> None:
+    """Run `n` requests of one kind straight into the app of the checkout at `root`,
+    `CONCURRENT` at a time (on Redis when `state_url` is not empty)."""
+    sys.path.insert(0, str(root))
+    from opsmerge_sandbox.app import create_app
+    from opsmerge_sandbox.settings import Settings
+
+    app = create_app(Settings(rate_limit=10**9, state_url=state_url or None))
+    scenario = scenarios(bench.AGENT_ID)[kind]
+    body = (scenario.body or "").encode()
+    path, _, query = scenario.path.partition("?")
+    headers = [(b"host", b"127.0.0.1"),
+               (b"authorization", f"Bearer {bench.owner_key('default')}".encode())]
+    if body:
+        headers += [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+        "method": scenario.method, "scheme": "http", "path": path, "raw_path": path.encode(),
+        "query_string": query.encode(), "root_path": "", "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 4010), "headers": headers,
+    }
+    statuses: set[int] = set()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.add(message["status"])
+
+    async def one_by_one(count: int) -> None:
+        for _ in range(count):
+            await app({**scope, "state": {}}, receive, send)
+
+    async def run() -> None:
+        await one_by_one(20)  # the copy learns the store's version; caches fill
+        gc.collect()
+        gc.freeze()
+        await asyncio.gather(*(one_by_one(n // CONCURRENT) for _ in range(CONCURRENT)))
+        await asyncio.sleep(0.05)  # the journal's last batch
+
+    asyncio.run(run())
+    if statuses - {200, 201}:
+        raise SystemExit(f"{kind} answered {sorted(statuses)}")
+
+
+def instructions(root: Path) -> None:
+    """Instructions per request of each kind, in memory and on Redis: the difference of two run
+    lengths (start-up cancels out)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    redis = start_redis()
+    env = tooling.private_cache_env(root, "shared-state")
+    try:
+        print(f"instructions per request in one worker, in process, {CONCURRENT} at a time")
+        for kind in KINDS:
+            counts = []
+            for url in ("", redis.url):
+                redis.cli("flushall")
+                cmd = [sys.executable, __file__, "--root", str(root), "--requests", kind,
+                       "--state-url", url]
+                subprocess.run([*cmd, str(CONCURRENT)], check=True, env=env)  # warm the cache
+                counts.append(tooling.instructions_per_unit(
+                    cmd, env, 5 * CONCURRENT, 25 * CONCURRENT))
+            memory, shared = counts
+            print(f"{kind:<7} memory {memory / 1000:8.1f}k   redis {shared / 1000:8.1f}k   "
+                  f"(+{(shared - memory) / 1000:.1f}k, {shared / memory:.2f}x)", flush=True)
+    finally:
+        redis.proc.terminate()
+        redis.proc.wait(10)
+        shutil.rmtree(redis.dir, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=10, help="seconds per measured run")
@@ -135,7 +224,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="load tool threads (wrk only)")
     p.add_argument("--workers", default="1,2,4", help="worker counts on Redis")
     p.add_argument("--tool", choices=["auto", "wrk", "hey"], default="auto")
+    p.add_argument("--instructions", action="store_true",
+                   help="count instructions per request with callgrind instead")
+    p.add_argument("--root", type=Path, default=bench.ROOT, help="the checkout to measure")
+    p.add_argument("--requests", choices=KINDS, help=argparse.SUPPRESS)
+    p.add_argument("--state-url", default="", help=argparse.SUPPRESS)
+    p.add_argument("count", nargs="?", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.requests is not None:
+        _requests(args.root, args.requests, args.state_url, args.count)
+        return 0
+    if args.instructions:
+        instructions(args.root)
+        return 0
     tool = loadgen.ensure_tool(args.tool)
     opts = bench.Options(tool, args.duration, args.warmup, args.connections, args.threads, 1,
                          bench.Pinning(note="not pinned"), 0)
