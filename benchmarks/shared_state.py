@@ -29,8 +29,6 @@ get; 2 workers >= 1.3x one worker for list and get; p99 <= 50 ms at 64 connectio
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import shutil
 import subprocess
 import sys
@@ -39,7 +37,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import loadgen
 import run as bench
@@ -151,40 +148,10 @@ def _requests(root: Path, kind: str, state_url: str, n: int) -> None:
 
     app = create_app(Settings(rate_limit=10**9, state_url=state_url or None))
     scenario = scenarios(bench.AGENT_ID)[kind]
-    body = (scenario.body or "").encode()
-    path, _, query = scenario.path.partition("?")
-    headers = [(b"host", b"127.0.0.1"),
-               (b"authorization", f"Bearer {bench.owner_key('default')}".encode())]
-    if body:
-        headers += [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())]
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-        "method": scenario.method, "scheme": "http", "path": path, "raw_path": path.encode(),
-        "query_string": query.encode(), "root_path": "", "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 4010), "headers": headers,
-    }
-    statuses: set[int] = set()
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.add(message["status"])
-
-    async def one_by_one(count: int) -> None:
-        for _ in range(count):
-            await app({**scope, "state": {}}, receive, send)
-
-    async def run() -> None:
-        await one_by_one(20)  # the copy learns the store's version; caches fill
-        gc.collect()
-        gc.freeze()
-        await asyncio.gather(*(one_by_one(n // CONCURRENT) for _ in range(CONCURRENT)))
-        await asyncio.sleep(0.05)  # the journal's last batch
-
-    asyncio.run(run())
+    statuses = tooling.in_process(
+        app, scenario.method, scenario.path, f"Bearer {bench.owner_key('default')}",
+        (scenario.body or "").encode(), n, CONCURRENT, warm=20,
+    )
     if statuses - {200, 201}:
         raise SystemExit(f"{kind} answered {sorted(statuses)}")
 

@@ -1,10 +1,13 @@
-"""What the benchmark scripts share: npm installs of the reference servers, and callgrind counts.
+"""What the benchmark scripts share: npm installs of the reference servers, callgrind counts, and
+requests driven straight into an app in process (what those counts measure).
 
 Run from `benchmarks/` like the other scripts (`import tooling`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import hashlib
 import os
 import re
@@ -12,6 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 NPM_TIMEOUT_S = 300  # one npm fetch can hang; a second try usually goes through
 
@@ -57,3 +61,44 @@ def instructions_per_unit(cmd: Sequence[str], env: dict[str, str], short: int, l
             raise SystemExit(out[-2000:])
         counts.append(int(found.group(1)))
     return (counts[1] - counts[0]) / (long - short)
+
+
+def in_process(
+    app: Any, method: str, target: str, authorization: str, body: bytes, count: int,
+    at_once: int = 1, warm: int = 0,
+) -> set[int]:
+    """Send `count` requests straight into an ASGI app, `at_once` in flight, after `warm` one by
+    one (then the collector's survivors frozen, as `serve` does); the statuses answered."""
+    path, _, query = target.partition("?")
+    headers = [(b"host", b"127.0.0.1"), (b"authorization", authorization.encode())]
+    if body:
+        headers += [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 4010),
+        "headers": headers,
+    }
+    statuses: set[int] = set()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.add(message["status"])
+
+    async def one_by_one(n: int) -> None:
+        for _ in range(n):
+            await app({**scope, "state": {}}, receive, send)
+
+    async def run() -> None:
+        await one_by_one(warm)
+        gc.collect()
+        gc.freeze()
+        await asyncio.gather(*(one_by_one(count // at_once) for _ in range(at_once)))
+        await asyncio.sleep(0.05)  # what the app writes in the background (a journal's batch)
+
+    asyncio.run(run())
+    return statuses

@@ -22,8 +22,6 @@ and a p99 at the largest prefill within 1.3x of the one at 0.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import json
 import shutil
 import subprocess
@@ -99,36 +97,10 @@ def _creates(root: Path, n: int) -> None:
     from opsmerge_sandbox.settings import Settings
 
     app = create_app(Settings(rate_limit=10**9))
-    gc.collect()
-    gc.freeze()
-    body = bench.TICKET_BODY.encode()
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": TICKETS, "raw_path": TICKETS.encode(), "query_string": b"",
-        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 4010),
-        "headers": [(b"host", b"127.0.0.1"), (b"authorization", _OWNER),
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
-    }
-    statuses: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
-    async def run() -> None:
-        for _ in range(n):
-            await app({**scope, "state": {}}, receive, send)
-
-    asyncio.run(run())
-    if set(statuses) - {201}:
-        raise SystemExit(f"creates answered {sorted(set(statuses))}")
-
-
-_OWNER = b"Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"  # the default recipe's owner
+    owner = f"Bearer {bench.owner_key('default')}"
+    statuses = tooling.in_process(app, "POST", TICKETS, owner, bench.TICKET_BODY.encode(), n)
+    if statuses - {201}:
+        raise SystemExit(f"creates answered {sorted(statuses)}")
 
 
 def instructions(root: Path) -> None:

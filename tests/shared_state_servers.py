@@ -1,5 +1,6 @@
 """Real servers for the shared-state tests: Debian's redis-server on a free loopback port, and
-sandbox hosts (`opsmerge-sandbox serve --state ... --workers N`) as separate processes on it."""
+sandbox hosts (`opsmerge-sandbox serve --state ... --workers N`) as separate processes on it; or
+one worker's state in the test's own process (`worker_state`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ import pytest
 
 from opsmerge_sandbox.commands.workers import APP, SETTINGS_ENV, settings_to_env
 from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.shared.build import share
+from opsmerge_sandbox.shared.records import SharedWorkspaces
+from opsmerge_sandbox.state import SandboxState, build_state
 from tests.conftest import ADMIN_TOKEN, SMALL_RECIPE, free_port
 
 REDIS = shutil.which("redis-server")
@@ -67,6 +71,20 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def worker_state(state_url: str) -> SandboxState:
+    """One worker's state on the store, in this process, as each `serve --workers` worker builds
+    its own (the small recipe)."""
+    state = build_state(Settings(recipe=str(SMALL_RECIPE), state_url=state_url))
+    share(state)
+    return state
+
+
+def records_of(state: SandboxState) -> SharedWorkspaces:
+    """The shared record store of a worker's state."""
+    assert isinstance(state.workspaces, SharedWorkspaces)
+    return state.workspaces
 
 
 def redis_server() -> Iterator[RedisServer]:

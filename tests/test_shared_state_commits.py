@@ -14,12 +14,8 @@ import pytest
 
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.errors import ApiError
-from opsmerge_sandbox.settings import Settings
-from opsmerge_sandbox.shared.build import share
-from opsmerge_sandbox.shared.records import COMMIT, SharedWorkspaces
-from opsmerge_sandbox.state import SandboxState, build_state
-from tests.conftest import SMALL_RECIPE
-from tests.shared_state_servers import RedisServer, redis_server
+from opsmerge_sandbox.shared.records import COMMIT
+from tests.shared_state_servers import RedisServer, records_of, redis_server, worker_state
 
 
 @pytest.fixture()
@@ -27,22 +23,11 @@ def store() -> Iterator[RedisServer]:
     yield from redis_server()
 
 
-def _state(store: RedisServer) -> SandboxState:
-    state = build_state(Settings(recipe=str(SMALL_RECIPE), state_url=store.url))
-    share(state)
-    return state
-
-
-def _records(state: SandboxState) -> SharedWorkspaces:
-    assert isinstance(state.workspaces, SharedWorkspaces)
-    return state.workspaces
-
-
 def test_a_queued_writer_is_handed_the_lock_before_the_commit_ahead_of_it_is_answered(
     store: RedisServer,
 ) -> None:
-    state = _state(store)
-    records = _records(state)
+    state = worker_state(store.url)
+    records = records_of(state)
     collection = sorted(state.bases)[0]
     assert store.proc is not None
     proc = store.proc
@@ -68,22 +53,23 @@ def test_a_queued_writer_is_handed_the_lock_before_the_commit_ahead_of_it_is_ans
         await saved_second
         await records.unlock("w", first)
         await records.unlock("w", second.result())
-        return answered_first, [records.have("w")], store.cli("llen", records.link.key("log", "w"))
+        return answered_first, [records.have("w")], store.cli("llen", records.keys("w").log)
 
     answered_first, versions, length = asyncio.run(main())
     assert not answered_first, "the lock waited for the first commit's answer"
     assert versions == [(0, 2)]
     assert length.strip() == "2"
     # the lock is free for any other worker once both are done
-    assert store.cli("exists", records.link.key("lock", "w")).strip() == "0"
+    assert store.cli("exists", records.keys("w").lock).strip() == "0"
 
 
 def test_a_commit_made_on_a_log_length_the_store_does_not_hold_is_refused(
     store: RedisServer,
 ) -> None:
-    state = _state(store)
-    link = _records(state).link
-    keys = [link.key("ws", "w"), link.key("log", "w"), link.key("lock", "w"), link.key("names")]
+    state = worker_state(store.url)
+    records = records_of(state)
+    link, named = records.link, records.keys("w")
+    keys = [named.ws, named.log, named.lock, records.names_key]
     store.cli("set", keys[2], "tok")
     commit = link.script(COMMIT)
 
@@ -99,8 +85,8 @@ def test_a_commit_made_on_a_log_length_the_store_does_not_hold_is_refused(
 def test_commits_that_cannot_be_answered_are_all_undone_and_refused(
     store: RedisServer,
 ) -> None:
-    state = _state(store)
-    records = _records(state)
+    state = worker_state(store.url)
+    records = records_of(state)
     records.link.wire.timeout = 0.3
     collection = sorted(state.bases)[0]
     assert store.proc is not None
@@ -136,11 +122,11 @@ def test_commits_that_cannot_be_answered_are_all_undone_and_refused(
 def test_the_rule_engines_clock_pass_does_not_stall_the_loop_while_the_store_is_silent(
     store: RedisServer,
 ) -> None:
-    state = build_state(Settings(recipe=str(SMALL_RECIPE), state_url=store.url))
+    state = worker_state(store.url)
     create_app(state=state)  # the rule engine, wired to the shared state
     engine = state.events
     assert engine is not None and engine.exclusive is not None and engine.model.clock_events
-    _records(state).link.wire.timeout = 0.5
+    records_of(state).link.wire.timeout = 0.5
     assert store.proc is not None
     proc = store.proc
 
@@ -156,7 +142,7 @@ def test_the_rule_engines_clock_pass_does_not_stall_the_loop_while_the_store_is_
                 last = loop.time()
 
         assert engine.exclusive is not None
-        await _records(state).fetch_names()  # connected
+        await records_of(state).fetch_names()  # connected
         proc.send_signal(signal.SIGSTOP)
         beater = asyncio.ensure_future(beat())
         failed: BaseException | None = None

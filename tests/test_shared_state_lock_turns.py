@@ -1,5 +1,6 @@
 """A workspace's write lock goes round the workers in the order they asked for it, against a
-real redis-server: a worker that waits is never overtaken by one that came later."""
+real redis-server: a worker that waits is never overtaken by one that came later, and the first
+in line is woken when the lock is let go."""
 
 from __future__ import annotations
 
@@ -9,12 +10,8 @@ from typing import Any
 
 import pytest
 
-from opsmerge_sandbox.settings import Settings
-from opsmerge_sandbox.shared.build import share
 from opsmerge_sandbox.shared.records import SharedWorkspaces
-from opsmerge_sandbox.state import build_state
-from tests.conftest import SMALL_RECIPE
-from tests.shared_state_servers import RedisServer, redis_server
+from tests.shared_state_servers import RedisServer, records_of, redis_server, worker_state
 
 WAITING = 6
 
@@ -24,17 +21,9 @@ def store() -> Iterator[RedisServer]:
     yield from redis_server()
 
 
-def _worker(store: RedisServer) -> SharedWorkspaces:
-    """One worker's records, as `serve --workers` gives each process its own."""
-    state = build_state(Settings(recipe=str(SMALL_RECIPE), state_url=store.url))
-    share(state)
-    assert isinstance(state.workspaces, SharedWorkspaces)
-    return state.workspaces
-
-
 def test_waiting_workers_take_the_lock_in_the_order_they_asked(store: RedisServer) -> None:
-    holder, *waiting = [_worker(store) for _ in range(WAITING + 1)]
-    line = holder.link.key("line", "w")
+    holder, *waiting = [records_of(worker_state(store.url)) for _ in range(WAITING + 1)]
+    line = holder.keys("w").line
 
     async def main() -> list[int]:
         held = await holder.lock("w")
@@ -62,7 +51,7 @@ def test_waiting_workers_take_the_lock_in_the_order_they_asked(store: RedisServe
 def test_a_worker_in_line_is_woken_when_the_lock_is_let_go_instead_of_asking_again_and_again(
     store: RedisServer,
 ) -> None:
-    holder, waiter = _worker(store), _worker(store)
+    holder, waiter = records_of(worker_state(store.url)), records_of(worker_state(store.url))
     tries = 0
     lock = waiter._lock
 

@@ -57,13 +57,15 @@ class SharedJournal(Journal):
         try:
             while self._buffer:
                 batch, self._buffer = self._buffer, []
-                chunks = [batch[i : i + BATCH] for i in range(0, len(batch), BATCH)]
-                runs = [self._append(keys, [self.size, *chunk]) for chunk in chunks]
-                for chunk, run in zip(chunks, runs, strict=True):
+                runs = []  # every run sent at once, then their answers awaited in order
+                for i in range(0, len(batch), BATCH):
+                    args = [self.size, *batch[i : i + BATCH]]
+                    runs.append((self._append.send(keys, args), args))
+                for sent, args in runs:
                     try:
-                        await run
+                        await self._append.answer(sent, keys, args)
                     except _NOT_WRITTEN as exc:
-                        log.warning("journal: %d entries not written (%s)", len(chunk), exc)
+                        log.warning("journal: %d entries not written (%s)", len(args) - 1, exc)
         finally:
             self._writer = None
 

@@ -17,12 +17,13 @@ import functools
 import logging
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.shared.link import UNREACHABLE, Link, unavailable
+from opsmerge_sandbox.shared.wire import lua_function
 from opsmerge_sandbox.store.base import BaseCollection
 from opsmerge_sandbox.store.persistence import Change, DeltaStore
 from opsmerge_sandbox.store.workspace import Durable, Workspace, Workspaces
@@ -43,6 +44,18 @@ _decode = msgspec.json.Decoder(list[tuple[str, str, dict[str, Any] | None, bool,
 
 _running: set[asyncio.Task[None]] = set()  # appends under way (kept from the collector)
 Version = tuple[int, int]  # (epoch, entries applied)
+_KEYS_KEPT = 4096  # workspaces whose key names are kept made; past it they start over
+
+
+class WorkspaceKeys(NamedTuple):
+    """One workspace's key names in Redis, made once (commits, locks and catch-ups use them)."""
+
+    ws: str  # its epoch
+    log: str  # its change log
+    lock: str  # its write lock
+    line: str  # the workers waiting for that lock, in order
+    place: str  # when each waiting worker's place runs out
+    wake: str  # + a worker: the list that worker waits on to be woken
 
 # What a request must apply before it is served: the workspace's epoch, its log length, and
 # where the entries it lacks start (-1: none; 0: all of them, when the epoch moved on).
@@ -113,8 +126,7 @@ end
 # commit went to a workspace nobody sees any more, as in one process); -1 when the lock was lost;
 # -2 when the log is not the length the commit was made on (a commit sent before it under the
 # same hold did not land, so this one was made on a state the store never held)
-_WAKE_FUNCTION = "local function wake(KEYS, ARGV)\n" + _WAKE + "end\n"
-COMMIT = _WAKE_FUNCTION + """
+COMMIT = lua_function("wake", _WAKE) + """
 local e = tonumber(redis.call('HGET', KEYS[1], 'e') or '0')
 if e ~= tonumber(ARGV[1]) then return 0 end
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
@@ -138,7 +150,7 @@ if n - from > tonumber(ARGV[3]) then return {e, n, {}, 0} end
 return {e, n, redis.call('LRANGE', KEYS[2], from, -1), 1}
 """
 CARRIED = 32  # entries a request's admission brings along at most
-UNLOCK = _WAKE_FUNCTION + """
+UNLOCK = lua_function("wake", _WAKE) + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 wake({KEYS[2]}, {ARGV[2]})
@@ -189,13 +201,12 @@ class SharedDelta(DeltaStore):
         args: list[Any] = []
         hand = False
         if token is not None:
-            link = self.link
             hand = not keep and holder is not None and records.may_hand_over(workspace)
-            keys = [link.key("ws", workspace), link.key("log", workspace),
-                    link.key("lock", workspace), link.key("names"), link.key("line", workspace)]
+            named = records.keys(workspace)
+            keys = [named.ws, named.log, named.lock, records.names_key, named.line]
             expected = records.length.get(workspace, 0)
             args = [epoch, token, _encode(changes), workspace, "1" if keep or hand else "0",
-                    expected, records.wake_prefix(workspace)]
+                    expected, named.wake]
             sent = self._commit.send(keys, args)
             records.length[workspace] = expected + 1
             if hand and holder is not None:  # it holds the lock, so this hands it on
@@ -298,6 +309,8 @@ class SharedWorkspaces(Workspaces):
         self._lock = link.script(LOCK)
         self._catch_up = link.script(CATCH_UP)
         self._fetching: dict[str, asyncio.Task[None]] = {}  # workspace -> its one catch-up
+        self._keys: dict[str, WorkspaceKeys] = {}
+        self.names_key = link.key("names")  # the workspaces with changes
         self._unlock = link.script(UNLOCK)
         self._reset = link.script(RESET)
 
@@ -309,7 +322,8 @@ class SharedWorkspaces(Workspaces):
         """Keys and arguments of the catch-up part of a script for this workspace (the
         arguments are the version the copy is at: pass them back to `catch_up` as `sent`)."""
         epoch, n = self.have(name)
-        return [self.link.key("ws", name), self.link.key("log", name)], [epoch, n]
+        named = self.keys(name)
+        return [named.ws, named.log], [epoch, n]
 
     def queue_catch_up(self, pipe: Any, name: str) -> Version:
         """Add this workspace's catch-up to a pipeline; its answer is (epoch, n, entries).
@@ -420,8 +434,8 @@ class SharedWorkspaces(Workspaces):
         token = secrets.token_hex(8)
         while True:
             keys, args = self.catch_up_args(name)
-            keys += [self.link.key("lock", name), self.link.key("line", name),
-                     self.link.key("place", name), self.wake_prefix(name) + self.worker]
+            named = self.keys(name)
+            keys += [named.lock, named.line, named.place, named.wake + self.worker]
             try:
                 found = await self._lock(keys, [*args, token, LOCK_MS, self.worker, TURN_MS])
             except UNREACHABLE as exc:
@@ -436,19 +450,27 @@ class SharedWorkspaces(Workspaces):
         self.catch_up(name, (args[0], args[1]), int(found[1]), int(found[2]), found[3])
         return token
 
-    def wake_prefix(self, name: str) -> str:
-        """Where a worker waiting in line for this workspace's lock is woken: prefix + worker."""
-        return self.link.key("wake", name) + ":"
+    def keys(self, name: str) -> WorkspaceKeys:
+        named = self._keys.get(name)
+        if named is None:
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+            key = self.link.key
+            named = self._keys[name] = WorkspaceKeys(
+                key("ws", name), key("log", name), key("lock", name), key("line", name),
+                key("place", name), key("wake", name) + ":",
+            )
+        return named
 
     def _unlock_keys_args(self, name: str, token: str) -> tuple[list[str], list[str]]:
-        return [self.link.key("lock", name), self.link.key("line", name)], [
-            token, self.wake_prefix(name)]
+        named = self.keys(name)
+        return [named.lock, named.line], [token, named.wake]
 
     async def _wait_turn(self, name: str) -> None:
         """Until the lock is let go (a push to this worker's list wakes it) or WAKE_WAIT has
         passed (the lock may expire, or be let go while this worker was not yet first)."""
         try:
-            await self.link.client.blpop([self.wake_prefix(name) + self.worker], WAKE_WAIT)
+            await self.link.client.blpop([self.keys(name).wake + self.worker], WAKE_WAIT)
         except UNREACHABLE as exc:
             raise unavailable(exc) from exc
 
@@ -555,7 +577,7 @@ class SharedWorkspaces(Workspaces):
 
     def _reset_keys(self) -> list[str]:
         link = self.link
-        return [link.key("names"), link.key("ws", ""), link.key("log", ""), link.key("lock", "")]
+        return [self.names_key, link.key("ws", ""), link.key("log", ""), link.key("lock", "")]
 
     def reset(self, name: str | None = None) -> Durable:
         """Forget the changes of one workspace, or of every one, on every worker."""
@@ -570,7 +592,7 @@ class SharedWorkspaces(Workspaces):
     def names(self) -> list[str]:
         """The workspaces with changes on any worker, and those this worker has open."""
         try:
-            stored = self.link.sync.smembers(self.link.key("names"))
+            stored = self.link.sync.smembers(self.names_key)
         except UNREACHABLE as exc:
             raise unavailable(exc) from exc
         return self._with_open(stored)
@@ -578,7 +600,7 @@ class SharedWorkspaces(Workspaces):
     async def fetch_names(self) -> list[str]:
         """`names`, asked over the request path's connection instead of blocking the loop."""
         try:
-            stored = await self.link.wire.call("SMEMBERS", self.link.key("names"))
+            stored = await self.link.wire.call("SMEMBERS", self.names_key)
         except UNREACHABLE as exc:
             raise unavailable(exc) from exc
         return self._with_open(stored)

@@ -28,6 +28,7 @@ from opsmerge_sandbox.shared.control import CONTROL
 from opsmerge_sandbox.shared.hosted import VISIT
 from opsmerge_sandbox.shared.link import UNREACHABLE, unavailable
 from opsmerge_sandbox.shared.records import CARRIED, CATCH_UP_SOME
+from opsmerge_sandbox.shared.wire import lua_function
 from opsmerge_sandbox.store.workspace import Workspaces
 
 if TYPE_CHECKING:
@@ -51,10 +52,10 @@ def admit_script(incr_expire: str, visit: bool) -> str:
     request refused by its address's budget spends nothing of its key's, as in one process).
     Answers {control, catch-up, counts (count, ms left per hit counted), evicted}."""
     parts = [
-        _function("control", CONTROL),
-        _function("catch_up", CATCH_UP_SOME),
-        _function("incr_expire", incr_expire),
-        *([_function("visit", VISIT)] if visit else []),
+        lua_function("control", CONTROL),
+        lua_function("catch_up", CATCH_UP_SOME),
+        lua_function("incr_expire", incr_expire),
+        *([lua_function("visit", VISIT)] if visit else []),
         """
 local checked = control({KEYS[1], KEYS[2], KEYS[3]}, {ARGV[1], ARGV[2]})
 local news = catch_up({KEYS[4], KEYS[5]}, {ARGV[3], ARGV[4], CARRIED})
@@ -80,11 +81,6 @@ end
 """)
     parts.append("return {checked, news, counts, evicted}")
     return "\n".join(parts).replace("CARRIED", str(CARRIED))
-
-
-def _function(name: str, body: str) -> str:
-    """A script's text as a local Lua function of its own KEYS and ARGV."""
-    return f"local function {name}(KEYS, ARGV)\n{body}\nend"
 
 
 class SharedAdmission:
@@ -198,8 +194,8 @@ class SharedAdmission:
         self, name: str, sent: Version, hits: list[tuple[str, int]]
     ) -> tuple[list[str], list[Any]]:
         """Keys and arguments of the request's one script (see `admit_script`)."""
-        control, link = self.control, self.control.link
-        keys = [*control.control_keys, link.key("ws", name), link.key("log", name)]
+        control, named = self.control, self.records.keys(name)
+        keys = [*control.control_keys, named.ws, named.log]
         args: list[Any] = [control.version, control.mark, sent[0], sent[1], len(hits)]
         for bucket, limit in hits:
             keys.append(self.buckets.key(bucket, limit))

@@ -46,7 +46,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, wire: Wire) -> None:
         self.wire = wire
         self.reader = hiredis.Reader()
-        self.pending: collections.deque[tuple[asyncio.Future[Any] | None, float]] = (
+        self.pending: collections.deque[tuple[asyncio.Future[Any], float]] = (
             collections.deque()
         )
         self.transport: asyncio.Transport | None = None
@@ -59,7 +59,7 @@ class _Connection(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def send(self, out: list[bytes], waiters: list[asyncio.Future[Any] | None]) -> None:
+    def send(self, out: list[bytes], waiters: list[asyncio.Future[Any]]) -> None:
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -99,10 +99,7 @@ class _Connection(asyncio.Protocol):
             if reply is False:
                 return
             waiter, _ = pending.popleft()
-            if waiter is None:
-                if isinstance(reply, hiredis.ReplyError):
-                    self.wire.dropped += 1
-            elif not waiter.done():
+            if not waiter.done():
                 if isinstance(reply, hiredis.ReplyError):
                     waiter.set_exception(_error(reply))
                 else:
@@ -121,9 +118,7 @@ class _Connection(asyncio.Protocol):
             self.wire.conn = None
         pending, self.pending = self.pending, collections.deque()
         for waiter, _ in pending:
-            if waiter is None:
-                self.wire.dropped += 1
-            elif not waiter.done():
+            if not waiter.done():
                 waiter.set_exception(kind(message))
 
 
@@ -140,10 +135,9 @@ class Wire:
         self.tls = parts.scheme == "rediss"
         self.timeout = timeout
         self.conn: _Connection | None = None
-        self.dropped = 0  # answers nobody waited for that were errors, or never came
         self.scripts: list[WireScript] = []  # loaded on every new connection, before its use
         self._out: list[bytes] = []
-        self._waiters: list[asyncio.Future[Any] | None] = []
+        self._waiters: list[asyncio.Future[Any]] = []
         self._flushing = False
         self._connecting: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,14 +157,9 @@ class Wire:
         self._queue(loop, command, waiter)
         return waiter
 
-    def post(self, *args: Any) -> None:
-        """Send one command whose answer nobody waits for (a failed one is counted in
-        `dropped`)."""
-        self._queue(asyncio.get_running_loop(), _pack(args), None)
-
     def _queue(
         self, loop: asyncio.AbstractEventLoop, command: bytes,
-        waiter: asyncio.Future[Any] | None,
+        waiter: asyncio.Future[Any],
     ) -> None:
         if loop is not self._loop:  # a connection serves the loop that opened it
             self._loop = loop
@@ -202,9 +191,7 @@ class Wire:
         except Exception as exc:  # everyone queued hears of it; the next command tries again
             waiters, self._out, self._waiters = self._waiters, [], []
             for waiter in waiters:
-                if waiter is None:
-                    self.dropped += 1
-                elif not waiter.done():
+                if not waiter.done():
                     waiter.set_exception(self._refused(exc))
         else:
             self.conn = conn
@@ -238,11 +225,11 @@ class Wire:
             hello.append(("SELECT", self.db))
         hello += [("SCRIPT", "LOAD", script.script) for script in self.scripts]
         if hello:
-            waiters: list[asyncio.Future[Any] | None] = [loop.create_future() for _ in hello]
+            waiters: list[asyncio.Future[Any]] = [loop.create_future() for _ in hello]
             conn.send([_pack(h) for h in hello], waiters)
             try:
                 answers = await asyncio.wait_for(
-                    asyncio.gather(*waiters, return_exceptions=True),  # type: ignore[arg-type]
+                    asyncio.gather(*waiters, return_exceptions=True),
                     self.timeout,
                 )
                 refused = [a for a in answers if isinstance(a, BaseException)]
@@ -261,10 +248,16 @@ class Wire:
         self._flushing, self._connecting = False, None
         with contextlib.suppress(RuntimeError):  # the loop that served them may be closed
             for waiter in waiters:
-                if waiter is not None and not waiter.done():
+                if not waiter.done():
                     waiter.set_exception(redis.ConnectionError("The connection was closed"))
             if conn is not None and conn.transport is not None:
                 conn.transport.close()
+
+
+def lua_function(name: str, body: str) -> str:
+    """A script's text as a local Lua function of its own KEYS and ARGV, for a script made of
+    parts that also run alone."""
+    return f"local function {name}(KEYS, ARGV)\n{body}\nend\n"
 
 
 class WireScript:
