@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 NPM_TIMEOUT_S = 300  # one npm fetch can hang; a second try usually goes through
 
 
@@ -100,5 +102,6 @@ def in_process(
         await asyncio.gather(*(one_by_one(count // at_once) for _ in range(at_once)))
         await asyncio.sleep(0.05)  # what the app writes in the background (a journal's batch)
 
-    asyncio.run(run())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as `serve` runs
+        runner.run(run())
     return statuses

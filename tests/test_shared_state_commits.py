@@ -63,6 +63,88 @@ def test_a_queued_writer_is_handed_the_lock_before_the_commit_ahead_of_it_is_ans
     assert store.cli("exists", records.keys("w").lock).strip() == "0"
 
 
+def test_writers_queued_on_one_worker_all_write_in_one_loop_turn_once_the_lock_is_theirs(
+    store: RedisServer,
+) -> None:
+    state = worker_state(store.url)
+    records = records_of(state)
+    collection = sorted(state.bases)[0]
+    queued = 8
+
+    async def main() -> tuple[list[int], list[str], Any]:
+        loop = asyncio.get_running_loop()
+        turn = [0]
+        running = [True]
+
+        def count() -> None:  # one call a loop turn
+            turn[0] += 1
+            if running[0]:
+                loop.call_soon(count)
+
+        wrote_in: list[int] = []
+
+        async def writer(i: int) -> None:
+            await records.lock("w")
+            wrote_in.append(turn[0])
+            ws = records.get("w")
+            ws.begin()
+            ws.write(collection, {"id": f"queued_{i}"})
+            await ws.commit()
+
+        first = await records.lock("w")
+        writers = [asyncio.ensure_future(writer(i)) for i in range(queued)]
+        await asyncio.sleep(0.01)  # all waiting behind the first
+        loop.call_soon(count)
+        ws = records.get("w")
+        ws.begin()
+        ws.write(collection, {"id": "first"})
+        saved = ws.commit()  # hands the lock on
+        await saved
+        await asyncio.gather(*writers)
+        running[0] = False
+        await records.unlock("w", first)
+        log = store.cli("lrange", records.keys("w").log, "0", "-1")
+        return wrote_in, [r for r in log.split() if "queued_" in r], \
+            store.cli("exists", records.keys("w").lock)
+
+    wrote_in, entries, locked = asyncio.run(main())
+    # each writer used to wait a loop turn of its own (the worker's other requests ran between)
+    assert len(wrote_in) == queued and len(set(wrote_in)) == 1, wrote_in
+    assert len(entries) == queued
+    assert locked.strip() == "0", "the last writer let the lock go"
+
+
+def test_a_lock_handed_to_writers_that_are_cancelled_is_let_go_at_once(
+    store: RedisServer,
+) -> None:
+    state = worker_state(store.url)
+    records = records_of(state)
+    collection = sorted(state.bases)[0]
+
+    async def main() -> tuple[str, str]:
+        first = await records.lock("w")
+        waiting = [asyncio.ensure_future(records.lock("w")) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        ws = records.get("w")
+        ws.begin()
+        ws.write(collection, {"id": "first"})
+        saved = ws.commit()  # hands the lock to the writers waiting...
+        for task in waiting:  # ...who go away before they take it (their clients left)
+            task.cancel()
+        await saved
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        held = store.cli("exists", records.keys("w").lock)
+        other = await asyncio.wait_for(records.lock("w"), 1.0)  # a new writer takes it
+        await records.unlock("w", other)
+        await records.unlock("w", first)
+        return held, store.cli("exists", records.keys("w").lock)
+
+    held, after = asyncio.run(main())
+    assert held.strip() == "0", "a handed lock nobody took stayed held in Redis"
+    assert after.strip() == "0"
+
+
 def test_a_commit_made_on_a_log_length_the_store_does_not_hold_is_refused(
     store: RedisServer,
 ) -> None:

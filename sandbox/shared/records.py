@@ -23,6 +23,7 @@ import msgspec
 
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.shared.link import UNREACHABLE, Link, unavailable
+from opsmerge_sandbox.shared.turns import Turns
 from opsmerge_sandbox.shared.wire import lua_function
 from opsmerge_sandbox.store.base import BaseCollection
 from opsmerge_sandbox.store.persistence import Change, DeltaStore
@@ -35,10 +36,11 @@ WAKE_WAIT = 0.02  # seconds a worker in line waits to be woken before it tries a
 LOCK_WAIT = 15.0  # seconds a write waits for a busy workspace before a 503
 # A worker whose own writers queue for a workspace hands the held lock to the next of them (its
 # commit keeps it in Redis): no round trip to take it, no catch-up (nobody else could write).
-# Bounded, so the other workers get their turns and the lock never nears its expiry.
-HAND_OVERS = 16  # commits under one hold at most
+# The writers waiting when the lock is taken are woken at once and follow each other in one loop
+# turn (`turns.py`). Bounded, so the other workers get their turns and the lock never nears its
+# expiry.
+HAND_OVERS = 16  # writes under one hold at most
 HAND_OVER_S = 0.5  # and no hand-over once the lock was taken this long ago
-UNCLAIMED_S = 0.25  # a handed lock nobody took by then is let go
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[tuple[str, str, dict[str, Any] | None, bool, int]]).decode
 
@@ -304,7 +306,7 @@ class SharedWorkspaces(Workspaces):
         self._held: dict[str, tuple[int, float]] = {}  # workspace -> (commits, taken at)
         # workspaces whose lock outlives their commits (several writes under one hold)
         self.keeping: set[str] = set()
-        self._queues: dict[str, asyncio.Lock] = {}  # workspace -> this worker's writers, in turn
+        self._turns: dict[str, Turns] = {}  # workspace -> this worker's writers, in turn
         self.worker = secrets.token_hex(6)  # this worker, as it claims turns at the lock
         self._lock = link.script(LOCK)
         self._catch_up = link.script(CATCH_UP)
@@ -402,32 +404,58 @@ class SharedWorkspaces(Workspaces):
     # ------------------------------------------------------------------ the write lock
     async def lock(self, name: str) -> str:
         """Hold the workspace's write lock and catch up; 503 when it stays busy or Redis is
-        unreachable. Writers of one worker queue here in order, so only one of them at a time
-        asks Redis for the lock."""
+        unreachable. Writers of one worker take turns here in order (`Turns`), so only one of
+        them at a time asks Redis for the lock, and the lock is handed from one to the next."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LOCK_WAIT
-        queue = self._queues.get(name)
-        if queue is None:
-            queue = self._queues[name] = asyncio.Lock()
-        if queue.locked() or getattr(queue, "_waiters", None):  # wait in turn, up to a point
+        turns = self._turns.get(name)
+        if turns is None:
+            turns = self._turns[name] = Turns(functools.partial(_busy, name))
+        ticket = 0
+        while True:
+            if ticket or not (turns.queued or turns.woken):  # woken, or first: may it go on?
+                if name in self.tokens and name not in self.holders:  # handed on to it
+                    holder = self.holders[name] = secrets.token_hex(8)
+                    return holder
+                if name not in self.tokens and not turns.taking:
+                    break  # free here: this writer asks Redis for it
+            ticket = ticket or turns.ticket()
             try:
-                async with asyncio.timeout(LOCK_WAIT):
-                    await queue.acquire()
-            except TimeoutError:
-                raise _busy(name) from None
-        else:
-            await queue.acquire()
-        if name in self.tokens and name not in self.holders:  # handed over by the last writer
-            holder = self.holders[name] = secrets.token_hex(8)
-            return holder
+                await turns.wait(ticket, deadline)
+            except BaseException:
+                self._pass_on(name)  # a writer woken for the lock must not take it away
+                raise
+        turns.taking = True
         try:
             token = await self._take(name, deadline)
         except BaseException:
-            self._release_queue(name)
+            turns.taking = False
+            self._pass_on(name)
             raise
+        turns.taking = False
         self.holders[name] = token
         self._held[name] = (0, loop.time())
+        turns.wake(HAND_OVERS - 1)  # those waiting now follow it under this hold
         return token
+
+    def _pass_on(self, name: str) -> None:
+        """Leave nobody waiting for nothing: a lock handed on here with no writer coming for
+        it goes to the next writer waiting (or is let go); a lock free here is asked for by the
+        next writer waiting."""
+        turns = self._turns.get(name)
+        if turns is None or turns.woken:
+            return  # a woken writer is on its way, and checks for itself
+        if name in self.tokens:
+            if name not in self.holders and not turns.wake(1):
+                token = self.tokens.pop(name)
+                self.length.pop(name, None)
+                self._held.pop(name, None)
+                self.let_go(name, token)
+        elif not turns.taking:
+            turns.wake(1)
+        if turns.idle and name not in self.tokens:
+            turns.close()
+            del self._turns[name]
 
     async def _take(self, name: str, deadline: float) -> str:
         loop = asyncio.get_running_loop()
@@ -483,7 +511,7 @@ class SharedWorkspaces(Workspaces):
         self.tokens.pop(name, None)
         self.length.pop(name, None)
         self._held.pop(name, None)
-        self._release_queue(name)
+        self._pass_on(name)
         return True
 
     def after_commit(self, name: str, token: str, holder: str, handed: bool, n: int) -> None:
@@ -498,37 +526,30 @@ class SharedWorkspaces(Workspaces):
             self.let_go(name, token)
 
     def may_hand_over(self, name: str) -> bool:
-        """Whether a commit about to be made should keep the lock for the next writer queued
+        """Whether a commit about to be made should keep the lock for the next writer waiting
         on this worker (see HAND_OVERS)."""
-        queue = self._queues.get(name)
+        turns = self._turns.get(name)
         commits, taken = self._held.get(name, (HAND_OVERS, 0.0))
         return (
-            queue is not None
-            and bool(getattr(queue, "_waiters", None))
-            and commits < HAND_OVERS
+            turns is not None
+            and (turns.woken > 0 or turns.queued > 0)
+            and commits + 1 < HAND_OVERS
             and asyncio.get_running_loop().time() - taken < HAND_OVER_S
         )
 
     def hand_over(self, name: str, holder: str) -> bool:
-        """The commit `holder` just sent keeps the lock: the next writer queued here takes it
-        (without waiting for that commit's answer; see `SharedDelta.commit`)."""
+        """The commit `holder` just sent keeps the lock: the next writer of this worker takes
+        it (without waiting for that commit's answer; see `SharedDelta.commit`)."""
         if self.holders.get(name) != holder or name not in self.tokens:
             return False
         del self.holders[name]
         commits, taken = self._held.get(name, (0, 0.0))
         self._held[name] = (commits + 1, taken)
-        token = self.tokens[name]
-        self._release_queue(name)
-        asyncio.get_running_loop().call_later(UNCLAIMED_S, self._unclaimed, name, token)
+        turns = self._turns.get(name)
+        if turns is not None and not turns.woken:  # nobody on the way yet: the next ones
+            turns.wake(HAND_OVERS - 1 - commits)
+        self._pass_on(name)  # (only if nobody could be woken: then it is let go)
         return True
-
-    def _unclaimed(self, name: str, token: str) -> None:
-        """A handed lock that no writer took (it gave up waiting): let it go."""
-        if self.tokens.get(name) == token and name not in self.holders:
-            del self.tokens[name]
-            self.length.pop(name, None)
-            self._held.pop(name, None)
-            self.let_go(name, token)
 
     def let_go(self, name: str, token: str) -> None:
         """Delete the lock in Redis, in the background (else it expires on its own)."""
@@ -541,16 +562,13 @@ class SharedWorkspaces(Workspaces):
         _running.add(task)
         task.add_done_callback(_running.discard)
 
-    def _release_queue(self, name: str) -> None:
-        queue = self._queues.get(name)
-        if queue is not None and queue.locked():
-            queue.release()
-            if not queue.locked() and not getattr(queue, "_waiters", None):
-                del self._queues[name]
-
     async def unlock(self, name: str, holder: str) -> None:
-        """Let go of the write lock when the request's commit did not (it committed nothing)."""
+        """Let go of the write lock when the request's commit did not (it committed nothing);
+        a writer waiting on this worker is handed it instead."""
         token = self.tokens.get(name)
+        if token is not None and self.holders.get(name) == holder and self.may_hand_over(name):
+            self.hand_over(name, holder)
+            return
         if token is None or not self.released(name, holder):
             return  # the commit let go of it, or handed it over
         with contextlib.suppress(*UNREACHABLE):  # else it expires on its own
