@@ -39,7 +39,7 @@ LOCK_WAIT = 15.0  # seconds a write waits for a busy workspace before a 503
 # The writers waiting when the lock is taken are woken at once and follow each other in one loop
 # turn (`turns.py`). Bounded, so the other workers get their turns and the lock never nears its
 # expiry.
-HAND_OVERS = 16  # writes under one hold at most
+HAND_OVERS = 32  # writes under one hold at most
 HAND_OVER_S = 0.5  # and no hand-over once the lock was taken this long ago
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[tuple[str, str, dict[str, Any] | None, bool, int]]).decode
