@@ -1,11 +1,11 @@
 """Shared state: the in-memory sandbox on one worker against Redis with 1, 2 and 4 workers.
 
 Every number comes from a real `opsmerge-sandbox serve` on loopback (with `--state` on a real
-`redis-server` started here, without persistence, emptied before each target), driven by the
-same load tool as `make bench` (wrk, else hey) at one connection count, one server under load at
-a time. The in-memory and the Redis server on one worker run side by side and each kind is
-measured on one, then the other, so their ratio is not skewed by the machine's speed drifting
-between them.
+`redis-server` started here, without persistence, each target on a database of its own), driven
+by the same load tool as `make bench` (wrk, else hey) at one connection count, one server under
+load at a time. Every target runs side by side and each kind is measured on one after the other
+within a minute, so the ratios (Redis to memory, 2 workers to 1) are not skewed by the machine's
+speed drifting between them (it moves by up to 40% from one minute to the next here).
 Scenarios as in `run.py`: `list`, `get`, `create`. Nothing is pinned: several workers need
 several cores, and on this 2-core machine the workers, Redis and the load tool share them.
 
@@ -13,7 +13,7 @@ Then, per operation kind, what one request costs Redis, from `INFO` deltas over 
 requests to one worker: round trips (the server's socket reads) and commands. The journal's
 stream writes run off the request path, in batches; they are shown apart.
 
-    .venv/bin/python benchmarks/shared_state.py [--duration 10] [--workers 1,2,4]
+    .venv/bin/python benchmarks/shared_state.py [--duration 10] [--workers 1,2,4] [--rounds 2]
     .venv/bin/python benchmarks/shared_state.py --instructions [--root DIR]
 
 `--instructions` counts, with callgrind, the CPU instructions one request of each kind costs a
@@ -29,6 +29,7 @@ get; 2 workers >= 1.3x one worker for list and get; p99 <= 50 ms at 64 connectio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -57,7 +58,10 @@ class Redis:
 
     @property
     def url(self) -> str:
-        return f"redis://{bench.HOST}:{self.port}/0"
+        return self.db(0)
+
+    def db(self, number: int) -> str:
+        return f"redis://{bench.HOST}:{self.port}/{number}"
 
     def cli(self, *args: str) -> str:
         return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
@@ -190,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="load tool threads (wrk only)")
     p.add_argument("--workers", default="1,2,4", help="worker counts on Redis")
+    p.add_argument("--rounds", type=int, default=2, help="runs per target and kind")
     p.add_argument("--tool", choices=["auto", "wrk", "hey"], default="auto")
     p.add_argument("--instructions", action="store_true",
                    help="count instructions per request with callgrind instead")
@@ -215,29 +220,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: dict[tuple[str, str], loadgen.LoadResult | None] = {}
     print(f"shared state: {tool}, {args.connections} connections, {args.duration:g} s per run, "
           f"unpinned, load average {bench.os.getloadavg()[0]:.2f} at start", flush=True)
+    # each Redis target on a database of its own: one's writes are not the others' to catch up on
     targets = [("memory 1w", [*limit])] + [
-        (f"redis {n}w", [*limit, "--state", redis.url, "--workers", str(n)])
-        for n in (int(w) for w in args.workers.split(","))
+        (f"redis {n}w", [*limit, "--state", redis.db(i), "--workers", str(n)])
+        for i, n in enumerate(int(w) for w in args.workers.split(","))
     ]
     trips: dict[str, tuple[float, float, float]] = {}
-    # memory and Redis on one worker run side by side, each kind measured on one then the other
-    # back to back: their ratio is the target, and this machine's speed drifts within minutes
-    pairs = [targets[:2], *([t] for t in targets[2:])]
     try:
-        for pair in pairs:
-            redis.cli("flushall")
-            ports = {name: bench.start_sandbox(procs, name, extra, headers, 300)[0]
-                     for name, extra in pair}
-            for kind, scenario in scenarios(agent_id).items():
-                for name, port in ports.items():
+        ports = {}
+        for name, extra in targets:
+            ports[name] = bench.start_sandbox(procs, name, extra, headers, 300)[0]
+            if name == "redis 1w":  # counted while it is the only one on Redis
+                trips = round_trips(redis, ports[name], headers, agent_id)
+        # every kind measured on each target in turn, within a minute of each other, and in the
+        # opposite order the next round (so no target is always measured first)
+        runs: dict[tuple[str, str], list[loadgen.LoadResult | None]] = {}
+        for kind, scenario in scenarios(agent_id).items():
+            for round_ in range(args.rounds):
+                order = list(ports.items())
+                for name, port in order if round_ % 2 == 0 else reversed(order):
                     run = bench.measure(opts, name, port, scenario, headers)
-                    rows[(name, kind)] = run.result
+                    runs.setdefault((name, kind), []).append(run.result)
                     note = f"  {run.note}" if run.note else ""
                     print(f"{name:<10} {kind:<7} {_cell(run.result)}{note}", flush=True)
-            if "redis 1w" in ports:
-                trips = round_trips(redis, ports["redis 1w"], headers, agent_id)
-            for name in ports:
-                procs.stop(name)
+        if args.rounds > 1:
+            print(f"\nover {args.rounds} rounds (mean rate, worst p99):")
+        for (name, kind), results in runs.items():
+            rows[(name, kind)] = _combined(results)
+            if args.rounds > 1:
+                print(f"{name:<10} {kind:<7} {_cell(rows[(name, kind)])}")
     finally:
         procs.stop_all()
         redis.proc.terminate()
@@ -252,6 +263,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in verdicts(rows):
         print(line)
     return 0
+
+
+def _combined(results: list[loadgen.LoadResult | None]) -> loadgen.LoadResult | None:
+    """Rounds of one target and kind as one: the mean rate, the worst p99 (and p50)."""
+    done = [r for r in results if r is not None]
+    if len(done) < len(results) or not done:
+        return None
+    p99s = [r.p99_ms for r in done if r.p99_ms is not None]
+    p50s = [r.p50_ms for r in done if r.p50_ms is not None]
+    return dataclasses.replace(
+        done[0],
+        requests=sum(r.requests for r in done),
+        duration_s=sum(r.duration_s for r in done),
+        rps=sum(r.rps for r in done) / len(done),
+        p50_ms=max(p50s) if p50s else None,
+        p99_ms=max(p99s) if p99s else None,
+        non_2xx=sum(r.non_2xx for r in done),
+        errors=sum(r.errors for r in done),
+    )
 
 
 def _cell(result: loadgen.LoadResult | None) -> str:
