@@ -137,18 +137,27 @@ def reserve(sock: socket.socket) -> socket.socket:
     """
     if not hasattr(socket, "SO_REUSEPORT"):
         return sock
-    address = sock.getsockname()
-    held = socket.socket(sock.family, socket.SOCK_STREAM)
-    try:
-        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.close()
-        held.bind(address)
-    except OSError:
-        held.close()
-        raise
+    family, address = sock.family, sock.getsockname()
+    sock.close()
+    held = _port_sharing_socket(family, address)
     held.set_inheritable(True)
     return held
+
+
+def _port_sharing_socket(family: int, address: Any, backlog: int | None = None) -> socket.socket:
+    """A TCP socket bound to `address` beside others that share the port (`SO_REUSEPORT`),
+    listening when given a backlog."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        if backlog is not None:
+            sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _own_socket(shared: socket.socket, backlog: int) -> socket.socket:
@@ -161,17 +170,11 @@ def _own_socket(shared: socket.socket, backlog: int) -> socket.socket:
     )
     if not reserved:
         return shared
-    own = socket.socket(shared.family, socket.SOCK_STREAM)
     try:
-        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        own.bind(shared.getsockname())
-        own.listen(backlog)
+        return _port_sharing_socket(shared.family, shared.getsockname(), backlog)
     except OSError as exc:
-        own.close()
         log.warning("worker serves the shared socket (cannot open its own: %s)", exc)
         return shared
-    return own
 
 
 class WorkerAcceptLoop(BatchAcceptLoop):

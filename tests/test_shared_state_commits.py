@@ -14,7 +14,8 @@ import pytest
 
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.errors import ApiError
-from opsmerge_sandbox.shared.records import COMMIT
+from opsmerge_sandbox.shared.records import COMMIT, SharedWorkspaces
+from opsmerge_sandbox.store.workspace import Durable
 from tests.shared_state_servers import RedisServer, records_of, redis_server, worker_state
 
 
@@ -23,12 +24,25 @@ def store() -> Iterator[RedisServer]:
     yield from redis_server()
 
 
+def _worker(store: RedisServer) -> tuple[SharedWorkspaces, str]:
+    """One worker's records on the store, and a collection to write to."""
+    state = worker_state(store.url)
+    return records_of(state), sorted(state.bases)[0]
+
+
+def _write(records: SharedWorkspaces, collection: str, record_id: str) -> Durable:
+    """A writer's change to workspace "w": staged, and its commit sent (await it for the
+    answer)."""
+    ws = records.get("w")
+    ws.begin()
+    ws.write(collection, {"id": record_id})
+    return ws.commit()
+
+
 def test_a_queued_writer_is_handed_the_lock_before_the_commit_ahead_of_it_is_answered(
     store: RedisServer,
 ) -> None:
-    state = worker_state(store.url)
-    records = records_of(state)
-    collection = sorted(state.bases)[0]
+    records, collection = _worker(store)
     assert store.proc is not None
     proc = store.proc
 
@@ -36,17 +50,13 @@ def test_a_queued_writer_is_handed_the_lock_before_the_commit_ahead_of_it_is_ans
         first = await records.lock("w")
         second = asyncio.ensure_future(records.lock("w"))  # queued on this worker
         await asyncio.sleep(0.01)
-        ws = records.get("w")
-        ws.begin()
-        ws.write(collection, {"id": "pipelined_1"})
         proc.send_signal(signal.SIGSTOP)  # the store answers nothing for now
         try:
-            saved_first = ws.commit()
+            saved_first = _write(records, collection, "pipelined_1")
             await asyncio.wait_for(asyncio.shield(second), 1.0)
             answered_first = saved_first.done
-            ws.begin()  # the second writer works on the first's change, not yet answered
-            ws.write(collection, {"id": "pipelined_2"})
-            saved_second = ws.commit()
+            # the second writer works on the first's change, not yet answered
+            saved_second = _write(records, collection, "pipelined_2")
         finally:
             proc.send_signal(signal.SIGCONT)
         await saved_first
@@ -66,9 +76,7 @@ def test_a_queued_writer_is_handed_the_lock_before_the_commit_ahead_of_it_is_ans
 def test_writers_queued_on_one_worker_all_write_in_one_loop_turn_once_the_lock_is_theirs(
     store: RedisServer,
 ) -> None:
-    state = worker_state(store.url)
-    records = records_of(state)
-    collection = sorted(state.bases)[0]
+    records, collection = _worker(store)
     queued = 8
 
     async def main() -> tuple[list[int], list[str], Any]:
@@ -86,20 +94,13 @@ def test_writers_queued_on_one_worker_all_write_in_one_loop_turn_once_the_lock_i
         async def writer(i: int) -> None:
             await records.lock("w")
             wrote_in.append(turn[0])
-            ws = records.get("w")
-            ws.begin()
-            ws.write(collection, {"id": f"queued_{i}"})
-            await ws.commit()
+            await _write(records, collection, f"queued_{i}")
 
         first = await records.lock("w")
         writers = [asyncio.ensure_future(writer(i)) for i in range(queued)]
         await asyncio.sleep(0.01)  # all waiting behind the first
         loop.call_soon(count)
-        ws = records.get("w")
-        ws.begin()
-        ws.write(collection, {"id": "first"})
-        saved = ws.commit()  # hands the lock on
-        await saved
+        await _write(records, collection, "first")  # hands the lock on
         await asyncio.gather(*writers)
         running[0] = False
         await records.unlock("w", first)
@@ -110,6 +111,7 @@ def test_writers_queued_on_one_worker_all_write_in_one_loop_turn_once_the_lock_i
     wrote_in, entries, locked = asyncio.run(main())
     # each writer used to wait a loop turn of its own (the worker's other requests ran between)
     assert len(wrote_in) == queued and len(set(wrote_in)) == 1, wrote_in
+    assert wrote_in[0] >= 1, "the loop turns were not being counted"
     assert len(entries) == queued
     assert locked.strip() == "0", "the last writer let the lock go"
 
@@ -117,18 +119,14 @@ def test_writers_queued_on_one_worker_all_write_in_one_loop_turn_once_the_lock_i
 def test_a_lock_handed_to_writers_that_are_cancelled_is_let_go_at_once(
     store: RedisServer,
 ) -> None:
-    state = worker_state(store.url)
-    records = records_of(state)
-    collection = sorted(state.bases)[0]
+    records, collection = _worker(store)
 
-    async def main() -> tuple[str, str]:
+    async def main() -> tuple[bool, str, str]:
         first = await records.lock("w")
         waiting = [asyncio.ensure_future(records.lock("w")) for _ in range(3)]
         await asyncio.sleep(0.01)
-        ws = records.get("w")
-        ws.begin()
-        ws.write(collection, {"id": "first"})
-        saved = ws.commit()  # hands the lock to the writers waiting...
+        saved = _write(records, collection, "first")  # hands the lock to the writers waiting...
+        handed = "w" in records.tokens and "w" not in records.holders
         for task in waiting:  # ...who go away before they take it (their clients left)
             task.cancel()
         await saved
@@ -138,9 +136,10 @@ def test_a_lock_handed_to_writers_that_are_cancelled_is_let_go_at_once(
         other = await asyncio.wait_for(records.lock("w"), 1.0)  # a new writer takes it
         await records.unlock("w", other)
         await records.unlock("w", first)
-        return held, store.cli("exists", records.keys("w").lock)
+        return handed, held, store.cli("exists", records.keys("w").lock)
 
-    held, after = asyncio.run(main())
+    handed, held, after = asyncio.run(main())
+    assert handed, "the commit kept the lock for the writers waiting"
     assert held.strip() == "0", "a handed lock nobody took stayed held in Redis"
     assert after.strip() == "0"
 
@@ -148,8 +147,7 @@ def test_a_lock_handed_to_writers_that_are_cancelled_is_let_go_at_once(
 def test_a_commit_made_on_a_log_length_the_store_does_not_hold_is_refused(
     store: RedisServer,
 ) -> None:
-    state = worker_state(store.url)
-    records = records_of(state)
+    records, _ = _worker(store)
     link, named = records.link, records.keys("w")
     keys = [named.ws, named.log, named.lock, records.names_key]
     store.cli("set", keys[2], "tok")
@@ -167,10 +165,8 @@ def test_a_commit_made_on_a_log_length_the_store_does_not_hold_is_refused(
 def test_commits_that_cannot_be_answered_are_all_undone_and_refused(
     store: RedisServer,
 ) -> None:
-    state = worker_state(store.url)
-    records = records_of(state)
+    records, collection = _worker(store)
     records.link.wire.timeout = 0.3
-    collection = sorted(state.bases)[0]
     assert store.proc is not None
     proc = store.proc
 
@@ -178,16 +174,12 @@ def test_commits_that_cannot_be_answered_are_all_undone_and_refused(
         first = await records.lock("w")
         second = asyncio.ensure_future(records.lock("w"))
         await asyncio.sleep(0.01)
-        ws = records.get("w")
-        ws.begin()
-        ws.write(collection, {"id": "lost_1"})
+        ws = records.get("w")  # the copy the writes go to, read again once they are refused
         proc.send_signal(signal.SIGSTOP)
         try:
-            saved = [ws.commit()]
+            saved = [_write(records, collection, "lost_1")]
             await asyncio.wait_for(asyncio.shield(second), 1.0)
-            ws.begin()
-            ws.write(collection, {"id": "lost_2"})
-            saved.append(ws.commit())
+            saved.append(_write(records, collection, "lost_2"))
             answers = await asyncio.gather(*saved, return_exceptions=True)
         finally:
             proc.send_signal(signal.SIGCONT)

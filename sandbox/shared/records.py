@@ -447,10 +447,7 @@ class SharedWorkspaces(Workspaces):
             return  # a woken writer is on its way, and checks for itself
         if name in self.tokens:
             if name not in self.holders and not turns.wake(1):
-                token = self.tokens.pop(name)
-                self.length.pop(name, None)
-                self._held.pop(name, None)
-                self.let_go(name, token)
+                self.let_go(name, self._end_hold(name))
         elif not turns.taking:
             turns.wake(1)
         if turns.idle and name not in self.tokens:
@@ -508,11 +505,16 @@ class SharedWorkspaces(Workspaces):
         if self.holders.get(name) != holder:
             return False
         del self.holders[name]
-        self.tokens.pop(name, None)
-        self.length.pop(name, None)
-        self._held.pop(name, None)
+        self._end_hold(name)
         self._pass_on(name)
         return True
+
+    def _end_hold(self, name: str) -> str:
+        """Forget this worker's hold of the lock (its token, log length and count); the
+        token."""
+        self.length.pop(name, None)
+        self._held.pop(name, None)
+        return self.tokens.pop(name)
 
     def after_commit(self, name: str, token: str, holder: str, handed: bool, n: int) -> None:
         """Once `holder`'s commit is answered (`n`: what COMMIT answered, 0 when it did not run):
