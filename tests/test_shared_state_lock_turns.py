@@ -37,10 +37,12 @@ def test_waiting_workers_take_the_lock_in_the_order_they_asked(store: RedisServe
         tasks = []
         for i, records in enumerate(waiting):
             tasks.append(asyncio.ensure_future(wait_turn(i, records)))
-            for _ in range(200):  # this one is in line before the next one asks
+            for _ in range(2000):  # this one is in line before the next one asks
                 if int(store.cli("zcard", line)) == i + 1:
                     break
                 await asyncio.sleep(0.005)
+            else:  # a loaded machine can be slow, but it must get there
+                raise AssertionError(f"waiter {i} never joined the line")
         await holder.unlock("w", held)
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
         return order

@@ -1,6 +1,7 @@
 """What a request costs the worker and the store on shared state, against a real redis-server:
-a read repeating the last one reuses its packed admission command, and the journal's entries of
-many requests reach the stream in one command per batch, the stream cut to its size once."""
+a read repeating the last one reuses its packed admission command, its admission's answer is one
+flat array, and the journal's entries of many requests reach the store in one transaction per
+batch, the list cut to its size once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 import msgspec
 import pytest
 import redis
+from limits.storage import RedisStorage
 
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.journal import Entry
@@ -19,6 +21,15 @@ from opsmerge_sandbox.settings import Settings
 from opsmerge_sandbox.shared import wire
 from opsmerge_sandbox.shared.journal import BATCH, SharedJournal
 from opsmerge_sandbox.shared.link import Link
+from opsmerge_sandbox.shared.records import CARRIED
+from opsmerge_sandbox.shared.stages import (
+    COUNTED,
+    COUNTS,
+    LENGTH,
+    WHOLE,
+    admit_script,
+    carried_and_evicted,
+)
 from tests.conftest import SMALL_RECIPE
 from tests.shared_state_servers import RedisServer, redis_server
 
@@ -74,24 +85,89 @@ def test_repeated_reads_pack_their_admission_once_and_a_write_makes_a_new_one(
     assert (after, renewed) == (first + 1, 1)  # the write moved the version: packed anew
 
 
-def test_a_batch_of_journal_entries_is_one_store_command_cut_to_the_newest_exactly(
+def _entries(journal: SharedJournal, paths: list[str]) -> None:
+    for i, path in enumerate(paths):
+        journal.add(Entry(float(i), "GET", path, "", None, 200, None, None, "default", None, 1.0))
+
+
+def test_a_batch_of_journal_entries_is_one_store_transaction_cut_to_the_newest_exactly(
     store: RedisServer,
 ) -> None:
     client = redis.Redis.from_url(store.url)
     link = Link(store.url, "test:")
     journal = SharedJournal(10, link)
-    count = BATCH + 40  # two script runs: a run never carries more than BATCH
+    count = BATCH + 40  # two pushes: a push never carries more than BATCH
 
     async def scenario() -> None:
-        for i in range(count):  # one loop turn: one batch
-            journal.add(Entry(float(i), "GET", f"/p/{i}", "", None, 200, None, None,
-                              "default", None, 1.0))
+        _entries(journal, [f"/p/{i}" for i in range(count)])  # one loop turn: one batch
         assert journal._writer is not None
         await journal._writer
 
-    before_runs, before_adds = _calls(client, "xtrim"), _calls(client, "xadd")
+    before = {c: _calls(client, c) for c in ("multi", "rpush", "ltrim", "exec")}
     asyncio.run(scenario())
-    assert _calls(client, "xtrim") - before_runs == 2
-    assert _calls(client, "xadd") - before_adds == count
-    kept = [msgspec.json.decode(fields[b"e"])[2] for _, fields in client.xrange(journal.stream)]
+    assert {c: _calls(client, c) - n for c, n in before.items()} == {
+        "multi": 1, "rpush": 2, "ltrim": 1, "exec": 1,
+    }
+    kept = [msgspec.json.decode(raw)[2] for raw in client.lrange(journal.list, 0, -1)]
     assert kept == [f"/p/{i}" for i in range(count - 10, count)]
+    assert [e["path"] for e in journal.recent(3)] == [f"/p/{i}" for i in range(count - 3, count)]
+
+
+def test_a_journal_batch_the_store_refuses_is_reported_and_the_next_is_written(
+    store: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = redis.Redis.from_url(store.url)
+    journal = SharedJournal(10, Link(store.url, "test:"))
+    client.set(journal.list, "not a list")  # every push of this batch fails inside EXEC
+
+    async def batch(paths: list[str]) -> None:
+        _entries(journal, paths)
+        assert journal._writer is not None
+        await journal._writer
+
+    with caplog.at_level("WARNING", logger="sandbox.shared"):  # another test may quieten it
+        asyncio.run(batch(["/refused"]))
+    assert "journal: 1 entries not written" in caplog.text
+    assert "WRONGTYPE" in caplog.text
+    client.delete(journal.list)
+    asyncio.run(batch(["/a", "/b"]))
+    assert [msgspec.json.decode(raw)[2] for raw in client.lrange(journal.list, 0, -1)] == [
+        "/a", "/b",
+    ]
+
+
+def test_an_admission_answers_one_flat_array_that_reads_back_as_asked(
+    store: RedisServer,
+) -> None:
+    link = Link(store.url, "test:")
+    script = link.script(admit_script(RedisStorage.SCRIPT_INCR_EXPIRE.decode(), visit=False))
+    keys = ["c:v", "c:snap", "c:boot", "ws", "log", "rate:a", "rate:b"]
+    client = redis.Redis.from_url(store.url)
+    client.set("c:v", 4)
+    client.set("c:snap", "snapshot")
+    client.hset("ws", "e", 2)
+    client.rpush("log", "one", "two", "three")
+    client.set("rate:b", 5)
+
+    async def admit(have: tuple[int, int], limits: tuple[int, int]) -> list[Any]:
+        args: list[Any] = [3, "mark", *have, 2]
+        for limit in limits:
+            args += [60, 1, limit]
+        answer: list[Any] = await script(keys, args)
+        link.wire.close()
+        return answer
+
+    # behind on control and one entry behind on the log; the second bucket is past its limit
+    found = asyncio.run(admit((2, 2), (10, 5)))
+    assert 59_000 < found[8] <= 60_000  # the new window's time left
+    found[8] = 60_000
+    assert found == [b"mark", 4, b"snapshot", 2, 3, 1, 2, 1, 60_000, 6, -1, 1, b"three"]
+    assert carried_and_evicted(found) == ([b"three"], [])
+    # a spent first bucket: the second is not counted; too far behind: no entries, not whole
+    client.set("rate:a", 10)
+    client.rpush("log", *[f"e{i}" for i in range(CARRIED + 1)])
+    found = asyncio.run(admit((2, 2), (10, 5)))
+    assert (found[WHOLE], found[LENGTH], found[COUNTED], found[COUNTS]) == (
+        0, 3 + CARRIED + 1, 1, 11)
+    assert carried_and_evicted(found) == ([], [])
+    assert client.get("rate:b") == b"6"

@@ -14,7 +14,7 @@ import pytest
 import redis
 import redis.exceptions
 
-from opsmerge_sandbox.shared.wire import Wire, WireScript
+from opsmerge_sandbox.shared.wire import Wire, WireScript, rebased
 from tests.shared_state_servers import RedisServer, redis_server
 
 
@@ -156,3 +156,15 @@ def test_a_wire_used_from_a_new_event_loop_connects_again(store: RedisServer) ->
     assert asyncio.run(incr()) == 1
     assert asyncio.run(incr()) == 2  # the first loop, and its socket, are gone
     wire.close()
+
+
+def test_a_rebased_part_has_its_keys_and_arguments_moved_and_a_part_that_cannot_move_is_refused(
+) -> None:
+    part = "local a = redis.call('GET', KEYS[1])\nlocal b = ARGV[2] .. KEYS[12]\n"
+    assert rebased(part, keys=3, args=5) == (
+        "local a = redis.call('GET', KEYS[4])\nlocal b = ARGV[7] .. KEYS[15]\n"
+    )
+    with pytest.raises(ValueError, match=r"KEYS\[i\]"):
+        rebased("for i = 1, 2 do redis.call('DEL', KEYS[i]) end", keys=1, args=0)
+    with pytest.raises(ValueError, match="return"):
+        rebased("local a = KEYS[1]\nreturn a\n", keys=1, args=0)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from fnmatch import translate
 from re import compile as compile_re
@@ -40,8 +40,8 @@ _decode = msgspec.json.decode
 
 # The store's boot mark (set by the first worker to find none: a store that lost its data, a
 # Redis restarted without persistence, has none), the control version and, when this worker's
-# is behind, the snapshot: {boot, v, snapshot or ''}
-CONTROL = """
+# is behind, the snapshot, in the locals boot, v and snap (a part of the admission's script too)
+CONTROL_CHECK = """
 local boot = redis.call('GET', KEYS[3])
 if not boot then
   redis.call('SET', KEYS[3], ARGV[2])
@@ -50,8 +50,9 @@ end
 local v = tonumber(redis.call('GET', KEYS[1]) or '0')
 local snap = ''
 if v ~= tonumber(ARGV[1]) then snap = redis.call('GET', KEYS[2]) or '' end
-return {boot, v, snap}
 """
+# ... alone: {boot, v, snapshot or ''}
+CONTROL = CONTROL_CHECK + "return {boot, v, snap}\n"
 PUBLISH = """
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 redis.call('SET', KEYS[2], ARGV[2])
@@ -137,7 +138,7 @@ class Control:
         """Add the control check to a pipeline; pass its answer to `take`."""
         self.link.queue(pipe, self._control, self.control_keys, [self.version, self.mark])
 
-    def take(self, answer: list[Any]) -> bool:
+    def take(self, answer: Sequence[Any]) -> bool:
         """Load what a control check found; False when the store lost its data since this
         worker last looked (its copy is then forgotten: ask again)."""
         boot, version, snap = answer

@@ -60,8 +60,9 @@ class WorkspaceKeys(NamedTuple):
     wake: str  # + a worker: the list that worker waits on to be woken
 
 # What a request must apply before it is served: the workspace's epoch, its log length, and
-# where the entries it lacks start (-1: none; 0: all of them, when the epoch moved on).
-_MISSING_FROM = """
+# where the entries it lacks start (-1: none; 0: all of them, when the epoch moved on), in the
+# locals e, n and from (a part of the admission's script too).
+MISSING_FROM = """
 local e = tonumber(redis.call('HGET', KEYS[1], 'e') or '0')
 local n = redis.call('LLEN', KEYS[2])
 local from = -1
@@ -72,7 +73,7 @@ elseif n > tonumber(ARGV[2]) then
 end
 """
 # ... and those entries. Shared by the read and write paths.
-_CATCH_UP = _MISSING_FROM + """
+_CATCH_UP = MISSING_FROM + """
 local entries = {}
 if from >= 0 then entries = redis.call('LRANGE', KEYS[2], from, -1) end
 """
@@ -142,16 +143,10 @@ end
 return n
 """
 CATCH_UP = _CATCH_UP + "return {e, n, entries}"
-# A request's own catch-up (in its admission script): as CATCH_UP, but the entries come only when
-# at most ARGV[3] are missing, and a fourth answer says whether they did. A worker that fell far
-# behind fetches the rest once (`SharedWorkspaces.bring_up`), instead of every request of that
-# moment carrying the same thousands of entries out of Redis.
-CATCH_UP_SOME = _MISSING_FROM + """
-if from < 0 then return {e, n, {}, 1} end
-if n - from > tonumber(ARGV[3]) then return {e, n, {}, 0} end
-return {e, n, redis.call('LRANGE', KEYS[2], from, -1), 1}
-"""
-CARRIED = 32  # entries a request's admission brings along at most
+# A request's admission (`stages.admit_script`) brings along at most CARRIED missing entries; a
+# worker that fell further behind fetches them once (`SharedWorkspaces.bring_up`), instead of
+# every request of that moment carrying the same thousands of entries out of Redis.
+CARRIED = 32
 UNLOCK = lua_function("wake", _WAKE) + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])

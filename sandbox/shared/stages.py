@@ -24,11 +24,11 @@ from opsmerge_sandbox.pipeline.address import client_address, parse_networks
 from opsmerge_sandbox.pipeline.ratelimit import WINDOW_SECONDS
 from opsmerge_sandbox.pipeline.read_request import READS
 from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
-from opsmerge_sandbox.shared.control import CONTROL
+from opsmerge_sandbox.shared.control import CONTROL_CHECK
 from opsmerge_sandbox.shared.hosted import VISIT
 from opsmerge_sandbox.shared.link import UNREACHABLE, unavailable
-from opsmerge_sandbox.shared.records import CARRIED, CATCH_UP_SOME
-from opsmerge_sandbox.shared.wire import lua_function
+from opsmerge_sandbox.shared.records import CARRIED, MISSING_FROM
+from opsmerge_sandbox.shared.wire import lua_function, rebased
 from opsmerge_sandbox.store.workspace import Workspaces
 
 if TYPE_CHECKING:
@@ -44,43 +44,69 @@ _PACKED_MAX = 4096  # admission commands kept packed; past it they start over
 
 
 def admit_script(incr_expire: str, visit: bool) -> str:
-    """One script for a request's admission, from the parts the other modules run alone: the
-    control check (`control.CONTROL`), the workspace's catch-up (`records.CATCH_UP_SOME`), each
-    rate hit with `limits`' own `incr_expire` script and the window's time left, and (hosted) the
-    visit (`hosted.VISIT`). Each part keeps its own text, as a Lua function of its own keys and
-    arguments. Hits are counted in order and the first past its limit ends the count (a hosted
-    request refused by its address's budget spends nothing of its key's, as in one process).
-    Answers {control, catch-up, counts (count, ms left per hit counted), evicted}."""
+    """One script for a request's admission, from parts the other modules also run alone: the
+    control check (`control.CONTROL_CHECK`) and what the workspace's copy lacks
+    (`records.MISSING_FROM`), inline with their keys and arguments moved to this script's
+    (`wire.rebased`); each rate hit with `limits`' own `incr_expire` script (a function of its
+    own keys and arguments, its text as `limits` ships it) and the window's time left; and
+    (hosted) the visit (`hosted.VISIT`). Hits are counted in order and the first past its limit
+    ends the count (a hosted request refused by its address's budget spends nothing of its
+    key's, as in one process).
+
+    The answer is one flat array (`BOOT` ... `COUNTS` say where each part is): building and
+    sending a table of tables cost the store more than all the commands the script runs."""
     parts = [
-        lua_function("control", CONTROL),
-        lua_function("catch_up", CATCH_UP_SOME),
         lua_function("incr_expire", incr_expire),
         *([lua_function("visit", VISIT)] if visit else []),
+        rebased(CONTROL_CHECK, keys=0, args=0),
+        rebased(MISSING_FROM, keys=3, args=2),
         """
-local checked = control({KEYS[1], KEYS[2], KEYS[3]}, {ARGV[1], ARGV[2]})
-local news = catch_up({KEYS[4], KEYS[5]}, {ARGV[3], ARGV[4], CARRIED})
+local out = {boot, v, snap, e, n, 1, 0}
+local entries = {}
+if from >= 0 then
+  if n - from > CARRIED then out[6] = 0  -- too far behind for one answer: fetched apart
+  else entries = redis.call('LRANGE', KEYS[5], from, -1) end
+end
 local hits = tonumber(ARGV[5])
-local counts = {}
+local at = 8
 for i = 1, hits do
   local key = KEYS[5 + i]
   local used = incr_expire({key}, {ARGV[3 + 3 * i], ARGV[4 + 3 * i]})
-  table.insert(counts, used)
-  table.insert(counts, redis.call('PTTL', key))
+  out[at] = used
+  out[at + 1] = redis.call('PTTL', key)
+  at = at + 2
   if used > tonumber(ARGV[5 + 3 * i]) then break end  -- refused here: the next is not spent
 end
-local evicted = {}
+out[7] = (at - 8) / 2
+out[at] = #entries
+for i = 1, #entries do out[at + i] = entries[i] end
+at = at + #entries + 1
 """,
     ]
     if visit:
         parts.append("""
 if hits > 0 then
   local k, a = 6 + hits, 6 + 3 * hits
-  evicted = visit({KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]},
-                  {ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]})
+  local evicted = visit({KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]},
+                        {ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]})
+  for i = 1, #evicted do out[at + i - 1] = evicted[i] end
 end
 """)
-    parts.append("return {checked, news, counts, evicted}")
+    parts.append("return out")
     return "\n".join(parts).replace("CARRIED", str(CARRIED))
+
+
+# Where each part of an admission's flat answer is (see `admit_script`): from COUNTS on, per hit
+# counted, the window's count and then its ms left; then the number of log entries carried, the
+# entries, and (hosted) the names the visit evicted (`carried_and_evicted`).
+BOOT, VERSION, SNAPSHOT, EPOCH, LENGTH, WHOLE, COUNTED, COUNTS = range(8)
+
+
+def carried_and_evicted(found: list[Any]) -> tuple[list[bytes], list[bytes]]:
+    """The log entries an admission's answer carried, and the workspaces its visit evicted."""
+    at = COUNTS + 2 * found[COUNTED]
+    carried = found[at]
+    return found[at + 1 : at + 1 + carried], found[at + 1 + carried :]
 
 
 class SharedAdmission:
@@ -137,25 +163,25 @@ class SharedAdmission:
                 found = await self._admit.answer_packed(self._admit.send_packed(command), command)
             except UNREACHABLE as exc:
                 raise unavailable(exc) from exc
-            checked, (epoch, n, entries, whole), counts, evicted = found
             control = self.control
             if (
-                checked[1] == control.version
-                and (epoch, n) <= self.records.have(name)
-                and checked[0] == control.boot
+                found[VERSION] == control.version
+                and (found[EPOCH], found[LENGTH]) <= self.records.have(name)
+                and found[BOOT] == control.boot
             ):
                 break  # this worker's copy was current: the common case, one round trip
             # the buckets it counted: a bucket past its limit stops the count of those after it
-            keys = [self.buckets.key(b, limit) for b, limit in hits[: len(counts) // 2]]
-            if not control.take(checked):  # the store lost its data: from the seed
+            keys = [self.buckets.key(b, limit) for b, limit in hits[: found[COUNTED]]]
+            if not control.take(found[BOOT:EPOCH]):  # the store lost its data: from the seed
                 await self._undo(keys)
                 self._resolve(ctx)
                 continue
-            if whole:
-                self.records.catch_up(name, sent, int(epoch), int(n), entries)
+            if found[WHOLE]:
+                entries, _ = carried_and_evicted(found)
+                self.records.catch_up(name, sent, found[EPOCH], found[LENGTH], entries)
             else:  # too far behind for one answer to carry it all
                 try:
-                    await self.records.bring_up(name, (int(epoch), int(n)))
+                    await self.records.bring_up(name, (found[EPOCH], found[LENGTH]))
                 except UNREACHABLE as exc:
                     raise unavailable(exc) from exc
             try:
@@ -168,11 +194,14 @@ class SharedAdmission:
             await self._undo(keys)  # counted for a caller the new state resolves otherwise
         else:
             raise unavailable()
-        if evicted:
-            await self._evict(evicted)
-        for i, (_bucket, limit) in enumerate(hits[: len(counts) // 2]):
-            used = int(counts[2 * i])
-            ctx.rate = self.buckets.state(limit, used, int(counts[2 * i + 1]))
+        if self.hosted is not None:
+            _, evicted = carried_and_evicted(found)
+            if evicted:
+                await self._evict(evicted)
+        for i in range(found[COUNTED]):
+            limit = hits[i][1]
+            used = found[COUNTS + 2 * i]
+            ctx.rate = self.buckets.state(limit, used, found[COUNTS + 2 * i + 1])
             if used > limit:
                 raise self.buckets.refusal(ctx.rate)
 

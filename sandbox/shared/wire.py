@@ -20,6 +20,7 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import re
 import socket
 import ssl
 from collections.abc import Coroutine
@@ -252,6 +253,28 @@ class Wire:
                     waiter.set_exception(redis.ConnectionError("The connection was closed"))
             if conn is not None and conn.transport is not None:
                 conn.transport.close()
+
+
+_INDEXED = re.compile(r"\b(KEYS|ARGV)\[([^\]]*)\]")
+
+
+def rebased(part: str, keys: int, args: int) -> str:
+    """A script's part that also runs alone, to run inline in a larger script whose keys and
+    arguments for it start `keys` and `args` further on: each KEYS[i] and ARGV[i] moved by that
+    much. Inline, a part costs the store only its own commands; as a Lua function of tables of
+    its keys and arguments it cost a closure and two tables a run, and the store's garbage
+    collector their sweep. The part leaves its results in locals; an index it computes, or a
+    `return` of its own, could not be moved, so such a part is refused."""
+    if re.search(r"^return\b", part, re.M):
+        raise ValueError("a rebased part must leave its results in locals, not return them")
+
+    def move(found: re.Match[str]) -> str:
+        kind, index = found[1], found[2]
+        if not index.isdigit():
+            raise ValueError(f"a rebased part indexes {kind}[{index}]: only literal indices move")
+        return f"{kind}[{int(index) + (keys if kind == 'KEYS' else args)}]"
+
+    return _INDEXED.sub(move, part)
 
 
 def lua_function(name: str, body: str) -> str:
