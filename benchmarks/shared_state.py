@@ -11,7 +11,7 @@ several cores, and on this 2-core machine the workers, Redis and the load tool s
 
 Then, per operation kind, what one request costs Redis, from `INFO` deltas over sequential
 requests to one worker: round trips (the server's socket reads) and commands. The journal's
-stream writes run off the request path, in batches; they are shown apart.
+writes run off the request path, in batches; they are shown apart.
 
     .venv/bin/python benchmarks/shared_state.py [--duration 10] [--workers 1,2,4] [--rounds 2]
     .venv/bin/python benchmarks/shared_state.py --instructions [--root DIR]
@@ -20,7 +20,10 @@ stream writes run off the request path, in batches; they are shown apart.
 worker in process (the app called directly, 64 requests at a time, no HTTP server), in memory and
 on a Redis it starts: repeatable on a busy machine, where wall-clock runs of the same build
 differ by 10-40%, so it is the measure for a before/after of the worker's own work on shared
-state (`--root` measures another checkout). It does not count Redis's own work, nor the kernel's.
+state (`--root` measures another checkout). It also counts Redis's own work per request (the same
+requests from a worker run natively, on a second redis-server run under callgrind): one Redis
+serves every worker and host, so what a request costs it bounds the whole sandbox. It does not
+count the kernel's work.
 
 Targets (printed met/missed): Redis with 1 worker >= 70% of the in-memory rate for list and
 get; 2 workers >= 1.3x one worker for list and get; p99 <= 50 ms at 64 connections throughout.
@@ -30,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +53,7 @@ REDIS_SHARE = 0.70
 TWO_WORKERS = 1.3
 SEQUENTIAL = 200  # requests per kind for the round-trip count
 KINDS = ("list", "get", "create")
+JOURNAL_COMMANDS = ("multi", "rpush", "ltrim", "exec")
 
 
 @dataclass(slots=True)
@@ -68,35 +74,54 @@ class Redis:
                               text=True, timeout=10, check=True).stdout
 
     def stats(self) -> dict[str, int]:
-        """Socket reads, commands, and the journal's XADD and XTRIM calls (one XTRIM per batch
-        the journal writes) so far."""
+        """Socket reads, commands, and the calls of the commands the journal's batches are made
+        of (one transaction each: MULTI, RPUSH, LTRIM, EXEC) so far."""
         info = self.cli("info", "all")
-        found: dict[str, int] = {"reads": 0, "commands": 0, "xadd": 0, "xtrim": 0}
+        found: dict[str, int] = dict.fromkeys(("reads", "commands", *JOURNAL_COMMANDS), 0)
         for line in info.splitlines():
             if line.startswith("total_reads_processed:"):
                 found["reads"] = int(line.split(":")[1])
             elif line.startswith("total_commands_processed:"):
                 found["commands"] = int(line.split(":")[1])
-            elif line.startswith("cmdstat_xadd:"):
-                found["xadd"] = int(line.split("calls=")[1].split(",")[0])
-            elif line.startswith("cmdstat_xtrim:"):
-                found["xtrim"] = int(line.split("calls=")[1].split(",")[0])
+            elif line.startswith("cmdstat_") and line[8:].split(":")[0] in JOURNAL_COMMANDS:
+                found[line[8:].split(":")[0]] = int(line.split("calls=")[1].split(",")[0])
         return found
 
+    def instructions(self, run: Callable[[], object]) -> int:
+        """The instructions a server started with `counted` spent while `run` ran."""
+        pid = str(self.proc.pid)
+        subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+        run()
+        for old in Path(self.dir).glob("callgrind.out*"):
+            old.unlink()
+        subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+        total = 0
+        for dump in Path(self.dir).glob("callgrind.out*"):
+            found = re.search(rb"^(?:totals|summary): (\d+)", dump.read_bytes(), re.M)
+            if found is None:
+                raise SystemExit(f"{dump}: no instruction total")
+            total += int(found[1])
+        return total
 
-def start_redis() -> Redis:
+
+def start_redis(counted: bool = False) -> Redis:
+    """A redis-server without persistence; `counted`: under callgrind, so `Redis.instructions`
+    can count its work."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise SystemExit("redis-server is missing: make redis-deps (apt-get install redis-server)")
     port = bench.free_port()
     folder = tempfile.mkdtemp(prefix="opsmerge-bench-redis-")
+    argv = [exe, "--port", str(port), "--bind", bench.HOST, "--save", "", "--appendonly", "no",
+            "--dir", folder]
+    if counted:
+        argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder}/callgrind.out",
+                *argv]
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", bench.HOST, "--save", "", "--appendonly", "no",
-         "--dir", folder],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     redis = Redis(port, proc, folder)
-    for _ in range(200):
+    for _ in range(600 if counted else 200):
         try:
             if redis.cli("ping").strip() == "PONG":
                 return redis
@@ -130,9 +155,9 @@ def round_trips(redis: Redis, port: int, headers: dict[str, str], agent_id: str,
                 raise SystemExit(f"{kind} answered {status}: {body[:200]!r}")
         time.sleep(0.3)  # the journal's writer
         after = redis.stats()
-        # the journal's batches: one script run each (its read), adding entries and trimming
-        journal = (after["xtrim"] - before["xtrim"]) / SEQUENTIAL
-        journal_commands = journal * 2 + (after["xadd"] - before["xadd"]) / SEQUENTIAL
+        # the journal's batches: one transaction each (its read)
+        journal = (after["exec"] - before["exec"]) / SEQUENTIAL
+        journal_commands = sum(after[c] - before[c] for c in JOURNAL_COMMANDS) / SEQUENTIAL
         # `redis-cli info` itself is one read and one command on each side of the run
         reads = (after["reads"] - before["reads"] - 1) / SEQUENTIAL
         commands = (after["commands"] - before["commands"] - 1) / SEQUENTIAL
@@ -160,31 +185,42 @@ def _requests(root: Path, kind: str, state_url: str, n: int) -> None:
         raise SystemExit(f"{kind} answered {sorted(statuses)}")
 
 
-def instructions(root: Path) -> None:
-    """Instructions per request of each kind, in memory and on Redis: the difference of two run
-    lengths (start-up cancels out)."""
+def instructions(root: Path, kinds: Sequence[str]) -> None:
+    """Instructions per request of each kind, in memory and on Redis, and Redis's own: the
+    difference of two run lengths (start-up cancels out)."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     redis = start_redis()
+    counted = start_redis(counted=True)
     env = tooling.private_cache_env(root, "shared-state")
+    short, long = 5 * CONCURRENT, 25 * CONCURRENT
     try:
-        print(f"instructions per request in one worker, in process, {CONCURRENT} at a time")
-        for kind in KINDS:
+        print(f"instructions per request in one worker, in process, {CONCURRENT} at a time, "
+              "and in Redis")
+        for kind in kinds:
             counts = []
             for url in ("", redis.url):
                 redis.cli("flushall")
                 cmd = [sys.executable, __file__, "--root", str(root), "--requests", kind,
                        "--state-url", url]
                 subprocess.run([*cmd, str(CONCURRENT)], check=True, env=env)  # warm the cache
-                counts.append(tooling.instructions_per_unit(
-                    cmd, env, 5 * CONCURRENT, 25 * CONCURRENT))
+                counts.append(tooling.instructions_per_unit(cmd, env, short, long))
             memory, shared = counts
+            # the same requests from a worker run natively, on a Redis run under callgrind
+            cmd = [sys.executable, __file__, "--root", str(root), "--requests", kind,
+                   "--state-url", counted.url]
+            counted.cli("flushall")
+            store = [counted.instructions(functools.partial(
+                subprocess.run, [*cmd, str(n)], check=True, env=env)) for n in (short, long)]
+            in_store = (store[1] - store[0]) / (long - short)
             print(f"{kind:<7} memory {memory / 1000:8.1f}k   redis {shared / 1000:8.1f}k   "
-                  f"(+{(shared - memory) / 1000:.1f}k, {shared / memory:.2f}x)", flush=True)
+                  f"(+{(shared - memory) / 1000:.1f}k, {shared / memory:.2f}x)   "
+                  f"in Redis {in_store / 1000:6.1f}k", flush=True)
     finally:
-        redis.proc.terminate()
-        redis.proc.wait(10)
-        shutil.rmtree(redis.dir, ignore_errors=True)
+        for server in (redis, counted):
+            server.proc.terminate()
+            server.proc.wait(30)
+            shutil.rmtree(server.dir, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--instructions", action="store_true",
                    help="count instructions per request with callgrind instead")
     p.add_argument("--root", type=Path, default=bench.ROOT, help="the checkout to measure")
+    p.add_argument("--kinds", default=",".join(KINDS), help="with --instructions: which kinds")
     p.add_argument("--requests", choices=KINDS, help=argparse.SUPPRESS)
     p.add_argument("--state-url", default="", help=argparse.SUPPRESS)
     p.add_argument("count", nargs="?", type=int, help=argparse.SUPPRESS)
@@ -207,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _requests(args.root, args.requests, args.state_url, args.count)
         return 0
     if args.instructions:
-        instructions(args.root)
+        instructions(args.root, [k for k in args.kinds.split(",") if k in KINDS])
         return 0
     tool = loadgen.ensure_tool(args.tool)
     opts = bench.Options(tool, args.duration, args.warmup, args.connections, args.threads, 1,
