@@ -149,9 +149,8 @@ def test_an_admission_answers_one_flat_array_that_reads_back_as_asked(
     client.rpush("log", "one", "two", "three")
     client.set("rate:b", 5)
 
-    async def admit(have: tuple[int, int], limits: tuple[int, int], carry: int = CARRIED,
-                    ) -> list[Any]:
-        args: list[Any] = [3, "mark", *have, carry, len(limits)]
+    async def admit(have: tuple[int, int], limits: tuple[int, int]) -> list[Any]:
+        args: list[Any] = [3, "mark", *have, 2]
         for limit in limits:
             args += [60, 1, limit]
         answer: list[Any] = await script(keys, args)
@@ -172,7 +171,3 @@ def test_an_admission_answers_one_flat_array_that_reads_back_as_asked(
         0, 3 + CARRIED + 1, 1, 11)
     assert carried_and_evicted(found) == ([], [])
     assert client.get("rate:b") == b"6"
-    # a write's admission carries none: one entry behind, it brings none and says so
-    found = asyncio.run(admit((2, 3 + CARRIED), (10**6, 10**6), carry=0))
-    assert (found[WHOLE], carried_and_evicted(found)) == (0, ([], []))
-

@@ -64,18 +64,18 @@ def admit_script(incr_expire: str, visit: bool) -> str:
 local out = {boot, v, snap, e, n, 1, 0}
 local entries = {}
 if from >= 0 then
-  if n - from > tonumber(ARGV[5]) then out[6] = 0  -- more than it may carry: fetched apart
+  if n - from > CARRIED then out[6] = 0  -- too far behind for one answer: fetched apart
   else entries = redis.call('LRANGE', KEYS[5], from, -1) end
 end
-local hits = tonumber(ARGV[6])
+local hits = tonumber(ARGV[5])
 local at = 8
 for i = 1, hits do
   local key = KEYS[5 + i]
-  local used = incr_expire({key}, {ARGV[4 + 3 * i], ARGV[5 + 3 * i]})
+  local used = incr_expire({key}, {ARGV[3 + 3 * i], ARGV[4 + 3 * i]})
   out[at] = used
   out[at + 1] = redis.call('PTTL', key)
   at = at + 2
-  if used > tonumber(ARGV[6 + 3 * i]) then break end  -- refused here: the next is not spent
+  if used > tonumber(ARGV[5 + 3 * i]) then break end  -- refused here: the next is not spent
 end
 out[7] = (at - 8) / 2
 out[at] = #entries
@@ -86,14 +86,14 @@ at = at + #entries + 1
     if visit:
         parts.append("""
 if hits > 0 then
-  local k, a = 6 + hits, 7 + 3 * hits
+  local k, a = 6 + hits, 6 + 3 * hits
   local evicted = visit({KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]},
                         {ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]})
   for i = 1, #evicted do out[at + i - 1] = evicted[i] end
 end
 """)
     parts.append("return out")
-    return "\n".join(parts)
+    return "\n".join(parts).replace("CARRIED", str(CARRIED))
 
 
 # Where each part of an admission's flat answer is (see `admit_script`): from COUNTS on, per hit
@@ -153,17 +153,12 @@ class SharedAdmission:
                 raise
             await self._refresh(ctx)  # a key or an owner another worker changed?
             self._resolve(ctx)
-        # a write's lock catches its workspace up (`SharedHandle`), so its admission carries
-        # none of the log: under a burst of creates each admission otherwise brought back the
-        # entries committed since it was sent, the worker's own
-        write = ctx.op.method not in READS
-        carry = 0 if write else CARRIED
         for _ in range(3):
             assert ctx.workspace is not None
             name = ctx.workspace.name
             hits = self._hits(ctx)
             sent = self.records.have(name)
-            command = self._command(name, sent, carry, hits)
+            command = self._command(name, sent, hits)
             try:
                 found = await self._admit.answer_packed(self._admit.send_packed(command), command)
             except UNREACHABLE as exc:
@@ -171,7 +166,7 @@ class SharedAdmission:
             control = self.control
             if (
                 found[VERSION] == control.version
-                and (write or (found[EPOCH], found[LENGTH]) <= self.records.have(name))
+                and (found[EPOCH], found[LENGTH]) <= self.records.have(name)
                 and found[BOOT] == control.boot
             ):
                 break  # this worker's copy was current: the common case, one round trip
@@ -181,9 +176,7 @@ class SharedAdmission:
                 await self._undo(keys)
                 self._resolve(ctx)
                 continue
-            if write:
-                pass  # the workspace: caught up by its lock
-            elif found[WHOLE]:
+            if found[WHOLE]:
                 entries, _ = carried_and_evicted(found)
                 self.records.catch_up(name, sent, found[EPOCH], found[LENGTH], entries)
             else:  # too far behind for one answer to carry it all
@@ -212,30 +205,27 @@ class SharedAdmission:
             if used > limit:
                 raise self.buckets.refusal(ctx.rate)
 
-    def _command(
-        self, name: str, sent: Version, carry: int, hits: list[tuple[str, int]]
-    ) -> bytes:
+    def _command(self, name: str, sent: Version, hits: list[tuple[str, int]]) -> bytes:
         """The request's one script run, packed (see `_args`); made once per combination of
         what it depends on, except when hosted (a visit's arguments carry the time)."""
         if self.hosted is not None:
-            return self._admit.pack(*self._args(name, sent, carry, hits))
+            return self._admit.pack(*self._args(name, sent, hits))
         control = self.control
-        key = (name, sent, carry, control.version, control.mark, *hits)
+        key = (name, sent, control.version, control.mark, *hits)
         command = self._packed.get(key)
         if command is None:
             if len(self._packed) >= _PACKED_MAX:
                 self._packed.clear()
-            command = self._packed[key] = self._admit.pack(*self._args(name, sent, carry, hits))
+            command = self._packed[key] = self._admit.pack(*self._args(name, sent, hits))
         return command
 
     def _args(
-        self, name: str, sent: Version, carry: int, hits: list[tuple[str, int]]
+        self, name: str, sent: Version, hits: list[tuple[str, int]]
     ) -> tuple[list[str], list[Any]]:
-        """Keys and arguments of the request's one script (see `admit_script`): `carry`, the
-        most log entries its answer may bring."""
+        """Keys and arguments of the request's one script (see `admit_script`)."""
         control, named = self.control, self.records.keys(name)
         keys = [*control.control_keys, named.ws, named.log]
-        args: list[Any] = [control.version, control.mark, sent[0], sent[1], carry, len(hits)]
+        args: list[Any] = [control.version, control.mark, sent[0], sent[1], len(hits)]
         for bucket, limit in hits:
             keys.append(self.buckets.key(bucket, limit))
             args += [WINDOW_SECONDS, 1, limit]
