@@ -14,7 +14,7 @@ requests to one worker: round trips (the server's socket reads) and commands. Th
 writes run off the request path, in batches; they are shown apart.
 
     .venv/bin/python benchmarks/shared_state.py [--duration 10] [--workers 1,2,4] [--rounds 2]
-    .venv/bin/python benchmarks/shared_state.py --instructions [--root DIR]
+    .venv/bin/python benchmarks/shared_state.py --instructions [--root DIR] [--kinds list,get]
 
 `--instructions` counts, with callgrind, the CPU instructions one request of each kind costs a
 worker in process (the app called directly, 64 requests at a time, no HTTP server), in memory and
@@ -83,8 +83,10 @@ class Redis:
                 found["reads"] = int(line.split(":")[1])
             elif line.startswith("total_commands_processed:"):
                 found["commands"] = int(line.split(":")[1])
-            elif line.startswith("cmdstat_") and line[8:].split(":")[0] in JOURNAL_COMMANDS:
-                found[line[8:].split(":")[0]] = int(line.split("calls=")[1].split(",")[0])
+            elif line.startswith("cmdstat_"):
+                command = line[len("cmdstat_"):].split(":")[0]
+                if command in JOURNAL_COMMANDS:
+                    found[command] = int(line.split("calls=")[1].split(",")[0])
         return found
 
     def instructions(self, run: Callable[[], object]) -> int:
