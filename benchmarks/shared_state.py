@@ -187,6 +187,12 @@ def _requests(root: Path, kind: str, state_url: str, n: int) -> None:
         raise SystemExit(f"{kind} answered {sorted(statuses)}")
 
 
+def _requests_command(root: Path, kind: str, state_url: str) -> list[str]:
+    """This script run as `_requests` (append the count)."""
+    return [sys.executable, __file__, "--root", str(root), "--requests", kind,
+            "--state-url", state_url]
+
+
 def instructions(root: Path, kinds: Sequence[str]) -> None:
     """Instructions per request of each kind, in memory and on Redis, and Redis's own: the
     difference of two run lengths (start-up cancels out)."""
@@ -199,21 +205,23 @@ def instructions(root: Path, kinds: Sequence[str]) -> None:
     try:
         print(f"instructions per request in one worker, in process, {CONCURRENT} at a time, "
               "and in Redis")
+        # each run from an empty Redis: a run after another would first catch up on the other's
+        # writes (creates), and the difference of the two would count that too
+        fresh = functools.partial(redis.cli, "flushall")
         for kind in kinds:
             counts = []
             for url in ("", redis.url):
-                redis.cli("flushall")
-                cmd = [sys.executable, __file__, "--root", str(root), "--requests", kind,
-                       "--state-url", url]
+                cmd = _requests_command(root, kind, url)
                 subprocess.run([*cmd, str(CONCURRENT)], check=True, env=env)  # warm the cache
-                counts.append(tooling.instructions_per_unit(cmd, env, short, long))
+                counts.append(tooling.instructions_per_unit(cmd, env, short, long, before=fresh))
             memory, shared = counts
             # the same requests from a worker run natively, on a Redis run under callgrind
-            cmd = [sys.executable, __file__, "--root", str(root), "--requests", kind,
-                   "--state-url", counted.url]
-            counted.cli("flushall")
-            store = [counted.instructions(functools.partial(
-                subprocess.run, [*cmd, str(n)], check=True, env=env)) for n in (short, long)]
+            cmd = _requests_command(root, kind, counted.url)
+            store = []
+            for n in (short, long):
+                counted.cli("flushall")
+                store.append(counted.instructions(functools.partial(
+                    subprocess.run, [*cmd, str(n)], check=True, env=env)))
             in_store = (store[1] - store[0]) / (long - short)
             print(f"{kind:<7} memory {memory / 1000:8.1f}k   redis {shared / 1000:8.1f}k   "
                   f"(+{(shared - memory) / 1000:.1f}k, {shared / memory:.2f}x)   "

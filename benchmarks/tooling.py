@@ -49,11 +49,17 @@ def private_cache_env(root: Path, label: str) -> dict[str, str]:
     return {**os.environ, "XDG_CACHE_HOME": str(cache)}
 
 
-def instructions_per_unit(cmd: Sequence[str], env: dict[str, str], short: int, long: int) -> float:
+def instructions_per_unit(
+    cmd: Sequence[str], env: dict[str, str], short: int, long: int,
+    before: Callable[[], object] | None = None,
+) -> float:
     """Instructions per unit of work: `cmd N` run under callgrind for two values of N, and the
-    difference divided by the difference (start-up and tear-down cancel out)."""
+    difference divided by the difference (start-up and tear-down cancel out, as long as both
+    runs start from the same state: `before` runs ahead of each, to put it back)."""
     counts = []
     for n in (short, long):
+        if before is not None:
+            before()
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd, str(n)],
             capture_output=True, text=True, check=True, env=env,

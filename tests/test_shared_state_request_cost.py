@@ -113,6 +113,22 @@ def test_a_batch_of_journal_entries_is_one_store_transaction_cut_to_the_newest_e
     assert [e["path"] for e in journal.recent(3)] == [f"/p/{i}" for i in range(count - 3, count)]
 
 
+
+def test_journal_entries_added_outside_a_loop_are_written_by_the_next_read_as_the_writer_would(
+    store: RedisServer,
+) -> None:
+    client = redis.Redis.from_url(store.url)
+    journal = SharedJournal(10, Link(store.url, "test:"))
+    count = BATCH + 40
+    _entries(journal, [f"/p/{i}" for i in range(count)])  # no running loop: kept for a read
+    assert journal._writer is None
+    before = {c: _calls(client, c) for c in ("multi", "rpush", "ltrim", "exec")}
+    assert len(journal) == 10
+    assert {c: _calls(client, c) - n for c, n in before.items()} == {
+        "multi": 1, "rpush": 2, "ltrim": 1, "exec": 1,
+    }
+    assert [e["path"] for e in journal.recent(2)] == [f"/p/{count - 2}", f"/p/{count - 1}"]
+
 def test_a_journal_batch_the_store_refuses_is_reported_and_the_next_is_written(
     store: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -49,17 +49,20 @@ class SharedJournal(Journal):
                 return  # written by the next read
             self._writer = loop.create_task(self._write(), name="journal-writer")
 
+    def _commands(self, batch: list[bytes]) -> list[tuple[Any, ...]]:
+        """A batch's commands, to run as one transaction: the pushes, then the cut."""
+        pushes = [("RPUSH", self.list, *batch[i : i + BATCH])
+                  for i in range(0, len(batch), BATCH)]
+        return [*pushes, ("LTRIM", self.list, -self.size, -1)]
+
     async def _write(self) -> None:
         wire = self.link.wire
         try:
             while self._buffer:
                 batch, self._buffer = self._buffer, []
-                # one transaction, its commands queued together (so sent in one write, nothing
-                # between them): MULTI, the pushes, the cut, EXEC
-                sent = [wire.call("MULTI")]
-                sent += [wire.call("RPUSH", self.list, *batch[i : i + BATCH])
-                         for i in range(0, len(batch), BATCH)]
-                sent += [wire.call("LTRIM", self.list, -self.size, -1), wire.call("EXEC")]
+                # queued together (so sent in one write, nothing between them)
+                sent = [wire.call(*command) for command in
+                        [("MULTI",), *self._commands(batch), ("EXEC",)]]
                 answers = await asyncio.gather(*sent, return_exceptions=True)
                 done = answers[-1]
                 failed = [a for a in [*answers, *(done if isinstance(done, list) else [])]
@@ -73,8 +76,8 @@ class SharedJournal(Journal):
         batch, self._buffer = self._buffer, []
         if batch:
             pipe = self.link.sync.pipeline(transaction=True)
-            pipe.rpush(self.list, *batch)
-            pipe.ltrim(self.list, -self.size, -1)
+            for command in self._commands(batch):
+                pipe.execute_command(*command)
             pipe.execute()
 
     def __len__(self) -> int:
