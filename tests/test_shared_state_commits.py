@@ -10,13 +10,18 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.errors import ApiError
+from opsmerge_sandbox.settings import Settings
 from opsmerge_sandbox.shared.records import COMMIT, SharedWorkspaces
 from opsmerge_sandbox.store.workspace import Durable
+from tests.conftest import SMALL_RECIPE
 from tests.shared_state_servers import RedisServer, records_of, redis_server, worker_state
+
+OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
 
 
 @pytest.fixture()
@@ -234,3 +239,57 @@ def test_the_rule_engines_clock_pass_does_not_stall_the_loop_while_the_store_is_
     longest, failed = asyncio.run(main())
     assert longest < 0.3, f"the event loop stood still for {longest:.2f} s"
     assert isinstance(failed, ApiError) and failed.code == "STATE_UNAVAILABLE"
+
+
+def test_a_read_sent_behind_a_commit_the_store_refuses_still_brings_in_what_another_worker_wrote(
+    store: RedisServer,
+) -> None:
+    """A read's admission sent while this worker's commits are in flight asks only for entries
+    past them; when one of them is refused (its hold of the lock lapsed) and another worker's
+    commit took its place in the log, the read must still bring that commit in, not take the
+    log's length for the one it expected."""
+    state = worker_state(store.url)
+    records = records_of(state)
+    first = create_app(state=state)
+    second = create_app(Settings(recipe=str(SMALL_RECIPE), state_url=store.url))
+    headers = {"Authorization": f"Bearer {OWNER}"}
+    assert store.proc is not None
+    proc = store.proc
+
+    async def main() -> tuple[httpx.Response, Any, int, int, tuple[int, int]]:
+        transports = [httpx.ASGITransport(app=app) for app in (first, second)]
+        async with httpx.AsyncClient(transport=transports[0], base_url="http://a") as a, \
+                httpx.AsyncClient(transport=transports[1], base_url="http://b") as b:
+            await a.get("/api/v1/clients", headers=headers)
+            await records.lock("default")
+            store.cli("del", records.keys("default").lock)  # its hold lapsed, as after LOCK_MS
+            made = await b.post("/api/v1/clients", headers=headers, json={"name": "From B"})
+            ws = records.get("default")
+            proc.send_signal(signal.SIGSTOP)  # answers wait, so the read is sent behind it
+            try:
+                ws.begin()
+                ws.write("clients", {**made.json()["data"], "id": "cli_never_saved"})
+                saved = ws.commit()  # the store will refuse it: the lock is not this worker's
+                read = asyncio.ensure_future(
+                    a.get(f"/api/v1/clients/{made.json()['data']['id']}", headers=headers))
+                conn = records.link.wire.conn
+                assert conn is not None
+                for _ in range(2000):  # until the read's admission is on its way too
+                    if len(conn.pending) >= 2:
+                        break
+                    await asyncio.sleep(0.001)
+                queued = len(conn.pending)
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            with pytest.raises(ApiError):
+                await saved
+            got = await read
+            lost = (await a.get("/api/v1/clients/cli_never_saved", headers=headers)).status_code
+        return got, made.json()["data"]["id"], queued, lost, records.have("default")
+
+    got, made_id, queued, lost, version = asyncio.run(main())
+    assert queued >= 2
+    assert got.status_code == 200, got.text
+    assert got.json()["data"]["id"] == made_id
+    assert lost == 404
+    assert version == (0, 1)

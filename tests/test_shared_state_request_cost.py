@@ -187,3 +187,42 @@ def test_an_admission_answers_one_flat_array_that_reads_back_as_asked(
         0, 3 + CARRIED + 1, 1, 11)
     assert carried_and_evicted(found) == ([], [])
     assert client.get("rate:b") == b"6"
+
+
+def test_a_burst_of_creates_on_one_worker_brings_none_of_its_own_commits_back_from_the_store(
+    store: RedisServer,
+) -> None:
+    """Under a burst, a request's admission is often sent while commits of the same worker are
+    still on their way to the store: it asks only for the entries past them (they are in the
+    copy already), so no answer carries the worker's own commits back (an admission used to
+    bring back up to CARRIED of them, each a whole commit)."""
+    app = create_app(Settings(recipe=str(SMALL_RECIPE), state_url=store.url, rate_limit=10**6))
+    client = redis.Redis.from_url(store.url)
+    headers = {"Authorization": f"Bearer {OWNER}"}
+
+    async def scenario() -> tuple[list[int], int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as c:
+            before = (await c.get("/api/v1/clients", headers=headers)).json()["data"]["total"]
+            client.config_resetstat()
+            statuses: list[int] = []
+
+            async def connection(i: int) -> None:  # as a load tool's: one request after another
+                for n in range(3):
+                    made = await c.post("/api/v1/clients", headers=headers,
+                                        json={"name": f"Burst {i}-{n}"})
+                    statuses.append(made.status_code)
+
+            await asyncio.gather(*(connection(i) for i in range(64)))
+            fetched = _calls(client, "lrange")
+        # another worker, from nothing but the store, sees every one of them
+        other = create_app(Settings(recipe=str(SMALL_RECIPE), state_url=store.url))
+        transport = httpx.ASGITransport(app=other)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as c:
+            after = (await c.get("/api/v1/clients", headers=headers)).json()["data"]["total"]
+        return statuses, fetched, after - before
+
+    statuses, fetched, added = asyncio.run(scenario())
+    assert statuses == [201] * 192
+    assert added == 192
+    assert fetched == 0, f"{fetched} admissions brought the worker's own commits back"

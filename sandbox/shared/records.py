@@ -315,6 +315,20 @@ class SharedWorkspaces(Workspaces):
     def have(self, name: str) -> Version:
         return self.applied.get(name, (0, 0))
 
+    def claimed(self, name: str) -> Version:
+        """The version this worker's copy will be at once the commits it sent under the lock it
+        holds have landed: what an admission sent now asks to be brought up from. Those entries
+        are this worker's own, in its copy already, and every one was sent ahead of the
+        admission on the same connection, so Redis holds them by the time it runs it (unless
+        one was refused: then the answer finds the copy short of the claim, and the request
+        fetches what it lacks from where the copy is; see `SharedAdmission`)."""
+        have = self.applied.get(name, (0, 0))
+        if name in self.tokens:
+            n = self.length.get(name, 0)
+            if n > have[1]:
+                return have[0], n
+        return have
+
     def catch_up_args(self, name: str) -> tuple[list[str], list[int]]:
         """Keys and arguments of the catch-up part of a script for this workspace (the
         arguments are the version the copy is at: pass them back to `catch_up` as `sent`)."""

@@ -157,7 +157,7 @@ class SharedAdmission:
             assert ctx.workspace is not None
             name = ctx.workspace.name
             hits = self._hits(ctx)
-            sent = self.records.have(name)
+            sent = self.records.claimed(name)
             command = self._command(name, sent, hits)
             try:
                 found = await self._admit.answer_packed(self._admit.send_packed(command), command)
@@ -176,10 +176,12 @@ class SharedAdmission:
                 await self._undo(keys)
                 self._resolve(ctx)
                 continue
-            if found[WHOLE]:
+            if found[WHOLE] and sent <= self.records.have(name):
                 entries, _ = carried_and_evicted(found)
                 self.records.catch_up(name, sent, found[EPOCH], found[LENGTH], entries)
-            else:  # too far behind for one answer to carry it all
+            else:  # too far behind for one answer to carry it all, or short of what the
+                # admission claimed (a commit of this worker's did not land): fetched from
+                # where the copy is
                 try:
                     await self.records.bring_up(name, (found[EPOCH], found[LENGTH]))
                 except UNREACHABLE as exc:
