@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import uvloop
 
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.errors import ApiError
@@ -293,3 +295,54 @@ def test_a_read_sent_behind_a_commit_the_store_refuses_still_brings_in_what_anot
     assert got.json()["data"]["id"] == made_id
     assert lost == 404
     assert version == (0, 1)
+
+
+def test_commits_answered_in_order_move_the_copy_on_even_when_the_later_ones_task_runs_first(
+    store: RedisServer,
+) -> None:
+    """On uvloop a read's replies are handled before the turn's queued callbacks: a commit whose
+    append task was queued in the turn that sent it sees its answer at its task's first step,
+    ahead of the wake-up of the commit before it, though the store answered that one first. The
+    copy's version must still end at the last commit (it used to stop at the first, so every
+    request after it fetched the worker's own commits back from Redis)."""
+    records, collection = _worker(store)
+
+    async def main() -> tuple[tuple[int, int], Any]:
+        loop = asyncio.get_running_loop()
+        first = await records.lock("w")
+        second = asyncio.ensure_future(records.lock("w"))  # queued on this worker
+        await asyncio.sleep(0.01)
+        conn = records.link.wire.conn
+        assert conn is not None and conn.transport is not None
+        transport = conn.transport
+        transport.pause_reading()  # the store's answers wait in the socket
+        saved = [_write(records, collection, "one")]  # hands the lock to the second writer
+        await asyncio.wait_for(asyncio.shield(second), 1.0)
+        await asyncio.sleep(0.02)  # the first commit is sent, its task waits for the answer
+        ws = records.get("w")
+        ws.begin()
+        ws.write(collection, {"id": "two"})
+
+        def commit() -> None:  # this turn: sent by the write below, its task starts next turn
+            saved.append(ws.commit())
+
+        def answers() -> None:  # both answered before the next turn's callbacks run
+            time.sleep(0.05)
+            transport.resume_reading()
+
+        loop.call_soon(commit)
+        records.link.wire.call("PING")  # the turn's write, after `commit`
+        loop.call_soon(answers)
+        for durable in saved[:1]:
+            await durable
+        while len(saved) < 2:
+            await asyncio.sleep(0)
+        await saved[1]
+        await records.unlock("w", first)
+        await records.unlock("w", second.result())
+        return records.have("w"), store.cli("llen", records.keys("w").log)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        version, length = runner.run(main())
+    assert length.strip() == "2"
+    assert version == (0, 2)

@@ -179,6 +179,7 @@ class SharedDelta(DeltaStore):
         self.link = link
         self.records: SharedWorkspaces | None = None
         self._commit = link.script(COMMIT)
+        self._last: dict[str, asyncio.Task[None]] = {}  # workspace -> its latest commit's append
 
     def commit(self, workspace: str, changes: Sequence[Change]) -> asyncio.Future[None] | None:
         """Send the commit now; a writer queued behind it on this worker may be handed the lock
@@ -208,12 +209,19 @@ class SharedDelta(DeltaStore):
             records.length[workspace] = expected + 1
             if hand and holder is not None:  # it holds the lock, so this hands it on
                 records.hand_over(workspace, holder)
-        task = loop.create_task(
-            self._append(workspace, sent, keys, args, token, epoch, future, keep, hand, holder)
-        )
+        task = loop.create_task(self._append(
+            workspace, sent, keys, args, token, epoch, future, keep, hand, holder,
+            self._last.get(workspace),
+        ))
+        self._last[workspace] = task
         _running.add(task)
         task.add_done_callback(_running.discard)
+        task.add_done_callback(functools.partial(self._appended, workspace))
         return future
+
+    def _appended(self, workspace: str, task: asyncio.Task[None]) -> None:
+        if self._last.get(workspace) is task:
+            del self._last[workspace]
 
     async def _append(
         self,
@@ -227,6 +235,7 @@ class SharedDelta(DeltaStore):
         keep: bool = False,
         handed: bool = False,
         holder: str | None = None,
+        before: asyncio.Task[None] | None = None,
     ) -> None:
         records = self.records
         assert records is not None
@@ -235,6 +244,11 @@ class SharedDelta(DeltaStore):
             if sent is None or token is None:
                 raise RuntimeError(f"a commit to {workspace!r} without its write lock")
             n = int(await self._commit.answer(sent, keys, args))
+            if before is not None and not before.done():
+                # answered in order, but this task may run first: its first step can be queued
+                # behind the read that brought both answers, the one before it's wake-up after
+                # that read. Its copy's version moves on only from the version before it.
+                await asyncio.wait([before])
         except UNREACHABLE as exc:
             self._failed(workspace, future, unavailable(exc))
             return
