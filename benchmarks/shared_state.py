@@ -217,12 +217,13 @@ def instructions(root: Path, kinds: Sequence[str]) -> None:
             memory, shared = counts
             # the same requests from a worker run natively, on a Redis run under callgrind
             cmd = _requests_command(root, kind, counted.url)
-            store = []
-            for n in (short, long):
+
+            def in_redis(n: int, cmd: list[str] = cmd) -> float:
                 counted.cli("flushall")
-                store.append(counted.instructions(functools.partial(
-                    subprocess.run, [*cmd, str(n)], check=True, env=env)))
-            in_store = (store[1] - store[0]) / (long - short)
+                return counted.instructions(functools.partial(
+                    subprocess.run, [*cmd, str(n)], check=True, env=env))
+
+            in_store = tooling.per_unit(in_redis, short, long)
             print(f"{kind:<7} memory {memory / 1000:8.1f}k   redis {shared / 1000:8.1f}k   "
                   f"(+{(shared - memory) / 1000:.1f}k, {shared / memory:.2f}x)   "
                   f"in Redis {in_store / 1000:6.1f}k", flush=True)
@@ -231,6 +232,16 @@ def instructions(root: Path, kinds: Sequence[str]) -> None:
             server.proc.terminate()
             server.proc.wait(30)
             shutil.rmtree(server.dir, ignore_errors=True)
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown kind {', '.join(unknown)!r}: expected some of {', '.join(KINDS)}"
+            if unknown else f"no kind named: expected some of {', '.join(KINDS)}")
+    return kinds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--instructions", action="store_true",
                    help="count instructions per request with callgrind instead")
     p.add_argument("--root", type=Path, default=bench.ROOT, help="the checkout to measure")
-    p.add_argument("--kinds", default=",".join(KINDS), help="with --instructions: which kinds")
+    p.add_argument("--kinds", type=_kinds, default=KINDS,
+                   help=f"with --instructions: which kinds, comma-separated ({','.join(KINDS)})")
     p.add_argument("--requests", choices=KINDS, help=argparse.SUPPRESS)
     p.add_argument("--state-url", default="", help=argparse.SUPPRESS)
     p.add_argument("count", nargs="?", type=int, help=argparse.SUPPRESS)
@@ -254,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _requests(args.root, args.requests, args.state_url, args.count)
         return 0
     if args.instructions:
-        instructions(args.root, [k for k in args.kinds.split(",") if k in KINDS])
+        instructions(args.root, args.kinds)
         return 0
     tool = loadgen.ensure_tool(args.tool)
     opts = bench.Options(tool, args.duration, args.warmup, args.connections, args.threads, 1,

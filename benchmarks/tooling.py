@@ -49,15 +49,22 @@ def private_cache_env(root: Path, label: str) -> dict[str, str]:
     return {**os.environ, "XDG_CACHE_HOME": str(cache)}
 
 
+def per_unit(count: Callable[[int], float], short: int, long: int) -> float:
+    """What one unit of work costs: `count(n)` measures a run of n units, for two values of n,
+    and the difference is divided by the difference (start-up and tear-down cancel out, as long
+    as both runs start from the same state)."""
+    first = count(short)
+    return (count(long) - first) / (long - short)
+
+
 def instructions_per_unit(
     cmd: Sequence[str], env: dict[str, str], short: int, long: int,
     before: Callable[[], object] | None = None,
 ) -> float:
-    """Instructions per unit of work: `cmd N` run under callgrind for two values of N, and the
-    difference divided by the difference (start-up and tear-down cancel out, as long as both
-    runs start from the same state: `before` runs ahead of each, to put it back)."""
-    counts = []
-    for n in (short, long):
+    """Instructions per unit of work: `cmd N` run under callgrind (`per_unit`); `before` runs
+    ahead of each run, to put back the state both start from."""
+
+    def count(n: int) -> float:
         if before is not None:
             before()
         out = subprocess.run(
@@ -67,8 +74,9 @@ def instructions_per_unit(
         found = re.search(r"Collected : (\d+)", out)
         if found is None:
             raise SystemExit(out[-2000:])
-        counts.append(int(found.group(1)))
-    return (counts[1] - counts[0]) / (long - short)
+        return int(found.group(1))
+
+    return per_unit(count, short, long)
 
 
 def in_process(

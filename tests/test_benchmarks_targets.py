@@ -145,6 +145,32 @@ def test_no_pin_flag_and_new_targets_are_accepted_and_unknown_ones_refused(
     assert "jetty" in capsys.readouterr().err
 
 
+def test_the_shared_state_instruction_count_refuses_a_kind_it_does_not_know() -> None:
+    """A misspelt kind is an error naming it, not a run that silently counts nothing."""
+    ran = subprocess.run(
+        [sys.executable, str(BENCH / "shared_state.py"), "--instructions", "--kinds", "lst,get"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert ran.returncode == 2
+    assert "unknown kind 'lst'" in ran.stderr and "list, get, create" in ran.stderr
+
+
+def test_a_cost_per_unit_is_the_difference_of_two_run_lengths() -> None:
+    """Start-up and tear-down cancel out: what one unit costs, whatever the fixed cost."""
+    spec = importlib.util.spec_from_file_location("bench_tooling", BENCH / "tooling.py")
+    assert spec and spec.loader
+    tooling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tooling)
+    runs: list[int] = []
+
+    def count(n: int) -> float:
+        runs.append(n)
+        return 5_000_000 + 7 * n  # a fixed start-up, then 7 a unit
+
+    assert tooling.per_unit(count, 100, 600) == 7
+    assert runs == [100, 600]
+
+
 # ---------------------------------------------------------------------------------------------
 # the JVM's warm-up
 

@@ -20,10 +20,9 @@ from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.settings import Settings
 from opsmerge_sandbox.shared.records import COMMIT, SharedWorkspaces
 from opsmerge_sandbox.store.workspace import Durable
+from tests.client_tooling import OWNER_KEY
 from tests.conftest import SMALL_RECIPE
 from tests.shared_state_servers import RedisServer, records_of, redis_server, worker_state
-
-OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
 
 
 @pytest.fixture()
@@ -254,7 +253,7 @@ def test_a_read_sent_behind_a_commit_the_store_refuses_still_brings_in_what_anot
     records = records_of(state)
     first = create_app(state=state)
     second = create_app(Settings(recipe=str(SMALL_RECIPE), state_url=store.url))
-    headers = {"Authorization": f"Bearer {OWNER}"}
+    headers = {"Authorization": f"Bearer {OWNER_KEY}"}
     assert store.proc is not None
     proc = store.proc
 

@@ -85,6 +85,9 @@ def test_repeated_reads_pack_their_admission_once_and_a_write_makes_a_new_one(
     assert (after, renewed) == (first + 1, 1)  # the write moved the version: packed anew
 
 
+JOURNAL_BATCH = ("multi", "rpush", "ltrim", "exec")  # the commands of one journal batch
+
+
 def _entries(journal: SharedJournal, paths: list[str]) -> None:
     for i, path in enumerate(paths):
         journal.add(Entry(float(i), "GET", path, "", None, 200, None, None, "default", None, 1.0))
@@ -103,7 +106,7 @@ def test_a_batch_of_journal_entries_is_one_store_transaction_cut_to_the_newest_e
         assert journal._writer is not None
         await journal._writer
 
-    before = {c: _calls(client, c) for c in ("multi", "rpush", "ltrim", "exec")}
+    before = {c: _calls(client, c) for c in JOURNAL_BATCH}
     asyncio.run(scenario())
     assert {c: _calls(client, c) - n for c, n in before.items()} == {
         "multi": 1, "rpush": 2, "ltrim": 1, "exec": 1,
@@ -111,7 +114,6 @@ def test_a_batch_of_journal_entries_is_one_store_transaction_cut_to_the_newest_e
     kept = [msgspec.json.decode(raw)[2] for raw in client.lrange(journal.list, 0, -1)]
     assert kept == [f"/p/{i}" for i in range(count - 10, count)]
     assert [e["path"] for e in journal.recent(3)] == [f"/p/{i}" for i in range(count - 3, count)]
-
 
 
 def test_journal_entries_added_outside_a_loop_are_written_by_the_next_read_as_the_writer_would(
@@ -122,12 +124,13 @@ def test_journal_entries_added_outside_a_loop_are_written_by_the_next_read_as_th
     count = BATCH + 40
     _entries(journal, [f"/p/{i}" for i in range(count)])  # no running loop: kept for a read
     assert journal._writer is None
-    before = {c: _calls(client, c) for c in ("multi", "rpush", "ltrim", "exec")}
+    before = {c: _calls(client, c) for c in JOURNAL_BATCH}
     assert len(journal) == 10
     assert {c: _calls(client, c) - n for c, n in before.items()} == {
         "multi": 1, "rpush": 2, "ltrim": 1, "exec": 1,
     }
     assert [e["path"] for e in journal.recent(2)] == [f"/p/{count - 2}", f"/p/{count - 1}"]
+
 
 def test_a_journal_batch_the_store_refuses_is_reported_and_the_next_is_written(
     store: RedisServer, caplog: pytest.LogCaptureFixture

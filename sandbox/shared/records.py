@@ -336,12 +336,9 @@ class SharedWorkspaces(Workspaces):
         admission on the same connection, so Redis holds them by the time it runs it (unless
         one was refused: then the answer finds the copy short of the claim, and the request
         fetches what it lacks from where the copy is; see `SharedAdmission`)."""
-        have = self.applied.get(name, (0, 0))
-        if name in self.tokens:
-            n = self.length.get(name, 0)
-            if n > have[1]:
-                return have[0], n
-        return have
+        have = self.have(name)
+        n = self.length.get(name)  # kept only while this worker holds the lock
+        return (have[0], n) if n is not None and n > have[1] else have
 
     def catch_up_args(self, name: str) -> tuple[list[str], list[int]]:
         """Keys and arguments of the catch-up part of a script for this workspace (the
@@ -359,16 +356,19 @@ class SharedWorkspaces(Workspaces):
 
     def catch_up(
         self, name: str, sent: Version, epoch: int, n: int, entries: Sequence[bytes]
-    ) -> None:
+    ) -> bool:
         """Bring this worker's copy to version (epoch, n), from an answer to a catch-up sent
         when the copy was at `sent` (entries from `sent` on; all of them in a new epoch).
 
         Versions only grow, so an answer older than the copy (another request of this worker
         caught up, or committed, meanwhile) is ignored, and entries the copy holds are skipped.
+        False, and nothing applied, when the entries start past the copy's version (an
+        admission claimed this worker's commits in flight, and one of them did not land): the
+        caller fetches from where the copy is (`bring_up`).
         """
         have = self.have(name)
         if (epoch, n) <= have:
-            return
+            return True
         start = sent[1] if epoch == sent[0] and n >= sent[1] else 0
         if epoch != have[0]:  # reset elsewhere: start again from the seed
             ws = self._items.pop(name, None)
@@ -377,7 +377,9 @@ class SharedWorkspaces(Workspaces):
             skip = 0
         else:
             skip = have[1] - start
-        fresh = entries[max(0, skip):]
+            if skip < 0:
+                return False
+        fresh = entries[skip:]
         if fresh:
             ws = self._items.get(name)
             if ws is None:
@@ -385,6 +387,7 @@ class SharedWorkspaces(Workspaces):
             for raw in fresh:
                 ws.apply_stored(_decode(raw))
         self.applied[name] = (epoch, n)
+        return True
 
     async def bring_up(self, name: str, version: Version) -> None:
         """Bring this worker's copy to `version` at least (an admission found it further behind

@@ -176,12 +176,11 @@ class SharedAdmission:
                 await self._undo(keys)
                 self._resolve(ctx)
                 continue
-            if found[WHOLE] and sent <= self.records.have(name):
-                entries, _ = carried_and_evicted(found)
-                self.records.catch_up(name, sent, found[EPOCH], found[LENGTH], entries)
-            else:  # too far behind for one answer to carry it all, or short of what the
-                # admission claimed (a commit of this worker's did not land): fetched from
-                # where the copy is
+            # too far behind for one answer to carry it all, or short of what the admission
+            # claimed (a commit of this worker's did not land): fetched from where the copy is
+            if not (found[WHOLE] and self.records.catch_up(
+                name, sent, found[EPOCH], found[LENGTH], carried_and_evicted(found)[0],
+            )):
                 try:
                     await self.records.bring_up(name, (found[EPOCH], found[LENGTH]))
                 except UNREACHABLE as exc:
