@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -153,6 +156,43 @@ def test_the_shared_state_instruction_count_refuses_a_kind_it_does_not_know() ->
     )
     assert ran.returncode == 2
     assert "unknown kind 'lst'" in ran.stderr and "list, get, create" in ran.stderr
+
+
+def _port_sharing(port: int, listen: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    if listen:
+        sock.listen(8)
+    return sock
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket tables")
+def test_a_benchmark_waits_until_every_worker_listens_before_it_loads_them(
+    tmp_path: Path,
+) -> None:
+    """The first worker answers long before the last listens; a load tool connecting in
+    between put all 64 of its connections on one of two workers for a whole run."""
+    held = _port_sharing(0, listen=False)  # as `serve --workers` holds the port: not listening
+    port = held.getsockname()[1]
+    first = _port_sharing(port, listen=True)
+    opened = [held, first]
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert bench.listeners(port) == 1
+        timer = threading.Timer(0.3, lambda: opened.append(_port_sharing(port, listen=True)))
+        timer.start()
+        procs = bench.Processes(tmp_path)
+        started = time.perf_counter()
+        bench.wait_until_listening(procs, "w", proc, port, 2, started + 20)
+        assert bench.listeners(port) == 2 and time.perf_counter() - started >= 0.25
+        with pytest.raises(bench.StartError, match="2 of 3 workers listening"):
+            bench.wait_until_listening(procs, "w", proc, port, 3, time.perf_counter() + 0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+        for sock in opened:
+            sock.close()
 
 
 def test_a_cost_per_unit_is_the_difference_of_two_run_lengths() -> None:
