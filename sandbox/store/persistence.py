@@ -355,7 +355,12 @@ class DeltaStore:
 
     def __init__(self, data_dir: Path | None) -> None:
         self.document: dict[str, dict[str, Any]] = {}
-        self._doc_ids: dict[str, dict[tuple[str, str], int]] = {}
+        # workspace -> collection -> record id -> its document id. Nested by strings rather
+        # than keyed by (collection, id) tuples: a dict of strings and numbers is never tracked
+        # by the cyclic collector, while one with tuple keys was untracked by each full pass and
+        # tracked again by its next insert, so every pass walked every record ever written
+        # (~8 ms a pass at 40,000 records, under a burst of durable creates)
+        self._doc_ids: dict[str, dict[str, dict[str, int]]] = {}
         self._next_ids: dict[str, int] = {}
         self._queue: list[tuple[bytes, Entry]] = []
         self._queued: asyncio.Future[None] | None = None  # the future of the queued batch
@@ -404,10 +409,10 @@ class DeltaStore:
             ws = name[3:].rsplit(":", 1)[0]
             ids = self._doc_ids.setdefault(ws, {})
             for doc_id, doc in table.items():
-                ids[(doc["collection"], doc["id"])] = int(doc_id)
+                ids.setdefault(doc["collection"], {})[doc["id"]] = int(doc_id)
         for ws, ids in self._doc_ids.items():
             # after the highest id in use, so a file with gaps in its ids never gets a clash
-            self._next_ids[ws] = max(ids.values(), default=0) + 1
+            self._next_ids[ws] = max((max(c.values()) for c in ids.values() if c), default=0) + 1
 
     def _fold(self) -> None:
         """Compaction at open: the snapshot takes in both logs, which are then removed.
@@ -442,10 +447,12 @@ class DeltaStore:
         next_id = self._next_ids.get(workspace, 1)
         document = self.document
         for collection, record_id, record, created, seq in changes:
-            key = (collection, record_id)
-            doc_id = ids.get(key)
+            of_collection = ids.get(collection)
+            if of_collection is None:
+                of_collection = ids[collection] = {}
+            doc_id = of_collection.get(record_id)
             if doc_id is None:
-                doc_id = ids[key] = next_id
+                doc_id = of_collection[record_id] = next_id
                 next_id += 1
             name = self._table_name(workspace, doc_id)
             table = document.get(name)
