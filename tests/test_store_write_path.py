@@ -229,6 +229,36 @@ async def test_a_failed_batch_refuses_every_write_in_it_and_after_it_and_leaves_
 
 
 @in_loop
+async def test_a_compaction_writes_documents_encoded_when_they_were_written_not_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Encoding the whole document on the compaction's thread held the interpreter against the
+    event loop for as long as a snapshot took to write, and halved durable creates meanwhile."""
+    store = DeltaStore(tmp_path)
+    ws = Workspaces(_bases(), store).get()
+    for i in range(300):
+        await ws.write("things", {"id": f"thg_e{i}", "n": i, "pad": "x" * 200})
+    await store.settle()
+    encoded: list[int] = []
+    real = persistence._encode
+
+    def counting(value: Any) -> bytes:
+        out = real(value)
+        encoded.append(len(out))
+        return out
+
+    monkeypatch.setattr(persistence, "_encode", counting)
+    await store.compact()
+    monkeypatch.undo()
+    size = (tmp_path / "delta.json").stat().st_size
+    assert size > 300 * 200 and sum(encoded) < size // 20  # table names, not documents
+    assert len(_stored(tmp_path)) == 300  # and a fresh open reads every one back from it
+    tinydb = TinyDB(tmp_path / "delta.json")
+    assert sum(len(tinydb.table(name)) for name in tinydb.tables()) == 300
+    await store.close()
+
+
+@in_loop
 async def test_the_log_is_folded_into_the_snapshot_once_it_outgrows_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
