@@ -18,7 +18,7 @@ import uvloop
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.settings import Settings
-from opsmerge_sandbox.shared.records import COMMIT, SharedWorkspaces
+from opsmerge_sandbox.shared.records import CATCH_UP, COMMIT, SharedWorkspaces
 from opsmerge_sandbox.store.workspace import Durable
 from tests.client_tooling import OWNER_KEY
 from tests.conftest import SMALL_RECIPE
@@ -345,3 +345,66 @@ def test_commits_answered_in_order_move_the_copy_on_even_when_the_later_ones_tas
         version, length = runner.run(main())
     assert length.strip() == "2"
     assert version == (0, 2)
+
+
+def test_an_admission_answered_before_its_workers_own_commits_settle_waits_for_them(
+    store: RedisServer,
+) -> None:
+    """An admission sent behind this worker's commits claims them (they are in its copy
+    already); its answer can be read before those commits are settled, when the later one
+    waits for the one before it. It must wait for them, not fetch them back from Redis (a
+    burst of creates on one worker fetched its own commits back once in a while)."""
+    records, collection = _worker(store)
+    news = records.link.script(CATCH_UP)  # as an admission asks: from the version it claims
+
+    async def main() -> tuple[tuple[int, int], tuple[int, int], Any]:
+        loop = asyncio.get_running_loop()
+        first = await records.lock("w")
+        second = asyncio.ensure_future(records.lock("w"))
+        await asyncio.sleep(0.01)
+        conn = records.link.wire.conn
+        assert conn is not None and conn.transport is not None
+        transport = conn.transport
+        transport.pause_reading()
+        saved = [_write(records, collection, "one")]
+        await asyncio.wait_for(asyncio.shield(second), 1.0)
+        await asyncio.sleep(0.02)
+        ws = records.get("w")
+        ws.begin()
+        ws.write(collection, {"id": "two"})
+        admitted: list[asyncio.Task[tuple[int, int]]] = []
+
+        async def admit(sent: asyncio.Future[Any], claim: tuple[int, int], args: Any) -> Any:
+            epoch, n, entries = await news.answer(sent, *args)
+            await records.take_news("w", claim, int(epoch), int(n), entries)
+            return claim
+
+        def commit() -> None:  # the commit, then an admission behind it, sent in one write
+            saved.append(ws.commit())
+            claim = records.claimed("w")
+            keys, _ = records.catch_up_args("w")
+            args = (keys, [claim[0], claim[1]])
+            admitted.append(loop.create_task(admit(news.send(*args), claim, args)))
+
+        def answers() -> None:
+            time.sleep(0.05)
+            transport.resume_reading()
+
+        store.cli("config", "resetstat")
+        loop.call_soon(commit)
+        records.link.wire.call("PING")
+        loop.call_soon(answers)
+        while len(saved) < 2:
+            await asyncio.sleep(0)
+        claim = await admitted[0]
+        have = records.have("w")  # right after the admission's answer was taken in
+        for durable in saved:
+            await durable
+        await records.unlock("w", first)
+        await records.unlock("w", second.result())
+        return claim, have, store.cli("info", "commandstats")
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        claim, have, stats = runner.run(main())
+    assert claim == (0, 2) and have == (0, 2)
+    assert "cmdstat_lrange" not in stats, "the admission fetched the worker's own commits back"

@@ -219,6 +219,14 @@ class SharedDelta(DeltaStore):
         task.add_done_callback(functools.partial(self._appended, workspace))
         return future
 
+    async def settled(self, workspace: str) -> None:
+        """Until every commit this worker sent to the workspace has been settled (answered,
+        and the copy's version moved on or the commit's failure heard)."""
+        last = self._last.get(workspace)
+        if last is not None and not last.done():
+            await asyncio.shield(last)  # never raises but when cancelled: its failures are
+            # its commit's answer
+
     def _appended(self, workspace: str, task: asyncio.Task[None]) -> None:
         if self._last.get(workspace) is task:
             del self._last[workspace]
@@ -395,6 +403,25 @@ class SharedWorkspaces(Workspaces):
                 ws.apply_stored(_decode(raw))
         self.applied[name] = (epoch, n)
         return True
+
+    async def take_news(
+        self, name: str, sent: Version, epoch: int, n: int, entries: Sequence[bytes],
+        whole: bool = True,
+    ) -> None:
+        """Bring this worker's copy to (epoch, n) from an admission's answer: the admission was
+        sent claiming `sent` (`claimed`), and the answer carries the entries from there (all of
+        them when `whole`).
+
+        An answer within the claim that finds the copy behind it was read before this worker's
+        own commits ahead of it were settled (their tasks run after the admission's when one
+        of them waits for the commit before it): those are waited for, not fetched back. What
+        is still missing then (a commit refused, another worker's entries) is caught up from
+        the answer, or fetched when the answer cannot carry it (`bring_up`)."""
+        if (epoch, n) <= sent and self.have(name) < (epoch, n):
+            delta: SharedDelta = self.delta  # type: ignore[assignment]
+            await delta.settled(name)
+        if not (whole and self.catch_up(name, sent, epoch, n, entries)):
+            await self.bring_up(name, (epoch, n))
 
     async def bring_up(self, name: str, version: Version) -> None:
         """Bring this worker's copy to `version` at least (an admission found it further behind

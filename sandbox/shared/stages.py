@@ -176,15 +176,15 @@ class SharedAdmission:
                 await self._undo(keys)
                 self._resolve(ctx)
                 continue
-            # too far behind for one answer to carry it all, or short of what the admission
-            # claimed (a commit of this worker's did not land): fetched from where the copy is
-            if not (found[WHOLE] and self.records.catch_up(
-                name, sent, found[EPOCH], found[LENGTH], carried_and_evicted(found)[0],
-            )):
-                try:
-                    await self.records.bring_up(name, (found[EPOCH], found[LENGTH]))
-                except UNREACHABLE as exc:
-                    raise unavailable(exc) from exc
+            # from the answer; fetched when it is too far behind for one answer to carry, or
+            # short of what the admission claimed (a commit of this worker's did not land)
+            try:
+                await self.records.take_news(
+                    name, sent, found[EPOCH], found[LENGTH], carried_and_evicted(found)[0],
+                    whole=bool(found[WHOLE]),
+                )
+            except UNREACHABLE as exc:
+                raise unavailable(exc) from exc
             try:
                 self._resolve(ctx)  # on the state as it is now
             except ApiError:
