@@ -18,7 +18,7 @@ import uvloop
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.settings import Settings
-from opsmerge_sandbox.shared.records import CATCH_UP, COMMIT, SharedWorkspaces
+from opsmerge_sandbox.shared.records import CATCH_UP, COMMIT, SharedDelta, SharedWorkspaces
 from opsmerge_sandbox.store.workspace import Durable
 from tests.client_tooling import OWNER_KEY
 from tests.conftest import SMALL_RECIPE
@@ -408,3 +408,61 @@ def test_an_admission_answered_before_its_workers_own_commits_settle_waits_for_t
         claim, have, stats = runner.run(main())
     assert claim == (0, 2) and have == (0, 2)
     assert "cmdstat_lrange" not in stats, "the admission fetched the worker's own commits back"
+
+
+def test_a_commit_whose_predecessor_is_cancelled_while_it_waits_is_still_acknowledged(
+    store: RedisServer,
+) -> None:
+    """A commit's append waits for the one before it on the same workspace when it runs first
+    (on uvloop, as above); if that one is cancelled meanwhile (only as the worker shuts down),
+    the later commit, which Redis took, is still acknowledged: the predecessor's cancellation is
+    not passed on to it."""
+    records, collection = _worker(store)
+    delta = records.delta
+    assert isinstance(delta, SharedDelta)
+
+    async def main() -> tuple[bool, Any, Any]:
+        loop = asyncio.get_running_loop()
+        first = await records.lock("w")
+        second = asyncio.ensure_future(records.lock("w"))
+        await asyncio.sleep(0.01)
+        conn = records.link.wire.conn
+        assert conn is not None and conn.transport is not None
+        transport = conn.transport
+        transport.pause_reading()
+        _write(records, collection, "cancelled_first")  # hands the lock to `second`
+        first_append = delta._last["w"]
+        await asyncio.wait_for(asyncio.shield(second), 1.0)
+        await asyncio.sleep(0.02)
+        ws = records.get("w")
+        ws.begin()
+        ws.write(collection, {"id": "acknowledged_second"})
+        saved: list[Durable] = []
+
+        def commit() -> None:  # its task's first step runs before the first one's wake-up
+            saved.append(ws.commit())
+            loop.call_soon(first_append.cancel)  # right after the second starts waiting
+
+        def answers() -> None:
+            time.sleep(0.05)
+            transport.resume_reading()
+
+        loop.call_soon(commit)
+        records.link.wire.call("PING")
+        loop.call_soon(answers)
+        while not saved:
+            await asyncio.sleep(0)
+        async def acknowledged() -> None:
+            await saved[0]
+
+        await asyncio.wait_for(acknowledged(), 5.0)  # not cancelled with the first
+        await records.unlock("w", first)
+        await records.unlock("w", second.result())
+        return (first_append.cancelled(), store.cli("llen", records.keys("w").log),
+                store.cli("exists", records.keys("w").lock))
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        cancelled, length, locked = runner.run(main())
+    assert cancelled
+    assert length.strip() == "2"
+    assert locked.strip() == "0"
