@@ -93,6 +93,11 @@ class Processes:
         self._procs[name] = (proc, log)
         return proc
 
+    def check_running(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        """A StartError with the end of its log if the server has exited."""
+        if proc.poll() is not None:
+            raise StartError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+
     def log_tail(self, name: str, lines: int = 15) -> str:
         path = self._log_dir / f"{name.replace(' ', '-')}.log"
         try:
@@ -158,8 +163,7 @@ def wait_until_answers(
     """Poll every 10 ms until `path` answers with an accepted status; seconds since `started`."""
     deadline = started + timeout
     while time.perf_counter() < deadline:
-        if proc.poll() is not None:
-            raise StartError(f"{name} exited with {proc.returncode}:\n{procs.log_tail(name)}")
+        procs.check_running(name, proc)
         try:
             status, _ = http_call(port, "GET", path, headers, timeout=2.0)
         except OSError:
@@ -431,8 +435,7 @@ def wait_until_listening(
     if not Path("/proc/net/tcp").exists():
         return
     while listeners(port) < workers:
-        if proc.poll() is not None:
-            raise StartError(f"{name} exited with {proc.returncode}:\n{procs.log_tail(name)}")
+        procs.check_running(name, proc)
         if time.perf_counter() > deadline:
             raise StartError(f"{name}: {listeners(port)} of {workers} workers listening:\n"
                              f"{procs.log_tail(name)}")

@@ -142,17 +142,21 @@ def test_a_full_pass_frees_cycles_then_freezes_what_survived(gc_restored: None) 
     assert collector.passes == 1 and pause_ms >= 0 and collector.longest_ms == pause_ms
 
 
-def test_the_timer_runs_full_passes_on_the_serving_loop(gc_restored: None) -> None:
-    collector = Collector(interval=0.01)
+def _passes_while_serving(collector: Collector, seconds: float) -> int:
+    """The full passes a collector's timer runs on a serving loop in `seconds`."""
     collector.take_over()
 
     async def serve_a_while() -> int:
         await collector.start()
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(seconds)
         await collector.stop()
         return collector.passes
 
-    assert asyncio.run(serve_a_while()) >= 3
+    return asyncio.run(serve_a_while())
+
+
+def test_the_timer_runs_full_passes_on_the_serving_loop(gc_restored: None) -> None:
+    assert _passes_while_serving(Collector(interval=0.01), 0.2) >= 3
 
 
 def test_a_serving_collector_passes_several_times_a_second_so_each_pause_covers_little(
@@ -160,13 +164,4 @@ def test_a_serving_collector_passes_several_times_a_second_so_each_pause_covers_
 ) -> None:
     # a pass walks what survived since the last one, and every request in flight waits for it:
     # passes a second apart paused a worker under a write burst for 15-25 ms
-    collector = Collector()
-    collector.take_over()
-
-    async def serve_a_while() -> int:
-        await collector.start()
-        await asyncio.sleep(0.6)
-        await collector.stop()
-        return collector.passes
-
-    assert asyncio.run(serve_a_while()) >= 3
+    assert _passes_while_serving(Collector(), 0.6) >= 3

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ import uvloop
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.settings import Settings
-from opsmerge_sandbox.shared.records import CATCH_UP, COMMIT, SharedDelta, SharedWorkspaces
+from opsmerge_sandbox.shared.records import CATCH_UP, COMMIT, SharedWorkspaces
 from opsmerge_sandbox.store.workspace import Durable
 from tests.client_tooling import OWNER_KEY
 from tests.conftest import SMALL_RECIPE
@@ -296,49 +297,75 @@ def test_a_read_sent_behind_a_commit_the_store_refuses_still_brings_in_what_anot
     assert version == (0, 1)
 
 
+@dataclass
+class _HeldTwice:
+    """A hold of workspace "w" with two commits sent, the second's task first to run."""
+
+    first: str  # the two writers' hold of the lock (let go at the end)
+    second: str
+    saved: list[Durable]  # the two commits
+    first_append: asyncio.Task[None]  # the first commit's append
+
+    async def let_go(self, records: SharedWorkspaces) -> None:
+        await records.unlock("w", self.first)
+        await records.unlock("w", self.second)
+
+
+async def _second_commit_runs_first(
+    records: SharedWorkspaces, collection: str,
+    in_its_turn: Callable[[asyncio.Task[None]], None] = lambda first_append: None,
+) -> _HeldTwice:
+    """On uvloop a read's replies are handled before the turn's queued callbacks: the second
+    commit of a hold, sent by a flush in the turn that created its append task, with the
+    connection's reading paused until both answers are in the socket, sees its answer at its
+    task's first step, ahead of the wake-up of the commit before it. `in_its_turn(first append)`
+    runs right after that commit is made, in the same turn (what it sends leaves in the same
+    write)."""
+    loop = asyncio.get_running_loop()
+    first = await records.lock("w")
+    second = asyncio.ensure_future(records.lock("w"))  # queued on this worker
+    await asyncio.sleep(0.01)
+    conn = records.link.wire.conn
+    assert conn is not None and conn.transport is not None
+    transport = conn.transport
+    transport.pause_reading()  # the store's answers wait in the socket
+    saved = [_write(records, collection, "one")]  # hands the lock to the second writer
+    first_append = records.delta._last["w"]
+    await asyncio.wait_for(asyncio.shield(second), 1.0)
+    await asyncio.sleep(0.02)  # the first commit is sent, its task waits for the answer
+    ws = records.get("w")
+    ws.begin()
+    ws.write(collection, {"id": "two"})
+
+    def commit() -> None:  # this turn: sent by the write below, its task starts next turn
+        saved.append(ws.commit())
+        in_its_turn(first_append)
+
+    def answers() -> None:  # both answered before the next turn's callbacks run
+        time.sleep(0.05)
+        transport.resume_reading()
+
+    loop.call_soon(commit)
+    records.link.wire.call("PING")  # the turn's write, after `commit`
+    loop.call_soon(answers)
+    while len(saved) < 2:
+        await asyncio.sleep(0)
+    return _HeldTwice(first, second.result(), saved, first_append)
+
+
 def test_commits_answered_in_order_move_the_copy_on_even_when_the_later_ones_task_runs_first(
     store: RedisServer,
 ) -> None:
-    """On uvloop a read's replies are handled before the turn's queued callbacks: a commit whose
-    append task was queued in the turn that sent it sees its answer at its task's first step,
-    ahead of the wake-up of the commit before it, though the store answered that one first. The
-    copy's version must still end at the last commit (it used to stop at the first, so every
+    """A commit whose task runs ahead of the one before it (see `_second_commit_runs_first`)
+    must still move the copy's version on to itself (it used to stop at the first, so every
     request after it fetched the worker's own commits back from Redis)."""
     records, collection = _worker(store)
 
     async def main() -> tuple[tuple[int, int], Any]:
-        loop = asyncio.get_running_loop()
-        first = await records.lock("w")
-        second = asyncio.ensure_future(records.lock("w"))  # queued on this worker
-        await asyncio.sleep(0.01)
-        conn = records.link.wire.conn
-        assert conn is not None and conn.transport is not None
-        transport = conn.transport
-        transport.pause_reading()  # the store's answers wait in the socket
-        saved = [_write(records, collection, "one")]  # hands the lock to the second writer
-        await asyncio.wait_for(asyncio.shield(second), 1.0)
-        await asyncio.sleep(0.02)  # the first commit is sent, its task waits for the answer
-        ws = records.get("w")
-        ws.begin()
-        ws.write(collection, {"id": "two"})
-
-        def commit() -> None:  # this turn: sent by the write below, its task starts next turn
-            saved.append(ws.commit())
-
-        def answers() -> None:  # both answered before the next turn's callbacks run
-            time.sleep(0.05)
-            transport.resume_reading()
-
-        loop.call_soon(commit)
-        records.link.wire.call("PING")  # the turn's write, after `commit`
-        loop.call_soon(answers)
-        for durable in saved[:1]:
+        held = await _second_commit_runs_first(records, collection)
+        for durable in held.saved:
             await durable
-        while len(saved) < 2:
-            await asyncio.sleep(0)
-        await saved[1]
-        await records.unlock("w", first)
-        await records.unlock("w", second.result())
+        await held.let_go(records)
         return records.have("w"), store.cli("llen", records.keys("w").log)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -359,19 +386,6 @@ def test_an_admission_answered_before_its_workers_own_commits_settle_waits_for_t
 
     async def main() -> tuple[tuple[int, int], tuple[int, int], Any]:
         loop = asyncio.get_running_loop()
-        first = await records.lock("w")
-        second = asyncio.ensure_future(records.lock("w"))
-        await asyncio.sleep(0.01)
-        conn = records.link.wire.conn
-        assert conn is not None and conn.transport is not None
-        transport = conn.transport
-        transport.pause_reading()
-        saved = [_write(records, collection, "one")]
-        await asyncio.wait_for(asyncio.shield(second), 1.0)
-        await asyncio.sleep(0.02)
-        ws = records.get("w")
-        ws.begin()
-        ws.write(collection, {"id": "two"})
         admitted: list[asyncio.Task[tuple[int, int]]] = []
 
         async def admit(sent: asyncio.Future[Any], claim: tuple[int, int], args: Any) -> Any:
@@ -379,29 +393,19 @@ def test_an_admission_answered_before_its_workers_own_commits_settle_waits_for_t
             await records.take_news("w", claim, int(epoch), int(n), entries)
             return claim
 
-        def commit() -> None:  # the commit, then an admission behind it, sent in one write
-            saved.append(ws.commit())
+        def admission(_: asyncio.Task[None]) -> None:  # behind the second commit, one write
             claim = records.claimed("w")
             keys, _ = records.catch_up_args("w")
             args = (keys, [claim[0], claim[1]])
             admitted.append(loop.create_task(admit(news.send(*args), claim, args)))
 
-        def answers() -> None:
-            time.sleep(0.05)
-            transport.resume_reading()
-
         store.cli("config", "resetstat")
-        loop.call_soon(commit)
-        records.link.wire.call("PING")
-        loop.call_soon(answers)
-        while len(saved) < 2:
-            await asyncio.sleep(0)
+        held = await _second_commit_runs_first(records, collection, admission)
         claim = await admitted[0]
         have = records.have("w")  # right after the admission's answer was taken in
-        for durable in saved:
+        for durable in held.saved:
             await durable
-        await records.unlock("w", first)
-        await records.unlock("w", second.result())
+        await held.let_go(records)
         return claim, have, store.cli("info", "commandstats")
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -414,51 +418,23 @@ def test_a_commit_whose_predecessor_is_cancelled_while_it_waits_is_still_acknowl
     store: RedisServer,
 ) -> None:
     """A commit's append waits for the one before it on the same workspace when it runs first
-    (on uvloop, as above); if that one is cancelled meanwhile (only as the worker shuts down),
-    the later commit, which Redis took, is still acknowledged: the predecessor's cancellation is
-    not passed on to it."""
+    (see `_second_commit_runs_first`); if that one is cancelled meanwhile (only as the worker
+    shuts down), the later commit, which Redis took, is still acknowledged: the predecessor's
+    cancellation is not passed on to it."""
     records, collection = _worker(store)
-    delta = records.delta
-    assert isinstance(delta, SharedDelta)
 
     async def main() -> tuple[bool, Any, Any]:
-        loop = asyncio.get_running_loop()
-        first = await records.lock("w")
-        second = asyncio.ensure_future(records.lock("w"))
-        await asyncio.sleep(0.01)
-        conn = records.link.wire.conn
-        assert conn is not None and conn.transport is not None
-        transport = conn.transport
-        transport.pause_reading()
-        _write(records, collection, "cancelled_first")  # hands the lock to `second`
-        first_append = delta._last["w"]
-        await asyncio.wait_for(asyncio.shield(second), 1.0)
-        await asyncio.sleep(0.02)
-        ws = records.get("w")
-        ws.begin()
-        ws.write(collection, {"id": "acknowledged_second"})
-        saved: list[Durable] = []
+        def cancel(first_append: asyncio.Task[None]) -> None:  # once the second waits for it
+            asyncio.get_running_loop().call_soon(first_append.cancel)
 
-        def commit() -> None:  # its task's first step runs before the first one's wake-up
-            saved.append(ws.commit())
-            loop.call_soon(first_append.cancel)  # right after the second starts waiting
+        held = await _second_commit_runs_first(records, collection, cancel)
 
-        def answers() -> None:
-            time.sleep(0.05)
-            transport.resume_reading()
-
-        loop.call_soon(commit)
-        records.link.wire.call("PING")
-        loop.call_soon(answers)
-        while not saved:
-            await asyncio.sleep(0)
         async def acknowledged() -> None:
-            await saved[0]
+            await held.saved[1]
 
         await asyncio.wait_for(acknowledged(), 5.0)  # not cancelled with the first
-        await records.unlock("w", first)
-        await records.unlock("w", second.result())
-        return (first_append.cancelled(), store.cli("llen", records.keys("w").log),
+        await held.let_go(records)
+        return (held.first_append.cancelled(), store.cli("llen", records.keys("w").log),
                 store.cli("exists", records.keys("w").lock))
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -224,8 +224,9 @@ class SharedDelta(DeltaStore):
         and the copy's version moved on or the commit's failure heard)."""
         last = self._last.get(workspace)
         if last is not None and not last.done():
-            await asyncio.shield(last)  # never raises but when cancelled: its failures are
-            # its commit's answer
+            # shielded: a request giving up must not cancel the append. It never raises but
+            # when cancelled itself (its failures are its commit's answer)
+            await asyncio.shield(last)
 
     def _appended(self, workspace: str, task: asyncio.Task[None]) -> None:
         if self._last.get(workspace) is task:
@@ -316,6 +317,8 @@ def _seen(future: asyncio.Future[None]) -> None:
 
 class SharedWorkspaces(Workspaces):
     """Every workspace this worker has a copy of, kept at the version Redis holds."""
+
+    delta: SharedDelta
 
     def __init__(self, bases: dict[str, BaseCollection], link: Link) -> None:
         delta = SharedDelta(link)
@@ -418,8 +421,7 @@ class SharedWorkspaces(Workspaces):
         is still missing then (a commit refused, another worker's entries) is caught up from
         the answer, or fetched when the answer cannot carry it (`bring_up`)."""
         if (epoch, n) <= sent and self.have(name) < (epoch, n):
-            delta: SharedDelta = self.delta  # type: ignore[assignment]
-            await delta.settled(name)
+            await self.delta.settled(name)
         if not (whole and self.catch_up(name, sent, epoch, n, entries)):
             await self.bring_up(name, (epoch, n))
 

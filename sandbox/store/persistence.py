@@ -39,6 +39,7 @@ COMPACT_MIN_BYTES = 16 * 1024  # the log is folded in once it is larger than thi
 _TABLE_NAME = re.compile(r"^ws:(.+):([0-9a-f]{2})$")
 _DOC_ID = re.compile(r"^[1-9][0-9]*$")  # as TinyDB writes them: str(int)
 _encode = msgspec.json.Encoder().encode
+_decode_doc = msgspec.json.Decoder(dict[str, Any]).decode
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
@@ -315,7 +316,7 @@ def write_snapshot(path: Path, tables: dict[str, dict[str, bytes]]) -> int:
     """Replace the snapshot with `tables` (each document already encoded) atomically; returns
     its size.
 
-    The documents come encoded (`DeltaStore._encoded`): encoding the whole document here, on
+    The documents come encoded (`DeltaStore._tables`): encoding the whole document here, on
     the compaction's thread, held the interpreter's lock against the event loop for as long as
     a snapshot took to write (0.4-0.9 s at 13-48 MB), and halved the rate of durable creates
     meanwhile. Joining encoded documents is a small part of that work, one table at a time.
@@ -352,17 +353,16 @@ def _failed(future: asyncio.Future[None]) -> None:
 class DeltaStore:
     """The changes clients made, per workspace: (collection, id) -> record, or None when deleted.
 
-    `document` is the durable TinyDB document: what the snapshot and the log hold together. It
-    changes only once a batch is on disk, on the event loop. Each (collection, id) keeps one
+    The durable TinyDB document is what the snapshot and the log hold together, kept as its
+    tables with each document encoded as the snapshot writes it (`document` decodes it whole):
+    encoded once, when it is applied, so a compaction only joins bytes (see `write_snapshot`).
+    It changes only once a batch is on disk, on the event loop. Each (collection, id) keeps one
     TinyDB document id, so a change is an upsert by document id. In memory there is no
     document: the workspaces' views are all there is, so a write costs nothing here.
     """
 
     def __init__(self, data_dir: Path | None) -> None:
-        self.document: dict[str, dict[str, Any]] = {}
-        # the same tables with each document encoded as the snapshot writes it: encoded once,
-        # when it is applied, so a compaction only joins bytes (see `write_snapshot`)
-        self._encoded: dict[str, dict[str, bytes]] = {}
+        self._tables: dict[str, dict[str, bytes]] = {}  # table -> document id -> document
         # workspace -> collection -> record id -> its document id. Nested by strings rather
         # than keyed by (collection, id) tuples: a dict of strings and numbers is never tracked
         # by the cyclic collector, while one with tuple keys was untracked by each full pass and
@@ -412,10 +412,10 @@ class DeltaStore:
         problem = None if data is None else validate_document(data)
         if problem:
             raise StoreError(f"{path}: {problem}")
-        self.document = data or {}
-        self._encoded = {name: {doc_id: _encode(doc) for doc_id, doc in table.items()}
-                         for name, table in self.document.items()}
-        for name, table in self.document.items():
+        tables: dict[str, dict[str, Any]] = data or {}
+        self._tables = {name: {doc_id: _encode(doc) for doc_id, doc in table.items()}
+                        for name, table in tables.items()}
+        for name, table in tables.items():
             ws = name[3:].rsplit(":", 1)[0]
             ids = self._doc_ids.setdefault(ws, {})
             for doc_id, doc in table.items():
@@ -434,7 +434,7 @@ class DeltaStore:
             self._snapshot_size = self.path.stat().st_size if self.path.exists() else 0
             return
         try:
-            self._snapshot_size = write_snapshot(self.path, self._encoded)
+            self._snapshot_size = write_snapshot(self.path, self._tables)
             for path in (self.log.folding, self.log.path):
                 path.unlink(missing_ok=True)
             _fsync_dir(self.path.parent)
@@ -443,6 +443,12 @@ class DeltaStore:
         self.log.size = self.log._intact = 0
 
     # ------------------------------------------------------------------ the durable document
+    @property
+    def document(self) -> dict[str, dict[str, Any]]:
+        """The durable TinyDB document, decoded (a copy: to read it whole)."""
+        return {name: {doc_id: _decode_doc(raw) for doc_id, raw in table.items()}
+                for name, table in self._tables.items()}
+
     @staticmethod
     def _table_name(workspace: str, doc_id: int) -> str:
         return f"ws:{workspace}:{doc_id % SHARDS:02x}"
@@ -455,7 +461,7 @@ class DeltaStore:
         workspace = names[0]
         ids = self._doc_ids.setdefault(workspace, {})
         next_id = self._next_ids.get(workspace, 1)
-        document, encoded = self.document, self._encoded
+        tables = self._tables
         for collection, record_id, record, created, seq in changes:
             of_collection = ids.get(collection)
             if of_collection is None:
@@ -465,26 +471,22 @@ class DeltaStore:
                 doc_id = of_collection[record_id] = next_id
                 next_id += 1
             name = self._table_name(workspace, doc_id)
-            table = document.get(name)
+            table = tables.get(name)
             if table is None:
-                table = document[name] = {}
-                encoded[name] = {}
-            key = str(doc_id)
-            doc = table[key] = {
+                table = tables[name] = {}
+            table[str(doc_id)] = _encode({
                 "collection": collection,
                 "id": record_id,
                 "record": record,
                 "created": created,
                 "seq": seq,
-            }
-            encoded[name][key] = _encode(doc)
+            })
         self._next_ids[workspace] = next_id
 
     def _forget(self, workspaces: Iterable[str]) -> None:
         prefixes = tuple(f"ws:{name}:" for name in workspaces)
-        for name in [t for t in self.document if t.startswith(prefixes)]:
-            del self.document[name]
-            self._encoded.pop(name, None)
+        for name in [t for t in self._tables if t.startswith(prefixes)]:
+            del self._tables[name]
         for name in workspaces:
             self._doc_ids.pop(name, None)
             self._next_ids.pop(name, None)
@@ -492,7 +494,7 @@ class DeltaStore:
     def workspaces(self) -> list[str]:
         if not self.durable:
             return sorted(self._changed)
-        return sorted({t[3:].rsplit(":", 1)[0] for t in self.document if t.startswith("ws:")})
+        return sorted({t[3:].rsplit(":", 1)[0] for t in self._tables if t.startswith("ws:")})
 
     def pending(self, workspace: str) -> asyncio.Future[None] | None:
         """The batch of a drop of this workspace not yet durable, if any."""
@@ -503,8 +505,8 @@ class DeltaStore:
         if workspace in self._dropping or not self.durable:
             return []
         prefix = f"ws:{workspace}:"
-        tables = [t for name, t in self.document.items() if name.startswith(prefix)]
-        return [d for t in tables for d in t.values()]
+        tables = [t for name, t in self._tables.items() if name.startswith(prefix)]
+        return [_decode_doc(raw) for t in tables for raw in t.values()]
 
     # ------------------------------------------------------------------ writes
     def commit(self, workspace: str, changes: Sequence[Change]) -> asyncio.Future[None] | None:
@@ -609,7 +611,7 @@ class DeltaStore:
         moved aside (queued on the writer thread before any later append) and the document as
         it is now is written on the compaction thread.
         """
-        frozen = {name: dict(table) for name, table in self._encoded.items()}
+        frozen = {name: dict(table) for name, table in self._tables.items()}
         rotated = loop.run_in_executor(self._writer, self.log.rotate)
         self._compaction = loop.create_task(self._compact(frozen, rotated), name="store-fold")
 
@@ -650,7 +652,7 @@ class DeltaStore:
             return
         await self.settle()
         loop = asyncio.get_running_loop()
-        frozen = {name: dict(table) for name, table in self._encoded.items()}
+        frozen = {name: dict(table) for name, table in self._tables.items()}
         await loop.run_in_executor(self._writer, self._fold_all, frozen)
 
     def _fold_all(self, frozen: dict[str, dict[str, bytes]]) -> None:
