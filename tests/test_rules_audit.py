@@ -140,3 +140,31 @@ def test_seeded_entries_name_an_object_of_their_type_that_exists(client: TestCli
         assert ws.get(collection, entry["object_id"]) is not None, entry
         seen += 1
     assert seen > 100
+
+
+def test_a_creates_entry_holds_each_field_it_set_never_bookkeeping_or_a_secret(
+    client: TestClient,
+) -> None:
+    ws = f"audit-{uuid.uuid4().hex[:8]}"
+    h = _h(OWNER, ws)
+    r = client.post(
+        "/api/v1/ticket-rules",
+        json={
+            "name": "audited rule",
+            "trigger": "ticket.created",
+            "actions": [{"type": "assign_to_user", "user_id": "usr_tech"}],
+        },
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    rule = r.json()["data"]
+    assert rule["signing_secret"]
+    (made,) = _entries(client, ws, f"&object_id={rule['id']}")
+    set_fields = {
+        name
+        for name, value in rule.items()
+        if value is not None and name not in ("created_at", "updated_at", "signing_secret")
+    }
+    assert set(made["diff"]) == set_fields
+    assert all(old is None and rule[name] == new for name, (old, new) in made["diff"].items())
+    assert rule["signing_secret"] not in str(made)

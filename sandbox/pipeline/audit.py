@@ -108,20 +108,26 @@ def operation_actions(spec: Spec) -> Iterator[tuple[Operation, str]]:
 
 
 def _diff(
-    before: Record | None, after: Record | None, secret: frozenset[str] = frozenset()
+    before: Record | None, after: Record | None, unlogged: frozenset[str] = _BOOKKEEPING
 ) -> dict[str, tuple[Any, Any]]:
-    """`{field: (old, new)}` for every field the write changed (a create: from null); a secret
-    (`x-shown-once`) is never copied into the log.
+    """`{field: (old, new)}` for every field the write changed (a create: from null), leaving out
+    `unlogged` fields: bookkeeping, and secrets (`x-shown-once`), never copied into the log.
 
     Pairs are tuples (JSON arrays once encoded) so the log can grow without growing the cyclic
     collector's work: a tuple of plain values, and then the entry holding it, drop out of the
     collector's sight, where lists would be walked on every full pass for as long as the log
     is kept."""
-    old, new = before or {}, after or {}
+    if before is None:  # a create: every field it sets, each read once
+        return {
+            name: (None, value)
+            for name, value in (after or {}).items()
+            if value is not None and name not in unlogged
+        }
+    old, new = before, after or {}
     return {
         name: (old.get(name), new.get(name))
         for name in dict.fromkeys([*old, *new])
-        if name not in _BOOKKEEPING and name not in secret and old.get(name) != new.get(name)
+        if name not in unlogged and old.get(name) != new.get(name)
     }
 
 
@@ -142,7 +148,7 @@ class AuditTrail:
         self.now = now
         self.fill = fill
         self.trusted = parse_networks(trusted_proxies)
-        self.secret = frozenset(
+        self.unlogged = _BOOKKEEPING | frozenset(
             f
             for c in spec.collections.values()
             for f, prop in c.schema.get("properties", {}).items()
@@ -205,7 +211,7 @@ class AuditTrail:
         now = self.now()
         for collection, record_id, after in changes:
             before = ws.get(collection, record_id)
-            diff = _diff(before, after, self.secret)
+            diff = _diff(before, after, self.unlogged)
             if before is not None and after is not None and not diff:
                 continue  # a write that changed nothing but bookkeeping leaves no entry
             entry = {

@@ -52,6 +52,36 @@ class HandlerCall:
     rate: RateState | None = None
 
 
+_NEW_LIST, _NEW_DICT = object(), object()  # a fresh [] or {} for each record
+
+
+def fill_plan(coll: Collection) -> tuple[tuple[str, Any], ...]:
+    """Each field in schema order with the value a record gets when a write leaves it out: the
+    schema's default, else the empty value of its type (null when it may be null)."""
+    plan: list[tuple[str, Any]] = []
+    for name, prop in coll.schema.get("properties", {}).items():
+        if "default" in prop:
+            plan.append((name, prop["default"]))
+            continue
+        types = json_types(prop)
+        if "null" in types:
+            empty: Any = None
+        elif prop.get("enum"):
+            empty = prop["enum"][0]
+        elif "array" in types:
+            empty = _NEW_LIST
+        elif "object" in types:
+            empty = _NEW_DICT
+        elif "boolean" in types:
+            empty = False
+        elif "integer" in types or "number" in types:
+            empty = prop.get("minimum", 0)
+        else:
+            empty = ""
+        plan.append((name, empty))
+    return tuple(plan)
+
+
 def _ref_target(schema: dict[str, Any]) -> str | None:
     ref = ref_of(schema)
     return ref[0] if ref else None
@@ -169,6 +199,9 @@ class Resources:
         self.shown_once = shown_once_fields(spec)
         # collection -> a check of each record a create or update writes (the rule engine's)
         self.write_checks: dict[str, Callable[[Workspace, Record], None]] = {}
+        # collection -> what `fill` puts in each field a write leaves out, read from the schema
+        # once (every create fills its record and its audit entries)
+        self._fills = {name: (c, fill_plan(c)) for name, c in spec.collections.items()}
 
     def handle(self, ex: HandlerCall) -> tuple[int, Any]:
         handler = self._kinds.get(ex.op.kind)
@@ -283,28 +316,19 @@ class Resources:
 
     def fill(self, coll: Collection, values: Record) -> Record:
         """A complete record in schema order: given values, then defaults, then empties."""
+        plan = self._fills.get(coll.name)
+        if plan is None or plan[0] is not coll:
+            plan = self._fills[coll.name] = (coll, fill_plan(coll))
         out: Record = {}
-        for name, prop in coll.schema.get("properties", {}).items():
+        for name, empty in plan[1]:
             if name in values:
                 out[name] = values[name]
-            elif "default" in prop:
-                out[name] = prop["default"]
+            elif empty is _NEW_LIST:
+                out[name] = []
+            elif empty is _NEW_DICT:
+                out[name] = {}
             else:
-                types = json_types(prop)
-                if "null" in types:
-                    out[name] = None
-                elif prop.get("enum"):
-                    out[name] = prop["enum"][0]
-                elif "array" in types:
-                    out[name] = []
-                elif "object" in types:
-                    out[name] = {}
-                elif "boolean" in types:
-                    out[name] = False
-                elif "integer" in types or "number" in types:
-                    out[name] = prop.get("minimum", 0)
-                else:
-                    out[name] = ""
+                out[name] = empty
         return out
 
     def _new_record(
