@@ -19,6 +19,8 @@ the error envelope and is closed at once, before it can cost more than an accept
 keep-alive, pipelining and everything else stay uvicorn's. A deadline that passes while the server
 itself has paused reading (a pipelined request waiting for the one before it, a large body the app
 has not consumed yet) waits for the server, not the client, so it is checked again later.
+
+The class also writes each loop step's output of a connection at once (`gathered_writes.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 from opsmerge_sandbox.catalogue import load_catalogue
+from opsmerge_sandbox.gathered_writes import GatheredWrites
 
 log = logging.getLogger("sandbox.connections")
 
@@ -293,7 +296,7 @@ class _Deadlines:
 def _httptools_class(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class LimitedHttpToolsProtocol(_Deadlines, HttpToolsProtocol):
+    class LimitedHttpToolsProtocol(_Deadlines, GatheredWrites, HttpToolsProtocol):
         """httptools with deadlines: its parser reports where each message and head begin/end."""
 
         def on_message_begin(self) -> None:
@@ -314,7 +317,7 @@ def _h11_class(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class LimitedH11Protocol(_Deadlines, H11Protocol):
+    class LimitedH11Protocol(_Deadlines, GatheredWrites, H11Protocol):
         """h11 with deadlines: a head is due while the client is idle in h11's state machine."""
 
         def data_received(self, data: bytes) -> None:
