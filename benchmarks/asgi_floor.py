@@ -9,7 +9,8 @@ the sandbox answered for it; other paths get 404 and a small body.
 uvicorn, with the sandbox's settings:  python benchmarks/asgi_floor.py --port 4099 --stubs F
 granian (when installed):  BENCH_STUBS=F python -m granian --interface asgi --factory
                            --working-dir benchmarks asgi_floor:app_from_env
-This module imports nothing outside the standard library, so any server can load it.
+Its app imports nothing outside the standard library, so any server can load it (`main`, which
+serves it on uvicorn, takes the sandbox's server options).
 """
 
 from __future__ import annotations
@@ -107,8 +108,12 @@ def app_from_env() -> App:
 
 
 def main() -> None:
-    """Serve with uvicorn as the sandbox does: one worker, no access log, no server header."""
+    """Serve with uvicorn as the sandbox does: one worker, no access log, no server header, and
+    the sandbox's own loop and protocol (`uvicorn_options`: connections accepted all at once,
+    each loop step's writes in one), so a fraction of this floor is the sandbox's own work."""
     import uvicorn
+
+    from opsmerge_sandbox.connection_limits import resolve_limits, uvicorn_options
 
     parser = argparse.ArgumentParser(description="bare-ASGI floor for the benchmark")
     parser.add_argument("--host", default="127.0.0.1")
@@ -117,7 +122,8 @@ def main() -> None:
     args = parser.parse_args()
     stubs = load_stubs(args.stubs) if args.stubs else {}
     uvicorn.run(make_app(stubs), host=args.host, port=args.port, access_log=False,
-                log_level="warning", workers=1, server_header=False, lifespan="on")
+                log_level="warning", workers=1, server_header=False, lifespan="on",
+                **uvicorn_options(resolve_limits(False)))
 
 
 if __name__ == "__main__":

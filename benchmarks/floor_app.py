@@ -51,8 +51,12 @@ def app_from_env() -> Litestar:
 
 
 def main() -> None:
-    """Serve with uvicorn as the sandbox does: one worker, no access log, no server header."""
+    """Serve with uvicorn as the sandbox does: one worker, no access log, no server header, and
+    the sandbox's own loop and protocol (`uvicorn_options`: connections accepted all at once,
+    each loop step's writes in one), so a fraction of this floor is the sandbox's own work."""
     import uvicorn
+
+    from opsmerge_sandbox.connection_limits import resolve_limits, uvicorn_options
 
     parser = argparse.ArgumentParser(description="bare Litestar floor for the benchmark")
     parser.add_argument("--host", default="127.0.0.1")
@@ -61,7 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     stubs = load_stubs(args.bodies) if args.bodies else {}
     uvicorn.run(make_app(stubs), host=args.host, port=args.port, access_log=False,
-                log_level="warning", workers=1, server_header=False)
+                log_level="warning", workers=1, server_header=False,
+                **uvicorn_options(resolve_limits(False)))
 
 
 if __name__ == "__main__":

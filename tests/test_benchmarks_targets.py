@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from opsmerge_contracts.sandboxes import LoopbackServer
-from tests.conftest import bearer, key_named, make_app
+from tests.conftest import bearer, free_port, key_named, make_app
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 SIBLINGS = ("loadgen", "prism", "wiremock", "asgi_floor")
@@ -421,6 +421,59 @@ def test_floors_replay_the_sandboxs_answers_byte_for_byte(
         status, _, _ = bench.http_answer(server.port, "GET", "/no/such/path", {})
     if floor == "asgi":
         assert status == 404  # a wrong path is never mistaken for a measured one
+
+
+@pytest.mark.parametrize("script", ["floor_app.py", "asgi_floor.py"])
+def test_floors_serve_on_the_sandboxs_own_server_options_one_write_an_answer(
+    script: str, tmp_path: Path
+) -> None:
+    """A floor started as `run.py` starts it writes each answer to its socket once, as the
+    sandbox's server does: a fraction of it is the sandbox's own work, not the server's."""
+    stub = asgi_floor.Stub(200, "application/json", b'{"data":{"id":"x"}}')
+    path = tmp_path / "stubs.json"
+    path.write_text(asgi_floor.dump_stubs({"/w": stub}))
+    port = free_port()
+    flag = "--bodies" if script == "floor_app.py" else "--stubs"
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / script), "--host", "127.0.0.1", "--port", str(port),
+         flag, str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+                time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            request = b"GET /w HTTP/1.1\r\nHost: floor\r\n\r\n"
+
+            def answer() -> bytes:
+                sock.sendall(request)
+                data = b""
+                while not data.endswith(stub.body):
+                    data += sock.recv(65536)
+                return data
+
+            answer()
+            before = _process_writes(proc.pid)
+            for _ in range(40):
+                assert answer().startswith(b"HTTP/1.1 200")
+            assert (_process_writes(proc.pid) - before) / 40 == 1.0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _process_writes(pid: int) -> int:
+    """The write calls a process has made into the kernel (`syscw`)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscw in /proc/<pid>/io")
 
 
 def test_old_stub_files_with_bare_bodies_still_load(tmp_path: Path) -> None:
