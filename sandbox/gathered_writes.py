@@ -1,15 +1,13 @@
 """What a connection writes in one step of the event loop, handed to its socket in one write at
 the end of that step.
 
-uvicorn writes a response's head as soon as the app sends it, and then its body: two `send()`
-calls into the kernel per response, each run through loopback's whole receive path for the peer,
-in the middle of the loop's Python work. Held until the loop's ready callbacks run, a response is
-one write made after the work of every request the loop took in that turn. Measured on one pinned
-core (wrk on the other, 64 connections): gets 15.1k -> 20.8k a second and creates 5.5k -> 7.0k,
-the server's system time per get 19 -> 8 us and its own user time 51 -> 40 us (the Python work is
-no longer interleaved with the network stack's). The bytes, their order and the time they leave
-are the same: a held write goes out before the loop next waits for the network, and before a
-close, an abort or an end of file.
+uvicorn writes a response's head as soon as the app sends it and its body after: two writes into
+the kernel per response, made in the middle of the loop's Python work. Held until the step is
+done, a response is one write made after that work; on one pinned core the server answered ~35%
+more gets and ~27% more creates, with less system and less user time per request
+(`benchmarks/README.md`, "One write per answer"). The bytes and their order are the same, and a
+held write still goes out in the loop turn it was made in: before the loop next waits for the
+network, and before a close, an abort or an end of file.
 
 `GatheredWrites` is a protocol mixin: it hands uvicorn's protocol a `HeldTransport` in place of
 the socket's transport, so every write uvicorn makes (heads, bodies, its own error answers) goes
