@@ -24,6 +24,8 @@ from typing import Any
 
 import uvloop
 
+from opsmerge_sandbox import start_together
+
 log = logging.getLogger("opsmerge_sandbox.accept")
 
 LOOP = "opsmerge_sandbox.accept:BatchAcceptLoop"  # uvicorn's `loop` option: what makes the loop
@@ -185,5 +187,6 @@ class WorkerAcceptLoop(BatchAcceptLoop):
     ) -> asyncio.AbstractServer:
         sock = kwargs.get("sock")
         if sock is not None and not args:
+            await start_together.all_ready()  # listen once every worker can (start_together.py)
             kwargs["sock"] = _own_socket(sock, int(kwargs.get("backlog") or 100))
         return await super().create_server(protocol_factory, *args, **kwargs)

@@ -55,20 +55,53 @@ def _socket_owners(pids: list[int]) -> dict[str, set[int]]:
     return owners
 
 
+def _listening(port: int, workers: list[int]) -> set[int]:
+    """The workers that listen on the port now."""
+    owners = _socket_owners(workers)
+    listening: set[int] = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":  # LISTEN
+            listening |= owners.get(fields[9], set())
+    return listening
+
+
 def _wait_listening(port: int, workers: list[int], timeout: float = 60) -> None:
-    """Until each worker listens on the port (each builds its world first)."""
+    """Until each worker listens on the port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        owners = _socket_owners(workers)
-        listening: set[int] = set()
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":  # LISTEN
-                listening |= owners.get(fields[9], set())
-        if listening >= set(workers):
+        if _listening(port, workers) >= set(workers):
             return
         time.sleep(0.1)
     raise AssertionError(f"not every worker listens on {port}")
+
+
+def test_the_first_answer_comes_once_every_worker_listens(store: RedisServer) -> None:
+    """A client that connects as soon as the sandbox answers reaches every worker: no worker
+    listens before all are ready (one that did took every early connection)."""
+    for _ in range(2):
+        host = Host(store.url, workers=3)  # returns at the first answer to /healthz
+        try:
+            workers = _workers(host.proc.pid)
+            assert len(workers) == 3
+            assert _listening(host.port, workers) == set(workers)
+            ready_dirs = _ready_dirs(host.proc.pid)
+            assert len(ready_dirs) == 1 and len(list(ready_dirs[0].iterdir())) == 3
+        finally:
+            host.close()
+        assert not ready_dirs[0].exists()  # the parent cleans up after its workers
+
+
+def _ready_dirs(parent: int) -> list[Path]:
+    """Where the workers of `parent` said they were ready (named in their environment)."""
+    found = set()
+    for pid in _workers(parent):
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        for entry in environ:
+            name, _, value = entry.partition(b"=")
+            if name == b"OPSMERGE_SANDBOX_WORKERS_READY_DIR":
+                found.add(Path(value.decode()))
+    return sorted(found)
 
 
 def _served_by(port: int, clients: set[int], owners: dict[str, set[int]]) -> Counter[int]:
@@ -88,7 +121,7 @@ def test_a_burst_of_connections_is_spread_over_every_worker(store: RedisServer) 
     try:
         workers = _workers(host.proc.pid)
         assert len(workers) == 2
-        _wait_listening(host.port, workers)  # the first answers /healthz before the second
+        _wait_listening(host.port, workers)
 
         async def burst() -> tuple[set[int], list[asyncio.StreamWriter]]:
             opened = await asyncio.gather(

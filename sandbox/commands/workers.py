@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import socket
+import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import uvicorn
 from litestar import Litestar
 
-from opsmerge_sandbox import collector
+from opsmerge_sandbox import collector, start_together
 from opsmerge_sandbox.accept import WORKER_LOOP, reserve
 from opsmerge_sandbox.connection_limits import ConnectionLimits, protocol_class, uvicorn_options
 from opsmerge_sandbox.settings import Settings
@@ -78,6 +79,9 @@ def serve_workers(
     settings: Settings, args: argparse.Namespace, limits: ConnectionLimits, sock: socket.socket
 ) -> None:
     os.environ[SETTINGS_ENV] = settings_to_env(settings)
+    ready = tempfile.TemporaryDirectory(prefix="opsmerge-workers-")
+    os.environ[start_together.DIR_ENV] = ready.name
+    os.environ[start_together.COUNT_ENV] = str(args.workers)
     config = WorkerConfig(
         limits,
         args.http,
@@ -94,4 +98,5 @@ def serve_workers(
         **{k: v for k, v in uvicorn_options(limits, args.http).items() if k not in _OWN},
         loop=WORKER_LOOP,
     )
-    uvicorn.supervisors.Multiprocess(config, sockets=[reserve(sock)]).run()
+    with ready:
+        uvicorn.supervisors.Multiprocess(config, sockets=[reserve(sock)]).run()
