@@ -442,3 +442,78 @@ def test_a_commit_whose_predecessor_is_cancelled_while_it_waits_is_still_acknowl
     assert cancelled
     assert length.strip() == "2"
     assert locked.strip() == "0"
+
+
+def test_a_request_needing_more_than_a_fetch_just_finished_brought_fetches_again(
+    store: RedisServer,
+) -> None:
+    """A fetch of what a worker lacks that has finished, its done callback still queued, is not
+    one under way: a request needing more than it brought, run in that gap, waited on it again
+    and again without ever yielding, and the worker spun at full CPU for good (found under a
+    burst of creates on 4 workers). It fetches again instead."""
+    behind, collection = _worker(store)
+    ahead, _ = _worker(store)
+
+    async def append(record_id: str) -> tuple[int, int]:
+        held = await ahead.lock("w")
+        await _write(ahead, collection, record_id)
+        await ahead.unlock("w", held)
+        return ahead.have("w")
+
+    def spinning(signum: int, frame: Any) -> None:
+        raise TimeoutError("the worker never yielded to its event loop")
+
+    async def main() -> tuple[int, int]:
+        first = await append("one")
+        behind.get("w")
+        await behind.link.wire.call("PING")  # connected
+        conn = behind.link.wire.conn
+        assert conn is not None and conn.transport is not None
+        conn.transport.pause_reading()  # both answers below wait in the socket
+        needs_first = asyncio.ensure_future(behind.bring_up("w", first))
+        await asyncio.sleep(0.01)  # its fetch is sent
+
+        async def needs_more() -> None:
+            await behind.link.wire.call("PING")  # answered right behind the fetch
+            await behind.bring_up("w", (first[0], first[1] + 1))
+
+        later = asyncio.ensure_future(needs_more())
+        await asyncio.sleep(0.05)
+        assert await append("two") == (first[0], first[1] + 1)  # after the fetch read the log
+        conn.transport.resume_reading()
+        await asyncio.wait_for(asyncio.gather(needs_first, later), 5)
+        return behind.have("w")
+
+    previous = signal.signal(signal.SIGALRM, spinning)
+    signal.setitimer(signal.ITIMER_REAL, 10)
+    try:
+        have = uvloop.run(main())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert have >= (0, 2)
+
+
+def test_a_request_whose_own_fetch_finds_less_than_the_store_answered_is_answered_503(
+    store: RedisServer,
+) -> None:
+    """The store answered a log length it no longer holds (it lost its data in between): the
+    request's own fetch cannot bring the copy there, and it is answered 503 STATE_UNAVAILABLE
+    with Retry-After instead of fetching for ever."""
+    behind, collection = _worker(store)
+    ahead, _ = _worker(store)
+
+    async def main() -> ApiError:
+        held = await ahead.lock("w")
+        await _write(ahead, collection, "one")
+        await ahead.unlock("w", held)
+        behind.get("w")
+        epoch, n = ahead.have("w")
+        with pytest.raises(ApiError) as refused:
+            await asyncio.wait_for(behind.bring_up("w", (epoch, n + 4)), 5)
+        assert behind.have("w") == (epoch, n)  # what the store holds, and no more
+        return refused.value
+
+    err = uvloop.run(main())
+    assert err.status == 503 and err.code == "STATE_UNAVAILABLE"
+    assert err.headers.get("retry-after")

@@ -428,14 +428,25 @@ class SharedWorkspaces(Workspaces):
     async def bring_up(self, name: str, version: Version) -> None:
         """Bring this worker's copy to `version` at least (an admission found it further behind
         than its answer carries): one fetch at a time per workspace, shared by every request
-        waiting for it."""
+        waiting for it.
+
+        A fetch that has finished is not one under way, even while its done callback is still
+        queued: a request needing more than it brought, run in that gap, would wait on it again
+        without yielding, for good. A fetch this request started itself reads the log after
+        the answer that named `version`; if the copy is still behind it, the store holds less
+        than it answered (it lost its data), and the request is answered 503 rather than fetch
+        for ever."""
         while self.have(name) < version:
             fetch = self._fetching.get(name)
-            if fetch is None:
+            own = fetch is None or fetch.done()
+            if own:
                 fetch = asyncio.get_running_loop().create_task(self._fetch(name))
                 self._fetching[name] = fetch
                 fetch.add_done_callback(functools.partial(self._fetched, name))
+            assert fetch is not None
             await asyncio.shield(fetch)
+            if own and self.have(name) < version:
+                raise unavailable()
 
     def _fetched(self, name: str, fetch: asyncio.Task[None]) -> None:
         if self._fetching.get(name) is fetch:
