@@ -107,23 +107,27 @@ def app_from_env() -> App:
     return make_app(load_stubs(Path(path)) if path else {})
 
 
-def main() -> None:
-    """Serve with uvicorn as the sandbox does: one worker, no access log, no server header, and
-    the sandbox's own loop and protocol (`uvicorn_options`: connections accepted all at once,
-    each loop step's writes in one), so a fraction of this floor is the sandbox's own work."""
+def serve_as_the_sandbox(app: Any, host: str, port: int, **options: Any) -> None:
+    """Serve `app` with uvicorn as the sandbox is served: one worker, no access log, no server
+    header, and the sandbox's own loop and protocol (`uvicorn_options`: connections accepted
+    all at once, each loop step's writes in one), so a fraction of a floor is the sandbox's own
+    work. Both floors run under it."""
     import uvicorn
 
     from opsmerge_sandbox.connection_limits import resolve_limits, uvicorn_options
 
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning", workers=1,
+                server_header=False, **options, **uvicorn_options(resolve_limits(False)))
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description="bare-ASGI floor for the benchmark")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4099)
     parser.add_argument("--stubs", type=Path, default=None, help="stub file written by run.py")
     args = parser.parse_args()
     stubs = load_stubs(args.stubs) if args.stubs else {}
-    uvicorn.run(make_app(stubs), host=args.host, port=args.port, access_log=False,
-                log_level="warning", workers=1, server_header=False, lifespan="on",
-                **uvicorn_options(resolve_limits(False)))
+    serve_as_the_sandbox(make_app(stubs), args.host, args.port, lifespan="on")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,12 @@ import argparse
 import os
 from pathlib import Path
 
-from asgi_floor import STUBS_ENV, Stub, load_stubs  # a sibling: benchmarks/ is on the path
+from asgi_floor import (  # a sibling: benchmarks/ is on the path
+    STUBS_ENV,
+    Stub,
+    load_stubs,
+    serve_as_the_sandbox,
+)
 from litestar import Litestar, Request, Response, route
 
 # Shaped like a sandbox "get one" answer so the response size is in the same range.
@@ -51,22 +56,13 @@ def app_from_env() -> Litestar:
 
 
 def main() -> None:
-    """Serve with uvicorn as the sandbox does: one worker, no access log, no server header, and
-    the sandbox's own loop and protocol (`uvicorn_options`: connections accepted all at once,
-    each loop step's writes in one), so a fraction of this floor is the sandbox's own work."""
-    import uvicorn
-
-    from opsmerge_sandbox.connection_limits import resolve_limits, uvicorn_options
-
     parser = argparse.ArgumentParser(description="bare Litestar floor for the benchmark")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4099)
     parser.add_argument("--bodies", type=Path, default=None, help="stub file written by run.py")
     args = parser.parse_args()
     stubs = load_stubs(args.bodies) if args.bodies else {}
-    uvicorn.run(make_app(stubs), host=args.host, port=args.port, access_log=False,
-                log_level="warning", workers=1, server_header=False,
-                **uvicorn_options(resolve_limits(False)))
+    serve_as_the_sandbox(make_app(stubs), args.host, args.port)
 
 
 if __name__ == "__main__":

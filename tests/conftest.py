@@ -97,6 +97,15 @@ def contracts_command(
     return result, (json.loads(path.read_text()) if path.exists() else {})
 
 
+def write_calls(io_file: str) -> int:
+    """The write calls into the kernel a process or thread has made (`syscw` of its
+    `/proc/.../io`): what tells one write per answer from two."""
+    for line in Path(io_file).read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no syscw in {io_file}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

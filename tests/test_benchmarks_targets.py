@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from opsmerge_contracts.sandboxes import LoopbackServer
-from tests.conftest import bearer, free_port, key_named, make_app
+from tests.conftest import bearer, free_port, key_named, make_app, write_calls
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 SIBLINGS = ("loadgen", "prism", "wiremock", "asgi_floor")
@@ -441,13 +441,9 @@ def test_floors_serve_on_the_sandboxs_own_server_options_one_write_an_answer(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
-                time.sleep(0.05)
+        while bench.listeners(port) < 1:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.05)
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             request = b"GET /w HTTP/1.1\r\nHost: floor\r\n\r\n"
 
@@ -459,21 +455,13 @@ def test_floors_serve_on_the_sandboxs_own_server_options_one_write_an_answer(
                 return data
 
             answer()
-            before = _process_writes(proc.pid)
+            before = write_calls(f"/proc/{proc.pid}/io")
             for _ in range(40):
                 assert answer().startswith(b"HTTP/1.1 200")
-            assert (_process_writes(proc.pid) - before) / 40 == 1.0
+            assert (write_calls(f"/proc/{proc.pid}/io") - before) / 40 == 1.0
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def _process_writes(pid: int) -> int:
-    """The write calls a process has made into the kernel (`syscw`)."""
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("syscw:"):
-            return int(line.split()[1])
-    raise AssertionError("no syscw in /proc/<pid>/io")
 
 
 def test_old_stub_files_with_bare_bodies_still_load(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import uvloop
 
 from opsmerge_contracts.sandboxes import LoopbackServer
 from opsmerge_sandbox.gathered_writes import HeldTransport
-from tests.conftest import bearer, make_app
+from tests.conftest import bearer, make_app, write_calls
 
 OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
 GET = "/api/v1/agents/agt_acmesrv01"
@@ -23,15 +23,6 @@ GET = "/api/v1/agents/agt_acmesrv01"
 def server() -> Iterator[LoopbackServer]:
     with LoopbackServer(make_app()) as s:
         yield s
-
-
-def _writes(thread_id: int) -> int:
-    """The write calls a thread of this process has made into the kernel (`syscw`)."""
-    with open(f"/proc/self/task/{thread_id}/io") as f:
-        for line in f:
-            if line.startswith("syscw:"):
-                return int(line.split()[1])
-    raise AssertionError("no syscw in /proc/self/task/<tid>/io")
 
 
 @pytest.mark.parametrize(
@@ -47,14 +38,13 @@ def _writes(thread_id: int) -> int:
 def test_a_served_response_leaves_the_server_in_one_write(
     server: LoopbackServer, method: str, path: str, body: object, key: str, status: int
 ) -> None:
-    thread_id = server.thread.native_id
-    assert thread_id is not None
+    io_file = f"/proc/self/task/{server.thread.native_id}/io"  # the server's thread
     with httpx.Client(base_url=server.root_url, headers=bearer(key)) as client:
         assert client.request(method, path, json=body).status_code == status  # connected
-        before = _writes(thread_id)
+        before = write_calls(io_file)
         for _ in range(40):
             assert client.request(method, path, json=body).status_code == status
-        per_response = (_writes(thread_id) - before) / 40
+        per_response = (write_calls(io_file) - before) / 40
     assert per_response == 1.0
 
 

@@ -46,6 +46,14 @@ def _write(records: SharedWorkspaces, collection: str, record_id: str) -> Durabl
     return ws.commit()
 
 
+async def _append(records: SharedWorkspaces, collection: str, record_id: str) -> tuple[int, int]:
+    """One whole write to workspace "w" (lock, commit, answer, let go); the copy's version."""
+    held = await records.lock("w")
+    await _write(records, collection, record_id)
+    await records.unlock("w", held)
+    return records.have("w")
+
+
 def test_a_queued_writer_is_handed_the_lock_before_the_commit_ahead_of_it_is_answered(
     store: RedisServer,
 ) -> None:
@@ -454,17 +462,11 @@ def test_a_request_needing_more_than_a_fetch_just_finished_brought_fetches_again
     behind, collection = _worker(store)
     ahead, _ = _worker(store)
 
-    async def append(record_id: str) -> tuple[int, int]:
-        held = await ahead.lock("w")
-        await _write(ahead, collection, record_id)
-        await ahead.unlock("w", held)
-        return ahead.have("w")
-
     def spinning(signum: int, frame: Any) -> None:
         raise TimeoutError("the worker never yielded to its event loop")
 
     async def main() -> tuple[int, int]:
-        first = await append("one")
+        first = await _append(ahead, collection, "one")
         behind.get("w")
         await behind.link.wire.call("PING")  # connected
         conn = behind.link.wire.conn
@@ -479,7 +481,8 @@ def test_a_request_needing_more_than_a_fetch_just_finished_brought_fetches_again
 
         later = asyncio.ensure_future(needs_more())
         await asyncio.sleep(0.05)
-        assert await append("two") == (first[0], first[1] + 1)  # after the fetch read the log
+        # appended after the fetch read the log
+        assert await _append(ahead, collection, "two") == (first[0], first[1] + 1)
         conn.transport.resume_reading()
         await asyncio.wait_for(asyncio.gather(needs_first, later), 5)
         return behind.have("w")
@@ -504,11 +507,8 @@ def test_a_request_whose_own_fetch_finds_less_than_the_store_answered_is_answere
     ahead, _ = _worker(store)
 
     async def main() -> ApiError:
-        held = await ahead.lock("w")
-        await _write(ahead, collection, "one")
-        await ahead.unlock("w", held)
+        epoch, n = await _append(ahead, collection, "one")
         behind.get("w")
-        epoch, n = ahead.have("w")
         with pytest.raises(ApiError) as refused:
             await asyncio.wait_for(behind.bring_up("w", (epoch, n + 4)), 5)
         assert behind.have("w") == (epoch, n)  # what the store holds, and no more

@@ -200,8 +200,9 @@ class Resources:
         # collection -> a check of each record a create or update writes (the rule engine's)
         self.write_checks: dict[str, Callable[[Workspace, Record], None]] = {}
         # collection -> what `fill` puts in each field a write leaves out, read from the schema
-        # once (every create fills its record and its audit entries)
-        self._fills = {name: (c, fill_plan(c)) for name, c in spec.collections.items()}
+        # once (every create fills its record and its audit entries; every collection a fill
+        # is asked for is one of the spec's)
+        self._fills = {name: fill_plan(c) for name, c in spec.collections.items()}
 
     def handle(self, ex: HandlerCall) -> tuple[int, Any]:
         handler = self._kinds.get(ex.op.kind)
@@ -316,11 +317,8 @@ class Resources:
 
     def fill(self, coll: Collection, values: Record) -> Record:
         """A complete record in schema order: given values, then defaults, then empties."""
-        plan = self._fills.get(coll.name)
-        if plan is None or plan[0] is not coll:
-            plan = self._fills[coll.name] = (coll, fill_plan(coll))
         out: Record = {}
-        for name, empty in plan[1]:
+        for name, empty in self._fills[coll.name]:
             if name in values:
                 out[name] = values[name]
             elif empty is _NEW_LIST:

@@ -437,16 +437,19 @@ class SharedWorkspaces(Workspaces):
         than it answered (it lost its data), and the request is answered 503 rather than fetch
         for ever."""
         while self.have(name) < version:
-            fetch = self._fetching.get(name)
-            own = fetch is None or fetch.done()
-            if own:
-                fetch = asyncio.get_running_loop().create_task(self._fetch(name))
-                self._fetching[name] = fetch
-                fetch.add_done_callback(functools.partial(self._fetched, name))
-            assert fetch is not None
+            fetch, own = self._fetching.get(name), False
+            if fetch is None or fetch.done():
+                fetch, own = self._start_fetch(name), True
             await asyncio.shield(fetch)
             if own and self.have(name) < version:
                 raise unavailable()
+
+    def _start_fetch(self, name: str) -> asyncio.Task[None]:
+        """The workspace's one fetch under way (`_fetched` forgets it once it is done)."""
+        fetch = asyncio.get_running_loop().create_task(self._fetch(name))
+        self._fetching[name] = fetch
+        fetch.add_done_callback(functools.partial(self._fetched, name))
+        return fetch
 
     def _fetched(self, name: str, fetch: asyncio.Task[None]) -> None:
         if self._fetching.get(name) is fetch:
