@@ -10,6 +10,7 @@ from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
+from opsmerge_sandbox.api_lane import Lane
 from opsmerge_sandbox.control_api import build_admin
 from opsmerge_sandbox.docs import docs_routes
 from opsmerge_sandbox.errors import ApiError
@@ -153,7 +154,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
     app.state.sandbox = state
     app.state.pipeline = pipeline
     # the API's operations skip Litestar's router (pipeline/dispatch.py); the rest keeps it
-    app.asgi_handler = ApiDispatch(
+    dispatch = ApiDispatch(
         app.asgi_handler,
         app,
         pipeline.run,
@@ -162,4 +163,8 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
         state.spec.base_path,
         cors=bool(settings.cors_origins),
     )
+    app.asgi_handler = dispatch
+    # and beneath ASGI, from the connection's protocol (api_lane.py); with shared state every
+    # answer waits on the store, so it runs as a task from the start
+    app.state.api_lane = Lane(dispatch, app, eager=state.shared is None)
     return wrap_connection_faults(app)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+from opsmerge_sandbox.api_lane import ApiLane
 from opsmerge_sandbox.catalogue import load_catalogue
 from opsmerge_sandbox.gathered_writes import GatheredWrites
 
@@ -296,8 +297,9 @@ class _Deadlines:
 def _httptools_class(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class LimitedHttpToolsProtocol(_Deadlines, GatheredWrites, HttpToolsProtocol):
-        """httptools with deadlines: its parser reports where each message and head begin/end."""
+    class LimitedHttpToolsProtocol(_Deadlines, GatheredWrites, ApiLane, HttpToolsProtocol):
+        """httptools with deadlines (its parser reports where each message and head begin and
+        end) and the API's own lane."""
 
         def on_message_begin(self) -> None:
             super().on_message_begin()

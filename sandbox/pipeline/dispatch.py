@@ -17,7 +17,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from litestar import Litestar, Request
+from litestar import Litestar, Request, Response
 from litestar.exceptions import LitestarException
 
 from opsmerge_sandbox.errors import ApiError
@@ -104,14 +104,7 @@ class ApiDispatch:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith(self.base):
-            at = (scope["method"], scope["path"])
-            try:
-                found = self._matched[at]
-            except KeyError:
-                found = self._match(at[1], at[0])
-                if len(self._matched) >= _MATCHED_MAX:
-                    self._matched.clear()
-                self._matched[at] = found
+            found = self._found(scope["method"], scope["path"])
             if found is None:
                 # no operation serves it (404, 405, OPTIONS, HEAD): Litestar answers, but a
                 # request with a valid key is counted like any other, and says so in its headers
@@ -119,10 +112,35 @@ class ApiDispatch:
                 if send is None:
                     return
             elif not (self.cors and _has_origin(scope)):
-                op, names, params = found
-                await self._serve(op, names, params, scope, receive, send)
+                response = await self.answer(found, scope, receive, send)
+                if isinstance(response, EncodedResponse):
+                    await response(scope, receive, send)
+                else:
+                    await self.deliver(response, scope, receive, send)
                 return
         await self.inner(scope, receive, send)
+
+    def direct(self, scope: Any) -> Found | None:
+        """The operation that answers this request beneath ASGI (`api_lane.py`), or None when
+        the request takes the ASGI way (Litestar answers it, or its CORS headers are needed)."""
+        path: str = scope["path"]
+        if not path.startswith(self.base):
+            return None
+        found = self._found(scope["method"], path)
+        if found is None or (self.cors and _has_origin(scope)):
+            return None
+        return found
+
+    def _found(self, method: str, path: str) -> Found | None:
+        at = (method, path)
+        try:
+            return self._matched[at]
+        except KeyError:
+            found = self._match(path, method)
+            if len(self._matched) >= _MATCHED_MAX:
+                self._matched.clear()
+            self._matched[at] = found
+            return found
 
     def _match(self, path: str, method: str) -> Found | None:
         routes = self.table
@@ -159,27 +177,23 @@ class ApiDispatch:
 
         return with_rate_headers
 
-    async def _serve(
-        self,
-        op: Operation,
-        names: dict[str, str],
-        path_params: dict[str, str],
-        scope: Any,
-        receive: Any,
-        send: Any,
-    ) -> None:
+    async def answer(
+        self, found: Found, scope: Any, receive: Any, send: Any
+    ) -> EncodedResponse | Response[bytes]:
+        """The pipeline's answer to a request an operation serves (a crash answers 500)."""
+        op, names, path_params = found
         scope["path_params"] = path_params
         request = ApiRequest(scope, receive, send)
         try:
-            response = await self.endpoint(op, request, names)
+            return await self.endpoint(op, request, names)
         except Exception:
             log.exception("unhandled error on %s %s", op.method, redact_path(scope["path"]))
             err = ApiError("INTERNAL_ERROR", "The sandbox failed on this request; see its log.")
-            response = EncodedResponse(err.status, encode(err.body()), {})
-        if isinstance(response, EncodedResponse):
-            await response(scope, receive, send)
-            return
-        # a Litestar Response a fault reshaped (a broken connection may raise while sending)
+            return EncodedResponse(err.status, encode(err.body()), {})
+
+    async def deliver(self, response: Response[bytes], scope: Any, receive: Any, send: Any) -> None:
+        """Send a Litestar Response a fault reshaped (a broken connection may raise while
+        sending); the pre-encoded answers never come here."""
         started = False
 
         async def tracked(message: Any) -> None:

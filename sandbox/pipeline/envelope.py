@@ -61,18 +61,27 @@ class EncodedResponse:
         self.headers = headers
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        encoded = [_JSON_HEADER, (b"content-length", str(len(self.body)).encode())]
-        headers = self.headers
-        text = "".join(headers) + "".join(headers.values())
-        if text.isascii() and text.isprintable():  # the common case: one check for them all
-            for k, v in headers.items():
-                encoded.append((k.encode(), v.encode()))
-        else:
-            encoded += [
-                (header_value(k).encode(), header_value(v).encode()) for k, v in headers.items()
-            ]
-        await send({"type": "http.response.start", "status": self.status_code, "headers": encoded})
+        fields = [_JSON_HEADER, (b"content-length", str(len(self.body)).encode())]
+        fields += [(k.encode(), v.encode()) for k, v in self._printable().items()]
+        await send({"type": "http.response.start", "status": self.status_code, "headers": fields})
         await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+    def head_fields(self) -> bytes:
+        """The head's field lines as an HTTP/1.1 server writes them (names in lower case),
+        content type and length first: what the API lane sends without ASGI's messages."""
+        lines = "".join([f"{k}: {v}\r\n" for k, v in self._printable().items()])
+        return b"content-type: application/json\r\ncontent-length: %d\r\n%s" % (
+            len(self.body), lines.encode())
+
+    def _printable(self) -> dict[str, str]:
+        """The headers, each name in lower case and each value visible ASCII (`header_value`:
+        never a line break); as they are in the common case, checked in one pass."""
+        headers = self.headers
+        names = "".join(headers)
+        text = names + "".join(headers.values())
+        if text.isascii() and text.isprintable() and (names.islower() or not names):
+            return headers
+        return {header_value(k).lower(): header_value(v) for k, v in headers.items()}
 
 
 def encode(payload: Any) -> bytes:

@@ -1,0 +1,382 @@
+"""The API's operations answered straight from the connection's protocol, beneath ASGI.
+
+Counted with callgrind, uvicorn's request cycle around an ASGI app (the scope's cycle object, its
+event, a task per request, the two `send` messages with their per-header checks) cost ~128k
+instructions a request, against ~11k for a bare httptools protocol on the same loop: more than
+half a get's whole cost beyond the pipeline's own work. So a request that an API operation
+answers (`ApiDispatch.direct`: the same match the ASGI fast path makes) is taken here: its body
+gathered as the parser hands it over, the pipeline run as soon as the message is complete, and
+the answer written as one head-and-body. With the embedded store the pipeline's first step runs
+at once, inside the read that brought the request (most answers never wait, so no task is made);
+when it waits, or always on shared state (whose client needs a task of its own), the rest runs
+as a task. What is written is what uvicorn would have written for the same answer.
+
+Everything else takes uvicorn's own way, unchanged: a request that Litestar answers, one with a
+CORS origin, an `Expect: 100-continue`, a chunked or large body, one behind another still being
+answered on the connection (pipelining keeps its order), or one arriving while the client is not
+reading answers. An answer that a fault reshapes into a Litestar Response (a reset, a truncation,
+a trickle) is handed to a uvicorn cycle of its own for delivery. Only the httptools protocol has
+this lane; h11 serves everything through ASGI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import types
+import urllib.parse
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any
+
+import httptools
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+from opsmerge_sandbox.faults.connection import ConnectionFaults, remember_raw_send
+from opsmerge_sandbox.pipeline.envelope import EncodedResponse
+
+if TYPE_CHECKING:
+    from litestar import Response
+
+    from opsmerge_sandbox.pipeline.dispatch import ApiDispatch, Found
+
+log = logging.getLogger("sandbox")
+
+BODY_MAX = 64 * 1024  # a larger declared body is read through ASGI, under its size limit
+
+
+class Lane:
+    """What the protocol needs of the app: the dispatch, the app it belongs to, and whether a
+    first step may run at once."""
+
+    __slots__ = ("app", "dispatch", "eager")
+
+    def __init__(self, dispatch: ApiDispatch, app: Any, eager: bool) -> None:
+        self.dispatch = dispatch
+        self.app = app
+        self.eager = eager
+
+    def open_for(self, app: Any) -> bool:
+        """Whether the server calls the app itself and the app's ASGI chain is still the
+        connection-fault layer around the dispatch alone. Whatever is put around the API (an
+        ASGI wrapper of the app, the access log, a recorder) must see every request, so while
+        there is one every request takes the ASGI way."""
+        if app is not self.app:
+            return False
+        handler = app.asgi_handler
+        if type(handler) is ConnectionFaults:
+            handler = handler.app
+        return handler is self.dispatch
+
+
+def lane_of(app: Any) -> Lane | None:
+    """The lane an app offers (`create_app` files it in the app's state), or None."""
+    state = getattr(app, "state", None)
+    lane = getattr(state, "api_lane", None) if state is not None else None
+    return lane if isinstance(lane, Lane) else None
+
+
+class LaneRequest:
+    """A request on the lane, standing where uvicorn keeps its cycle (`protocol.cycle`), with the
+    attributes uvicorn and the connection deadlines read there."""
+
+    __slots__ = (
+        "body",
+        "disconnected",
+        "found",
+        "keep_alive",
+        "more_body",
+        "response_complete",
+        "scope",
+        "started",
+        "waiter",
+    )
+
+    def __init__(self, scope: Any, found: Found, keep_alive: bool, more_body: bool) -> None:
+        self.scope = scope
+        self.found = found
+        self.keep_alive = keep_alive
+        self.body = b""
+        self.more_body = more_body  # no body declared: no body deadline to keep
+        self.response_complete = False
+        self.disconnected = False
+        self.started = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    @property
+    def message_event(self) -> LaneRequest:
+        """What uvicorn sets when the connection goes (`set` below)."""
+        return self
+
+    def set(self) -> None:
+        """The body is whole, or the client has gone: a `receive` waiting for it goes on."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive(self) -> dict[str, Any]:
+        """ASGI `receive` for the pipeline: the whole body, once, when it has arrived."""
+        if self.more_body and not self.disconnected:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        if self.disconnected:
+            return {"type": "http.disconnect"}
+        body, self.body = self.body, b""
+        return {"type": "http.request", "body": body, "more_body": False}
+
+
+async def _no_send(message: Any) -> None:
+    raise RuntimeError("a request on the lane is answered by the pipeline's return value")
+
+
+@types.coroutine
+def _rest(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, Any]:
+    """Carry on a coroutine whose first step ran already and is waiting on `waiting`."""
+    while True:
+        try:
+            sent = yield waiting
+        except BaseException as exc:  # a cancellation of the task goes on into the coroutine
+            try:
+                waiting = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                waiting = coro.send(sent)
+            except StopIteration as done:
+                return done.value
+
+
+async def _resumed(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
+    return await _rest(coro, waiting)
+
+
+class ApiLane:
+    """Mixin for uvicorn's httptools protocol (which supplies everything it reads but `_lane`)."""
+
+    _lane: Lane | None = None
+    _unstarted: LaneRequest | None = None  # a lane request whose body is still coming
+    _defaults: Any = None  # the server's default fields, as last seen, and their lines
+    _default_lines = b""
+
+    app: Any
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    parser: Any
+    scope: Any
+    url: bytes
+    cycle: Any
+    pipeline: Any
+    flow: Any
+    tasks: set[asyncio.Task[Any]]
+    server_state: Any
+    access_log: bool
+    root_path: str
+    expect_100_continue: bool
+    logger: logging.Logger
+    access_logger: logging.Logger
+    on_response_complete: Callable[[], None]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._lane = lane_of(self.app)
+
+    def on_headers_complete(self) -> None:
+        lane = self._lane
+        if lane is not None and lane.open_for(self.app):
+            request = self._take(lane)
+            if request is not None:
+                self.cycle = self._unstarted = request
+                return
+        super().on_headers_complete()  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # type: ignore[misc]
+        request = self._unstarted
+        if request is not None:
+            # the head is whole and the body is still coming: the pipeline starts now, as the
+            # ASGI way would (an answer that needs no body, a 401 say, goes out before it)
+            self._unstarted = None
+            self._answer(request)
+
+    def _take(self, lane: Lane) -> LaneRequest | None:
+        """The request as a lane request, or None when it takes uvicorn's way."""
+        cycle = self.cycle
+        if (
+            (cycle is not None and not cycle.response_complete)
+            or self.pipeline
+            or self.expect_100_continue
+            or self.flow.write_paused
+        ):
+            return None
+        parser = self.parser
+        if parser.should_upgrade():
+            return None
+        scope = self.scope
+        length = 0
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > BODY_MAX:
+                    return None
+                length += 1
+            elif name == b"transfer-encoding":
+                return None
+        if length > 1:
+            return None
+        method = parser.get_method().decode("ascii")
+        parsed = _parse_url(self.url)
+        if parsed is None:
+            return None
+        raw_path, query = parsed
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        scope["method"] = method
+        root = self.root_path
+        scope["path"] = root + path if root else path
+        scope["raw_path"] = root.encode("ascii") + raw_path if root else raw_path
+        scope["query_string"] = query
+        version = parser.get_http_version()
+        if version != "1.1":
+            scope["http_version"] = version
+        found = lane.dispatch.direct(scope)
+        if found is None:
+            return None
+        keep_alive = version != "1.0" and parser.should_keep_alive()
+        return LaneRequest(scope, found, keep_alive, length > 0)
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if type(cycle) is LaneRequest:
+            if not cycle.response_complete:  # else answered early: the rest is dropped
+                cycle.body += body
+            return
+        super().on_body(body)  # type: ignore[misc]
+
+    def on_message_complete(self) -> None:
+        cycle = self.cycle
+        if type(cycle) is LaneRequest:
+            cycle.more_body = False
+            if cycle.started:
+                cycle.set()
+            else:  # the common case: the whole request came in this read
+                self._unstarted = None
+                self._answer(cycle)
+            return
+        super().on_message_complete()  # type: ignore[misc]
+
+    def _answer(self, request: LaneRequest) -> None:
+        request.started = True
+        lane = self._lane
+        assert lane is not None
+        coro = lane.dispatch.answer(request.found, request.scope, request.receive, _no_send)
+        context = contextvars.copy_context()  # what the request sets stays the request's
+        if lane.eager:
+            try:
+                waiting = context.run(coro.send, None)
+            except StopIteration as done:
+                self._respond(request, done.value)
+                return
+            except BaseException:
+                log.exception("the lane failed on a request")
+                self.transport.close()
+                return
+            task = self.loop.create_task(_resumed(coro, waiting), context=context)
+        else:
+            task = self.loop.create_task(coro, context=context)
+        self.tasks.add(task)
+        task.add_done_callback(functools.partial(self._answered, request))
+
+    def _answered(self, request: LaneRequest, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled():
+            self.transport.close()
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("the lane failed on a request", exc_info=exc)
+            self.transport.close()
+            return
+        self._respond(request, task.result())
+
+    def _respond(self, request: LaneRequest, response: EncodedResponse | Response[bytes]) -> None:
+        if type(response) is not EncodedResponse:
+            self._deliver(request, response)  # type: ignore[arg-type]
+            return
+        request.response_complete = True
+        if request.disconnected or self.transport.is_closing():
+            return
+        if self.access_log:  # uvicorn's line, as its cycle writes it
+            scope = request.scope
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(scope),
+                scope["method"],
+                get_path_with_query_string(scope),
+                scope["http_version"],
+                response.status_code,
+            )
+        defaults = self.server_state.default_headers  # uvicorn's Date (a new list each tick)
+        if defaults is not self._defaults:
+            self._defaults = defaults
+            self._default_lines = b"".join([b"%s: %s\r\n" % field for field in defaults])
+        head = [_STATUS_LINES[response.status_code], self._default_lines, response.head_fields()]
+        if not request.keep_alive:
+            head.append(b"connection: close\r\n")
+        head += (b"\r\n", response.body)
+        self.transport.write(b"".join(head))
+        if not request.keep_alive:
+            self.transport.close()
+        self.on_response_complete()  # the next pipelined request, or the keep-alive timer
+
+    def _deliver(self, request: LaneRequest, response: Response[bytes]) -> None:
+        """A Litestar Response (a fault's) goes out through a uvicorn cycle of its own."""
+        from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+        cycle = RequestResponseCycle(
+            scope=request.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=request.keep_alive,
+            on_response=self.on_response_complete,
+        )
+        cycle.more_body = False
+        cycle.disconnected = request.disconnected
+        cycle.message_event.set()
+        if self.cycle is request:
+            self.cycle = cycle
+        lane = self._lane
+        assert lane is not None
+
+        async def send_it(scope: Any, receive: Any, send: Any) -> None:
+            remember_raw_send(send)  # what a reset or a truncation closes
+            await lane.dispatch.deliver(response, scope, receive, send)
+
+        task = self.loop.create_task(cycle.run_asgi(send_it))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+
+def _parse_url(url: bytes) -> tuple[bytes, bytes] | None:
+    """The path and query of a request target, as uvicorn reads them (None: not a path)."""
+    try:
+        parsed = httptools.parse_url(url)
+    except httptools.HttpParserInvalidURLError:
+        return None
+    return parsed.path, parsed.query or b""
+
+
+def _status_lines() -> dict[int, bytes]:
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+    return dict(STATUS_LINE)
+
+
+_STATUS_LINES = _status_lines()
