@@ -157,6 +157,8 @@ class ApiLane:
 
     _lane: Lane | None = None
     _unstarted: LaneRequest | None = None  # a lane request whose body is still coming
+    _idle_since: float | None = None  # when the last lane answer went, if nothing came since
+    _idle_timer: asyncio.TimerHandle | None = None
     _defaults: Any = None  # the server's default fields, as last seen, and their lines
     _default_lines = b""
 
@@ -177,6 +179,7 @@ class ApiLane:
     logger: logging.Logger
     access_logger: logging.Logger
     on_response_complete: Callable[[], None]
+    timeout_keep_alive: int
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
@@ -192,6 +195,7 @@ class ApiLane:
         super().on_headers_complete()  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
+        self._idle_since = None  # not idle: the keep-alive timer leaves the connection open
         super().data_received(data)  # type: ignore[misc]
         request = self._unstarted
         if request is not None:
@@ -328,7 +332,38 @@ class ApiLane:
         self.transport.write(b"".join(head))
         if not request.keep_alive:
             self.transport.close()
-        self.on_response_complete()  # the next pipelined request, or the keep-alive timer
+        self._answered_one()
+
+    def _answered_one(self) -> None:
+        """uvicorn's `on_response_complete`, with its keep-alive timer made lazy: rather than a
+        timer armed after every answer and cancelled by the next request's first byte, one timer
+        per connection that, when it fires, closes the connection only if it has been idle for
+        the whole keep-alive time since the last answer (else it is armed for what is left)."""
+        if self.pipeline or self.transport.is_closing():
+            self.on_response_complete()  # uvicorn's: starts the request held behind this one
+            return
+        self.server_state.total_requests += 1
+        self.flow.resume_reading()
+        self._idle_since = self.loop.time()
+        if self._idle_timer is None:
+            self._idle_timer = self.loop.call_later(self.timeout_keep_alive, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._idle_timer = None
+        since = self._idle_since
+        if since is None or self.transport.is_closing():
+            return  # a request came since: its answer arms the timer again
+        left = since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self._idle_timer = self.loop.call_later(left, self._idle_check)
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _deliver(self, request: LaneRequest, response: Response[bytes]) -> None:
         """A Litestar Response (a fault's) goes out through a uvicorn cycle of its own."""

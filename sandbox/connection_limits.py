@@ -179,6 +179,7 @@ class _Deadlines:
         self.transport.close()
 
     # Per connection; class-level defaults so uvicorn's __init__ stays untouched.
+    _head_due = False  # a head has begun (or the connection is new) and is not whole yet
     _head_deadline: asyncio.TimerHandle | None = None
     _body_deadline: asyncio.TimerHandle | None = None
     _head_bytes = 0
@@ -206,7 +207,7 @@ class _Deadlines:
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._head_deadline is not None:
+        if self._head_due:
             # While a head is due, count the bytes up to the blank line that ends it (a read may
             # carry a body too, which does not count), and refuse before the parser sees them.
             end = data.find(b"\r\n\r\n")
@@ -217,6 +218,10 @@ class _Deadlines:
                 self.transport.close()
                 return
         super().data_received(data)  # type: ignore[misc]
+        if self._head_due and self._head_deadline is None and not self._refused:
+            # a head begun in this read and not whole by its end: its deadline runs from now
+            # (one that is whole within the read, the common case, never needs a timer)
+            self._await_head()
 
     def _refuse(self) -> None:
         self._refused = True
@@ -232,6 +237,7 @@ class _Deadlines:
 
     def _await_head(self) -> None:
         """A request head is due: arm its deadline unless one is already running."""
+        self._head_due = True
         if self._head_deadline is None:
             self._head_deadline = self.loop.call_later(
                 self.limits.header_timeout, self._head_overdue
@@ -239,6 +245,7 @@ class _Deadlines:
 
     def _head_received(self) -> None:
         """A complete head arrived: its deadline ends and the body's (if any) starts."""
+        self._head_due = False
         self._cancel_head_deadline()
         self._cancel_body_deadline()
         self._head_bytes = 0
@@ -303,7 +310,7 @@ def _httptools_class(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._await_head()
+            self._head_due = True  # its deadline is armed at the end of the read, if still due
 
         def on_headers_complete(self) -> None:
             before = self.cycle

@@ -233,6 +233,39 @@ def test_a_kept_alive_connection_idle_after_a_response_is_closed_at_the_keep_ali
     assert received == b""
 
 
+def test_a_kept_alive_connection_idle_after_an_api_answer_is_closed_at_the_keep_alive_timeout(
+    server: Served,
+) -> None:
+    # an API operation's answer goes out from the protocol itself (sandbox/api_lane.py)
+    api_get = (
+        "GET /api/v1/agents/agt_acmesrv01 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {_owner_key()}\r\n\r\n"
+    ).encode()
+    with server.connect() as sock:
+        sock.sendall(api_get)
+        status, headers, _ = _read_response(sock)
+        assert status == 200 and headers.get("connection") != "close"
+        closed, received = _closed_after(sock, KEEP_ALIVE_TIMEOUT + SLACK)
+    assert closed is not None, "a kept-alive idle connection was still open"
+    assert KEEP_ALIVE_TIMEOUT - 0.3 <= closed <= KEEP_ALIVE_TIMEOUT + SLACK
+    assert received == b""
+
+
+def test_a_connection_kept_busy_with_api_requests_outlives_the_keep_alive_timeout(
+    server: Served,
+) -> None:
+    api_get = (
+        "GET /api/v1/agents/agt_acmesrv01 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {_owner_key()}\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    with server.connect() as sock:
+        while time.monotonic() - started < 2.5 * KEEP_ALIVE_TIMEOUT:
+            sock.sendall(api_get)
+            assert _read_response(sock)[0] == 200  # never closed between two requests
+            time.sleep(KEEP_ALIVE_TIMEOUT / 3)
+
+
 def test_a_second_request_trickled_on_a_kept_alive_connection_is_closed_at_the_header_timeout(
     server: Served,
 ) -> None:

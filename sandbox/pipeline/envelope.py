@@ -79,7 +79,7 @@ class EncodedResponse:
         headers = self.headers
         names = "".join(headers)
         text = names + "".join(headers.values())
-        if text.isascii() and text.isprintable() and (names.islower() or not names):
+        if text.isascii() and text.isprintable() and names == names.lower():
             return headers
         return {header_value(k).lower(): header_value(v) for k, v in headers.items()}
 
