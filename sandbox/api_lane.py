@@ -218,29 +218,29 @@ class ApiLane:
         if parser.should_upgrade():
             return None
         scope = self.scope
-        length = 0
+        body = False
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if not value.isdigit() or int(value) > BODY_MAX:
-                    return None
-                length += 1
+                if body or not value.isdigit() or int(value) > BODY_MAX:
+                    return None  # a repeated length, or a body read through ASGI
+                body = True
             elif name == b"transfer-encoding":
                 return None
-        if length > 1:
+        try:
+            url = httptools.parse_url(self.url)
+        except httptools.HttpParserInvalidURLError:
             return None
-        method = parser.get_method().decode("ascii")
-        parsed = _parse_url(self.url)
-        if parsed is None:
-            return None
-        raw_path, query = parsed
+        raw_path = url.path
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
-        scope["method"] = method
         root = self.root_path
-        scope["path"] = root + path if root else path
-        scope["raw_path"] = root.encode("ascii") + raw_path if root else raw_path
-        scope["query_string"] = query
+        if root:
+            path, raw_path = root + path, root.encode("ascii") + raw_path
+        scope["method"] = parser.get_method().decode("ascii")
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = url.query or b""
         version = parser.get_http_version()
         if version != "1.1":
             scope["http_version"] = version
@@ -248,7 +248,7 @@ class ApiLane:
         if found is None:
             return None
         keep_alive = version != "1.0" and parser.should_keep_alive()
-        return LaneRequest(scope, found, keep_alive, length > 0)
+        return LaneRequest(scope, found, keep_alive, body)
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
@@ -274,35 +274,37 @@ class ApiLane:
         request.started = True
         lane = self._lane
         assert lane is not None
-        coro = lane.dispatch.answer(request.found, request.scope, request.receive, _no_send)
+        dispatch = lane.dispatch
         context = contextvars.copy_context()  # what the request sets stays the request's
-        if lane.eager:
-            try:
-                waiting = context.run(coro.send, None)
-            except StopIteration as done:
-                self._respond(request, done.value)
-                return
-            except BaseException:
-                log.exception("the lane failed on a request")
-                self.transport.close()
-                return
-            task = self.loop.create_task(_resumed(coro, waiting), context=context)
-        else:
-            task = self.loop.create_task(coro, context=context)
+        try:
+            run = dispatch.run(request.found, request.scope, request.receive, _no_send)
+            if lane.eager:
+                try:
+                    waiting = context.run(run.send, None)  # type: ignore[attr-defined]
+                except StopIteration as done:
+                    self._respond(request, done.value)
+                    return
+                task = self.loop.create_task(_resumed(run, waiting), context=context)  # type: ignore[arg-type]
+            else:
+                task = self.loop.create_task(run, context=context)  # type: ignore[arg-type]
+        except Exception:
+            self._respond(request, dispatch.crashed(request.found, request.scope))
+            return
         self.tasks.add(task)
         task.add_done_callback(functools.partial(self._answered, request))
 
     def _answered(self, request: LaneRequest, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
-        if task.cancelled():
+        if task.cancelled():  # the server is stopping
             self.transport.close()
             return
-        exc = task.exception()
-        if exc is not None:
-            log.error("the lane failed on a request", exc_info=exc)
-            self.transport.close()
-            return
-        self._respond(request, task.result())
+        try:
+            response = task.result()
+        except Exception:
+            lane = self._lane
+            assert lane is not None
+            response = lane.dispatch.crashed(request.found, request.scope)
+        self._respond(request, response)
 
     def _respond(self, request: LaneRequest, response: EncodedResponse | Response[bytes]) -> None:
         if type(response) is not EncodedResponse:
@@ -397,15 +399,6 @@ class ApiLane:
         task = self.loop.create_task(cycle.run_asgi(send_it))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
-
-
-def _parse_url(url: bytes) -> tuple[bytes, bytes] | None:
-    """The path and query of a request target, as uvicorn reads them (None: not a path)."""
-    try:
-        parsed = httptools.parse_url(url)
-    except httptools.HttpParserInvalidURLError:
-        return None
-    return parsed.path, parsed.query or b""
 
 
 def _status_lines() -> dict[int, bytes]:

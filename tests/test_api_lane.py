@@ -259,3 +259,32 @@ def test_a_client_gone_while_its_answer_waits_leaves_the_server_serving(
     assert status(head) == 200
     assert json.loads(body)["data"]["id"] == "agt_acmesrv01"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("extra", ["", "Prefer: delay=50\r\n"])  # at once, and after a wait
+def test_a_request_the_sandbox_fails_on_is_answered_500_and_the_connection_serves_on(
+    extra: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opsmerge_sandbox.pipeline.stages import Stages
+
+    app = make_app()
+    pipeline = app.state.pipeline
+    stages = pipeline.stages
+
+    def failing(ctx: Any) -> None:
+        if ctx.op.operation_id == "getAgent":
+            raise RuntimeError("a fault of the sandbox's own")
+
+    pipeline.stages = Stages((*stages.request, failing), stages.answer, stages.admission)
+    caplog.set_level(logging.ERROR, logger="sandbox")
+    with LoopbackServer(app) as served, socket.create_connection(
+        ("127.0.0.1", served.port), timeout=10
+    ) as sock:
+        answers = Answers(sock)
+        sock.sendall(request("GET", GET, extra=extra))
+        head, body = answers.next()
+        assert status(head) == 500
+        assert json.loads(body)["error"]["code"] == "INTERNAL_ERROR"
+        sock.sendall(request("GET", "/api/v1/agents?per_page=1"))  # same connection
+        assert status(answers.next()[0]) == 200
+    assert any("unhandled error on GET /api/v1/agents/" in r.getMessage() for r in caplog.records)

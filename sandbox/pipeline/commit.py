@@ -18,40 +18,52 @@ from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.pipeline.envelope import encode
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from opsmerge_sandbox.pipeline.context import RequestContext
     from opsmerge_sandbox.state import SandboxState
+    from opsmerge_sandbox.store.workspace import Workspace
 
 
 class Commit:
+    """A read with nothing on its way to disk, the common answer, passes without waiting (no
+    coroutine of its own); a write, and an answer behind unsettled writes, wait."""
+
     def __init__(self, state: SandboxState) -> None:
         self.state = state
 
-    async def __call__(self, ctx: RequestContext) -> None:
+    def __call__(self, ctx: RequestContext) -> Awaitable[None] | None:
         ctx.encoded = encode(ctx.payload)
         ws = ctx.workspace
         if ws is None:
-            return
+            return None
         if ws.owns(ctx.transaction) and ctx.status < 400:
-            events = self.state.events
-            changes = events.capture(ws) if events is not None else None
-            try:
-                await ws.commit()
-            except ApiError as err:
-                self._refuse(ctx, err)
-                return
-            hosted = self.state.hosted
-            if hosted is not None:
-                hosted.charge(ws, len(ctx.raw_body))  # only accepted changes spend a budget
-            if changes:  # the write is durable: its events fire the workspace's rules
-                assert events is not None
-                await events.after_commit(ws, changes)
-            return
+            return self._commit(ctx, ws)
         ws.rollback(ctx.transaction)
         if ws.unsettled:
-            try:
-                await ws.settled()
-            except ApiError as err:
-                self._refuse(ctx, err)
+            return self._settle(ctx, ws)
+        return None
+
+    async def _commit(self, ctx: RequestContext, ws: Workspace) -> None:
+        events = self.state.events
+        changes = events.capture(ws) if events is not None else None
+        try:
+            await ws.commit()
+        except ApiError as err:
+            self._refuse(ctx, err)
+            return
+        hosted = self.state.hosted
+        if hosted is not None:
+            hosted.charge(ws, len(ctx.raw_body))  # only accepted changes spend a budget
+        if changes:  # the write is durable: its events fire the workspace's rules
+            assert events is not None
+            await events.after_commit(ws, changes)
+
+    async def _settle(self, ctx: RequestContext, ws: Workspace) -> None:
+        try:
+            await ws.settled()
+        except ApiError as err:
+            self._refuse(ctx, err)
 
     @staticmethod
     def _refuse(ctx: RequestContext, err: ApiError) -> None:

@@ -181,15 +181,26 @@ class ApiDispatch:
         self, found: Found, scope: Any, receive: Any, send: Any
     ) -> EncodedResponse | Response[bytes]:
         """The pipeline's answer to a request an operation serves (a crash answers 500)."""
+        try:
+            return await self.run(found, scope, receive, send)
+        except Exception:
+            return self.crashed(found, scope)
+
+    def run(
+        self, found: Found, scope: Any, receive: Any, send: Any
+    ) -> Awaitable[EncodedResponse | Response[bytes]]:
+        """The pipeline's run for a request an operation serves, not started (a crash raises:
+        the caller answers it with `crashed`)."""
         op, names, path_params = found
         scope["path_params"] = path_params
-        request = ApiRequest(scope, receive, send)
-        try:
-            return await self.endpoint(op, request, names)
-        except Exception:
-            log.exception("unhandled error on %s %s", op.method, redact_path(scope["path"]))
-            err = ApiError("INTERNAL_ERROR", "The sandbox failed on this request; see its log.")
-            return EncodedResponse(err.status, encode(err.body()), {})
+        return self.endpoint(op, ApiRequest(scope, receive, send), names)
+
+    @staticmethod
+    def crashed(found: Found, scope: Any) -> EncodedResponse:
+        """The 500 for a request the sandbox failed on, logged without its query."""
+        log.exception("unhandled error on %s %s", found[0].method, redact_path(scope["path"]))
+        err = ApiError("INTERNAL_ERROR", "The sandbox failed on this request; see its log.")
+        return EncodedResponse(err.status, encode(err.body()), {})
 
     async def deliver(self, response: Response[bytes], scope: Any, receive: Any, send: Any) -> None:
         """Send a Litestar Response a fault reshaped (a broken connection may raise while

@@ -314,7 +314,9 @@ class SharedCommit:
             with contextlib.suppress(ApiError):
                 await self.hosted.charge_async(ws, len(ctx.raw_body))
         try:
-            await self.commit(ctx)
+            waiting = self.commit(ctx)
+            if waiting is not None:
+                await waiting
         finally:
             if ctx.lock_token is not None and ws is not None:
                 await self.records.unlock(ws.name, ctx.lock_token)
