@@ -95,6 +95,7 @@ def _serve(root: Path, case: str, n: int) -> None:
         proxy_headers=False, **uvicorn_options(resolve_limits(False)),
     )  # fmt: skip
     server = uvicorn.Server(config)
+    failed: list[int] = []
 
     def drive() -> None:
         while not server.started:
@@ -102,11 +103,13 @@ def _serve(root: Path, case: str, n: int) -> None:
         client = [sys.executable, __file__, "--client", str(port), case, str(n)]
         done = subprocess.run(client, check=False)
         if done.returncode:
-            server.force_exit = True
+            failed.append(done.returncode)
         server.should_exit = True
 
     threading.Thread(target=drive, daemon=True).start()
     server.run(sockets=[sock])
+    if failed:
+        raise SystemExit("the client failed: this run counts nothing")
 
 
 def main() -> None:
@@ -122,10 +125,14 @@ def main() -> None:
     if args.one:
         _serve(args.root, args.one[0], int(args.one[1]))
         return
+    cases = args.cases.split(",")
+    for case in cases:
+        if case not in CASES:
+            p.error(f"unknown case {case!r}: give some of {', '.join(CASES)}")
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     env = tooling.private_cache_env(args.root, "served-instructions")
-    for case in args.cases.split(","):
+    for case in cases:
         cmd = [sys.executable, __file__, "--root", str(args.root), "--one", case]
         subprocess.run([*cmd, str(CONNECTIONS)], check=True, env=env)  # warms the start cache
         per_request = tooling.instructions_per_unit(cmd, env, 208, 1200)

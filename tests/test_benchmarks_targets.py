@@ -158,6 +158,28 @@ def test_the_shared_state_instruction_count_refuses_a_kind_it_does_not_know() ->
     assert "unknown kind 'lst'" in ran.stderr and "list, get, create" in ran.stderr
 
 
+def test_served_instructions_refuses_a_case_it_does_not_know() -> None:
+    ran = subprocess.run(
+        [sys.executable, str(BENCH / "served_instructions.py"), "--cases", "gett"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ran.returncode == 2
+    assert "unknown case 'gett'" in ran.stderr and "get, list, create" in ran.stderr
+
+
+@pytest.mark.parametrize("case", ["get", "create"])
+def test_served_instructions_serves_its_requests_and_stops_once_the_client_is_done(
+    case: str,
+) -> None:
+    """What callgrind counts: a sandbox served as `serve` serves it, answering every request
+    its untraced client sends with a 2xx (the client fails the run otherwise), then exiting."""
+    ran = subprocess.run(
+        [sys.executable, str(BENCH / "served_instructions.py"), "--one", case, "48"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-2000:]
+
+
 def _port_sharing(port: int, listen: bool) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
