@@ -131,8 +131,14 @@ async def _no_send(message: Any) -> None:
 
 
 @types.coroutine
-def _rest(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, Any]:
-    """Carry on a coroutine whose first step ran already and is waiting on `waiting`."""
+def _rest(coro: Coroutine[Any, Any, Any], waiting: Any, handed: bool) -> Generator[Any, Any, Any]:
+    """Carry on a coroutine whose first step ran already and is waiting on `waiting` (a future
+    whose hand-over mark was taken off meanwhile, when `handed`: set again just before the task
+    receives it, as the future's own `__await__` would have left it)."""
+    if handed and not waiting.done():
+        waiting._asyncio_future_blocking = True
+    elif handed:
+        waiting = None  # done already: the task steps again at once and the coroutine reads it
     while True:
         try:
             sent = yield waiting
@@ -148,8 +154,8 @@ def _rest(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, A
                 return done.value
 
 
-async def _resumed(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
-    return await _rest(coro, waiting)
+async def _resumed(coro: Coroutine[Any, Any, Any], waiting: Any, handed: bool) -> Any:
+    return await _rest(coro, waiting, handed)
 
 
 class ApiLane:
@@ -284,7 +290,16 @@ class ApiLane:
                 except StopIteration as done:
                     self._respond(request, done.value)
                     return
-                task = self.loop.create_task(_resumed(run, waiting), context=context)  # type: ignore[arg-type]
+                handed = getattr(waiting, "_asyncio_future_blocking", None) is True
+                if handed:
+                    # the future the first step waits on goes to the task only in its first
+                    # step: until then others may await it too (a group commit to disk is
+                    # one future for many requests), and a future still marked as being
+                    # handed over refuses them ("await wasn't used with future")
+                    waiting._asyncio_future_blocking = False
+                task = self.loop.create_task(
+                    _resumed(run, waiting, handed), context=context  # type: ignore[arg-type]
+                )
             else:
                 task = self.loop.create_task(run, context=context)  # type: ignore[arg-type]
         except Exception:

@@ -288,3 +288,34 @@ def test_a_request_the_sandbox_fails_on_is_answered_500_and_the_connection_serve
         sock.sendall(request("GET", "/api/v1/agents?per_page=1"))  # same connection
         assert status(answers.next()[0]) == 200
     assert any("unhandled error on GET /api/v1/agents/" in r.getMessage() for r in caplog.records)
+
+
+def test_concurrent_durable_creates_sharing_one_group_commit_are_all_acknowledged(
+    tmp_path: Any,
+) -> None:
+    # many creates in one loop step wait on the same commit to disk: each first step hands that
+    # one future over while the others still await it
+    app = make_app(data_dir=tmp_path)
+    connections = 48
+    with LoopbackServer(app) as served:
+        before = _ticket_total(served.port)
+        socks = [
+            socket.create_connection(("127.0.0.1", served.port), timeout=10)
+            for _ in range(connections)
+        ]
+        try:
+            for _round in range(3):
+                for sock in socks:
+                    sock.sendall(request("POST", "/api/v1/tickets", TICKET))
+                got = [Answers(sock).next() for sock in socks]
+                assert [status(h) for h, _ in got] == [201] * connections, got[0][1][:300]
+        finally:
+            for sock in socks:
+                sock.close()
+        assert _ticket_total(served.port) == before + 3 * connections  # each one written
+
+
+def _ticket_total(port: int) -> int:
+    head, body = exchange(port, request("GET", "/api/v1/tickets?per_page=1"))
+    assert status(head) == 200
+    return int(json.loads(body)["data"]["total"])
