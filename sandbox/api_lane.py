@@ -31,9 +31,10 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-from opsmerge_sandbox.faults.connection import ConnectionFaults, remember_raw_send
+from opsmerge_sandbox.faults.connection import ConnectionFaults
 from opsmerge_sandbox.pipeline.envelope import EncodedResponse
 
 if TYPE_CHECKING:
@@ -342,7 +343,7 @@ class ApiLane:
         if defaults is not self._defaults:
             self._defaults = defaults
             self._default_lines = b"".join([b"%s: %s\r\n" % field for field in defaults])
-        head = [_STATUS_LINES[response.status_code], self._default_lines, response.head_fields()]
+        head = [STATUS_LINE[response.status_code], self._default_lines, response.head_fields()]
         if not request.keep_alive:
             head.append(b"connection: close\r\n")
         head += (b"\r\n", response.body)
@@ -384,8 +385,6 @@ class ApiLane:
 
     def _deliver(self, request: LaneRequest, response: Response[bytes]) -> None:
         """A Litestar Response (a fault's) goes out through a uvicorn cycle of its own."""
-        from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
-
         cycle = RequestResponseCycle(
             scope=request.scope,
             transport=self.transport,
@@ -406,20 +405,10 @@ class ApiLane:
             self.cycle = cycle
         lane = self._lane
         assert lane is not None
-
-        async def send_it(scope: Any, receive: Any, send: Any) -> None:
-            remember_raw_send(send)  # what a reset or a truncation closes
-            await lane.dispatch.deliver(response, scope, receive, send)
-
+        # the fault layer files the cycle's `send`, which a reset or a truncation closes
+        send_it: Any = ConnectionFaults(functools.partial(lane.dispatch.deliver, response))
         task = self.loop.create_task(cycle.run_asgi(send_it))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
 
 
-def _status_lines() -> dict[int, bytes]:
-    from uvicorn.protocols.http.httptools_impl import STATUS_LINE
-
-    return dict(STATUS_LINE)
-
-
-_STATUS_LINES = _status_lines()

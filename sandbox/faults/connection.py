@@ -60,12 +60,6 @@ class ConnectionFaults:
         return self.app(scope, receive, send)
 
 
-def remember_raw_send(send: Send) -> None:
-    """File the server's own `send` for the current request (the API lane's deliveries, which
-    do not pass through `ConnectionFaults`)."""
-    _RAW_SEND.set(send)
-
-
 class _BrokenASGI:
     """Runs the real ASGI answer, but hands its messages to `_apply` to break on the way out."""
 
