@@ -52,34 +52,45 @@ class HandlerCall:
     rate: RateState | None = None
 
 
-_NEW_LIST, _NEW_DICT = object(), object()  # a fresh [] or {} for each record
+@dataclass(frozen=True, slots=True)
+class FillPlan:
+    """What `fill` gives each field a write leaves out, read from a collection's schema once:
+    `template` holds every field in schema order with its default or empty value, `fresh` the
+    fields whose empty value is a new list or mapping for each record (never shared)."""
+
+    template: dict[str, Any]
+    fresh: tuple[tuple[str, Callable[[], Any]], ...]
 
 
-def fill_plan(coll: Collection) -> tuple[tuple[str, Any], ...]:
+def fill_plan(coll: Collection) -> FillPlan:
     """Each field in schema order with the value a record gets when a write leaves it out: the
     schema's default, else the empty value of its type (null when it may be null)."""
-    plan: list[tuple[str, Any]] = []
+    template: dict[str, Any] = {}
+    fresh: list[tuple[str, Callable[[], Any]]] = []
     for name, prop in coll.schema.get("properties", {}).items():
         if "default" in prop:
-            plan.append((name, prop["default"]))
+            template[name] = prop["default"]
             continue
         types = json_types(prop)
+        empty: Any
         if "null" in types:
-            empty: Any = None
+            empty = None
         elif prop.get("enum"):
             empty = prop["enum"][0]
         elif "array" in types:
-            empty = _NEW_LIST
+            empty = None
+            fresh.append((name, list))
         elif "object" in types:
-            empty = _NEW_DICT
+            empty = None
+            fresh.append((name, dict))
         elif "boolean" in types:
             empty = False
         elif "integer" in types or "number" in types:
             empty = prop.get("minimum", 0)
         else:
             empty = ""
-        plan.append((name, empty))
-    return tuple(plan)
+        template[name] = empty
+    return FillPlan(template, tuple(fresh))
 
 
 def _ref_target(schema: dict[str, Any]) -> str | None:
@@ -317,16 +328,16 @@ class Resources:
 
     def fill(self, coll: Collection, values: Record) -> Record:
         """A complete record in schema order: given values, then defaults, then empties."""
-        out: Record = {}
-        for name, empty in self._fills[coll.name]:
-            if name in values:
-                out[name] = values[name]
-            elif empty is _NEW_LIST:
-                out[name] = []
-            elif empty is _NEW_DICT:
-                out[name] = {}
-            else:
-                out[name] = empty
+        plan = self._fills[coll.name]
+        out = plan.template.copy()  # every field, in schema order; the values below keep it
+        for name, make in plan.fresh:
+            out[name] = make()
+        if values.keys() <= out.keys():  # the usual case: only the schema's fields
+            out.update(values)
+            return out
+        for name, value in values.items():
+            if name in out:
+                out[name] = value
         return out
 
     def _new_record(
@@ -338,7 +349,7 @@ class Resources:
         for name, expr in ex.op.hints.defaults.items():
             if given.get(name) is None:
                 values[name] = self._value(expr, ex)
-        values.update({k: v for k, v in given.items()})
+        values.update(given)
         values.update(thaw(coll.create_set))
         values.update({k: self._value(v, ex) for k, v in set_.items()})
         rules = self.rules[coll.name]

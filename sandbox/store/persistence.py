@@ -43,8 +43,9 @@ _decode_doc = msgspec.json.Decoder(dict[str, Any]).decode
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
-# (collection, record id, record or None when deleted, created by a client, sequence number)
-Change = tuple[str, str, Record | None, bool, int]
+# (collection, record id, record or None when deleted, created by a client, sequence number);
+# a record queued for the log is already encoded (msgspec.Raw), one read back from it is a dict
+Change = tuple[str, str, Record | msgspec.Raw | None, bool, int]
 # what one log line holds: ("put", workspace, changes) or ("drop", workspace names, ())
 Entry = tuple[str, tuple[str, ...], Sequence[Change]]
 
@@ -519,8 +520,14 @@ class DeltaStore:
         if not self.durable:
             self._changed.add(workspace)
             return None
-        entry: Entry = ("put", (workspace,), changes)
-        line = _encode({"ws": workspace, "changes": changes}) + b"\n"
+        # each record encoded once, for the log line now and for its document once written
+        encoded: list[Change] = [
+            (collection, rid, None if record is None else msgspec.Raw(_encode(record)),
+             created, seq)
+            for collection, rid, record, created, seq in changes
+        ]
+        entry: Entry = ("put", (workspace,), encoded)
+        line = _encode({"ws": workspace, "changes": encoded}) + b"\n"
         return self._enqueue(line, entry)
 
     def put(

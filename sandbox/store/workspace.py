@@ -263,7 +263,10 @@ class Workspace:
         return v
 
     def get(self, collection: str, record_id: str) -> Record | None:
-        return self.view(collection).get(record_id)
+        v = self.views.get(collection)  # the view's own lookup, without a call to `view`
+        if v is None:
+            v = self.view(collection)
+        return v.get(record_id)
 
     @property
     def in_transaction(self) -> bool:

@@ -89,6 +89,8 @@ def _parse_seconds(text: str) -> int | None:
 
 def to_seconds(value: Any) -> int | None:
     """Seconds since 1970 of a timestamp, a date (its midnight) or a number; else None."""
+    if value.__class__ is str:  # the usual case first: a stored timestamp
+        return _parse_seconds(value)
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):

@@ -229,8 +229,8 @@ def apply_fix(inv: Invariant, rec: dict[str, Any], env: Env) -> bool:
 
 
 def _check_one(inv: Invariant, rec: Mapping[str, Any], env: Env) -> str | None:
-    if not inv.when(rec, env):
-        return None
+    if not inv.when(rec, env) or inv.require(rec, env):
+        return None  # the whole condition in one call; only a broken one is read entry by entry
     failing = inv.require.failing(rec, env)
     if failing is None:
         return None
