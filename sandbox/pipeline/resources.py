@@ -298,7 +298,8 @@ class Resources:
         self, ex: HandlerCall, coll: Collection, record: Record, fields: set[str] | None
     ) -> None:
         """Copy what references carry (an agent's client, say), then refuse dangling references."""
-        refs = [rf for rf in self.refs[coll.name] if fields is None or rf.field in fields]
+        every = self.refs[coll.name]
+        refs = every if fields is None else [rf for rf in every if rf.field in fields]
         for rf in refs:
             if rf.copy and not rf.many and record.get(rf.field) is not None:
                 target = ex.workspace.get(rf.target, record[rf.field])
@@ -306,7 +307,7 @@ class Resources:
                     for mine, theirs in rf.copy:
                         record[mine] = target.get(theirs)
         details = []
-        for rf in self.refs[coll.name]:
+        for rf in every:
             if (
                 fields is not None
                 and rf.field not in fields
@@ -360,9 +361,10 @@ class Resources:
         record = self.fill(coll, values)
         self._check_refs(ex, coll, record, None)
         record_rules.check(rules, record)
-        moment = int(self.clock.now_dt().timestamp())
+        at = self.clock.now_dt()
+        moment = int(at.timestamp())
         self.invariants.derive(ex.workspace, coll.name, record, moment)
-        seq, year = len(view.base) + view.created_count + 1, self.clock.now_dt().year
+        seq, year = len(view.base) + view.created_count + 1, at.year
         numbers = self.numbering.for_create(ex.workspace, coll, record, seq, year, now)
         derive_fields(coll, record, seq, year, numbers)
         record_rules.settle(ex.workspace, coll.name, rules, record, now)
