@@ -11,7 +11,6 @@ and a coroutine per stage per request is a cost the work does not need.
 from __future__ import annotations
 
 import time
-from types import FunctionType, MethodType
 
 from litestar import Response
 
@@ -20,17 +19,8 @@ from opsmerge_sandbox.extensions import OperationHints
 from opsmerge_sandbox.pipeline.context import RequestContext
 from opsmerge_sandbox.pipeline.envelope import EncodedResponse
 from opsmerge_sandbox.pipeline.request import ApiRequest
-from opsmerge_sandbox.pipeline.stages import Stage, Stages
+from opsmerge_sandbox.pipeline.stages import Stages, direct
 from opsmerge_sandbox.spec import Operation
-
-
-def _direct(stage: Stage) -> Stage:
-    """What to call for a stage: a stage object's bound `__call__` rather than the object. The
-    interpreter calls a bound method of a Python function inline, an object through its type's
-    call slot (a lookup and a C-level call each time): ~0.6 us a request over 13 stages."""
-    if isinstance(stage, FunctionType | MethodType):
-        return stage
-    return stage.__call__  # type: ignore[operator]
 
 
 class Pipeline:
@@ -44,9 +34,9 @@ class Pipeline:
     @stages.setter
     def stages(self, stages: Stages) -> None:
         self._stages = stages
-        self._request = tuple(map(_direct, stages.request))
-        self._answer = tuple(map(_direct, stages.answer))
-        self._admission = tuple(map(_direct, stages.admission))
+        self._request = tuple(map(direct, stages.request))
+        self._answer = tuple(map(direct, stages.answer))
+        self._admission = tuple(map(direct, stages.admission))
 
     async def run(
         self, op: Operation, request: ApiRequest, path_names: dict[str, str]

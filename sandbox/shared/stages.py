@@ -23,6 +23,7 @@ from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.pipeline.address import client_address, parse_networks
 from opsmerge_sandbox.pipeline.ratelimit import WINDOW_SECONDS
 from opsmerge_sandbox.pipeline.read_request import READS
+from opsmerge_sandbox.pipeline.stages import direct
 from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
 from opsmerge_sandbox.shared.control import CONTROL_CHECK
 from opsmerge_sandbox.shared.hosted import VISIT
@@ -117,8 +118,8 @@ class SharedAdmission:
         self.control = control
         self.records: SharedWorkspaces = state.workspaces  # type: ignore[assignment]
         self.buckets: SharedRateBuckets = state.limiter  # type: ignore[assignment]
-        self.authenticate = authenticate
-        self.resolve = resolve
+        self.authenticate = direct(authenticate)
+        self.resolve = direct(resolve)
         self.counting = state.settings.auth
         self.trusted = parse_networks(state.settings.trusted_proxies)
         self.hosted: SharedHostedPolicy | None = state.hosted  # type: ignore[assignment]
@@ -268,7 +269,7 @@ class SharedHandle:
 
     def __init__(self, state: SandboxState, handle: _Stage) -> None:
         self.records: SharedWorkspaces = state.workspaces  # type: ignore[assignment]
-        self.handle = handle
+        self.handle = direct(handle)
         self.hosted: SharedHostedPolicy | None = state.hosted  # type: ignore[assignment]
 
     def __call__(self, ctx: RequestContext) -> Any:
@@ -295,7 +296,7 @@ class SharedHandle:
 class SharedCommit:
     def __init__(self, state: SandboxState, commit: _Stage) -> None:
         self.records: SharedWorkspaces = state.workspaces  # type: ignore[assignment]
-        self.commit = commit
+        self.commit = direct(commit)
         self.hosted: SharedHostedPolicy | None = state.hosted  # type: ignore[assignment]
 
     def __call__(self, ctx: RequestContext) -> Any:
