@@ -99,6 +99,9 @@ class RateState(NamedTuple):
         return rate_limit_headers(self.limit, self.remaining, self.reset)
 
 
+_new_state = tuple.__new__
+
+
 class RateLimiter:
     def __init__(self, clock: ClockStore) -> None:
         self.clock = clock
@@ -142,7 +145,8 @@ class RateLimiter:
             used = counts[key] = 1
         else:
             used = counts[key] = counts[key] + 1
-        state = RateState(limit, max(0, limit - used), max(0, math.ceil(end - now)))
+        # the tuple made directly: RateState's constructor is a Python function, on every request
+        state = _new_state(RateState, (limit, max(0, limit - used), max(0, math.ceil(end - now))))
         if used > limit:
             retry = max(1, state.reset)
             raise ApiError(

@@ -70,4 +70,4 @@ class ResolveWorkspace:
         if key is None:
             raise ApiError("AUTH_REQUIRED", "With auth off, the recipe needs a working full key.")
         user = ctx.workspace.get(self.state.auth.users, key.user_id) or {"id": key.user_id}
-        return Caller(key=key, user=user)
+        return Caller(key, user)
