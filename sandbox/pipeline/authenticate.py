@@ -210,7 +210,7 @@ def check_owner(key: ApiKey, user: dict | None, is_inactive: Callable[[dict], bo
             "The owner of this API key is deactivated, so the key no longer works.",
             code="AUTH_DISABLED",
         )
-    return Caller(key=key, user=user)
+    return Caller(key, user)
 
 
 def authenticate(
