@@ -39,7 +39,8 @@ class Commit:
             return None
         if ws.owns(ctx.transaction) and ctx.status < 400:
             return self._commit(ctx, ws)
-        ws.rollback(ctx.transaction)
+        if ctx.transaction is not None:  # only its own: a read opened none
+            ws.rollback(ctx.transaction)
         if ws.unsettled:
             return self._settle(ctx, ws)
         return None
