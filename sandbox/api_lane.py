@@ -35,7 +35,6 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCy
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from opsmerge_sandbox.faults.connection import ConnectionFaults
-from opsmerge_sandbox.gathered_writes import HeldTransport
 from opsmerge_sandbox.pipeline.envelope import EncodedResponse
 
 if TYPE_CHECKING:
@@ -348,11 +347,7 @@ class ApiLane:
         if not request.keep_alive:
             head.append(b"connection: close\r\n")
         head += (b"\r\n", response.body)
-        transport = self.transport
-        if type(transport) is HeldTransport:  # the answer is whole: no need to hold it
-            transport.write_whole(b"".join(head))
-        else:
-            transport.write(b"".join(head))
+        self.transport.write(b"".join(head))
         if not request.keep_alive:
             self.transport.close()
         self._answered_one()

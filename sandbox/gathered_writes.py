@@ -41,15 +41,6 @@ class HeldTransport(asyncio.Transport):
         else:
             held.append(data)
 
-    def write_whole(self, data: bytes) -> None:
-        """Write an answer that is already one piece: at once when nothing of this step is held
-        (nothing to join it with, and no callback to schedule), else behind what is."""
-        held = self._held
-        if held is None:
-            self._transport.write(data)
-        else:
-            held.append(data)
-
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
             self.write(data)

@@ -100,32 +100,3 @@ def test_a_held_transport_keeps_order_across_steps_and_writes_what_it_holds_befo
 
     assert uvloop.run(main()) == b"head,body,later,last"
     assert seen["held"] == len(b"head,body,")
-
-
-def test_an_answer_already_whole_goes_out_at_once_or_behind_what_its_step_holds() -> None:
-    seen: dict[str, object] = {}
-
-    class Writer(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            loop = asyncio.get_running_loop()
-            held = HeldTransport(transport, loop)  # type: ignore[arg-type]
-            held.write_whole(b"first,")  # nothing held: written at once, nothing scheduled
-            seen["at_once"] = held.get_write_buffer_size() == transport.get_write_buffer_size()
-            held.write(b"held,")
-            held.write_whole(b"whole,")  # behind what this step holds, in order
-            seen["behind"] = held.get_write_buffer_size()
-            loop.call_later(0.05, held.close)
-
-    async def main() -> bytes:
-        loop = asyncio.get_running_loop()
-        srv = await loop.create_server(Writer, "127.0.0.1", 0)
-        port = srv.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        data = await asyncio.wait_for(reader.read(), 5)
-        writer.close()
-        srv.close()
-        return data
-
-    assert uvloop.run(main()) == b"first,held,whole,"
-    assert seen["at_once"] is True
-    assert seen["behind"] == len(b"held,whole,")
