@@ -313,6 +313,8 @@ async def test_a_transaction_is_dropped_or_committed_only_by_the_request_that_op
     assert ws.get("events", "evt_b") == {"id": "evt_b", "n": 3}
     third = ws.begin()
     await ws.write("events", {"id": "evt_c", "n": 4})
+    ws.rollback(None)  # a request that opened none (a read) ends meanwhile: nothing is dropped
+    assert ws.in_transaction and ws.owns(third)
     ws.rollback(third)
     assert not ws.in_transaction and ws.get("events", "evt_c") is None
     assert _records(_open(tmp_path)) == _records(ws)

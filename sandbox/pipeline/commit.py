@@ -39,8 +39,7 @@ class Commit:
             return None
         if ws.owns(ctx.transaction) and ctx.status < 400:
             return self._commit(ctx, ws)
-        if ctx.transaction is not None:  # only its own: a read opened none
-            ws.rollback(ctx.transaction)
+        ws.rollback(ctx.transaction)  # its own, if it opened one
         if ws.unsettled:
             return self._settle(ctx, ws)
         return None

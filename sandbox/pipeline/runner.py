@@ -55,10 +55,9 @@ class Pipeline:
                 if waiting is not None:
                     await waiting
         finally:
-            if ctx.transaction is not None and ctx.workspace is not None:
+            if ctx.workspace is not None:
                 # drops this request's uncommitted write (nothing once committed, and never
-                # another request's transaction: a request that opened none rolls back nothing,
-                # as a write of the same workspace may be open between its handler and commit)
+                # another request's transaction: one that opened none drops nothing)
                 ctx.workspace.rollback(ctx.transaction)
         assert ctx.response is not None
         return ctx.response

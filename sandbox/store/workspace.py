@@ -34,6 +34,10 @@ class Transaction:
 
     __slots__ = ()
 
+
+# what `rollback()` drops when it is not told whose transaction: whatever transaction is open
+ANY_OPEN = Transaction()
+
 _UNSAVED = {
     "change": "The change could not be saved ({why}), so nothing was changed",
     "reset": "The reset could not be saved ({why}), so nothing was reset",
@@ -393,10 +397,14 @@ class Workspace:
                 view.cache.clear()
         self._pending = self._delta.pending(self.name)
 
-    def rollback(self, transaction: Transaction | None = None) -> None:
-        """Drop the staged changes (a no-op when no transaction is open, e.g. after commit);
-        given a transaction, only if that one is still open."""
-        if transaction is not None and self._transaction is not transaction:
+    def rollback(self, transaction: Transaction | None = ANY_OPEN) -> None:
+        """Drop the staged changes of `transaction` if it is still open (a no-op after its
+        commit). None, a request that opened no transaction, drops nothing: a write of the same
+        workspace may be open between its handler and its commit. Without an argument, whatever
+        transaction is open is dropped."""
+        if transaction is None:
+            return
+        if transaction is not ANY_OPEN and self._transaction is not transaction:
             return
         self._staged = None
         self._transaction = None
