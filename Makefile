@@ -1,6 +1,17 @@
 # Every target bootstraps .venv on first use, so a fresh clone needs only python3 and make.
-PYTHON ?= python3
 VENV := .venv
+# The interpreter the venv is made with. Debian's own python3 is built with profile-guided and
+# link-time optimisation into one static executable; pyenv's default build (the python3 first on
+# PATH on this project's machines) has neither, and the same code served ~20% fewer requests a
+# second on it (benchmarks/README.md, "The interpreter"). So the system's python3 comes first when
+# it is 3.11 or newer and can make a venv with pip; `make PYTHON=...` chooses another.
+SYSTEM_PYTHON := $(shell /usr/bin/python3 -c 'import sys, ensurepip; ensurepip.version(); \
+  sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && echo /usr/bin/python3)
+PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
+# a venv made with another interpreter than the one chosen is made again
+PYTHON_EXE := $(shell $(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))' 2>/dev/null)
+VENV_EXE := $(realpath $(shell sed -n 's/^executable = //p' $(VENV)/pyvenv.cfg 2>/dev/null))
+REMAKE := $(if $(VENV_EXE),$(if $(filter $(PYTHON_EXE),$(VENV_EXE)),,remake-venv))
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
@@ -11,9 +22,10 @@ USER_ID ?= $(shell id -u)
 TOOLS := .tools
 TOOLS_STAMP := $(TOOLS)/.installed
 
-.PHONY: serve test lint bench browser-deps redis-deps client-tools clean
+.PHONY: serve test lint bench browser-deps redis-deps client-tools clean remake-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(REMAKE)
+	$(if $(REMAKE),rm -rf $(VENV))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
