@@ -321,6 +321,20 @@ async def test_a_transaction_is_dropped_or_committed_only_by_the_request_that_op
 
 
 @in_loop
+async def test_a_lone_write_that_fails_on_the_way_leaves_no_transaction_open(
+    tmp_path: Path,
+) -> None:
+    ws = _open(tmp_path)
+    with pytest.raises(KeyError):
+        ws.write("no_such_collection", {"id": "x_1"})  # outside any transaction
+    assert not ws.in_transaction and ws.transaction is None
+    ws.begin()  # the next writer is not refused
+    await ws.write("events", {"id": "evt_after", "n": 1})
+    await ws.commit()
+    assert _records(_open(tmp_path)) == _records(ws)
+
+
+@in_loop
 async def test_creations_in_one_transaction_get_consecutive_numbers(tmp_path: Path) -> None:
     ws = _open(tmp_path)
     events = ws.view("events")

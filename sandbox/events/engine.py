@@ -233,12 +233,15 @@ class RuleEngine:
 
     def _react(self, ws: Workspace, changes: list[Change]) -> None:
         at = self.state.clock.iso()
+        beside = ws.transaction  # another writer's, open between its handler and its commit
         try:
             for event in self._events(ws, changes, at):
                 self.emit(ws, event)
         except Exception:  # the write itself is committed: its answer must not become a 500
             log.exception("the rules of workspace %s failed on a committed write", ws.name)
-            ws.rollback()  # whatever an action left staged
+            left = ws.transaction
+            if left is not beside:
+                ws.rollback(left)  # what an action left staged, and only that
 
     def _in_workspace(self, name: str, work: Callable[[Workspace], None]) -> None:
         """A write outside any request (a delivery's log entry, a disabled action): at once

@@ -276,6 +276,11 @@ class Workspace:
     def in_transaction(self) -> bool:
         return self._staged is not None
 
+    @property
+    def transaction(self) -> Transaction | None:
+        """The transaction open now (what `begin` returned), if any."""
+        return self._transaction
+
     def owns(self, transaction: Transaction | None) -> bool:
         """Whether `transaction` (what `begin` returned) is the one open now: a request that
         awaits between its handler and its commit (shared state) may see another's open
@@ -316,16 +321,23 @@ class Workspace:
         if self._staged is not None:
             self._stage(collection, record["id"], record)
             return DONE
-        self._staged = {}
-        self._stage(collection, record["id"], record)
-        return self.commit()
+        return self._alone(collection, record["id"], record)
 
     def delete(self, collection: str, record_id: str) -> Durable:
         if self._staged is not None:
             self._stage(collection, record_id, None)
             return DONE
-        self._staged = {}
-        self._stage(collection, record_id, None)
+        return self._alone(collection, record_id, None)
+
+    def _alone(self, collection: str, record_id: str, record: Record | None) -> Durable:
+        """A change outside any transaction, committed in one of its own (a transaction like
+        any other, so a failure on the way drops it like any other)."""
+        transaction = self.begin()
+        try:
+            self._stage(collection, record_id, record)
+        except BaseException:
+            self.rollback(transaction)
+            raise
         return self.commit()
 
     def _stage(self, collection: str, record_id: str, record: Record | None) -> None:
