@@ -286,12 +286,12 @@ async def test_rollback_drops_the_staged_changes_and_their_numbers(
 ) -> None:
     ws = _open(tmp_path)
     memory, before = _memory(ws), disk.writes
-    ws.begin()
+    transaction = ws.begin()
     await ws.write("events", {"id": "evt_a", "n": 2})
     await ws.write("things", {"id": "thg_0", "n": 10})
-    ws.rollback()
+    ws.rollback(transaction)
     assert _memory(ws) == memory and disk.writes == before and not ws.in_transaction
-    ws.rollback()  # nothing open: nothing to do
+    ws.rollback(transaction)  # nothing open: nothing to do
     await ws.write("events", {"id": "evt_b", "n": 3})
     assert ws.view("events").seq_of("evt_b") == len(ws.view("events").base) + 1
 
@@ -375,10 +375,10 @@ async def test_a_record_created_and_deleted_in_one_transaction_keeps_only_its_nu
 @in_loop
 async def test_a_second_begin_is_refused_while_a_transaction_is_open(tmp_path: Path) -> None:
     ws = _open(tmp_path)
-    ws.begin()
+    transaction = ws.begin()
     with pytest.raises(RuntimeError, match="already has an open transaction"):
         ws.begin()
-    ws.rollback()
+    ws.rollback(transaction)
     ws.begin()
     await ws.commit()
 

@@ -30,13 +30,14 @@ Mark = tuple[int, int]  # a view's version and created_count before a commit
 
 
 class Transaction:
-    """One open transaction of a workspace, as `begin` hands it out (told apart by identity)."""
+    """One open transaction of a workspace, as `begin` hands it out (told apart by identity),
+    and the changes it stages: (collection, id) -> record, or None when deleted."""
 
-    __slots__ = ()
+    __slots__ = ("staged",)
 
+    def __init__(self) -> None:
+        self.staged: dict[tuple[str, str], Record | None] = {}
 
-# what `rollback()` drops when it is not told whose transaction: whatever transaction is open
-ANY_OPEN = Transaction()
 
 _UNSAVED = {
     "change": "The change could not be saved ({why}), so nothing was changed",
@@ -248,8 +249,6 @@ class Workspace:
         self.views: dict[str, CollectionView] = {}
         self.last_used = time.monotonic()
         self.detached = False  # reset away: its later commits reach nobody and are not stored
-        # (collection, id) -> record or None (deleted) while a transaction is open, else None
-        self._staged: dict[tuple[str, str], Record | None] | None = None
         self._transaction: Transaction | None = None  # what `begin` handed out, while open
         self._reserving: list[CollectionView] = []  # views holding numbers for staged creations
         # the batch of its latest commit (or of a reset it starts from) until known durable
@@ -274,7 +273,7 @@ class Workspace:
 
     @property
     def in_transaction(self) -> bool:
-        return self._staged is not None
+        return self._transaction is not None
 
     @property
     def transaction(self) -> Transaction | None:
@@ -289,7 +288,10 @@ class Workspace:
 
     def staged_changes(self) -> list[tuple[str, str, Record | None]]:
         """What the open transaction changes so far: (collection, id, record or None)."""
-        return [(c, rid, record) for (c, rid), record in (self._staged or {}).items()]
+        open_now = self._transaction
+        if open_now is None:
+            return []
+        return [(c, rid, record) for (c, rid), record in open_now.staged.items()]
 
     @property
     def unsettled(self) -> bool:
@@ -310,22 +312,23 @@ class Workspace:
     def begin(self) -> Transaction:
         """Stage the writes and deletes that follow until `commit()` or `rollback()`; the
         transaction, for `owns` and `rollback`."""
-        if self._staged is not None:
+        if self._transaction is not None:
             raise RuntimeError(f"workspace {self.name!r} already has an open transaction")
-        self._staged = {}
         self._transaction = transaction = Transaction()
         return transaction
 
     def write(self, collection: str, record: Record) -> Durable:
         """Stage a write (in a transaction), else commit it; await the result to acknowledge."""
-        if self._staged is not None:
-            self._stage(collection, record["id"], record)
+        open_now = self._transaction
+        if open_now is not None:
+            self._stage(open_now.staged, collection, record["id"], record)
             return DONE
         return self._alone(collection, record["id"], record)
 
     def delete(self, collection: str, record_id: str) -> Durable:
-        if self._staged is not None:
-            self._stage(collection, record_id, None)
+        open_now = self._transaction
+        if open_now is not None:
+            self._stage(open_now.staged, collection, record_id, None)
             return DONE
         return self._alone(collection, record_id, None)
 
@@ -334,15 +337,19 @@ class Workspace:
         any other, so a failure on the way drops it like any other)."""
         transaction = self.begin()
         try:
-            self._stage(collection, record_id, record)
+            self._stage(transaction.staged, collection, record_id, record)
         except BaseException:
             self.rollback(transaction)
             raise
         return self.commit()
 
-    def _stage(self, collection: str, record_id: str, record: Record | None) -> None:
-        staged = self._staged
-        assert staged is not None
+    def _stage(
+        self,
+        staged: dict[tuple[str, str], Record | None],
+        collection: str,
+        record_id: str,
+        record: Record | None,
+    ) -> None:
         view = self.view(collection)
         if record is not None and view.is_new(record_id):
             view.reserve(record_id)  # numbered now, so a second creation cannot reuse the number
@@ -356,8 +363,8 @@ class Workspace:
         cannot take the write, and by then the views hold only what the store holds, so the
         caller may retry without creating anything twice.
         """
-        staged, self._staged = self._staged, None
-        self._transaction = None
+        transaction, self._transaction = self._transaction, None
+        staged = transaction.staged if transaction is not None else None
         if not staged:
             self._release(committed=False)
             return DONE
@@ -409,16 +416,13 @@ class Workspace:
                 view.cache.clear()
         self._pending = self._delta.pending(self.name)
 
-    def rollback(self, transaction: Transaction | None = ANY_OPEN) -> None:
+    def rollback(self, transaction: Transaction | None) -> None:
         """Drop the staged changes of `transaction` if it is still open (a no-op after its
-        commit). None, a request that opened no transaction, drops nothing: a write of the same
-        workspace may be open between its handler and its commit. Without an argument, whatever
-        transaction is open is dropped."""
-        if transaction is None:
+        commit). Only the one who began a transaction drops it: None (a request that opened
+        none, a read) drops nothing, as a write of the same workspace may be open between its
+        handler and its commit."""
+        if transaction is None or self._transaction is not transaction:
             return
-        if transaction is not ANY_OPEN and self._transaction is not transaction:
-            return
-        self._staged = None
         self._transaction = None
         self._release(committed=False)
 
