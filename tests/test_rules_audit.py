@@ -168,3 +168,43 @@ def test_a_creates_entry_holds_each_field_it_set_never_bookkeeping_or_a_secret(
     assert set(made["diff"]) == set_fields
     assert all(old is None and rule[name] == new for name, (old, new) in made["diff"].items())
     assert rule["signing_secret"] not in str(made)
+
+
+def test_a_number_taken_from_a_counter_is_logged_with_its_record_not_as_a_settings_change(
+    client: TestClient,
+) -> None:
+    """A create that takes its number from a settings counter moves the counter on; that is the
+    created record's bookkeeping (its entry holds the number), not a change anyone made to the
+    settings, so it leaves no settings entry. Changing the counter itself is logged."""
+    ws = f"audit-{uuid.uuid4().hex[:8]}"
+    h = _h(OWNER, ws)
+    created = client.post(
+        "/api/v1/tickets", json={"subject": "Numbered", "client_id": "cli_acme"}, headers=h
+    )
+    assert created.status_code == 201, created.text
+    ticket = created.json()["data"]
+    (made,) = _entries(client, ws, f"&object_id={ticket['id']}")
+    assert made["action"] == "ticket.created"
+    assert made["diff"]["number"] == [None, ticket["number"]]
+    numbering = client.get("/api/v1/settings/ticket-numbering", headers=h).json()["data"]
+    assert numbering["next_number"] == ticket["number"] + 1  # the counter did move on
+    written = [  # the seeded world's own entries for the record are older and named otherwise
+        e
+        for e in _entries(client, ws, f"&object_id={numbering['id']}")
+        if e["action"].startswith("ticket_numbering.")
+    ]
+    assert written == []
+
+    r = client.patch(
+        "/api/v1/settings/ticket-numbering",
+        json={"next_number": ticket["number"] + 100},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    (changed,) = [
+        e
+        for e in _entries(client, ws, f"&object_id={numbering['id']}")
+        if e["action"].startswith("ticket_numbering.")
+    ]
+    assert changed["action"] == "ticket_numbering.modified"
+    assert changed["diff"] == {"next_number": [ticket["number"] + 1, ticket["number"] + 100]}

@@ -88,7 +88,9 @@ class RuleEngine:
         self.state = state
         self.model = model
         self.resources = resources
-        self.audit = AuditTrail.from_spec(spec, self._now_iso, resources.fill)
+        self.audit = AuditTrail.from_spec(
+            spec, self._now_iso, resources.fill, rules=resources.rules
+        )
         self.update_op = _operation(spec.operations, "update", model.subject)
         self.rules_update_op = _operation(spec.operations, "update", model.rules)
         self.collections = spec.collections

@@ -6,6 +6,11 @@ and a diff of the changed fields. The spec's root `x-sandbox-audit` names the co
 of its fields hold each part; the entries are staged in the request's own transaction, so a write
 and its entry are saved together or not at all.
 
+A number a create takes from a counter held in another record (`x-sequence.next-from`) moves that
+counter on in the same transaction; that move is the created record's bookkeeping, not a change
+anyone made to the holder, so it leaves no entry of its own (the created record's entry holds the
+number). An operation on the holder's own collection that changes the counter is logged as usual.
+
 An entry's action is `<object type>.<verb>`: the object type is the collection's schema name in
 snake case (`TimeEntry` -> `time_entry`), the verb the operation's `audit` hint, else `created`,
 `modified` or `deleted` by what happened to the record.
@@ -19,6 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from opsmerge_sandbox.extensions import FieldRules
 from opsmerge_sandbox.pipeline.address import client_address, parse_networks
 from opsmerge_sandbox.spec import Collection, Operation, Spec
 
@@ -141,6 +147,7 @@ class AuditTrail:
         now: Callable[[], str],
         fill: Callable[[Collection, Record], Record],
         trusted_proxies: tuple[str, ...] = (),
+        rules: Mapping[str, FieldRules] | None = None,
     ) -> None:
         self.model = model
         self.entries = spec.collections[model.collection]
@@ -154,6 +161,12 @@ class AuditTrail:
             for f, prop in c.schema.get("properties", {}).items()
             if prop.get("x-shown-once")
         )
+        # (collection, record id) -> the fields of that record other creates take numbers from
+        counted: dict[tuple[str, str], set[str]] = {}
+        for field_rules in (rules or {}).values():
+            for c in field_rules.counters.values():
+                counted.setdefault((c.collection, c.record_id), set()).add(c.field)
+        self.counters = {where: self.unlogged | fields for where, fields in counted.items()}
         self._last_id = 0
 
     def _next_id(self) -> str:
@@ -168,9 +181,11 @@ class AuditTrail:
         now: Callable[[], str],
         fill: Callable[[Collection, Record], Record],
         trusted_proxies: tuple[str, ...] = (),
+        rules: Mapping[str, FieldRules] | None = None,
     ) -> AuditTrail | None:
+        """`rules`: the collections' field rules, whose counters a create moves unlogged."""
         model = AuditModel.from_spec(spec.resolved)
-        return None if model is None else cls(spec, model, now, fill, trusted_proxies)
+        return None if model is None else cls(spec, model, now, fill, trusted_proxies, rules)
 
     def _action(self, op: Operation, collection: str, before: Any, after: Any) -> str:
         if collection == op.hints.collection and op.hints.audit:
@@ -209,9 +224,13 @@ class AuditTrail:
             return
         f = self.model.fields
         now = self.now()
+        own = op.hints.collection
         for collection, record_id, after in changes:
             before = ws.get(collection, record_id)
-            diff = _diff(before, after, self.unlogged)
+            unlogged = self.unlogged
+            if self.counters and collection != own:
+                unlogged = self.counters.get((collection, record_id), unlogged)
+            diff = _diff(before, after, unlogged)
             if before is not None and after is not None and not diff:
                 continue  # a write that changed nothing but bookkeeping leaves no entry
             entry = {

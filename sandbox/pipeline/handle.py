@@ -26,7 +26,11 @@ class Handle:
             state.spec, state.clock, Identity(state, permissions), raw=not state.settings.strict
         )
         self.audit = AuditTrail.from_spec(
-            state.spec, state.clock.iso, self.resources.fill, state.settings.trusted_proxies
+            state.spec,
+            state.clock.iso,
+            self.resources.fill,
+            state.settings.trusted_proxies,
+            self.resources.rules,
         )
         events = state.events
         if events is not None:  # rules are checked as they are written (actions, webhook URLs)
