@@ -25,6 +25,10 @@ def test_a_failing_rule_action_leaves_another_writers_open_transaction_in_place(
     asyncio.run(_failing_action_beside_an_open_write())
 
 
+def test_a_rule_firing_is_never_staged_into_another_writers_open_transaction() -> None:
+    asyncio.run(_firing_beside_an_open_write())
+
+
 async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
     r = await client.post(path, json=body, headers=HEADERS)
     assert r.status_code == 201, r.text
@@ -54,3 +58,32 @@ async def _failing_action_beside_an_open_write() -> None:
     assert [(c, rid, r["subject"]) for c, rid, r in ws.staged_changes() if r] == [
         ("tickets", ticket["id"], "Staged by another writer")
     ]
+
+
+async def _firing_beside_an_open_write() -> None:
+    app = create_app(Settings(admin_token=ADMIN_TOKEN))
+    state = app.state.sandbox
+    transport = httpx.ASGITransport(app=app)
+    headers = {**bearer(OWNER), "X-Sandbox-Workspace": f"{WORKSPACE}-firing"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+        r = await client.post("/api/v1/ticket-rules", headers=headers, json={
+            "name": "tell the desk", "trigger": "ticket.created",
+            "actions": [{"type": "send_email", "to": ["desk@example.com"],
+                         "subject": "New ticket", "body": "A ticket came in"}],
+        })
+        assert r.status_code == 201, r.text
+        r = await client.post("/api/v1/tickets", headers=headers,
+                              json={"subject": "Printer offline", "client_id": "cli_acme"})
+        assert r.status_code == 201, r.text
+        ticket = r.json()["data"]
+    ws = state.workspaces.existing(f"{WORKSPACE}-firing")
+    assert ws is not None
+    fired = len(ws.view("ticket_rule_firings").query([], None, "id", False))
+    other = ws.begin()
+    ws.write("tickets", {**ticket, "subject": "Staged by another writer"})
+    await state.events.after_commit(ws, [("tickets", ticket["id"], None, ticket)])
+    # the other writer's transaction holds its own change and nothing the rules wrote
+    assert ws.owns(other)
+    assert [(c, rid) for c, rid, _ in ws.staged_changes()] == [("tickets", ticket["id"])]
+    ws.rollback(other)
+    assert len(ws.view("ticket_rule_firings").query([], None, "id", False)) == fired

@@ -325,7 +325,8 @@ class RuleEngine:
             "created_at": event.at,
             "updated_at": event.at,
         }
-        ws.write(
+        # in a transaction of its own: never staged into a write another request has open
+        ws.save(
             self.model.firings, self.resources.fill(self.collections[self.model.firings], firing)
         )
 
@@ -467,7 +468,7 @@ class RuleEngine:
             "created_at": now,
             "updated_at": now,
         }
-        ws.write(self.model.deliveries, self.resources.fill(coll, record))
+        ws.save(self.model.deliveries, self.resources.fill(coll, record))
 
     def _disable(self, d: Delivery, why: str) -> None:
         """Too many failed attempts: the action is disabled, as an audited change of the rule

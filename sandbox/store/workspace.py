@@ -332,6 +332,12 @@ class Workspace:
             return DONE
         return self._alone(collection, record_id, None)
 
+    def save(self, collection: str, record: Record) -> Durable:
+        """Commit a write in a transaction of its own, at once: for a write the sandbox makes
+        beside the requests' (a rule's firing). Raises RuntimeError while another writer's
+        transaction is open, where `write` would join that one."""
+        return self._alone(collection, record["id"], record)
+
     def _alone(self, collection: str, record_id: str, record: Record | None) -> Durable:
         """A change outside any transaction, committed in one of its own (a transaction like
         any other, so a failure on the way drops it like any other)."""
