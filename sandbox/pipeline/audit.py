@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opsmerge_sandbox.extensions import FieldRules
+from opsmerge_sandbox.extensions import FieldRules, OperationHints
 from opsmerge_sandbox.pipeline.address import client_address, parse_networks
 from opsmerge_sandbox.spec import Collection, Operation, Spec
 
@@ -53,23 +53,41 @@ def object_type(schema_name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", schema_name).lower()
 
 
+_OBJECT_TYPE = re.compile(r"^[a-z][a-z0-9_]*$")
+_KNOWN_KEYS = ("collection", "fields", "object-types")
+
+
 @dataclass(frozen=True, slots=True)
 class AuditModel:
-    """The root `x-sandbox-audit`: the entries' collection and the field of each part."""
+    """The root `x-sandbox-audit`: the entries' collection, the field of each part, and the
+    object type of a collection whose records the log names otherwise than by its schema (the
+    settings records: `settings`, as the log's own entries and the help pages name them)."""
 
     collection: str
     fields: Mapping[str, str]  # part -> field of the entry
+    object_types: Mapping[str, str]  # collection -> the object type its entries name
 
     @classmethod
     def from_spec(cls, raw: Mapping[str, Any]) -> AuditModel | None:
         ext = raw.get("x-sandbox-audit")
         if not isinstance(ext, Mapping):
             return None
-        return cls(str(ext.get("collection")), dict(ext.get("fields") or {}))
+        types = ext.get("object-types")
+        return cls(
+            str(ext.get("collection")),
+            dict(ext.get("fields") or {}),
+            {str(k): str(v) for k, v in types.items()} if isinstance(types, Mapping) else {},
+        )
+
+    def object_type(self, collection: str, schema_name: str) -> str:
+        """The object type entries about the collection's records name."""
+        return self.object_types.get(collection) or object_type(schema_name)
 
 
-def model_problems(raw: Mapping[str, Any], properties: Mapping[str, list[str]]) -> Iterator[str]:
-    """What is wrong with `x-sandbox-audit`; `properties` lists each collection's fields."""
+def model_problems(
+    raw: Mapping[str, Any], properties: Mapping[str, Container[str]]
+) -> Iterator[str]:
+    """What is wrong with `x-sandbox-audit`; `properties` holds each collection's fields."""
     ext = raw.get("x-sandbox-audit")
     if ext is None:
         return
@@ -77,8 +95,17 @@ def model_problems(raw: Mapping[str, Any], properties: Mapping[str, list[str]]) 
         yield "must be a mapping of collection and fields"
         return
     for key in ext:
-        if key not in ("collection", "fields"):
-            yield f"has an unknown key {key!r} (known: collection, fields)"
+        if key not in _KNOWN_KEYS:
+            yield f"has an unknown key {key!r} (known: {', '.join(_KNOWN_KEYS)})"
+    types = ext.get("object-types", {})
+    if not isinstance(types, Mapping):
+        yield "object-types must map a collection to the object type its entries name"
+    else:
+        for name, value in types.items():
+            if name not in properties:
+                yield f"object-types names no collection {name!r}"
+            if not isinstance(value, str) or not _OBJECT_TYPE.match(value):
+                yield f"object-types.{name} must be a snake_case object type, got {value!r}"
     collection = ext.get("collection")
     if not isinstance(collection, str) or collection not in properties:
         yield f"collection {collection!r} names no collection"
@@ -97,20 +124,26 @@ def model_problems(raw: Mapping[str, Any], properties: Mapping[str, list[str]]) 
             yield f"fields.{part} {field!r} is not a field of {collection}"
 
 
-def operation_actions(spec: Spec) -> Iterator[tuple[Operation, str]]:
-    """Every action id a write operation can record for its own record."""
-    model = AuditModel.from_spec(spec.resolved)
-    for op in spec.operations:
-        coll = spec.collections.get(op.hints.collection or "")
-        if coll is None or op.kind in ("list", "get", "identity") or model is None:
-            continue
-        if coll.name == model.collection:
-            continue
-        kind = op.kind
-        verb = op.hints.audit or {"create": "created", "update": "modified"}.get(kind, "deleted")
-        if kind == "action" and not op.hints.audit:
-            verb = "modified"
-        yield op, f"{object_type(coll.schema_name)}.{verb}"
+def operation_actions(
+    model: AuditModel, collections: Mapping[str, str], hints: OperationHints
+) -> Iterator[tuple[str, str]]:
+    """(object type, action id) of each entry a write operation can record: for its own record,
+    for a record its action creates, for the records its delete takes along. `collections`:
+    collection -> schema name."""
+    kind, own = hints.kind, hints.collection
+    if own is None or own not in collections or own == model.collection:
+        return
+    if kind in ("list", "get", "identity"):
+        return
+    verb = hints.audit or {"create": "created", "delete": "deleted"}.get(kind, "modified")
+    touched = [(own, verb)]
+    if hints.creates is not None:
+        touched.append((hints.creates.collection, "created"))
+    touched += [(name, "deleted") for name in hints.cascade]
+    for name, done in touched:
+        if name in collections and name != model.collection:
+            kind_of = model.object_type(name, collections[name])
+            yield kind_of, f"{kind_of}.{done}"
 
 
 def _diff(
@@ -151,7 +184,9 @@ class AuditTrail:
     ) -> None:
         self.model = model
         self.entries = spec.collections[model.collection]
-        self.types = {name: object_type(c.schema_name) for name, c in spec.collections.items()}
+        self.types = {
+            name: model.object_type(name, c.schema_name) for name, c in spec.collections.items()
+        }
         self.now = now
         self.fill = fill
         self.trusted = parse_networks(trusted_proxies)

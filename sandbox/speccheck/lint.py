@@ -12,6 +12,7 @@ from typing import Any
 
 from opsmerge_sandbox.catalogue import Catalogue
 from opsmerge_sandbox.speccheck import (  # noqa: F401  (register their rules)
+    audit_rules,
     auth_rules,
     event_rules,
     marker_rules,
