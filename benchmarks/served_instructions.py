@@ -9,8 +9,13 @@ cancels out; repeatable to about 1% on the same machine whatever else it is doin
 requests a second on a shared one.
 
     .venv/bin/python benchmarks/served_instructions.py [--root DIR] [--cases get,list,create]
+        [--floor]
 
 `--root` measures another checkout (for example `git worktree add /tmp/before HEAD~1`).
+`--floor` also counts the bare-Litestar floor of `make bench` (`floor_app.py`, one constant answer)
+on the same server settings, and prints the floor's count as a share of the sandbox's: the
+instructions side of "create >= 60% of the Litestar floor" (the rate side adds what the count
+cannot see: cache and TLB misses, branch mispredictions, the kernel).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import tooling
 
@@ -75,16 +81,24 @@ def _client(port: int, case: str, n: int) -> None:
         raise SystemExit(f"{case} answered {failed[:3]}")
 
 
-def _serve(root: Path, case: str, n: int) -> None:
-    """The counted process: the sandbox served as `serve` serves it, until the client is done."""
+def _serve(root: Path, case: str, n: int, floor: bool = False) -> None:
+    """The counted process: the sandbox served as `serve` serves it (or the floor, on the same
+    server settings), until the client is done."""
     sys.path.insert(0, str(root))
     import uvicorn
 
-    from opsmerge_sandbox.app import create_app
     from opsmerge_sandbox.connection_limits import resolve_limits, uvicorn_options
-    from opsmerge_sandbox.settings import Settings
 
-    app = create_app(Settings(rate_limit=10**9))
+    app: Any
+    if floor:
+        import floor_app
+
+        app = floor_app.make_app()
+    else:
+        from opsmerge_sandbox.app import create_app
+        from opsmerge_sandbox.settings import Settings
+
+        app = create_app(Settings(rate_limit=10**9))
     gc.collect()
     gc.freeze()  # as `serve` does
     sock = socket.socket()
@@ -116,14 +130,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     p.add_argument("--cases", default="get,list,create")
+    p.add_argument("--floor", action="store_true", help="count the Litestar floor too")
     p.add_argument("--one", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
+    p.add_argument("--one-floor", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--client", nargs=3, metavar=("PORT", "CASE", "N"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.client:
         _client(int(args.client[0]), args.client[1], int(args.client[2]))
         return
     if args.one:
-        _serve(args.root, args.one[0], int(args.one[1]))
+        _serve(args.root, args.one[0], int(args.one[1]), args.one_floor)
         return
     cases = args.cases.split(",")
     for case in cases:
@@ -137,6 +153,11 @@ def main() -> None:
         subprocess.run([*cmd, str(CONNECTIONS)], check=True, env=env)  # warms the start cache
         per_request = tooling.instructions_per_unit(cmd, env, 208, 1200)
         print(f"{case:6} {per_request:10.0f} instructions/request served")
+        if args.floor:
+            floor_cmd = [*cmd[:-2], "--one-floor", "--one", case]
+            floor = tooling.instructions_per_unit(floor_cmd, env, 208, 1200)
+            print(f"{case:6} {floor:10.0f} instructions/request served by the Litestar floor "
+                  f"({floor / per_request:.1%} of the sandbox's)")
 
 
 if __name__ == "__main__":
