@@ -104,6 +104,28 @@ CASES = [
 ]
 
 
+def _soft_delete_unnamed(raw: Raw) -> None:
+    """The user delete (which deactivates) without its verb, and user.modified off the enum."""
+    for item in raw["paths"].values():
+        op = item.get("delete")
+        if isinstance(op, dict) and op.get("operationId") == "deleteUser":
+            del op["x-sandbox"]["audit"]
+    parts = raw["components"]["schemas"]["AuditEntry"]["allOf"]
+    (action,) = [p["properties"]["action"] for p in parts if "action" in p.get("properties", {})]
+    i = action["enum"].index("user.modified")
+    del action["enum"][i], action["x-weights"][i]
+
+
+CASES.append(
+    pytest.param(
+        _soft_delete_unnamed,
+        "DELETE /users/{id} (deleteUser)",
+        "records audit entries with action 'user.modified'",  # the user stays: modified
+        id="soft-delete-records-a-modification",
+    )
+)
+
+
 @pytest.mark.parametrize(("mutate", "where", "words"), CASES)
 def test_spec_check_names_what_is_wrong_with_the_audit_log(
     mutate: Callable[[Raw], None], where: str, words: str

@@ -94,7 +94,12 @@ class RuleEngine:
         self.update_op = _operation(spec.operations, "update", model.subject)
         self.rules_update_op = _operation(spec.operations, "update", model.rules)
         self.collections = spec.collections
-        self.maker = object_type(spec.collections[model.rules].schema_name)
+        rules_schema = spec.collections[model.rules].schema_name
+        self.maker = (  # a rule's writes name it in the log as the log names rules
+            self.audit.model.object_type(model.rules, rules_schema)
+            if self.audit is not None
+            else object_type(rules_schema)
+        )
         self.outbox = Outbox()
         self.deliveries = Deliveries(
             state, model, allow, self._log_attempt, self._disable, self._rule_exists

@@ -12,8 +12,9 @@ anyone made to the holder, so it leaves no entry of its own (the created record'
 number). An operation on the holder's own collection that changes the counter is logged as usual.
 
 An entry's action is `<object type>.<verb>`: the object type is the collection's schema name in
-snake case (`TimeEntry` -> `time_entry`), the verb the operation's `audit` hint, else `created`,
-`modified` or `deleted` by what happened to the record.
+snake case (`TimeEntry` -> `time_entry`) unless `x-sandbox-audit.object-types` names another, the
+verb the operation's `audit` hint, else `created`, `modified` or `deleted` by what happened to the
+record. `spec check` holds every action and object type a write can record to the log's enums.
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def operation_actions(
     if kind in ("list", "get", "identity"):
         return
     verb = hints.audit or {"create": "created", "delete": "deleted"}.get(kind, "modified")
+    if kind == "delete" and hints.soft_delete and not hints.audit:
+        verb = "modified"  # the record stays, changed: what the entry then says
     touched = [(own, verb)]
     if hints.creates is not None:
         touched.append((hints.creates.collection, "created"))
