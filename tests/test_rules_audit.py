@@ -204,3 +204,48 @@ def test_a_number_taken_from_a_counter_is_logged_with_its_record_not_as_a_settin
     assert (changed["action"], changed["object_type"]) == ("settings.changed", "settings")
     assert changed["object_id"] == numbering["id"]
     assert changed["diff"] == {"next_number": [ticket["number"] + 1, ticket["number"] + 100]}
+
+
+def test_a_status_change_an_assignment_and_a_role_change_are_logged_under_their_own_verbs(
+    client: TestClient,
+) -> None:
+    """The seeded log names a ticket's status change, its assignment and a user's role change
+    by their own actions, each with the one field in its diff; a write through the API that makes
+    the same change is logged the same way, and what else it changes in a `modified` entry."""
+    ws = f"audit-{uuid.uuid4().hex[:8]}"
+    h = _h(OWNER, ws)
+    for action in ("ticket.status_changed", "ticket.assigned", "user.role_changed"):
+        assert _entries(client, ws, f"&action={action}"), f"no seeded {action} entry"
+    created = client.post(
+        "/api/v1/tickets", json={"subject": "Verbs", "client_id": "cli_acme"}, headers=h
+    )
+    assert created.status_code == 201, created.text
+    ticket = created.json()["data"]
+
+    r = client.patch(f"/api/v1/tickets/{ticket['id']}", json={"status": "Open"}, headers=h)
+    assert r.status_code == 200, r.text
+    (changed, _made) = _entries(client, ws, f"&object_id={ticket['id']}")
+    assert changed["action"] == "ticket.status_changed"
+    assert changed["diff"] == {"status": [ticket["status"], "Open"]}
+    listed = _entries(client, ws, "&action=ticket.status_changed")
+    assert listed[0]["id"] == changed["id"] and len(listed) > 1  # beside the seeded ones
+
+    r = client.patch(
+        f"/api/v1/tickets/{ticket['id']}",
+        json={"assignee_id": "usr_tech", "priority": "High"},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    newest = _entries(client, ws, f"&object_id={ticket['id']}")[:2]
+    by_action = {e["action"]: e["diff"] for e in newest}
+    assert by_action == {
+        "ticket.assigned": {"assignee_id": [ticket["assignee_id"], "usr_tech"]},
+        "ticket.modified": {"priority": [ticket["priority"], "High"]},
+    }
+
+    user = client.get("/api/v1/users/usr_tech", headers=h).json()["data"]
+    r = client.patch("/api/v1/users/usr_tech", json={"role_ids": ["rol_readonly"]}, headers=h)
+    assert r.status_code == 200, r.text
+    (entry, *_) = _entries(client, ws, "&object_id=usr_tech")
+    assert entry["action"] == "user.role_changed"
+    assert entry["diff"] == {"role_ids": [user["role_ids"], ["rol_readonly"]]}

@@ -104,6 +104,28 @@ CASES = [
 ]
 
 
+CASES += [
+    pytest.param(
+        _model(lambda m: m["field-verbs"]["tickets"].update(colour="recoloured")),
+        "x-sandbox-audit",
+        "field-verbs.tickets.colour is not a field of tickets",
+        id="field-verb-of-no-field",
+    ),
+    pytest.param(
+        _model(lambda m: m["field-verbs"].update(nowhere={"status": "moved"})),
+        "x-sandbox-audit",
+        "field-verbs names no collection 'nowhere'",
+        id="field-verbs-of-no-collection",
+    ),
+    pytest.param(
+        _model(lambda m: m["field-verbs"]["tickets"].update(status="status_flipped")),
+        "PATCH /tickets/{id} (updateTicket)",
+        "records audit entries with action 'ticket.status_flipped'",
+        id="field-verb-not-in-the-action-enum",
+    ),
+]
+
+
 def _soft_delete_unnamed(raw: Raw) -> None:
     """The user delete (which deactivates) without its verb, and user.modified off the enum."""
     for item in raw["paths"].values():

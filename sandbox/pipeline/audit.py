@@ -14,7 +14,11 @@ number). An operation on the holder's own collection that changes the counter is
 An entry's action is `<object type>.<verb>`: the object type is the collection's schema name in
 snake case (`TimeEntry` -> `time_entry`) unless `x-sandbox-audit.object-types` names another, the
 verb the operation's `audit` hint, else `created`, `modified` or `deleted` by what happened to the
-record. `spec check` holds every action and object type a write can record to the log's enums.
+record. An update that changes a field `x-sandbox-audit.field-verbs` names for its collection is
+logged under that field's verb (`ticket.status_changed`, as the seeded entries and the help pages'
+families name a status change), the fields it changes with no verb of their own in a `modified`
+entry beside it. `spec check` holds every action and object type a write can record to the log's
+enums.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     from opsmerge_sandbox.store.workspace import Workspace
 
 Record = dict[str, Any]
+Diff = dict[str, tuple[Any, Any]]  # field -> (old, new)
 # the parts of an entry, as `x-sandbox-audit.fields` names them
 AUDIT_PARTS = (
     "actor",
@@ -55,7 +60,7 @@ def object_type(schema_name: str) -> str:
 
 
 _OBJECT_TYPE = re.compile(r"^[a-z][a-z0-9_]*$")
-_KNOWN_KEYS = ("collection", "fields", "object-types")
+_KNOWN_KEYS = ("collection", "fields", "object-types", "field-verbs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +72,8 @@ class AuditModel:
     collection: str
     fields: Mapping[str, str]  # part -> field of the entry
     object_types: Mapping[str, str]  # collection -> the object type its entries name
+    # collection -> field -> the verb of an update that changes it
+    field_verbs: Mapping[str, Mapping[str, str]]
 
     @classmethod
     def from_spec(cls, raw: Mapping[str, Any]) -> AuditModel | None:
@@ -74,10 +81,16 @@ class AuditModel:
         if not isinstance(ext, Mapping):
             return None
         types = ext.get("object-types")
+        verbs = ext.get("field-verbs")
         return cls(
             str(ext.get("collection")),
             dict(ext.get("fields") or {}),
             {str(k): str(v) for k, v in types.items()} if isinstance(types, Mapping) else {},
+            {
+                str(name): {str(f): str(v) for f, v in by_field.items()}
+                for name, by_field in (verbs.items() if isinstance(verbs, Mapping) else ())
+                if isinstance(by_field, Mapping)
+            },
         )
 
     def object_type(self, collection: str, schema_name: str) -> str:
@@ -107,6 +120,21 @@ def model_problems(
                 yield f"object-types names no collection {name!r}"
             if not isinstance(value, str) or not _OBJECT_TYPE.match(value):
                 yield f"object-types.{name} must be a snake_case object type, got {value!r}"
+    verbs = ext.get("field-verbs", {})
+    if not isinstance(verbs, Mapping):
+        yield "field-verbs must map a collection to {field: verb}"
+    else:
+        for name, by_field in verbs.items():
+            if name not in properties:
+                yield f"field-verbs names no collection {name!r}"
+            elif not isinstance(by_field, Mapping):
+                yield f"field-verbs.{name} must map a field to the verb of a change to it"
+            else:
+                for field, verb in by_field.items():
+                    if field not in properties[name]:
+                        yield f"field-verbs.{name}.{field} is not a field of {name}"
+                    if not isinstance(verb, str) or not _OBJECT_TYPE.match(verb):
+                        yield f"field-verbs.{name}.{field} must be a snake_case verb, got {verb!r}"
     collection = ext.get("collection")
     if not isinstance(collection, str) or collection not in properties:
         yield f"collection {collection!r} names no collection"
@@ -140,6 +168,8 @@ def operation_actions(
     if kind == "delete" and hints.soft_delete and not hints.audit:
         verb = "modified"  # the record stays, changed: what the entry then says
     touched = [(own, verb)]
+    if verb == "modified":  # an update's changes to named fields take their own verbs
+        touched += [(own, v) for v in dict.fromkeys(model.field_verbs.get(own, {}).values())]
     if hints.creates is not None:
         touched.append((hints.creates.collection, "created"))
     touched += [(name, "deleted") for name in hints.cascade]
@@ -225,7 +255,11 @@ class AuditTrail:
         model = AuditModel.from_spec(spec.resolved)
         return None if model is None else cls(spec, model, now, fill, trusted_proxies, rules)
 
-    def _action(self, op: Operation, collection: str, before: Any, after: Any) -> str:
+    def _actions(
+        self, op: Operation, collection: str, before: Any, after: Any, diff: Diff
+    ) -> list[tuple[str, Diff]]:
+        """The entries one changed record gets: (action, its part of the diff)."""
+        kind = self.types[collection]
         if collection == op.hints.collection and op.hints.audit:
             verb = op.hints.audit
         elif before is None:
@@ -233,8 +267,14 @@ class AuditTrail:
         elif after is None:
             verb = "deleted"
         else:
-            verb = "modified"
-        return f"{self.types[collection]}.{verb}"
+            verbs = self.model.field_verbs.get(collection)
+            if verbs is None:
+                return [(f"{kind}.modified", diff)]
+            parts: dict[str, Diff] = {}
+            for name, pair in diff.items():
+                parts.setdefault(verbs.get(name, "modified"), {})[name] = pair
+            return [(f"{kind}.{verb}", part) for verb, part in parts.items()]
+        return [(f"{kind}.{verb}", diff)]
 
     def record(self, ctx: RequestContext, ws: Workspace) -> None:
         """Stage one entry per changed record, in the request's transaction."""
@@ -271,17 +311,18 @@ class AuditTrail:
             diff = _diff(before, after, unlogged)
             if before is not None and after is not None and not diff:
                 continue  # a write that changed nothing but bookkeeping leaves no entry
-            entry = {
-                "id": self._next_id(),
-                f["actor"]: actor,
-                f["key-name"]: key_name,
-                f["action"]: self._action(op, collection, before, after),
-                f["object-type"]: self.types[collection],
-                f["object-id"]: record_id,
-                f["diff"]: diff,
-                f["address"]: address[:64],
-                f["user-agent"]: agent[:256],
-                "created_at": now,
-                "updated_at": now,
-            }
-            ws.write(self.model.collection, self.fill(self.entries, entry))
+            for action, part in self._actions(op, collection, before, after, diff):
+                entry = {
+                    "id": self._next_id(),
+                    f["actor"]: actor,
+                    f["key-name"]: key_name,
+                    f["action"]: action,
+                    f["object-type"]: self.types[collection],
+                    f["object-id"]: record_id,
+                    f["diff"]: part,
+                    f["address"]: address[:64],
+                    f["user-agent"]: agent[:256],
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                ws.write(self.model.collection, self.fill(self.entries, entry))
