@@ -259,7 +259,7 @@ class AuditTrail:
         self, op: Operation, collection: str, before: Any, after: Any, diff: Diff
     ) -> list[tuple[str, Diff]]:
         """The entries one changed record gets: (action, its part of the diff)."""
-        kind = self.types[collection]
+        named = self.types[collection]
         if collection == op.hints.collection and op.hints.audit:
             verb = op.hints.audit
         elif before is None:
@@ -269,12 +269,12 @@ class AuditTrail:
         else:
             verbs = self.model.field_verbs.get(collection)
             if verbs is None:
-                return [(f"{kind}.modified", diff)]
+                return [(f"{named}.modified", diff)]
             parts: dict[str, Diff] = {}
             for name, pair in diff.items():
                 parts.setdefault(verbs.get(name, "modified"), {})[name] = pair
-            return [(f"{kind}.{verb}", part) for verb, part in parts.items()]
-        return [(f"{kind}.{verb}", diff)]
+            return [(f"{named}.{verb}", part) for verb, part in parts.items()]
+        return [(f"{named}.{verb}", diff)]
 
     def record(self, ctx: RequestContext, ws: Workspace) -> None:
         """Stage one entry per changed record, in the request's transaction."""
