@@ -18,6 +18,16 @@ def _h(key: str, ws: str) -> dict[str, str]:
     return {**bearer(key), "X-Sandbox-Workspace": ws, "User-Agent": "audit-test/1.0"}
 
 
+def _ticket(client: TestClient, headers: dict[str, str], subject: str) -> dict[str, Any]:
+    """A ticket created through the API, as its answer shows it."""
+    r = client.post(
+        "/api/v1/tickets", json={"subject": subject, "client_id": "cli_acme"}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    ticket: dict[str, Any] = r.json()["data"]
+    return ticket
+
+
 def _entries(client: TestClient, ws: str, query: str = "") -> list[dict[str, Any]]:
     r = client.get(f"/api/v1/audit-log?per_page=100{query}", headers=_h(OWNER, ws))
     assert r.status_code == 200, r.text
@@ -27,11 +37,7 @@ def _entries(client: TestClient, ws: str, query: str = "") -> list[dict[str, Any
 def test_create_update_action_and_delete_each_leave_an_entry(client: TestClient) -> None:
     ws = f"audit-{uuid.uuid4().hex[:8]}"
     h = _h(TECH, ws)
-    created = client.post(
-        "/api/v1/tickets", json={"subject": "Audit me", "client_id": "cli_acme"}, headers=h
-    )
-    assert created.status_code == 201, created.text
-    ticket = created.json()["data"]
+    ticket = _ticket(client, h, "Audit me")
     r = client.patch(f"/api/v1/tickets/{ticket['id']}", json={"priority": "High"}, headers=h)
     assert r.status_code == 200, r.text
     comment = client.post(
@@ -181,11 +187,7 @@ def test_a_number_taken_from_a_counter_is_logged_with_its_record_not_as_a_settin
     h = _h(OWNER, ws)
     seeded = _entries(client, ws, "&object_type=settings")
     assert seeded and {e["action"] for e in seeded} == {"settings.changed"}
-    created = client.post(
-        "/api/v1/tickets", json={"subject": "Numbered", "client_id": "cli_acme"}, headers=h
-    )
-    assert created.status_code == 201, created.text
-    ticket = created.json()["data"]
+    ticket = _ticket(client, h, "Numbered")
     (made,) = _entries(client, ws, f"&object_id={ticket['id']}")
     assert made["action"] == "ticket.created"
     assert made["diff"]["number"] == [None, ticket["number"]]
@@ -216,11 +218,7 @@ def test_a_status_change_an_assignment_and_a_role_change_are_logged_under_their_
     h = _h(OWNER, ws)
     for action in ("ticket.status_changed", "ticket.assigned", "user.role_changed"):
         assert _entries(client, ws, f"&action={action}"), f"no seeded {action} entry"
-    created = client.post(
-        "/api/v1/tickets", json={"subject": "Verbs", "client_id": "cli_acme"}, headers=h
-    )
-    assert created.status_code == 201, created.text
-    ticket = created.json()["data"]
+    ticket = _ticket(client, h, "Verbs")
 
     r = client.patch(f"/api/v1/tickets/{ticket['id']}", json={"status": "Open"}, headers=h)
     assert r.status_code == 200, r.text

@@ -34,14 +34,17 @@ def _model(change: Callable[[dict[str, Any]], None]) -> Callable[[Raw], None]:
     return mutate
 
 
+def _operation(raw: Raw, operation_id: str) -> dict[str, Any]:
+    for item in raw["paths"].values():
+        for op in item.values():
+            if isinstance(op, dict) and op.get("operationId") == operation_id:
+                return op
+    raise AssertionError(f"no operation {operation_id}")
+
+
 def _verb(operation_id: str, verb: str) -> Callable[[Raw], None]:
     def mutate(raw: Raw) -> None:
-        for item in raw["paths"].values():
-            for op in item.values():
-                if isinstance(op, dict) and op.get("operationId") == operation_id:
-                    op["x-sandbox"]["audit"] = verb
-                    return
-        raise AssertionError(f"no operation {operation_id}")
+        _operation(raw, operation_id)["x-sandbox"]["audit"] = verb
 
     return mutate
 
@@ -128,10 +131,7 @@ CASES += [
 
 def _soft_delete_unnamed(raw: Raw) -> None:
     """The user delete (which deactivates) without its verb, and user.modified off the enum."""
-    for item in raw["paths"].values():
-        op = item.get("delete")
-        if isinstance(op, dict) and op.get("operationId") == "deleteUser":
-            del op["x-sandbox"]["audit"]
+    del _operation(raw, "deleteUser")["x-sandbox"]["audit"]
     parts = raw["components"]["schemas"]["AuditEntry"]["allOf"]
     (action,) = [p["properties"]["action"] for p in parts if "action" in p.get("properties", {})]
     i = action["enum"].index("user.modified")

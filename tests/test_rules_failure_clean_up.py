@@ -29,8 +29,10 @@ def test_a_rule_firing_is_never_staged_into_another_writers_open_transaction() -
     asyncio.run(_firing_beside_an_open_write())
 
 
-async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    r = await client.post(path, json=body, headers=HEADERS)
+async def _post(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any], workspace: str = WORKSPACE
+) -> dict[str, Any]:
+    r = await client.post(path, json=body, headers={**HEADERS, "X-Sandbox-Workspace": workspace})
     assert r.status_code == 201, r.text
     data: dict[str, Any] = r.json()["data"]
     return data
@@ -64,19 +66,16 @@ async def _firing_beside_an_open_write() -> None:
     app = create_app(Settings(admin_token=ADMIN_TOKEN))
     state = app.state.sandbox
     transport = httpx.ASGITransport(app=app)
-    headers = {**bearer(OWNER), "X-Sandbox-Workspace": f"{WORKSPACE}-firing"}
+    workspace = f"{WORKSPACE}-firing"
     async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
-        r = await client.post("/api/v1/ticket-rules", headers=headers, json={
+        await _post(client, "/api/v1/ticket-rules", {
             "name": "tell the desk", "trigger": "ticket.created",
             "actions": [{"type": "send_email", "to": ["desk@example.com"],
                          "subject": "New ticket", "body": "A ticket came in"}],
-        })
-        assert r.status_code == 201, r.text
-        r = await client.post("/api/v1/tickets", headers=headers,
-                              json={"subject": "Printer offline", "client_id": "cli_acme"})
-        assert r.status_code == 201, r.text
-        ticket = r.json()["data"]
-    ws = state.workspaces.existing(f"{WORKSPACE}-firing")
+        }, workspace)
+        ticket = await _post(client, "/api/v1/tickets",
+                             {"subject": "Printer offline", "client_id": "cli_acme"}, workspace)
+    ws = state.workspaces.existing(workspace)
     assert ws is not None
     fired = len(ws.view("ticket_rule_firings").query([], None, "id", False))
     other = ws.begin()

@@ -37,7 +37,7 @@ from opsmerge_sandbox.events.conditions import matches
 from opsmerge_sandbox.events.declarations import ACTION_TYPE, ActionKind, EventModel, EventType
 from opsmerge_sandbox.events.delivery import Attempt, Deliveries, Delivery
 from opsmerge_sandbox.events.outbox import Outbox, render
-from opsmerge_sandbox.pipeline.audit import AuditTrail, object_type
+from opsmerge_sandbox.pipeline.audit import AuditTrail
 from opsmerge_sandbox.pipeline.resources import HandlerCall, Resources
 from opsmerge_sandbox.spec import Operation
 
@@ -94,12 +94,6 @@ class RuleEngine:
         self.update_op = _operation(spec.operations, "update", model.subject)
         self.rules_update_op = _operation(spec.operations, "update", model.rules)
         self.collections = spec.collections
-        rules_schema = spec.collections[model.rules].schema_name
-        self.maker = (  # a rule's writes name it in the log as the log names rules
-            self.audit.model.object_type(model.rules, rules_schema)
-            if self.audit is not None
-            else object_type(rules_schema)
-        )
         self.outbox = Outbox()
         self.deliveries = Deliveries(
             state, model, allow, self._log_attempt, self._disable, self._rule_exists
@@ -358,7 +352,8 @@ class RuleEngine:
         try:
             self.resources.update(call)
             if self.audit is not None:
-                self.audit.stage(ws, self.update_op, None, f"{self.maker} {rule['id']}")
+                maker = self.audit.maker(self.model.rules, rule["id"])
+                self.audit.stage(ws, self.update_op, None, maker)
         except ApiError as err:
             ws.rollback(transaction)
             outcome.update(outcome="failed", detail=err.message[:500])
@@ -495,7 +490,8 @@ class RuleEngine:
         ws.begin()
         ws.write(self.model.rules, updated)
         if self.audit is not None:
-            self.audit.stage(ws, self.rules_update_op, None, f"{self.maker} {d.rule_id}")
+            maker = self.audit.maker(self.model.rules, d.rule_id)
+            self.audit.stage(ws, self.rules_update_op, None, maker)
         ws.commit()
 
     # ---------------------------------------------------------------- the clock

@@ -97,6 +97,34 @@ class AuditModel:
         """The object type entries about the collection's records name."""
         return self.object_types.get(collection) or object_type(schema_name)
 
+    def split(self, collection: str, verb: str, diff: Diff) -> list[tuple[str, Diff]]:
+        """(verb, its part of the diff) of each entry a change logged as `verb` makes: a
+        modification's fields named in `field-verbs` go under their verbs, the rest under
+        `modified`."""
+        verbs = self.field_verbs.get(collection)
+        if verb != "modified" or not verbs:
+            return [(verb, diff)]
+        parts: dict[str, Diff] = {}
+        for name, pair in diff.items():
+            parts.setdefault(verbs.get(name, "modified"), {})[name] = pair
+        return list(parts.items())
+
+    def verbs(self, collection: str, verb: str) -> list[str]:
+        """Every verb `split` can log a change logged as `verb` under."""
+        if verb != "modified":
+            return [verb]
+        return list(dict.fromkeys([verb, *self.field_verbs.get(collection, {}).values()]))
+
+
+def entry_verb(own: str | None, before: bool, after: bool) -> str:
+    """The verb of a changed record's entry: the operation's own (`x-sandbox.audit`, for its own
+    collection), else what happened to the record: made, removed or changed."""
+    if own:
+        return own
+    if not before:
+        return "created"
+    return "modified" if after else "deleted"
+
 
 def model_problems(
     raw: Mapping[str, Any], properties: Mapping[str, Container[str]]
@@ -164,15 +192,14 @@ def operation_actions(
         return
     if kind in ("list", "get", "identity"):
         return
-    verb = hints.audit or {"create": "created", "delete": "deleted"}.get(kind, "modified")
-    if kind == "delete" and hints.soft_delete and not hints.audit:
-        verb = "modified"  # the record stays, changed: what the entry then says
-    touched = [(own, verb)]
-    if verb == "modified":  # an update's changes to named fields take their own verbs
-        touched += [(own, v) for v in dict.fromkeys(model.field_verbs.get(own, {}).values())]
+    # what the write does to its own record: (it was there, it is there after); a delete that
+    # keeps the record (soft-delete) changes it
+    outcome = {"create": (False, True), "delete": (True, bool(hints.soft_delete))}
+    verb = entry_verb(hints.audit, *outcome.get(kind, (True, True)))
+    touched = [(own, v) for v in model.verbs(own, verb)]
     if hints.creates is not None:
-        touched.append((hints.creates.collection, "created"))
-    touched += [(name, "deleted") for name in hints.cascade]
+        touched.append((hints.creates.collection, entry_verb(None, False, True)))
+    touched += [(name, entry_verb(None, True, False)) for name in hints.cascade]
     for name, done in touched:
         if name in collections and name != model.collection:
             kind_of = model.object_type(name, collections[name])
@@ -259,22 +286,14 @@ class AuditTrail:
         self, op: Operation, collection: str, before: Any, after: Any, diff: Diff
     ) -> list[tuple[str, Diff]]:
         """The entries one changed record gets: (action, its part of the diff)."""
+        own = op.hints.audit if collection == op.hints.collection else None
+        verb = entry_verb(own, before is not None, after is not None)
         named = self.types[collection]
-        if collection == op.hints.collection and op.hints.audit:
-            verb = op.hints.audit
-        elif before is None:
-            verb = "created"
-        elif after is None:
-            verb = "deleted"
-        else:
-            verbs = self.model.field_verbs.get(collection)
-            if verbs is None:
-                return [(f"{named}.modified", diff)]
-            parts: dict[str, Diff] = {}
-            for name, pair in diff.items():
-                parts.setdefault(verbs.get(name, "modified"), {})[name] = pair
-            return [(f"{named}.{verb}", part) for verb, part in parts.items()]
-        return [(f"{named}.{verb}", diff)]
+        return [(f"{named}.{v}", part) for v, part in self.model.split(collection, verb, diff)]
+
+    def maker(self, collection: str, record_id: str) -> str:
+        """How a write the sandbox makes itself names its maker (a rule) in `key-name`."""
+        return f"{self.types[collection]} {record_id}"
 
     def record(self, ctx: RequestContext, ws: Workspace) -> None:
         """Stage one entry per changed record, in the request's transaction."""
