@@ -155,6 +155,16 @@ def ref_of(schema: Schema) -> tuple[str, dict[str, str], dict[str, str]] | None:
     return ref["collection"], dict(ref.get("copy") or {}), dict(ref.get("where") or {})
 
 
+def ref_copies(schema: Schema) -> list[str]:
+    """The fields a property's references copy into the record: its own `x-ref`'s and those of
+    its `x-cases` arms (whichever arm holds, the copy lands before those fields are made)."""
+    found = [*(ref_of(schema) or ("", {}, {}))[1]]
+    for case in schema.get("x-cases") or ():
+        if isinstance(case, dict) and isinstance(case.get("x-ref"), dict):
+            found += [f for f in (ref_of(case) or ("", {}, {}))[1] if f not in found]
+    return found
+
+
 def resolve_refs(doc: dict[str, Any]) -> dict[str, Any]:
     """A copy of `doc` with every local `$ref` replaced by what it points at.
 

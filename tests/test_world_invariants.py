@@ -124,6 +124,37 @@ def test_checker_sees_references_to_records_created_later(spec: Spec, world: Wor
     assert (comment["id"], "refs-existed-before") in found
 
 
+def test_checker_sees_a_log_that_contradicts_the_records_it_names(
+    spec: Spec, world: World
+) -> None:
+    bad = copy.deepcopy(world)
+    log = bad["audit_log"]
+    used = next(e for e in log if e["action"] == "api_key.used")
+    used["api_key_name"] = "PSA sync"  # a name no key has
+    made = next(e for e in log if e["action"] == "ticket.created")
+    twice = {**made, "id": "aud_999999"}  # the same ticket made twice
+    log.append(twice)
+    paid = next(e for e in log if e["action"] == "invoice.paid")
+    invoice = next(i for i in bad["invoices"] if i["id"] == paid["object_id"])
+    invoice["status"] = "Open"  # paid, says the log
+    found = {(v.record_id, v.invariant) for v in _check(spec, bad)}
+    assert {
+        (used["id"], "key-use-names-its-key"),
+        (twice["id"], "once-per-record"),
+        (paid["id"], "paid-invoice"),
+    } <= found
+    assert (made["id"], "once-per-record") not in found  # the first of the two is not the double
+
+
+def test_spec_check_reports_a_unique_rule_on_a_missing_field(spec: Spec) -> None:
+    schemas = copy.deepcopy(spec.raw["components"]["schemas"])
+    schemas["AuditEntry"]["x-invariants"].append(
+        {"id": "once", "class": "people", "on-write": "seeded-only", "unique": ["nope"]}
+    )
+    _, problems = parse_collections(schemas)
+    assert any("unique must list fields of audit_log" in p.message for p in problems)
+
+
 def test_spec_check_reports_an_invariant_on_a_missing_field(spec: Spec) -> None:
     schemas = copy.deepcopy(spec.raw["components"]["schemas"])
     schemas["Agent"]["x-invariants"].append(

@@ -33,7 +33,10 @@ __all__ = ["by_plan", "cases_plan", "format_plan"]
 _UPPER = string.ascii_uppercase + string.digits
 PlanOf = Callable[[str, Schema], FieldPlan]  # builds the plan of one property schema
 # hints that each choose how a value is made: a case giving one drops the property's others
-_MAKERS = ("x-faker", "x-by", "x-format", "x-time", "x-range", "const", "x-null-probability")
+_MAKERS = (
+    "x-faker", "x-by", "x-format", "x-time", "x-range", "const", "x-null-probability", "x-ref",
+    "x-ref-by",
+)
 
 
 def cases_plan(

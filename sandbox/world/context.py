@@ -22,6 +22,11 @@ class GenerationError(ValueError):
     """The spec and recipe together cannot produce a valid world."""
 
 
+class Redraw(Exception):
+    """The record cannot be finished as drawn (a `unique` reference has no record left to
+    name): the generator draws it again from where its random stream stands."""
+
+
 @dataclass(slots=True)
 class Draft:
     """A record being generated: its values, its random stream and what was decided so far."""
@@ -32,6 +37,9 @@ class Draft:
     times: dict[str, int] = field(default_factory=dict)  # field -> seconds since 1970
     refs: dict[str, tuple[str, int]] = field(default_factory=dict)  # field -> (collection, index)
     not_before: int = 0  # the latest creation among records a list of references names
+    # records `unique` references took for this draft: (the pool they came from, index); given
+    # back if the record is drawn again
+    claims: list[tuple[list[int], int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

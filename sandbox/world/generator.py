@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from opsmerge_sandbox.spec import Collection, Spec, ref_of
+from opsmerge_sandbox.spec import Collection, Spec, ref_copies, ref_of
 from opsmerge_sandbox.world.computed_fields import derive_fields, has_computed, settle_seeded
 from opsmerge_sandbox.world.key_records import KeyRecords, key_records
 from opsmerge_sandbox.world.recipe import KeySpec, Recipe
@@ -25,6 +25,7 @@ from opsmerge_sandbox.world.values import (
     Draft,
     FieldPlan,
     GenerationError,
+    Redraw,
     WorldContext,
     compile_plans,
     format_datetime,
@@ -54,6 +55,9 @@ def _targets(schema: dict[str, Any]) -> set[str]:
     by = schema.get("x-ref-by")
     if isinstance(by, dict):
         found |= set((by.get("collections") or {}).values())
+    for case in schema.get("x-cases") or ():
+        if isinstance(case, dict):
+            found |= _targets({k: v for k, v in case.items() if k.startswith("x-ref")})
     for prop in (schema.get("properties") or {}).values():
         found |= _targets(prop)
     if isinstance(schema.get("items"), dict):
@@ -156,6 +160,7 @@ def _needed(order: list[str], collections: dict[str, Collection], wanted: set[st
 
 Progress = Callable[[str, int, int], None]  # (collection, records done, records in all)
 _REPORT_EVERY = 4096
+_DRAWS = 200  # draws of one record before a unique reference with nothing left fails the build
 
 
 def _generate(
@@ -171,7 +176,7 @@ def _generate(
     name = collection.name
     props = list((collection.schema.get("properties") or {}).keys())
     plans = order_plans(compile_plans(collection.schema, ctx, name, own=name), name)
-    copied = {mine for p in props for mine in _copies(collection.schema["properties"][p])}
+    copied = {mine for p in props for mine in ref_copies(collection.schema["properties"][p])}
     fast = [(p.name, p.make, p.name in copied) for p in plans]
     computed = has_computed(collection)
     count = ctx.counts[name]
@@ -194,15 +199,26 @@ def _generate(
             progress(name, done_before + i, total)
         reseed(rng, from_bytes(blake2b(prefix + str(i).encode(), digest_size=8).digest(), "big"))
         rng.gauss_next = None  # type: ignore[attr-defined]  # CPython's cached normal deviate
-        if i < n_named:
-            draft = _named_draft(rng, named[i], plans)
+        for _ in range(_DRAWS):
+            try:
+                if i < n_named:
+                    draft = _named_draft(rng, named[i], plans)
+                else:
+                    rec = {"id": ids[i]}
+                    draft = Draft(rng, rec)
+                    for field, make, maybe_set in fast:
+                        if maybe_set and field in rec:
+                            continue
+                        rec[field] = make(draft)
+                break
+            except Redraw:
+                for left, index in reversed(draft.claims):  # what it took is free again
+                    left.append(index)
         else:
-            rec = {"id": ids[i]}
-            draft = Draft(rng, rec)
-            for field, make, maybe_set in fast:
-                if maybe_set and field in rec:
-                    continue
-                rec[field] = make(draft)
+            raise GenerationError(
+                f"{name}: record {ids[i]} drawn {_DRAWS} times, each naming a record a unique "
+                "reference had already named (fewer such events, or more records to name)"
+            )
         rec = draft.rec
         if computed:
             derive_fields(collection, rec, i + 1, year)
@@ -225,23 +241,23 @@ def _named_draft(rng: random.Random, fixed: dict[str, Any], plans: list[FieldPla
     return draft
 
 
-def _copies(prop: dict[str, Any]) -> list[str]:
-    ref = ref_of(prop)
-    return list(ref[1]) if ref else []
-
-
 def _finish_keys(
-    records: list[dict[str, Any]], keys: tuple[KeySpec, ...], mapping: KeyRecords
+    records: list[dict[str, Any]],
+    created: list[int],
+    keys: tuple[KeySpec, ...],
+    mapping: KeyRecords,
 ) -> None:
     """Keys that expired were created before they expired; revoked ones say when."""
     by_id = {k.id: k for k in keys}
     revoked_fields = mapping.revoked_fields()
-    for rec in records:
+    for i, rec in enumerate(records):
         key = by_id.get(rec["id"])
         if key is None:
             continue
         if key.expires_at and "created_at" in rec and rec["created_at"] >= key.expires_at:
-            rec["created_at"] = format_datetime(parse_time(key.expires_at) - 90 * DAY)
+            moment = parse_time(key.expires_at) - 90 * DAY
+            rec["created_at"] = format_datetime(moment)
+            created[i] = moment
         for field in revoked_fields:
             if field in rec:
                 rec[field] = rec.get("updated_at") if key.revoked else None
@@ -292,15 +308,16 @@ def build_world(
             raise GenerationError(f"{name}: a named record takes a generated id: {taken}")
     total = sum(counts[name] for name in order)
     done = 0
+    mapping = _mirrored_keys(spec, recipe)
     for name in order:
         _generate(
             spec.collections[name], ctx, named.get(name, []), recipe.seed, recipe.epoch.year,
             progress, done, total,
         )
+        if mapping is not None and name == mapping.collection:
+            # before anything that refers to the keys reads when one was made or revoked
+            _finish_keys(ctx.world[name], ctx.created[name], recipe.keys, mapping)
         done += counts[name]
     if progress is not None:
         progress("", total, total)
-    mapping = _mirrored_keys(spec, recipe)
-    if mapping is not None and mapping.collection in ctx.world:
-        _finish_keys(ctx.world[mapping.collection], recipe.keys, mapping)
     return {name: ctx.world.get(name, []) for name in spec.collections}

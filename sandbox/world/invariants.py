@@ -9,11 +9,14 @@ Each invariant is data in the spec, in the condition language of `conditions`:
        where: {is_primary: [true]}}}
     - {id: numbers-follow-time, class: time, increases-with: {field: number, by: created_at}}
     - {id: refs-existed, class: time, refs-before: created_at}
+    - {id: made-once, class: people, when: {action: [made]}, unique: [action, object_id]}
 
 `require` (with an optional `when`) is judged record by record, so a write through the API can be
 judged by it too. `one-per` (exactly one record matching `where` per record of `of`),
-`increases-with` (ordered by `by`, the field's numbers increase) and `refs-before` (every record
-a reference names was created no later than this one) look at whole collections.
+`increases-with` (ordered by `by`, the field's numbers increase), `refs-before` (every record
+a reference names was created no later than this one) and `unique` (no two records `when` holds
+for share the values of these fields: an event that happens once to a record) look at whole
+collections.
 
 The checker evaluates these declarations; it knows nothing of how the generator made the values.
 """
@@ -59,11 +62,12 @@ RULE_KEYS = (
     "one-per",
     "increases-with",
     "refs-before",
+    "unique",
     "message",
     "on-write",
     "fix",
 )
-_KINDS = ("require", "one-per", "increases-with", "refs-before")
+_KINDS = ("require", "one-per", "increases-with", "refs-before", "unique")
 # what a write through the API does about an invariant: `refuse` a record that breaks it (400
 # naming the field, nothing stored); `derive` it (the server sets the fields it reads, so it holds
 # by construction, and a live workspace is judged by it); `seeded-only` (realism that values a
@@ -87,7 +91,7 @@ class Invariant:
     collection: str
     id: str
     klass: str
-    kind: str  # require | one-per | increases-with | refs-before
+    kind: str  # require | one-per | increases-with | refs-before | unique
     when: Condition
     require: Condition
     decl: Mapping[str, Any]
@@ -166,6 +170,10 @@ def _compile_one(name: str, raw: Any, schemas: Schemas) -> Invariant:
         compile_path(name, str(decl.get("by")), schemas)
     elif kind == "refs-before" and decl not in props:
         raise ConditionError(f"{rid}: refs-before must name a time field of {name}")
+    elif kind == "unique" and (
+        not isinstance(decl, list) or not decl or any(f not in props for f in decl)
+    ):
+        raise ConditionError(f"{rid}: unique must list fields of {name}")
     fix = raw.get("fix")
     if fix is not None:
         scope_props = (schemas.get(scope) or {}).get("properties") or {}
@@ -314,6 +322,8 @@ def check_world(
             out += _one_per(inv, records, world, env)
         elif inv.kind == "increases-with":
             out += _increases(inv, records, env)
+        elif inv.kind == "unique":
+            out += _unique(inv, records, env)
         else:
             out += _refs_before(inv, records, env)
         if progress is not None:
@@ -345,6 +355,8 @@ def check_written(
         elif inv.kind == "increases-with" and mine:
             ids = {r.get("id") for r in mine}
             out += _increases(inv, everything(inv.collection), env, ids)
+        elif inv.kind == "unique" and mine:
+            out += _unique(inv, everything(inv.collection), env, {r.get("id") for r in mine})
         elif inv.kind == "one-per":
             of, field = inv.decl["one-per"]["of"], inv.decl["one-per"]["field"]
             scopes = {r.get("id") for r in written.get(of) or ()}
@@ -379,6 +391,34 @@ def _one_per(
             detail = f"{len(found)} {inv.collection} records with {field} = {scope.get('id')!r}"
             out.append(Violation(of, str(scope.get("id")), inv.id, inv.klass, detail))
     return out
+
+
+def _unique(
+    inv: Invariant,
+    records: Iterable[Mapping[str, Any]],
+    env: Env,
+    involving: Container[Any] | None = None,
+) -> list[Violation]:
+    """Each record `when` holds for that shares its `unique` fields' values with an earlier one
+    (by the earlier one's id), when either is `involving` (every record without it)."""
+    fields = tuple(inv.decl["unique"])
+    first: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    out = []
+    for rec in records:
+        if not inv.when(rec, env):
+            continue
+        values = tuple(_hashable(rec.get(f)) for f in fields)
+        earlier = first.setdefault(values, rec)
+        if earlier is rec:
+            continue
+        if involving is None or rec.get("id") in involving or earlier.get("id") in involving:
+            named = ", ".join(f"{f} = {_show(rec.get(f))}" for f in fields)
+            out.append(_violation(inv, rec, f"{named} as {earlier.get('id')!r} already has"))
+    return out
+
+
+def _hashable(value: Any) -> Any:
+    return repr(value) if isinstance(value, list | dict) else value
 
 
 def _increases(
@@ -493,11 +533,14 @@ def _hint_problems_of(
             by = prop.get("x-by")
             if isinstance(by, Mapping) and "->" in str(by.get("field", "")):
                 compile_path(scope, str(by["field"]), schemas)
-            after = (prop.get("x-time") or {}).get("after")
-            if isinstance(after, str) and "->" in after:
-                compile_path(scope, after, schemas)
+            rule = prop.get("x-time") or {}
+            for bound in (rule.get("after"), rule.get("before")):
+                if isinstance(bound, str) and "->" in bound:
+                    compile_path(scope, bound, schemas)
             ref = prop.get("x-ref") or (prop.get("items") or {}).get("x-ref")
             if isinstance(ref, Mapping):
+                if isinstance(ref.get("existed-at"), str):
+                    compile_path(scope, ref["existed-at"], schemas)
                 target = str(ref.get("collection"))
                 where_ = ref.get("where") or {}
                 fixed = {k: v for k, v in where_.items() if not isinstance(v, str)}
@@ -518,7 +561,8 @@ def _hint_problems_of(
 
 def hint_problems(schemas: Schemas) -> list[tuple[str, str]]:
     """(collection, problem) for conditional generation hints (`x-cases`, `x-format`, paths in
-    `x-by`, `x-time.after` and `x-ref.where`) that name a field no schema has or cannot be read."""
+    `x-by`, `x-time.after` and `.before`, `x-ref.where` and `.existed-at`) that name a field no
+    schema has or cannot be read."""
     return [
         (name, problem)
         for name, schema in schemas.items()

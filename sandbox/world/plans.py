@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsmerge_sandbox.spec import ref_of
+from opsmerge_sandbox.spec import ref_copies, ref_of
 from opsmerge_sandbox.world.cases import by_plan, cases_plan, format_plan
 from opsmerge_sandbox.world.conditions import Schemas
 from opsmerge_sandbox.world.context import (
@@ -52,6 +52,7 @@ def compile_plans(
     props: dict[str, Schema] = schema.get("properties") or {}
     plans: list[FieldPlan] = []
     ref_fields: list[tuple[str, str]] = []  # earlier (field, target collection)
+    case_refs: list[str] = []  # references whose collection the record's values choose
     events = tuple(
         n
         for n, p in props.items()
@@ -61,11 +62,16 @@ def compile_plans(
     schemas: Schemas = ctx.schemas if scope in ctx.schemas else {**ctx.schemas, scope: schema}
 
     def plan_of(name: str, prop: Schema) -> FieldPlan:
-        """The plan of one property that is no reference (`x-cases` arms call it again)."""
+        """The plan of a property with cases, or of one case's arm (`x-cases` arms call it
+        again; an arm may name its own reference)."""
         label = f"{where}.{name}"
         null_p = null_probability(prop)
         if "x-cases" in prop:
             plan = cases_plan(name, prop, ctx, scope, schemas, plan_of)
+        elif ref_of(prop) is not None:
+            plan = ref_plan(name, prop, ctx, null_p, [], label, scope)
+        elif "x-ref-by" in prop:
+            plan = ref_by_plan(name, prop, ctx, null_p)
         elif "x-format" in prop:
             plan = format_plan(name, prop, ctx, scope, schemas, null_p)
         elif prop.get("format") in ("date-time", "date") or "x-time" in prop:
@@ -84,7 +90,11 @@ def compile_plans(
             continue
         null_p = null_probability(prop)
         target = ref_of(prop)
-        if target is not None:
+        if "x-cases" in prop:
+            plan = plan_of(name, prop)
+            if any(k.startswith("x-ref") for arm in (prop, *prop["x-cases"]) for k in arm):
+                case_refs.append(name)
+        elif target is not None:
             sharing = [
                 f
                 for f, coll in ref_fields
@@ -97,6 +107,7 @@ def compile_plans(
                 plan = when_plan(plan, prop["x-when"])
         elif "x-ref-by" in prop:
             plan = ref_by_plan(name, prop, ctx, null_p)
+            case_refs.append(name)
         elif isinstance(prop.get("items"), dict) and ref_of(prop["items"]) is not None:
             plan = ref_list_plan(name, prop, ctx, label, scope)
         else:
@@ -105,13 +116,11 @@ def compile_plans(
     # references come first in the record's story: the record is created after what it refers to
     for plan in plans:
         if plan.name == "created_at":
-            plan.deps = (*plan.deps, *(f for f, _ in ref_fields))
+            plan.deps = (*plan.deps, *(f for f, _ in ref_fields), *case_refs)
     copy_deps: dict[str, list[str]] = {}
     for name, prop in props.items():
-        target = ref_of(prop)
-        if target is not None:
-            for mine in target[1]:
-                copy_deps.setdefault(mine, []).append(name)
+        for mine in ref_copies(prop):
+            copy_deps.setdefault(mine, []).append(name)
     for plan in plans:
         if plan.name in copy_deps:
             plan.deps = (*plan.deps, *copy_deps[plan.name])

@@ -14,11 +14,21 @@ from opsmerge_sandbox.world.conditions import (
     compile_condition,
     compile_path,
     path_head,
+    to_seconds,
 )
-from opsmerge_sandbox.world.context import Draft, FieldPlan, GenerationError, Schema, WorldContext
+from opsmerge_sandbox.world.context import (
+    Draft,
+    FieldPlan,
+    GenerationError,
+    Redraw,
+    Schema,
+    WorldContext,
+)
 from opsmerge_sandbox.world.hints import nullable
 
 __all__ = ["has_ref", "ref_by_plan", "ref_list_plan", "ref_plan"]
+
+_TRIES = 16  # random draws an `existed-at` reference tries before it scans every candidate
 
 
 def _path_reader(get: Callable[[Any, Env], Any], env: Env) -> Callable[[Draft], Any]:
@@ -94,14 +104,26 @@ def ref_plan(
 
     `where` narrows the records it may name (`{their field: my field or path}` must match;
     `{their field or path: [values] or a test}` filters); `cover: true` makes record *i* name
-    record *i* of the target while there are target records left, so every one is named once.
+    record *i* of the target while there are target records left, so every one is named once;
+    `unique: true` names each target record at most once in the collection (an event that
+    happens once to a record: a record with none left to name is drawn again); `existed-at: path`
+    names only a record created by the time the path gives (whoever acted on a record existed
+    when it was made).
     """
     target, copy, where = ref_of(schema)  # type: ignore[misc]
     raw = schema.get("x-ref")
-    cover = isinstance(raw, dict) and raw.get("cover") is True
+    options = raw if isinstance(raw, dict) else {}
+    cover = options.get("cover") is True
+    unique = options.get("unique") is True
     can_be_null = nullable(schema)
     dynamic, static, deps = _where_parts(target, where, ctx, scope or where_label)
+    if unique and (dynamic or cover):
+        raise GenerationError(f"{where_label}: x-ref.unique takes a fixed `where` only")
     target_ids = ctx.ids.get(target, [])
+    existed = _existed_at(options.get("existed-at"), ctx, scope or where_label, where_label)
+    if existed is not None:
+        deps.append(existed[0])
+    pool: list[list[int]] = []  # the records a unique reference has not named yet
 
     def link(d: Draft, index: int) -> None:
         d.refs[name] = (target, index)
@@ -116,7 +138,33 @@ def ref_plan(
             index = ctx.index_of(target, value)
             if index is None:
                 raise GenerationError(f"{where_label}: {value!r} is not a record of {target}")
+            if unique and index in _left():  # a named record's reference is taken too
+                _left().remove(index)
             link(d, index)
+
+    def _left() -> list[int]:
+        if not pool:
+            every = ctx.matching(target, static) if static is not None else None
+            pool.append(list(every if every is not None else range(ctx.counts.get(target, 0))))
+        return pool[0]
+
+    def _existing(d: Draft, candidates: list[int] | None) -> int | None:
+        """A candidate created no later than the `existed-at` time (any, when it is null)."""
+        assert existed is not None
+        bound = to_seconds(existed[1](d.rec, ctx.env))
+        count = len(candidates) if candidates is not None else ctx.counts.get(target, 0)
+        if count == 0:
+            return None
+        created = ctx.created.get(target, [])
+        rng = d.rng
+        for _ in range(_TRIES):  # most candidates fit: a few draws spare a scan of them all
+            i = int(rng.random() * count)
+            index = candidates[i] if candidates is not None else i
+            if bound is None or created[index] <= bound:
+                return index
+        every = candidates if candidates is not None else range(count)
+        fits = [i for i in every if created[i] <= bound]  # type: ignore[operator]
+        return fits[int(rng.random() * len(fits))] if fits else None
 
     def make(d: Draft) -> str | None:
         rng = d.rng
@@ -136,7 +184,14 @@ def ref_plan(
                     if index is not None:
                         link(d, index)
                         return value
-        if dynamic or static is not None:
+        if unique:
+            index = _claim(d, _left())
+        elif existed is not None:
+            found = _existing(d, _candidates(ctx, target, d, dynamic, static))
+            if found is None:
+                return None
+            index = found
+        elif dynamic or static is not None:
             candidates = _candidates(ctx, target, d, dynamic, static)
             if not candidates:
                 return None
@@ -193,6 +248,32 @@ def ref_list_plan(
     return FieldPlan(name, make, tuple(deps))
 
 
+def _claim(d: Draft, left: list[int]) -> int:
+    """Take one of the records a unique reference has left (the draft may give it back);
+    with none left, the record is drawn again."""
+    if not left:
+        raise Redraw
+    j = int(d.rng.random() * len(left))
+    index = left[j]
+    left[j] = left[-1]
+    left.pop()
+    d.claims.append((left, index))
+    return index
+
+
+def _existed_at(
+    path: Any, ctx: WorldContext, scope: str, label: str
+) -> tuple[str, Callable[[Any, Env], Any]] | None:
+    """(the field it waits for, a reader) of an `x-ref.existed-at` path, None without one."""
+    if path is None:
+        return None
+    try:
+        get = compile_path(scope, str(path), ctx.schemas)
+    except ConditionError as exc:
+        raise GenerationError(f"{label}: x-ref.existed-at: {exc}") from None
+    return path_head(str(path)) or str(path), get
+
+
 def has_ref(ctx: WorldContext, collection: str, field_name: str, target: str) -> bool:
     """Whether `collection` has a field of that name referring to `target`."""
     prop = (ctx.schemas.get(collection) or {}).get("properties", {}).get(field_name)
@@ -207,17 +288,26 @@ def ref_by_plan(name: str, schema: Schema, ctx: WorldContext, null_p: float) -> 
 
     `{field: object_type, collections: {ticket: tickets, ...}}` makes an audit entry about a
     ticket point at a ticket that exists; a value with no collection leaves the field null.
+    `unique: true` names each record at most once, as `x-ref.unique` does.
     """
     rule = schema["x-ref-by"]
     source: str = rule["field"]
     targets: dict[Any, str] = dict(rule["collections"])
+    unique = rule.get("unique") is True
+    pools: dict[str, list[int]] = {}  # per collection, what a unique reference has not named
+
+    def take(d: Draft, target: str, count: int) -> int:
+        left = pools.get(target)
+        if left is None:
+            left = pools[target] = list(range(count))
+        return _claim(d, left)
 
     def make(d: Draft) -> str | None:
         target = targets.get(d.rec.get(source))
         count = ctx.counts.get(target, 0) if target is not None else 0
         if target is None or count == 0 or (null_p and d.rng.random() < null_p):
             return None
-        index = int(d.rng.random() * count)
+        index = take(d, target, count) if unique else int(d.rng.random() * count)
         d.refs[name] = (target, index)
         return ctx.ids[target][index]
 

@@ -30,7 +30,9 @@ def time_plan(
 
     An `x-time` rule on `created_at` or `updated_at` replaces their default. `after` may be a
     path through a reference (`parent_id->created_at`); `until_epoch` keeps a date that follows
-    another from passing the epoch; `older_than_minutes` keeps a time back from the epoch."""
+    another from passing the epoch; `older_than_minutes` keeps a time back from the epoch;
+    `before` (a field or path) keeps a `created_at` no later than the time it gives (an event
+    about a record happened before the record's last change)."""
     epoch = ctx.epoch
     is_date = schema.get("format") == "date"
     fmt = format_date if is_date else format_datetime
@@ -54,21 +56,32 @@ def time_plan(
 
     if name == "created_at" and not rule.get("after"):
         history = HISTORY_DAYS * DAY
+        before = rule.get("before")
+        bound_of = _reader(str(before), ctx, scope, schemas) if before else None
+        if before:
+            deps.append(path_head(str(before)) or str(before))
 
         def make_created(d: Draft) -> str:
             lo = epoch - history
+            hi = epoch
+            if bound_of is not None:
+                bound = bound_of(d)
+                if bound is not None and bound < hi:
+                    hi = bound
             parents = _parents(d)
             if d.not_before:
                 parents.append(d.not_before)
             if parents:
                 lo = max(lo, *parents)
-                ts = lo + int((epoch - lo) * d.rng.random() ** 2)  # children follow their parents
+                hi = max(hi, lo)
+                ts = lo + int((hi - lo) * d.rng.random() ** 2)  # children follow their parents
             else:
-                ts = lo + int((epoch - lo) * d.rng.random())
+                lo = min(lo, hi)
+                ts = lo + int((hi - lo) * d.rng.random())
             d.times[name] = ts
             return fmt(ts)
 
-        return FieldPlan(name, make_created, (), on_fixed)
+        return FieldPlan(name, make_created, tuple(deps), on_fixed)
 
     if name == "updated_at" and not rule:
 
@@ -107,19 +120,8 @@ def time_plan(
         until_epoch = bool(rule.get("until_epoch"))
         creation = name == "created_at"
         base_of: Callable[[Draft], int | None]
-        if "->" in after:
-            get = compile_path(scope, after, schemas or ctx.schemas)
-            env = ctx.env
-            base_of = lambda d: to_seconds(get(d.rec, env))  # noqa: E731
-            deps.append(path_head(after) or after)
-        else:
-            deps.append(after)
-
-            def base_of(d: Draft) -> int | None:
-                got = d.times.get(after)
-                if got is None and isinstance(d.rec.get(after), str):
-                    got = to_seconds(d.rec[after])
-                return got
+        base_of = _reader(after, ctx, scope, schemas)
+        deps.append(path_head(after) or after)
 
         def make_after(d: Draft) -> str | None:
             base = base_of(d)
@@ -152,3 +154,21 @@ def time_plan(
         return fmt(ts)
 
     return FieldPlan(name, make_within, tuple(deps), on_fixed)
+
+
+def _reader(
+    source: str, ctx: WorldContext, scope: str, schemas: Schemas | None
+) -> Callable[[Draft], int | None]:
+    """Seconds of the time a field of the record, or a path through its references, holds."""
+    if "->" in source:
+        get = compile_path(scope, source, schemas or ctx.schemas)
+        env = ctx.env
+        return lambda d: to_seconds(get(d.rec, env))
+
+    def own(d: Draft) -> int | None:
+        got = d.times.get(source)
+        if got is None and isinstance(d.rec.get(source), str):
+            got = to_seconds(d.rec[source])
+        return got
+
+    return own

@@ -20,6 +20,7 @@ from opsmerge_sandbox.world.context import (
     FieldPlan,
     GenerationError,
     Maker,
+    Redraw,
     Schema,
     WorldContext,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "FieldPlan",
     "GenerationError",
     "Maker",
+    "Redraw",
     "Schema",
     "WorldContext",
     "compile_plans",
