@@ -1,8 +1,9 @@
 """The seeded audit log agrees with the records it names, read through the API as an integrator
 reads both: a key's use names that key, its owner and a working key; an event that happens once
 to a record (made, paid, voided, archived, revoked) is logged once, when the record says it
-happened, and only about a record in that state; a change falls within the record's life; a
-sign-in is the user's own, no later than their last one."""
+happened, and only about a record in that state; a change falls within the record's life and,
+the record's latest of its kind, ends at what the record holds now; whoever acted had a role
+that allows it; a sign-in is the user's own, no later than their last one."""
 
 from __future__ import annotations
 
@@ -52,11 +53,15 @@ def entries(client: TestClient) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def records(client: TestClient) -> Records:
     """The records entries can name, by object type and id."""
-    return {
+    found = {
         kind: {r["id"]: r for r in _all(client, path)}
         for kind, path in PATHS.items()
         if path is not None
     }
+    r = client.get("/api/v1/settings/ticket-numbering", headers=H)
+    assert r.status_code == 200, r.text
+    found["settings"] = {r.json()["data"]["id"]: r.json()["data"]}
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +159,9 @@ def test_a_change_falls_within_the_life_of_the_record_it_changed(
     changes = [
         e
         for e in entries
-        if e["action"].rsplit(".", 1)[1] in ("modified", "status_changed", "assigned", "sent")
-        and e["object_type"] in PATHS
+        if e["action"].rsplit(".", 1)[1]
+        in ("modified", "status_changed", "assigned", "role_changed", "changed", "sent")
+        and e["object_type"] in records
     ]
     assert changes
     for e in changes:
@@ -170,3 +176,67 @@ def test_a_sign_in_is_the_users_own_and_no_later_than_their_last(
         assert e["actor_id"] == e["object_id"], e
         user = _record(records, e)
         assert user["last_login_at"] is not None and e["created_at"] <= user["last_login_at"], e
+
+
+def test_a_seeded_change_is_its_records_latest_and_ends_at_what_it_holds_now(
+    records: Records, entries: list[dict[str, Any]]
+) -> None:
+    kinds = (
+        "ticket.status_changed",
+        "ticket.assigned",
+        "user.role_changed",
+        "client.modified",
+        "settings.changed",
+    )
+    changes = _of(entries, *kinds)
+    for e in changes:
+        record = _record(records, e)
+        for field, (old, new) in e["diff"].items():
+            assert new == record[field] and old != new, e
+    once = Counter((e["action"], e["object_id"]) for e in changes)
+    assert [k for k, n in once.items() if n > 1] == []
+
+
+# the write scope each kind of record needs (the spec's security on its writes)
+WRITES = {
+    "ticket": "psa_tickets:write",
+    "invoice": "psa_billing:write",
+    "client": "clients:write",
+    "contact": "contacts:write",
+    "contract": "psa_contracts:write",
+    "settings": "settings:write",
+}
+
+
+def test_whoever_acted_had_a_role_that_allows_it(
+    client: TestClient, records: Records, entries: list[dict[str, Any]]
+) -> None:
+    r = client.get("/api/v1/roles?per_page=100", headers=H)
+    assert r.status_code == 200, r.text
+    grants = {role["id"]: set(role["permissions"]) for role in r.json()["data"]["items"]}
+    judged = 0
+    for e in entries:
+        if e["action"] == "script.executed":
+            scope = "scripts:execute"
+        elif e["action"] in ("user.created", "user.role_changed"):
+            scope = "users:write"
+        else:
+            scope = WRITES.get(e["object_type"] or "")
+        if scope is None:
+            continue
+        judged += 1
+        held = set().union(*(grants[r] for r in records["user"][e["actor_id"]]["role_ids"]))
+        assert scope in held or f"*:{scope.split(':')[1]}" in held, e
+    assert judged > 100
+
+
+def test_a_failed_sign_in_signs_nobody_in(entries: list[dict[str, Any]]) -> None:
+    for e in _of(entries, "user.login_failed"):
+        assert e["actor_id"] is None and e["object_type"] == "user", e
+
+
+def test_only_an_invoice_that_left_draft_was_sent(
+    records: Records, entries: list[dict[str, Any]]
+) -> None:
+    for e in _of(entries, "invoice.sent"):
+        assert _record(records, e)["status"] != "Draft", e

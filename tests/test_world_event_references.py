@@ -1,7 +1,8 @@
 """Generation hints for records about other records' events: a case naming its own reference
 (and copying from it), a reference that names each record once (`unique`, redrawing a record
 that finds none left), one naming only what existed by a time (`existed-at`), and a time no
-later than another (`x-time.before`)."""
+later than another (`x-time.before`); and a record of a change ending at what the changed record
+holds now (`x-change`)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,18 @@ def _event(actions: list[str], weights: list[int], **object_cases: Any) -> dict[
             "action": {"type": "string", "enum": actions, "x-weights": weights},
             "lamp_id": {"type": ["string", "null"], **object_cases},
             "lamp_status": {"type": ["string", "null"]},
+            "diff": {
+                "type": "object",
+                "x-cases": [
+                    {
+                        "when": {"action": ["switched"]},
+                        "x-change": {
+                            "of": "lamp_id",
+                            "fields": {"status": {"on": ["off"], "off": ["on", "broken"]}},
+                        },
+                    }
+                ],
+            },
             "actor_id": {
                 "type": ["string", "null"],
                 "x-ref": {"collection": "users", "existed-at": "lamp_id->created_at"},
@@ -163,3 +176,17 @@ def test_a_unique_reference_with_a_matching_where_is_refused(spec: Spec, recipe:
     cases["x-cases"][0]["x-ref"]["where"] = {"status": "lamp_status"}
     with pytest.raises(GenerationError, match=r"x-ref.unique takes a fixed `where` only"):
         _build(spec, recipe, _event(["made", "looked"], [1, 1], **cases), 10, 5)
+
+
+def test_a_change_ends_at_what_its_record_holds_now_and_came_from_another_value(
+    spec: Spec, recipe: Recipe
+) -> None:
+    world = _build(spec, recipe, _event(["switched", "looked"], [1, 1], **CASES), 60, 200)
+    lamps = _lamps(world)
+    switched = [e for e in world["lamp_events"] if e["action"] == "switched"]
+    assert switched
+    for e in switched:
+        old, new = e["diff"]["status"]
+        assert new == lamps[e["lamp_id"]]["status"] != "broken", e  # a broken lamp has no "from"
+        assert old != new and old in ("on", "off", "broken"), e
+    assert all(e["diff"] == {} for e in world["lamp_events"] if e["action"] == "looked")

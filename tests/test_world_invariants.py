@@ -16,6 +16,7 @@ from opsmerge_sandbox.extensions import parse_collections
 from opsmerge_sandbox.progress import progress
 from opsmerge_sandbox.spec import Spec, load_spec
 from opsmerge_sandbox.world import build_world, load_recipe
+from opsmerge_sandbox.world.conditions import ConditionError, compile_condition
 from opsmerge_sandbox.world.invariants import Violation, check_world
 
 World = dict[str, list[dict[str, Any]]]
@@ -137,13 +138,27 @@ def test_checker_sees_a_log_that_contradicts_the_records_it_names(
     paid = next(e for e in log if e["action"] == "invoice.paid")
     invoice = next(i for i in bad["invoices"] if i["id"] == paid["object_id"])
     invoice["status"] = "Open"  # paid, says the log
+    moved = next(e for e in log if e["action"] == "ticket.status_changed")
+    ticket = next(t for t in bad["tickets"] if t["id"] == moved["object_id"])
+    ticket["status"] = "New" if moved["diff"]["status"][1] != "New" else "Open"
     found = {(v.record_id, v.invariant) for v in _check(spec, bad)}
     assert {
         (used["id"], "key-use-names-its-key"),
         (twice["id"], "once-per-record"),
         (paid["id"], "paid-invoice"),
+        (moved["id"], "latest-change-is-current"),
     } <= found
     assert (made["id"], "once-per-record") not in found  # the first of the two is not the double
+
+
+def test_a_path_reads_into_an_object_by_member_and_an_array_by_position(spec: Spec) -> None:
+    schemas = _schemas(spec)
+    not_reopened = compile_condition("audit_log", {"diff.status.1": {"not-in": ["New"]}}, schemas)
+    assert not_reopened({"diff": {"status": ["New", "Open"]}}, None)  # type: ignore[arg-type]
+    assert not not_reopened({"diff": {"status": ["Open", "New"]}}, None)  # type: ignore[arg-type]
+    assert not_reopened({"diff": {"priority": ["Low", "High"]}}, None)  # type: ignore[arg-type]
+    with pytest.raises(ConditionError, match="only the last field, an object or array"):
+        compile_condition("audit_log", {"action.verb": ["x"]}, schemas)
 
 
 def test_spec_check_reports_a_unique_rule_on_a_missing_field(spec: Spec) -> None:

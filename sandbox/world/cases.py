@@ -1,6 +1,7 @@
 """Conditional generation hints: `x-cases` (which hints apply, by a condition on the record and
-the records it refers to), `x-format` (text built from other fields and random parts) and `x-by`
-keyed by a path (a child record's text by its parent's subject).
+the records it refers to), `x-format` (text built from other fields and random parts), `x-by`
+keyed by a path (a child record's text by its parent's subject) and `x-change` (a record of a
+change to another record, ending at what that record holds now).
 
 The conditions are the coherence language of `conditions`, the same one `x-invariants` is
 written in; a case's hints are any of the property hints (`x-faker`, `x-weights`, `x-range`,
@@ -24,18 +25,25 @@ from opsmerge_sandbox.world.conditions import (
     path_head,
     template_paths,
 )
-from opsmerge_sandbox.world.context import Draft, FieldPlan, GenerationError, Schema, WorldContext
+from opsmerge_sandbox.world.context import (
+    Draft,
+    FieldPlan,
+    GenerationError,
+    Redraw,
+    Schema,
+    WorldContext,
+)
 from opsmerge_sandbox.world.hints import maybe_null, nullable
 from opsmerge_sandbox.world.providers import faker_maker
 
-__all__ = ["by_plan", "cases_plan", "format_plan"]
+__all__ = ["by_plan", "cases_plan", "change_plan", "format_plan"]
 
 _UPPER = string.ascii_uppercase + string.digits
 PlanOf = Callable[[str, Schema], FieldPlan]  # builds the plan of one property schema
 # hints that each choose how a value is made: a case giving one drops the property's others
 _MAKERS = (
     "x-faker", "x-by", "x-format", "x-time", "x-range", "const", "x-null-probability", "x-ref",
-    "x-ref-by",
+    "x-ref-by", "x-change",
 )
 
 
@@ -182,3 +190,41 @@ def by_plan(
 
     head = path_head(source) or source
     return FieldPlan(name, maybe_null(make, null_p), (head,))
+
+
+def change_plan(
+    name: str, prop: Schema, ctx: WorldContext, scope: str, schemas: Schemas
+) -> FieldPlan:
+    """`x-change: {of: <reference field>, fields: {field: olds}}`: `{field: [old, new]}` where
+    `new` is what the record `of` names holds now (a logged change that is its latest one) and
+    `old` one of `olds` other than it: a list, or a mapping from the new value to the values it
+    may have come from. The field is drawn among those with an old value to offer; a record
+    with none is drawn again."""
+    rule = prop["x-change"]
+    if not isinstance(rule, dict) or not isinstance(rule.get("fields"), dict):
+        raise GenerationError(f"{scope}.{name}: x-change needs `of` and a `fields` mapping")
+    of = str(rule.get("of"))
+    readers: list[tuple[str, Callable[[Any, Any], Any], Any]] = []
+    for field, olds in rule["fields"].items():
+        try:
+            get = compile_path(scope, f"{of}->{field}", schemas)
+        except ConditionError as exc:
+            raise GenerationError(f"{scope}.{name}: x-change: {exc}") from None
+        readers.append((str(field), get, olds))
+    env = ctx.env
+
+    def make(d: Draft) -> dict[str, Any]:
+        options: list[tuple[str, list[Any], Any]] = []
+        for field, get, olds in readers:
+            new = get(d.rec, env)
+            came_from = olds.get(new) if isinstance(olds, dict) and new.__class__ is str else olds
+            fits = [o for o in came_from or () if o != new] if isinstance(came_from, list) else []
+            if fits:
+                options.append((field, fits, new))
+        if not options:
+            raise Redraw
+        field, fits, new = options[int(d.rng.random() * len(options))]
+        old = fits[int(d.rng.random() * len(fits))]
+        return {field: [copy.deepcopy(old), copy.deepcopy(new)]}
+
+    return FieldPlan(name, make, (path_head(of) or of,))

@@ -7,7 +7,9 @@ names a resource; the spec's declarations do.
 
 A **path** is a field name, or fields joined by `->` that follow references: `parent_id->domain`
 reads the `domain` of the record `parent_id` points at (through `x-ref`, array items' `x-ref`, or
-`x-ref-by`). A path through an array gives a list. `$epoch`, `$today` (the epoch's date) and
+`x-ref-by`). A path through an array gives a list. A field of type object or array may be read
+into with `.`: a member by name, an item by position (`diff.status.1`, the new value a change
+records). `$epoch`, `$today` (the epoch's date) and
 `$org.<field>` (the recipe's organisation) are roots of their own.
 
 A **test** is a list of allowed values, or a mapping of operators: `in`, `not-in`, `null`,
@@ -32,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
+
+from opsmerge_sandbox.jsontypes import json_types
 
 Record = Mapping[str, Any]
 Lookup = Callable[[str, Any], Record | None]  # (collection, id) -> record
@@ -102,7 +106,19 @@ def to_seconds(value: Any) -> int | None:
 
 def path_head(path: str) -> str | None:
     """The record field a path starts from (None for `$` roots): what a hint waits for."""
-    return None if path.startswith("$") else path.split("->", 1)[0].strip()
+    return None if path.startswith("$") else path.split("->", 1)[0].split(".", 1)[0].strip()
+
+
+def _dig(value: Any, members: tuple[str, ...]) -> Any:
+    """What `.member` and `.N` read inside an object or array value (None where it has none)."""
+    for m in members:
+        if isinstance(value, Mapping):
+            value = value.get(m)
+        elif isinstance(value, list) and m.isdigit() and int(m) < len(value):
+            value = value[int(m)]
+        else:
+            return None
+    return value
 
 
 def _ref_target(prop: Mapping[str, Any]) -> tuple[str | None, str | None, Mapping[str, str]]:
@@ -133,10 +149,19 @@ def compile_path(collection: str, path: str, schemas: Schemas) -> Getter:
     parts = [p.strip() for p in path.split("->")]
     steps: list[tuple[str, str | None, str | None, Mapping[str, str]]] = []
     current: str | None = collection
+    members: tuple[str, ...] = ()  # what the last field's value is read into
     for i, part in enumerate(parts):
         props = (schemas.get(current) or {}).get("properties") or {} if current else {}
+        part, *inside = part.split(".")
         if current is not None and part not in props and part != "id":
             raise ConditionError(f"{path!r}: {part!r} is not a field of {current}")
+        if inside:
+            kinds = set(json_types(props.get(part) or {})) if current is not None else set()
+            if i != len(parts) - 1 or (kinds and not kinds & {"object", "array"}):
+                raise ConditionError(
+                    f"{path!r}: only the last field, an object or array, may be read into"
+                )
+            members = tuple(inside)
         if i == len(parts) - 1:
             steps.append((part, None, None, {}))
             break
@@ -170,6 +195,16 @@ def compile_path(collection: str, path: str, schemas: Schemas) -> Getter:
             return [v for v in values if v is not None]
         return values[0] if values else None
 
+    if members:
+        whole = _whole(steps, get)
+        return lambda rec, env: _dig(whole(rec, env), members)
+    return _whole(steps, get)
+
+
+def _whole(
+    steps: list[tuple[str, str | None, str | None, Mapping[str, str]]], get: Getter
+) -> Getter:
+    """The getter of a path's fields, with a shortcut for one field and for one fixed hop."""
     if len(steps) == 1:
         name = steps[0][0]
         return lambda rec, env: rec.get(name)
@@ -471,7 +506,7 @@ def compile_test(collection: str, path: str, test: Any, schemas: Schemas) -> Tes
     ]
     if len(ops) == 1:
         only = ops[0]
-        plain = "->" not in path and not path.startswith("$")
+        plain = "->" not in path and "." not in path and not path.startswith("$")
         if isinstance(test, list) and all(isinstance(a, str | int | None) for a in test):
             allowed = frozenset(test)  # the common case, a value among values: one call
 

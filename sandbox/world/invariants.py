@@ -533,6 +533,10 @@ def _hint_problems_of(
             by = prop.get("x-by")
             if isinstance(by, Mapping) and "->" in str(by.get("field", "")):
                 compile_path(scope, str(by["field"]), schemas)
+            change = prop.get("x-change")
+            if isinstance(change, Mapping) and isinstance(change.get("fields"), Mapping):
+                for field in change["fields"]:
+                    compile_path(scope, f"{change.get('of')}->{field}", schemas)
             rule = prop.get("x-time") or {}
             for bound in (rule.get("after"), rule.get("before")):
                 if isinstance(bound, str) and "->" in bound:
@@ -561,8 +565,8 @@ def _hint_problems_of(
 
 def hint_problems(schemas: Schemas) -> list[tuple[str, str]]:
     """(collection, problem) for conditional generation hints (`x-cases`, `x-format`, paths in
-    `x-by`, `x-time.after` and `.before`, `x-ref.where` and `.existed-at`) that name a field no
-    schema has or cannot be read."""
+    `x-by`, `x-time.after` and `.before`, `x-ref.where` and `.existed-at`, `x-change`) that name
+    a field no schema has or cannot be read."""
     return [
         (name, problem)
         for name, schema in schemas.items()
