@@ -84,6 +84,23 @@ def cases_plan(
             return (plan or fallback).make(d)
 
         return FieldPlan(name, pick, own, fallback.on_fixed)
+    field = _one_field(prop["x-cases"])
+    if field is not None:  # every case judges one field's value alone: judged once per value
+        chosen: dict[Any, FieldPlan] = {}
+
+        def judged_once(d: Draft) -> Any:
+            value = d.rec.get(field)
+            try:
+                plan = chosen.get(value)
+            except TypeError:  # a value that cannot key a table (a list) is judged every time
+                return make(d)
+            if plan is None:
+                one = {field: value}
+                plan = next((p for test, p in arms if test(one, env)), fallback)
+                chosen[value] = plan
+            return plan.make(d)
+
+        return FieldPlan(name, judged_once, own, fallback.on_fixed)
 
     def make(d: Draft) -> Any:
         rec = d.rec
@@ -115,6 +132,21 @@ def _dispatch(
     if len(paths) != 1:
         return None
     return paths.pop(), table
+
+
+def _one_field(cases: list[dict[str, Any]]) -> str | None:
+    """The record field every case's `when` reads and nothing else (no path, no other field
+    in an operand or template), else None: then which case holds follows from its value."""
+    fields = set()
+    for case in cases:
+        when = case.get("when")
+        if not isinstance(when, dict) or len(when) != 1:
+            return None
+        ((path, _),) = when.items()
+        if any(c in str(path) for c in ("->", ".", "$")) or condition_fields(when) != [path]:
+            return None
+        fields.add(str(path))
+    return fields.pop() if len(fields) == 1 else None
 
 
 def _random_slot(ctx: WorldContext, where: str) -> Callable[[str], Callable[[Any], str]]:

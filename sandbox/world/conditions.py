@@ -204,7 +204,7 @@ def compile_path(collection: str, path: str, schemas: Schemas) -> Getter:
 def _whole(
     steps: list[tuple[str, str | None, str | None, Mapping[str, str]]], get: Getter
 ) -> Getter:
-    """The getter of a path's fields, with a shortcut for one field and for one fixed hop."""
+    """The getter of a path's fields, with a shortcut for one field and for one hop."""
     if len(steps) == 1:
         name = steps[0][0]
         return lambda rec, env: rec.get(name)
@@ -221,6 +221,20 @@ def _whole(
             return other.get(second) if other is not None else None
 
         return hop
+    if len(steps) == 2 and steps[0][2] is not None:  # one hop whose collection a field picks
+        (first, _, by_field, by_map), (second, _, _, _) = steps
+
+        def hop_by(rec: Record, env: Env) -> Any:
+            rid = rec.get(first)
+            target = by_map.get(rec.get(by_field))  # type: ignore[arg-type]
+            if rid is None or target is None:
+                return None
+            if rid.__class__ is list:
+                return get(rec, env)
+            other = env.lookup(target, rid)
+            return other.get(second) if other is not None else None
+
+        return hop_by
     return get
 
 
