@@ -240,3 +240,16 @@ def test_only_an_invoice_that_left_draft_was_sent(
 ) -> None:
     for e in _of(entries, "invoice.sent"):
         assert _record(records, e)["status"] != "Draft", e
+
+
+def test_a_deactivated_user_neither_signed_in_nor_acted_after_deactivation(
+    records: Records, entries: list[dict[str, Any]]
+) -> None:
+    gone = {u["id"]: u for u in records["user"].values() if u["status"] == "deactivated"}
+    assert gone
+    for user in gone.values():
+        assert user["last_login_at"] <= user["updated_at"], user  # deactivation: the last change
+    acted = [e for e in entries if e["actor_id"] in gone]
+    assert acted
+    for e in acted:
+        assert e["created_at"] <= gone[e["actor_id"]]["updated_at"], e

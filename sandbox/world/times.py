@@ -31,8 +31,8 @@ def time_plan(
     An `x-time` rule on `created_at` or `updated_at` replaces their default. `after` may be a
     path through a reference (`parent_id->created_at`); `until_epoch` keeps a date that follows
     another from passing the epoch; `older_than_minutes` keeps a time back from the epoch;
-    `before` (a field or path) keeps a `created_at` no later than the time it gives (an event
-    about a record happened before the record's last change)."""
+    `before` (a field or path) keeps the time no later than the one it gives (an event about a
+    record happened before the record's last change)."""
     epoch = ctx.epoch
     is_date = schema.get("format") == "date"
     fmt = format_date if is_date else format_datetime
@@ -141,6 +141,10 @@ def time_plan(
     width = span(rule) or HISTORY_DAYS * DAY
     if name != "created_at":
         deps.append("created_at")
+    until = rule.get("before")
+    until_of = _reader(str(until), ctx, scope, schemas) if until else None
+    if until:
+        deps.append(path_head(str(until)) or str(until))
 
     older = int(rule.get("older_than_minutes", 0)) * 60
 
@@ -148,6 +152,10 @@ def time_plan(
         if null_p and d.rng.random() < null_p:
             return None
         hi = epoch - older
+        if until_of is not None:
+            bound = until_of(d)
+            if bound is not None and bound < hi:
+                hi = bound
         lo = min(max(epoch - width, d.times.get("created_at", epoch - width)), hi)
         ts = lo + int((hi - lo) * d.rng.random())
         d.times[name] = ts
