@@ -612,11 +612,10 @@ def _invariant_problems(
     found: Mapping[str, tuple[str, CollectionHints]],
     fields: Mapping[str, Mapping[str, Any]],
 ) -> list[ExtensionProblem]:
-    """`x-invariants` declarations that do not compile (a field no schema has, a bad test)."""
-    from opsmerge_sandbox.world.invariants import (  # the world imports us
-        hint_problems,
-        invariant_problems,
-    )
+    """`x-invariants` and `x-closed` declarations that do not compile (a field no schema has, a
+    bad test)."""
+    from opsmerge_sandbox.world.closings import closing_problems  # the world imports us
+    from opsmerge_sandbox.world.invariants import hint_problems, invariant_problems
 
     def item_fields(prop: Any) -> Any:
         items = prop.get("items") if isinstance(prop, Mapping) else None
@@ -630,12 +629,17 @@ def _invariant_problems(
         name: {
             "properties": {k: item_fields(v) for k, v in fields[name].items()},
             "x-invariants": (schemas.get(schema_name) or {}).get("x-invariants") or [],
+            "x-closed": (schemas.get(schema_name) or {}).get("x-closed"),
         }
         for name, (schema_name, _) in found.items()
     }
     return [
         ExtensionProblem(f"components.schemas.{found[name][0]}", problem)
-        for name, problem in [*invariant_problems(view), *hint_problems(view)]
+        for name, problem in [
+            *closing_problems(view),
+            *invariant_problems(view),
+            *hint_problems(view),
+        ]
     ]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from opsmerge_sandbox.world.closings import Closing, closings
 from opsmerge_sandbox.world.conditions import Condition, Env
 from opsmerge_sandbox.world.pools import faker_generator, seeded_pool
 
@@ -91,6 +92,10 @@ class WorldContext:
         self.created: dict[str, list[int]] = {}  # collection -> created_at seconds, by index
         self._by_field: dict[tuple[str, str], dict[Any, list[int]]] = {}
         self._index: dict[str, dict[str, int]] = {}
+        try:  # records that stop being named anew (`x-closed`): times keep before it
+            self.closings: dict[str, Closing] = closings(schemas)
+        except ValueError as exc:
+            raise GenerationError(str(exc)) from None
         self.faker = faker_generator()
         # what conditions and templates read beyond the record: earlier records, the epoch
         self.env = Env(self.lookup, epoch, self.organisation, schemas)
@@ -98,6 +103,7 @@ class WorldContext:
         # a later condition once an earlier one is freed, and hand it the wrong records
         self._filtered: dict[tuple[str, Condition], list[int]] = {}
         self._unions: dict[tuple[str, str, tuple[Any, ...]], list[int]] = {}
+        self._closed: dict[str, dict[Any, int]] = {}
         self._last_id: Any = None
         self._last_collection: Any = None
         self._last: dict[str, Any] | None = None
@@ -139,6 +145,20 @@ class WorldContext:
             test, env = condition.fast(), self.env
             found = [i for i, r in enumerate(self.world.get(collection, ())) if test(r, env)]
             self._filtered[(collection, condition)] = found
+        return found
+
+    def closed_since(self, collection: str) -> dict[Any, int]:
+        """Id -> when it closed, for the records of a generated collection that are closed
+        (`x-closed`); computed once, when what refers to them is made."""
+        found = self._closed.get(collection)
+        if found is None:
+            rule, env = self.closings[collection], self.env
+            found = {}
+            for r in self.world.get(collection, ()):
+                at = rule.closed_at(r, env)
+                if at is not None:
+                    found[r.get("id")] = at
+            self._closed[collection] = found
         return found
 
     def record_id(self, collection: str, index: int) -> str:

@@ -10,12 +10,14 @@ Each invariant is data in the spec, in the condition language of `conditions`:
     - {id: numbers-follow-time, class: time, increases-with: {field: number, by: created_at}}
     - {id: refs-existed, class: time, refs-before: created_at}
     - {id: made-once, class: people, when: {action: [made]}, unique: [action, object_id]}
+    - {id: named-while-open, class: time, refs-open: created_at}
 
 `require` (with an optional `when`) is judged record by record, so a write through the API can be
 judged by it too. `one-per` (exactly one record matching `where` per record of `of`),
 `increases-with` (ordered by `by`, the field's numbers increase), `refs-before` (every record
-a reference names was created no later than this one) and `unique` (no two records `when` holds
-for share the values of these fields: an event that happens once to a record) look at whole
+a reference names was created no later than this one), `refs-open` (no record a reference names
+had closed by then, `x-closed`: see `closings`) and `unique` (no two records `when` holds for
+share the values of these fields: an event that happens once to a record) look at whole
 collections.
 
 The checker evaluates these declarations; it knows nothing of how the generator made the values.
@@ -25,10 +27,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from opsmerge_sandbox.world.closings import Closing, closings
 from opsmerge_sandbox.world.conditions import (
     Condition,
     ConditionError,
@@ -62,12 +65,13 @@ RULE_KEYS = (
     "one-per",
     "increases-with",
     "refs-before",
+    "refs-open",
     "unique",
     "message",
     "on-write",
     "fix",
 )
-_KINDS = ("require", "one-per", "increases-with", "refs-before", "unique")
+_KINDS = ("require", "one-per", "increases-with", "refs-before", "refs-open", "unique")
 # what a write through the API does about an invariant: `refuse` a record that breaks it (400
 # naming the field, nothing stored); `derive` it (the server sets the fields it reads, so it holds
 # by construction, and a live workspace is judged by it); `seeded-only` (realism that values a
@@ -91,13 +95,14 @@ class Invariant:
     collection: str
     id: str
     klass: str
-    kind: str  # require | one-per | increases-with | refs-before | unique
+    kind: str  # require | one-per | increases-with | refs-before | refs-open | unique
     when: Condition
     require: Condition
     decl: Mapping[str, Any]
     message: str
     each: str | None = None  # an array field: `when` and `require` judge each of its items
-    refs: tuple[_Ref, ...] = ()  # a refs-before rule's reference fields, read from the schema once
+    refs: tuple[_Ref, ...] = ()  # a refs- rule's reference fields, read from the schema once
+    closings: Mapping[str, Closing] = field(default_factory=dict)  # refs-open: x-closed, compiled
 
     @property
     def raw(self) -> Mapping[str, Any]:
@@ -168,8 +173,8 @@ def _compile_one(name: str, raw: Any, schemas: Schemas) -> Invariant:
         if not isinstance(decl, Mapping) or decl.get("field") not in props:
             raise ConditionError(f"{rid}: increases-with.field must name a field of {name}")
         compile_path(name, str(decl.get("by")), schemas)
-    elif kind == "refs-before" and decl not in props:
-        raise ConditionError(f"{rid}: refs-before must name a time field of {name}")
+    elif kind in ("refs-before", "refs-open") and decl not in props:
+        raise ConditionError(f"{rid}: {kind} must name a time field of {name}")
     elif kind == "unique" and (
         not isinstance(decl, list) or not decl or any(f not in props for f in decl)
     ):
@@ -183,8 +188,14 @@ def _compile_one(name: str, raw: Any, schemas: Schemas) -> Invariant:
         if missing:
             raise ConditionError(f"{rid}: fix names {missing}, not fields of {scope}")
     message = str(raw.get("message") or "")
-    refs = tuple(_refs(schemas.get(name) or {})) if kind == "refs-before" else ()
-    return Invariant(name, rid, klass, kind, when, require, raw, message, each, refs)
+    refs = tuple(_refs(schemas.get(name) or {})) if kind.startswith("refs-") else ()
+    shut: dict[str, Closing] = {}
+    if kind == "refs-open":
+        try:
+            shut = closings(schemas)
+        except ValueError as exc:
+            raise ConditionError(f"{rid}: {exc}") from None
+    return Invariant(name, rid, klass, kind, when, require, raw, message, each, refs, shut)
 
 
 def compile_invariants(schemas: Schemas) -> list[Invariant]:
@@ -324,6 +335,8 @@ def check_world(
             out += _increases(inv, records, env)
         elif inv.kind == "unique":
             out += _unique(inv, records, env)
+        elif inv.kind == "refs-open":
+            out += _refs_open(inv, records, env)
         else:
             out += _refs_before(inv, records, env)
         if progress is not None:
@@ -355,6 +368,8 @@ def check_written(
         elif inv.kind == "increases-with" and mine:
             ids = {r.get("id") for r in mine}
             out += _increases(inv, everything(inv.collection), env, ids)
+        elif inv.kind == "refs-open":
+            out += _refs_open(inv, mine, env)
         elif inv.kind == "unique" and mine:
             out += _unique(inv, everything(inv.collection), env, {r.get("id") for r in mine})
         elif inv.kind == "one-per":
@@ -458,6 +473,32 @@ def _requires(
         why = check_record(inv, rec, env)
         if why is not None:
             out.append(_violation(inv, rec, why))
+    return out
+
+
+def _refs_open(
+    inv: Invariant, records: Iterable[Mapping[str, Any]], env: Env
+) -> list[Violation]:
+    """Each record naming, other than through a history reference, a record that had closed
+    (`x-closed`) before the record's own time."""
+    mine = str(inv.decl["refs-open"])
+    out = []
+    for rec in records:
+        at = to_seconds(rec.get(mine))
+        if at is None or not inv.when(rec, env):
+            continue
+        for name, fixed, by_field, by_map, history in inv.refs:
+            value = rec.get(name)
+            target = fixed or (by_map.get(str(rec.get(by_field))) if by_field else None)
+            rule = inv.closings.get(target) if target is not None else None
+            if value is None or rule is None or history:
+                continue
+            for rid in value if isinstance(value, list) else [value]:
+                other = env.lookup(target, rid)  # type: ignore[arg-type]
+                closed = rule.closed_at(other, env) if other is not None else None
+                if closed is not None and closed < at:
+                    why = f"{name} = {rid!r}, closed at {other.get(rule.since)}"  # type: ignore[union-attr]
+                    out.append(_violation(inv, rec, why))
     return out
 
 

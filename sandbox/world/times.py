@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from opsmerge_sandbox.spec import ref_of
+from opsmerge_sandbox.world.closings import history_fields
 from opsmerge_sandbox.world.conditions import Schemas, compile_path, path_head, to_seconds
-from opsmerge_sandbox.world.context import Draft, FieldPlan, Schema, WorldContext
+from opsmerge_sandbox.world.context import Draft, FieldPlan, Redraw, Schema, WorldContext
 from opsmerge_sandbox.world.hints import nullable
 from opsmerge_sandbox.world.timefmt import DAY, format_date, format_datetime, parse_time
 
@@ -54,6 +56,8 @@ def time_plan(
         if isinstance(value, str):
             d.times[name] = parse_time(value)
 
+    closed_by = _closing_of(ctx, scope) if name == "created_at" else None
+
     if name == "created_at" and not rule.get("after"):
         history = HISTORY_DAYS * DAY
         before = rule.get("before")
@@ -68,11 +72,16 @@ def time_plan(
                 bound = bound_of(d)
                 if bound is not None and bound < hi:
                     hi = bound
+            closed = closed_by(d) if closed_by is not None else None
+            if closed is not None and closed < hi:
+                hi = closed
             parents = _parents(d)
             if d.not_before:
                 parents.append(d.not_before)
             if parents:
                 lo = max(lo, *parents)
+                if closed is not None and lo > closed:
+                    raise Redraw  # it names a record made after another it names had closed
                 hi = max(hi, lo)
                 ts = lo + int((hi - lo) * d.rng.random() ** 2)  # children follow their parents
             else:
@@ -133,6 +142,11 @@ def time_plan(
             ts = base + (room if exactly else int(room * d.rng.random()))
             if (not is_date or until_epoch) and ts > epoch:
                 ts = max(base, epoch)  # events have happened by the epoch; dates may be ahead
+            closed = closed_by(d) if closed_by is not None else None
+            if closed is not None and closed < ts:  # and before what it names closed
+                if closed < base:
+                    raise Redraw
+                ts = closed
             d.times[name] = ts
             return fmt(ts)
 
@@ -180,3 +194,33 @@ def _reader(
         return got
 
     return own
+
+
+def _closing_of(ctx: WorldContext, scope: str) -> Callable[[Draft], int | None] | None:
+    """When the earliest-closing record a draft names (`x-closed`) closed, None if none has:
+    read from its reference fields, copied ones included; history references (`x-ref.history`)
+    are exempt. None when nothing the collection names can close."""
+    schema = ctx.schemas.get(scope) or {}
+    exempt = history_fields(schema)
+    named: list[tuple[str, str]] = []  # (reference field, a collection whose records close)
+    for field, prop in (schema.get("properties") or {}).items():
+        target = ref_of(prop) if isinstance(prop, dict) else None
+        if (
+            target is not None
+            and target[0] in ctx.closings
+            and target[0] != scope  # its own records are not all made yet
+            and field not in exempt
+        ):
+            named.append((field, target[0]))
+    if not named:
+        return None
+
+    def closed_by(d: Draft) -> int | None:
+        bound = None
+        for field, collection in named:
+            at = ctx.closed_since(collection).get(d.rec.get(field))
+            if at is not None and (bound is None or at < bound):
+                bound = at
+        return bound
+
+    return closed_by
