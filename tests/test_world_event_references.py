@@ -190,3 +190,19 @@ def test_a_change_ends_at_what_its_record_holds_now_and_came_from_another_value(
         assert new == lamps[e["lamp_id"]]["status"] != "broken", e  # a broken lamp has no "from"
         assert old != new and old in ("on", "off", "broken"), e
     assert all(e["diff"] == {} for e in world["lamp_events"] if e["action"] == "looked")
+
+
+def test_a_named_record_takes_what_it_names_from_a_unique_reference(
+    spec: Spec, recipe: Recipe
+) -> None:
+    """A recipe's record naming a lamp as made leaves no generated record to make it again."""
+    named = {"lamp_events": [{"id": "lev_made", "action": "made", "lamp_id": "lmp_000003"}]}
+    world = _build(
+        spec,
+        dataclasses.replace(recipe, records={**recipe.records, **named}),
+        _event(["made", "looked"], [1, 1], **CASES),
+        20,
+        60,
+    )
+    made = Counter(e["lamp_id"] for e in world["lamp_events"] if e["action"] == "made")
+    assert made["lmp_000003"] == 1 and max(made.values()) == 1

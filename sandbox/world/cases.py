@@ -73,6 +73,13 @@ def cases_plan(
     deps += fallback.deps
     env = ctx.env
     own = tuple(dict.fromkeys(x for x in deps if x != name))
+
+    def on_fixed(d: Draft, value: Any) -> None:
+        """A recipe gave the value: the case that holds hears it (a unique reference takes
+        the record it names)."""
+        plan = next((p for test, p in arms if test(d.rec, env)), fallback)
+        if plan.on_fixed is not None:
+            plan.on_fixed(d, value)
     table = _dispatch(prop["x-cases"], [plan for _, plan in arms])
     if table is not None:  # every case tests one and the same path against values: one lookup
         path, by_value = table
@@ -83,7 +90,7 @@ def cases_plan(
             plan = by_value.get(value) if value.__class__ is not list else None
             return (plan or fallback).make(d)
 
-        return FieldPlan(name, pick, own, fallback.on_fixed)
+        return FieldPlan(name, pick, own, on_fixed)
     field = _one_field(prop["x-cases"])
     if field is not None:  # every case judges one field's value alone: judged once per value
         chosen: dict[Any, FieldPlan] = {}
@@ -100,7 +107,7 @@ def cases_plan(
                 chosen[value] = plan
             return plan.make(d)
 
-        return FieldPlan(name, judged_once, own, fallback.on_fixed)
+        return FieldPlan(name, judged_once, own, on_fixed)
 
     def make(d: Draft) -> Any:
         rec = d.rec
@@ -109,7 +116,7 @@ def cases_plan(
                 return plan.make(d)
         return fallback.make(d)
 
-    return FieldPlan(name, make, own, fallback.on_fixed)
+    return FieldPlan(name, make, own, on_fixed)
 
 
 def _dispatch(

@@ -9,8 +9,8 @@ A **path** is a field name, or fields joined by `->` that follow references: `pa
 reads the `domain` of the record `parent_id` points at (through `x-ref`, array items' `x-ref`, or
 `x-ref-by`). A path through an array gives a list. A field of type object or array may be read
 into with `.`: a member by name, an item by position (`diff.status.1`, the new value a change
-records). `$epoch`, `$today` (the epoch's date) and
-`$org.<field>` (the recipe's organisation) are roots of their own.
+records). `$epoch`, `$today` (the epoch's date) and `$org.<field>` (the recipe's organisation)
+are roots of their own.
 
 A **test** is a list of allowed values, or a mapping of operators: `in`, `not-in`, `null`,
 `empty`, `pattern`, `equals` / `starts-with` / `ends-with` / `contains` (a template), `in-path`

@@ -25,7 +25,8 @@ class GenerationError(ValueError):
 
 class Redraw(Exception):
     """The record cannot be finished as drawn (a `unique` reference has no record left to
-    name): the generator draws it again from where its random stream stands."""
+    name, a change no value to come from, or what it names was made after another it names had
+    closed): the generator draws it again from where its random stream stands."""
 
 
 @dataclass(slots=True)

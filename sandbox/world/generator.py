@@ -200,12 +200,15 @@ def _generate(
         reseed(rng, from_bytes(blake2b(prefix + str(i).encode(), digest_size=8).digest(), "big"))
         rng.gauss_next = None  # type: ignore[attr-defined]  # CPython's cached normal deviate
         for _ in range(_DRAWS):
+            if i < n_named:
+                draft = Draft(rng, dict(named[i]), frozenset(named[i]))
+            else:
+                rec = {"id": ids[i]}
+                draft = Draft(rng, rec)
             try:
                 if i < n_named:
-                    draft = _named_draft(rng, named[i], plans)
+                    _fill_named(draft, plans)
                 else:
-                    rec = {"id": ids[i]}
-                    draft = Draft(rng, rec)
                     for field, make, maybe_set in fast:
                         if maybe_set and field in rec:
                             continue
@@ -216,8 +219,9 @@ def _generate(
                     left.append(index)
         else:
             raise GenerationError(
-                f"{name}: record {ids[i]} drawn {_DRAWS} times, each naming a record a unique "
-                "reference had already named (fewer such events, or more records to name)"
+                f"{name}: record {ids[i]} drawn {_DRAWS} times and never finished: a unique "
+                "reference with no record left to name, a change with no value to come from, or "
+                "a record it names made after another it names had closed"
             )
         rec = draft.rec
         if computed:
@@ -229,8 +233,8 @@ def _generate(
     settle_seeded(collection, records)  # rules over the whole collection (numbers by date)
 
 
-def _named_draft(rng: random.Random, fixed: dict[str, Any], plans: list[FieldPlan]) -> Draft:
-    draft = Draft(rng, dict(fixed), frozenset(fixed))
+def _fill_named(draft: Draft, plans: list[FieldPlan]) -> None:
+    """Make what a named record's recipe leaves out; what it gives is kept (and read)."""
     rec = draft.rec
     for plan in plans:
         if plan.name in rec:
@@ -238,7 +242,6 @@ def _named_draft(rng: random.Random, fixed: dict[str, Any], plans: list[FieldPla
                 plan.on_fixed(draft, rec[plan.name])
             continue
         rec[plan.name] = plan.make(draft)
-    return draft
 
 
 def _finish_keys(

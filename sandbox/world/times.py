@@ -57,13 +57,13 @@ def time_plan(
             d.times[name] = parse_time(value)
 
     closed_by = _closing_of(ctx, scope) if name == "created_at" else None
+    before = rule.get("before")
+    bound_of = _reader(str(before), ctx, scope, schemas) if before else None
+    if before:
+        deps.append(path_head(str(before)) or str(before))
 
     if name == "created_at" and not rule.get("after"):
         history = HISTORY_DAYS * DAY
-        before = rule.get("before")
-        bound_of = _reader(str(before), ctx, scope, schemas) if before else None
-        if before:
-            deps.append(path_head(str(before)) or str(before))
 
         def make_created(d: Draft) -> str:
             lo = epoch - history
@@ -155,10 +155,6 @@ def time_plan(
     width = span(rule) or HISTORY_DAYS * DAY
     if name != "created_at":
         deps.append("created_at")
-    until = rule.get("before")
-    until_of = _reader(str(until), ctx, scope, schemas) if until else None
-    if until:
-        deps.append(path_head(str(until)) or str(until))
 
     older = int(rule.get("older_than_minutes", 0)) * 60
 
@@ -166,8 +162,8 @@ def time_plan(
         if null_p and d.rng.random() < null_p:
             return None
         hi = epoch - older
-        if until_of is not None:
-            bound = until_of(d)
+        if bound_of is not None:
+            bound = bound_of(d)
             if bound is not None and bound < hi:
                 hi = bound
         lo = min(max(epoch - width, d.times.get("created_at", epoch - width)), hi)
