@@ -155,13 +155,19 @@ def ref_of(schema: Schema) -> tuple[str, dict[str, str], dict[str, str]] | None:
     return ref["collection"], dict(ref.get("copy") or {}), dict(ref.get("where") or {})
 
 
+def ref_arms(schema: Schema) -> list[Schema]:
+    """The property and each of its `x-cases` arms that names a reference (`x-ref` or
+    `x-ref-by`): where the records a field can name, and what it copies from them, are said."""
+    arms = [c for c in schema.get("x-cases") or () if isinstance(c, dict)]
+    return [s for s in (schema, *arms) if "x-ref" in s or "x-ref-by" in s]
+
+
 def ref_copies(schema: Schema) -> list[str]:
     """The fields a property's references copy into the record: its own `x-ref`'s and those of
     its `x-cases` arms (whichever arm holds, the copy lands before those fields are made)."""
-    found = [*(ref_of(schema) or ("", {}, {}))[1]]
-    for case in schema.get("x-cases") or ():
-        if isinstance(case, dict) and isinstance(case.get("x-ref"), dict):
-            found += [f for f in (ref_of(case) or ("", {}, {}))[1] if f not in found]
+    found: list[str] = []
+    for hint in ref_arms(schema):
+        found += [f for f in (ref_of(hint) or ("", {}, {}))[1] if f not in found]
     return found
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from litestar.testing import TestClient
 from opsmerge_contracts.sandboxes import LoopbackServer, Sandbox, start_sandbox
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.settings import Settings
+from opsmerge_sandbox.spec import Spec, load_spec, parse_spec
+from opsmerge_sandbox.world import load_recipe
+from opsmerge_sandbox.world.recipe import Recipe
 
 # the webhook tests' `box` (a strict loopback sandbox per module) and `api` (a fresh workspace)
 pytest_plugins = ["tests.webhooks_support"]
@@ -36,6 +40,40 @@ def key_named(app: Any, prefix: str) -> str:
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+def every_record(
+    client: Any, path: str, headers: Mapping[str, str], **params: Any
+) -> list[dict[str, Any]]:
+    """Every record a list operation answers, a hundred a page until its total."""
+    items: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        query = {**params, "per_page": 100, "page": page}
+        r = client.get(path, headers=headers, params=query)
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        items += data["items"]
+        if len(items) >= data["total"] or not data["items"]:
+            return items
+        page += 1
+
+
+def spec_with(spec: Spec, schemas: dict[str, Any]) -> Spec:
+    """The spec with these component schemas added (or replaced): a test's own collections."""
+    raw = copy.deepcopy(spec.raw)
+    raw["components"]["schemas"].update(schemas)
+    return parse_spec(raw, spec.path, spec.catalogue)
+
+
+@pytest.fixture(scope="module")
+def spec() -> Spec:
+    return load_spec()
+
+
+@pytest.fixture(scope="module")
+def recipe() -> Recipe:
+    return load_recipe()
 
 
 def make_app(**overrides: Any) -> Any:

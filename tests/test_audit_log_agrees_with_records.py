@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, every_record
 
 Records = dict[str, dict[str, dict[str, Any]]]  # object type -> id -> record
 OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
@@ -31,30 +31,16 @@ PATHS = {
 }
 
 
-def _all(client: TestClient, path: str) -> list[dict[str, Any]]:
-    """Every record a list answers, page by page."""
-    out: list[dict[str, Any]] = []
-    page = 1
-    while True:
-        r = client.get(f"/api/v1/{path}?per_page=100&page={page}", headers=H)
-        assert r.status_code == 200, r.text
-        items = r.json()["data"]["items"]
-        out += items
-        if not items:
-            return out
-        page += 1
-
-
 @pytest.fixture(scope="module")
 def entries(client: TestClient) -> list[dict[str, Any]]:
-    return _all(client, "audit-log")
+    return every_record(client, "/api/v1/audit-log", H)
 
 
 @pytest.fixture(scope="module")
 def records(client: TestClient) -> Records:
     """The records entries can name, by object type and id."""
     found = {
-        kind: {r["id"]: r for r in _all(client, path)}
+        kind: {r["id"]: r for r in every_record(client, f"/api/v1/{path}", H)}
         for kind, path in PATHS.items()
         if path is not None
     }

@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.pipeline import sequences
 from opsmerge_sandbox.pipeline.strict import StrictChecker
-from tests.conftest import ADMIN, bearer, key_named, make_app
+from tests.conftest import ADMIN, bearer, every_record, key_named, make_app
 
 API = "/api/v1"
 LINES = [{"description": "Managed service", "quantity": 2, "unit_price": 40}]
@@ -27,19 +27,6 @@ NUMBER = re.compile(r"^INV-(\d{4})-(\d{4,})$")
 @pytest.fixture()
 def h(fresh_client: TestClient) -> dict[str, str]:
     return bearer(key_named(fresh_client.app, "Owner - full"))
-
-
-def _all(client: TestClient, h: dict[str, str], path: str, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    page = 1
-    while True:
-        r = client.get(f"{API}{path}", headers=h, params={**params, "per_page": 100, "page": page})
-        assert r.status_code == 200, r.text
-        data = r.json()["data"]
-        items += data["items"]
-        if len(items) >= data["total"]:
-            return items
-        page += 1
 
 
 def _highest(invoices: list[dict[str, Any]], year: int) -> int:
@@ -59,7 +46,7 @@ def _invoice(client: TestClient, h: dict[str, str], **fields: Any) -> Any:
 def test_invoice_numbers_continue_the_issue_year_without_gaps(
     fresh_client: TestClient, h: dict[str, str]
 ) -> None:
-    invoices = _all(fresh_client, h, "/invoices")
+    invoices = every_record(fresh_client, f"{API}/invoices", h)
     year = int(max(i["issue_date"] for i in invoices)[:4])
     highest = _highest(invoices, year)
     numbers = [
@@ -72,7 +59,7 @@ def test_invoice_numbers_continue_the_issue_year_without_gaps(
 def test_invoice_numbers_restart_at_0001_in_the_next_year(
     fresh_client: TestClient, h: dict[str, str]
 ) -> None:
-    invoices = _all(fresh_client, h, "/invoices")
+    invoices = every_record(fresh_client, f"{API}/invoices", h)
     next_year = int(max(i["issue_date"] for i in invoices)[:4]) + 1
     first = _invoice(fresh_client, h, issue_date=f"{next_year}-01-02").json()["data"]
     second = _invoice(fresh_client, h, issue_date=f"{next_year}-03-15").json()["data"]
@@ -252,7 +239,7 @@ def test_an_invoice_goes_to_the_client_billing_contact_unless_told_otherwise(
 
 
 def _primaries(client: TestClient, h: dict[str, str], client_id: str) -> list[str]:
-    contacts = _all(client, h, "/contacts", client_id=client_id)
+    contacts = every_record(client, f"{API}/contacts", h, client_id=client_id)
     return [c["id"] for c in contacts if c["is_primary"]]
 
 
@@ -271,7 +258,7 @@ def test_making_a_contact_primary_takes_the_flag_from_the_previous_one(
 def test_a_seeded_client_ends_with_exactly_one_primary_contact(
     fresh_client: TestClient, h: dict[str, str]
 ) -> None:
-    contacts = _all(fresh_client, h, "/contacts", client_id="cli_acme")
+    contacts = every_record(fresh_client, f"{API}/contacts", h, client_id="cli_acme")
     chosen = next(c for c in contacts if not c["is_primary"])
     r = fresh_client.patch(f"{API}/contacts/{chosen['id']}", headers=h, json={"is_primary": True})
     assert r.status_code == 200
@@ -372,7 +359,7 @@ def test_a_prefix_applies_to_new_tickets_of_its_type_and_keeps_the_others(
     fresh_client: TestClient, h: dict[str, str]
 ) -> None:
     before = fresh_client.get(SETTINGS, headers=h).json()["data"]["prefixes"]
-    seeded = _all(fresh_client, h, "/tickets", client_id="cli_acme")
+    seeded = every_record(fresh_client, f"{API}/tickets", h, client_id="cli_acme")
     old = next(t for t in seeded if t["type"] == "Service Request")
     r = fresh_client.patch(SETTINGS, headers=h, json={"prefixes": {"service_request": "SR"}})
     assert r.status_code == 200

@@ -8,32 +8,24 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any
 
 from litestar.testing import TestClient
 
-from tests.conftest import bearer, key_named
+from tests.conftest import bearer, every_record, key_named
 
 API = "/api/v1"
 NUMBER = re.compile(r"^INV-(\d{4})-(\d{4,})$")
 
 
-def _all(client: TestClient, path: str) -> list[dict[str, Any]]:
-    h = bearer(key_named(client.app, "Owner - full"))
-    items: list[dict[str, Any]] = []
-    while True:
-        params = {"per_page": 100, "page": len(items) // 100 + 1}
-        data = client.get(f"{API}{path}", headers=h, params=params).json()["data"]
-        items += data["items"]
-        if len(items) >= data["total"]:
-            return items
+def _owner(client: TestClient) -> dict[str, str]:
+    return bearer(key_named(client.app, "Owner - full"))
 
 
 def test_seeded_invoices_are_numbered_without_gaps_within_their_issue_year(
     fresh_client: TestClient,
 ) -> None:
     by_year: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for invoice in _all(fresh_client, "/invoices"):
+    for invoice in every_record(fresh_client, f"{API}/invoices", _owner(fresh_client)):
         found = NUMBER.match(invoice["number"])
         assert found, invoice["number"]
         assert int(found[1]) == int(invoice["issue_date"][:4]), invoice
@@ -47,7 +39,7 @@ def test_seeded_invoices_are_numbered_without_gaps_within_their_issue_year(
 
 def test_no_seeded_client_has_two_primary_contacts(fresh_client: TestClient) -> None:
     primaries: dict[str, int] = defaultdict(int)
-    for contact in _all(fresh_client, "/contacts"):
+    for contact in every_record(fresh_client, f"{API}/contacts", _owner(fresh_client)):
         if contact["is_primary"] and contact["client_id"] is not None:
             primaries[contact["client_id"]] += 1
     assert primaries and max(primaries.values()) == 1

@@ -9,42 +9,26 @@ import copy
 import dataclasses
 from typing import Any
 
-import pytest
 from litestar.testing import TestClient
 
 from opsmerge_sandbox.extensions import parse_collections
-from opsmerge_sandbox.spec import Spec, load_spec, parse_spec
+from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
 from opsmerge_sandbox.world.invariants import check_world
+from tests.conftest import every_record, spec_with
 
 H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
 World = dict[str, list[dict[str, Any]]]
 
 
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec()
-
-
-def _all(client: TestClient, path: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    page = 1
-    while True:
-        r = client.get(f"/api/v1/{path}?per_page=100&page={page}", headers=H)
-        assert r.status_code == 200, r.text
-        items = r.json()["data"]["items"]
-        out += items
-        if not items:
-            return out
-        page += 1
-
-
 def test_nothing_was_made_for_an_archived_client_after_it_was_archived(client: TestClient) -> None:
-    archived = {c["id"]: c for c in _all(client, "clients") if c["status"] == "archived"}
+    archived = {
+        c["id"]: c for c in every_record(client, "/api/v1/clients", H) if c["status"] == "archived"
+    }
     assert archived
     judged = 0
     for path in ("tickets", "invoices", "contacts", "contracts", "sites"):
-        for rec in _all(client, path):
+        for rec in every_record(client, f"/api/v1/{path}", H):
             owner = archived.get(rec["client_id"])
             if owner is not None:
                 judged += 1
@@ -53,13 +37,13 @@ def test_nothing_was_made_for_an_archived_client_after_it_was_archived(client: T
 
 
 def test_a_disabled_rule_fired_only_before_it_was_disabled(client: TestClient) -> None:
-    rules = [r for r in _all(client, "ticket-rules") if not r["enabled"]]
+    rules = [r for r in every_record(client, "/api/v1/ticket-rules", H) if not r["enabled"]]
     assert rules
     fired = 0
     for rule in rules:
         assert rule["enabled_at"] is not None and rule["enabled_at"] <= rule["updated_at"], rule
         for kind in ("firings", "deliveries"):
-            for rec in _all(client, f"ticket-rules/{rule['id']}/{kind}"):
+            for rec in every_record(client, f"/api/v1/ticket-rules/{rule['id']}/{kind}", H):
                 fired += 1
                 assert rec["created_at"] <= rule["updated_at"], (kind, rec["id"], rule["id"])
     assert fired
@@ -99,9 +83,7 @@ def _lamp_spec(spec: Spec, closed: dict[str, Any] | None) -> Spec:
             },
         ],
     }
-    raw = copy.deepcopy(spec.raw)
-    raw["components"]["schemas"].update({"Lamp": lamp, "LampNote": note})
-    return parse_spec(raw, spec.path, spec.catalogue)
+    return spec_with(spec, {"Lamp": lamp, "LampNote": note})
 
 
 def _world(spec: Spec) -> World:

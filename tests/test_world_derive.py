@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
-from opsmerge_sandbox.spec import Collection, Spec, load_spec
+from opsmerge_sandbox.spec import Collection, Spec
 from opsmerge_sandbox.world import derive_fields
-
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec()
 
 
 def _with_x(spec: Spec, hint: str) -> Collection:

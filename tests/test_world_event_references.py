@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from opsmerge_sandbox.spec import Spec, load_spec, parse_spec
-from opsmerge_sandbox.world import build_world, load_recipe
+from opsmerge_sandbox.spec import Spec
+from opsmerge_sandbox.world import build_world
 from opsmerge_sandbox.world.generator import GenerationError, World
 from opsmerge_sandbox.world.recipe import Recipe
+from tests.conftest import spec_with
 
 TIME = {"type": "string", "format": "date-time"}
 LAMP = {
@@ -86,20 +87,8 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec()
-
-
-@pytest.fixture(scope="module")
-def recipe() -> Recipe:
-    return load_recipe()
-
-
 def _build(spec: Spec, recipe: Recipe, event: dict[str, Any], lamps: int, events: int) -> World:
-    raw = copy.deepcopy(spec.raw)
-    raw["components"]["schemas"].update({"Lamp": LAMP, "LampEvent": event})
-    patched = parse_spec(raw, spec.path, spec.catalogue)
+    patched = spec_with(spec, {"Lamp": LAMP, "LampEvent": event})
     counts = {**recipe.counts, "lamps": lamps, "lamp_events": events}
     return build_world(patched, dataclasses.replace(recipe, counts=counts))
 

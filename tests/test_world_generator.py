@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
@@ -17,22 +16,13 @@ import jsonschema_rs
 import pytest
 
 from opsmerge_sandbox.jsontypes import json_types
-from opsmerge_sandbox.spec import Spec, load_spec, parse_spec, ref_of
-from opsmerge_sandbox.world import build_world, load_recipe
+from opsmerge_sandbox.spec import Spec, ref_of
+from opsmerge_sandbox.world import build_world
 from opsmerge_sandbox.world.conditions import compile_condition
 from opsmerge_sandbox.world.context import WorldContext
 from opsmerge_sandbox.world.generator import GenerationError, World
 from opsmerge_sandbox.world.recipe import Recipe
-
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec()
-
-
-@pytest.fixture(scope="module")
-def recipe() -> Recipe:
-    return load_recipe()
+from tests.conftest import spec_with
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +36,6 @@ def _bytes(world: World) -> str:
 
 def _by_id(world: World) -> dict[str, dict[str, dict[str, Any]]]:
     return {c: {r["id"]: r for r in recs} for c, recs in world.items()}
-
-
-def _patched_spec(spec: Spec, extra: dict[str, Any]) -> Spec:
-    raw = copy.deepcopy(spec.raw)
-    raw["components"]["schemas"].update(extra)
-    return parse_spec(raw, spec.path, spec.catalogue)
 
 
 # -- determinism ------------------------------------------------------------------------------
@@ -175,7 +159,7 @@ WIDGET = {
 def test_a_new_collection_in_the_spec_is_generated_and_changes_nothing_else(
     spec: Spec, recipe: Recipe, world: World
 ) -> None:
-    patched = _patched_spec(spec, WIDGET)
+    patched = spec_with(spec, WIDGET)
     grown = build_world(
         patched, dataclasses.replace(recipe, counts={**recipe.counts, "widgets": 25})
     )
@@ -192,7 +176,7 @@ def test_a_new_collection_in_the_spec_is_generated_and_changes_nothing_else(
 
 
 def test_a_collection_without_a_count_is_empty(spec: Spec, recipe: Recipe) -> None:
-    patched = _patched_spec(spec, WIDGET)
+    patched = spec_with(spec, WIDGET)
     assert build_world(patched, recipe)["widgets"] == []
 
 
@@ -210,7 +194,7 @@ def test_reference_cycles_between_collections_are_refused(spec: Spec, recipe: Re
         },
     }
     with pytest.raises(GenerationError, match=r"cycle.*(eggs -> hens|hens -> eggs)"):
-        build_world(_patched_spec(spec, loop), recipe)
+        build_world(spec_with(spec, loop), recipe)
 
 
 def test_a_collection_may_refer_to_its_own_records(spec: Spec, recipe: Recipe) -> None:
@@ -229,7 +213,7 @@ def test_a_collection_may_refer_to_its_own_records(spec: Spec, recipe: Recipe) -
         },
     }
     world = build_world(
-        _patched_spec(spec, folders),
+        spec_with(spec, folders),
         dataclasses.replace(recipe, counts={**recipe.counts, "folders": 30}),
     )
     ids = {f["id"] for f in world["folders"]}

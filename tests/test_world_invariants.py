@@ -14,17 +14,12 @@ import pytest
 
 from opsmerge_sandbox.extensions import parse_collections
 from opsmerge_sandbox.progress import progress
-from opsmerge_sandbox.spec import Spec, load_spec
+from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
 from opsmerge_sandbox.world.conditions import ConditionError, compile_condition
 from opsmerge_sandbox.world.invariants import Violation, check_world
 
 World = dict[str, list[dict[str, Any]]]
-
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec()
 
 
 def _schemas(spec: Spec) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from opsmerge_sandbox.spec import Spec, load_spec
+from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
 from opsmerge_sandbox.world.invariants import Violation, check_world
 
@@ -24,11 +24,6 @@ NEW = {
     "faults-are-incidents",
     "uk-clients-on-london-time",
 }
-
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec()
 
 
 @pytest.fixture(scope="module")

@@ -139,30 +139,24 @@ def model_problems(
     for key in ext:
         if key not in _KNOWN_KEYS:
             yield f"has an unknown key {key!r} (known: {', '.join(_KNOWN_KEYS)})"
-    types = ext.get("object-types", {})
-    if not isinstance(types, Mapping):
-        yield "object-types must map a collection to the object type its entries name"
-    else:
-        for name, value in types.items():
-            if name not in properties:
-                yield f"object-types names no collection {name!r}"
-            if not isinstance(value, str) or not _OBJECT_TYPE.match(value):
-                yield f"object-types.{name} must be a snake_case object type, got {value!r}"
-    verbs = ext.get("field-verbs", {})
-    if not isinstance(verbs, Mapping):
-        yield "field-verbs must map a collection to {field: verb}"
-    else:
-        for name, by_field in verbs.items():
-            if name not in properties:
-                yield f"field-verbs names no collection {name!r}"
-            elif not isinstance(by_field, Mapping):
-                yield f"field-verbs.{name} must map a field to the verb of a change to it"
-            else:
-                for field, verb in by_field.items():
-                    if field not in properties[name]:
-                        yield f"field-verbs.{name}.{field} is not a field of {name}"
-                    if not isinstance(verb, str) or not _OBJECT_TYPE.match(verb):
-                        yield f"field-verbs.{name}.{field} must be a snake_case verb, got {verb!r}"
+    problems, types = _keyed(ext, "object-types", "the object type its entries name", properties)
+    yield from problems
+    for name, value in types:
+        if not isinstance(value, str) or not _OBJECT_TYPE.match(value):
+            yield f"object-types.{name} must be a snake_case object type, got {value!r}"
+    problems, verbs = _keyed(ext, "field-verbs", "{field: verb}", properties)
+    yield from problems
+    for name, by_field in verbs:
+        if name not in properties:
+            continue
+        if not isinstance(by_field, Mapping):
+            yield f"field-verbs.{name} must map a field to the verb of a change to it"
+            continue
+        for field, verb in by_field.items():
+            if field not in properties[name]:
+                yield f"field-verbs.{name}.{field} is not a field of {name}"
+            if not isinstance(verb, str) or not _OBJECT_TYPE.match(verb):
+                yield f"field-verbs.{name}.{field} must be a snake_case verb, got {verb!r}"
     collection = ext.get("collection")
     if not isinstance(collection, str) or collection not in properties:
         yield f"collection {collection!r} names no collection"
@@ -179,6 +173,18 @@ def model_problems(
             yield f"fields has an unknown part {part!r} (known: {', '.join(AUDIT_PARTS)})"
         elif field not in properties[collection]:
             yield f"fields.{part} {field!r} is not a field of {collection}"
+
+
+def _keyed(
+    ext: Mapping[str, Any], key: str, what: str, properties: Mapping[str, Container[str]]
+) -> tuple[list[str], list[tuple[Any, Any]]]:
+    """(problems, entries) of a part of `x-sandbox-audit` keyed by collection: it must be a
+    mapping whose keys name collections; the entries are checked by the caller."""
+    found = ext.get(key, {})
+    if not isinstance(found, Mapping):
+        return [f"{key} must map a collection to {what}"], []
+    unknown = [f"{key} names no collection {name!r}" for name in found if name not in properties]
+    return unknown, list(found.items())
 
 
 def operation_actions(

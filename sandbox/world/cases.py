@@ -80,34 +80,6 @@ def cases_plan(
         plan = next((p for test, p in arms if test(d.rec, env)), fallback)
         if plan.on_fixed is not None:
             plan.on_fixed(d, value)
-    table = _dispatch(prop["x-cases"], [plan for _, plan in arms])
-    if table is not None:  # every case tests one and the same path against values: one lookup
-        path, by_value = table
-        get = compile_path(scope, path, schemas)
-
-        def pick(d: Draft) -> Any:
-            value = get(d.rec, env)
-            plan = by_value.get(value) if value.__class__ is not list else None
-            return (plan or fallback).make(d)
-
-        return FieldPlan(name, pick, own, on_fixed)
-    field = _one_field(prop["x-cases"])
-    if field is not None:  # every case judges one field's value alone: judged once per value
-        chosen: dict[Any, FieldPlan] = {}
-
-        def judged_once(d: Draft) -> Any:
-            value = d.rec.get(field)
-            try:
-                plan = chosen.get(value)
-            except TypeError:  # a value that cannot key a table (a list) is judged every time
-                return make(d)
-            if plan is None:
-                one = {field: value}
-                plan = next((p for test, p in arms if test(one, env)), fallback)
-                chosen[value] = plan
-            return plan.make(d)
-
-        return FieldPlan(name, judged_once, own, on_fixed)
 
     def make(d: Draft) -> Any:
         rec = d.rec
@@ -116,44 +88,41 @@ def cases_plan(
                 return plan.make(d)
         return fallback.make(d)
 
-    return FieldPlan(name, make, own, on_fixed)
+    path = _one_path(prop["x-cases"])
+    if path is None:
+        return FieldPlan(name, make, own, on_fixed)
+    # every case judges one and the same path's value alone (the usual shape: a pool per value
+    # of another field): which case holds is judged once per value, then looked up
+    get = compile_path(scope, path, schemas)
+    chosen: dict[Any, FieldPlan] = {}
+
+    def by_value(d: Draft) -> Any:
+        value = get(d.rec, env)
+        try:
+            plan = chosen.get(value)
+        except TypeError:  # a value that cannot key a table (a list) is judged every time
+            return make(d)
+        if plan is None:
+            plan = chosen[value] = next((p for test, p in arms if test(d.rec, env)), fallback)
+        return plan.make(d)
+
+    return FieldPlan(name, by_value, own, on_fixed)
 
 
-def _dispatch(
-    cases: list[dict[str, Any]], plans: list[FieldPlan]
-) -> tuple[str, dict[Any, FieldPlan]] | None:
-    """`(path, value -> plan)` when every case is `when: {<one path>: [values]}` on the same path
-    (the usual shape: a pool per value of another field), else None."""
+def _one_path(cases: list[dict[str, Any]]) -> str | None:
+    """The path every case's `when` reads and nothing else (no other field in an operand or
+    template), else None: then which case holds follows from that path's value."""
     paths = set()
-    table: dict[Any, FieldPlan] = {}
-    for case, plan in zip(cases, plans, strict=True):
-        when = case.get("when")
-        if not isinstance(when, dict) or len(when) != 1:
-            return None
-        ((path, values),) = when.items()
-        if not isinstance(values, list) or not all(isinstance(v, str | int) for v in values):
-            return None
-        paths.add(path)
-        for v in values:
-            table.setdefault(v, plan)  # the first case naming a value wins, as in order
-    if len(paths) != 1:
-        return None
-    return paths.pop(), table
-
-
-def _one_field(cases: list[dict[str, Any]]) -> str | None:
-    """The record field every case's `when` reads and nothing else (no path, no other field
-    in an operand or template), else None: then which case holds follows from its value."""
-    fields = set()
     for case in cases:
         when = case.get("when")
         if not isinstance(when, dict) or len(when) != 1:
             return None
         ((path, _),) = when.items()
-        if any(c in str(path) for c in ("->", ".", "$")) or condition_fields(when) != [path]:
+        path = str(path)
+        if path.startswith("$") or condition_fields(when) != [path_head(path)]:
             return None
-        fields.add(str(path))
-    return fields.pop() if len(fields) == 1 else None
+        paths.add(path)
+    return paths.pop() if len(paths) == 1 else None
 
 
 def _random_slot(ctx: WorldContext, where: str) -> Callable[[str], Callable[[Any], str]]:

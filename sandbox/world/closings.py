@@ -19,7 +19,7 @@ from typing import Any
 
 from opsmerge_sandbox.world.conditions import Condition, Schemas, compile_condition, to_seconds
 
-__all__ = ["Closing", "closing_problems", "closings", "history_fields"]
+__all__ = ["Closing", "closing_problems", "closings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +70,3 @@ def closing_problems(schemas: Schemas) -> list[tuple[str, str]]:
             except ValueError as exc:
                 problems.append((name, str(exc)))
     return problems
-
-
-def history_fields(schema: Mapping[str, Any]) -> frozenset[str]:
-    """The reference fields that record history (`history: true`): they may name a closed
-    record at any time."""
-    out = set()
-    for name, prop in (schema.get("properties") or {}).items():
-        if not isinstance(prop, Mapping):
-            continue
-        for key in ("x-ref", "x-ref-by"):
-            ref = prop.get(key)
-            if isinstance(ref, Mapping) and ref.get("history") is True:
-                out.add(name)
-    return frozenset(out)

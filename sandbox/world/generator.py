@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from opsmerge_sandbox.spec import Collection, Spec, ref_copies, ref_of
+from opsmerge_sandbox.spec import Collection, Spec, ref_arms, ref_copies, ref_of
 from opsmerge_sandbox.world.computed_fields import derive_fields, has_computed, settle_seeded
 from opsmerge_sandbox.world.key_records import KeyRecords, key_records
 from opsmerge_sandbox.world.recipe import KeySpec, Recipe
@@ -49,15 +49,13 @@ __all__ = [
 def _targets(schema: dict[str, Any]) -> set[str]:
     """Collections a schema refers to, at any depth (array items, nested objects)."""
     found: set[str] = set()
-    ref = ref_of(schema)
-    if ref is not None:
-        found.add(ref[0])
-    by = schema.get("x-ref-by")
-    if isinstance(by, dict):
-        found |= set((by.get("collections") or {}).values())
-    for case in schema.get("x-cases") or ():
-        if isinstance(case, dict):
-            found |= _targets({k: v for k, v in case.items() if k.startswith("x-ref")})
+    for hint in ref_arms(schema):  # its own reference, and those of its cases
+        ref = ref_of(hint)
+        if ref is not None:
+            found.add(ref[0])
+        by = hint.get("x-ref-by")
+        if isinstance(by, dict):
+            found |= set((by.get("collections") or {}).values())
     for prop in (schema.get("properties") or {}).values():
         found |= _targets(prop)
     if isinstance(schema.get("items"), dict):

@@ -26,7 +26,7 @@ The checker evaluates these declarations; it knows nothing of how the generator 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -42,6 +42,7 @@ from opsmerge_sandbox.world.conditions import (
     compile_template,
     to_seconds,
 )
+from opsmerge_sandbox.world.ref_hints import RefHint, ref_hints
 
 __all__ = [
     "WRITE_MODES",
@@ -101,7 +102,7 @@ class Invariant:
     decl: Mapping[str, Any]
     message: str
     each: str | None = None  # an array field: `when` and `require` judge each of its items
-    refs: tuple[_Ref, ...] = ()  # a refs- rule's reference fields, read from the schema once
+    refs: tuple[RefHint, ...] = ()  # a refs- rule's reference fields, read once
     closings: Mapping[str, Closing] = field(default_factory=dict)  # refs-open: x-closed, compiled
 
     @property
@@ -134,7 +135,9 @@ def _declared(schemas: Schemas) -> Iterable[tuple[str, int, Mapping[str, Any]]]:
             yield name, i, raw
 
 
-def _compile_one(name: str, raw: Any, schemas: Schemas) -> Invariant:
+def _compile_one(
+    name: str, raw: Any, schemas: Schemas, shut: Callable[[], dict[str, Closing]]
+) -> Invariant:
     if not isinstance(raw, Mapping):
         raise ConditionError("an invariant is a mapping with id, class and one rule")
     unknown = sorted(set(raw) - set(RULE_KEYS))
@@ -188,22 +191,36 @@ def _compile_one(name: str, raw: Any, schemas: Schemas) -> Invariant:
         if missing:
             raise ConditionError(f"{rid}: fix names {missing}, not fields of {scope}")
     message = str(raw.get("message") or "")
-    refs = tuple(_refs(schemas.get(name) or {})) if kind.startswith("refs-") else ()
-    shut: dict[str, Closing] = {}
+    refs = tuple(ref_hints(schemas.get(name) or {})) if kind.startswith("refs-") else ()
+    closed: dict[str, Closing] = {}
     if kind == "refs-open":
         try:
-            shut = closings(schemas)
+            closed = shut()
         except ValueError as exc:
             raise ConditionError(f"{rid}: {exc}") from None
-    return Invariant(name, rid, klass, kind, when, require, raw, message, each, refs, shut)
+    return Invariant(name, rid, klass, kind, when, require, raw, message, each, refs, closed)
+
+
+def _closings_once(schemas: Schemas) -> Callable[[], dict[str, Closing]]:
+    """The schemas' `x-closed`, compiled on first need and then kept (every `refs-open` rule
+    reads the same)."""
+    kept: list[dict[str, Closing]] = []
+
+    def get() -> dict[str, Closing]:
+        if not kept:
+            kept.append(closings(schemas))
+        return kept[0]
+
+    return get
 
 
 def compile_invariants(schemas: Schemas) -> list[Invariant]:
     """Every collection's invariants, compiled; a bad declaration raises `ConditionError`."""
     out = []
+    shut = _closings_once(schemas)
     for name, i, raw in _declared(schemas):
         try:
-            out.append(_compile_one(name, raw, schemas))
+            out.append(_compile_one(name, raw, schemas, shut))
         except ConditionError as exc:
             raise ConditionError(f"{name} x-invariants[{i}]: {exc}") from None
     return out
@@ -212,9 +229,10 @@ def compile_invariants(schemas: Schemas) -> list[Invariant]:
 def invariant_problems(schemas: Schemas) -> list[tuple[str, str]]:
     """(collection, problem) for each declaration that does not compile: for `spec check`."""
     problems = []
+    shut = _closings_once(schemas)
     for name, i, raw in _declared(schemas):
         try:
-            _compile_one(name, raw, schemas)
+            _compile_one(name, raw, schemas, shut)
         except ConditionError as exc:
             problems.append((name, f"x-invariants[{i}]: {exc}"))
     return problems
@@ -270,28 +288,6 @@ def _order_key(value: Any) -> tuple[int, ...]:
     if isinstance(value, int | float):
         return (int(value),)
     return tuple(int(d) for d in _DIGITS.findall(str(value)))
-
-
-# field, target (or dispatch field + map), whether it records history (`x-ref.history`)
-_Ref = tuple[str, str | None, str | None, dict[str, str], bool]
-
-
-def _refs(schema: Mapping[str, Any]) -> list[_Ref]:
-    out: list[_Ref] = []
-    for name, prop in (schema.get("properties") or {}).items():
-        ref = prop.get("x-ref")
-        if ref is None and isinstance(prop.get("items"), Mapping):
-            ref = prop["items"].get("x-ref")
-        if isinstance(ref, str):
-            out.append((name, ref, None, {}, False))
-        elif isinstance(ref, Mapping):
-            history = ref.get("history") is True
-            out.append((name, str(ref["collection"]), None, {}, history))
-        elif isinstance(prop.get("x-ref-by"), Mapping):
-            by = prop["x-ref-by"]
-            collections = dict(by.get("collections") or {})
-            out.append((name, None, str(by["field"]), collections, by.get("history") is True))
-    return out
 
 
 def world_env(
@@ -487,19 +483,28 @@ def _refs_open(
         at = to_seconds(rec.get(mine))
         if at is None or not inv.when(rec, env):
             continue
-        for name, fixed, by_field, by_map, history in inv.refs:
-            value = rec.get(name)
-            target = fixed or (by_map.get(str(rec.get(by_field))) if by_field else None)
-            rule = inv.closings.get(target) if target is not None else None
-            if value is None or rule is None or history:
+        for ref, target, rid in _named(inv.refs, rec):
+            rule = inv.closings.get(target)
+            if rule is None or ref.history:
                 continue
-            for rid in value if isinstance(value, list) else [value]:
-                other = env.lookup(target, rid)  # type: ignore[arg-type]
-                closed = rule.closed_at(other, env) if other is not None else None
-                if closed is not None and closed < at:
-                    why = f"{name} = {rid!r}, closed at {other.get(rule.since)}"  # type: ignore[union-attr]
-                    out.append(_violation(inv, rec, why))
+            other = env.lookup(target, rid)
+            closed = rule.closed_at(other, env) if other is not None else None
+            if other is not None and closed is not None and closed < at:
+                why = f"{ref.name} = {rid!r}, closed at {other.get(rule.since)}"
+                out.append(_violation(inv, rec, why))
     return out
+
+
+def _named(
+    refs: Iterable[RefHint], rec: Mapping[str, Any]
+) -> Iterator[tuple[RefHint, str, Any]]:
+    """(the field, the collection, the id) of each record `rec` names."""
+    for ref in refs:
+        value, target = rec.get(ref.name), ref.target(rec)
+        if value is None or target is None:
+            continue
+        for rid in value if isinstance(value, list) else [value]:
+            yield ref, target, rid
 
 
 def _refs_before(
@@ -533,20 +538,15 @@ def refs_before_problem(
         return None
     if live:
         at = max(at, to_seconds(rec.get("updated_at")) or at)
-    for name, fixed, by_field, by_map, history in inv.refs:
-        value = rec.get(name)
-        target = fixed or (by_map.get(str(rec.get(by_field))) if by_field else None)
-        if value is None or target is None:
-            continue
-        for rid in value if isinstance(value, list) else [value]:
-            other = env.lookup(target, rid)
-            if other is None:
-                if live and history:
-                    continue
-                return f"{name} = {rid!r} is not a record of {target}"
-            then = to_seconds(other.get(mine))
-            if then is not None and then > at:
-                return f"{name} = {rid!r} was created after this record ({other.get(mine)})"
+    for ref, target, rid in _named(inv.refs, rec):
+        other = env.lookup(target, rid)
+        if other is None:
+            if live and ref.history:
+                continue
+            return f"{ref.name} = {rid!r} is not a record of {target}"
+        then = to_seconds(other.get(mine))
+        if then is not None and then > at:
+            return f"{ref.name} = {rid!r} was created after this record ({other.get(mine)})"
     return None
 
 

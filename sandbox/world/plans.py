@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opsmerge_sandbox.spec import ref_copies, ref_of
+from opsmerge_sandbox.spec import ref_arms, ref_copies, ref_of
 from opsmerge_sandbox.world.cases import by_plan, cases_plan, change_plan, format_plan
 from opsmerge_sandbox.world.conditions import Schemas
 from opsmerge_sandbox.world.context import (
@@ -94,7 +94,7 @@ def compile_plans(
         target = ref_of(prop)
         if "x-cases" in prop:
             plan = plan_of(name, prop)
-            if any(k.startswith("x-ref") for arm in (prop, *prop["x-cases"]) for k in arm):
+            if ref_arms(prop):
                 case_refs.append(name)
         elif target is not None:
             sharing = [

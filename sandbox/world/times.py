@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opsmerge_sandbox.spec import ref_of
-from opsmerge_sandbox.world.closings import history_fields
 from opsmerge_sandbox.world.conditions import Schemas, compile_path, path_head, to_seconds
 from opsmerge_sandbox.world.context import Draft, FieldPlan, Redraw, Schema, WorldContext
 from opsmerge_sandbox.world.hints import nullable
+from opsmerge_sandbox.world.ref_hints import ref_hints
 from opsmerge_sandbox.world.timefmt import DAY, format_date, format_datetime, parse_time
 
 HISTORY_DAYS = 730  # created_at falls within about two years before the epoch
@@ -196,27 +195,25 @@ def _closing_of(ctx: WorldContext, scope: str) -> Callable[[Draft], int | None] 
     """When the earliest-closing record a draft names (`x-closed`) closed, None if none has:
     read from its reference fields, copied ones included; history references (`x-ref.history`)
     are exempt. None when nothing the collection names can close."""
-    schema = ctx.schemas.get(scope) or {}
-    exempt = history_fields(schema)
-    named: list[tuple[str, str]] = []  # (reference field, a collection whose records close)
-    for field, prop in (schema.get("properties") or {}).items():
-        target = ref_of(prop) if isinstance(prop, dict) else None
-        if (
-            target is not None
-            and target[0] in ctx.closings
-            and target[0] != scope  # its own records are not all made yet
-            and field not in exempt
-        ):
-            named.append((field, target[0]))
+    named = [
+        (ref.name, ref.fixed)
+        for ref in ref_hints(ctx.schemas.get(scope) or {})
+        if ref.fixed in ctx.closings
+        and ref.fixed != scope  # its own records are not all made yet
+        and not ref.history
+    ]
     if not named:
         return None
 
     def closed_by(d: Draft) -> int | None:
         bound = None
         for field, collection in named:
-            at = ctx.closed_since(collection).get(d.rec.get(field))
-            if at is not None and (bound is None or at < bound):
-                bound = at
+            value = d.rec.get(field)
+            since = ctx.closed_since(collection)
+            for rid in value if isinstance(value, list) else (value,):
+                at = since.get(rid)
+                if at is not None and (bound is None or at < bound):
+                    bound = at
         return bound
 
     return closed_by
