@@ -579,7 +579,8 @@ def _hint_problems_of(
                 for field in change["fields"]:
                     compile_path(scope, f"{change.get('of')}->{field}", schemas)
             rule = prop.get("x-time") or {}
-            for bound in (rule.get("after"), rule.get("before")):
+            before = rule.get("before")
+            for bound in [rule.get("after"), *(before if isinstance(before, list) else [before])]:
                 if isinstance(bound, str) and "->" in bound:
                     compile_path(scope, bound, schemas)
             ref = prop.get("x-ref") or (prop.get("items") or {}).get("x-ref")

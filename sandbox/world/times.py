@@ -42,7 +42,12 @@ def time_plan(
 
     def span(unit_rule: dict[str, Any]) -> int:
         days = int(unit_rule.get("within_days", 0))
-        return days * DAY + int(unit_rule.get("within_minutes", 0)) * 60
+        seconds = unit_rule.get("within_seconds", 0)
+        return (
+            days * DAY
+            + int(unit_rule.get("within_minutes", 0)) * 60
+            + (seconds if isinstance(seconds, int) else 0)
+        )
 
     def _parents(d: Draft) -> list[int]:
         return [
@@ -56,10 +61,9 @@ def time_plan(
             d.times[name] = parse_time(value)
 
     closed_by = _closing_of(ctx, scope) if name == "created_at" else None
-    before = rule.get("before")
-    bound_of = _reader(str(before), ctx, scope, schemas) if before else None
-    if before:
-        deps.append(path_head(str(before)) or str(before))
+    befores = [str(b) for b in _as_list(rule.get("before"))]
+    bound_of = _earliest([_reader(b, ctx, scope, schemas) for b in befores])
+    deps += [path_head(b) or b for b in befores]
 
     if name == "created_at" and not rule.get("after"):
         history = HISTORY_DAYS * DAY
@@ -67,10 +71,9 @@ def time_plan(
         def make_created(d: Draft) -> str:
             lo = epoch - history
             hi = epoch
-            if bound_of is not None:
-                bound = bound_of(d)
-                if bound is not None and bound < hi:
-                    hi = bound
+            bound = bound_of(d) if bound_of is not None else None
+            if bound is not None and bound < hi:
+                hi = bound
             closed = closed_by(d) if closed_by is not None else None
             if closed is not None and closed < hi:
                 hi = closed
@@ -81,6 +84,8 @@ def time_plan(
                 lo = max(lo, *parents)
                 if closed is not None and lo > closed:
                     raise Redraw  # it names a record made after another it names had closed
+                if bound is not None and lo > bound:
+                    raise Redraw  # what it names came after the time it must precede
                 hi = max(hi, lo)
                 ts = lo + int((hi - lo) * d.rng.random() ** 2)  # children follow their parents
             else:
@@ -154,6 +159,12 @@ def time_plan(
     width = span(rule) or HISTORY_DAYS * DAY
     if name != "created_at":
         deps.append("created_at")
+    # `within_seconds` may name a field of the record holding the window (a check's interval)
+    seconds_hint = rule.get("within_seconds")
+    width_field = seconds_hint if isinstance(seconds_hint, str) else None
+    if width_field:
+        deps.append(width_field)
+    can_be_null = nullable(schema)
 
     older = int(rule.get("older_than_minutes", 0)) * 60
 
@@ -161,16 +172,47 @@ def time_plan(
         if null_p and d.rng.random() < null_p:
             return None
         hi = epoch - older
+        start = epoch  # the window counts back from the epoch, or from the bound that cuts it
         if bound_of is not None:
             bound = bound_of(d)
             if bound is not None and bound < hi:
-                hi = bound
-        lo = min(max(epoch - width, d.times.get("created_at", epoch - width)), hi)
+                hi = start = bound
+        created = d.times.get("created_at")
+        if created is not None and hi < created and can_be_null:
+            return None  # bounded before the record existed: it has not happened
+        window = width
+        if width_field is not None:
+            field_width = d.rec.get(width_field)
+            if isinstance(field_width, int) and not isinstance(field_width, bool):
+                window = field_width
+        lo = min(max(start - window, created if created is not None else start - window), hi)
         ts = lo + int((hi - lo) * d.rng.random())
         d.times[name] = ts
         return fmt(ts)
 
     return FieldPlan(name, make_within, tuple(deps), on_fixed)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _earliest(
+    readers: list[Callable[[Draft], int | None]],
+) -> Callable[[Draft], int | None] | None:
+    """The earliest of several bounds (`before: [updated_at, agent_id->last_seen_at]`)."""
+    if not readers:
+        return None
+    if len(readers) == 1:
+        return readers[0]
+
+    def earliest(d: Draft) -> int | None:
+        got = [t for t in (read(d) for read in readers) if t is not None]
+        return min(got) if got else None
+
+    return earliest
 
 
 def _reader(

@@ -1,0 +1,154 @@
+"""Checks and alerts agree with the agents that run and raise them, as an integrator reads them
+through the API: an agent runs an enabled check every interval and reports with its heartbeat, a
+disabled check stopped running when it was disabled, a check added after its agent fell silent
+has not run, an alert was raised by a run its agent reported, and an archived client's agents
+fell silent when it was archived."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Any
+
+from litestar.testing import TestClient
+
+from opsmerge_sandbox.spec import Spec
+from opsmerge_sandbox.world import build_world, load_recipe
+from tests.conftest import every_record, spec_with
+
+H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _by_id(client: TestClient[Any], path: str) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in every_record(client, f"/api/v1/{path}", H)}
+
+
+def test_an_enabled_check_ran_within_its_interval_before_its_agent_was_last_heard(
+    client: TestClient[Any],
+) -> None:
+    agents = _by_id(client, "agents")
+    judged = 0
+    for check in every_record(client, "/api/v1/checks", H):
+        if not check["enabled"] or check["last_run_at"] is None:
+            continue
+        heard = _at(agents[check["agent_id"]]["last_seen_at"])
+        ran = _at(check["last_run_at"])
+        assert heard - timedelta(seconds=check["interval_seconds"]) <= ran <= heard, check["id"]
+        judged += 1
+    assert judged > 1000
+
+
+def test_a_disabled_check_last_ran_before_it_was_disabled(client: TestClient[Any]) -> None:
+    agents = _by_id(client, "agents")
+    disabled = [c for c in every_record(client, "/api/v1/checks", H) if not c["enabled"]]
+    assert len(disabled) > 10
+    for check in disabled:
+        if check["last_run_at"] is not None:
+            assert check["last_run_at"] <= check["updated_at"], check["id"]
+            assert check["last_run_at"] <= agents[check["agent_id"]]["last_seen_at"], check["id"]
+
+
+def test_a_check_added_after_its_agent_fell_silent_has_not_run(client: TestClient[Any]) -> None:
+    agents = _by_id(client, "agents")
+    late = [
+        c
+        for c in every_record(client, "/api/v1/checks", H)
+        if c["created_at"] > agents[c["agent_id"]]["last_seen_at"]
+    ]
+    assert late
+    for check in late:
+        assert check["last_run_at"] is None, check["id"]
+        assert (check["status"], check["message"]) == ("pass", None), check["id"]
+
+
+def test_an_alert_was_raised_by_a_run_its_agent_reported(client: TestClient[Any]) -> None:
+    agents = _by_id(client, "agents")
+    checks = _by_id(client, "checks")
+    alerts = every_record(client, "/api/v1/alerts", H)
+    assert alerts
+    for alert in alerts:
+        if alert["check_id"] is not None:
+            ran = checks[alert["check_id"]]["last_run_at"]
+            assert ran is not None and alert["created_at"] <= ran, alert["id"]
+        if alert["agent_id"] is not None:
+            assert alert["created_at"] <= agents[alert["agent_id"]]["last_seen_at"], alert["id"]
+
+
+def test_an_archived_clients_agents_fell_silent_when_it_was_archived(
+    client: TestClient[Any],
+) -> None:
+    archived = {c["id"]: c for c in _by_id(client, "clients").values() if c["status"] == "archived"}
+    theirs = [a for a in every_record(client, "/api/v1/agents", H) if a["client_id"] in archived]
+    assert theirs
+    for agent in theirs:
+        assert agent["status"] == "offline", agent["id"]
+        assert agent["last_seen_at"] <= archived[agent["client_id"]]["updated_at"], agent["id"]
+
+
+def _beacon_world(spec: Spec) -> dict[str, list[dict[str, Any]]]:
+    """Beacons (heard from at some time) and pings they ran every `every` seconds before it."""
+    beacon = {
+        "type": "object",
+        "x-collection": {"name": "beacons", "id-prefix": "bcn"},
+        "properties": {
+            "id": {"type": "string"},
+            "heard_at": {"type": "string", "format": "date-time", "x-time": {"within_days": 60}},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    }
+    ping = {
+        "type": "object",
+        "x-collection": {"name": "pings", "id-prefix": "png"},
+        "properties": {
+            "id": {"type": "string"},
+            "beacon_id": {"type": "string", "x-ref": "beacons"},
+            "every": {"type": "integer", "enum": [60, 600]},
+            "on": {"type": "boolean", "x-probability": 0.5},
+            "ran_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "x-time": {"within_seconds": "every", "before": "beacon_id->heard_at"},
+                "x-cases": [
+                    {
+                        "when": {"on": [False]},
+                        "x-time": {
+                            "within_days": 5,
+                            "before": ["updated_at", "beacon_id->heard_at"],
+                        },
+                    }
+                ],
+            },
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    }
+    recipe = load_recipe()
+    counts = {**recipe.counts, "beacons": 30, "pings": 600}
+    patched = spec_with(spec, {"Beacon": beacon, "Ping": ping})
+    return build_world(patched, dataclasses.replace(recipe, counts=counts))
+
+
+def test_a_time_within_a_fields_seconds_before_the_earliest_bound(spec: Spec) -> None:
+    world = _beacon_world(spec)
+    beacons = {b["id"]: b for b in world["beacons"]}
+    ran = never = off = 0
+    for p in world["pings"]:
+        heard = _at(beacons[p["beacon_id"]]["heard_at"])
+        if p["created_at"] > beacons[p["beacon_id"]]["heard_at"]:
+            assert p["ran_at"] is None, p  # bounded before it existed: it has not happened
+            never += 1
+            continue
+        at = _at(p["ran_at"])
+        assert _at(p["created_at"]) <= at <= heard, p
+        if p["on"]:
+            assert heard - timedelta(seconds=p["every"]) <= at, p
+            ran += 1
+        else:
+            assert p["ran_at"] <= p["updated_at"], p
+            off += 1
+    assert ran and never and off
