@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsmerge_sandbox.jsontypes import json_types
+from opsmerge_sandbox.pipeline.record_invariants import WriteInvariants
 from opsmerge_sandbox.spec import Operation, Schema, ref_of
 from opsmerge_sandbox.state import SandboxState
 
@@ -26,6 +27,18 @@ class Call:
     json: Any = None
 
 
+_clock_rules: dict[int, WriteInvariants] = {}
+
+
+def _clock(state: SandboxState) -> WriteInvariants:
+    """The spec's rules whose statuses follow the clock, compiled once per spec."""
+    rules = _clock_rules.get(id(state.spec))
+    if rules is None:
+        schemas = {n: c.schema for n, c in state.spec.collections.items()}
+        rules = _clock_rules[id(state.spec)] = WriteInvariants(schemas)
+    return rules
+
+
 def _record(
     state: SandboxState,
     collection: str,
@@ -34,10 +47,13 @@ def _record(
 ) -> dict[str, Any]:
     view = state.workspaces.get().view(collection)
     filters: list[tuple[str, Any]] = []
+    now = int(state.clock.now())
     for record in view.query(filters, None, "id", False):
         if avoid and record["id"] in avoid:
             continue
-        if all(record.get(f) in allowed for f, allowed in (when or {}).items()):
+        # judged as the record reads now: a status the clock moved since it was stored
+        shown = _clock(state).follow_clock(collection, record, now) or record
+        if all(shown.get(f) in allowed for f, allowed in (when or {}).items()):
             return record
     raise LookupError(f"no {collection} record satisfies {when}")
 

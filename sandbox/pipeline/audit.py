@@ -255,6 +255,9 @@ class AuditTrail:
         }
         self.now = now
         self.fill = fill
+        # a record as clients saw it before the write (a status the clock moved since it was
+        # stored): what a change is logged from
+        self.shown: Callable[[str, Record], Record] | None = None
         self.trusted = parse_networks(trusted_proxies)
         self.unlogged = _BOOKKEEPING | frozenset(
             f
@@ -330,6 +333,8 @@ class AuditTrail:
         own = op.hints.collection
         for collection, record_id, after in changes:
             before = ws.get(collection, record_id)
+            if before is not None and self.shown is not None:
+                before = self.shown(collection, before)
             unlogged = self.unlogged
             if self.counters and collection != own:
                 unlogged = self.counters.get((collection, record_id), unlogged)

@@ -32,6 +32,8 @@ class Handle:
             state.settings.trusted_proxies,
             self.resources.rules,
         )
+        if self.audit is not None:
+            self.audit.shown = self.resources.as_clock_shows
         events = state.events
         if events is not None:  # rules are checked as they are written (actions, webhook URLs)
             self.resources.write_checks[events.model.rules] = events.check_rule

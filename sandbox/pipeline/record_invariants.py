@@ -42,11 +42,20 @@ class WriteInvariants:
         self.schemas = schemas
         self.by_collection: dict[str, list[tuple[Invariant, frozenset[str]]]] = {}
         self.fixes: dict[str, list[Invariant]] = {}
+        # derive rules that hold on reads too (`on-read: derive`: they read the clock and only
+        # the record): what they fix follows the clock (an Open invoice is Overdue once its due
+        # date has passed, whether or not anyone has written to it since)
+        self.clock_fixes: dict[str, list[Invariant]] = {}
+        self.clock_fields: dict[str, frozenset[str]] = {}
         for inv in compile_invariants(schemas):
             if inv.decl_on_write not in ("refuse", "derive"):
                 continue
             if inv.fix:
                 self.fixes.setdefault(inv.collection, []).append(inv)
+                if _reads_clock_only(inv):
+                    self.clock_fixes.setdefault(inv.collection, []).append(inv)
+                    fields = self.clock_fields.get(inv.collection, frozenset())
+                    self.clock_fields[inv.collection] = fields | frozenset(inv.fix)
             reads = frozenset(
                 condition_fields(inv.raw.get("when")) + condition_fields(inv.raw.get("require"))
             )
@@ -67,6 +76,21 @@ class WriteInvariants:
         for _ in range(_FIX_ROUNDS):
             if not any([apply_fix(inv, record, env) for inv in rules]):
                 return
+
+    def follow_clock(self, collection: str, record: Record, now: int) -> Record | None:
+        """The record as the clock shows it now (a copy with its clock rules' fixes), or None
+        when the clock changes nothing."""
+        rules = self.clock_fixes.get(collection)
+        if not rules:
+            return None
+        env = Env(_nothing, now, {}, self.schemas)
+        if all(check_record(inv, record, env) is None for inv in rules):
+            return None
+        shown = dict(record)
+        for _ in range(_FIX_ROUNDS):
+            if not any([apply_fix(inv, shown, env) for inv in rules]):
+                break
+        return shown
 
     def check(
         self,
@@ -97,6 +121,17 @@ class WriteInvariants:
                     f"{field}: {message} ({why}).",
                     [Detail("body", field, f"{message} ({why})")],
                 )
+
+
+def _reads_clock_only(inv: Invariant) -> bool:
+    """Whether a rule holds on reads too (`on-read: derive`): one that reads the clock and
+    nothing beyond its record (no `->` paths)."""
+    text = repr((inv.raw.get("when"), inv.raw.get("require")))
+    return inv.raw.get("on-read") == "derive" and inv.each is None and "->" not in text
+
+
+def _nothing(collection: str, record_id: Any) -> None:
+    return None
 
 
 def _reference_fields(schema: Mapping[str, Any]) -> list[str]:

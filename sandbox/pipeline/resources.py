@@ -260,21 +260,43 @@ class Resources:
         Unchanged seeded records come back pre-encoded (unless strict mode wants dicts to check).
         """
         lifecycle = coll.lifecycle
-        if lifecycle is None or not lifecycle.follows(record, view.is_created(record["id"])):
+        stepping = lifecycle is not None and lifecycle.follows(
+            record, view.is_created(record["id"])
+        )
+        if not stepping and coll.name not in self.invariants.clock_fixes:
             return view.base.raw(record) if self.raw and encoded else record
-        if not isinstance(record.get(lifecycle.clock), str):
-            return record
-        start = parse_iso(record[lifecycle.clock])
-        elapsed = self.clock.now() - start
-        out = dict(record)
-        for step in lifecycle.steps:
-            if step.after > elapsed:
-                break
-            for field, value in step.sets.items():
-                if isinstance(value, str) and value.startswith("+"):
-                    value = format_iso(start + float(value[1:]))
-                out[field] = thaw(value)
+        out = record
+        now = self.clock.now()
+        if lifecycle is not None and stepping and isinstance(record.get(lifecycle.clock), str):
+            start = parse_iso(record[lifecycle.clock])
+            elapsed = now - start
+            out = dict(record)
+            for step in lifecycle.steps:
+                if step.after > elapsed:
+                    break
+                for field, value in step.sets.items():
+                    if isinstance(value, str) and value.startswith("+"):
+                        value = format_iso(start + float(value[1:]))
+                    out[field] = thaw(value)
+        shown = self.invariants.follow_clock(coll.name, out, int(now))
+        if shown is not None:
+            return shown
+        if out is record and not stepping:
+            return view.base.raw(record) if self.raw and encoded else record
         return out
+
+    def as_clock_shows(self, collection: str, record: Record) -> Record:
+        """A stored record with the statuses the clock's rules give it now."""
+        shown = self.invariants.follow_clock(collection, record, int(self.clock.now()))
+        return record if shown is None else shown
+
+    def moving_fields(self, coll: Collection) -> frozenset[str]:
+        """Fields whose stored values are not what clients see now: a lifecycle's steps and
+        the statuses the clock's rules set."""
+        moving = self.invariants.clock_fields.get(coll.name, frozenset())
+        if coll.lifecycle is not None:
+            moving |= coll.lifecycle.moving_fields
+        return moving
 
     def _found(self, ex: HandlerCall, coll: Collection, record_id: str) -> Record:
         record = ex.workspace.get(coll.name, record_id)
@@ -403,8 +425,8 @@ class Resources:
             sort_field = SortField(sort_field, ranks)
         page, per_page = int(ex.params.get("page", 1)), int(ex.params.get("per_page", 50))
         start = (page - 1) * per_page
-        lifecycle = coll.lifecycle
-        if lifecycle is None:
+        moving = self.moving_fields(coll)
+        if not moving:
             found = view.query(filters, search, sort_field, descending, False)
             if bounds:
                 found = [r for r in found if _within(r, bounds)]
@@ -417,7 +439,6 @@ class Resources:
         else:
             # records move on the clock: the fields that move are filtered and sorted on what
             # clients see, not on what is stored
-            moving = lifecycle.moving_fields
             later = [(f, v) for f, v in filters if f in moving]
             found = view.query(
                 [(f, v) for f, v in filters if f not in moving],
@@ -426,6 +447,8 @@ class Resources:
                 descending,
                 True,
             )
+            if bounds:
+                found = [r for r in found if _within(r, bounds)]
             if later or str(sort_field) in moving:
                 shown = [self.present(coll, view, r, encoded=False) for r in found]
                 shown = [r for r in shown if matches(r, later, None)]
@@ -521,7 +544,7 @@ class Resources:
         that moves on the clock is judged in its current step)."""
         if not ex.op.hints.when:
             return
-        if coll.lifecycle is not None:
+        if self.moving_fields(coll):
             record = self.present(coll, ex.workspace.view(coll.name), record, encoded=False)
         for field, allowed in ex.op.hints.when.items():
             if record.get(field) not in allowed:

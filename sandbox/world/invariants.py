@@ -71,6 +71,7 @@ RULE_KEYS = (
     "message",
     "on-write",
     "fix",
+    "on-read",
 )
 _KINDS = ("require", "one-per", "increases-with", "refs-before", "refs-open", "unique")
 # what a write through the API does about an invariant: `refuse` a record that breaks it (400
@@ -190,6 +191,9 @@ def _compile_one(
         missing = sorted(str(f) for f in fix if f not in scope_props)
         if missing:
             raise ConditionError(f"{rid}: fix names {missing}, not fields of {scope}")
+    on_read = raw.get("on-read")
+    if on_read is not None and (on_read != "derive" or fix is None):
+        raise ConditionError(f"{rid}: on-read is `derive`, on a rule with a fix")
     message = str(raw.get("message") or "")
     refs = tuple(ref_hints(schemas.get(name) or {})) if kind.startswith("refs-") else ()
     closed: dict[str, Closing] = {}

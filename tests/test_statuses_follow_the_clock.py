@@ -1,0 +1,120 @@
+"""Statuses the spec derives from the clock follow it on every read, not only when a record is
+written: an Open invoice is Overdue once its due date has passed, an active contract has ended
+once its end date has, a domain whose certificate expires within its warning or critical days
+says so. Lists filter and sort on what clients see, and a workspace whose clock moved sees its
+own time."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from litestar.testing import TestClient
+
+from opsmerge_sandbox.spec import Spec
+from opsmerge_sandbox.world import build_world, load_recipe
+from opsmerge_sandbox.world.invariants import invariant_problems
+from tests.conftest import ADMIN, every_record
+
+H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
+
+
+def _now(client: TestClient[Any], ws: str | None = None) -> datetime:
+    headers = {**ADMIN, **({"X-Sandbox-Workspace": ws} if ws else {})}
+    text = client.get("/_sandbox/clock", headers=headers).json()["data"]["now"]
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _stored(spec: Spec, collection: str, status: str) -> list[dict[str, Any]]:
+    """Records the seeded world stores with this status (what a read showed before)."""
+    return [r for r in build_world(spec, load_recipe())[collection] if r["status"] == status]
+
+
+def test_an_open_invoice_past_its_due_date_reads_overdue_without_a_write(
+    client: TestClient[Any], spec: Spec
+) -> None:
+    today = _now(client).date()
+    stored = _stored(spec, "invoices", "Open")
+    late = [i for i in stored if date.fromisoformat(i["due_date"]) < today]
+    assert late  # the seeded world is older than its invoices' terms
+    for invoice in late:
+        shown = client.get(f"/api/v1/invoices/{invoice['id']}", headers=H).json()["data"]
+        assert shown["status"] == "Overdue", invoice["id"]
+    for invoice in every_record(client, "/api/v1/invoices", H):
+        if invoice["status"] in ("Open", "Overdue"):
+            overdue = date.fromisoformat(invoice["due_date"]) < today
+            assert (invoice["status"] == "Overdue") is overdue, invoice["id"]
+
+
+def test_the_status_filter_and_sort_judge_what_clients_see(client: TestClient[Any]) -> None:
+    listed = every_record(client, "/api/v1/invoices", H)
+    overdue = {i["id"] for i in listed if i["status"] == "Overdue"}
+    assert overdue
+    filtered = every_record(client, "/api/v1/invoices", H, status="Overdue")
+    assert {i["id"] for i in filtered} == overdue
+    page = client.get("/api/v1/invoices", headers=H, params={"status": "Overdue"}).json()["data"]
+    assert page["total"] == len(overdue)
+    opened = every_record(client, "/api/v1/invoices", H, status="Open")
+    assert {i["id"] for i in opened} == {i["id"] for i in listed if i["status"] == "Open"}
+
+
+def test_an_active_contract_past_its_end_date_reads_ended(
+    client: TestClient[Any], spec: Spec
+) -> None:
+    today = _now(client).date()
+    stored = _stored(spec, "contracts", "active")
+    past = [c for c in stored if c["end_date"] and date.fromisoformat(c["end_date"]) < today]
+    assert past
+    for contract in past:
+        shown = client.get(f"/api/v1/contracts/{contract['id']}", headers=H).json()["data"]
+        assert shown["status"] == "ended", contract["id"]
+    active = {c["id"] for c in every_record(client, "/api/v1/contracts", H, status="active")}
+    assert not active & {c["id"] for c in past}
+
+
+def test_a_workspace_whose_clock_moved_sees_certificates_near_expiry(
+    client: TestClient[Any],
+) -> None:
+    ws = f"ssl-{uuid.uuid4().hex[:8]}"
+    headers = {**H, "X-Sandbox-Workspace": ws}
+    before = {d["id"]: d for d in every_record(client, "/api/v1/domains", headers)}
+    r = client.post(
+        "/_sandbox/clock",
+        headers={**ADMIN, "X-Sandbox-Workspace": ws},
+        json={"advance_seconds": 200 * 86_400},
+    )
+    assert r.status_code == 200, r.text
+    now = _now(client, ws)
+    moved = 0
+    for domain in every_record(client, "/api/v1/domains", headers):
+        expires = domain["ssl_expires_at"]
+        if expires is None:
+            continue
+        left = datetime.fromisoformat(expires.replace("Z", "+00:00")) - now
+        if left < timedelta(days=domain["ssl_critical_days"]):
+            assert domain["status"] == "critical", domain["id"]
+        elif left < timedelta(days=domain["ssl_warning_days"]):
+            assert domain["status"] in ("warning", "critical"), domain["id"]
+        moved += domain["status"] != before[domain["id"]]["status"]
+    assert moved  # what the moved clock changed, only in that workspace
+    default = {d["id"]: d["status"] for d in every_record(client, "/api/v1/domains", H)}
+    assert default == {i: d["status"] for i, d in before.items()}
+    assert now > datetime.now(UTC) + timedelta(days=199)
+
+
+def test_spec_check_refuses_on_read_without_a_fix_to_derive() -> None:
+    lamp = {
+        "properties": {"status": {"type": "string"}, "due": {"type": "string"}},
+        "x-invariants": [
+            {
+                "id": "lit-until-due",
+                "class": "time",
+                "on-write": "refuse",
+                "on-read": "derive",
+                "require": {"due": {"not-before": "$today"}},
+            }
+        ],
+    }
+    [(collection, problem)] = invariant_problems({"lamps": lamp})
+    assert collection == "lamps" and "on-read" in problem
