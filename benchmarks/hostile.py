@@ -818,6 +818,9 @@ class Targets:
     lists: list[str]  # every list path without parameters (fingerprinted)
     singletons: list[str]  # every read of one fixed record (fingerprinted)
     keys: list[bytes]  # every key secret the suite may send
+    # id prefix -> fields that keep pace with the clock: the clock alone moves them, so the
+    # fingerprint leaves them out
+    live: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def fill(self, data: bytes) -> bytes:
         for name in sorted(self.values, key=len, reverse=True):
@@ -853,6 +856,7 @@ def _first_id(get: Any, path: str) -> str | None:
 def discover(probe: Probe, spec_path: Path | None = None, recipe: str = "default") -> Targets:
     """Pick, from the spec, one editable record, its list, a create and an action."""
     from opsmerge_contracts.sandboxes import SandboxKeys
+    from opsmerge_sandbox.pipeline.live_times import live_fields_by_prefix
     from opsmerge_sandbox.spec import SPEC_PATH, load_spec
     from opsmerge_sandbox.world.recipe import load_recipe
 
@@ -948,6 +952,7 @@ def discover(probe: Probe, spec_path: Path | None = None, recipe: str = "default
         [base + p for p in lists],
         [base + p for p in singles],
         [k.key.encode() for k in keys],
+        live_fields_by_prefix(spec),
     )
 
 
@@ -1189,6 +1194,8 @@ class Probe:
 
     def fingerprint(self, targets: Targets) -> dict[str, str]:
         """One digest per piece of state a hostile request could change."""
+        from opsmerge_sandbox.pipeline.live_times import without_live_times
+
         self.refill()
         out: dict[str, str] = {}
         _, ws = self.admin("GET", "/_sandbox/workspaces")
@@ -1208,9 +1215,11 @@ class Probe:
         for workspace in [None, *names]:
             tag = workspace or "default"
             for path in targets.lists:  # the total, and the first record (a write's target)
-                out[f"{tag} {path}"] = _digest(self.api(path + "?per_page=1", workspace))
+                read = self.api(path + "?per_page=1", workspace)
+                out[f"{tag} {path}"] = _digest(without_live_times(read, targets.live))
             for path in (*targets.singletons, targets.values[b"$ITEM"].decode()):
-                out[f"{tag} {path}"] = _digest(self.api(path, workspace))
+                read = self.api(path, workspace)
+                out[f"{tag} {path}"] = _digest(without_live_times(read, targets.live))
         return out
 
     def reset(self) -> None:

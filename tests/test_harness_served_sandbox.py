@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from opsmerge_contracts.sandboxes import Sandbox
+from opsmerge_sandbox.pipeline.live_times import live_fields_by_prefix, without_live_times
 from opsmerge_sandbox.spec import load_spec
 from tests.conftest import contracts_command
 
@@ -33,13 +34,16 @@ def contracts(
 
 def snapshot(served: Sandbox) -> dict[str, Any]:
     """What the developer would see: every top-level list's first page and total (default
-    workspace, owner key), the clock's offset, the workspaces in use and the working keys."""
+    workspace, owner key), the clock's offset, the workspaces in use and the working keys.
+    Times that keep pace with the clock are left out: the clock alone moves them."""
     lists: dict[str, Any] = {}
+    spec = load_spec()
+    live = live_fields_by_prefix(spec)
     with served.client() as client:
-        for op in load_spec().operations:
+        for op in spec.operations:
             if op.kind == "list" and "{" not in op.path and not op.session_only:
                 body = client.get(op.path, params={"per_page": 100}).json()
-                lists[op.operation_id] = body.get("data", body)
+                lists[op.operation_id] = without_live_times(body.get("data", body), live)
     keys = served.admin.list_keys()
     return {
         "lists": lists,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from litestar.connection.base import ASGIConnection
 from litestar.testing import TestClient
 
+from opsmerge_sandbox import clock as clock_module
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.pipeline.context import RequestContext
@@ -23,6 +25,7 @@ from tests.conftest import ADMIN, ADMIN_TOKEN, bearer, key_named
 
 LIST = "/api/v1/agents?per_page=50"
 GET = "/api/v1/agents/agt_acmesrv01"
+FIXED_NOW = 1_800_000_000.5  # a moment of the clock, held for a test that needs one second
 
 
 def _scope(target: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -81,12 +84,21 @@ def test_a_page_served_again_is_not_encoded_again(
     secret = key_named(lean_app, "Owner - full")
     raw_calls: list[str] = []
     original = BaseCollection.raw
+    original_encoded = BaseCollection.encoded
 
     def counting(self: BaseCollection, record: Any) -> Any:
         raw_calls.append(record["id"])
         return original(self, record)
 
+    def counting_encoded(record: Any) -> Any:
+        raw_calls.append(record["id"])
+        return original_encoded(record)
+
     monkeypatch.setattr(BaseCollection, "raw", counting)
+    # a record whose times keep pace with the clock is encoded again only once the clock's
+    # second has moved on: both calls fall in one second
+    monkeypatch.setattr(BaseCollection, "encoded", staticmethod(counting_encoded))
+    monkeypatch.setattr(clock_module, "time", SimpleNamespace(time=lambda: FIXED_NOW))
     first = _call(lean_app, LIST, secret)
     assert first[0] == 200 and len(raw_calls) == 50
     raw_calls.clear()

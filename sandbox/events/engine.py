@@ -598,5 +598,11 @@ def rule_engine_for(state: SandboxState) -> RuleEngine | None:
     allowed = settings.webhook_allow
     if allowed is None:
         allowed = () if settings.hosted else LOOPBACK
-    resources = Resources(state.spec, state.clock, lambda ex: {}, raw=False)
+    resources = Resources(
+        state.spec,
+        state.clock,
+        lambda ex: {},
+        raw=False,
+        world_epoch=state.recipe.epoch.timestamp(),
+    )
     return RuleEngine(state, model, resources, WebhookAllow.parse(allowed))

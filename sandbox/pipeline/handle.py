@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 class Handle:
     def __init__(self, state: SandboxState, permissions: RolePermissions) -> None:
         self.resources = Resources(
-            state.spec, state.clock, Identity(state, permissions), raw=not state.settings.strict
+            state.spec,
+            state.clock,
+            Identity(state, permissions),
+            raw=not state.settings.strict,
+            world_epoch=state.recipe.epoch.timestamp(),
         )
         self.audit = AuditTrail.from_spec(
             state.spec,

@@ -23,6 +23,7 @@ from opsmerge_sandbox.extensions import DEFAULT_CONFLICT_CODE, collection_rules,
 from opsmerge_sandbox.jsontypes import json_types
 from opsmerge_sandbox.pipeline import record_rules
 from opsmerge_sandbox.pipeline.authenticate import Caller
+from opsmerge_sandbox.pipeline.live_times import LiveTimes
 from opsmerge_sandbox.pipeline.ratelimit import RateState
 from opsmerge_sandbox.pipeline.record_invariants import WriteInvariants
 from opsmerge_sandbox.pipeline.sequences import Numbering
@@ -32,9 +33,11 @@ from opsmerge_sandbox.store.ordinal import SortField
 from opsmerge_sandbox.store.workspace import CollectionView, Workspace
 from opsmerge_sandbox.stores import ClockStore
 from opsmerge_sandbox.world.computed_fields import Numbers, derive_fields
+from opsmerge_sandbox.world.conditions import Lookup
 
 Record = dict[str, Any]
 _ids = random.Random()  # record ids need to be unique, not secret
+_NOTHING_MOVES: frozenset[str] = frozenset()
 _PAGES_MAX = 512  # pages remembered pre-encoded; past it the memory starts over
 _RESERVED_QUERY = frozenset({"page", "per_page", "sort", "q", "__code", "__example", "__dynamic"})
 
@@ -178,7 +181,10 @@ class Resources:
         clock: ClockStore,
         identity: Callable[[HandlerCall], Record],
         raw: bool = True,
+        world_epoch: float | None = None,
     ) -> None:
+        """`world_epoch`: when the seeded world was made (its recipe's epoch), from which
+        live times keep pace with the clock; None keeps them as stored."""
         self.spec = spec
         self.raw = raw
         self.clock = clock
@@ -188,6 +194,24 @@ class Resources:
         self.rules = collection_rules(spec.resolved.get("components", {}).get("schemas", {}))
         self.numbering = Numbering(spec.collections, self.rules)
         self.invariants = WriteInvariants({n: c.schema for n, c in spec.collections.items()})
+        self.live = LiveTimes({n: c.schema for n, c in spec.collections.items()}, world_epoch)
+        self._moving = {
+            name: moving
+            for name, c in spec.collections.items()
+            if (
+                moving := self.invariants.clock_fields.get(name, frozenset())
+                | self.live.fields(name)
+                | (c.lifecycle.moving_fields if c.lifecycle is not None else frozenset())
+            )
+        }
+        # seeded records as they read in the clock's current second: id -> (record, encoded)
+        self._shown: dict[int, tuple[Record, Any]] = {}
+        self._pages_now: dict[tuple[int, ...], tuple[builtins.list[Record], Any]] = {}
+        self._shown_second = -1
+        # collections whose records may read otherwise than stored, whatever their lifecycle
+        self._moves_on_read = frozenset(self.invariants.clock_fixes) | frozenset(
+            self.live.by_collection
+        )
         # collection -> [(referencing collection, field)], for refusing deletes still in use
         self.referrers: dict[str, list[tuple[str, str]]] = {}
         for name, fields in self.refs.items():
@@ -253,9 +277,16 @@ class Resources:
         return expr
 
     def present(
-        self, coll: Collection, view: CollectionView, record: Record, encoded: bool = True
+        self,
+        coll: Collection,
+        view: CollectionView,
+        record: Record,
+        encoded: bool = True,
+        lookup: Lookup | None = None,
     ) -> Any:
-        """A record as clients see it now: created records follow their lifecycle on the clock.
+        """A record as clients see it now: created records follow their lifecycle on the clock,
+        statuses the clock's rules give, times that keep pace with it (`lookup` reads the
+        records a live time's condition names).
 
         Unchanged seeded records come back pre-encoded (unless strict mode wants dicts to check).
         """
@@ -263,10 +294,26 @@ class Resources:
         stepping = lifecycle is not None and lifecycle.follows(
             record, view.is_created(record["id"])
         )
-        if not stepping and coll.name not in self.invariants.clock_fixes:
+        if not stepping and coll.name not in self._moves_on_read:
             return view.base.raw(record) if self.raw and encoded else record
-        out = record
         now = self.clock.now()
+        if (
+            not stepping
+            and self.raw
+            and encoded
+            and coll.name not in self.live.reads_others
+            and view.base.is_seeded(record)
+        ):
+            # what a seeded record shows then depends only on it and the clock's second: each
+            # is encoded once a second, not once a read
+            self._this_second(now)
+            hit = self._shown.get(id(record))
+            if hit is None:
+                shown_now = self._shown_now(coll, record, now, lookup)
+                raw = view.base.raw(record) if shown_now is record else view.base.encoded(shown_now)
+                hit = self._shown[id(record)] = (record, raw)
+            return hit[1]
+        out = record
         if lifecycle is not None and stepping and isinstance(record.get(lifecycle.clock), str):
             start = parse_iso(record[lifecycle.clock])
             elapsed = now - start
@@ -278,12 +325,22 @@ class Resources:
                     if isinstance(value, str) and value.startswith("+"):
                         value = format_iso(start + float(value[1:]))
                     out[field] = thaw(value)
-        shown = self.invariants.follow_clock(coll.name, out, int(now))
-        if shown is not None:
-            return shown
+        out = self._shown_now(coll, out, now, lookup)
         if out is record and not stepping:
             return view.base.raw(record) if self.raw and encoded else record
         return out
+
+    def _shown_now(
+        self, coll: Collection, record: Record, now: float, lookup: Lookup | None
+    ) -> Record:
+        """The record with the statuses the clock's rules give and its live times moved on (a
+        copy), or the record itself when the clock changes nothing."""
+        out = record
+        shown = self.invariants.follow_clock(coll.name, out, int(now))
+        if shown is not None:
+            out = shown
+        live = self.live.shown(coll.name, out, now, lookup)
+        return out if live is None else live
 
     def as_clock_shows(self, collection: str, record: Record) -> Record:
         """A stored record with the statuses the clock's rules give it now."""
@@ -291,12 +348,9 @@ class Resources:
         return record if shown is None else shown
 
     def moving_fields(self, coll: Collection) -> frozenset[str]:
-        """Fields whose stored values are not what clients see now: a lifecycle's steps and
-        the statuses the clock's rules set."""
-        moving = self.invariants.clock_fields.get(coll.name, frozenset())
-        if coll.lifecycle is not None:
-            moving |= coll.lifecycle.moving_fields
-        return moving
+        """Fields whose stored values are not what clients see now: a lifecycle's steps, the
+        statuses the clock's rules set and the live times."""
+        return self._moving.get(coll.name, _NOTHING_MOVES)
 
     def _found(self, ex: HandlerCall, coll: Collection, record_id: str) -> Record:
         record = ex.workspace.get(coll.name, record_id)
@@ -434,7 +488,7 @@ class Resources:
             if self.raw:
                 items = self._page_items(view, page_records)
             else:
-                items = [self.present(coll, view, r) for r in page_records]
+                items = [self.present(coll, view, r, lookup=ex.workspace.get) for r in page_records]
             total = len(found)
         else:
             # records move on the clock: the fields that move are filtered and sorted on what
@@ -450,12 +504,15 @@ class Resources:
             if bounds:
                 found = [r for r in found if _within(r, bounds)]
             if later or str(sort_field) in moving:
-                shown = [self.present(coll, view, r, encoded=False) for r in found]
+                shown = [
+                    self.present(coll, view, r, encoded=False, lookup=ex.workspace.get)
+                    for r in found
+                ]
                 shown = [r for r in shown if matches(r, later, None)]
                 shown.sort(key=sort_key(sort_field), reverse=descending)
                 items, total = shown[start : start + per_page], len(shown)
             else:
-                items = [self.present(coll, view, r) for r in found[start : start + per_page]]
+                items = self._page_now(coll, view, found[start : start + per_page], ex.workspace)
                 total = len(found)
         return ex.op.success_status, {
             "items": items,
@@ -463,6 +520,36 @@ class Resources:
             "page": page,
             "per_page": per_page,
         }
+
+    def _page_now(
+        self, coll: Collection, view: CollectionView, page: builtins.list[Record], ws: Workspace
+    ) -> Any:
+        """A page of records that read otherwise than stored, as they read now; a page of
+        seeded records whose reading depends only on them and the clock's second is encoded
+        once that second."""
+        steady = self.raw and coll.lifecycle is None and coll.name not in self.live.reads_others
+        key = tuple(map(id, page))
+        if steady:
+            self._this_second(self.clock.now())
+            hit = self._pages_now.get(key)
+            if hit is not None:
+                return hit[1]
+        items = [self.present(coll, view, r, lookup=ws.get) for r in page]
+        if not steady or not all(isinstance(i, msgspec.Raw) for i in items):
+            return items
+        joined = msgspec.Raw(b"[" + b",".join(items) + b"]")
+        if len(self._pages_now) >= _PAGES_MAX:
+            self._pages_now.clear()
+        self._pages_now[key] = (page, joined)  # holds the records, so their id()s are not reused
+        return joined
+
+    def _this_second(self, now: float) -> None:
+        """Forget what was encoded for an earlier second of the clock."""
+        second = int(now)
+        if second != self._shown_second:
+            self._shown.clear()
+            self._pages_now.clear()
+            self._shown_second = second
 
     def _page_items(self, view: CollectionView, page: builtins.list[Record]) -> Any:
         """A page's items, pre-encoded, remembered by the identity of its records.
@@ -487,7 +574,9 @@ class Resources:
     def get(self, ex: HandlerCall) -> tuple[int, Any]:
         coll = self._collection(ex)
         record = self._found(ex, coll, self._record_id(ex))
-        return ex.op.success_status, self.present(coll, ex.workspace.view(coll.name), record)
+        return ex.op.success_status, self.present(
+            coll, ex.workspace.view(coll.name), record, lookup=ex.workspace.get
+        )
 
     def create(self, ex: HandlerCall) -> tuple[int, Any]:
         hints = ex.op.hints
@@ -511,7 +600,9 @@ class Resources:
         if check is not None:
             check(ex.workspace, record)
         ex.workspace.write(coll.name, record)
-        return ex.op.success_status, self.present(coll, ex.workspace.view(coll.name), record)
+        return ex.op.success_status, self.present(
+            coll, ex.workspace.view(coll.name), record, lookup=ex.workspace.get
+        )
 
     def update(self, ex: HandlerCall) -> tuple[int, Any]:
         coll = self._collection(ex)
@@ -537,7 +628,7 @@ class Resources:
             check(ex.workspace, record)
         self.invariants.check(ex.workspace, coll.name, record, moment, set(changes))
         ex.workspace.write(coll.name, record)
-        return ex.op.success_status, self.present(coll, view, record)
+        return ex.op.success_status, self.present(coll, view, record, lookup=ex.workspace.get)
 
     def _check_when(self, ex: HandlerCall, coll: Collection, record: Record) -> None:
         """The record must be in a state the operation allows, as clients see it now (a record
@@ -545,7 +636,9 @@ class Resources:
         if not ex.op.hints.when:
             return
         if self.moving_fields(coll):
-            record = self.present(coll, ex.workspace.view(coll.name), record, encoded=False)
+            record = self.present(
+                coll, ex.workspace.view(coll.name), record, encoded=False, lookup=ex.workspace.get
+            )
         for field, allowed in ex.op.hints.when.items():
             if record.get(field) not in allowed:
                 code = ex.op.hints.conflict_code or DEFAULT_CONFLICT_CODE
@@ -653,8 +746,9 @@ class Resources:
         record = self._found(ex, coll, rid)
         self._check_when(ex, coll, record)
         updated = record
-        if hints.sets:
-            updated = {**record, **{k: self._value(v, ex, record) for k, v in hints.sets.items()}}
+        if hints.sets:  # from the record as it reads now: a status the clock moved stays moved
+            shown = self.as_clock_shows(coll.name, record)
+            updated = {**shown, **{k: self._value(v, ex, record) for k, v in hints.sets.items()}}
             updated["updated_at"] = self.clock.iso()
         self._check_refusals(ex, coll, record, updated)
         if hints.sets:
@@ -666,8 +760,11 @@ class Resources:
             given = {k: v for k, v in given.items() if v is not None}
             new = self._new_record(ex, target, given, {})
             ex.workspace.write(target.name, new)
-            return ex.op.success_status, self.present(target, ex.workspace.view(target.name), new)
-        return ex.op.success_status, self.present(coll, ex.workspace.view(coll.name), updated)
+            view = ex.workspace.view(target.name)
+            return ex.op.success_status, self.present(target, view, new, lookup=ex.workspace.get)
+        return ex.op.success_status, self.present(
+            coll, ex.workspace.view(coll.name), updated, lookup=ex.workspace.get
+        )
 
     def identity(self, ex: HandlerCall) -> tuple[int, Any]:
         return ex.op.success_status, self._identity(ex)

@@ -116,6 +116,16 @@ class BaseCollection:
             found = self._raw[id(record)] = msgspec.Raw(_encode(record))
         return found
 
+    def is_seeded(self, record: Record) -> bool:
+        """Whether this is a seeded record nobody changed (the very object the seed made)."""
+        i = self.pos.get(record["id"])
+        return i is not None and self.records[i] is record
+
+    @staticmethod
+    def encoded(record: Record) -> msgspec.Raw:
+        """A record encoded once, as `raw` encodes a seeded one."""
+        return msgspec.Raw(_encode(record))
+
     def index(self, field: str) -> dict[Any, list[int]]:
         """Positions of the records by the value of a field (each element, for list fields)."""
         idx = self._indexes.get(field)

@@ -582,6 +582,11 @@ def _hint_problems_of(
             if isinstance(change, Mapping) and isinstance(change.get("fields"), Mapping):
                 for field in change["fields"]:
                     compile_path(scope, f"{change.get('of')}->{field}", schemas)
+            live = prop.get("x-live-time")
+            if live is not None:
+                if not isinstance(live, Mapping) or not isinstance(live.get("when", {}), Mapping):
+                    raise ConditionError("x-live-time is a mapping with an optional `when` mapping")
+                compile_condition(scope, live.get("when") or {}, schemas)
             rule = prop.get("x-time") or {}
             before = rule.get("before")
             for bound in [rule.get("after"), *(before if isinstance(before, list) else [before])]:
