@@ -82,7 +82,9 @@ def body_for(
         target = _ref_of(prop)
         items = prop.get("items") if isinstance(prop.get("items"), dict) else None
         if target:
-            body[name] = _record(state, target)["id"]
+            # the source's own reference, when it has one: its times were made to follow it
+            named = (source or {}).get(name)
+            body[name] = named if isinstance(named, str) else _record(state, target)["id"]
         elif items is not None and _ref_of(items):
             # a script runs only on agents of its platforms (the spec's x-invariants refuse others)
             fits = None

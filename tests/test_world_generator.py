@@ -18,7 +18,7 @@ import pytest
 from opsmerge_sandbox.jsontypes import json_types
 from opsmerge_sandbox.spec import Spec, ref_of
 from opsmerge_sandbox.world import build_world
-from opsmerge_sandbox.world.conditions import compile_condition
+from opsmerge_sandbox.world.conditions import Env, compile_condition, time_operand, to_seconds
 from opsmerge_sandbox.world.context import WorldContext
 from opsmerge_sandbox.world.generator import GenerationError, World
 from opsmerge_sandbox.world.recipe import Recipe
@@ -369,10 +369,21 @@ def test_created_within_two_years_and_updated_between_created_and_epoch(
 
 def test_relative_times_follow_their_anchor(spec: Spec, world: World) -> None:
     checked = 0
+    schemas = {n: c.schema for n, c in spec.collections.items()}
+    env = Env(lambda c, i: None, 0, {}, schemas)
     for name, c in spec.collections.items():
         for field, prop in c.schema["properties"].items():
             after = (prop.get("x-time") or {}).get("after")
             if not after or "->" in after:  # a path through a reference: an x-invariants matter
+                continue
+            if "{" in after:  # shifted by a field: compared in seconds
+                anchor_of = time_operand(name, after, schemas)
+                for rec in world[name]:
+                    if rec[field] is not None:
+                        anchor_at = anchor_of(rec, env)
+                        assert anchor_at is not None, (name, field)
+                        assert (to_seconds(rec[field]) or 0) >= anchor_at, (name, field, rec["id"])
+                        checked += 1
                 continue
             for rec in world[name]:
                 if rec[field] is not None:
@@ -503,7 +514,8 @@ def test_scaled_recipe_keeps_every_guarantee(spec: Spec, recipe: Recipe) -> None
     world = build_world(spec, dataclasses.replace(recipe, counts=counts))
     assert len(world["agents"]) == 3 * recipe.counts["agents"]
     assert len(world["users"]) == len(recipe.records["users"])
-    assert world["tickets"] == world["tickets"][:1]  # only the named ticket
+    named_tickets = len(recipe.records["tickets"])
+    assert world["tickets"] == world["tickets"][:named_tickets]  # only the named tickets
     ids = {c: {r["id"] for r in recs} for c, recs in world.items()}
     for check in world["checks"]:
         assert check["agent_id"] in ids["agents"] and check["client_id"] in ids["clients"]

@@ -382,7 +382,8 @@ OPERATORS = frozenset(
 )
 
 
-def _time_operand(collection: str, text: Any, schemas: Schemas) -> Getter:
+def time_operand(collection: str, text: Any, schemas: Schemas) -> Getter:
+    """A time read from a path, shifted by a constant or a field: `started_at + {minutes}m`."""
     if not isinstance(text, str):
         raise ConditionError(f"a time operand must be text such as '$epoch - 5m', got {text!r}")
     m = _OPERAND.match(text.replace(" - ", " -").replace(" + ", " +"))
@@ -490,7 +491,7 @@ def _op(collection: str, op: str, arg: Any, schemas: Schemas) -> Callable[[Any, 
         )
         return lambda v, r, e: check(v)
     if op in _TIME_OPS:
-        operand = _time_operand(collection, arg, schemas)
+        operand = time_operand(collection, arg, schemas)
         cmp = _TIME_OPS[op]
 
         def time_test(v: Any, r: Record, e: Env) -> bool:

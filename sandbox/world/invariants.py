@@ -40,6 +40,7 @@ from opsmerge_sandbox.world.conditions import (
     compile_condition,
     compile_path,
     compile_template,
+    time_operand,
     to_seconds,
 )
 from opsmerge_sandbox.world.ref_hints import RefHint, ref_hints
@@ -590,8 +591,8 @@ def _hint_problems_of(
             rule = prop.get("x-time") or {}
             before = rule.get("before")
             for bound in [rule.get("after"), *(before if isinstance(before, list) else [before])]:
-                if isinstance(bound, str) and "->" in bound:
-                    compile_path(scope, bound, schemas)
+                if isinstance(bound, str) and ("->" in bound or "{" in bound):
+                    time_operand(scope, bound, schemas)
             ref = prop.get("x-ref") or (prop.get("items") or {}).get("x-ref")
             if isinstance(ref, Mapping):
                 if isinstance(ref.get("existed-at"), str):

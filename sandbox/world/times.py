@@ -4,10 +4,17 @@ story reads in order."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
-from opsmerge_sandbox.world.conditions import Schemas, compile_path, path_head, to_seconds
+from opsmerge_sandbox.world.conditions import (
+    Schemas,
+    compile_path,
+    path_head,
+    time_operand,
+    to_seconds,
+)
 from opsmerge_sandbox.world.context import Draft, FieldPlan, Redraw, Schema, WorldContext
 from opsmerge_sandbox.world.hints import nullable
 from opsmerge_sandbox.world.ref_hints import ref_hints
@@ -63,7 +70,7 @@ def time_plan(
     closed_by = _closing_of(ctx, scope) if name == "created_at" else None
     befores = [str(b) for b in _as_list(rule.get("before"))]
     bound_of = _earliest([_reader(b, ctx, scope, schemas) for b in befores])
-    deps += [path_head(b) or b for b in befores]
+    deps += [h for b in befores for h in _heads(b)]
 
     if name == "created_at" and not rule.get("after"):
         history = HISTORY_DAYS * DAY
@@ -134,7 +141,7 @@ def time_plan(
         creation = name == "created_at"
         base_of: Callable[[Draft], int | None]
         base_of = _reader(after, ctx, scope, schemas)
-        deps.append(path_head(after) or after)
+        deps += _heads(after)
 
         def make_after(d: Draft) -> str | None:
             base = base_of(d)
@@ -142,6 +149,8 @@ def time_plan(
                 return None
             if creation:  # a record is created after every record it refers to
                 base = max(base, d.not_before, *_parents(d))
+                if base > epoch:
+                    raise Redraw  # it follows a time past the epoch: not made yet
             room = max(0, min(width, epoch - base)) if until_epoch else width
             ts = base + (room if exactly else int(room * d.rng.random()))
             if (not is_date or until_epoch) and ts > epoch:
@@ -193,6 +202,16 @@ def time_plan(
     return FieldPlan(name, make_within, tuple(deps), on_fixed)
 
 
+_SHIFT = re.compile(r"\s[+-]\s*(?:\d+|\{)")
+_SHIFT_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _heads(source: str) -> list[str]:
+    """The record fields a time source waits for: its path's head and a shift's field."""
+    base = _SHIFT.split(source, 1)[0].strip()
+    return [path_head(base) or base, *_SHIFT_FIELD.findall(source)]
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -218,7 +237,12 @@ def _earliest(
 def _reader(
     source: str, ctx: WorldContext, scope: str, schemas: Schemas | None
 ) -> Callable[[Draft], int | None]:
-    """Seconds of the time a field of the record, or a path through its references, holds."""
+    """Seconds of the time a field of the record, or a path through its references, holds,
+    shifted by a constant or a field when it says so (`started_at + {duration_minutes}m`)."""
+    if _SHIFT.search(source):
+        shifted = time_operand(scope, source, schemas or ctx.schemas)
+        env = ctx.env
+        return lambda d: shifted(d.rec, env)
     if "->" in source:
         get = compile_path(scope, source, schemas or ctx.schemas)
         env = ctx.env

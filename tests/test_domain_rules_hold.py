@@ -1,0 +1,109 @@
+"""Business rules the help pages document, held by the seeded world and by writes, as an
+integrator reads them through the API: a client's ticket priority floor, an invoice billed to a
+billing contact, time saved once the work it records was done, and a rule's firing about a
+ticket that existed and met its condition."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+from typing import Any
+
+from litestar.testing import TestClient
+
+from opsmerge_sandbox.spec import Spec
+from opsmerge_sandbox.world.invariants import hint_problems
+from tests.conftest import every_record
+
+H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
+RANKS = {"Low": 0, "Medium": 1, "High": 2, "Critical": 3}
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _by_id(client: TestClient[Any], path: str) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in every_record(client, f"/api/v1/{path}", H)}
+
+
+def test_a_ticket_is_no_lower_than_its_clients_priority_floor(client: TestClient[Any]) -> None:
+    clients = _by_id(client, "clients")
+    judged = 0
+    for ticket in every_record(client, "/api/v1/tickets", H):
+        floor = clients[ticket["client_id"]]["default_ticket_priority"]
+        if floor is not None:
+            assert RANKS[ticket["priority"]] >= RANKS[floor], (ticket["id"], floor)
+            judged += 1
+    assert judged > 10
+
+
+def test_a_ticket_written_below_the_floor_is_raised_to_it(fresh_client: TestClient[Any]) -> None:
+    clients = every_record(fresh_client, "/api/v1/clients", H, status="active")
+    floored = next(c for c in clients if c["default_ticket_priority"] in ("High", "Critical"))
+    free = next(c for c in clients if c["default_ticket_priority"] is None)
+    floor = floored["default_ticket_priority"]
+    body = {"subject": "Printer jam", "client_id": floored["id"], "priority": "Low"}
+    made = fresh_client.post("/api/v1/tickets", json=body, headers=H)
+    assert made.status_code == 201, made.text
+    assert made.json()["data"]["priority"] == floor
+    ticket_id = made.json()["data"]["id"]
+    lowered = fresh_client.patch(
+        f"/api/v1/tickets/{ticket_id}", json={"priority": "Low"}, headers=H
+    )
+    assert lowered.status_code == 200 and lowered.json()["data"]["priority"] == floor
+    body = {"subject": "Printer jam", "client_id": free["id"], "priority": "Low"}
+    unfloored = fresh_client.post("/api/v1/tickets", json=body, headers=H)
+    assert unfloored.status_code == 201 and unfloored.json()["data"]["priority"] == "Low"
+
+
+def test_an_invoice_is_billed_to_a_billing_contact_of_its_client(client: TestClient[Any]) -> None:
+    contacts = _by_id(client, "contacts")
+    billed = 0
+    for invoice in every_record(client, "/api/v1/invoices", H):
+        contact_id = invoice["billing_contact_id"]
+        if contact_id is None:
+            continue
+        contact = contacts[contact_id]
+        assert contact["is_billing"] and contact["client_id"] == invoice["client_id"], invoice["id"]
+        billed += 1
+    assert billed > 100
+
+
+def test_time_is_saved_once_the_work_it_records_was_done(client: TestClient[Any]) -> None:
+    users = _by_id(client, "users")
+    entries = every_record(client, "/api/v1/time-entries", H)
+    assert entries
+    for entry in entries:
+        done = _at(entry["started_at"]) + timedelta(minutes=entry["duration_minutes"])
+        assert done <= _at(entry["created_at"]), entry["id"]
+        assert users[entry["user_id"]]["created_at"] <= entry["started_at"], entry["id"]
+
+
+def test_a_rule_fired_on_a_ticket_that_existed_and_met_its_condition(
+    client: TestClient[Any],
+) -> None:
+    fired = 0
+    for rule in every_record(client, "/api/v1/ticket-rules", H):
+        wanted = {
+            c["field"]: c["value"]
+            for c in rule["conditions"]["conditions"]
+            if c["operator"] == "=" and c["field"] == "priority"
+        }
+        for firing in every_record(client, f"/api/v1/ticket-rules/{rule['id']}/firings", H):
+            ticket = client.get(f"/api/v1/tickets/{firing['subject_id']}", headers=H).json()["data"]
+            assert ticket["created_at"] <= firing["fired_at"], firing["id"]
+            if "priority" in wanted:
+                assert ticket["priority"] == wanted["priority"], firing["id"]
+            fired += 1
+    assert fired
+
+
+def test_spec_check_refuses_a_shifted_time_naming_no_field(spec: Spec) -> None:
+    schemas = {name: c.schema for name, c in spec.collections.items()}
+    entry = copy.deepcopy(schemas["time_entries"])
+    entry["properties"]["created_at"]["x-time"]["after"] = "started_at + {nope}m"
+    problems = hint_problems({**schemas, "time_entries": entry})
+    assert problems == [
+        ("time_entries", "properties.created_at: 'nope': 'nope' is not a field of time_entries")
+    ]
