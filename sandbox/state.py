@@ -27,7 +27,7 @@ from opsmerge_sandbox.stores import (
     RateBuckets,
     RecordStore,
 )
-from opsmerge_sandbox.world.generator import build_world
+from opsmerge_sandbox.world.generator import build_world, key_mapping
 from opsmerge_sandbox.world.recipe import Recipe, api_key, load_recipe
 
 if TYPE_CHECKING:
@@ -71,9 +71,20 @@ class SandboxState:
         return key.rate_limit or self.default_rate_limit
 
     def fresh_keys(self) -> KeyStore:
-        """The recipe's keys as they were at start: minted keys dropped, revocations undone."""
+        """The recipe's keys as they were at start: minted keys dropped, revocations undone.
+
+        A key was made when the world's record of it says (what its audit entry and the key
+        list show), the world's epoch for a key the world keeps no record of."""
         epoch = self.recipe.epoch.strftime("%Y-%m-%dT%H:%M:%SZ")
-        return KeyRing([api_key(k, epoch) for k in self.recipe.keys])
+        mapping = key_mapping(self.spec)
+        records = self.bases.get(mapping.collection) if mapping is not None else None
+
+        def made(key_id: str) -> str:
+            record = records.get(key_id) if records is not None else None
+            created = record.get("created_at") if record is not None else None
+            return created if isinstance(created, str) else epoch
+
+        return KeyRing([api_key(k, made(k.id)) for k in self.recipe.keys])
 
 
 def prepare_bases(spec: Spec, world: dict[str, list[dict]]) -> dict[str, BaseCollection]:

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from opsmerge_sandbox.spec import Spec
+from opsmerge_sandbox.world import build_world
+from opsmerge_sandbox.world.recipe import Recipe
 from tests.conftest import ADMIN, every_record
 
 Records = dict[str, dict[str, dict[str, Any]]]  # object type -> id -> record
@@ -93,6 +96,24 @@ def test_a_key_is_made_by_its_owner(
 ) -> None:
     for e in _of(entries, "api_key.created"):
         assert e["actor_id"] == keys[e["object_id"]]["user_id"], e
+
+
+def test_a_key_is_revoked_by_its_owner(
+    entries: list[dict[str, Any]], keys: dict[str, dict[str, Any]]
+) -> None:
+    for e in _of(entries, "api_key.revoked"):
+        assert e["actor_id"] == keys[e["object_id"]]["user_id"], e
+
+
+def test_a_key_reads_as_made_when_its_record_says_and_was_used_only_after(
+    client: TestClient, entries: list[dict[str, Any]], spec: Spec, recipe: Recipe
+) -> None:
+    # the key list is for signed-in sessions only: the seeded world is where its records are
+    made = {k["id"]: k["created_at"] for k in build_world(spec, recipe)["api_keys"]}
+    me = client.get("/api/v1/auth/me", headers=H).json()["data"]["key"]
+    assert me["created_at"] == made[me["id"]]
+    for e in _of(entries, "api_key.created", "api_key.used"):
+        assert made[e["object_id"]] <= e["created_at"], e
 
 
 def test_a_revocation_names_a_revoked_key(

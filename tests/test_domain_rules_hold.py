@@ -107,3 +107,32 @@ def test_spec_check_refuses_a_shifted_time_naming_no_field(spec: Spec) -> None:
     assert problems == [
         ("time_entries", "properties.created_at: 'nope': 'nope' is not a field of time_entries")
     ]
+
+
+def test_a_run_finished_within_its_scripts_timeout(client: TestClient[Any]) -> None:
+    scripts = _by_id(client, "scripts")
+    finished = 0
+    for run in every_record(client, "/api/v1/script-runs", H):
+        if run["finished_at"] is not None:
+            took = _at(run["finished_at"]) - _at(run["started_at"])
+            timeout = timedelta(seconds=scripts[run["script_id"]]["timeout_seconds"])
+            assert took <= timeout, run["id"]
+            finished += 1
+    assert finished > 100
+
+
+def test_a_lead_has_signed_nothing_and_has_no_managed_endpoints(client: TestClient[Any]) -> None:
+    leads = {c["id"] for c in _by_id(client, "clients").values() if c["status"] == "lead"}
+    assert leads
+    for path in ("contracts", "invoices", "agents"):
+        records = every_record(client, f"/api/v1/{path}", H)
+        theirs = [r["id"] for r in records if r["client_id"] in leads]
+        assert theirs == [], path
+
+
+def test_a_client_that_left_has_no_active_contract(client: TestClient[Any]) -> None:
+    left = {c["id"] for c in _by_id(client, "clients").values() if c["status"] == "archived"}
+    theirs = [c for c in every_record(client, "/api/v1/contracts", H) if c["client_id"] in left]
+    assert theirs
+    for contract in theirs:
+        assert contract["status"] in ("ended", "voided"), contract["id"]

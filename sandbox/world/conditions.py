@@ -352,7 +352,8 @@ def compile_template(
 # `$epoch - 5m`, `issue_date + 30d`, or a count the record holds: `$epoch + {warning_days}d`
 _OPERAND = re.compile(
     r"^\s*(?P<path>[^+]+?)\s*"
-    r"(?:(?P<sign>[+-])\s*(?:(?P<n>\d+)|\{(?P<field>[A-Za-z_][A-Za-z0-9_]*)\})\s*(?P<unit>[smhd]))?\s*$"
+    r"(?:(?P<sign>[+-])\s*(?:(?P<n>\d+)|\{(?P<field>"
+    r"[A-Za-z_][A-Za-z0-9_]*(?:->[A-Za-z_][A-Za-z0-9_]*)*)\})\s*(?P<unit>[smhd]))?\s*$"
 )
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 _TIME_OPS: dict[str, Callable[[int, int], bool]] = {

@@ -136,6 +136,7 @@ def time_plan(
     after = rule.get("after")
     if after:
         width = span(rule)
+        width_of = _seconds_of(rule, ctx, scope, schemas, deps)
         exactly = bool(rule.get("exactly"))
         until_epoch = bool(rule.get("until_epoch"))
         creation = name == "created_at"
@@ -151,7 +152,8 @@ def time_plan(
                 base = max(base, d.not_before, *_parents(d))
                 if base > epoch:
                     raise Redraw  # it follows a time past the epoch: not made yet
-            room = max(0, min(width, epoch - base)) if until_epoch else width
+            wide = width if width_of is None else (width_of(d) or width)
+            room = max(0, min(wide, epoch - base)) if until_epoch else wide
             ts = base + (room if exactly else int(room * d.rng.random()))
             if (not is_date or until_epoch) and ts > epoch:
                 ts = max(base, epoch)  # events have happened by the epoch; dates may be ahead
@@ -169,10 +171,7 @@ def time_plan(
     if name != "created_at":
         deps.append("created_at")
     # `within_seconds` may name a field of the record holding the window (a check's interval)
-    seconds_hint = rule.get("within_seconds")
-    width_field = seconds_hint if isinstance(seconds_hint, str) else None
-    if width_field:
-        deps.append(width_field)
+    width_of = _seconds_of(rule, ctx, scope, schemas, deps)
     can_be_null = nullable(schema)
 
     older = int(rule.get("older_than_minutes", 0)) * 60
@@ -189,11 +188,7 @@ def time_plan(
         created = d.times.get("created_at")
         if created is not None and hi < created and can_be_null:
             return None  # bounded before the record existed: it has not happened
-        window = width
-        if width_field is not None:
-            field_width = d.rec.get(width_field)
-            if isinstance(field_width, int) and not isinstance(field_width, bool):
-                window = field_width
+        window = width if width_of is None else (width_of(d) or width)
         lo = min(max(start - window, created if created is not None else start - window), hi)
         ts = lo + int((hi - lo) * d.rng.random())
         d.times[name] = ts
@@ -203,13 +198,36 @@ def time_plan(
 
 
 _SHIFT = re.compile(r"\s[+-]\s*(?:\d+|\{)")
-_SHIFT_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SHIFT_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:->[^}]*)?\}")  # the head of its path
 
 
 def _heads(source: str) -> list[str]:
     """The record fields a time source waits for: its path's head and a shift's field."""
     base = _SHIFT.split(source, 1)[0].strip()
     return [path_head(base) or base, *_SHIFT_FIELD.findall(source)]
+
+
+def _seconds_of(
+    rule: dict[str, Any],
+    ctx: WorldContext,
+    scope: str,
+    schemas: Schemas | None,
+    deps: list[str],
+) -> Callable[[Draft], int | None] | None:
+    """A reader of `within_seconds` when it names a field or a path (`script_id->timeout`)
+    holding the window in seconds; None when it is a number or absent."""
+    source = rule.get("within_seconds")
+    if not isinstance(source, str):
+        return None
+    deps.append(path_head(source) or source)
+    get = compile_path(scope, source, schemas or ctx.schemas)
+    env = ctx.env
+
+    def seconds(d: Draft) -> int | None:
+        value = get(d.rec, env)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return seconds
 
 
 def _as_list(value: Any) -> list[Any]:
