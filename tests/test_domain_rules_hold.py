@@ -6,14 +6,19 @@ ticket that existed and met its condition."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 
 from opsmerge_sandbox.spec import Spec
+from opsmerge_sandbox.world import build_world, load_recipe
+from opsmerge_sandbox.world.generator import GenerationError
 from opsmerge_sandbox.world.invariants import hint_problems
-from tests.conftest import every_record
+from tests.conftest import every_record, spec_with
 
 H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
 RANKS = {"Low": 0, "Medium": 1, "High": 2, "Critical": 3}
@@ -136,3 +141,49 @@ def test_a_client_that_left_has_no_active_contract(client: TestClient[Any]) -> N
     assert theirs
     for contract in theirs:
         assert contract["status"] in ("ended", "voided"), contract["id"]
+
+
+def test_a_new_ticket_has_no_answers_and_no_time_logged(client: TestClient[Any]) -> None:
+    new = {t["id"] for t in every_record(client, "/api/v1/tickets", H, status="New")}
+    assert new
+    entries = every_record(client, "/api/v1/time-entries", H)
+    assert entries and not [e["id"] for e in entries if e["ticket_id"] in new]
+    for ticket_id in sorted(new):
+        comments = client.get(f"/api/v1/tickets/{ticket_id}/comments", headers=H).json()["data"]
+        assert comments["total"] == 0, ticket_id
+
+
+def test_a_hostname_names_one_endpoint_of_a_client_and_a_domain_is_monitored_once(
+    client: TestClient[Any],
+) -> None:
+    agents = every_record(client, "/api/v1/agents", H)
+    pairs = Counter((a["client_id"], a["hostname"]) for a in agents)
+    assert pairs and max(pairs.values()) == 1
+    domains = Counter(d["domain"] for d in every_record(client, "/api/v1/domains", H))
+    assert domains and max(domains.values()) == 1
+
+
+def test_the_generator_draws_again_a_record_that_would_repeat_a_unique_value(spec: Spec) -> None:
+    lamp = {
+        "type": "object",
+        "x-collection": {"name": "lamps", "id-prefix": "lmp"},
+        "properties": {
+            "id": {"type": "string"},
+            "colour": {"type": "string", "enum": ["red", "amber", "green", "blue", "white"]},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+        "x-invariants": [
+            {
+                "id": "one-of-each",
+                "class": "identity",
+                "on-write": "seeded-only",
+                "unique": ["colour"],
+            },
+        ],
+    }
+    patched = spec_with(spec, {"Lamp": lamp})
+    recipe = load_recipe()
+    world = build_world(patched, dataclasses.replace(recipe, counts={**recipe.counts, "lamps": 5}))
+    assert sorted(x["colour"] for x in world["lamps"]) == ["amber", "blue", "green", "red", "white"]
+    with pytest.raises(GenerationError, match="lamps"):
+        build_world(patched, dataclasses.replace(recipe, counts={**recipe.counts, "lamps": 6}))

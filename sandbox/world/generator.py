@@ -18,6 +18,7 @@ from typing import Any
 
 from opsmerge_sandbox.spec import Collection, Spec, ref_arms, ref_copies, ref_of
 from opsmerge_sandbox.world.computed_fields import derive_fields, has_computed, settle_seeded
+from opsmerge_sandbox.world.conditions import Condition, compile_condition
 from opsmerge_sandbox.world.key_records import KeyRecords, key_records
 from opsmerge_sandbox.world.recipe import KeySpec, Recipe
 from opsmerge_sandbox.world.values import (
@@ -192,6 +193,7 @@ def _generate(
     # without the Python-level wrapper): each record still gets its own stream.
     rng = random.Random()
     reseed = _random.Random.seed
+    distinct = _distinct_rules(collection, ctx)
     for i in range(count):
         if progress is not None and i % _REPORT_EVERY == 0:
             progress(name, done_before + i, total)
@@ -211,6 +213,8 @@ def _generate(
                         if maybe_set and field in rec:
                             continue
                         rec[field] = make(draft)
+                if distinct:
+                    _claim_distinct(distinct, draft.rec, ctx)
                 break
             except Redraw:
                 for left, index in reversed(draft.claims):  # what it took is free again
@@ -229,6 +233,40 @@ def _generate(
         records.append({k: rec[k] for k in props if k in rec})
         created.append(draft.times.get("created_at", epoch))
     settle_seeded(collection, records)  # rules over the whole collection (numbers by date)
+
+
+Distinct = list[tuple[tuple[str, ...], Condition, set[tuple[Any, ...]]]]
+
+
+def _distinct_rules(collection: Collection, ctx: WorldContext) -> Distinct:
+    """The collection's `unique` invariants, each with the values its records have taken: a
+    record that would repeat one is drawn again (two agents of a client do not share a
+    hostname), so the checker's rule holds by construction."""
+    out: Distinct = []
+    for inv in collection.schema.get("x-invariants") or ():
+        fields = inv.get("unique") if isinstance(inv, dict) else None
+        if isinstance(fields, list) and fields:
+            when = compile_condition(collection.name, inv.get("when") or {}, ctx.schemas)
+            out.append((tuple(str(f) for f in fields), when, set()))
+    return out
+
+
+def _claim_distinct(distinct: Distinct, rec: dict[str, Any], ctx: WorldContext) -> None:
+    """Take the record's values for each `unique` rule, or Redraw when one is taken (nothing
+    is taken then)."""
+    keys = []
+    for fields, when, taken in distinct:
+        if when(rec, ctx.env):
+            key = tuple(_hashable(rec.get(f)) for f in fields)
+            if key in taken:
+                raise Redraw
+            keys.append((taken, key))
+    for taken, key in keys:
+        taken.add(key)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _fill_named(draft: Draft, plans: list[FieldPlan]) -> None:
