@@ -11,12 +11,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from uvicorn.protocols.http import httptools_impl
 
 from opsmerge_contracts.sandboxes import LoopbackServer
+from opsmerge_sandbox import clock as clock_module
 from tests.conftest import make_app
 
 OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
@@ -143,7 +145,13 @@ def test_an_api_request_makes_no_asgi_cycle_and_no_task_on_the_embedded_store(
     assert (cycles, tasks) == (0, 0)
 
 
-def test_a_lane_answer_is_byte_for_byte_what_the_asgi_way_writes() -> None:
+def test_a_lane_answer_is_byte_for_byte_what_the_asgi_way_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # an online agent's heartbeat keeps pace with the clock: both answers are read in one
+    # second of it, so the bytes compare whatever second each request lands in
+    held = time.time()
+    monkeypatch.setattr(clock_module, "time", SimpleNamespace(time=lambda: held))
     lane_app, asgi_app = make_app(), make_app()
     del asgi_app.state.api_lane  # the same sandbox, every request through ASGI
     cases = [
