@@ -22,7 +22,7 @@ from typing import Any
 
 from opsmerge_sandbox.errors import ApiError, Detail
 from opsmerge_sandbox.store.workspace import Workspace
-from opsmerge_sandbox.world.conditions import Env, condition_fields
+from opsmerge_sandbox.world.conditions import Env, Getter, compile_path, condition_fields
 from opsmerge_sandbox.world.invariants import (
     Invariant,
     apply_fix,
@@ -47,9 +47,20 @@ class WriteInvariants:
         # date has passed, whether or not anyone has written to it since)
         self.clock_fixes: dict[str, list[Invariant]] = {}
         self.clock_fields: dict[str, frozenset[str]] = {}
+        # rules whose `when` is one path through a reference and its values (a client's
+        # priority floor): the path is read once per write, not once per rule
+        self.gates: dict[tuple[str, str], Gate] = {}
+        # the same rules with their gates, in order: what a write runs
+        self._gated_fixes: dict[str, list[tuple[Invariant, Gate | None]]] = {}
+        self._gated_checks: dict[str, list[tuple[Invariant, frozenset[str], Gate | None]]] = {}
         for inv in compile_invariants(schemas):
             if inv.decl_on_write not in ("refuse", "derive"):
                 continue
+            gate = _gate(inv, schemas)
+            if gate is not None:
+                self.gates[(inv.collection, inv.id)] = gate
+            if inv.fix:
+                self._gated_fixes.setdefault(inv.collection, []).append((inv, gate))
             if inv.fix:
                 self.fixes.setdefault(inv.collection, []).append(inv)
                 if _reads_clock_only(inv):
@@ -66,15 +77,23 @@ class WriteInvariants:
                 reads = frozenset({inv.each})
             if inv.kind in ("require", "refs-before"):
                 self.by_collection.setdefault(inv.collection, []).append((inv, reads))
+                checks = self._gated_checks.setdefault(inv.collection, [])
+                checks.append((inv, reads, gate))
 
     def derive(self, ws: Workspace, collection: str, record: Record, now: int) -> None:
         """Set the `fix` fields of each derive rule the record breaks, until none is left to fix."""
-        rules = self.fixes.get(collection)
+        rules = self._gated_fixes.get(collection)
         if not rules:
             return
         env = Env(ws.get, now, {}, self.schemas)
         for _ in range(_FIX_ROUNDS):
-            if not any([apply_fix(inv, record, env) for inv in rules]):
+            read: dict[str, Any] = {}
+            fixed = False
+            for inv, gate in rules:
+                if (gate is None or _open(gate, record, env, read)) and apply_fix(inv, record, env):
+                    fixed = True
+                    read.clear()  # a fix may change what a gate reads
+            if not fixed:
                 return
 
     def follow_clock(self, collection: str, record: Record, now: int) -> Record | None:
@@ -102,12 +121,15 @@ class WriteInvariants:
     ) -> None:
         """Refuse the record (400 VALIDATION_ERROR naming the field) if it breaks one; on an
         update only the invariants reading a changed field are judged."""
-        rules = self.by_collection.get(collection)
+        rules = self._gated_checks.get(collection)
         if not rules:
             return
         env = Env(ws.get, now, {}, self.schemas)
-        for inv, reads in rules:
+        read: dict[str, Any] = {}
+        for inv, reads, gate in rules:
             if changed is not None and not any(f in changed for f in reads):
+                continue
+            if gate is not None and not _open(gate, record, env, read):
                 continue
             if inv.kind == "refs-before":
                 why = refs_before_problem(inv, record, env, live=True)
@@ -121,6 +143,33 @@ class WriteInvariants:
                     f"{field}: {message} ({why}).",
                     [Detail("body", field, f"{message} ({why})")],
                 )
+
+
+Gate = tuple[str, Getter, frozenset[Any]]  # a `when` of one path and its values
+
+
+def _open(gate: Gate, record: Record, env: Env, read: dict[str, Any]) -> bool:
+    """Whether a gated rule's `when` may hold: its path is read once per pass (`read` keeps
+    it), and a rule whose values lack what it holds is skipped."""
+    path, get, values = gate
+    if path not in read:
+        read[path] = get(record, env)
+    value = read[path]
+    return isinstance(value, list) or value in values
+
+
+def _gate(inv: Invariant, schemas: Mapping[str, Any]) -> Gate | None:
+    """(path, reader, values) of a rule whose `when` is one path through a reference with a
+    list of plain values, else None."""
+    when = inv.raw.get("when")
+    if not isinstance(when, Mapping) or len(when) != 1:
+        return None
+    [(path, values)] = when.items()
+    if "->" not in str(path) or not isinstance(values, list):
+        return None
+    if not all(isinstance(v, str | int | None) for v in values):
+        return None
+    return str(path), compile_path(inv.collection, str(path), schemas), frozenset(values)
 
 
 def _reads_clock_only(inv: Invariant) -> bool:
