@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,32 @@ def every_record(
         if len(items) >= data["total"] or not data["items"]:
             return items
         page += 1
+
+
+def records_by_id(client: Any, path: str, headers: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Every record a list operation answers, by id."""
+    return {r["id"]: r for r in every_record(client, path, headers)}
+
+
+def at(text: str) -> datetime:
+    """An API timestamp (`...Z`) as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def sandbox_now(client: Any, workspace: str | None = None) -> datetime:
+    """The sandbox clock's now, or one workspace's."""
+    headers = {**ADMIN, **({"X-Sandbox-Workspace": workspace} if workspace else {})}
+    return at(client.get("/_sandbox/clock", headers=headers).json()["data"]["now"])
+
+
+def advance_clock(client: Any, workspace: str, seconds: float) -> None:
+    """Move one workspace's clock forward."""
+    r = client.post(
+        "/_sandbox/clock",
+        headers={**ADMIN, "X-Sandbox-Workspace": workspace},
+        json={"advance_seconds": seconds},
+    )
+    assert r.status_code == 200, r.text
 
 
 def spec_with(spec: Spec, schemas: dict[str, Any]) -> Spec:

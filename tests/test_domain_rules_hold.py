@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,18 +18,14 @@ from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
 from opsmerge_sandbox.world.generator import GenerationError
 from opsmerge_sandbox.world.invariants import hint_problems
-from tests.conftest import every_record, spec_with
+from tests.conftest import at, every_record, records_by_id, spec_with
 
 H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
 RANKS = {"Low": 0, "Medium": 1, "High": 2, "Critical": 3}
 
 
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def _by_id(client: TestClient[Any], path: str) -> dict[str, dict[str, Any]]:
-    return {r["id"]: r for r in every_record(client, f"/api/v1/{path}", H)}
+    return records_by_id(client, f"/api/v1/{path}", H)
 
 
 def test_a_ticket_is_no_lower_than_its_clients_priority_floor(client: TestClient[Any]) -> None:
@@ -80,8 +76,8 @@ def test_time_is_saved_once_the_work_it_records_was_done(client: TestClient[Any]
     entries = every_record(client, "/api/v1/time-entries", H)
     assert entries
     for entry in entries:
-        done = _at(entry["started_at"]) + timedelta(minutes=entry["duration_minutes"])
-        assert done <= _at(entry["created_at"]), entry["id"]
+        done = at(entry["started_at"]) + timedelta(minutes=entry["duration_minutes"])
+        assert done <= at(entry["created_at"]), entry["id"]
         assert users[entry["user_id"]]["created_at"] <= entry["started_at"], entry["id"]
 
 
@@ -119,7 +115,7 @@ def test_a_run_finished_within_its_scripts_timeout(client: TestClient[Any]) -> N
     finished = 0
     for run in every_record(client, "/api/v1/script-runs", H):
         if run["finished_at"] is not None:
-            took = _at(run["finished_at"]) - _at(run["started_at"])
+            took = at(run["finished_at"]) - at(run["started_at"])
             timeout = timedelta(seconds=scripts[run["script_id"]]["timeout_seconds"])
             assert took <= timeout, run["id"]
             finished += 1

@@ -6,7 +6,7 @@ epoch; what has stopped stays where it stopped."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from litestar.testing import TestClient
@@ -14,29 +14,20 @@ from litestar.testing import TestClient
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
 from opsmerge_sandbox.world.invariants import hint_problems
-from tests.conftest import ADMIN, every_record
+from tests.conftest import advance_clock, at, every_record, sandbox_now
 
 H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
 HEARTBEAT = timedelta(minutes=5)  # online: heard from in the last five minutes
 
 
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _now(client: TestClient[Any], ws: str | None = None) -> datetime:
-    headers = {**ADMIN, **({"X-Sandbox-Workspace": ws} if ws else {})}
-    return _at(client.get("/_sandbox/clock", headers=headers).json()["data"]["now"])
-
-
 def test_an_online_agent_was_heard_from_in_the_last_five_minutes(client: TestClient[Any]) -> None:
     agents = every_record(client, "/api/v1/agents", H)
-    now = _now(client)
+    now = sandbox_now(client)
     online = [a for a in agents if a["status"] == "online"]
     assert len(online) > 300
     for agent in online:
-        assert now - HEARTBEAT - timedelta(seconds=5) <= _at(agent["last_seen_at"]), agent["id"]
-        assert _at(agent["last_seen_at"]) <= now + timedelta(seconds=5), agent["id"]
+        assert now - HEARTBEAT - timedelta(seconds=5) <= at(agent["last_seen_at"]), agent["id"]
+        assert at(agent["last_seen_at"]) <= now + timedelta(seconds=5), agent["id"]
     single = client.get(f"/api/v1/agents/{online[0]['id']}", headers=H).json()["data"]
     assert single["last_seen_at"] >= online[0]["last_seen_at"]
 
@@ -55,25 +46,20 @@ def test_what_stopped_stays_where_it_stopped(client: TestClient[Any], spec: Spec
 
 def test_an_enabled_check_on_an_online_agent_keeps_running(client: TestClient[Any]) -> None:
     online = {a["id"] for a in every_record(client, "/api/v1/agents", H, status="online")}
-    now = _now(client)
+    now = sandbox_now(client)
     judged = 0
     for check in every_record(client, "/api/v1/checks", H):
         if check["enabled"] and check["agent_id"] in online and check["last_run_at"] is not None:
             window = HEARTBEAT + timedelta(seconds=check["interval_seconds"] + 5)
-            assert now - window <= _at(check["last_run_at"]), check["id"]
+            assert now - window <= at(check["last_run_at"]), check["id"]
             judged += 1
     assert judged > 1000
 
 
 def test_a_workspace_whose_clock_moved_hears_its_agents_then(client: TestClient[Any]) -> None:
     ws = f"beat-{uuid.uuid4().hex[:8]}"
-    r = client.post(
-        "/_sandbox/clock",
-        headers={**ADMIN, "X-Sandbox-Workspace": ws},
-        json={"advance_seconds": 3 * 86_400},
-    )
-    assert r.status_code == 200, r.text
-    now = _now(client, ws)
+    advance_clock(client, ws, 3 * 86_400)
+    now = sandbox_now(client, ws)
     headers = {**H, "X-Sandbox-Workspace": ws}
     latest = client.get(
         "/api/v1/agents", headers=headers, params={"sort": "-last_seen_at", "per_page": 100}
@@ -82,9 +68,9 @@ def test_a_workspace_whose_clock_moved_hears_its_agents_then(client: TestClient[
         (a["last_seen_at"] for a in latest), reverse=True
     )
     assert latest[0]["status"] == "online"
-    assert now - HEARTBEAT <= _at(latest[0]["last_seen_at"]) <= now
+    assert now - HEARTBEAT <= at(latest[0]["last_seen_at"]) <= now
     elsewhere = client.get(f"/api/v1/agents/{latest[0]['id']}", headers=H).json()["data"]
-    assert _at(elsewhere["last_seen_at"]) < now - timedelta(days=2)
+    assert at(elsewhere["last_seen_at"]) < now - timedelta(days=2)
 
 
 def test_spec_check_refuses_a_live_time_it_cannot_read(spec: Spec) -> None:

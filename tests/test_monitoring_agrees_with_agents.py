@@ -7,24 +7,20 @@ fell silent when it was archived."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from litestar.testing import TestClient
 
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
-from tests.conftest import every_record, spec_with
+from tests.conftest import at, every_record, records_by_id, spec_with
 
 H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
 
 
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def _by_id(client: TestClient[Any], path: str) -> dict[str, dict[str, Any]]:
-    return {r["id"]: r for r in every_record(client, f"/api/v1/{path}", H)}
+    return records_by_id(client, f"/api/v1/{path}", H)
 
 
 def test_an_enabled_check_ran_within_its_interval_before_its_agent_was_last_heard(
@@ -35,8 +31,8 @@ def test_an_enabled_check_ran_within_its_interval_before_its_agent_was_last_hear
     for check in every_record(client, "/api/v1/checks", H):
         if not check["enabled"] or check["last_run_at"] is None:
             continue
-        heard = _at(agents[check["agent_id"]]["last_seen_at"])
-        ran = _at(check["last_run_at"])
+        heard = at(agents[check["agent_id"]]["last_seen_at"])
+        ran = at(check["last_run_at"])
         assert heard - timedelta(seconds=check["interval_seconds"]) <= ran <= heard, check["id"]
         judged += 1
     assert judged > 1000
@@ -138,15 +134,15 @@ def test_a_time_within_a_fields_seconds_before_the_earliest_bound(spec: Spec) ->
     beacons = {b["id"]: b for b in world["beacons"]}
     ran = never = off = 0
     for p in world["pings"]:
-        heard = _at(beacons[p["beacon_id"]]["heard_at"])
+        heard = at(beacons[p["beacon_id"]]["heard_at"])
         if p["created_at"] > beacons[p["beacon_id"]]["heard_at"]:
             assert p["ran_at"] is None, p  # bounded before it existed: it has not happened
             never += 1
             continue
-        at = _at(p["ran_at"])
-        assert _at(p["created_at"]) <= at <= heard, p
+        ran_at = at(p["ran_at"])
+        assert at(p["created_at"]) <= ran_at <= heard, p
         if p["on"]:
-            assert heard - timedelta(seconds=p["every"]) <= at, p
+            assert heard - timedelta(seconds=p["every"]) <= ran_at, p
             ran += 1
         else:
             assert p["ran_at"] <= p["updated_at"], p

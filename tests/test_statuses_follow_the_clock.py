@@ -15,15 +15,9 @@ from litestar.testing import TestClient
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
 from opsmerge_sandbox.world.invariants import invariant_problems
-from tests.conftest import ADMIN, every_record
+from tests.conftest import advance_clock, at, every_record, sandbox_now
 
 H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
-
-
-def _now(client: TestClient[Any], ws: str | None = None) -> datetime:
-    headers = {**ADMIN, **({"X-Sandbox-Workspace": ws} if ws else {})}
-    text = client.get("/_sandbox/clock", headers=headers).json()["data"]["now"]
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _stored(spec: Spec, collection: str, status: str) -> list[dict[str, Any]]:
@@ -34,7 +28,7 @@ def _stored(spec: Spec, collection: str, status: str) -> list[dict[str, Any]]:
 def test_an_open_invoice_past_its_due_date_reads_overdue_without_a_write(
     client: TestClient[Any], spec: Spec
 ) -> None:
-    today = _now(client).date()
+    today = sandbox_now(client).date()
     stored = _stored(spec, "invoices", "Open")
     late = [i for i in stored if date.fromisoformat(i["due_date"]) < today]
     assert late  # the seeded world is older than its invoices' terms
@@ -62,7 +56,7 @@ def test_the_status_filter_and_sort_judge_what_clients_see(client: TestClient[An
 def test_an_active_contract_past_its_end_date_reads_ended(
     client: TestClient[Any], spec: Spec
 ) -> None:
-    today = _now(client).date()
+    today = sandbox_now(client).date()
     stored = _stored(spec, "contracts", "active")
     past = [c for c in stored if c["end_date"] and date.fromisoformat(c["end_date"]) < today]
     assert past
@@ -79,19 +73,14 @@ def test_a_workspace_whose_clock_moved_sees_certificates_near_expiry(
     ws = f"ssl-{uuid.uuid4().hex[:8]}"
     headers = {**H, "X-Sandbox-Workspace": ws}
     before = {d["id"]: d for d in every_record(client, "/api/v1/domains", headers)}
-    r = client.post(
-        "/_sandbox/clock",
-        headers={**ADMIN, "X-Sandbox-Workspace": ws},
-        json={"advance_seconds": 200 * 86_400},
-    )
-    assert r.status_code == 200, r.text
-    now = _now(client, ws)
+    advance_clock(client, ws, 200 * 86_400)
+    now = sandbox_now(client, ws)
     moved = 0
     for domain in every_record(client, "/api/v1/domains", headers):
         expires = domain["ssl_expires_at"]
         if expires is None:
             continue
-        left = datetime.fromisoformat(expires.replace("Z", "+00:00")) - now
+        left = at(expires) - now
         if left < timedelta(days=domain["ssl_critical_days"]):
             assert domain["status"] == "critical", domain["id"]
         elif left < timedelta(days=domain["ssl_warning_days"]):

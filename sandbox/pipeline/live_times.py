@@ -14,13 +14,26 @@ from typing import Any
 
 from opsmerge_sandbox.clock import format_iso
 from opsmerge_sandbox.spec import Spec
-from opsmerge_sandbox.world.conditions import Condition, Env, Lookup, compile_condition, to_seconds
+from opsmerge_sandbox.world.conditions import (
+    Condition,
+    Env,
+    Lookup,
+    compile_condition,
+    no_lookup,
+    to_seconds,
+)
 
 Record = dict[str, Any]
 
 
-def _nothing(collection: str, record_id: Any) -> None:
-    return None
+def live_hints(schema: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Field -> the `when` of its `x-live-time` (empty: always), for an object schema."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for field, prop in (schema.get("properties") or {}).items():
+        live = prop.get("x-live-time") if isinstance(prop, Mapping) else None
+        if isinstance(live, Mapping):
+            out[field] = live.get("when") or {}
+    return out
 
 
 class LiveTimes:
@@ -36,13 +49,11 @@ class LiveTimes:
         if epoch is None:
             return
         for name, schema in schemas.items():
-            for field, prop in (schema.get("properties") or {}).items():
-                live = prop.get("x-live-time") if isinstance(prop, Mapping) else None
-                if isinstance(live, Mapping):
-                    when = compile_condition(name, live.get("when") or {}, schemas)
-                    self.by_collection.setdefault(name, []).append((field, when))
-                    if "->" in repr(live.get("when")):
-                        self.reads_others.add(name)
+            for field, live_when in live_hints(schema).items():
+                when = compile_condition(name, live_when, schemas)
+                self.by_collection.setdefault(name, []).append((field, when))
+                if "->" in repr(live_when):
+                    self.reads_others.add(name)
 
     def fields(self, collection: str) -> frozenset[str]:
         return frozenset(f for f, _ in self.by_collection.get(collection, ()))
@@ -58,7 +69,7 @@ class LiveTimes:
         shift = int(now - self.epoch)
         if shift <= 0:
             return None
-        env = Env(lookup or _nothing, int(now), {}, self.schemas)
+        env = Env(lookup or no_lookup, int(now), {}, self.schemas)
         out: Record | None = None
         for field, when in live:
             at = to_seconds(record.get(field))
@@ -74,10 +85,7 @@ def live_fields_by_prefix(spec: Spec) -> dict[str, frozenset[str]]:
     """Id prefix -> the fields of that collection's records that keep pace with the clock."""
     out: dict[str, frozenset[str]] = {}
     for coll in spec.collections.values():
-        props = coll.schema.get("properties") or {}
-        live = frozenset(
-            f for f, p in props.items() if isinstance(p, Mapping) and "x-live-time" in p
-        )
+        live = frozenset(live_hints(coll.schema))
         if live:
             out[coll.id_prefix] = live
     return out

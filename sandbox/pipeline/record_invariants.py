@@ -22,7 +22,13 @@ from typing import Any
 
 from opsmerge_sandbox.errors import ApiError, Detail
 from opsmerge_sandbox.store.workspace import Workspace
-from opsmerge_sandbox.world.conditions import Env, Getter, compile_path, condition_fields
+from opsmerge_sandbox.world.conditions import (
+    Env,
+    Getter,
+    compile_path,
+    condition_fields,
+    no_lookup,
+)
 from opsmerge_sandbox.world.invariants import (
     Invariant,
     apply_fix,
@@ -40,29 +46,22 @@ class WriteInvariants:
 
     def __init__(self, schemas: Mapping[str, Mapping[str, Any]]) -> None:
         self.schemas = schemas
-        self.by_collection: dict[str, list[tuple[Invariant, frozenset[str]]]] = {}
-        self.fixes: dict[str, list[Invariant]] = {}
         # derive rules that hold on reads too (`on-read: derive`: they read the clock and only
         # the record): what they fix follows the clock (an Open invoice is Overdue once its due
         # date has passed, whether or not anyone has written to it since)
         self.clock_fixes: dict[str, list[Invariant]] = {}
         self.clock_fields: dict[str, frozenset[str]] = {}
-        # rules whose `when` is one path through a reference and its values (a client's
-        # priority floor): the path is read once per write, not once per rule
-        self.gates: dict[tuple[str, str], Gate] = {}
-        # the same rules with their gates, in order: what a write runs
-        self._gated_fixes: dict[str, list[tuple[Invariant, Gate | None]]] = {}
-        self._gated_checks: dict[str, list[tuple[Invariant, frozenset[str], Gate | None]]] = {}
+        # the rules a write runs, in order, each with its gate: a rule whose `when` is one path
+        # through a reference and its values (a client's priority floor) reads that path once
+        # per pass, not once per rule
+        self.fixes: dict[str, list[tuple[Invariant, Gate | None]]] = {}
+        self.checks: dict[str, list[tuple[Invariant, frozenset[str], Gate | None]]] = {}
         for inv in compile_invariants(schemas):
             if inv.decl_on_write not in ("refuse", "derive"):
                 continue
             gate = _gate(inv, schemas)
-            if gate is not None:
-                self.gates[(inv.collection, inv.id)] = gate
             if inv.fix:
-                self._gated_fixes.setdefault(inv.collection, []).append((inv, gate))
-            if inv.fix:
-                self.fixes.setdefault(inv.collection, []).append(inv)
+                self.fixes.setdefault(inv.collection, []).append((inv, gate))
                 if _reads_clock_only(inv):
                     self.clock_fixes.setdefault(inv.collection, []).append(inv)
                     fields = self.clock_fields.get(inv.collection, frozenset())
@@ -76,13 +75,11 @@ class WriteInvariants:
             elif inv.each is not None:
                 reads = frozenset({inv.each})
             if inv.kind in ("require", "refs-before"):
-                self.by_collection.setdefault(inv.collection, []).append((inv, reads))
-                checks = self._gated_checks.setdefault(inv.collection, [])
-                checks.append((inv, reads, gate))
+                self.checks.setdefault(inv.collection, []).append((inv, reads, gate))
 
     def derive(self, ws: Workspace, collection: str, record: Record, now: int) -> None:
         """Set the `fix` fields of each derive rule the record breaks, until none is left to fix."""
-        rules = self._gated_fixes.get(collection)
+        rules = self.fixes.get(collection)
         if not rules:
             return
         env = Env(ws.get, now, {}, self.schemas)
@@ -102,7 +99,7 @@ class WriteInvariants:
         rules = self.clock_fixes.get(collection)
         if not rules:
             return None
-        env = Env(_nothing, now, {}, self.schemas)
+        env = Env(no_lookup, now, {}, self.schemas)
         if all(check_record(inv, record, env) is None for inv in rules):
             return None
         shown = dict(record)
@@ -121,7 +118,7 @@ class WriteInvariants:
     ) -> None:
         """Refuse the record (400 VALIDATION_ERROR naming the field) if it breaks one; on an
         update only the invariants reading a changed field are judged."""
-        rules = self._gated_checks.get(collection)
+        rules = self.checks.get(collection)
         if not rules:
             return
         env = Env(ws.get, now, {}, self.schemas)
@@ -177,10 +174,6 @@ def _reads_clock_only(inv: Invariant) -> bool:
     nothing beyond its record (no `->` paths)."""
     text = repr((inv.raw.get("when"), inv.raw.get("require")))
     return inv.raw.get("on-read") == "derive" and inv.each is None and "->" not in text
-
-
-def _nothing(collection: str, record_id: Any) -> None:
-    return None
 
 
 def _reference_fields(schema: Mapping[str, Any]) -> list[str]:

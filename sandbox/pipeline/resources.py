@@ -212,6 +212,15 @@ class Resources:
         self._moves_on_read = frozenset(self.invariants.clock_fixes) | frozenset(
             self.live.by_collection
         )
+        # of those, the ones whose seeded records read as they and the clock's second alone
+        # say (no lifecycle, no live time reading another record): encoded once a second
+        self._by_second = frozenset(
+            name
+            for name in self._moves_on_read
+            if raw
+            and spec.collections[name].lifecycle is None
+            and name not in self.live.reads_others
+        )
         # collection -> [(referencing collection, field)], for refusing deletes still in use
         self.referrers: dict[str, list[tuple[str, str]]] = {}
         for name, fields in self.refs.items():
@@ -297,13 +306,7 @@ class Resources:
         if not stepping and coll.name not in self._moves_on_read:
             return view.base.raw(record) if self.raw and encoded else record
         now = self.clock.now()
-        if (
-            not stepping
-            and self.raw
-            and encoded
-            and coll.name not in self.live.reads_others
-            and view.base.is_seeded(record)
-        ):
+        if coll.name in self._by_second and encoded and view.base.is_seeded(record):
             # what a seeded record shows then depends only on it and the clock's second: each
             # is encoded once a second, not once a read
             self._this_second(now)
@@ -527,7 +530,7 @@ class Resources:
         """A page of records that read otherwise than stored, as they read now; a page of
         seeded records whose reading depends only on them and the clock's second is encoded
         once that second."""
-        steady = self.raw and coll.lifecycle is None and coll.name not in self.live.reads_others
+        steady = coll.name in self._by_second
         key = tuple(map(id, page))
         if steady:
             self._this_second(self.clock.now())

@@ -110,10 +110,9 @@ class BaseCollection:
         # live record can share an id() with one of them
         found = self._raw.get(id(record))
         if found is None:
-            i = self.pos.get(record["id"])
-            if i is None or self.records[i] is not record:  # created or changed: not cached
+            if not self.is_seeded(record):  # created or changed: not cached
                 return record
-            found = self._raw[id(record)] = msgspec.Raw(_encode(record))
+            found = self._raw[id(record)] = self.encoded(record)
         return found
 
     def is_seeded(self, record: Record) -> bool:

@@ -39,6 +39,11 @@ from opsmerge_sandbox.jsontypes import json_types
 
 Record = Mapping[str, Any]
 Lookup = Callable[[str, Any], Record | None]  # (collection, id) -> record
+
+
+def no_lookup(collection: str, record_id: Any) -> None:
+    """A lookup for conditions judged on the record alone: no other record is found."""
+    return None
 Schemas = Mapping[str, Mapping[str, Any]]  # collection -> flattened schema
 
 __all__ = [
