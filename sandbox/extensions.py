@@ -743,6 +743,8 @@ class FieldRules:
     not_before: Mapping[str, str] = dataclasses.field(default_factory=_empty)
     # `x-exclusive`: flag field -> the field whose value scopes it (one holder per value)
     exclusive: Mapping[str, str] = dataclasses.field(default_factory=_empty)
+    # `x-touches`: reference field -> the collection whose record a write of this one changes
+    touches: Mapping[str, str] = dataclasses.field(default_factory=_empty)
     forward_only: tuple[str, ...] = ()  # `x-forward-only`: an update may not lower them
     merge: tuple[str, ...] = ()  # `x-merge`: object fields a PATCH merges into
     # `x-sequence.next-from`: sequence field -> the record field holding the next number
@@ -766,6 +768,8 @@ class _Unjudged(dict[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         return self
+
+
 _SEQUENCE_KEYS = ("start", "next-from", "order-by")
 _TEMPLATE_KEYS = ("format", "vars", "per-year-of")
 _VAR_KEYS = ("field", "map", "override")
@@ -803,6 +807,7 @@ def _field_rules(
     defaults: dict[str, DefaultFrom] = {}
     not_before: dict[str, str] = {}
     exclusive: dict[str, str] = {}
+    touches: dict[str, str] = {}
     forward_only: list[str] = []
     merge: list[str] = []
     counters: dict[str, RecordField] = {}
@@ -841,6 +846,17 @@ def _field_rules(
                 r.problem(f"{key}.x-exclusive.per must name another field, got {per!r}")
             else:
                 exclusive[name] = per
+        if "x-touches" in prop:
+            ref = prop.get("x-ref")
+            target = ref.get("collection") if isinstance(ref, Mapping) else None
+            if prop["x-touches"] is not True:
+                r.problem(f"{key}.x-touches must be true, got {prop['x-touches']!r}")
+            elif not isinstance(target, str):
+                r.problem(f"{key}.x-touches belongs on a reference (a field with an x-ref)")
+            elif target in every and "updated_at" not in every[target]:
+                r.problem(f"{key}.x-touches names {target!r}, whose records have no updated_at")
+            else:
+                touches[name] = target
         for hint, wanted, out in (
             ("x-forward-only", {"integer", "number"}, forward_only),
             ("x-merge", {"object"}, merge),
@@ -869,6 +885,7 @@ def _field_rules(
         defaults=MappingProxyType(defaults),
         not_before=MappingProxyType(not_before),
         exclusive=MappingProxyType(exclusive),
+        touches=MappingProxyType(touches),
         forward_only=tuple(forward_only),
         merge=tuple(merge),
         counters=MappingProxyType(counters),

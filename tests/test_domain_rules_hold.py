@@ -18,7 +18,7 @@ from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
 from opsmerge_sandbox.world.generator import GenerationError
 from opsmerge_sandbox.world.invariants import hint_problems
-from tests.conftest import at, every_record, records_by_id, spec_with
+from tests.conftest import at, every_record, make_app, records_by_id, spec_with
 
 H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
 RANKS = {"Low": 0, "Medium": 1, "High": 2, "Critical": 3}
@@ -147,6 +147,51 @@ def test_a_new_ticket_has_no_answers_and_no_time_logged(client: TestClient[Any])
     for ticket_id in sorted(new):
         comments = client.get(f"/api/v1/tickets/{ticket_id}/comments", headers=H).json()["data"]
         assert comments["total"] == 0, ticket_id
+
+
+def test_answers_and_time_logged_come_no_later_than_their_tickets_last_change() -> None:
+    # a read of every ticket's answers: more reads than one key's budget for a minute
+    with TestClient(make_app(rate_limit=10_000), base_url="http://sandbox.local") as client:
+        _judge_answers_and_time(client)
+
+
+def _judge_answers_and_time(client: TestClient[Any]) -> None:
+    tickets = _by_id(client, "tickets")
+    entries = every_record(client, "/api/v1/time-entries", H)
+    assert entries
+    for entry in entries:
+        assert entry["created_at"] <= tickets[entry["ticket_id"]]["updated_at"], entry["id"]
+    answered = 0
+    for ticket in tickets.values():
+        path = f"/api/v1/tickets/{ticket['id']}/comments"
+        for comment in every_record(client, path, H):
+            assert comment["created_at"] <= ticket["updated_at"], comment["id"]
+            answered += 1
+    assert answered > 100
+
+
+def test_logging_time_moves_its_tickets_updated_at(fresh_client: TestClient[Any]) -> None:
+    ticket = every_record(fresh_client, "/api/v1/tickets", H, status="In Progress")[0]
+    other = every_record(fresh_client, "/api/v1/tickets", H, status="Open")[0]
+    body = {
+        "ticket_id": ticket["id"],
+        "user_id": "usr_tech",
+        "duration_minutes": 30,
+        "started_at": ticket["created_at"],
+    }
+    made = fresh_client.post("/api/v1/time-entries", json=body, headers=H)
+    assert made.status_code == 201, made.text
+    entry = made.json()["data"]
+    touched = fresh_client.get(f"/api/v1/tickets/{ticket['id']}", headers=H).json()["data"]
+    assert touched["updated_at"] == entry["created_at"] > ticket["updated_at"]
+    moved = fresh_client.patch(
+        f"/api/v1/time-entries/{entry['id']}", json={"ticket_id": other["id"]}, headers=H
+    )
+    assert moved.status_code == 200, moved.text
+    now = fresh_client.get(f"/api/v1/tickets/{other['id']}", headers=H).json()["data"]
+    assert now["updated_at"] == moved.json()["data"]["updated_at"] > other["updated_at"]
+    audit = every_record(fresh_client, "/api/v1/audit-log", H, object_id=ticket["id"])
+    assert not [e for e in audit if e["created_at"] >= entry["created_at"]]
 
 
 def test_a_hostname_names_one_endpoint_of_a_client_and_a_domain_is_monitored_once(

@@ -130,6 +130,14 @@ CASES = [
         id="exclusive-unknown-key",
     ),
     pytest.param(_set("x-forward-only", 1), "x-forward-only must be true", id="forward-not-true"),
+    pytest.param(
+        _set("x-touches", "yes"), "x-touches must be true, got 'yes'", id="touches-not-true"
+    ),
+    pytest.param(
+        _move("x-touches", "boolean"),
+        "x-touches belongs on a reference (a field with an x-ref)",
+        id="touches-not-a-reference",
+    ),
     pytest.param(_set("x-merge", "deep"), "x-merge must be true", id="merge-not-true"),
     pytest.param(
         _edit("x-sequence", lambda s: s["next-from"].update(collection="nowhere")),

@@ -156,6 +156,27 @@ def test_a_comment_fires_commented_with_the_ticket_and_the_comment(
     assert got.json["data"]["comment"]["body"] == "Any news?"
 
 
+def test_a_comment_moves_its_tickets_updated_at_without_firing_updated(
+    api: httpx.Client, receiver: WebhookReceiver
+) -> None:
+    updated = _rule(api, receiver, trigger="ticket.updated")
+    commented = _rule(api, receiver, trigger="ticket.commented")
+    ticket = api.get("/tickets", params={"status": "Open"}).json()["data"]["items"][0]
+    r = api.post(f"/tickets/{ticket['id']}/comments", json={"body": "On my way."})
+    assert r.status_code == 201, r.text
+    (got,) = receiver.wait_for(rule_id=commented["id"])
+    now = api.get(f"/tickets/{ticket['id']}").json()["data"]
+    assert now["updated_at"] == r.json()["data"]["created_at"] > ticket["updated_at"]
+    assert {k: v for k, v in now.items() if k != "updated_at"} == {
+        k: v for k, v in ticket.items() if k != "updated_at"
+    }
+    assert got.json["data"]["object"]["updated_at"] == now["updated_at"]
+    receiver.expect_none(rule_id=updated["id"], within=0.3)
+    api.patch(f"/tickets/{ticket['id']}", json={"subject": "Answered"}).raise_for_status()
+    (changed,) = receiver.wait_for(rule_id=updated["id"])
+    assert changed.json["data"]["object"]["subject"] == "Answered"
+
+
 def test_a_refused_write_fires_nothing(api: httpx.Client, receiver: WebhookReceiver) -> None:
     rule = _rule(api, receiver, trigger="ticket.created")
     r = api.post("/tickets", json={"subject": "x", "client_id": "cli_nobody"})

@@ -202,16 +202,23 @@ class RuleEngine:
         ]
 
     # ---------------------------------------------------------------- events from writes
-    def capture(self, ws: Workspace) -> list[Change] | None:
+    def capture(self, ws: Workspace, own: str | None) -> list[Change] | None:
         """Before a commit: the staged changes that may be events, with what they replace.
-        None (nothing to do, and nothing copied) when the workspace has no enabled rule."""
+        None (nothing to do, and nothing copied) when the workspace has no enabled rule.
+
+        `own` is the collection the request writes: a record of another collection whose write
+        moved only its `updated_at` saw activity (`x-touches`: a comment on its ticket), not an
+        update of its own."""
         if not self._by_trigger(ws):
             return None
-        found = [
-            (coll, rid, ws.get(coll, rid), after)
-            for coll, rid, after in ws.staged_changes()
-            if coll in self.watched and after is not None
-        ]
+        found = []
+        for coll, rid, after in ws.staged_changes():
+            if coll not in self.watched or after is None:
+                continue
+            before = ws.get(coll, rid)
+            if coll != own and before is not None and _only_touched(before, after):
+                continue
+            found.append((coll, rid, before, after))
         return found or None
 
     async def after_commit(self, ws: Workspace, changes: list[Change]) -> None:
@@ -606,3 +613,8 @@ def rule_engine_for(state: SandboxState) -> RuleEngine | None:
         world_epoch=state.recipe.epoch.timestamp(),
     )
     return RuleEngine(state, model, resources, WebhookAllow.parse(allowed))
+
+
+def _only_touched(before: Record, after: Record) -> bool:
+    """Whether a write changed nothing but the record's `updated_at`."""
+    return before == {**after, "updated_at": before.get("updated_at")}

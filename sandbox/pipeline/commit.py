@@ -46,7 +46,7 @@ class Commit:
 
     async def _commit(self, ctx: RequestContext, ws: Workspace) -> None:
         events = self.state.events
-        changes = events.capture(ws) if events is not None else None
+        changes = events.capture(ws, ctx.op.hints.collection) if events is not None else None
         try:
             await ws.commit()
         except ApiError as err:

@@ -9,7 +9,9 @@ code here names no resource:
 - `x-forward-only`: an update may not lower the number (400 naming the field);
 - `x-merge`: a PATCH of the object field changes only the keys it names;
 - `x-exclusive`: one record per scope holds the flag; setting it takes it from the holder, in
-  the same transaction as the write.
+  the same transaction as the write;
+- `x-touches`: a write of the record is a change of the record it names (a comment is activity
+  on its ticket), whose `updated_at` moves to the write's time in the same transaction.
 """
 
 from __future__ import annotations
@@ -92,7 +94,12 @@ def apply_update(
 
 
 def settle(ws: Workspace, collection: str, rules: FieldRules, record: Record, now: str) -> None:
-    """Take each `x-exclusive` flag the record now holds from the others in its scope."""
+    """Take each `x-exclusive` flag the record now holds from the others in its scope; move
+    on the `updated_at` of each record it `x-touches`."""
+    for field, target in rules.touches.items():
+        named = ws.get(target, record[field]) if record.get(field) is not None else None
+        if named is not None and named.get("updated_at", now) < now:
+            ws.write(target, {**named, "updated_at": now})
     for flag, per in rules.exclusive.items():
         scope = record.get(per)
         if record.get(flag) is not True or scope is None:

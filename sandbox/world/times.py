@@ -154,6 +154,11 @@ def time_plan(
                     raise Redraw  # it follows a time past the epoch: not made yet
             wide = width if width_of is None else (width_of(d) or width)
             room = max(0, min(wide, epoch - base)) if until_epoch else wide
+            bound = bound_of(d) if bound_of is not None else None
+            if bound is not None:  # and no later than the time it must precede
+                if bound < base:
+                    raise Redraw
+                room = min(room, bound - base)
             ts = base + (room if exactly else int(room * d.rng.random()))
             if (not is_date or until_epoch) and ts > epoch:
                 ts = max(base, epoch)  # events have happened by the epoch; dates may be ahead
