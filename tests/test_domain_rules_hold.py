@@ -122,6 +122,24 @@ def test_a_run_finished_within_its_scripts_timeout(client: TestClient[Any]) -> N
     assert finished > 100
 
 
+def test_a_run_went_to_endpoints_still_heard_from(client: TestClient[Any]) -> None:
+    agents = _by_id(client, "agents")
+    clients = _by_id(client, "clients")
+    sent = left = 0
+    for run in every_record(client, "/api/v1/script-runs", H):
+        for agent_id in run["agent_ids"]:
+            agent = agents.get(agent_id)
+            if agent is None:  # deleted since; the run keeps its name
+                continue
+            assert run["created_at"] <= agent["last_seen_at"], (run["id"], agent_id)
+            owner = clients[agent["client_id"]]
+            if owner["status"] == "archived":
+                assert run["created_at"] <= owner["updated_at"], (run["id"], agent_id)
+                left += 1
+            sent += 1
+    assert sent > 100 and left > 0
+
+
 def test_a_lead_has_signed_nothing_and_has_no_managed_endpoints(client: TestClient[Any]) -> None:
     leads = {c["id"] for c in _by_id(client, "clients").values() if c["status"] == "lead"}
     assert leads
@@ -192,6 +210,27 @@ def test_logging_time_moves_its_tickets_updated_at(fresh_client: TestClient[Any]
     assert now["updated_at"] == moved.json()["data"]["updated_at"] > other["updated_at"]
     audit = every_record(fresh_client, "/api/v1/audit-log", H, object_id=ticket["id"])
     assert not [e for e in audit if e["created_at"] >= entry["created_at"]]
+
+
+def test_a_certificate_date_is_known_only_while_the_ssl_check_runs(client: TestClient[Any]) -> None:
+    domains = every_record(client, "/api/v1/domains", H)
+    unchecked = [d for d in domains if "ssl" not in d["checks"]]
+    assert unchecked and len(unchecked) < len(domains)
+    assert [d["id"] for d in unchecked if d["ssl_expires_at"] is not None] == []
+    checked = [d for d in domains if "ssl" in d["checks"]]
+    assert sum(d["ssl_expires_at"] is not None for d in checked) > len(checked) / 2
+
+
+def test_turning_the_ssl_check_off_forgets_the_certificate_date(
+    fresh_client: TestClient[Any],
+) -> None:
+    domains = every_record(fresh_client, "/api/v1/domains", H)
+    domain = next(d for d in domains if d["ssl_expires_at"] is not None)
+    others = [c for c in domain["checks"] if c != "ssl"]
+    r = fresh_client.patch(f"/api/v1/domains/{domain['id']}", json={"checks": others}, headers=H)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["ssl_expires_at"] is None
+    assert r.json()["data"]["checks"] == others
 
 
 def test_a_hostname_names_one_endpoint_of_a_client_and_a_domain_is_monitored_once(

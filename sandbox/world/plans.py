@@ -25,7 +25,8 @@ COMPUTED = ("x-sequence", "x-template", "x-derive")  # left to `derive`
 
 
 def when_plan(plan: FieldPlan, when: dict[str, list[Any]]) -> FieldPlan:
-    """The plan, made null unless the record's fields hold one of the `x-when` values."""
+    """The plan, made null unless the record's fields hold one of the `x-when` values (a list
+    field holds a value when it contains it: a certificate is known when `ssl` is checked)."""
     inner = plan.make
     conditions = [
         (f, frozenset(v) if all(isinstance(x, str | None) for x in v) else tuple(v))
@@ -34,7 +35,11 @@ def when_plan(plan: FieldPlan, when: dict[str, list[Any]]) -> FieldPlan:
 
     def make(d: Draft) -> Any:
         for f, allowed in conditions:
-            if d.rec.get(f) not in allowed:
+            value = d.rec.get(f)
+            if isinstance(value, list):
+                if not any(x in allowed for x in value):
+                    return None
+            elif value not in allowed:
                 return None
         return inner(d)
 

@@ -269,7 +269,15 @@ def _reader(
     if "->" in source:
         get = compile_path(scope, source, schemas or ctx.schemas)
         env = ctx.env
-        return lambda d: to_seconds(get(d.rec, env))
+
+        def through(d: Draft) -> int | None:
+            got = get(d.rec, env)
+            if not isinstance(got, list):
+                return to_seconds(got)
+            times = [t for t in map(to_seconds, got) if t is not None]  # a list of references:
+            return min(times) if times else None  # the earliest of their times
+
+        return through
 
     def own(d: Draft) -> int | None:
         got = d.times.get(source)
