@@ -148,3 +148,14 @@ def test_a_time_within_a_fields_seconds_before_the_earliest_bound(spec: Spec) ->
             assert p["ran_at"] <= p["updated_at"], p
             off += 1
     assert ran and never and off
+
+
+def test_an_integration_alert_comes_from_an_integration_that_is_on(
+    client: TestClient[Any],
+) -> None:
+    on = {i["provider"] for i in every_record(client, "/api/v1/integrations", H) if i["enabled"]}
+    off = {i["provider"] for i in every_record(client, "/api/v1/integrations", H)} - on
+    assert on and off
+    raised = [a for a in every_record(client, "/api/v1/alerts", H) if a["check_id"] is None]
+    assert raised
+    assert [a["id"] for a in raised if a["alert_type"] not in on] == []
