@@ -69,6 +69,7 @@ def test_a_domain_whose_certificate_expires_within_its_own_critical_days_must_be
     later.update(ssl_expires_at=_at(20), status="ok", ssl_warning_days=30)
     # a domain that warns only 10 days out is ok at 20 days
     custom.update(ssl_expires_at=_at(20), status="ok", ssl_warning_days=10, ssl_critical_days=3)
+    custom.update(checks=["ssl", "dns"])  # a certificate date is read by the SSL check
     found = {(v.record_id, v.invariant) for v in _check(spec, bad)}
     assert (soon["id"], "critical-when-ssl-expires-within-critical-days") in found
     assert (later["id"], "not-ok-when-ssl-expires-within-warning-days") in found
