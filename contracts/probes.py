@@ -352,6 +352,8 @@ def _delete(c: Contract, op: Operation) -> None:
 def _action(c: Contract, op: Operation) -> None:
     record_id = _target_record(c, op)
     body = _bodies(c, op)[0] if op.body_schema else None
+    if body is not None:
+        _fit_to_the_record(c, op, record_id, body)
     response = c.call(
         op.method, _path(c, op, record_id), role="well-formed", operation=op, json=body
     )
@@ -360,6 +362,53 @@ def _action(c: Contract, op: Operation) -> None:
     data = _data(response)
     if creates and 200 <= response.status_code < 300 and isinstance(data, dict) and "id" in data:
         c.track(creates.collection, str(data["id"]))
+
+
+def _fit_to_the_record(
+    c: Contract, op: Operation, record_id: str | None, body: dict[str, Any]
+) -> None:
+    """Name, in an action's body, records the record it creates may name: the created record's
+    `x-ref.where` may read the action's own record (a script run goes to agents on one of the
+    script's `platforms`: `where: {platform: script_id->platforms}`, `script_id` being the
+    path's id), which the body's own schema cannot say. The action's record is read once."""
+    creates = op.hints.creates
+    created = c.spec.collections.get(creates.collection) if creates is not None else None
+    if creates is None or created is None or record_id is None:
+        return
+    props = created.schema.get("properties") or {}
+    from_path = {f for f, expr in creates.fields.items() if expr == "$path.id"}
+    own: dict[str, Any] | None = None
+    for field, expr in creates.fields.items():
+        source, _, name = str(expr).partition(".")
+        if source != "$body" or body.get(name) is None:
+            continue
+        prop = props.get(field) or {}
+        ref = prop.get("x-ref") or (prop.get("items") or {}).get("x-ref")
+        if not isinstance(ref, dict) or not isinstance(ref.get("collection"), str):
+            continue
+        wanted: dict[str, Any] = {}
+        for theirs, source in (ref.get("where") or {}).items():
+            head, hop, tail = str(source).partition("->")
+            if not hop or head.strip() not in from_path or "->" in tail:
+                continue
+            if own is None:
+                get = collection_op(c.spec, _collection(op), "get")
+                got = _data(c.call("GET", _path(c, get, record_id), role="setup")) if get else None
+                own = got if isinstance(got, dict) else {}
+            value = own.get(tail.strip())
+            if value is not None:
+                wanted[theirs] = value if isinstance(value, list) else [value]
+        if not wanted:
+            continue
+        named = body[name] if isinstance(body[name], list) else [body[name]]
+        fitted: list[Any] = []
+        for _ in named:
+            chosen = c.run.pool.pick(ref["collection"], wanted, fitted)
+            if chosen is None:
+                break
+            fitted.append(chosen)
+        if fitted:
+            body[name] = fitted if isinstance(body[name], list) else fitted[0]
 
 
 def bodies(c: Contract, op: Operation) -> None:

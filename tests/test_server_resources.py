@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import ADMIN, bearer, key_named
+from tests.conftest import ADMIN, bearer, every_record, key_named
 
 
 def _world(client: Any, collection: str) -> list[dict[str, Any]]:
@@ -82,6 +82,11 @@ def test_combined_filters_and_search(client: Any, owner: Any) -> None:
     assert any(c["id"] == "cli_acme" for c in found)
 
 
+def _as_read(agent: dict[str, Any]) -> tuple[str, str, str]:
+    """Text sorts as people read it: case ignored, the case then the id breaking ties."""
+    return agent["hostname"].casefold(), agent["hostname"], agent["id"]
+
+
 def test_sort_orders_ascending_and_descending(client: Any, owner: Any) -> None:
     up = client.get("/api/v1/agents?sort=hostname&per_page=100", headers=owner).json()["data"][
         "items"
@@ -89,11 +94,22 @@ def test_sort_orders_ascending_and_descending(client: Any, owner: Any) -> None:
     down = client.get("/api/v1/agents?sort=-hostname&per_page=100", headers=owner).json()["data"][
         "items"
     ]
-    names = [a["hostname"] for a in up]
-    assert names == sorted(names)
-    assert [a["hostname"] for a in down] == sorted(
-        (a["hostname"] for a in _world(client, "agents")), reverse=True
-    )[:100]
+    world = _world(client, "agents")
+    assert [a["id"] for a in up] == [a["id"] for a in sorted(world, key=_as_read)][:100]
+    assert [a["id"] for a in down] == [
+        a["id"] for a in sorted(world, key=_as_read, reverse=True)
+    ][:100]
+
+
+def test_text_sorts_without_regard_to_case(client: Any, owner: Any) -> None:
+    names = [a["hostname"] for a in _world(client, "agents")]
+    assert any(n.islower() for n in names) and any(n.isupper() for n in names)
+    up = every_record(client, "/api/v1/agents", owner, sort="hostname")
+    read = [a["hostname"].casefold() for a in up]
+    assert read == sorted(read)
+    first = client.get("/api/v1/clients?sort=name&per_page=1", headers=owner).json()["data"]
+    names = [c["name"] for c in _world(client, "clients")]
+    assert first["items"][0]["name"] == min(names, key=str.casefold)
 
 
 def test_get_unknown_id_is_not_found_in_the_envelope(client: Any, owner: Any) -> None:

@@ -23,8 +23,10 @@ _encode = msgspec.json.Encoder().encode
 def sort_key(field: str) -> Callable[[Record], tuple[Any, ...]]:
     """Orders by the field (nulls last) then by id, so every order is total and stable.
 
-    A field that carries its enum's declared order (`x-ordinal`, see `ordinal.SortField`) sorts
-    by rank: Low, Medium, High, Critical rather than alphabetically.
+    Text sorts as people read it, ignoring case (`app-02` before `WRIGHT-SRV08`, as a database's
+    collation would have it), with the case only breaking ties. A field that carries its enum's
+    declared order (`x-ordinal`, see `ordinal.SortField`) sorts by rank: Low, Medium, High,
+    Critical rather than alphabetically.
     """
     from opsmerge_sandbox.store.ordinal import ranks_of
 
@@ -40,7 +42,11 @@ def sort_key(field: str) -> Callable[[Record], tuple[Any, ...]]:
 
     def key(record: Record) -> tuple[Any, ...]:
         value = record.get(field)
-        return (value is None, value if value is not None else 0, record["id"])
+        if value is None:
+            return (True, 0, 0, record["id"])
+        if isinstance(value, str):
+            return (False, value.casefold(), value, record["id"])
+        return (False, value, 0, record["id"])
 
     return key
 
