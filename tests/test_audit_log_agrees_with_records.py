@@ -31,6 +31,7 @@ PATHS = {
     "contract": "contracts",
     "invoice": "invoices",
     "script": "scripts",
+    "script_run": "script-runs",
 }
 
 
@@ -223,7 +224,7 @@ def test_whoever_acted_had_a_role_that_allows_it(
     grants = {role["id"]: set(role["permissions"]) for role in r.json()["data"]["items"]}
     judged = 0
     for e in entries:
-        if e["action"] == "script.executed":
+        if e["action"] == "script_run.created":
             scope = "scripts:execute"
         elif e["action"] in ("user.created", "user.role_changed"):
             scope = "users:write"
@@ -235,6 +236,28 @@ def test_whoever_acted_had_a_role_that_allows_it(
         held = set().union(*(grants[r] for r in records["user"][e["actor_id"]]["role_ids"]))
         assert scope in held or f"*:{scope.split(':')[1]}" in held, e
     assert judged > 100
+
+
+def test_an_execution_is_logged_as_the_run_it_made_by_whoever_asked_for_it(
+    records: Records, entries: list[dict[str, Any]], fresh_client: TestClient
+) -> None:
+    runs = _of(entries, "script_run.created")
+    assert not [e for e in entries if e["object_type"] == "script" and "exec" in e["action"]]
+    for e in runs:
+        run = _record(records, e)
+        assert (e["actor_id"], e["created_at"]) == (run["requested_by"], run["created_at"]), e
+    # a run made through the API is logged the same way
+    script = next(s for s in records["script"].values() if "windows" in s["platforms"])
+    agents = every_record(fresh_client, "/api/v1/agents", H, status="online", platform="windows")
+    made = fresh_client.post(
+        f"/api/v1/scripts/{script['id']}/run", json={"agent_ids": [agents[0]["id"]]}, headers=H
+    )
+    assert made.status_code == 202, made.text
+    run = made.json()["data"]
+    (logged,) = every_record(fresh_client, "/api/v1/audit-log", H, object_id=run["id"])
+    assert logged["action"] == "script_run.created"
+    assert (logged["actor_id"], logged["created_at"]) == (run["requested_by"], run["created_at"])
+    assert logged["diff"]["agent_ids"] == [None, [agents[0]["id"]]]
 
 
 def test_a_failed_sign_in_signs_nobody_in(entries: list[dict[str, Any]]) -> None:
