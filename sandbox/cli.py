@@ -254,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     dump = fsub.add_parser("dump", help="write the seeded world as JSON to stdout")
     _add_world_args(dump)
     world_check = fsub.add_parser(
-        "check", help="judge the seeded world by the spec's x-invariants (exit 1 on violations)"
+        "check",
+        help="judge the seeded world by its schemas and the spec's x-invariants "
+        "(exit 1 on violations)",
     )
     _add_world_args(world_check)
     world_check.add_argument("--json", action="store_true", help="print violations as JSON")

@@ -18,6 +18,7 @@ from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
 from opsmerge_sandbox.world.conditions import ConditionError, compile_condition
 from opsmerge_sandbox.world.invariants import Violation, check_world
+from opsmerge_sandbox.world.record_shapes import shape_violations
 
 World = dict[str, list[dict[str, Any]]]
 
@@ -48,6 +49,25 @@ def test_default_world_keeps_every_invariant(spec: Spec, world: World) -> None:
 @pytest.mark.parametrize("seed", [1, 7, 424242])
 def test_other_seeds_keep_every_invariant(spec: Spec, seed: int) -> None:
     assert _check(spec, build_world(spec, load_recipe("default", seed))) == []
+
+
+@pytest.mark.parametrize("seed", [None, 1, 7, 424242])
+def test_every_seeded_record_is_one_its_schema_accepts(spec: Spec, seed: int | None) -> None:
+    recipe = load_recipe("default", seed) if seed else load_recipe()
+    assert shape_violations(build_world(spec, recipe), _schemas(spec)) == []
+
+
+def test_the_shape_check_names_a_required_field_left_null(spec: Spec, world: World) -> None:
+    bad = copy.deepcopy(world)
+    entry = bad["audit_log"][3]
+    entry["created_at"] = None
+    (found,) = shape_violations(bad, _schemas(spec))
+    assert (found.collection, found.record_id, found.invariant) == (
+        "audit_log",
+        entry["id"],
+        "matches-its-schema",
+    )
+    assert found.detail.startswith("created_at: null is not of type")
 
 
 def test_large_world_keeps_every_invariant(spec: Spec) -> None:

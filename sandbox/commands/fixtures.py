@@ -16,6 +16,7 @@ from opsmerge_sandbox.world.conditions import ConditionError
 from opsmerge_sandbox.world.generator import World, build_world, world_size
 from opsmerge_sandbox.world.invariants import Violation, check_world, compile_invariants
 from opsmerge_sandbox.world.recipe import Recipe, RecipeError, key_status, load_recipe
+from opsmerge_sandbox.world.record_shapes import shape_violations
 from opsmerge_sandbox.world.values import GenerationError
 
 _STATUS_STYLE = {
@@ -166,6 +167,7 @@ def check_command(args: argparse.Namespace) -> int:
             invariants,
             progress=lambda what, done, total: report(what, done * records // max(total, 1), 0),
         )
+    violations = shape_violations(world, schemas) + violations
     by_rule: dict[tuple[str, str], list[Violation]] = {}
     for v in violations:
         by_rule.setdefault((v.klass, v.invariant), []).append(v)
