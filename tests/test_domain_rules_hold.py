@@ -140,6 +140,25 @@ def test_a_run_went_to_endpoints_still_heard_from(client: TestClient[Any]) -> No
     assert sent > 100 and left > 0
 
 
+def test_an_invoice_line_comes_in_the_sizes_its_kind_is_sold_in(
+    client: TestClient[Any], spec: Spec
+) -> None:
+    line = spec.resolved["components"]["schemas"]["InvoiceLine"]["properties"]["quantity"]
+    sizes = {
+        case["when"]["description"][0]: set(case["x-faker"]["choices"])
+        for case in line["x-cases"]
+        if "choices" in (case.get("x-faker") or {})
+    }
+    assert sizes  # block hours are topped up in 10, 20 or 40
+    judged = 0
+    for invoice in every_record(client, "/api/v1/invoices", H):
+        for item in invoice["lines"]:
+            if item["description"] in sizes:
+                assert item["quantity"] in sizes[item["description"]], (invoice["id"], item)
+                judged += 1
+    assert judged > 10
+
+
 def test_a_lead_has_signed_nothing_and_has_no_managed_endpoints(client: TestClient[Any]) -> None:
     leads = {c["id"] for c in _by_id(client, "clients").values() if c["status"] == "lead"}
     assert leads

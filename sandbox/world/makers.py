@@ -102,13 +102,13 @@ def compile_value(name: str, schema: Schema, ctx: WorldContext, where: str) -> M
         # nested objects are built like records, by plans.object_maker: the context hands it in,
         # so this module needs no import of plans (which compiles values with this one)
         return maybe_null(ctx.object_maker(schema, ctx, where), null_p)
+    if isinstance(hint, dict) and "choices" in hint:  # numbers too: block hours come in 10s
+        pick = weighted(list(hint["choices"]), hint.get("weights"))
+        return maybe_null(lambda d: pick(d.rng), null_p)
     if types & {"integer", "number"}:
         if "x-range" not in schema and "default" not in schema and "null" in types:
             return lambda d: None
         return maybe_null(_number_maker(schema), null_p)
-    if isinstance(hint, dict) and "choices" in hint:
-        pick = weighted(list(hint["choices"]), hint.get("weights"))
-        return maybe_null(lambda d: pick(d.rng), null_p)
     if isinstance(hint, str):
         return maybe_null(faker_maker(hint, schema, ctx, where), null_p)
     if "default" in schema:
