@@ -176,6 +176,13 @@ def test_a_client_that_left_has_no_active_contract(client: TestClient[Any]) -> N
         assert contract["status"] in ("ended", "voided"), contract["id"]
 
 
+def test_a_client_that_left_has_no_work_still_open(client: TestClient[Any]) -> None:
+    left = {c["id"] for c in _by_id(client, "clients").values() if c["status"] == "archived"}
+    theirs = [t for t in every_record(client, "/api/v1/tickets", H) if t["client_id"] in left]
+    assert theirs
+    assert [t["id"] for t in theirs if t["status"] not in ("Resolved", "Closed")] == []
+
+
 def test_a_new_ticket_has_no_answers_and_no_time_logged(client: TestClient[Any]) -> None:
     new = {t["id"] for t in every_record(client, "/api/v1/tickets", H, status="New")}
     assert new

@@ -14,7 +14,7 @@ from litestar.testing import TestClient
 
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
-from tests.conftest import at, every_record, records_by_id, spec_with
+from tests.conftest import at, every_record, make_app, records_by_id, spec_with
 
 H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
 
@@ -159,3 +159,20 @@ def test_an_integration_alert_comes_from_an_integration_that_is_on(
     raised = [a for a in every_record(client, "/api/v1/alerts", H) if a["check_id"] is None]
     assert raised
     assert [a["id"] for a in raised if a["alert_type"] not in on] == []
+
+
+def test_an_agent_was_heard_from_after_each_reboot_it_completed() -> None:
+    # a read of every agent's reboots: more reads than one key's budget for a minute
+    with TestClient(make_app(rate_limit=10_000), base_url="http://sandbox.local") as client:
+        _judge_reboots(client)
+
+
+def _judge_reboots(client: TestClient[Any]) -> None:
+    judged = 0
+    for agent in every_record(client, "/api/v1/agents", H):
+        path = f"/api/v1/agents/{agent['id']}/reboots"
+        for reboot in client.get(path, headers=H).json()["data"]["items"]:
+            if reboot["completed_at"] is not None:
+                assert reboot["completed_at"] <= agent["last_seen_at"], (agent["id"], reboot)
+                judged += 1
+    assert judged > 10
