@@ -168,6 +168,18 @@ def test_a_lead_has_signed_nothing_and_has_no_managed_endpoints(client: TestClie
         assert theirs == [], path
 
 
+def test_every_client_that_signed_has_a_contract_and_only_they_are_invoiced(
+    client: TestClient[Any],
+) -> None:
+    clients = _by_id(client, "clients").values()
+    signed = {c["id"] for c in clients if c["status"] != "lead"}
+    under_contract = {c["client_id"] for c in every_record(client, "/api/v1/contracts", H)}
+    invoiced = {i["client_id"] for i in every_record(client, "/api/v1/invoices", H)}
+    assert signed and invoiced
+    assert sorted(signed - under_contract) == []
+    assert sorted(invoiced - under_contract) == []
+
+
 def test_a_client_that_left_has_no_active_contract(client: TestClient[Any]) -> None:
     left = {c["id"] for c in _by_id(client, "clients").values() if c["status"] == "archived"}
     theirs = [c for c in every_record(client, "/api/v1/contracts", H) if c["client_id"] in left]

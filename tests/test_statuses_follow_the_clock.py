@@ -56,14 +56,18 @@ def test_the_status_filter_and_sort_judge_what_clients_see(client: TestClient[An
 def test_an_active_contract_past_its_end_date_reads_ended(
     client: TestClient[Any], spec: Spec
 ) -> None:
-    today = sandbox_now(client).date()
+    # a workspace whose clock is past the seeded contracts' end dates (whatever the real date)
+    workspace = f"ended-{uuid.uuid4().hex[:8]}"
+    advance_clock(client, workspace, 800 * 86_400)
+    h = {**H, "X-Sandbox-Workspace": workspace}
+    today = sandbox_now(client, workspace).date()
     stored = _stored(spec, "contracts", "active")
     past = [c for c in stored if c["end_date"] and date.fromisoformat(c["end_date"]) < today]
     assert past
     for contract in past:
-        shown = client.get(f"/api/v1/contracts/{contract['id']}", headers=H).json()["data"]
+        shown = client.get(f"/api/v1/contracts/{contract['id']}", headers=h).json()["data"]
         assert shown["status"] == "ended", contract["id"]
-    active = {c["id"] for c in every_record(client, "/api/v1/contracts", H, status="active")}
+    active = {c["id"] for c in every_record(client, "/api/v1/contracts", h, status="active")}
     assert not active & {c["id"] for c in past}
 
 

@@ -104,7 +104,8 @@ def ref_plan(
 
     `where` narrows the records it may name (`{their field: my field or path}` must match;
     `{their field or path: [values] or a test}` filters); `cover: true` makes record *i* name
-    record *i* of the target while there are target records left, so every one is named once;
+    record *i* of the target (of those a fixed `where` admits) while there are target records
+    left, so every one is named once;
     `unique: true` names each target record at most once in the collection (an event that
     happens once to a record: a record with none left to name is drawn again); `existed-at: path`
     names only a record created by the time the path gives (whoever acted on a record existed
@@ -209,9 +210,12 @@ def ref_plan(
     def _cover_index(d: Draft) -> int | None:
         own_id = d.rec.get("id")
         i = ctx.index_of(scope, own_id) if scope and isinstance(own_id, str) else None
-        if i is None or i >= ctx.counts.get(target, 0):
+        if i is None:
             return None
-        return i
+        if static is not None:  # record i names the i-th target the fixed `where` admits
+            admitted = ctx.matching(target, static)
+            return admitted[i] if i < len(admitted) else None
+        return i if i < ctx.counts.get(target, 0) else None
 
     return FieldPlan(name, make, tuple(deps), on_fixed)
 
