@@ -238,22 +238,31 @@ def mint_per_role(target: Target, spec: Spec, users: list[dict[str, Any]]) -> li
     """A full-access key for one active user of each role, and one narrowed key; learned from
     the identity operation like any given key. `users` are records of the spec's users
     collection (its `x-sandbox-auth` names the role and status fields)."""
+    from opsmerge_contracts.sandbox_control import AdminError
+
     auth = spec.resolved.get("x-sandbox-auth") or {}
     roles_field = str(auth.get("role-ids-field") or "")
     status_field = str(auth.get("status-field") or "")
     inactive = set(auth.get("inactive-statuses") or [])
-    holder: dict[str, str] = {}
+    holders: dict[str, list[str]] = {}
     for user in users:
         role_ids = user.get(roles_field) or []
         if user.get(status_field) in inactive or not isinstance(role_ids, list):
             continue
         if len(role_ids) == 1:  # one role each, so a refusal is that role's
-            holder.setdefault(str(role_ids[0]), str(user["id"]))
+            holders.setdefault(str(role_ids[0]), []).append(str(user["id"]))
     entries = []
-    for role_id, user_id in sorted(holder.items()):
-        key = target.mint_for_user(user_id, None)
-        if key:
-            entries.append((role_id, key))
+    for role_id, user_ids in sorted(holders.items()):
+        for user_id in user_ids:
+            # a user the run made in its own workspace is not the sandbox's to mint a key for
+            # (`/_sandbox/keys` names users of the seeded world): the role's next holder is
+            try:
+                key = target.mint_for_user(user_id, None)
+            except AdminError:
+                continue
+            if key:
+                entries.append((role_id, key))
+            break
     keys = learn(target, spec, tuple(entries), minted=True)
     keys = [_relabel(k) for k in keys]
     narrow = _narrowed(target, spec, keys)
