@@ -159,6 +159,25 @@ def test_an_invoice_line_comes_in_the_sizes_its_kind_is_sold_in(
     assert judged > 10
 
 
+def test_a_per_endpoint_line_bills_the_endpoints_enrolled_by_the_issue_date(
+    client: TestClient[Any],
+) -> None:
+    agents = every_record(client, "/api/v1/agents", H)
+    judged = 0
+    for invoice in every_record(client, "/api/v1/invoices", H):
+        enrolled = sum(
+            1
+            for a in agents
+            if a["client_id"] == invoice["client_id"]
+            and a["created_at"][:10] <= invoice["issue_date"]
+        )
+        for item in invoice["lines"]:
+            if item["description"] == "Managed service - per device":
+                assert item["quantity"] == enrolled > 0, (invoice["id"], item, enrolled)
+                judged += 1
+    assert judged > 20
+
+
 def test_a_lead_has_signed_nothing_and_has_no_managed_endpoints(client: TestClient[Any]) -> None:
     leads = {c["id"] for c in _by_id(client, "clients").values() if c["status"] == "lead"}
     assert leads

@@ -43,7 +43,7 @@ PlanOf = Callable[[str, Schema], FieldPlan]  # builds the plan of one property s
 # hints that each choose how a value is made: a case giving one drops the property's others
 _MAKERS = (
     "x-faker", "x-by", "x-format", "x-time", "x-range", "const", "x-null-probability", "x-ref",
-    "x-ref-by", "x-change",
+    "x-ref-by", "x-change", "x-count",
 )
 
 

@@ -42,6 +42,7 @@ class Draft:
     # records `unique` references took for this draft: (the pool they came from, index); given
     # back if the record is drawn again
     claims: list[tuple[list[int], int]] = field(default_factory=list)
+    parent: Draft | None = None  # the record a nested object belongs to (`$parent.<field>`)
 
 
 @dataclass(slots=True)

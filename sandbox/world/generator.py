@@ -19,6 +19,7 @@ from typing import Any
 from opsmerge_sandbox.spec import Collection, Spec, ref_arms, ref_copies, ref_of
 from opsmerge_sandbox.world.computed_fields import derive_fields, has_computed, settle_seeded
 from opsmerge_sandbox.world.conditions import Condition, compile_condition
+from opsmerge_sandbox.world.counts import count_targets
 from opsmerge_sandbox.world.key_records import KeyRecords, key_records
 from opsmerge_sandbox.world.recipe import KeySpec, Recipe
 from opsmerge_sandbox.world.values import (
@@ -65,8 +66,12 @@ def _targets(schema: dict[str, Any]) -> set[str]:
 
 
 def generation_order(collections: dict[str, Collection]) -> list[str]:
-    """Collections with everything they refer to first; spec order otherwise. Cycles fail."""
-    deps = {name: {t for t in _targets(c.schema) if t != name} for name, c in collections.items()}
+    """Collections with everything they refer to or count first; spec order otherwise. Cycles
+    fail."""
+    deps = {
+        name: {t for t in _targets(c.schema) | set(count_targets(c.schema)) if t != name}
+        for name, c in collections.items()
+    }
     for name, c in collections.items():
         for field, prop in (c.schema.get("properties") or {}).items():
             ref = ref_of(prop)

@@ -16,6 +16,7 @@ from opsmerge_sandbox.world.context import (
     Schema,
     WorldContext,
 )
+from opsmerge_sandbox.world.counts import count_plan, parent_fields
 from opsmerge_sandbox.world.hints import null_probability
 from opsmerge_sandbox.world.makers import compile_value
 from opsmerge_sandbox.world.refs import has_ref, ref_by_plan, ref_list_plan, ref_plan
@@ -73,6 +74,8 @@ def compile_plans(
         null_p = null_probability(prop)
         if "x-cases" in prop:
             plan = cases_plan(name, prop, ctx, scope, schemas, plan_of)
+        elif "x-count" in prop:
+            plan = count_plan(name, prop, ctx, where)
         elif ref_of(prop) is not None:
             plan = ref_plan(name, prop, ctx, null_p, [], label, scope)
         elif "x-ref-by" in prop:
@@ -120,6 +123,11 @@ def compile_plans(
         else:
             plan = plan_of(name, prop)
         plans.append(plan)
+    # a nested object that reads the record holding it (`$parent.<field>`) waits for those fields
+    for plan in plans:
+        read = [f for f in parent_fields(props.get(plan.name)) if f in props and f != plan.name]
+        if read:
+            plan.deps = (*plan.deps, *read)
     # references come first in the record's story: the record is created after what it refers to
     for plan in plans:
         if plan.name == "created_at":
@@ -161,7 +169,7 @@ def object_maker(schema: Schema, ctx: WorldContext, where: str) -> Maker:
     plans = order_plans(compile_plans(schema, ctx, where), where)
 
     def make(d: Draft) -> dict[str, Any]:
-        sub = Draft(d.rng, {})
+        sub = Draft(d.rng, {}, parent=d)
         for plan in plans:
             if plan.name not in sub.rec:
                 sub.rec[plan.name] = plan.make(sub)
