@@ -324,3 +324,53 @@ def test_the_generator_draws_again_a_record_that_would_repeat_a_unique_value(spe
     assert sorted(x["colour"] for x in world["lamps"]) == ["amber", "blue", "green", "red", "white"]
     with pytest.raises(GenerationError, match="lamps"):
         build_world(patched, dataclasses.replace(recipe, counts={**recipe.counts, "lamps": 6}))
+
+
+def _shelf(count: dict[str, Any]) -> dict[str, Any]:
+    """A collection whose `size` counts the lamps of its colour."""
+    return {
+        "type": "object",
+        "x-collection": {"name": "shelves", "id-prefix": "shf"},
+        "properties": {
+            "id": {"type": "string"},
+            "colour": {"type": "string", "enum": ["red", "amber"]},
+            "size": {"type": "integer", "x-count": count},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+        "x-invariants": [
+            {"id": "t", "class": "time", "on-write": "seeded-only", "require": {"size": {"min": 0}}}
+        ],
+    }
+
+
+def test_a_count_is_of_the_records_it_names_and_a_bad_one_is_refused_naming_it(
+    spec: Spec,
+) -> None:
+    lamp = {
+        "type": "object",
+        "x-collection": {"name": "lamps", "id-prefix": "lmp"},
+        "properties": {
+            "id": {"type": "string"},
+            "colour": {"type": "string", "enum": ["red", "amber"]},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+        "x-invariants": [
+            {
+                "id": "t",
+                "class": "time",
+                "on-write": "seeded-only",
+                "require": {"colour": ["red", "amber"]},
+            }
+        ],
+    }
+    recipe = load_recipe()
+    counts = {**recipe.counts, "lamps": 30, "shelves": 4}
+    good = spec_with(  # shelves come first in the spec: the lamps they count are made before them
+        spec, {"Shelf": _shelf({"collection": "lamps", "where": {"colour": "red"}}), "Lamp": lamp}
+    )
+    world = build_world(good, dataclasses.replace(recipe, counts=counts))
+    red = sum(1 for x in world["lamps"] if x["colour"] == "red")
+    assert red and {s["size"] for s in world["shelves"]} == {red}
+    bad = spec_with(spec, {"Lamp": lamp, "Shelf": _shelf({"collection": "lamps", "per": "colour"})})
+    with pytest.raises(GenerationError, match=r"shelves.*size: x-count takes"):
+        build_world(bad, dataclasses.replace(recipe, counts=counts))
