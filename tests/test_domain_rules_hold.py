@@ -159,23 +159,28 @@ def test_an_invoice_line_comes_in_the_sizes_its_kind_is_sold_in(
     assert judged > 10
 
 
-def test_a_per_endpoint_line_bills_the_endpoints_enrolled_by_the_issue_date(
+# a line kind billed per record its client has: the list of those records
+COUNTED = {"Managed service - per device": "agents", "Domain monitoring": "domains"}
+
+
+def test_a_per_item_line_bills_what_its_client_had_by_the_issue_date(
     client: TestClient[Any],
 ) -> None:
-    agents = every_record(client, "/api/v1/agents", H)
-    judged = 0
+    held = {kind: every_record(client, f"/api/v1/{path}", H) for kind, path in COUNTED.items()}
+    judged: Counter[str] = Counter()
     for invoice in every_record(client, "/api/v1/invoices", H):
-        enrolled = sum(
-            1
-            for a in agents
-            if a["client_id"] == invoice["client_id"]
-            and a["created_at"][:10] <= invoice["issue_date"]
-        )
         for item in invoice["lines"]:
-            if item["description"] == "Managed service - per device":
-                assert item["quantity"] == enrolled > 0, (invoice["id"], item, enrolled)
-                judged += 1
-    assert judged > 20
+            if item["description"] not in COUNTED:
+                continue
+            had = sum(
+                1
+                for r in held[item["description"]]
+                if r["client_id"] == invoice["client_id"]
+                and r["created_at"][:10] <= invoice["issue_date"]
+            )
+            assert item["quantity"] == had > 0, (invoice["id"], item, had)
+            judged[item["description"]] += 1
+    assert all(judged[kind] > 20 for kind in COUNTED), judged
 
 
 def test_a_lead_has_signed_nothing_and_has_no_managed_endpoints(client: TestClient[Any]) -> None:
