@@ -387,8 +387,8 @@ def _fit_to_the_record(
         if not isinstance(ref, dict) or not isinstance(ref.get("collection"), str):
             continue
         wanted: dict[str, Any] = {}
-        for theirs, source in (ref.get("where") or {}).items():
-            head, hop, tail = str(source).partition("->")
+        for theirs, path in (ref.get("where") or {}).items():
+            head, hop, tail = str(path).partition("->")
             if not hop or head.strip() not in from_path or "->" in tail:
                 continue
             if own is None:
