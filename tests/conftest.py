@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from opsmerge_contracts.options import Options
 from opsmerge_contracts.sandboxes import LoopbackServer, Sandbox, start_sandbox
+from opsmerge_contracts.session import ContractRun
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.settings import Settings
 from opsmerge_sandbox.spec import Spec, load_spec, parse_spec
@@ -133,6 +135,16 @@ def owner(app: Any) -> dict[str, str]:
 
 
 ADMIN = {"X-Sandbox-Admin-Token": ADMIN_TOKEN}
+
+
+@pytest.fixture(scope="module")
+def sandbox_run() -> Iterator[ContractRun]:
+    """A contract run against the in-process sandbox, in the sandbox profile, for a module."""
+    run = ContractRun(Options(target="sandbox", profile="sandbox"))
+    try:
+        yield run
+    finally:
+        run.close()
 
 
 @pytest.fixture(scope="module")

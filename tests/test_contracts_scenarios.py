@@ -3,7 +3,6 @@ project's own `*.contract.yaml` files by the plugin."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -104,17 +103,8 @@ def test_pointers_and_matchers() -> None:
 # --- running against the sandbox ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def run() -> Iterator[ContractRun]:
-    contract_run = ContractRun(Options(target="sandbox", profile="sandbox"))
-    try:
-        yield contract_run
-    finally:
-        contract_run.close()
-
-
 def test_captures_flow_into_later_steps_and_cleanup_runs_after_a_failed_step(
-    run: ContractRun,
+    sandbox_run: ContractRun,
 ) -> None:
     [s] = scenario("""
         name: create then fail
@@ -137,7 +127,7 @@ def test_captures_flow_into_later_steps_and_cleanup_runs_after_a_failed_step(
             expect: {status: 200}
           - request: {method: DELETE, path: "/never/${not_captured}"}
     """)
-    contract = Contract(run, "cleanup-check")
+    contract = Contract(sandbox_run, "cleanup-check")
     runner = ScenarioRun(contract, s)
     runner.run()
     sent = [(e.request.method, e.request.path) for e in contract.exchanges]
@@ -152,12 +142,12 @@ def test_captures_flow_into_later_steps_and_cleanup_runs_after_a_failed_step(
         contract.verify()
     assert info.value.check_ids == ["scenario_expectation"]
     assert "status is 200, expected 418" in str(info.value)
-    with run.target.client() as client:
+    with sandbox_run.target.client() as client:
         assert client.get(f"/tickets/{ticket}").status_code == 404
     contract.finish()
 
 
-def test_scoped_auth_mints_a_key_in_the_sandbox(run: ContractRun) -> None:
+def test_scoped_auth_mints_a_key_in_the_sandbox(sandbox_run: ContractRun) -> None:
     [s] = scenario("""
         name: scoped
         steps:
@@ -167,7 +157,7 @@ def test_scoped_auth_mints_a_key_in_the_sandbox(run: ContractRun) -> None:
               auth: {has: ["agents:read"], lacks: ["clients:read"]}
             expect: {status: 403, code: SCOPE_DENIED}
     """)
-    contract = Contract(run, "scoped")
+    contract = Contract(sandbox_run, "scoped")
     ScenarioRun(contract, s).run()
     contract.verify()
     assert contract.exchanges[0].key_label == "minted"

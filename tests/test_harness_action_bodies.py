@@ -9,26 +9,13 @@ agents the sandbox accepts.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from opsmerge_contracts import probes
-from opsmerge_contracts.options import Options
 from opsmerge_contracts.session import Contract, ContractRun
 from tests.conftest import every_record
 
 DRAWS = 12  # pool draws enough to name agents of every platform
-
-
-@pytest.fixture(scope="module")
-def run() -> Iterator[ContractRun]:
-    contract_run = ContractRun(Options(target="sandbox", profile="sandbox"))
-    try:
-        yield contract_run
-    finally:
-        contract_run.close()
 
 
 def _sent_and_scripts_platforms(run: ContractRun, draw: int) -> tuple[Any, list[str]]:
@@ -47,11 +34,11 @@ def _sent_and_scripts_platforms(run: ContractRun, draw: int) -> tuple[Any, list[
         contract.finish()
 
 
-def test_a_run_names_agents_on_one_of_the_scripts_platforms(run: ContractRun) -> None:
-    with run.target.client() as client:
+def test_a_run_names_agents_on_one_of_the_scripts_platforms(sandbox_run: ContractRun) -> None:
+    with sandbox_run.target.client() as client:
         agents = {a["id"]: a for a in every_record(client, "/agents", {})}
     for draw in range(DRAWS):
-        sent, platforms = _sent_and_scripts_platforms(run, draw)
+        sent, platforms = _sent_and_scripts_platforms(sandbox_run, draw)
         assert sent.response.status == 202, (draw, sent.response.body)
         named = json.loads(sent.request.body)["agent_ids"]
         assert named and all(agents[a]["platform"] in platforms for a in named), (draw, named)

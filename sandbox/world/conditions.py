@@ -55,8 +55,12 @@ __all__ = [
     "compile_path",
     "compile_template",
     "condition_fields",
+    "is_shifted",
+    "no_lookup",
+    "operand_heads",
     "path_head",
     "template_paths",
+    "time_operand",
     "to_seconds",
 ]
 
@@ -388,11 +392,31 @@ OPERATORS = frozenset(
 )
 
 
+def _operand(text: str) -> re.Match[str] | None:
+    return _OPERAND.match(text.replace(" - ", " -").replace(" + ", " +"))
+
+
+def operand_heads(text: str) -> list[str]:
+    """The record fields a time operand reads: its path's head, and its shift field's when the
+    shift is a field or a path (`started_at + {script_id->timeout_seconds}s`)."""
+    m = _operand(text)
+    if m is None:
+        return []
+    field = m.group("field")
+    return [h for h in (path_head(m.group("path")), path_head(field) if field else None) if h]
+
+
+def is_shifted(text: str) -> bool:
+    """Whether a time operand adds or takes away a time (`started_at + {minutes}m`)."""
+    m = _operand(text)
+    return bool(m and m.group("sign"))
+
+
 def time_operand(collection: str, text: Any, schemas: Schemas) -> Getter:
     """A time read from a path, shifted by a constant or a field: `started_at + {minutes}m`."""
     if not isinstance(text, str):
         raise ConditionError(f"a time operand must be text such as '$epoch - 5m', got {text!r}")
-    m = _OPERAND.match(text.replace(" - ", " -").replace(" + ", " +"))
+    m = _operand(text)
     if not m:
         raise ConditionError(f"cannot read time operand {text!r}")
     get = compile_path(collection, m.group("path"), schemas)
@@ -616,12 +640,7 @@ def condition_fields(condition: Any) -> list[str]:
             for op, arg in test.items():
                 op = "null" if op is None else str(op)
                 if op in _TIME_OPS and isinstance(arg, str):
-                    m = _OPERAND.match(arg.replace(" - ", " -").replace(" + ", " +"))
-                    h = path_head(m.group("path")) if m else None
-                    if h:
-                        out.append(h)
-                    if m and m.group("field"):
-                        out.append(m.group("field"))
+                    out += operand_heads(arg)
                 elif op == "in-path":
                     h = path_head(str(arg))
                     if h:

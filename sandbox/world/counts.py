@@ -85,11 +85,13 @@ def count_plan(name: str, prop: Schema, ctx: WorldContext, where: str) -> FieldP
     least = decl.get("min", 0)
     if isinstance(least, bool) or not isinstance(least, int):
         raise GenerationError(f"{where}.{name}: x-count.min must be a whole number")
-    # their field's value -> creation times of the records holding it, sorted: made once
-    index: dict[Any, list[int]] = {}
+    # their field's value -> creation times of the records holding it, sorted: made at the first
+    # count, once the counted collection is generated
+    indexes: list[dict[Any, list[int]]] = []
 
     def times_of(value: Any) -> list[int]:
-        if not index:
+        if not indexes:
+            index: dict[Any, list[int]] = {}
             created = ctx.created.get(collection, [])
             for i, record in enumerate(ctx.world.get(collection, [])):
                 index.setdefault(record.get(field), []).append(
@@ -97,8 +99,8 @@ def count_plan(name: str, prop: Schema, ctx: WorldContext, where: str) -> FieldP
                 )
             for times in index.values():
                 times.sort()
-            index.setdefault(None, [])
-        return index.get(value, [])
+            indexes.append(index)
+        return indexes[0].get(value, [])
 
     def read(d: Draft, source: Any) -> Any:
         if isinstance(source, str) and source.startswith(PARENT):

@@ -4,13 +4,14 @@ story reads in order."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from opsmerge_sandbox.world.conditions import (
     Schemas,
     compile_path,
+    is_shifted,
+    operand_heads,
     path_head,
     time_operand,
     to_seconds,
@@ -70,7 +71,7 @@ def time_plan(
     closed_by = _closing_of(ctx, scope) if name == "created_at" else None
     befores = [str(b) for b in _as_list(rule.get("before"))]
     bound_of = _earliest([_reader(b, ctx, scope, schemas) for b in befores])
-    deps += [h for b in befores for h in _heads(b)]
+    deps += [h for b in befores for h in operand_heads(b)]
 
     if name == "created_at" and not rule.get("after"):
         history = HISTORY_DAYS * DAY
@@ -142,7 +143,7 @@ def time_plan(
         creation = name == "created_at"
         base_of: Callable[[Draft], int | None]
         base_of = _reader(after, ctx, scope, schemas)
-        deps += _heads(after)
+        deps += operand_heads(after)
 
         def make_after(d: Draft) -> str | None:
             base = base_of(d)
@@ -202,16 +203,6 @@ def time_plan(
     return FieldPlan(name, make_within, tuple(deps), on_fixed)
 
 
-_SHIFT = re.compile(r"\s[+-]\s*(?:\d+|\{)")
-_SHIFT_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:->[^}]*)?\}")  # the head of its path
-
-
-def _heads(source: str) -> list[str]:
-    """The record fields a time source waits for: its path's head and a shift's field."""
-    base = _SHIFT.split(source, 1)[0].strip()
-    return [path_head(base) or base, *_SHIFT_FIELD.findall(source)]
-
-
 def _seconds_of(
     rule: dict[str, Any],
     ctx: WorldContext,
@@ -262,7 +253,7 @@ def _reader(
 ) -> Callable[[Draft], int | None]:
     """Seconds of the time a field of the record, or a path through its references, holds,
     shifted by a constant or a field when it says so (`started_at + {duration_minutes}m`)."""
-    if _SHIFT.search(source):
+    if is_shifted(source):
         shifted = time_operand(scope, source, schemas or ctx.schemas)
         env = ctx.env
         return lambda d: shifted(d.rec, env)
