@@ -187,6 +187,6 @@ class WorkerAcceptLoop(BatchAcceptLoop):
     ) -> asyncio.AbstractServer:
         sock = kwargs.get("sock")
         if sock is not None and not args:
-            await start_together.all_ready()  # listen once every worker can (start_together.py)
             kwargs["sock"] = _own_socket(sock, int(kwargs.get("backlog") or 100))
+            await start_together.all_ready()  # serve once every worker listens (start_together.py)
         return await super().create_server(protocol_factory, *args, **kwargs)

@@ -1,14 +1,17 @@
-"""`serve --workers N`: every worker starts listening once all N are ready, not one by one.
+"""`serve --workers N`: every worker starts serving once all N listen, not one by one.
 
 Each worker builds its own state (the seeded world, its app) and then listens on a socket of its
 own on the address (`accept.py`); the kernel spreads new connections over the sockets listening
 at that moment. A worker that listened as soon as it was ready took every connection made
 before the others were: a client that connects at once and keeps its connections alive (a load
 tool, a CI job's pool) stayed on that one worker, and N workers served what one does. So each
-worker, once ready, says so in a directory the parent made (a file named by its process id) and
-waits until N have said so before it listens; the first answer then comes from a sandbox whose
-workers all listen. A worker that is restarted later finds N already there and listens at once;
-if a worker never gets ready, the others listen after `WAIT_S` anyway, and say why in the log.
+worker, once ready, opens its listening socket, says so in a directory the parent made (a file
+named by its process id) and waits until N have said so before it serves; the first answer then
+comes from a sandbox whose workers all listen. (Saying "ready" before listening left a window:
+the first worker past the wait could answer while the last had not yet called `listen`.) A
+connection made meanwhile waits in its worker's queue until the worker serves. A worker that is
+restarted later finds N already there and serves at once; if a worker never gets ready, the
+others serve after `WAIT_S` anyway, and say why in the log.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ log = logging.getLogger("sandbox.workers")
 
 DIR_ENV = "OPSMERGE_SANDBOX_WORKERS_READY_DIR"  # where the workers say they are ready
 COUNT_ENV = "OPSMERGE_SANDBOX_WORKERS_READY_COUNT"  # how many workers there are
-WAIT_S = 120.0  # longest a ready worker waits for the others before it listens anyway
+WAIT_S = 120.0  # longest a ready worker waits for the others before it serves anyway
 POLL_S = 0.01
 
 
@@ -38,6 +41,6 @@ async def all_ready() -> None:
     deadline = time.monotonic() + WAIT_S
     while (ready := sum(1 for _ in folder.iterdir())) < count:
         if time.monotonic() > deadline:
-            log.warning("listening with %d of %d workers ready after %g s", ready, count, WAIT_S)
+            log.warning("serving with %d of %d workers ready after %g s", ready, count, WAIT_S)
             return
         await asyncio.sleep(POLL_S)
