@@ -32,6 +32,7 @@ from opsmerge_sandbox.pipeline.workspace_name import (
 )
 from opsmerge_sandbox.spec import flatten, resolve_refs
 from opsmerge_sandbox.state import SandboxState
+from opsmerge_sandbox.store.workspace import Workspace
 from opsmerge_sandbox.world.recipe import owner_key
 from opsmerge_sandbox.yamlio import load_yaml
 
@@ -213,16 +214,29 @@ def build_admin(state: SandboxState) -> AdminApi:
 
     async def mint_key(request: Request, _: Any) -> tuple[int, Any]:
         body = await api.body(request, "MintKeyRequest", required=True)
-        users = state.workspaces.get().view(state.auth.users)
+        # the owner is looked up in the workspace the header names (a user a CI run invited
+        # there); the key then works wherever its owner exists
+        named = workspace_name(request.headers.get(WORKSPACE_HEADER))
+        ws = state.workspaces.get(named) if named is not None else state.workspaces.get()
+        users = ws.view(state.auth.users)
         user_id = body.get("user_id")
         if user_id is None and body.get("role"):
-            user_id = _user_with_role(state, body["role"])
+            user_id = _user_with_role(state, body["role"], ws)
         user_id = user_id or _default_owner(state)
-        if users.get(user_id) is None:
+        user = users.get(user_id)
+        if user is None:
             raise ApiError(
                 "REFERENCE_NOT_FOUND",
                 f"No user with id {user_id!r}.",
                 [Detail("body", "user_id", "no such user")],
+            )
+        status = user.get(state.auth.status_field)
+        if status in state.auth.keyless_statuses:
+            raise ApiError(
+                "CONFLICT",
+                f"User {user_id!r} is {status}: a user who has never signed in holds no API "
+                "keys (a key is made by its owner in the web app).",
+                [Detail("body", "user_id", f"user is {status}")],
             )
         scopes = body.get("scopes")
         if scopes is not None:
@@ -339,8 +353,7 @@ def _default_owner(state: SandboxState) -> str:
     return key.user_id
 
 
-def _user_with_role(state: SandboxState, role: str) -> str:
-    ws = state.workspaces.get()
+def _user_with_role(state: SandboxState, role: str, ws: Workspace) -> str:
     roles = ws.view(state.auth.roles)
     role_ids = [
         rid
@@ -354,7 +367,8 @@ def _user_with_role(state: SandboxState, role: str) -> str:
     users = ws.view(state.auth.users)
     for user in users.query([(state.auth.role_ids_field, role_ids[0])], None, "id", False):
         uid = user["id"]
-        if user.get(state.auth.status_field) not in state.auth.inactive_statuses:
+        status = user.get(state.auth.status_field)
+        if status not in state.auth.inactive_statuses | state.auth.keyless_statuses:
             return uid
     raise ApiError(
         "REFERENCE_NOT_FOUND",

@@ -206,3 +206,57 @@ def test_auth_me_lists_what_the_role_allows_beside_what_the_key_may_use(client: 
     reader = client.get("/api/v1/auth/me", headers=bearer(key_named(client.app, "Read-only")))
     assert reader.json()["data"]["role_scopes"] == reader.json()["data"]["scopes"]
     assert not [s for s in reader.json()["data"]["role_scopes"] if not s.endswith(":read")]
+
+
+def test_a_key_is_not_minted_for_a_user_who_has_never_signed_in(fresh_client: Any) -> None:
+    c = fresh_client
+    owner = bearer(_secret(c, "Owner - full"))
+    role = c.post(
+        "/api/v1/roles", headers=owner, json={"name": "Night desk", "permissions": ["*:read"]}
+    )
+    assert role.status_code == 201, role.text
+    invited = c.post(
+        "/api/v1/users/invite",
+        headers=owner,
+        json={"email": "night.desk@example.com", "role_ids": [role.json()["data"]["id"]]},
+    )
+    assert invited.status_code == 201, invited.text
+    user_id = invited.json()["data"]["id"]
+
+    r = c.post("/_sandbox/keys", headers=ADMIN, json={"name": "k", "user_id": user_id})
+    assert r.status_code == 409, r.text
+    err = r.json()["error"]
+    assert err["code"] == "CONFLICT" and "invited" in err["message"]
+    assert err["details"][0]["field"] == "user_id"
+
+    # a role held only by somebody who has not signed in has nobody to own a key
+    r = c.post("/_sandbox/keys", headers=ADMIN, json={"name": "k", "role": "Night desk"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"][0]["field"] == "role"
+
+
+def test_a_key_is_minted_for_a_role_given_in_the_workspace_the_header_names(
+    fresh_client: Any,
+) -> None:
+    c = fresh_client
+    owner = bearer(_secret(c, "Owner - full"))
+    role = c.post(
+        "/api/v1/roles", headers=owner, json={"name": "Late shift", "permissions": ["*:read"]}
+    ).json()["data"]
+    moved = c.patch(
+        "/api/v1/users/usr_tech", headers=owner, json={"role_ids": [role["id"]]}
+    )
+    assert moved.status_code == 200, moved.text
+    r = c.post("/_sandbox/keys", headers=ADMIN, json={"name": "k", "role": "Late shift"})
+    assert r.status_code == 201, r.text
+    assert r.json()["data"]["user_id"] == "usr_tech"
+    key = bearer(r.json()["data"]["key"])
+    assert c.get("/api/v1/agents?per_page=1", headers=key).status_code == 200
+    assert c.post("/api/v1/clients", headers=key, json={"name": "No"}).status_code == 403
+    # the default workspace has no such role
+    default = c.post(
+        "/_sandbox/keys",
+        headers={**ADMIN, "X-Sandbox-Workspace": "default"},
+        json={"name": "k", "role": "Late shift"},
+    )
+    assert default.status_code == 422, default.text

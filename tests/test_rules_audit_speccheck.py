@@ -148,6 +148,22 @@ CASES.append(
 )
 
 
+CASES += [
+    pytest.param(
+        _model(lambda m: m.update({"key-use": {"verb": "touched", "every-seconds": 3600}})),
+        "x-sandbox-audit",
+        "key-use records entries with action 'api_key.touched'",
+        id="key-use-off-the-enum",
+    ),
+    pytest.param(
+        _model(lambda m: m.update({"key-use": {"verb": "used", "every-seconds": 0}})),
+        "x-sandbox-audit",
+        "key-use must be {verb: <snake_case verb>, every-seconds: <seconds, at least 1>}",
+        id="key-use-never",
+    ),
+]
+
+
 @pytest.mark.parametrize(("mutate", "where", "words"), CASES)
 def test_spec_check_names_what_is_wrong_with_the_audit_log(
     mutate: Callable[[Raw], None], where: str, words: str

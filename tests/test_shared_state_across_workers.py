@@ -122,6 +122,21 @@ def _mint(host: Host, **body: Any) -> dict[str, Any]:
     return r.json()["data"]  # type: ignore[no-any-return]
 
 
+def test_a_keys_use_read_on_every_worker_at_once_is_logged_once(
+    hosts: tuple[Host, Host],
+) -> None:
+    ws = _ws()
+    tech = "om_sbx_tech_full_plQxDn0C3kWtpyClB4sktSRnGS"
+    answers = asyncio.run(_spread(hosts, [("GET", f"{API}/tickets", _h(ws, tech), None)] * 16))
+    assert [a.status_code for a in answers] == [200] * 16
+    for host in hosts:  # each host's own copy, caught up by the read
+        log = httpx.get(
+            f"{host.base}{API}/audit-log?action=api_key.used&object_id=key_techfull&per_page=100",
+            headers=_h(ws),
+        ).json()["data"]["items"]
+        assert len([e for e in log if e["created_at"] >= "2026-11-02"]) == 1, log
+
+
 def test_a_burst_of_twice_the_limit_over_every_worker_lets_exactly_the_limit_through(
     hosts: tuple[Host, Host],
 ) -> None:

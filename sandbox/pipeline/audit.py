@@ -60,7 +60,7 @@ def object_type(schema_name: str) -> str:
 
 
 _OBJECT_TYPE = re.compile(r"^[a-z][a-z0-9_]*$")
-_KNOWN_KEYS = ("collection", "fields", "object-types", "field-verbs")
+_KNOWN_KEYS = ("collection", "fields", "object-types", "field-verbs", "key-use")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +74,8 @@ class AuditModel:
     object_types: Mapping[str, str]  # collection -> the object type its entries name
     # collection -> field -> the verb of an update that changes it
     field_verbs: Mapping[str, Mapping[str, str]]
+    # a key's use: (the verb, once per how many seconds per key and workspace); None: unlogged
+    key_use: tuple[str, int] | None = None
 
     @classmethod
     def from_spec(cls, raw: Mapping[str, Any]) -> AuditModel | None:
@@ -82,6 +84,10 @@ class AuditModel:
             return None
         types = ext.get("object-types")
         verbs = ext.get("field-verbs")
+        use = ext.get("key-use")
+        key_use = None
+        if isinstance(use, Mapping) and isinstance(use.get("every-seconds"), int):
+            key_use = (str(use.get("verb")), int(use["every-seconds"]))
         return cls(
             str(ext.get("collection")),
             dict(ext.get("fields") or {}),
@@ -91,6 +97,7 @@ class AuditModel:
                 for name, by_field in (verbs.items() if isinstance(verbs, Mapping) else ())
                 if isinstance(by_field, Mapping)
             },
+            key_use,
         )
 
     def object_type(self, collection: str, schema_name: str) -> str:
@@ -157,6 +164,16 @@ def model_problems(
                 yield f"field-verbs.{name}.{field} is not a field of {name}"
             if not isinstance(verb, str) or not _OBJECT_TYPE.match(verb):
                 yield f"field-verbs.{name}.{field} must be a snake_case verb, got {verb!r}"
+    use = ext.get("key-use")
+    if use is not None and not (
+        isinstance(use, Mapping)
+        and isinstance(use.get("verb"), str)
+        and _OBJECT_TYPE.match(use["verb"])
+        and isinstance(use.get("every-seconds"), int)
+        and not isinstance(use["every-seconds"], bool)
+        and use["every-seconds"] > 0
+    ):
+        yield "key-use must be {verb: <snake_case verb>, every-seconds: <seconds, at least 1>}"
     collection = ext.get("collection")
     if not isinstance(collection, str) or collection not in properties:
         yield f"collection {collection!r} names no collection"
@@ -304,14 +321,48 @@ class AuditTrail:
         """How a write the sandbox makes itself names its maker (a rule) in `key-name`."""
         return f"{self.types[collection]} {record_id}"
 
-    def record(self, ctx: RequestContext, ws: Workspace) -> None:
-        """Stage one entry per changed record, in the request's transaction."""
-        caller = ctx.caller
+    def origin(self, ctx: RequestContext) -> tuple[str, str]:
+        """(address, user agent) a request came from, as its entries record them."""
         headers = ctx.headers
         address = client_address(ctx.request.scope, headers, self.trusted) if headers else ""
         agent = (headers.get("user-agent") if headers else None) or ""
+        return address, agent
+
+    def record(self, ctx: RequestContext, ws: Workspace) -> None:
+        """Stage one entry per changed record, in the request's transaction."""
+        caller = ctx.caller
+        address, agent = self.origin(ctx)
         actor = caller.user_id if caller else None
         self.stage(ws, ctx.op, actor, caller.key.name if caller else None, address, agent)
+
+    def entry(
+        self,
+        entry_id: str,
+        actor: str | None,
+        key_name: str | None,
+        action: str,
+        object_type: str,
+        object_id: str,
+        diff: Mapping[str, Any],
+        address: str,
+        agent: str,
+    ) -> Record:
+        """One entry, filled as a record of the log's collection, made now."""
+        f, now = self.model.fields, self.now()
+        entry = {
+            "id": entry_id,
+            f["actor"]: actor,
+            f["key-name"]: key_name,
+            f["action"]: action,
+            f["object-type"]: object_type,
+            f["object-id"]: object_id,
+            f["diff"]: diff,
+            f["address"]: address[:64],
+            f["user-agent"]: agent[:256],
+            "created_at": now,
+            "updated_at": now,
+        }
+        return self.fill(self.entries, entry)
 
     def stage(
         self,
@@ -328,8 +379,6 @@ class AuditTrail:
         changes = [c for c in ws.staged_changes() if c[0] != self.model.collection]
         if not changes:
             return
-        f = self.model.fields
-        now = self.now()
         own = op.hints.collection
         for collection, record_id, after in changes:
             before = ws.get(collection, record_id)
@@ -342,17 +391,8 @@ class AuditTrail:
             if before is not None and after is not None and not diff:
                 continue  # a write that changed nothing but bookkeeping leaves no entry
             for action, part in self._actions(op, collection, before, after, diff):
-                entry = {
-                    "id": self._next_id(),
-                    f["actor"]: actor,
-                    f["key-name"]: key_name,
-                    f["action"]: action,
-                    f["object-type"]: self.types[collection],
-                    f["object-id"]: record_id,
-                    f["diff"]: part,
-                    f["address"]: address[:64],
-                    f["user-agent"]: agent[:256],
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                ws.write(self.model.collection, self.fill(self.entries, entry))
+                entry = self.entry(
+                    self._next_id(), actor, key_name, action, self.types[collection], record_id,
+                    part, address, agent,
+                )
+                ws.write(self.model.collection, entry)

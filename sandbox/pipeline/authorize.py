@@ -39,6 +39,8 @@ class AuthModel:
     permissions_field: str
     status_field: str
     inactive_statuses: frozenset[str]
+    # statuses of users who have never signed in, so hold no keys (optional: none by default)
+    keyless_statuses: frozenset[str] = frozenset()
 
     @classmethod
     def from_spec(cls, resolved: dict) -> AuthModel:
@@ -54,6 +56,7 @@ class AuthModel:
             permissions_field=ext["permissions-field"],
             status_field=ext["status-field"],
             inactive_statuses=frozenset(ext["inactive-statuses"]),
+            keyless_statuses=frozenset(ext.get("keyless-statuses") or ()),
         )
 
 

@@ -4,7 +4,10 @@ It runs after the answer is built and checked, so no later error can leave a wri
 without its success answer. The write reaches the workspace's views at once (the next request
 builds on it) and the answer waits until the store holds it; a write the store cannot save is
 answered 503 STORE_UNAVAILABLE and memory goes back to what the store holds. An error answer
-drops whatever the handler staged. A committed write's events then fire the workspace's rules
+drops whatever the handler staged. A read whose only write is the hour's entry of its key's use
+(`pipeline/key_use.py`, committed before the read ran) does not wait for the disk: the entry is
+the sandbox's bookkeeping, not the caller's write (on shared state the append is awaited, as it
+hands the workspace's write lock on). A committed write's events then fire the workspace's rules
 (`events/engine.py`); a refused or failed write makes none. Any other answer from a workspace
 with writes still on their way to disk waits for them, so no answer shows a change that may yet
 be lost.
@@ -40,7 +43,7 @@ class Commit:
         if ws.owns(ctx.transaction) and ctx.status < 400:
             return self._commit(ctx, ws)
         ws.rollback(ctx.transaction)  # its own, if it opened one
-        if ws.unsettled:
+        if ws.unsettled and not (ctx.logged_use and self.state.shared is None):
             return self._settle(ctx, ws)
         return None
 

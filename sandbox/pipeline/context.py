@@ -53,6 +53,8 @@ class RequestContext:
     rate: RateState | None = None
     lock_token: str | None = None  # shared state: the workspace write lock this request holds
     transaction: Transaction | None = None  # the write's own, from `Workspace.begin`
+    # a read that logged its key's use committed that entry itself (`pipeline/key_use.py`)
+    logged_use: bool = False
     outcome: Outcome | None = None
     params: dict[str, Any] = field(default_factory=dict)
     supplied: frozenset[str] = frozenset()

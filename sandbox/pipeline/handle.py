@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from opsmerge_sandbox.pipeline.audit import AuditTrail
 from opsmerge_sandbox.pipeline.identity import Identity
+from opsmerge_sandbox.pipeline.key_use import KeyUse
 from opsmerge_sandbox.pipeline.read_request import READS
 from opsmerge_sandbox.pipeline.resources import HandlerCall, Resources
 
@@ -38,6 +39,8 @@ class Handle:
         )
         if self.audit is not None:
             self.audit.shown = self.resources.as_clock_shows
+        # the audit log's entry of a key's use, once a period (`pipeline/key_use.py`)
+        self.key_use = KeyUse.from_spec(state.spec, self.audit, state.clock)
         events = state.events
         if events is not None:  # rules are checked as they are written (actions, webhook URLs)
             self.resources.write_checks[events.model.rules] = events.check_rule
@@ -46,8 +49,19 @@ class Handle:
         ws = ctx.workspace
         assert ws is not None
         ex = HandlerCall(ctx.op, ws, ctx.caller, ctx.params, ctx.supplied, ctx.body, ctx.rate)
+        key_use = self.key_use
+        use = key_use.due(ctx) if key_use is not None else None
         if ctx.op.method not in READS:
             ctx.transaction = ws.begin()
+            if use is not None:  # logged with the write's changes: a refused write logs nothing
+                assert key_use is not None
+                key_use.stage(ctx, ws, use)
+        elif use is not None:  # committed before the read runs, so a read of the log shows it
+            assert key_use is not None
+            ws.begin()
+            key_use.stage(ctx, ws, use)
+            ws.commit()  # awaited (or not) by the commit stage, which sees `logged_use`
+            ctx.logged_use = True
         ctx.status, data = self.resources.handle(ex)
         if self.audit is not None and ws.in_transaction:
             self.audit.record(ctx, ws)  # the write's audit entries, in its own transaction

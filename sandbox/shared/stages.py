@@ -8,7 +8,8 @@
   the latest control state before it is answered (a key minted on another worker works here at
   once).
 - `SharedHandle` takes the workspace's write lock before a write's handler runs (catching up in
-  the same round trip), so every rule is checked against the latest state.
+  the same round trip), so every rule is checked against the latest state; so does a read that
+  logs its key's use (`pipeline/key_use.py`), so the period's entry is written once.
 - `SharedCommit` commits (the append also lets go of the lock) or lets go of the lock.
 """
 
@@ -271,11 +272,15 @@ class SharedHandle:
         self.records: SharedWorkspaces = state.workspaces  # type: ignore[assignment]
         self.handle = direct(handle)
         self.hosted: SharedHostedPolicy | None = state.hosted  # type: ignore[assignment]
+        key_use = getattr(handle, "key_use", None)
+        self.use_due: Callable[[RequestContext], str | None] = (
+            key_use.due if key_use is not None else lambda ctx: None
+        )
 
     def __call__(self, ctx: RequestContext) -> Any:
-        if ctx.op.method in READS:
+        if ctx.op.method in READS and self.use_due(ctx) is None:
             return self.handle(ctx)
-        return self._write(ctx)
+        return self._write(ctx)  # a write, or a read that logs its key's use
 
     async def _write(self, ctx: RequestContext) -> None:
         assert ctx.workspace is not None
@@ -283,7 +288,7 @@ class SharedHandle:
         ctx.lock_token = await self.records.lock(name)
         try:
             ctx.workspace = self.records.get(name)  # a reset elsewhere may have replaced it
-            if self.hosted is not None:
+            if self.hosted is not None and ctx.op.method not in READS:
                 await self.hosted.admit_locked(ctx.workspace, len(ctx.raw_body))
             self.handle(ctx)
         except ApiError:

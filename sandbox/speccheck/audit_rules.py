@@ -35,6 +35,7 @@ def _audit_model(doc: Document) -> Iterator[Problem]:
     if problems or model is None:
         return
     offered = {part: _enum(properties, model, part) for part in ("action", "object-type")}
+    yield from _key_use(doc, model, offered["action"])
     for op in doc.operations:
         for kind, action in operation_actions(model, doc.collections, op.hints):
             for part, value in (("object-type", kind), ("action", action)):
@@ -48,6 +49,32 @@ def _audit_model(doc: Document) -> Iterator[Problem]:
                         "name the verb with x-sandbox.audit)",
                         "audit",
                     )
+
+
+def _key_use(
+    doc: Document, model: AuditModel, actions: frozenset[Any] | None
+) -> Iterator[Problem]:
+    """A logged key use names the collection listing the keys, and its action is the log's."""
+    if model.key_use is None:
+        return
+    auth = doc.raw.get("x-sandbox-auth")
+    keys = auth.get("keys") if isinstance(auth, dict) else None
+    collection = keys.get("collection") if isinstance(keys, dict) else None
+    if collection not in doc.collections:
+        yield Problem(
+            WHERE, "key-use needs x-sandbox-auth.keys.collection: the collection listing keys",
+            "audit",
+        )
+        return
+    action = f"{model.object_type(collection, doc.collections[collection])}.{model.key_use[0]}"
+    if actions is not None and action not in actions:
+        field = model.fields["action"]
+        yield Problem(
+            WHERE,
+            f"key-use records entries with {field} {action!r}, which "
+            f"{model.collection}.{field} does not offer",
+            "audit",
+        )
 
 
 def _properties(doc: Document) -> dict[str, dict[str, Any]]:

@@ -31,6 +31,34 @@ def _auth_model(doc: Document) -> Iterator[Problem]:
     for key in ("users", "roles"):
         if ext.get(key) and ext[key] not in doc.collections:
             yield Problem("x-sandbox-auth", f"{key} {ext[key]!r} names no collection", "auth")
+    yield from _statuses(doc, ext)
+
+
+def _statuses(doc: Document, ext: dict) -> Iterator[Problem]:
+    """The statuses that disable keys or hold none are lists of the users' status values."""
+    offered = None
+    users, field = ext.get("users"), ext.get("status-field")
+    if users in doc.collections and isinstance(field, str):
+        try:
+            named = component_section(doc.raw, "schemas")[doc.collections[users]]
+            schema = flatten(doc.resolve(named))
+        except (BrokenRef, KeyError):
+            schema = {}
+        offered = ((schema.get("properties") or {}).get(field) or {}).get("enum")
+    for key in ("inactive-statuses", "keyless-statuses"):
+        value = ext.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            yield Problem("x-sandbox-auth", f"{key} must be a list of status values", "auth")
+            continue
+        for status in value:
+            if offered is not None and status not in offered:
+                yield Problem(
+                    "x-sandbox-auth",
+                    f"{key} names {status!r}, which {users}.{field} does not offer",
+                    "auth",
+                )
 
 
 @document_rule

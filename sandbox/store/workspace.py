@@ -249,6 +249,9 @@ class Workspace:
         self.views: dict[str, CollectionView] = {}
         self.last_used = time.monotonic()
         self.detached = False  # reset away: its later commits reach nobody and are not stored
+        # what request stages note about this workspace (the key uses its log is known to
+        # hold); a reset workspace is a new object, without them
+        self.memo: dict[Any, Any] = {}
         self._transaction: Transaction | None = None  # what `begin` handed out, while open
         self._reserving: list[CollectionView] = []  # views holding numbers for staged creations
         # the batch of its latest commit (or of a reset it starts from) until known durable
