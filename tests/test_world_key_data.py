@@ -206,3 +206,20 @@ def test_no_python_module_names_a_seeded_id_or_a_scope_of_the_spec() -> None:
                 hits = names.intersection(quoted.findall(line))
                 found += [f"{path.relative_to(ROOT)}:{number}: {h}" for h in sorted(hits)]
     assert found == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("keyless-statuses", ["invited", "pending"], "keyless-statuses names 'pending', which"),
+        ("inactive-statuses", ["suspended"], "inactive-statuses names 'suspended', which"),
+        ("keyless-statuses", "invited", "keyless-statuses must be a list of status values"),
+    ],
+)
+def test_the_spec_check_refuses_a_user_status_the_users_do_not_have(
+    key: str, value: Any, words: str
+) -> None:
+    raw = copy.deepcopy(SPEC.raw)
+    raw["x-sandbox-auth"][key] = value
+    problems = [p for p in lint_document(raw, load_catalogue()) if p.rule == "auth"]
+    assert len(problems) == 1 and words in problems[0].message, problems
