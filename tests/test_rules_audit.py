@@ -252,3 +252,35 @@ def test_a_status_change_an_assignment_and_a_role_change_are_logged_under_their_
     (entry, *_) = _entries(client, ws, "&object_id=usr_tech")
     assert entry["action"] == "user.role_changed"
     assert entry["diff"] == {"role_ids": [user["role_ids"], ["rol_readonly"]]}
+
+
+def test_granting_a_contact_portal_access_is_logged_as_such_and_taking_it_away_is_a_change(
+    client: TestClient,
+) -> None:
+    """The help pages list "portal access granted" among a contact's logged events: a write that
+    sets the portal flag logs that action (what else it changes in a `modified` entry beside
+    it); clearing the flag is an ordinary modification."""
+    ws = f"audit-{uuid.uuid4().hex[:8]}"
+    h = _h(OWNER, ws)
+    listed = client.get("/api/v1/contacts?portal_user=false&per_page=1", headers=h)
+    assert listed.status_code == 200, listed.text
+    contact = listed.json()["data"]["items"][0]
+    assert contact["portal_user"] is False
+
+    r = client.patch(
+        f"/api/v1/contacts/{contact['id']}",
+        json={"portal_user": True, "job_title": "Office manager"},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    newest = _entries(client, ws, f"&object_id={contact['id']}")[:2]
+    assert {e["action"]: e["diff"] for e in newest} == {
+        "contact.portal_access_granted": {"portal_user": [False, True]},
+        "contact.modified": {"job_title": [contact["job_title"], "Office manager"]},
+    }
+
+    r = client.patch(f"/api/v1/contacts/{contact['id']}", json={"portal_user": False}, headers=h)
+    assert r.status_code == 200, r.text
+    (taken, *_) = _entries(client, ws, f"&object_id={contact['id']}")
+    assert taken["action"] == "contact.modified"
+    assert taken["diff"] == {"portal_user": [True, False]}

@@ -126,6 +126,22 @@ CASES += [
         "records audit entries with action 'ticket.status_flipped'",
         id="field-verb-not-in-the-action-enum",
     ),
+    pytest.param(
+        _model(lambda m: m["field-verbs"]["contacts"].update(portal_user={"verb": "granted"})),
+        "x-sandbox-audit",
+        "field-verbs.contacts.portal_user must be a verb or {verb, to: <the value>}",
+        id="field-verb-to-a-value-without-the-value",
+    ),
+    pytest.param(
+        _model(
+            lambda m: m["field-verbs"]["contacts"].update(
+                portal_user={"verb": "portal_access_revoked", "to": False}
+            )
+        ),
+        "PATCH /contacts/{id} (updateContact)",
+        "records audit entries with action 'contact.portal_access_revoked'",
+        id="field-verb-to-a-value-not-in-the-action-enum",
+    ),
 ]
 
 

@@ -17,7 +17,9 @@ verb the operation's `audit` hint, else `created`, `modified` or `deleted` by wh
 record. An update that changes a field `x-sandbox-audit.field-verbs` names for its collection is
 logged under that field's verb (`ticket.status_changed`, as the seeded entries and the help pages'
 families name a status change), the fields it changes with no verb of their own in a `modified`
-entry beside it. `spec check` holds every action and object type a write can record to the log's
+entry beside it. A verb given as `{verb, to}` names only a change to that value (a contact's
+`portal_user` set to true: `contact.portal_access_granted`); any other change to the field is a
+modification. `spec check` holds every action and object type a write can record to the log's
 enums.
 """
 
@@ -72,8 +74,8 @@ class AuditModel:
     collection: str
     fields: Mapping[str, str]  # part -> field of the entry
     object_types: Mapping[str, str]  # collection -> the object type its entries name
-    # collection -> field -> the verb of an update that changes it
-    field_verbs: Mapping[str, Mapping[str, str]]
+    # collection -> field -> (the verb of an update that changes it, only to this value or ANY)
+    field_verbs: Mapping[str, Mapping[str, tuple[str, Any]]]
     # a key's use: (the verb, once per how many seconds per key and workspace); None: unlogged
     key_use: tuple[str, int] | None = None
 
@@ -93,7 +95,7 @@ class AuditModel:
             dict(ext.get("fields") or {}),
             {str(k): str(v) for k, v in types.items()} if isinstance(types, Mapping) else {},
             {
-                str(name): {str(f): str(v) for f, v in by_field.items()}
+                str(name): {str(f): _field_verb(v) for f, v in by_field.items()}
                 for name, by_field in (verbs.items() if isinstance(verbs, Mapping) else ())
                 if isinstance(by_field, Mapping)
             },
@@ -113,14 +115,27 @@ class AuditModel:
             return [(verb, diff)]
         parts: dict[str, Diff] = {}
         for name, pair in diff.items():
-            parts.setdefault(verbs.get(name, "modified"), {})[name] = pair
+            own, to = verbs.get(name, ("modified", ANY))
+            named = own if to is ANY or pair[1] == to else "modified"
+            parts.setdefault(named, {})[name] = pair
         return list(parts.items())
 
     def verbs(self, collection: str, verb: str) -> list[str]:
         """Every verb `split` can log a change logged as `verb` under."""
         if verb != "modified":
             return [verb]
-        return list(dict.fromkeys([verb, *self.field_verbs.get(collection, {}).values()]))
+        named = [v for v, _ in self.field_verbs.get(collection, {}).values()]
+        return list(dict.fromkeys([verb, *named]))
+
+
+ANY = object()  # a field verb for any change to its field
+
+
+def _field_verb(value: Any) -> tuple[str, Any]:
+    """`verb` (any change) or `{verb, to}` (a change to that value) as (verb, value or ANY)."""
+    if isinstance(value, Mapping):
+        return str(value.get("verb")), value.get("to", ANY)
+    return str(value), ANY
 
 
 def entry_verb(own: str | None, before: bool, after: bool) -> str:
@@ -159,9 +174,13 @@ def model_problems(
         if not isinstance(by_field, Mapping):
             yield f"field-verbs.{name} must map a field to the verb of a change to it"
             continue
-        for field, verb in by_field.items():
+        for field, given in by_field.items():
             if field not in properties[name]:
                 yield f"field-verbs.{name}.{field} is not a field of {name}"
+            if isinstance(given, Mapping) and (set(given) - {"verb", "to"} or "to" not in given):
+                yield f"field-verbs.{name}.{field} must be a verb or {{verb, to: <the value>}}"
+                continue
+            verb = given.get("verb") if isinstance(given, Mapping) else given
             if not isinstance(verb, str) or not _OBJECT_TYPE.match(verb):
                 yield f"field-verbs.{name}.{field} must be a snake_case verb, got {verb!r}"
     use = ext.get("key-use")
