@@ -61,20 +61,22 @@ class KeyUse:
 
     def due(self, ctx: RequestContext) -> str | None:
         """The id of the entry the caller's key is owed in this period, None if it has it (or
-        the request has no key or workspace)."""
+        the request has no key or workspace). On the period's other requests: a clock read and
+        a dictionary lookup."""
         caller, ws = ctx.caller, ctx.workspace
         if caller is None or ws is None:
             return None
+        now = self.clock.now()
+        noted = (_MEMO, caller.key.id)  # -> the end of the period whose use the log holds
+        memo = ws.memo
+        if now < memo.get(noted, 0.0):
+            return None
         if ctx.op.method in READS and (ws.in_transaction or ws.unsettled):
             return None  # a write is on its way: this read stays a read, a later request logs
-        period = int(self.clock.now()) // self.every
-        noted = (_MEMO, caller.key.id)  # -> the last period whose use the log is known to hold
-        memo = ws.memo
-        if memo.get(noted) == period:
-            return None
+        period = int(now) // self.every
         entry_id = self._entry_id(period, caller.key.id)
         if ws.get(self.collection, entry_id) is not None:
-            memo[noted] = period
+            memo[noted] = (period + 1) * self.every
             return None
         return entry_id
 
