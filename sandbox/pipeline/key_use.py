@@ -19,9 +19,10 @@ a reset workspace is a new object, so its first use is logged again.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opsmerge_sandbox.pipeline.read_request import READS
+from opsmerge_sandbox.world.key_records import keys_collection
 
 if TYPE_CHECKING:
     from opsmerge_sandbox.pipeline.audit import AuditTrail
@@ -51,9 +52,7 @@ class KeyUse:
         """None unless the spec logs key use and names the collection listing the keys."""
         if trail is None or trail.model.key_use is None:
             return None
-        auth: Any = spec.resolved.get("x-sandbox-auth")
-        keys = auth.get("keys") if isinstance(auth, dict) else None
-        collection = keys.get("collection") if isinstance(keys, dict) else None
+        collection = keys_collection(spec.resolved.get("x-sandbox-auth"))
         if collection not in trail.types:
             return None
         verb, every = trail.model.key_use

@@ -17,6 +17,7 @@ from opsmerge_sandbox.spec import flatten
 from opsmerge_sandbox.speccheck.document import BrokenRef, Document, component_section
 from opsmerge_sandbox.speccheck.document_rules import document_rule
 from opsmerge_sandbox.speccheck.problems import Problem
+from opsmerge_sandbox.world.key_records import keys_collection
 
 WHERE = "x-sandbox-audit"
 
@@ -57,9 +58,7 @@ def _key_use(
     """A logged key use names the collection listing the keys, and its action is the log's."""
     if model.key_use is None:
         return
-    auth = doc.raw.get("x-sandbox-auth")
-    keys = auth.get("keys") if isinstance(auth, dict) else None
-    collection = keys.get("collection") if isinstance(keys, dict) else None
+    collection = keys_collection(doc.raw.get("x-sandbox-auth"))
     if collection not in doc.collections:
         yield Problem(
             WHERE, "key-use needs x-sandbox-auth.keys.collection: the collection listing keys",

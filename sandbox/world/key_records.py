@@ -79,6 +79,14 @@ def key_mapping_problems(ext: Any, properties: Mapping[str, Iterable[str]]) -> l
     return problems
 
 
+def keys_collection(auth_ext: Any) -> str | None:
+    """The collection `x-sandbox-auth.keys` names, None when it names none (unchecked: what
+    reads it must still find the collection)."""
+    ext = auth_ext.get("keys") if isinstance(auth_ext, dict) else None
+    collection = ext.get("collection") if isinstance(ext, dict) else None
+    return collection if isinstance(collection, str) else None
+
+
 def key_records(auth_ext: Any, properties: Mapping[str, Iterable[str]]) -> KeyRecords | None:
     """The spec's key mapping (`x-sandbox-auth`, resolved), None when it has none.
 
