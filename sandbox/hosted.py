@@ -34,10 +34,12 @@ from opsmerge_sandbox.errors import ApiError, Detail
 from opsmerge_sandbox.pipeline.audit import AuditModel
 from opsmerge_sandbox.pipeline.authenticate import ApiKey
 from opsmerge_sandbox.pipeline.headers import RequestHeaders
+from opsmerge_sandbox.pipeline.read_request import READS
 from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace_name
 from opsmerge_sandbox.state import SandboxState
 from opsmerge_sandbox.store.workspace import Workspace, Workspaces
 from opsmerge_sandbox.stores import LeaseStore, RecordStore
+from opsmerge_sandbox.world.key_records import keys_collection, used_fields
 from opsmerge_sandbox.world.recipe import demo_keys
 
 log = logging.getLogger("sandbox.hosted")
@@ -116,6 +118,24 @@ def changes_in(ws: Workspace, ignore: frozenset[str] = frozenset()) -> int:
     )
 
 
+def _unbudgeted(state: SandboxState) -> frozenset[str]:
+    """Collections only the sandbox writes on a visitor's behalf, bounded by what they record:
+    the audit entries of the visitor's writes, and the keys' last use (one record per key),
+    when no API key can write the keys' collection itself."""
+    spec = state.spec
+    audit = AuditModel.from_spec(spec.resolved)
+    if audit is None:
+        return frozenset()
+    auth = spec.resolved.get("x-sandbox-auth")
+    keys = keys_collection(auth) if audit.key_use is not None and used_fields(auth) else None
+    if keys is not None and any(
+        op.hints.collection == keys and op.method not in READS and not op.session_only
+        for op in spec.operations
+    ):
+        keys = None  # a visitor's own key records: their changes are budgeted
+    return frozenset(c for c in (audit.collection, keys) if c is not None)
+
+
 class HostedPolicy:
     """Which workspace a request uses in hosted mode, and the upkeep that keeps memory bounded."""
 
@@ -142,9 +162,7 @@ class HostedPolicy:
         self.leases: LeaseStore = Leases(
             n for n in self.workspaces.names() if n != Workspaces.DEFAULT
         )
-        audit = AuditModel.from_spec(state.spec.resolved)
-        # the audit entries of a visitor's writes are bounded by those writes: not budgeted
-        self.unbudgeted = frozenset([audit.collection] if audit is not None else [])
+        self.unbudgeted = _unbudgeted(state)
 
     @property
     def total_bytes(self) -> int:

@@ -115,7 +115,9 @@ def _world(spec: Spec, recipe: Recipe) -> dict[str, list[dict]]:
         # a large world takes a while: progress on standard error (a bar on a terminal)
         with progress(f"Building world {recipe.name} (seed {recipe.seed})", total) as report:
             return build_world(spec, recipe, progress=report)
-    code = code_bytes("world", "spec.py", "extensions.py", "jsontypes.py")
+    code = code_bytes(
+        "world", "spec.py", "extensions.py", "jsontypes.py", "pipeline/audit.py"
+    )
     parts = [*code, spec.path.read_bytes(), repr(recipe).encode()]
     return cached("world", parts, lambda: build_world(spec, recipe))
 

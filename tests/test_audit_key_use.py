@@ -135,3 +135,48 @@ def test_the_logged_uses_keep_the_logs_invariants(client: TestClient) -> None:
     assert judged.status_code == 200, judged.text
     assert judged.json()["data"]["violations"] == []
     assert judged.json()["data"]["judged"].get("audit_log", 0) >= 2
+
+
+def _key_record(client: TestClient, ws: str, key_id: str) -> dict[str, Any]:
+    """The workspace's record of the key (the key list is for signed-in sessions only, so it
+    is read where it is kept)."""
+    record = client.app.state.sandbox.workspaces.get(ws).get("api_keys", key_id)
+    assert record is not None
+    return dict(record)
+
+
+def test_the_keys_last_use_is_the_logs_latest_use_of_it(client: TestClient) -> None:
+    ws = _ws()
+    seeded = _key_record(client, ws, "key_techfull")
+    assert client.get("/api/v1/tickets?per_page=1", headers=_h(TECH, ws)).status_code == 200
+    (first,) = _uses(client, ws, "key_techfull")
+    used = _key_record(client, ws, "key_techfull")
+    assert used["last_used_at"] == first["created_at"] > seeded["last_used_at"]
+    assert used["updated_at"] == seeded["updated_at"]  # a use is no change to the key
+    client.get("/api/v1/tickets?per_page=1", headers=_h(TECH, ws))  # the same hour: no entry
+    assert _key_record(client, ws, "key_techfull")["last_used_at"] == first["created_at"]
+    _advance(client, ws, 3600)
+    made = client.post(
+        "/api/v1/tickets", json={"subject": "Used", "client_id": "cli_acme"}, headers=_h(TECH, ws)
+    )
+    assert made.status_code == 201, made.text
+    latest = _uses(client, ws, "key_techfull")[0]
+    assert latest["created_at"] > first["created_at"]
+    assert _key_record(client, ws, "key_techfull")["last_used_at"] == latest["created_at"]
+
+
+def test_a_keys_last_use_moving_on_is_not_logged_as_a_change_to_the_key(
+    client: TestClient,
+) -> None:
+    ws = _ws()
+    client.get("/api/v1/tickets?per_page=1", headers=_h(TECH, ws))  # a read logs the use
+    client.post(
+        "/api/v1/tickets", json={"subject": "Used", "client_id": "cli_acme"}, headers=_h(OWNER, ws)
+    )  # a write logs the use with its own changes
+    r = client.get(
+        "/api/v1/audit-log?object_type=api_key&per_page=100", headers=_h(READER, ws)
+    )
+    assert r.status_code == 200, r.text
+    fresh = [e for e in r.json()["data"]["items"] if e["created_at"] >= "2026-11-02"]
+    assert {e["action"] for e in fresh} == {"api_key.used"}, fresh
+    assert {e["object_id"] for e in fresh} == {"key_techfull", "key_ownerfull", "key_adminfull"}

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from opsmerge_sandbox.extensions import FieldRules, OperationHints
 from opsmerge_sandbox.pipeline.address import client_address, parse_networks
 from opsmerge_sandbox.spec import Collection, Operation, Spec
+from opsmerge_sandbox.world.key_records import keys_collection, used_fields
 
 if TYPE_CHECKING:
     from opsmerge_sandbox.pipeline.context import RequestContext
@@ -306,7 +307,15 @@ class AuditTrail:
         for field_rules in (rules or {}).values():
             for c in field_rules.counters.values():
                 counted.setdefault((c.collection, c.record_id), set()).add(c.field)
-        self.counters = {where: self.unlogged | fields for where, fields in counted.items()}
+        # collection -> what its diffs leave out: the keys' last use moves with the log's entry of
+        # it (`pipeline/key_use.py`), no change anyone made to the key
+        auth = spec.resolved.get("x-sandbox-auth")
+        keys, used = keys_collection(auth), used_fields(auth)
+        self.unlogged_in = {keys: self.unlogged | frozenset(used)} if keys and used else {}
+        self.counters = {
+            (c, rid): self.unlogged_in.get(c, self.unlogged) | fields
+            for (c, rid), fields in counted.items()
+        }
         self._last_id = 0
 
     def _next_id(self) -> str:
@@ -403,7 +412,7 @@ class AuditTrail:
             before = ws.get(collection, record_id)
             if before is not None and self.shown is not None:
                 before = self.shown(collection, before)
-            unlogged = self.unlogged
+            unlogged = self.unlogged_in.get(collection, self.unlogged)
             if self.counters and collection != own:
                 unlogged = self.counters.get((collection, record_id), unlogged)
             diff = _diff(before, after, unlogged)

@@ -9,6 +9,11 @@ shift under a client paging through it), a write stages it with its own changes 
 write logs nothing; the next request does). A read while a write is on its way leaves it to a
 later request, so it never waits for, or opens a transaction beside, another's write.
 
+The key's record (in the collection `x-sandbox-auth.keys` names) shows the same use: the fields
+it maps to `used` take the entry's time with it, in the same transaction, so the key list and the
+log never disagree on when a key was last used; that is no change anyone made to the key, so it
+moves neither `updated_at` nor the log (`AuditTrail` leaves those fields out of diffs).
+
 The entry's id is made of the period and the key, so the workspace itself says whether the
 period's use is logged: a worker that has not seen another's entry finds it once it has caught
 up (on shared state, under the workspace's write lock) and never writes a second. The
@@ -22,7 +27,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from opsmerge_sandbox.pipeline.read_request import READS
-from opsmerge_sandbox.world.key_records import keys_collection
+from opsmerge_sandbox.world.key_records import keys_collection, used_fields
 
 if TYPE_CHECKING:
     from opsmerge_sandbox.pipeline.audit import AuditTrail
@@ -37,9 +42,18 @@ _MEMO = "key-use"
 
 class KeyUse:
     def __init__(
-        self, trail: AuditTrail, object_type: str, verb: str, every: int, clock: ClockStore
+        self,
+        trail: AuditTrail,
+        object_type: str,
+        verb: str,
+        every: int,
+        clock: ClockStore,
+        keys: str,
+        shown: tuple[str, ...] = (),
     ) -> None:
         self.trail = trail
+        self.keys = keys  # the collection listing the keys
+        self.shown = shown  # its fields that show the key's last use
         self.collection = trail.model.collection
         self.prefix = trail.entries.id_prefix
         self.action = f"{object_type}.{verb}"
@@ -56,7 +70,8 @@ class KeyUse:
         if collection not in trail.types:
             return None
         verb, every = trail.model.key_use
-        return cls(trail, trail.types[collection], verb, every, clock)
+        shown = used_fields(spec.resolved.get("x-sandbox-auth"))
+        return cls(trail, trail.types[collection], verb, every, clock, collection, shown)
 
     def due(self, ctx: RequestContext) -> str | None:
         """The id of the entry the caller's key is owed in this period, None if it has it (or
@@ -98,6 +113,12 @@ class KeyUse:
             agent,
         )
         ws.write(self.collection, entry)
+        record = ws.get(self.keys, key.id) if self.shown else None
+        if record is not None:  # a key the sandbox minted for a session is in no list
+            at = entry["created_at"]
+            moved = {f: at for f in self.shown if (record.get(f) or "") < at}
+            if moved:
+                ws.write(self.keys, {**record, **moved})
 
     def _entry_id(self, period: int, key_id: str) -> str:
         """`<prefix>_<the period's start in microseconds, as entry ids count>u<the key>`: ids

@@ -14,6 +14,7 @@ import hashlib
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from opsmerge_sandbox.spec import Collection, Spec, ref_arms, ref_copies, ref_of
@@ -333,8 +334,13 @@ def build_world(
         name: max(recipe.counts.get(name, 0), len(named.get(name, ()))) for name in spec.collections
     }
     order = generation_order(spec.collections)
+    mapping = _mirrored_keys(spec, recipe)
+    uses = _key_uses(spec, mapping)
     if collections is not None:
         needed = _needed(order, spec.collections, set(collections))
+        if uses is not None and mapping is not None and mapping.collection in needed:
+            # a key's last use is read off the log: the keys are the same either way
+            needed = _needed(order, spec.collections, {*needed, uses.collection})
         order = [c for c in order if c in needed]
     ctx = WorldContext(
         seed=recipe.seed,
@@ -352,7 +358,6 @@ def build_world(
             raise GenerationError(f"{name}: a named record takes a generated id: {taken}")
     total = sum(counts[name] for name in order)
     done = 0
-    mapping = _mirrored_keys(spec, recipe)
     for name in order:
         _generate(
             spec.collections[name], ctx, named.get(name, []), recipe.seed, recipe.epoch.year,
@@ -362,6 +367,53 @@ def build_world(
             # before anything that refers to the keys reads when one was made or revoked
             _finish_keys(ctx.world[name], ctx.created[name], recipe.keys, mapping)
         done += counts[name]
+    if uses is not None and mapping is not None and mapping.collection in ctx.world:
+        _last_uses(ctx.world[mapping.collection], ctx.world.get(uses.collection, []), uses)
     if progress is not None:
         progress("", total, total)
     return {name: ctx.world.get(name, []) for name in spec.collections}
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyUses:
+    """Where the log keeps a key's uses, and the key records' fields that show the last one."""
+
+    collection: str
+    action_field: str
+    object_field: str
+    action: str
+    fields: tuple[str, ...]
+
+
+def _key_uses(spec: Spec, mapping: KeyRecords | None) -> _KeyUses | None:
+    """None unless the keys show their last use and the log records uses."""
+    # read here: the audit trail reads the key mapping from this package
+    from opsmerge_sandbox.pipeline.audit import AuditModel
+
+    fields = tuple(mapping.used_fields()) if mapping is not None else ()
+    model = AuditModel.from_spec(spec.resolved)
+    if not fields or mapping is None or model is None or model.key_use is None:
+        return None
+    if model.collection not in spec.collections:
+        return None
+    kind = model.object_type(mapping.collection, spec.collections[mapping.collection].schema_name)
+    return _KeyUses(
+        model.collection,
+        model.fields.get("action", "action"),
+        model.fields.get("object-id", "object_id"),
+        f"{kind}.{model.key_use[0]}",
+        fields,
+    )
+
+
+def _last_uses(keys: list[dict[str, Any]], entries: list[dict[str, Any]], uses: _KeyUses) -> None:
+    """Each key shows when the log last has it used (null when it never has)."""
+    last: dict[Any, str] = {}
+    for e in entries:
+        if e.get(uses.action_field) == uses.action:
+            at, key_id = e.get("created_at"), e.get(uses.object_field)
+            if isinstance(at, str) and at > last.get(key_id, ""):
+                last[key_id] = at
+    for rec in keys:
+        for field in uses.fields:
+            rec[field] = last.get(rec["id"])

@@ -8,9 +8,11 @@ The spec says it, under `x-sandbox-auth.keys`:
 
 What a field may show: the recipe key's own `name`, `access`, `scopes`, `expires_at` and
 `user_id`; `prefix`, the first characters of the secret (never the secret); `revoked`, when the
-key was revoked (the record's update time) or null; and null, for a field a recipe key leaves
-empty. Fields the mapping leaves out are generated like any other. The spec check and the world
-generator both read the mapping through `key_mapping_problems`, so they refuse the same mistakes.
+key was revoked (the record's update time) or null; `used`, when the key was last used, as the
+audit log's latest entry of its use says (`x-sandbox-audit.key-use`; null until it has one); and
+null, for a field a recipe key leaves empty. Fields the mapping leaves out are generated like any
+other. The spec check and the world generator both read the mapping through
+`key_mapping_problems`, so they refuse the same mistakes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from opsmerge_sandbox.world.recipe import KeySpec
 
 PREFIX_CHARS = 12  # what the key list shows of a secret: enough to recognise it, not to use it
 REVOKED = "revoked"  # filled in once the record has its times
+USED = "used"  # filled in from the log's entries of the key's use (null until it has one)
 _SHOWN: dict[str, Callable[[KeySpec], Any]] = {
     "name": lambda k: k.name,
     "access": lambda k: k.access,
@@ -31,7 +34,7 @@ _SHOWN: dict[str, Callable[[KeySpec], Any]] = {
     "user_id": lambda k: k.user_id,
     "prefix": lambda k: k.key[:PREFIX_CHARS] + "\u2026",
 }
-SOURCES = (*_SHOWN, REVOKED)
+SOURCES = (*_SHOWN, REVOKED, USED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +47,14 @@ class KeyRecords:
         out: dict[str, Any] = {"id": key.id}
         for field, source in self.fields.items():
             if source != REVOKED:
-                out[field] = None if source is None else _SHOWN[source](key)
+                out[field] = _SHOWN[source](key) if source in _SHOWN else None
         return out
 
     def revoked_fields(self) -> list[str]:
         return [f for f, source in self.fields.items() if source == REVOKED]
+
+    def used_fields(self) -> list[str]:
+        return [f for f, source in self.fields.items() if source == USED]
 
 
 def key_mapping_problems(ext: Any, properties: Mapping[str, Iterable[str]]) -> list[str]:
@@ -99,3 +105,13 @@ def key_records(auth_ext: Any, properties: Mapping[str, Iterable[str]]) -> KeyRe
     if problems:
         raise ValueError(f"x-sandbox-auth.{problems[0]}")
     return KeyRecords(str(ext["collection"]), dict(ext["fields"]))
+
+
+def used_fields(auth_ext: Any) -> tuple[str, ...]:
+    """The fields of the key records `x-sandbox-auth.keys` fills with the key's last use (what a
+    request that logs a use moves on; unchecked, as `keys_collection`)."""
+    ext = auth_ext.get("keys") if isinstance(auth_ext, dict) else None
+    fields = ext.get("fields") if isinstance(ext, dict) else None
+    if not isinstance(fields, dict):
+        return ()
+    return tuple(str(f) for f, source in fields.items() if source == USED)
