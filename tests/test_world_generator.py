@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -178,6 +179,25 @@ def test_a_new_collection_in_the_spec_is_generated_and_changes_nothing_else(
     for w in widgets:
         validator.validate(w)
         assert agents[w["agent_id"]]["client_id"] == w["client_id"]
+
+
+def test_a_reference_the_seeded_world_never_sets_changes_no_other_value(
+    spec: Spec, recipe: Recipe
+) -> None:
+    """A field only a write sets (null in every seeded record) draws nothing: adding one to a
+    collection leaves every other value of the world as it was."""
+    counts = {**recipe.counts, "widgets": 25}
+    before = build_world(spec_with(spec, WIDGET), dataclasses.replace(recipe, counts=counts))
+    widget = copy.deepcopy(WIDGET)
+    props = widget["Widget"]["properties"]
+    props["replaced_by_id"] = {
+        "type": ["string", "null"], "x-ref": "widgets", "x-null-probability": 1.0,
+    }
+    # placed first, so a draw or a reordering of the record's fields would show everywhere
+    widget["Widget"]["properties"] = {"replaced_by_id": props.pop("replaced_by_id"), **props}
+    after = build_world(spec_with(spec, widget), dataclasses.replace(recipe, counts=counts))
+    assert {w.pop("replaced_by_id") for w in after["widgets"]} == {None}
+    assert after == before
 
 
 def test_a_collection_without_a_count_is_empty(spec: Spec, recipe: Recipe) -> None:

@@ -100,6 +100,11 @@ def compile_plans(
             continue
         null_p = null_probability(prop)
         target = ref_of(prop)
+        if target is not None and null_p >= 1.0 and "x-cases" not in prop:
+            # a reference the seeded world never sets (one only a write makes): no draw, and
+            # nothing the record's story waits for, so the other fields come out as without it
+            plans.append(FieldPlan(name, _null))
+            continue
         if "x-cases" in prop:
             plan = plan_of(name, prop)
             if ref_arms(prop):
@@ -140,6 +145,10 @@ def compile_plans(
         if plan.name in copy_deps:
             plan.deps = (*plan.deps, *copy_deps[plan.name])
     return plans
+
+
+def _null(d: Any) -> None:
+    return None
 
 
 def order_plans(plans: list[FieldPlan], where: str) -> list[FieldPlan]:
