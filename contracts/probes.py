@@ -33,7 +33,8 @@ from opsmerge_sandbox.events.declarations import (
     TRIGGER,
 )
 from opsmerge_sandbox.extensions import thaw
-from opsmerge_sandbox.spec import Operation
+from opsmerge_sandbox.jsontypes import json_types
+from opsmerge_sandbox.spec import Operation, ref_of
 
 PLACEHOLDER = "contracts0missing"
 MALFORMED = (
@@ -354,6 +355,7 @@ def _action(c: Contract, op: Operation) -> None:
     body = _bodies(c, op)[0] if op.body_schema else None
     if body is not None:
         _fit_to_the_record(c, op, record_id, body)
+        _fit_a_sibling(c, op, record_id, body)
     response = c.call(
         op.method, _path(c, op, record_id), role="well-formed", operation=op, json=body
     )
@@ -409,6 +411,42 @@ def _fit_to_the_record(
             fitted.append(chosen)
         if fitted:
             body[name] = fitted if isinstance(body[name], list) else fitted[0]
+
+
+def _fit_a_sibling(
+    c: Contract, op: Operation, record_id: str | None, body: dict[str, Any]
+) -> None:
+    """Name, where an action sets a reference to its own collection from the body (a merge of
+    the record into another), another record like it: one that shares the record's required
+    references (the same client) and is in a state the action allows, never the record
+    itself. The collection's invariants refuse any other, which the body's schema cannot say."""
+    collection = _collection(op)
+    coll = c.spec.collections.get(collection)
+    given = op.hints.sets_from_body
+    if coll is None or record_id is None or not given:
+        return
+    props = coll.schema.get("properties") or {}
+    required = set(coll.schema.get("required") or ())
+    own: dict[str, Any] | None = None
+    for field, name in given.items():
+        ref = ref_of(props.get(field) or {})
+        if ref is None or ref[0] != collection or name not in body:
+            continue
+        if own is None:
+            get = collection_op(c.spec, collection, "get")
+            got = _data(c.call("GET", _path(c, get, record_id), role="setup")) if get else None
+            own = got if isinstance(got, dict) else {}
+        wanted: dict[str, Any] = {
+            f: [own[f]]
+            for f, prop in props.items()
+            if f in required and ref_of(prop) is not None and "null" not in json_types(prop)
+            and own.get(f) is not None
+        }
+        wanted.update({f: list(allowed) for f, allowed in op.hints.when.items()})
+        chosen = c.run.pool.pick(collection, wanted, [record_id])
+        if chosen is None:
+            pytest.skip(f"the target has no other {collection} record like {record_id} to name")
+        body[name] = chosen
 
 
 def bodies(c: Contract, op: Operation) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from opsmerge_sandbox.catalogue import load_catalogue
@@ -41,6 +43,19 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"
+
+    def naming(self, fields: Mapping[str, str]) -> ApiError:
+        """This error with the record's fields named as the request named them (an action's
+        body field, where the record keeps it under another name)."""
+
+        def named(text: str) -> str:
+            for field_name, shown in fields.items():
+                text = re.sub(rf"\b{re.escape(field_name)}\b", shown, text)
+            return text
+
+        details = [Detail(d.location, named(d.field), named(d.message)) for d in self.details]
+        return ApiError(self.code, named(self.message), details, dict(self.headers),
+                        self.status_override)
 
     def as_answer(self) -> ApiError:
         """This error kept as the request's answer, without the traceback and chained

@@ -181,6 +181,15 @@ class OperationHints:
     # `invoice.voided`); by default `created`, `modified` or `deleted`
     audit: str | None = None
 
+    @property
+    def sets_from_body(self) -> dict[str, str]:
+        """`set` fields whose value is the body's (`$body.<field>`): record field -> body field."""
+        return {
+            name: expr[len("$body.") :]
+            for name, expr in self.sets.items()
+            if isinstance(expr, str) and expr.startswith("$body.")
+        }
+
     def codes(self) -> Iterator[tuple[str, str]]:
         """(key, code) for every error code the extension names, as the spec spells the key."""
         if self.conflict_code is not None:

@@ -128,4 +128,28 @@ def call_for(state: SandboxState, op: Operation) -> Call:
     source = record if op.kind in ("create", "update") else None
     if op.kind == "action" and op.body_schema is not None:
         source = None
-    return Call(op.method, path, body_for(state, op, source, record))
+    body = body_for(state, op, source, record)
+    if op.kind == "action" and record is not None and isinstance(body, dict):
+        _name_a_sibling(state, op, record, body)
+    return Call(op.method, path, body)
+
+
+def _name_a_sibling(
+    state: SandboxState, op: Operation, record: dict[str, Any], body: dict[str, Any]
+) -> None:
+    """An action that sets a reference to its own collection from the body (a merge into
+    another record) names another record like its own: the same required references, in a
+    state the action allows (its collection's invariants refuse any other)."""
+    collection = op.hints.collection or ""
+    schema = state.spec.collections[collection].schema
+    props: dict[str, Schema] = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    for field, name in op.hints.sets_from_body.items():
+        if _ref_of(props.get(field) or {}) != collection or name not in body:
+            continue
+        like = {
+            f: (record[f],)
+            for f, prop in props.items()
+            if f in required and _ref_of(prop) and "null" not in json_types(prop)
+        }
+        body[name] = _record(state, collection, {**like, **op.hints.when}, {record["id"]})["id"]

@@ -753,6 +753,7 @@ class Resources:
             shown = self.as_clock_shows(coll.name, record)
             updated = {**shown, **{k: self._value(v, ex, record) for k, v in hints.sets.items()}}
             updated["updated_at"] = self.clock.iso()
+            self._check_given(ex, coll, updated)
         self._check_refusals(ex, coll, record, updated)
         if hints.sets:
             ex.workspace.write(coll.name, updated)
@@ -768,6 +769,19 @@ class Resources:
         return ex.op.success_status, self.present(
             coll, ex.workspace.view(coll.name), updated, lookup=ex.workspace.get
         )
+
+    def _check_given(self, ex: HandlerCall, coll: Collection, updated: Record) -> None:
+        """What an action sets from its body is checked as an update's fields are: references
+        that exist and the invariants writes keep; a refusal names the body's field."""
+        given = ex.op.hints.sets_from_body
+        if not given:
+            return
+        try:
+            self._check_refs(ex, coll, updated, set(given))
+            moment = int(self.clock.now_dt().timestamp())
+            self.invariants.check(ex.workspace, coll.name, updated, moment, set(given))
+        except ApiError as exc:
+            raise exc.naming(given) from None
 
     def identity(self, ex: HandlerCall) -> tuple[int, Any]:
         return ex.op.success_status, self._identity(ex)

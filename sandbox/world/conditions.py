@@ -13,9 +13,9 @@ records). `$epoch`, `$today` (the epoch's date) and `$org.<field>` (the recipe's
 are roots of their own.
 
 A **test** is a list of allowed values, or a mapping of operators: `in`, `not-in`, `null`,
-`empty`, `pattern`, `equals` / `starts-with` / `ends-with` / `contains` (a template), `in-path`
-(a path giving the allowed values), `contains-any`, `min` / `max`, and the time comparisons
-`before`, `not-before`, `after`, `not-after`, `at` against an operand such as
+`empty`, `pattern`, `equals` / `not-equals` / `starts-with` / `ends-with` / `contains` (a
+template), `in-path` (a path giving the allowed values), `contains-any`, `min` / `max`, and the
+time comparisons `before`, `not-before`, `after`, `not-after`, `at` against an operand such as
 `$epoch - 5m` or `issue_date + 30d` (units s, m, h, d; the count may be a field of the record,
 `$epoch + {warning_days}d`). A value that is null passes every operator
 but `in`, `null` and `empty` (a missing timestamp is not out of order); a list passes when every
@@ -380,6 +380,7 @@ OPERATORS = frozenset(
         "empty",
         "pattern",
         "equals",
+        "not-equals",
         "starts-with",
         "ends-with",
         "contains",
@@ -478,10 +479,11 @@ def _op(collection: str, op: str, arg: Any, schemas: Schemas) -> Callable[[Any, 
             raise ConditionError(f"pattern {arg!r}: {exc}") from None
         check = _every(lambda v: rx.search(str(v)) is not None)
         return lambda v, r, e: check(v)
-    if op in ("equals", "starts-with", "ends-with", "contains"):
+    if op in ("equals", "not-equals", "starts-with", "ends-with", "contains"):
         render = compile_template(collection, str(arg), schemas)
         compare: Callable[[str, str], bool] = {
             "equals": lambda a, b: a == b,
+            "not-equals": lambda a, b: a != b,
             "starts-with": str.startswith,
             "ends-with": str.endswith,
             "contains": lambda a, b: b in a,
@@ -645,6 +647,6 @@ def condition_fields(condition: Any) -> list[str]:
                     h = path_head(str(arg))
                     if h:
                         out.append(h)
-                elif op in ("equals", "starts-with", "ends-with", "contains"):
+                elif op in ("equals", "not-equals", "starts-with", "ends-with", "contains"):
                     out += [h for h in map(path_head, template_paths(str(arg))) if h]
     return out
