@@ -142,7 +142,8 @@ class WriteInvariants:
                 )
 
 
-Gate = tuple[str, Getter, frozenset[Any]]  # a `when` of one path and its values
+# a `when` of one path and its values (None: any value but null)
+Gate = tuple[str, Getter, frozenset[Any] | None]
 
 
 def _open(gate: Gate, record: Record, env: Env, read: dict[str, Any]) -> bool:
@@ -152,16 +153,22 @@ def _open(gate: Gate, record: Record, env: Env, read: dict[str, Any]) -> bool:
     if path not in read:
         read[path] = get(record, env)
     value = read[path]
+    if values is None:
+        return value is not None
     return isinstance(value, list) or value in values
 
 
 def _gate(inv: Invariant, schemas: Mapping[str, Any]) -> Gate | None:
     """(path, reader, values) of a rule whose `when` is one path through a reference with a
-    list of plain values, else None."""
+    list of plain values, or one field that must be set (`{field: {null: false}}`: a rule about
+    a value only some records have), else None."""
     when = inv.raw.get("when")
     if not isinstance(when, Mapping) or len(when) != 1:
         return None
     [(path, values)] = when.items()
+    # `{'null': false}`; YAML reads a bare `null:` key as None
+    if isinstance(values, Mapping) and [*values.items()] in ([("null", False)], [(None, False)]):
+        return str(path), compile_path(inv.collection, str(path), schemas), None
     if "->" not in str(path) or not isinstance(values, list):
         return None
     if not all(isinstance(v, str | int | None) for v in values):
