@@ -200,6 +200,31 @@ def test_a_reference_the_seeded_world_never_sets_changes_no_other_value(
     assert after == before
 
 
+def test_free_text_of_random_words_is_refused_naming_the_field(
+    spec: Spec, recipe: Recipe
+) -> None:
+    """Random dictionary words ("Cause rest front resource moment lay us.") read as a bug to an
+    integrator: a generated text field says what people write there, or the world is not built."""
+    counts = {**recipe.counts, "widgets": 5}
+    for hint in ({"x-faker": "sentence"}, {"x-faker": "paragraph"}, {}):
+        widget = copy.deepcopy(WIDGET)
+        widget["Widget"]["properties"]["label"] = {"type": "string", **hint}
+        with pytest.raises(GenerationError, match=r"widgets\.label"):
+            build_world(spec_with(spec, widget), dataclasses.replace(recipe, counts=counts))
+
+
+def test_a_named_record_needs_no_hint_for_the_text_it_gives(spec: Spec, recipe: Recipe) -> None:
+    widget = copy.deepcopy(WIDGET)
+    widget["Widget"]["properties"]["label"] = {"type": "string"}
+    named = {"id": "wid_named", "client_id": "cli_acme", "agent_id": "agt_acmesrv01",
+             "label": "Front desk", "colour": "red"}
+    world = build_world(
+        spec_with(spec, widget),
+        dataclasses.replace(recipe, records={**recipe.records, "widgets": [named]}),
+    )
+    assert [w["label"] for w in world["widgets"]] == ["Front desk"]
+
+
 def test_a_collection_without_a_count_is_empty(spec: Spec, recipe: Recipe) -> None:
     patched = spec_with(spec, WIDGET)
     assert build_world(patched, recipe)["widgets"] == []

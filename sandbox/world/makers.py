@@ -9,7 +9,7 @@ from typing import Any
 from opsmerge_sandbox.spec import ref_of
 from opsmerge_sandbox.world.context import Draft, GenerationError, Maker, Schema, WorldContext
 from opsmerge_sandbox.world.hints import maybe_null, null_probability, types_of, weighted
-from opsmerge_sandbox.world.providers import faker_maker
+from opsmerge_sandbox.world.providers import faker_maker, random_words_refused
 
 
 def _array_maker(name: str, schema: Schema, ctx: WorldContext, where: str) -> Maker:
@@ -127,6 +127,8 @@ def compile_value(name: str, schema: Schema, ctx: WorldContext, where: str) -> M
             raise GenerationError(f"{where}: no hint to generate a value for {schema['pattern']}")
 
         return fail
-    words = faker_maker("sentence", schema, ctx, where)
-    min_len = int(schema.get("minLength", 0))
-    return lambda d: words(d).rstrip(".").ljust(min_len, "x")
+    # a named record gives the value itself; a generated one needs a hint
+    def unhinted(d: Draft) -> Any:
+        raise random_words_refused(where)
+
+    return unhinted

@@ -41,8 +41,29 @@ CUSTOM_PROVIDERS: dict[str, Callable[[random.Random], str]] = {
 }
 
 
+# Faker's lorem providers string random dictionary words together ("Cause rest front resource
+# moment lay us."): text no technician, client or accountant wrote, which an integrator reading
+# the data takes for a bug. A free-text field says what people write there: `x-faker` choices,
+# `x-by` on a field it follows, or `x-format`.
+RANDOM_WORDS = frozenset(
+    {"sentence", "sentences", "paragraph", "paragraphs", "text", "texts", "word", "words"}
+)
+
+
+def random_words_refused(where: str, provider: str = "") -> GenerationError:
+    drawn = f"x-faker {provider!r} strings random words together" if provider else (
+        "a string with no hint would be random words"
+    )
+    return GenerationError(
+        f"{where}: {drawn}; say what people write there (x-faker choices, x-by or x-format)"
+    )
+
+
 def faker_maker(provider: str, schema: Schema, ctx: WorldContext, where: str) -> Maker:
-    """A maker for a named provider, cut to the schema's `maxLength`; unknown names fail."""
+    """A maker for a named provider, cut to the schema's `maxLength`; unknown names fail, and
+    so do the providers of random words."""
+    if provider in RANDOM_WORDS:
+        raise random_words_refused(where, provider)
     max_len = schema.get("maxLength")
     custom = CUSTOM_PROVIDERS.get(provider)
     if custom is not None:
