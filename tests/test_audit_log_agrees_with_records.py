@@ -161,6 +161,28 @@ def test_a_final_event_names_a_record_in_that_state_at_its_last_change(
         assert record["updated_at"] == e["created_at"], e
 
 
+@pytest.mark.parametrize(
+    ("action", "was"),
+    [
+        ("invoice.paid", {"Open", "Overdue"}),
+        ("contract.voided", {"active"}),
+        ("client.archived", {"active", "lead"}),
+    ],
+)
+def test_a_final_event_shows_the_change_that_made_it_final(
+    records: Records, entries: list[dict[str, Any]], action: str, was: set[str]
+) -> None:
+    """As the API's own entries of those actions do: `{status: [before, after]}`; a paid
+    invoice was Overdue by then if its due date had passed, else Open."""
+    for e in _of(entries, action):
+        record = _record(records, e)
+        before, after = e["diff"]["status"]
+        assert after == record["status"] and before in was, e
+        if action == "invoice.paid":
+            overdue = f"{record['due_date']}T00:00:00Z" < e["created_at"]  # due by midnight
+            assert before == ("Overdue" if overdue else "Open"), (e, record["due_date"])
+
+
 def test_a_change_falls_within_the_life_of_the_record_it_changed(
     records: Records, entries: list[dict[str, Any]]
 ) -> None:
