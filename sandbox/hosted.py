@@ -39,7 +39,7 @@ from opsmerge_sandbox.pipeline.workspace_name import WORKSPACE_HEADER, workspace
 from opsmerge_sandbox.state import SandboxState
 from opsmerge_sandbox.store.workspace import Workspace, Workspaces
 from opsmerge_sandbox.stores import LeaseStore, RecordStore
-from opsmerge_sandbox.world.key_records import keys_collection, used_fields
+from opsmerge_sandbox.world.key_records import last_use
 from opsmerge_sandbox.world.recipe import demo_keys
 
 log = logging.getLogger("sandbox.hosted")
@@ -126,8 +126,8 @@ def _unbudgeted(state: SandboxState) -> frozenset[str]:
     audit = AuditModel.from_spec(spec.resolved)
     if audit is None:
         return frozenset()
-    auth = spec.resolved.get("x-sandbox-auth")
-    keys = keys_collection(auth) if audit.key_use is not None and used_fields(auth) else None
+    shown = last_use(spec.resolved.get("x-sandbox-auth"))
+    keys = shown[0] if shown is not None and audit.key_use is not None else None
     if keys is not None and any(
         op.hints.collection == keys and op.method not in READS and not op.session_only
         for op in spec.operations

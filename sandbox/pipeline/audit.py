@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from opsmerge_sandbox.extensions import FieldRules, OperationHints
 from opsmerge_sandbox.pipeline.address import client_address, parse_networks
 from opsmerge_sandbox.spec import Collection, Operation, Spec
-from opsmerge_sandbox.world.key_records import keys_collection, used_fields
+from opsmerge_sandbox.world.key_records import last_use
 
 if TYPE_CHECKING:
     from opsmerge_sandbox.pipeline.context import RequestContext
@@ -309,9 +309,8 @@ class AuditTrail:
                 counted.setdefault((c.collection, c.record_id), set()).add(c.field)
         # collection -> what its diffs leave out: the keys' last use moves with the log's entry of
         # it (`pipeline/key_use.py`), no change anyone made to the key
-        auth = spec.resolved.get("x-sandbox-auth")
-        keys, used = keys_collection(auth), used_fields(auth)
-        self.unlogged_in = {keys: self.unlogged | frozenset(used)} if keys and used else {}
+        keys = last_use(spec.resolved.get("x-sandbox-auth"))
+        self.unlogged_in = {keys[0]: self.unlogged | frozenset(keys[1])} if keys else {}
         self.counters = {
             (c, rid): self.unlogged_in.get(c, self.unlogged) | fields
             for (c, rid), fields in counted.items()

@@ -27,7 +27,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from opsmerge_sandbox.pipeline.read_request import READS
-from opsmerge_sandbox.world.key_records import keys_collection, used_fields
+from opsmerge_sandbox.world.key_records import keys_collection, last_use
 
 if TYPE_CHECKING:
     from opsmerge_sandbox.pipeline.audit import AuditTrail
@@ -66,11 +66,12 @@ class KeyUse:
         """None unless the spec logs key use and names the collection listing the keys."""
         if trail is None or trail.model.key_use is None:
             return None
-        collection = keys_collection(spec.resolved.get("x-sandbox-auth"))
+        auth = spec.resolved.get("x-sandbox-auth")
+        collection = keys_collection(auth)
         if collection not in trail.types:
             return None
         verb, every = trail.model.key_use
-        shown = used_fields(spec.resolved.get("x-sandbox-auth"))
+        shown = (last_use(auth) or (collection, ()))[1]
         return cls(trail, trail.types[collection], verb, every, clock, collection, shown)
 
     def due(self, ctx: RequestContext) -> str | None:

@@ -21,7 +21,7 @@ from opsmerge_sandbox.spec import Collection, Spec, ref_arms, ref_copies, ref_of
 from opsmerge_sandbox.world.computed_fields import derive_fields, has_computed, settle_seeded
 from opsmerge_sandbox.world.conditions import Condition, compile_condition
 from opsmerge_sandbox.world.counts import count_targets
-from opsmerge_sandbox.world.key_records import KeyRecords, key_records
+from opsmerge_sandbox.world.key_records import KeyRecords, key_records, last_use
 from opsmerge_sandbox.world.recipe import KeySpec, Recipe
 from opsmerge_sandbox.world.values import (
     DAY,
@@ -390,9 +390,9 @@ def _key_uses(spec: Spec, mapping: KeyRecords | None) -> _KeyUses | None:
     # read here: the audit trail reads the key mapping from this package
     from opsmerge_sandbox.pipeline.audit import AuditModel
 
-    fields = tuple(mapping.used_fields()) if mapping is not None else ()
+    shown = last_use(spec.resolved.get("x-sandbox-auth")) if mapping is not None else None
     model = AuditModel.from_spec(spec.resolved)
-    if not fields or mapping is None or model is None or model.key_use is None:
+    if shown is None or mapping is None or model is None or model.key_use is None:
         return None
     if model.collection not in spec.collections:
         return None
@@ -402,7 +402,7 @@ def _key_uses(spec: Spec, mapping: KeyRecords | None) -> _KeyUses | None:
         model.fields.get("action", "action"),
         model.fields.get("object-id", "object_id"),
         f"{kind}.{model.key_use[0]}",
-        fields,
+        shown[1],
     )
 
 

@@ -53,9 +53,6 @@ class KeyRecords:
     def revoked_fields(self) -> list[str]:
         return [f for f, source in self.fields.items() if source == REVOKED]
 
-    def used_fields(self) -> list[str]:
-        return [f for f, source in self.fields.items() if source == USED]
-
 
 def key_mapping_problems(ext: Any, properties: Mapping[str, Iterable[str]]) -> list[str]:
     """What is wrong with an `x-sandbox-auth.keys` mapping; `properties` maps every collection
@@ -107,11 +104,14 @@ def key_records(auth_ext: Any, properties: Mapping[str, Iterable[str]]) -> KeyRe
     return KeyRecords(str(ext["collection"]), dict(ext["fields"]))
 
 
-def used_fields(auth_ext: Any) -> tuple[str, ...]:
-    """The fields of the key records `x-sandbox-auth.keys` fills with the key's last use (what a
-    request that logs a use moves on; unchecked, as `keys_collection`)."""
-    ext = auth_ext.get("keys") if isinstance(auth_ext, dict) else None
-    fields = ext.get("fields") if isinstance(ext, dict) else None
+def last_use(auth_ext: Any) -> tuple[str, tuple[str, ...]] | None:
+    """(the keys' collection, its fields that show the key's last use) when the mapping has
+    such fields, else None: what the generator fills from the seeded log, what a request that
+    logs a use moves on, and what neither the log's diffs nor a hosted budget count
+    (unchecked, as `keys_collection`)."""
+    collection = keys_collection(auth_ext)
+    fields = auth_ext["keys"].get("fields") if collection is not None else None
     if not isinstance(fields, dict):
-        return ()
-    return tuple(str(f) for f, source in fields.items() if source == USED)
+        return None
+    shown = tuple(str(f) for f, source in fields.items() if source == USED)
+    return (collection, shown) if collection is not None and shown else None
