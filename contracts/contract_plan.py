@@ -8,7 +8,8 @@ contract. What a profile allows (writes only in sandbox and staging) is decided 
 
 from __future__ import annotations
 
-from opsmerge_sandbox.spec import Operation, Spec
+from opsmerge_sandbox.jsontypes import json_types
+from opsmerge_sandbox.spec import Operation, Spec, ref_of
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
@@ -65,6 +66,30 @@ def collection_op(spec: Spec, collection: str, kind: str) -> Operation | None:
             continue
         return op
     return None
+
+
+def sibling_references(spec: Spec, op: Operation) -> list[tuple[str, tuple[str, ...]]]:
+    """(body field, the record's fields the named record must share) for each reference an
+    action sets from its body to its own collection (a merge of the record into another): the
+    collection's invariants refuse any but another record like it, one with the same required
+    references that are never null (the same client) in a state the action allows (its
+    `when`), which the body's schema cannot say."""
+    collection = op.hints.collection
+    coll = spec.collections.get(collection or "")
+    if op.kind != "action" or coll is None:
+        return []
+    props = coll.schema.get("properties") or {}
+    required = set(coll.schema.get("required") or ())
+    shared = tuple(
+        f
+        for f, prop in props.items()
+        if f in required and ref_of(prop) is not None and "null" not in json_types(prop)
+    )
+    return [
+        (name, shared)
+        for field, name in op.hints.sets_from_body.items()
+        if (ref_of(props.get(field) or {}) or ("",))[0] == collection
+    ]
 
 
 def webhook_operations(spec: Spec) -> list[Operation]:

@@ -21,7 +21,12 @@ import pytest
 
 from opsmerge_contracts import rolekeys
 from opsmerge_contracts.bodies import invalid_bodies, valid_bodies
-from opsmerge_contracts.contract_plan import collection_op, is_write, path_params
+from opsmerge_contracts.contract_plan import (
+    collection_op,
+    is_write,
+    path_params,
+    sibling_references,
+)
 from opsmerge_contracts.session import LIMITED, Contract
 from opsmerge_contracts.webhook_receiver import WebhookReceiver
 from opsmerge_sandbox.events.declarations import (
@@ -33,8 +38,7 @@ from opsmerge_sandbox.events.declarations import (
     TRIGGER,
 )
 from opsmerge_sandbox.extensions import thaw
-from opsmerge_sandbox.jsontypes import json_types
-from opsmerge_sandbox.spec import Operation, ref_of
+from opsmerge_sandbox.spec import Operation
 
 PLACEHOLDER = "contracts0missing"
 MALFORMED = (
@@ -417,31 +421,20 @@ def _fit_a_sibling(
     c: Contract, op: Operation, record_id: str | None, body: dict[str, Any]
 ) -> None:
     """Name, where an action sets a reference to its own collection from the body (a merge of
-    the record into another), another record like it: one that shares the record's required
-    references (the same client) and is in a state the action allows, never the record
-    itself. The collection's invariants refuse any other, which the body's schema cannot say."""
+    the record into another), another record like the action's own, never the record itself
+    (`contract_plan.sibling_references`). The action's record is read once."""
     collection = _collection(op)
-    coll = c.spec.collections.get(collection)
-    given = op.hints.sets_from_body
-    if coll is None or record_id is None or not given:
+    if record_id is None:
         return
-    props = coll.schema.get("properties") or {}
-    required = set(coll.schema.get("required") or ())
     own: dict[str, Any] | None = None
-    for field, name in given.items():
-        ref = ref_of(props.get(field) or {})
-        if ref is None or ref[0] != collection or name not in body:
+    for name, shared in sibling_references(c.spec, op):
+        if name not in body:
             continue
         if own is None:
             get = collection_op(c.spec, collection, "get")
             got = _data(c.call("GET", _path(c, get, record_id), role="setup")) if get else None
             own = got if isinstance(got, dict) else {}
-        wanted: dict[str, Any] = {
-            f: [own[f]]
-            for f, prop in props.items()
-            if f in required and ref_of(prop) is not None and "null" not in json_types(prop)
-            and own.get(f) is not None
-        }
+        wanted: dict[str, Any] = {f: [own[f]] for f in shared if own.get(f) is not None}
         wanted.update({f: list(allowed) for f, allowed in op.hints.when.items()})
         chosen = c.run.pool.pick(collection, wanted, [record_id])
         if chosen is None:

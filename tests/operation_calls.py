@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from opsmerge_contracts.contract_plan import sibling_references
 from opsmerge_sandbox.jsontypes import json_types
 from opsmerge_sandbox.pipeline.record_invariants import WriteInvariants
 from opsmerge_sandbox.spec import Operation, Schema, ref_of
@@ -138,18 +139,9 @@ def _name_a_sibling(
     state: SandboxState, op: Operation, record: dict[str, Any], body: dict[str, Any]
 ) -> None:
     """An action that sets a reference to its own collection from the body (a merge into
-    another record) names another record like its own: the same required references, in a
-    state the action allows (its collection's invariants refuse any other)."""
+    another record) names another record like its own (`contract_plan.sibling_references`)."""
     collection = op.hints.collection or ""
-    schema = state.spec.collections[collection].schema
-    props: dict[str, Schema] = schema.get("properties", {})
-    required = set(schema.get("required", []))
-    for field, name in op.hints.sets_from_body.items():
-        if _ref_of(props.get(field) or {}) != collection or name not in body:
-            continue
-        like = {
-            f: (record[f],)
-            for f, prop in props.items()
-            if f in required and _ref_of(prop) and "null" not in json_types(prop)
-        }
-        body[name] = _record(state, collection, {**like, **op.hints.when}, {record["id"]})["id"]
+    for name, shared in sibling_references(state.spec, op):
+        if name in body:
+            like = {f: (record[f],) for f in shared}
+            body[name] = _record(state, collection, {**like, **op.hints.when}, {record["id"]})["id"]
