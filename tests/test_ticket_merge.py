@@ -46,6 +46,21 @@ def _open_ticket_of(client: TestClient, ws: str, client_id: str, but: str) -> st
     )
 
 
+def _refused_naming_into_id(
+    client: TestClient, ws: str, source: str, into: str, status: int, why: str
+) -> dict[str, Any]:
+    """Merge `source` into `into`, expecting a refusal naming `into_id` that says `why` and
+    leaves `source` as it was; the error."""
+    before = _ticket(client, ws, source)
+    r = _merge(client, ws, source, into)
+    assert r.status_code == status, r.text
+    error: dict[str, Any] = r.json()["error"]
+    assert error["details"][0]["field"] == "into_id"
+    assert why in error["message"]
+    assert _ticket(client, ws, source) == before
+    return error
+
+
 def test_a_merged_ticket_is_closed_naming_the_ticket_it_went_into(client: TestClient) -> None:
     ws = _ws()
     target_before = _ticket(client, ws, TARGET)
@@ -77,44 +92,26 @@ def test_a_merge_is_logged_as_ticket_merged_with_what_it_changed(client: TestCli
 
 
 def test_a_ticket_cannot_be_merged_into_itself(client: TestClient) -> None:
-    ws = _ws()
-    before = _ticket(client, ws, SOURCE)
-    r = _merge(client, ws, SOURCE, SOURCE)
-    assert r.status_code == 400, r.text
-    assert r.json()["error"]["details"][0]["field"] == "into_id"
-    assert "itself" in r.json()["error"]["message"]
-    assert _ticket(client, ws, SOURCE) == before
+    _refused_naming_into_id(client, _ws(), SOURCE, SOURCE, 400, "itself")
 
 
 def test_a_ticket_cannot_be_merged_into_another_clients_ticket(client: TestClient) -> None:
     ws = _ws()
     other = _open_ticket_of(client, ws, "cli_000023", but="")
-    before = _ticket(client, ws, SOURCE)
-    r = _merge(client, ws, SOURCE, other)
-    assert r.status_code == 400, r.text
-    assert r.json()["error"]["details"][0]["field"] == "into_id"
-    assert "same client" in r.json()["error"]["message"]
-    assert _ticket(client, ws, SOURCE) == before
+    _refused_naming_into_id(client, ws, SOURCE, other, 400, "same client")
 
 
 def test_a_ticket_cannot_be_merged_into_a_closed_ticket(client: TestClient) -> None:
     ws = _ws()
     assert _merge(client, ws, SOURCE, TARGET).status_code == 200  # SOURCE is now closed
     third = _open_ticket_of(client, ws, "cli_acme", but=TARGET)
-    before = _ticket(client, ws, third)
-    r = _merge(client, ws, third, SOURCE)
-    assert r.status_code == 400, r.text
-    assert r.json()["error"]["details"][0]["field"] == "into_id"
-    assert "not be closed" in r.json()["error"]["message"]
-    assert _ticket(client, ws, third) == before
+    _refused_naming_into_id(client, ws, third, SOURCE, 400, "not be closed")
 
 
 def test_merging_into_a_ticket_that_does_not_exist_names_it(client: TestClient) -> None:
     ws = _ws()
-    r = _merge(client, ws, SOURCE, "tkt_nope")
-    assert r.status_code == 422, r.text
-    assert r.json()["error"]["code"] == "REFERENCE_NOT_FOUND"
-    assert r.json()["error"]["details"][0]["field"] == "into_id"
+    error = _refused_naming_into_id(client, ws, SOURCE, "tkt_nope", 422, "tkt_nope")
+    assert error["code"] == "REFERENCE_NOT_FOUND"
     assert _ticket(client, ws, SOURCE)["merged_into_id"] is None
 
 
