@@ -83,9 +83,13 @@ def body_for(
         target = _ref_of(prop)
         items = prop.get("items") if isinstance(prop.get("items"), dict) else None
         if target:
-            # the source's own reference, when it has one: its times were made to follow it
+            # the source's own reference, when it has one: its times were made to follow it (and
+            # its own null, where the source names none: another client's record would not fit)
             named = (source or {}).get(name)
-            body[name] = named if isinstance(named, str) else _record(state, target)["id"]
+            if named is None and source and name in source and "null" in json_types(prop):
+                body[name] = None
+            else:
+                body[name] = named if isinstance(named, str) else _record(state, target)["id"]
         elif items is not None and _ref_of(items):
             # a script runs only on agents of its platforms (the spec's x-invariants refuse others)
             fits = None

@@ -225,6 +225,56 @@ def test_a_named_record_needs_no_hint_for_the_text_it_gives(spec: Spec, recipe: 
     assert [w["label"] for w in world["widgets"]] == ["Front desk"]
 
 
+def _widget_with_parts(part_kind: dict[str, Any]) -> dict[str, Any]:
+    widget = copy.deepcopy(WIDGET)
+    widget["Widget"]["properties"]["parts"] = {
+        "type": "array", "minItems": 1, "x-faker": {"max": 3},
+        "items": {
+            "type": "object", "additionalProperties": False, "required": ["kind"],
+            "properties": {"kind": {"type": "string", **part_kind}},
+        },
+    }
+    return widget
+
+
+def test_a_nested_objects_case_reads_the_record_holding_it(spec: Spec, recipe: Recipe) -> None:
+    """`$parent.<path>` in a nested object's case reads the record that holds it (an invoice's
+    lines follow the contract the invoice bills), through its references too."""
+    kind = {
+        "x-faker": {"choices": ["plain"]},
+        "x-cases": [
+            {"when": {"$parent.colour": ["red"]}, "x-faker": {"choices": ["crimson"]}},
+            {
+                "when": {"$parent.agent_id->billing_category": ["server"]},
+                "x-faker": {"choices": ["rack"]},
+            },
+        ],
+    }
+    counts = {**recipe.counts, "widgets": 120}
+    world = build_world(
+        spec_with(spec, _widget_with_parts(kind)), dataclasses.replace(recipe, counts=counts)
+    )
+    category = {a["id"]: a["billing_category"] for a in world["agents"]}
+    seen = set()
+    for w in world["widgets"]:
+        want = (
+            "crimson" if w["colour"] == "red"
+            else "rack" if category[w["agent_id"]] == "server" else "plain"
+        )
+        assert {p["kind"] for p in w["parts"]} == {want}, w
+        seen.add(want)
+    assert seen == {"crimson", "rack", "plain"}
+
+
+def test_a_parent_path_outside_a_nested_object_is_refused(spec: Spec) -> None:
+    widget = copy.deepcopy(WIDGET)
+    widget["Widget"]["properties"]["label"]["x-cases"] = [
+        {"when": {"$parent.colour": ["red"]}, "x-faker": {"choices": ["c"]}},
+    ]
+    with pytest.raises(ValueError, match=r"label.*is not an object held by a record"):
+        spec_with(spec, widget)
+
+
 def test_a_collection_without_a_count_is_empty(spec: Spec, recipe: Recipe) -> None:
     patched = spec_with(spec, WIDGET)
     assert build_world(patched, recipe)["widgets"] == []

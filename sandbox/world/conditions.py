@@ -9,8 +9,10 @@ A **path** is a field name, or fields joined by `->` that follow references: `pa
 reads the `domain` of the record `parent_id` points at (through `x-ref`, array items' `x-ref`, or
 `x-ref-by`). A path through an array gives a list. A field of type object or array may be read
 into with `.`: a member by name, an item by position (`diff.status.1`, the new value a change
-records). `$epoch`, `$today` (the epoch's date) and `$org.<field>` (the recipe's organisation)
-are roots of their own.
+records); a member read across an array of objects gives each item's (`lines.description`).
+`$epoch`, `$today` (the epoch's date) and `$org.<field>` (the recipe's organisation) are roots
+of their own, and so is `$parent.<path>` in a nested object's hints: the path on the record that
+holds the object (an invoice line's `$parent.contract_id->type`).
 
 A **test** is a list of allowed values, or a mapping of operators: `in`, `not-in`, `null`,
 `empty`, `pattern`, `equals` / `not-equals` / `starts-with` / `ends-with` / `contains` (a
@@ -47,6 +49,8 @@ def no_lookup(collection: str, record_id: Any) -> None:
 Schemas = Mapping[str, Mapping[str, Any]]  # collection -> flattened schema
 
 __all__ = [
+    "HOLDER",
+    "PARENT",
     "Condition",
     "ConditionError",
     "Env",
@@ -63,6 +67,10 @@ __all__ = [
     "time_operand",
     "to_seconds",
 ]
+
+
+PARENT = "$parent."  # a nested object's paths into the record holding it
+HOLDER = "x-holder"  # in a nested object's scope schema: the scope of the record holding it
 
 
 class ConditionError(ValueError):
@@ -119,12 +127,16 @@ def path_head(path: str) -> str | None:
 
 
 def _dig(value: Any, members: tuple[str, ...]) -> Any:
-    """What `.member` and `.N` read inside an object or array value (None where it has none)."""
-    for m in members:
+    """What `.member` and `.N` read inside an object or array value (None where it has none);
+    a member by name of an array reads it in each item, giving the list of what they hold."""
+    for i, m in enumerate(members):
         if isinstance(value, Mapping):
             value = value.get(m)
-        elif isinstance(value, list) and m.isdigit() and int(m) < len(value):
-            value = value[int(m)]
+        elif isinstance(value, list) and m.isdigit():
+            value = value[int(m)] if int(m) < len(value) else None
+        elif isinstance(value, list):
+            rest = members[i:]
+            return [v for v in (_dig(item, rest) for item in value) if v is not None]
         else:
             return None
     return value
@@ -153,8 +165,12 @@ def compile_path(collection: str, path: str, schemas: Schemas) -> Getter:
     if path.startswith("$org."):
         key = path[5:]
         return lambda r, e: e.organisation.get(key)
+    if path.startswith(PARENT):
+        return _holder_path(collection, path, schemas)
     if path.startswith("$"):
-        raise ConditionError(f"unknown root {path!r}: expected $epoch, $today or $org.<field>")
+        raise ConditionError(
+            f"unknown root {path!r}: expected $epoch, $today, $org.<field> or $parent.<path>"
+        )
     parts = [p.strip() for p in path.split("->")]
     steps: list[tuple[str, str | None, str | None, Mapping[str, str]]] = []
     current: str | None = collection
@@ -208,6 +224,22 @@ def compile_path(collection: str, path: str, schemas: Schemas) -> Getter:
         whole = _whole(steps, get)
         return lambda rec, env: _dig(whole(rec, env), members)
     return _whole(steps, get)
+
+
+def _holder_path(collection: str, path: str, schemas: Schemas) -> Getter:
+    """`$parent.<path>`: the path read on the record holding a nested object, which the object's
+    draft carries under `$parent` while it is made."""
+    holder = (schemas.get(collection) or {}).get(HOLDER)
+    if not isinstance(holder, str):
+        raise ConditionError(f"{path!r}: {collection} is not an object held by a record")
+    inner = compile_path(holder, path[len(PARENT) :], schemas)
+    key = PARENT[:-1]
+
+    def get(rec: Record, env: Env) -> Any:
+        held_by = rec.get(key)
+        return inner(held_by, env) if held_by is not None else None
+
+    return get
 
 
 def _whole(

@@ -13,7 +13,7 @@ import bisect
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from opsmerge_sandbox.world.conditions import to_seconds
+from opsmerge_sandbox.world.conditions import PARENT, path_head, to_seconds
 from opsmerge_sandbox.world.context import (
     Draft,
     FieldPlan,
@@ -23,7 +23,6 @@ from opsmerge_sandbox.world.context import (
     WorldContext,
 )
 
-PARENT = "$parent."
 _KEYS = ("collection", "where", "created-by", "min")
 
 
@@ -52,17 +51,37 @@ def count_targets(schema: Any) -> Iterator[str]:
             yield decl["collection"]
 
 
+def _case_conditions(schema: Any) -> Iterator[Mapping[str, Any]]:
+    """Each `x-cases` condition in a property schema and its nested parts."""
+    if not isinstance(schema, Mapping):
+        return
+    for case in schema.get("x-cases") or ():
+        if isinstance(case, Mapping) and isinstance(case.get("when"), Mapping):
+            yield case["when"]
+    for part in schema.get("allOf") or ():
+        yield from _case_conditions(part)
+    props = schema.get("properties")
+    if isinstance(props, Mapping):
+        for prop in props.values():
+            yield from _case_conditions(prop)
+    yield from _case_conditions(schema.get("items"))
+
+
 def parent_fields(schema: Any) -> list[str]:
-    """The fields of the holding record a nested schema's counts read (`$parent.<field>`)."""
-    found: list[str] = []
+    """The fields of the holding record a nested schema reads (`$parent.<path>`, in its counts
+    and its cases' conditions): the holding record makes them before the object."""
+    sources: list[Any] = []
     for decl in _declarations(schema):
         where = decl.get("where")
-        sources = [*(where.values() if isinstance(where, Mapping) else ()), decl.get("created-by")]
-        for source in sources:
-            if isinstance(source, str) and source.startswith(PARENT):
-                field = source[len(PARENT) :]
-                if field not in found:
-                    found.append(field)
+        sources += [*(where.values() if isinstance(where, Mapping) else ()), decl.get("created-by")]
+    for when in _case_conditions(schema):
+        sources += list(when)
+    found: list[str] = []
+    for source in sources:
+        if isinstance(source, str) and source.startswith(PARENT):
+            field = path_head(source[len(PARENT) :])
+            if field and field not in found:
+                found.append(field)
     return found
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from opsmerge_sandbox.world.closings import Closing, closings
 from opsmerge_sandbox.world.conditions import (
+    HOLDER,
     Condition,
     ConditionError,
     Env,
@@ -609,8 +610,9 @@ def _hint_problems_of(
         items = prop.get("items")
         if isinstance(items, Mapping) and isinstance(items.get("properties"), Mapping):
             inner = f"{scope}.{name}[]"
+            held = {**items, HOLDER: scope}  # its hints may read the record holding it
             out += _hint_problems_of(
-                inner, items["properties"], {**schemas, inner: items}, f"{name}[]."
+                inner, items["properties"], {**schemas, inner: held}, f"{name}[]."
             )
     return out
 

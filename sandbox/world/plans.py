@@ -7,7 +7,7 @@ from typing import Any
 
 from opsmerge_sandbox.spec import ref_arms, ref_copies, ref_of
 from opsmerge_sandbox.world.cases import by_plan, cases_plan, change_plan, format_plan
-from opsmerge_sandbox.world.conditions import Schemas
+from opsmerge_sandbox.world.conditions import HOLDER, PARENT, Schemas
 from opsmerge_sandbox.world.context import (
     Draft,
     FieldPlan,
@@ -65,7 +65,10 @@ def compile_plans(
         if p.get("format") == "date-time" and (p.get("x-time") or {}).get("after")
     )
     scope = own or where
-    schemas: Schemas = ctx.schemas if scope in ctx.schemas else {**ctx.schemas, scope: schema}
+    schemas: Schemas = ctx.schemas
+    if scope not in ctx.schemas:  # a nested object: its paths may read the record holding it
+        holder = where.rsplit(".", 1)[0] if "." in where else None
+        schemas = {**ctx.schemas, scope: {**schema, HOLDER: holder}}
 
     def plan_of(name: str, prop: Schema) -> FieldPlan:
         """The plan of a property with cases, or of one case's arm (`x-cases` arms call it
@@ -177,8 +180,10 @@ def object_maker(schema: Schema, ctx: WorldContext, where: str) -> Maker:
         return lambda d: {}
     plans = order_plans(compile_plans(schema, ctx, where), where)
 
+    holder_key = PARENT[:-1]  # what `$parent.` paths read while the object is made
+
     def make(d: Draft) -> dict[str, Any]:
-        sub = Draft(d.rng, {}, parent=d)
+        sub = Draft(d.rng, {holder_key: d.rec}, parent=d)
         for plan in plans:
             if plan.name not in sub.rec:
                 sub.rec[plan.name] = plan.make(sub)

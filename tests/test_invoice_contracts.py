@@ -1,0 +1,177 @@
+"""An invoice and the contract it bills agree: the recurring run bills a contract of the
+invoice's client, during the contract's term, for what that contract sells (block hours on a
+block contract, per-device service on a per-device or all-inclusive one); an invoice made by hand
+names no contract. Integrators reconcile invoices against contracts, so a seeded world where
+they disagree teaches them the wrong model, and a write naming another client's contract or a
+voided one is refused, naming `contract_id`, and changes nothing."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+from litestar.testing import TestClient
+
+from opsmerge_sandbox.spec import Spec
+from opsmerge_sandbox.world import build_world
+from opsmerge_sandbox.world.invariants import check_world
+from opsmerge_sandbox.world.recipe import load_recipe
+from tests.conftest import spec_with
+
+OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
+BLOCK_HOURS = "Block hours top-up"
+PER_DEVICE = "Managed service - per device"
+RULES = {
+    "issued-within-the-contract",
+    "block-hours-on-a-block-contract",
+    "per-device-on-a-device-contract",
+}
+
+
+def _h(ws: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {OWNER}", "X-Sandbox-Workspace": ws}
+
+
+def _all(client: TestClient, path: str, ws: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        r = client.get(f"{path}?per_page=100&page={page}", headers=_h(ws))
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        items += data["items"]
+        if len(items) >= data["total"]:
+            return items
+        page += 1
+
+
+def test_seeded_invoices_bill_a_contract_of_their_client_in_its_term_for_what_it_sells(
+    client: TestClient,
+) -> None:
+    ws = f"billing-{uuid.uuid4().hex[:10]}"
+    contracts = {c["id"]: c for c in _all(client, "/api/v1/contracts", ws)}
+    invoices = _all(client, "/api/v1/invoices", ws)
+    billed = [i for i in invoices if i["contract_id"] is not None]
+    by_hand = [i for i in invoices if i["contract_id"] is None]
+    assert len(billed) > len(invoices) / 2 and by_hand  # both kinds are there to learn from
+    for inv in billed:
+        ctr = contracts[inv["contract_id"]]
+        assert ctr["client_id"] == inv["client_id"], inv["id"]
+        assert ctr["status"] != "voided", inv["id"]
+        assert ctr["start_date"] <= inv["issue_date"], inv["id"]
+        assert ctr["end_date"] is None or inv["issue_date"] <= ctr["end_date"], inv["id"]
+    kinds: dict[str, set[str | None]] = {BLOCK_HOURS: set(), PER_DEVICE: set()}
+    for inv in invoices:
+        kind = contracts[inv["contract_id"]]["type"] if inv["contract_id"] else None
+        for line in inv["lines"]:
+            if line["description"] in kinds:
+                kinds[line["description"]].add(kind)
+    assert kinds[BLOCK_HOURS] == {"block"}
+    assert kinds[PER_DEVICE] == {"per-asset", "all-you-can-eat"}
+
+
+def test_the_checker_names_invoices_that_contradict_their_contract(spec: Spec) -> None:
+    """A world made without the rules that tie lines and dates to the contract (every line drawn
+    from every description, any date) is reported invoice by invoice."""
+    schemas = copy.deepcopy(spec.raw["components"]["schemas"])
+    line = schemas["InvoiceLine"]["properties"]["description"]
+    line["x-faker"] = {"choices": [BLOCK_HOURS, PER_DEVICE, "Onsite visit"]}
+    del line["x-cases"]
+    del schemas["Invoice"]["allOf"][1]["properties"]["created_at"]["x-cases"]
+    recipe = load_recipe()
+    world = build_world(spec_with(spec, schemas), recipe)
+    contracts = {c["id"]: c for c in world["contracts"]}
+    wrong: dict[str, set[str]] = {rule: set() for rule in RULES}
+    for inv in world["invoices"]:
+        ctr = contracts.get(inv["contract_id"] or "")
+        kind = ctr["type"] if ctr else None
+        descriptions = {line["description"] for line in inv["lines"]}
+        if BLOCK_HOURS in descriptions and kind != "block":
+            wrong["block-hours-on-a-block-contract"].add(inv["id"])
+        if PER_DEVICE in descriptions and kind not in ("per-asset", "all-you-can-eat"):
+            wrong["per-device-on-a-device-contract"].add(inv["id"])
+        if ctr and not (
+            ctr["start_date"] <= inv["issue_date"]
+            and (ctr["end_date"] is None or inv["issue_date"] <= ctr["end_date"])
+        ):
+            wrong["issued-within-the-contract"].add(inv["id"])
+    assert all(wrong.values()), {k: len(v) for k, v in wrong.items()}
+    real = {name: c.schema for name, c in spec.collections.items()}
+    found = check_world(world, real, int(recipe.epoch.timestamp()), recipe.organisation)
+    for rule in RULES:
+        assert {v.record_id for v in found if v.invariant == rule} == wrong[rule], rule
+
+
+def _line() -> list[dict[str, Any]]:
+    return [{"description": "Onsite visit", "quantity": 1, "unit_price": 90}]
+
+
+def _refused(client: TestClient, ws: str, body: dict[str, Any], status: int, why: str) -> None:
+    before = client.get("/api/v1/invoices?per_page=1", headers=_h(ws)).json()["data"]["total"]
+    r = client.post("/api/v1/invoices", json=body, headers=_h(ws))
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["details"][0]["field"] == "contract_id"
+    assert why in error["message"], error
+    after = client.get("/api/v1/invoices?per_page=1", headers=_h(ws)).json()["data"]["total"]
+    assert after == before
+
+
+def test_an_invoice_naming_another_clients_voided_or_missing_contract_is_refused(
+    client: TestClient,
+) -> None:
+    ws = f"billing-{uuid.uuid4().hex[:10]}"
+    contracts = _all(client, "/api/v1/contracts", ws)
+    other = next(c for c in contracts if c["client_id"] != "cli_acme" and c["status"] == "active")
+    voided = next(c for c in contracts if c["status"] == "voided")
+    _refused(
+        client, ws, {"client_id": "cli_acme", "lines": _line(), "contract_id": other["id"]},
+        400, "a contract of its own client",
+    )
+    _refused(
+        client, ws,
+        {"client_id": voided["client_id"], "lines": _line(), "contract_id": voided["id"]},
+        400, "a voided contract bills nothing",
+    )
+    _refused(
+        client, ws, {"client_id": "cli_acme", "lines": _line(), "contract_id": "ctr_999999"},
+        422, "ctr_999999",
+    )
+
+
+def test_an_invoice_names_its_clients_contract_or_none(client: TestClient) -> None:
+    ws = f"billing-{uuid.uuid4().hex[:10]}"
+    mine = next(
+        c for c in _all(client, "/api/v1/contracts", ws)
+        if c["client_id"] == "cli_acme" and c["status"] == "active"
+    )
+    made = client.post(
+        "/api/v1/invoices",
+        json={"client_id": "cli_acme", "lines": _line(), "contract_id": mine["id"]},
+        headers=_h(ws),
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["data"]["contract_id"] == mine["id"]
+    by_hand = client.post(
+        "/api/v1/invoices", json={"client_id": "cli_acme", "lines": _line()}, headers=_h(ws)
+    )
+    assert by_hand.status_code == 201, by_hand.text
+    assert by_hand.json()["data"]["contract_id"] is None
+
+
+def test_voiding_a_contract_leaves_the_invoices_it_billed_editable(client: TestClient) -> None:
+    """What the contract billed before it was voided stays as issued: a later change to such an
+    invoice is judged on what it changes, not refused for the contract's new state."""
+    ws = f"billing-{uuid.uuid4().hex[:10]}"
+    contracts = {c["id"]: c for c in _all(client, "/api/v1/contracts", ws)}
+    inv = next(
+        i for i in _all(client, "/api/v1/invoices", ws)
+        if i["contract_id"] and contracts[i["contract_id"]]["status"] == "active"
+    )
+    voided = client.post(f"/api/v1/contracts/{inv['contract_id']}/void", headers=_h(ws))
+    assert voided.status_code == 200, voided.text
+    r = client.patch(f"/api/v1/invoices/{inv['id']}", json={"notes": "Paid in two parts."},
+                     headers=_h(ws))
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["contract_id"] == inv["contract_id"]
