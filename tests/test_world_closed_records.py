@@ -36,6 +36,60 @@ def test_nothing_was_made_for_an_archived_client_after_it_was_archived(client: T
     assert judged > 10
 
 
+def test_an_archived_clients_work_and_records_were_settled_by_the_time_it_left(
+    client: TestClient,
+) -> None:
+    """Its tickets closed, contacts and sites last changed, and every answer and minute of work
+    on its tickets recorded no later than its archiving: no remote session with a user of a
+    client that had already left."""
+    archived = {
+        c["id"]: c["updated_at"]
+        for c in every_record(client, "/api/v1/clients", H)
+        if c["status"] == "archived"
+    }
+    left_at: dict[str, str] = {}  # ticket -> when its client left
+    for path in ("tickets", "contacts", "sites"):
+        for rec in every_record(client, f"/api/v1/{path}", H):
+            gone = archived.get(rec["client_id"])
+            if gone is not None:
+                assert rec["updated_at"] <= gone, (path, rec["id"], rec["client_id"])
+                if path == "tickets":
+                    left_at[rec["id"]] = gone
+    assert len(left_at) > 10
+    judged = 0
+    for ticket, gone in left_at.items():
+        for rec in every_record(client, f"/api/v1/tickets/{ticket}/comments", H):
+            judged += 1
+            assert rec["created_at"] <= gone, ("comment", rec["id"], ticket)
+    for rec in every_record(client, "/api/v1/time-entries", H):
+        gone = left_at.get(rec["ticket_id"])
+        if gone is not None:
+            judged += 1
+            assert rec["created_at"] <= gone, ("time entry", rec["id"], rec["ticket_id"])
+    assert judged > 10
+
+
+def test_the_checker_names_each_record_changed_after_its_client_left(spec: Spec) -> None:
+    schemas = copy.deepcopy(spec.raw["components"]["schemas"])
+    settled = {"Ticket": "tickets", "Contact": "contacts", "Site": "sites"}
+    for name in settled:
+        del schemas[name]["allOf"][1]["properties"]["updated_at"]["x-cases"]
+    recipe = load_recipe()
+    world = build_world(spec_with(spec, schemas), recipe)
+    gone = {c["id"]: c["updated_at"] for c in world["clients"] if c["status"] == "archived"}
+    late = {
+        r["id"]
+        for coll in settled.values()
+        for r in world[coll]
+        if r["client_id"] in gone and r["updated_at"] > gone[r["client_id"]]
+    }
+    assert late
+    real = {name: c.schema for name, c in spec.collections.items()}
+    found = check_world(world, real, int(recipe.epoch.timestamp()), recipe.organisation)
+    named = {v.record_id for v in found if v.invariant == "settled-before-the-client-left"}
+    assert named == late
+
+
 def test_a_disabled_rule_fired_only_before_it_was_disabled(client: TestClient) -> None:
     rules = [r for r in every_record(client, "/api/v1/ticket-rules", H) if not r["enabled"]]
     assert rules
