@@ -104,7 +104,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check sandbox contracts tests benchmarks
 	$(BIN)/mypy
 
+# granian serves the floors and the sandbox beside uvicorn, so the run chooses the server by
+# measurement; it is only the benchmark's (the `bench` extra), installed on the first run.
 bench: $(STAMP) redis-deps
+	@$(BIN)/python -c "import granian" 2>/dev/null || $(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/run.py
 
 clean:

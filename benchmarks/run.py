@@ -57,6 +57,7 @@ MAX_FAILED = 0.01  # a run with more non-2xx/socket errors than this is not a me
 SANDBOX, NOAUTH, LARGE = "sandbox", "sandbox no-auth", "sandbox large"
 FLOOR, PRISM_STATIC, PRISM_DYNAMIC = "floor", "prism static", "prism dynamic"
 FLOOR_GRANIAN, ASGI, ASGI_GRANIAN = "floor granian", "asgi floor", "asgi floor granian"
+SANDBOX_GRANIAN = "sandbox granian"  # the same app on granian: the server chosen by measurement
 WIREMOCK = "wiremock"
 # --only names, in running order; `shared` is benchmarks/shared_state.py (Redis, 1-4 workers)
 PHASES = ("sandbox", "floor", "asgi", "wiremock", "prism", "proxy", "shared")
@@ -604,7 +605,7 @@ def proxy_targets(measured: Sequence[dict[str, Any]]) -> list[Target]:
     ]  # fmt: skip
 
 
-FRACTION_REFERENCES = (ASGI, ASGI_GRANIAN, FLOOR, FLOOR_GRANIAN, WIREMOCK)
+FRACTION_REFERENCES = (SANDBOX_GRANIAN, ASGI, ASGI_GRANIAN, FLOOR, FLOOR_GRANIAN, WIREMOCK)
 
 
 @dataclass(slots=True)
@@ -780,6 +781,16 @@ def run_sandbox(
     stubs = capture_stubs(port, auth, scs)
     runs.extend(measure(opts, SANDBOX, port, sc, auth) for sc in scs)
     procs.stop(SANDBOX)
+
+    # the server chosen by measurement: the same app on granian, the same key and limit
+    if granian_available():
+        console.print("[bold]sandbox[/] default recipe on granian")
+        serve_reference(procs, opts, runs, SANDBOX_GRANIAN,
+                        lambda port: granian_command("sandbox_granian:app_from_env", port), scs,
+                        {}, headers=auth, env={"BENCH_RATE_LIMIT": HUGE_RATE_LIMIT},
+                        timeout=120)  # no bytes to match: live times move, creates are new
+    else:
+        runs.extend(not_run(SANDBOX_GRANIAN, scs, GRANIAN_MISSING))
 
     if serve_supports("--no-auth"):
         console.print("[bold]sandbox[/] --no-auth")
