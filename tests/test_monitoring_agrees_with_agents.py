@@ -2,11 +2,12 @@
 through the API: an agent runs an enabled check every interval and reports with its heartbeat, a
 disabled check stopped running when it was disabled, a check added after its agent fell silent
 has not run, an alert was raised by a run its agent reported, and an archived client's agents
-fell silent when it was archived."""
+fell silent and its domains stopped being checked when it was archived."""
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,14 @@ from litestar.testing import TestClient
 
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
-from tests.conftest import at, every_record, make_app, records_by_id, spec_with
+from tests.conftest import (
+    advance_clock,
+    at,
+    every_record,
+    make_app,
+    records_by_id,
+    spec_with,
+)
 
 H = {"Authorization": "Bearer om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"}
 
@@ -83,6 +91,31 @@ def test_an_archived_clients_agents_fell_silent_when_it_was_archived(
     for agent in theirs:
         assert agent["status"] == "offline", agent["id"]
         assert agent["last_seen_at"] <= archived[agent["client_id"]]["updated_at"], agent["id"]
+
+
+def test_an_archived_clients_domains_stopped_being_checked_when_it_left(
+    client: TestClient[Any],
+) -> None:
+    """Monitoring looks at a customer's domains at least daily, on the running clock; a client
+    that left is no longer looked after: its domains were last checked by the time it left and
+    stay so as the clock runs on."""
+    archived = {c["id"]: c for c in _by_id(client, "clients").values() if c["status"] == "archived"}
+    ws = f"domains-{uuid.uuid4().hex[:8]}"
+    headers = {**H, "X-Sandbox-Workspace": ws}
+    before = {d["id"]: d for d in every_record(client, "/api/v1/domains", headers)}
+    gone = [d for d in before.values() if d["client_id"] in archived]
+    kept = [d for d in before.values() if d["client_id"] not in archived]
+    assert gone and kept
+    for d in gone:
+        assert d["last_checked_at"] <= archived[d["client_id"]]["updated_at"], d["id"]
+    advance_clock(client, ws, 2 * 86_400)
+    after = {d["id"]: d for d in every_record(client, "/api/v1/domains", headers)}
+    for d in gone:
+        assert after[d["id"]]["last_checked_at"] == d["last_checked_at"], d["id"]
+    moved = [d for d in kept if d["last_checked_at"] is not None]
+    assert moved
+    for d in moved:
+        assert after[d["id"]]["last_checked_at"] > d["last_checked_at"], d["id"]
 
 
 def _beacon_world(spec: Spec) -> dict[str, list[dict[str, Any]]]:

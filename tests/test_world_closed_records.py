@@ -39,22 +39,26 @@ def test_nothing_was_made_for_an_archived_client_after_it_was_archived(client: T
 def test_an_archived_clients_work_and_records_were_settled_by_the_time_it_left(
     client: TestClient,
 ) -> None:
-    """Its tickets closed, contacts and sites last changed, and every answer and minute of work
-    on its tickets recorded no later than its archiving: no remote session with a user of a
-    client that had already left."""
+    """Its tickets closed, contacts, sites, contracts and monitored domains last changed, and
+    every answer and minute of work on its tickets recorded no later than its archiving: no
+    remote session with a user of a client that had already left, no contract of it starting or
+    running on after it left."""
     archived = {
         c["id"]: c["updated_at"]
         for c in every_record(client, "/api/v1/clients", H)
         if c["status"] == "archived"
     }
     left_at: dict[str, str] = {}  # ticket -> when its client left
-    for path in ("tickets", "contacts", "sites"):
+    for path in ("tickets", "contacts", "sites", "contracts", "domains"):
         for rec in every_record(client, f"/api/v1/{path}", H):
             gone = archived.get(rec["client_id"])
             if gone is not None:
                 assert rec["updated_at"] <= gone, (path, rec["id"], rec["client_id"])
                 if path == "tickets":
                     left_at[rec["id"]] = gone
+                if path == "contracts":
+                    assert rec["start_date"] <= gone[:10], rec
+                    assert rec["status"] != "ended" or rec["end_date"] <= gone[:10], rec
     assert len(left_at) > 10
     judged = 0
     for ticket, gone in left_at.items():
@@ -71,7 +75,10 @@ def test_an_archived_clients_work_and_records_were_settled_by_the_time_it_left(
 
 def test_the_checker_names_each_record_changed_after_its_client_left(spec: Spec) -> None:
     schemas = copy.deepcopy(spec.raw["components"]["schemas"])
-    settled = {"Ticket": "tickets", "Contact": "contacts", "Site": "sites"}
+    settled = {
+        "Ticket": "tickets", "Contact": "contacts", "Site": "sites", "Contract": "contracts",
+        "MonitoredDomain": "domains",
+    }
     for name in settled:
         del schemas[name]["allOf"][1]["properties"]["updated_at"]["x-cases"]
     recipe = load_recipe()
