@@ -266,6 +266,31 @@ def test_a_nested_objects_case_reads_the_record_holding_it(spec: Spec, recipe: R
     assert seen == {"crimson", "rack", "plain"}
 
 
+def test_a_time_on_a_schedule_falls_on_its_runs(spec: Spec, recipe: Recipe) -> None:
+    """`x-time.recur`: a time after another moves to a run of a schedule (a day of every n-th
+    month from a start), in the run's first hour, never before the time it follows."""
+    widget = copy.deepcopy(WIDGET)
+    props = widget["Widget"]["properties"]
+    props["started_on"] = {"type": "string", "format": "date", "x-time": {"within_days": 400}}
+    props["every"] = {"type": "integer", "enum": [1, 3]}
+    props["billed_at"] = {
+        "type": "string", "format": "date-time",
+        "x-time": {
+            "after": "started_on", "within_days": 400, "until_epoch": True,
+            "recur": {"day": 15, "from": "started_on", "every-months": "every"},
+        },
+    }
+    counts = {**recipe.counts, "widgets": 80}
+    world = build_world(spec_with(spec, widget), dataclasses.replace(recipe, counts=counts))
+    assert {w["every"] for w in world["widgets"]} == {1, 3}
+    for w in world["widgets"]:
+        billed, started = w["billed_at"], w["started_on"]
+        assert billed[8:10] == "15" and "00:01:00" <= billed[11:19] < "01:00:00", w
+        assert billed[:10] >= started, w
+        since = (int(billed[:4]) - int(started[:4])) * 12 + int(billed[5:7]) - int(started[5:7])
+        assert since % w["every"] == 0, w
+
+
 def test_a_parent_path_outside_a_nested_object_is_refused(spec: Spec) -> None:
     widget = copy.deepcopy(WIDGET)
     widget["Widget"]["properties"]["label"]["x-cases"] = [

@@ -5,6 +5,7 @@ story reads in order."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from opsmerge_sandbox.world.conditions import (
@@ -16,7 +17,14 @@ from opsmerge_sandbox.world.conditions import (
     time_operand,
     to_seconds,
 )
-from opsmerge_sandbox.world.context import Draft, FieldPlan, Redraw, Schema, WorldContext
+from opsmerge_sandbox.world.context import (
+    Draft,
+    FieldPlan,
+    GenerationError,
+    Redraw,
+    Schema,
+    WorldContext,
+)
 from opsmerge_sandbox.world.hints import nullable
 from opsmerge_sandbox.world.ref_hints import ref_hints
 from opsmerge_sandbox.world.timefmt import DAY, format_date, format_datetime, parse_time
@@ -41,7 +49,8 @@ def time_plan(
     path through a reference (`parent_id->created_at`); `until_epoch` keeps a date that follows
     another from passing the epoch; `older_than_minutes` keeps a time back from the epoch;
     `before` (a field or path) keeps the time no later than the one it gives (an event about a
-    record happened before the record's last change)."""
+    record happened before the record's last change); `recur` puts an `after` time on a
+    schedule's run (see `_recurrence`)."""
     epoch = ctx.epoch
     is_date = schema.get("format") == "date"
     fmt = format_date if is_date else format_datetime
@@ -144,6 +153,7 @@ def time_plan(
         base_of: Callable[[Draft], int | None]
         base_of = _reader(after, ctx, scope, schemas)
         deps += operand_heads(after)
+        on_run = _recurrence(rule.get("recur"), ctx, scope, schemas, deps)
 
         def make_after(d: Draft) -> str | None:
             base = base_of(d)
@@ -168,6 +178,8 @@ def time_plan(
                 if closed < base:
                     raise Redraw
                 ts = closed
+            if on_run is not None:  # the schedule's run at or before it (after `base`)
+                ts = on_run(d, ts, base)
             d.times[name] = ts
             return fmt(ts)
 
@@ -224,6 +236,62 @@ def _seconds_of(
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     return seconds
+
+
+def _recurrence(
+    rule: Any, ctx: WorldContext, scope: str, schemas: Schemas | None, deps: list[str]
+) -> Callable[[Draft, int, int], int] | None:
+    """`recur: {day, every-months, from}`: the time moves to the latest run of a schedule at or
+    before it (and not before the rule's `after`): on day `day` of every `every-months`-th
+    month counted from the month of `from`, in the run's first hour (a recurring invoice run
+    fires at 00:01 on the contract's billing day, every month, quarter or year from its start).
+    `day` is a number, a field or a path; `from` a field or path; `every-months` a number, a
+    field or path holding one, or `{field, map}` from a value (a billing frequency) to months.
+    A time with no run between `after` and itself is drawn again. (One record a run is a
+    `unique` invariant's work: the generator redraws a record whose values another took.)"""
+    if rule is None:
+        return None
+    if not isinstance(rule, dict) or not {"day", "from"} <= rule.keys():
+        raise GenerationError(f"{scope}: x-time.recur needs `day` and `from` (and every-months)")
+    sources = schemas or ctx.schemas
+    env = ctx.env
+    day = rule["day"]
+    day_of = (lambda r, e: day) if isinstance(day, int) else compile_path(scope, str(day), sources)
+    from_of = compile_path(scope, str(rule["from"]), sources)
+    every = rule.get("every-months", 1)
+    months_of: Callable[[Any, Any], Any]
+    if isinstance(every, dict):
+        by, table = compile_path(scope, str(every.get("field")), sources), every.get("map") or {}
+        months_of = lambda r, e: table.get(by(r, e))  # noqa: E731
+        deps.append(path_head(str(every.get("field"))) or "")
+    elif isinstance(every, str):
+        months_of = compile_path(scope, every, sources)
+        deps.append(path_head(every) or "")
+    else:
+        months_of = lambda r, e: every  # noqa: E731
+    deps += [h for h in (path_head(str(day)), path_head(str(rule["from"]))) if h]
+
+    def on_run(d: Draft, ts: int, base: int) -> int:
+        on_day, months = day_of(d.rec, env), months_of(d.rec, env)
+        start = to_seconds(from_of(d.rec, env))
+        if start is None or not isinstance(on_day, int) or not isinstance(months, int):
+            return ts  # no schedule to keep (a record without one)
+        months = max(1, months)
+        first = datetime.fromtimestamp(start, UTC)
+        at = datetime.fromtimestamp(ts, UTC)
+        count = (at.year - first.year) * 12 + at.month - first.month
+        step = count - count % months  # the schedule's month at or before the time's
+        while step >= 0:
+            year, month = divmod(first.year * 12 + first.month - 1 + step, 12)
+            run = int(datetime(year, month + 1, min(on_day, 28), 0, 1, tzinfo=UTC).timestamp())
+            if run < base:
+                break
+            if run <= ts:  # within the run's hour, and no later than the time allows
+                return min(ts, run + int(3540 * d.rng.random()))
+            step -= months
+        raise Redraw
+
+    return on_run
 
 
 def _as_list(value: Any) -> list[Any]:
