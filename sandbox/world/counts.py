@@ -26,22 +26,34 @@ from opsmerge_sandbox.world.context import (
 _KEYS = ("collection", "where", "created-by", "min")
 
 
-def _declarations(schema: Any) -> Iterator[Mapping[str, Any]]:
-    """Each `x-count` in a property schema: its own, its cases', and its nested parts'."""
+def _parts(schema: Any) -> Iterator[Mapping[str, Any]]:
+    """A property schema and each schema within it: its cases, `allOf` parts, nested
+    properties and items (where counts and conditions may be declared)."""
     if not isinstance(schema, Mapping):
         return
-    decl = schema.get("x-count")
-    if isinstance(decl, Mapping):
-        yield decl
-    for case in schema.get("x-cases") or ():
-        yield from _declarations(case)
-    for part in schema.get("allOf") or ():
-        yield from _declarations(part)
+    yield schema
+    for part in [*(schema.get("x-cases") or ()), *(schema.get("allOf") or ())]:
+        yield from _parts(part)
     props = schema.get("properties")
     if isinstance(props, Mapping):
         for prop in props.values():
-            yield from _declarations(prop)
-    yield from _declarations(schema.get("items"))
+            yield from _parts(prop)
+    yield from _parts(schema.get("items"))
+
+
+def _declarations(schema: Any) -> Iterator[Mapping[str, Any]]:
+    """Each `x-count` in a property schema: its own, its cases', and its nested parts'."""
+    for part in _parts(schema):
+        if isinstance(part.get("x-count"), Mapping):
+            yield part["x-count"]
+
+
+def _case_conditions(schema: Any) -> Iterator[Mapping[str, Any]]:
+    """Each `x-cases` condition in a property schema and its nested parts."""
+    for part in _parts(schema):
+        for case in part.get("x-cases") or ():
+            if isinstance(case, Mapping) and isinstance(case.get("when"), Mapping):
+                yield case["when"]
 
 
 def count_targets(schema: Any) -> Iterator[str]:
@@ -49,22 +61,6 @@ def count_targets(schema: Any) -> Iterator[str]:
     for decl in _declarations(schema):
         if isinstance(decl.get("collection"), str):
             yield decl["collection"]
-
-
-def _case_conditions(schema: Any) -> Iterator[Mapping[str, Any]]:
-    """Each `x-cases` condition in a property schema and its nested parts."""
-    if not isinstance(schema, Mapping):
-        return
-    for case in schema.get("x-cases") or ():
-        if isinstance(case, Mapping) and isinstance(case.get("when"), Mapping):
-            yield case["when"]
-    for part in schema.get("allOf") or ():
-        yield from _case_conditions(part)
-    props = schema.get("properties")
-    if isinstance(props, Mapping):
-        for prop in props.values():
-            yield from _case_conditions(prop)
-    yield from _case_conditions(schema.get("items"))
 
 
 def parent_fields(schema: Any) -> list[str]:
