@@ -36,11 +36,11 @@ def _h(ws: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {OWNER}", "X-Sandbox-Workspace": ws}
 
 
-def _all(client: TestClient, path: str, ws: str) -> list[dict[str, Any]]:
+def _all(client: TestClient, path: str, ws: str, query: str = "") -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     page = 1
     while True:
-        r = client.get(f"{path}?per_page=100&page={page}", headers=_h(ws))
+        r = client.get(f"{path}?{query}per_page=100&page={page}", headers=_h(ws))
         assert r.status_code == 200, r.text
         data = r.json()["data"]
         items += data["items"]
@@ -80,6 +80,23 @@ def test_seeded_invoices_bill_a_contract_of_their_client_in_its_term_for_what_it
                 kinds[line["description"]].add(kind)
     assert kinds[BLOCK_HOURS] == {"block"}
     assert kinds[PER_DEVICE] == {"per-asset", "all-you-can-eat"}
+
+
+def test_the_recurring_run_not_a_user_issued_the_invoices_it_billed(client: TestClient) -> None:
+    """The log's entry of a run's invoice names no user and the run as its agent (the platform
+    issued it at 00:01 on the billing day); an invoice made by hand was made by a user in the
+    web app."""
+    ws = f"billing-{uuid.uuid4().hex[:10]}"
+    run = {i["id"] for i in _all(client, "/api/v1/invoices", ws) if i["contract_id"]}
+    made = _all(client, "/api/v1/audit-log", ws, "action=invoice.created&")
+    by_run = [e for e in made if e["object_id"] in run]
+    by_hand = [e for e in made if e["object_id"] not in run]
+    assert by_run and by_hand
+    for entry in by_run:
+        assert entry["actor_id"] is None, entry
+        assert entry["user_agent"] == "OpsMerge recurring billing", entry
+    for entry in by_hand:
+        assert entry["actor_id"] is not None and entry["user_agent"].startswith("Mozilla/"), entry
 
 
 def test_the_checker_names_invoices_that_contradict_their_contract(spec: Spec) -> None:
