@@ -140,21 +140,17 @@ def test_a_run_went_to_endpoints_still_heard_from(client: TestClient[Any]) -> No
     assert sent > 100 and left > 0
 
 
-def test_an_invoice_line_comes_in_the_sizes_its_kind_is_sold_in(
-    client: TestClient[Any], spec: Spec
-) -> None:
-    line = spec.resolved["components"]["schemas"]["InvoiceLine"]["properties"]["quantity"]
-    sizes = {
-        case["when"]["description"][0]: set(case["x-faker"]["choices"])
-        for case in line["x-cases"]
-        if "choices" in (case.get("x-faker") or {})
-    }
-    assert sizes  # block hours are topped up in 10, 20 or 40
+def test_an_invoice_line_comes_in_the_sizes_its_kind_is_sold_in(client: TestClient[Any]) -> None:
+    """Block hours are topped up a block at a time: the block of hours the invoice's contract
+    sells, at the contract's hourly rate."""
+    contracts = _by_id(client, "contracts")
     judged = 0
     for invoice in every_record(client, "/api/v1/invoices", H):
         for item in invoice["lines"]:
-            if item["description"] in sizes:
-                assert item["quantity"] in sizes[item["description"]], (invoice["id"], item)
+            if item["description"] == "Block hours top-up":
+                contract = contracts[invoice["contract_id"]]
+                assert item["quantity"] == contract["block_hours"], (invoice["id"], item)
+                assert item["unit_price"] == contract["hourly_rate"], (invoice["id"], item)
                 judged += 1
     assert judged > 10
 

@@ -79,6 +79,7 @@ def test_seeded_invoices_bill_a_contract_of_their_client_in_its_term_for_what_it
             if line["description"] in kinds:
                 kinds[line["description"]].add(kind)
     assert kinds[BLOCK_HOURS] == {"block"}
+
     assert kinds[PER_DEVICE] == {"per-asset", "all-you-can-eat"}
 
 
@@ -106,6 +107,11 @@ def test_the_checker_names_invoices_that_contradict_their_contract(spec: Spec) -
     line = schemas["InvoiceLine"]["properties"]["description"]
     line["x-faker"] = {"choices": [BLOCK_HOURS, PER_DEVICE, "Onsite visit"]}
     del line["x-cases"]
+    for name, sizes in (("quantity", [10, 40]), ("unit_price", [65, 95])):  # any block, any rate
+        for case in schemas["InvoiceLine"]["properties"][name]["x-cases"]:
+            if case["when"] == {"description": [BLOCK_HOURS]}:
+                del case["x-copy"]
+                case["x-range"] = sizes
     del schemas["Invoice"]["allOf"][1]["properties"]["created_at"]["x-cases"]
     recipe = load_recipe()
     world = build_world(spec_with(spec, schemas), recipe)

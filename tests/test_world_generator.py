@@ -291,6 +291,21 @@ def test_a_time_on_a_schedule_falls_on_its_runs(spec: Spec, recipe: Recipe) -> N
         assert since % w["every"] == 0, w
 
 
+def test_a_copied_value_is_what_its_path_reads(spec: Spec, recipe: Recipe) -> None:
+    """`x-copy`: a field holds what a path reads, through a reference or, in a nested object,
+    from the record holding it (`$parent.`)."""
+    kind = {"x-copy": "$parent.agent_id->hostname"}
+    widget = _widget_with_parts(kind)
+    widget["Widget"]["properties"]["platform"] = {"type": "string", "x-copy": "agent_id->platform"}
+    counts = {**recipe.counts, "widgets": 40}
+    world = build_world(spec_with(spec, widget), dataclasses.replace(recipe, counts=counts))
+    agents = {a["id"]: a for a in world["agents"]}
+    for w in world["widgets"]:
+        agent = agents[w["agent_id"]]
+        assert w["platform"] == agent["platform"], w
+        assert {p["kind"] for p in w["parts"]} == {agent["hostname"]}, w
+
+
 def test_a_parent_path_outside_a_nested_object_is_refused(spec: Spec) -> None:
     widget = copy.deepcopy(WIDGET)
     widget["Widget"]["properties"]["label"]["x-cases"] = [

@@ -1,5 +1,6 @@
 """Conditional generation hints: `x-cases` (which hints apply, by a condition on the record and
-the records it refers to), `x-format` (text built from other fields and random parts), `x-by`
+the records it refers to), `x-format` (text built from other fields and random parts), `x-copy`
+(the value a path reads: a block-hours line bills its contract's block at its rate), `x-by`
 keyed by a path (a child record's text by its parent's subject) and `x-change` (a record of a
 change to another record, ending at what that record holds now).
 
@@ -36,14 +37,14 @@ from opsmerge_sandbox.world.context import (
 from opsmerge_sandbox.world.hints import maybe_null, nullable
 from opsmerge_sandbox.world.providers import faker_maker
 
-__all__ = ["by_plan", "cases_plan", "change_plan", "format_plan"]
+__all__ = ["by_plan", "cases_plan", "change_plan", "copy_plan", "format_plan"]
 
 _UPPER = string.ascii_uppercase + string.digits
 PlanOf = Callable[[str, Schema], FieldPlan]  # builds the plan of one property schema
 # hints that each choose how a value is made: a case giving one drops the property's others
 _MAKERS = (
     "x-faker", "x-by", "x-format", "x-time", "x-range", "const", "x-null-probability", "x-ref",
-    "x-ref-by", "x-change", "x-count",
+    "x-ref-by", "x-change", "x-count", "x-copy",
 )
 
 
@@ -168,6 +169,29 @@ def format_plan(
 
     deps = tuple(dict.fromkeys(h for h in map(path_head, template_paths(str(template))) if h))
     return FieldPlan(name, maybe_null(make, null_p), deps)
+
+
+def copy_plan(
+    name: str, prop: Schema, ctx: WorldContext, scope: str, schemas: Schemas
+) -> FieldPlan:
+    """`x-copy: <path>`: the value the path reads, through references or from the record
+    holding a nested object (`$parent.contract_id->hourly_rate`); a record where it reads
+    nothing is drawn again."""
+    source = str(prop["x-copy"])
+    try:
+        get = compile_path(scope, source, schemas)
+    except ConditionError as exc:
+        raise GenerationError(f"{scope}.{name}: x-copy: {exc}") from None
+    env = ctx.env
+
+    def make(d: Draft) -> Any:
+        value = get(d.rec, env)
+        if value is None:
+            raise Redraw
+        return copy.deepcopy(value) if isinstance(value, dict | list) else value
+
+    head = path_head(source)
+    return FieldPlan(name, make, (head,) if head else ())
 
 
 def by_plan(

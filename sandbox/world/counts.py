@@ -64,14 +64,15 @@ def count_targets(schema: Any) -> Iterator[str]:
 
 
 def parent_fields(schema: Any) -> list[str]:
-    """The fields of the holding record a nested schema reads (`$parent.<path>`, in its counts
-    and its cases' conditions): the holding record makes them before the object."""
+    """The fields of the holding record a nested schema reads (`$parent.<path>`, in its counts,
+    its cases' conditions and its copies): the holding record makes them before the object."""
     sources: list[Any] = []
     for decl in _declarations(schema):
         where = decl.get("where")
         sources += [*(where.values() if isinstance(where, Mapping) else ()), decl.get("created-by")]
     for when in _case_conditions(schema):
         sources += list(when)
+    sources += [part.get("x-copy") for part in _parts(schema)]
     found: list[str] = []
     for source in sources:
         if isinstance(source, str) and source.startswith(PARENT):

@@ -577,6 +577,8 @@ def _hint_problems_of(
                 out += _hint_problems_of(scope, {name: case}, schemas, where)
             if "x-format" in prop:
                 compile_template(scope, str(prop["x-format"]), schemas, _any_slot)
+            if "x-copy" in prop:
+                compile_path(scope, str(prop["x-copy"]), schemas)
             by = prop.get("x-by")
             if isinstance(by, Mapping) and "->" in str(by.get("field", "")):
                 compile_path(scope, str(by["field"]), schemas)
@@ -618,9 +620,9 @@ def _hint_problems_of(
 
 
 def hint_problems(schemas: Schemas) -> list[tuple[str, str]]:
-    """(collection, problem) for conditional generation hints (`x-cases`, `x-format`, paths in
-    `x-by`, `x-time.after` and `.before`, `x-ref.where` and `.existed-at`, `x-change`) that name
-    a field no schema has or cannot be read."""
+    """(collection, problem) for conditional generation hints (`x-cases`, `x-format`, `x-copy`,
+    paths in `x-by`, `x-time.after` and `.before`, `x-ref.where` and `.existed-at`, `x-change`)
+    that name a field no schema has or cannot be read."""
     return [
         (name, problem)
         for name, schema in schemas.items()

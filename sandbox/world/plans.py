@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from opsmerge_sandbox.spec import ref_arms, ref_copies, ref_of
-from opsmerge_sandbox.world.cases import by_plan, cases_plan, change_plan, format_plan
+from opsmerge_sandbox.world.cases import by_plan, cases_plan, change_plan, copy_plan, format_plan
 from opsmerge_sandbox.world.conditions import HOLDER, PARENT, Schemas
 from opsmerge_sandbox.world.context import (
     Draft,
@@ -85,6 +85,8 @@ def compile_plans(
             plan = ref_by_plan(name, prop, ctx, null_p)
         elif "x-change" in prop:
             plan = change_plan(name, prop, ctx, scope, schemas)
+        elif "x-copy" in prop:
+            plan = copy_plan(name, prop, ctx, scope, schemas)
         elif "x-format" in prop:
             plan = format_plan(name, prop, ctx, scope, schemas, null_p)
         elif prop.get("format") in ("date-time", "date") or "x-time" in prop:
