@@ -71,6 +71,7 @@ __all__ = [
 
 
 PARENT = "$parent."  # a nested object's paths into the record holding it
+PARENT_KEY = PARENT[:-1]  # where a nested object's draft carries the record holding it
 HOLDER = "x-holder"  # in a nested object's scope schema: the scope of the record holding it
 
 
@@ -234,10 +235,9 @@ def _holder_path(collection: str, path: str, schemas: Schemas) -> Getter:
     if not isinstance(holder, str):
         raise ConditionError(f"{path!r}: {collection} is not an object held by a record")
     inner = compile_path(holder, path[len(PARENT) :], schemas)
-    key = PARENT[:-1]
 
     def get(rec: Record, env: Env) -> Any:
-        held_by = rec.get(key)
+        held_by = rec.get(PARENT_KEY)
         return inner(held_by, env) if held_by is not None else None
 
     return get

@@ -7,7 +7,7 @@ from typing import Any
 
 from opsmerge_sandbox.spec import ref_arms, ref_copies, ref_of
 from opsmerge_sandbox.world.cases import by_plan, cases_plan, change_plan, copy_plan, format_plan
-from opsmerge_sandbox.world.conditions import HOLDER, PARENT, Schemas
+from opsmerge_sandbox.world.conditions import HOLDER, PARENT_KEY, Schemas
 from opsmerge_sandbox.world.context import (
     Draft,
     FieldPlan,
@@ -182,10 +182,8 @@ def object_maker(schema: Schema, ctx: WorldContext, where: str) -> Maker:
         return lambda d: {}
     plans = order_plans(compile_plans(schema, ctx, where), where)
 
-    holder_key = PARENT[:-1]  # what `$parent.` paths read while the object is made
-
     def make(d: Draft) -> dict[str, Any]:
-        sub = Draft(d.rng, {holder_key: d.rec}, parent=d)
+        sub = Draft(d.rng, {PARENT_KEY: d.rec}, parent=d)  # what `$parent.` paths read
         for plan in plans:
             if plan.name not in sub.rec:
                 sub.rec[plan.name] = plan.make(sub)
