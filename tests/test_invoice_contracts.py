@@ -18,7 +18,7 @@ from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world
 from opsmerge_sandbox.world.invariants import check_world
 from opsmerge_sandbox.world.recipe import load_recipe
-from tests.conftest import spec_with
+from tests.conftest import every_record, spec_with
 
 OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
 BLOCK_HOURS = "Block hours top-up"
@@ -36,25 +36,12 @@ def _h(ws: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {OWNER}", "X-Sandbox-Workspace": ws}
 
 
-def _all(client: TestClient, path: str, ws: str, query: str = "") -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    page = 1
-    while True:
-        r = client.get(f"{path}?{query}per_page=100&page={page}", headers=_h(ws))
-        assert r.status_code == 200, r.text
-        data = r.json()["data"]
-        items += data["items"]
-        if len(items) >= data["total"]:
-            return items
-        page += 1
-
-
 def test_seeded_invoices_bill_a_contract_of_their_client_in_its_term_for_what_it_sells(
     client: TestClient,
 ) -> None:
     ws = f"billing-{uuid.uuid4().hex[:10]}"
-    contracts = {c["id"]: c for c in _all(client, "/api/v1/contracts", ws)}
-    invoices = _all(client, "/api/v1/invoices", ws)
+    contracts = {c["id"]: c for c in every_record(client, "/api/v1/contracts", _h(ws))}
+    invoices = every_record(client, "/api/v1/invoices", _h(ws))
     billed = [i for i in invoices if i["contract_id"] is not None]
     by_hand = [i for i in invoices if i["contract_id"] is None]
     assert len(billed) > len(invoices) / 3 and by_hand  # both kinds are there to learn from
@@ -88,8 +75,8 @@ def test_the_recurring_run_not_a_user_issued_the_invoices_it_billed(client: Test
     issued it at 00:01 on the billing day); an invoice made by hand was made by a user in the
     web app."""
     ws = f"billing-{uuid.uuid4().hex[:10]}"
-    run = {i["id"] for i in _all(client, "/api/v1/invoices", ws) if i["contract_id"]}
-    made = _all(client, "/api/v1/audit-log", ws, "action=invoice.created&")
+    run = {i["id"] for i in every_record(client, "/api/v1/invoices", _h(ws)) if i["contract_id"]}
+    made = every_record(client, "/api/v1/audit-log", _h(ws), action="invoice.created")
     by_run = [e for e in made if e["object_id"] in run]
     by_hand = [e for e in made if e["object_id"] not in run]
     assert by_run and by_hand
@@ -179,7 +166,7 @@ def test_an_invoice_naming_another_clients_voided_or_missing_contract_is_refused
     client: TestClient,
 ) -> None:
     ws = f"billing-{uuid.uuid4().hex[:10]}"
-    contracts = _all(client, "/api/v1/contracts", ws)
+    contracts = every_record(client, "/api/v1/contracts", _h(ws))
     other = next(c for c in contracts if c["client_id"] != "cli_acme" and c["status"] == "active")
     voided = next(c for c in contracts if c["status"] == "voided")
     _refused(
@@ -200,7 +187,7 @@ def test_an_invoice_naming_another_clients_voided_or_missing_contract_is_refused
 def test_an_invoice_names_its_clients_contract_or_none(client: TestClient) -> None:
     ws = f"billing-{uuid.uuid4().hex[:10]}"
     mine = next(
-        c for c in _all(client, "/api/v1/contracts", ws)
+        c for c in every_record(client, "/api/v1/contracts", _h(ws))
         if c["client_id"] == "cli_acme" and c["status"] == "active"
     )
     made = client.post(
@@ -221,9 +208,9 @@ def test_voiding_a_contract_leaves_the_invoices_it_billed_editable(client: TestC
     """What the contract billed before it was voided stays as issued: a later change to such an
     invoice is judged on what it changes, not refused for the contract's new state."""
     ws = f"billing-{uuid.uuid4().hex[:10]}"
-    contracts = {c["id"]: c for c in _all(client, "/api/v1/contracts", ws)}
+    contracts = {c["id"]: c for c in every_record(client, "/api/v1/contracts", _h(ws))}
     inv = next(
-        i for i in _all(client, "/api/v1/invoices", ws)
+        i for i in every_record(client, "/api/v1/invoices", _h(ws))
         if i["contract_id"] and contracts[i["contract_id"]]["status"] == "active"
     )
     voided = client.post(f"/api/v1/contracts/{inv['contract_id']}/void", headers=_h(ws))
