@@ -227,15 +227,27 @@ def _seconds_of(
     source = rule.get("within_seconds")
     if not isinstance(source, str):
         return None
+    return _number_of(source, ctx, scope, schemas, deps)
+
+
+def _number_of(
+    source: Any, ctx: WorldContext, scope: str, schemas: Schemas | None, deps: list[str]
+) -> Callable[[Draft], int | None]:
+    """A whole number a rule gives as itself or as a field or path holding it (a check's
+    interval, a contract's billing day); None where the record holds none. A field read is
+    added to what the time waits for."""
+    if not isinstance(source, str):
+        fixed = source if isinstance(source, int) and not isinstance(source, bool) else None
+        return lambda d: fixed
     deps.append(path_head(source) or source)
     get = compile_path(scope, source, schemas or ctx.schemas)
     env = ctx.env
 
-    def seconds(d: Draft) -> int | None:
+    def number(d: Draft) -> int | None:
         value = get(d.rec, env)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-    return seconds
+    return number
 
 
 def _recurrence(
@@ -255,25 +267,21 @@ def _recurrence(
         raise GenerationError(f"{scope}: x-time.recur needs `day` and `from` (and every-months)")
     sources = schemas or ctx.schemas
     env = ctx.env
-    day = rule["day"]
-    day_of = (lambda r, e: day) if isinstance(day, int) else compile_path(scope, str(day), sources)
-    from_of = compile_path(scope, str(rule["from"]), sources)
+    day_of = _number_of(rule["day"], ctx, scope, schemas, deps)
+    start_of = _reader(str(rule["from"]), ctx, scope, schemas)
+    deps += operand_heads(str(rule["from"]))
     every = rule.get("every-months", 1)
-    months_of: Callable[[Any, Any], Any]
-    if isinstance(every, dict):
-        by, table = compile_path(scope, str(every.get("field")), sources), every.get("map") or {}
-        months_of = lambda r, e: table.get(by(r, e))  # noqa: E731
-        deps.append(path_head(str(every.get("field"))) or "")
-    elif isinstance(every, str):
-        months_of = compile_path(scope, every, sources)
-        deps.append(path_head(every) or "")
+    months_of: Callable[[Draft], Any]
+    if isinstance(every, dict):  # a value the record holds (a billing frequency) -> months
+        field, table = str(every.get("field")), every.get("map") or {}
+        by = compile_path(scope, field, sources)
+        months_of = lambda d: table.get(by(d.rec, env))  # noqa: E731
+        deps.append(path_head(field) or field)
     else:
-        months_of = lambda r, e: every  # noqa: E731
-    deps += [h for h in (path_head(str(day)), path_head(str(rule["from"]))) if h]
+        months_of = _number_of(every, ctx, scope, schemas, deps)
 
     def on_run(d: Draft, ts: int, base: int) -> int:
-        on_day, months = day_of(d.rec, env), months_of(d.rec, env)
-        start = to_seconds(from_of(d.rec, env))
+        on_day, months, start = day_of(d), months_of(d), start_of(d)
         if start is None or not isinstance(on_day, int) or not isinstance(months, int):
             return ts  # no schedule to keep (a record without one)
         months = max(1, months)
