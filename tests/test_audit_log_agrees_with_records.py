@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world
 from opsmerge_sandbox.world.recipe import Recipe
-from tests.conftest import ADMIN, every_record
+from tests.conftest import ADMIN, every_record, make_app
 
 Records = dict[str, dict[str, dict[str, Any]]]  # object type -> id -> record
 OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
@@ -84,6 +84,82 @@ def test_a_key_is_used_under_its_own_name_by_its_owner_while_it_works(
         assert not e["user_agent"].startswith("Mozilla/"), e  # a program, not a browser
 
 
+def _is_creation(e: dict[str, Any]) -> bool:
+    """An entry of a record's making: `.created`, or a user's invitation (how users are made)."""
+    return e["action"].endswith(".created") or e["action"] == "user.invited"
+
+
+# what a record is made with, where its later life moves it on: the create's own value (a
+# ticket is made New, whatever it became since), or None for a field set only later
+MADE_WITH: dict[str, dict[str, Any]] = {
+    "ticket": {"status": "New", "assignee_id": None, "resolution": None, "merged_into_id": None},
+    "client": {"status": "lead"},
+    "user": {
+        "status": "invited", "mfa_enabled": False, "last_login_at": None,
+        "invitation_expires_at": None,
+    },
+    "contract": {"status": "active"},
+    "invoice": {"status": "Draft"},
+    "script_run": {
+        "status": "queued", "exit_code": None, "output": None, "started_at": None,
+        "finished_at": None,
+    },
+}  # fmt: skip
+
+
+def test_a_seeded_creation_logs_every_field_the_record_was_made_with(
+    records: Records, entries: list[dict[str, Any]]
+) -> None:
+    """As the API's own entries do (`{field: [null, value]}` for each field set, bookkeeping
+    times left out): what the record holds now, but for what its later life moved on."""
+    judged = Counter[str]()
+    for e in entries:
+        if not _is_creation(e) or e["object_type"] not in records:
+            continue
+        record = _record(records, e)
+        made_with = MADE_WITH.get(e["object_type"], {})
+        expected = {
+            field: [None, made_with.get(field, value)]
+            for field, value in record.items()
+            if field not in ("created_at", "updated_at") and made_with.get(field, value) is not None
+        }
+        assert e["diff"] == expected, e
+        judged[e["object_type"]] += 1
+    assert set(judged) >= {"ticket", "client", "user", "contract", "invoice", "script_run"}, judged
+
+
+def test_a_seeded_entry_names_and_shows_a_change_as_the_api_logs_it(
+    entries: list[dict[str, Any]],
+) -> None:
+    """A user is made by an invitation, and sending a Draft invoice opens it: the seeded log
+    uses the same action and diff as an invitation or a send made through the API now."""
+    with TestClient(make_app(), base_url="http://sandbox.local") as live:
+        drafts = every_record(live, "/api/v1/invoices", H, status="Draft")
+        sent = live.post(f"/api/v1/invoices/{drafts[0]['id']}/send", headers=H)
+        assert sent.status_code == 200, sent.text
+        invitation = {"email": "new.tech@example.com", "role_ids": ["rol_technician"]}
+        invited = live.post("/api/v1/users/invite", json=invitation, headers=H)
+        assert invited.status_code == 201, invited.text
+        log = live.get("/api/v1/audit-log", headers=H, params={"per_page": 10})
+        assert log.status_code == 200, log.text
+        newest = log.json()["data"]["items"]
+    send = next(e for e in newest if e["object_id"] == drafts[0]["id"])
+    invite = next(e for e in newest if e["object_id"] == invited.json()["data"]["id"])
+    for e in _of(entries, send["action"]):
+        assert e["diff"] == send["diff"], e
+    assert _of(entries, invite["action"])
+    assert [e for e in entries if e["action"] == "user.created"] == []
+
+
+def test_a_seeded_revocation_logs_when_the_key_was_revoked(
+    entries: list[dict[str, Any]], spec: Spec, recipe: Recipe
+) -> None:
+    # the key list is for signed-in sessions only: the seeded world is where its records are
+    revoked = {k["id"]: k["revoked_at"] for k in build_world(spec, recipe)["api_keys"]}
+    for e in _of(entries, "api_key.revoked"):
+        assert e["diff"] == {"revoked_at": [None, revoked[e["object_id"]]]}, e
+
+
 def _by_the_run(e: dict[str, Any], records: Records) -> bool:
     """An entry of what the platform did itself: a contract's recurring run issuing an invoice."""
     if e["action"] != "invoice.created":
@@ -137,7 +213,7 @@ def test_a_revocation_names_a_revoked_key(
 def test_an_event_that_happens_once_to_a_record_is_logged_once(
     entries: list[dict[str, Any]],
 ) -> None:
-    once = ("created", "paid", "voided", "archived", "revoked")
+    once = ("created", "invited", "paid", "voided", "archived", "revoked")
     seen = Counter(
         (e["action"], e["object_id"]) for e in entries if e["action"].split(".")[1] in once
     )
@@ -147,9 +223,7 @@ def test_an_event_that_happens_once_to_a_record_is_logged_once(
 def test_a_record_is_logged_as_made_when_it_says_it_was_made(
     records: Records, entries: list[dict[str, Any]]
 ) -> None:
-    made = [
-        e for e in entries if e["action"].endswith(".created") and e["object_type"] != "api_key"
-    ]
+    made = [e for e in entries if _is_creation(e) and e["object_type"] != "api_key"]
     assert made
     for e in made:
         assert _record(records, e)["created_at"] == e["created_at"], e
@@ -258,7 +332,7 @@ def test_whoever_acted_had_a_role_that_allows_it(
     for e in entries:
         if e["action"] == "script_run.created":
             scope = "scripts:execute"
-        elif e["action"] in ("user.created", "user.role_changed"):
+        elif e["action"] in ("user.invited", "user.role_changed"):
             scope = "users:write"
         else:
             scope = WRITES.get(e["object_type"] or "")

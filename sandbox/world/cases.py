@@ -1,8 +1,9 @@
 """Conditional generation hints: `x-cases` (which hints apply, by a condition on the record and
 the records it refers to), `x-format` (text built from other fields and random parts), `x-copy`
 (the value a path reads: a block-hours line bills its contract's block at its rate), `x-by`
-keyed by a path (a child record's text by its parent's subject) and `x-change` (a record of a
-change to another record, ending at what that record holds now).
+keyed by a path (a child record's text by its parent's subject), `x-change` (a record of a
+change to another record, ending at what that record holds now) and `x-birth` (a record of
+another record's creation: what it was made with).
 
 The conditions are the coherence language of `conditions`, the same one `x-invariants` is
 written in; a case's hints are any of the property hints (`x-faker`, `x-weights`, `x-range`,
@@ -21,6 +22,7 @@ from opsmerge_sandbox.world.conditions import (
     Schemas,
     compile_condition,
     compile_path,
+    compile_reference,
     compile_template,
     condition_fields,
     path_head,
@@ -37,15 +39,18 @@ from opsmerge_sandbox.world.context import (
 from opsmerge_sandbox.world.hints import maybe_null, nullable
 from opsmerge_sandbox.world.providers import faker_maker
 
-__all__ = ["by_plan", "cases_plan", "change_plan", "copy_plan", "format_plan"]
+__all__ = ["birth_plan", "by_plan", "cases_plan", "change_plan", "copy_plan", "format_plan"]
 
 _UPPER = string.ascii_uppercase + string.digits
 PlanOf = Callable[[str, Schema], FieldPlan]  # builds the plan of one property schema
 # hints that each choose how a value is made: a case giving one drops the property's others
 _MAKERS = (
     "x-faker", "x-by", "x-format", "x-time", "x-range", "const", "x-null-probability", "x-ref",
-    "x-ref-by", "x-change", "x-count", "x-copy",
+    "x-ref-by", "x-change", "x-birth", "x-count", "x-copy",
 )
+# what a record of a creation leaves out, as the API's own entries do: the times every record
+# keeps of itself (secrets, `x-shown-once`, are left out too)
+_BOOKKEEPING = frozenset({"created_at", "updated_at"})
 
 
 def cases_plan(
@@ -192,6 +197,50 @@ def copy_plan(
 
     head = path_head(source)
     return FieldPlan(name, make, (head,) if head else ())
+
+
+def birth_plan(
+    name: str, prop: Schema, ctx: WorldContext, scope: str, schemas: Schemas
+) -> FieldPlan:
+    """`x-birth: {of: <reference field>, made-with: {field: value}}`: a record of a creation,
+    `{field: [null, value]}` for each field of the record `of` names, in its schema's order, as
+    the record was made: what it holds now, but for the fields `made-with` names, which later
+    changes moved on (a ticket is made New and worked on; null: a field set only later). Nulls,
+    bookkeeping times and secrets are left out, as in the entries the API writes."""
+    rule = prop["x-birth"]
+    made_with = rule.get("made-with", {}) if isinstance(rule, dict) else None
+    if not isinstance(made_with, dict):
+        raise GenerationError(
+            f"{scope}.{name}: x-birth needs `of` and an optional `made-with` mapping"
+        )
+    of = str(rule.get("of"))
+    try:
+        named = compile_reference(scope, of, schemas)
+    except ConditionError as exc:
+        raise GenerationError(f"{scope}.{name}: x-birth: {exc}") from None
+    logged = {
+        collection: [
+            field
+            for field, p in (schema.get("properties") or {}).items()
+            if field not in _BOOKKEEPING and not p.get("x-shown-once")
+        ]
+        for collection, schema in schemas.items()
+    }
+    env = ctx.env
+
+    def make(d: Draft) -> dict[str, Any]:
+        found = named(d.rec, env)
+        if found is None:
+            raise Redraw
+        collection, record = found
+        out: dict[str, Any] = {}
+        for field in logged.get(collection, ()):
+            value = made_with[field] if field in made_with else record.get(field)
+            if value is not None:
+                out[field] = [None, copy.deepcopy(value)]
+        return out
+
+    return FieldPlan(name, make, (of,))
 
 
 def by_plan(

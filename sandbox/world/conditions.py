@@ -228,6 +228,29 @@ def compile_path(collection: str, path: str, schemas: Schemas) -> Getter:
     return _whole(steps, get)
 
 
+def compile_reference(
+    collection: str, name: str, schemas: Schemas
+) -> Callable[[Record, Env], tuple[str, Record] | None]:
+    """A reader of the record one reference field names, with the collection it is in (for a
+    field whose `x-ref-by` picks the collection by another field, the one it picks), or None."""
+    props = (schemas.get(collection) or {}).get("properties") or {}
+    if name not in props:
+        raise ConditionError(f"{name!r} is not a field of {collection}")
+    fixed, by_field, by_map = _ref_target(props[name])
+    if fixed is None and by_field is None:
+        raise ConditionError(f"{name!r} of {collection} refers to no collection")
+
+    def get(rec: Record, env: Env) -> tuple[str, Record] | None:
+        rid = rec.get(name)
+        target = fixed or by_map.get(rec.get(by_field))  # type: ignore[arg-type]
+        if rid is None or target is None or isinstance(rid, list):
+            return None
+        other = env.lookup(target, rid)
+        return None if other is None else (target, other)
+
+    return get
+
+
 def _holder_path(collection: str, path: str, schemas: Schemas) -> Getter:
     """`$parent.<path>`: the path read on the record holding a nested object, which the object's
     draft carries under `$parent` while it is made."""

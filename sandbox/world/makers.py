@@ -4,6 +4,7 @@ arrays and nested objects."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from opsmerge_sandbox.spec import ref_of
@@ -83,6 +84,8 @@ def compile_value(name: str, schema: Schema, ctx: WorldContext, where: str) -> M
     hint = schema.get("x-faker")
     if "const" in schema:
         const = schema["const"]
+        if isinstance(const, dict | list):  # each record its own copy
+            return lambda d: copy.deepcopy(const)
         return lambda d: const
     if "enum" in schema:
         pick_enum = weighted(list(schema["enum"]), schema.get("x-weights"))

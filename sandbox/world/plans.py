@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from opsmerge_sandbox.spec import ref_arms, ref_copies, ref_of
-from opsmerge_sandbox.world.cases import by_plan, cases_plan, change_plan, copy_plan, format_plan
+from opsmerge_sandbox.world.cases import (
+    birth_plan,
+    by_plan,
+    cases_plan,
+    change_plan,
+    copy_plan,
+    format_plan,
+)
 from opsmerge_sandbox.world.conditions import HOLDER, PARENT_KEY, Schemas
 from opsmerge_sandbox.world.context import (
     Draft,
@@ -85,6 +92,8 @@ def compile_plans(
             plan = ref_by_plan(name, prop, ctx, null_p)
         elif "x-change" in prop:
             plan = change_plan(name, prop, ctx, scope, schemas)
+        elif "x-birth" in prop:
+            plan = birth_plan(name, prop, ctx, scope, schemas)
         elif "x-copy" in prop:
             plan = copy_plan(name, prop, ctx, scope, schemas)
         elif "x-format" in prop:
