@@ -55,7 +55,7 @@ class WriteInvariants:
         # through a reference and its values (a client's priority floor) reads that path once
         # per pass, not once per rule
         self.fixes: dict[str, list[tuple[Invariant, Gate | None]]] = {}
-        self.checks: dict[str, list[tuple[Invariant, frozenset[str], Gate | None]]] = {}
+        self.checks: dict[str, list[tuple[Invariant, frozenset[str], Gate | str | None]]] = {}
         for inv in compile_invariants(schemas):
             if inv.decl_on_write not in ("refuse", "derive"):
                 continue
@@ -75,7 +75,11 @@ class WriteInvariants:
             elif inv.each is not None:
                 reads = frozenset({inv.each})
             if inv.kind in ("require", "refs-before"):
-                self.checks.setdefault(inv.collection, []).append((inv, reads, gate))
+                # a gate that is one field of the record which must be set is that field's name,
+                # tested in line (most rules about an optional field)
+                plain = gate is not None and gate[2] is None and _is_field(gate[0])
+                checked = (inv, reads, gate[0] if plain else gate)  # type: ignore[index]
+                self.checks.setdefault(inv.collection, []).append(checked)
 
     def derive(self, ws: Workspace, collection: str, record: Record, now: int) -> None:
         """Set the `fix` fields of each derive rule the record breaks, until none is left to fix."""
@@ -126,8 +130,12 @@ class WriteInvariants:
         for inv, reads, gate in rules:
             if changed is not None and not any(f in changed for f in reads):
                 continue
-            if gate is not None and not _open(gate, record, env, read):
-                continue
+            if gate is not None:
+                if gate.__class__ is str:
+                    if record.get(gate) is None:
+                        continue
+                elif not _open(gate, record, env, read):  # type: ignore[arg-type]
+                    continue
             if inv.kind == "refs-before":
                 why = refs_before_problem(inv, record, env, live=True)
             else:
@@ -156,6 +164,11 @@ def _open(gate: Gate, record: Record, env: Env, read: dict[str, Any]) -> bool:
     if values is None:
         return value is not None
     return isinstance(value, list) or value in values
+
+
+def _is_field(path: str) -> bool:
+    """Whether a path is one field of the record itself (no reference, no member)."""
+    return "->" not in path and "." not in path and not path.startswith("$")
 
 
 def _gate(inv: Invariant, schemas: Mapping[str, Any]) -> Gate | None:

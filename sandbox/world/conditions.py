@@ -479,6 +479,8 @@ def time_operand(collection: str, text: Any, schemas: Schemas) -> Getter:
         raise ConditionError(f"cannot read time operand {text!r}")
     get = compile_path(collection, m.group("path"), schemas)
     if not m.group("sign"):
+        if m.group("path").strip() in ("$epoch", "$today"):  # seconds already
+            return lambda r, e: int(get(r, e))
         return lambda r, e: to_seconds(get(r, e))
     unit = _UNIT[m.group("unit")] * (1 if m.group("sign") == "+" else -1)
     if m.group("field"):
@@ -587,6 +589,9 @@ def _op(collection: str, op: str, arg: Any, schemas: Schemas) -> Callable[[Any, 
             other = operand(r, e)
             if other is None:
                 return True
+            if v.__class__ is str:  # the usual case: one stored timestamp
+                s = _parse_seconds(v)
+                return s is None or cmp(s, other)
             values = v if isinstance(v, list) else [v]
             for x in values:
                 s = to_seconds(x)
