@@ -337,7 +337,14 @@ def test_without_strict_mode_pre_encoded_answers_match_and_follow_writes() -> No
             "/api/v1/agents/agt_acmesrv01",
             "/api/v1/tickets?status=Open",
         ):
-            assert f.get(path, headers=h).json() == s.get(path, headers=h).json()
+            # times that move with the clock (an agent's last check-in) agree within one
+            # second: a pair read across a second's turn is read again
+            for _ in range(3):
+                fast_answer = f.get(path, headers=h).json()
+                strict_answer = s.get(path, headers=h).json()
+                if fast_answer == strict_answer:
+                    break
+            assert fast_answer == strict_answer
         f.patch("/api/v1/agents/agt_acmesrv01", headers=h, json={"billing_category": "laptop"})
         assert (
             f.get("/api/v1/agents/agt_acmesrv01", headers=h).json()["data"]["billing_category"]
