@@ -24,6 +24,7 @@ from typing import Any
 
 from opsmerge_sandbox.jsontypes import JSON_TYPES, allows_null, json_types
 from opsmerge_sandbox.spec import ref_of, strip_extensions
+from opsmerge_sandbox.world.conditions import operand_heads
 
 Schema = dict[str, Any]
 # pick(collection, where, exclude) -> an id of a record matching `where` not in `exclude`, or None
@@ -201,8 +202,11 @@ def apply_relations(schema: Schema, body: dict[str, Any]) -> dict[str, Any]:
             # cannot read: now is after every record that exists, and not in the future
             body[name] = _now_like(body[name])
             continue
-        if isinstance(timing, dict) and timing.get("after") in body and body[name] is not None:
-            body[name] = _not_before(body[name], body[timing["after"]], timing)
+        # after another field of the body (`start_date`, or `start_date + 30d`: the API refuses
+        # only an end before the start, so the body keeps that order)
+        heads = operand_heads(after) if isinstance(after, str) else []
+        if isinstance(timing, dict) and heads and heads[0] in body and body[name] is not None:
+            body[name] = _not_before(body[name], body[heads[0]], timing)
         earliest = prop.get("x-not-before")
         if isinstance(earliest, str) and earliest in body and body[name] is not None:
             body[name] = _not_before(body[name], body[earliest], {})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from datetime import date, timedelta
 from typing import Any
 
 from litestar.testing import TestClient
@@ -24,6 +25,7 @@ OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
 BLOCK_HOURS = "Block hours top-up"
 PER_DEVICE = "Managed service - per device"
 MONTHS = {"monthly": 1, "quarterly": 3, "annual": 12}
+PERIOD_DAYS = {"monthly": 30, "quarterly": 91, "annual": 365}  # the shortest run of a contract
 RULES = {
     "issued-on-the-billing-day",
     "issued-within-the-contract",
@@ -85,6 +87,35 @@ def test_the_recurring_run_not_a_user_issued_the_invoices_it_billed(client: Test
         assert entry["user_agent"] == "OpsMerge recurring billing", entry
     for entry in by_hand:
         assert entry["actor_id"] is not None and entry["user_agent"].startswith("Mozilla/"), entry
+
+
+def test_a_seeded_contract_that_ended_ran_a_billing_period_or_more(client: TestClient) -> None:
+    """A contract ended a day or two after it started bills nothing and reads as a mistake:
+    every seeded one with an end date ran at least its billing period (a month, a quarter, a
+    year), the contracts of clients that left included."""
+    ws = f"terms-{uuid.uuid4().hex[:10]}"
+    clients = {c["id"]: c for c in every_record(client, "/api/v1/clients", _h(ws))}
+    ending = [c for c in every_record(client, "/api/v1/contracts", _h(ws)) if c["end_date"]]
+    assert any(clients[c["client_id"]]["status"] == "archived" for c in ending)
+    for ctr in ending:
+        ran = date.fromisoformat(ctr["end_date"]) - date.fromisoformat(ctr["start_date"])
+        assert ran >= timedelta(days=PERIOD_DAYS[ctr["billing_frequency"]]), ctr
+
+
+def test_the_checker_names_a_contract_that_ended_within_its_first_period(spec: Spec) -> None:
+    recipe = load_recipe()
+    world = build_world(spec, recipe)
+    short = {}
+    for ctr in world["contracts"][:6]:
+        start = date.fromisoformat(ctr["start_date"])
+        ctr["end_date"] = (start + timedelta(days=2)).isoformat()
+        short[ctr["id"]] = {"monthly": "runs-a-month", "quarterly": "runs-a-quarter"}.get(
+            ctr["billing_frequency"], "runs-a-year"
+        )
+    real = {name: c.schema for name, c in spec.collections.items()}
+    found = check_world(world, real, int(recipe.epoch.timestamp()), recipe.organisation)
+    named = {v.record_id: v.invariant for v in found if v.invariant.startswith("runs-a-")}
+    assert named == short
 
 
 def test_the_checker_names_invoices_that_contradict_their_contract(spec: Spec) -> None:

@@ -19,7 +19,13 @@ import pytest
 from opsmerge_sandbox.jsontypes import json_types
 from opsmerge_sandbox.spec import Spec, ref_of
 from opsmerge_sandbox.world import build_world
-from opsmerge_sandbox.world.conditions import Env, compile_condition, time_operand, to_seconds
+from opsmerge_sandbox.world.conditions import (
+    Env,
+    compile_condition,
+    is_shifted,
+    time_operand,
+    to_seconds,
+)
 from opsmerge_sandbox.world.context import WorldContext
 from opsmerge_sandbox.world.generator import GenerationError, World
 from opsmerge_sandbox.world.recipe import Recipe
@@ -516,7 +522,7 @@ def test_relative_times_follow_their_anchor(spec: Spec, world: World) -> None:
             after = (prop.get("x-time") or {}).get("after")
             if not after or "->" in after:  # a path through a reference: an x-invariants matter
                 continue
-            if "{" in after:  # shifted by a field: compared in seconds
+            if is_shifted(after):  # shifted by a constant or a field: compared in seconds
                 anchor_of = time_operand(name, after, schemas)
                 for rec in world[name]:
                     if rec[field] is not None:
