@@ -145,6 +145,17 @@ def strip_extensions(schema: Any) -> Any:
     return schema
 
 
+# the times every record keeps of itself, which a log's diff of a change leaves out
+BOOKKEEPING = frozenset({"created_at", "updated_at"})
+
+
+def unlogged_fields(schema: Mapping[str, Any]) -> frozenset[str]:
+    """What an audit diff of a record leaves out: its bookkeeping times and the secrets only a
+    create's answer shows (`x-shown-once`). The API's entries and the seeded ones agree."""
+    props = schema.get("properties") or {}
+    return BOOKKEEPING | frozenset(f for f, p in props.items() if p.get("x-shown-once"))
+
+
 def ref_of(schema: Schema) -> tuple[str, dict[str, str], dict[str, str]] | None:
     """(collection, copy, where) of a property's `x-ref`, or None: how records point at others."""
     ref = schema.get("x-ref")

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsmerge_sandbox.extensions import FieldRules, OperationHints
 from opsmerge_sandbox.pipeline.address import client_address, parse_networks
-from opsmerge_sandbox.spec import Collection, Operation, Spec
+from opsmerge_sandbox.spec import BOOKKEEPING, Collection, Operation, Spec, unlogged_fields
 from opsmerge_sandbox.world.key_records import last_use
 
 if TYPE_CHECKING:
@@ -54,7 +54,6 @@ AUDIT_PARTS = (
     "user-agent",
 )
 # fields every record carries that a diff leaves out: they change with every write
-_BOOKKEEPING = frozenset({"created_at", "updated_at"})
 
 
 def object_type(schema_name: str) -> str:
@@ -250,7 +249,7 @@ def operation_actions(
 
 
 def _diff(
-    before: Record | None, after: Record | None, unlogged: frozenset[str] = _BOOKKEEPING
+    before: Record | None, after: Record | None, unlogged: frozenset[str] = BOOKKEEPING
 ) -> dict[str, tuple[Any, Any]]:
     """`{field: (old, new)}` for every field the write changed (a create: from null), leaving out
     `unlogged` fields: bookkeeping, and secrets (`x-shown-once`), never copied into the log.
@@ -296,11 +295,8 @@ class AuditTrail:
         # stored): what a change is logged from
         self.shown: Callable[[str, Record], Record] | None = None
         self.trusted = parse_networks(trusted_proxies)
-        self.unlogged = _BOOKKEEPING | frozenset(
-            f
-            for c in spec.collections.values()
-            for f, prop in c.schema.get("properties", {}).items()
-            if prop.get("x-shown-once")
+        self.unlogged = frozenset().union(
+            *(unlogged_fields(c.schema) for c in spec.collections.values())
         )
         # (collection, record id) -> the fields of that record other creates take numbers from
         counted: dict[tuple[str, str], set[str]] = {}

@@ -77,9 +77,10 @@ class WriteInvariants:
             if inv.kind in ("require", "refs-before"):
                 # a gate that is one field of the record which must be set is that field's name,
                 # tested in line (most rules about an optional field)
-                plain = gate is not None and gate[2] is None and _is_field(gate[0])
-                checked = (inv, reads, gate[0] if plain else gate)  # type: ignore[index]
-                self.checks.setdefault(inv.collection, []).append(checked)
+                tested: Gate | str | None = gate
+                if gate is not None and gate[2] is None and _is_field(gate[0]):
+                    tested = gate[0]
+                self.checks.setdefault(inv.collection, []).append((inv, reads, tested))
 
     def derive(self, ws: Workspace, collection: str, record: Record, now: int) -> None:
         """Set the `fix` fields of each derive rule the record breaks, until none is left to fix."""
@@ -131,10 +132,10 @@ class WriteInvariants:
             if changed is not None and not any(f in changed for f in reads):
                 continue
             if gate is not None:
-                if gate.__class__ is str:
+                if isinstance(gate, str):
                     if record.get(gate) is None:
                         continue
-                elif not _open(gate, record, env, read):  # type: ignore[arg-type]
+                elif not _open(gate, record, env, read):
                     continue
             if inv.kind == "refs-before":
                 why = refs_before_problem(inv, record, env, live=True)

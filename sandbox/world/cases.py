@@ -17,6 +17,7 @@ import string
 from collections.abc import Callable
 from typing import Any
 
+from opsmerge_sandbox.spec import unlogged_fields
 from opsmerge_sandbox.world.conditions import (
     ConditionError,
     Schemas,
@@ -48,9 +49,6 @@ _MAKERS = (
     "x-faker", "x-by", "x-format", "x-time", "x-range", "const", "x-null-probability", "x-ref",
     "x-ref-by", "x-change", "x-birth", "x-count", "x-copy",
 )
-# what a record of a creation leaves out, as the API's own entries do: the times every record
-# keeps of itself (secrets, `x-shown-once`, are left out too)
-_BOOKKEEPING = frozenset({"created_at", "updated_at"})
 
 
 def cases_plan(
@@ -218,13 +216,10 @@ def birth_plan(
         named = compile_reference(scope, of, schemas)
     except ConditionError as exc:
         raise GenerationError(f"{scope}.{name}: x-birth: {exc}") from None
-    logged = {
-        collection: [
-            field
-            for field, p in (schema.get("properties") or {}).items()
-            if field not in _BOOKKEEPING and not p.get("x-shown-once")
-        ]
+    logged = {  # what the API's own entries list of a record
+        collection: [f for f in schema.get("properties") or {} if f not in skipped]
         for collection, schema in schemas.items()
+        for skipped in (unlogged_fields(schema),)
     }
     env = ctx.env
 
