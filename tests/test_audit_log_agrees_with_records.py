@@ -90,13 +90,14 @@ def _is_creation(e: dict[str, Any]) -> bool:
 
 
 # what a record is made with, where its later life moves it on: the create's own value (a
-# ticket is made New, whatever it became since), or None for a field set only later
+# ticket is made New, whatever it became since), None for a field set only later, or "made":
+# the moment the record was made
 MADE_WITH: dict[str, dict[str, Any]] = {
     "ticket": {"status": "New", "assignee_id": None, "resolution": None, "merged_into_id": None},
     "client": {"status": "lead"},
     "user": {
         "status": "invited", "mfa_enabled": False, "last_login_at": None,
-        "invitation_expires_at": None,
+        "invitation_expires_at": None, "invited_at": "made",  # invited as the user was made
     },
     "contract": {"status": "active"},
     "invoice": {"status": "Draft"},
@@ -117,7 +118,10 @@ def test_a_seeded_creation_logs_every_field_the_record_was_made_with(
         if not _is_creation(e) or e["object_type"] not in records:
             continue
         record = _record(records, e)
-        made_with = MADE_WITH.get(e["object_type"], {})
+        made_with = {
+            field: record["created_at"] if value == "made" else value
+            for field, value in MADE_WITH.get(e["object_type"], {}).items()
+        }
         expected = {
             field: [None, made_with.get(field, value)]
             for field, value in record.items()

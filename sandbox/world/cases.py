@@ -200,16 +200,20 @@ def copy_plan(
 def birth_plan(
     name: str, prop: Schema, ctx: WorldContext, scope: str, schemas: Schemas
 ) -> FieldPlan:
-    """`x-birth: {of: <reference field>, made-with: {field: value}}`: a record of a creation,
-    `{field: [null, value]}` for each field of the record `of` names, in its schema's order, as
-    the record was made: what it holds now, but for the fields `made-with` names, which later
-    changes moved on (a ticket is made New and worked on; null: a field set only later). Nulls,
-    bookkeeping times and secrets are left out, as in the entries the API writes."""
+    """`x-birth: {of: <reference field>, made-with: {field: value}, made-at: [field]}`: a record
+    of a creation, `{field: [null, value]}` for each field of the record `of` names, in its
+    schema's order, as the record was made: what it holds now, but for the fields `made-with`
+    names, which later changes moved on (a ticket is made New and worked on; null: a field set
+    only later), and those `made-at` names, which held the moment it was made (when a user was
+    invited). Nulls, bookkeeping times and secrets are left out, as in the entries the API
+    writes."""
     rule = prop["x-birth"]
     made_with = rule.get("made-with", {}) if isinstance(rule, dict) else None
-    if not isinstance(made_with, dict):
+    made_at = rule.get("made-at", []) if isinstance(rule, dict) else None
+    if not isinstance(made_with, dict) or not isinstance(made_at, list):
         raise GenerationError(
-            f"{scope}.{name}: x-birth needs `of` and an optional `made-with` mapping"
+            f"{scope}.{name}: x-birth needs `of`, and optionally a `made-with` mapping and a "
+            "`made-at` list"
         )
     of = str(rule.get("of"))
     try:
@@ -228,9 +232,10 @@ def birth_plan(
         if found is None:
             raise Redraw
         collection, record = found
+        made = {**made_with, **dict.fromkeys(made_at, record.get("created_at"))}
         out: dict[str, Any] = {}
         for field in logged.get(collection, ()):
-            value = made_with[field] if field in made_with else record.get(field)
+            value = made[field] if field in made else record.get(field)
             if value is not None:
                 out[field] = [None, copy.deepcopy(value)]
         return out

@@ -590,8 +590,11 @@ def _hint_problems_of(
             birth = prop.get("x-birth")
             if birth is not None:
                 made_with = birth.get("made-with", {}) if isinstance(birth, Mapping) else None
-                if not isinstance(made_with, Mapping):
-                    raise ConditionError("x-birth is `of` and an optional `made-with` mapping")
+                made_at = birth.get("made-at", []) if isinstance(birth, Mapping) else None
+                if not isinstance(made_with, Mapping) or not isinstance(made_at, list):
+                    raise ConditionError(
+                        "x-birth is `of`, and optionally a `made-with` mapping and a `made-at` list"
+                    )
                 compile_reference(scope, str(birth.get("of")), schemas)
             live = prop.get("x-live-time")
             if live is not None:
