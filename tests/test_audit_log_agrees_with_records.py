@@ -7,6 +7,7 @@ that allows it; a sign-in is the user's own, no later than their last one."""
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from typing import Any
 
@@ -15,6 +16,7 @@ from litestar.testing import TestClient
 
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world
+from opsmerge_sandbox.world.invariants import hint_problems
 from opsmerge_sandbox.world.recipe import Recipe
 from tests.conftest import ADMIN, every_record, make_app
 
@@ -153,6 +155,28 @@ def test_a_seeded_entry_names_and_shows_a_change_as_the_api_logs_it(
         assert e["diff"] == send["diff"], e
     assert _of(entries, invite["action"])
     assert [e for e in entries if e["action"] == "user.created"] == []
+
+
+@pytest.mark.parametrize(
+    ("birth", "problem"),
+    [
+        ({"of": "actor_name"}, "'actor_name' is not a field of audit_log"),
+        ({"of": "action"}, "'action' of audit_log refers to no collection"),
+        (
+            {"of": "object_id", "made-at": "invited_at"},
+            "x-birth is `of`, and optionally a `made-with` mapping and a `made-at` list",
+        ),
+    ],
+)
+def test_spec_check_names_a_creation_record_it_cannot_read(
+    spec: Spec, birth: dict[str, Any], problem: str
+) -> None:
+    schemas = {name: c.schema for name, c in spec.collections.items()}
+    log = copy.deepcopy(schemas["audit_log"])
+    case = {"when": {"action": ["ticket.created"]}, "x-birth": birth}
+    log["properties"]["diff"]["x-cases"].insert(0, case)
+    found = [p for name, p in hint_problems({**schemas, "audit_log": log}) if name == "audit_log"]
+    assert found == [f"properties.diff: {problem}"]
 
 
 def test_a_seeded_revocation_logs_when_the_key_was_revoked(

@@ -53,9 +53,6 @@ AUDIT_PARTS = (
     "address",
     "user-agent",
 )
-# fields every record carries that a diff leaves out: they change with every write
-
-
 def object_type(schema_name: str) -> str:
     """`TimeEntry` -> `time_entry`: how an entry names the kind of object a write touched."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", schema_name).lower()

@@ -55,7 +55,7 @@ class WriteInvariants:
         # through a reference and its values (a client's priority floor) reads that path once
         # per pass, not once per rule
         self.fixes: dict[str, list[tuple[Invariant, Gate | None]]] = {}
-        self.checks: dict[str, list[tuple[Invariant, frozenset[str], Gate | str | None]]] = {}
+        self.checks: dict[str, list[tuple[Invariant, frozenset[str], Gate | None]]] = {}
         for inv in compile_invariants(schemas):
             if inv.decl_on_write not in ("refuse", "derive"):
                 continue
@@ -75,12 +75,7 @@ class WriteInvariants:
             elif inv.each is not None:
                 reads = frozenset({inv.each})
             if inv.kind in ("require", "refs-before"):
-                # a gate that is one field of the record which must be set is that field's name,
-                # tested in line (most rules about an optional field)
-                tested: Gate | str | None = gate
-                if gate is not None and gate[2] is None and _is_field(gate[0]):
-                    tested = gate[0]
-                self.checks.setdefault(inv.collection, []).append((inv, reads, tested))
+                self.checks.setdefault(inv.collection, []).append((inv, reads, gate))
 
     def derive(self, ws: Workspace, collection: str, record: Record, now: int) -> None:
         """Set the `fix` fields of each derive rule the record breaks, until none is left to fix."""
@@ -131,12 +126,8 @@ class WriteInvariants:
         for inv, reads, gate in rules:
             if changed is not None and not any(f in changed for f in reads):
                 continue
-            if gate is not None:
-                if isinstance(gate, str):
-                    if record.get(gate) is None:
-                        continue
-                elif not _open(gate, record, env, read):
-                    continue
+            if gate is not None and not _open(gate, record, env, read):
+                continue
             if inv.kind == "refs-before":
                 why = refs_before_problem(inv, record, env, live=True)
             else:
@@ -151,13 +142,16 @@ class WriteInvariants:
                 )
 
 
-# a `when` of one path and its values (None: any value but null)
-Gate = tuple[str, Getter, frozenset[Any] | None]
+# a `when` of one path and its values (None: any value but null), or, for a rule about one
+# field of the record that must be set, that field's name (tested at once, nothing to keep)
+Gate = tuple[str, Getter, frozenset[Any] | None] | str
 
 
 def _open(gate: Gate, record: Record, env: Env, read: dict[str, Any]) -> bool:
     """Whether a gated rule's `when` may hold: its path is read once per pass (`read` keeps
     it), and a rule whose values lack what it holds is skipped."""
+    if isinstance(gate, str):
+        return record.get(gate) is not None
     path, get, values = gate
     if path not in read:
         read[path] = get(record, env)
@@ -174,14 +168,17 @@ def _is_field(path: str) -> bool:
 
 def _gate(inv: Invariant, schemas: Mapping[str, Any]) -> Gate | None:
     """(path, reader, values) of a rule whose `when` is one path through a reference with a
-    list of plain values, or one field that must be set (`{field: {null: false}}`: a rule about
-    a value only some records have), else None."""
+    list of plain values, or one path that must be set (`{field: {null: false}}`: a rule about
+    a value only some records have; the field's name alone when it is the record's own), else
+    None."""
     when = inv.raw.get("when")
     if not isinstance(when, Mapping) or len(when) != 1:
         return None
     [(path, values)] = when.items()
     # `{'null': false}`; YAML reads a bare `null:` key as None
     if isinstance(values, Mapping) and [*values.items()] in ([("null", False)], [(None, False)]):
+        if _is_field(str(path)):
+            return str(path)
         return str(path), compile_path(inv.collection, str(path), schemas), None
     if "->" not in str(path) or not isinstance(values, list):
         return None

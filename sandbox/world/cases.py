@@ -23,10 +23,10 @@ from opsmerge_sandbox.world.conditions import (
     Schemas,
     compile_condition,
     compile_path,
-    compile_reference,
     compile_template,
     condition_fields,
     path_head,
+    read_birth,
     template_paths,
 )
 from opsmerge_sandbox.world.context import (
@@ -207,17 +207,8 @@ def birth_plan(
     only later), and those `made-at` names, which held the moment it was made (when a user was
     invited). Nulls, bookkeeping times and secrets are left out, as in the entries the API
     writes."""
-    rule = prop["x-birth"]
-    made_with = rule.get("made-with", {}) if isinstance(rule, dict) else None
-    made_at = rule.get("made-at", []) if isinstance(rule, dict) else None
-    if not isinstance(made_with, dict) or not isinstance(made_at, list):
-        raise GenerationError(
-            f"{scope}.{name}: x-birth needs `of`, and optionally a `made-with` mapping and a "
-            "`made-at` list"
-        )
-    of = str(rule.get("of"))
     try:
-        named = compile_reference(scope, of, schemas)
+        of, named, made_with, made_at = read_birth(scope, prop["x-birth"], schemas)
     except ConditionError as exc:
         raise GenerationError(f"{scope}.{name}: x-birth: {exc}") from None
     logged = {  # what the API's own entries list of a record

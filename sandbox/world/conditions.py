@@ -228,9 +228,11 @@ def compile_path(collection: str, path: str, schemas: Schemas) -> Getter:
     return _whole(steps, get)
 
 
-def compile_reference(
-    collection: str, name: str, schemas: Schemas
-) -> Callable[[Record, Env], tuple[str, Record] | None]:
+# the record a reference names, with the collection it is in
+Named = Callable[[Record, Env], tuple[str, Record] | None]
+
+
+def compile_reference(collection: str, name: str, schemas: Schemas) -> Named:
     """A reader of the record one reference field names, with the collection it is in (for a
     field whose `x-ref-by` picks the collection by another field, the one it picks), or None."""
     props = (schemas.get(collection) or {}).get("properties") or {}
@@ -249,6 +251,22 @@ def compile_reference(
         return None if other is None else (target, other)
 
     return get
+
+
+def read_birth(
+    collection: str, rule: Any, schemas: Schemas
+) -> tuple[str, Named, Mapping[str, Any], list[str]]:
+    """The parts of an `x-birth` (a record of another record's making): its `of` field and the
+    reader of the record it names, `made-with` and `made-at`; ConditionError naming what is
+    wrong. The generator and `spec check` both read it here."""
+    made_with = rule.get("made-with", {}) if isinstance(rule, Mapping) else None
+    made_at = rule.get("made-at", []) if isinstance(rule, Mapping) else None
+    if not isinstance(made_with, Mapping) or not isinstance(made_at, list):
+        raise ConditionError(
+            "x-birth is `of`, and optionally a `made-with` mapping and a `made-at` list"
+        )
+    of = str(rule.get("of"))
+    return of, compile_reference(collection, of, schemas), made_with, made_at
 
 
 def _holder_path(collection: str, path: str, schemas: Schemas) -> Getter:

@@ -40,8 +40,8 @@ from opsmerge_sandbox.world.conditions import (
     Schemas,
     compile_condition,
     compile_path,
-    compile_reference,
     compile_template,
+    read_birth,
     time_operand,
     to_seconds,
 )
@@ -587,15 +587,8 @@ def _hint_problems_of(
             if isinstance(change, Mapping) and isinstance(change.get("fields"), Mapping):
                 for field in change["fields"]:
                     compile_path(scope, f"{change.get('of')}->{field}", schemas)
-            birth = prop.get("x-birth")
-            if birth is not None:
-                made_with = birth.get("made-with", {}) if isinstance(birth, Mapping) else None
-                made_at = birth.get("made-at", []) if isinstance(birth, Mapping) else None
-                if not isinstance(made_with, Mapping) or not isinstance(made_at, list):
-                    raise ConditionError(
-                        "x-birth is `of`, and optionally a `made-with` mapping and a `made-at` list"
-                    )
-                compile_reference(scope, str(birth.get("of")), schemas)
+            if "x-birth" in prop:
+                read_birth(scope, prop["x-birth"], schemas)
             live = prop.get("x-live-time")
             if live is not None:
                 if not isinstance(live, Mapping) or not isinstance(live.get("when", {}), Mapping):
@@ -632,8 +625,7 @@ def _hint_problems_of(
 def hint_problems(schemas: Schemas) -> list[tuple[str, str]]:
     """(collection, problem) for conditional generation hints (`x-cases`, `x-format`, `x-copy`,
     paths in `x-by`, `x-time.after` and `.before`, `x-ref.where` and `.existed-at`, `x-change`,
-    `x-birth`)
-    that name a field no schema has or cannot be read."""
+    `x-birth`) that name a field no schema has or cannot be read."""
     return [
         (name, problem)
         for name, schema in schemas.items()
