@@ -269,3 +269,35 @@ def test_spec_check_reports_a_conditional_hint_on_a_missing_field(spec: Spec) ->
     props["check_type"]["x-cases"][0]["when"] = {"agent_id->no_such_field": ["linux"]}
     _, problems = parse_collections(schemas)
     assert any("no_such_field" in p.message and "Check" in p.where for p in problems), problems
+
+
+def _patterns(node: Any) -> list[str]:
+    """Every `pattern` test an invariant or a hint's condition holds, anywhere in the spec."""
+    if isinstance(node, dict):
+        own = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        return own + [p for v in node.values() for p in _patterns(v)]
+    if isinstance(node, list):
+        return [p for v in node for p in _patterns(v)]
+    return []
+
+
+def test_no_pattern_in_the_spec_matches_a_literal_backslash_where_it_means_an_escape(
+    spec: Spec,
+) -> None:
+    # in a single-quoted YAML string `\\b` stays two characters: a regex of a backslash and a
+    # `b`, which no text holds, so a negative lookahead written that way never refuses anything
+    doubled = [p for p in _patterns(spec.raw) if "\\\\" in p]
+    assert doubled == []
+
+
+def test_the_checker_names_american_spelling_in_a_ticket_and_a_comment(
+    spec: Spec, world: World
+) -> None:
+    bad = copy.deepcopy(world)
+    ticket = next(t for t in bad["tickets"] if t["description"])
+    ticket["description"] = "The monitor shows the wrong color since the update."
+    comment = bad["ticket_comments"][0]
+    comment["body"] += " We will center the screen."
+    found = {(v.record_id, v.invariant) for v in _check(spec, bad)}
+    assert (ticket["id"], "plain-british-english") in found
+    assert (comment["id"], "plain-british-english") in found

@@ -40,7 +40,9 @@ from opsmerge_sandbox.world.context import (
 from opsmerge_sandbox.world.hints import maybe_null, nullable
 from opsmerge_sandbox.world.providers import faker_maker
 
-__all__ = ["birth_plan", "by_plan", "cases_plan", "change_plan", "copy_plan", "format_plan"]
+__all__ = [
+    "birth_plan", "by_plan", "cases_plan", "change_plan", "copy_plan", "format_plan", "take_turns",
+]
 
 _UPPER = string.ascii_uppercase + string.digits
 PlanOf = Callable[[str, Schema], FieldPlan]  # builds the plan of one property schema
@@ -257,11 +259,69 @@ def by_plan(
         options = table.get(read(d))
         if not options:
             return fallback
+        if turns:  # a placeholder: `take_turns` gives the turns once the collection is made
+            return options[0]
         value = options[int(d.rng.random() * len(options))]
         return copy.deepcopy(value) if containers else value
 
+    turns = "turns" in by
     head = path_head(source) or source
     return FieldPlan(name, maybe_null(make, null_p), (head,))
+
+
+def take_turns(scope: str, props: Schema, records: list[dict[str, Any]], ctx: WorldContext) -> None:
+    """`x-by.turns: {per, order-by, among, last-when}`: the options are a conversation's turns,
+    taken in order by the records of one parent (`per`) that `among` admits, ordered by
+    `order-by`: the first record opens it, the last closes it where `last-when` holds (the
+    ticket is resolved; until then the closing turn is not reached), and those between take
+    the middle turns in order, so no two comments of a ticket repeat while turns are left."""
+    for name, prop in props.items():
+        if not isinstance(prop, dict):
+            continue
+        for hints in (prop, *(prop.get("x-cases") or ())):  # a case's own conversation too
+            by = hints.get("x-by")
+            if isinstance(by, dict) and "turns" in by:
+                _take_turns(scope, name, by, records, ctx)
+
+
+def _take_turns(
+    scope: str, name: str, by: dict[str, Any], records: list[dict[str, Any]], ctx: WorldContext
+) -> None:
+    """One `x-by.turns` rule over a made collection (see `take_turns`)."""
+    rule = by["turns"]
+    last_when = rule.get("last-when") if isinstance(rule, dict) else None
+    try:
+        among = compile_condition(scope, rule.get("among") or {}, ctx.schemas)
+        closed = compile_condition(scope, last_when, ctx.schemas) if last_when else None
+        subject = compile_path(scope, str(by["field"]), ctx.schemas)
+    except (ConditionError, AttributeError) as exc:
+        raise GenerationError(f"{scope}.{name}: x-by.turns: {exc}") from None
+    per, order = str(rule.get("per")), str(rule.get("order-by"))
+    env, table = ctx.env, by["values"]
+    threads: dict[Any, list[dict[str, Any]]] = {}
+    for rec in records:
+        if rec.get(per) is not None and among(rec, env):
+            threads.setdefault(rec[per], []).append(rec)
+    for thread in threads.values():
+        thread.sort(key=lambda r: str(r.get(order)))
+        options = table.get(subject(thread[0], env))
+        if not options:
+            continue
+        closing = closed is not None and closed(thread[0], env)
+        turns = _turns(len(thread), len(options), closed is not None, closing)
+        for rec, turn in zip(thread, turns, strict=True):
+            rec[name] = options[turn]
+
+
+def _turns(count: int, options: int, closes: bool, closing: bool) -> list[int]:
+    """Which turn each of `count` records in order takes: the opening (0), then the middle
+    turns in order (cycling when the records outnumber them); where the conversation `closes`,
+    its last option is the closing turn, kept out of the middle and taken last when `closing`."""
+    last = options - 1 if closes else options
+    middle = list(range(1, last)) or [0]
+    if closing and count and options > 1:
+        return [*_turns(count - 1, options, closes, False), options - 1]
+    return [0, *(middle[i % len(middle)] for i in range(count - 1))][:count]
 
 
 def change_plan(

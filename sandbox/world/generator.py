@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsmerge_sandbox.spec import Collection, Spec, ref_arms, ref_copies, ref_of
+from opsmerge_sandbox.world.cases import take_turns
 from opsmerge_sandbox.world.computed_fields import derive_fields, has_computed, settle_seeded
 from opsmerge_sandbox.world.conditions import Condition, compile_condition
 from opsmerge_sandbox.world.counts import count_targets
@@ -239,6 +240,8 @@ def _generate(
         records.append({k: rec[k] for k in props if k in rec})
         created.append(draft.times.get("created_at", epoch))
     settle_seeded(collection, records)  # rules over the whole collection (numbers by date)
+    # a parent's records that read as a conversation, in turn
+    take_turns(name, collection.schema.get("properties") or {}, records, ctx)
 
 
 Distinct = list[tuple[tuple[str, ...], Condition, set[tuple[Any, ...]]]]

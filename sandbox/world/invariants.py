@@ -583,6 +583,12 @@ def _hint_problems_of(
             by = prop.get("x-by")
             if isinstance(by, Mapping) and "->" in str(by.get("field", "")):
                 compile_path(scope, str(by["field"]), schemas)
+            turns = by.get("turns") if isinstance(by, Mapping) else None
+            if turns is not None:
+                if not isinstance(turns, Mapping) or not {"per", "order-by"} <= turns.keys():
+                    raise ConditionError("x-by.turns needs `per` and `order-by` fields")
+                compile_condition(scope, turns.get("among"), schemas)
+                compile_condition(scope, turns.get("last-when"), schemas)
             change = prop.get("x-change")
             if isinstance(change, Mapping) and isinstance(change.get("fields"), Mapping):
                 for field in change["fields"]:
