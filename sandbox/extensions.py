@@ -621,8 +621,8 @@ def _invariant_problems(
     found: Mapping[str, tuple[str, CollectionHints]],
     fields: Mapping[str, Mapping[str, Any]],
 ) -> list[ExtensionProblem]:
-    """`x-invariants` and `x-closed` declarations that do not compile (a field no schema has, a
-    bad test)."""
+    """`x-invariants`, `x-closed` and `x-runs` declarations that do not compile (a field no
+    schema has, a bad test)."""
     from opsmerge_sandbox.world.closings import closing_problems  # the world imports us
     from opsmerge_sandbox.world.invariants import hint_problems, invariant_problems
 
@@ -639,6 +639,7 @@ def _invariant_problems(
             "properties": {k: item_fields(v) for k, v in fields[name].items()},
             "x-invariants": (schemas.get(schema_name) or {}).get("x-invariants") or [],
             "x-closed": (schemas.get(schema_name) or {}).get("x-closed"),
+            **_runs_of(schemas.get(schema_name) or {}),
         }
         for name, (schema_name, _) in found.items()
     }
@@ -650,6 +651,11 @@ def _invariant_problems(
             *hint_problems(view),
         ]
     ]
+
+
+def _runs_of(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A collection's `x-runs`, when it declares one, for the hint check."""
+    return {"x-runs": schema["x-runs"]} if "x-runs" in schema else {}
 
 
 def _collection(r: _Reader, schema: Mapping[str, Any]) -> CollectionHints | None:

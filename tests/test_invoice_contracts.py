@@ -15,6 +15,7 @@ from typing import Any
 
 from litestar.testing import TestClient
 
+from opsmerge_sandbox.extensions import parse_collections
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world
 from opsmerge_sandbox.world.invariants import check_world
@@ -130,7 +131,7 @@ def test_the_checker_names_invoices_that_contradict_their_contract(spec: Spec) -
             if case["when"] == {"description": [BLOCK_HOURS]}:
                 del case["x-copy"]
                 case["x-range"] = sizes
-    del schemas["Invoice"]["allOf"][1]["properties"]["created_at"]["x-cases"]
+    del schemas["Invoice"]["x-runs"]  # each invoice draws its contract, and any date
     recipe = load_recipe()
     world = build_world(spec_with(spec, schemas), recipe)
     contracts = {c["id"]: c for c in world["contracts"]}
@@ -158,95 +159,102 @@ def test_the_checker_names_invoices_that_contradict_their_contract(spec: Spec) -
 
 
 def test_the_checker_names_a_second_invoice_of_one_run(spec: Spec) -> None:
-    """Made without the rule (runs on schedule, several invoices to a run), every invoice after
-    the first of a contract's run is reported by it."""
-    schemas = copy.deepcopy(spec.raw["components"]["schemas"])
-    rules = schemas["Invoice"]["x-invariants"]
-    schemas["Invoice"]["x-invariants"] = [r for r in rules if r["id"] != "one-invoice-per-run"]
+    """An invoice dated like an earlier one of the same contract's run is reported by it."""
     recipe = load_recipe()
-    world = build_world(spec_with(spec, schemas), recipe)
-    seen: set[tuple[str, str]] = set()
-    again = set()
+    world = build_world(spec, recipe)
+    by_contract: dict[str, list[dict[str, Any]]] = {}
     for inv in world["invoices"]:
-        run = (inv["contract_id"], inv["issue_date"])
-        if inv["contract_id"] is not None and run in seen:
-            again.add(inv["id"])
-        seen.add(run)
-    assert again
+        if inv["contract_id"] is not None:
+            by_contract.setdefault(inv["contract_id"], []).append(inv)
+    again = set()
+    for invoices in list(by_contract.values())[:3]:
+        first, second = sorted(invoices, key=lambda i: i["issue_date"])[:2]
+        second["issue_date"] = first["issue_date"]
+        later = first if first["id"] > second["id"] else second
+        again.add(later["id"])
     real = {name: c.schema for name, c in spec.collections.items()}
     found = check_world(world, real, int(recipe.epoch.timestamp()), recipe.organisation)
     assert {v.record_id for v in found if v.invariant == "one-invoice-per-run"} == again
 
 
-def _line() -> list[dict[str, Any]]:
-    return [{"description": "Onsite visit", "quantity": 1, "unit_price": 90}]
+def _runs(ctr: dict[str, Any], epoch: date) -> list[str]:
+    """The billing days of a contract from its start until it ended (or the epoch)."""
+    start = date.fromisoformat(ctr["start_date"])
+    end = date.fromisoformat(ctr["end_date"]) if ctr["end_date"] else None
+    out, step = [], 0
+    while True:
+        year, month = divmod(start.year * 12 + start.month - 1 + step, 12)
+        day = date(year, month + 1, min(ctr["billing_day"], 28))
+        if day > epoch or (end is not None and day >= end):  # none on the day it ended
+            return out
+        if day >= start:
+            out.append(day.isoformat())
+        step += MONTHS[ctr["billing_frequency"]]
 
 
-def _refused(client: TestClient, ws: str, body: dict[str, Any], status: int, why: str) -> None:
-    before = client.get("/api/v1/invoices?per_page=1", headers=_h(ws)).json()["data"]["total"]
-    r = client.post("/api/v1/invoices", json=body, headers=_h(ws))
-    assert r.status_code == status, r.text
-    error = r.json()["error"]
-    assert error["details"][0]["field"] == "contract_id"
-    assert why in error["message"], error
-    after = client.get("/api/v1/invoices?per_page=1", headers=_h(ws)).json()["data"]["total"]
-    assert after == before
+def test_every_billing_day_of_a_contract_in_force_has_its_run_invoice(client: TestClient) -> None:
+    """The run fires on every billing day, not on a sample of them: a client billed monthly
+    since January has an invoice from the run for every month since, and the invoices made by
+    hand are the exception."""
+    ws = f"runs-{uuid.uuid4().hex[:10]}"
+    recipe = load_recipe()
+    epoch = recipe.epoch.date()
+    invoices = every_record(client, "/api/v1/invoices", _h(ws))
+    issued: dict[str, list[str]] = {}
+    for inv in invoices:
+        if inv["contract_id"] is not None:
+            issued.setdefault(inv["contract_id"], []).append(inv["issue_date"])
+    missing = {}
+    for ctr in every_record(client, "/api/v1/contracts", _h(ws)):
+        if ctr["status"] == "voided":
+            assert ctr["id"] not in issued, ctr["id"]
+            continue
+        gaps = sorted(set(_runs(ctr, epoch)) - set(issued.get(ctr["id"], [])))
+        if gaps:
+            missing[ctr["id"]] = gaps
+    assert missing == {}
+    by_hand = [i for i in invoices if i["contract_id"] is None]
+    assert 0 < len(by_hand) < len(invoices) / 4
 
 
-def test_an_invoice_naming_another_clients_voided_or_missing_contract_is_refused(
-    client: TestClient,
-) -> None:
-    ws = f"billing-{uuid.uuid4().hex[:10]}"
-    contracts = every_record(client, "/api/v1/contracts", _h(ws))
-    other = next(c for c in contracts if c["client_id"] != "cli_acme" and c["status"] == "active")
-    voided = next(c for c in contracts if c["status"] == "voided")
-    _refused(
-        client, ws, {"client_id": "cli_acme", "lines": _line(), "contract_id": other["id"]},
-        400, "a contract of its own client",
-    )
-    _refused(
-        client, ws,
-        {"client_id": voided["client_id"], "lines": _line(), "contract_id": voided["id"]},
-        400, "a voided contract bills nothing",
-    )
-    _refused(
-        client, ws, {"client_id": "cli_acme", "lines": _line(), "contract_id": "ctr_999999"},
-        422, "ctr_999999",
-    )
+def test_a_run_invoice_is_made_at_0001_on_its_billing_day(client: TestClient) -> None:
+    ws = f"runs-{uuid.uuid4().hex[:10]}"
+    made = [
+        i["created_at"]
+        for i in every_record(client, "/api/v1/invoices", _h(ws))
+        if i["contract_id"] is not None
+    ]
+    assert made and all("T00:01:00Z" <= t[10:] <= "T00:59:59Z" for t in made)
 
 
-def test_an_invoice_names_its_clients_contract_or_none(client: TestClient) -> None:
-    ws = f"billing-{uuid.uuid4().hex[:10]}"
-    mine = next(
-        c for c in every_record(client, "/api/v1/contracts", _h(ws))
-        if c["client_id"] == "cli_acme" and c["status"] == "active"
-    )
-    made = client.post(
-        "/api/v1/invoices",
-        json={"client_id": "cli_acme", "lines": _line(), "contract_id": mine["id"]},
-        headers=_h(ws),
-    )
-    assert made.status_code == 201, made.text
-    assert made.json()["data"]["contract_id"] == mine["id"]
-    by_hand = client.post(
-        "/api/v1/invoices", json={"client_id": "cli_acme", "lines": _line()}, headers=_h(ws)
-    )
-    assert by_hand.status_code == 201, by_hand.text
-    assert by_hand.json()["data"]["contract_id"] is None
+def test_spec_check_names_a_run_schedule_that_reads_a_field_its_records_lack(spec: Spec) -> None:
+    schemas = copy.deepcopy(spec.raw["components"]["schemas"])
+    schemas["Invoice"]["x-runs"]["day"] = "billing_weekday"
+    schemas["Invoice"]["x-runs"]["names"]["contract_ref"] = "id"
+    _, problems = parse_collections(schemas)
+    messages = [p.message for p in problems]
+    assert any("contracts has no field 'billing_weekday'" in m for m in messages), messages
+    assert any("no field 'contract_ref' of its own" in m for m in messages), messages
 
 
-def test_voiding_a_contract_leaves_the_invoices_it_billed_editable(client: TestClient) -> None:
-    """What the contract billed before it was voided stays as issued: a later change to such an
-    invoice is judged on what it changes, not refused for the contract's new state."""
-    ws = f"billing-{uuid.uuid4().hex[:10]}"
-    contracts = {c["id"]: c for c in every_record(client, "/api/v1/contracts", _h(ws))}
-    inv = next(
-        i for i in every_record(client, "/api/v1/invoices", _h(ws))
-        if i["contract_id"] and contracts[i["contract_id"]]["status"] == "active"
-    )
-    voided = client.post(f"/api/v1/contracts/{inv['contract_id']}/void", headers=_h(ws))
-    assert voided.status_code == 200, voided.text
-    r = client.patch(f"/api/v1/invoices/{inv['id']}", json={"notes": "Paid in two parts."},
-                     headers=_h(ws))
-    assert r.status_code == 200, r.text
-    assert r.json()["data"]["contract_id"] == inv["contract_id"]
+def test_no_seeded_invoice_bills_a_service_on_two_lines(spec: Spec) -> None:
+    """Two lines of one service (the per-device service twice, at two prices) bill it twice."""
+    world = build_world(spec, load_recipe())
+    twice = [
+        inv["id"]
+        for inv in world["invoices"]
+        if len({line["description"] for line in inv["lines"]}) != len(inv["lines"])
+    ]
+    assert twice == []
+    assert sum(len(inv["lines"]) >= 3 for inv in world["invoices"]) > 30  # enough to judge
+
+
+def test_the_checker_names_an_invoice_that_bills_a_service_twice(spec: Spec) -> None:
+    recipe = load_recipe()
+    world = build_world(spec, recipe)
+    inv = next(i for i in world["invoices"] if len(i["lines"]) >= 2)
+    inv["lines"][1] = {**inv["lines"][0], "unit_price": inv["lines"][0]["unit_price"] + 5}
+    real = {name: c.schema for name, c in spec.collections.items()}
+    found = check_world(world, real, int(recipe.epoch.timestamp()), recipe.organisation)
+    named = {v.record_id for v in found if v.invariant == "each-service-on-one-line"}
+    assert named == {inv["id"]}

@@ -272,29 +272,104 @@ def test_a_nested_objects_case_reads_the_record_holding_it(spec: Spec, recipe: R
     assert seen == {"crimson", "rack", "plain"}
 
 
-def test_a_time_on_a_schedule_falls_on_its_runs(spec: Spec, recipe: Recipe) -> None:
-    """`x-time.recur`: a time after another moves to a run of a schedule (a day of every n-th
-    month from a start), in the run's first hour, never before the time it follows."""
-    widget = copy.deepcopy(WIDGET)
-    props = widget["Widget"]["properties"]
-    props["started_on"] = {"type": "string", "format": "date", "x-time": {"within_days": 400}}
-    props["every"] = {"type": "integer", "enum": [1, 3]}
-    props["billed_at"] = {
-        "type": "string", "format": "date-time",
-        "x-time": {
-            "after": "started_on", "within_days": 400, "until_epoch": True,
-            "recur": {"day": 15, "from": "started_on", "every-months": "every"},
+def _plans_and_bills(runs: dict[str, Any]) -> dict[str, Any]:
+    """Plans that keep a schedule (a day of every n-th month from a start, until an end) and
+    bills whose first records are its runs (`x-runs`)."""
+    return {
+        "Plan": {
+            "type": "object",
+            "x-collection": {"name": "plans", "id-prefix": "pln"},
+            "properties": {
+                "id": {"type": "string"},
+                "started_on": {
+                    "type": "string", "format": "date",
+                    "x-time": {"after": "created_at", "within_days": 20},
+                },
+                "day": {"type": "integer", "x-range": [1, 31]},
+                "every": {"type": "string", "enum": ["monthly", "quarterly"]},
+                "ended_on": {
+                    "type": ["string", "null"], "format": "date", "x-null-probability": 0.5,
+                    "x-time": {"after": "started_on", "within_days": 300},
+                },
+                "created_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "Bill": {
+            "type": "object",
+            "x-collection": {"name": "bills", "id-prefix": "bil"},
+            "x-runs": runs,
+            "properties": {
+                "id": {"type": "string"},
+                "plan_id": {"type": ["string", "null"], "x-ref": "plans"},
+                "created_at": {"type": "string", "format": "date-time"},
+            },
         },
     }
-    counts = {**recipe.counts, "widgets": 80}
-    world = build_world(spec_with(spec, widget), dataclasses.replace(recipe, counts=counts))
-    assert {w["every"] for w in world["widgets"]} == {1, 3}
-    for w in world["widgets"]:
-        billed, started = w["billed_at"], w["started_on"]
-        assert billed[8:10] == "15" and "00:01:00" <= billed[11:19] < "01:00:00", w
-        assert billed[:10] >= started, w
-        since = (int(billed[:4]) - int(started[:4])) * 12 + int(billed[5:7]) - int(started[5:7])
-        assert since % w["every"] == 0, w
+
+
+RUNS = {
+    "of": "plans", "names": {"plan_id": "id"}, "at": "created_at", "day": "day",
+    "from": "started_on", "until": "ended_on", "otherwise": {"plan_id": None},
+    "every-months": {"field": "every", "map": {"monthly": 1, "quarterly": 3}},
+}
+
+
+def _schedule(plan: dict[str, Any], epoch: str) -> list[str]:
+    """The days a plan's schedule runs on, by the epoch: 00:01 on its day (the 28th at the
+    latest) of every month or quarter from its start, none on or after its end."""
+    start, made = plan["started_on"], plan["created_at"]
+    months = {"monthly": 1, "quarterly": 3}[plan["every"]]
+    out, step = [], 0
+    while True:
+        year, month = divmod(int(start[:4]) * 12 + int(start[5:7]) - 1 + step, 12)
+        day = f"{year:04d}-{month + 1:02d}-{min(plan['day'], 28):02d}"
+        if day > epoch[:10] or (plan["ended_on"] and day >= plan["ended_on"]):
+            return out
+        if day >= start and f"{day}T00:01:00Z" >= made:
+            out.append(day)
+        step += months
+
+
+def test_a_collection_of_runs_has_one_record_for_every_run_of_every_schedule(
+    spec: Spec, recipe: Recipe
+) -> None:
+    """`x-runs`: the first records are the runs, in time order, each naming the record that
+    keeps the schedule and made in the run's first hour; the rest hold `otherwise`."""
+    counts = {**recipe.counts, "plans": 6, "bills": 200}
+    world = build_world(
+        spec_with(spec, _plans_and_bills(RUNS)), dataclasses.replace(recipe, counts=counts)
+    )
+    epoch = recipe.epoch.strftime("%Y-%m-%dT%H:%M:%SZ")
+    expected = sorted((d, p["id"]) for p in world["plans"] for d in _schedule(p, epoch))
+    bills = world["bills"]
+    assert 10 < len(expected) < len(bills)
+    runs = [(b["created_at"][:10], b["plan_id"]) for b in bills[: len(expected)]]
+    assert sorted(runs) == expected
+    assert all("00:01:00" <= b["created_at"][11:19] < "01:00:00" for b in bills[: len(expected)])
+    assert all(b["plan_id"] is None for b in bills[len(expected) :])
+
+
+def test_with_more_runs_than_records_a_collection_keeps_the_latest(
+    spec: Spec, recipe: Recipe
+) -> None:
+    counts = {**recipe.counts, "plans": 6, "bills": 10}
+    world = build_world(
+        spec_with(spec, _plans_and_bills(RUNS)), dataclasses.replace(recipe, counts=counts)
+    )
+    epoch = recipe.epoch.strftime("%Y-%m-%dT%H:%M:%SZ")
+    every = sorted(d for p in world["plans"] for d in _schedule(p, epoch))
+    kept = sorted(b["created_at"][:10] for b in world["bills"])
+    assert all(b["plan_id"] is not None for b in world["bills"])
+    assert kept == every[-10:]
+
+
+def test_a_run_schedule_that_reads_a_field_its_records_lack_is_refused(
+    spec: Spec, recipe: Recipe
+) -> None:
+    counts = {**recipe.counts, "plans": 2, "bills": 4}
+    broken = _plans_and_bills({**RUNS, "day": "weekday"})
+    with pytest.raises(ValueError, match="plans has no field 'weekday'"):
+        build_world(spec_with(spec, broken), dataclasses.replace(recipe, counts=counts))
 
 
 def test_a_copied_value_is_what_its_path_reads(spec: Spec, recipe: Recipe) -> None:

@@ -301,3 +301,27 @@ def test_the_checker_names_american_spelling_in_a_ticket_and_a_comment(
     found = {(v.record_id, v.invariant) for v in _check(spec, bad)}
     assert (ticket["id"], "plain-british-english") in found
     assert (comment["id"], "plain-british-english") in found
+
+
+def _banks(node: Any, where: str = "") -> list[tuple[str, list[str]]]:
+    """Every list of strings in the spec's generation hints, with where it is."""
+    if isinstance(node, dict):
+        return [b for k, v in node.items() for b in _banks(v, f"{where}/{k}")]
+    if isinstance(node, list):
+        if node and all(isinstance(v, str) for v in node):
+            return [(where, node)]
+        return [b for i, v in enumerate(node) for b in _banks(v, f"{where}[{i}]")]
+    return []
+
+
+def test_a_bank_of_sentences_holds_whole_sentences(spec: Spec) -> None:
+    # a comma inside an unquoted YAML flow list splits a sentence in two: "Connected remotely"
+    # and "found the cause and fixed it." were one note
+    broken = []
+    for where, bank in _banks(spec.raw):
+        ends = [s.rstrip().endswith((".", "?", "!")) for s in bank]
+        if sum(ends) * 2 < len(bank):
+            continue  # not sentences: names, tags, commands
+        pairs = zip(bank, ends, strict=True)
+        broken += [(where, s) for s, end in pairs if not end or s[0].islower()]
+    assert broken == []

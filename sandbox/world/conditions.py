@@ -461,6 +461,7 @@ OPERATORS = frozenset(
         "contains",
         "in-path",
         "contains-any",
+        "distinct",
         "min",
         "max",
         *_TIME_OPS,
@@ -549,6 +550,10 @@ def _op(collection: str, op: str, arg: Any, schemas: Schemas) -> Callable[[Any, 
         if op == "null":
             return lambda v, r, e: (v is None) is arg
         return lambda v, r, e: (v is None or (hasattr(v, "__len__") and len(v) == 0)) is arg
+    if op == "distinct":  # no value of a list repeats (an invoice's services, one line each)
+        if not isinstance(arg, bool):
+            raise ConditionError(f"distinct needs true or false, got {arg!r}")
+        return lambda v, r, e: (not isinstance(v, list) or len(set(map(repr, v))) == len(v)) is arg
     if op == "pattern":
         try:
             rx = re.compile(str(arg))

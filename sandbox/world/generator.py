@@ -24,6 +24,7 @@ from opsmerge_sandbox.world.conditions import Condition, compile_condition
 from opsmerge_sandbox.world.counts import count_targets
 from opsmerge_sandbox.world.key_records import KeyRecords, key_records, last_use
 from opsmerge_sandbox.world.recipe import KeySpec, Recipe
+from opsmerge_sandbox.world.runs import run_records
 from opsmerge_sandbox.world.values import (
     DAY,
     Draft,
@@ -192,6 +193,10 @@ def _generate(
     ctx.world[name] = records
     ctx.created[name] = created
     epoch = ctx.epoch
+    # the runs of a schedule other records keep (a contract's invoice runs) are made as named
+    # records are, with what the run gives
+    runs = run_records(collection.schema.get("x-runs"), ctx, name, count - len(named))
+    named = [*named, *({"id": ids[len(named) + j], **run} for j, run in enumerate(runs))]
     n_named = len(named)
     prefix = f"{seed}:{name}:".encode()
     blake2b = hashlib.blake2b

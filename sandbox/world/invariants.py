@@ -46,6 +46,7 @@ from opsmerge_sandbox.world.conditions import (
     to_seconds,
 )
 from opsmerge_sandbox.world.ref_hints import RefHint, ref_hints
+from opsmerge_sandbox.world.runs import runs_problems
 
 __all__ = [
     "WRITE_MODES",
@@ -631,9 +632,16 @@ def _hint_problems_of(
 def hint_problems(schemas: Schemas) -> list[tuple[str, str]]:
     """(collection, problem) for conditional generation hints (`x-cases`, `x-format`, `x-copy`,
     paths in `x-by`, `x-time.after` and `.before`, `x-ref.where` and `.existed-at`, `x-change`,
-    `x-birth`) that name a field no schema has or cannot be read."""
+    `x-birth`, a collection's `x-runs`) that name a field no schema has or cannot be read."""
     return [
         (name, problem)
         for name, schema in schemas.items()
-        for problem in _hint_problems_of(name, schema.get("properties") or {}, schemas, "")
+        for problem in [
+            *_hint_problems_of(name, schema.get("properties") or {}, schemas, ""),
+            *(
+                runs_problems(schema["x-runs"], schema.get("properties") or {}, schemas)
+                if "x-runs" in schema
+                else ()
+            ),
+        ]
     ]

@@ -49,11 +49,35 @@ def _array_maker(name: str, schema: Schema, ctx: WorldContext, where: str) -> Ma
         top = int(hint["max"])
         low = max(min_items, 1)
         item = compile_value("item", items, ctx, f"{where}[]")
-        return lambda d: [item(d) for _ in range(d.rng.randint(low, max(low, top)))]
+        if hint.get("distinct") is None:
+            return lambda d: [item(d) for _ in range(d.rng.randint(low, max(low, top)))]
+        return _distinct_items(item, str(hint["distinct"]), low, top)
     if min_items:
         item = compile_value("item", items, ctx, f"{where}[]")
         return lambda d: [item(d) for _ in range(min_items)]
     return lambda d: []
+
+
+def _distinct_items(item: Maker, member: str, low: int, top: int) -> Maker:
+    """`x-faker: {max, distinct: member}`: items that differ in `member` (an invoice bills a
+    service on one line): an item repeating one is drawn again, a few times, and the list stops
+    short when the choices run out."""
+
+    def make(d: Draft) -> list[Any]:
+        want = d.rng.randint(low, max(low, top))
+        out: list[Any] = []
+        seen: set[Any] = set()
+        for _ in range(want * 4):
+            if len(out) == want:
+                break
+            one = item(d)
+            key = repr(one.get(member) if isinstance(one, dict) else one)
+            if key not in seen:
+                seen.add(key)
+                out.append(one)
+        return out
+
+    return make
 
 
 def _number_maker(schema: Schema) -> Maker:

@@ -149,10 +149,10 @@ def ref_plan(
             pool.append(list(every if every is not None else range(ctx.counts.get(target, 0))))
         return pool[0]
 
-    def _existing(d: Draft, candidates: list[int] | None) -> int | None:
-        """A candidate created no later than the `existed-at` time (any, when it is null)."""
-        assert existed is not None
-        bound = to_seconds(existed[1](d.rec, ctx.env))
+    def _existing(d: Draft, candidates: list[int] | None, given: int | None = None) -> int | None:
+        """A candidate created no later than the `existed-at` time, or the `given` one (any,
+        when it is null)."""
+        bound = given if existed is None else to_seconds(existed[1](d.rec, ctx.env))
         count = len(candidates) if candidates is not None else ctx.counts.get(target, 0)
         if count == 0:
             return None
@@ -187,8 +187,10 @@ def ref_plan(
                         return value
         if unique:
             index = _claim(d, _left())
-        elif existed is not None:
-            found = _existing(d, _candidates(ctx, target, d, dynamic, static))
+        elif existed is not None or "created_at" in d.fixed:
+            # a record made at a given time (a contract's run) names what existed by then
+            given = to_seconds(d.rec["created_at"]) if existed is None else None
+            found = _existing(d, _candidates(ctx, target, d, dynamic, static), given)
             if found is None:
                 return None
             index = found

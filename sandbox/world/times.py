@@ -5,7 +5,6 @@ story reads in order."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from opsmerge_sandbox.world.conditions import (
@@ -20,7 +19,6 @@ from opsmerge_sandbox.world.conditions import (
 from opsmerge_sandbox.world.context import (
     Draft,
     FieldPlan,
-    GenerationError,
     Redraw,
     Schema,
     WorldContext,
@@ -49,8 +47,7 @@ def time_plan(
     path through a reference (`parent_id->created_at`); `until_epoch` keeps a date that follows
     another from passing the epoch; `older_than_minutes` keeps a time back from the epoch;
     `before` (a field or path) keeps the time no later than the one it gives (an event about a
-    record happened before the record's last change); `recur` puts an `after` time on a
-    schedule's run (see `_recurrence`)."""
+    record happened before the record's last change)."""
     epoch = ctx.epoch
     is_date = schema.get("format") == "date"
     fmt = format_date if is_date else format_datetime
@@ -153,7 +150,6 @@ def time_plan(
         base_of: Callable[[Draft], int | None]
         base_of = _reader(after, ctx, scope, schemas)
         deps += operand_heads(after)
-        on_run = _recurrence(rule.get("recur"), ctx, scope, schemas, deps)
 
         def make_after(d: Draft) -> str | None:
             base = base_of(d)
@@ -178,8 +174,6 @@ def time_plan(
                 if closed < base:
                     raise Redraw
                 ts = closed
-            if on_run is not None:  # the schedule's run at or before it (after `base`)
-                ts = on_run(d, ts, base)
             d.times[name] = ts
             return fmt(ts)
 
@@ -248,58 +242,6 @@ def _number_of(
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     return number
-
-
-def _recurrence(
-    rule: Any, ctx: WorldContext, scope: str, schemas: Schemas | None, deps: list[str]
-) -> Callable[[Draft, int, int], int] | None:
-    """`recur: {day, every-months, from}`: the time moves to the latest run of a schedule at or
-    before it (and not before the rule's `after`): on day `day` of every `every-months`-th
-    month counted from the month of `from`, in the run's first hour (a recurring invoice run
-    fires at 00:01 on the contract's billing day, every month, quarter or year from its start).
-    `day` is a number, a field or a path; `from` a field or path; `every-months` a number, a
-    field or path holding one, or `{field, map}` from a value (a billing frequency) to months.
-    A time with no run between `after` and itself is drawn again. (One record a run is a
-    `unique` invariant's work: the generator redraws a record whose values another took.)"""
-    if rule is None:
-        return None
-    if not isinstance(rule, dict) or not {"day", "from"} <= rule.keys():
-        raise GenerationError(f"{scope}: x-time.recur needs `day` and `from` (and every-months)")
-    sources = schemas or ctx.schemas
-    env = ctx.env
-    day_of = _number_of(rule["day"], ctx, scope, schemas, deps)
-    start_of = _reader(str(rule["from"]), ctx, scope, schemas)
-    deps += operand_heads(str(rule["from"]))
-    every = rule.get("every-months", 1)
-    months_of: Callable[[Draft], Any]
-    if isinstance(every, dict):  # a value the record holds (a billing frequency) -> months
-        field, table = str(every.get("field")), every.get("map") or {}
-        by = compile_path(scope, field, sources)
-        months_of = lambda d: table.get(by(d.rec, env))  # noqa: E731
-        deps.append(path_head(field) or field)
-    else:
-        months_of = _number_of(every, ctx, scope, schemas, deps)
-
-    def on_run(d: Draft, ts: int, base: int) -> int:
-        on_day, months, start = day_of(d), months_of(d), start_of(d)
-        if start is None or not isinstance(on_day, int) or not isinstance(months, int):
-            return ts  # no schedule to keep (a record without one)
-        months = max(1, months)
-        first = datetime.fromtimestamp(start, UTC)
-        at = datetime.fromtimestamp(ts, UTC)
-        count = (at.year - first.year) * 12 + at.month - first.month
-        step = count - count % months  # the schedule's month at or before the time's
-        while step >= 0:
-            year, month = divmod(first.year * 12 + first.month - 1 + step, 12)
-            run = int(datetime(year, month + 1, min(on_day, 28), 0, 1, tzinfo=UTC).timestamp())
-            if run < base:
-                break
-            if run <= ts:  # within the run's hour, and no later than the time allows
-                return min(ts, run + int(3540 * d.rng.random()))
-            step -= months
-        raise Redraw
-
-    return on_run
 
 
 def _as_list(value: Any) -> list[Any]:

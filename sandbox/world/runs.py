@@ -1,0 +1,124 @@
+"""`x-runs`: a collection whose records are, first, the runs of a schedule other records keep.
+
+A contract's recurring run issues an invoice at 00:01 on its billing day, every month, quarter
+or year from its start, until it ends: every run, not a sample of them. So the invoices are the
+runs of the contracts (each naming its contract and client, made at the run), then the ones made
+by hand; the run records are made as named records are, with those fields given.
+
+    x-runs:
+      of: contracts                        # the records that keep the schedule
+      where: {status: [active, ended]}     # which of them run
+      names: {contract_id: id, client_id: client_id}   # my field: their field
+      at: created_at                       # my time that is the run
+      day: billing_day                     # their fields: the day of the month,
+      from: start_date                     # the first month (and the earliest run),
+      until: end_date                      # the last day (none: until the epoch),
+      every-months: {field: billing_frequency, map: {monthly: 1, quarterly: 3, annual: 12}}
+      otherwise: {contract_id: null}       # what the records that are not runs hold
+
+When there are more runs than records, the latest are kept (the older ones are history).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from opsmerge_sandbox.world.conditions import ConditionError, compile_condition, to_seconds
+from opsmerge_sandbox.world.context import GenerationError, WorldContext
+from opsmerge_sandbox.world.timefmt import format_datetime
+
+__all__ = ["KEYS", "run_records", "runs_problems"]
+
+KEYS = ("of", "where", "names", "at", "day", "from", "until", "every-months", "otherwise")
+_HOUR = 3540  # a run's record is made within its first hour (00:01 to 00:59)
+
+
+def runs_problems(rule: Any, own: Mapping[str, Any], schemas: Mapping[str, Any]) -> list[str]:
+    """What is wrong with an `x-runs` declaration: unknown keys, collections or fields."""
+    if not isinstance(rule, Mapping):
+        return ["x-runs must be a mapping"]
+    out = [f"x-runs: unknown key {k!r}" for k in rule if k not in KEYS]
+    of = rule.get("of")
+    target = schemas.get(of) if isinstance(of, str) else None
+    if target is None:
+        return [*out, f"x-runs.of: {of!r} is not a collection"]
+    theirs = target.get("properties") or {}
+    months = rule.get("every-months")
+    wanted = [rule.get(k) for k in ("day", "from")]
+    wanted += [rule.get("until")] if rule.get("until") is not None else []
+    wanted += [months.get("field")] if isinstance(months, Mapping) else []
+    names: Mapping[str, Any] = rule["names"] if isinstance(rule.get("names"), Mapping) else {}
+    otherwise: Mapping[str, Any] = rule.get("otherwise") or {}
+    wanted += list(names.values())
+    out += [f"x-runs: {of} has no field {f!r}" for f in wanted if f not in theirs]
+    mine = [*names, rule.get("at"), *otherwise]
+    out += [f"x-runs: no field {f!r} of its own" for f in mine if f not in own]
+    try:
+        compile_condition(str(of), rule.get("where") or {}, schemas)
+    except ConditionError as exc:
+        out.append(f"x-runs.where: {exc}")
+    return out
+
+
+def run_records(rule: Any, ctx: WorldContext, scope: str, room: int) -> list[dict[str, Any]]:
+    """The given fields of `room` records: the runs in time order (the latest, when there are
+    more), then `otherwise` for the rest."""
+    if rule is None:
+        return []
+    own = (ctx.schemas.get(scope) or {}).get("properties") or {}
+    problems = runs_problems(rule, own, ctx.schemas)
+    if problems:
+        raise GenerationError(f"{scope}: {problems[0]}")
+    of = str(rule["of"])
+    where = compile_condition(of, rule.get("where") or {}, ctx.schemas)
+    months = rule.get("every-months", 1)
+    runs: list[tuple[int, int, dict[str, Any]]] = []
+    for position, other in enumerate(ctx.world.get(of, [])):
+        if not where(other, ctx.env):
+            continue
+        every = months
+        if isinstance(months, Mapping):
+            every = (months.get("map") or {}).get(other.get(str(months.get("field"))))
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            continue
+        given = {mine: other.get(theirs) for mine, theirs in rule["names"].items()}
+        for at in _schedule(other, rule, every, ctx.epoch):
+            runs.append((at, position, given))
+    runs.sort(key=lambda r: (r[0], r[1]))
+    runs = runs[max(0, len(runs) - room) :]
+    out = []
+    for at, _, given in runs:
+        jitter = random.Random(f"{ctx.seed}:{scope}:{given}:{at}").random()
+        moment = min(at + int(_HOUR * jitter), ctx.epoch)
+        out.append({**given, str(rule["at"]): format_datetime(moment)})
+    otherwise = dict(rule.get("otherwise") or {})
+    return out + [dict(otherwise) for _ in range(room - len(out))]
+
+
+def _schedule(
+    other: Mapping[str, Any], rule: Mapping[str, Any], every: int, epoch: int
+) -> list[int]:
+    """The runs of one record's schedule: 00:01 on its day (the 28th at the latest) of every
+    `every`-th month from its first month, from its first day (and once the record was made),
+    before its last day and by the epoch."""
+    day, start = other.get(str(rule["day"])), to_seconds(other.get(str(rule["from"])))
+    if not isinstance(day, int) or isinstance(day, bool) or start is None:
+        return []
+    made = to_seconds(other.get("created_at"))
+    start = max(start, made) if made is not None else start  # nothing runs before it exists
+    end = to_seconds(other.get(str(rule["until"]))) if rule.get("until") else None
+    last = epoch if end is None else min(end, epoch)
+    first = datetime.fromtimestamp(start, UTC)
+    out: list[int] = []
+    step = 0
+    while True:
+        year, month = divmod(first.year * 12 + first.month - 1 + step, 12)
+        at = int(datetime(year, month + 1, min(day, 28), 0, 1, tzinfo=UTC).timestamp())
+        if at > last:
+            return out
+        if at >= start:
+            out.append(at)
+        step += every
