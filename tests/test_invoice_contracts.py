@@ -258,3 +258,25 @@ def test_the_checker_names_an_invoice_that_bills_a_service_twice(spec: Spec) -> 
     found = check_world(world, real, int(recipe.epoch.timestamp()), recipe.organisation)
     named = {v.record_id for v in found if v.invariant == "each-service-on-one-line"}
     assert named == {inv["id"]}
+
+
+def test_what_a_paying_client_still_owes_fell_due_lately(spec: Spec) -> None:
+    """A seeded client that paid this month's invoice has paid last year's too: an invoice
+    overdue for more than 90 days, with the client's later ones paid, reads as a mistake."""
+    recipe = load_recipe()
+    world = build_world(spec, recipe)
+    cutoff = (recipe.epoch.date() - timedelta(days=90)).isoformat()
+    overdue = [i for i in world["invoices"] if i["status"] == "Overdue"]
+    assert overdue  # some are owed, lately
+    assert [i["id"] for i in overdue if i["due_date"] < cutoff] == []
+
+
+def test_the_checker_names_an_invoice_overdue_for_months(spec: Spec) -> None:
+    recipe = load_recipe()
+    world = build_world(spec, recipe)
+    cutoff = (recipe.epoch.date() - timedelta(days=120)).isoformat()
+    old = next(i for i in world["invoices"] if i["status"] == "Paid" and i["due_date"] < cutoff)
+    old["status"] = "Overdue"
+    real = {name: c.schema for name, c in spec.collections.items()}
+    found = check_world(world, real, int(recipe.epoch.timestamp()), recipe.organisation)
+    assert {v.record_id for v in found if v.invariant == "overdue-is-recent"} == {old["id"]}
