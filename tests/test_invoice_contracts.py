@@ -280,3 +280,20 @@ def test_the_checker_names_an_invoice_overdue_for_months(spec: Spec) -> None:
     real = {name: c.schema for name, c in spec.collections.items()}
     found = check_world(world, real, int(recipe.epoch.timestamp()), recipe.organisation)
     assert {v.record_id for v in found if v.invariant == "overdue-is-recent"} == {old["id"]}
+
+
+def test_no_seeded_run_invoice_is_voided_leaving_its_period_unbilled(spec: Spec) -> None:
+    world = build_world(spec, load_recipe())
+    run = [i for i in world["invoices"] if i["contract_id"] is not None]
+    assert [i["id"] for i in run if i["status"] == "Voided"] == []
+    assert any(i["status"] == "Voided" for i in world["invoices"])  # a mistake made by hand is
+
+
+def test_the_checker_names_a_voided_run_invoice(spec: Spec) -> None:
+    recipe = load_recipe()
+    world = build_world(spec, recipe)
+    run = next(i for i in world["invoices"] if i["contract_id"] and i["status"] == "Paid")
+    run["status"] = "Voided"
+    real = {name: c.schema for name, c in spec.collections.items()}
+    found = check_world(world, real, int(recipe.epoch.timestamp()), recipe.organisation)
+    assert {v.record_id for v in found if v.invariant == "a-run-invoice-stands"} == {run["id"]}
