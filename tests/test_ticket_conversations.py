@@ -118,3 +118,15 @@ def test_spec_check_names_a_conversation_that_says_neither_whose_nor_in_what_ord
     body["x-by"]["turns"] = {"among": {"public": [True]}}
     _, problems = parse_collections(schemas)
     assert any("x-by.turns needs `per` and `order-by`" in p.message for p in problems)
+
+
+def test_a_ticket_waiting_on_its_requester_last_asked_them_something(world: World) -> None:
+    """"Waiting on Customer" means the ball is in the requester's court: the team's last public
+    comment asks them something, not "we are looking into it"."""
+    waiting = [
+        (ticket["id"], bodies[-1])
+        for ticket, bodies in _threads(world, public=True)
+        if ticket["status"] == "Waiting on Customer"
+    ]
+    assert len(waiting) > 10  # enough to judge
+    assert [(tid, last) for tid, last in waiting if not last.endswith("?")] == []
