@@ -239,7 +239,8 @@ def birth_plan(
 def by_plan(
     name: str, prop: Schema, ctx: WorldContext, scope: str, schemas: Schemas, null_p: float
 ) -> FieldPlan:
-    """`x-by`: choices keyed by another field's value, or by a path's (`parent_id->subject`)."""
+    """`x-by`: choices keyed by another field's value, or by a path's (`parent_id->subject`);
+    with `turns`, a conversation the collection's records take in order (`take_turns`)."""
     by = prop["x-by"]
     source = str(by["field"])
     table = {k: list(v) for k, v in by["values"].items()}
@@ -254,6 +255,7 @@ def by_plan(
         read: Callable[[Draft], Any] = lambda d: get(d.rec, env)  # noqa: E731
     else:
         read = lambda d: d.rec.get(source)  # noqa: E731
+    turns = "turns" in by
 
     def make(d: Draft) -> Any:
         options = table.get(read(d))
@@ -264,7 +266,6 @@ def by_plan(
         value = options[int(d.rng.random() * len(options))]
         return copy.deepcopy(value) if containers else value
 
-    turns = "turns" in by
     head = path_head(source) or source
     return FieldPlan(name, maybe_null(make, null_p), (head,))
 

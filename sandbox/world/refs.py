@@ -109,7 +109,8 @@ def ref_plan(
     `unique: true` names each target record at most once in the collection (an event that
     happens once to a record: a record with none left to name is drawn again); `existed-at: path`
     names only a record created by the time the path gives (whoever acted on a record existed
-    when it was made).
+    when it was made); a record whose creation time is given (a run of `x-runs`) names only
+    records created by then.
     """
     target, copy, where = ref_of(schema)  # type: ignore[misc]
     raw = schema.get("x-ref")
