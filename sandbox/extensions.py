@@ -621,8 +621,8 @@ def _invariant_problems(
     found: Mapping[str, tuple[str, CollectionHints]],
     fields: Mapping[str, Mapping[str, Any]],
 ) -> list[ExtensionProblem]:
-    """`x-invariants`, `x-closed` and `x-runs` declarations that do not compile (a field no
-    schema has, a bad test)."""
+    """`x-invariants`, `x-closed`, `x-runs` and `x-succession` declarations that do not
+    compile (a field no schema has, a bad test)."""
     from opsmerge_sandbox.world.closings import closing_problems  # the world imports us
     from opsmerge_sandbox.world.invariants import hint_problems, invariant_problems
 
@@ -654,8 +654,8 @@ def _invariant_problems(
 
 
 def _runs_of(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A collection's `x-runs`, when it declares one, for the hint check."""
-    return {"x-runs": schema["x-runs"]} if "x-runs" in schema else {}
+    """A collection's `x-runs` and `x-succession`, when it declares them, for the hint check."""
+    return {k: schema[k] for k in ("x-runs", "x-succession") if k in schema}
 
 
 def _collection(r: _Reader, schema: Mapping[str, Any]) -> CollectionHints | None:

@@ -25,6 +25,7 @@ from opsmerge_sandbox.world.counts import count_targets
 from opsmerge_sandbox.world.key_records import KeyRecords, key_records, last_use
 from opsmerge_sandbox.world.recipe import KeySpec, Recipe
 from opsmerge_sandbox.world.runs import run_records
+from opsmerge_sandbox.world.succession import succeed
 from opsmerge_sandbox.world.values import (
     DAY,
     Draft,
@@ -247,6 +248,8 @@ def _generate(
     settle_seeded(collection, records)  # rules over the whole collection (numbers by date)
     # a parent's records that read as a conversation, in turn
     take_turns(name, collection.schema.get("properties") or {}, records, ctx)
+    # an owner's records that replace each other end as the next starts
+    succeed(name, collection.schema.get("x-succession"), records, ctx)
 
 
 Distinct = list[tuple[tuple[str, ...], Condition, set[tuple[Any, ...]]]]

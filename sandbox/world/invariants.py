@@ -47,6 +47,7 @@ from opsmerge_sandbox.world.conditions import (
 )
 from opsmerge_sandbox.world.ref_hints import RefHint, ref_hints
 from opsmerge_sandbox.world.runs import runs_problems
+from opsmerge_sandbox.world.succession import succession_problems
 
 __all__ = [
     "WRITE_MODES",
@@ -632,7 +633,8 @@ def _hint_problems_of(
 def hint_problems(schemas: Schemas) -> list[tuple[str, str]]:
     """(collection, problem) for conditional generation hints (`x-cases`, `x-format`, `x-copy`,
     paths in `x-by`, `x-time.after` and `.before`, `x-ref.where` and `.existed-at`, `x-change`,
-    `x-birth`, a collection's `x-runs`) that name a field no schema has or cannot be read."""
+    `x-birth`, a collection's `x-runs` and `x-succession`) that name a field no schema has or
+    cannot be read."""
     return [
         (name, problem)
         for name, schema in schemas.items()
@@ -641,6 +643,11 @@ def hint_problems(schemas: Schemas) -> list[tuple[str, str]]:
             *(
                 runs_problems(schema["x-runs"], schema.get("properties") or {}, schemas)
                 if "x-runs" in schema
+                else ()
+            ),
+            *(
+                succession_problems(schema["x-succession"], schema.get("properties") or {}, schemas)
+                if "x-succession" in schema
                 else ()
             ),
         ]
