@@ -621,10 +621,14 @@ def _invariant_problems(
     found: Mapping[str, tuple[str, CollectionHints]],
     fields: Mapping[str, Mapping[str, Any]],
 ) -> list[ExtensionProblem]:
-    """`x-invariants`, `x-closed`, `x-runs` and `x-succession` declarations that do not
+    """`x-invariants`, `x-closed` and collection hints (`COLLECTION_HINTS`) that do not
     compile (a field no schema has, a bad test)."""
     from opsmerge_sandbox.world.closings import closing_problems  # the world imports us
-    from opsmerge_sandbox.world.invariants import hint_problems, invariant_problems
+    from opsmerge_sandbox.world.invariants import (
+        COLLECTION_HINTS,
+        hint_problems,
+        invariant_problems,
+    )
 
     def item_fields(prop: Any) -> Any:
         items = prop.get("items") if isinstance(prop, Mapping) else None
@@ -639,7 +643,11 @@ def _invariant_problems(
             "properties": {k: item_fields(v) for k, v in fields[name].items()},
             "x-invariants": (schemas.get(schema_name) or {}).get("x-invariants") or [],
             "x-closed": (schemas.get(schema_name) or {}).get("x-closed"),
-            **_runs_of(schemas.get(schema_name) or {}),
+            **{
+                key: hint
+                for key, hint in (schemas.get(schema_name) or {}).items()
+                if key in COLLECTION_HINTS
+            },
         }
         for name, (schema_name, _) in found.items()
     }
@@ -651,11 +659,6 @@ def _invariant_problems(
             *hint_problems(view),
         ]
     ]
-
-
-def _runs_of(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A collection's `x-runs` and `x-succession`, when it declares them, for the hint check."""
-    return {k: schema[k] for k in ("x-runs", "x-succession") if k in schema}
 
 
 def _collection(r: _Reader, schema: Mapping[str, Any]) -> CollectionHints | None:

@@ -23,7 +23,8 @@ from opsmerge_contracts.session import ContractRun
 from opsmerge_sandbox.app import create_app
 from opsmerge_sandbox.settings import Settings
 from opsmerge_sandbox.spec import Spec, load_spec, parse_spec
-from opsmerge_sandbox.world import load_recipe
+from opsmerge_sandbox.world import build_world, load_recipe
+from opsmerge_sandbox.world.invariants import check_world
 from opsmerge_sandbox.world.recipe import Recipe
 
 # the webhook tests' `box` (a strict loopback sandbox per module) and `api` (a fresh workspace)
@@ -93,6 +94,23 @@ def spec_with(spec: Spec, schemas: dict[str, Any]) -> Spec:
     raw = copy.deepcopy(spec.raw)
     raw["components"]["schemas"].update(schemas)
     return parse_spec(raw, spec.path, spec.catalogue)
+
+
+def violations(spec: Spec, world: dict[str, list[dict[str, Any]]]) -> set[tuple[str, str]]:
+    """(record id, invariant) of every rule a default-recipe world breaks, as `fixtures check`
+    judges it."""
+    recipe = load_recipe()
+    schemas = {name: c.schema for name, c in spec.collections.items()}
+    found = check_world(world, schemas, int(recipe.epoch.timestamp()), recipe.organisation)
+    return {(v.record_id, v.invariant) for v in found}
+
+
+@pytest.fixture(scope="module", params=[None, 7], ids=["default-seed", "seed-7"])
+def seeded_world(request: pytest.FixtureRequest, spec: Spec) -> dict[str, list[dict[str, Any]]]:
+    """The default recipe's world, at its own seed and another: a rule about the world holds
+    for more than one draw."""
+    seed = request.param
+    return build_world(spec, load_recipe("default", seed) if seed else load_recipe())
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pytest
-
 from opsmerge_sandbox.spec import Spec
-from opsmerge_sandbox.world import build_world, load_recipe
-from opsmerge_sandbox.world.invariants import check_world
+from tests.conftest import violations
 
 World = dict[str, list[dict[str, Any]]]
 HARDWARE = {
@@ -22,40 +19,31 @@ HARDWARE = {
 PROJECTS = {"New starter laptop setup", "Disk space low on file server", "Server patching window"}
 
 
-@pytest.fixture(scope="module", params=[None, 7])
-def world(request: pytest.FixtureRequest, spec: Spec) -> World:
-    seed = request.param
-    return build_world(spec, load_recipe("default", seed) if seed else load_recipe())
-
-
 def _work(world: World) -> list[tuple[str, str, str]]:
     subjects = {t["id"]: t["subject"] for t in world["tickets"]}
     return [(e["id"], e["service"], subjects[e["ticket_id"]]) for e in world["time_entries"]]
 
 
-def test_onsite_time_is_logged_only_on_tickets_about_hardware(world: World) -> None:
-    work = _work(world)
+def test_onsite_time_is_logged_only_on_tickets_about_hardware(seeded_world: World) -> None:
+    work = _work(seeded_world)
     assert [w for w in work if w[1] == "Onsite support" and w[2] not in HARDWARE] == []
     assert sum(w[1] == "Onsite support" for w in work) > 20  # enough to judge
 
 
-def test_project_work_is_logged_only_on_tickets_that_are_projects(world: World) -> None:
-    work = _work(world)
+def test_project_work_is_logged_only_on_tickets_that_are_projects(seeded_world: World) -> None:
+    work = _work(seeded_world)
     assert [w for w in work if w[1] == "Project work" and w[2] not in PROJECTS] == []
     assert sum(w[1] == "Project work" for w in work) > 20
 
 
-def test_every_time_entry_note_is_a_sentence(world: World) -> None:
-    notes = {e["notes"] for e in world["time_entries"] if e["notes"]}
+def test_every_time_entry_note_is_a_sentence(seeded_world: World) -> None:
+    notes = {e["notes"] for e in seeded_world["time_entries"] if e["notes"]}
     assert [n for n in notes if not (n[0].isupper() and n.endswith("."))] == []
 
 
-def test_the_checker_names_onsite_time_on_a_password_reset(spec: Spec, world: World) -> None:
-    bad = copy.deepcopy(world)
+def test_the_checker_names_onsite_time_on_a_password_reset(spec: Spec, seeded_world: World) -> None:
+    bad = copy.deepcopy(seeded_world)
     ticket = next(t for t in bad["tickets"] if t["subject"] == "MFA reset for user")
     entry = next(e for e in bad["time_entries"] if e["ticket_id"] == ticket["id"])
     entry["service"] = "Onsite support"
-    recipe = load_recipe()
-    schemas = {name: c.schema for name, c in spec.collections.items()}
-    found = check_world(bad, schemas, int(recipe.epoch.timestamp()), recipe.organisation)
-    assert (entry["id"], "onsite-for-hardware") in {(v.record_id, v.invariant) for v in found}
+    assert (entry["id"], "onsite-for-hardware") in violations(spec, bad)

@@ -50,6 +50,7 @@ from opsmerge_sandbox.world.runs import runs_problems
 from opsmerge_sandbox.world.succession import succession_problems
 
 __all__ = [
+    "COLLECTION_HINTS",
     "WRITE_MODES",
     "Invariant",
     "Violation",
@@ -635,20 +636,18 @@ def hint_problems(schemas: Schemas) -> list[tuple[str, str]]:
     paths in `x-by`, `x-time.after` and `.before`, `x-ref.where` and `.existed-at`, `x-change`,
     `x-birth`, a collection's `x-runs` and `x-succession`) that name a field no schema has or
     cannot be read."""
-    return [
-        (name, problem)
-        for name, schema in schemas.items()
-        for problem in [
-            *_hint_problems_of(name, schema.get("properties") or {}, schemas, ""),
-            *(
-                runs_problems(schema["x-runs"], schema.get("properties") or {}, schemas)
-                if "x-runs" in schema
-                else ()
-            ),
-            *(
-                succession_problems(schema["x-succession"], schema.get("properties") or {}, schemas)
-                if "x-succession" in schema
-                else ()
-            ),
-        ]
-    ]
+    out = []
+    for name, schema in schemas.items():
+        props = schema.get("properties") or {}
+        out += [(name, p) for p in _hint_problems_of(name, props, schemas, "")]
+        for key, problems_of in COLLECTION_HINTS.items():
+            if key in schema:
+                out += [(name, p) for p in problems_of(schema[key], props, schemas)]
+    return out
+
+
+# hints a collection's schema holds beside its properties (not in them), each with its check
+COLLECTION_HINTS: dict[str, Callable[[Any, Mapping[str, Any], Schemas], list[str]]] = {
+    "x-runs": runs_problems,
+    "x-succession": succession_problems,
+}

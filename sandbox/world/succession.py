@@ -51,11 +51,7 @@ def succeed(
 ) -> None:
     """End each record a later one of its owner replaces, in place (see the module)."""
     if rule is None:
-        return
-    own = (ctx.schemas.get(scope) or {}).get("properties") or {}
-    problems = succession_problems(rule, own, ctx.schemas)
-    if problems:
-        raise GenerationError(f"{scope}: {problems[0]}")
+        return  # a declared rule is sound: `succession_problems` judged it when parsed
     try:
         among = compile_condition(scope, rule.get("among") or {}, ctx.schemas)
         beside = rule.get("alongside")
@@ -69,6 +65,7 @@ def succeed(
         beside_others = alongside is not None and alongside(rec, ctx.env)
         if rec.get(per) is not None and among(rec, ctx.env) and not beside_others:
             owners.setdefault(rec[per], []).append(rec)
+    today = datetime.fromtimestamp(ctx.epoch, UTC).date()
     for line in owners.values():
         line.sort(key=lambda r: (str(r.get(start)), str(r.get("id"))))
         running: dict[str, Any] | None = None
@@ -76,12 +73,12 @@ def succeed(
             if running is not None and _runs_on(running, end, rec[start]):
                 days = (term.get("map") or {}).get(running.get(str(term.get("field"))), 0)
                 first_term = date.fromisoformat(running[start]) + timedelta(days=int(days))
-                if date.fromisoformat(rec[start]) < first_term:
+                begins = date.fromisoformat(rec[start])
+                if begins < first_term:
                     rec.update(rule.get("short") or {})  # the newer one was never taken up
                     continue
                 running[end] = rec[start]
-                today = datetime.fromtimestamp(ctx.epoch, UTC).date()
-                if date.fromisoformat(rec[start]) < today:
+                if begins < today:
                     running.update(rule.get("ended") or {})
             running = rec
 
