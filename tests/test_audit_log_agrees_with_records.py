@@ -110,16 +110,29 @@ MADE_WITH: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+def _replaced_contracts(records: Records) -> set[str]:
+    """Contracts that ended the day a later one of their client started."""
+    starts = {(c["client_id"], c["start_date"]) for c in records["contract"].values()}
+    return {
+        c["id"] for c in records["contract"].values()
+        if (c["client_id"], c["end_date"]) in starts
+    }
+
+
 def test_a_seeded_creation_logs_every_field_the_record_was_made_with(
     records: Records, entries: list[dict[str, Any]]
 ) -> None:
     """As the API's own entries do (`{field: [null, value]}` for each field set, bookkeeping
     times left out): what the record holds now, but for what its later life moved on."""
     judged = Counter[str]()
+    replaced = _replaced_contracts(records)
     for e in entries:
         if not _is_creation(e) or e["object_type"] not in records:
             continue
         record = _record(records, e)
+        if e["object_id"] in replaced:  # its end came later, with its successor (another test)
+            record = {k: v for k, v in record.items() if k != "end_date"}
+            e = {**e, "diff": {k: v for k, v in e["diff"].items() if k != "end_date"}}
         made_with = {
             field: record["created_at"] if value == "made" else value
             for field, value in MADE_WITH.get(e["object_type"], {}).items()

@@ -206,9 +206,9 @@ def birth_plan(
     of a creation, `{field: [null, value]}` for each field of the record `of` names, in its
     schema's order, as the record was made: what it holds now, but for the fields `made-with`
     names, which later changes moved on (a ticket is made New and worked on; null: a field set
-    only later), and those `made-at` names, which held the moment it was made (when a user was
-    invited). Nulls, bookkeeping times and secrets are left out, as in the entries the API
-    writes."""
+    only later) or a settling rule did (`WorldContext.made_with`), and those `made-at` names,
+    which held the moment it was made (when a user was invited). Nulls, bookkeeping times and
+    secrets are left out, as in the entries the API writes."""
     try:
         of, named, made_with, made_at = read_birth(scope, prop["x-birth"], schemas)
     except ConditionError as exc:
@@ -225,7 +225,11 @@ def birth_plan(
         if found is None:
             raise Redraw
         collection, record = found
-        made = {**made_with, **dict.fromkeys(made_at, record.get("created_at"))}
+        made = {
+            **ctx.made_with.get((collection, str(record.get("id"))), {}),
+            **made_with,
+            **dict.fromkeys(made_at, record.get("created_at")),
+        }
         out: dict[str, Any] = {}
         for field in logged.get(collection, ()):
             value = made[field] if field in made else record.get(field)

@@ -92,6 +92,9 @@ class WorldContext:
         }
         self.world: dict[str, list[dict[str, Any]]] = {}
         self.created: dict[str, list[int]] = {}  # collection -> created_at seconds, by index
+        # (collection, id) -> what a settling rule moved on, as the record was made: a record of
+        # its making shows these (`x-birth`), not what a later change set
+        self.made_with: dict[tuple[str, str], dict[str, Any]] = {}
         self._by_field: dict[tuple[str, str], dict[Any, list[int]]] = {}
         self._index: dict[str, dict[str, int]] = {}
         try:  # records that stop being named anew (`x-closed`): times keep before it

@@ -17,20 +17,34 @@ device contract, the documented hybrid).
       term: {field: billing_frequency, map: {monthly: 30, quarterly: 91, annual: 365}}
       ended: {status: ended}              # what a record ended by its successor holds
       short: {status: voided}             # what one replaced within its first term holds
+      made: created_at                    # when a record was made, and
+      changed: updated_at                 # when it last changed
+      short-within-days: 14               # one never taken up is set so by then after its start
+
+A change has a time: the record a successor ended last changed no earlier than the successor was
+made, and one never taken up was set so between its making and `short-within-days` after its
+start (both only later than the record said, never earlier). What the succession moved on is kept
+as the record was made (`WorldContext.made_with`): the log's entry of its making shows the end it
+was made with, not the one its successor gave it.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from opsmerge_sandbox.world.conditions import ConditionError, compile_condition
 from opsmerge_sandbox.world.context import GenerationError, WorldContext
+from opsmerge_sandbox.world.timefmt import format_datetime, parse_time
 
 __all__ = ["KEYS", "succeed", "succession_problems"]
 
-KEYS = ("per", "among", "from", "until", "alongside", "term", "ended", "short")
+KEYS = (
+    "per", "among", "from", "until", "alongside", "term", "ended", "short", "made", "changed",
+    "short-within-days",
+)
 
 
 def succession_problems(rule: Any, own: Mapping[str, Any], schemas: Mapping[str, Any]) -> list[str]:
@@ -42,7 +56,11 @@ def succession_problems(rule: Any, own: Mapping[str, Any], schemas: Mapping[str,
     fields = [rule.get("per"), rule.get("from"), rule.get("until")]
     fields += [term.get("field")] if isinstance(term, Mapping) else []
     fields += [*(rule.get("ended") or {}), *(rule.get("short") or {})]
+    fields += [rule[k] for k in ("made", "changed") if k in rule]
     out += [f"x-succession: no field {f!r}" for f in fields if f not in own]
+    days = rule.get("short-within-days")
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 0):
+        out.append("x-succession: short-within-days must be a whole number of days, 0 or more")
     return out
 
 
@@ -59,6 +77,7 @@ def succeed(
     except ConditionError as exc:
         raise GenerationError(f"{scope}: x-succession: {exc}") from None
     per, start, end = str(rule["per"]), str(rule["from"]), str(rule["until"])
+    made, changed = rule.get("made"), rule.get("changed")
     term = rule.get("term") or {}
     owners: dict[Any, list[dict[str, Any]]] = {}
     for rec in records:
@@ -75,12 +94,41 @@ def succeed(
                 first_term = date.fromisoformat(running[start]) + timedelta(days=int(days))
                 begins = date.fromisoformat(rec[start])
                 if begins < first_term:
-                    rec.update(rule.get("short") or {})  # the newer one was never taken up
+                    _move(scope, rec, rule.get("short") or {}, ctx)  # never taken up
+                    if made and changed:
+                        _set_aside(scope, rec, made, changed, start, rule, ctx)
                     continue
-                running[end] = rec[start]
+                _move(scope, running, {end: rec[start]}, ctx)
                 if begins < today:
-                    running.update(rule.get("ended") or {})
+                    _move(scope, running, rule.get("ended") or {}, ctx)
+                if made and changed and str(running.get(changed)) < str(rec.get(made)):
+                    running[changed] = rec[made]  # it changed when its successor was signed
             running = rec
+
+
+def _move(scope: str, rec: dict[str, Any], values: Mapping[str, Any], ctx: WorldContext) -> None:
+    """Set a record's fields, keeping what they held when it was made."""
+    kept = ctx.made_with.setdefault((scope, str(rec.get("id"))), {})
+    for field, value in values.items():
+        kept.setdefault(field, rec.get(field))
+        rec[field] = value
+
+
+def _set_aside(
+    scope: str, rec: dict[str, Any], made: str, changed: str, start: str, rule: Any,
+    ctx: WorldContext,
+) -> None:
+    """Time a record never taken up was set aside: after it was made, by `short-within-days`
+    past its start, and never later than it last changed already."""
+    lo = parse_time(str(rec[made]))
+    grace = timedelta(days=int(rule.get("short-within-days") or 0))
+    until = date.fromisoformat(str(rec[start])) + grace
+    by = datetime(until.year, until.month, until.day, tzinfo=UTC).timestamp()
+    hi = min(parse_time(str(rec[changed])), int(by), ctx.epoch)
+    if hi <= lo:
+        return
+    at = random.Random(f"{ctx.seed}:{scope}:{rec.get('id')}:set-aside").random()
+    rec[changed] = format_datetime(lo + int((hi - lo) * at))
 
 
 def _runs_on(rec: Mapping[str, Any], end: str, when: str) -> bool:
