@@ -60,3 +60,30 @@ def test_a_contract_ending_before_it_starts_is_refused(fresh_client: TestClient)
     assert r.json()["error"]["details"][0]["field"] == "end_date"
     r = fresh_client.post(f"{API}/contracts", headers=h, json={**body, "end_date": "2027-05-31"})
     assert r.status_code == 201, r.text
+
+
+def test_a_block_hours_contract_without_its_hours_is_refused_naming_the_field(
+    fresh_client: TestClient,
+) -> None:
+    h = bearer(key_named(fresh_client.app, "Owner - full"))
+    before = fresh_client.get(f"{API}/contracts", headers=h, params={"per_page": 1}).json()
+    body = {"client_id": "cli_acme", "name": "Block hours - 20h", "type": "block",
+            "start_date": "2026-06-01"}
+    r = fresh_client.post(f"{API}/contracts", headers=h, json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["details"][0]["field"] == "block_hours"
+    after = fresh_client.get(f"{API}/contracts", headers=h, params={"per_page": 1}).json()
+    assert after["data"]["total"] == before["data"]["total"]  # nothing stored
+    r = fresh_client.post(f"{API}/contracts", headers=h, json={**body, "block_hours": 20})
+    assert r.status_code == 201, r.text
+    made = r.json()["data"]["id"]
+    # a block contract keeps its hours, and one made a block takes some
+    r = fresh_client.patch(f"{API}/contracts/{made}", headers=h, json={"block_hours": None})
+    assert r.status_code == 400 and r.json()["error"]["details"][0]["field"] == "block_hours"
+    body = {**body, "name": "Pay as you go", "type": "pay-as-you-go"}
+    other = fresh_client.post(f"{API}/contracts", headers=h, json=body).json()["data"]["id"]
+    r = fresh_client.patch(f"{API}/contracts/{other}", headers=h, json={"type": "block"})
+    assert r.status_code == 400 and r.json()["error"]["details"][0]["field"] == "block_hours"
+    assert fresh_client.get(f"{API}/contracts/{other}", headers=h).json()["data"]["type"] == (
+        "pay-as-you-go"
+    )
