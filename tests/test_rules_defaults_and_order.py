@@ -40,6 +40,7 @@ def test_a_contract_takes_a_documented_or_custom_sla_tier(
         "client_id": "cli_acme",
         "name": "Server care",
         "type": "block",
+        "block_hours": 20,
         "start_date": "2026-01-01",
         "sla_tier": tier,
     }
@@ -52,7 +53,8 @@ def test_a_contract_takes_a_documented_or_custom_sla_tier(
 def test_an_empty_sla_tier_is_refused_naming_the_field(
     fresh_client: TestClient, h: dict[str, str]
 ) -> None:
-    body = {"client_id": "cli_acme", "name": "X", "type": "block", "start_date": "2026-01-01"}
+    body = {"client_id": "cli_acme", "name": "X", "type": "block", "block_hours": 20,
+            "start_date": "2026-01-01"}
     r = fresh_client.post(f"{API}/contracts", headers=h, json={**body, "sla_tier": ""})
     assert r.status_code == 400
     assert "sla_tier" in [d["field"] for d in r.json()["error"]["details"]]
