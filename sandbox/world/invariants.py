@@ -48,6 +48,7 @@ from opsmerge_sandbox.world.conditions import (
 from opsmerge_sandbox.world.ref_hints import RefHint, ref_hints
 from opsmerge_sandbox.world.runs import runs_problems
 from opsmerge_sandbox.world.succession import succession_problems
+from opsmerge_sandbox.world.working_hours import hours_problems
 
 __all__ = [
     "COLLECTION_HINTS",
@@ -604,6 +605,10 @@ def _hint_problems_of(
                     raise ConditionError("x-live-time is a mapping with an optional `when` mapping")
                 compile_condition(scope, live.get("when") or {}, schemas)
             rule = prop.get("x-time") or {}
+            arms = [c for c in prop.get("x-cases") or () if isinstance(c, Mapping)]
+            for timing in [rule, *(c.get("x-time") for c in arms)]:
+                if isinstance(timing, Mapping) and "hours" in timing:
+                    out += [f"properties.{at}: {p}" for p in hours_problems(timing["hours"])]
             before = rule.get("before")
             for bound in [rule.get("after"), *(before if isinstance(before, list) else [before])]:
                 if isinstance(bound, str) and ("->" in bound or "{" in bound):

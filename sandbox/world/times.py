@@ -26,6 +26,7 @@ from opsmerge_sandbox.world.context import (
 from opsmerge_sandbox.world.hints import nullable
 from opsmerge_sandbox.world.ref_hints import ref_hints
 from opsmerge_sandbox.world.timefmt import DAY, format_date, format_datetime, parse_time
+from opsmerge_sandbox.world.working_hours import read_hours
 
 HISTORY_DAYS = 730  # created_at falls within about two years before the epoch
 
@@ -43,7 +44,8 @@ def time_plan(
     record refers to), `updated_at` between the last event and the epoch, `x-time` fields by
     their rule. `events` are the record's fields timed after another (acknowledged, finished).
 
-    An `x-time` rule on `created_at` or `updated_at` replaces their default. `after` may be a
+    An `x-time` rule on `created_at` or `updated_at` replaces their default (`hours` alone
+    keeps it, moved into working hours). `after` may be a
     path through a reference (`parent_id->created_at`); `until_epoch` keeps a date that follows
     another from passing the epoch; `older_than_minutes` keeps a time back from the epoch;
     `before` (a field or path) keeps the time no later than the one it gives (an event about a
@@ -53,6 +55,8 @@ def time_plan(
     fmt = format_date if is_date else format_datetime
     rule = schema.get("x-time") or {}
     deps: list[str] = []
+    # people's times fall mostly in their working hours (`working_hours`)
+    hours = read_hours(rule["hours"]) if "hours" in rule else None
 
     def span(unit_rule: dict[str, Any]) -> int:
         days = int(unit_rule.get("within_days", 0))
@@ -105,12 +109,14 @@ def time_plan(
             else:
                 lo = min(lo, hi)
                 ts = lo + int((hi - lo) * d.rng.random())
+            if hours is not None:
+                ts = hours.shape(ts, lo, hi, d.rng)
             d.times[name] = ts
             return fmt(ts)
 
         return FieldPlan(name, make_created, tuple(deps), on_fixed)
 
-    if name == "updated_at" and not rule:
+    if name == "updated_at" and rule.keys() <= {"hours"}:
 
         def make_updated(d: Draft) -> str:
             times = d.times
@@ -120,6 +126,8 @@ def time_plan(
                 if other is not None and lo < other <= epoch:
                     lo = other
             ts = lo + int((epoch - lo) * d.rng.random())
+            if hours is not None:
+                ts = hours.shape(ts, lo, epoch, d.rng)
             times[name] = ts
             return fmt(ts)
 
@@ -167,6 +175,8 @@ def time_plan(
                     raise Redraw
                 room = min(room, bound - base)
             ts = base + (room if exactly else int(room * d.rng.random()))
+            if hours is not None and not exactly:
+                ts = hours.shape(ts, base, min(base + room, epoch), d.rng)
             if (not is_date or until_epoch) and ts > epoch:
                 ts = max(base, epoch)  # events have happened by the epoch; dates may be ahead
             closed = closed_by(d) if closed_by is not None else None
@@ -203,6 +213,8 @@ def time_plan(
         window = width if width_of is None else (width_of(d) or width)
         lo = min(max(start - window, created if created is not None else start - window), hi)
         ts = lo + int((hi - lo) * d.rng.random())
+        if hours is not None:
+            ts = hours.shape(ts, lo, hi, d.rng)
         d.times[name] = ts
         return fmt(ts)
 
