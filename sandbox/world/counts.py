@@ -65,7 +65,8 @@ def count_targets(schema: Any) -> Iterator[str]:
 
 def parent_fields(schema: Any) -> list[str]:
     """The fields of the holding record a nested schema reads (`$parent.<path>`, in its counts,
-    its cases' conditions and its copies): the holding record makes them before the object."""
+    its cases' conditions, its copies and `x-drawn-per`): the holding record makes them before
+    the object."""
     sources: list[Any] = []
     for decl in _declarations(schema):
         where = decl.get("where")
@@ -73,6 +74,7 @@ def parent_fields(schema: Any) -> list[str]:
     for when in _case_conditions(schema):
         sources += list(when)
     sources += [part.get("x-copy") for part in _parts(schema)]
+    sources += [p for part in _parts(schema) for p in part.get("x-drawn-per") or ()]
     found: list[str] = []
     for source in sources:
         if isinstance(source, str) and source.startswith(PARENT):

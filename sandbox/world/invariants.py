@@ -604,6 +604,8 @@ def _hint_problems_of(
                 if not isinstance(live, Mapping) or not isinstance(live.get("when", {}), Mapping):
                     raise ConditionError("x-live-time is a mapping with an optional `when` mapping")
                 compile_condition(scope, live.get("when") or {}, schemas)
+            for drawn in prop.get("x-drawn-per") or ():
+                compile_path(scope, str(drawn), schemas)
             rule = prop.get("x-time") or {}
             arms = [c for c in prop.get("x-cases") or () if isinstance(c, Mapping)]
             for timing in [rule, *(c.get("x-time") for c in arms)]:

@@ -3,6 +3,7 @@ it waits for within its record (`x-by`, `x-when`, references, times) and in what
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from opsmerge_sandbox.spec import ref_arms, ref_copies, ref_of
@@ -14,7 +15,7 @@ from opsmerge_sandbox.world.cases import (
     copy_plan,
     format_plan,
 )
-from opsmerge_sandbox.world.conditions import HOLDER, PARENT_KEY, Schemas
+from opsmerge_sandbox.world.conditions import HOLDER, PARENT_KEY, Schemas, compile_path, path_head
 from opsmerge_sandbox.world.context import (
     Draft,
     FieldPlan,
@@ -52,6 +53,32 @@ def when_plan(plan: FieldPlan, when: dict[str, list[Any]]) -> FieldPlan:
         return inner(d)
 
     return FieldPlan(plan.name, make, (*plan.deps, *when), plan.on_fixed)
+
+
+def drawn_per_plan(
+    plan: FieldPlan, paths: list[str], ctx: WorldContext, scope: str, schemas: Schemas,
+    label: str,
+) -> FieldPlan:
+    """`x-drawn-per: [field or path, ...]`: records that agree on what these read draw the same
+    value, however many there are (a contract's run bills a service at one price every month):
+    the plan draws from a generator seeded by the seed, the field and those values, not from
+    the record's own."""
+    readers = [compile_path(scope, str(p), schemas) for p in paths]
+    env = ctx.env
+    inner = plan.make
+    seed = f"{ctx.seed}:{label}"
+
+    def make(d: Draft) -> Any:
+        key = [repr(read(d.rec, env)) for read in readers]
+        own = d.rng
+        d.rng = random.Random(":".join([seed, *key]))
+        try:
+            return inner(d)
+        finally:
+            d.rng = own
+
+    heads = [h for h in map(path_head, map(str, paths)) if h]
+    return FieldPlan(plan.name, make, (*plan.deps, *heads), plan.on_fixed)
 
 
 def compile_plans(
@@ -141,6 +168,8 @@ def compile_plans(
             plan = ref_list_plan(name, prop, ctx, label, scope)
         else:
             plan = plan_of(name, prop)
+        if "x-drawn-per" in prop:
+            plan = drawn_per_plan(plan, prop["x-drawn-per"], ctx, scope, schemas, label)
         plans.append(plan)
     # a nested object that reads the record holding it (`$parent.<field>`) waits for those fields
     for plan in plans:
