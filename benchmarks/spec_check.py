@@ -13,8 +13,7 @@ from collections.abc import Callable
 
 from opsmerge_sandbox.catalogue import load_catalogue
 from opsmerge_sandbox.spec import load_spec
-from opsmerge_sandbox.speccheck import lint_document
-from opsmerge_sandbox.speccheck.lint import check_spec
+from opsmerge_sandbox.speccheck import check_spec, lint_document
 
 TARGET_S = 0.5  # the lints alone, best round
 

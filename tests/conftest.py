@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,18 @@ def violations(spec: Spec, world: dict[str, list[dict[str, Any]]]) -> set[tuple[
     schemas = {name: c.schema for name, c in spec.collections.items()}
     found = check_world(world, schemas, int(recipe.epoch.timestamp()), recipe.organisation)
     return {(v.record_id, v.invariant) for v in found}
+
+
+def rules_broken_by(
+    spec: Spec, world: dict[str, list[dict[str, Any]]], collection: str,
+    pick: Callable[[dict[str, Any]], bool], **change: Any,
+) -> tuple[str, set[str]]:
+    """The first record of `collection` that `pick` holds for, and the invariants a copy of the
+    world breaks on it once `change` is made to it: what the checker says of one wrong record."""
+    changed = copy.deepcopy(world)
+    record = next(r for r in changed[collection] if pick(r))
+    record.update(change)
+    return record["id"], {rule for rid, rule in violations(spec, changed) if rid == record["id"]}
 
 
 @pytest.fixture(scope="module", params=[None, 7], ids=["default-seed", "seed-7"])

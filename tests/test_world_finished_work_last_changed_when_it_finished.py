@@ -5,13 +5,12 @@ what changed. A record's last change is its latest step: made, started, acknowle
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 
 from opsmerge_sandbox.spec import Spec
-from tests.conftest import violations
+from tests.conftest import rules_broken_by
 
 World = dict[str, list[dict[str, Any]]]
 
@@ -36,7 +35,7 @@ def test_a_record_last_changed_at_its_latest_step(seeded_world: World, collectio
 def test_the_checker_names_a_finished_run_changed_after_it_ended(
     spec: Spec, seeded_world: World
 ) -> None:
-    world = copy.deepcopy(seeded_world)
-    run = next(r for r in world["script_runs"] if r["status"] == "completed")
-    run["updated_at"] = "2026-10-31T12:00:00Z"
-    assert (run["id"], "last-changed-when-it-ended") in violations(spec, world)
+    _, broken = rules_broken_by(spec, seeded_world, "script_runs",
+                                lambda r: r["status"] == "completed",
+                                updated_at="2026-10-31T12:00:00Z")
+    assert "last-changed-when-it-ended" in broken

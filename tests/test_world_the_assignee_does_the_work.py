@@ -6,11 +6,10 @@ internal notes, and an unassigned ticket's work is whoever picked it up."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from opsmerge_sandbox.spec import Spec
-from tests.conftest import violations
+from tests.conftest import rules_broken_by
 
 World = dict[str, list[dict[str, Any]]]
 
@@ -43,12 +42,13 @@ def test_colleagues_still_add_internal_notes(seeded_world: World) -> None:
 
 
 def test_the_checker_names_time_logged_by_someone_else(spec: Spec, seeded_world: World) -> None:
-    world = copy.deepcopy(seeded_world)
-    assignee = _assignees(world)
-    entry = next(e for e in world["time_entries"] if assignee[e["ticket_id"]])
-    entry["user_id"] = next(u["id"] for u in world["users"]
-                            if u["id"] != assignee[entry["ticket_id"]] and u["status"] == "active")
-    assert (entry["id"], "logged-by-the-assignee") in violations(spec, world)
+    assignee = _assignees(seeded_world)
+    entry = next(e for e in seeded_world["time_entries"] if assignee[e["ticket_id"]])
+    other = next(u["id"] for u in seeded_world["users"]
+                 if u["id"] != assignee[entry["ticket_id"]] and u["status"] == "active")
+    _, broken = rules_broken_by(spec, seeded_world, "time_entries",
+                                lambda e: e["id"] == entry["id"], user_id=other)
+    assert "logged-by-the-assignee" in broken
 
 
 def test_a_tickets_status_is_moved_on_by_its_assignee(seeded_world: World) -> None:

@@ -6,11 +6,10 @@ or a phishing report is more often High or Critical; only project work goes to P
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from opsmerge_sandbox.spec import Spec
-from tests.conftest import violations
+from tests.conftest import rules_broken_by
 
 World = dict[str, list[dict[str, Any]]]
 ROUTINE = {"Install Adobe Acrobat", "Request access to finance share",
@@ -55,7 +54,6 @@ def test_only_project_work_is_queued_as_a_project(seeded_world: World) -> None:
 def test_the_checker_names_a_password_reset_queued_as_a_project(
     spec: Spec, seeded_world: World
 ) -> None:
-    world = copy.deepcopy(seeded_world)
-    ticket = next(t for t in world["tickets"] if t["subject"] == "MFA reset for user")
-    ticket["queue"] = "Projects"
-    assert (ticket["id"], "projects-queue-holds-project-work") in violations(spec, world)
+    _, broken = rules_broken_by(spec, seeded_world, "tickets",
+                                lambda t: t["subject"] == "MFA reset for user", queue="Projects")
+    assert "projects-queue-holds-project-work" in broken

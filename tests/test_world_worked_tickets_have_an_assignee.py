@@ -4,11 +4,10 @@ every status past Open). New and Open tickets may still wait in their queue."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from opsmerge_sandbox.spec import Spec
-from tests.conftest import violations
+from tests.conftest import rules_broken_by
 
 World = dict[str, list[dict[str, Any]]]
 WORKED = {"In Progress", "Waiting on Customer", "Resolved", "Closed"}
@@ -29,7 +28,6 @@ def test_tickets_waiting_in_a_queue_are_still_seeded(seeded_world: World) -> Non
 def test_the_checker_names_a_worked_ticket_left_unassigned(
     spec: Spec, seeded_world: World
 ) -> None:
-    world = copy.deepcopy(seeded_world)
-    ticket = next(t for t in world["tickets"] if t["status"] == "In Progress")
-    ticket["assignee_id"] = None
-    assert (ticket["id"], "worked-by-someone") in violations(spec, world)
+    _, broken = rules_broken_by(spec, seeded_world, "tickets",
+                                lambda t: t["status"] == "In Progress", assignee_id=None)
+    assert "worked-by-someone" in broken

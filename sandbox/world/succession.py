@@ -17,15 +17,13 @@ device contract, the documented hybrid).
       term: {field: billing_frequency, map: {monthly: 30, quarterly: 91, annual: 365}}
       ended: {status: ended}              # what a record ended by its successor holds
       short: {status: voided}             # what one replaced within its first term holds
-      made: created_at                    # when a record was made, and
-      changed: updated_at                 # when it last changed
       short-within-days: 14               # one never taken up is set so by then after its start
 
-A change has a time: the record a successor ended last changed no earlier than the successor was
-made, and one never taken up was set so between its making and `short-within-days` after its
-start (both only later than the record said, never earlier). What the succession moved on is kept
-as the record was made (`WorldContext.made_with`): the log's entry of its making shows the end it
-was made with, not the one its successor gave it.
+A change has a time (`created_at`, `updated_at`): the record a successor ended last changed no
+earlier than the successor was made, and one never taken up was set so between its making and
+`short-within-days` after its start (never later than it said it last changed). What the
+succession moved on is kept as the record was made (`WorldContext.made_with`): the log's entry
+of its making shows the end it was made with, not the one its successor gave it.
 """
 
 from __future__ import annotations
@@ -41,10 +39,8 @@ from opsmerge_sandbox.world.timefmt import format_datetime, parse_time
 
 __all__ = ["KEYS", "succeed", "succession_problems"]
 
-KEYS = (
-    "per", "among", "from", "until", "alongside", "term", "ended", "short", "made", "changed",
-    "short-within-days",
-)
+KEYS = ("per", "among", "from", "until", "alongside", "term", "ended", "short", "short-within-days")
+MADE, CHANGED = "created_at", "updated_at"  # every record's bookkeeping times
 
 
 def succession_problems(rule: Any, own: Mapping[str, Any], schemas: Mapping[str, Any]) -> list[str]:
@@ -56,7 +52,6 @@ def succession_problems(rule: Any, own: Mapping[str, Any], schemas: Mapping[str,
     fields = [rule.get("per"), rule.get("from"), rule.get("until")]
     fields += [term.get("field")] if isinstance(term, Mapping) else []
     fields += [*(rule.get("ended") or {}), *(rule.get("short") or {})]
-    fields += [rule[k] for k in ("made", "changed") if k in rule]
     out += [f"x-succession: no field {f!r}" for f in fields if f not in own]
     days = rule.get("short-within-days")
     if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 0):
@@ -77,7 +72,6 @@ def succeed(
     except ConditionError as exc:
         raise GenerationError(f"{scope}: x-succession: {exc}") from None
     per, start, end = str(rule["per"]), str(rule["from"]), str(rule["until"])
-    made, changed = rule.get("made"), rule.get("changed")
     term = rule.get("term") or {}
     owners: dict[Any, list[dict[str, Any]]] = {}
     for rec in records:
@@ -95,14 +89,14 @@ def succeed(
                 begins = date.fromisoformat(rec[start])
                 if begins < first_term:
                     _move(scope, rec, rule.get("short") or {}, ctx)  # never taken up
-                    if made and changed:
-                        _set_aside(scope, rec, made, changed, start, rule, ctx)
+                    _set_aside(scope, rec, start, rule, ctx)
                     continue
                 _move(scope, running, {end: rec[start]}, ctx)
                 if begins < today:
                     _move(scope, running, rule.get("ended") or {}, ctx)
-                if made and changed and str(running.get(changed)) < str(rec.get(made)):
-                    running[changed] = rec[made]  # it changed when its successor was signed
+                signed, changed = rec.get(MADE), running.get(CHANGED)
+                if signed is not None and changed is not None and str(changed) < str(signed):
+                    running[CHANGED] = signed  # it changed when its successor was signed
             running = rec
 
 
@@ -115,20 +109,21 @@ def _move(scope: str, rec: dict[str, Any], values: Mapping[str, Any], ctx: World
 
 
 def _set_aside(
-    scope: str, rec: dict[str, Any], made: str, changed: str, start: str, rule: Any,
-    ctx: WorldContext,
+    scope: str, rec: dict[str, Any], start: str, rule: Any, ctx: WorldContext
 ) -> None:
     """Time a record never taken up was set aside: after it was made, by `short-within-days`
     past its start, and never later than it last changed already."""
-    lo = parse_time(str(rec[made]))
+    if rec.get(MADE) is None or rec.get(CHANGED) is None:
+        return
+    lo = parse_time(str(rec[MADE]))
     grace = timedelta(days=int(rule.get("short-within-days") or 0))
     until = date.fromisoformat(str(rec[start])) + grace
     by = datetime(until.year, until.month, until.day, tzinfo=UTC).timestamp()
-    hi = min(parse_time(str(rec[changed])), int(by), ctx.epoch)
+    hi = min(parse_time(str(rec[CHANGED])), int(by), ctx.epoch)
     if hi <= lo:
         return
     at = random.Random(f"{ctx.seed}:{scope}:{rec.get('id')}:set-aside").random()
-    rec[changed] = format_datetime(lo + int((hi - lo) * at))
+    rec[CHANGED] = format_datetime(lo + int((hi - lo) * at))
 
 
 def _runs_on(rec: Mapping[str, Any], end: str, when: str) -> bool:

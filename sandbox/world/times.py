@@ -45,7 +45,8 @@ def time_plan(
     their rule. `events` are the record's fields timed after another (acknowledged, finished).
 
     An `x-time` rule on `created_at` or `updated_at` replaces their default (`hours` alone
-    keeps it, moved into working hours). `after` may be a
+    keeps it, moved into working hours; `latest-event: true` makes `updated_at` the time of the
+    record's latest event: nothing changes it once its last step is done). `after` may be a
     path through a reference (`parent_id->created_at`); `until_epoch` keeps a date that follows
     another from passing the epoch; `older_than_minutes` keeps a time back from the epoch;
     `before` (a field or path) keeps the time no later than the one it gives (an event about a
@@ -116,7 +117,8 @@ def time_plan(
 
         return FieldPlan(name, make_created, tuple(deps), on_fixed)
 
-    if name == "updated_at" and rule.keys() <= {"hours"}:
+    if name == "updated_at" and rule.keys() <= {"hours", "latest-event"}:
+        settled = bool(rule.get("latest-event"))
 
         def make_updated(d: Draft) -> str:
             times = d.times
@@ -125,6 +127,9 @@ def time_plan(
                 other = times.get(event)
                 if other is not None and lo < other <= epoch:
                     lo = other
+            if settled:  # nothing has changed it since its latest event
+                times[name] = lo
+                return fmt(lo)
             ts = lo + int((epoch - lo) * d.rng.random())
             if hours is not None:
                 ts = hours.shape(ts, lo, epoch, d.rng)
