@@ -182,6 +182,7 @@ class _Deadlines:
     _head_due = False  # a head has begun (or the connection is new) and is not whole yet
     _head_deadline: asyncio.TimerHandle | None = None
     _body_deadline: asyncio.TimerHandle | None = None
+    _body_due: Any = None  # the cycle whose head came in this read, while its body may be coming
     _head_bytes = 0
     _refused = False
 
@@ -222,6 +223,16 @@ class _Deadlines:
             # a head begun in this read and not whole by its end: its deadline runs from now
             # (one that is whole within the read, the common case, never needs a timer)
             self._await_head()
+        cycle = self._body_due
+        if cycle is not None:
+            # a body begun in this read and not whole by its end: likewise (a create's body
+            # nearly always comes in the read that brought its head)
+            self._body_due = None
+            if cycle.more_body and self.cycle is cycle and not self._refused:
+                self._cancel_body_deadline()
+                self._body_deadline = self.loop.call_later(
+                    self.limits.body_timeout, self._body_overdue, cycle
+                )
 
     def _refuse(self) -> None:
         self._refused = True
@@ -244,16 +255,15 @@ class _Deadlines:
             )
 
     def _head_received(self) -> None:
-        """A complete head arrived: its deadline ends and the body's (if any) starts."""
+        """A complete head arrived: its deadline ends and the body's (if any) starts (armed
+        when the read that brought the head ends without the whole body)."""
         self._head_due = False
         self._cancel_head_deadline()
         self._cancel_body_deadline()
         self._head_bytes = 0
         cycle = self.cycle
         if cycle is not None and cycle.more_body:
-            self._body_deadline = self.loop.call_later(
-                self.limits.body_timeout, self._body_overdue, cycle
-            )
+            self._body_due = cycle  # its deadline is armed at the end of the read, if still due
 
     def _cancel_head_deadline(self) -> None:
         if self._head_deadline is not None:
