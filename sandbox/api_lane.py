@@ -8,8 +8,9 @@ answers (`ApiDispatch.direct`: the same match the ASGI fast path makes) is taken
 gathered as the parser hands it over, the pipeline run as soon as the message is complete, and
 the answer written as one head-and-body. With the embedded store the pipeline's first step runs
 as a plain callback once the loop step that read the request is done (most answers never wait, so
-no task is made); when it waits, or always on shared state (whose client needs a task of its
-own), the rest runs as a task. What is written is what uvicorn would have written for the same
+no task is made); when it waits, the rest runs as a task. On shared state (whose client needs a
+task of its own) the request is a task from the start, which the loop also starts after the
+step's reads. What is written is what uvicorn would have written for the same
 answer.
 
 Why a callback and not at once, inside the read: at 64 connections a loop step reads many
@@ -282,8 +283,12 @@ class ApiLane:
                 cycle.set()
             else:  # the common case: the whole request came in this read
                 self._unstarted = None
-                # answered once this loop step's reads are done (see the module's docstring)
-                self.loop.call_soon(self._answer, cycle)
+                lane = self._lane
+                if lane is not None and lane.eager:
+                    # answered once this loop step's reads are done (see the module's docstring)
+                    self.loop.call_soon(self._answer, cycle)
+                else:  # a task of its own, whose first step the loop runs after the reads anyway
+                    self._answer(cycle)
             return
         super().on_message_complete()  # type: ignore[misc]
 
