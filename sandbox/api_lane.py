@@ -10,15 +10,13 @@ the answer written as one head-and-body. With the embedded store the pipeline's 
 as a plain callback once the loop step that read the request is done (most answers never wait, so
 no task is made); when it waits, the rest runs as a task. On shared state (whose client needs a
 task of its own) the request is a task from the start, which the loop also starts after the
-step's reads. What is written is what uvicorn would have written for the same
-answer.
+step's reads. What is written is what uvicorn would have written for the same answer.
 
 Why a callback and not at once, inside the read: at 64 connections a loop step reads many
 requests, and each read is a system call whose kernel work evicts the caches the pipeline's code
 and data live in. Run after the step's reads, one request after the other, the pipelines find
-them warm: served creates on one pinned core, four alternating pairs of fresh servers,
-6,704 / 6,680 / 7,913 / 6,594 req/s (p99 14-20 ms) against 5,757 / 5,309 / 5,966 / 5,975 (p99
-23-26 ms) at once (`benchmarks/README.md`). A request whose body is still coming when its head is
+them warm: more requests a second and a shorter tail for creates, gets and lists alike
+(`benchmarks/README.md`, "The API lane"). A request whose body is still coming when its head is
 whole starts at once, as before: its answer may not need the body.
 
 Everything else takes uvicorn's own way, unchanged: a request that Litestar answers, one with a

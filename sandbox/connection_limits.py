@@ -229,7 +229,6 @@ class _Deadlines:
             # nearly always comes in the read that brought its head)
             self._body_due = None
             if cycle.more_body and self.cycle is cycle and not self._refused:
-                self._cancel_body_deadline()
                 self._body_deadline = self.loop.call_later(
                     self.limits.body_timeout, self._body_overdue, cycle
                 )
