@@ -8,9 +8,11 @@ answers (`ApiDispatch.direct`: the same match the ASGI fast path makes) is taken
 gathered as the parser hands it over, the pipeline run as soon as the message is complete, and
 the answer written as one head-and-body. With the embedded store the pipeline's first step runs
 as a plain callback once the loop step that read the request is done (most answers never wait, so
-no task is made); when it waits, the rest runs as a task. On shared state (whose client needs a
-task of its own) the request is a task from the start, which the loop also starts after the
-step's reads. What is written is what uvicorn would have written for the same answer.
+no task is made). One that waits on a future (a write waiting for its group commit to disk) is
+parked on it with every other request waiting on the same future, and one callback carries them
+all on when it is done: still no task. On shared state (whose client needs a task of its own)
+the request is a task from the start, which the loop also starts after the step's reads. What is
+written is what uvicorn would have written for the same answer.
 
 Why a callback and not at once, inside the read: at 64 connections a loop step reads many
 requests, and each read is a system call whose kernel work evicts the caches the pipeline's code
@@ -36,7 +38,7 @@ import logging
 import types
 import urllib.parse
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
@@ -140,14 +142,8 @@ async def _no_send(message: Any) -> None:
 
 
 @types.coroutine
-def _rest(coro: Coroutine[Any, Any, Any], waiting: Any, handed: bool) -> Generator[Any, Any, Any]:
-    """Carry on a coroutine whose first step ran already and is waiting on `waiting` (a future
-    whose hand-over mark was taken off meanwhile, when `handed`: set again just before the task
-    receives it, as the future's own `__await__` would have left it)."""
-    if handed and not waiting.done():
-        waiting._asyncio_future_blocking = True
-    elif handed:
-        waiting = None  # done already: the task steps again at once and the coroutine reads it
+def _rest(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, Any]:
+    """Carry on, as a task, a coroutine whose last step yielded `waiting` (not a future)."""
     while True:
         try:
             sent = yield waiting
@@ -163,8 +159,27 @@ def _rest(coro: Coroutine[Any, Any, Any], waiting: Any, handed: bool) -> Generat
                 return done.value
 
 
-async def _resumed(coro: Coroutine[Any, Any, Any], waiting: Any, handed: bool) -> Any:
-    return await _rest(coro, waiting, handed)
+async def _resumed(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
+    return await _rest(coro, waiting)
+
+
+# future -> the lane requests parked on it, in the order they came; a future's entry goes when
+# it is done (one callback resumes them all, one after the other)
+_Parked = tuple["ApiLane", LaneRequest, Coroutine[Any, Any, Any], Any]
+_PARKED: dict[Any, list[_Parked]] = {}
+
+
+def _park(future: Any, parked: _Parked) -> None:
+    waiting = _PARKED.get(future)
+    if waiting is None:
+        waiting = _PARKED[future] = []
+        future.add_done_callback(_unpark)
+    waiting.append(parked)
+
+
+def _unpark(future: Any) -> None:
+    for protocol, request, run, context in _PARKED.pop(future):
+        protocol._step(request, run, context)
 
 
 class ApiLane:
@@ -297,28 +312,45 @@ class ApiLane:
         dispatch = lane.dispatch
         context = contextvars.copy_context()  # what the request sets stays the request's
         try:
-            run = dispatch.run(request.found, request.scope, request.receive, _no_send)
-            if lane.eager:
-                try:
-                    waiting = context.run(run.send, None)  # type: ignore[attr-defined]
-                except StopIteration as done:
-                    self._respond(request, done.value)
-                    return
-                handed = getattr(waiting, "_asyncio_future_blocking", None) is True
-                if handed:
-                    # the future the first step waits on goes to the task only in its first
-                    # step: until then others may await it too (a group commit to disk is
-                    # one future for many requests), and a future still marked as being
-                    # handed over refuses them ("await wasn't used with future")
-                    waiting._asyncio_future_blocking = False
-                task = self.loop.create_task(
-                    _resumed(run, waiting, handed), context=context  # type: ignore[arg-type]
-                )
-            else:
-                task = self.loop.create_task(run, context=context)  # type: ignore[arg-type]
+            run = cast(
+                "Coroutine[Any, Any, Any]",  # the pipeline's coroutine, not yet started
+                dispatch.run(request.found, request.scope, request.receive, _no_send),
+            )
         except Exception:
             self._respond(request, dispatch.crashed(request.found, request.scope))
             return
+        if lane.eager:
+            self._step(request, run, context)
+            return
+        self._task(request, run, context)
+
+    def _step(self, request: LaneRequest, run: Coroutine[Any, Any, Any], context: Any) -> None:
+        """Run the pipeline on until it answers or waits. A wait on a future parks it there,
+        with every other request waiting on the same future (`_park`), rather than making a
+        task of it: a group commit to disk is one future for every request in its batch."""
+        try:
+            waiting = context.run(run.send, None)
+        except StopIteration as done:
+            self._respond(request, done.value)
+            return
+        except asyncio.CancelledError:  # what it waited on was cancelled: the server is stopping
+            self.transport.close()
+            return
+        except Exception:
+            lane = self._lane
+            assert lane is not None
+            self._respond(request, lane.dispatch.crashed(request.found, request.scope))
+            return
+        if getattr(waiting, "_asyncio_future_blocking", None) is True:
+            # taken off, as a task would: a future still marked as being handed over refuses
+            # the next request that awaits it ("await wasn't used with future")
+            waiting._asyncio_future_blocking = False
+            _park(waiting, (self, request, run, context))
+            return
+        self._task(request, _resumed(run, waiting), context)  # a bare yield: a task goes on
+
+    def _task(self, request: LaneRequest, run: Coroutine[Any, Any, Any], context: Any) -> None:
+        task = self.loop.create_task(run, context=context)
         self.tasks.add(task)
         task.add_done_callback(functools.partial(self._answered, request))
 

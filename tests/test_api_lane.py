@@ -5,8 +5,10 @@ no task per request, the same bytes the ASGI way writes, and HTTP/1.1 kept whole
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -19,6 +21,7 @@ from uvicorn.protocols.http import httptools_impl
 
 from opsmerge_contracts.sandboxes import LoopbackServer
 from opsmerge_sandbox import clock as clock_module
+from opsmerge_sandbox.store.persistence import ChangeLog
 from tests.conftest import make_app
 
 OWNER = "om_sbx_owner_full_pG5aQxpYERgXwi9iPGPE2lWARD"
@@ -321,6 +324,76 @@ def test_concurrent_durable_creates_sharing_one_group_commit_are_all_acknowledge
             for sock in socks:
                 sock.close()
         assert _ticket_total(served.port) == before + 3 * connections  # each one written
+
+
+def test_a_durable_create_waits_for_its_commit_to_disk_without_a_task_of_its_own(
+    tmp_path: Any,
+) -> None:
+    # the requests of one group commit wait parked on its future and go on in the loop step
+    # that learns it is on disk: a task each would cost more than the rest of the wait
+    app = make_app(data_dir=tmp_path)
+    tasks: list[str] = []
+
+    def counted_task(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        tasks.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    with LoopbackServer(app) as served:
+        loop = served.server.servers[0].get_loop()
+        socks = [socket.create_connection(("127.0.0.1", served.port), timeout=10)
+                 for _ in range(8)]  # fmt: skip
+        try:
+            for sock in socks:  # connected and written to once (accepting makes a task)
+                sock.sendall(request("POST", "/api/v1/tickets", TICKET))
+                assert status(Answers(sock).next()[0]) == 201
+            on_server_loop(served, lambda: loop.set_task_factory(counted_task))
+            try:
+                for _round in range(3):
+                    for sock in socks:
+                        sock.sendall(request("POST", "/api/v1/tickets", TICKET))
+                    assert [status(Answers(s).next()[0]) for s in socks] == [201] * len(socks)
+            finally:
+                on_server_loop(served, lambda: loop.set_task_factory(None))
+        finally:
+            for sock in socks:
+                sock.close()
+    # the store's own background work (folding its log into the snapshot) may start meanwhile
+    assert [name for name in tasks if name != "DeltaStore._compact"] == []
+
+
+def test_every_create_waiting_on_a_commit_the_disk_refuses_is_answered_503(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusing = threading.Event()
+    real = ChangeLog.append
+
+    def append(log: ChangeLog, data: bytes) -> None:
+        if refusing.is_set():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(log, data)
+
+    monkeypatch.setattr(ChangeLog, "append", append)
+    connections = 16
+    with LoopbackServer(make_app(data_dir=tmp_path)) as served:
+        before = _ticket_total(served.port)
+        socks = [socket.create_connection(("127.0.0.1", served.port), timeout=10)
+                 for _ in range(connections)]  # fmt: skip
+        try:
+            refusing.set()
+            for sock in socks:
+                sock.sendall(request("POST", "/api/v1/tickets", TICKET))
+            refused = [Answers(sock).next() for sock in socks]
+            assert [status(h) for h, _ in refused] == [503] * connections
+            assert {json.loads(b)["error"]["code"] for _, b in refused} == {"STORE_UNAVAILABLE"}
+            assert _ticket_total(served.port) == before  # nothing the disk refused is kept
+            refusing.clear()
+            for sock in socks:  # the same connections serve on
+                sock.sendall(request("POST", "/api/v1/tickets", TICKET))
+            assert [status(Answers(s).next()[0]) for s in socks] == [201] * connections
+        finally:
+            for sock in socks:
+                sock.close()
+        assert _ticket_total(served.port) == before + connections
 
 
 def _ticket_total(port: int) -> int:
