@@ -9,13 +9,16 @@ cancels out; repeatable to about 1% on the same machine whatever else it is doin
 requests a second on a shared one.
 
     .venv/bin/python benchmarks/served_instructions.py [--root DIR] [--cases get,list,create]
-        [--floor]
+        [--floor] [--durable]
 
 `--root` measures another checkout (for example `git worktree add /tmp/before HEAD~1`).
 `--floor` also counts the bare-Litestar floor of `make bench` (`floor_app.py`, one constant answer)
 on the same server settings, and prints the floor's count as a share of the sandbox's: the
 instructions side of "create >= 60% of the Litestar floor" (the rate side adds what the count
 cannot see: cache and TLB misses, branch mispredictions, the kernel).
+`--durable` serves with a fresh `--data-dir`, so a create's count includes what making it durable
+costs every thread of the process (the commit's encoding, the writer thread, the batch's
+completion, the wait), at the batches 16 connections make.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -81,7 +85,7 @@ def _client(port: int, case: str, n: int) -> None:
         raise SystemExit(f"{case} answered {failed[:3]}")
 
 
-def _serve(root: Path, case: str, n: int, floor: bool = False) -> None:
+def _serve(root: Path, case: str, n: int, floor: bool = False, durable: bool = False) -> None:
     """The counted process: the sandbox served as `serve` serves it (or the floor, on the same
     server settings), until the client is done."""
     sys.path.insert(0, str(root))
@@ -90,6 +94,7 @@ def _serve(root: Path, case: str, n: int, floor: bool = False) -> None:
     from opsmerge_sandbox.connection_limits import resolve_limits, uvicorn_options
 
     app: Any
+    data_dir: Path | None = None
     if floor:
         import floor_app
 
@@ -98,7 +103,8 @@ def _serve(root: Path, case: str, n: int, floor: bool = False) -> None:
         from opsmerge_sandbox.app import create_app
         from opsmerge_sandbox.settings import Settings
 
-        app = create_app(Settings(rate_limit=10**9))
+        data_dir = Path(tempfile.mkdtemp(prefix="served-instructions-")) if durable else None
+        app = create_app(Settings(rate_limit=10**9, data_dir=data_dir))
     gc.collect()
     gc.freeze()  # as `serve` does
     sock = socket.socket()
@@ -122,6 +128,8 @@ def _serve(root: Path, case: str, n: int, floor: bool = False) -> None:
 
     threading.Thread(target=drive, daemon=True).start()
     server.run(sockets=[sock])
+    if data_dir is not None:
+        shutil.rmtree(data_dir, ignore_errors=True)
     if failed:
         raise SystemExit("the client failed: this run counts nothing")
 
@@ -131,6 +139,8 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     p.add_argument("--cases", default="get,list,create")
     p.add_argument("--floor", action="store_true", help="count the Litestar floor too")
+    p.add_argument("--durable", action="store_true",
+                   help="serve with a data directory (fsynced writes)")
     p.add_argument("--one", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
     p.add_argument("--one-floor", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--client", nargs=3, metavar=("PORT", "CASE", "N"), help=argparse.SUPPRESS)
@@ -139,7 +149,7 @@ def main() -> None:
         _client(int(args.client[0]), args.client[1], int(args.client[2]))
         return
     if args.one:
-        _serve(args.root, args.one[0], int(args.one[1]), args.one_floor)
+        _serve(args.root, args.one[0], int(args.one[1]), args.one_floor, args.durable)
         return
     cases = args.cases.split(",")
     for case in cases:
@@ -149,7 +159,8 @@ def main() -> None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     env = tooling.private_cache_env(args.root, "served-instructions")
     for case in cases:
-        cmd = [sys.executable, __file__, "--root", str(args.root), "--one", case]
+        cmd = [sys.executable, __file__, "--root", str(args.root),
+               *(["--durable"] if args.durable else []), "--one", case]
         subprocess.run([*cmd, str(CONNECTIONS)], check=True, env=env)  # warms the start cache
         per_request = tooling.instructions_per_unit(cmd, env, 208, 1200)
         print(f"{case:6} {per_request:10.0f} instructions/request served")

@@ -4,7 +4,8 @@ On disk, `delta.json` is a TinyDB document (one set of tables per workspace) tha
 with TinyDB, and `delta.log` holds the commits made since: one JSON line per commit (a
 workspace's changes, or the workspaces a reset dropped). A write appends its line and fsyncs the
 log before it is acknowledged; writes that arrive while an fsync is under way share the next one
-(group commit). The file work runs on one writer thread, never on the event loop.
+(group commit). The file work runs on one writer thread, never on the event loop; the thread
+hands each batch's outcome straight back to the loop, where its writers go on.
 
 At open the snapshot is loaded and the log replayed on top (a torn last line, from a crash in the
 middle of an append, is dropped), then the two are folded into a new snapshot (compaction). The
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -373,7 +375,8 @@ class DeltaStore:
         self._next_ids: dict[str, int] = {}
         self._queue: list[tuple[bytes, Entry]] = []
         self._queued: asyncio.Future[None] | None = None  # the future of the queued batch
-        self._flusher: asyncio.Task[None] | None = None
+        self._writing = False  # a batch is with the writer thread (or about to be)
+        self._drained: asyncio.Future[None] | None = None  # what `settle` waits on meanwhile
         self._compaction: asyncio.Task[None] | None = None
         # workspaces whose drop is queued or being written -> that batch's future
         self._dropping: dict[str, asyncio.Future[None]] = {}
@@ -559,34 +562,56 @@ class DeltaStore:
             future = self._queued = loop.create_future()
             future.add_done_callback(_failed)
         self._queue.append((line, entry))
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._flush(), name="store-flush")
+        if not self._writing:
+            self._writing = True
+            # after the rest of this loop step, so the step's other commits share the fsync
+            loop.call_soon(self._write_queued, loop)
         return future
 
-    async def _flush(self) -> None:
-        """Write the queued commits, a batch per fsync, until none are left."""
-        loop = asyncio.get_running_loop()
-        try:
-            while self._queue:
-                batch, future = self._queue, self._queued
-                self._queue, self._queued = [], None
-                assert future is not None
-                data = b"".join(line for line, _ in batch)
-                try:
-                    await loop.run_in_executor(self._writer, self.log.append, data)
-                except OSError as exc:
-                    self._fail(batch, future, exc)
-                    continue
-                for _, entry in batch:
-                    self._apply(entry)
-                self._settle_drops(future)
-                future.set_result(None)
-                if self._compaction is None and self.log.size > max(
-                    COMPACT_MIN_BYTES, self._snapshot_size
-                ):
-                    self._start_compaction(loop)
-        finally:
-            self._flusher = None
+    def _write_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand the queued commits to the writer thread as one batch (one fsync). The thread
+        hands the outcome straight back to the loop (`_written`): no task in between, so the
+        batch's writers go on in the loop step that learns it is on disk."""
+        batch, future = self._queue, self._queued
+        self._queue, self._queued = [], None
+        assert future is not None
+        data = b"".join(line for line, _ in batch)
+
+        def back(done: concurrent.futures.Future[None]) -> None:  # on the writer thread
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._written, loop, batch, future, done)
+
+        self._writer.submit(self.log.append, data).add_done_callback(back)
+
+    def _written(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[tuple[bytes, Entry]],
+        future: asyncio.Future[None],
+        done: concurrent.futures.Future[None],
+    ) -> None:
+        exc = done.exception()
+        if exc is not None:
+            if not isinstance(exc, OSError):  # not the disk's doing: still nothing was saved
+                log.error("writing %d commit(s) failed", len(batch), exc_info=exc)
+                exc = OSError(errno.EIO, f"{type(exc).__name__}: {exc}")
+            self._fail(batch, future, exc)
+        else:
+            for _, entry in batch:
+                self._apply(entry)
+            self._settle_drops(future)
+            future.set_result(None)
+            if self._compaction is None and self.log.size > max(
+                COMPACT_MIN_BYTES, self._snapshot_size
+            ):
+                self._start_compaction(loop)
+        if self._queue:
+            self._write_queued(loop)
+            return
+        self._writing = False
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def _fail(
         self, batch: list[tuple[bytes, Entry]], future: asyncio.Future[None], exc: OSError
@@ -644,11 +669,14 @@ class DeltaStore:
 
     async def settle(self) -> None:
         """Wait until every queued commit and any compaction under way have finished."""
-        while self._flusher is not None or self._compaction is not None:
-            for task in (self._flusher, self._compaction):
-                if task is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(task)
+        while self._writing or self._compaction is not None:
+            if self._writing:
+                if self._drained is None:
+                    self._drained = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._drained)
+            elif self._compaction is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._compaction)
 
     async def compact(self) -> None:
         """Write what is queued, then fold the whole log into the snapshot, on the writer thread.
