@@ -272,7 +272,12 @@ def test_a_record_is_logged_as_made_when_it_says_it_was_made(
 
 @pytest.mark.parametrize(
     ("action", "status"),
-    [("invoice.paid", "Paid"), ("contract.voided", "voided"), ("client.archived", "archived")],
+    [
+        ("invoice.paid", "Paid"),
+        ("invoice.voided", "Voided"),
+        ("contract.voided", "voided"),
+        ("client.archived", "archived"),
+    ],
 )
 def test_a_final_event_names_a_record_in_that_state_at_its_last_change(
     records: Records,
@@ -290,6 +295,7 @@ def test_a_final_event_names_a_record_in_that_state_at_its_last_change(
     ("action", "was"),
     [
         ("invoice.paid", {"Open", "Overdue"}),
+        ("invoice.voided", {"Open", "Overdue"}),
         ("contract.voided", {"active"}),
         ("client.archived", {"active", "lead"}),
     ],
@@ -303,9 +309,29 @@ def test_a_final_event_shows_the_change_that_made_it_final(
         record = _record(records, e)
         before, after = e["diff"]["status"]
         assert after == record["status"] and before in was, e
-        if action == "invoice.paid":
+        if action in ("invoice.paid", "invoice.voided"):
             overdue = f"{record['due_date']}T00:00:00Z" < e["created_at"]  # due by midnight
             assert before == ("Overdue" if overdue else "Open"), (e, record["due_date"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "action"),
+    [
+        ("invoice", "Voided", "invoice.voided"),
+        ("contract", "voided", "contract.voided"),
+        ("client", "archived", "client.archived"),
+    ],
+)
+def test_every_voided_or_archived_record_has_its_voiding_or_archiving_logged(
+    records: Records, entries: list[dict[str, Any]], kind: str, status: str, action: str
+) -> None:
+    """An auditor filtering the log by a voided invoice finds who voided it and when. (The
+    seeded log samples the frequent events, creations and payments; these rare ones are all in
+    it.)"""
+    final = {rid for rid, r in records[kind].items() if r["status"] == status}
+    assert final, f"the seeded world has no {status} {kind} to judge"
+    logged = {e["object_id"] for e in entries if e["action"] == action}
+    assert sorted(final - logged) == []
 
 
 def test_a_change_falls_within_the_life_of_the_record_it_changed(

@@ -209,3 +209,34 @@ def test_deleting_an_agent_takes_its_checks_and_alerts(client: TestClient, ws: s
     assert client.get(f"/api/v1/alerts/{alert['id']}", headers=h).status_code == 404
     checks = client.get(f"/api/v1/checks?agent_id={agent}", headers=h).json()["data"]
     assert checks["total"] == 0
+
+
+def test_nobody_can_demote_every_owner_by_changing_the_owner_role(
+    client: TestClient, ws: str
+) -> None:
+    for key in (ADMIN, OWNER):
+        r = client.patch(
+            "/api/v1/roles/rol_owner", json={"permissions": ["*:read"]}, headers=_as(key, ws)
+        )
+        assert "demote" in _refused(r), key[:12]
+    role = client.get("/api/v1/roles/rol_owner", headers=_as(OWNER, ws)).json()["data"]
+    assert role["permissions"] == ["*:read", "*:write", "*:execute"]
+    # the Owner still does everything
+    r = client.post("/api/v1/tickets", headers=_as(OWNER, ws),
+                    json={"subject": "still the owner", "client_id": "cli_acme"})  # fmt: skip
+    assert r.status_code == 201, r.text
+
+
+def test_only_an_owner_changes_what_admins_may_do(client: TestClient, ws: str) -> None:
+    narrowed = {"permissions": ["*:read"]}
+    r = client.patch("/api/v1/roles/rol_admin", json=narrowed, headers=_as(ADMIN, ws))
+    assert "Owner" in _refused(r)
+    r = client.patch("/api/v1/roles/rol_admin", json={"name": "Admins"}, headers=_as(ADMIN, ws))
+    _refused(r)
+    admin = client.get("/api/v1/roles/rol_admin", headers=_as(OWNER, ws)).json()["data"]
+    assert admin["permissions"] == ["*:read", "*:write", "*:execute"] and admin["name"] == "Admin"
+    # other roles stay the Admin's to change
+    r = client.patch("/api/v1/roles/rol_billing", json={"name": "Billing"}, headers=_as(ADMIN, ws))
+    assert r.status_code == 200, r.text
+    r = client.patch("/api/v1/roles/rol_admin", json=narrowed, headers=_as(OWNER, ws))
+    assert r.status_code == 200 and r.json()["data"]["permissions"] == ["*:read"]

@@ -111,3 +111,54 @@ def test_spec_check_refuses_on_read_without_a_fix_to_derive() -> None:
     }
     [(collection, problem)] = invariant_problems({"lamps": lamp})
     assert collection == "lamps" and "on-read" in problem
+
+
+def test_a_domain_without_a_certificate_reading_is_not_critical_for_its_certificate(
+    client: TestClient[Any],
+) -> None:
+    """No expiry date is no expiry: the certificate rules judge a date the SSL check read."""
+    ws = f"nossl-{uuid.uuid4().hex[:8]}"
+    headers = {**H, "X-Sandbox-Workspace": ws}
+    unread = [d for d in every_record(client, "/api/v1/domains", headers)
+              if d["ssl_expires_at"] is None]  # fmt: skip
+    assert unread
+    assert sum(d["status"] == "ok" for d in unread) > len(unread) / 2, unread
+    made = []
+    for checks in (None, ["http", "dns"], ["ssl"]):
+        name = f"{uuid.uuid4().hex[:8]}.acmecorp.co.uk"
+        body: dict[str, Any] = {"client_id": "cli_acme", "domain": name}
+        if checks is not None:
+            body["checks"] = checks
+        r = client.post("/api/v1/domains", json=body, headers=headers)
+        assert r.status_code == 201, r.text
+        assert (r.json()["data"]["status"], r.json()["data"]["ssl_expires_at"]) == ("ok", None)
+        made.append(r.json()["data"]["id"])
+    advance_clock(client, ws, 7200)
+    for rid in made:
+        read = client.get(f"/api/v1/domains/{rid}", headers=headers).json()["data"]
+        assert read["status"] == "ok", read
+
+
+def test_a_contract_signed_to_start_later_is_scheduled_until_its_start_date(
+    client: TestClient[Any],
+) -> None:
+    ws = f"later-{uuid.uuid4().hex[:8]}"
+    headers = {**H, "X-Sandbox-Workspace": ws}
+    start = (sandbox_now(client, ws) + timedelta(days=30)).date().isoformat()
+    body = {"client_id": "cli_acme", "name": "Per device from next month", "type": "per-asset",
+            "start_date": start, "hourly_rate": 95}  # fmt: skip
+    r = client.post("/api/v1/contracts", json=body, headers=headers)
+    assert r.status_code == 201 and r.json()["data"]["status"] == "scheduled", r.text
+    rid = r.json()["data"]["id"]
+    listed = client.get("/api/v1/contracts?status=scheduled", headers=headers).json()["data"]
+    assert [c["id"] for c in listed["items"]] == [rid]
+    active = client.get("/api/v1/contracts?status=active&per_page=100", headers=headers)
+    assert rid not in {c["id"] for c in active.json()["data"]["items"]}
+    advance_clock(client, ws, 31 * 86_400)
+    assert client.get(f"/api/v1/contracts/{rid}", headers=headers).json()["data"]["status"] == (
+        "active"
+    )
+    # a scheduled contract can be called off before it starts
+    r = client.post("/api/v1/contracts", json=body | {"start_date": "2099-01-01"}, headers=headers)
+    r = client.post(f"/api/v1/contracts/{r.json()['data']['id']}/void", headers=headers)
+    assert r.status_code == 200 and r.json()["data"]["status"] == "voided", r.text
