@@ -761,6 +761,8 @@ class FieldRules:
     not_before: Mapping[str, str] = dataclasses.field(default_factory=_empty)
     # `x-exclusive`: flag field -> the field whose value scopes it (one holder per value)
     exclusive: Mapping[str, str] = dataclasses.field(default_factory=_empty)
+    # `x-exclusive.required`: the flags some record of every scope with records always holds
+    held: tuple[str, ...] = ()
     # `x-touches`: reference field -> the collection whose record a write of this one changes
     touches: Mapping[str, str] = dataclasses.field(default_factory=_empty)
     forward_only: tuple[str, ...] = ()  # `x-forward-only`: an update may not lower them
@@ -825,6 +827,7 @@ def _field_rules(
     defaults: dict[str, DefaultFrom] = {}
     not_before: dict[str, str] = {}
     exclusive: dict[str, str] = {}
+    held: list[str] = []
     touches: dict[str, str] = {}
     forward_only: list[str] = []
     merge: list[str] = []
@@ -864,6 +867,10 @@ def _field_rules(
                 r.problem(f"{key}.x-exclusive.per must name another field, got {per!r}")
             else:
                 exclusive[name] = per
+                if decl.get("required") is True:
+                    held.append(name)
+                elif decl.get("required", False) is not False:
+                    r.problem(f"{key}.x-exclusive.required must be true or false")
         if "x-touches" in prop:
             ref = prop.get("x-ref")
             target = ref.get("collection") if isinstance(ref, Mapping) else None
@@ -903,6 +910,7 @@ def _field_rules(
         defaults=MappingProxyType(defaults),
         not_before=MappingProxyType(not_before),
         exclusive=MappingProxyType(exclusive),
+        held=tuple(held),
         touches=MappingProxyType(touches),
         forward_only=tuple(forward_only),
         merge=tuple(merge),

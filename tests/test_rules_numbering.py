@@ -301,6 +301,58 @@ def test_moving_a_primary_contact_to_another_client_takes_that_client_flag(
     )
 
 
+def test_a_clients_first_contact_is_its_primary_contact(
+    fresh_client: TestClient, h: dict[str, str]
+) -> None:
+    cid = _client(fresh_client, h)
+    first = _contact(fresh_client, h, cid, is_primary=False)
+    assert first["is_primary"] is True
+    second = _contact(fresh_client, h, cid)
+    assert second["is_primary"] is False
+    assert _primaries(fresh_client, h, cid) == [first["id"]]
+
+
+def test_the_primary_contact_cannot_be_unflagged_only_replaced(
+    fresh_client: TestClient, h: dict[str, str]
+) -> None:
+    for others in (0, 1):
+        cid = _client(fresh_client, h)
+        holder = _contact(fresh_client, h, cid, is_primary=True)
+        for _ in range(others):
+            _contact(fresh_client, h, cid)
+        r = fresh_client.patch(
+            f"{API}/contacts/{holder['id']}", headers=h, json={"is_primary": False}
+        )
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert error["code"] == "VALIDATION_ERROR"
+        assert [d["field"] for d in error["details"]] == ["is_primary"]
+        assert _primaries(fresh_client, h, cid) == [holder["id"]]
+    r = fresh_client.patch(
+        "/api/v1/contacts/con_acmejane", headers=h, json={"is_primary": False}
+    )  # a seeded client's primary contact too
+    assert r.status_code == 400 and _primaries(fresh_client, h, "cli_acme") == ["con_acmejane"]
+
+
+def test_deleting_or_moving_the_primary_contact_passes_the_flag_to_the_earliest_left(
+    fresh_client: TestClient, h: dict[str, str]
+) -> None:
+    cid, elsewhere = _client(fresh_client, h), _client(fresh_client, h)
+    holder = _contact(fresh_client, h, cid, is_primary=True)
+    earliest = _contact(fresh_client, h, cid)
+    latest = _contact(fresh_client, h, cid)
+    r = fresh_client.delete(f"{API}/contacts/{holder['id']}", headers=h)
+    assert r.status_code == 200, r.text
+    assert _primaries(fresh_client, h, cid) == [earliest["id"]]
+    r = fresh_client.patch(f"{API}/contacts/{earliest['id']}", headers=h,
+                           json={"client_id": elsewhere})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert _primaries(fresh_client, h, cid) == [latest["id"]]
+    assert _primaries(fresh_client, h, elsewhere) == [earliest["id"]]
+    assert fresh_client.delete(f"{API}/contacts/{latest['id']}", headers=h).status_code == 200
+    assert _primaries(fresh_client, h, cid) == []  # no contacts, no primary
+
+
 # --- ticket numbering settings -----------------------------------------------------------------
 
 SETTINGS = f"{API}/settings/ticket-numbering"

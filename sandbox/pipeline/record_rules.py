@@ -9,7 +9,10 @@ code here names no resource:
 - `x-forward-only`: an update may not lower the number (400 naming the field);
 - `x-merge`: a PATCH of the object field changes only the keys it names;
 - `x-exclusive`: one record per scope holds the flag; setting it takes it from the holder, in
-  the same transaction as the write;
+  the same transaction as the write. With `required: true` one always does: the first record
+  of a scope takes it, the holder cannot clear it or leave its scope while others remain
+  (400 naming the flag: set it on another record to move it), and when the holder is deleted
+  the scope's earliest remaining record takes it;
 - `x-touches`: a write of the record is a change of the record it names (a comment is activity
   on its ticket), whose `updated_at` moves to the write's time in the same transaction.
 """
@@ -93,14 +96,24 @@ def apply_update(
             record[field] = {**old, **new}
 
 
-def settle(ws: Workspace, collection: str, rules: FieldRules, record: Record, now: str) -> None:
-    """Take each `x-exclusive` flag the record now holds from the others in its scope; move
-    on the `updated_at` of each record it `x-touches`."""
+def settle(
+    ws: Workspace,
+    collection: str,
+    rules: FieldRules,
+    record: Record,
+    now: str,
+    before: Record | None = None,
+) -> None:
+    """Take each `x-exclusive` flag the record now holds from the others in its scope (one
+    that must always be held: keep it held); move on the `updated_at` of each record it
+    `x-touches`. `before` is the record as it was, on an update."""
     for field, target in rules.touches.items():
         named = ws.get(target, record[field]) if record.get(field) is not None else None
         if named is not None and named.get("updated_at", now) < now:
             ws.write(target, {**named, "updated_at": now})
     for flag, per in rules.exclusive.items():
+        if flag in rules.held:
+            _keep_held(ws, collection, flag, per, record, before)
         scope = record.get(per)
         if record.get(flag) is not True or scope is None:
             continue
@@ -108,6 +121,54 @@ def settle(ws: Workspace, collection: str, rules: FieldRules, record: Record, no
         for other in holders:
             if other["id"] != record["id"]:
                 ws.write(collection, {**other, flag: False, "updated_at": now})
+
+
+def _keep_held(
+    ws: Workspace, collection: str, flag: str, per: str, record: Record, before: Record | None
+) -> None:
+    view = ws.view(collection)
+    rid = record["id"]
+    old = before.get(per) if before is not None and before.get(flag) is True else None
+    if old is not None and record.get(per) == old and record.get(flag) is not True:
+        raise ApiError(
+            "VALIDATION_ERROR",
+            f"Every {per} with records has exactly one {flag} record, and this is {old}'s; make "
+            f"another of its records {flag} to move it.",
+            [Detail("body", flag, f"cannot be cleared on the only {flag} record of its {per}")],
+        )
+    if old is not None and record.get(per) != old:  # it leaves: the earliest left takes it
+        _pass_on(ws, collection, flag, per, old, rid, record["updated_at"])
+    scope = record.get(per)
+    if record.get(flag) is True or scope is None:
+        return
+    holders = view.query([(per, scope), (flag, True)], None, "id", False)
+    if not [r for r in holders if r["id"] != rid]:
+        record[flag] = True  # the scope's first record, or one that had none: it holds it now
+
+
+def settle_delete(
+    ws: Workspace, collection: str, rules: FieldRules, record: Record, now: str
+) -> None:
+    """After a delete: a flag that must always be held passes from the deleted record to the
+    earliest made of its scope's remaining records."""
+    for flag in rules.held:
+        per = rules.exclusive[flag]
+        scope = record.get(per)
+        if record.get(flag) is not True or scope is None:
+            continue
+        _pass_on(ws, collection, flag, per, scope, record["id"], now)
+
+
+def _pass_on(
+    ws: Workspace, collection: str, flag: str, per: str, scope: Any, gone: str, now: str
+) -> None:
+    """The flag's holder `gone` left `scope`: its earliest made remaining record takes it
+    (records made in the same second, in the order they were made)."""
+    view = ws.view(collection)
+    left = [r for r in view.query([(per, scope)], None, "id", False) if r["id"] != gone]
+    if left and not any(r.get(flag) is True for r in left):
+        first = min(left, key=lambda r: (r.get("created_at") or "", view.seq_of(r["id"])))
+        ws.write(collection, {**first, flag: True, "updated_at": now})
 
 
 def _date(value: Any) -> date | None:

@@ -625,7 +625,7 @@ class Resources:
         numbers = Numbers(maps=self.numbering.maps(ex.workspace, coll))
         year = self.clock.now_dt().year
         derive_fields(coll, record, view.seq_of(rid), year, numbers, changed=set(changes))
-        record_rules.settle(ex.workspace, coll.name, rules, record, now)
+        record_rules.settle(ex.workspace, coll.name, rules, record, now, before=current)
         check = self.write_checks.get(coll.name)
         if check is not None:
             check(ex.workspace, record)
@@ -740,6 +740,8 @@ class Resources:
         else:
             self._check_refusals(ex, coll, record, None)
             self._erase(ex, coll, rid)
+            rules = self.rules[coll.name]
+            record_rules.settle_delete(ex.workspace, coll.name, rules, record, self.clock.iso())
         return ex.op.success_status, {"id": rid, "deleted": True}
 
     def action(self, ex: HandlerCall) -> tuple[int, Any]:
