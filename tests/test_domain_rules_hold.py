@@ -375,3 +375,19 @@ def test_a_count_is_of_the_records_it_names_and_a_bad_one_is_refused_naming_it(
     bad = spec_with(spec, {"Lamp": lamp, "Shelf": _shelf({"collection": "lamps", "per": "colour"})})
     with pytest.raises(GenerationError, match=r"shelves.*size: x-count takes"):
         build_world(bad, dataclasses.replace(recipe, counts=counts))
+
+
+def test_every_policy_narrows_one_set_of_tenant_defaults(client: TestClient[Any]) -> None:
+    """Policies inherit tenant defaults, then client, site and endpoint: the tenant's own level
+    is there once, names itself so and inherits nothing (agents on the stable channel)."""
+    policies = every_record(client, "/api/v1/policies", H)
+    tenant = [p for p in policies if p["level"] == "tenant"]
+    assert [p["id"] for p in tenant] == ["pol_tenant"]
+    defaults = tenant[0]
+    assert defaults["client_id"] is None and defaults["update_channel"] == "stable"
+    assert "Inherit" not in (defaults["connect_enabled"], defaults["connect_auto_install"])
+    listed = client.get("/api/v1/policies?level=tenant", headers=H).json()["data"]
+    assert [p["id"] for p in listed["items"]] == ["pol_tenant"]
+    misnamed = [p["id"] for p in policies if p["name"] == "Tenant defaults" and p is not defaults]
+    assert misnamed == []
+    assert {p["level"] for p in policies} == {"tenant", "client", "site", "agent"}
