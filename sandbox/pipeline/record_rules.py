@@ -10,9 +10,9 @@ code here names no resource:
 - `x-merge`: a PATCH of the object field changes only the keys it names;
 - `x-exclusive`: one record per scope holds the flag; setting it takes it from the holder, in
   the same transaction as the write. With `required: true` one always does: the first record
-  of a scope takes it, the holder cannot clear it or leave its scope while others remain
-  (400 naming the flag: set it on another record to move it), and when the holder is deleted
-  the scope's earliest remaining record takes it;
+  of a scope takes it, the holder cannot clear it (400 naming the flag: set it on another
+  record to move it), and when the holder is deleted or leaves its scope the earliest made of
+  the scope's remaining records takes it;
 - `x-touches`: a write of the record is a change of the record it names (a comment is activity
   on its ticket), whose `updated_at` moves to the write's time in the same transaction.
 """
@@ -126,6 +126,8 @@ def settle(
 def _keep_held(
     ws: Workspace, collection: str, flag: str, per: str, record: Record, before: Record | None
 ) -> None:
+    """A flag some record of every scope must hold: refuse clearing it on its holder, pass it
+    on when the holder leaves its scope, and give it to a record whose scope has no holder."""
     view = ws.view(collection)
     rid = record["id"]
     old = before.get(per) if before is not None and before.get(flag) is True else None
