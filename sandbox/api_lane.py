@@ -179,7 +179,10 @@ def _park(future: Any, parked: _Parked) -> None:
 
 def _unpark(future: Any) -> None:
     for protocol, request, run, context in _PARKED.pop(future):
-        protocol._step(request, run, context)
+        try:
+            protocol._step(request, run, context)
+        except Exception:  # one request's failure must not strand those parked after it
+            log.exception("answering a request that waited on %r failed", future)
 
 
 class ApiLane:
