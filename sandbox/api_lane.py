@@ -35,9 +35,8 @@ import asyncio
 import contextvars
 import functools
 import logging
-import types
 import urllib.parse
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 import httptools
@@ -139,28 +138,6 @@ class LaneRequest:
 
 async def _no_send(message: Any) -> None:
     raise RuntimeError("a request on the lane is answered by the pipeline's return value")
-
-
-@types.coroutine
-def _rest(coro: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, Any]:
-    """Carry on, as a task, a coroutine whose last step yielded `waiting` (not a future)."""
-    while True:
-        try:
-            sent = yield waiting
-        except BaseException as exc:  # a cancellation of the task goes on into the coroutine
-            try:
-                waiting = coro.throw(exc)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
-                waiting = coro.send(sent)
-            except StopIteration as done:
-                return done.value
-
-
-async def _resumed(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
-    return await _rest(coro, waiting)
 
 
 # future -> the lane requests parked on it, in the order they came; a future's entry goes when
@@ -350,7 +327,16 @@ class ApiLane:
             waiting._asyncio_future_blocking = False
             _park(waiting, (self, request, run, context))
             return
-        self._task(request, _resumed(run, waiting), context)  # a bare yield: a task goes on
+        if waiting is None:  # a bare yield (`asyncio.sleep(0)`): a task's first step resumes it
+            self._task(request, run, context)
+            return
+        run.close()  # neither: a task would refuse it too ("bad yield"), and so the request
+        try:
+            raise RuntimeError(f"the pipeline yielded {waiting!r}, which nothing can wait on")
+        except RuntimeError:
+            lane = self._lane
+            assert lane is not None
+            self._respond(request, lane.dispatch.crashed(request.found, request.scope))
 
     def _task(self, request: LaneRequest, run: Coroutine[Any, Any, Any], context: Any) -> None:
         task = self.loop.create_task(run, context=context)

@@ -112,40 +112,42 @@ def settle(
         if named is not None and named.get("updated_at", now) < now:
             ws.write(target, {**named, "updated_at": now})
     for flag, per in rules.exclusive.items():
-        if flag in rules.held:
-            _keep_held(ws, collection, flag, per, record, before)
+        held = flag in rules.held
+        if held and before is not None:
+            _left_by_holder(ws, collection, flag, per, record, before, now)
         scope = record.get(per)
-        if record.get(flag) is not True or scope is None:
+        if scope is None or (record.get(flag) is not True and not held):
             continue
-        holders = ws.view(collection).query([(per, scope), (flag, True)], None, "id", False)
-        for other in holders:
-            if other["id"] != record["id"]:
+        view = ws.view(collection)
+        others = [
+            r
+            for r in view.query([(per, scope), (flag, True)], None, "id", False)
+            if r["id"] != record["id"]
+        ]
+        if record.get(flag) is True:
+            for other in others:
                 ws.write(collection, {**other, flag: False, "updated_at": now})
+        elif held and not others:
+            record[flag] = True  # the scope's first record, or one that had none: it holds it now
 
 
-def _keep_held(
-    ws: Workspace, collection: str, flag: str, per: str, record: Record, before: Record | None
+def _left_by_holder(
+    ws: Workspace, collection: str, flag: str, per: str, record: Record, before: Record, now: str
 ) -> None:
-    """A flag some record of every scope must hold: refuse clearing it on its holder, pass it
-    on when the holder leaves its scope, and give it to a record whose scope has no holder."""
-    view = ws.view(collection)
-    rid = record["id"]
-    old = before.get(per) if before is not None and before.get(flag) is True else None
-    if old is not None and record.get(per) == old and record.get(flag) is not True:
+    """An update of the holder of a flag some record of every scope must hold: clearing it is
+    refused; leaving the scope passes it on."""
+    old = before.get(per) if before.get(flag) is True else None
+    if old is None:
+        return
+    if record.get(per) != old:  # it leaves: the earliest left takes it
+        _pass_on(ws, collection, flag, per, old, record["id"], now)
+    elif record.get(flag) is not True:
         raise ApiError(
             "VALIDATION_ERROR",
             f"Every {per} with records has exactly one {flag} record, and this is {old}'s; make "
             f"another of its records {flag} to move it.",
             [Detail("body", flag, f"cannot be cleared on the only {flag} record of its {per}")],
         )
-    if old is not None and record.get(per) != old:  # it leaves: the earliest left takes it
-        _pass_on(ws, collection, flag, per, old, rid, record["updated_at"])
-    scope = record.get(per)
-    if record.get(flag) is True or scope is None:
-        return
-    holders = view.query([(per, scope), (flag, True)], None, "id", False)
-    if not [r for r in holders if r["id"] != rid]:
-        record[flag] = True  # the scope's first record, or one that had none: it holds it now
 
 
 def settle_delete(
