@@ -391,3 +391,37 @@ def test_every_policy_narrows_one_set_of_tenant_defaults(client: TestClient[Any]
     misnamed = [p["id"] for p in policies if p["name"] == "Tenant defaults" and p is not defaults]
     assert misnamed == []
     assert {p["level"] for p in policies} == {"tenant", "client", "site", "agent"}
+
+
+def test_each_policy_names_the_one_scope_it_narrows(client: TestClient[Any]) -> None:
+    """A site policy names its site and an endpoint override its endpoint (and that endpoint's
+    site), each of the client the policy names; a client, a site or an endpoint has one policy
+    of its level at most, so the effective policy of an endpoint can be worked out from the API
+    alone."""
+    policies = every_record(client, "/api/v1/policies", H)
+    sites, agents = _by_id(client, "sites"), _by_id(client, "agents")
+    scope = {"tenant": None, "client": "client_id", "site": "site_id", "agent": "agent_id"}
+    for level, field in scope.items():
+        mine = [p for p in policies if p["level"] == level]
+        assert mine, level
+        if field is not None:
+            held = [p[field] for p in mine]
+            assert None not in held and len(held) == len(set(held)), (level, held)
+    for p in policies:
+        if p["level"] in ("tenant", "client"):
+            assert p["site_id"] is None and p["agent_id"] is None, p
+        if p["level"] == "site":
+            assert p["agent_id"] is None, p
+            assert sites[p["site_id"]]["client_id"] == p["client_id"], p
+        if p["level"] == "agent":
+            endpoint = agents[p["agent_id"]]
+            assert (endpoint["client_id"], endpoint["site_id"]) == (p["client_id"], p["site_id"]), p
+    overrides = [p for p in policies if p["level"] == "agent"]
+    site_level = next(p for p in policies if p["level"] == "site")
+    at_site = {p["id"] for p in policies if p["site_id"] == site_level["site_id"]}
+    listed = client.get(f"/api/v1/policies?site_id={site_level['site_id']}", headers=H).json()
+    assert {p["id"] for p in listed["data"]["items"]} == at_site
+    assert site_level["id"] in at_site
+    override = overrides[0]
+    listed = client.get(f"/api/v1/policies?agent_id={override['agent_id']}", headers=H).json()
+    assert [p["id"] for p in listed["data"]["items"]] == [override["id"]]
