@@ -28,6 +28,7 @@ MONTHS = {"monthly": 1, "quarterly": 3, "annual": 12}
 PERIOD_DAYS = {"monthly": 30, "quarterly": 91, "annual": 365}  # the shortest run of a contract
 RULES = {
     "issued-on-the-billing-day",
+    "issued-on-the-anniversary",
     "issued-within-the-contract",
     "block-hours-on-a-block-contract",
     "per-device-on-a-device-contract",
@@ -54,9 +55,13 @@ def test_seeded_invoices_bill_a_contract_of_their_client_in_its_term_for_what_it
         assert ctr["status"] != "voided", inv["id"]
         assert ctr["start_date"] <= inv["issue_date"], inv["id"]
         assert ctr["end_date"] is None or inv["issue_date"] <= ctr["end_date"], inv["id"]
-        # the run fires on the billing day, every month, quarter or year from the start
+        # the run fires on the billing day every month or quarter from the start, and on the
+        # start's anniversary for a contract billed yearly
         year, month, day = map(int, inv["issue_date"].split("-"))
-        assert day == ctr["billing_day"], inv["id"]
+        if ctr["billing_frequency"] == "annual":
+            assert inv["issue_date"][5:] == ctr["start_date"][5:], inv["id"]
+        else:
+            assert day == ctr["billing_day"], inv["id"]
         since = (year - int(ctr["start_date"][:4])) * 12 + month - int(ctr["start_date"][5:7])
         assert since % MONTHS[ctr["billing_frequency"]] == 0, inv["id"]
         assert (inv["contract_id"], inv["issue_date"]) not in runs, inv["id"]  # one a run
@@ -147,7 +152,10 @@ def test_the_checker_names_invoices_that_contradict_their_contract(spec: Spec) -
             and (ctr["end_date"] is None or inv["issue_date"] <= ctr["end_date"])
         ):
             wrong["issued-within-the-contract"].add(inv["id"])
-        if ctr and int(inv["issue_date"][8:]) != ctr["billing_day"]:
+        if ctr and ctr["billing_frequency"] == "annual":
+            if inv["issue_date"][5:] != ctr["start_date"][5:]:
+                wrong["issued-on-the-anniversary"].add(inv["id"])
+        elif ctr and int(inv["issue_date"][8:]) != ctr["billing_day"]:
             wrong["issued-on-the-billing-day"].add(inv["id"])
     assert all(wrong.values()), {k: len(v) for k, v in wrong.items()}
     found = violations(spec, world)
@@ -174,13 +182,15 @@ def test_the_checker_names_a_second_invoice_of_one_run(spec: Spec) -> None:
 
 
 def _runs(ctr: dict[str, Any], epoch: date) -> list[str]:
-    """The billing days of a contract from its start until it ended (or the epoch)."""
+    """The billing days of a contract from its start until it ended (or the epoch): its
+    billing day of every month or quarter, or its start date and each anniversary of it."""
     start = date.fromisoformat(ctr["start_date"])
     end = date.fromisoformat(ctr["end_date"]) if ctr["end_date"] else None
+    yearly = ctr["billing_frequency"] == "annual"
     out, step = [], 0
     while True:
         year, month = divmod(start.year * 12 + start.month - 1 + step, 12)
-        day = date(year, month + 1, min(ctr["billing_day"], 28))
+        day = date(year, month + 1, start.day if yearly else min(ctr["billing_day"], 28))
         if day > epoch or (end is not None and day >= end):  # none on the day it ended
             return out
         if day >= start:
@@ -211,6 +221,31 @@ def test_every_billing_day_of_a_contract_in_force_has_its_run_invoice(client: Te
     assert missing == {}
     by_hand = [i for i in invoices if i["contract_id"] is None]
     assert 0 < len(by_hand) < len(invoices) / 2
+
+
+def test_a_contract_billed_yearly_is_billed_from_its_start_date_on_each_anniversary(
+    client: TestClient,
+) -> None:
+    """"Annual: on the anniversary": the run bills the first year on the day the contract
+    starts, then every year on that day (not on the 1st of the month, a year late)."""
+    ws = f"runs-{uuid.uuid4().hex[:10]}"
+    epoch = load_recipe().epoch.date().isoformat()
+    issued: dict[str, list[str]] = {}
+    for inv in every_record(client, "/api/v1/invoices", _h(ws)):
+        if inv["contract_id"] is not None:
+            issued.setdefault(inv["contract_id"], []).append(inv["issue_date"])
+    yearly = [
+        c
+        for c in every_record(client, "/api/v1/contracts", _h(ws))
+        if c["billing_frequency"] == "annual" and c["status"] != "voided"
+    ]
+    started = [c for c in yearly if c["start_date"] <= epoch]
+    assert started
+    for ctr in started:
+        days = sorted(issued.get(ctr["id"], []))
+        assert days and days[0] == ctr["start_date"], (ctr["id"], days)
+        assert [d[5:] for d in days] == [ctr["start_date"][5:]] * len(days), ctr["id"]
+        assert [int(d[:4]) for d in days] == list(range(int(days[0][:4]), int(days[-1][:4]) + 1))
 
 
 def test_a_run_invoice_is_made_at_0001_on_its_billing_day(client: TestClient) -> None:

@@ -24,8 +24,9 @@ but `in`, `null` and `empty` (a missing timestamp is not out of order); a list p
 element does (`contains-any`: when one does).
 
 A **template** is text with `{path|filter|...}` slots; filters: `lower`, `upper`, `slug`,
-`first`, `last`, `stem` (all words but the last), `initial`, `date`, `year`, `pad2` (a number
-as two digits, as a date writes a day). A slot whose value is
+`first`, `last`, `stem` (all words but the last), `initial`, `date`, `year`, `month-day` (a
+date's `MM-DD`, its anniversary), `pad2` (a number as two digits, as a date writes a day). A
+slot whose value is
 null makes the whole template null.
 """
 
@@ -351,6 +352,7 @@ FILTERS: dict[str, Callable[[str], str]] = {
     "initial": lambda t: _first(t)[:1],
     "date": lambda t: t[:10],
     "year": lambda t: t[:4],
+    "month-day": lambda t: t[5:10],
     "pad2": lambda t: t.zfill(2),  # a day or month number as a date writes it (`-{day|pad2}`)
 }
 

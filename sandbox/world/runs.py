@@ -1,7 +1,8 @@
 """`x-runs`: a collection whose records are, first, the runs of a schedule other records keep.
 
-A contract's recurring run issues an invoice at 00:01 on its billing day, every month, quarter
-or year from its start, until it ends: every run, not a sample of them. So the invoices are the
+A contract's recurring run issues an invoice at 00:01 on its billing day, every month or
+quarter from its start, or on its start date and every anniversary of it for a contract billed
+yearly, until it ends: every run, not a sample of them. So the invoices are the
 runs of the contracts (each naming its contract and client, made at the run), then the ones made
 by hand; the run records are made as named records are, with those fields given.
 
@@ -14,6 +15,7 @@ by hand; the run records are made as named records are, with those fields given.
       from: start_date                     # the first month (and the earliest run),
       until: end_date                      # the last day (none: until the epoch),
       every-months: {field: billing_frequency, map: {monthly: 1, quarterly: 3, annual: 12}}
+      anniversary: {billing_frequency: [annual]}   # these run on their `from` date's day instead
       otherwise: {contract_id: null}       # what the records that are not runs hold
 
 When there are more runs than records, the latest are kept (the older ones are history).
@@ -21,6 +23,7 @@ When there are more runs than records, the latest are kept (the older ones are h
 
 from __future__ import annotations
 
+import calendar
 import random
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -32,7 +35,9 @@ from opsmerge_sandbox.world.timefmt import format_datetime
 
 __all__ = ["KEYS", "run_records", "runs_problems"]
 
-KEYS = ("of", "where", "names", "at", "day", "from", "until", "every-months", "otherwise")
+KEYS = (
+    "of", "where", "names", "at", "day", "from", "until", "every-months", "anniversary", "otherwise"
+)
 _HOUR = 3540  # a run's record is made within its first hour (00:01 to 00:59)
 
 
@@ -56,10 +61,11 @@ def runs_problems(rule: Any, own: Mapping[str, Any], schemas: Mapping[str, Any])
     out += [f"x-runs: {of} has no field {f!r}" for f in wanted if f not in theirs]
     mine = [*names, rule.get("at"), *otherwise]
     out += [f"x-runs: no field {f!r} of its own" for f in mine if f not in own]
-    try:
-        compile_condition(str(of), rule.get("where") or {}, schemas)
-    except ConditionError as exc:
-        out.append(f"x-runs.where: {exc}")
+    for key in ("where", "anniversary"):
+        try:
+            compile_condition(str(of), rule.get(key) or {}, schemas)
+        except ConditionError as exc:
+            out.append(f"x-runs.{key}: {exc}")
     return out
 
 
@@ -70,6 +76,8 @@ def run_records(rule: Any, ctx: WorldContext, scope: str, room: int) -> list[dic
         return []
     of = str(rule["of"])  # the rule is sound: `runs_problems` judged it when the spec was parsed
     where = compile_condition(of, rule.get("where") or {}, ctx.schemas)
+    yearly = rule.get("anniversary")
+    anniversary = None if yearly is None else compile_condition(of, yearly, ctx.schemas)
     months = rule.get("every-months", 1)
     runs: list[tuple[int, int, dict[str, Any]]] = []
     for position, other in enumerate(ctx.world.get(of, [])):
@@ -81,7 +89,8 @@ def run_records(rule: Any, ctx: WorldContext, scope: str, room: int) -> list[dic
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             continue
         given = {mine: other.get(theirs) for mine, theirs in rule["names"].items()}
-        for at in _schedule(other, rule, every, ctx.epoch):
+        on_start = anniversary is not None and anniversary(other, ctx.env)
+        for at in _schedule(other, rule, every, ctx.epoch, on_start):
             runs.append((at, position, given))
     runs.sort(key=lambda r: (r[0], r[1]))
     runs = runs[max(0, len(runs) - room) :]
@@ -95,12 +104,15 @@ def run_records(rule: Any, ctx: WorldContext, scope: str, room: int) -> list[dic
 
 
 def _schedule(
-    other: Mapping[str, Any], rule: Mapping[str, Any], every: int, epoch: int
+    other: Mapping[str, Any], rule: Mapping[str, Any], every: int, epoch: int, on_start: bool
 ) -> list[int]:
     """The runs of one record's schedule: 00:01 on its day (the 28th at the latest) of every
     `every`-th month from its first month, from its first day (and once the record was made),
-    before its last day and by the epoch."""
+    before its last day and by the epoch. `on_start`: on its first day's day of the month
+    instead (its anniversaries, the 28th of February for the 29th in other years)."""
     day, start = other.get(str(rule["day"])), to_seconds(other.get(str(rule["from"])))
+    if on_start and start is not None:
+        day = datetime.fromtimestamp(start, UTC).day
     if not isinstance(day, int) or isinstance(day, bool) or start is None:
         return []
     made = to_seconds(other.get("created_at"))
@@ -112,7 +124,8 @@ def _schedule(
     step = 0
     while True:
         year, month = divmod(first.year * 12 + first.month - 1 + step, 12)
-        at = int(datetime(year, month + 1, min(day, 28), 0, 1, tzinfo=UTC).timestamp())
+        last_day = calendar.monthrange(year, month + 1)[1] if on_start else 28
+        at = int(datetime(year, month + 1, min(day, last_day), 0, 1, tzinfo=UTC).timestamp())
         if at > last:
             return out
         if at >= start:
