@@ -85,10 +85,11 @@ class Creates:
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """One test on a record: its field holds `value` (a list containing it, or equal to it)."""
+    """One test on a record: its field holds `value` (a list containing it, or equal to it), or
+    does not equal it."""
 
     field: str
-    test: str  # "contains" (the field is a list holding value) or "equals"
+    test: str  # "contains" (the field is a list holding value), "equals" or "not-equals"
     value: Any  # one JSON scalar
 
     def hits(self, record: Mapping[str, Any] | None) -> bool:
@@ -97,6 +98,8 @@ class Condition:
         found = record.get(self.field)
         if self.test == "contains":
             return isinstance(found, list) and self.value in found
+        if self.test == "not-equals":
+            return bool(found != self.value)
         return bool(found == self.value)
 
 
@@ -109,13 +112,15 @@ class Guard:
 
     The condition is read on the record as it is (a create: as it would be). With `change` the
     guard hits only when the write makes the condition start (`added`), stop (`removed`) or
-    either (`changed`) holding. `unless_caller` exempts callers whose own user record meets a
-    condition (an Owner), `unless_self` a caller acting on its own record, and with `last` the
-    guard protects only the last record it matches (the tenant's last Owner).
+    either (`changed`) holding. With `keeps` it hits a change to one of those fields of a record
+    that met the condition before the write (what an issued record bills stays as issued).
+    `unless_caller` exempts callers whose own user record meets a condition (an Owner),
+    `unless_self` a caller acting on its own record, and with `last` the guard protects only the
+    last record it matches (the tenant's last Owner).
     """
 
     field: str
-    test: str  # "contains" (the field is a list holding value) or "equals"
+    test: str  # "contains" (the field is a list holding value), "equals" or "not-equals"
     value: Any  # one JSON scalar
     last: bool
     code: str
@@ -123,6 +128,7 @@ class Guard:
     change: str | None = None  # one of GUARD_CHANGES
     unless_caller: Condition | None = None
     unless_self: bool = False
+    keeps: tuple[str, ...] = ()
 
     @property
     def condition(self) -> Condition:
@@ -134,6 +140,8 @@ class Guard:
     def hits_write(self, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> bool:
         """Whether a write taking a record from `before` to `after` meets the guard's test
         (None: no record, as before a create or after a delete)."""
+        if self.keeps:
+            return self.kept_field(before, after) is not None
         was, will = self.condition.hits(before), self.condition.hits(after)
         if self.change == "added":
             return will and not was
@@ -142,6 +150,14 @@ class Guard:
         if self.change == "changed":
             return was != will
         return was if before is not None else will
+
+    def kept_field(
+        self, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+    ) -> str | None:
+        """The first of `keeps` the write changes on a record that met the condition, if any."""
+        if before is None or after is None or not self.condition.hits(before):
+            return None
+        return next((f for f in self.keeps if before.get(f) != after.get(f)), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,17 +527,19 @@ _GUARD_KEYS = (
     "change",
     "unless-caller",
     "unless-self",
+    "keeps",
+    "not-equals",
 )
 
 
 def _condition(r: _Reader, rule: Any, key: str) -> Condition | None:
-    """{field, contains | equals}: one test on a record."""
+    """{field, contains | equals | not-equals}: one test on a record."""
     if not isinstance(rule, Mapping) or not isinstance(rule.get("field"), str) or not rule["field"]:
         r.problem(f"{key} needs a field name")
         return None
-    tests = [t for t in ("contains", "equals") if t in rule]
+    tests = [t for t in ("contains", "equals", "not-equals") if t in rule]
     if len(tests) != 1:
-        r.problem(f"{key} needs exactly one of contains or equals")
+        r.problem(f"{key} needs exactly one of contains, equals or not-equals")
         return None
     if not isinstance(rule[tests[0]], _SCALARS):
         r.problem(f"{key}.{tests[0]} must be a single value (text, a number or null)")
@@ -530,8 +548,9 @@ def _condition(r: _Reader, rule: Any, key: str) -> Condition | None:
 
 
 def _guards(r: _Reader, value: Any) -> tuple[Guard, ...]:
-    """`refuse-when`: a list of guards, each {field, contains | equals, code, message} with
-    optional `change`, `unless-caller` ({field, contains | equals}), `unless-self` and `last`."""
+    """`refuse-when`: a list of guards, each {field, contains | equals | not-equals, code,
+    message} with optional `change`, `keeps` (field names), `unless-caller` ({field, contains |
+    equals}), `unless-self` and `last`."""
     if not isinstance(value, list):
         r.problem("x-sandbox.refuse-when must be a list of guards")
         return ()
@@ -550,6 +569,12 @@ def _guards(r: _Reader, value: Any) -> tuple[Guard, ...]:
         change = rule.get("change")
         if change is not None and change not in GUARD_CHANGES:
             r.problem(f"{key}.change is {change!r}; expected one of {', '.join(GUARD_CHANGES)}")
+        keeps = rule.get("keeps", [])
+        if not isinstance(keeps, list) or not all(isinstance(f, str) and f for f in keeps):
+            r.problem(f"{key}.keeps must be a list of field names")
+            keeps = []
+        if keeps and change is not None:
+            r.problem(f"{key} takes change or keeps, not both")
         exempt = None
         if "unless-caller" in rule:
             if isinstance(rule["unless-caller"], Mapping):
@@ -571,6 +596,7 @@ def _guards(r: _Reader, value: Any) -> tuple[Guard, ...]:
                     change=change,
                     unless_caller=exempt,
                     unless_self=rule.get("unless-self", False),
+                    keeps=tuple(keeps),
                 )
             )
     return tuple(guards)

@@ -9,6 +9,7 @@ voided one is refused, naming `contract_id`, and changes nothing."""
 from __future__ import annotations
 
 import copy
+import itertools
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -325,3 +326,21 @@ def test_the_checker_names_a_voided_run_invoice(spec: Spec) -> None:
     run["status"] = "Voided"
     found = violations(spec, world)
     assert {rid for rid, rule in found if rule == "a-run-invoice-stands"} == {run["id"]}
+
+
+def test_invoice_numbers_follow_the_order_invoices_were_issued_in(client: TestClient) -> None:
+    """"Gapless within a year, assigned atomically": of two invoices issued the same day, the one
+    made first has the lower number (the run's invoices of one night too)."""
+    ws = f"numbers-{uuid.uuid4().hex[:10]}"
+    invoices = every_record(client, "/api/v1/invoices", _h(ws))
+    by_year: dict[str, list[dict[str, Any]]] = {}
+    for inv in invoices:
+        by_year.setdefault(inv["number"][4:8], []).append(inv)
+    same_day = 0
+    for issued in by_year.values():
+        issued.sort(key=lambda i: i["number"])
+        for earlier, later in itertools.pairwise(issued):
+            when = (earlier["issue_date"], earlier["created_at"])
+            assert when <= (later["issue_date"], later["created_at"]), (earlier, later)
+            same_day += earlier["issue_date"] == later["issue_date"]
+    assert same_day > 20

@@ -27,6 +27,9 @@ GUARD = {"field": "role_ids", "contains": "rol_admin", "code": "FORBIDDEN", "mes
         ({"unless-caller": "owner"}, "unless-caller needs a field name"),
         ({"unless-caller": {"field": "r", "equals": 1, "last": True}}, "unknown key 'last'"),
         ({"unless-self": "yes"}, "unless-self must be true or false"),
+        ({"keeps": "lines"}, "keeps must be a list of field names"),
+        ({"keeps": ["lines"], "change": "added"}, "takes change or keeps, not both"),
+        ({"equals": 1, "not-equals": 2}, "needs exactly one of contains, equals or not-equals"),
     ],
 )
 def test_a_bad_guard_is_named(extra: dict[str, Any], expected: str) -> None:
@@ -55,6 +58,26 @@ def test_a_good_guard_parses_into_typed_parts() -> None:
     assert guard.unless_caller is not None and guard.unless_caller.value == "rol_owner"
     before, after = {"role_ids": ["rol_admin"]}, {"role_ids": []}
     assert guard.hits_write(before, after) and not guard.hits_write(before, before)
+
+
+def test_a_keeps_guard_hits_a_change_to_a_kept_field_of_a_record_that_met_its_test() -> None:
+    ext = {
+        "kind": "update",
+        "collection": "tickets",
+        "refuse-when": [
+            {"field": "status", "not-equals": "Draft", "keeps": ["lines", "total"],
+             "code": "CONFLICT", "message": "issued"},
+        ],
+    }
+    hints, problems = parse_operation(ext, "op", COLLECTIONS)
+    assert problems == []
+    [guard] = hints.refuse_when
+    issued = {"status": "Open", "lines": [1], "total": 1, "notes": None}
+    assert guard.kept_field(issued, {**issued, "total": 2}) == "total"
+    assert guard.kept_field(issued, {**issued, "notes": "x"}) is None
+    draft = {**issued, "status": "Draft"}
+    assert guard.kept_field(draft, {**draft, "lines": [2]}) is None
+    assert guard.kept_field(None, draft) is None and not guard.hits_write(None, draft)
 
 
 def test_cascade_and_soft_delete_belong_on_deletes_and_name_collections() -> None:

@@ -392,7 +392,7 @@ BREACHES: list[tuple[str, Callable[[Raw], None], str, str, str]] = [
         lambda raw: _guard(raw).pop("contains"),
         _label(GUARDED_OP),
         "x-sandbox",
-        "exactly one of contains or equals",
+        "exactly one of contains, equals or not-equals",
     ),
     (
         "refuse-when guard without a message",

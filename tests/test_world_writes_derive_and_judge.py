@@ -62,7 +62,7 @@ def test_an_invoice_line_left_without_a_tax_code_is_standard_rated(
     assert invoice["tax"] == 19.0 and invoice["total"] == 114.0
 
 
-def test_an_invoice_issued_months_ago_is_overdue_and_one_issued_today_is_a_draft(
+def test_an_invoice_issued_months_ago_is_a_draft_until_sent_then_overdue(
     fresh_client: TestClient,
 ) -> None:
     h = _owner(fresh_client)
@@ -71,7 +71,9 @@ def test_an_invoice_issued_months_ago_is_overdue_and_one_issued_today_is_a_draft
     old = {"client_id": "cli_acme", "lines": lines, "issue_date": _today(-90)}
     r = fresh_client.post(f"{API}/invoices", headers=h, json=old)
     assert r.status_code == 201, r.text
-    assert r.json()["data"]["status"] == "Overdue"  # due 30 days after issue, so 60 days ago
+    assert r.json()["data"]["status"] == "Draft"  # nobody has been sent it yet
+    sent = fresh_client.post(f"{API}/invoices/{r.json()['data']['id']}/send", headers=h)
+    assert sent.json()["data"]["status"] == "Overdue"  # due 30 days after issue, so 60 days ago
     r = fresh_client.post(f"{API}/invoices", headers=h, json={"client_id": "cli_acme",
                                                               "lines": lines})
     assert r.json()["data"]["status"] == "Draft"

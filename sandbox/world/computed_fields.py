@@ -105,9 +105,10 @@ def year_of(value: Any) -> int | None:
 def settle_seeded(collection: Collection, records: list[Record]) -> None:
     """Give a generated collection what depends on more than one record, in place.
 
-    `per-year-of` templates are numbered 1, 2, ... within each year, in date order (gapless,
-    restarting every January); an `x-sequence` with `order-by` numbers records in the order of
-    that field (ties by position), and templates reading it follow; an `x-exclusive` flag stays
+    `per-year-of` templates are numbered 1, 2, ... within each year, in date order and, within a
+    day, in the order the records were made (gapless, restarting every January); an
+    `x-sequence` with `order-by` numbers records in the order of that field (ties by position),
+    and templates reading it follow; an `x-exclusive` flag stays
     with the first record holding it in each scope, and with `required` the first record of a
     scope with no holder takes it.
     """
@@ -115,13 +116,15 @@ def settle_seeded(collection: Collection, records: list[Record]) -> None:
     for step in _steps(collection):
         if step.per_year_of is None:
             continue
-        by_year: dict[int, list[tuple[str, int]]] = {}
+        by_year: dict[int, list[tuple[str, str, int]]] = {}
         for i, rec in enumerate(records):
             y = year_of(rec.get(step.per_year_of))
             if y is not None:
-                by_year.setdefault(y, []).append((str(rec.get(step.per_year_of)), i))
+                # ties (one day's records) in the order they were made
+                made = str(rec.get("created_at") or "")
+                by_year.setdefault(y, []).append((str(rec.get(step.per_year_of)), made, i))
         for y, dated in by_year.items():
-            for n, (_, i) in enumerate(sorted(dated), start=1):
+            for n, (_, _, i) in enumerate(sorted(dated), start=1):
                 step.run(records[i], n, y, Numbers(scoped={step.name: (n, y)}))
     props = collection.schema.get("properties") or {}
     for flag, per in _exclusive(collection).items():
