@@ -142,6 +142,8 @@ def _unique(value: Any, mark: str) -> Any:
     local, at, domain = value.partition("@")
     if at:
         return f"{local[: 64 - len(mark) - 1]}+{mark}@{domain}"
+    if "." in value:  # a dotted name (a domain): a label in front keeps it one
+        return f"{mark}.{value}"
     return f"{value}-{mark}"
 
 

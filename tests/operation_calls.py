@@ -106,6 +106,10 @@ def body_for(
             body[name] = next(v for v in prop["enum"] if v is not None)
         elif "string" in json_types(prop):
             body[name] = "Sandbox test value"
+    for name in op.hints.unique_fields if op.kind == "create" else ():
+        value = body.get(name)
+        if isinstance(value, str) and "@" not in value:  # one no other record holds
+            body[name] = f"n{next(_unique)}.{value}" if "." in value else f"{value}-{next(_unique)}"
     if op.kind == "update":
         # an update needs at least one field; keep the ones that are safe to re-send
         body = {k: v for k, v in body.items() if not _ref_of(props[k])} or body

@@ -228,3 +228,73 @@ def test_an_update_that_changes_nothing_leaves_no_audit_entry_and_a_change_leave
     after = entries()
     assert len(after) == before + 1
     assert any(e["diff"] == {"priority": [ticket["priority"], "Critical"]} for e in after)
+
+
+def test_a_client_that_has_left_takes_no_new_tickets_or_contracts(
+    fresh_client: TestClient,
+) -> None:
+    """An archived client is gone: a new ticket or contract for it is refused naming
+    `client_id`, and changes nothing; the work it had stays editable."""
+    h = _owner(fresh_client)
+    clients = fresh_client.get(f"{API}/clients", headers=h, params={"status": "active"})
+    leaving = clients.json()["data"]["items"][0]["id"]
+    archived = fresh_client.post(f"{API}/clients/{leaving}/archive", headers=h)
+    assert archived.status_code == 200, archived.text
+    tickets = fresh_client.get(f"{API}/tickets", headers=h, params={"client_id": leaving})
+    had = tickets.json()["data"]["total"]
+    for path, body in (
+        ("tickets", {"subject": "Printer jam", "client_id": leaving}),
+        ("contracts", {"name": "Pay as you go", "client_id": leaving, "type": "pay-as-you-go",
+                       "start_date": _today(), "sla_tier": "Bronze"}),
+    ):
+        refused = fresh_client.post(f"{API}/{path}", headers=h, json=body)
+        assert refused.status_code == 400, (path, refused.text)
+        error = refused.json()["error"]
+        assert [d["field"] for d in error["details"]] == ["client_id"], error
+        assert "left" in error["message"], error
+    tickets = fresh_client.get(f"{API}/tickets", headers=h, params={"client_id": leaving})
+    assert tickets.json()["data"]["total"] == had
+    if had:
+        old = tickets.json()["data"]["items"][0]["id"]
+        kept = fresh_client.patch(f"{API}/tickets/{old}", headers=h, json={"subject": "Renamed"})
+        assert kept.status_code == 200, kept.text
+
+
+def test_a_contract_whose_name_contradicts_its_type_or_tier_is_refused(
+    fresh_client: TestClient,
+) -> None:
+    """The names say what a contract sells ("Standard MSP - Gold tier", "Block hours 40h"): a
+    write whose name says another tier or type is refused naming the field that disagrees."""
+    h = _owner(fresh_client)
+    base = {"client_id": "cli_acme", "start_date": _today()}
+    for body, field in (
+        ({"name": "Managed service per device - Gold tier", "type": "per-asset"}, "sla_tier"),
+        ({"name": "Block hours 40h - Bronze tier", "type": "pay-as-you-go",
+          "sla_tier": "Bronze"}, "type"),
+        ({"name": "Pay as you go", "type": "block", "block_hours": 10}, "type"),
+    ):
+        refused = fresh_client.post(f"{API}/contracts", headers=h, json={**base, **body})
+        assert refused.status_code == 400, (body, refused.text)
+        assert [d["field"] for d in refused.json()["error"]["details"]] == [field], refused.text
+    good = {"name": "Block hours 40h - Bronze tier", "type": "block", "block_hours": 40,
+            "sla_tier": "Bronze"}
+    made = fresh_client.post(f"{API}/contracts", headers=h, json={**base, **good})
+    assert made.status_code == 201, made.text
+    renamed = fresh_client.patch(f"{API}/contracts/{made.json()['data']['id']}", headers=h,
+                                 json={"name": "Standard MSP - Gold tier"})
+    assert renamed.status_code == 400, renamed.text
+
+
+def test_a_domain_is_monitored_once(fresh_client: TestClient) -> None:
+    """Adding a domain already monitored is a 409 naming `domain`, and changes nothing."""
+    h = _owner(fresh_client)
+    listed = fresh_client.get(f"{API}/domains", headers=h).json()["data"]
+    taken = listed["items"][0]
+    again = fresh_client.post(f"{API}/domains", headers=h,
+                              json={"client_id": taken["client_id"], "domain": taken["domain"]})
+    assert again.status_code == 409, again.text
+    assert [d["field"] for d in again.json()["error"]["details"]] == ["domain"]
+    assert fresh_client.get(f"{API}/domains", headers=h).json()["data"]["total"] == listed["total"]
+    other = {"client_id": taken["client_id"], "domain": f"portal.{taken['domain']}"}
+    if other["domain"] not in {d["domain"] for d in listed["items"]}:
+        assert fresh_client.post(f"{API}/domains", headers=h, json=other).status_code == 201
