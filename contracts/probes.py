@@ -131,7 +131,7 @@ def _data(response: Any) -> Any:
 _SERIAL = itertools.count(1)
 
 
-def _unique(value: Any, mark: str) -> Any:
+def unique_value(value: Any, mark: str) -> Any:
     """A value for a field no two records may share, made this body's own.
 
     Records a delete only retires (a deactivated user) keep their values, so a body repeated in a
@@ -156,7 +156,7 @@ def _bodies(c: Contract, op: Operation) -> list[dict[str, Any]]:
         for field in op.hints.unique_fields:
             if field in body:
                 mark = f"{uuid.uuid4().hex[:6]}{next(_SERIAL)}"
-                body[field] = _unique(body[field], mark)
+                body[field] = unique_value(body[field], mark)
     return bodies
 
 

@@ -297,7 +297,7 @@ class ApiLane:
                 dispatch.run(request.found, request.scope, request.receive, _no_send),
             )
         except Exception:
-            self._respond(request, dispatch.crashed(request.found, request.scope))
+            self._crashed(request)
             return
         if lane.eager:
             self._step(request, run, context)
@@ -317,9 +317,7 @@ class ApiLane:
             self.transport.close()
             return
         except Exception:
-            lane = self._lane
-            assert lane is not None
-            self._respond(request, lane.dispatch.crashed(request.found, request.scope))
+            self._crashed(request)
             return
         if getattr(waiting, "_asyncio_future_blocking", None) is True:
             # taken off, as a task would: a future still marked as being handed over refuses
@@ -334,9 +332,7 @@ class ApiLane:
         try:
             raise RuntimeError(f"the pipeline yielded {waiting!r}, which nothing can wait on")
         except RuntimeError:
-            lane = self._lane
-            assert lane is not None
-            self._respond(request, lane.dispatch.crashed(request.found, request.scope))
+            self._crashed(request)
 
     def _task(self, request: LaneRequest, run: Coroutine[Any, Any, Any], context: Any) -> None:
         task = self.loop.create_task(run, context=context)
@@ -351,10 +347,15 @@ class ApiLane:
         try:
             response = task.result()
         except Exception:
-            lane = self._lane
-            assert lane is not None
-            response = lane.dispatch.crashed(request.found, request.scope)
+            self._crashed(request)
+            return
         self._respond(request, response)
+
+    def _crashed(self, request: LaneRequest) -> None:
+        """Answer 500 for the exception being handled (logged with its traceback)."""
+        lane = self._lane
+        assert lane is not None
+        self._respond(request, lane.dispatch.crashed(request.found, request.scope))
 
     def _respond(self, request: LaneRequest, response: EncodedResponse | Response[bytes]) -> None:
         if type(response) is not EncodedResponse:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsmerge_contracts.contract_plan import sibling_references
+from opsmerge_contracts.probes import unique_value
 from opsmerge_sandbox.jsontypes import json_types
 from opsmerge_sandbox.pipeline.record_invariants import WriteInvariants
 from opsmerge_sandbox.spec import Operation, Schema, ref_of
@@ -109,7 +110,7 @@ def body_for(
     for name in op.hints.unique_fields if op.kind == "create" else ():
         value = body.get(name)
         if isinstance(value, str) and "@" not in value:  # one no other record holds
-            body[name] = f"n{next(_unique)}.{value}" if "." in value else f"{value}-{next(_unique)}"
+            body[name] = unique_value(value, f"n{next(_unique)}")
     if op.kind == "update":
         # an update needs at least one field; keep the ones that are safe to re-send
         body = {k: v for k, v in body.items() if not _ref_of(props[k])} or body

@@ -668,8 +668,7 @@ class Resources:
         caller = ex.caller.user if ex.caller is not None else None
         rid = (before or after or {}).get("id")
         for rule in guards:
-            kept = rule.kept_field(before, after) if rule.keeps else None
-            if (kept is None) if rule.keeps else not rule.hits_write(before, after):
+            if not rule.hits_write(before, after):
                 continue
             if rule.unless_caller is not None and rule.unless_caller.hits(caller):
                 continue
@@ -682,7 +681,8 @@ class Resources:
                 )
                 if next(others, None) is not None:
                     continue
-            if kept is not None:
+            kept = rule.kept_field(before, after) if rule.keeps else None
+            if kept is not None:  # the refusal names the field the write may not change
                 details = [Detail("body", kept, rule.message)]
                 raise ApiError(rule.code, f"{kept}: {rule.message}", details)
             raise ApiError(rule.code, rule.message)
