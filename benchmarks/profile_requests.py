@@ -49,7 +49,7 @@ def _stage_name(stage: Any) -> str:
     return getattr(stage, "__name__", None) or type(stage).__name__
 
 
-def stage_bytecodes(app: Any, target: str, n: int) -> dict[str, float]:
+def stage_bytecodes(app: Any, case: str, n: int) -> dict[str, float]:
     """Python bytecodes executed per request in each stage and outside them.
 
     Counted with `sys.settrace` opcode events, so the numbers are the same on a busy machine
@@ -85,12 +85,12 @@ def stage_bytecodes(app: Any, target: str, n: int) -> dict[str, float]:
         original.admission,
     )
     try:
-        asyncio.run(_run(app, target, 200))  # warm
+        asyncio.run(_run(app, case, 200))  # warm
         for name in spent:
             spent[name] = 0
         sys.settrace(tracer)
         try:
-            asyncio.run(_run(app, target, n))
+            asyncio.run(_run(app, case, n))
         finally:
             sys.settrace(None)
     finally:
@@ -113,15 +113,15 @@ def main() -> None:
     args = p.parse_args()
     app = _app(args.root)
     if args.stages:
-        counts = stage_bytecodes(app, CASES[args.case], min(args.n, 1000))
+        counts = stage_bytecodes(app, args.case, min(args.n, 1000))
         print(f"{args.case}: Python bytecodes per request, by stage")
         for name, per in counts.items():
             print(f"  {per:7.0f}  {name}")
         return
-    asyncio.run(_run(app, CASES[args.case], 500))  # warm
+    asyncio.run(_run(app, args.case, 500))  # warm
     prof = cProfile.Profile()
     prof.enable()
-    asyncio.run(_run(app, CASES[args.case], args.n))
+    asyncio.run(_run(app, args.case, args.n))
     prof.disable()
     stats = pstats.Stats(prof)
     by_place: dict[str, float] = defaultdict(float)

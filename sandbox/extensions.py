@@ -252,14 +252,39 @@ class Lifecycle:
 
 
 @dataclass(frozen=True, slots=True)
+class Blocker:
+    """An `x-refuse-while` rule: a write that takes a record into `into` is refused (`code`)
+    while records of `collection` name it in `field` and hold `holding`, as the clock shows
+    them: a client under a contract in force, or with tickets still open, is not archived."""
+
+    into: Mapping[str, tuple[Any, ...]]
+    collection: str
+    field: str
+    holding: Mapping[str, tuple[Any, ...]]
+    code: str
+    message: str
+
+    def entered(self, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
+        """Whether the write from `before` (None: a create) to `after` enters the state."""
+        def meets(record: Mapping[str, Any] | None) -> bool:
+            return record is not None and all(record.get(f) in v for f, v in self.into.items())
+
+        return meets(after) and not meets(before)
+
+    def holds(self, record: Mapping[str, Any]) -> bool:
+        return all(record.get(f) in v for f, v in self.holding.items())
+
+
+@dataclass(frozen=True, slots=True)
 class CollectionHints:
-    """A schema's `x-collection` with its `x-lifecycle` and `x-create-set`."""
+    """A schema's `x-collection` with its `x-lifecycle`, `x-create-set` and `x-refuse-while`."""
 
     name: str
     id_prefix: str
     lifecycle: Lifecycle | None
     create_set: Mapping[str, Any]  # read-only fields a create sets
     rules: FieldRules = dataclasses.field(default_factory=lambda: NO_RULES)  # property hints
+    blockers: tuple[Blocker, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,8 +660,10 @@ def parse_collections(
     for name, (schema_name, hints) in list(found.items()):
         r = _Reader(f"components.schemas.{schema_name}")
         rules = _field_rules(r, fields[name], every)
+        raw = schemas[schema_name].get("x-refuse-while")
+        blockers = _blockers(r, raw, name, every) if raw is not None else ()
         problems += r.problems
-        found[name] = (schema_name, dataclasses.replace(hints, rules=rules))
+        found[name] = (schema_name, dataclasses.replace(hints, rules=rules, blockers=blockers))
     if not clashed:
         problems += _invariant_problems(schemas, found, fields)
     return found, problems
@@ -703,6 +730,63 @@ def _collection(r: _Reader, schema: Mapping[str, Any]) -> CollectionHints | None
     if name is None or prefix is None:
         return None
     return CollectionHints(name, prefix, lifecycle, create_set)
+
+
+_BLOCKER_KEYS = ("into", "collection", "field", "holding", "code", "message")
+
+
+def _blockers(
+    r: _Reader, value: Any, own: str, fields: Mapping[str, Mapping[str, Any]]
+) -> tuple[Blocker, ...]:
+    """`x-refuse-while`: a list of {into, collection, field, holding, code, message}; `field`
+    must refer to this collection and `into` and `holding` name fields their records have."""
+    if not isinstance(value, list):
+        r.problem("x-refuse-while must be a list of rules")
+        return ()
+    found = []
+    for i, rule in enumerate(value):
+        key = f"x-refuse-while[{i}]"
+        if not isinstance(rule, Mapping):
+            r.problem(f"{key} must be a mapping of {', '.join(_BLOCKER_KEYS)}")
+            continue
+        before = len(r.problems)
+        r.unknown_keys(rule, _BLOCKER_KEYS, key)
+        into = _when(r, rule.get("into"), f"{key}.into")
+        holding = _when(r, rule.get("holding"), f"{key}.holding")
+        other, field = rule.get("collection"), rule.get("field")
+        if not isinstance(fields, _Unjudged):  # else the collections' own problem is reported
+            theirs = fields.get(other) if isinstance(other, str) else None
+            if theirs is None:
+                r.problem(f"{key}.collection {other!r} is not a collection")
+            elif not isinstance(field, str) or field not in theirs:
+                r.problem(f"{key}.field {field!r} is not a field of {other}")
+            elif own not in _targets_of(theirs[field]):
+                r.problem(f"{key}.field {other}.{field} does not refer to {own}")
+            for label, tested, of in (
+                (f"{key}.into", into, own), (f"{key}.holding", holding, other)
+            ):
+                missing = [f for f in tested if f not in (fields.get(str(of)) or {})]
+                if missing:
+                    r.problem(f"{label}.{missing[0]} is not a field of {of}")
+        for text in ("code", "message"):
+            if not isinstance(rule.get(text), str) or not rule[text]:
+                r.problem(f"{key} needs a {text}")
+        if len(r.problems) == before and into and holding:
+            found.append(Blocker(into, str(other), str(field), holding, rule["code"],
+                                 rule["message"]))
+    return tuple(found)
+
+
+def _targets_of(prop: Any) -> set[str]:
+    """The collections a property's `x-ref` (or its items') names."""
+    if not isinstance(prop, Mapping):
+        return set()
+    ref = prop.get("x-ref") or (prop.get("items") or {}).get("x-ref")
+    if isinstance(ref, str):
+        return {ref}
+    if isinstance(ref, Mapping) and isinstance(ref.get("collection"), str):
+        return {ref["collection"]}
+    return set()
 
 
 def _lifecycle(r: _Reader, value: Any) -> Lifecycle | None:

@@ -19,6 +19,7 @@ from typing import Any
 from opsmerge_sandbox.catalogue import Catalogue, load_catalogue
 from opsmerge_sandbox.events.declarations import EventModel, parse_events
 from opsmerge_sandbox.extensions import (
+    Blocker,
     ExtensionError,
     ExtensionProblem,
     Lifecycle,
@@ -97,6 +98,8 @@ class Collection:
     schema: Schema  # flattened
     lifecycle: Lifecycle | None
     create_set: Mapping[str, Any]  # read-only; thaw values before writing them into a record
+    # `x-refuse-while`: writes into a state refused while other records hold theirs
+    blockers: tuple[Blocker, ...] = ()
 
 
 @dataclass(slots=True)
@@ -175,10 +178,15 @@ def ref_arms(schema: Schema) -> list[Schema]:
 
 def ref_copies(schema: Schema) -> list[str]:
     """The fields a property's references copy into the record: its own `x-ref`'s and those of
-    its `x-cases` arms (whichever arm holds, the copy lands before those fields are made)."""
+    its `x-cases` arms (whichever arm holds, the copy lands before those fields are made), and
+    the field a `cover-with` sets."""
     found: list[str] = []
     for hint in ref_arms(schema):
         found += [f for f in (ref_of(hint) or ("", {}, {}))[1] if f not in found]
+        ref = hint.get("x-ref")
+        rounds = ref.get("cover-with") if isinstance(ref, dict) else None
+        if isinstance(rounds, dict) and isinstance(rounds.get("field"), str):
+            found += [rounds["field"]] if rounds["field"] not in found else []
     return found
 
 
@@ -365,6 +373,7 @@ def parse_spec(
             schema=flatten(schemas[schema_name]),
             lifecycle=hints.lifecycle,
             create_set=hints.create_set,
+            blockers=hints.blockers,
         )
         for name, (schema_name, hints) in declared.items()
     }

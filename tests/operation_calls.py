@@ -46,7 +46,10 @@ def _record(
     collection: str,
     when: Mapping[str, Sequence[Any]] | None = None,
     avoid: set[str] | None = None,
+    settled: bool = False,
 ) -> dict[str, Any]:
+    """The first record `when` admits as it reads now; `settled`: one that no record of the
+    collection's `x-refuse-while` rules holds back (a client with no open work to leave)."""
     view = state.workspaces.get().view(collection)
     filters: list[tuple[str, Any]] = []
     now = int(state.clock.now())
@@ -55,9 +58,25 @@ def _record(
             continue
         # judged as the record reads now: a status the clock moved since it was stored
         shown = _clock(state).follow_clock(collection, record, now) or record
-        if all(shown.get(f) in allowed for f, allowed in (when or {}).items()):
-            return record
+        if not all(shown.get(f) in allowed for f, allowed in (when or {}).items()):
+            continue
+        if settled and _held_back(state, collection, record["id"], now):
+            continue
+        return record
     raise LookupError(f"no {collection} record satisfies {when}")
+
+
+def _held_back(state: SandboxState, collection: str, record_id: str, now: int) -> bool:
+    """Whether a record of a `refuse-while` rule's collection names the record and holds its
+    values, as it reads now."""
+    workspace = state.workspaces.get()
+    for rule in state.spec.collections[collection].blockers:
+        for other in workspace.view(rule.collection).query(
+            [(rule.field, record_id)], None, "id", False
+        ):
+            if rule.holds(_clock(state).follow_clock(rule.collection, other, now) or other):
+                return True
+    return False
 
 
 def _ref_of(schema: Schema) -> str | None:
@@ -129,7 +148,9 @@ def call_for(state: SandboxState, op: Operation) -> Call:
         parent_record = _record(state, hints.parent.collection)
         path = path.replace("{" + hints.parent.param + "}", parent_record["id"])
     if "{id}" in path and collection:
-        record = _record(state, collection, hints.when)
+        blockers = state.spec.collections[collection].blockers
+        settled = op.kind == "action" and any(f in hints.sets for b in blockers for f in b.into)
+        record = _record(state, collection, hints.when, settled=settled)
         path = path.replace("{id}", record["id"])
     elif hints.fixed_id and collection:
         record = state.workspaces.get().get(collection, hints.fixed_id)

@@ -46,6 +46,9 @@ NOW_OP = _pick(lambda op: "$now" in op.hints.sets.values())
 NESTED_OP = _pick(lambda op: op.hints.parent is not None)
 CASCADE_OP = _pick(lambda op: bool(op.hints.cascade))
 CREATES_OP = _pick(lambda op: op.hints.creates is not None)
+BLOCKED_UPDATE_OP = _pick(
+    lambda op: op.kind == "update" and bool(SPEC.collections[op.hints.collection or ""].blockers)
+)
 
 
 def _guard(raw: Raw) -> dict[str, Any]:
@@ -386,6 +389,13 @@ BREACHES: list[tuple[str, Callable[[Raw], None], str, str, str]] = [
         _label(GUARDED_OP),
         "x-sandbox",
         "refuse-when[0].code CONFLICT answers 409, which is not documented",
+    ),
+    (
+        "a collection's refuse-while code that an update may answer, not documented",
+        lambda raw: _op(raw, BLOCKED_UPDATE_OP)["responses"].pop("409"),
+        _label(BLOCKED_UPDATE_OP),
+        "x-sandbox",
+        "x-refuse-while[0].code CONFLICT answers 409, which is not documented",
     ),
     (
         "refuse-when guard without a condition",

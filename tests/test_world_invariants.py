@@ -235,13 +235,25 @@ def test_large_builds_report_plain_progress_on_stderr_and_only_data_on_stdout(
     tmp_path: Path,
 ) -> None:
     recipe = tmp_path / "mid.yaml"
-    recipe.write_text("extends: default\nname: mid\ncounts: {checks: 20000}\n")
+    recipe.write_text("extends: default\nname: mid\ncounts: {agents: 5000, checks: 20000}\n")
     done = _cli("fixtures", "dump", "--recipe", str(recipe))
-    assert done.returncode == 0
+    assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["checks"]) == 20000  # stdout is the JSON and nothing else
     lines = done.stderr.splitlines()
     assert lines[0].startswith("Building world mid") and "started" in lines[0]
     assert "done in" in lines[-1] and 2 <= len(lines) <= 6
+
+
+def test_a_recipe_asking_more_than_a_unique_rule_allows_fails_naming_the_rule(
+    tmp_path: Path,
+) -> None:
+    """Thirty checks an agent cannot all have names of their own: the build stops and says
+    which rule ran out, rather than only that a record never finished."""
+    recipe = tmp_path / "crowded.yaml"
+    recipe.write_text("extends: default\nname: crowded\ncounts: {checks: 20000}\n")
+    done = _cli("fixtures", "dump", "--recipe", str(recipe))
+    assert done.returncode == 2 and done.stdout == ""
+    assert "the unique rule one-check-of-a-name-per-agent: agent_id = " in done.stderr
 
 
 def test_small_worlds_build_silently() -> None:

@@ -619,6 +619,7 @@ class Resources:
         self._check_refs(ex, coll, record, set(changes))
         record_rules.check(rules, record, changes)
         self._check_refusals(ex, coll, current, record)
+        self._check_blockers(ex, coll, current, record)
         moment = int(self.clock.now_dt().timestamp())
         self.invariants.derive(ex.workspace, coll.name, record, moment)
         view = ex.workspace.view(coll.name)
@@ -686,6 +687,38 @@ class Resources:
                 details = [Detail("body", kept, rule.message)]
                 raise ApiError(rule.code, f"{kept}: {rule.message}", details)
             raise ApiError(rule.code, rule.message)
+
+    def _check_blockers(
+        self, ex: HandlerCall, coll: Collection, before: Record, after: Record
+    ) -> None:
+        """The collection's `x-refuse-while` rules: a write into a state (a client archived) is
+        refused while records that name the record hold theirs (a contract still in force),
+        judged as clients see them now; the error names how many and the first of them."""
+        for rule in coll.blockers:
+            if not rule.entered(before, after):
+                continue
+            other = self.spec.collections[rule.collection]
+            view = ex.workspace.view(other.name)
+            moving = bool(self.moving_fields(other))
+            holding = []
+            for found in view.query([(rule.field, before["id"])], None, "id", False):
+                shown = (
+                    self.present(other, view, found, encoded=False, lookup=ex.workspace.get)
+                    if moving
+                    else found
+                )
+                if rule.holds(shown):
+                    holding.append(found["id"])
+            if holding:
+                more = f" and {len(holding) - 3} more" if len(holding) > 3 else ""
+                held = f"{other.name}: {', '.join(holding[:3])}{more}"
+                given = [f for f in rule.into if isinstance(ex.body, dict) and f in ex.body]
+                where = Detail("body", given[0], rule.message) if given else None
+                raise ApiError(
+                    rule.code,
+                    f"{given[0] + ': ' if given else ''}{rule.message} ({held}).",
+                    [where or Detail("path", "id", rule.message)],
+                )
 
     def _referring(
         self, ex: HandlerCall, collection: str, rid: str, skip: tuple[str, ...] = ()
@@ -761,6 +794,7 @@ class Resources:
             updated["updated_at"] = self.clock.iso()
             self._check_given(ex, coll, updated)
         self._check_refusals(ex, coll, record, updated)
+        self._check_blockers(ex, coll, record, updated)
         if hints.sets:
             ex.workspace.write(coll.name, updated)
         creates = hints.creates

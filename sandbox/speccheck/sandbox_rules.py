@@ -20,13 +20,36 @@ from opsmerge_sandbox.speccheck.problems import Finding
 def _x_sandbox(doc: Document, op: OperationView) -> Iterator[Finding]:
     for message in op.hint_problems:
         yield Finding(message)
-    codes = list(op.hints.codes())
+    codes = list(op.hints.codes()) + list(_blocker_codes(doc, op))
     if not codes:
         return
     documented = {r.status for r in doc.responses(op)}
     for key, code in codes:
+        where = key if key.startswith("components.") else f"x-sandbox.{key}"
         if code not in doc.catalogue.codes:
-            yield Finding(f"x-sandbox.{key} {code!r} is not in the error catalogue")
+            yield Finding(f"{where} {code!r} is not in the error catalogue")
         elif str(doc.catalogue.status_of(code)) not in documented:
             status = doc.catalogue.status_of(code)
-            yield Finding(f"x-sandbox.{key} {code} answers {status}, which is not documented")
+            yield Finding(f"{where} {code} answers {status}, which is not documented")
+
+
+def _blocker_codes(doc: Document, op: OperationView) -> Iterator[tuple[str, str]]:
+    """The codes of the collection's `x-refuse-while` rules an update, or an action that sets
+    one of a rule's `into` fields, may answer."""
+    hints = op.hints
+    schema_name = doc.collections.get(hints.collection or "")
+    if schema_name is None or hints.kind not in ("update", "action"):
+        return
+    schema = doc.raw.get("components", {}).get("schemas", {}).get(schema_name) or {}
+    rules = schema.get("x-refuse-while")
+    seen: set[str] = set()  # each code once, at the first rule that gives it
+    for i, rule in enumerate(rules if isinstance(rules, list) else ()):
+        if not isinstance(rule, dict) or not isinstance(rule.get("code"), str):
+            continue  # the collection's own check reports it
+        into = rule.get("into")
+        into = into if isinstance(into, dict) else {}
+        if rule["code"] not in seen and (
+            hints.kind == "update" or any(f in hints.sets for f in into)
+        ):
+            seen.add(rule["code"])
+            yield f"components.schemas.{schema_name}.x-refuse-while[{i}].code", rule["code"]

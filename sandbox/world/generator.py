@@ -212,6 +212,7 @@ def _generate(
             progress(name, done_before + i, total)
         reseed(rng, from_bytes(blake2b(prefix + str(i).encode(), digest_size=8).digest(), "big"))
         rng.gauss_next = None  # type: ignore[attr-defined]  # CPython's cached normal deviate
+        last = ""
         for _ in range(_DRAWS):
             if i < n_named:
                 draft = Draft(rng, dict(named[i]), frozenset(named[i]))
@@ -229,14 +230,18 @@ def _generate(
                 if distinct:
                     _claim_distinct(distinct, draft.rec, ctx)
                 break
-            except Redraw:
+            except Redraw as exc:
+                last = str(exc)
                 for left, index in reversed(draft.claims):  # what it took is free again
                     left.append(index)
         else:
+            why = f" (its last draw: {last})" if last else ""
             raise GenerationError(
-                f"{name}: record {ids[i]} drawn {_DRAWS} times and never finished: a unique "
-                "reference with no record left to name, a change with no value to come from, or "
-                "a record it names made after another it names had closed"
+                f"{name}: record {ids[i]} drawn {_DRAWS} times and never finished{why}: a unique "
+                "reference with no record left to name, a unique rule whose values ran out (more "
+                "records than it allows: fewer of them, or more of what they are spread over), "
+                "a change with no value to come from, or a record it names made after another it "
+                "names had closed"
             )
         rec = draft.rec
         if computed:
@@ -252,7 +257,8 @@ def _generate(
     succeed(name, collection.schema.get("x-succession"), records, ctx)
 
 
-Distinct = list[tuple[tuple[str, ...], Condition, set[tuple[Any, ...]]]]
+# (invariant id, its fields, its `when`, the values taken)
+Distinct = list[tuple[str, tuple[str, ...], Condition, set[tuple[Any, ...]]]]
 
 
 def _distinct_rules(collection: Collection, ctx: WorldContext) -> Distinct:
@@ -264,7 +270,7 @@ def _distinct_rules(collection: Collection, ctx: WorldContext) -> Distinct:
         fields = inv.get("unique") if isinstance(inv, dict) else None
         if isinstance(fields, list) and fields:
             when = compile_condition(collection.name, inv.get("when") or {}, ctx.schemas)
-            out.append((tuple(str(f) for f in fields), when, set()))
+            out.append((str(inv.get("id")), tuple(str(f) for f in fields), when, set()))
     return out
 
 
@@ -272,11 +278,12 @@ def _claim_distinct(distinct: Distinct, rec: dict[str, Any], ctx: WorldContext) 
     """Take the record's values for each `unique` rule, or Redraw when one is taken (nothing
     is taken then)."""
     keys = []
-    for fields, when, taken in distinct:
+    for rule, fields, when, taken in distinct:
         if when(rec, ctx.env):
             key = tuple(_hashable(rec.get(f)) for f in fields)
             if key in taken:
-                raise Redraw
+                shown = ", ".join(f"{f} = {v!r}" for f, v in zip(fields, key, strict=True))
+                raise Redraw(f"the unique rule {rule}: {shown} is taken")
             keys.append((taken, key))
     for taken, key in keys:
         taken.add(key)

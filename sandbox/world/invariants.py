@@ -13,7 +13,8 @@ Each invariant is data in the spec, in the condition language of `conditions`:
     - {id: named-while-open, class: time, refs-open: created_at}
 
 `require` (with an optional `when`) is judged record by record, so a write through the API can be
-judged by it too. `one-per` (exactly one record matching `where` per record of `of`),
+judged by it too. `one-per` (exactly one record matching `where` per record of `of` that
+`of-where` admits, none for the others),
 `increases-with` (ordered by `by`, the field's numbers increase), `refs-before` (every record
 a reference names was created no later than this one), `refs-open` (no record a reference names
 had closed by then, `x-closed`: see `closings`) and `unique` (no two records `when` holds for
@@ -180,6 +181,7 @@ def _compile_one(
         if decl.get("of") not in schemas:
             raise ConditionError(f"{rid}: one-per.of must name a collection")
         compile_condition(name, decl.get("where"), schemas)
+        compile_condition(str(decl["of"]), decl.get("of-where"), schemas)
     elif kind == "increases-with":
         if not isinstance(decl, Mapping) or decl.get("field") not in props:
             raise ConditionError(f"{rid}: increases-with.field must name a field of {name}")
@@ -399,9 +401,12 @@ def _one_per(
     world: Mapping[str, Iterable[Mapping[str, Any]]],
     env: Env,
 ) -> list[Violation]:
+    """Exactly one matching record per record of `of` that `of-where` admits (all of them when
+    it is absent), and none for the others (a check that passes has no alert still open)."""
     decl = inv.decl["one-per"]
     field, of = decl["field"], decl["of"]
     where = compile_condition(inv.collection, decl.get("where"), env.schemas)
+    admitted = compile_condition(of, decl.get("of-where"), env.schemas)
     holders: dict[Any, list[Mapping[str, Any]]] = {}
     for rec in records:
         if inv.when(rec, env) and where(rec, env):
@@ -409,8 +414,12 @@ def _one_per(
     out = []
     for scope in world.get(of, []):
         found = holders.get(scope.get("id"), [])
-        if len(found) != 1:
-            detail = f"{len(found)} {inv.collection} records with {field} = {scope.get('id')!r}"
+        wanted = 1 if admitted(scope, env) else 0
+        if len(found) != wanted:
+            detail = (
+                f"{len(found)} {inv.collection} records with {field} = {scope.get('id')!r}"
+                f" (wants {wanted})"
+            )
             out.append(Violation(of, str(scope.get("id")), inv.id, inv.klass, detail))
     return out
 
@@ -623,6 +632,23 @@ def _hint_problems_of(
                 where_ = ref.get("where") or {}
                 fixed = {k: v for k, v in where_.items() if not isinstance(v, str)}
                 compile_condition(target, fixed, schemas)
+                rounds = ref.get("cover-with")
+                if rounds is not None and not (
+                    ref.get("cover") is True
+                    and isinstance(rounds, Mapping)
+                    and isinstance(rounds.get("field"), str)
+                    and isinstance(rounds.get("values"), list)
+                    and rounds["values"]
+                ):
+                    raise ConditionError(
+                        "x-ref.cover-with is {field, values} (values a non-empty list) "
+                        "beside `cover: true`"
+                    )
+                rest = ref.get("rest-where")
+                if rest is not None:
+                    if ref.get("cover") is not True or not isinstance(rest, Mapping):
+                        raise ConditionError("x-ref.rest-where is a mapping beside `cover: true`")
+                    compile_condition(target, rest, schemas)
                 for v in where_.values():
                     if isinstance(v, str) and "->" in v:
                         compile_path(scope, v, schemas)
@@ -640,9 +666,10 @@ def _hint_problems_of(
 
 def hint_problems(schemas: Schemas) -> list[tuple[str, str]]:
     """(collection, problem) for conditional generation hints (`x-cases`, `x-format`, `x-copy`,
-    paths in `x-by`, `x-time.after` and `.before`, `x-ref.where` and `.existed-at`, `x-change`,
-    `x-birth`, a collection's `x-runs` and `x-succession`) that name a field no schema has or
-    cannot be read."""
+    paths in `x-by`, `x-time.after` and `.before`, `x-ref.where`, `.rest-where`, `.cover-with` and
+    `.existed-at`,
+    `x-change`, `x-birth`, a collection's `x-runs` and `x-succession`) that name a field no
+    schema has or cannot be read."""
     out = []
     for name, schema in schemas.items():
         props = schema.get("properties") or {}

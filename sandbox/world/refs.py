@@ -105,7 +105,11 @@ def ref_plan(
     `where` narrows the records it may name (`{their field: my field or path}` must match;
     `{their field or path: [values] or a test}` filters); `cover: true` makes record *i* name
     record *i* of the target (of those a fixed `where` admits) while there are target records
-    left, so every one is named once;
+    left, so every one is named once, and `rest-where` (a fixed filter) says what the records
+    past them name (a failing check raises one alert still open; the other alerts were raised
+    by checks that have since passed again); `cover-with: {field, values}` names every target
+    once per value, in rounds, the record holding the round's value in `field` (every agent
+    runs its CPU, memory and disk checks);
     `unique: true` names each target record at most once in the collection (an event that
     happens once to a record: a record with none left to name is drawn again); `existed-at: path`
     names only a record created by the time the path gives (whoever acted on a record existed
@@ -121,6 +125,25 @@ def ref_plan(
     dynamic, static, deps = _where_parts(target, where, ctx, scope or where_label)
     if unique and (dynamic or cover):
         raise GenerationError(f"{where_label}: x-ref.unique takes a fixed `where` only")
+    rounds = options.get("cover-with")  # {field, values}: one round of the targets per value
+    if rounds is not None and not (
+        cover
+        and isinstance(rounds, dict)
+        and isinstance(rounds.get("field"), str)
+        and isinstance(rounds.get("values"), list)
+        and rounds["values"]
+    ):
+        raise GenerationError(
+            f"{where_label}: x-ref.cover-with is {{field, values}} beside `cover: true`"
+        )
+    rest = options.get("rest-where")
+    rest_static: Condition | None = None
+    if rest is not None:
+        rest_dynamic, rest_static, _ = _where_parts(target, rest, ctx, scope or where_label)
+        if not cover or rest_dynamic or rest_static is None:
+            raise GenerationError(
+                f"{where_label}: x-ref.rest-where takes `cover: true` and a fixed filter"
+            )
     target_ids = ctx.ids.get(target, [])
     existed = _existed_at(options.get("existed-at"), ctx, scope or where_label, where_label)
     if existed is not None:
@@ -177,6 +200,13 @@ def ref_plan(
                 return target_ids[index]
         if null_p and rng.random() < null_p:
             return None
+        if rest_static is not None:  # past the covered records
+            rest_of = ctx.matching(target, rest_static)
+            if not rest_of:
+                return None
+            index = rest_of[int(rng.random() * len(rest_of))]
+            link(d, index)
+            return target_ids[index]
         for earlier in sharing:  # agree with a record this one already points at
             ref = d.refs.get(earlier)
             if ref is not None:
@@ -215,10 +245,18 @@ def ref_plan(
         i = ctx.index_of(scope, own_id) if scope and isinstance(own_id, str) else None
         if i is None:
             return None
-        if static is not None:  # record i names the i-th target the fixed `where` admits
-            admitted = ctx.matching(target, static)
-            return admitted[i] if i < len(admitted) else None
-        return i if i < ctx.counts.get(target, 0) else None
+        # record i names the i-th target the fixed `where` admits
+        admitted = ctx.matching(target, static) if static is not None else None
+        n = len(admitted) if admitted is not None else ctx.counts.get(target, 0)
+        if rounds is not None and n:  # round i // n names every target again, with its value
+            values = rounds["values"]
+            if i >= n * len(values):
+                return None
+            d.rec[rounds["field"]] = values[i // n]
+            i %= n
+        if i >= n:
+            return None
+        return admitted[i] if admitted is not None else i
 
     return FieldPlan(name, make, tuple(deps), on_fixed)
 

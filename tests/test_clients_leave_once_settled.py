@@ -1,0 +1,143 @@
+"""A client leaves once its money and work are settled, as every archived client of the seeded
+world has: archiving one (the action, or `status: archived` in an update) while it has a
+contract in force or a ticket still open answers 409 CONFLICT naming them, and changes nothing.
+Before, the archive went through and left the client's contracts active and tickets open."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from litestar.testing import TestClient
+
+from opsmerge_sandbox.extensions import parse_collections
+from opsmerge_sandbox.spec import Spec
+from tests.conftest import bearer, every_record, key_named
+
+API = "/api/v1"
+OPEN = {"New", "Open", "In Progress", "Waiting on Customer"}
+IN_FORCE = {"active", "scheduled"}
+
+
+def _owner(c: TestClient) -> dict[str, str]:
+    return bearer(key_named(c.app, "Owner - full"))
+
+
+def _in_force(c: TestClient, h: dict[str, str], client_id: str) -> list[str]:
+    return [x["id"] for x in every_record(c, f"{API}/contracts", h, client_id=client_id)
+            if x["status"] in IN_FORCE]
+
+
+def _open_tickets(c: TestClient, h: dict[str, str], client_id: str) -> list[str]:
+    return [x["id"] for x in every_record(c, f"{API}/tickets", h, client_id=client_id)
+            if x["status"] in OPEN]
+
+
+def _void_contracts(c: TestClient, h: dict[str, str], client_id: str) -> None:
+    for contract in _in_force(c, h, client_id):
+        voided = c.post(f"{API}/contracts/{contract}/void", headers=h)
+        assert voided.status_code == 200, voided.text
+
+
+def _close_tickets(c: TestClient, h: dict[str, str], client_id: str) -> None:
+    for ticket in _open_tickets(c, h, client_id):
+        closed = c.patch(f"{API}/tickets/{ticket}", headers=h,
+                         json={"status": "Closed", "resolution": "Closed as the client leaves."})
+        assert closed.status_code == 200, closed.text
+
+
+def _archived_entries(c: TestClient, h: dict[str, str], client_id: str) -> int:
+    log = every_record(c, f"{API}/audit-log", h, action="client.archived")
+    return sum(e["object_id"] == client_id for e in log)
+
+
+def test_a_client_under_a_contract_in_force_is_not_archived_and_nothing_changes(
+    fresh_client: TestClient,
+) -> None:
+    c, h = fresh_client, _owner(fresh_client)
+    _close_tickets(c, h, "cli_acme")  # only the contract stands in the way
+    contracts = _in_force(c, h, "cli_acme")
+    assert contracts
+    before = c.get(f"{API}/clients/cli_acme", headers=h).json()["data"]
+    refused = c.post(f"{API}/clients/cli_acme/archive", headers=h)
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "CONFLICT"
+    assert "contract in force" in error["message"] and contracts[0] in error["message"]
+    assert error["details"][0]["location"] == "path"
+    assert c.get(f"{API}/clients/cli_acme", headers=h).json()["data"] == before
+    assert _archived_entries(c, h, "cli_acme") == 0
+
+
+def test_a_client_with_tickets_still_open_is_not_archived_and_the_error_counts_them(
+    fresh_client: TestClient,
+) -> None:
+    c, h = fresh_client, _owner(fresh_client)
+    _void_contracts(c, h, "cli_acme")  # only the tickets stand in the way
+    still_open = _open_tickets(c, h, "cli_acme")
+    assert len(still_open) > 3
+    refused = c.post(f"{API}/clients/cli_acme/archive", headers=h)
+    assert refused.status_code == 409, refused.text
+    message = refused.json()["error"]["message"]
+    assert "tickets still open" in message
+    assert f"and {len(still_open) - 3} more" in message
+    assert c.get(f"{API}/clients/cli_acme", headers=h).json()["data"]["status"] == "active"
+
+
+def test_setting_status_archived_in_an_update_is_refused_naming_the_field(
+    fresh_client: TestClient,
+) -> None:
+    c, h = fresh_client, _owner(fresh_client)
+    refused = c.patch(f"{API}/clients/cli_acme", headers=h,
+                      json={"status": "archived", "name": "Acme (leaving)"})
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert [(d["location"], d["field"]) for d in error["details"]] == [("body", "status")]
+    assert error["message"].startswith("status: ")
+    client = c.get(f"{API}/clients/cli_acme", headers=h).json()["data"]
+    assert (client["status"], client["name"]) == ("active", "Acme Corporation Ltd")
+
+
+def test_a_settled_client_is_archived_and_its_records_agree(fresh_client: TestClient) -> None:
+    c, h = fresh_client, _owner(fresh_client)
+    _void_contracts(c, h, "cli_acme")
+    _close_tickets(c, h, "cli_acme")
+    archived = c.post(f"{API}/clients/cli_acme/archive", headers=h)
+    assert archived.status_code == 200, archived.text
+    assert archived.json()["data"]["status"] == "archived"
+    assert _in_force(c, h, "cli_acme") == _open_tickets(c, h, "cli_acme") == []
+    assert _archived_entries(c, h, "cli_acme") == 1
+
+
+def test_a_lead_that_never_signed_is_archived_at_once(fresh_client: TestClient) -> None:
+    c, h = fresh_client, _owner(fresh_client)
+    lead = next(x for x in every_record(c, f"{API}/clients", h) if x["status"] == "lead")
+    archived = c.post(f"{API}/clients/{lead['id']}/archive", headers=h)
+    assert archived.status_code == 200, archived.text
+
+
+def test_other_changes_to_a_client_with_open_work_still_go_through(
+    fresh_client: TestClient,
+) -> None:
+    c, h = fresh_client, _owner(fresh_client)
+    renamed = c.patch(f"{API}/clients/cli_acme", headers=h, json={"name": "Acme Holdings Ltd"})
+    assert renamed.status_code == 200, renamed.text
+
+
+def _with_rule(spec: Spec, **change: Any) -> list[str]:
+    schemas = copy.deepcopy(spec.raw["components"]["schemas"])
+    rule = schemas["Client"]["x-refuse-while"][0]
+    rule.update(change)
+    _, problems = parse_collections(schemas)
+    return [p.message for p in problems if p.where.endswith(".Client")]
+
+
+def test_a_refuse_while_rule_that_names_nothing_real_is_refused_at_the_check_of_the_spec(
+    spec: Spec,
+) -> None:
+    assert _with_rule(spec) == []
+    assert any("is not a collection" in m for m in _with_rule(spec, collection="nowhere"))
+    assert any("does not refer to clients" in m for m in _with_rule(spec, field="name"))
+    assert any("holding.colour" in m for m in _with_rule(spec, holding={"colour": ["red"]}))
+    assert any("into.colour" in m for m in _with_rule(spec, into={"colour": ["red"]}))
+    assert any("needs a message" in m for m in _with_rule(spec, message=""))
