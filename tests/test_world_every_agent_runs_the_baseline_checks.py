@@ -72,11 +72,15 @@ def test_an_agent_served_lists_its_baseline_checks(client: Any, owner: dict[str,
 
 
 @pytest.mark.parametrize(
-    ("cover_with", "keep_cover"),
-    [({"field": "check_type", "values": ["cpu"]}, False), ({"field": "check_type"}, True)],
+    ("cover_with", "keep_cover", "named"),
+    [
+        ({"field": "check_type", "values": ["cpu"]}, False, "cover-with"),
+        ({"field": "check_type"}, True, "cover-with"),
+        ({"field": "no_such_field", "values": ["cpu"]}, True, "no_such_field"),
+    ],
 )
 def test_a_cover_with_that_cannot_be_followed_is_refused_at_the_check_of_the_spec(
-    spec: Spec, cover_with: dict[str, Any], keep_cover: bool
+    spec: Spec, cover_with: dict[str, Any], keep_cover: bool, named: str
 ) -> None:
     schemas = copy.deepcopy(spec.raw["components"]["schemas"])
     ref = schemas["CheckWritable"]["properties"]["agent_id"]["x-ref"]
@@ -84,4 +88,4 @@ def test_a_cover_with_that_cannot_be_followed_is_refused_at_the_check_of_the_spe
     if not keep_cover:
         del ref["cover"]
     _, problems = parse_collections(schemas)
-    assert any("cover-with" in p.message and "Check" in p.where for p in problems), problems
+    assert any(named in p.message and "Check" in p.where for p in problems), problems

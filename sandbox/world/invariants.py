@@ -46,7 +46,7 @@ from opsmerge_sandbox.world.conditions import (
     time_operand,
     to_seconds,
 )
-from opsmerge_sandbox.world.ref_hints import RefHint, ref_hints
+from opsmerge_sandbox.world.ref_hints import RefHint, cover_rounds, ref_hints
 from opsmerge_sandbox.world.runs import runs_problems
 from opsmerge_sandbox.world.succession import succession_problems
 from opsmerge_sandbox.world.working_hours import hours_problems
@@ -632,18 +632,12 @@ def _hint_problems_of(
                 where_ = ref.get("where") or {}
                 fixed = {k: v for k, v in where_.items() if not isinstance(v, str)}
                 compile_condition(target, fixed, schemas)
-                rounds = ref.get("cover-with")
-                if rounds is not None and not (
-                    ref.get("cover") is True
-                    and isinstance(rounds, Mapping)
-                    and isinstance(rounds.get("field"), str)
-                    and isinstance(rounds.get("values"), list)
-                    and rounds["values"]
-                ):
-                    raise ConditionError(
-                        "x-ref.cover-with is {field, values} (values a non-empty list) "
-                        "beside `cover: true`"
-                    )
+                try:
+                    rounds = cover_rounds(ref)
+                except ValueError as exc:
+                    raise ConditionError(str(exc)) from None
+                if rounds is not None:
+                    compile_path(scope, rounds[0], schemas)
                 rest = ref.get("rest-where")
                 if rest is not None:
                     if ref.get("cover") is not True or not isinstance(rest, Mapping):

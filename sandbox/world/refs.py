@@ -25,6 +25,7 @@ from opsmerge_sandbox.world.context import (
     WorldContext,
 )
 from opsmerge_sandbox.world.hints import nullable
+from opsmerge_sandbox.world.ref_hints import cover_rounds
 
 __all__ = ["has_ref", "ref_by_plan", "ref_list_plan", "ref_plan"]
 
@@ -125,17 +126,10 @@ def ref_plan(
     dynamic, static, deps = _where_parts(target, where, ctx, scope or where_label)
     if unique and (dynamic or cover):
         raise GenerationError(f"{where_label}: x-ref.unique takes a fixed `where` only")
-    rounds = options.get("cover-with")  # {field, values}: one round of the targets per value
-    if rounds is not None and not (
-        cover
-        and isinstance(rounds, dict)
-        and isinstance(rounds.get("field"), str)
-        and isinstance(rounds.get("values"), list)
-        and rounds["values"]
-    ):
-        raise GenerationError(
-            f"{where_label}: x-ref.cover-with is {{field, values}} beside `cover: true`"
-        )
+    try:  # (field, values): one round of the targets per value
+        rounds = cover_rounds(options)
+    except ValueError as exc:
+        raise GenerationError(f"{where_label}: {exc}") from None
     rest = options.get("rest-where")
     rest_static: Condition | None = None
     if rest is not None:
@@ -249,10 +243,10 @@ def ref_plan(
         admitted = ctx.matching(target, static) if static is not None else None
         n = len(admitted) if admitted is not None else ctx.counts.get(target, 0)
         if rounds is not None and n:  # round i // n names every target again, with its value
-            values = rounds["values"]
+            field, values = rounds
             if i >= n * len(values):
                 return None
-            d.rec[rounds["field"]] = values[i // n]
+            d.rec[field] = values[i // n]
             i %= n
         if i >= n:
             return None
