@@ -1,7 +1,9 @@
 """Failing checks become alerts: in the seeded world every failing check of a client still served
 has raised one alert that is still open or acknowledged, and no passing or disabled check has one.
 Before, 151 of 236 failing enabled checks had never raised an alert, nine checks had two open
-alerts at once and two disabled checks had one open."""
+alerts at once and two disabled checks had one open. A client that left is no longer monitored:
+its checks were turned off by the time it left (before, 29 of them were failing, enabled and
+unheard)."""
 
 from __future__ import annotations
 
@@ -113,3 +115,23 @@ def test_a_rest_where_that_cannot_be_read_is_refused_at_the_check_of_the_spec(
     schemas["Alert"]["allOf"][1]["properties"]["check_id"]["x-ref"]["rest-where"] = bad
     _, problems = parse_collections(schemas)
     assert any(named in p.message and "Alert" in p.where for p in problems), problems
+
+
+def test_a_client_that_left_is_no_longer_monitored(seeded_world: World) -> None:
+    """Its checks were turned off by the time it left, so none of them is failing unheard."""
+    left = {c["id"]: c["updated_at"] for c in seeded_world["clients"]
+            if c["status"] == "archived"}
+    theirs = [c for c in seeded_world["checks"] if c["client_id"] in left]
+    assert theirs  # enough to judge
+    assert [c["id"] for c in theirs if c["enabled"]] == []
+    assert [c["id"] for c in theirs if c["updated_at"] > left[c["client_id"]]] == []
+
+
+def test_the_checker_names_a_check_still_on_for_a_client_that_left(
+    spec: Spec, seeded_world: World
+) -> None:
+    left = {c["id"] for c in seeded_world["clients"] if c["status"] == "archived"}
+    changed = copy.deepcopy(seeded_world)
+    check = next(c for c in changed["checks"] if c["client_id"] in left)
+    check["enabled"] = True
+    assert (check["id"], "off-for-a-client-that-left") in violations(spec, changed)
