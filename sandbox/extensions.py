@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from opsmerge_sandbox.ref_options import ref_of
+
 SANDBOX_KINDS = frozenset({"list", "get", "create", "update", "delete", "action", "identity"})
 DEFAULT_CONFLICT_CODE = "CONFLICT"
 EXPRESSION_SOURCES = ("now", "today", "secret", "caller", "path", "body", "record")
@@ -248,7 +250,12 @@ class Lifecycle:
         """Whether `record` (as stored) moves through the steps on the clock."""
         if not self.when:
             return created
-        return all(record.get(f) in allowed for f, allowed in self.when.items())
+        return holds_values(record, self.when)
+
+
+def holds_values(record: Mapping[str, Any] | None, values: Mapping[str, tuple[Any, ...]]) -> bool:
+    """Whether a record holds one of the allowed values in each field (`{field: [values]}`)."""
+    return record is not None and all(record.get(f) in v for f, v in values.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,13 +273,10 @@ class Blocker:
 
     def entered(self, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
         """Whether the write from `before` (None: a create) to `after` enters the state."""
-        def meets(record: Mapping[str, Any] | None) -> bool:
-            return record is not None and all(record.get(f) in v for f, v in self.into.items())
-
-        return meets(after) and not meets(before)
+        return holds_values(after, self.into) and not holds_values(before, self.into)
 
     def holds(self, record: Mapping[str, Any]) -> bool:
-        return all(record.get(f) in v for f, v in self.holding.items())
+        return holds_values(record, self.holding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -781,12 +785,12 @@ def _targets_of(prop: Any) -> set[str]:
     """The collections a property's `x-ref` (or its items') names."""
     if not isinstance(prop, Mapping):
         return set()
-    ref = prop.get("x-ref") or (prop.get("items") or {}).get("x-ref")
-    if isinstance(ref, str):
-        return {ref}
-    if isinstance(ref, Mapping) and isinstance(ref.get("collection"), str):
-        return {ref["collection"]}
-    return set()
+    items = prop.get("items")
+    try:
+        found = ref_of(dict(prop)) or (ref_of(dict(items)) if isinstance(items, Mapping) else None)
+    except (KeyError, TypeError):  # a malformed x-ref: the reference rules report it
+        return set()
+    return {str(found[0])} if found else set()
 
 
 def _lifecycle(r: _Reader, value: Any) -> Lifecycle | None:

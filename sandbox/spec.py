@@ -27,6 +27,7 @@ from opsmerge_sandbox.extensions import (
     parse_collections,
     parse_operation,
 )
+from opsmerge_sandbox.ref_options import cover_rounds, ref_of
 from opsmerge_sandbox.yamlio import load_yaml
 
 SPEC_PATH = Path(__file__).parent / "openapi" / "opsmerge.yaml"
@@ -35,6 +36,7 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 SPEC_CODE = (
     "spec.py",
     "extensions.py",
+    "ref_options.py",
     "catalogue.py",
     "yamlio.py",
     "events/__init__.py",
@@ -159,16 +161,6 @@ def unlogged_fields(schema: Mapping[str, Any]) -> frozenset[str]:
     return BOOKKEEPING | frozenset(f for f, p in props.items() if p.get("x-shown-once"))
 
 
-def ref_of(schema: Schema) -> tuple[str, dict[str, str], dict[str, str]] | None:
-    """(collection, copy, where) of a property's `x-ref`, or None: how records point at others."""
-    ref = schema.get("x-ref")
-    if ref is None:
-        return None
-    if isinstance(ref, str):
-        return ref, {}, {}
-    return ref["collection"], dict(ref.get("copy") or {}), dict(ref.get("where") or {})
-
-
 def ref_arms(schema: Schema) -> list[Schema]:
     """The property and each of its `x-cases` arms that names a reference (`x-ref` or
     `x-ref-by`): where the records a field can name, and what it copies from them, are said."""
@@ -184,9 +176,12 @@ def ref_copies(schema: Schema) -> list[str]:
     for hint in ref_arms(schema):
         found += [f for f in (ref_of(hint) or ("", {}, {}))[1] if f not in found]
         ref = hint.get("x-ref")
-        rounds = ref.get("cover-with") if isinstance(ref, dict) else None
-        if isinstance(rounds, dict) and isinstance(rounds.get("field"), str):
-            found += [rounds["field"]] if rounds["field"] not in found else []
+        try:
+            rounds = cover_rounds(ref) if isinstance(ref, dict) else None
+        except ValueError:  # reported by the spec check; nothing is set then
+            rounds = None
+        if rounds is not None and rounds[0] not in found:
+            found.append(rounds[0])
     return found
 
 

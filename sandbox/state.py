@@ -116,7 +116,8 @@ def _world(spec: Spec, recipe: Recipe) -> dict[str, list[dict]]:
         with progress(f"Building world {recipe.name} (seed {recipe.seed})", total) as report:
             return build_world(spec, recipe, progress=report)
     code = code_bytes(
-        "world", "spec.py", "extensions.py", "jsontypes.py", "pipeline/audit.py"
+        "world", "spec.py", "extensions.py", "ref_options.py", "jsontypes.py",
+        "pipeline/audit.py",
     )
     parts = [*code, spec.path.read_bytes(), repr(recipe).encode()]
     return cached("world", parts, lambda: build_world(spec, recipe))

@@ -46,6 +46,15 @@ def _close_tickets(c: TestClient, h: dict[str, str], client_id: str) -> None:
         assert closed.status_code == 200, closed.text
 
 
+def _archive_refused(c: TestClient, h: dict[str, str], client_id: str) -> dict[str, Any]:
+    """The error of an archive the client's open work holds back (409 CONFLICT)."""
+    refused = c.post(f"{API}/clients/{client_id}/archive", headers=h)
+    assert refused.status_code == 409, refused.text
+    error: dict[str, Any] = refused.json()["error"]
+    assert error["code"] == "CONFLICT"
+    return error
+
+
 def _archived_entries(c: TestClient, h: dict[str, str], client_id: str) -> int:
     log = every_record(c, f"{API}/audit-log", h, action="client.archived")
     return sum(e["object_id"] == client_id for e in log)
@@ -59,10 +68,7 @@ def test_a_client_under_a_contract_in_force_is_not_archived_and_nothing_changes(
     contracts = _in_force(c, h, "cli_acme")
     assert contracts
     before = c.get(f"{API}/clients/cli_acme", headers=h).json()["data"]
-    refused = c.post(f"{API}/clients/cli_acme/archive", headers=h)
-    assert refused.status_code == 409, refused.text
-    error = refused.json()["error"]
-    assert error["code"] == "CONFLICT"
+    error = _archive_refused(c, h, "cli_acme")
     assert "contract in force" in error["message"] and contracts[0] in error["message"]
     assert error["details"][0]["location"] == "path"
     assert c.get(f"{API}/clients/cli_acme", headers=h).json()["data"] == before
@@ -76,9 +82,7 @@ def test_a_client_with_tickets_still_open_is_not_archived_and_the_error_counts_t
     _void_contracts(c, h, "cli_acme")  # only the tickets stand in the way
     still_open = _open_tickets(c, h, "cli_acme")
     assert len(still_open) > 3
-    refused = c.post(f"{API}/clients/cli_acme/archive", headers=h)
-    assert refused.status_code == 409, refused.text
-    message = refused.json()["error"]["message"]
+    message = _archive_refused(c, h, "cli_acme")["message"]
     assert "tickets still open" in message
     assert f"and {len(still_open) - 3} more" in message
     assert c.get(f"{API}/clients/cli_acme", headers=h).json()["data"]["status"] == "active"

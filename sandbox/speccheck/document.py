@@ -14,6 +14,7 @@ from typing import Any
 
 from opsmerge_sandbox.catalogue import Catalogue
 from opsmerge_sandbox.extensions import (
+    Blocker,
     ExtensionProblem,
     OperationHints,
     parse_collections,
@@ -95,6 +96,8 @@ class Document:
     collections: dict[str, str] = field(default_factory=dict)  # collection -> schema name
     # what is wrong with the schemas' x-collection, x-lifecycle and x-create-set
     collection_problems: list[ExtensionProblem] = field(default_factory=list)
+    # collection -> its `x-refuse-while` rules, as the sandbox parses them
+    blockers: dict[str, tuple[Blocker, ...]] = field(default_factory=dict)
     first_with_id: dict[str, OperationView] = field(default_factory=dict)
 
     def lookup(self, ref: str) -> Any:
@@ -189,6 +192,7 @@ def build_document(raw: dict[str, Any], catalogue: Catalogue) -> Document:
     }
     declared, doc.collection_problems = parse_collections(schemas)
     doc.collections = {name: schema_name for name, (schema_name, _) in declared.items()}
+    doc.blockers = {name: hints.blockers for name, (_, hints) in declared.items()}
     paths = raw.get("paths")
     for path, item in paths.items() if isinstance(paths, dict) else ():
         if not isinstance(item, dict):

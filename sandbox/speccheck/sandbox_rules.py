@@ -35,21 +35,14 @@ def _x_sandbox(doc: Document, op: OperationView) -> Iterator[Finding]:
 
 def _blocker_codes(doc: Document, op: OperationView) -> Iterator[tuple[str, str]]:
     """The codes of the collection's `x-refuse-while` rules an update, or an action that sets
-    one of a rule's `into` fields, may answer."""
+    one of a rule's `into` fields, may answer: each code once, at the first rule giving it."""
     hints = op.hints
-    schema_name = doc.collections.get(hints.collection or "")
-    if schema_name is None or hints.kind not in ("update", "action"):
+    if hints.kind not in ("update", "action"):
         return
-    schema = doc.raw.get("components", {}).get("schemas", {}).get(schema_name) or {}
-    rules = schema.get("x-refuse-while")
-    seen: set[str] = set()  # each code once, at the first rule that gives it
-    for i, rule in enumerate(rules if isinstance(rules, list) else ()):
-        if not isinstance(rule, dict) or not isinstance(rule.get("code"), str):
-            continue  # the collection's own check reports it
-        into = rule.get("into")
-        into = into if isinstance(into, dict) else {}
-        if rule["code"] not in seen and (
-            hints.kind == "update" or any(f in hints.sets for f in into)
-        ):
-            seen.add(rule["code"])
-            yield f"components.schemas.{schema_name}.x-refuse-while[{i}].code", rule["code"]
+    schema_name = doc.collections.get(hints.collection or "")
+    seen: set[str] = set()
+    for i, rule in enumerate(doc.blockers.get(hints.collection or "", ())):
+        entered = hints.kind == "update" or any(f in hints.sets for f in rule.into)
+        if entered and rule.code not in seen:
+            seen.add(rule.code)
+            yield f"components.schemas.{schema_name}.x-refuse-while[{i}].code", rule.code

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from opsmerge_sandbox.ref_options import cover_rounds, rest_where
 from opsmerge_sandbox.world.closings import Closing, closings
 from opsmerge_sandbox.world.conditions import (
     HOLDER,
@@ -46,7 +47,7 @@ from opsmerge_sandbox.world.conditions import (
     time_operand,
     to_seconds,
 )
-from opsmerge_sandbox.world.ref_hints import RefHint, cover_rounds, ref_hints
+from opsmerge_sandbox.world.ref_hints import RefHint, ref_hints
 from opsmerge_sandbox.world.runs import runs_problems
 from opsmerge_sandbox.world.succession import succession_problems
 from opsmerge_sandbox.world.working_hours import hours_problems
@@ -633,15 +634,12 @@ def _hint_problems_of(
                 fixed = {k: v for k, v in where_.items() if not isinstance(v, str)}
                 compile_condition(target, fixed, schemas)
                 try:
-                    rounds = cover_rounds(ref)
+                    rounds, rest = cover_rounds(ref), rest_where(ref)
                 except ValueError as exc:
                     raise ConditionError(str(exc)) from None
                 if rounds is not None:
                     compile_path(scope, rounds[0], schemas)
-                rest = ref.get("rest-where")
                 if rest is not None:
-                    if ref.get("cover") is not True or not isinstance(rest, Mapping):
-                        raise ConditionError("x-ref.rest-where is a mapping beside `cover: true`")
                     compile_condition(target, rest, schemas)
                 for v in where_.values():
                     if isinstance(v, str) and "->" in v:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RefHint", "cover_rounds", "ref_hints"]
+__all__ = ["RefHint", "ref_hints"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,21 +48,3 @@ def ref_hints(schema: Mapping[str, Any]) -> list[RefHint]:
             out.append(RefHint(name, None, str(by["field"]), collections, history))
     return out
 
-
-def cover_rounds(ref: Mapping[str, Any]) -> tuple[str, list[Any]] | None:
-    """An `x-ref`'s `cover-with: {field, values}` as (field, values), None without one; a
-    ValueError says what is wrong with one that cannot be followed (it needs `cover: true`)."""
-    rounds = ref.get("cover-with")
-    if rounds is None:
-        return None
-    if not (
-        ref.get("cover") is True
-        and isinstance(rounds, Mapping)
-        and isinstance(rounds.get("field"), str)
-        and isinstance(rounds.get("values"), list)
-        and rounds["values"]
-    ):
-        raise ValueError(
-            "x-ref.cover-with is {field, values} (values a non-empty list) beside `cover: true`"
-        )
-    return rounds["field"], list(rounds["values"])

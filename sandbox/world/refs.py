@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opsmerge_sandbox.spec import ref_of
+from opsmerge_sandbox.ref_options import cover_rounds, ref_of, rest_where
 from opsmerge_sandbox.world.conditions import (
     Condition,
     ConditionError,
@@ -25,7 +25,6 @@ from opsmerge_sandbox.world.context import (
     WorldContext,
 )
 from opsmerge_sandbox.world.hints import nullable
-from opsmerge_sandbox.world.ref_hints import cover_rounds
 
 __all__ = ["has_ref", "ref_by_plan", "ref_list_plan", "ref_plan"]
 
@@ -126,18 +125,15 @@ def ref_plan(
     dynamic, static, deps = _where_parts(target, where, ctx, scope or where_label)
     if unique and (dynamic or cover):
         raise GenerationError(f"{where_label}: x-ref.unique takes a fixed `where` only")
-    try:  # (field, values): one round of the targets per value
-        rounds = cover_rounds(options)
+    try:  # (field, values): one round of the targets per value; what the rest name
+        rounds, rest = cover_rounds(options), rest_where(options)
     except ValueError as exc:
         raise GenerationError(f"{where_label}: {exc}") from None
-    rest = options.get("rest-where")
     rest_static: Condition | None = None
     if rest is not None:
-        rest_dynamic, rest_static, _ = _where_parts(target, rest, ctx, scope or where_label)
-        if not cover or rest_dynamic or rest_static is None:
-            raise GenerationError(
-                f"{where_label}: x-ref.rest-where takes `cover: true` and a fixed filter"
-            )
+        rest_dynamic, rest_static, _ = _where_parts(target, dict(rest), ctx, scope or where_label)
+        if rest_dynamic or rest_static is None:
+            raise GenerationError(f"{where_label}: x-ref.rest-where takes a fixed filter")
     target_ids = ctx.ids.get(target, [])
     existed = _existed_at(options.get("existed-at"), ctx, scope or where_label, where_label)
     if existed is not None:
