@@ -8,6 +8,11 @@ one connection count, one server at a time:
   (prefilled by writing the store file directly, in the format the sandbox writes), so what a
   create costs can be compared as the store grows. An acknowledged create is fsynced.
 
+Beside each run, what a request cost the server process over the measured run (Linux, from
+/proc): CPU (user and system, every thread) and voluntary context switches, the times one of its
+threads gave up a CPU to wait (for the disk, or for the interpreter's lock). Both move less from
+one minute to the next on a shared machine than req/s and p99 do.
+
     .venv/bin/python benchmarks/write_path.py [--prefill 0,50000] [--duration 10]
     .venv/bin/python benchmarks/write_path.py --instructions [--root DIR]
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -42,13 +48,31 @@ P99_LIMIT_MS = 25.0
 FLAT_LIMIT = 1.3
 
 
-def _start(procs: bench.Processes, name: str, extra: Sequence[str], headers: dict[str, str]) -> int:
+def _start(procs: bench.Processes, name: str, extra: Sequence[str], headers: dict[str, str],
+           ) -> tuple[int, int]:
+    """The port of a fresh server, and its process id."""
     port = bench.free_port()
     proc = procs.start(name, bench.sandbox_command(port, "--rate-limit", bench.HUGE_RATE_LIMIT,
                                                    *extra))
     bench.wait_until_answers(procs, name, proc, time.perf_counter(), port,
                              f"{TICKETS}?per_page=1", headers, 300, lambda s: s == 200)
-    return port
+    return port, proc.pid
+
+
+def _server_use(pid: int) -> tuple[float, int]:
+    """CPU seconds (user and system, every thread) the server has used, and how many times its
+    threads gave up a CPU to wait (voluntary context switches): on Linux, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu, waits = 0.0, 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        cpu += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        waits += int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+    return cpu, waits
 
 
 def _template(port: int, headers: dict[str, str]) -> tuple[dict[str, Any], int]:
@@ -78,16 +102,27 @@ def prefill(data_dir: Path, template: dict[str, Any], seeded: int, count: int) -
     (data_dir / "delta.json").write_text(json.dumps(tables, separators=(",", ":")))
 
 
-def _load(tool: str, port: int, headers: dict[str, str], opts: argparse.Namespace,
-          ) -> loadgen.LoadResult:
+def _load(tool: str, port: int, pid: int, headers: dict[str, str], opts: argparse.Namespace,
+          ) -> tuple[loadgen.LoadResult, str]:
+    """The measured run, and what each request cost the server (CPU, waits for the disk)."""
     request = loadgen.LoadRequest("POST", f"http://{bench.HOST}:{port}{TICKETS}", _json(headers),
                                   bench.TICKET_BODY)
-    return loadgen.run_warmed(tool, request, warmup=opts.warmup, duration=opts.duration,
-                              connections=opts.connections, threads=opts.threads)
+    load = {"duration": opts.duration, "connections": opts.connections, "threads": opts.threads}
+    if opts.warmup > 0:
+        loadgen.run_load(tool, request, **{**load, "duration": opts.warmup})
+    before = _server_use(pid) if Path("/proc").is_dir() else None
+    result = loadgen.run_load(tool, request, **load)
+    if before is None or not result.requests:
+        return result, ""
+    after = _server_use(pid)
+    per = 1e6 / result.requests
+    use = (f"   cpu {(after[0] - before[0]) * per:5.0f} us/req"
+           f"   waits {(after[1] - before[1]) / result.requests:5.2f}/req")
+    return result, use
 
 
-def _row(name: str, result: loadgen.LoadResult) -> str:
-    return loadgen.result_row(name, result, 16)
+def _row(name: str, result: loadgen.LoadResult, use: str) -> str:
+    return loadgen.result_row(name, result, 16) + use
 
 
 def _creates(root: Path, n: int) -> None:
@@ -147,21 +182,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"write path: {tool}, {opts.connections} connections, {opts.duration:g} s per run, "
           f"load average {bench.os.getloadavg()[0]:.2f} at start")
     try:
-        port = _start(procs, "write-memory", [], headers)
+        port, pid = _start(procs, "write-memory", [], headers)
         template, seeded = _template(port, headers)
         if not opts.skip_memory:
-            results["memory"] = _load(tool, port, headers, opts)
-            print(_row("memory", results["memory"]), flush=True)
+            results["memory"], use = _load(tool, port, pid, headers, opts)
+            print(_row("memory", results["memory"], use), flush=True)
         procs.stop("write-memory")
         for count in counts:
             with tempfile.TemporaryDirectory(prefix="opsmerge-write-") as tmp:
                 data_dir = Path(tmp) / "data"
                 prefill(data_dir, template, seeded, count)
                 name = f"durable {count}"
-                port = _start(procs, "write-durable", ["--data-dir", str(data_dir)], headers)
-                results[name] = _load(tool, port, headers, opts)
+                port, pid = _start(procs, "write-durable", ["--data-dir", str(data_dir)],
+                                   headers)
+                results[name], use = _load(tool, port, pid, headers, opts)
                 procs.stop("write-durable")
-                print(_row(name, results[name]), flush=True)
+                print(_row(name, results[name], use), flush=True)
     finally:
         procs.stop_all()
     durable = [results[f"durable {c}"] for c in counts]

@@ -14,6 +14,7 @@ import gc
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -81,25 +82,97 @@ def _stored(data_dir: Path) -> dict[tuple[str, str], Any]:
 
 
 @in_loop
-async def test_concurrent_writes_share_fsyncs(
+async def test_concurrent_writes_share_one_durable_append(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spaces = Workspaces(_bases(), DeltaStore(tmp_path))
     ws = spaces.get()
     await ws.write("things", {"id": "thg_first", "n": 0})  # the log file exists from here on
-    fsyncs = []
-    real = os.fsync
+    appends: list[bytes] = []
+    real = ChangeLog.append
 
-    def counting(fd: int) -> None:
-        fsyncs.append(fd)
-        real(fd)
+    def counting(log: ChangeLog, data: bytes) -> None:
+        appends.append(data)
+        real(log, data)
 
-    monkeypatch.setattr(persistence.os, "fsync", counting)
+    monkeypatch.setattr(ChangeLog, "append", counting)
     writes = [ws.write("things", {"id": f"thg_c{i}", "n": i}) for i in range(50)]
     await asyncio.gather(*writes)
-    assert 1 <= len(fsyncs) < 10, len(fsyncs)
+    assert 1 <= len(appends) < 10, len(appends)
+    assert sum(data.count(b"\n") for data in appends) == 50  # every commit, each once
     monkeypatch.undo()
     assert len([k for k in _stored(tmp_path) if k[1].startswith("thg_c")]) == 50
+
+
+_DROP = b'{"drop":["gone"]}\n'  # a well-formed commit line
+
+
+def test_an_append_to_an_open_log_blocks_twice_a_stat_and_one_durable_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each call that blocks gives the interpreter's lock back, and the writer thread then
+    waits for the busy event loop to give it up again: a batch's append makes two such calls
+    (is the file still ours; write it durably), not five (stat, fstat, write, fsync)."""
+    if getattr(os, "RWF_DSYNC", None) is None:
+        pytest.skip("no per-write sync on this platform (write and fsync are two calls)")
+    log = ChangeLog(tmp_path)
+    log.append(_DROP)  # opens the file
+    calls: list[str] = []
+    for name in ("stat", "fstat", "write", "pwrite", "pwritev", "fsync", "fdatasync", "ftruncate"):
+        real = getattr(os, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            calls.append(_name)
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(persistence.os, name, counted)
+    for _ in range(3):
+        log.append(_DROP)
+    monkeypatch.undo()
+    assert calls == ["stat", "pwritev"] * 3
+    assert persistence.read_log(log.path) == [("drop", ("gone",), ())] * 4
+    log.close()
+
+
+def test_bytes_a_failed_append_left_behind_are_cut_before_the_next_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that took half a batch and then refused the rest, where cutting the half back
+    failed too: the next append cuts it first, so the log stays one whole commit a line."""
+    log = ChangeLog(tmp_path)
+    log.append(_DROP)
+    real_pwritev, real_write = os.pwritev, os.write
+
+    def half_then_full(fd: int, buffers: Any, offset: int, *flags: int) -> int:
+        data = bytes(buffers[0])
+        if len(data) > 8:
+            return real_pwritev(fd, [data[: len(data) // 2]], offset, *flags)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def half_then_full_plain(fd: int, data: Any, offset: int) -> int:
+        return half_then_full(fd, [data], offset)
+
+    def half_then_full_appended(fd: int, data: Any) -> int:
+        data = bytes(data)
+        if len(data) > 8:
+            return real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def no_cut(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(persistence.os, "pwritev", half_then_full)
+    monkeypatch.setattr(persistence.os, "pwrite", half_then_full_plain)
+    monkeypatch.setattr(persistence.os, "write", half_then_full_appended)
+    monkeypatch.setattr(persistence, "open", no_cut, raising=False)
+    with pytest.raises(OSError):
+        log.append(b'{"drop":["refused","by","the","disk"]}\n')
+    monkeypatch.undo()
+    assert log.path.stat().st_size > len(_DROP)  # the half is still there
+    log.append(_DROP)
+    assert log.path.read_bytes() == _DROP * 2
+    assert persistence.read_log(log.path) == [("drop", ("gone",), ())] * 2
+    log.close()
 
 
 @in_loop
@@ -256,6 +329,42 @@ async def test_a_compaction_writes_documents_encoded_when_they_were_written_not_
     tinydb = TinyDB(tmp_path / "delta.json")
     assert sum(len(tinydb.table(name)) for name in tinydb.tables()) == 300
     await store.close()
+
+
+def test_a_snapshot_is_flushed_a_megabyte_at_a_time_not_all_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append's flush waits for the file system's other dirty data: a snapshot flushed
+    only once it was whole (27-44 MB under a burst of creates) held appends for up to 170 ms,
+    so it is flushed as it grows and an append waits for a megabyte at most."""
+    pad = "x" * 2000
+    tables: dict[str, dict[str, bytes]] = {}
+    for doc_id in range(1, 2561):  # ~5 MB in 256 tables
+        doc = {"collection": "things", "id": f"thg_{doc_id}", "record": {"id": f"thg_{doc_id}",
+               "pad": pad}, "created": True, "seq": doc_id}
+        tables.setdefault(f"ws:default:{doc_id % 256:02x}", {})[str(doc_id)] = (
+            persistence._encode(doc))
+    flushed_at: list[int] = []
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+    def noting(real: Callable[[int], None]) -> Callable[[int], None]:
+        def flush(fd: int) -> None:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode):
+                flushed_at.append(info.st_size)
+            real(fd)
+        return flush
+
+    monkeypatch.setattr(persistence.os, "fsync", noting(real_fsync))
+    monkeypatch.setattr(persistence.os, "fdatasync", noting(real_fdatasync))
+    size = persistence.write_snapshot(tmp_path / "delta.json", tables)
+    monkeypatch.undo()
+    assert size == (tmp_path / "delta.json").stat().st_size > 5_000_000
+    largest_table = max(sum(len(d) for d in t.values()) for t in tables.values()) + 1024
+    gaps = [b - a for a, b in zip([0, *flushed_at], flushed_at, strict=False)]
+    assert flushed_at[-1] == size and len(flushed_at) >= 5, flushed_at
+    assert max(gaps) <= persistence.SNAPSHOT_SYNC_BYTES + largest_table, gaps
+    assert len(_stored(tmp_path)) == 2560
 
 
 @in_loop

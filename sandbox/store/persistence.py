@@ -2,10 +2,11 @@
 
 On disk, `delta.json` is a TinyDB document (one set of tables per workspace) that users can open
 with TinyDB, and `delta.log` holds the commits made since: one JSON line per commit (a
-workspace's changes, or the workspaces a reset dropped). A write appends its line and fsyncs the
-log before it is acknowledged; writes that arrive while an fsync is under way share the next one
-(group commit). The file work runs on one writer thread, never on the event loop; the thread
-hands each batch's outcome straight back to the loop, where its writers go on.
+workspace's changes, or the workspaces a reset dropped). A write appends its line and makes it
+durable (data and size, as `fdatasync` does) before it is acknowledged; writes that arrive while
+a batch is being written share the next one (group commit). The file work runs on one writer
+thread, never on the event loop, in as few calls that block as it can (`ChangeLog.append`); the
+thread hands each batch's outcome straight back to the loop, where its writers go on.
 
 At open the snapshot is loaded and the log replayed on top (a torn last line, from a crash in the
 middle of an append, is dropped), then the two are folded into a new snapshot (compaction). The
@@ -38,9 +39,11 @@ FOLDING_LOG_FILE = "delta.log.1"  # the log a compaction is folding into the sna
 SHARDS = 256
 FIELDS = ("collection", "id", "record", "created", "seq")
 COMPACT_MIN_BYTES = 16 * 1024  # the log is folded in once it is larger than this and the snapshot
+SNAPSHOT_SYNC_BYTES = 1 << 20  # a snapshot being written is flushed each time it grows this much
 _TABLE_NAME = re.compile(r"^ws:(.+):([0-9a-f]{2})$")
 _DOC_ID = re.compile(r"^[1-9][0-9]*$")  # as TinyDB writes them: str(int)
 _encode = msgspec.json.Encoder().encode
+_DSYNC: int | None = getattr(os, "RWF_DSYNC", None)  # Linux 4.7 and later
 _decode_doc = msgspec.json.Decoder(dict[str, Any]).decode
 log = logging.getLogger(__name__)
 
@@ -230,6 +233,31 @@ def read_log(path: Path) -> list[Entry]:
     return entries
 
 
+def _write_durably(fd: int, data: bytes, offset: int) -> None:
+    """Write `data` at `offset` and make it durable before returning.
+
+    One system call where the kernel has per-write sync (`pwritev2` with `RWF_DSYNC`: the data
+    and the size that makes it readable, as `fdatasync` gives): every call that blocks hands the
+    interpreter's lock back, and on a busy event loop the writer thread waits up to a switch
+    interval to take it again, so a batch's write and fsync as two calls kept its writers
+    waiting a step longer (see benchmarks/README.md, "The write path").
+    """
+    view = memoryview(data)
+    if _DSYNC is not None:
+        try:
+            while view:
+                written = os.pwritev(fd, [view], offset, _DSYNC)
+                view, offset = view[written:], offset + written
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL) or len(view) != len(data):
+                raise
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+    os.fsync(fd)
+
+
 class ChangeLog:
     """The log file; every method runs on the store's writer thread."""
 
@@ -239,28 +267,38 @@ class ChangeLog:
         self._fd: int | None = None
         self._inode = 0
         self.size = self.path.stat().st_size if self.path.exists() else 0
-        self._intact = self.size  # where the file must be cut back to before the next append
+        # where the next append writes, which the file is cut back to first when a failed
+        # append left bytes past it; -1 until the file is opened (what it holds then is whole)
+        self._intact = -1
+        self._uncut = False
 
     def append(self, data: bytes) -> None:
-        """Write and fsync `data` at the end; on any error the file is as it was before."""
+        """Write `data` durably at the end; on any error the file is as it was before.
+
+        Two calls that block on the way when all is well (the check that the file is still
+        ours, and the durable write), so the writer thread takes the interpreter's lock back
+        from the event loop twice a batch.
+        """
         created = False
         if self._fd is not None and not self._still_there():
             self.close()  # replaced or removed under us (by another store on the directory)
+            self.forget_position()
         if self._fd is None:
             created = not self.path.exists()
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
             stat = os.fstat(self._fd)
-            self._inode, self.size, self._intact = stat.st_ino, stat.st_size, stat.st_size
+            self._inode = stat.st_ino
+            if self._intact < 0 or stat.st_size < self._intact:
+                self._intact = stat.st_size
+            self._uncut = stat.st_size != self._intact
         fd = self._fd
-        if self._intact != os.fstat(fd).st_size:  # an earlier failed append left bytes behind
+        if self._uncut:  # an earlier failed append left bytes behind: cut them first
             os.ftruncate(fd, self._intact)
             os.fsync(fd)
+            self._uncut = False
         start = self._intact
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            _write_durably(fd, data, start)
             if created:  # the new file's directory entry must be durable too
                 _fsync_dir(self.path.parent)
         except OSError:
@@ -307,7 +345,12 @@ class ChangeLog:
         else:
             os.replace(self.path, self.folding)
         _fsync_dir(self.path.parent)
-        self.size = self._intact = 0
+        self.forget_position()
+
+    def forget_position(self) -> None:
+        """The log file was moved aside or removed: the next append starts from what the file
+        then holds (nothing, unless another store on the directory wrote one)."""
+        self.size, self._intact, self._uncut = 0, -1, False
 
     def close(self) -> None:
         if self._fd is not None:
@@ -319,13 +362,18 @@ def write_snapshot(path: Path, tables: dict[str, dict[str, bytes]]) -> int:
     """Replace the snapshot with `tables` (each document already encoded) atomically; returns
     its size.
 
+    Flushed to the disk a megabyte at a time as it is written: an append's flush on the
+    same file system waits for the file system's other dirty data (ext4 orders data before
+    the journal commit that makes the append durable), so one flush of a whole snapshot at the
+    end (27-44 MB under a burst of creates) held appends for up to 170 ms.
+
     The documents come encoded (`DeltaStore._tables`): encoding the whole document here, on
     the compaction's thread, held the interpreter's lock against the event loop for as long as
     a snapshot took to write (0.4-0.9 s at 13-48 MB), and halved the rate of durable creates
     meanwhile. Joining encoded documents is a small part of that work, one table at a time.
     """
     fd, tmp = tempfile.mkstemp(prefix=".delta-", dir=path.parent)
-    size = 0
+    size = synced = 0
     try:
         with os.fdopen(fd, "wb") as fh:
             sep = b"{"
@@ -336,6 +384,10 @@ def write_snapshot(path: Path, tables: dict[str, dict[str, bytes]]) -> int:
                 fh.write(chunk)
                 size += len(chunk)
                 sep = b","
+                if size - synced >= SNAPSHOT_SYNC_BYTES:
+                    fh.flush()
+                    os.fdatasync(fh.fileno())
+                    synced = size
             fh.write(b"}" if tables else b"{}")
             fh.flush()
             os.fsync(fh.fileno())
@@ -444,7 +496,7 @@ class DeltaStore:
             _fsync_dir(self.path.parent)
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot compact the store ({exc.strerror})") from exc
-        self.log.size = self.log._intact = 0
+        self.log.forget_position()
 
     # ------------------------------------------------------------------ the durable document
     @property
