@@ -38,8 +38,9 @@ def _place(filename: str) -> str:
     parts = Path(filename).parts
     if "site-packages" in parts:
         return parts[parts.index("site-packages") + 1]
-    if "sandbox" in parts:
-        return "/".join(parts[parts.index("sandbox") :])
+    for home in ("opsmerge_sandbox", "sandbox"):  # the package, or the folder it links to
+        if home in parts:
+            return "/".join(("sandbox", *parts[parts.index(home) + 1 :]))
     if "benchmarks" in parts:
         return "benchmarks (driver)"
     return "stdlib"
