@@ -29,6 +29,7 @@ class Handle:
             Identity(state, permissions),
             raw=not state.settings.strict,
             world_epoch=state.recipe.epoch.timestamp(),
+            like=state.events.resources if state.events is not None else None,
         )
         self.audit = AuditTrail.from_spec(
             state.spec,

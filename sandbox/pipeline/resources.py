@@ -182,19 +182,28 @@ class Resources:
         identity: Callable[[HandlerCall], Record],
         raw: bool = True,
         world_epoch: float | None = None,
+        like: Resources | None = None,
     ) -> None:
         """`world_epoch`: when the seeded world was made (its recipe's epoch), from which
-        live times keep pace with the clock; None keeps them as stored."""
+        live times keep pace with the clock; None keeps them as stored. `like`: handlers of
+        the same spec and world (the rule engine's) whose rules, invariants and numbering,
+        compiled from the spec alone, these share instead of compiling them again at start."""
         self.spec = spec
         self.raw = raw
         self.clock = clock
         self._identity = identity
-        self.refs = {name: reference_fields(c) for name, c in spec.collections.items()}
-        # the schemas' property rules (x-default-from, x-exclusive, x-ordinal, ...)
-        self.rules = collection_rules(spec.resolved.get("components", {}).get("schemas", {}))
-        self.numbering = Numbering(spec.collections, self.rules)
-        self.invariants = WriteInvariants({n: c.schema for n, c in spec.collections.items()})
-        self.live = LiveTimes({n: c.schema for n, c in spec.collections.items()}, world_epoch)
+        self.live: LiveTimes
+        if like is None or like.spec is not spec or like.live.epoch != world_epoch:
+            self.refs = {name: reference_fields(c) for name, c in spec.collections.items()}
+            # the schemas' property rules (x-default-from, x-exclusive, x-ordinal, ...)
+            self.rules = collection_rules(spec.resolved.get("components", {}).get("schemas", {}))
+            self.numbering = Numbering(spec.collections, self.rules)
+            schemas = {n: c.schema for n, c in spec.collections.items()}
+            self.invariants = WriteInvariants(schemas)
+            self.live = LiveTimes(schemas, world_epoch)
+        else:
+            self.refs, self.rules, self.numbering = like.refs, like.rules, like.numbering
+            self.invariants, self.live = like.invariants, like.live
         self._moving = {
             name: moving
             for name, c in spec.collections.items()
