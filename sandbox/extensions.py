@@ -270,6 +270,7 @@ class Blocker:
     holding: Mapping[str, tuple[Any, ...]]
     code: str
     message: str
+    at: int  # its place in the schema's `x-refuse-while` list (where a check points)
 
     def entered(self, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
         """Whether the write from `before` (None: a create) to `after` enters the state."""
@@ -777,7 +778,7 @@ def _blockers(
                 r.problem(f"{key} needs a {text}")
         if len(r.problems) == before and into and holding:
             found.append(Blocker(into, str(other), str(field), holding, rule["code"],
-                                 rule["message"]))
+                                 rule["message"], i))
     return tuple(found)
 
 

@@ -483,6 +483,20 @@ def test_each_convention_breach_gives_exactly_its_problem(
     assert words in problem.message
 
 
+def test_a_refuse_while_code_is_named_at_its_own_place_after_a_malformed_rule() -> None:
+    """The check reads the rules the sandbox parsed, which leave a malformed one out: the code
+    it names is still pointed at where it is declared, not where it lands among the parsed."""
+    schema_name = SPEC.collections[BLOCKED_UPDATE_OP.hints.collection or ""].schema_name
+
+    def mutate(raw: Raw) -> None:
+        raw["components"]["schemas"][schema_name]["x-refuse-while"].insert(0, {"code": 7})
+        _op(raw, BLOCKED_UPDATE_OP)["responses"].pop("409")
+
+    problems = lint_document(_broken(mutate), CATALOGUE)
+    codes = [p for p in problems if p.rule == "x-sandbox" and "answers 409" in p.message]
+    assert codes and all("x-refuse-while[1].code CONFLICT" in p.message for p in codes), problems
+
+
 def test_a_breach_in_a_shared_response_is_reported_once_at_the_component() -> None:
     raw = _broken(
         lambda raw: raw["components"]["responses"]["RateLimited"]["headers"].pop("Retry-After")

@@ -134,6 +134,33 @@ def test_an_append_to_an_open_log_blocks_twice_a_stat_and_one_durable_write(
     log.close()
 
 
+def test_a_file_system_without_per_write_sync_gets_write_and_fsync_and_is_not_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(persistence, "_DSYNC", getattr(os, "RWF_DSYNC", 8))
+    asked: list[int] = []
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def no_dsync(fd: int, buffers: Any, offset: int, *flags: int) -> int:
+        asked.append(fd)
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(persistence.os, "pwritev", no_dsync)
+    monkeypatch.setattr(persistence.os, "fsync", fsync)
+    log = ChangeLog(tmp_path)
+    for _ in range(3):
+        log.append(_DROP)
+    assert len(asked) == 1 and persistence._DSYNC is None
+    assert len([fd for fd in synced if fd == log._fd]) == 3  # each append made durable
+    assert log.path.read_bytes() == _DROP * 3 and log.size == 3 * len(_DROP)
+    log.close()
+
+
 def test_bytes_a_failed_append_left_behind_are_cut_before_the_next_append(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -41,8 +41,8 @@ def _blocker_codes(doc: Document, op: OperationView) -> Iterator[tuple[str, str]
         return
     schema_name = doc.collections.get(hints.collection or "")
     seen: set[str] = set()
-    for i, rule in enumerate(doc.blockers.get(hints.collection or "", ())):
+    for rule in doc.blockers.get(hints.collection or "", ()):
         entered = hints.kind == "update" or any(f in hints.sets for f in rule.into)
         if entered and rule.code not in seen:
             seen.add(rule.code)
-            yield f"components.schemas.{schema_name}.x-refuse-while[{i}].code", rule.code
+            yield f"components.schemas.{schema_name}.x-refuse-while[{rule.at}].code", rule.code

@@ -43,7 +43,8 @@ SNAPSHOT_SYNC_BYTES = 1 << 20  # a snapshot being written is flushed each time i
 _TABLE_NAME = re.compile(r"^ws:(.+):([0-9a-f]{2})$")
 _DOC_ID = re.compile(r"^[1-9][0-9]*$")  # as TinyDB writes them: str(int)
 _encode = msgspec.json.Encoder().encode
-_DSYNC: int | None = getattr(os, "RWF_DSYNC", None)  # Linux 4.7 and later
+# per-write sync (Linux 4.7 and later); None once a file system turned it down
+_DSYNC: int | None = getattr(os, "RWF_DSYNC", None)
 _decode_doc = msgspec.json.Decoder(dict[str, Any]).decode
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,7 @@ def _write_durably(fd: int, data: bytes, offset: int) -> None:
     interval to take it again, so a batch's write and fsync as two calls kept its writers
     waiting a step longer (see benchmarks/README.md, "The write path").
     """
+    global _DSYNC
     view = memoryview(data)
     if _DSYNC is not None:
         try:
@@ -252,6 +254,7 @@ def _write_durably(fd: int, data: bytes, offset: int) -> None:
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL) or len(view) != len(data):
                 raise
+            _DSYNC = None  # not asked again on every append
     while view:
         written = os.pwrite(fd, view, offset)
         view, offset = view[written:], offset + written
@@ -266,7 +269,6 @@ class ChangeLog:
         self.folding = data_dir / FOLDING_LOG_FILE
         self._fd: int | None = None
         self._inode = 0
-        self.size = self.path.stat().st_size if self.path.exists() else 0
         # where the next append writes, which the file is cut back to first when a failed
         # append left bytes past it; -1 until the file is opened (what it holds then is whole)
         self._intact = -1
@@ -304,7 +306,12 @@ class ChangeLog:
         except OSError:
             self._undo(start, created)
             raise
-        self.size = self._intact = start + len(data)
+        self._intact = start + len(data)
+
+    @property
+    def size(self) -> int:
+        """How much the log holds, as far as its appends know (0 until the first one)."""
+        return max(self._intact, 0)
 
     def _still_there(self) -> bool:
         try:
@@ -325,7 +332,7 @@ class ChangeLog:
                     fh.truncate(start)
                     os.fsync(fh.fileno())
         if not created:  # a cut that failed is retried before the next append
-            self.size = self._intact = start
+            self._intact = start
 
     def rotate(self) -> None:
         """Move the log aside for a compaction; the next append starts a new log.
@@ -350,7 +357,7 @@ class ChangeLog:
     def forget_position(self) -> None:
         """The log file was moved aside or removed: the next append starts from what the file
         then holds (nothing, unless another store on the directory wrote one)."""
-        self.size, self._intact, self._uncut = 0, -1, False
+        self._intact, self._uncut = -1, False
 
     def close(self) -> None:
         if self._fd is not None:

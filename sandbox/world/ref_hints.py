@@ -47,4 +47,3 @@ def ref_hints(schema: Mapping[str, Any]) -> list[RefHint]:
             history = by.get("history") is True
             out.append(RefHint(name, None, str(by["field"]), collections, history))
     return out
-
