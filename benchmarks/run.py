@@ -7,8 +7,10 @@ JVM), then a measured run; the results go to a table with the issue's targets ma
 missed, and to `.bench/results.json`. Every server is started in its own process group on
 127.0.0.1 and stopped on every way out, Ctrl-C included.
 
-Companion scripts measure one path each: `write_path.py` (durable creates), `webhooks.py` (the
-API's p99 while a webhook receiver stalls), `abuse.py` and `hostile.py` (see their README).
+The durable phase serves creates with `--data-dir` on stores already holding 0 and 50,000 changed
+records (`write_path.py`, which also measures them alone). Companion scripts measure one path
+each: `webhooks.py` (the API's p99 while a webhook receiver stalls), `abuse.py` and `hostile.py`
+(see their README).
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ FLOOR_GRANIAN, ASGI, ASGI_GRANIAN = "floor granian", "asgi floor", "asgi floor g
 SANDBOX_GRANIAN = "sandbox granian"  # the same app on granian: the server chosen by measurement
 WIREMOCK = "wiremock"
 # --only names, in running order; `shared` is benchmarks/shared_state.py (Redis, 1-4 workers)
-PHASES = ("sandbox", "floor", "asgi", "wiremock", "prism", "proxy", "shared")
+PHASES = ("sandbox", "floor", "asgi", "wiremock", "prism", "proxy", "durable", "shared")
+DURABLE_PREFILLS = (0, 50_000)  # changed records already in the store of a durable run
 
 # Wide enough for both tables when the output is piped to a file (rich falls back to 80).
 console = Console(width=max(shutil.get_terminal_size((120, 24)).columns, 120))
@@ -591,7 +594,20 @@ def build_targets(
     for sc in ("list", "get"):
         out.append(_compare(f"{sc} auth+rate limit on within 15% of off", look, (SANDBOX, sc),
                             (NOAUTH, sc), "rps", 0.85, ">=", "%", "req/s on / off"))
+    for count in DURABLE_PREFILLS:
+        out.append(_compare(
+            f"durable create p99 <= 25 ms at {connections} connections, {count:,} changed "
+            "records", look, (durable_target(count), "create"), None, "p99", 25.0, "<=", "ms"))
+    first, last = DURABLE_PREFILLS[0], DURABLE_PREFILLS[-1]
+    out.append(_compare(f"durable create p99 flat: at {last:,} / at {first:,} changed records",
+                        look, (durable_target(last), "create"), (durable_target(first), "create"),
+                        "p99", 1.3, "<=", "x", "--data-dir"))
     return out
+
+
+def durable_target(count: int) -> str:
+    """The name of the durable run on a store holding `count` changed records."""
+    return f"{SANDBOX} durable {count}"
 
 
 def proxy_targets(measured: Sequence[dict[str, Any]]) -> list[Target]:
@@ -921,6 +937,23 @@ def run_wiremock(
                     stubs, timeout=120, jvm=True)
 
 
+def run_durable(procs: Processes, opts: Options, runs: list[Run]) -> None:
+    """Creates acknowledged once durable (`--data-dir`), on stores already holding each count of
+    changed records (`write_path.py`); pinned like the rest, the writer thread on the server's
+    core."""
+    import write_path
+
+    console.print("[bold]sandbox[/] durable creates (--data-dir)")
+    auth = {"Authorization": f"Bearer {owner_key('default')}"}
+    how = write_path.Load(opts.tool, opts.duration, opts.warmup, opts.connections, opts.threads,
+                          opts.pinning)
+    for count, result, use in write_path.durable_runs(procs, auth, DURABLE_PREFILLS, how):
+        note = f"{result.non_2xx} non-2xx, {result.errors} socket errors" \
+            if result.failed_fraction > MAX_FAILED else use.strip()
+        runs.append(Run(durable_target(count), "create", f"{API}/tickets", result, note,
+                        opts.warmup))
+
+
 def run_shared(opts: Options) -> None:
     """In-memory 1 worker against Redis with 1, 2 and 4 workers (its own table and targets)."""
     import shared_state
@@ -1003,6 +1036,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("wiremock", lambda: run_wiremock(procs, opts, runs, agent_id, stubs, meta)),
         ("prism", lambda: run_prism(procs, opts, runs, agent_id, meta)),
         ("proxy", lambda: run_proxy(procs, opts, meta)),
+        ("durable", lambda: run_durable(procs, opts, runs)),
         ("shared", lambda: run_shared(opts)),
     ]
     assert [name for name, _ in phases] == list(PHASES)

@@ -1,7 +1,8 @@
 """The write path: durable creates at 0 and at many changed records, and in-memory creates.
 
 Every number comes from a real `opsmerge-sandbox serve` on loopback driven by wrk (else hey) at
-one connection count, one server at a time:
+one connection count, one server at a time, pinned as `make bench` pins (the server on one core,
+its writer thread included, the load tool on another; `--no-pin` turns that off):
 
 - `memory`: creates without `--data-dir` (req/s, p50, p99);
 - `durable N`: creates with `--data-dir`, on a store that already holds N changed records
@@ -21,7 +22,8 @@ sandbox in process (no server, no sockets): repeatable on a busy machine, so it 
 for a before/after of the per-write work (`--root` measures another checkout).
 
 The targets printed beside the numbers are the issue's: durable p99 <= 25 ms at 64 connections,
-and a p99 at the largest prefill within 1.3x of the one at 0.
+and a p99 at the largest prefill within 1.3x of the one at 0. `make bench` runs the durable part
+too (`durable_runs`, at 0 and 50,000 changed records) and judges it in its own table of targets.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +52,12 @@ FLAT_LIMIT = 1.3
 
 
 def _start(procs: bench.Processes, name: str, extra: Sequence[str], headers: dict[str, str],
-           ) -> tuple[int, int]:
-    """The port of a fresh server, and its process id."""
+           pinning: bench.Pinning) -> tuple[int, int]:
+    """The port of a fresh server, and its process id (`taskset` execs the server: the same)."""
     port = bench.free_port()
-    proc = procs.start(name, bench.sandbox_command(port, "--rate-limit", bench.HUGE_RATE_LIMIT,
-                                                   *extra))
+    proc = procs.start(name, [*pinning.server,
+                              *bench.sandbox_command(port, "--rate-limit", bench.HUGE_RATE_LIMIT,
+                                                     *extra)])
     bench.wait_until_answers(procs, name, proc, time.perf_counter(), port,
                              f"{TICKETS}?per_page=1", headers, 300, lambda s: s == 200)
     return port, proc.pid
@@ -102,16 +106,34 @@ def prefill(data_dir: Path, template: dict[str, Any], seeded: int, count: int) -
     (data_dir / "delta.json").write_text(json.dumps(tables, separators=(",", ":")))
 
 
-def _load(tool: str, port: int, pid: int, headers: dict[str, str], opts: argparse.Namespace,
+@dataclass(frozen=True, slots=True)
+class Load:
+    """How each run is driven: the tool, its connections and threads, the seconds of warm-up
+    and of measurement, and where the server and the tool run."""
+
+    tool: str
+    duration: float
+    warmup: float
+    connections: int
+    threads: int
+    pinning: bench.Pinning
+
+
+def _load(port: int, pid: int, headers: dict[str, str], how: Load,
           ) -> tuple[loadgen.LoadResult, str]:
     """The measured run, and what each request cost the server (CPU, waits for the disk)."""
     request = loadgen.LoadRequest("POST", f"http://{bench.HOST}:{port}{TICKETS}", _json(headers),
                                   bench.TICKET_BODY)
-    load = {"duration": opts.duration, "connections": opts.connections, "threads": opts.threads}
-    if opts.warmup > 0:
-        loadgen.run_load(tool, request, **{**load, "duration": opts.warmup})
+
+    def run(duration: float) -> loadgen.LoadResult:
+        return loadgen.run_load(how.tool, request, duration=duration,
+                                connections=how.connections, threads=how.threads,
+                                prefix=how.pinning.load)
+
+    if how.warmup > 0:
+        run(how.warmup)
     before = _server_use(pid) if Path("/proc").is_dir() else None
-    result = loadgen.run_load(tool, request, **load)
+    result = run(how.duration)
     if before is None or not result.requests:
         return result, ""
     after = _server_use(pid)
@@ -119,6 +141,29 @@ def _load(tool: str, port: int, pid: int, headers: dict[str, str], opts: argpars
     use = (f"   cpu {(after[0] - before[0]) * per:5.0f} us/req"
            f"   waits {(after[1] - before[1]) / result.requests:5.2f}/req")
     return result, use
+
+
+def durable_runs(procs: bench.Processes, headers: dict[str, str], counts: Sequence[int],
+                 how: Load) -> Iterator[tuple[int, loadgen.LoadResult, str]]:
+    """Durable creates on a fresh store holding each count of changed records: (count, the
+    measured run, what a request cost the server). One server at a time, each on a directory
+    of its own, removed after its run."""
+    port, _ = _start(procs, "write-template", [], headers, how.pinning)
+    try:
+        template, seeded = _template(port, headers)
+    finally:
+        procs.stop("write-template")
+    for count in counts:
+        with tempfile.TemporaryDirectory(prefix="opsmerge-write-") as tmp:
+            data_dir = Path(tmp) / "data"
+            prefill(data_dir, template, seeded, count)
+            port, pid = _start(procs, "write-durable", ["--data-dir", str(data_dir)], headers,
+                               how.pinning)
+            try:
+                result, use = _load(port, pid, headers, how)
+            finally:
+                procs.stop("write-durable")
+        yield count, result, use
 
 
 def _row(name: str, result: loadgen.LoadResult, use: str) -> str:
@@ -159,6 +204,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="load tool threads (wrk only)")
     p.add_argument("--tool", choices=["auto", "wrk", "hey"], default="auto")
     p.add_argument("--skip-memory", action="store_true", help="only the durable runs")
+    p.add_argument("--no-pin", action="store_true",
+                   help="do not pin the server and the load tool to a CPU each")
     p.add_argument("--instructions", action="store_true",
                    help="count instructions per in-memory create with callgrind instead")
     p.add_argument("--root", type=Path, default=bench.ROOT, help="the checkout to measure")
@@ -174,30 +221,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.instructions:
         instructions(opts.root)
         return 0
-    tool = loadgen.ensure_tool(opts.tool)
+    pinning = bench.plan_pinning(not opts.no_pin, bench.allowed_cpus(), shutil.which("taskset"))
+    how = Load(loadgen.ensure_tool(opts.tool), opts.duration, opts.warmup, opts.connections,
+               opts.threads, pinning)
     headers = {"Authorization": f"Bearer {bench.owner_key('default')}"}
     counts = [int(c) for c in opts.prefill.split(",") if c.strip()]
     procs = bench.Processes(bench.BENCH_DIR / "logs")
     results: dict[str, loadgen.LoadResult] = {}
-    print(f"write path: {tool}, {opts.connections} connections, {opts.duration:g} s per run, "
-          f"load average {bench.os.getloadavg()[0]:.2f} at start")
+    print(f"write path: {how.tool}, {opts.connections} connections, {opts.duration:g} s per run, "
+          f"{pinning.note}, load average {bench.os.getloadavg()[0]:.2f} at start")
     try:
-        port, pid = _start(procs, "write-memory", [], headers)
-        template, seeded = _template(port, headers)
         if not opts.skip_memory:
-            results["memory"], use = _load(tool, port, pid, headers, opts)
+            port, pid = _start(procs, "write-memory", [], headers, pinning)
+            results["memory"], use = _load(port, pid, headers, how)
+            procs.stop("write-memory")
             print(_row("memory", results["memory"], use), flush=True)
-        procs.stop("write-memory")
-        for count in counts:
-            with tempfile.TemporaryDirectory(prefix="opsmerge-write-") as tmp:
-                data_dir = Path(tmp) / "data"
-                prefill(data_dir, template, seeded, count)
-                name = f"durable {count}"
-                port, pid = _start(procs, "write-durable", ["--data-dir", str(data_dir)],
-                                   headers)
-                results[name], use = _load(tool, port, pid, headers, opts)
-                procs.stop("write-durable")
-                print(_row(name, results[name], use), flush=True)
+        for count, result, use in durable_runs(procs, headers, counts, how):
+            results[f"durable {count}"] = result
+            print(_row(f"durable {count}", result, use), flush=True)
     finally:
         procs.stop_all()
     durable = [results[f"durable {c}"] for c in counts]

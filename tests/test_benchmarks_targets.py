@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -343,6 +344,108 @@ def test_read_p99_is_held_to_20_ms() -> None:
     assert targets["get p99 <= 20 ms at 64 connections"].status == "met"
     assert targets["list p99 <= 20 ms at 64 connections"].status == "missed"
     assert targets["list p99 <= 20 ms at 64 connections"].value == pytest.approx(36.1)
+
+
+DURABLE_EMPTY = "durable create p99 <= 25 ms at 64 connections, 0 changed records"
+DURABLE_FULL = "durable create p99 <= 25 ms at 64 connections, 50,000 changed records"
+DURABLE_FLAT = "durable create p99 flat: at 50,000 / at 0 changed records"
+
+
+def test_durable_creates_are_held_to_25_ms_p99_at_each_store_size_and_to_a_flat_p99() -> None:
+    targets = {t.name: t for t in bench.build_targets(runs(
+        (bench.durable_target(0), "create", wrk(4800, p99="20.00ms")),
+        (bench.durable_target(50_000), "create", wrk(4200, p99="27.00ms")),
+    ), [], 64)}
+    assert targets[DURABLE_EMPTY].status == "met"
+    assert targets[DURABLE_FULL].status == "missed"
+    assert targets[DURABLE_FULL].value == pytest.approx(27.0)
+    assert targets[DURABLE_FLAT].value == pytest.approx(27.0 / 20.0)
+    assert targets[DURABLE_FLAT].status == "missed"
+
+
+def test_a_durable_p99_within_1_3x_of_the_empty_stores_is_flat() -> None:
+    targets = {t.name: t for t in bench.build_targets(runs(
+        (bench.durable_target(0), "create", wrk(4800, p99="20.00ms")),
+        (bench.durable_target(50_000), "create", wrk(4600, p99="24.00ms")),
+    ), [], 64)}
+    assert targets[DURABLE_FLAT].value == pytest.approx(1.2)
+    assert {targets[n].status for n in (DURABLE_EMPTY, DURABLE_FULL, DURABLE_FLAT)} == {"met"}
+
+
+def test_durable_errors_miss_the_durable_targets_whatever_the_p99() -> None:
+    targets = {t.name: t for t in bench.build_targets(runs(
+        (bench.durable_target(0), "create", wrk(4800, p99="5.00ms", non_2xx=22099)),
+    ), [], 64)}
+    assert targets[DURABLE_EMPTY].status == "missed"
+
+
+def test_durable_targets_are_unjudged_when_the_durable_phase_did_not_run() -> None:
+    targets = {t.name: t for t in bench.build_targets(runs(("sandbox", "get", wrk(7400))),
+                                                      [], 64)}
+    for name in (DURABLE_EMPTY, DURABLE_FULL, DURABLE_FLAT):
+        assert targets[name].status == "n/a"
+        assert "not measured" in targets[name].note
+
+
+def test_the_durable_phase_runs_in_make_bench_and_alone() -> None:
+    assert "durable" in bench.parse_args([]).only
+    assert bench.parse_args(["--only", "durable"]).only == {"durable"}
+
+
+def _write_path() -> ModuleType:
+    """`write_path.py`, importing the copy of `run.py` loaded above (one `Pinning` class), its
+    bare sibling names taken out of sys.modules again afterwards."""
+    names = ("run", "loadgen", "tooling")
+    saved = {name: sys.modules.get(name) for name in names}
+    sys.modules["run"], sys.modules["loadgen"] = bench, loadgen
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_write_path", BENCH / "write_path.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_write_path"] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+        for name, was in saved.items():
+            if was is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = was
+
+
+def test_durable_runs_pin_the_server_and_the_load_tool_as_make_bench_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_path = _write_path()
+    pin = bench.plan_pinning(True, [0, 1], "taskset")
+    started: list[list[str]] = []
+
+    class Procs:
+        def start(self, name: str, cmd: list[str], env: Any = None) -> Any:
+            started.append(cmd)
+            proc = subprocess.Popen(["true"])  # a pid, as a server would have
+            proc.wait()
+            return proc
+
+    prefixes: list[tuple[str, ...]] = []
+
+    def run_load(tool: str, request: Any, **kw: Any) -> Any:
+        prefixes.append(tuple(kw["prefix"]))
+        return wrk(4800)
+
+    monkeypatch.setattr(bench, "wait_until_answers", lambda *a, **kw: 0.0)
+    monkeypatch.setattr(loadgen, "run_load", run_load)
+    port, _ = write_path._start(Procs(), "write-durable", ["--data-dir", "d"], {}, pin)
+    assert started[0][:4] == ["taskset", "-c", "0", bench.sandbox_cli()]
+    assert started[0][-2:] == ["--data-dir", "d"]
+    how = write_path.Load("wrk", 1.0, 1.0, 4, 1, pin)
+    # a warm-up, then the measured run; the server's use read from this process's /proc
+    result, use = write_path._load(port, os.getpid(), {}, how)
+    assert "us/req" in use
+    assert prefixes == [("taskset", "-c", "1")] * 2
+    assert result.rps == pytest.approx(4800)
 
 
 def test_fractions_of_each_floor_are_reported_for_what_was_measured() -> None:
