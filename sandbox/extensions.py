@@ -281,8 +281,29 @@ class Blocker:
 
 
 @dataclass(frozen=True, slots=True)
+class Follower:
+    """An `x-on-enter` rule: a write that takes a record into `into` also sets `sets` on the
+    records of `collection` that name it in `field` and hold `holding` (all of them when it is
+    empty), in the same transaction: an archived client's checks are switched off with it."""
+
+    into: Mapping[str, tuple[Any, ...]]
+    collection: str
+    field: str
+    holding: Mapping[str, tuple[Any, ...]]
+    sets: Mapping[str, Any]  # field -> a value, or an expression such as `$now`
+
+    def entered(self, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
+        """Whether the write from `before` (None: a create) to `after` enters the state."""
+        return holds_values(after, self.into) and not holds_values(before, self.into)
+
+    def holds(self, record: Mapping[str, Any]) -> bool:
+        return holds_values(record, self.holding)
+
+
+@dataclass(frozen=True, slots=True)
 class CollectionHints:
-    """A schema's `x-collection` with its `x-lifecycle`, `x-create-set` and `x-refuse-while`."""
+    """A schema's `x-collection` with its `x-lifecycle`, `x-create-set`, `x-refuse-while` and
+    `x-on-enter`."""
 
     name: str
     id_prefix: str
@@ -290,6 +311,7 @@ class CollectionHints:
     create_set: Mapping[str, Any]  # read-only fields a create sets
     rules: FieldRules = dataclasses.field(default_factory=lambda: NO_RULES)  # property hints
     blockers: tuple[Blocker, ...] = ()
+    followers: tuple[Follower, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -667,8 +689,11 @@ def parse_collections(
         rules = _field_rules(r, fields[name], every)
         raw = schemas[schema_name].get("x-refuse-while")
         blockers = _blockers(r, raw, name, every) if raw is not None else ()
+        raw = schemas[schema_name].get("x-on-enter")
+        followers = _followers(r, raw, name, every) if raw is not None else ()
         problems += r.problems
-        found[name] = (schema_name, dataclasses.replace(hints, rules=rules, blockers=blockers))
+        found[name] = (schema_name, dataclasses.replace(hints, rules=rules, blockers=blockers,
+                                                        followers=followers))
     if not clashed:
         problems += _invariant_problems(schemas, found, fields)
     return found, problems
@@ -738,6 +763,7 @@ def _collection(r: _Reader, schema: Mapping[str, Any]) -> CollectionHints | None
 
 
 _BLOCKER_KEYS = ("into", "collection", "field", "holding", "code", "message")
+_FOLLOWER_KEYS = ("into", "collection", "field", "holding", "set")
 
 
 def _blockers(
@@ -745,41 +771,88 @@ def _blockers(
 ) -> tuple[Blocker, ...]:
     """`x-refuse-while`: a list of {into, collection, field, holding, code, message}; `field`
     must refer to this collection and `into` and `holding` name fields their records have."""
-    if not isinstance(value, list):
-        r.problem("x-refuse-while must be a list of rules")
-        return ()
     found = []
-    for i, rule in enumerate(value):
-        key = f"x-refuse-while[{i}]"
-        if not isinstance(rule, Mapping):
-            r.problem(f"{key} must be a mapping of {', '.join(_BLOCKER_KEYS)}")
-            continue
-        before = len(r.problems)
-        r.unknown_keys(rule, _BLOCKER_KEYS, key)
-        into = _when(r, rule.get("into"), f"{key}.into")
-        holding = _when(r, rule.get("holding"), f"{key}.holding")
-        other, field = rule.get("collection"), rule.get("field")
-        if not isinstance(fields, _Unjudged):  # else the collections' own problem is reported
-            theirs = fields.get(other) if isinstance(other, str) else None
-            if theirs is None:
-                r.problem(f"{key}.collection {other!r} is not a collection")
-            elif not isinstance(field, str) or field not in theirs:
-                r.problem(f"{key}.field {field!r} is not a field of {other}")
-            elif own not in _targets_of(theirs[field]):
-                r.problem(f"{key}.field {other}.{field} does not refer to {own}")
-            for label, tested, of in (
-                (f"{key}.into", into, own), (f"{key}.holding", holding, other)
-            ):
-                missing = [f for f in tested if f not in (fields.get(str(of)) or {})]
-                if missing:
-                    r.problem(f"{label}.{missing[0]} is not a field of {of}")
+    for i, rule, key, before in _rules_of(r, value, "x-refuse-while", _BLOCKER_KEYS):
+        into, other, field, holding = _referrers_in(r, rule, key, own, fields)
         for text in ("code", "message"):
             if not isinstance(rule.get(text), str) or not rule[text]:
                 r.problem(f"{key} needs a {text}")
         if len(r.problems) == before and into and holding:
-            found.append(Blocker(into, str(other), str(field), holding, rule["code"],
-                                 rule["message"], i))
+            found.append(Blocker(into, other, field, holding, rule["code"], rule["message"], i))
     return tuple(found)
+
+
+def _followers(
+    r: _Reader, value: Any, own: str, fields: Mapping[str, Mapping[str, Any]]
+) -> tuple[Follower, ...]:
+    """`x-on-enter`: a list of {into, collection, field, holding (optional), set}; `set` names
+    fields of the referring collection, each with a value it allows or an expression."""
+    found = []
+    for _, rule, key, before in _rules_of(r, value, "x-on-enter", _FOLLOWER_KEYS):
+        into, other, field, holding = _referrers_in(r, rule, key, own, fields, optional=True)
+        sets = r.values(rule.get("set"), f"{key}.set")
+        if not sets:
+            r.problem(f"{key}.set must name at least one field to set")
+        theirs = fields.get(other) or {}
+        if not isinstance(fields, _Unjudged) and theirs:
+            for name, wanted in sets.items():
+                prop = theirs.get(name)
+                if prop is None or name == "id":
+                    r.problem(f"{key}.set.{name} is not a field of {other} a rule may set")
+                    continue
+                allowed = prop.get("enum") if isinstance(prop, Mapping) else None
+                literal = not (isinstance(wanted, str) and wanted.startswith("$"))
+                if literal and isinstance(allowed, list) and wanted not in allowed:
+                    r.problem(f"{key}.set.{name} {wanted!r} is not one of its values {allowed}")
+        if len(r.problems) == before and into:
+            found.append(Follower(into, other, field, holding, sets))
+    return tuple(found)
+
+
+def _rules_of(
+    r: _Reader, value: Any, name: str, keys: tuple[str, ...]
+) -> Iterator[tuple[int, Mapping[str, Any], str, int]]:
+    """(place, rule, where, problems before it) of each rule of a list extension that is a
+    mapping; the rest reported, and so are unknown keys (which leave the rule out)."""
+    if not isinstance(value, list):
+        r.problem(f"{name} must be a list of rules")
+        return
+    for i, rule in enumerate(value):
+        key = f"{name}[{i}]"
+        if not isinstance(rule, Mapping):
+            r.problem(f"{key} must be a mapping of {', '.join(keys)}")
+            continue
+        before = len(r.problems)
+        r.unknown_keys(rule, keys, key)
+        yield i, rule, key, before
+
+
+def _referrers_in(
+    r: _Reader, rule: Mapping[str, Any], key: str, own: str,
+    fields: Mapping[str, Mapping[str, Any]], optional: bool = False,
+) -> tuple[Mapping[str, tuple[Any, ...]], str, str, Mapping[str, tuple[Any, ...]]]:
+    """A rule's state of this collection (`into`), the records that name a record of it
+    (`collection`, `field`) and the state of theirs it is about (`holding`, which may be left
+    out when `optional`); each checked against the fields the records have."""
+    into = _when(r, rule.get("into"), f"{key}.into")
+    given = rule.get("holding")
+    holding = _EMPTY if optional and given is None else _when(r, given, f"{key}.holding")
+    other, field = rule.get("collection"), rule.get("field")
+    if not isinstance(fields, _Unjudged):  # else the collections' own problem is reported
+        theirs = fields.get(other) if isinstance(other, str) else None
+        if theirs is None:
+            r.problem(f"{key}.collection {other!r} is not a collection")
+        elif not isinstance(field, str) or field not in theirs:
+            r.problem(f"{key}.field {field!r} is not a field of {other}")
+        elif own not in _targets_of(theirs[field]):
+            r.problem(f"{key}.field {other}.{field} does not refer to {own}")
+        for label, tested, of in (
+            (f"{key}.into", into, own), (f"{key}.holding", holding, other)
+        ):
+            missing = [f for f in tested if f not in (fields.get(str(of)) or {})]
+            if missing:
+                r.problem(f"{label}.{missing[0]} is not a field of {of}")
+    return into, str(other), str(field), holding
 
 
 def _targets_of(prop: Any) -> set[str]:

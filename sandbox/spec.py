@@ -22,6 +22,7 @@ from opsmerge_sandbox.extensions import (
     Blocker,
     ExtensionError,
     ExtensionProblem,
+    Follower,
     Lifecycle,
     OperationHints,
     parse_collections,
@@ -102,6 +103,8 @@ class Collection:
     create_set: Mapping[str, Any]  # read-only; thaw values before writing them into a record
     # `x-refuse-while`: writes into a state refused while other records hold theirs
     blockers: tuple[Blocker, ...] = ()
+    # `x-on-enter`: writes into a state that change the records naming the record with it
+    followers: tuple[Follower, ...] = ()
 
 
 @dataclass(slots=True)
@@ -369,6 +372,7 @@ def parse_spec(
             lifecycle=hints.lifecycle,
             create_set=hints.create_set,
             blockers=hints.blockers,
+            followers=hints.followers,
         )
         for name, (schema_name, hints) in declared.items()
     }

@@ -641,6 +641,7 @@ class Resources:
             check(ex.workspace, record)
         self.invariants.check(ex.workspace, coll.name, record, moment, set(changes))
         ex.workspace.write(coll.name, record)
+        self._move_followers(ex, coll, current, record)
         return ex.op.success_status, self.present(coll, view, record, lookup=ex.workspace.get)
 
     def _check_when(self, ex: HandlerCall, coll: Collection, record: Record) -> None:
@@ -729,6 +730,41 @@ class Resources:
                     [where or Detail("path", "id", rule.message)],
                 )
 
+    def _move_followers(
+        self, ex: HandlerCall, coll: Collection, before: Record, after: Record
+    ) -> None:
+        """The collection's `x-on-enter` rules: a write into a state (a client archived) also
+        changes the records that name the record and hold theirs (its checks switched off, its
+        open alerts resolved), in the same transaction, so none is left contradicting it.
+
+        Each is changed as an update of the rule's fields would change it: from the record as
+        the clock shows it, stamped now, with the derive rules applied and the invariants of
+        those fields judged (one broken refuses the whole write). Its audit entry and events
+        follow from the transaction, as for any other write."""
+        for rule in coll.followers:
+            if not rule.entered(before, after):
+                continue
+            other = self.spec.collections[rule.collection]
+            view = ex.workspace.view(other.name)
+            moving = bool(self.moving_fields(other))
+            now, moment = self.clock.iso(), int(self.clock.now_dt().timestamp())
+            changed = set(rule.sets)
+            for found in view.query([(rule.field, after["id"])], None, "id", False):
+                shown = (
+                    self.present(other, view, found, encoded=False, lookup=ex.workspace.get)
+                    if moving
+                    else found
+                )
+                if not rule.holds(shown):
+                    continue
+                values = {k: self._value(v, ex, found) for k, v in rule.sets.items()}
+                if all(shown.get(k) == v for k, v in values.items()):
+                    continue
+                moved = {**self.as_clock_shows(other.name, found), **values, "updated_at": now}
+                self.invariants.derive(ex.workspace, other.name, moved, moment)
+                self.invariants.check(ex.workspace, other.name, moved, moment, changed)
+                ex.workspace.write(other.name, moved)
+
     def _referring(
         self, ex: HandlerCall, collection: str, rid: str, skip: tuple[str, ...] = ()
     ) -> builtins.list[tuple[str, str, Record]]:
@@ -806,6 +842,7 @@ class Resources:
         self._check_blockers(ex, coll, record, updated)
         if hints.sets:
             ex.workspace.write(coll.name, updated)
+            self._move_followers(ex, coll, record, updated)
         creates = hints.creates
         if creates is not None:
             target = self.spec.collections[creates.collection]
