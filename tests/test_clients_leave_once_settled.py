@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
+from datetime import timedelta
 from typing import Any
 
 from litestar.testing import TestClient
@@ -20,7 +21,7 @@ from opsmerge_sandbox.extensions import parse_collections
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world.conditions import Env
 from opsmerge_sandbox.world.invariants import Invariant, check_record, compile_invariants
-from tests.conftest import bearer, every_record, key_named
+from tests.conftest import advance_clock, at, bearer, every_record, key_named
 
 API = "/api/v1"
 OPEN = {"New", "Open", "In Progress", "Waiting on Customer"}
@@ -230,6 +231,22 @@ def test_archiving_a_client_stops_what_runs_for_it_so_its_records_agree_with_it(
     assert max(a["last_seen_at"] for a in agents) <= left_at
     resolved = every_record(c, f"{API}/alerts", h, client_id="cli_acme")
     assert all(a["resolved_at"] is not None for a in resolved)
+
+
+def test_archiving_keeps_the_last_runs_its_checks_showed(fresh_client: TestClient) -> None:
+    c, h = fresh_client, _owner(fresh_client)
+    _settle(c, h, "cli_acme")
+    advance_clock(c, str(c.headers["X-Sandbox-Workspace"]), 86_400)  # running checks kept pace
+    shown = {x["id"]: x["last_run_at"]
+             for x in every_record(c, f"{API}/checks", h, client_id="cli_acme")
+             if x["enabled"] and x["last_run_at"] is not None}
+    archived = c.post(f"{API}/clients/cli_acme/archive", headers=h)
+    assert archived.status_code == 200, archived.text
+    after = {x["id"]: x["last_run_at"]
+             for x in every_record(c, f"{API}/checks", h, client_id="cli_acme")}
+    assert shown
+    for check_id, last_run in shown.items():
+        assert timedelta(0) <= at(after[check_id]) - at(last_run) <= timedelta(seconds=5)
 
 
 def test_archiving_by_an_update_stops_the_same_things(fresh_client: TestClient, spec: Spec) -> None:

@@ -81,6 +81,29 @@ class LiveTimes:
         return out
 
 
+    def stop(
+        self, collection: str, before: Record, after: Record, now: float, lookup: Lookup | None
+    ) -> None:
+        """Keep in `after` (a write's record) each live time `before` showed that the write
+        stops (its `when` holds before and not after: a check switched off, an agent gone
+        offline) at what it showed then, so the write does not send it back to its stored
+        value, weeks behind. A time the write sets itself is left as it sets it."""
+        live = self.by_collection.get(collection)
+        if not live or self.epoch is None:
+            return
+        shift = int(now - self.epoch)
+        if shift <= 0:
+            return
+        env = Env(lookup or no_lookup, int(now), {}, self.schemas)
+        for field, when in live:
+            stored = before.get(field)
+            at = to_seconds(stored)
+            if at is None or at > self.epoch or after.get(field) != stored:
+                continue
+            if when(before, env) and not when(after, env):
+                after[field] = format_iso(at + shift)
+
+
 def live_fields_by_prefix(spec: Spec) -> dict[str, frozenset[str]]:
     """Id prefix -> the fields of that collection's records that keep pace with the clock."""
     out: dict[str, frozenset[str]] = {}
