@@ -2,7 +2,8 @@
 open or acknowledged is resolved in the same write (no disabled check of the seeded world has
 one open), and its last run stays at the last run it showed. Before, the alert stayed open, and
 `last_run_at`, which keeps pace with the clock while the check runs, fell back to its stored
-value from the world's epoch (a month behind, on a clock a day on)."""
+value from the world's epoch (a month behind, on a clock a day on). Switched back on, it runs
+again from then and keeps pace with the clock."""
 
 from __future__ import annotations
 
@@ -80,3 +81,18 @@ def test_a_change_that_leaves_a_check_on_leaves_it_running(fresh_client: TestCli
     assert at(later) - at(first) >= timedelta(minutes=59)  # still keeping pace with the clock
     still = c.get(f"{API}/alerts/{alert['id']}", headers=h).json()["data"]
     assert still["status"] in UNRESOLVED
+
+
+def test_a_check_switched_back_on_runs_again_from_then(fresh_client: TestClient) -> None:
+    c, h = fresh_client, _owner(fresh_client)
+    check, _ = _alerted_check(c, h)
+    advance_clock(c, _workspace(c), 86_400)
+    off = _switch_off(c, h, check["id"])
+    advance_clock(c, _workspace(c), 3_600)  # an hour off: it did not run
+    again = c.patch(f"{API}/checks/{check['id']}", headers=h, json={"enabled": True})
+    assert again.status_code == 200, again.text
+    on = again.json()["data"]
+    assert at(on["last_run_at"]) - at(off["last_run_at"]) >= timedelta(minutes=59)
+    advance_clock(c, _workspace(c), 600)  # and keeps running
+    later = c.get(f"{API}/checks/{check['id']}", headers=h).json()["data"]["last_run_at"]
+    assert at(later) - at(on["last_run_at"]) >= timedelta(minutes=9)

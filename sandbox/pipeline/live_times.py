@@ -81,13 +81,14 @@ class LiveTimes:
         return out
 
 
-    def stop(
+    def carry(
         self, collection: str, before: Record, after: Record, now: float, lookup: Lookup | None
     ) -> None:
-        """Keep in `after` (a write's record) each live time `before` showed that the write
-        stops (its `when` holds before and not after: a check switched off, an agent gone
-        offline) at what it showed then, so the write does not send it back to its stored
-        value, weeks behind. A time the write sets itself is left as it sets it."""
+        """Carry each live time across a write (`after` is the write's record) that stops or
+        starts it. Stopped (its `when` held before and not after: a check switched off, an
+        agent gone offline): kept at what it showed then, not sent back to its stored value
+        weeks behind. Started again after a stop (a check switched back on): it reads now and
+        keeps pace from here, as a time that runs does. A time the write sets is left."""
         live = self.by_collection.get(collection)
         if not live or self.epoch is None:
             return
@@ -98,10 +99,13 @@ class LiveTimes:
         for field, when in live:
             stored = before.get(field)
             at = to_seconds(stored)
-            if at is None or at > self.epoch or after.get(field) != stored:
+            if at is None or after.get(field) != stored:
                 continue
-            if when(before, env) and not when(after, env):
+            was, runs = when(before, env), when(after, env)
+            if at <= self.epoch and was and not runs:
                 after[field] = format_iso(at + shift)
+            elif at > self.epoch and runs and not was:  # stopped by an earlier write
+                after[field] = format_iso(self.epoch)
 
 
 def live_fields_by_prefix(spec: Spec) -> dict[str, frozenset[str]]:

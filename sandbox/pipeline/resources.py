@@ -735,8 +735,9 @@ class Resources:
         self, ex: HandlerCall, coll: Collection, before: Record, after: Record
     ) -> None:
         """A write that stops a live time (`x-live-time`: a check switched off) keeps it at what
-        clients saw, not at its stored value from the world's epoch."""
-        self.live.stop(coll.name, before, after, self.clock.now(), ex.workspace.get)
+        clients saw, not at its stored value from the world's epoch; one that starts it again
+        makes it run from now."""
+        self.live.carry(coll.name, before, after, self.clock.now(), ex.workspace.get)
 
     def _move_followers(
         self, ex: HandlerCall, coll: Collection, before: Record, after: Record
