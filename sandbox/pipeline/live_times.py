@@ -80,7 +80,6 @@ class LiveTimes:
             out[field] = format_iso(at + shift)
         return out
 
-
     def carry(
         self, collection: str, before: Record, after: Record, now: float, lookup: Lookup | None
     ) -> None:

@@ -623,7 +623,7 @@ class Resources:
         changes = dict(ex.body or {})
         now = self.clock.iso()
         record = {**current, **changes, "updated_at": now}
-        self._stop_live_times(ex, coll, current, record)
+        self._carry_live_times(ex, coll, current, record)
         rules = self.rules[coll.name]
         record_rules.apply_update(rules, current, changes, record)
         self._check_refs(ex, coll, record, set(changes))
@@ -731,12 +731,12 @@ class Resources:
                     [where or Detail("path", "id", rule.message)],
                 )
 
-    def _stop_live_times(
+    def _carry_live_times(
         self, ex: HandlerCall, coll: Collection, before: Record, after: Record
     ) -> None:
         """A write that stops a live time (`x-live-time`: a check switched off) keeps it at what
         clients saw, not at its stored value from the world's epoch; one that starts it again
-        makes it run from now."""
+        makes it run from now (`LiveTimes.carry`)."""
         self.live.carry(coll.name, before, after, self.clock.now(), ex.workspace.get)
 
     def _move_followers(
@@ -771,7 +771,7 @@ class Resources:
                     continue
                 base = self.as_clock_shows(other.name, found)
                 moved = {**base, **values, "updated_at": now}
-                self._stop_live_times(ex, other, base, moved)
+                self._carry_live_times(ex, other, base, moved)
                 self.invariants.derive(ex.workspace, other.name, moved, moment)
                 self.invariants.check(ex.workspace, other.name, moved, moment, changed)
                 ex.workspace.write(other.name, moved)
@@ -828,7 +828,7 @@ class Resources:
                 **{k: self._value(v, ex, record) for k, v in hints.soft_delete.items()},
             }
             kept["updated_at"] = self.clock.iso()
-            self._stop_live_times(ex, coll, record, kept)
+            self._carry_live_times(ex, coll, record, kept)
             self._check_refusals(ex, coll, record, None)
             ex.workspace.write(coll.name, kept)
         else:
@@ -849,7 +849,7 @@ class Resources:
             shown = self.as_clock_shows(coll.name, record)
             updated = {**shown, **{k: self._value(v, ex, record) for k, v in hints.sets.items()}}
             updated["updated_at"] = self.clock.iso()
-            self._stop_live_times(ex, coll, shown, updated)
+            self._carry_live_times(ex, coll, shown, updated)
             self._check_given(ex, coll, updated)
         self._check_refusals(ex, coll, record, updated)
         self._check_blockers(ex, coll, record, updated)
