@@ -354,10 +354,14 @@ def measure(
     except loadgen.LoadToolError as exc:
         return Run(target, scenario.name, url, None, str(exc).splitlines()[0], warmup)
     result = max(results, key=lambda r: (r.failed_fraction <= MAX_FAILED, r.rps))
-    note = ""
-    if result.failed_fraction > MAX_FAILED:
-        note = f"{result.non_2xx} non-2xx, {result.errors} socket errors"
-    return Run(target, scenario.name, url, result, note, warmup)
+    return Run(target, scenario.name, url, result, failures(result), warmup)
+
+
+def failures(result: loadgen.LoadResult) -> str:
+    """What makes a run no measurement (its errors, when over `MAX_FAILED`), or ""."""
+    if result.failed_fraction <= MAX_FAILED:
+        return ""
+    return f"{result.non_2xx} non-2xx, {result.errors} socket errors"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -948,8 +952,7 @@ def run_durable(procs: Processes, opts: Options, runs: list[Run]) -> None:
     how = write_path.Load(opts.tool, opts.duration, opts.warmup, opts.connections, opts.threads,
                           opts.pinning)
     for count, result, use in write_path.durable_runs(procs, auth, DURABLE_PREFILLS, how):
-        note = f"{result.non_2xx} non-2xx, {result.errors} socket errors" \
-            if result.failed_fraction > MAX_FAILED else use.strip()
+        note = failures(result) or use.strip()
         runs.append(Run(durable_target(count), "create", f"{API}/tickets", result, note,
                         opts.warmup))
 

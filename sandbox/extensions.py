@@ -259,18 +259,15 @@ def holds_values(record: Mapping[str, Any] | None, values: Mapping[str, tuple[An
 
 
 @dataclass(frozen=True, slots=True)
-class Blocker:
-    """An `x-refuse-while` rule: a write that takes a record into `into` is refused (`code`)
-    while records of `collection` name it in `field` and hold `holding`, as the clock shows
-    them: a client under a contract in force, or with tickets still open, is not archived."""
+class StateRule:
+    """A rule about a write that takes a record into a state (`into`) and the records of
+    `collection` that name it in `field` and hold `holding` (every one when it is empty), as
+    the clock shows them: what `x-refuse-while` and `x-on-enter` share."""
 
     into: Mapping[str, tuple[Any, ...]]
     collection: str
     field: str
     holding: Mapping[str, tuple[Any, ...]]
-    code: str
-    message: str
-    at: int  # its place in the schema's `x-refuse-while` list (where a check points)
 
     def entered(self, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
         """Whether the write from `before` (None: a create) to `after` enters the state."""
@@ -281,23 +278,21 @@ class Blocker:
 
 
 @dataclass(frozen=True, slots=True)
-class Follower:
-    """An `x-on-enter` rule: a write that takes a record into `into` also sets `sets` on the
-    records of `collection` that name it in `field` and hold `holding` (all of them when it is
-    empty), in the same transaction: an archived client's checks are switched off with it."""
+class Blocker(StateRule):
+    """An `x-refuse-while` rule: the write is refused (`code`) while such records hold theirs:
+    a client under a contract in force, or with tickets still open, is not archived."""
 
-    into: Mapping[str, tuple[Any, ...]]
-    collection: str
-    field: str
-    holding: Mapping[str, tuple[Any, ...]]
+    code: str
+    message: str
+    at: int  # its place in the schema's `x-refuse-while` list (where a check points)
+
+
+@dataclass(frozen=True, slots=True)
+class Follower(StateRule):
+    """An `x-on-enter` rule: the write also sets `sets` on such records, in the same
+    transaction: an archived client's checks are switched off with it."""
+
     sets: Mapping[str, Any]  # field -> a value, or an expression such as `$now`
-
-    def entered(self, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
-        """Whether the write from `before` (None: a create) to `after` enters the state."""
-        return holds_values(after, self.into) and not holds_values(before, self.into)
-
-    def holds(self, record: Mapping[str, Any]) -> bool:
-        return holds_values(record, self.holding)
 
 
 @dataclass(frozen=True, slots=True)

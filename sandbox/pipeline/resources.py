@@ -19,7 +19,12 @@ import msgspec
 
 from opsmerge_sandbox.clock import format_iso, parse_iso
 from opsmerge_sandbox.errors import ApiError, Detail
-from opsmerge_sandbox.extensions import DEFAULT_CONFLICT_CODE, collection_rules, thaw
+from opsmerge_sandbox.extensions import (
+    DEFAULT_CONFLICT_CODE,
+    StateRule,
+    collection_rules,
+    thaw,
+)
 from opsmerge_sandbox.jsontypes import json_types
 from opsmerge_sandbox.pipeline import record_rules
 from opsmerge_sandbox.pipeline.authenticate import Caller
@@ -708,21 +713,10 @@ class Resources:
         for rule in coll.blockers:
             if not rule.entered(before, after):
                 continue
-            other = self.spec.collections[rule.collection]
-            view = ex.workspace.view(other.name)
-            moving = bool(self.moving_fields(other))
-            holding = []
-            for found in view.query([(rule.field, before["id"])], None, "id", False):
-                shown = (
-                    self.present(other, view, found, encoded=False, lookup=ex.workspace.get)
-                    if moving
-                    else found
-                )
-                if rule.holds(shown):
-                    holding.append(found["id"])
+            holding = [found["id"] for found, _ in self._holding(ex, rule, before["id"])]
             if holding:
                 more = f" and {len(holding) - 3} more" if len(holding) > 3 else ""
-                held = f"{other.name}: {', '.join(holding[:3])}{more}"
+                held = f"{rule.collection}: {', '.join(holding[:3])}{more}"
                 given = [f for f in rule.into if isinstance(ex.body, dict) and f in ex.body]
                 where = Detail("body", given[0], rule.message) if given else None
                 raise ApiError(
@@ -730,6 +724,25 @@ class Resources:
                     f"{given[0] + ': ' if given else ''}{rule.message} ({held}).",
                     [where or Detail("path", "id", rule.message)],
                 )
+
+    def _holding(
+        self, ex: HandlerCall, rule: StateRule, record_id: str
+    ) -> builtins.list[tuple[Record, Record]]:
+        """(stored, as clients see it now) of each record of the rule's collection that names
+        `record_id` in the rule's field and holds the rule's `holding`."""
+        other = self.spec.collections[rule.collection]
+        view = ex.workspace.view(other.name)
+        moving = bool(self.moving_fields(other))
+        out = []
+        for found in view.query([(rule.field, record_id)], None, "id", False):
+            shown = (
+                self.present(other, view, found, encoded=False, lookup=ex.workspace.get)
+                if moving
+                else found
+            )
+            if rule.holds(shown):
+                out.append((found, shown))
+        return out
 
     def _carry_live_times(
         self, ex: HandlerCall, coll: Collection, before: Record, after: Record
@@ -754,18 +767,9 @@ class Resources:
             if not rule.entered(before, after):
                 continue
             other = self.spec.collections[rule.collection]
-            view = ex.workspace.view(other.name)
-            moving = bool(self.moving_fields(other))
             now, moment = self.clock.iso(), int(self.clock.now_dt().timestamp())
             changed = set(rule.sets)
-            for found in view.query([(rule.field, after["id"])], None, "id", False):
-                shown = (
-                    self.present(other, view, found, encoded=False, lookup=ex.workspace.get)
-                    if moving
-                    else found
-                )
-                if not rule.holds(shown):
-                    continue
+            for found, shown in self._holding(ex, rule, after["id"]):
                 values = {k: self._value(v, ex, found) for k, v in rule.sets.items()}
                 if all(shown.get(k) == v for k, v in values.items()):
                     continue
