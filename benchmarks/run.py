@@ -1,10 +1,16 @@
 """`make bench`: the sandbox against WireMock, Stoplight Prism, and bare Litestar and ASGI floors.
 
-One run, one load tool, one connection count for every target, and only one server up at a time,
-pinned to one core with the load tool on another (`--no-pin` turns that off). Every reference
-answers with the bytes the sandbox answered. Each scenario gets a warm-up (a longer one for the
-JVM), then a measured run; the results go to a table with the issue's targets marked met or
-missed, and to `.bench/results.json`. Every server is started in its own process group on
+One run, one load tool, one connection count for every target, every server pinned to one core
+with the load tool on another (`--no-pin` turns that off). Every reference answers with the bytes
+the sandbox answered. Each scenario gets a warm-up (a longer one for the JVM), then a measured
+run; the results go to a table with the issue's targets marked met or missed, and to
+`.bench/results.json`.
+
+A shared machine's speed drifts by a factor of three within a minute, so a reference measured
+minutes after the sandbox says more about the machine than about either server. Each reference is
+therefore measured beside a fresh sandbox on the same core: the two take turns in short slices
+(`--rounds`, default 5, each `duration / rounds` long), and a ratio target is the median of the
+rounds' ratios. Every server is started in its own process group on
 127.0.0.1 and stopped on every way out, Ctrl-C included.
 
 The durable phase serves creates with `--data-dir` on stores already holding 0 and 50,000 changed
@@ -28,9 +34,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,6 +68,7 @@ SANDBOX, NOAUTH, LARGE = "sandbox", "sandbox no-auth", "sandbox large"
 FLOOR, PRISM_STATIC, PRISM_DYNAMIC = "floor", "prism static", "prism dynamic"
 FLOOR_GRANIAN, ASGI, ASGI_GRANIAN = "floor granian", "asgi floor", "asgi floor granian"
 SANDBOX_GRANIAN = "sandbox granian"  # the same app on granian: the server chosen by measurement
+BESIDE = "sandbox beside"  # the sandbox a reference takes turns with (see the module's docstring)
 WIREMOCK = "wiremock"
 # --only names, in running order; `shared` is benchmarks/shared_state.py (Redis, 1-4 workers)
 PHASES = ("sandbox", "floor", "asgi", "wiremock", "prism", "proxy", "durable", "shared")
@@ -237,6 +246,8 @@ class Run:
     result: loadgen.LoadResult | None
     note: str = ""
     warmup_s: float | None = None
+    # measured beside the sandbox: (this target's slice, the sandbox's slice) of each round
+    beside: list[tuple[loadgen.LoadResult, loadgen.LoadResult]] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -275,6 +286,20 @@ class Options:
     repeat: int = 1
     pinning: Pinning = field(default_factory=Pinning)
     jvm_warmup: float = 120.0  # the most a JVM gets to level off (see `warmed_up`)
+    rounds: int = 0  # turns taken with the sandbox beside a reference; 0: measured alone
+
+
+@dataclass(frozen=True, slots=True)
+class Beside:
+    """The sandbox a reference takes turns with: where it listens, its key, and its own path of
+    each scenario (Prism serves the same operations under another prefix)."""
+
+    port: int
+    headers: dict[str, str]
+    scenarios: dict[str, Scenario]
+
+
+SCENARIOS = ("list", "get", "create")
 
 
 def scenarios(prefix: str, agent_id: str, names: Sequence[str]) -> list[Scenario]:
@@ -315,30 +340,48 @@ def warmed_up(slices: Sequence[float]) -> bool:
     return max(slices[-WARM_WINDOW:]) <= (1 + WARM_TOLERANCE) * before
 
 
-def measure(
-    opts: Options, target: str, port: int, scenario: Scenario, headers: dict[str, str],
-    expect: Stub | None = None, warmup: float | None = None, until_steady: bool = False,
-) -> Run:
-    """Probe once (a wrong path must not be benchmarked as a fast 404, nor a reference that
-    sends other bytes than the sandbox), warm up, then measure. With `until_steady`, `warmup`
-    is a ceiling: the warm-up runs in slices until the throughput levels off (a JVM)."""
+def _probe(
+    port: int, scenario: Scenario, headers: dict[str, str], expect: Stub | None,
+) -> tuple[loadgen.LoadRequest | None, str]:
+    """One call before the load (a wrong path must not be benchmarked as a fast 404, nor a
+    reference that sends other bytes than the sandbox): the request to load, or why not."""
     url = f"http://{HOST}:{port}{scenario.path}"
-    warmup = opts.warmup if warmup is None else warmup
     all_headers = dict(headers)
     if scenario.body is not None:
         all_headers["Content-Type"] = "application/json"
     try:
         status, body = http_call(port, scenario.method, scenario.path, all_headers, scenario.body)
     except OSError as exc:
-        return Run(target, scenario.name, url, None, f"probe failed: {exc}", warmup)
+        return None, f"probe failed: {exc}"
     problem = probe_problem(status, body, expect)
     if problem:
+        return None, problem
+    return loadgen.LoadRequest(scenario.method, url, all_headers, scenario.body), ""
+
+
+def measure(
+    opts: Options, target: str, port: int, scenario: Scenario, headers: dict[str, str],
+    expect: Stub | None = None, warmup: float | None = None, until_steady: bool = False,
+    beside: Beside | None = None,
+) -> Run:
+    """Probe, warm up, then measure. With `until_steady`, `warmup` is a ceiling: the warm-up runs
+    in slices until the throughput levels off (a JVM). With `beside` (and `opts.rounds`), the
+    measured time is cut into rounds, each a slice of this target and a slice of that sandbox,
+    the first of the two alternating, so both see the same minutes of the machine."""
+    url = f"http://{HOST}:{port}{scenario.path}"
+    warmup = opts.warmup if warmup is None else warmup
+    request, problem = _probe(port, scenario, headers, expect)
+    if request is None:
         return Run(target, scenario.name, url, None, problem, warmup)
-    request = loadgen.LoadRequest(scenario.method, url, all_headers, scenario.body)
+    mine: loadgen.LoadRequest | None = None
+    if beside is not None and opts.rounds > 0:
+        mine, problem = _probe(beside.port, beside.scenarios[scenario.name], beside.headers, None)
+        if mine is None:
+            return Run(target, scenario.name, url, None, f"{BESIDE}: {problem}", warmup)
     console.print(f"  [dim]{target:<18} {scenario.name:<7} {scenario.method} {scenario.path}[/]")
 
-    def load(duration: float) -> loadgen.LoadResult:
-        return loadgen.run_load(opts.tool, request, duration=duration,
+    def load(duration: float, what: loadgen.LoadRequest = request) -> loadgen.LoadResult:
+        return loadgen.run_load(opts.tool, what, duration=duration,
                                 connections=opts.connections, threads=opts.threads,
                                 prefix=opts.pinning.load)
 
@@ -350,6 +393,9 @@ def measure(
             warmup = len(slices) * WARM_SLICE_S
         elif warmup > 0:
             load(warmup)
+        if mine is not None:
+            return _in_turns(opts, target, scenario.name, url, warmup,
+                             load, lambda duration: load(duration, mine))
         results = [load(opts.duration) for _ in range(opts.repeat)]
     except loadgen.LoadToolError as exc:
         return Run(target, scenario.name, url, None, str(exc).splitlines()[0], warmup)
@@ -357,11 +403,51 @@ def measure(
     return Run(target, scenario.name, url, result, failures(result), warmup)
 
 
-def failures(result: loadgen.LoadResult) -> str:
+Load = Callable[[float], loadgen.LoadResult]
+
+
+def _in_turns(
+    opts: Options, target: str, scenario: str, url: str, warmup: float, theirs: Load, mine: Load,
+) -> Run:
+    """The target and the sandbox beside it in `opts.rounds` rounds of one slice each (the
+    sandbox warmed up first); the target's row adds its slices up."""
+    if opts.warmup > 0:
+        mine(opts.warmup)
+    piece = opts.duration / opts.rounds
+    rounds: list[tuple[loadgen.LoadResult, loadgen.LoadResult]] = []
+    for turn in range(opts.rounds):
+        if turn % 2:
+            sandbox = mine(piece)
+            rounds.append((theirs(piece), sandbox))
+        else:
+            rounds.append((theirs(piece), mine(piece)))
+    result = combined([r for r, _ in rounds])
+    note = failures(result) or failures(combined([s for _, s in rounds]), f"{BESIDE}: ")
+    return Run(target, scenario, url, result, note, warmup, rounds)
+
+
+def combined(slices: Sequence[loadgen.LoadResult]) -> loadgen.LoadResult:
+    """Slices of one load as one result: requests and failures added up, req/s over their total
+    time, and the median slice's latencies (slices cannot be merged percentile by percentile)."""
+    requests = sum(r.requests for r in slices)
+    duration = sum(r.duration_s for r in slices)
+
+    def middle(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    return loadgen.LoadResult(
+        slices[0].tool, requests, duration, requests / duration if duration > 0 else 0.0,
+        middle([r.p50_ms for r in slices]), middle([r.p99_ms for r in slices]),
+        sum(r.non_2xx for r in slices), sum(r.errors for r in slices),
+    )
+
+
+def failures(result: loadgen.LoadResult, whose: str = "") -> str:
     """What makes a run no measurement (its errors, when over `MAX_FAILED`), or ""."""
     if result.failed_fraction <= MAX_FAILED:
         return ""
-    return f"{result.non_2xx} non-2xx, {result.errors} socket errors"
+    return f"{whose}{result.non_2xx} non-2xx, {result.errors} socket errors"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,8 +459,9 @@ def sandbox_cli() -> str:
     return str(beside) if beside.exists() else (shutil.which("opsmerge-sandbox") or str(beside))
 
 
+@cache
 def owner_key(recipe: str) -> str:
-    """The owner's full-access key, from `opsmerge-sandbox keys --json`."""
+    """The owner's full-access key, from `opsmerge-sandbox keys --json` (once per recipe)."""
     done = subprocess.run([sandbox_cli(), "keys", "--recipe", recipe, "--json"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
@@ -413,6 +500,22 @@ def start_sandbox(
         workers = int(extra[list(extra).index("--workers") + 1])
         wait_until_listening(procs, name, proc, port, workers, started + timeout)
     return port, ready
+
+
+@contextmanager
+def sandbox_beside(procs: Processes, opts: Options, agent_id: str) -> Iterator[Beside | None]:
+    """A fresh default-recipe sandbox on the servers' core for a reference to take turns with
+    (its creates start from the same store as the sandbox phase's); None with `--rounds 0`."""
+    if opts.rounds <= 0:
+        yield None
+        return
+    auth = {"Authorization": f"Bearer {owner_key('default')}"}
+    port, _ = start_sandbox(procs, BESIDE, ["--rate-limit", HUGE_RATE_LIMIT], auth, 120,
+                            opts.pinning.server)
+    try:
+        yield Beside(port, auth, {sc.name: sc for sc in scenarios(API, agent_id, SCENARIOS)})
+    finally:
+        procs.stop(BESIDE)
 
 
 def listeners(port: int) -> int:
@@ -538,10 +641,29 @@ class _Lookup:
         if run is None or run.result is None:
             why = f": {run.note}" if run and run.note else ""
             return None, f"{target} {scenario} not measured{why}"
-        value = {"rps": run.result.rps, "p50": run.result.p50_ms, "p99": run.result.p99_ms}[metric]
+        value = _metric(run.result, metric)
         if not run.valid:
             return value, f"{target} {scenario}: {run.note}"
         return value, ""
+
+    def in_turns(
+        self, mine: tuple[str, str], ref: tuple[str, str]
+    ) -> list[tuple[loadgen.LoadResult, loadgen.LoadResult]]:
+        """(mine, ref) slices of each round when one side is the sandbox and the other was
+        measured beside it; [] when they were measured apart."""
+        if mine[1] != ref[1] or SANDBOX not in (mine[0], ref[0]):
+            return []
+        other = ref if mine[0] == SANDBOX else mine
+        run = self.runs.get(other)
+        if run is None or not run.beside:
+            return []
+        if other == ref:
+            return [(sandbox, theirs) for theirs, sandbox in run.beside]
+        return list(run.beside)
+
+
+def _metric(result: loadgen.LoadResult, metric: str) -> float | None:
+    return {"rps": result.rps, "p50": result.p50_ms, "p99": result.p99_ms}[metric]
 
 
 def _compare(
@@ -549,7 +671,11 @@ def _compare(
     limit: float, op: str, unit: str, note: str = "",
 ) -> Target:
     """`mine` alone, or `mine / ref`: errors on the sandbox's side miss the target, errors on
-    the reference's side leave it unjudged."""
+    the reference's side leave it unjudged. Two sides measured in turns are judged by the median
+    of the rounds' ratios (see the module's docstring)."""
+    turns = look.in_turns(mine, ref) if ref is not None else []
+    if turns:
+        return _compare_in_turns(name, mine, ref or mine, turns, metric, limit, op, unit, note)
     value, why_mine = look(*mine, metric)
     failed = bool(why_mine) and value is not None
     if ref is not None:
@@ -560,6 +686,30 @@ def _compare(
         why_mine = "; ".join(w for w in (why_mine, why_ref) if w)
     notes = "; ".join(n for n in (note, why_mine) if n)
     return Target(name, value, limit, op, unit, notes, failed)
+
+
+def _compare_in_turns(
+    name: str, mine: tuple[str, str], ref: tuple[str, str],
+    turns: Sequence[tuple[loadgen.LoadResult, loadgen.LoadResult]], metric: str, limit: float,
+    op: str, unit: str, note: str,
+) -> Target:
+    """`mine / ref` as the median of each round's ratio, with the same rule on errors."""
+    mine_failed = failures(combined([m for m, _ in turns]))
+    ref_failed = failures(combined([r for _, r in turns]))
+    ratios = [
+        m / r
+        for m, r in ((_metric(a, metric), _metric(b, metric)) for a, b in turns)
+        if m is not None and r
+    ]
+    complete = bool(ratios) and len(ratios) == len(turns)
+    value = statistics.median(ratios) if complete and not ref_failed else None
+    whys = [note, f"median of {len(turns)} rounds in turns"]
+    whys += [f"{' '.join(mine)}: {mine_failed}"] if mine_failed else []
+    whys += [f"{' '.join(ref)}: {ref_failed}"] if ref_failed else []
+    if len(ratios) < len(turns):
+        whys.append(f"a round without {metric}")
+    return Target(name, value, limit, op, unit, "; ".join(w for w in whys if w),
+                  bool(mine_failed))
 
 
 def build_targets(
@@ -668,6 +818,9 @@ def print_report(
     runs: list[Run], targets: list[Target], opts: Options, fractions: Sequence[Fraction] = ()
 ) -> None:
     best = f", best of {opts.repeat}" if opts.repeat > 1 else ""
+    if opts.rounds > 0:
+        best += (f"; each reference in {opts.rounds} turns with a fresh sandbox beside it "
+                 f"({opts.duration / opts.rounds:g} s each)")
     threads = f", {opts.threads} threads" if opts.tool == "wrk" else ""
     table = Table(title=f"{opts.tool}, {opts.connections} connections{threads}, "
                         f"{opts.duration:g} s per run after the warm-up shown{best}; "
@@ -718,13 +871,15 @@ def write_json(
             "tool": opts.tool, "connections": opts.connections, "threads": opts.threads,
             "duration_s": opts.duration, "warmup_s": opts.warmup, "repeat": opts.repeat,
             "cpus": os.cpu_count(), "pinning": opts.pinning.note,
-            "jvm_warmup_s": opts.jvm_warmup,
+            "jvm_warmup_s": opts.jvm_warmup, "rounds": opts.rounds,
             "python": platform.python_version(), "machine": platform.machine(), **extra,
         },
         "runs": [
             {"target": r.target, "scenario": r.scenario, "url": r.url, "valid": r.valid,
              "note": r.note, "warmup_s": r.warmup_s,
-             "result": r.result.as_dict() if r.result else None}
+             "result": r.result.as_dict() if r.result else None,
+             "rounds": [{"result": theirs.as_dict(), "sandbox_beside": mine.as_dict()}
+                        for theirs, mine in r.beside]}
             for r in runs
         ],
         "ready_s": {"samples": ready, "median": statistics.median(ready) if ready else None},
@@ -765,6 +920,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="fresh starts timed for the ready time (default 3, 1 with --quick)")
     p.add_argument("--repeat", type=int, default=1,
                    help="measured runs per scenario; the fastest is kept (others only slow it)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="turns each reference takes with a sandbox beside it, the ratio targets "
+                        "being the median of the rounds' ratios; 0: each measured alone")
     p.add_argument("--tool", choices=["auto", "wrk", "hey"], default="auto")
     p.add_argument("--output", type=Path, default=BENCH_DIR / "results.json")
     args = p.parse_args(argv)
@@ -776,6 +934,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.ready_runs is None:
         args.ready_runs = 1 if args.quick else 3
     args.repeat = max(1, args.repeat)
+    args.rounds = max(0, args.rounds)
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = args.only - set(PHASES)
     if unknown:
@@ -808,15 +967,17 @@ def run_sandbox(
         serve_reference(procs, opts, runs, SANDBOX_GRANIAN,
                         lambda port: granian_command("sandbox_granian:app_from_env", port), scs,
                         {}, headers=auth, env={"BENCH_RATE_LIMIT": HUGE_RATE_LIMIT},
-                        timeout=120)  # no bytes to match: live times move, creates are new
+                        timeout=120,  # no bytes to match: live times move, creates are new
+                        agent_id=agent_id)
     else:
         runs.extend(not_run(SANDBOX_GRANIAN, scs, GRANIAN_MISSING))
 
     if serve_supports("--no-auth"):
         console.print("[bold]sandbox[/] --no-auth")
         port, _ = start_sandbox(procs, NOAUTH, ["--no-auth"], {}, 120, pin)
-        runs.extend(measure(opts, NOAUTH, port, sc, {})
-                    for sc in scenarios(API, agent_id, ["list", "get"]))
+        with sandbox_beside(procs, opts, agent_id) as beside:
+            runs.extend(measure(opts, NOAUTH, port, sc, {}, beside=beside)
+                        for sc in scenarios(API, agent_id, ["list", "get"]))
         procs.stop(NOAUTH)
     else:
         meta["no_auth"] = "serve has no --no-auth flag"
@@ -830,8 +991,9 @@ def run_sandbox(
         )
         meta["large_ready_s"] = round(start_s, 3)
         large_id = discover_agent_id(port, large_auth)
-        runs.extend(measure(opts, LARGE, port, sc, large_auth)
-                    for sc in scenarios(API, large_id, ["list", "get"]))
+        with sandbox_beside(procs, opts, agent_id) as beside:
+            runs.extend(measure(opts, LARGE, port, sc, large_auth, beside=beside)
+                        for sc in scenarios(API, large_id, ["list", "get"]))
         procs.stop(LARGE)
     return agent_id, stubs
 
@@ -841,17 +1003,20 @@ def serve_reference(
     command: Callable[[int], Sequence[str]],
     scs: Sequence[Scenario], stubs: dict[str, Stub], *, headers: dict[str, str] | None = None,
     env: dict[str, str] | None = None, timeout: float = 60, jvm: bool = False,
+    agent_id: str = AGENT_ID,
 ) -> None:
-    """Start one reference server pinned like the sandbox, measure each scenario, stop it; a
-    JVM is warmed up until its throughput levels off."""
+    """Start one reference server pinned like the sandbox, measure each scenario in turns with
+    a fresh sandbox beside it (`agent_id`: the agent of that sandbox's get), stop both; a JVM is
+    warmed up until its throughput levels off."""
     port = free_port()
     started = time.perf_counter()
     proc = procs.start(name, [*opts.pinning.server, *command(port)], env)
     wait_until_answers(procs, name, proc, started, port, "/", {}, timeout, accept=lambda s: True)
     warmup = opts.jvm_warmup if jvm else None
-    runs.extend(measure(opts, name, port, sc, headers or {}, stub_for(stubs, sc), warmup,
-                        until_steady=jvm)
-                for sc in scs)
+    with sandbox_beside(procs, opts, agent_id) as beside:
+        runs.extend(measure(opts, name, port, sc, headers or {}, stub_for(stubs, sc), warmup,
+                            until_steady=jvm, beside=beside)
+                    for sc in scs)
     procs.stop(name)
 
 
@@ -875,7 +1040,7 @@ def run_floor(
     meta["floor_bodies"] = "the sandbox's own answers" if stubs else "built-in constant"
     scs = scenarios(API, agent_id, ["list", "get", "create"])
     serve_reference(procs, opts, runs, FLOOR, lambda port: [*cmd, "--port", str(port)], scs,
-                    stubs)
+                    stubs, agent_id=agent_id)
     if not granian_available():
         runs.extend(not_run(FLOOR_GRANIAN, scs, GRANIAN_MISSING))
         return
@@ -883,7 +1048,7 @@ def run_floor(
     env = {STUBS_ENV: str(write_stub_file(stubs))} if stubs else None
     serve_reference(procs, opts, runs, FLOOR_GRANIAN,
                     lambda port: granian_command("floor_app:app_from_env", port), scs, stubs,
-                    env=env)
+                    env=env, agent_id=agent_id)
 
 
 def run_asgi(
@@ -898,7 +1063,8 @@ def run_asgi(
     console.print("[bold]asgi floor[/] bare ASGI callable on uvicorn")
     serve_reference(procs, opts, runs, ASGI,
                     lambda port: [sys.executable, str(ASGI_FLOOR_APP), "--host", HOST,
-                                  "--port", str(port), "--stubs", str(stub_file)], scs, stubs)
+                                  "--port", str(port), "--stubs", str(stub_file)], scs, stubs,
+                    agent_id=agent_id)
     meta["granian"] = "installed" if granian_available() else "not installed"
     if not granian_available():
         console.print("[yellow]granian not installed:[/] its floors are n/a (pip install granian)")
@@ -907,7 +1073,7 @@ def run_asgi(
     console.print("[bold]asgi floor[/] bare ASGI callable on granian")
     serve_reference(procs, opts, runs, ASGI_GRANIAN,
                     lambda port: granian_command("asgi_floor:app_from_env", port), scs, stubs,
-                    env={STUBS_ENV: str(stub_file)})
+                    env={STUBS_ENV: str(stub_file)}, agent_id=agent_id)
 
 
 def run_wiremock(
@@ -938,7 +1104,7 @@ def run_wiremock(
                   "it runs)")
     serve_reference(procs, opts, runs, WIREMOCK,
                     lambda port: wiremock_setup.wiremock_command(java, jar, root, port), scs,
-                    stubs, timeout=120, jvm=True)
+                    stubs, timeout=120, jvm=True, agent_id=agent_id)
 
 
 def run_durable(procs: Processes, opts: Options, runs: list[Run]) -> None:
@@ -985,8 +1151,9 @@ def run_prism(
         wait_until_answers(procs, name, proc, started, port, "/", {}, 180, accept=lambda s: True)
         prefix = prism_prefix(port, auth)
         meta["prism_prefix"] = prefix or "/"
-        runs.extend(measure(opts, name, port, sc, auth)
-                    for sc in scenarios(prefix, agent_id, ["list", "get", "create"]))
+        with sandbox_beside(procs, opts, agent_id) as beside:
+            runs.extend(measure(opts, name, port, sc, auth, beside=beside)
+                        for sc in scenarios(prefix, agent_id, SCENARIOS))
         procs.stop(name)
 
 
@@ -1017,7 +1184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     pinning = plan_pinning(not args.no_pin, allowed_cpus(), shutil.which("taskset"))
     opts = Options(tool, args.duration, args.warmup, args.connections, args.threads, args.repeat,
-                   pinning, args.jvm_warmup)
+                   pinning, args.jvm_warmup, args.rounds)
     console.print(f"[dim]{pinning.note}[/]")
     procs = Processes(BENCH_DIR / "logs")
     runs: list[Run] = []

@@ -492,6 +492,160 @@ def test_report_json_carries_pinning_warmups_and_fractions(tmp_path: Path) -> No
 
 
 # ---------------------------------------------------------------------------------------------
+# references measured in turns with a sandbox beside them
+
+
+def slice_of(rps: float, p50: float = 5.0, non_2xx: int = 0) -> Any:
+    """One 2 s slice of load at `rps`."""
+    return loadgen.LoadResult("wrk", int(rps * 2), 2.0, rps, p50, 4 * p50, non_2xx)
+
+
+def in_turns(target: str, scenario: str, *rounds: tuple[Any, Any]) -> Any:
+    """A reference's run measured beside the sandbox: (its slice, the sandbox's) per round."""
+    result = bench.combined([theirs for theirs, _ in rounds])
+    return bench.Run(target, scenario, "http://127.0.0.1:1/", result, "", 2.0, list(rounds))
+
+
+def targets_of(measured: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    return {t.name: t for t in bench.build_targets(measured, [], 64)}
+
+
+def test_a_reference_measured_in_turns_is_judged_by_the_median_of_the_rounds_ratios() -> None:
+    # the machine ran at three speeds; the sandbox's own phase fell on its slowest minute
+    measured = runs(("sandbox", "get", wrk(7000)))
+    measured[("wiremock", "get")] = in_turns(
+        "wiremock", "get",
+        (slice_of(20000), slice_of(22000)), (slice_of(5000), slice_of(5500)),
+        (slice_of(6000), slice_of(6000)),
+    )
+    target = targets_of(measured)["get >= 1.0x WireMock static stubs"]
+    assert target.value == pytest.approx(1.1)  # 1.1, 1.1 and 1.0: not 7000 / 10333
+    assert target.status == "met"
+    assert "median of 3 rounds in turns" in target.note
+
+
+def test_a_slower_sandbox_in_every_round_misses_however_its_own_phase_ran() -> None:
+    measured = runs(("sandbox", "get", wrk(99000)), ("sandbox", "list", wrk(99000)))
+    measured[("sandbox no-auth", "get")] = in_turns(
+        "sandbox no-auth", "get", (slice_of(10000), slice_of(7000)),
+        (slice_of(20000), slice_of(15000)), (slice_of(9000), slice_of(6000)),
+    )
+    target = targets_of(measured)["get auth+rate limit on within 15% of off"]
+    assert target.value == pytest.approx(0.7)
+    assert target.status == "missed"
+
+
+def test_the_large_recipes_latency_is_divided_by_the_sandboxs_beside_it_round_by_round() -> None:
+    measured = runs(("sandbox", "list", wrk(9000)))  # its own p50: 6.88 ms
+    measured[("sandbox large", "list")] = in_turns(
+        "sandbox large", "list", (slice_of(9000, p50=3.0), slice_of(9000, p50=2.5)),
+        (slice_of(9000, p50=12.0), slice_of(9000, p50=10.0)),
+        (slice_of(9000, p50=6.0), slice_of(9000, p50=5.0)),
+    )
+    target = targets_of(measured)["list latency large/default <= 1.3x"]
+    assert target.value == pytest.approx(1.2)
+    assert target.status == "met"
+
+
+def test_errors_beside_the_reference_miss_the_target_and_the_references_own_leave_it_open(
+) -> None:
+    mine_failing = runs()
+    mine_failing[("floor", "get")] = in_turns(
+        "floor", "get", (slice_of(5000), slice_of(9000, non_2xx=18000)),
+    )
+    theirs_failing = runs()
+    theirs_failing[("floor", "get")] = in_turns(
+        "floor", "get", (slice_of(5000, non_2xx=10000), slice_of(9000)),
+    )
+    name = "get >= 60% of the Litestar floor"
+    assert targets_of(mine_failing)[name].status == "missed"
+    assert "sandbox get: 18000 non-2xx" in targets_of(mine_failing)[name].note
+    assert targets_of(theirs_failing)[name].status == "n/a"
+    assert "floor get: 10000 non-2xx" in targets_of(theirs_failing)[name].note
+
+
+def test_fractions_use_the_rounds_in_turns_too() -> None:
+    measured = runs(("sandbox", "create", wrk(3000)))
+    measured[("asgi floor", "create")] = in_turns(
+        "asgi floor", "create", (slice_of(30000), slice_of(6000)),
+        (slice_of(10000), slice_of(2000)), (slice_of(20000), slice_of(4000)),
+    )
+    (fraction,) = bench.build_fractions(measured)
+    assert fraction.value == pytest.approx(0.2)
+
+
+def test_slices_add_up_to_one_result_with_the_median_slices_latencies() -> None:
+    total = bench.combined([slice_of(1000, p50=1.0), slice_of(3000, p50=9.0),
+                            slice_of(2000, p50=2.0, non_2xx=7)])
+    assert total.requests == 12000 and total.duration_s == 6.0
+    assert total.rps == pytest.approx(2000)
+    assert (total.p50_ms, total.p99_ms, total.non_2xx) == (2.0, 8.0, 7)
+
+
+@pytest.fixture()
+def sandbox_beside_port() -> Iterator[int]:
+    """A second loopback server standing in for the sandbox a reference takes turns with."""
+    stub = asgi_floor.Stub(200, "application/json", b"{}")
+    with LoopbackServer(asgi_floor.make_app({"/mine": stub})) as server:
+        yield server.port
+
+
+def test_a_reference_and_the_sandbox_beside_it_take_turns_first_one_then_the_other(
+    monkeypatch: pytest.MonkeyPatch, echo_port: int, sandbox_beside_port: int,
+) -> None:
+    asked: list[tuple[str, float]] = []
+
+    def run_load(tool: str, request: Any, *, duration: float, **_: Any) -> Any:
+        who = "mine" if request.url.endswith("/mine") else "theirs"
+        asked.append((who, duration))
+        return slice_of(len(asked) * 1000)
+
+    monkeypatch.setattr(bench.loadgen, "run_load", run_load)
+    opts = bench.Options("wrk", 10, 2, 64, 2, rounds=5)
+    beside = bench.Beside(sandbox_beside_port, {}, {"get": bench.Scenario("get", "GET", "/mine")})
+    run = bench.measure(opts, "floor", echo_port, bench.Scenario("get", "GET", "/w"), {},
+                        beside=beside)
+    assert asked == [("theirs", 2), ("mine", 2),  # each warmed up
+                     ("theirs", 2), ("mine", 2), ("mine", 2), ("theirs", 2),
+                     ("theirs", 2), ("mine", 2), ("mine", 2), ("theirs", 2),
+                     ("theirs", 2), ("mine", 2)]
+    # each round pairs the reference's slice with the sandbox's of the same round
+    assert [(t.rps, m.rps) for t, m in run.beside] == [
+        (3000, 4000), (6000, 5000), (7000, 8000), (10000, 9000), (11000, 12000)]
+    assert run.result.requests == 2 * (3000 + 6000 + 7000 + 10000 + 11000)
+    assert run.valid and run.warmup_s == 2
+
+
+def test_without_rounds_a_reference_is_measured_alone(
+    monkeypatch: pytest.MonkeyPatch, echo_port: int, sandbox_beside_port: int,
+) -> None:
+    asked = _fake_load(monkeypatch, [5000])
+    opts = bench.Options("wrk", 10, 2, 64, 2, rounds=0)
+    beside = bench.Beside(sandbox_beside_port, {}, {"get": bench.Scenario("get", "GET", "/mine")})
+    run = bench.measure(opts, "floor", echo_port, bench.Scenario("get", "GET", "/w"), {},
+                        beside=beside)
+    assert asked == [2, 10]
+    assert run.beside == []
+
+
+def test_a_sandbox_beside_that_does_not_answer_leaves_the_reference_unmeasured(
+    monkeypatch: pytest.MonkeyPatch, echo_port: int,
+) -> None:
+    asked = _fake_load(monkeypatch, [5000])
+    beside = bench.Beside(free_port(), {}, {"get": bench.Scenario("get", "GET", "/mine")})
+    run = bench.measure(bench.Options("wrk", 10, 2, 64, 2, rounds=5), "floor", echo_port,
+                        bench.Scenario("get", "GET", "/w"), {}, beside=beside)
+    assert asked == []
+    assert run.result is None and run.note.startswith("sandbox beside: probe failed")
+
+
+def test_make_bench_takes_five_rounds_unless_told_otherwise() -> None:
+    assert bench.parse_args([]).rounds == 5
+    assert bench.parse_args(["--rounds", "0"]).rounds == 0
+    assert bench.parse_args(["--rounds", "-3"]).rounds == 0
+
+
+# ---------------------------------------------------------------------------------------------
 # the same bytes everywhere
 
 
