@@ -51,12 +51,12 @@ def _scope(method: str, target: str, body: bytes) -> dict[str, Any]:
     }
 
 
-def _app(root: Path) -> Any:
+def _app(root: Path, auth: bool = True) -> Any:
     sys.path.insert(0, str(root))
     from opsmerge_sandbox.app import create_app
     from opsmerge_sandbox.settings import Settings
 
-    app = create_app(Settings(rate_limit=10**9))
+    app = create_app(Settings(rate_limit=10**9, auth=auth))
     gc.collect()
     gc.freeze()  # as `serve` does: the seeded world is never garbage, and a full collection
     return app  # walking it would land in one run's count and not the other's
@@ -79,8 +79,8 @@ async def _run(app: Any, case: str, n: int) -> None:
         raise SystemExit(f"{method} {target} answered {sorted(set(statuses))}")
 
 
-def _time(root: Path, cases: list[str]) -> None:
-    app = _app(root)
+def _time(root: Path, cases: list[str], auth: bool) -> None:
+    app = _app(root, auth)
     for name in cases:
         asyncio.run(_run(app, name, 500))
         best = min(_round(app, name) for _ in range(10))
@@ -93,12 +93,13 @@ def _round(app: Any, case: str, n: int = 2000) -> float:
     return (time.perf_counter() - started) / n
 
 
-def _instructions(root: Path, cases: list[str]) -> None:
+def _instructions(root: Path, cases: list[str], auth: bool) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     env = tooling.private_cache_env(root, "per-request")
     for name in cases:
-        cmd = [sys.executable, __file__, "--root", str(root), "--one", name]
+        cmd = [sys.executable, __file__, "--root", str(root), *([] if auth else ["--no-auth"]),
+               "--one", name]
         subprocess.run([*cmd, "1"], check=True, env=env)
         per_request = tooling.instructions_per_unit(cmd, env, 100, 600)
         print(f"{name:5} {per_request:10.0f} instructions/request")
@@ -109,19 +110,21 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     p.add_argument("--instructions", action="store_true", help="count with callgrind")
     p.add_argument("--cases", default=",".join(CASES), help="which of " + ", ".join(CASES))
+    p.add_argument("--no-auth", action="store_true",
+                   help="as `serve --no-auth`: what auth and rate limiting cost, by difference")
     p.add_argument("--one", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        asyncio.run(_run(_app(args.root), args.one[0], int(args.one[1])))
+        asyncio.run(_run(_app(args.root, not args.no_auth), args.one[0], int(args.one[1])))
         return
     cases = [c for c in args.cases.split(",") if c]
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
         p.error(f"unknown cases {unknown}: choose from {sorted(CASES)}")
     if args.instructions:
-        _instructions(args.root, cases)
+        _instructions(args.root, cases, not args.no_auth)
     else:
-        _time(args.root, cases)
+        _time(args.root, cases, not args.no_auth)
 
 
 if __name__ == "__main__":

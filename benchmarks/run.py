@@ -246,8 +246,9 @@ class Run:
     result: loadgen.LoadResult | None
     note: str = ""
     warmup_s: float | None = None
-    # measured beside the sandbox: (this target's slice, the sandbox's slice) of each round
+    # measured in turns: (this target's slice, the partner's slice) of each round
     beside: list[tuple[loadgen.LoadResult, loadgen.LoadResult]] = field(default_factory=list)
+    partner: str = SANDBOX  # the target whose slices `beside` pairs with this one's
 
     @property
     def valid(self) -> bool:
@@ -291,12 +292,14 @@ class Options:
 
 @dataclass(frozen=True, slots=True)
 class Beside:
-    """The sandbox a reference takes turns with: where it listens, its key, and its own path of
-    each scenario (Prism serves the same operations under another prefix)."""
+    """The server a target takes turns with (a fresh sandbox, unless `name` says otherwise):
+    where it listens, its key, and its own path of each scenario (Prism serves the same
+    operations under another prefix)."""
 
     port: int
     headers: dict[str, str]
     scenarios: dict[str, Scenario]
+    name: str = BESIDE
 
 
 SCENARIOS = ("list", "get", "create")
@@ -377,7 +380,7 @@ def measure(
     if beside is not None and opts.rounds > 0:
         mine, problem = _probe(beside.port, beside.scenarios[scenario.name], beside.headers, None)
         if mine is None:
-            return Run(target, scenario.name, url, None, f"{BESIDE}: {problem}", warmup)
+            return Run(target, scenario.name, url, None, f"{beside.name}: {problem}", warmup)
     console.print(f"  [dim]{target:<18} {scenario.name:<7} {scenario.method} {scenario.path}[/]")
 
     def load(duration: float, what: loadgen.LoadRequest = request) -> loadgen.LoadResult:
@@ -394,8 +397,9 @@ def measure(
         elif warmup > 0:
             load(warmup)
         if mine is not None:
+            assert beside is not None
             return _in_turns(opts, target, scenario.name, url, warmup,
-                             load, lambda duration: load(duration, mine))
+                             load, lambda duration: load(duration, mine), beside.name)
         results = [load(opts.duration) for _ in range(opts.repeat)]
     except loadgen.LoadToolError as exc:
         return Run(target, scenario.name, url, None, str(exc).splitlines()[0], warmup)
@@ -408,9 +412,10 @@ Load = Callable[[float], loadgen.LoadResult]
 
 def _in_turns(
     opts: Options, target: str, scenario: str, url: str, warmup: float, theirs: Load, mine: Load,
+    partner: str,
 ) -> Run:
-    """The target and the sandbox beside it in `opts.rounds` rounds of one slice each (the
-    sandbox warmed up first); the target's row adds its slices up."""
+    """The target and the server beside it (`partner`) in `opts.rounds` rounds of one slice
+    each (that server warmed up first); the target's row adds its slices up."""
     if opts.warmup > 0:
         mine(opts.warmup)
     piece = opts.duration / opts.rounds
@@ -422,8 +427,8 @@ def _in_turns(
         else:
             rounds.append((theirs(piece), mine(piece)))
     result = combined([r for r, _ in rounds])
-    note = failures(result) or failures(combined([s for _, s in rounds]), f"{BESIDE}: ")
-    return Run(target, scenario, url, result, note, warmup, rounds)
+    note = failures(result) or failures(combined([s for _, s in rounds]), f"{partner}: ")
+    return Run(target, scenario, url, result, note, warmup, rounds, partner)
 
 
 def combined(slices: Sequence[loadgen.LoadResult]) -> loadgen.LoadResult:
@@ -649,17 +654,17 @@ class _Lookup:
     def in_turns(
         self, mine: tuple[str, str], ref: tuple[str, str]
     ) -> list[tuple[loadgen.LoadResult, loadgen.LoadResult]]:
-        """(mine, ref) slices of each round when one side is the sandbox and the other was
-        measured beside it; [] when they were measured apart."""
-        if mine[1] != ref[1] or SANDBOX not in (mine[0], ref[0]):
+        """(mine, ref) slices of each round when one side was measured in turns with the
+        other; [] when they were measured apart."""
+        if mine[1] != ref[1]:
             return []
-        other = ref if mine[0] == SANDBOX else mine
-        run = self.runs.get(other)
-        if run is None or not run.beside:
-            return []
-        if other == ref:
-            return [(sandbox, theirs) for theirs, sandbox in run.beside]
-        return list(run.beside)
+        run = self.runs.get(mine)
+        if run is not None and run.beside and run.partner == ref[0]:
+            return list(run.beside)
+        run = self.runs.get(ref)
+        if run is not None and run.beside and run.partner == mine[0]:
+            return [(theirs, its) for its, theirs in run.beside]
+        return []
 
 
 def _metric(result: loadgen.LoadResult, metric: str) -> float | None:
@@ -878,8 +883,9 @@ def write_json(
             {"target": r.target, "scenario": r.scenario, "url": r.url, "valid": r.valid,
              "note": r.note, "warmup_s": r.warmup_s,
              "result": r.result.as_dict() if r.result else None,
-             "rounds": [{"result": theirs.as_dict(), "sandbox_beside": mine.as_dict()}
-                        for theirs, mine in r.beside]}
+             "partner": r.partner if r.beside else None,
+             "rounds": [{"result": its.as_dict(), "partner": theirs.as_dict()}
+                        for its, theirs in r.beside]}
             for r in runs
         ],
         "ready_s": {"samples": ready, "median": statistics.median(ready) if ready else None},
@@ -1117,10 +1123,27 @@ def run_durable(procs: Processes, opts: Options, runs: list[Run]) -> None:
     auth = {"Authorization": f"Bearer {owner_key('default')}"}
     how = write_path.Load(opts.tool, opts.duration, opts.warmup, opts.connections, opts.threads,
                           opts.pinning)
-    for count, result, use in write_path.durable_runs(procs, auth, DURABLE_PREFILLS, how):
+    template = write_path.template_record(procs, auth, how)
+    measured = {}
+    for count, result, use in write_path.durable_runs(procs, auth, DURABLE_PREFILLS, how,
+                                                      template):
         note = failures(result) or use.strip()
-        runs.append(Run(durable_target(count), "create", f"{API}/tickets", result, note,
-                        opts.warmup))
+        measured[count] = Run(durable_target(count), "create", f"{API}/tickets", result, note,
+                              opts.warmup)
+        runs.append(measured[count])
+    first, last = DURABLE_PREFILLS[0], DURABLE_PREFILLS[-1]
+    if opts.rounds <= 0 or first == last:
+        return
+    # the flat target's two stores side by side, fresh again, taking turns as every reference
+    # does with the sandbox; each run above stays the absolute p99 of its store
+    console.print(f"  [dim]durable stores at {first:,} and {last:,} in turns[/]")
+    create = scenarios(API, AGENT_ID, ["create"])[0]
+    with write_path.durable_servers(procs, auth, (first, last), how, template) as ports:
+        beside = Beside(ports[first], auth, {"create": create}, durable_target(first))
+        pair = measure(opts, durable_target(last), ports[last], create, auth, beside=beside)
+    measured[last].beside, measured[last].partner = pair.beside, pair.partner
+    if not pair.beside:
+        measured[last].note = "; ".join(n for n in (measured[last].note, pair.note) if n)
 
 
 def run_shared(opts: Options) -> None:

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,20 +144,28 @@ def _load(port: int, pid: int, headers: dict[str, str], how: Load,
     return result, use
 
 
+def template_record(procs: bench.Processes, headers: dict[str, str], how: Load,
+                    ) -> tuple[dict[str, Any], int]:
+    """The record prefills copy, and the seeded world's count of its kind (see `_template`),
+    from a short-lived in-memory server."""
+    port, _ = _start(procs, "write-template", [], headers, how.pinning)
+    try:
+        return _template(port, headers)
+    finally:
+        procs.stop("write-template")
+
+
 def durable_runs(procs: bench.Processes, headers: dict[str, str], counts: Sequence[int],
-                 how: Load) -> Iterator[tuple[int, loadgen.LoadResult, str]]:
+                 how: Load, template: tuple[dict[str, Any], int] | None = None,
+                 ) -> Iterator[tuple[int, loadgen.LoadResult, str]]:
     """Durable creates on a fresh store holding each count of changed records: (count, the
     measured run, what a request cost the server). One server at a time, each on a directory
     of its own, removed after its run."""
-    port, _ = _start(procs, "write-template", [], headers, how.pinning)
-    try:
-        template, seeded = _template(port, headers)
-    finally:
-        procs.stop("write-template")
+    record, seeded = template or template_record(procs, headers, how)
     for count in counts:
         with tempfile.TemporaryDirectory(prefix="opsmerge-write-") as tmp:
             data_dir = Path(tmp) / "data"
-            prefill(data_dir, template, seeded, count)
+            prefill(data_dir, record, seeded, count)
             port, pid = _start(procs, "write-durable", ["--data-dir", str(data_dir)], headers,
                                how.pinning)
             try:
@@ -164,6 +173,26 @@ def durable_runs(procs: bench.Processes, headers: dict[str, str], counts: Sequen
             finally:
                 procs.stop("write-durable")
         yield count, result, use
+
+
+@contextmanager
+def durable_servers(procs: bench.Processes, headers: dict[str, str], counts: Sequence[int],
+                    how: Load, template: tuple[dict[str, Any], int],
+                    ) -> Iterator[dict[int, int]]:
+    """Fresh durable servers up at once, one per count of changed records in its store: the
+    port of each (for loads that take turns); stopped, and their directories removed, after."""
+    record, seeded = template
+    with ExitStack() as stack:
+        ports: dict[int, int] = {}
+        for count in counts:
+            data_dir = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="opsmerge-write-"))) / "data"
+            prefill(data_dir, record, seeded, count)
+            name = f"write-durable-{count}"
+            stack.callback(procs.stop, name)  # before its directory goes: callbacks run last-in
+            ports[count], _ = _start(procs, name, ["--data-dir", str(data_dir)], headers,
+                                     how.pinning)
+        yield ports
 
 
 def _row(name: str, result: loadgen.LoadResult, use: str) -> str:

@@ -448,6 +448,101 @@ def test_durable_runs_pin_the_server_and_the_load_tool_as_make_bench_does(
     assert result.rps == pytest.approx(4800)
 
 
+def test_the_flat_durable_target_is_judged_on_the_two_stores_taking_turns() -> None:
+    # alone, the 0 store fell on a quiet minute and the 50,000 store on a busy one
+    measured = runs(
+        (bench.durable_target(0), "create", wrk(4800, p99="15.00ms")),
+        (bench.durable_target(50_000), "create", wrk(3000, p99="45.00ms")),
+    )
+    full = measured[(bench.durable_target(50_000), "create")]
+    full.partner = bench.durable_target(0)
+    full.beside = [(slice_of(4000, p50=5.0), slice_of(4000, p50=4.5)),
+                   (slice_of(3000, p50=10.0), slice_of(3000, p50=9.0)),
+                   (slice_of(4500, p50=4.0), slice_of(4500, p50=4.0))]
+    targets = targets_of(measured)
+    # p99s 20/18, 40/36, 16/16: each round within 1.3x, and their median is 1.11x
+    assert targets[DURABLE_FLAT].value == pytest.approx(20 / 18)
+    assert targets[DURABLE_FLAT].status == "met"
+    assert targets[DURABLE_FULL].value == pytest.approx(45.0)  # its own run, alone
+    assert targets[DURABLE_FULL].status == "missed"
+
+
+def test_durable_servers_are_all_up_at_once_then_stopped_and_removed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_path = _write_path()
+    events: list[tuple[str, str]] = []
+    dirs: list[Path] = []
+
+    class Procs:
+        def start(self, name: str, cmd: list[str], env: Any = None) -> Any:
+            events.append(("start", name))
+            dirs.append(Path(cmd[cmd.index("--data-dir") + 1]))
+            assert (dirs[-1] / "delta.json").is_file()  # prefilled before the server starts
+            proc = subprocess.Popen(["true"])
+            proc.wait()
+            return proc
+
+        def stop(self, name: str) -> None:
+            events.append(("stop", name))
+
+    monkeypatch.setattr(bench, "wait_until_answers", lambda *a, **kw: 0.0)
+    how = write_path.Load("wrk", 1.0, 1.0, 4, 1, bench.Pinning())
+    template = ({"id": "tkt_x", "subject": "Bench"}, 10)
+    with write_path.durable_servers(Procs(), {}, (0, 3), how, template) as ports:
+        assert set(ports) == {0, 3}
+        assert events == [("start", "write-durable-0"), ("start", "write-durable-3")]
+        held = json.loads((dirs[1] / "delta.json").read_text())
+        assert sum(len(table) for table in held.values()) == 3
+    assert sorted(events[2:]) == [("stop", "write-durable-0"), ("stop", "write-durable-3")]
+    assert not any(d.exists() for d in dirs)
+
+
+def test_the_durable_phase_measures_the_two_stores_in_turns_after_each_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = ModuleType("write_path")
+    fake.Load = lambda *a: a  # type: ignore[attr-defined]
+    fake.template_record = lambda *a: ({}, 0)  # type: ignore[attr-defined]
+
+    def durable_runs(*a: Any) -> Iterator[tuple[int, Any, str]]:
+        yield 0, wrk(4800, p99="15.00ms"), ""
+        yield 50_000, wrk(3000, p99="45.00ms"), ""
+
+    class Servers:
+        def __enter__(self) -> dict[int, int]:
+            return {0: 1000, 50_000: 1001}
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    pairs = [(slice_of(4000, p50=5.0), slice_of(4000, p50=4.5))]
+    asked: list[tuple[str, int, int]] = []
+
+    def measure(opts: Any, target: str, port: int, scenario: Any, headers: Any,
+                beside: Any = None) -> Any:
+        asked.append((target, port, beside.port))
+        return bench.Run(target, "create", "", bench.combined([p[0] for p in pairs]), "", 2.0,
+                         list(pairs), beside.name)
+
+    fake.durable_runs = durable_runs  # type: ignore[attr-defined]
+    fake.durable_servers = lambda *a: Servers()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "write_path", fake)
+    monkeypatch.setattr(bench, "owner_key", lambda recipe: "om_x")
+    monkeypatch.setattr(bench, "measure", measure)
+    measured: list[Any] = []
+    bench.run_durable(None, bench.Options("wrk", 10, 2, 64, 2, rounds=5), measured)
+    assert asked == [(bench.durable_target(50_000), 1001, 1000)]
+    full = {r.target: r for r in measured}[bench.durable_target(50_000)]
+    assert full.result.p99_ms == 45.0 and full.beside == pairs
+    assert targets_of({(r.target, r.scenario): r for r in measured})[DURABLE_FLAT].value == (
+        pytest.approx(20 / 18))
+    measured.clear()
+    asked.clear()
+    bench.run_durable(None, bench.Options("wrk", 10, 2, 64, 2, rounds=0), measured)
+    assert asked == [] and all(not r.beside for r in measured)
+
+
 def test_fractions_of_each_floor_are_reported_for_what_was_measured() -> None:
     fractions = bench.build_fractions(runs(
         ("sandbox", "get", wrk(7400)), ("asgi floor", "get", wrk(31000)),
@@ -580,6 +675,23 @@ def test_slices_add_up_to_one_result_with_the_median_slices_latencies() -> None:
     assert total.requests == 12000 and total.duration_s == 6.0
     assert total.rps == pytest.approx(2000)
     assert (total.p50_ms, total.p99_ms, total.non_2xx) == (2.0, 8.0, 7)
+
+
+def test_report_json_keeps_every_round_and_whom_it_was_paired_with(tmp_path: Path) -> None:
+    measured = runs(("sandbox", "get", wrk(7400)))
+    measured[("floor", "get")] = in_turns("floor", "get", (slice_of(9000), slice_of(8000)),
+                                          (slice_of(5000), slice_of(4000)))
+    out = tmp_path / "results.json"
+    opts = bench.Options("wrk", 10, 2, 64, 2, rounds=2)
+    bench.write_json(out, list(measured.values()), bench.build_targets(measured, [], 64), [],
+                     opts, {})
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["rounds"] == 2
+    alone, paired = doc["runs"]
+    assert alone["partner"] is None and alone["rounds"] == []
+    assert paired["partner"] == "sandbox"
+    assert [(r["result"]["rps"], r["partner"]["rps"]) for r in paired["rounds"]] == [
+        (9000, 8000), (5000, 4000)]
 
 
 @pytest.fixture()
