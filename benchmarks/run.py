@@ -10,8 +10,8 @@ A shared machine's speed drifts by a factor of three within a minute, so a refer
 minutes after the sandbox says more about the machine than about either server. Each reference is
 therefore measured beside a fresh sandbox on the same core: the two take turns in short slices
 (`--rounds`, default 5, each `duration / rounds` long), and a ratio target is the median of the
-rounds' ratios. Every server is started in its own process group on
-127.0.0.1 and stopped on every way out, Ctrl-C included.
+rounds' ratios. Every server is started in its own process group on 127.0.0.1 and stopped on
+every way out, Ctrl-C included.
 
 The durable phase serves creates with `--data-dir` on stores already holding 0 and 50,000 changed
 records (`write_path.py`, which also measures them alone). Companion scripts measure one path
@@ -68,7 +68,9 @@ SANDBOX, NOAUTH, LARGE = "sandbox", "sandbox no-auth", "sandbox large"
 FLOOR, PRISM_STATIC, PRISM_DYNAMIC = "floor", "prism static", "prism dynamic"
 FLOOR_GRANIAN, ASGI, ASGI_GRANIAN = "floor granian", "asgi floor", "asgi floor granian"
 SANDBOX_GRANIAN = "sandbox granian"  # the same app on granian: the server chosen by measurement
-BESIDE = "sandbox beside"  # the sandbox a reference takes turns with (see the module's docstring)
+# the fresh sandbox a reference takes turns with, as its process is named (its slices are the
+# sandbox's: see the module's docstring)
+BESIDE = "sandbox beside"
 WIREMOCK = "wiremock"
 # --only names, in running order; `shared` is benchmarks/shared_state.py (Redis, 1-4 workers)
 PHASES = ("sandbox", "floor", "asgi", "wiremock", "prism", "proxy", "durable", "shared")
@@ -292,14 +294,14 @@ class Options:
 
 @dataclass(frozen=True, slots=True)
 class Beside:
-    """The server a target takes turns with (a fresh sandbox, unless `name` says otherwise):
-    where it listens, its key, and its own path of each scenario (Prism serves the same
-    operations under another prefix)."""
+    """The server a target takes turns with: where it listens, its key, its own path of each
+    scenario (Prism serves the same operations under another prefix), and the target its slices
+    are measurements of (the sandbox, unless `name` says otherwise), which the targets pair."""
 
     port: int
     headers: dict[str, str]
     scenarios: dict[str, Scenario]
-    name: str = BESIDE
+    name: str = SANDBOX
 
 
 SCENARIOS = ("list", "get", "create")
@@ -369,18 +371,20 @@ def measure(
 ) -> Run:
     """Probe, warm up, then measure. With `until_steady`, `warmup` is a ceiling: the warm-up runs
     in slices until the throughput levels off (a JVM). With `beside` (and `opts.rounds`), the
-    measured time is cut into rounds, each a slice of this target and a slice of that sandbox,
-    the first of the two alternating, so both see the same minutes of the machine."""
+    measured time is cut into rounds, each a slice of this target and a slice of that server,
+    the first of the two alternating, so both see the same seconds of the machine."""
     url = f"http://{HOST}:{port}{scenario.path}"
     warmup = opts.warmup if warmup is None else warmup
     request, problem = _probe(port, scenario, headers, expect)
     if request is None:
         return Run(target, scenario.name, url, None, problem, warmup)
-    mine: loadgen.LoadRequest | None = None
+    partner: loadgen.LoadRequest | None = None
     if beside is not None and opts.rounds > 0:
-        mine, problem = _probe(beside.port, beside.scenarios[scenario.name], beside.headers, None)
-        if mine is None:
-            return Run(target, scenario.name, url, None, f"{beside.name}: {problem}", warmup)
+        partner, problem = _probe(beside.port, beside.scenarios[scenario.name], beside.headers,
+                                  None)
+        if partner is None:
+            why = f"{beside.name} taking turns with it: {problem}"
+            return Run(target, scenario.name, url, None, why, warmup)
     console.print(f"  [dim]{target:<18} {scenario.name:<7} {scenario.method} {scenario.path}[/]")
 
     def load(duration: float, what: loadgen.LoadRequest = request) -> loadgen.LoadResult:
@@ -396,10 +400,10 @@ def measure(
             warmup = len(slices) * WARM_SLICE_S
         elif warmup > 0:
             load(warmup)
-        if mine is not None:
+        if partner is not None:
             assert beside is not None
             return _in_turns(opts, target, scenario.name, url, warmup,
-                             load, lambda duration: load(duration, mine), beside.name)
+                             load, lambda duration: load(duration, partner), beside.name)
         results = [load(opts.duration) for _ in range(opts.repeat)]
     except loadgen.LoadToolError as exc:
         return Run(target, scenario.name, url, None, str(exc).splitlines()[0], warmup)
@@ -411,23 +415,24 @@ Load = Callable[[float], loadgen.LoadResult]
 
 
 def _in_turns(
-    opts: Options, target: str, scenario: str, url: str, warmup: float, theirs: Load, mine: Load,
-    partner: str,
+    opts: Options, target: str, scenario: str, url: str, warmup: float, load_target: Load,
+    load_partner: Load, partner: str,
 ) -> Run:
-    """The target and the server beside it (`partner`) in `opts.rounds` rounds of one slice
-    each (that server warmed up first); the target's row adds its slices up."""
+    """The target and the server beside it (whose slices are `partner`'s) in `opts.rounds`
+    rounds of one slice each (that server warmed up first); the target's row adds its slices
+    up."""
     if opts.warmup > 0:
-        mine(opts.warmup)
+        load_partner(opts.warmup)
     piece = opts.duration / opts.rounds
     rounds: list[tuple[loadgen.LoadResult, loadgen.LoadResult]] = []
     for turn in range(opts.rounds):
         if turn % 2:
-            sandbox = mine(piece)
-            rounds.append((theirs(piece), sandbox))
+            partner_first = load_partner(piece)
+            rounds.append((load_target(piece), partner_first))
         else:
-            rounds.append((theirs(piece), mine(piece)))
-    result = combined([r for r, _ in rounds])
-    note = failures(result) or failures(combined([s for _, s in rounds]), f"{partner}: ")
+            rounds.append((load_target(piece), load_partner(piece)))
+    result = combined([its for its, _ in rounds])
+    note = failures(result) or failures(combined([p for _, p in rounds]), f"{partner}: ")
     return Run(target, scenario, url, result, note, warmup, rounds, partner)
 
 
