@@ -114,17 +114,18 @@ def main() -> None:
                    help="as `serve --no-auth`: what auth and rate limiting cost, by difference")
     p.add_argument("--one", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    auth = not args.no_auth
     if args.one:
-        asyncio.run(_run(_app(args.root, not args.no_auth), args.one[0], int(args.one[1])))
+        asyncio.run(_run(_app(args.root, auth), args.one[0], int(args.one[1])))
         return
     cases = [c for c in args.cases.split(",") if c]
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
         p.error(f"unknown cases {unknown}: choose from {sorted(CASES)}")
     if args.instructions:
-        _instructions(args.root, cases, not args.no_auth)
+        _instructions(args.root, cases, auth)
     else:
-        _time(args.root, cases, not args.no_auth)
+        _time(args.root, cases, auth)
 
 
 if __name__ == "__main__":

@@ -1143,9 +1143,10 @@ def run_durable(procs: Processes, opts: Options, runs: list[Run]) -> None:
     # does with the sandbox; each run above stays the absolute p99 of its store
     console.print(f"  [dim]durable stores at {first:,} and {last:,} in turns[/]")
     create = scenarios(API, AGENT_ID, ["create"])[0]
-    with write_path.durable_servers(procs, auth, (first, last), how, template) as ports:
-        beside = Beside(ports[first], auth, {"create": create}, durable_target(first))
-        pair = measure(opts, durable_target(last), ports[last], create, auth, beside=beside)
+    with write_path.durable_servers(procs, auth, (first, last), how, template) as servers:
+        beside = Beside(servers[first][0], auth, {"create": create}, durable_target(first))
+        pair = measure(opts, durable_target(last), servers[last][0], create, auth,
+                       beside=beside)
     measured[last].beside, measured[last].partner = pair.beside, pair.partner
     if not pair.beside:
         measured[last].note = "; ".join(n for n in (measured[last].note, pair.note) if n)

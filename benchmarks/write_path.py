@@ -161,38 +161,32 @@ def durable_runs(procs: bench.Processes, headers: dict[str, str], counts: Sequen
     """Durable creates on a fresh store holding each count of changed records: (count, the
     measured run, what a request cost the server). One server at a time, each on a directory
     of its own, removed after its run."""
-    record, seeded = template or template_record(procs, headers, how)
+    template = template or template_record(procs, headers, how)
     for count in counts:
-        with tempfile.TemporaryDirectory(prefix="opsmerge-write-") as tmp:
-            data_dir = Path(tmp) / "data"
-            prefill(data_dir, record, seeded, count)
-            port, pid = _start(procs, "write-durable", ["--data-dir", str(data_dir)], headers,
-                               how.pinning)
-            try:
-                result, use = _load(port, pid, headers, how)
-            finally:
-                procs.stop("write-durable")
+        with durable_servers(procs, headers, (count,), how, template) as servers:
+            port, pid = servers[count]
+            result, use = _load(port, pid, headers, how)
         yield count, result, use
 
 
 @contextmanager
 def durable_servers(procs: bench.Processes, headers: dict[str, str], counts: Sequence[int],
                     how: Load, template: tuple[dict[str, Any], int],
-                    ) -> Iterator[dict[int, int]]:
+                    ) -> Iterator[dict[int, tuple[int, int]]]:
     """Fresh durable servers up at once, one per count of changed records in its store: the
-    port of each (for loads that take turns); stopped, and their directories removed, after."""
+    port and pid of each; stopped, and their directories removed, on the way out."""
     record, seeded = template
     with ExitStack() as stack:
-        ports: dict[int, int] = {}
+        servers: dict[int, tuple[int, int]] = {}
         for count in counts:
             data_dir = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="opsmerge-write-"))) / "data"
             prefill(data_dir, record, seeded, count)
             name = f"write-durable-{count}"
             stack.callback(procs.stop, name)  # before its directory goes: callbacks run last-in
-            ports[count], _ = _start(procs, name, ["--data-dir", str(data_dir)], headers,
-                                     how.pinning)
-        yield ports
+            servers[count] = _start(procs, name, ["--data-dir", str(data_dir)], headers,
+                                    how.pinning)
+        yield servers
 
 
 def _row(name: str, result: loadgen.LoadResult, use: str) -> str:

@@ -266,12 +266,17 @@ def _fake_load(monkeypatch: pytest.MonkeyPatch, rps: list[float]) -> list[float]
     return asked
 
 
+def _answering(path: str) -> Iterator[int]:
+    """The port of a loopback server answering `path`'s probe, so `measure` goes on to load it."""
+    stub = asgi_floor.Stub(200, "application/json", b"{}")
+    with LoopbackServer(asgi_floor.make_app({path: stub})) as server:
+        yield server.port
+
+
 @pytest.fixture()
 def echo_port() -> Iterator[int]:
-    """A loopback server answering the probe, so `measure` goes on to load it."""
-    stub = asgi_floor.Stub(200, "application/json", b"{}")
-    with LoopbackServer(asgi_floor.make_app({"/w": stub})) as server:
-        yield server.port
+    """A server to measure."""
+    yield from _answering("/w")
 
 
 def test_jvm_is_warmed_in_slices_until_steady_then_measured(
@@ -496,6 +501,12 @@ def test_durable_servers_are_all_up_at_once_then_stopped_and_removed(
         assert sum(len(table) for table in held.values()) == 3
     assert sorted(events[2:]) == [("stop", "write-durable-0"), ("stop", "write-durable-3")]
     assert not any(d.exists() for d in dirs)
+    # the runs alone take the same servers one at a time, each stopped before the next starts
+    events.clear()
+    monkeypatch.setattr(write_path, "_load", lambda *a: (wrk(4800), ""))
+    assert [c for c, _, _ in write_path.durable_runs(Procs(), {}, (0, 3), how, template)] == [0, 3]
+    assert events == [("start", "write-durable-0"), ("stop", "write-durable-0"),
+                      ("start", "write-durable-3"), ("stop", "write-durable-3")]
 
 
 def test_the_durable_phase_measures_the_two_stores_in_turns_after_each_alone(
@@ -511,7 +522,7 @@ def test_the_durable_phase_measures_the_two_stores_in_turns_after_each_alone(
 
     class Servers:
         def __enter__(self) -> dict[int, int]:
-            return {0: 1000, 50_000: 1001}
+            return {0: (1000, 1), 50_000: (1001, 2)}
 
         def __exit__(self, *exc: object) -> None:
             return None
@@ -696,10 +707,8 @@ def test_report_json_keeps_every_round_and_whom_it_was_paired_with(tmp_path: Pat
 
 @pytest.fixture()
 def sandbox_beside_port() -> Iterator[int]:
-    """A second loopback server standing in for the sandbox a reference takes turns with."""
-    stub = asgi_floor.Stub(200, "application/json", b"{}")
-    with LoopbackServer(asgi_floor.make_app({"/mine": stub})) as server:
-        yield server.port
+    """A second server, standing in for the sandbox a reference takes turns with."""
+    yield from _answering("/mine")
 
 
 def test_a_reference_and_the_sandbox_beside_it_take_turns_first_one_then_the_other(
