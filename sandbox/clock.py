@@ -7,14 +7,15 @@ only a reset of the whole sandbox puts it back to real time.
 A workspace may run ahead of the sandbox's clock (`advance(..., workspace=)`): a CI job moves the
 time of its own workspace without moving a developer's, and a reset of that workspace puts it
 back. A request reads the clock of the workspace it names (`use_workspace`, set once per request
-from its header; every request runs in its own task, so the setting never leaks into another).
+from its header; every request runs in its own task, so the setting never leaks into another),
+and reads one instant however often it asks (`begin_instant`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 
 # The latest time the clock may show. Every timestamp the sandbox writes must stay formattable
@@ -28,6 +29,44 @@ class ClockRangeError(ValueError):
 
 
 _WORKSPACE: ContextVar[str] = ContextVar("sandbox_clock_workspace", default="")
+
+
+class Instant:
+    """The real time one request happens at: its first read of the clock, kept for every later
+    read until the request ends, so the times one write sets (a record's `created_at`, a field
+    set to now, its audit entry) never straddle a second. Offsets still apply on top, so a
+    workspace resolved after the first read, or a clock moved by the request, still counts."""
+
+    __slots__ = ("at", "open")
+
+    def __init__(self) -> None:
+        self.at = 0.0  # not read yet
+        self.open = True  # a task the request started may outlive it: it then reads live time
+
+
+_INSTANT: ContextVar[Instant | None] = ContextVar("sandbox_clock_instant", default=None)
+
+
+def begin_instant() -> Token[Instant | None]:
+    """Hold the clock's real time at its first read for the rest of the current request."""
+    return _INSTANT.set(Instant())
+
+
+def end_instant(token: Token[Instant | None]) -> None:
+    """Let the clock run again: the request is answered (tasks it started read live time)."""
+    instant = _INSTANT.get()
+    if instant is not None:
+        instant.open = False
+    _INSTANT.reset(token)
+
+
+def _real_time() -> float:
+    instant = _INSTANT.get()
+    if instant is None or not instant.open:
+        return time.time()
+    if not instant.at:
+        instant.at = time.time()
+    return instant.at
 
 
 def use_workspace(name: str) -> None:
@@ -47,8 +86,8 @@ class Clock:
     def now(self) -> float:
         ahead = self.ahead
         if ahead:
-            return time.time() + self.offset + ahead.get(_WORKSPACE.get(), 0.0)
-        return time.time() + self.offset
+            return _real_time() + self.offset + ahead.get(_WORKSPACE.get(), 0.0)
+        return _real_time() + self.offset
 
     def offset_of(self, workspace: str | None = None) -> float:
         """Seconds ahead of real time: the sandbox's clock, or one workspace's."""

@@ -18,7 +18,7 @@ from litestar import Request, Response, route
 from litestar.enums import HttpMethod
 from litestar.handlers import HTTPRouteHandler
 
-from opsmerge_sandbox.clock import ClockRangeError, format_iso
+from opsmerge_sandbox.clock import ClockRangeError, begin_instant, end_instant, format_iso
 from opsmerge_sandbox.errors import ApiError, Detail
 from opsmerge_sandbox.pipeline.authenticate import ApiKey, key_state
 from opsmerge_sandbox.pipeline.envelope import error_response, json_response
@@ -151,6 +151,7 @@ class AdminApi:
 
     def _wrap(self, fn: Handler) -> Callable[[Request], Awaitable[Response[bytes]]]:
         async def handler(request: Request) -> Response[bytes]:
+            instant = begin_instant()  # a key's `created_at` and its expiry: one instant
             try:
                 self._single_headers(request)
                 self._authorised(request)
@@ -166,6 +167,8 @@ class AdminApi:
                 return json_response(status, {"data": data})
             except ApiError as err:
                 return error_response(err)
+            finally:
+                end_instant(instant)
 
         return handler
 

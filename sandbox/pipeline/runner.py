@@ -14,6 +14,7 @@ import time
 
 from litestar import Response
 
+from opsmerge_sandbox.clock import begin_instant, end_instant
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.extensions import OperationHints
 from opsmerge_sandbox.pipeline.context import RequestContext
@@ -42,6 +43,7 @@ class Pipeline:
         self, op: Operation, request: ApiRequest, path_names: dict[str, str]
     ) -> EncodedResponse | Response[bytes]:
         ctx = RequestContext(op, request, path_names, time.perf_counter())
+        instant = begin_instant()  # every time the request writes is one instant
         try:
             try:
                 for stage in self._request:
@@ -55,6 +57,7 @@ class Pipeline:
                 if waiting is not None:
                     await waiting
         finally:
+            end_instant(instant)
             if ctx.workspace is not None:
                 # drops this request's uncommitted write (nothing once committed, and never
                 # another request's transaction: one that opened none drops nothing)
