@@ -10,8 +10,10 @@ A shared machine's speed drifts by a factor of three within a minute, so a refer
 minutes after the sandbox says more about the machine than about either server. Each reference is
 therefore measured beside a fresh sandbox on the same core: the two take turns in short slices
 (`--rounds`, default 5, each `duration / rounds` long), and a ratio target is the median of the
-rounds' ratios. Every server is started in its own process group on 127.0.0.1 and stopped on
-every way out, Ctrl-C included.
+rounds' ratios. The server waiting for its turn is stopped (SIGSTOP) until its turn, so it
+spends none of the shared core: an idle JVM still compiles and collects (`--no-hold` leaves it
+running). Every server is started in its own process group on 127.0.0.1 and stopped on every way
+out, Ctrl-C included.
 
 The durable phase serves creates with `--data-dir` on stores already holding 0 and 50,000 changed
 records (`write_path.py`, which also measures them alone). Companion scripts measure one path
@@ -35,10 +37,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -130,6 +132,7 @@ class Processes:
                 break
             try:
                 os.killpg(proc.pid, sig)  # the group this run created for it, nothing else
+                os.killpg(proc.pid, signal.SIGCONT)  # a held server wakes up to its SIGTERM
             except ProcessLookupError:
                 break
             try:
@@ -141,6 +144,49 @@ class Processes:
     def stop_all(self) -> None:
         for name in list(self._procs):
             self.stop(name)
+
+    @contextmanager
+    def held(self, name: str) -> Iterator[None]:
+        """The server stopped (SIGSTOP to its process group) for the block, running again after:
+        a server waiting for its turn must not spend the core it shares with the one under load
+        (an idle JVM's compiler and collector threads keep running)."""
+        entry = self._procs.get(name)
+        if entry is None or entry[0].poll() is not None:
+            yield
+            return
+        group = entry[0].pid
+        os.killpg(group, signal.SIGSTOP)
+        try:
+            wait_stopped(group)
+            yield
+        finally:
+            with suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGCONT)
+
+
+# a server's turn is taken with the other one held (see `Processes.held`); nullcontext: not held
+Hold = Callable[[], AbstractContextManager[object]]
+STOPPED_STATES = frozenset("TtZX")  # stopped, traced, or gone: it runs nothing
+
+
+def thread_states(pid: int) -> list[str]:
+    """The scheduler state of each of a process's threads (Linux /proc; [] elsewhere or gone)."""
+    out = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with suppress(OSError):  # a thread that ended meanwhile
+            out.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+    return out
+
+
+def wait_stopped(pid: int, timeout: float = 2.0) -> bool:
+    """Wait until every thread of `pid` is stopped (SIGSTOP reaches each thread as it next
+    leaves the kernel); False when some still ran at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not all(s in STOPPED_STATES for s in thread_states(pid)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
 
 
 def free_port() -> int:
@@ -290,18 +336,21 @@ class Options:
     pinning: Pinning = field(default_factory=Pinning)
     jvm_warmup: float = 120.0  # the most a JVM gets to level off (see `warmed_up`)
     rounds: int = 0  # turns taken with the sandbox beside a reference; 0: measured alone
+    hold: bool = True  # the server waiting for its turn is stopped meanwhile (`Processes.held`)
 
 
 @dataclass(frozen=True, slots=True)
 class Beside:
     """The server a target takes turns with: where it listens, its key, its own path of each
-    scenario (Prism serves the same operations under another prefix), and the target its slices
-    are measurements of (the sandbox, unless `name` says otherwise), which the targets pair."""
+    scenario (Prism serves the same operations under another prefix), the target its slices
+    are measurements of (the sandbox, unless `name` says otherwise), which the targets pair, and
+    what keeps it stopped while the target takes its turn."""
 
     port: int
     headers: dict[str, str]
     scenarios: dict[str, Scenario]
     name: str = SANDBOX
+    hold: Hold = nullcontext
 
 
 SCENARIOS = ("list", "get", "create")
@@ -367,12 +416,13 @@ def _probe(
 def measure(
     opts: Options, target: str, port: int, scenario: Scenario, headers: dict[str, str],
     expect: Stub | None = None, warmup: float | None = None, until_steady: bool = False,
-    beside: Beside | None = None,
+    beside: Beside | None = None, hold: Hold = nullcontext,
 ) -> Run:
     """Probe, warm up, then measure. With `until_steady`, `warmup` is a ceiling: the warm-up runs
     in slices until the throughput levels off (a JVM). With `beside` (and `opts.rounds`), the
     measured time is cut into rounds, each a slice of this target and a slice of that server,
-    the first of the two alternating, so both see the same seconds of the machine."""
+    the first of the two alternating, so both see the same seconds of the machine; the one
+    waiting is held meanwhile (`hold` holds this target's server, `beside.hold` the other)."""
     url = f"http://{HOST}:{port}{scenario.path}"
     warmup = opts.warmup if warmup is None else warmup
     request, problem = _probe(port, scenario, headers, expect)
@@ -387,11 +437,18 @@ def measure(
             return Run(target, scenario.name, url, None, why, warmup)
     console.print(f"  [dim]{target:<18} {scenario.name:<7} {scenario.method} {scenario.path}[/]")
 
-    def load(duration: float, what: loadgen.LoadRequest = request) -> loadgen.LoadResult:
-        return loadgen.run_load(opts.tool, what, duration=duration,
-                                connections=opts.connections, threads=opts.threads,
-                                prefix=opts.pinning.load)
+    def load_while(held: Hold, what: loadgen.LoadRequest) -> Load:
+        """Load `what` while `held` keeps the other server stopped."""
+        def load(duration: float) -> loadgen.LoadResult:
+            with held():
+                return loadgen.run_load(opts.tool, what, duration=duration,
+                                        connections=opts.connections, threads=opts.threads,
+                                        prefix=opts.pinning.load)
+        return load
 
+    # whichever of the two servers is not under load is held (see `Processes.held`)
+    hold_other = beside.hold if beside is not None and partner and opts.hold else nullcontext
+    load = load_while(hold_other, request)
     try:
         if until_steady:
             slices: list[float] = []
@@ -402,8 +459,9 @@ def measure(
             load(warmup)
         if partner is not None:
             assert beside is not None
-            return _in_turns(opts, target, scenario.name, url, warmup,
-                             load, lambda duration: load(duration, partner), beside.name)
+            partner_load = load_while(hold if opts.hold else nullcontext, partner)
+            return _in_turns(opts, target, scenario.name, url, warmup, load, partner_load,
+                             beside.name)
         results = [load(opts.duration) for _ in range(opts.repeat)]
     except loadgen.LoadToolError as exc:
         return Run(target, scenario.name, url, None, str(exc).splitlines()[0], warmup)
@@ -523,7 +581,8 @@ def sandbox_beside(procs: Processes, opts: Options, agent_id: str) -> Iterator[B
     port, _ = start_sandbox(procs, BESIDE, ["--rate-limit", HUGE_RATE_LIMIT], auth, 120,
                             opts.pinning.server)
     try:
-        yield Beside(port, auth, {sc.name: sc for sc in scenarios(API, agent_id, SCENARIOS)})
+        yield Beside(port, auth, {sc.name: sc for sc in scenarios(API, agent_id, SCENARIOS)},
+                     hold=partial(procs.held, BESIDE))
     finally:
         procs.stop(BESIDE)
 
@@ -830,7 +889,8 @@ def print_report(
     best = f", best of {opts.repeat}" if opts.repeat > 1 else ""
     if opts.rounds > 0:
         best += (f"; each reference in {opts.rounds} turns with a fresh sandbox beside it "
-                 f"({opts.duration / opts.rounds:g} s each)")
+                 f"({opts.duration / opts.rounds:g} s each, the one waiting "
+                 f"{'stopped' if opts.hold else 'left running'})")
     threads = f", {opts.threads} threads" if opts.tool == "wrk" else ""
     table = Table(title=f"{opts.tool}, {opts.connections} connections{threads}, "
                         f"{opts.duration:g} s per run after the warm-up shown{best}; "
@@ -882,6 +942,7 @@ def write_json(
             "duration_s": opts.duration, "warmup_s": opts.warmup, "repeat": opts.repeat,
             "cpus": os.cpu_count(), "pinning": opts.pinning.note,
             "jvm_warmup_s": opts.jvm_warmup, "rounds": opts.rounds,
+            "held_while_waiting": opts.hold if opts.rounds else None,
             "python": platform.python_version(), "machine": platform.machine(), **extra,
         },
         "runs": [
@@ -934,6 +995,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5,
                    help="turns each reference takes with a sandbox beside it, the ratio targets "
                         "being the median of the rounds' ratios; 0: each measured alone")
+    p.add_argument("--no-hold", action="store_true",
+                   help="let the server waiting for its turn run (by default it is stopped "
+                        "with SIGSTOP until its turn, so it spends none of the shared core)")
     p.add_argument("--tool", choices=["auto", "wrk", "hey"], default="auto")
     p.add_argument("--output", type=Path, default=BENCH_DIR / "results.json")
     args = p.parse_args(argv)
@@ -987,7 +1051,8 @@ def run_sandbox(
         console.print("[bold]sandbox[/] --no-auth")
         port, _ = start_sandbox(procs, NOAUTH, ["--no-auth"], {}, 120, pin)
         with sandbox_beside(procs, opts, agent_id) as beside:
-            runs.extend(measure(opts, NOAUTH, port, sc, {}, beside=beside)
+            runs.extend(measure(opts, NOAUTH, port, sc, {}, beside=beside,
+                                hold=partial(procs.held, NOAUTH))
                         for sc in scenarios(API, agent_id, ["list", "get"]))
         procs.stop(NOAUTH)
     else:
@@ -1003,7 +1068,8 @@ def run_sandbox(
         meta["large_ready_s"] = round(start_s, 3)
         large_id = discover_agent_id(port, large_auth)
         with sandbox_beside(procs, opts, agent_id) as beside:
-            runs.extend(measure(opts, LARGE, port, sc, large_auth, beside=beside)
+            runs.extend(measure(opts, LARGE, port, sc, large_auth, beside=beside,
+                                hold=partial(procs.held, LARGE))
                         for sc in scenarios(API, large_id, ["list", "get"]))
         procs.stop(LARGE)
     return agent_id, stubs
@@ -1026,7 +1092,7 @@ def serve_reference(
     warmup = opts.jvm_warmup if jvm else None
     with sandbox_beside(procs, opts, agent_id) as beside:
         runs.extend(measure(opts, name, port, sc, headers or {}, stub_for(stubs, sc), warmup,
-                            until_steady=jvm, beside=beside)
+                            until_steady=jvm, beside=beside, hold=partial(procs.held, name))
                     for sc in scs)
     procs.stop(name)
 
@@ -1144,9 +1210,10 @@ def run_durable(procs: Processes, opts: Options, runs: list[Run]) -> None:
     console.print(f"  [dim]durable stores at {first:,} and {last:,} in turns[/]")
     create = scenarios(API, AGENT_ID, ["create"])[0]
     with write_path.durable_servers(procs, auth, (first, last), how, template) as servers:
-        beside = Beside(servers[first][0], auth, {"create": create}, durable_target(first))
+        beside = Beside(servers[first][0], auth, {"create": create}, durable_target(first),
+                        partial(procs.held, write_path.server_name(first)))
         pair = measure(opts, durable_target(last), servers[last][0], create, auth,
-                       beside=beside)
+                       beside=beside, hold=partial(procs.held, write_path.server_name(last)))
     measured[last].beside, measured[last].partner = pair.beside, pair.partner
     if not pair.beside:
         measured[last].note = "; ".join(n for n in (measured[last].note, pair.note) if n)
@@ -1181,7 +1248,8 @@ def run_prism(
         prefix = prism_prefix(port, auth)
         meta["prism_prefix"] = prefix or "/"
         with sandbox_beside(procs, opts, agent_id) as beside:
-            runs.extend(measure(opts, name, port, sc, auth, beside=beside)
+            runs.extend(measure(opts, name, port, sc, auth, beside=beside,
+                                hold=partial(procs.held, name))
                         for sc in scenarios(prefix, agent_id, SCENARIOS))
         procs.stop(name)
 
@@ -1213,7 +1281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     pinning = plan_pinning(not args.no_pin, allowed_cpus(), shutil.which("taskset"))
     opts = Options(tool, args.duration, args.warmup, args.connections, args.threads, args.repeat,
-                   pinning, args.jvm_warmup, args.rounds)
+                   pinning, args.jvm_warmup, args.rounds, not args.no_hold)
     console.print(f"[dim]{pinning.note}[/]")
     procs = Processes(BENCH_DIR / "logs")
     runs: list[Run] = []

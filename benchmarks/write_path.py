@@ -169,6 +169,11 @@ def durable_runs(procs: bench.Processes, headers: dict[str, str], counts: Sequen
         yield count, result, use
 
 
+def server_name(count: int) -> str:
+    """The process name of the durable server on a store of `count` changed records."""
+    return f"write-durable-{count}"
+
+
 @contextmanager
 def durable_servers(procs: bench.Processes, headers: dict[str, str], counts: Sequence[int],
                     how: Load, template: tuple[dict[str, Any], int],
@@ -182,7 +187,7 @@ def durable_servers(procs: bench.Processes, headers: dict[str, str], counts: Seq
             data_dir = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="opsmerge-write-"))) / "data"
             prefill(data_dir, record, seeded, count)
-            name = f"write-durable-{count}"
+            name = server_name(count)
             stack.callback(procs.stop, name)  # before its directory goes: callbacks run last-in
             servers[count] = _start(procs, name, ["--data-dir", str(data_dir)], headers,
                                     how.pinning)

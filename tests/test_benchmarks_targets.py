@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -510,11 +511,21 @@ def test_durable_servers_are_all_up_at_once_then_stopped_and_removed(
 
 
 def test_the_durable_phase_measures_the_two_stores_in_turns_after_each_alone(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
     fake = ModuleType("write_path")
     fake.Load = lambda *a: a  # type: ignore[attr-defined]
     fake.template_record = lambda *a: ({}, 0)  # type: ignore[attr-defined]
+    fake.server_name = lambda count: f"durable {count}"  # type: ignore[attr-defined]
+    procs = bench.Processes(tmp_path)
+    held: list[str] = []
+
+    @contextmanager
+    def holding(name: str) -> Iterator[None]:
+        held.append(name)
+        yield
+
+    monkeypatch.setattr(procs, "held", holding)
 
     def durable_runs(*a: Any) -> Iterator[tuple[int, Any, str]]:
         yield 0, wrk(4800, p99="15.00ms"), ""
@@ -531,8 +542,10 @@ def test_the_durable_phase_measures_the_two_stores_in_turns_after_each_alone(
     asked: list[tuple[str, int, int]] = []
 
     def measure(opts: Any, target: str, port: int, scenario: Any, headers: Any,
-                beside: Any = None) -> Any:
+                beside: Any = None, hold: Any = None) -> Any:
         asked.append((target, port, beside.port))
+        with hold(), beside.hold():  # each turn holds the other store's server
+            pass
         return bench.Run(target, "create", "", bench.combined([p[0] for p in pairs]), "", 2.0,
                          list(pairs), beside.name)
 
@@ -542,15 +555,16 @@ def test_the_durable_phase_measures_the_two_stores_in_turns_after_each_alone(
     monkeypatch.setattr(bench, "owner_key", lambda recipe: "om_x")
     monkeypatch.setattr(bench, "measure", measure)
     measured: list[Any] = []
-    bench.run_durable(None, bench.Options("wrk", 10, 2, 64, 2, rounds=5), measured)
+    bench.run_durable(procs, bench.Options("wrk", 10, 2, 64, 2, rounds=5), measured)
     assert asked == [(bench.durable_target(50_000), 1001, 1000)]
+    assert held == ["durable 50000", "durable 0"]
     full = {r.target: r for r in measured}[bench.durable_target(50_000)]
     assert full.result.p99_ms == 45.0 and full.beside == pairs
     assert targets_of({(r.target, r.scenario): r for r in measured})[DURABLE_FLAT].value == (
         pytest.approx(20 / 18))
     measured.clear()
     asked.clear()
-    bench.run_durable(None, bench.Options("wrk", 10, 2, 64, 2, rounds=0), measured)
+    bench.run_durable(procs, bench.Options("wrk", 10, 2, 64, 2, rounds=0), measured)
     assert asked == [] and all(not r.beside for r in measured)
 
 
@@ -771,6 +785,123 @@ def test_make_bench_takes_five_rounds_unless_told_otherwise() -> None:
     assert bench.parse_args([]).rounds == 5
     assert bench.parse_args(["--rounds", "0"]).rounds == 0
     assert bench.parse_args(["--rounds", "-3"]).rounds == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the server waiting for its turn is held
+
+
+# busy in two threads (as a JVM's compiler and collector are while it answers nothing), and
+# leaving through its own handler on SIGTERM, as the servers do
+BUSY = """
+import signal, sys, threading
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+def spin():
+    while True:
+        pass
+threading.Thread(target=spin, daemon=True).start()
+spin()
+"""
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User plus system clock ticks a process has run (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _running(procs: Any, name: str, code: str) -> Any:
+    proc = procs.start(name, [sys.executable, "-c", code])
+    deadline = time.monotonic() + 10
+    while len(bench.thread_states(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux /proc")
+def test_a_held_server_spends_no_cpu_until_the_block_ends_then_runs_again(tmp_path: Path) -> None:
+    procs = bench.Processes(tmp_path)
+    try:
+        proc = _running(procs, "busy", BUSY)
+        with procs.held("busy"):
+            assert set(bench.thread_states(proc.pid)) <= {"T"}
+            before = _cpu_ticks(proc.pid)
+            time.sleep(0.5)
+            assert _cpu_ticks(proc.pid) == before
+        time.sleep(0.3)
+        assert "T" not in bench.thread_states(proc.pid)
+        assert _cpu_ticks(proc.pid) > before
+    finally:
+        procs.stop_all()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux /proc")
+def test_a_server_stopped_while_held_leaves_through_its_own_sigterm_handler(
+    tmp_path: Path,
+) -> None:
+    procs = bench.Processes(tmp_path)
+    proc = _running(procs, "busy", BUSY)
+    started = time.monotonic()
+    with procs.held("busy"):
+        procs.stop("busy")  # Ctrl-C during a turn: every server is stopped on the way out
+    assert time.monotonic() - started < 5  # not the SIGKILL after 10 s
+    assert proc.returncode == 0
+
+
+def _http_server(procs: Any, name: str, root: Path) -> int:
+    port = free_port()
+    started = time.perf_counter()
+    proc = procs.start(name, [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                              str(port), "--directory", str(root)])
+    bench.wait_until_answers(procs, name, proc, started, port, "/", {}, 30,
+                             accept=lambda s: True)
+    return port
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux /proc")
+@pytest.mark.parametrize("hold", [True, False])
+def test_the_server_waiting_for_its_turn_is_stopped_while_the_other_is_loaded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, hold: bool,
+) -> None:
+    (tmp_path / "w").write_text("{}")
+    (tmp_path / "mine").write_text("{}")
+    procs = bench.Processes(tmp_path / "logs")
+    try:
+        ports = {who: _http_server(procs, who, tmp_path) for who in ("theirs", "mine")}
+        pids = {who: procs._procs[who][0].pid for who in ports}
+        seen: list[tuple[str, bool, int]] = []
+
+        def run_load(tool: str, request: Any, *, duration: float, **_: Any) -> Any:
+            who = "mine" if request.url.endswith("/mine") else "theirs"
+            other = "theirs" if who == "mine" else "mine"
+            status, _ = bench.http_call(ports[who], "GET", request.url.split(str(ports[who]))[1],
+                                        {}, timeout=5.0)  # the one under load answers
+            stopped = set(bench.thread_states(pids[other])) <= {"T"}
+            seen.append((who, stopped, status))
+            return slice_of(1000)
+
+        monkeypatch.setattr(bench.loadgen, "run_load", run_load)
+        opts = bench.Options("wrk", 4, 1, 64, 2, rounds=2, hold=hold)
+        beside = bench.Beside(ports["mine"], {}, {"get": bench.Scenario("get", "GET", "/mine")},
+                              hold=lambda: procs.held("mine"))
+        run = bench.measure(opts, "floor", ports["theirs"], bench.Scenario("get", "GET", "/w"),
+                            {}, beside=beside, hold=lambda: procs.held("theirs"))
+        assert run.valid and len(run.beside) == 2
+        # warm-ups, then round 1 (theirs first) and round 2 (mine first)
+        assert [who for who, _, _ in seen] == ["theirs", "mine", "theirs", "mine", "mine",
+                                               "theirs"]
+        assert {status for _, _, status in seen} == {200}
+        assert {stopped for _, stopped, _ in seen} == {hold}
+        for pid in pids.values():  # both run again once measured
+            assert "T" not in bench.thread_states(pid)
+    finally:
+        procs.stop_all()
+
+
+def test_make_bench_holds_the_waiting_server_unless_told_otherwise() -> None:
+    assert bench.parse_args([]).no_hold is False
+    assert bench.parse_args(["--no-hold"]).no_hold is True
+    assert bench.Options("wrk", 10, 2, 64, 2).hold is True
 
 
 # ---------------------------------------------------------------------------------------------
