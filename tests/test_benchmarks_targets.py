@@ -840,12 +840,15 @@ def test_a_server_stopped_while_held_leaves_through_its_own_sigterm_handler(
     tmp_path: Path,
 ) -> None:
     procs = bench.Processes(tmp_path)
-    proc = _running(procs, "busy", BUSY)
-    started = time.monotonic()
-    with procs.held("busy"):
-        procs.stop("busy")  # Ctrl-C during a turn: every server is stopped on the way out
-    assert time.monotonic() - started < 5  # not the SIGKILL after 10 s
-    assert proc.returncode == 0
+    try:
+        proc = _running(procs, "busy", BUSY)
+        started = time.monotonic()
+        with procs.held("busy"):
+            procs.stop("busy")  # Ctrl-C during a turn: every server is stopped on the way out
+        assert time.monotonic() - started < 5  # not the SIGKILL after 10 s
+        assert proc.returncode == 0
+    finally:
+        procs.stop_all()  # whatever failed, no busy process outlives the test
 
 
 def _http_server(procs: Any, name: str, root: Path) -> int:
