@@ -157,7 +157,9 @@ class Processes:
         group = entry[0].pid
         os.killpg(group, signal.SIGSTOP)
         try:
-            wait_stopped(group)
+            if not wait_stopped(group):
+                console.print(f"[yellow]warning:[/] {name} still ran 2 s after SIGSTOP; its "
+                              "turns may share the core")
             yield
         finally:
             with suppress(ProcessLookupError):
@@ -447,8 +449,10 @@ def measure(
         return load
 
     # whichever of the two servers is not under load is held (see `Processes.held`)
-    hold_other = beside.hold if beside is not None and partner and opts.hold else nullcontext
-    load = load_while(hold_other, request)
+    holding = beside is not None and partner is not None and opts.hold
+    hold_partner = beside.hold if holding and beside is not None else nullcontext
+    hold_target = hold if holding else nullcontext
+    load = load_while(hold_partner, request)
     try:
         if until_steady:
             slices: list[float] = []
@@ -459,7 +463,7 @@ def measure(
             load(warmup)
         if partner is not None:
             assert beside is not None
-            partner_load = load_while(hold if opts.hold else nullcontext, partner)
+            partner_load = load_while(hold_target, partner)
             return _in_turns(opts, target, scenario.name, url, warmup, load, partner_load,
                              beside.name)
         results = [load(opts.duration) for _ in range(opts.repeat)]

@@ -32,41 +32,34 @@ _WORKSPACE: ContextVar[str] = ContextVar("sandbox_clock_workspace", default="")
 
 
 class Instant:
-    """The real time one request happens at: its first read of the clock, kept for every later
-    read until the request ends, so the times one write sets (a record's `created_at`, a field
-    set to now, its audit entry) never straddle a second. Offsets still apply on top, so a
-    workspace resolved after the first read, or a clock moved by the request, still counts."""
+    """The real time one request happens at: the moment it started, read for every later read of
+    the clock until it is answered, so the times one write sets (a record's `created_at`, a
+    field set to now, its audit entry) never straddle a second. Offsets still apply on top, so
+    a workspace resolved later, or a clock moved by the request, still counts."""
 
-    __slots__ = ("at", "open")
+    __slots__ = ("at",)
 
-    def __init__(self) -> None:
-        self.at = 0.0  # not read yet
-        self.open = True  # a task the request started may outlive it: it then reads live time
-
-
-_INSTANT: ContextVar[Instant | None] = ContextVar("sandbox_clock_instant", default=None)
+    def __init__(self, at: float | None) -> None:
+        self.at = at  # None: live time (no request, or one answered whose tasks live on)
 
 
-def begin_instant() -> Token[Instant | None]:
-    """Hold the clock's real time at its first read for the rest of the current request."""
-    return _INSTANT.set(Instant())
+# the default is live time; only `end_instant` writes to an instant, and only None, so the
+# shared default never changes (and `Clock.now` needs no test for a missing one)
+_INSTANT: ContextVar[Instant] = ContextVar(
+    "sandbox_clock_instant", default=Instant(None)  # noqa: B039
+)
 
 
-def end_instant(token: Token[Instant | None]) -> None:
-    """Let the clock run again: the request is answered (tasks it started read live time)."""
-    instant = _INSTANT.get()
-    if instant is not None:
-        instant.open = False
+def begin_instant() -> Token[Instant]:
+    """Hold the clock's real time, as of now, for the rest of the current request."""
+    return _INSTANT.set(Instant(time.time()))
+
+
+def end_instant(token: Token[Instant]) -> None:
+    """Let the clock run again (`token`: what `begin_instant` returned): the request is
+    answered, and tasks it started, which share its instant, read live time."""
+    _INSTANT.get().at = None
     _INSTANT.reset(token)
-
-
-def _real_time() -> float:
-    instant = _INSTANT.get()
-    if instant is None or not instant.open:
-        return time.time()
-    if not instant.at:
-        instant.at = time.time()
-    return instant.at
 
 
 def use_workspace(name: str) -> None:
@@ -84,10 +77,13 @@ class Clock:
         self._iso: tuple[int, str] = (-1, "")
 
     def now(self) -> float:
+        real = _INSTANT.get().at  # the request's instant, read inline: this is on every request
+        if real is None:
+            real = time.time()
         ahead = self.ahead
         if ahead:
-            return _real_time() + self.offset + ahead.get(_WORKSPACE.get(), 0.0)
-        return _real_time() + self.offset
+            return real + self.offset + ahead.get(_WORKSPACE.get(), 0.0)
+        return real + self.offset
 
     def offset_of(self, workspace: str | None = None) -> float:
         """Seconds ahead of real time: the sandbox's clock, or one workspace's."""

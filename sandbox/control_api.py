@@ -151,7 +151,7 @@ class AdminApi:
 
     def _wrap(self, fn: Handler) -> Callable[[Request], Awaitable[Response[bytes]]]:
         async def handler(request: Request) -> Response[bytes]:
-            instant = begin_instant()  # a key's `created_at` and its expiry: one instant
+            held = begin_instant()  # a key's `created_at` and its expiry: one instant
             try:
                 self._single_headers(request)
                 self._authorised(request)
@@ -168,7 +168,7 @@ class AdminApi:
             except ApiError as err:
                 return error_response(err)
             finally:
-                end_instant(instant)
+                end_instant(held)
 
         return handler
 

@@ -21,6 +21,8 @@ from opsmerge_sandbox import clock as clock_module
 from opsmerge_sandbox.clock import parse_iso
 from tests.conftest import ADMIN, bearer, key_named, make_app
 
+TICKET = {"subject": "Printer offline", "client_id": "cli_acme"}
+
 
 class Ticking:
     """Real time that moves a second on every read."""
@@ -48,6 +50,12 @@ def _created(client: TestClient, headers: dict[str, str], path: str, body: Any) 
     return answer.json()["data"]
 
 
+def _entries_about(client: TestClient, headers: dict[str, str], record_id: str) -> Any:
+    answer = client.get("/api/v1/audit-log", headers=headers, params={"object_id": record_id})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]["items"]
+
+
 def test_a_field_set_to_now_on_create_is_the_records_own_creation_time(
     sandbox: tuple[TestClient, dict[str, str]],
 ) -> None:
@@ -63,10 +71,8 @@ def test_a_writes_audit_entry_carries_the_time_of_the_change_it_logs(
     sandbox: tuple[TestClient, dict[str, str]],
 ) -> None:
     client, owner = sandbox
-    ticket = _created(client, owner, "/tickets",
-                      {"subject": "Printer offline", "client_id": "cli_acme"})
-    entries = client.get("/api/v1/audit-log", headers=owner,
-                         params={"object_id": ticket["id"]}).json()["data"]["items"]
+    ticket = _created(client, owner, "/tickets", TICKET)
+    entries = _entries_about(client, owner, ticket["id"])
     assert entries, "the create is logged"
     assert {e["created_at"] for e in entries} == {ticket["created_at"]}
 
@@ -75,9 +81,8 @@ def test_the_clock_moves_on_between_requests(
     sandbox: tuple[TestClient, dict[str, str]],
 ) -> None:
     client, owner = sandbox
-    body = {"subject": "Printer offline", "client_id": "cli_acme"}
-    first = _created(client, owner, "/tickets", body)
-    second = _created(client, owner, "/tickets", body)
+    first = _created(client, owner, "/tickets", TICKET)
+    second = _created(client, owner, "/tickets", TICKET)
     assert second["created_at"] > first["created_at"]
 
 
@@ -85,14 +90,12 @@ def test_an_updates_time_is_its_audit_entrys_time(
     sandbox: tuple[TestClient, dict[str, str]],
 ) -> None:
     client, owner = sandbox
-    ticket = _created(client, owner, "/tickets",
-                      {"subject": "Printer offline", "client_id": "cli_acme"})
+    ticket = _created(client, owner, "/tickets", TICKET)
     answer = client.patch(f"/api/v1/tickets/{ticket['id']}", json={"subject": "Printer fixed"},
                           headers=owner)
     assert answer.status_code == 200, answer.text
     updated = answer.json()["data"]
-    entries = client.get("/api/v1/audit-log", headers=owner,
-                         params={"object_id": ticket["id"]}).json()["data"]["items"]
+    entries = _entries_about(client, owner, ticket["id"])
     assert updated["updated_at"] in {e["created_at"] for e in entries}
     assert updated["updated_at"] > ticket["created_at"]
 

@@ -43,7 +43,7 @@ class Pipeline:
         self, op: Operation, request: ApiRequest, path_names: dict[str, str]
     ) -> EncodedResponse | Response[bytes]:
         ctx = RequestContext(op, request, path_names, time.perf_counter())
-        instant = begin_instant()  # every time the request writes is one instant
+        held = begin_instant()  # every time the request writes is one instant
         try:
             try:
                 for stage in self._request:
@@ -57,7 +57,7 @@ class Pipeline:
                 if waiting is not None:
                     await waiting
         finally:
-            end_instant(instant)
+            end_instant(held)
             if ctx.workspace is not None:
                 # drops this request's uncommitted write (nothing once committed, and never
                 # another request's transaction: one that opened none drops nothing)
