@@ -253,12 +253,56 @@ def _not_before(value: str, other: Any, timing: dict[str, Any]) -> str:
     return (start_dt + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def valid_bodies(schema: Schema, pick: Picker, n: int = 3) -> list[dict[str, Any]]:
+def valid_bodies(
+    schema: Schema, pick: Picker, n: int = 3, record: Schema | None = None
+) -> list[dict[str, Any]]:
+    """Bodies valid in shape and meaning; `record`, the collection's schema, adds the order its
+    write rules keep between two numbers of the body (`keep_bounds`)."""
     bodies = [
         apply_relations(schema, fill_references(schema, body, pick)) for body in examples(schema, n)
     ]
+    if record is not None:
+        bodies = [keep_bounds(record, body) for body in bodies]
     needed = int(schema.get("minProperties") or 0)
     return [body for body in bodies if len(body) >= needed]
+
+
+def bounds(record: Schema) -> list[tuple[str, str, str]]:
+    """(field, `min` or `max`, other field) of each write rule (`x-invariants` judged on writes,
+    with no `when`) that bounds one number of the record by another of it."""
+    props: Schema = record.get("properties") or {}
+    out = []
+    for rule in record.get("x-invariants") or []:
+        if rule.get("on-write") not in ("refuse", "derive") or "when" in rule:
+            continue
+        for field, test in (rule.get("require") or {}).items():
+            if field not in props or not isinstance(test, dict):
+                continue
+            for op in ("min", "max"):
+                other = test.get(op)
+                if isinstance(other, str) and other in props:
+                    out.append((str(field), op, other))
+    return out
+
+
+def keep_bounds(record: Schema, body: dict[str, Any]) -> dict[str, Any]:
+    """A body naming either number of a bounded pair names both, in the order the rule keeps:
+    the one it leaves out is a default or a stored value the body cannot see, so it is sent."""
+    props: Schema = record.get("properties") or {}
+    for field, op, other in bounds(record):
+        if field not in body and other not in body:
+            continue
+        mine = body.get(field, props[field].get("default"))
+        theirs = body.get(other, props[other].get("default"))
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (mine, theirs)):
+            continue
+        if (mine < theirs) if op == "min" else (mine > theirs):
+            if field in body:
+                theirs = mine  # the body's own value stays; the partner follows it
+            else:
+                mine = theirs
+        body[field], body[other] = mine, theirs
+    return body
 
 
 # --- invalid bodies ---------------------------------------------------------------------------

@@ -149,7 +149,9 @@ def unique_value(value: Any, mark: str) -> Any:
 
 def _bodies(c: Contract, op: Operation) -> list[dict[str, Any]]:
     assert op.body_schema is not None
-    bodies = valid_bodies(op.body_schema, c.run.pool.pick, c.run.options.examples)
+    coll = c.spec.collections.get(_collection(op))
+    record = coll.schema if coll else None
+    bodies = valid_bodies(op.body_schema, c.run.pool.pick, c.run.options.examples, record)
     if not bodies:
         pytest.skip(f"no body could be generated from the request schema of {op.operation_id}")
     for body in bodies:
@@ -173,7 +175,9 @@ def own_record(c: Contract, collection: str, parent_id: str | None = None) -> st
     create = collection_op(c.spec, collection, "create")
     if create is None or create.body_schema is None:
         return None
-    body = valid_bodies(create.body_schema, c.run.pool.pick, c.run.options.examples)[:1]
+    coll = c.spec.collections.get(collection)
+    record = coll.schema if coll else None
+    body = valid_bodies(create.body_schema, c.run.pool.pick, c.run.options.examples, record)[:1]
     if not body:
         return None
     response = c.call(

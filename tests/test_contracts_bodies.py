@@ -127,3 +127,20 @@ def test_relations_between_fields_are_honoured() -> None:
     assert dates["end_date"] >= dates["start_date"]
     due = apply_relations(invoice, {"issue_date": "2026-05-01", "due_date": "2020-01-01"})
     assert due["due_date"] == "2026-05-31"
+
+
+def test_a_body_naming_one_number_of_a_bounded_pair_sends_both_in_the_rules_order() -> None:
+    """A write rule bounding one number by another (warning days at least critical days) is
+    kept by every generated body: the partner left out (a default, or on an update a stored
+    value the body cannot see) is sent too, following the body's own value."""
+    domain = load_spec().collections["domains"].schema
+    assert bodies.bounds(domain) == [("ssl_warning_days", "min", "ssl_critical_days")]
+    assert bodies.keep_bounds(domain, {"ssl_critical_days": 200}) == {
+        "ssl_critical_days": 200, "ssl_warning_days": 200}
+    assert bodies.keep_bounds(domain, {"ssl_warning_days": 3}) == {
+        "ssl_warning_days": 3, "ssl_critical_days": 3}
+    assert bodies.keep_bounds(domain, {"ssl_warning_days": 5, "ssl_critical_days": 9}) == {
+        "ssl_warning_days": 5, "ssl_critical_days": 5}
+    assert bodies.keep_bounds(domain, {"ssl_critical_days": 3}) == {
+        "ssl_critical_days": 3, "ssl_warning_days": 30}  # the default already keeps the order
+    assert bodies.keep_bounds(domain, {"domain": "x.example.com"}) == {"domain": "x.example.com"}

@@ -176,6 +176,26 @@ def test_a_path_reads_into_an_object_by_member_and_an_array_by_position(spec: Sp
         compile_condition("audit_log", {"action.verb": ["x"]}, schemas)
 
 
+def test_min_and_max_take_a_path_to_the_bound_and_let_a_missing_number_pass(spec: Spec) -> None:
+    schemas = _schemas(spec)
+    warned_first = compile_condition(
+        "domains", {"ssl_warning_days": {"min": "ssl_critical_days"}}, schemas
+    )
+    critical_last = compile_condition(
+        "domains", {"ssl_critical_days": {"max": "ssl_warning_days"}}, schemas
+    )
+    for rule in (warned_first, critical_last):
+        assert rule({"ssl_warning_days": 30, "ssl_critical_days": 7}, None)  # type: ignore[arg-type]
+        assert rule({"ssl_warning_days": 7, "ssl_critical_days": 7}, None)  # type: ignore[arg-type]
+        assert not rule({"ssl_warning_days": 7, "ssl_critical_days": 8}, None)  # type: ignore[arg-type]
+        assert rule({"ssl_warning_days": None, "ssl_critical_days": 8}, None)  # type: ignore[arg-type]
+        assert rule({"ssl_warning_days": 7}, None)  # type: ignore[arg-type]
+    with pytest.raises(ConditionError, match="no_such_field"):
+        compile_condition("domains", {"ssl_warning_days": {"min": "no_such_field"}}, schemas)
+    with pytest.raises(ConditionError, match="a number or a path"):
+        compile_condition("domains", {"ssl_warning_days": {"min": True}}, schemas)
+
+
 def test_spec_check_reports_a_unique_rule_on_a_missing_field(spec: Spec) -> None:
     schemas = copy.deepcopy(spec.raw["components"]["schemas"])
     schemas["AuditEntry"]["x-invariants"].append(

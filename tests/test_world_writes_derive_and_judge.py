@@ -306,3 +306,31 @@ def test_a_domain_is_monitored_once(fresh_client: TestClient) -> None:
     # a name the seeded world never makes (its labels are www, portal, shop and mail)
     other = {"client_id": taken["client_id"], "domain": f"status.{taken['domain']}"}
     assert fresh_client.post(f"{API}/domains", headers=h, json=other).status_code == 201
+
+
+def test_ssl_thresholds_with_the_warning_after_critical_are_refused_on_create_and_update(
+    fresh_client: TestClient,
+) -> None:
+    """A domain whose warning would come after critical (fewer warning days than critical ones)
+    is refused naming `ssl_warning_days`, on a create and on an update of either threshold, and
+    nothing changes; equal thresholds (no warning stage) are accepted."""
+    h = _owner(fresh_client)
+    before = fresh_client.get(f"{API}/domains", headers=h).json()["data"]["total"]
+    body = {"client_id": "cli_acme", "domain": "status.acmecorp.co.uk",
+            "ssl_warning_days": 7, "ssl_critical_days": 30}
+    refused = fresh_client.post(f"{API}/domains", headers=h, json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert [d["field"] for d in refused.json()["error"]["details"]] == ["ssl_warning_days"]
+    assert "ssl_critical_days" in refused.json()["error"]["message"]
+    assert fresh_client.get(f"{API}/domains", headers=h).json()["data"]["total"] == before
+    made = fresh_client.post(f"{API}/domains", headers=h,
+                             json={**body, "ssl_warning_days": 14, "ssl_critical_days": 14})
+    assert made.status_code == 201, made.text
+    did = made.json()["data"]["id"]
+    for change in ({"ssl_critical_days": 20}, {"ssl_warning_days": 10}):
+        r = fresh_client.patch(f"{API}/domains/{did}", headers=h, json=change)
+        assert r.status_code == 400, (change, r.text)
+        assert [d["field"] for d in r.json()["error"]["details"]] == ["ssl_warning_days"]
+    shown = fresh_client.get(f"{API}/domains/{did}", headers=h).json()["data"]
+    assert (shown["ssl_warning_days"], shown["ssl_critical_days"]) == (14, 14)

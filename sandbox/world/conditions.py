@@ -16,12 +16,13 @@ holds the object (an invoice line's `$parent.contract_id->type`).
 
 A **test** is a list of allowed values, or a mapping of operators: `in`, `not-in`, `null`,
 `empty`, `pattern`, `equals` / `not-equals` / `starts-with` / `ends-with` / `contains` (a
-template), `in-path` (a path giving the allowed values), `contains-any`, `min` / `max`, and the
-time comparisons `before`, `not-before`, `after`, `not-after`, `at` against an operand such as
-`$epoch - 5m` or `issue_date + 30d` (units s, m, h, d; the count may be a field of the record,
-`$epoch + {warning_days}d`). A value that is null passes every operator
-but `in`, `null` and `empty` (a missing timestamp is not out of order); a list passes when every
-element does (`contains-any`: when one does).
+template), `in-path` (a path giving the allowed values), `contains-any`, `min` / `max` (a
+number, or a path giving one: `{min: critical_days}`), and the time comparisons `before`,
+`not-before`, `after`, `not-after`, `at` against an operand such as `$epoch - 5m` or
+`issue_date + 30d` (units s, m, h, d; the count may be a field of the record,
+`$epoch + {warning_days}d`). A value that is null passes every operator but `in`, `null` and
+`empty` (a missing timestamp is not out of order); a list passes when every element does
+(`contains-any`: when one does).
 
 A **template** is text with `{path|filter|...}` slots; filters: `lower`, `upper`, `slug`,
 `first`, `last`, `stem` (all words but the last), `initial`, `date`, `year`, `month-day` (a
@@ -534,6 +535,33 @@ def _every(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return test
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _bound_by_path(
+    collection: str, op: str, path: str, schemas: Schemas
+) -> Callable[[Any, Record, Env], bool]:
+    """`min` / `max` against the number a path gives: a value that is not a number on either
+    side (null, not yet set) passes, as with every other operator."""
+    other = compile_path(collection, path, schemas)
+    at_least = op == "min"
+
+    def bounded(v: Any, r: Record, e: Env) -> bool:
+        bound = _number(other(r, e))
+        if bound is None:
+            return True
+        for x in v if isinstance(v, list) else [v]:
+            n = _number(x)
+            if n is not None and (n < bound if at_least else n > bound):
+                return False
+        return True
+
+    return bounded
+
+
 def _op(collection: str, op: str, arg: Any, schemas: Schemas) -> Callable[[Any, Record, Env], bool]:
     if op in ("in", "not-in"):
         if not isinstance(arg, list):
@@ -599,8 +627,10 @@ def _op(collection: str, op: str, arg: Any, schemas: Schemas) -> Callable[[Any, 
         wanted = frozenset(arg)
         return lambda v, r, e: any(x in wanted for x in v) if isinstance(v, list) else v in wanted
     if op in ("min", "max"):
+        if isinstance(arg, str):  # a path: another field bounds this one (warning after critical)
+            return _bound_by_path(collection, op, arg, schemas)
         if isinstance(arg, bool) or not isinstance(arg, int | float):
-            raise ConditionError(f"{op} needs a number, got {arg!r}")
+            raise ConditionError(f"{op} needs a number or a path, got {arg!r}")
         bound = float(arg)
         check = _every(
             (lambda v: float(v) >= bound) if op == "min" else (lambda v: float(v) <= bound)
@@ -730,7 +760,7 @@ def condition_fields(condition: Any) -> list[str]:
                 op = "null" if op is None else str(op)
                 if op in _TIME_OPS and isinstance(arg, str):
                     out += operand_heads(arg)
-                elif op == "in-path":
+                elif op == "in-path" or (op in ("min", "max") and isinstance(arg, str)):
                     h = path_head(str(arg))
                     if h:
                         out.append(h)
