@@ -18,13 +18,14 @@ from the workspace the write goes to, and `$epoch` / `$today` are the sandbox cl
 from __future__ import annotations
 
 from collections.abc import Container, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from opsmerge_sandbox.errors import ApiError, Detail
-from opsmerge_sandbox.store.workspace import Workspace
 from opsmerge_sandbox.world.conditions import (
     Env,
     Getter,
+    Lookup,
+    Test,
     compile_path,
     condition_fields,
     no_lookup,
@@ -53,15 +54,15 @@ class WriteInvariants:
         self.clock_fields: dict[str, frozenset[str]] = {}
         # the rules a write runs, in order, each with its gate: a rule whose `when` is one path
         # through a reference and its values (a client's priority floor) reads that path once
-        # per pass, not once per rule
-        self.fixes: dict[str, list[tuple[Invariant, Gate | None]]] = {}
-        self.checks: dict[str, list[tuple[Invariant, frozenset[str], Gate | None]]] = {}
+        # per run of rules gated on it, not once per rule
+        fixes: dict[str, list[tuple[Gate | None, _Fix]]] = {}
+        checks: dict[str, list[tuple[Gate | None, _Check]]] = {}
         for inv in compile_invariants(schemas):
             if inv.decl_on_write not in ("refuse", "derive"):
                 continue
             gate = _gate(inv, schemas)
             if inv.fix:
-                self.fixes.setdefault(inv.collection, []).append((inv, gate))
+                fixes.setdefault(inv.collection, []).append((gate, (_values(gate), inv)))
                 if _reads_clock_only(inv):
                     self.clock_fixes.setdefault(inv.collection, []).append(inv)
                     fields = self.clock_fields.get(inv.collection, frozenset())
@@ -75,21 +76,44 @@ class WriteInvariants:
             elif inv.each is not None:
                 reads = frozenset({inv.each})
             if inv.kind in ("require", "refs-before"):
-                self.checks.setdefault(inv.collection, []).append((inv, reads, gate))
+                judge = _REFS_BEFORE if inv.kind == "refs-before" else _EACH if inv.each else _ONE
+                rule = (_values(gate), inv, reads, judge, inv.when.fast(), inv.require.fast())
+                checks.setdefault(inv.collection, []).append((gate, rule))
+        self.fixes = {name: _runs(rules) for name, rules in fixes.items()}
+        self.checks = {name: _runs(rules) for name, rules in checks.items()}
+        # what a create judges (every rule): per run, the rules its path's value opens
+        self.opening = {
+            name: tuple((path, get, *_opening(rules)) for path, get, rules in runs)
+            for name, runs in self.checks.items()
+        }
 
-    def derive(self, ws: Workspace, collection: str, record: Record, now: int) -> None:
+    def env(self, lookup: Lookup, now: int) -> Env:
+        """What one write's rules read beyond its record: `lookup` (a workspace's, or one
+        write's remembered reads) and `$epoch` / `$today` at `now`; made once per write and
+        handed to `derive` and `check`."""
+        return Env(lookup, now, {}, self.schemas)
+
+    def derive(self, env: Env, collection: str, record: Record) -> None:
         """Set the `fix` fields of each derive rule the record breaks, until none is left to fix."""
-        rules = self.fixes.get(collection)
-        if not rules:
+        runs = self.fixes.get(collection)
+        if not runs:
             return
-        env = Env(ws.get, now, {}, self.schemas)
         for _ in range(_FIX_ROUNDS):
-            read: dict[str, Any] = {}
             fixed = False
-            for inv, gate in rules:
-                if (gate is None or _open(gate, record, env, read)) and apply_fix(inv, record, env):
-                    fixed = True
-                    read.clear()  # a fix may change what a gate reads
+            for path, get, rules in runs:
+                value: Any = _UNREAD
+                for values, inv in rules:
+                    if path is not None:
+                        if value is _UNREAD:
+                            value = record.get(path) if get is None else get(record, env)
+                        if values is None:
+                            if value is None:
+                                continue
+                        elif not isinstance(value, list) and value not in values:
+                            continue
+                    if apply_fix(inv, record, env):
+                        fixed = True
+                        value = _UNREAD  # a fix may change what the gate reads
             if not fixed:
                 return
 
@@ -110,55 +134,163 @@ class WriteInvariants:
 
     def check(
         self,
-        ws: Workspace,
+        env: Env,
         collection: str,
         record: Record,
-        now: int,
         changed: Container[str] | None = None,
     ) -> None:
         """Refuse the record (400 VALIDATION_ERROR naming the field) if it breaks one; on an
         update only the invariants reading a changed field are judged."""
-        rules = self.checks.get(collection)
-        if not rules:
+        if changed is not None:
+            self._check_changed(env, collection, record, changed)
             return
-        env = Env(ws.get, now, {}, self.schemas)
-        read: dict[str, Any] = {}
-        for inv, reads, gate in rules:
+        for path, get, rules, every, unset, unlisted, listed in self.opening.get(collection, ()):
+            if path is None:
+                opened = unlisted
+            else:
+                value = record.get(path) if get is None else get(record, env)
+                if value is None:
+                    opened = unset
+                elif not listed:
+                    opened = unlisted
+                elif isinstance(value, list):
+                    opened = every
+                else:
+                    try:
+                        opened = listed.get(value, unlisted)
+                    except TypeError:  # a value no gate can list: judged rule by rule
+                        self._check_run(env, path, get, rules, record, None)
+                        continue
+            for inv, judge, when, require in opened:
+                if judge is _ONE:
+                    # the rule's whole condition in one call; only a broken one is read again
+                    if not when(record, env) or require(record, env):
+                        continue
+                    why = check_record(inv, record, env)
+                elif judge is _EACH:
+                    why = check_record(inv, record, env)
+                else:
+                    why = refs_before_problem(inv, record, env, live=True)
+                if why is not None:
+                    raise _refusal(inv, why)
+
+    def _check_changed(
+        self, env: Env, collection: str, record: Record, changed: Container[str]
+    ) -> None:
+        """`check` of an update: only the rules reading a changed field."""
+        for path, get, rules in self.checks.get(collection, ()):
+            self._check_run(env, path, get, rules, record, changed)
+
+    @staticmethod
+    def _check_run(
+        env: Env,
+        path: str | None,
+        get: Getter | None,
+        rules: tuple[_Check, ...],
+        record: Record,
+        changed: Container[str] | None,
+    ) -> None:
+        """Judge one run of rules, each through its gate, reading the path once (when one of
+        them is judged at all)."""
+        value: Any = _UNREAD
+        for values, inv, reads, judge, _, _ in rules:
             if changed is not None and not any(f in changed for f in reads):
                 continue
-            if gate is not None and not _open(gate, record, env, read):
-                continue
-            if inv.kind == "refs-before":
+            if path is not None:
+                if value is _UNREAD:
+                    value = record.get(path) if get is None else get(record, env)
+                if values is None:
+                    if value is None:
+                        continue
+                elif not isinstance(value, list) and value not in values:
+                    continue
+            if judge == _REFS_BEFORE:
                 why = refs_before_problem(inv, record, env, live=True)
             else:
                 why = check_record(inv, record, env)
             if why is not None:
-                field = why.split(" ", 1)[0].split("->", 1)[0].split("[", 1)[0]
-                message = inv.message or f"breaks the rule {inv.id}"
-                raise ApiError(
-                    "VALIDATION_ERROR",
-                    f"{field}: {message} ({why}).",
-                    [Detail("body", field, f"{message} ({why})")],
-                )
+                raise _refusal(inv, why)
+
+
+def _refusal(inv: Invariant, why: str) -> ApiError:
+    """The 400 of a record that breaks `inv`, naming the field `why` starts with."""
+    field = why.split(" ", 1)[0].split("->", 1)[0].split("[", 1)[0]
+    message = inv.message or f"breaks the rule {inv.id}"
+    return ApiError(
+        "VALIDATION_ERROR",
+        f"{field}: {message} ({why}).",
+        [Detail("body", field, f"{message} ({why})")],
+    )
 
 
 # a `when` of one path and its values (None: any value but null), or, for a rule about one
 # field of the record that must be set, that field's name (tested at once, nothing to keep)
 Gate = tuple[str, Getter, frozenset[Any] | None] | str
+_UNREAD: Any = object()  # a gate's path not read yet in this run
+# how `check` judges a rule: its condition on the record, on each item of an array field, or
+# the records its references name (`refs-before`)
+_ONE, _EACH, _REFS_BEFORE = "one", "each", "refs-before"
+# (the gate's values, the rule) of a derive rule; (the gate's values, the rule, the fields it
+# reads, how it is judged, its `when` and `require` as plain functions) of a checked one
+_Fix = tuple[frozenset[Any] | None, Invariant]
+_Check = tuple[frozenset[Any] | None, Invariant, frozenset[str], str, Test, Test]
 
 
-def _open(gate: Gate, record: Record, env: Env, read: dict[str, Any]) -> bool:
-    """Whether a gated rule's `when` may hold: its path is read once per pass (`read` keeps
-    it), and a rule whose values lack what it holds is skipped."""
-    if isinstance(gate, str):
-        return record.get(gate) is not None
-    path, get, values = gate
-    if path not in read:
-        read[path] = get(record, env)
-    value = read[path]
-    if values is None:
-        return value is not None
-    return isinstance(value, list) or value in values
+_Judged = tuple[Invariant, str, Test, Test]  # a rule as a create judges it
+
+
+def _opening(
+    rules: tuple[_Check, ...],
+) -> tuple[
+    tuple[_Check, ...],
+    tuple[_Judged, ...],
+    tuple[_Judged, ...],
+    tuple[_Judged, ...],
+    dict[Any, tuple[_Judged, ...]],
+]:
+    """What a run's path reading a value opens, worked out once from its gates: (the rules as
+    given, every rule as judged (a list opens each gate), the rules open when it reads null,
+    those open for a value no gate lists, those open for each value a gate lists)."""
+
+    def opened(value: Any) -> tuple[_Judged, ...]:
+        return tuple(
+            (inv, judge, when, require)
+            for values, inv, _, judge, when, require in rules
+            if (value is not None if values is None else value in values)
+        )
+
+    listed = {v for values, *_ in rules if values is not None for v in values if v is not None}
+    every = tuple((inv, judge, when, require) for _, inv, _, judge, when, require in rules)
+    return rules, every, opened(None), opened(_UNREAD), {v: opened(v) for v in listed}
+
+
+def _values(gate: Gate | None) -> frozenset[Any] | None:
+    """The values a gate's path must hold (None: any value but null)."""
+    return None if gate is None or isinstance(gate, str) else gate[2]
+
+
+_Rule = TypeVar("_Rule")
+
+
+def _runs(
+    rules: list[tuple[Gate | None, _Rule]],
+) -> tuple[tuple[str | None, Getter | None, tuple[_Rule, ...]], ...]:
+    """The rules in their order, in runs of neighbours gated on the same path: (the path, its
+    reader or None for a field of the record itself, the rules), the path None for rules with
+    no gate. A run reads its path once (again after a fix), where each rule read it before."""
+    out: list[tuple[str | None, Getter | None, list[_Rule]]] = []
+    for gate, rule in rules:
+        if gate is None:
+            path, get = None, None
+        elif isinstance(gate, str):
+            path, get = gate, None
+        else:
+            path, get = gate[0], gate[1]
+        if out and out[-1][0] == path:  # one path reads one value (its first reader kept)
+            out[-1][2].append(rule)
+        else:
+            out.append((path, get, [rule]))
+    return tuple((path, get, tuple(rules)) for path, get, rules in out)
 
 
 def _is_field(path: str) -> bool:

@@ -388,14 +388,21 @@ class Resources:
         return (parent.field, value)
 
     def _check_refs(
-        self, ex: HandlerCall, coll: Collection, record: Record, fields: set[str] | None
+        self,
+        ex: HandlerCall,
+        coll: Collection,
+        record: Record,
+        fields: set[str] | None,
+        lookup: Lookup | None = None,
     ) -> None:
-        """Copy what references carry (an agent's client, say), then refuse dangling references."""
+        """Copy what references carry (an agent's client, say), then refuse dangling references
+        (`lookup`: the write's own remembered reads, else the workspace's)."""
+        get = ex.workspace.get if lookup is None else lookup
         every = self.refs[coll.name]
         refs = every if fields is None else [rf for rf in every if rf.field in fields]
         for rf in refs:
             if rf.copy and not rf.many and record.get(rf.field) is not None:
-                target = ex.workspace.get(rf.target, record[rf.field])
+                target = get(rf.target, record[rf.field])
                 if target is not None:
                     for mine, theirs in rf.copy:
                         record[mine] = target.get(theirs)
@@ -408,9 +415,11 @@ class Resources:
             ):
                 continue
             value = record.get(rf.field)
+            if value is None:
+                continue
             values = value if rf.many and isinstance(value, list) else [value]
             for v in values:
-                if v is not None and ex.workspace.get(rf.target, v) is None:
+                if v is not None and get(rf.target, v) is None:
                     details.append(Detail("body", rf.field, f"no {rf.target} record with id {v!r}"))
         if details:
             raise ApiError(
@@ -452,16 +461,17 @@ class Resources:
         values["created_at"] = now
         values["updated_at"] = now
         record = self.fill(coll, values)
-        self._check_refs(ex, coll, record, None)
+        lookup = ex.workspace.reads()  # the records this create reads, each looked up once
+        self._check_refs(ex, coll, record, None, lookup)
         record_rules.check(rules, record)
         at = self.clock.now_dt()
-        moment = int(at.timestamp())
-        self.invariants.derive(ex.workspace, coll.name, record, moment)
+        env = self.invariants.env(lookup, int(at.timestamp()))
+        self.invariants.derive(env, coll.name, record)
         seq, year = len(view.base) + view.created_count + 1, at.year
-        numbers = self.numbering.for_create(ex.workspace, coll, record, seq, year, now)
+        numbers = self.numbering.for_create(ex.workspace, coll, record, seq, year, now, lookup)
         derive_fields(coll, record, seq, year, numbers)
         record_rules.settle(ex.workspace, coll.name, rules, record, now)
-        self.invariants.check(ex.workspace, coll.name, record, moment)
+        self.invariants.check(env, coll.name, record)
         return record
 
     # ------------------------------------------------------------------ kinds
@@ -635,8 +645,8 @@ class Resources:
         record_rules.check(rules, record, changes)
         self._check_refusals(ex, coll, current, record)
         self._check_blockers(ex, coll, current, record)
-        moment = int(self.clock.now_dt().timestamp())
-        self.invariants.derive(ex.workspace, coll.name, record, moment)
+        env = self.invariants.env(ex.workspace.get, int(self.clock.now_dt().timestamp()))
+        self.invariants.derive(env, coll.name, record)
         view = ex.workspace.view(coll.name)
         numbers = Numbers(maps=self.numbering.maps(ex.workspace, coll))
         year = self.clock.now_dt().year
@@ -645,7 +655,7 @@ class Resources:
         check = self.write_checks.get(coll.name)
         if check is not None:
             check(ex.workspace, record)
-        self.invariants.check(ex.workspace, coll.name, record, moment, set(changes))
+        self.invariants.check(env, coll.name, record, set(changes))
         ex.workspace.write(coll.name, record)
         self._move_followers(ex, coll, current, record)
         return ex.op.success_status, self.present(coll, view, record, lookup=ex.workspace.get)
@@ -768,6 +778,7 @@ class Resources:
                 continue
             other = self.spec.collections[rule.collection]
             now, moment = self.clock.iso(), int(self.clock.now_dt().timestamp())
+            env = self.invariants.env(ex.workspace.get, moment)
             changed = set(rule.sets)
             for found, shown in self._holding(ex, rule, after["id"]):
                 values = {k: self._value(v, ex, found) for k, v in rule.sets.items()}
@@ -776,8 +787,8 @@ class Resources:
                 base = self.as_clock_shows(other.name, found)
                 moved = {**base, **values, "updated_at": now}
                 self._carry_live_times(ex, other, base, moved)
-                self.invariants.derive(ex.workspace, other.name, moved, moment)
-                self.invariants.check(ex.workspace, other.name, moved, moment, changed)
+                self.invariants.derive(env, other.name, moved)
+                self.invariants.check(env, other.name, moved, changed)
                 ex.workspace.write(other.name, moved)
 
     def _referring(
@@ -881,8 +892,8 @@ class Resources:
             return
         try:
             self._check_refs(ex, coll, updated, set(given))
-            moment = int(self.clock.now_dt().timestamp())
-            self.invariants.check(ex.workspace, coll.name, updated, moment, set(given))
+            env = self.invariants.env(ex.workspace.get, int(self.clock.now_dt().timestamp()))
+            self.invariants.check(env, coll.name, updated, set(given))
         except ApiError as exc:
             raise exc.naming(given) from None
 

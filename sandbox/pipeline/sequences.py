@@ -23,6 +23,7 @@ from opsmerge_sandbox.spec import Collection
 from opsmerge_sandbox.store.base import BaseCollection
 from opsmerge_sandbox.store.workspace import Workspace
 from opsmerge_sandbox.world.computed_fields import Numbers, template_pattern, year_of
+from opsmerge_sandbox.world.conditions import Lookup
 
 Record = dict[str, Any]
 
@@ -42,12 +43,16 @@ class Numbering:
             for field in rules[name].counters:
                 self._starts[(name, field)] = int(props[field]["x-sequence"].get("start", 1))
 
-    def maps(self, ws: Workspace, coll: Collection) -> dict[str, dict[str, dict[Any, Any]]]:
-        """Template variable values chosen in fixed records (`override`), per template field."""
+    def maps(
+        self, ws: Workspace, coll: Collection, lookup: Lookup | None = None
+    ) -> dict[str, dict[str, dict[Any, Any]]]:
+        """Template variable values chosen in fixed records (`override`), per template field
+        (`lookup`: a write's own remembered reads, else the workspace's)."""
         out: dict[str, dict[str, dict[Any, Any]]] = {}
+        get = ws.get if lookup is None else lookup
         for field, by_var in self._rules[coll.name].overrides.items():
             for var, override in by_var.items():
-                chosen = _read(ws, override.source)
+                chosen = _read(get, override.source)
                 if isinstance(chosen, Mapping):
                     out.setdefault(field, {})[var] = {
                         value: chosen.get(key) for value, key in override.keys.items()
@@ -55,13 +60,23 @@ class Numbering:
         return out
 
     def for_create(
-        self, ws: Workspace, coll: Collection, record: Record, seq: int, year: int, now: str
+        self,
+        ws: Workspace,
+        coll: Collection,
+        record: Record,
+        seq: int,
+        year: int,
+        now: str,
+        lookup: Lookup | None = None,
     ) -> Numbers:
-        """The numbers of a record about to be created; stages the counters it moves on."""
+        """The numbers of a record about to be created; stages the counters it moves on.
+        `lookup`: the create's own remembered reads (of the state before its transaction),
+        else the workspace's."""
         rules = self._rules[coll.name]
+        get = ws.get if lookup is None else lookup
         sequences: dict[str, int] = {}
         for field, counter in rules.counters.items():
-            holder = ws.get(counter.collection, counter.record_id)
+            holder = get(counter.collection, counter.record_id)
             value = (holder or {}).get(counter.field)
             if holder is None or isinstance(value, bool) or not isinstance(value, int):
                 continue  # no counter: the collection's own sequence numbers it
@@ -72,7 +87,7 @@ class Numbering:
         for field, date_field in rules.yearly.items():
             record_year = year_of(record.get(date_field)) or year
             scoped[field] = (self._highest(ws, coll, field, record_year) + 1, record_year)
-        return Numbers(sequences=sequences, scoped=scoped, maps=self.maps(ws, coll))
+        return Numbers(sequences=sequences, scoped=scoped, maps=self.maps(ws, coll, lookup))
 
     def _highest(self, ws: Workspace, coll: Collection, field: str, year: int) -> int:
         """The highest `{seq}` of the year among the workspace's records of the collection.
@@ -129,6 +144,6 @@ def _by_year(
     return out
 
 
-def _read(ws: Workspace, where: RecordField) -> Any:
-    holder = ws.get(where.collection, where.record_id)
+def _read(get: Lookup, where: RecordField) -> Any:
+    holder = get(where.collection, where.record_id)
     return None if holder is None else holder.get(where.field)

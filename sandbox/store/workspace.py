@@ -12,7 +12,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from opsmerge_sandbox.errors import ApiError
@@ -229,6 +229,25 @@ class CollectionView:
         return found
 
 
+class Reads(dict[tuple[str, Any], Record | None]):
+    """`Workspace.get` remembered for one handler's work in an open transaction (`read` is the
+    lookup): reads in a transaction see the state before it, so the record a create's checks,
+    rules and numbers each read (one its body names, say) is looked up once."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, get: Callable[[str, Any], Record | None]) -> None:
+        super().__init__()
+        self._get = get
+
+    def __missing__(self, key: tuple[str, Any]) -> Record | None:
+        found = self[key] = self._get(*key)
+        return found
+
+    def read(self, collection: str, record_id: Any) -> Record | None:
+        return self[collection, record_id]
+
+
 class Workspace:
     """One workspace's views of the collections, and the changes it stages and commits.
 
@@ -273,6 +292,14 @@ class Workspace:
         if v is None:
             v = self.view(collection)
         return v.get(record_id)
+
+    def reads(self) -> Callable[[str, Any], Record | None]:
+        """A lookup for one handler's reads: remembered while a transaction is open (its reads
+        all see the state before it), else `get` itself, as a write outside one commits at
+        once and may change what a later read finds."""
+        if self._transaction is None:
+            return self.get
+        return Reads(self.get).read
 
     @property
     def in_transaction(self) -> bool:
