@@ -29,6 +29,8 @@ import re
 import time
 from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import compress, filterfalse, repeat
+from operator import is_not, ne
 from typing import TYPE_CHECKING, Any
 
 from opsmerge_sandbox.extensions import FieldRules, OperationHints
@@ -256,12 +258,20 @@ def _diff(
     collector's sight, where lists would be walked on every full pass for as long as the log
     is kept."""
     if before is None:  # a create: every field it sets, each read once
-        return {
-            name: (None, value)
-            for name, value in (after or {}).items()
-            if value is not None and name not in unlogged
-        }
+        if not after:
+            return {}
+        # the logged fields in the record's order and their values, paired and kept where set,
+        # all by the interpreter's own iterators (a create's entry is on every create's path)
+        names = list(filterfalse(unlogged.__contains__, after))
+        values = list(map(after.__getitem__, names))
+        pairs = zip(names, zip(repeat(None), values), strict=True)
+        return dict(compress(pairs, map(is_not, values, repeat(None))))
     old, new = before, after or {}
+    if [*old] == [*new]:
+        # the same fields in the same order (a counter moved on, a field or two set): only
+        # those whose values differ are looked at one by one
+        differ = compress(old, map(ne, old.values(), new.values()))
+        return {name: (old[name], new[name]) for name in differ if name not in unlogged}
     return {
         name: (old.get(name), new.get(name))
         for name in dict.fromkeys([*old, *new])
@@ -396,11 +406,14 @@ class AuditTrail:
         """Stage one entry per record the open transaction changes, made by `actor` through
         `key_name` (a write the sandbox makes itself, such as a rule's action, names its maker
         there)."""
-        changes = [c for c in ws.staged_changes() if c[0] != self.model.collection]
-        if not changes:
+        transaction = ws.transaction
+        if transaction is None:
             return
-        own = op.hints.collection
-        for collection, record_id, after in changes:
+        log, own = self.model.collection, op.hints.collection
+        # a copy: the entries staged below join the same transaction
+        for (collection, record_id), after in [*transaction.staged.items()]:
+            if collection == log:
+                continue
             before = ws.get(collection, record_id)
             if before is not None and self.shown is not None:
                 before = self.shown(collection, before)
