@@ -33,6 +33,7 @@ null makes the whole template null.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -443,12 +444,13 @@ _OPERAND = re.compile(
     r"[A-Za-z_][A-Za-z0-9_]*(?:->[A-Za-z_][A-Za-z0-9_]*)*)\})\s*(?P<unit>[smhd]))?\s*$"
 )
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+# the comparisons themselves (no Python frame per comparison: every time test makes one)
 _TIME_OPS: dict[str, Callable[[int, int], bool]] = {
-    "before": lambda a, b: a < b,
-    "not-before": lambda a, b: a >= b,
-    "after": lambda a, b: a > b,
-    "not-after": lambda a, b: a <= b,
-    "at": lambda a, b: a == b,
+    "before": operator.lt,
+    "not-before": operator.ge,
+    "after": operator.gt,
+    "not-after": operator.le,
+    "at": operator.eq,
 }
 OPERATORS = frozenset(
     {
@@ -501,8 +503,13 @@ def time_operand(collection: str, text: Any, schemas: Schemas) -> Getter:
         raise ConditionError(f"cannot read time operand {text!r}")
     get = compile_path(collection, m.group("path"), schemas)
     if not m.group("sign"):
-        if m.group("path").strip() in ("$epoch", "$today"):  # seconds already
-            return lambda r, e: int(get(r, e))
+        root = m.group("path").strip()
+        if root == "$epoch":  # seconds already, read straight from the env
+            return lambda r, e: int(e.epoch)
+        if root == "$today":
+            return lambda r, e: int(e.today)
+        if _is_plain(root):  # a field of the record itself, read straight from it
+            return lambda r, e: to_seconds(r.get(root))
         return lambda r, e: to_seconds(get(r, e))
     unit = _UNIT[m.group("unit")] * (1 if m.group("sign") == "+" else -1)
     if m.group("field"):
@@ -668,9 +675,11 @@ def compile_test(collection: str, path: str, test: Any, schemas: Schemas) -> Tes
     ops = [
         _op(collection, "null" if op is None else str(op), arg, schemas) for op, arg in spec.items()
     ]
+    plain = "->" not in path and "." not in path and not path.startswith("$")
+    name = path.strip()
+    direct = _is_plain(name)  # a field of the record itself, read straight from it
     if len(ops) == 1:
         only = ops[0]
-        plain = "->" not in path and "." not in path and not path.startswith("$")
         if isinstance(test, list) and all(isinstance(a, str | int | None) for a in test):
             allowed = frozenset(test)  # the common case, a value among values: one call
 
@@ -681,13 +690,28 @@ def compile_test(collection: str, path: str, test: Any, schemas: Schemas) -> Tes
                 return v in allowed
 
             return member
+        if direct:
+            return lambda r, e: only(r.get(name), r, e)
         return lambda r, e: only(get(r, e), r, e)
+    if len(ops) == 2:  # a range (`not-before` and `not-after`): both in one expression
+        first, second = ops
+
+        def both(r: Record, e: Env) -> bool:
+            value = r.get(name) if direct else get(r, e)
+            return first(value, r, e) and second(value, r, e)
+
+        return both
 
     def all_ops(r: Record, e: Env) -> bool:
         value = get(r, e)
         return all(op(value, r, e) for op in ops)
 
     return all_ops
+
+
+def _is_plain(path: str) -> bool:
+    """Whether a path is one field of the record itself (no reference, member or root)."""
+    return "->" not in path and "." not in path and not path.startswith("$")
 
 
 class Condition:

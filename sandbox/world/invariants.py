@@ -559,15 +559,23 @@ def refs_before_problem(
         return None
     if live:
         at = max(at, to_seconds(rec.get("updated_at")) or at)
-    for ref, target, rid in _named(inv.refs, rec):
-        other = env.lookup(target, rid)
-        if other is None:
-            if live and ref.history:
-                continue
-            return f"{ref.name} = {rid!r} is not a record of {target}"
-        then = to_seconds(other.get(mine))
-        if then is not None and then > at:
-            return f"{ref.name} = {rid!r} was created after this record ({other.get(mine)})"
+    lookup = env.lookup
+    for ref in inv.refs:  # `_named`, inline: a create judges this rule on every reference
+        value = rec.get(ref.name)
+        if value is None:
+            continue
+        target = ref.fixed if ref.fixed is not None else ref.target(rec)
+        if target is None:
+            continue
+        for rid in value if isinstance(value, list) else (value,):
+            other = lookup(target, rid)
+            if other is None:
+                if live and ref.history:
+                    continue
+                return f"{ref.name} = {rid!r} is not a record of {target}"
+            then = to_seconds(other.get(mine))
+            if then is not None and then > at:
+                return f"{ref.name} = {rid!r} was created after this record ({other.get(mine)})"
     return None
 
 
