@@ -319,6 +319,8 @@ class AuditTrail:
             for (c, rid), fields in counted.items()
         }
         self._last_id = 0
+        # (collection, verb) -> the action its entries name, for verbs `split` never splits
+        self._named: dict[tuple[str, str], str] = {}
 
     def _next_id(self) -> str:
         """Ids that grow with time, so entries of one second still list newest first."""
@@ -344,6 +346,12 @@ class AuditTrail:
         """The entries one changed record gets: (action, its part of the diff)."""
         own = op.hints.audit if collection == op.hints.collection else None
         verb = entry_verb(own, before is not None, after is not None)
+        if verb != "modified":  # one entry, its action named once per collection and verb
+            key = (collection, verb)
+            action = self._named.get(key)
+            if action is None:
+                action = self._named[key] = f"{self.types[collection]}.{verb}"
+            return [(action, diff)]
         named = self.types[collection]
         return [(f"{named}.{v}", part) for v, part in self.model.split(collection, verb, diff)]
 

@@ -455,8 +455,10 @@ class Resources:
             if given.get(name) is None:
                 values[name] = self._value(expr, ex)
         values.update(given)
-        values.update(thaw(coll.create_set))
-        values.update({k: self._value(v, ex) for k, v in set_.items()})
+        if coll.create_set:  # most collections set nothing read-only on a create
+            values.update(thaw(coll.create_set))
+        if set_:
+            values.update({k: self._value(v, ex) for k, v in set_.items()})
         rules = self.rules[coll.name]
         record_rules.fill_defaults(ex.workspace, rules, values)
         values["id"] = f"{coll.id_prefix}_{_ids.getrandbits(48):012x}"

@@ -53,10 +53,11 @@ class Numbering:
         for field, by_var in self._rules[coll.name].overrides.items():
             for var, override in by_var.items():
                 chosen = _read(get, override.source)
-                if isinstance(chosen, Mapping):
-                    out.setdefault(field, {})[var] = {
-                        value: chosen.get(key) for value, key in override.keys.items()
-                    }
+                if isinstance(chosen, Mapping):  # each value's key read by `get` itself
+                    keys = override.keys
+                    out.setdefault(field, {})[var] = dict(
+                        zip(keys, map(chosen.get, keys.values()), strict=True)
+                    )
         return out
 
     def for_create(
