@@ -460,21 +460,24 @@ class Resources:
         if set_:
             values.update({k: self._value(v, ex) for k, v in set_.items()})
         rules = self.rules[coll.name]
-        record_rules.fill_defaults(ex.workspace, rules, values)
+        if rules.defaults:  # the record rules are called only where the schema has some
+            record_rules.fill_defaults(ex.workspace, rules, values)
         values["id"] = f"{coll.id_prefix}_{_ids.getrandbits(48):012x}"
         values["created_at"] = now
         values["updated_at"] = now
         record = self.fill(coll, values)
         lookup = ex.workspace.reads()  # the records this create reads, each looked up once
         self._check_refs(ex, coll, record, None, lookup)
-        record_rules.check(rules, record)
+        if rules.not_before:
+            record_rules.check(rules, record)
         at = self.clock.now_dt()
         env = self.invariants.env(lookup, int(at.timestamp()))
         self.invariants.derive(env, coll.name, record)
         seq, year = len(view.base) + view.created_count + 1, at.year
         numbers = self.numbering.for_create(ex.workspace, coll, record, seq, year, now, lookup)
         derive_fields(coll, record, seq, year, numbers)
-        record_rules.settle(ex.workspace, coll.name, rules, record, now)
+        if rules.touches or rules.exclusive:
+            record_rules.settle(ex.workspace, coll.name, rules, record, now)
         self.invariants.check(env, coll.name, record)
         return record
 

@@ -509,7 +509,12 @@ def time_operand(collection: str, text: Any, schemas: Schemas) -> Getter:
         if root == "$today":
             return lambda r, e: int(e.today)
         if _is_plain(root):  # a field of the record itself, read straight from it
-            return lambda r, e: to_seconds(r.get(root))
+
+            def field_seconds(r: Record, e: Env) -> int | None:
+                value = r.get(root)  # the usual case, a stored timestamp, parsed at once
+                return _parse_seconds(value) if value.__class__ is str else to_seconds(value)
+
+            return field_seconds
         return lambda r, e: to_seconds(get(r, e))
     unit = _UNIT[m.group("unit")] * (1 if m.group("sign") == "+" else -1)
     if m.group("field"):
