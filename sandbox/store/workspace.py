@@ -386,7 +386,9 @@ class Workspace:
         record_id: str,
         record: Record | None,
     ) -> None:
-        view = self.view(collection)
+        view = self.views.get(collection)  # the view's own lookup, as `get` makes it
+        if view is None:
+            view = self.view(collection)
         if record is not None and view.is_new(record_id):
             view.reserve(record_id)  # numbered now, so a second creation cannot reuse the number
             self._reserving.append(view)
@@ -405,8 +407,8 @@ class Workspace:
             self._release(committed=False)
             return DONE
         views = self.views
-        changes = [
-            (collection, rid, record, view.is_created(rid), view.seq_of(rid))
+        changes = [  # `rid not in view.base.pos`: `is_created`, inline (one per staged write)
+            (collection, rid, record, rid not in view.base.pos, view.seq_of(rid))
             for (collection, rid), record in staged.items()
             for view in (views[collection],)
         ]
