@@ -79,7 +79,12 @@ class WriteInvariants:
                 judge = _REFS_BEFORE if inv.kind == "refs-before" else _EACH if inv.each else _ONE
                 rule = (_values(gate), inv, reads, judge, inv.when.fast(), inv.require.fast())
                 checks.setdefault(inv.collection, []).append((gate, rule))
-        self.fixes = {name: _runs(rules) for name, rules in fixes.items()}
+        # per run of derive rules: (path, reader, the rules, then (position, rule) of those the
+        # path's value opens: when null, for a value no gate lists, for each listed value)
+        self.fixes = {
+            name: tuple((path, get, rules, *_fix_opening(rules)) for path, get, rules in runs)
+            for name, runs in ((n, _runs(r)) for n, r in fixes.items())
+        }
         self.checks = {name: _runs(rules) for name, rules in checks.items()}
         # what a create judges (every rule): per run, the rules its path's value opens
         self.opening = {
@@ -100,20 +105,26 @@ class WriteInvariants:
             return
         for _ in range(_FIX_ROUNDS):
             fixed = False
-            for path, get, rules in runs:
-                value: Any = _UNREAD
-                for values, inv in rules:
-                    if path is not None:
-                        if value is _UNREAD:
-                            value = record.get(path) if get is None else get(record, env)
-                        if values is None:
-                            if value is None:
-                                continue
-                        elif not isinstance(value, list) and value not in values:
-                            continue
+            for path, get, rules, unset, unlisted, listed in runs:
+                if path is None:
+                    opened = unlisted
+                else:
+                    value = record.get(path) if get is None else get(record, env)
+                    if value is None:
+                        opened = unset
+                    elif listed is None:  # every gate wants a value, whatever it is (a list too)
+                        opened = unlisted
+                    elif value.__class__ in _KEYS:
+                        opened = listed.get(value, unlisted)
+                    else:  # a list, or a value no table holds: rule by rule
+                        fixed = _derive_run(env, path, get, rules, record) or fixed
+                        continue
+                for at, inv in opened:
                     if apply_fix(inv, record, env):
                         fixed = True
-                        value = _UNREAD  # a fix may change what the gate reads
+                        # the rest of the run sees the record as fixed: its gates read again
+                        _derive_run(env, path, get, rules[at + 1 :], record)
+                        break
             if not fixed:
                 return
 
@@ -151,7 +162,7 @@ class WriteInvariants:
                 value = record.get(path) if get is None else get(record, env)
                 if value is None:
                     opened = unset
-                elif not listed:
+                elif listed is None:  # every gate wants a value, whatever it is (a list too)
                     opened = unlisted
                 elif isinstance(value, list):
                     opened = every
@@ -212,6 +223,28 @@ class WriteInvariants:
                 raise _refusal(inv, why)
 
 
+def _derive_run(
+    env: Env, path: str | None, get: Getter | None, rules: tuple[_Fix, ...], record: Record
+) -> bool:
+    """Fix the record by each rule of a run whose gate is open, reading the path again after
+    each fix; whether anything was fixed."""
+    fixed = False
+    value: Any = _UNREAD
+    for values, inv in rules:
+        if path is not None:
+            if value is _UNREAD:
+                value = record.get(path) if get is None else get(record, env)
+            if values is None:
+                if value is None:
+                    continue
+            elif not isinstance(value, list) and value not in values:
+                continue
+        if apply_fix(inv, record, env):
+            fixed = True
+            value = _UNREAD  # a fix may change what the gate reads
+    return fixed
+
+
 def _refusal(inv: Invariant, why: str) -> ApiError:
     """The 400 of a record that breaks `inv`, naming the field `why` starts with."""
     field = why.split(" ", 1)[0].split("->", 1)[0].split("[", 1)[0]
@@ -246,11 +279,12 @@ def _opening(
     tuple[_Judged, ...],
     tuple[_Judged, ...],
     tuple[_Judged, ...],
-    dict[Any, tuple[_Judged, ...]],
+    dict[Any, tuple[_Judged, ...]] | None,
 ]:
     """What a run's path reading a value opens, worked out once from its gates: (the rules as
     given, every rule as judged (a list opens each gate), the rules open when it reads null,
-    those open for a value no gate lists, those open for each value a gate lists)."""
+    those open for a value no gate lists, those open for each value a gate lists, None when
+    every gate wants any value)."""
 
     def opened(value: Any) -> tuple[_Judged, ...]:
         return tuple(
@@ -259,9 +293,36 @@ def _opening(
             if (value is not None if values is None else value in values)
         )
 
-    listed = {v for values, *_ in rules if values is not None for v in values if v is not None}
     every = tuple((inv, judge, when, require) for _, inv, _, judge, when, require in rules)
+    if all(values is None for values, *_ in rules):
+        return rules, every, opened(None), opened(_UNREAD), None
+    listed = {v for values, *_ in rules if values is not None for v in values if v is not None}
     return rules, every, opened(None), opened(_UNREAD), {v: opened(v) for v in listed}
+
+
+_Opened = tuple[tuple[int, Invariant], ...]  # (position in its run, rule) of opened derive rules
+# the kinds of value a gate's table is looked up by; any other (a mapping) is judged rule by rule
+_KEYS = frozenset({str, int, float, bool})
+
+
+def _fix_opening(
+    rules: tuple[_Fix, ...],
+) -> tuple[_Opened, _Opened, dict[Any, _Opened] | None]:
+    """`_opening` for a run of derive rules: (those open when the path reads null, those open
+    for a value no gate lists, those open for each value a gate lists, None when every gate
+    wants any value), with their positions."""
+
+    def opened(value: Any) -> _Opened:
+        return tuple(
+            (at, inv)
+            for at, (values, inv) in enumerate(rules)
+            if (value is not None if values is None else value in values)
+        )
+
+    if all(values is None for values, _ in rules):
+        return opened(None), opened(_UNREAD), None
+    listed = {v for values, _ in rules if values is not None for v in values if v is not None}
+    return opened(None), opened(_UNREAD), {v: opened(v) for v in listed}
 
 
 def _values(gate: Gate | None) -> frozenset[Any] | None:
