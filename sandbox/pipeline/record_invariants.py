@@ -28,6 +28,7 @@ from opsmerge_sandbox.world.conditions import (
     Test,
     compile_path,
     condition_fields,
+    is_plain,
     no_lookup,
 )
 from opsmerge_sandbox.world.invariants import (
@@ -82,13 +83,13 @@ class WriteInvariants:
         # per run of derive rules: (path, reader, the rules, then (position, rule) of those the
         # path's value opens: when null, for a value no gate lists, for each listed value)
         self.fixes = {
-            name: tuple((path, get, rules, *_fix_opening(rules)) for path, get, rules in runs)
+            name: tuple((path, get, rules, _fix_opening(rules)) for path, get, rules in runs)
             for name, runs in ((n, _runs(r)) for n, r in fixes.items())
         }
         self.checks = {name: _runs(rules) for name, rules in checks.items()}
         # what a create judges (every rule): per run, the rules its path's value opens
         self.opening = {
-            name: tuple((path, get, *_opening(rules)) for path, get, rules in runs)
+            name: tuple((path, get, rules, _opening(rules)) for path, get, rules in runs)
             for name, runs in self.checks.items()
         }
 
@@ -105,20 +106,11 @@ class WriteInvariants:
             return
         for _ in range(_FIX_ROUNDS):
             fixed = False
-            for path, get, rules, unset, unlisted, listed in runs:
-                if path is None:
-                    opened = unlisted
-                else:
-                    value = record.get(path) if get is None else get(record, env)
-                    if value is None:
-                        opened = unset
-                    elif listed is None:  # every gate wants a value, whatever it is (a list too)
-                        opened = unlisted
-                    elif value.__class__ in _KEYS:
-                        opened = listed.get(value, unlisted)
-                    else:  # a list, or a value no table holds: rule by rule
-                        fixed = _derive_run(env, path, get, rules, record) or fixed
-                        continue
+            for path, get, rules, tables in runs:
+                opened = _opened(path, get, record, env, tables)
+                if opened is None:  # a list, or a value no table holds: rule by rule
+                    fixed = _derive_run(env, path, get, rules, record) or fixed
+                    continue
                 for at, inv in opened:
                     if apply_fix(inv, record, env):
                         fixed = True
@@ -155,23 +147,11 @@ class WriteInvariants:
         if changed is not None:
             self._check_changed(env, collection, record, changed)
             return
-        for path, get, rules, every, unset, unlisted, listed in self.opening.get(collection, ()):
-            if path is None:
-                opened = unlisted
-            else:
-                value = record.get(path) if get is None else get(record, env)
-                if value is None:
-                    opened = unset
-                elif listed is None:  # every gate wants a value, whatever it is (a list too)
-                    opened = unlisted
-                elif isinstance(value, list):
-                    opened = every
-                else:
-                    try:
-                        opened = listed.get(value, unlisted)
-                    except TypeError:  # a value no gate can list: judged rule by rule
-                        self._check_run(env, path, get, rules, record, None)
-                        continue
+        for path, get, rules, tables in self.opening.get(collection, ()):
+            opened = _opened(path, get, record, env, tables)
+            if opened is None:  # a value no table holds: judged rule by rule
+                self._check_run(env, path, get, rules, record, None)
+                continue
             for inv, judge, when, require in opened:
                 if judge is _ONE:
                     # the rule's whole condition in one call; only a broken one is read again
@@ -210,10 +190,7 @@ class WriteInvariants:
             if path is not None:
                 if value is _UNREAD:
                     value = record.get(path) if get is None else get(record, env)
-                if values is None:
-                    if value is None:
-                        continue
-                elif not isinstance(value, list) and value not in values:
+                if not _passes(values, value):
                     continue
             if judge == _REFS_BEFORE:
                 why = refs_before_problem(inv, record, env, live=True)
@@ -234,15 +211,45 @@ def _derive_run(
         if path is not None:
             if value is _UNREAD:
                 value = record.get(path) if get is None else get(record, env)
-            if values is None:
-                if value is None:
-                    continue
-            elif not isinstance(value, list) and value not in values:
+            if not _passes(values, value):
                 continue
         if apply_fix(inv, record, env):
             fixed = True
             value = _UNREAD  # a fix may change what the gate reads
     return fixed
+
+
+def _opened(
+    path: str | None,
+    get: Getter | None,
+    record: Record,
+    env: Env,
+    tables: _Tables[_Rules],
+) -> _Rules | None:
+    """The rules of a run its path's value opens, from the run's tables (`_tables`); None
+    when no table holds the value (a list with no `every`, a mapping), so the run is judged
+    rule by rule."""
+    unset, unlisted, listed, every = tables
+    if path is None:
+        return unlisted
+    value = record.get(path) if get is None else get(record, env)
+    if value is None:
+        return unset
+    if listed is None:  # every gate wants a value, whatever it is (a list too)
+        return unlisted
+    if value.__class__ in _KEYS:
+        return listed.get(value, unlisted)
+    if value.__class__ is list:
+        return every
+    return None
+
+
+def _passes(values: frozenset[Any] | None, value: Any) -> bool:
+    """Whether one gate is open for its path's value: set, for a gate that wants any value;
+    else among its values (a list reads through to the rule itself)."""
+    if values is None:
+        return value is not None
+    return isinstance(value, list) or value in values
 
 
 def _refusal(inv: Invariant, why: str) -> ApiError:
@@ -272,32 +279,27 @@ _Check = tuple[frozenset[Any] | None, Invariant, frozenset[str], str, Test, Test
 _Judged = tuple[Invariant, str, Test, Test]  # a rule as a create judges it
 
 
-def _opening(
-    rules: tuple[_Check, ...],
-) -> tuple[
-    tuple[_Check, ...],
-    tuple[_Judged, ...],
-    tuple[_Judged, ...],
-    tuple[_Judged, ...],
-    dict[Any, tuple[_Judged, ...]] | None,
-]:
-    """What a run's path reading a value opens, worked out once from its gates: (the rules as
-    given, every rule as judged (a list opens each gate), the rules open when it reads null,
-    those open for a value no gate lists, those open for each value a gate lists, None when
-    every gate wants any value)."""
+def _opening(rules: tuple[_Check, ...]) -> _Tables[tuple[_Judged, ...]]:
+    """`_tables` of a run of checked rules, as a create judges them; a list opens every one."""
+    judged = [(values, (inv, judge, when, require))
+              for values, inv, _, judge, when, require in rules]
+    return (*_tables(judged), tuple(entry for _, entry in judged))
 
-    def opened(value: Any) -> tuple[_Judged, ...]:
-        return tuple(
-            (inv, judge, when, require)
-            for values, inv, _, judge, when, require in rules
-            if (value is not None if values is None else value in values)
-        )
 
-    every = tuple((inv, judge, when, require) for _, inv, _, judge, when, require in rules)
-    if all(values is None for values, *_ in rules):
-        return rules, every, opened(None), opened(_UNREAD), None
-    listed = {v for values, *_ in rules if values is not None for v in values if v is not None}
-    return rules, every, opened(None), opened(_UNREAD), {v: opened(v) for v in listed}
+def _tables(
+    gated: list[tuple[frozenset[Any] | None, _Entry]],
+) -> tuple[tuple[_Entry, ...], tuple[_Entry, ...], dict[Any, tuple[_Entry, ...]] | None]:
+    """A run's entries by what its path's value opens, worked out once from its gates: (those
+    open when it reads null, those open for a value no gate lists, those open for each value a
+    gate lists, None when every gate wants any value)."""
+
+    def opened(value: Any) -> tuple[_Entry, ...]:
+        return tuple(entry for values, entry in gated if _passes(values, value))
+
+    if all(values is None for values, _ in gated):
+        return opened(None), opened(_UNREAD), None
+    listed = {v for values, _ in gated if values is not None for v in values if v is not None}
+    return opened(None), opened(_UNREAD), {v: opened(v) for v in listed}
 
 
 _Opened = tuple[tuple[int, Invariant], ...]  # (position in its run, rule) of opened derive rules
@@ -305,24 +307,10 @@ _Opened = tuple[tuple[int, Invariant], ...]  # (position in its run, rule) of op
 _KEYS = frozenset({str, int, float, bool})
 
 
-def _fix_opening(
-    rules: tuple[_Fix, ...],
-) -> tuple[_Opened, _Opened, dict[Any, _Opened] | None]:
-    """`_opening` for a run of derive rules: (those open when the path reads null, those open
-    for a value no gate lists, those open for each value a gate lists, None when every gate
-    wants any value), with their positions."""
-
-    def opened(value: Any) -> _Opened:
-        return tuple(
-            (at, inv)
-            for at, (values, inv) in enumerate(rules)
-            if (value is not None if values is None else value in values)
-        )
-
-    if all(values is None for values, _ in rules):
-        return opened(None), opened(_UNREAD), None
-    listed = {v for values, _ in rules if values is not None for v in values if v is not None}
-    return opened(None), opened(_UNREAD), {v: opened(v) for v in listed}
+def _fix_opening(rules: tuple[_Fix, ...]) -> _Tables[_Opened]:
+    """`_tables` of a run of derive rules, each with its position in the run; a list is judged
+    rule by rule (no `every`)."""
+    return (*_tables([(values, (at, inv)) for at, (values, inv) in enumerate(rules)]), None)
 
 
 def _values(gate: Gate | None) -> frozenset[Any] | None:
@@ -331,6 +319,11 @@ def _values(gate: Gate | None) -> frozenset[Any] | None:
 
 
 _Rule = TypeVar("_Rule")
+_Entry = TypeVar("_Entry")
+_Rules = TypeVar("_Rules")
+# a run's tables: the rules open when its path reads null, for a value no gate lists, for
+# each listed value (None: every gate wants any value), and for a list (None: rule by rule)
+_Tables = tuple[_Rules, _Rules, dict[Any, _Rules] | None, _Rules | None]
 
 
 def _runs(
@@ -354,11 +347,6 @@ def _runs(
     return tuple((path, get, tuple(rules)) for path, get, rules in out)
 
 
-def _is_field(path: str) -> bool:
-    """Whether a path is one field of the record itself (no reference, no member)."""
-    return "->" not in path and "." not in path and not path.startswith("$")
-
-
 def _gate(inv: Invariant, schemas: Mapping[str, Any]) -> Gate | None:
     """(path, reader, values) of a rule whose `when` is one path through a reference with a
     list of plain values, or one path that must be set (`{field: {null: false}}`: a rule about
@@ -370,7 +358,7 @@ def _gate(inv: Invariant, schemas: Mapping[str, Any]) -> Gate | None:
     [(path, values)] = when.items()
     # `{'null': false}`; YAML reads a bare `null:` key as None
     if isinstance(values, Mapping) and [*values.items()] in ([("null", False)], [(None, False)]):
-        if _is_field(str(path)):
+        if is_plain(str(path)):
             return str(path)
         return str(path), compile_path(inv.collection, str(path), schemas), None
     if "->" not in str(path) or not isinstance(values, list):

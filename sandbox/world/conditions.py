@@ -508,7 +508,7 @@ def time_operand(collection: str, text: Any, schemas: Schemas) -> Getter:
             return lambda r, e: int(e.epoch)
         if root == "$today":
             return lambda r, e: int(e.today)
-        if _is_plain(root):  # a field of the record itself, read straight from it
+        if is_plain(root):  # a field of the record itself, read straight from it
 
             def field_seconds(r: Record, e: Env) -> int | None:
                 value = r.get(root)  # the usual case, a stored timestamp, parsed at once
@@ -547,29 +547,19 @@ def _every(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return test
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def _bound_by_path(
     collection: str, op: str, path: str, schemas: Schemas
 ) -> Callable[[Any, Record, Env], bool]:
-    """`min` / `max` against the number a path gives: a value that is not a number on either
-    side (null, not yet set) passes, as with every other operator."""
+    """`min` / `max` against the number a path gives, tested as against a constant one; with
+    no number there (null, not yet set) the value passes, as with every other operator."""
     other = compile_path(collection, path, schemas)
     at_least = op == "min"
 
     def bounded(v: Any, r: Record, e: Env) -> bool:
-        bound = _number(other(r, e))
-        if bound is None:
+        bound = other(r, e)
+        if isinstance(bound, bool) or not isinstance(bound, int | float):
             return True
-        for x in v if isinstance(v, list) else [v]:
-            n = _number(x)
-            if n is not None and (n < bound if at_least else n > bound):
-                return False
-        return True
+        return _every((lambda x: x >= bound) if at_least else (lambda x: x <= bound))(v)
 
     return bounded
 
@@ -680,16 +670,15 @@ def compile_test(collection: str, path: str, test: Any, schemas: Schemas) -> Tes
     ops = [
         _op(collection, "null" if op is None else str(op), arg, schemas) for op, arg in spec.items()
     ]
-    plain = "->" not in path and "." not in path and not path.startswith("$")
     name = path.strip()
-    direct = _is_plain(name)  # a field of the record itself, read straight from it
+    direct = is_plain(name)  # a field of the record itself, read straight from it
     if len(ops) == 1:
         only = ops[0]
         if isinstance(test, list) and all(isinstance(a, str | int | None) for a in test):
             allowed = frozenset(test)  # the common case, a value among values: one call
 
             def member(r: Record, e: Env) -> bool:
-                v = r.get(path) if plain else get(r, e)
+                v = r.get(name) if direct else get(r, e)
                 if v.__class__ is list:
                     return all(x in allowed for x in v)
                 return v in allowed
@@ -714,7 +703,7 @@ def compile_test(collection: str, path: str, test: Any, schemas: Schemas) -> Tes
     return all_ops
 
 
-def _is_plain(path: str) -> bool:
+def is_plain(path: str) -> bool:
     """Whether a path is one field of the record itself (no reference, member or root)."""
     return "->" not in path and "." not in path and not path.startswith("$")
 

@@ -521,10 +521,13 @@ def _named(
 ) -> Iterator[tuple[RefHint, str, Any]]:
     """(the field, the collection, the id) of each record `rec` names."""
     for ref in refs:
-        value, target = rec.get(ref.name), ref.target(rec)
-        if value is None or target is None:
+        value = rec.get(ref.name)
+        if value is None:
             continue
-        for rid in value if isinstance(value, list) else [value]:
+        target = ref.target(rec)
+        if target is None:
+            continue
+        for rid in value if isinstance(value, list) else (value,):
             yield ref, target, rid
 
 
@@ -560,22 +563,15 @@ def refs_before_problem(
     if live:
         at = max(at, to_seconds(rec.get("updated_at")) or at)
     lookup = env.lookup
-    for ref in inv.refs:  # `_named`, inline: a create judges this rule on every reference
-        value = rec.get(ref.name)
-        if value is None:
-            continue
-        target = ref.fixed if ref.fixed is not None else ref.target(rec)
-        if target is None:
-            continue
-        for rid in value if isinstance(value, list) else (value,):
-            other = lookup(target, rid)
-            if other is None:
-                if live and ref.history:
-                    continue
-                return f"{ref.name} = {rid!r} is not a record of {target}"
-            then = to_seconds(other.get(mine))
-            if then is not None and then > at:
-                return f"{ref.name} = {rid!r} was created after this record ({other.get(mine)})"
+    for ref, target, rid in _named(inv.refs, rec):
+        other = lookup(target, rid)
+        if other is None:
+            if live and ref.history:
+                continue
+            return f"{ref.name} = {rid!r} is not a record of {target}"
+        then = to_seconds(other.get(mine))
+        if then is not None and then > at:
+            return f"{ref.name} = {rid!r} was created after this record ({other.get(mine)})"
     return None
 
 
