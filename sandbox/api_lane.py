@@ -5,8 +5,9 @@ event, a task per request, the two `send` messages with their per-header checks)
 instructions a request, against ~11k for a bare httptools protocol on the same loop: more than
 half a get's whole cost beyond the pipeline's own work. So a request that an API operation
 answers (`ApiDispatch.direct`: the same match the ASGI fast path makes) is taken here: its body
-gathered as the parser hands it over, the pipeline run as soon as the message is complete, and
-the answer written as one head-and-body. With the embedded store the pipeline's first step runs
+gathered as the parser hands it over, the pipeline run as soon as the message is complete (the
+whole body handed to it at once, `take_body`, with no `receive` round), and the answer written as
+one head-and-body. With the embedded store the pipeline's first step runs
 as a plain callback once the loop step that read the request is done (most answers never wait, so
 no task is made). One that waits on a future (a write waiting for its group commit to disk) is
 parked on it with every other request waiting on the same future, and one callback carries them
@@ -124,6 +125,14 @@ class LaneRequest:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def take_body(self) -> bytes | None:
+        """The whole body at once, when it has come and the client is still there (what
+        `receive` would hand over without waiting); else None, and `receive` reads it."""
+        if self.more_body or self.disconnected:
+            return None
+        body, self.body = self.body, b""
+        return body
 
     async def receive(self) -> dict[str, Any]:
         """ASGI `receive` for the pipeline: the whole body, once, when it has arrived."""
@@ -294,7 +303,9 @@ class ApiLane:
         try:
             run = cast(
                 "Coroutine[Any, Any, Any]",  # the pipeline's coroutine, not yet started
-                dispatch.run(request.found, request.scope, request.receive, _no_send),
+                dispatch.run(
+                    request.found, request.scope, request.receive, _no_send, request.take_body
+                ),
             )
         except Exception:
             self._crashed(request)

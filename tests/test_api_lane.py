@@ -219,6 +219,52 @@ def test_a_body_arriving_in_pieces_is_read_whole(server: LoopbackServer) -> None
     assert json.loads(body)["data"]["subject"] == "on the lane"
 
 
+def test_a_whole_body_on_the_lane_reaches_the_pipeline_without_a_receive_round(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opsmerge_sandbox.api_lane import LaneRequest
+
+    received = 0
+    receive = LaneRequest.receive
+
+    async def counted(self: LaneRequest) -> dict[str, Any]:
+        nonlocal received
+        received += 1
+        return await receive(self)
+
+    monkeypatch.setattr(LaneRequest, "receive", counted)
+    head, body = exchange(server.port, request("POST", "/api/v1/tickets", TICKET))
+    assert status(head) == 201
+    assert json.loads(body)["data"]["subject"] == "on the lane"
+    assert received == 0
+    # a body still coming when the head is whole is read through `receive`, as before
+    raw = request("POST", "/api/v1/tickets", TICKET)
+    head_end = raw.index(b"\r\n\r\n") + 4
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(raw[:head_end])
+        time.sleep(0.1)
+        sock.sendall(raw[head_end:])
+        head, body = Answers(sock).next()
+    assert status(head) == 201
+    assert received == 1
+
+
+def test_a_whole_body_on_the_lane_over_the_sandboxs_limit_is_refused_and_stores_nothing() -> None:
+    limit = 200  # under what the lane gathers (64 KiB): the body reaches the pipeline whole
+    with LoopbackServer(make_app(max_body_bytes=limit)) as small:
+        listed = json.loads(exchange(small.port, request("GET", "/api/v1/tickets?per_page=1"))[1])
+        before = listed["data"]["total"]
+        big = json.dumps({"subject": "x" * 300, "client_id": "cli_acme"})
+        head, body = exchange(small.port, request("POST", "/api/v1/tickets", big))
+        assert status(head) == 413
+        assert json.loads(body)["error"]["code"] == "PAYLOAD_TOO_LARGE"
+        # one under the limit is taken
+        head, _ = exchange(small.port, request("POST", "/api/v1/tickets", TICKET))
+        assert status(head) == 201
+        listed = json.loads(exchange(small.port, request("GET", "/api/v1/tickets?per_page=1"))[1])
+        assert listed["data"]["total"] == before + 1
+
+
 def test_a_large_declared_body_is_refused_unread_and_one_past_the_lane_is_still_read(
     server: LoopbackServer,
 ) -> None:

@@ -463,6 +463,34 @@ def test_a_read_in_a_workspace_with_a_write_in_flight_answers_once_it_is_durable
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize(("durable", "waits"), [(False, 0), (True, 3)])
+def test_a_create_in_memory_commits_without_waiting_and_a_durable_one_waits_for_its_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool, waits: int
+) -> None:
+    from litestar.testing import TestClient
+
+    from opsmerge_sandbox.pipeline.commit import Commit
+
+    waited = 0
+    wait = Commit._durable
+
+    async def counted(self: Commit, *args: Any) -> None:
+        nonlocal waited
+        waited += 1
+        await wait(self, *args)
+
+    monkeypatch.setattr(Commit, "_durable", counted)
+    app = make_app(data_dir=tmp_path) if durable else make_app()
+    h = {"Authorization": f"Bearer {key_named(app, 'Owner - full')}"}
+    with TestClient(app) as c:
+        for n in range(3):
+            made = c.post("/api/v1/clients", headers=h, json={"name": f"Committed {n}"})
+            assert made.status_code == 201
+        listed = c.get("/api/v1/clients?q=committed&per_page=10", headers=h).json()["data"]
+    assert listed["total"] == 3
+    assert waited == waits
+
+
 CLI = str(Path(sys.executable).parent / "opsmerge-sandbox")
 
 

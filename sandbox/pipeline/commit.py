@@ -19,18 +19,22 @@ from typing import TYPE_CHECKING
 
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.pipeline.envelope import encode
+from opsmerge_sandbox.store.workspace import DONE
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
+    from opsmerge_sandbox.events.engine import Change
     from opsmerge_sandbox.pipeline.context import RequestContext
     from opsmerge_sandbox.state import SandboxState
-    from opsmerge_sandbox.store.workspace import Workspace
+    from opsmerge_sandbox.store.workspace import Durable, Workspace
 
 
 class Commit:
     """A read with nothing on its way to disk, the common answer, passes without waiting (no
-    coroutine of its own); a write, and an answer behind unsettled writes, wait."""
+    coroutine of its own); so does a write the store holds on return (in memory) that no rule
+    watches. A write on its way to disk, one whose events fire rules, and an answer behind
+    unsettled writes wait."""
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
@@ -47,20 +51,43 @@ class Commit:
             return self._settle(ctx, ws)
         return None
 
-    async def _commit(self, ctx: RequestContext, ws: Workspace) -> None:
+    def _commit(self, ctx: RequestContext, ws: Workspace) -> Awaitable[None] | None:
+        """Commit the request's write: at once when the store holds it on return (in memory)
+        and no rule is watching, else a coroutine that waits for the disk and the rules."""
         events = self.state.events
         changes = events.capture(ws, ctx.op.hints.collection) if events is not None else None
         try:
-            await ws.commit()
+            durable = ws.commit()
+        except ApiError as err:
+            self._refuse(ctx, err)
+            return None
+        if durable is not DONE:  # on its way to disk (a done future may still have failed)
+            return self._durable(ctx, ws, durable, changes)
+        self._committed(ctx, ws)
+        if changes:  # the write is in: its events fire the workspace's rules
+            assert events is not None
+            return events.after_commit(ws, changes)
+        return None
+
+    async def _durable(
+        self, ctx: RequestContext, ws: Workspace, durable: Durable, changes: list[Change] | None
+    ) -> None:
+        """The rest of a commit whose write is on its way to disk."""
+        try:
+            await durable
         except ApiError as err:
             self._refuse(ctx, err)
             return
+        self._committed(ctx, ws)
+        if changes:  # the write is durable: its events fire the workspace's rules
+            events = self.state.events
+            assert events is not None
+            await events.after_commit(ws, changes)
+
+    def _committed(self, ctx: RequestContext, ws: Workspace) -> None:
         hosted = self.state.hosted
         if hosted is not None:
             hosted.charge(ws, len(ctx.raw_body))  # only accepted changes spend a budget
-        if changes:  # the write is durable: its events fire the workspace's rules
-            assert events is not None
-            await events.after_commit(ws, changes)
 
     async def _settle(self, ctx: RequestContext, ws: Workspace) -> None:
         try:

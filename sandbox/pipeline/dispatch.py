@@ -187,13 +187,18 @@ class ApiDispatch:
             return self.crashed(found, scope)
 
     def run(
-        self, found: Found, scope: Any, receive: Any, send: Any
+        self,
+        found: Found,
+        scope: Any,
+        receive: Any,
+        send: Any,
+        take_body: Callable[[], bytes | None] | None = None,
     ) -> Awaitable[EncodedResponse | Response[bytes]]:
         """The pipeline's run for a request an operation serves, not started (a crash raises:
-        the caller answers it with `crashed`)."""
+        the caller answers it with `crashed`); `take_body`: see `ApiRequest`."""
         op, names, path_params = found
         scope["path_params"] = path_params
-        return self.endpoint(op, ApiRequest(scope, receive, send), names)
+        return self.endpoint(op, ApiRequest(scope, receive, send, take_body), names)
 
     @staticmethod
     def crashed(found: Found, scope: Any) -> EncodedResponse:

@@ -64,7 +64,16 @@ class ReadRequest:
             hosted.admit_write(ctx.workspace, size)
         if op.body_schema is None:
             return None
-        return self._read_body(ctx, validator, declared)  # the one stage part that waits
+        take = request.take_body
+        whole = None if take is None else take()
+        if whole is None:
+            return self._read_body(ctx, validator, declared)  # the one stage part that waits
+        # the server already holds the whole body (the API lane): read at once, same limits
+        check_declared(self.max_body, declared)
+        check_size(self.max_body, len(whole))
+        ctx.raw_body = whole
+        ctx.body = validator.body(whole, headers.get("content-type"))
+        return None
 
     async def _read_body(
         self, ctx: RequestContext, validator: OperationValidator, declared: str | None
@@ -95,13 +104,7 @@ async def read_body(receive: Receive, limit: int, declared: str | None = None) -
     Content-Length over it is refused unread). The API and the control API both read this way;
     Litestar's Request helpers need its router's state, which the API's fast path does not build.
     """
-    if declared is not None:
-        try:
-            too_big = int(declared) > limit
-        except ValueError:
-            raise ApiError("HEADER_INVALID", "Content-Length must be a whole number.") from None
-        if too_big:
-            raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
+    check_declared(limit, declared)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -113,9 +116,26 @@ async def read_body(receive: Receive, limit: int, declared: str | None = None) -
         body = message.get("body")
         chunk = body if isinstance(body, bytes) else b""
         size += len(chunk)
-        if size > limit:
-            raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
+        check_size(limit, size)
         if chunk:
             chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def check_declared(limit: int, declared: str | None) -> None:
+    """Refuse a declared Content-Length over `limit` (the body is then not read), or one that
+    is not a number."""
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            raise ApiError("HEADER_INVALID", "Content-Length must be a whole number.") from None
+        if too_big:
+            raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")
+
+
+def check_size(limit: int, size: int) -> None:
+    """Refuse a body that has grown past `limit`."""
+    if size > limit:
+        raise ApiError("PAYLOAD_TOO_LARGE", f"The request body exceeds {limit} bytes.")

@@ -9,20 +9,30 @@ operations carry this instead, whichever way they arrived (the fast path or Lite
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from litestar.types import Receive, Scope, Send
 
 
 class ApiRequest:
-    """One API request: its ASGI scope, `receive` and `send`."""
+    """One API request: its ASGI scope, `receive` and `send`, and `take_body` where the server
+    may already hold the whole body (the API lane): it hands it over at once, or None when the
+    body is read through `receive`."""
 
-    __slots__ = ("receive", "scope", "send")
+    __slots__ = ("receive", "scope", "send", "take_body")
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        take_body: Callable[[], bytes | None] | None = None,
+    ) -> None:
         self.scope = scope
         self.receive = receive
         self.send = send
+        self.take_body = take_body
 
     @property
     def path_params(self) -> dict[str, Any]:
