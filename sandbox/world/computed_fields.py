@@ -223,6 +223,10 @@ def _template(name: str, rule: dict[str, Any]) -> _Step:
     per_year_of: str | None = rule.get("per-year-of")
     reads = {v for _, v, _, _ in string.Formatter().parse(fmt) if v and v not in ("seq", "year")}
     inputs = frozenset((reads - set(mapped)) | {spec["field"] for spec in mapped.values()})
+    # the record's fields the format names (a name's base, before any `.` or `[`): only these
+    # are copied for it, not the whole record (a create formats its templates on every call)
+    bases = {re.split(r"[.\[]", v, maxsplit=1)[0] for v in reads}
+    from_record = tuple(sorted(bases - set(mapped) - {"seq", "year"}))
 
     def step(record: Record, seq: int, year: int, numbers: Numbers) -> None:
         if per_year_of is not None:
@@ -231,13 +235,14 @@ def _template(name: str, rule: dict[str, Any]) -> _Step:
                 seq, year = scoped
             else:
                 year = year_of(record.get(per_year_of)) or year
-        values = {**record, "seq": seq, "year": year}
+        values = {f: record[f] for f in from_record if f in record}
+        values["seq"], values["year"] = seq, year
         chosen = numbers.maps.get(name) or {}
         for var, spec in mapped.items():
             raw = record.get(spec["field"])
             override = (chosen.get(var) or {}).get(raw)
             values[var] = override if override else (spec.get("map") or {}).get(raw, raw)
-        record[name] = fmt.format(**values)
+        record[name] = fmt.format_map(values)
 
     return _Step("template", name, step, inputs, per_year_of)
 
