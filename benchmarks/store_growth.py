@@ -17,51 +17,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from per_request import CASES, _app, _scope
+from per_request import _app, _run
+from profile_requests import stage_bytecodes
 
 
-async def _creates(app: Any, n: int, full_pass: Any) -> None:
-    method, target, body, status = CASES["create"]
-    statuses: set[int] = set()
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.add(message["status"])
-
-    for i in range(n):
-        await app(_scope(method, target, body), receive, send)
-        if i % 1000 == 999:
-            full_pass()
-    if statuses != {status}:
-        raise SystemExit(f"creates answered {sorted(statuses)}")
-
-
-def _bytecodes(app: Any, full_pass: Any, n: int = 50) -> float:
-    """Bytecodes per create, counted with opcode trace events."""
-    count = 0
-
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        nonlocal count
-        frame.f_trace_opcodes = True
-        frame.f_trace_lines = False
-        if event == "opcode":
-            count += 1
-        return tracer
-
-    sys.settrace(tracer)
-    try:
-        asyncio.run(_creates(app, n, full_pass))
-    finally:
-        sys.settrace(None)
-    return count / n
+async def _creates(app: Any, n: int, full_pass: Callable[[], object]) -> None:
+    """`n` creates, a full collector pass after each thousand (as `serve`'s timer makes them)."""
+    for _ in range(n // 1000):
+        await _run(app, "create", 1000)
+        full_pass()
+    if n % 1000:
+        await _run(app, "create", n % 1000)
 
 
 def main() -> None:
@@ -84,12 +55,12 @@ def main() -> None:
             asyncio.run(_creates(app, 2000, collector.full_pass))
             rounds.append((time.perf_counter() - started) / 2000)
         made += 6000
-        codes = _bytecodes(app, collector.full_pass)
+        codes = stage_bytecodes(app, "create", 50)["(total)"]  # after 200 creates to warm
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{made:>16,} {min(rounds) * 1e6:>10.1f} {codes:>10.0f} {rss:>11.0f}", flush=True)
         if step < args.steps:
             asyncio.run(_creates(app, args.per_step, collector.full_pass))
-            made += args.per_step + 50
+            made += args.per_step + 250
 
 
 if __name__ == "__main__":

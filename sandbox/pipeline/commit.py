@@ -63,11 +63,7 @@ class Commit:
             return None
         if durable is not DONE:  # on its way to disk (a done future may still have failed)
             return self._durable(ctx, ws, durable, changes)
-        self._committed(ctx, ws)
-        if changes:  # the write is in: its events fire the workspace's rules
-            assert events is not None
-            return events.after_commit(ws, changes)
-        return None
+        return self._committed(ctx, ws, changes)
 
     async def _durable(
         self, ctx: RequestContext, ws: Workspace, durable: Durable, changes: list[Change] | None
@@ -78,16 +74,22 @@ class Commit:
         except ApiError as err:
             self._refuse(ctx, err)
             return
-        self._committed(ctx, ws)
-        if changes:  # the write is durable: its events fire the workspace's rules
-            events = self.state.events
-            assert events is not None
-            await events.after_commit(ws, changes)
+        rules = self._committed(ctx, ws, changes)
+        if rules is not None:
+            await rules
 
-    def _committed(self, ctx: RequestContext, ws: Workspace) -> None:
+    def _committed(
+        self, ctx: RequestContext, ws: Workspace, changes: list[Change] | None
+    ) -> Awaitable[None] | None:
+        """What follows a write the store holds: its workspace's budget is charged, and its
+        events fire the workspace's rules (the awaitable, when there are any)."""
         hosted = self.state.hosted
         if hosted is not None:
             hosted.charge(ws, len(ctx.raw_body))  # only accepted changes spend a budget
+        events = self.state.events
+        if not changes or events is None:
+            return None
+        return events.after_commit(ws, changes)
 
     async def _settle(self, ctx: RequestContext, ws: Workspace) -> None:
         try:
