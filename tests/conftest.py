@@ -10,7 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,24 @@ def sandbox_now(client: Any, workspace: str | None = None) -> datetime:
     """The sandbox clock's now, or one workspace's."""
     headers = {**ADMIN, **({"X-Sandbox-Workspace": workspace} if workspace else {})}
     return at(client.get("/_sandbox/clock", headers=headers).json()["data"]["now"])
+
+
+def settle_contracts(client: Any, headers: Mapping[str, str], client_id: str) -> None:
+    """Take a client's contracts out of force as the API allows: one that has billed (an
+    invoice of it stands) is ended, its end date set to yesterday; one never billed is voided."""
+    invoices = every_record(client, "/api/v1/invoices", headers, client_id=client_id)
+    billed = {i["contract_id"] for i in invoices if i["status"] != "Voided"}
+    yesterday = (sandbox_now(client) - timedelta(days=1)).date().isoformat()
+    for contract in every_record(client, "/api/v1/contracts", headers, client_id=client_id):
+        if contract["status"] not in ("active", "scheduled"):
+            continue
+        path = f"/api/v1/contracts/{contract['id']}"
+        if contract["id"] in billed:
+            done = client.patch(path, headers=headers, json={"end_date": yesterday})
+        else:
+            done = client.post(f"{path}/void", headers=headers)
+        assert done.status_code == 200, done.text
+        assert done.json()["data"]["status"] in ("ended", "voided"), done.text
 
 
 def advance_clock(client: Any, workspace: str, seconds: float) -> None:

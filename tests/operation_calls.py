@@ -49,10 +49,13 @@ def _record(
     settled: bool = False,
 ) -> dict[str, Any]:
     """The first record `when` admits as it reads now; `settled`: one that no record of the
-    collection's `x-refuse-while` rules holds back (a client with no open work to leave)."""
+    collection's `x-refuse-while` rules holds back (a client with no open work to leave), else,
+    when every one is held back (each contract in force has billed), the first, whose answer is
+    then the rule's documented refusal."""
     view = state.workspaces.get().view(collection)
     filters: list[tuple[str, Any]] = []
     now = int(state.clock.now())
+    held: dict[str, Any] | None = None
     for record in view.query(filters, None, "id", False):
         if avoid and record["id"] in avoid:
             continue
@@ -61,8 +64,11 @@ def _record(
         if not all(shown.get(f) in allowed for f, allowed in (when or {}).items()):
             continue
         if settled and _held_back(state, collection, record["id"], now):
+            held = held or record
             continue
         return record
+    if held is not None:
+        return held
     raise LookupError(f"no {collection} record satisfies {when}")
 
 

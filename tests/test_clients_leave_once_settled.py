@@ -22,7 +22,7 @@ from opsmerge_sandbox.extensions import parse_collections
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world.conditions import Env
 from opsmerge_sandbox.world.invariants import Invariant, check_record, compile_invariants
-from tests.conftest import advance_clock, at, bearer, every_record, key_named
+from tests.conftest import advance_clock, at, bearer, every_record, key_named, settle_contracts
 
 API = "/api/v1"
 OPEN = {"New", "Open", "In Progress", "Waiting on Customer"}
@@ -41,12 +41,6 @@ def _in_force(c: TestClient, h: dict[str, str], client_id: str) -> list[str]:
 def _open_tickets(c: TestClient, h: dict[str, str], client_id: str) -> list[str]:
     return [x["id"] for x in every_record(c, f"{API}/tickets", h, client_id=client_id)
             if x["status"] in OPEN]
-
-
-def _void_contracts(c: TestClient, h: dict[str, str], client_id: str) -> None:
-    for contract in _in_force(c, h, client_id):
-        voided = c.post(f"{API}/contracts/{contract}/void", headers=h)
-        assert voided.status_code == 200, voided.text
 
 
 def _close_tickets(c: TestClient, h: dict[str, str], client_id: str) -> None:
@@ -89,7 +83,7 @@ def test_a_client_with_tickets_still_open_is_not_archived_and_the_error_counts_t
     fresh_client: TestClient,
 ) -> None:
     c, h = fresh_client, _owner(fresh_client)
-    _void_contracts(c, h, "cli_acme")  # only the tickets stand in the way
+    settle_contracts(c, h, "cli_acme")  # only the tickets stand in the way
     still_open = _open_tickets(c, h, "cli_acme")
     assert len(still_open) > 3
     message = _archive_refused(c, h, "cli_acme")["message"]
@@ -114,7 +108,7 @@ def test_setting_status_archived_in_an_update_is_refused_naming_the_field(
 
 def test_a_settled_client_is_archived_and_its_records_agree(fresh_client: TestClient) -> None:
     c, h = fresh_client, _owner(fresh_client)
-    _void_contracts(c, h, "cli_acme")
+    settle_contracts(c, h, "cli_acme")
     _close_tickets(c, h, "cli_acme")
     archived = c.post(f"{API}/clients/cli_acme/archive", headers=h)
     assert archived.status_code == 200, archived.text
@@ -205,7 +199,7 @@ def _broken_left_rules(
 
 
 def _settle(c: TestClient, h: dict[str, str], client_id: str) -> None:
-    _void_contracts(c, h, client_id)
+    settle_contracts(c, h, client_id)
     _close_tickets(c, h, client_id)
 
 

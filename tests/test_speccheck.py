@@ -670,3 +670,31 @@ def test_cli_exits_2_with_a_readable_message_for_invalid_yaml(tmp_path: Path) ->
     assert result.returncode == 2
     assert "not valid YAML" in result.stderr and "line" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_an_update_whose_body_cannot_enter_a_refuse_while_state_need_not_document_its_code() -> (
+    None
+):
+    """An update is held to a collection's `x-refuse-while` code only when its body may set a
+    rule's `into` field: a contract's status is not in its update's body, so voiding, which an
+    update cannot do, asks no 409 of it; a client's update may set `status: archived`, so
+    without its 409 the check says so (before, any update of such a collection was held)."""
+    schema_name = SPEC.collections[BLOCKED_UPDATE_OP.hints.collection or ""].schema_name
+    writable = f"{schema_name}Writable"
+
+    def closed(raw: Raw) -> None:
+        _op(raw, BLOCKED_UPDATE_OP)["responses"].pop("409")
+        raw["components"]["schemas"][writable]["properties"].pop("status")
+
+    def left_open(raw: Raw) -> None:
+        _op(raw, BLOCKED_UPDATE_OP)["responses"].pop("409")
+
+    def refuse_while(mutate: Callable[[Raw], None]) -> list[Problem]:
+        problems = lint_document(_broken(mutate), CATALOGUE)
+        return [p for p in problems if "x-refuse-while" in p.message]
+
+    assert refuse_while(closed) == []
+    assert [p.where for p in refuse_while(left_open)] == [_label(BLOCKED_UPDATE_OP)]
+    assert "409" not in _op(SPEC.raw, _pick(lambda op: op.operation_id == "updateContract"))[
+        "responses"
+    ]

@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 from opsmerge_contracts.sandboxes import LoopbackServer
 from opsmerge_sandbox.extensions import parse_collections
 from opsmerge_sandbox.spec import load_spec
-from tests.conftest import ADMIN, bearer, every_record, key_named, make_app
+from tests.conftest import ADMIN, bearer, every_record, key_named, make_app, settle_contracts
 
 API = "/api/v1"
 
@@ -238,10 +238,7 @@ def test_a_client_that_has_left_takes_no_new_tickets_or_contracts(
     h = _owner(fresh_client)
     leaving = "cli_acme"  # active, with tickets of its own
     # it leaves once settled (tests/test_clients_leave_once_settled.py)
-    for contract in every_record(fresh_client, f"{API}/contracts", h, client_id=leaving):
-        if contract["status"] in ("active", "scheduled"):
-            voided = fresh_client.post(f"{API}/contracts/{contract['id']}/void", headers=h)
-            assert voided.status_code == 200, voided.text
+    settle_contracts(fresh_client, h, leaving)
     for ticket in every_record(fresh_client, f"{API}/tickets", h, client_id=leaving):
         if ticket["status"] not in ("Resolved", "Closed"):
             closed = fresh_client.patch(f"{API}/tickets/{ticket['id']}", headers=h,

@@ -174,6 +174,20 @@ class Document:
                     params[(str(param.get("name")), str(param.get("in")))] = (param, component)
         return params
 
+    def body_fields(self, op: OperationView) -> set[str] | None:
+        """The fields an operation's JSON body may set (its schema's properties, the read-only
+        ones left out); None when the body names no closed set of them."""
+        body = self.deref(op.raw.get("requestBody"))
+        content = body.get("content") if isinstance(body, dict) else None
+        media = content.get("application/json") if isinstance(content, dict) else None
+        if not isinstance(media, dict) or "schema" not in media:
+            return None
+        schema = flatten(self.resolve(media["schema"]))
+        props = schema.get("properties") if isinstance(schema, dict) else None
+        if not isinstance(props, dict) or schema.get("additionalProperties", True) is not False:
+            return None
+        return {n for n, p in props.items() if not (isinstance(p, dict) and p.get("readOnly"))}
+
     def json_schema(self, response: ResponseView) -> dict[str, Any] | None:
         content = response.body.get("content")
         media = content.get("application/json") if isinstance(content, dict) else None

@@ -34,15 +34,17 @@ def _x_sandbox(doc: Document, op: OperationView) -> Iterator[Finding]:
 
 
 def _blocker_codes(doc: Document, op: OperationView) -> Iterator[tuple[str, str]]:
-    """The codes of the collection's `x-refuse-while` rules an update, or an action that sets
-    one of a rule's `into` fields, may answer: each code once, at the first rule giving it."""
+    """The codes of the collection's `x-refuse-while` rules an update or an action may answer:
+    one that sets a rule's `into` field, or whose body may (an update's body with no closed set
+    of fields may set any); each code once, at the first rule giving it."""
     hints = op.hints
     if hints.kind not in ("update", "action"):
         return
     schema_name = doc.collections.get(hints.collection or "")
+    body = doc.body_fields(op) if hints.kind == "update" else set()
     seen: set[str] = set()
     for rule in doc.blockers.get(hints.collection or "", ()):
-        entered = hints.kind == "update" or any(f in hints.sets for f in rule.into)
+        entered = any(f in hints.sets or body is None or f in body for f in rule.into)
         if entered and rule.code not in seen:
             seen.add(rule.code)
             yield f"components.schemas.{schema_name}.x-refuse-while[{rule.at}].code", rule.code
