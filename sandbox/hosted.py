@@ -114,7 +114,9 @@ def changes_in(ws: Workspace, ignore: frozenset[str] = frozenset()) -> int:
     writes): they are bounded by the writes they record and are not the visitor's changes.
     """
     return sum(
-        len(v.overrides) + len(v.seqs) for name, v in ws.views.items() if name not in ignore
+        len(v.overrides) + len(v.seqs) + len(v.deferred)
+        for name, v in ws.views.items()
+        if name not in ignore
     )
 
 

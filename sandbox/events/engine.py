@@ -89,7 +89,7 @@ class RuleEngine:
         self.model = model
         self.resources = resources
         self.audit = AuditTrail.from_spec(
-            spec, self._now_iso, resources.fill, rules=resources.rules
+            spec, self._now_iso, resources.fill, rules=resources.rules, watched=model.watched
         )
         self.update_op = _operation(spec.operations, "update", model.subject)
         self.rules_update_op = _operation(spec.operations, "update", model.rules)

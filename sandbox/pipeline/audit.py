@@ -4,7 +4,12 @@ The help pages describe the audit log as tamper-evident and complete for writes:
 user, and here the key's name, never the key), what kind of object and which one, when, from where,
 and a diff of the changed fields. The spec's root `x-sandbox-audit` names the collection and which
 of its fields hold each part; the entries are staged in the request's own transaction, so a write
-and its entry are saved together or not at all.
+and its entry are saved together or not at all. An entry is deferred (`Workspace.defer`): the
+transaction keeps the call that makes it, and in memory it is made when the log is first read;
+the log is written on every write and read far less, and a made entry was most of what a create
+kept and a quarter of its time (`benchmarks/README.md`). A data directory or shared state gets
+it made at commit. A create's diff is read from the record it stored, which no later write
+changes in place (a write stores a new record).
 
 A number a create takes from a counter held in another record (`x-sequence.next-from`) moves that
 counter on in the same transaction; that move is the created record's bookkeeping, not a change
@@ -289,8 +294,12 @@ class AuditTrail:
         fill: Callable[[Collection, Record], Record],
         trusted_proxies: tuple[str, ...] = (),
         rules: Mapping[str, FieldRules] | None = None,
+        watched: frozenset[str] = frozenset(),
     ) -> None:
         self.model = model
+        # entries are made when the log is first read (`Workspace.defer`), unless a rule
+        # watches the log's writes, which needs them among the staged changes
+        self.deferring = model.collection not in watched
         self.entries = spec.collections[model.collection]
         self.types = {
             name: model.object_type(name, c.schema_name) for name, c in spec.collections.items()
@@ -334,10 +343,14 @@ class AuditTrail:
         fill: Callable[[Collection, Record], Record],
         trusted_proxies: tuple[str, ...] = (),
         rules: Mapping[str, FieldRules] | None = None,
+        watched: frozenset[str] = frozenset(),
     ) -> AuditTrail | None:
-        """`rules`: the collections' field rules, whose counters a create moves unlogged."""
+        """`rules`: the collections' field rules, whose counters a create moves unlogged;
+        `watched`: the collections whose writes rules watch."""
         model = AuditModel.from_spec(spec.resolved)
-        return None if model is None else cls(spec, model, now, fill, trusted_proxies, rules)
+        if model is None:
+            return None
+        return cls(spec, model, now, fill, trusted_proxies, rules, watched)
 
     def _actions(
         self, op: Operation, collection: str, before: Any, after: Any, diff: Diff
@@ -383,9 +396,12 @@ class AuditTrail:
         diff: Mapping[str, Any],
         address: str,
         agent: str,
+        now: str | None = None,
     ) -> Record:
-        """One entry, filled as a record of the log's collection, made now."""
-        f, now = self.model.fields, self.now()
+        """One entry, filled as a record of the log's collection, made `now` (None: now)."""
+        f = self.model.fields
+        if now is None:
+            now = self.now()
         entry = {
             "id": entry_id,
             f["actor"]: actor,
@@ -400,6 +416,27 @@ class AuditTrail:
             "updated_at": now,
         }
         return self.fill(self.entries, entry)
+
+    def _created_entry(
+        self,
+        entry_id: str,
+        actor: str | None,
+        key_name: str | None,
+        action: str,
+        object_type: str,
+        object_id: str,
+        record: Record,
+        unlogged: frozenset[str],
+        address: str,
+        agent: str,
+        now: str,
+    ) -> Record:
+        """The entry of a record's creation, its diff read from the record when the entry is
+        made: a stored record is never changed in place (a write stores a new one)."""
+        diff = _diff(None, record, unlogged)
+        return self.entry(
+            entry_id, actor, key_name, action, object_type, object_id, diff, address, agent, now
+        )
 
     def stage(
         self,
@@ -417,11 +454,24 @@ class AuditTrail:
         if transaction is None:
             return
         log, own = self.model.collection, op.hints.collection
+        deferring, now = self.deferring, self.now()
         # a copy: the entries staged below join the same transaction
         for (collection, record_id), after in [*transaction.staged.items()]:
             if collection == log:
                 continue
             before = ws.get(collection, record_id)
+            if before is None and after is not None and deferring:  # a creation: one entry
+                verb = (op.hints.audit if collection == own else None) or "created"
+                action = self._named.get((collection, verb))
+                if action is None:
+                    action = self._named[(collection, verb)] = f"{self.types[collection]}.{verb}"
+                entry_id = self._next_id()
+                ws.defer(
+                    log, entry_id, self._created_entry, entry_id, actor, key_name, action,
+                    self.types[collection], record_id, after,
+                    self.unlogged_in.get(collection, self.unlogged), address, agent, now,
+                )
+                continue
             if before is not None and self.shown is not None:
                 before = self.shown(collection, before)
             unlogged = self.unlogged_in.get(collection, self.unlogged)
@@ -431,8 +481,12 @@ class AuditTrail:
             if before is not None and after is not None and not diff:
                 continue  # a write that changed nothing but bookkeeping leaves no entry
             for action, part in self._actions(op, collection, before, after, diff):
-                entry = self.entry(
-                    self._next_id(), actor, key_name, action, self.types[collection], record_id,
-                    part, address, agent,
+                entry_id = self._next_id()
+                made = (
+                    entry_id, actor, key_name, action, self.types[collection], record_id, part,
+                    address, agent, now,
                 )
-                ws.write(self.model.collection, entry)
+                if deferring:
+                    ws.defer(log, entry_id, self.entry, *made)
+                else:
+                    ws.write(log, self.entry(*made))

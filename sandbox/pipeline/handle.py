@@ -37,6 +37,7 @@ class Handle:
             self.resources.fill,
             state.settings.trusted_proxies,
             self.resources.rules,
+            state.events.watched if state.events is not None else frozenset(),
         )
         if self.audit is not None:
             self.audit.shown = self.resources.as_clock_shows

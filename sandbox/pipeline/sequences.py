@@ -106,6 +106,8 @@ class Numbering:
         seeded = self._seeded.get(key)
         if seeded is None:
             seeded = self._seeded[key] = _by_year(pattern, field, view.base.records)
+        if view.deferred:  # records made on first read count like the others
+            view.settle()
         scan: _Scan | None = view.memo.get((_Scan, field))
         if scan is None or scan.reshaped != view.reshaped:
             scan = _Scan(view.reshaped, len(view.appended), {})

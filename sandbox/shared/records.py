@@ -176,6 +176,7 @@ class SharedDelta(DeltaStore):
 
     def __init__(self, link: Link) -> None:
         super().__init__(None)
+        self.keeps_records = True  # every commit goes to Redis, records and all
         self.link = link
         self.records: SharedWorkspaces | None = None
         self._commit = link.script(COMMIT)

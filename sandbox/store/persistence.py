@@ -442,6 +442,9 @@ class DeltaStore:
         # after a failed batch: (workspaces changed, workspaces dropped) -> memory as stored
         self.on_failure: Callable[[set[str], set[str]], None] | None = None
         self.durable = data_dir is not None
+        # whether each commit's records are written somewhere (a record a workspace defers is
+        # then made at commit); in memory the views are all there is
+        self.keeps_records = self.durable
         # in memory the workspaces' views are the only copy that is ever read: only the names
         # of workspaces with changes are kept (to find changes no workspace holds any more)
         self._changed: set[str] = set()

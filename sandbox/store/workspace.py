@@ -26,17 +26,23 @@ log = logging.getLogger(__name__)
 _versions = itertools.count(1)
 _MISSING: Any = object()
 Undo = tuple["CollectionView", str, tuple[Any, Any, Any]]  # a view, an id, what it held
+# a record made only when its collection is read: its id, and the call (with its arguments)
+# that makes it
+Make = Callable[..., Record]
+Deferred = tuple[str, Make, tuple[Any, ...]]
 Mark = tuple[int, int]  # a view's version and created_count before a commit
 
 
 class Transaction:
     """One open transaction of a workspace, as `begin` hands it out (told apart by identity),
-    and the changes it stages: (collection, id) -> record, or None when deleted."""
+    and the changes it stages: (collection, id) -> record, or None when deleted; and the new
+    records it defers (`Workspace.defer`), by collection, in order."""
 
-    __slots__ = ("staged",)
+    __slots__ = ("deferred", "staged")
 
     def __init__(self) -> None:
         self.staged: dict[tuple[str, str], Record | None] = {}
+        self.deferred: list[tuple[str, Deferred]] = []
 
 
 _UNSAVED = {
@@ -103,24 +109,52 @@ class CollectionView:
         self.reshaped = 0
         self.appended: list[Record] = []
         self.memo: dict[Any, Any] = {}  # what callers derive from this view, kept with it
+        # committed creations not made yet (`Workspace.defer`), by id, with their sequence
+        # numbers: made, in order, by the first read that could see them
+        self.deferred: dict[str, tuple[Make, tuple[Any, ...], int]] = {}
 
     @property
     def pristine(self) -> bool:
-        return not self.overrides and not self.created
+        return not self.overrides and not self.created and not self.deferred
 
     def get(self, record_id: str) -> Record | None:
         if record_id in self.created:
             return self.created[record_id]
         if record_id in self.overrides:
             return self.overrides[record_id]
-        return self.base.get(record_id)
+        found = self.base.get(record_id)
+        if found is None and record_id in self.deferred:  # never a seeded id
+            self.settle()
+            return self.created[record_id]
+        return found
 
     def seq_of(self, record_id: str) -> int:
         if record_id in self.reserved:  # first: an id created anew gets a new number
             return self.reserved[record_id]
         if record_id in self.seqs:
             return self.seqs[record_id]
+        if record_id in self.deferred:
+            return self.deferred[record_id][2]
         return self.base.pos[record_id] + 1
+
+    def defer(self, deferred: Deferred) -> None:
+        """Apply one committed creation whose record is made when first read (`settle`): it is
+        numbered now, in commit order, and what was derived from the view is stale."""
+        self.cache.clear()
+        self.version = next(_versions)
+        self.created_count += 1
+        record_id, make, args = deferred
+        self.deferred[record_id] = (make, args, len(self.base) + self.created_count)
+
+    def settle(self) -> None:
+        """Make the deferred creations, in the order they were committed, as `apply` would
+        have applied them."""
+        deferred, self.deferred = self.deferred, {}
+        for record_id, (make, args, seq) in deferred.items():
+            record = make(*args)
+            self.seqs[record_id] = seq
+            self.appended.append(record)
+            self.created[record_id] = record
 
     def is_new(self, record_id: str) -> bool:
         """Whether writing this id creates a record (rather than changing one)."""
@@ -128,6 +162,7 @@ class CollectionView:
             record_id not in self.created
             and record_id not in self.base.pos
             and record_id not in self.reserved
+            and record_id not in self.deferred
         )
 
     def is_created(self, record_id: str) -> bool:
@@ -150,6 +185,8 @@ class CollectionView:
 
     def apply(self, record_id: str, record: Record | None, created: bool, seq: int) -> None:
         """Apply one committed change (queued for the store; undone if the store refuses it)."""
+        if self.deferred:  # made first, so `created` stays in the order of its numbers
+            self.settle()
         self.cache.clear()
         self.version = next(_versions)
         if not created:
@@ -174,6 +211,8 @@ class CollectionView:
 
     def before(self, record_id: str) -> tuple[Any, Any, Any]:
         """What `apply` would overwrite for this id, for `restore` to put back."""
+        if self.deferred:
+            self.settle()
         return (
             self.overrides.get(record_id, _MISSING),
             self.created.get(record_id, _MISSING),
@@ -191,12 +230,14 @@ class CollectionView:
 
     def written(self) -> list[Record]:
         """The records clients created or changed, as they are now (deleted ones are gone)."""
+        if self.deferred:
+            self.settle()
         changed = [r for r in self.overrides.values() if r is not None]
         return changed + list(self.created.values())
 
     def count(self) -> int:
         removed = sum(1 for v in self.overrides.values() if v is None)
-        return len(self.base) - removed + len(self.created)
+        return len(self.base) - removed + len(self.created) + len(self.deferred)
 
     def query(
         self,
@@ -207,6 +248,8 @@ class CollectionView:
         volatile: bool = False,
     ) -> list[Record]:
         """The matching records in order; cached until the next write."""
+        if self.deferred:
+            self.settle()
         if self.pristine:
             return self.base.query(filters, search, sort_field, descending)
         key = (tuple(filters), search, sort_field, descending)
@@ -355,6 +398,17 @@ class Workspace:
             return DONE
         return self._alone(collection, record["id"], record)
 
+    def defer(self, collection: str, record_id: str, make: Make, *args: Any) -> None:
+        """Stage the creation of a record that is made (`make(*args)`) only when something reads
+        its collection: a record written far more often than read (an audit log's entry) stays a
+        few references until then. In a store that keeps every record (a data directory, shared
+        state) it is made at commit and written like any other. The id must be new (never a
+        seeded or an earlier one); only inside a transaction."""
+        open_now = self._transaction
+        if open_now is None:
+            raise RuntimeError("defer stages into an open transaction")
+        open_now.deferred.append((collection, (record_id, make, args)))
+
     def delete(self, collection: str, record_id: str) -> Durable:
         open_now = self._transaction
         if open_now is not None:
@@ -402,8 +456,15 @@ class Workspace:
         caller may retry without creating anything twice.
         """
         transaction, self._transaction = self._transaction, None
-        staged = transaction.staged if transaction is not None else None
-        if not staged:
+        if transaction is None:
+            self._release(committed=False)
+            return DONE
+        staged, deferred = transaction.staged, transaction.deferred
+        if deferred and self._delta.keeps_records:
+            for collection, (rid, make, args) in deferred:  # made now, and stored as written
+                self._stage(staged, collection, rid, make(*args))
+            deferred = []
+        if not staged and not deferred:
             self._release(committed=False)
             return DONE
         views = self.views
@@ -434,6 +495,8 @@ class Workspace:
             unsaved.append((future, undo, marks))
         for collection, rid, record, created, seq in changes:
             views[collection].apply(rid, record, created, seq)
+        for collection, later in deferred:
+            self.view(collection).defer(later)
         self._release(committed=True)
         if future is None:
             return DONE
