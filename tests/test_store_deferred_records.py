@@ -161,3 +161,47 @@ def test_a_creations_entry_shows_the_record_as_created_though_it_changed_since(
     assert entries["ticket.created"]["diff"]["subject"] == [None, "Printer jam"]
     assert entries["ticket.modified"]["diff"] == {"subject": ["Printer jam", "Paper jam"]}
     assert not ws.view("audit_log").deferred
+
+
+class FailsOnce(Maker):
+    """A maker whose call for one id fails the first time."""
+
+    def __init__(self, failing: str) -> None:
+        super().__init__()
+        self.failing: str | None = failing
+
+    def __call__(self, record_id: str, of: str) -> dict[str, Any]:
+        if record_id == self.failing:
+            self.failing = None
+            raise ValueError(f"cannot make {record_id}")
+        return super().__call__(record_id, of)
+
+
+def test_a_failed_making_leaves_that_record_and_the_later_ones_for_the_next_read() -> None:
+    ws = Workspaces(_bases(), DeltaStore(None)).get()
+    make = FailsOnce("nte_new1")
+    for i in range(3):
+        _write_with_note(ws, make, i)
+    view = ws.view("notes")
+    with pytest.raises(ValueError):
+        view.written()
+    assert make.calls == ["nte_new0"] and list(view.deferred) == ["nte_new1", "nte_new2"]
+    assert [r["id"] for r in view.written()] == ["nte_new0", "nte_new1", "nte_new2"]
+    assert [view.seq_of(f"nte_new{i}") for i in range(3)] == [2, 3, 4]
+
+
+def test_a_failed_making_at_commit_drops_the_commit_and_its_numbers(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = DeltaStore(tmp_path)
+        ws = Workspaces(_bases(), store).get()
+        ws.begin()
+        ws.write("things", {"id": "thg_new0", "n": 10})
+        ws.defer("notes", "nte_new0", FailsOnce("nte_new0"), "nte_new0", "thg_new0")
+        with pytest.raises(ValueError):
+            ws.commit()
+        assert not ws.in_transaction and ws.get("things", "thg_new0") is None
+        await ws.write("things", {"id": "thg_next", "n": 11})
+        assert ws.view("things").seq_of("thg_next") == 4  # the dropped creation's number is free
+        await store.close()
+
+    asyncio.run(run())

@@ -148,13 +148,19 @@ class CollectionView:
 
     def settle(self) -> None:
         """Make the deferred creations, in the order they were committed, as `apply` would
-        have applied them."""
+        have applied them. A call that fails leaves its record and those after it deferred."""
         deferred, self.deferred = self.deferred, {}
-        for record_id, (make, args, seq) in deferred.items():
-            record = make(*args)
-            self.seqs[record_id] = seq
-            self.appended.append(record)
-            self.created[record_id] = record
+        made = 0
+        try:
+            for record_id, (make, args, seq) in deferred.items():
+                record = make(*args)
+                self.seqs[record_id] = seq
+                self.appended.append(record)
+                self.created[record_id] = record
+                made += 1
+        finally:
+            if made < len(deferred):
+                self.deferred = dict(itertools.islice(deferred.items(), made, None))
 
     def is_new(self, record_id: str) -> bool:
         """Whether writing this id creates a record (rather than changing one)."""
@@ -461,8 +467,12 @@ class Workspace:
             return DONE
         staged, deferred = transaction.staged, transaction.deferred
         if deferred and self._delta.keeps_records:
-            for collection, (rid, make, args) in deferred:  # made now, and stored as written
-                self._stage(staged, collection, rid, make(*args))
+            try:
+                for collection, (rid, make, args) in deferred:  # made now, stored as written
+                    self._stage(staged, collection, rid, make(*args))
+            except BaseException:
+                self._release(committed=False)  # the commit is dropped, numbers and all
+                raise
             deferred = []
         if not staged and not deferred:
             self._release(committed=False)
