@@ -7,9 +7,10 @@ of its fields hold each part; the entries are staged in the request's own transa
 and its entry are saved together or not at all. An entry is deferred (`Workspace.defer`): the
 transaction keeps the call that makes it, and in memory it is made when the log is first read;
 the log is written on every write and read far less, and a made entry was most of what a create
-kept and a quarter of its time (`benchmarks/README.md`). A data directory or shared state gets
-it made at commit. A create's diff is read from the record it stored, which no later write
-changes in place (a write stores a new record).
+kept and a quarter of its time (`benchmarks/README.md`). With a data directory or shared state,
+which store every record at commit, an entry is made and staged at once. A deferred create's
+diff is read from the record it stored, which no later write changes in place (a write stores a
+new record).
 
 A number a create takes from a counter held in another record (`x-sequence.next-from`) moves that
 counter on in the same transaction; that move is the created record's bookkeeping, not a change
@@ -454,7 +455,7 @@ class AuditTrail:
         if transaction is None:
             return
         log, own = self.model.collection, op.hints.collection
-        deferring, now = self.deferring, self.now()
+        deferring, now = self.deferring and ws.defers, self.now()
         # a copy: the entries staged below join the same transaction
         for (collection, record_id), after in [*transaction.staged.items()]:
             if collection == log:

@@ -404,6 +404,12 @@ class Workspace:
             return DONE
         return self._alone(collection, record["id"], record)
 
+    @property
+    def defers(self) -> bool:
+        """Whether `defer` keeps a record unmade past its commit (in memory); a store that keeps
+        every record makes it at commit, where writing it at once costs less."""
+        return not self._delta.keeps_records
+
     def defer(self, collection: str, record_id: str, make: Make, *args: Any) -> None:
         """Stage the creation of a record that is made (`make(*args)`) only when something reads
         its collection: a record written far more often than read (an audit log's entry) stays a
