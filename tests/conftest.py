@@ -79,6 +79,15 @@ def sandbox_now(client: Any, workspace: str | None = None) -> datetime:
     return at(client.get("/_sandbox/clock", headers=headers).json()["data"]["now"])
 
 
+def conflict(client: Any, path: str, headers: Mapping[str, str]) -> dict[str, Any]:
+    """The error of a POST the record's state holds back: 409 CONFLICT."""
+    refused = client.post(path, headers=headers)
+    assert refused.status_code == 409, refused.text
+    error: dict[str, Any] = refused.json()["error"]
+    assert error["code"] == "CONFLICT"
+    return error
+
+
 def settle_contracts(client: Any, headers: Mapping[str, str], client_id: str) -> None:
     """Take a client's contracts out of force as the API allows: one that has billed (an
     invoice of it stands) is ended, its end date set to yesterday; one never billed is voided."""

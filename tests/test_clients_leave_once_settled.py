@@ -22,7 +22,15 @@ from opsmerge_sandbox.extensions import parse_collections
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world.conditions import Env
 from opsmerge_sandbox.world.invariants import Invariant, check_record, compile_invariants
-from tests.conftest import advance_clock, at, bearer, every_record, key_named, settle_contracts
+from tests.conftest import (
+    advance_clock,
+    at,
+    bearer,
+    conflict,
+    every_record,
+    key_named,
+    settle_contracts,
+)
 
 API = "/api/v1"
 OPEN = {"New", "Open", "In Progress", "Waiting on Customer"}
@@ -52,11 +60,7 @@ def _close_tickets(c: TestClient, h: dict[str, str], client_id: str) -> None:
 
 def _archive_refused(c: TestClient, h: dict[str, str], client_id: str) -> dict[str, Any]:
     """The error of an archive the client's open work holds back (409 CONFLICT)."""
-    refused = c.post(f"{API}/clients/{client_id}/archive", headers=h)
-    assert refused.status_code == 409, refused.text
-    error: dict[str, Any] = refused.json()["error"]
-    assert error["code"] == "CONFLICT"
-    return error
+    return conflict(c, f"{API}/clients/{client_id}/archive", h)
 
 
 def _archived_entries(c: TestClient, h: dict[str, str], client_id: str) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 from litestar.testing import TestClient
 
-from tests.conftest import bearer, every_record, key_named, sandbox_now
+from tests.conftest import bearer, conflict, every_record, key_named, sandbox_now
 
 API = "/api/v1"
 STANDING = {"Draft", "Open", "Paid", "Overdue"}
@@ -37,11 +37,7 @@ def _voided_entries(c: TestClient, h: dict[str, str], contract_id: str) -> int:
 
 
 def _refused(c: TestClient, h: dict[str, str], contract_id: str) -> dict[str, Any]:
-    refused = c.post(f"{API}/contracts/{contract_id}/void", headers=h)
-    assert refused.status_code == 409, refused.text
-    error: dict[str, Any] = refused.json()["error"]
-    assert error["code"] == "CONFLICT"
-    return error
+    return conflict(c, f"{API}/contracts/{contract_id}/void", h)
 
 
 def test_a_billed_contract_is_not_voided_and_nothing_changes(fresh_client: TestClient) -> None:

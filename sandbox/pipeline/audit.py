@@ -357,16 +357,25 @@ class AuditTrail:
         self, op: Operation, collection: str, before: Any, after: Any, diff: Diff
     ) -> list[tuple[str, Diff]]:
         """The entries one changed record gets: (action, its part of the diff)."""
-        own = op.hints.audit if collection == op.hints.collection else None
-        verb = entry_verb(own, before is not None, after is not None)
-        if verb != "modified":  # one entry, its action named once per collection and verb
-            key = (collection, verb)
-            action = self._named.get(key)
-            if action is None:
-                action = self._named[key] = f"{self.types[collection]}.{verb}"
-            return [(action, diff)]
+        verb = self._verb(op, collection, before, after)
+        if verb != "modified":  # one entry
+            return [(self._action(collection, verb), diff)]
         named = self.types[collection]
         return [(f"{named}.{v}", part) for v, part in self.model.split(collection, verb, diff)]
+
+    @staticmethod
+    def _verb(op: Operation, collection: str, before: Any, after: Any) -> str:
+        own = op.hints.audit if collection == op.hints.collection else None
+        return entry_verb(own, before is not None, after is not None)
+
+    def _action(self, collection: str, verb: str) -> str:
+        """The action of an entry with a verb `split` never splits, named once per collection
+        and verb."""
+        key = (collection, verb)
+        action = self._named.get(key)
+        if action is None:
+            action = self._named[key] = f"{self.types[collection]}.{verb}"
+        return action
 
     def maker(self, collection: str, record_id: str) -> str:
         """How a write the sandbox makes itself names its maker (a rule) in `key-name`."""
@@ -461,21 +470,17 @@ class AuditTrail:
             if collection == log:
                 continue
             before = ws.get(collection, record_id)
+            unlogged = self.unlogged_in.get(collection, self.unlogged)
             if before is None and after is not None and deferring:  # a creation: one entry
-                verb = (op.hints.audit if collection == own else None) or "created"
-                action = self._named.get((collection, verb))
-                if action is None:
-                    action = self._named[(collection, verb)] = f"{self.types[collection]}.{verb}"
+                action = self._action(collection, self._verb(op, collection, None, after))
                 entry_id = self._next_id()
                 ws.defer(
                     log, entry_id, self._created_entry, entry_id, actor, key_name, action,
-                    self.types[collection], record_id, after,
-                    self.unlogged_in.get(collection, self.unlogged), address, agent, now,
+                    self.types[collection], record_id, after, unlogged, address, agent, now,
                 )
                 continue
             if before is not None and self.shown is not None:
                 before = self.shown(collection, before)
-            unlogged = self.unlogged_in.get(collection, self.unlogged)
             if self.counters and collection != own:
                 unlogged = self.counters.get((collection, record_id), unlogged)
             diff = _diff(before, after, unlogged)
