@@ -30,6 +30,8 @@ from opsmerge_sandbox.pipeline.runner import Pipeline
 from opsmerge_sandbox.pipeline.stages import build_stages
 from opsmerge_sandbox.settings import Settings
 from opsmerge_sandbox.state import SandboxState, build_state
+from opsmerge_sandbox.store.idle_making import IdleMaking
+from opsmerge_sandbox.store.workspace import Workspaces
 from opsmerge_sandbox.world.recipe import demo_keys
 
 if TYPE_CHECKING:
@@ -72,6 +74,15 @@ def shown_keys(state: SandboxState) -> list[dict[str, str]]:
     """Keys the docs page offers for pasting: all sandbox keys, or only the demo key when hosted."""
     offered = demo_keys(state.recipe) if state.settings.hosted else state.recipe.keys
     return [{"name": k.name, "key": k.key, "access": k.access} for k in offered]
+
+
+def _idle_making(state: SandboxState) -> IdleMaking | None:
+    """What makes deferred records while the server is idle, where records are deferred at
+    all: in memory (`store/idle_making.py`)."""
+    records = state.workspaces
+    if state.shared is not None or not isinstance(records, Workspaces):
+        return None
+    return None if records.delta.keeps_records else IdleMaking(records)
 
 
 def create_app(settings: Settings | None = None, state: SandboxState | None = None) -> Litestar:
@@ -135,6 +146,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
             allow_credentials=False,
             max_age=600,
         )
+    idle = _idle_making(state)
     app = Litestar(
         route_handlers=handlers,
         exception_handlers={
@@ -144,7 +156,11 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
             Exception: _crash,
         },
         cors_config=cors,
-        lifespan=[*hosted_lifespans(state), *([state.events.running] if state.events else [])],
+        lifespan=[
+            *hosted_lifespans(state),
+            *([state.events.running] if state.events else []),
+            *([idle.running] if idle is not None else []),
+        ],
         on_shutdown=[state.close],  # queued writes saved, the change log folded into the snapshot
         openapi_config=None,
         logging_config=None,  # leave the host's logging alone (no root logger reconfiguration)
@@ -152,6 +168,7 @@ def create_app(settings: Settings | None = None, state: SandboxState | None = No
         debug=False,
     )
     app.state.sandbox = state
+    app.state.idle_making = idle
     app.state.pipeline = pipeline
     # the API's operations skip Litestar's router (pipeline/dispatch.py); the rest keeps it
     dispatch = ApiDispatch(

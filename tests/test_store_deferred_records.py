@@ -140,11 +140,13 @@ def test_a_data_directory_gets_a_deferred_record_made_at_commit_and_keeps_it(
 
 
 def test_a_creations_entry_shows_the_record_as_created_though_it_changed_since(
-    fresh_client: TestClient,
+    fresh_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The entry of a create is made when the log is read, from the record the create stored:
     a later update stores a new record, so the entry still shows what the create set."""
     c = fresh_client
+    # not made in a quiet moment of this test either (`store/idle_making.py`)
+    monkeypatch.setattr(c.app.state.idle_making, "idle_after", float("inf"))
     h = bearer(key_named(c.app, "Owner - full"))
     ws = c.app.state.sandbox.workspaces.get(c.headers["X-Sandbox-Workspace"])
     body = {"subject": "Printer jam", "client_id": "cli_acme"}

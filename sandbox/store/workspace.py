@@ -146,13 +146,16 @@ class CollectionView:
         record_id, make, args = deferred
         self.deferred[record_id] = (make, args, len(self.base) + self.created_count)
 
-    def settle(self) -> None:
-        """Make the deferred creations, in the order they were committed, as `apply` would
-        have applied them. A call that fails leaves its record and those after it deferred."""
+    def settle(self, limit: int | None = None) -> int:
+        """Make the deferred creations (the first `limit` of them), in the order they were
+        committed, as `apply` would have applied them; how many it made. A call that fails
+        leaves its record and those after it deferred."""
         deferred, self.deferred = self.deferred, {}
         made = 0
         try:
             for record_id, (make, args, seq) in deferred.items():
+                if made == limit:
+                    break
                 record = make(*args)
                 self.seqs[record_id] = seq
                 self.appended.append(record)
@@ -161,6 +164,7 @@ class CollectionView:
         finally:
             if made < len(deferred):
                 self.deferred = dict(itertools.islice(deferred.items(), made, None))
+        return made
 
     def is_new(self, record_id: str) -> bool:
         """Whether writing this id creates a record (rather than changing one)."""
@@ -320,6 +324,8 @@ class Workspace:
         # what request stages note about this workspace (the key uses its log is known to
         # hold); a reset workspace is a new object, without them
         self.memo: dict[Any, Any] = {}
+        # a commit deferred records since `make_deferred` last found none left to make
+        self.deferring = False
         self._transaction: Transaction | None = None  # what `begin` handed out, while open
         self._reserving: list[CollectionView] = []  # views holding numbers for staged creations
         # the batch of its latest commit (or of a reset it starts from) until known durable
@@ -421,6 +427,19 @@ class Workspace:
             raise RuntimeError("defer stages into an open transaction")
         open_now.deferred.append((collection, (record_id, make, args)))
 
+    def make_deferred(self, budget: int) -> int:
+        """Make up to `budget` of the records its commits deferred, oldest first in each
+        collection (work for idle time: `store/idle_making.py`); how many it made."""
+        made = 0
+        for view in list(self.views.values()):
+            if made >= budget:
+                return made
+            if view.deferred:
+                made += view.settle(budget - made)
+        if not any(view.deferred for view in self.views.values()):
+            self.deferring = False
+        return made
+
     def delete(self, collection: str, record_id: str) -> Durable:
         open_now = self._transaction
         if open_now is not None:
@@ -511,8 +530,10 @@ class Workspace:
             unsaved.append((future, undo, marks))
         for collection, rid, record, created, seq in changes:
             views[collection].apply(rid, record, created, seq)
-        for collection, later in deferred:
-            self.view(collection).defer(later)
+        if deferred:
+            self.deferring = True
+            for collection, later in deferred:
+                self.view(collection).defer(later)
         self._release(committed=True)
         if future is None:
             return DONE
@@ -609,6 +630,20 @@ class Workspaces:
 
     def names(self) -> list[str]:
         return list(self._items)
+
+    def last_used(self) -> float:
+        """When a request last used any workspace (`time.monotonic()`; 0.0 for none yet)."""
+        return max((ws.last_used for ws in self._items.values()), default=0.0)
+
+    def make_deferred(self, budget: int) -> int:
+        """Make up to `budget` deferred records across the workspaces; how many it made."""
+        made = 0
+        for ws in list(self._items.values()):
+            if made >= budget:
+                break
+            if ws.deferring:
+                made += ws.make_deferred(budget - made)
+        return made
 
     async def fetch_names(self) -> list[str]:
         """`names`, for a caller on the event loop (a shared store asks without blocking it)."""
