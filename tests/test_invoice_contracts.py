@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import itertools
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from litestar.testing import TestClient
 
@@ -182,6 +183,29 @@ def test_the_checker_names_a_second_invoice_of_one_run(spec: Spec) -> None:
     assert {rid for rid, rule in found if rule == "one-invoice-per-run"} == again
 
 
+def test_the_checker_names_a_run_invoice_dated_by_utc_or_made_late_in_its_day(
+    spec: Spec,
+) -> None:
+    """A run invoice issued on the UTC day it was made (the day before, for a London run in
+    summer time) is reported, and so is one made late in its day; an invoice made by hand is
+    dated by its UTC day and judged by that alone."""
+    world = build_world(spec, load_recipe())
+    runs = [i for i in world["invoices"] if i["contract_id"] is not None]
+    summer = next(i for i in runs if i["created_at"][:10] < i["issue_date"])
+    winter = next(i for i in runs if i["created_at"][:10] == i["issue_date"])
+    summer["issue_date"] = summer["created_at"][:10]
+    summer["due_date"] = (date.fromisoformat(summer["issue_date"]) + timedelta(30)).isoformat()
+    winter["created_at"] = f"{winter['issue_date']}T23:30:00Z"
+    found = violations(spec, world)
+    assert {rid for rid, rule in found if rule == "run-issued-on-the-clients-day"} == {
+        summer["id"]
+    }
+    # the one dated a day early is now made late in its day too
+    made_late = {winter["id"], summer["id"]}
+    assert {rid for rid, rule in found if rule == "run-made-as-its-day-begins"} == made_late
+    assert not {rid for rid, rule in found if rule == "issued-when-created"}
+
+
 def _runs(ctr: dict[str, Any], epoch: date) -> list[str]:
     """The billing days of a contract from its start until it ended (or the epoch): its
     billing day of every month or quarter, or its start date and each anniversary of it."""
@@ -249,14 +273,30 @@ def test_a_contract_billed_yearly_is_billed_from_its_start_date_on_each_annivers
         assert [int(d[:4]) for d in days] == list(range(int(days[0][:4]), int(days[-1][:4]) + 1))
 
 
-def test_a_run_invoice_is_made_at_0001_on_its_billing_day(client: TestClient) -> None:
+def test_a_run_invoice_is_made_at_0001_in_the_clients_time_zone_on_its_billing_day(
+    client: TestClient,
+) -> None:
+    """"00:01 in the client's time zone on the billing day": in the first hour of its issue
+    date on the client's clock, so a London client's run in British Summer Time is made at
+    23:01-23:59 UTC on the day before, and in winter at 00:01-00:59 UTC on the day."""
     ws = f"runs-{uuid.uuid4().hex[:10]}"
-    made = [
-        i["created_at"]
-        for i in every_record(client, "/api/v1/invoices", _h(ws))
-        if i["contract_id"] is not None
-    ]
-    assert made and all("T00:01:00Z" <= t[10:] <= "T00:59:59Z" for t in made)
+    zones = {
+        c["id"]: ZoneInfo(c["time_zone"] or "UTC")
+        for c in every_record(client, "/api/v1/clients", _h(ws))
+    }
+    runs = [i for i in every_record(client, "/api/v1/invoices", _h(ws)) if i["contract_id"]]
+    assert runs
+    summer = 0
+    for inv in runs:
+        made = datetime.fromisoformat(inv["created_at"].replace("Z", "+00:00"))
+        local = made.astimezone(zones[inv["client_id"]])
+        assert local.date().isoformat() == inv["issue_date"], inv
+        assert "00:01:00" <= local.time().isoformat() <= "00:59:59", (inv["id"], local)
+        if made.date().isoformat() < inv["issue_date"]:
+            summer += 1
+            assert local.utcoffset() == timedelta(hours=1)
+    # the seeded year has both: runs in summer time made the evening before, in winter on the day
+    assert 0 < summer < len(runs)
 
 
 def test_spec_check_names_a_run_schedule_that_reads_a_field_its_records_lack(spec: Spec) -> None:

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jsonschema_rs
 import pytest
@@ -362,6 +364,37 @@ def test_with_more_runs_than_records_a_collection_keeps_the_latest(
     assert kept == every[-10:]
 
 
+def test_runs_keep_the_days_of_the_time_zone_their_schedule_names(
+    spec: Spec, recipe: Recipe
+) -> None:
+    """`x-runs.zone`: each run is made at 00:01 on its day in the time zone the schedule's record
+    names (UTC when it names none), and `date` holds that day: in Tokyo that is the evening
+    before in UTC, in New York the morning of the day."""
+    schemas = _plans_and_bills({**RUNS, "zone": "zone", "date": "run_day"})
+    schemas["Plan"]["properties"]["zone"] = {
+        "type": ["string", "null"], "enum": ["Asia/Tokyo", "America/New_York", None],
+    }
+    schemas["Bill"]["properties"]["run_day"] = {"type": ["string", "null"], "format": "date"}
+    counts = {**recipe.counts, "plans": 9, "bills": 300}
+    world = build_world(spec_with(spec, schemas), dataclasses.replace(recipe, counts=counts))
+    plans = {p["id"]: p for p in world["plans"]}
+    assert {p["zone"] for p in plans.values()} == {"Asia/Tokyo", "America/New_York", None}
+    runs = [b for b in world["bills"] if b["plan_id"] is not None]
+    assert runs
+    for bill in runs:
+        plan = plans[bill["plan_id"]]
+        zone = ZoneInfo(plan["zone"] or "UTC")
+        made = datetime.fromisoformat(bill["created_at"].replace("Z", "+00:00"))
+        local = made.astimezone(zone)
+        assert local.date().isoformat() == bill["run_day"], (bill, plan["zone"])
+        assert "00:01:00" <= local.time().isoformat() <= "00:59:59", (bill, plan["zone"])
+        assert bill["run_day"][8:] == f"{min(plan['day'], 28):02d}"
+        assert plan["started_on"] <= bill["run_day"]
+        assert plan["ended_on"] is None or bill["run_day"] < plan["ended_on"]
+    tokyo = [b for b in runs if plans[b["plan_id"]]["zone"] == "Asia/Tokyo"]
+    assert tokyo and all(b["created_at"][:10] < b["run_day"] for b in tokyo)
+
+
 def test_a_run_schedule_that_reads_a_field_its_records_lack_is_refused(
     spec: Spec, recipe: Recipe
 ) -> None:
@@ -369,6 +402,9 @@ def test_a_run_schedule_that_reads_a_field_its_records_lack_is_refused(
     broken = _plans_and_bills({**RUNS, "day": "weekday"})
     with pytest.raises(ValueError, match="plans has no field 'weekday'"):
         build_world(spec_with(spec, broken), dataclasses.replace(recipe, counts=counts))
+    no_zone = _plans_and_bills({**RUNS, "zone": "time_zone", "date": "issued_on"})
+    with pytest.raises(ValueError, match=r"x-runs\.zone: .*'time_zone' is not a field of plans"):
+        build_world(spec_with(spec, no_zone), dataclasses.replace(recipe, counts=counts))
 
 
 def test_a_copied_value_is_what_its_path_reads(spec: Spec, recipe: Recipe) -> None:

@@ -26,7 +26,9 @@ number, or a path giving one: `{min: critical_days}`), and the time comparisons 
 
 A **template** is text with `{path|filter|...}` slots; filters: `lower`, `upper`, `slug`,
 `first`, `last`, `stem` (all words but the last), `initial`, `date`, `year`, `month-day` (a
-date's `MM-DD`, its anniversary), `pad2` (a number as two digits, as a date writes a day). A
+date's `MM-DD`, its anniversary), `pad2` (a number as two digits, as a date writes a day),
+`date-in <path>` (a timestamp's date on the clock of the time zone the path names, UTC when it
+names none: `{created_at|date-in client_id->time_zone}`). A
 slot whose value is
 null makes the whole template null.
 """
@@ -37,9 +39,10 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from opsmerge_sandbox.jsontypes import json_types
 
@@ -370,12 +373,44 @@ def _random_part(token: Token) -> Callable[[Record, Env, Any], str | None]:
 
 
 def template_paths(template: str) -> list[str]:
-    """The paths a template's slots read (random slots excluded)."""
-    return [
-        slot.split("|")[0].strip()
-        for slot in _SLOT.findall(template)
-        if slot[:1] not in ("@", "#", "%", "?")
-    ]
+    """The paths a template's slots read (random slots excluded), their filters' too."""
+    out = []
+    for slot in _SLOT.findall(template):
+        if slot[:1] in ("@", "#", "%", "?"):
+            continue
+        path, *names = (p.strip() for p in slot.split("|"))
+        out.append(path)
+        out += [n[len(DATE_IN) :].strip() for n in names if n.startswith(DATE_IN)]
+    return out
+
+
+DATE_IN = "date-in "  # `{created_at|date-in client_id->time_zone}`: the day on that zone's clock
+
+
+def _local_date(text: str, zone: Any) -> str | None:
+    """The date of a timestamp on the clock of the time zone named `zone` (UTC when it names
+    none)."""
+    seconds = to_seconds(text)
+    if seconds is None:
+        return None
+    try:
+        tz: tzinfo = ZoneInfo(zone) if isinstance(zone, str) and zone else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = UTC
+    return datetime.fromtimestamp(seconds, tz).date().isoformat()
+
+
+Filter = Callable[[str, Record, "Env"], str | None]
+
+
+def _compile_filter(collection: str, name: str, template: str, schemas: Schemas) -> Filter:
+    if name.startswith(DATE_IN):
+        zone_of = compile_path(collection, name[len(DATE_IN) :], schemas)
+        return lambda t, r, e: _local_date(t, zone_of(r, e))
+    plain = FILTERS.get(name)
+    if plain is None:
+        raise ConditionError(f"template {template!r}: unknown filter {name!r}")
+    return lambda t, r, e: plain(t)
 
 
 def compile_template(
@@ -403,19 +438,18 @@ def compile_template(
             parts.append(_random_part(random_slot(slot)))
             continue
         path, *names = (p.strip() for p in slot.split("|"))
-        for name in names:
-            if name not in FILTERS:
-                raise ConditionError(f"template {template!r}: unknown filter {name!r}")
+        chain = [_compile_filter(collection, n, template, schemas) for n in names]
         getter = compile_path(collection, path, schemas)
-        chain = [FILTERS[n] for n in names]
 
         def render(r: Record, e: Env, g: Any, get: Getter = getter, fs: list[Any] = chain) -> Any:
             value = get(r, e)
             if value is None or isinstance(value, list):
                 return None
-            text = str(value)
+            text: str | None = str(value)
             for f in fs:
-                text = f(text)
+                text = f(text, r, e)
+                if text is None:
+                    return None
             return text
 
         parts.append(render)
