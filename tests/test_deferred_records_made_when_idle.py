@@ -4,9 +4,12 @@ busy makes none of them and leaves them to the read, as before."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 
 from opsmerge_sandbox.app import create_app
@@ -15,7 +18,7 @@ from opsmerge_sandbox.store.idle_making import IdleMaking
 from opsmerge_sandbox.store.persistence import DeltaStore
 from opsmerge_sandbox.store.workspace import Workspaces
 from tests.conftest import bearer, every_record, key_named
-from tests.test_store_deferred_records import Maker, _bases, _write_with_note
+from tests.test_store_deferred_records import FailsOnce, Maker, _bases, _write_with_note
 
 API = "/api/v1"
 
@@ -80,6 +83,30 @@ def test_records_are_made_across_workspaces_within_one_slice() -> None:
     assert sum(len(records.get(n).view("notes").deferred) for n in ("alpha", "beta")) == 2
     assert idle.step(records.last_used()) == 2
     assert len(make.calls) == 6
+
+
+def test_a_making_that_fails_ends_the_idle_work_and_leaves_the_records_to_the_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A deferred record whose making fails stops the background work (it would fail again on
+    every quiet moment) without an error escaping the task; it and the records after it stay
+    deferred, and the read that needs them makes them (and reports any failure itself)."""
+    records = Workspaces(_bases(), DeltaStore(None))
+    ws = records.get()
+    make = FailsOnce("nte_new1")
+    for i in range(3):
+        _write_with_note(ws, make, i)
+    idle = IdleMaking(records, idle_after=0.0, interval=0.01, slice=10)
+
+    async def work() -> None:
+        await asyncio.wait_for(idle.run(), timeout=5)
+
+    with caplog.at_level(logging.ERROR, logger="opsmerge_sandbox.store.idle_making"):
+        asyncio.run(work())  # returns: the task ends, no exception
+    assert "making deferred records failed" in caplog.text
+    assert list(ws.view("notes").deferred) == ["nte_new1", "nte_new2"]
+    assert ws.get("notes", "nte_new2") == {"id": "nte_new2", "of": "thg_new2"}
+    assert make.calls == ["nte_new0", "nte_new1", "nte_new2"]
 
 
 def test_a_served_sandbox_makes_its_audit_entries_once_no_request_comes(app: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from opsmerge_sandbox.store.workspace import Workspaces
 IDLE_AFTER_S = 0.25  # no request for this long: the server is idle
 INTERVAL_S = 0.1  # how often an idle server is looked for
 SLICE = 1000  # records made between two looks (~5 ms of audit entries)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,7 +52,16 @@ class IdleMaking:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            while self.step(time.monotonic()):
+            while True:
+                try:
+                    made = self.step(time.monotonic())
+                except Exception:
+                    # the record that failed, and those after it, stay deferred for the read
+                    # that needs them, which reports the failure to its caller
+                    log.exception("making deferred records failed; left to the reads")
+                    return
+                if not made:
+                    break
                 await asyncio.sleep(0)  # a request read meanwhile goes before the next slice
 
     @contextlib.asynccontextmanager
