@@ -99,7 +99,7 @@ def run_records(rule: Any, ctx: WorldContext, scope: str, room: int) -> list[dic
     yearly = rule.get("anniversary")
     anniversary = None if yearly is None else compile_condition(of, yearly, ctx.schemas)
     months = rule.get("every-months", 1)
-    zone_of = None if rule.get("zone") is None else compile_path(of, rule["zone"], ctx.schemas)
+    zone_of = None if rule.get("zone") is None else compile_path(of, str(rule["zone"]), ctx.schemas)
     runs: list[tuple[int, int, str, dict[str, Any]]] = []
     for position, other in enumerate(ctx.world.get(of, [])):
         if not where(other, ctx.env):
