@@ -20,16 +20,16 @@ Record sizes are bounded by the spec's maxLength limits, bodies by `max_body_byt
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from litestar import Litestar
 
+from opsmerge_sandbox.background import while_serving
 from opsmerge_sandbox.errors import ApiError, Detail
 from opsmerge_sandbox.pipeline.audit import AuditModel
 from opsmerge_sandbox.pipeline.authenticate import ApiKey
@@ -294,15 +294,8 @@ def lifespans(state: SandboxState) -> list[Lifespan]:
     if not state.settings.hosted:
         return []
 
-    @contextlib.asynccontextmanager
-    async def sweeping(_app: Litestar) -> AsyncIterator[None]:
-        task = asyncio.create_task(policy_for(state).run_sweeper(), name="hosted-sweeper")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    def sweeping(_app: Litestar) -> AbstractAsyncContextManager[None]:
+        return while_serving(policy_for(state).run_sweeper, "hosted-sweeper")
 
     return [sweeping]
 

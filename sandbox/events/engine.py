@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from opsmerge_sandbox.background import while_serving
 from opsmerge_sandbox.clock import format_iso, parse_iso, use_workspace
 from opsmerge_sandbox.errors import ApiError, Detail
 from opsmerge_sandbox.events.allowlist import LOOPBACK, WebhookAllow
@@ -104,7 +105,6 @@ class RuleEngine:
         self._rules: dict[str, tuple[int, dict[str, list[Record]]]] = {}
         # (workspace, rule id) -> (subject id, due time) already judged by a clock pass
         self._judged: dict[tuple[str, str], set[tuple[str, str]]] = {}
-        self._ticker: asyncio.Task[None] | None = None
         # set on shared state (several workers): background writes take the write lock first
         self.exclusive: Exclusive | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -113,13 +113,10 @@ class RuleEngine:
     @contextlib.asynccontextmanager
     async def running(self, _app: Litestar) -> AsyncIterator[None]:
         """The app's lifespan: the clock tick runs while the app does; deliveries stop with it."""
-        self._ticker = asyncio.create_task(self._tick(), name="rule-engine-tick")
         try:
-            yield
+            async with while_serving(self._tick, "rule-engine-tick"):
+                yield
         finally:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
             await self.deliveries.stop()
 
     async def _tick(self) -> None:

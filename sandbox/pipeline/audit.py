@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 Diff = dict[str, tuple[Any, Any]]  # field -> (old, new)
+# `entry`'s arguments after the diff (id, actor, key name, action, object type and id, address,
+# user agent, time): what a deferred entry keeps until it is made
+_Made = tuple[str, str | None, str | None, str, str, str, str, str, str]
 # the parts of an entry, as `x-sandbox-audit.fields` names them
 AUDIT_PARTS = (
     "actor",
@@ -397,18 +400,21 @@ class AuditTrail:
 
     def entry(
         self,
+        diff: Mapping[str, Any],
         entry_id: str,
         actor: str | None,
         key_name: str | None,
         action: str,
         object_type: str,
         object_id: str,
-        diff: Mapping[str, Any],
         address: str,
         agent: str,
         now: str | None = None,
     ) -> Record:
-        """One entry, filled as a record of the log's collection, made `now` (None: now)."""
+        """One entry, filled as a record of the log's collection, made `now` (None: now). The
+        diff comes first: a deferred entry keeps the rest of these arguments as one tuple
+        (`_Made`), and a creation's reads its diff from the record when it is made
+        (`_created_entry`)."""
         f = self.model.fields
         if now is None:
             now = self.now()
@@ -427,26 +433,14 @@ class AuditTrail:
         }
         return self.fill(self.entries, entry)
 
-    def _created_entry(
-        self,
-        entry_id: str,
-        actor: str | None,
-        key_name: str | None,
-        action: str,
-        object_type: str,
-        object_id: str,
-        record: Record,
-        unlogged: frozenset[str],
-        address: str,
-        agent: str,
-        now: str,
-    ) -> Record:
+    def _created_entry(self, record: Record, unlogged: frozenset[str], made: _Made) -> Record:
         """The entry of a record's creation, its diff read from the record when the entry is
         made: a stored record is never changed in place (a write stores a new one)."""
-        diff = _diff(None, record, unlogged)
-        return self.entry(
-            entry_id, actor, key_name, action, object_type, object_id, diff, address, agent, now
-        )
+        return self.entry(_diff(None, record, unlogged), *made)
+
+    def _changed_entry(self, diff: Diff, made: _Made) -> Record:
+        """The entry of a change, made when the log is read."""
+        return self.entry(diff, *made)
 
     def stage(
         self,
@@ -474,10 +468,9 @@ class AuditTrail:
             if before is None and after is not None and deferring:  # a creation: one entry
                 action = self._action(collection, self._verb(op, collection, None, after))
                 entry_id = self._next_id()
-                ws.defer(
-                    log, entry_id, self._created_entry, entry_id, actor, key_name, action,
-                    self.types[collection], record_id, after, unlogged, address, agent, now,
-                )
+                made = (entry_id, actor, key_name, action, self.types[collection], record_id,
+                        address, agent, now)  # fmt: skip
+                ws.defer(log, entry_id, self._created_entry, after, unlogged, made)
                 continue
             if before is not None and self.shown is not None:
                 before = self.shown(collection, before)
@@ -488,11 +481,9 @@ class AuditTrail:
                 continue  # a write that changed nothing but bookkeeping leaves no entry
             for action, part in self._actions(op, collection, before, after, diff):
                 entry_id = self._next_id()
-                made = (
-                    entry_id, actor, key_name, action, self.types[collection], record_id, part,
-                    address, agent, now,
-                )
+                made = (entry_id, actor, key_name, action, self.types[collection], record_id,
+                        address, agent, now)  # fmt: skip
                 if deferring:
-                    ws.defer(log, entry_id, self.entry, *made)
+                    ws.defer(log, entry_id, self._changed_entry, part, made)
                 else:
-                    ws.write(log, self.entry(*made))
+                    ws.write(log, self.entry(part, *made))

@@ -103,16 +103,9 @@ class KeyUse:
         key = caller.key
         address, agent = self.trail.origin(ctx)
         entry = self.trail.entry(
-            entry_id,
-            key.user_id,
-            key.name,
-            self.action,
-            self.object_type,
-            key.id,
-            {},
-            address,
+            {}, entry_id, key.user_id, key.name, self.action, self.object_type, key.id, address,
             agent,
-        )
+        )  # fmt: skip
         ws.write(self.collection, entry)
         record = ws.get(self.keys, key.id) if self.shown else None
         if record is not None:  # a key the sandbox minted for a session is in no list

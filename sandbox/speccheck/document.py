@@ -178,18 +178,20 @@ class Document:
         """The fields an operation's JSON body may set (its schema's properties, the read-only
         ones left out); None when the body names no closed set of them."""
         body = self.deref(op.raw.get("requestBody"))
-        content = body.get("content") if isinstance(body, dict) else None
-        media = content.get("application/json") if isinstance(content, dict) else None
-        if not isinstance(media, dict) or "schema" not in media:
+        schema = self._json_schema_of(body if isinstance(body, dict) else {})
+        if schema is None or schema.get("additionalProperties", True) is not False:
             return None
-        schema = flatten(self.resolve(media["schema"]))
-        props = schema.get("properties") if isinstance(schema, dict) else None
-        if not isinstance(props, dict) or schema.get("additionalProperties", True) is not False:
+        props = schema.get("properties")
+        if not isinstance(props, dict):
             return None
         return {n for n, p in props.items() if not (isinstance(p, dict) and p.get("readOnly"))}
 
     def json_schema(self, response: ResponseView) -> dict[str, Any] | None:
-        content = response.body.get("content")
+        return self._json_schema_of(response.body)
+
+    def _json_schema_of(self, holder: dict[str, Any]) -> dict[str, Any] | None:
+        """The flattened `application/json` schema of a request body or response, if any."""
+        content = holder.get("content")
         media = content.get("application/json") if isinstance(content, dict) else None
         if not isinstance(media, dict) or "schema" not in media:
             return None

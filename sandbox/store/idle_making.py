@@ -16,12 +16,12 @@ commit; there is nothing to make, and the task is not started.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+from opsmerge_sandbox.background import while_serving
 from opsmerge_sandbox.store.workspace import Workspaces
 
 IDLE_AFTER_S = 0.25  # no request for this long: the server is idle
@@ -64,13 +64,6 @@ class IdleMaking:
                     break
                 await asyncio.sleep(0)  # a request read meanwhile goes before the next slice
 
-    @contextlib.asynccontextmanager
-    async def running(self, _app: object) -> AsyncIterator[None]:
+    def running(self, _app: object) -> AbstractAsyncContextManager[None]:
         """The app's lifespan hook: the task runs while the app serves."""
-        task = asyncio.create_task(self.run(), name="idle-making")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return while_serving(self.run, "idle-making")

@@ -324,8 +324,6 @@ class Workspace:
         # what request stages note about this workspace (the key uses its log is known to
         # hold); a reset workspace is a new object, without them
         self.memo: dict[Any, Any] = {}
-        # a commit deferred records since `make_deferred` last found none left to make
-        self.deferring = False
         self._transaction: Transaction | None = None  # what `begin` handed out, while open
         self._reserving: list[CollectionView] = []  # views holding numbers for staged creations
         # the batch of its latest commit (or of a reset it starts from) until known durable
@@ -427,17 +425,20 @@ class Workspace:
             raise RuntimeError("defer stages into an open transaction")
         open_now.deferred.append((collection, (record_id, make, args)))
 
+    @property
+    def deferring(self) -> bool:
+        """Whether records its commits deferred are still to be made."""
+        return any(view.deferred for view in self.views.values())
+
     def make_deferred(self, budget: int) -> int:
         """Make up to `budget` of the records its commits deferred, oldest first in each
         collection (work for idle time: `store/idle_making.py`); how many it made."""
         made = 0
-        for view in list(self.views.values()):
+        for view in list(self.views.values()):  # a making may open another view
             if made >= budget:
-                return made
+                break
             if view.deferred:
                 made += view.settle(budget - made)
-        if not any(view.deferred for view in self.views.values()):
-            self.deferring = False
         return made
 
     def delete(self, collection: str, record_id: str) -> Durable:
@@ -530,10 +531,8 @@ class Workspace:
             unsaved.append((future, undo, marks))
         for collection, rid, record, created, seq in changes:
             views[collection].apply(rid, record, created, seq)
-        if deferred:
-            self.deferring = True
-            for collection, later in deferred:
-                self.view(collection).defer(later)
+        for collection, later in deferred:
+            self.view(collection).defer(later)
         self._release(committed=True)
         if future is None:
             return DONE
@@ -641,8 +640,7 @@ class Workspaces:
         for ws in list(self._items.values()):
             if made >= budget:
                 break
-            if ws.deferring:
-                made += ws.make_deferred(budget - made)
+            made += ws.make_deferred(budget - made)
         return made
 
     async def fetch_names(self) -> list[str]:

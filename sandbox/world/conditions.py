@@ -73,6 +73,7 @@ __all__ = [
     "template_paths",
     "time_operand",
     "to_seconds",
+    "zone_named",
 ]
 
 
@@ -387,17 +388,22 @@ def template_paths(template: str) -> list[str]:
 DATE_IN = "date-in "  # `{created_at|date-in client_id->time_zone}`: the day on that zone's clock
 
 
+def zone_named(name: Any) -> tzinfo:
+    """The time zone a record names (an IANA name); UTC when it names none, or none known."""
+    if not isinstance(name, str) or not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
 def _local_date(text: str, zone: Any) -> str | None:
-    """The date of a timestamp on the clock of the time zone named `zone` (UTC when it names
-    none)."""
+    """The date of a timestamp on the clock of the time zone named `zone` (`zone_named`)."""
     seconds = to_seconds(text)
     if seconds is None:
         return None
-    try:
-        tz: tzinfo = ZoneInfo(zone) if isinstance(zone, str) and zone else UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = UTC
-    return datetime.fromtimestamp(seconds, tz).date().isoformat()
+    return datetime.fromtimestamp(seconds, zone_named(zone)).date().isoformat()
 
 
 Filter = Callable[[str, Record, "Env"], str | None]

@@ -33,14 +33,13 @@ import random
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from opsmerge_sandbox.world.conditions import (
     ConditionError,
-    Getter,
     compile_condition,
     compile_path,
     to_seconds,
+    zone_named,
 )
 from opsmerge_sandbox.world.context import WorldContext
 from opsmerge_sandbox.world.timefmt import format_datetime
@@ -111,7 +110,7 @@ def run_records(rule: Any, ctx: WorldContext, scope: str, room: int) -> list[dic
             continue
         given = {mine: other.get(theirs) for mine, theirs in rule["names"].items()}
         on_start = anniversary is not None and anniversary(other, ctx.env)
-        zone = _zone(zone_of, other, ctx)
+        zone = zone_named(zone_of(other, ctx.env) if zone_of is not None else None)
         for at, day in _schedule(other, rule, every, ctx.epoch, on_start, zone):
             runs.append((at, position, day, given))
     runs.sort(key=lambda r: (r[0], r[1]))
@@ -127,17 +126,6 @@ def run_records(rule: Any, ctx: WorldContext, scope: str, room: int) -> list[dic
         out.append(made)
     otherwise = dict(rule.get("otherwise") or {})
     return out + [dict(otherwise) for _ in range(room - len(out))]
-
-
-def _zone(zone_of: Getter | None, other: Mapping[str, Any], ctx: WorldContext) -> tzinfo:
-    """The time zone a record's schedule keeps: the one its `zone` path names, else UTC."""
-    name = zone_of(other, ctx.env) if zone_of is not None else None
-    if not isinstance(name, str) or not name:
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
 
 
 def _day_of(value: Any) -> date | None:
