@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -67,20 +67,23 @@ def matches(
     return True
 
 
-class QueryCache:
-    """A small LRU of ordered record lists, keyed by the query."""
+Held = TypeVar("Held")
+
+
+class QueryCache(Generic[Held]):
+    """A small LRU of what queries found (ordered record lists), keyed by the query."""
 
     def __init__(self, size: int = _CACHE_SIZE) -> None:
-        self._items: OrderedDict[QueryKey, list[Record]] = OrderedDict()
+        self._items: OrderedDict[QueryKey, Held] = OrderedDict()
         self._size = size
 
-    def get(self, key: QueryKey) -> list[Record] | None:
+    def get(self, key: QueryKey) -> Held | None:
         found = self._items.get(key)
         if found is not None:
             self._items.move_to_end(key)
         return found
 
-    def put(self, key: QueryKey, value: list[Record]) -> None:
+    def put(self, key: QueryKey, value: Held) -> None:
         self._items[key] = value
         self._items.move_to_end(key)
         while len(self._items) > self._size:
@@ -97,7 +100,7 @@ class BaseCollection:
         self.pos: dict[str, int] = {r["id"]: i for i, r in enumerate(records)}
         self._indexes: dict[str, dict[Any, list[int]]] = {}
         self._raw: dict[int, msgspec.Raw] = {}
-        self.cache = QueryCache()
+        self.cache: QueryCache[list[Record]] = QueryCache()
 
     def __len__(self) -> int:
         return len(self.records)

@@ -17,6 +17,7 @@ from typing import Any
 
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.store.base import BaseCollection, QueryCache, Record, matches, sort_key
+from opsmerge_sandbox.store.kept_order import KeptOrder, merged, worth_merging
 from opsmerge_sandbox.store.persistence import DeltaStore
 
 Search = tuple[tuple[str, ...], str] | None
@@ -99,7 +100,9 @@ class CollectionView:
         self.created: dict[str, Record] = {}  # records clients created, in creation order
         self.created_count = 0  # creations ever, deleted ones included: feeds sequence numbers
         self.seqs: dict[str, int] = {}  # sequence number of each created record
-        self.cache = QueryCache(32)
+        self.cache: QueryCache[list[Record]] = QueryCache(32)
+        # results kept across creations, brought up to date from `appended` (`kept_order.py`)
+        self.kept: QueryCache[KeptOrder] = QueryCache(8)
         # changed on every write: lets callers cache what they derive from it
         self.version = 0
         # sequence numbers of creations staged in an open transaction (counted in created_count)
@@ -201,6 +204,7 @@ class CollectionView:
         self.version = next(_versions)
         if not created:
             self.overrides[record_id] = record
+            self.kept.clear()  # a seeded record changed or went: kept results sort again
             return
         self.seqs[record_id] = seq
         if record is None:
@@ -218,6 +222,7 @@ class CollectionView:
         derived again."""
         self.reshaped += 1
         self.appended = []
+        self.kept.clear()
 
     def before(self, record_id: str) -> tuple[Any, Any, Any]:
         """What `apply` would overwrite for this id, for `restore` to put back."""
@@ -257,16 +262,44 @@ class CollectionView:
         descending: bool,
         volatile: bool = False,
     ) -> list[Record]:
-        """The matching records in order; cached until the next write."""
+        """The matching records in order; cached until the next write, and kept across
+        creations (`kept_order.py`): a query after them puts only the new records in place."""
         if self.deferred:
             self.settle()
-        if self.pristine:
-            return self.base.query(filters, search, sort_field, descending)
         key = (tuple(filters), search, sort_field, descending)
-        if not volatile:
-            cached = self.cache.get(key)
-            if cached is not None:
-                return cached
+        if self.pristine:
+            found = self.base.query(filters, search, sort_field, descending)
+            if not volatile:  # the seeded order, kept for the view's first creations
+                self.kept.put(key, KeptOrder(len(self.appended), found))
+            return found
+        if volatile:
+            return self._sorted(filters, search, sort_field, descending)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        kept = self.kept.get(key)
+        appended = self.appended
+        new = (
+            [r for r in appended[kept.read :] if matches(r, filters, search)]
+            if kept is not None and worth_merging(len(kept.records), len(appended) - kept.read)
+            else None
+        )
+        if kept is not None and new is not None:
+            found = merged(kept.records, new, sort_key(sort_field), descending)
+        else:
+            found = self._sorted(filters, search, sort_field, descending)
+        self.cache.put(key, found)
+        self.kept.put(key, KeptOrder(len(appended), found))
+        return found
+
+    def _sorted(
+        self,
+        filters: Sequence[tuple[str, Any]],
+        search: Search,
+        sort_field: str,
+        descending: bool,
+    ) -> list[Record]:
+        """Every matching record, filtered and sorted from scratch."""
         found: list[Record] = [
             r
             for r in self.base.candidates(filters)
@@ -277,8 +310,6 @@ class CollectionView:
         )
         found.extend(r for r in self.created.values() if matches(r, filters, search))
         found.sort(key=sort_key(sort_field), reverse=descending)
-        if not volatile:
-            self.cache.put(key, found)
         return found
 
 
