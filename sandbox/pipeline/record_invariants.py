@@ -58,9 +58,11 @@ class WriteInvariants:
         # per run of rules gated on it, not once per rule
         fixes: dict[str, list[tuple[Gate | None, _Fix]]] = {}
         checks: dict[str, list[tuple[Gate | None, _Check]]] = {}
-        for inv in compile_invariants(schemas):
-            if inv.decl_on_write not in ("refuse", "derive"):
-                continue
+        # every rule writes keep, compiled once (`dependents.py` reads them too)
+        self.compiled = tuple(
+            inv for inv in compile_invariants(schemas) if inv.decl_on_write in ("refuse", "derive")
+        )
+        for inv in self.compiled:
             gate = _gate(inv, schemas)
             if inv.fix:
                 fixes.setdefault(inv.collection, []).append((gate, (_values(gate), inv)))

@@ -28,6 +28,13 @@ from opsmerge_sandbox.extensions import (
 from opsmerge_sandbox.jsontypes import json_types
 from opsmerge_sandbox.pipeline import record_rules
 from opsmerge_sandbox.pipeline.authenticate import Caller
+from opsmerge_sandbox.pipeline.dependents import (
+    COPY_DEPTH,
+    Dependents,
+    breaks_reader,
+    naming,
+    staged_first,
+)
 from opsmerge_sandbox.pipeline.live_times import LiveTimes
 from opsmerge_sandbox.pipeline.ratelimit import RateState
 from opsmerge_sandbox.pipeline.record_invariants import WriteInvariants
@@ -39,6 +46,7 @@ from opsmerge_sandbox.store.workspace import CollectionView, Workspace
 from opsmerge_sandbox.stores import ClockStore
 from opsmerge_sandbox.world.computed_fields import Numbers, derive_fields
 from opsmerge_sandbox.world.conditions import Lookup
+from opsmerge_sandbox.world.invariants import check_record
 
 Record = dict[str, Any]
 _ids = random.Random()  # record ids need to be unique, not secret
@@ -206,9 +214,11 @@ class Resources:
             schemas = {n: c.schema for n, c in spec.collections.items()}
             self.invariants = WriteInvariants(schemas)
             self.live = LiveTimes(schemas, world_epoch)
+            self.dependents = Dependents(self.refs, self.invariants.compiled)
         else:
             self.refs, self.rules, self.numbering = like.refs, like.rules, like.numbering
             self.invariants, self.live = like.invariants, like.live
+            self.dependents = like.dependents
         self._moving = {
             name: moving
             for name, c in spec.collections.items()
@@ -665,6 +675,7 @@ class Resources:
         self.invariants.check(env, coll.name, record, set(changes))
         ex.workspace.write(coll.name, record)
         self._move_followers(ex, coll, current, record)
+        self._update_dependents(ex, coll, current, record)
         return ex.op.success_status, self.present(coll, view, record, lookup=ex.workspace.get)
 
     def _check_when(self, ex: HandlerCall, coll: Collection, record: Record) -> None:
@@ -798,6 +809,36 @@ class Resources:
                 self.invariants.check(env, other.name, moved, changed)
                 ex.workspace.write(other.name, moved)
 
+    def _update_dependents(
+        self, ex: HandlerCall, coll: Collection, before: Record, after: Record, depth: int = 0
+    ) -> None:
+        """`dependents.py`: the records naming this one copy what they copy from it again (and
+        on to those copying from them), then a change that leaves one of them breaking a rule
+        reading the changed field is refused, naming the field, the record and the rule."""
+        changed = [k for k in after if after.get(k) != before.get(k)]
+        ws, rid = ex.workspace, after["id"]
+        env = self.invariants.env(staged_first(ws), int(self.clock.now_dt().timestamp()))
+        for copier in self.dependents.copiers.get(coll.name, ()):
+            if depth >= COPY_DEPTH or not any(t in changed for _, t in copier.pairs):
+                continue
+            other = self.spec.collections[copier.collection]
+            values = {mine: after.get(theirs) for mine, theirs in copier.pairs}
+            for found in naming(ws, copier.collection, copier.field, rid):
+                if all(found.get(k) == v for k, v in values.items()):
+                    continue
+                base = self.as_clock_shows(other.name, found)
+                moved = {**base, **values, "updated_at": self.clock.iso()}
+                self._carry_live_times(ex, other, base, moved)
+                self.invariants.derive(env, other.name, moved)
+                self.invariants.check(env, other.name, moved, set(values))
+                ws.write(other.name, moved)
+                self._update_dependents(ex, other, found, moved, depth + 1)
+        for name, reader in self.dependents.readers_of(coll.name, changed):
+            for found in naming(ws, reader.collection, reader.field, rid):
+                why = check_record(reader.rule, found, env)
+                if why is not None:
+                    raise breaks_reader(name, reader, found, why, ex.body)
+
     def _referring(
         self, ex: HandlerCall, collection: str, rid: str, skip: tuple[str, ...] = ()
     ) -> builtins.list[tuple[str, str, Record]]:
@@ -853,6 +894,7 @@ class Resources:
             self._carry_live_times(ex, coll, record, kept)
             self._check_refusals(ex, coll, record, None)
             ex.workspace.write(coll.name, kept)
+            self._update_dependents(ex, coll, record, kept)
         else:
             self._check_refusals(ex, coll, record, None)
             self._erase(ex, coll, rid)
@@ -878,6 +920,7 @@ class Resources:
         if hints.sets:
             ex.workspace.write(coll.name, updated)
             self._move_followers(ex, coll, record, updated)
+            self._update_dependents(ex, coll, record, updated)
         creates = hints.creates
         if creates is not None:
             target = self.spec.collections[creates.collection]

@@ -521,11 +521,16 @@ def _operand(text: str) -> re.Match[str] | None:
 def operand_heads(text: str) -> list[str]:
     """The record fields a time operand reads: its path's head, and its shift field's when the
     shift is a field or a path (`started_at + {script_id->timeout_seconds}s`)."""
+    return [h for h in map(path_head, operand_paths(text)) if h]
+
+
+def operand_paths(text: str) -> list[str]:
+    """The paths a time operand reads: its own, and its shift's when that is a field or path."""
     m = _operand(text)
     if m is None:
         return []
     field = m.group("field")
-    return [h for h in (path_head(m.group("path")), path_head(field) if field else None) if h]
+    return [m.group("path").strip(), *([field.strip()] if field else [])]
 
 
 def is_shifted(text: str) -> bool:
@@ -806,22 +811,23 @@ def compile_condition(collection: str, condition: Any, schemas: Schemas) -> Cond
 
 def condition_fields(condition: Any) -> list[str]:
     """The record fields a condition starts from: what a conditional hint waits for."""
+    return [h for h in map(path_head, condition_paths(condition)) if h]
+
+
+def condition_paths(condition: Any) -> list[str]:
+    """Every path a condition reads (`client_id->status`), its tests' operands included."""
     if not isinstance(condition, Mapping):
         return []
     out: list[str] = []
     for path, test in condition.items():
-        head = path_head(str(path))
-        if head:
-            out.append(head)
+        out.append(str(path).strip())
         if isinstance(test, Mapping):
             for op, arg in test.items():
                 op = "null" if op is None else str(op)
                 if op in _TIME_OPS and isinstance(arg, str):
-                    out += operand_heads(arg)
+                    out += operand_paths(arg)
                 elif op == "in-path" or (op in ("min", "max") and isinstance(arg, str)):
-                    h = path_head(str(arg))
-                    if h:
-                        out.append(h)
+                    out.append(str(arg).strip())
                 elif op in ("equals", "not-equals", "starts-with", "ends-with", "contains"):
-                    out += [h for h in map(path_head, template_paths(str(arg))) if h]
+                    out += template_paths(str(arg))
     return out

@@ -81,6 +81,7 @@ RULE_KEYS = (
     "on-write",
     "fix",
     "on-read",
+    "referenced-change",
 )
 _KINDS = ("require", "one-per", "increases-with", "refs-before", "refs-open", "unique")
 # what a write through the API does about an invariant: `refuse` a record that breaks it (400
@@ -201,6 +202,8 @@ def _compile_one(
         missing = sorted(str(f) for f in fix if f not in scope_props)
         if missing:
             raise ConditionError(f"{rid}: fix names {missing}, not fields of {scope}")
+    if raw.get("referenced-change", "refuse") not in ("refuse", "allow"):
+        raise ConditionError(f"{rid}: referenced-change is `refuse` or `allow`")
     on_read = raw.get("on-read")
     if on_read is not None and (on_read != "derive" or fix is None):
         raise ConditionError(f"{rid}: on-read is `derive`, on a rule with a fix")
