@@ -18,14 +18,14 @@ Built from the spec at start; `Resources` makes the writes (`pipeline/resources.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opsmerge_sandbox.errors import ApiError, Detail
 from opsmerge_sandbox.store.base import Record, matches
 from opsmerge_sandbox.store.workspace import Workspace
-from opsmerge_sandbox.world.conditions import Lookup, condition_paths
+from opsmerge_sandbox.world.conditions import condition_paths
 from opsmerge_sandbox.world.invariants import Invariant
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class Dependents:
 COPY_DEPTH = 8  # copies pass on this many references at most (a chain, never a cycle, in a spec)
 
 
-def staged_first(ws: Workspace) -> Lookup:
+def staged_first(ws: Workspace) -> Callable[[str, Any], Record | None]:
     """A lookup that sees the open transaction's writes (a reader is judged against the change
     that is about to be committed), else the workspace's records."""
     transaction = ws.transaction

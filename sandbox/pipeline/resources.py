@@ -39,6 +39,7 @@ from opsmerge_sandbox.pipeline.live_times import LiveTimes
 from opsmerge_sandbox.pipeline.ratelimit import RateState
 from opsmerge_sandbox.pipeline.record_invariants import WriteInvariants
 from opsmerge_sandbox.pipeline.sequences import Numbering
+from opsmerge_sandbox.pipeline.state_guards import StateGuards
 from opsmerge_sandbox.spec import Collection, Operation, Spec, ref_of
 from opsmerge_sandbox.store.base import matches, sort_key
 from opsmerge_sandbox.store.ordinal import SortField
@@ -219,6 +220,8 @@ class Resources:
             self.refs, self.rules, self.numbering = like.refs, like.rules, like.numbering
             self.invariants, self.live = like.invariants, like.live
             self.dependents = like.dependents
+        # the state rules records take up against what they name (`state_guards.py`)
+        self.guards = StateGuards(spec.collections)
         self._moving = {
             name: moving
             for name, c in spec.collections.items()
@@ -673,6 +676,7 @@ class Resources:
         if check is not None:
             check(ex.workspace, record)
         self.invariants.check(env, coll.name, record, set(changes))
+        self.guards.check(coll.name, current, record, self._shown_lookup(ex), ex.body)
         ex.workspace.write(coll.name, record)
         self._move_followers(ex, coll, current, record)
         self._update_dependents(ex, coll, current, record)
@@ -831,6 +835,7 @@ class Resources:
                 self._carry_live_times(ex, other, base, moved)
                 self.invariants.derive(env, other.name, moved)
                 self.invariants.check(env, other.name, moved, set(values))
+                self.guards.check(other.name, found, moved, self._shown_lookup(ex), ex.body)
                 ws.write(other.name, moved)
                 self._update_dependents(ex, other, found, moved, depth + 1)
         for name, reader in self.dependents.readers_of(coll.name, changed):
@@ -838,6 +843,16 @@ class Resources:
                 why = check_record(reader.rule, found, env)
                 if why is not None:
                     raise breaks_reader(name, reader, found, why, ex.body)
+
+    def _shown_lookup(self, ex: HandlerCall) -> Callable[[str, Any], Record | None]:
+        """Records as clients see them now, the open transaction's writes included."""
+        lookup = staged_first(ex.workspace)
+
+        def shown(collection: str, record_id: Any) -> Record | None:
+            found = lookup(collection, record_id)
+            return None if found is None else self.as_clock_shows(collection, found)
+
+        return shown
 
     def _referring(
         self, ex: HandlerCall, collection: str, rid: str, skip: tuple[str, ...] = ()
@@ -918,6 +933,7 @@ class Resources:
         self._check_refusals(ex, coll, record, updated)
         self._check_blockers(ex, coll, record, updated)
         if hints.sets:
+            self.guards.check(coll.name, record, updated, self._shown_lookup(ex), ex.body)
             ex.workspace.write(coll.name, updated)
             self._move_followers(ex, coll, record, updated)
             self._update_dependents(ex, coll, record, updated)
