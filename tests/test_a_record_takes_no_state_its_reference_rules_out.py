@@ -84,3 +84,24 @@ def test_the_same_changes_go_through_for_a_client_still_served(fresh_client: Tes
     r = fresh_client.patch(f"{API}/checks/{check['id']}", headers=h,
                            json={"enabled": not check["enabled"]})
     assert r.status_code == 200, r.text
+
+
+def test_nothing_names_an_archived_client_anew(fresh_client: TestClient) -> None:
+    """`x-closed` holds on every write: neither a create nor a moved reference names a client
+    that has left."""
+    h = _h(fresh_client)
+    left = _archived(fresh_client, h)
+    sites = every_record(fresh_client, f"{API}/sites", h)
+    before = len(sites)
+    r = fresh_client.post(f"{API}/sites", headers=h,
+                          json={"client_id": left, "name": "Leeds office"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["details"][0]["field"] == "client_id"
+    assert "archived" in r.json()["error"]["message"] or "closed" in r.json()["error"]["message"]
+    assert len(every_record(fresh_client, f"{API}/sites", h)) == before
+    site = next(s for s in sites if s["client_id"] == "cli_acme")
+    path = f"{API}/sites/{site['id']}"
+    r = fresh_client.patch(path, headers=h, json={"client_id": left})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["details"][0]["field"] == "client_id"
+    assert fresh_client.get(path, headers=h).json()["data"] == site

@@ -220,8 +220,6 @@ class Resources:
             self.refs, self.rules, self.numbering = like.refs, like.rules, like.numbering
             self.invariants, self.live = like.invariants, like.live
             self.dependents = like.dependents
-        # the state rules records take up against what they name (`state_guards.py`)
-        self.guards = StateGuards(spec.collections)
         self._moving = {
             name: moving
             for name, c in spec.collections.items()
@@ -255,6 +253,8 @@ class Resources:
             for rf in fields:
                 if not _is_history(props.get(rf.field) or {}):
                     self.referrers.setdefault(rf.target, []).append((name, rf.field))
+        # the state rules records take up against what they name (`state_guards.py`)
+        self.guards = StateGuards(spec.collections, self.referrers)
         # the ids of a page's records -> (those records, the page pre-encoded)
         self._pages: dict[tuple[int, ...], tuple[builtins.list[Record], Any]] = {}
         self._kinds: dict[str, Callable[[HandlerCall], tuple[int, Any]]] = {
@@ -481,6 +481,7 @@ class Resources:
         record = self.fill(coll, values)
         lookup = ex.workspace.reads()  # the records this create reads, each looked up once
         self._check_refs(ex, coll, record, None, lookup)
+        self._check_named(ex, coll, None, record, lookup)
         if rules.not_before:
             record_rules.check(rules, record)
         at = self.clock.now_dt()
@@ -676,6 +677,7 @@ class Resources:
         if check is not None:
             check(ex.workspace, record)
         self.invariants.check(env, coll.name, record, set(changes))
+        self._check_named(ex, coll, current, record)
         self.guards.check(coll.name, current, record, self._shown_lookup(ex), ex.body)
         ex.workspace.write(coll.name, record)
         self._move_followers(ex, coll, current, record)
@@ -844,6 +846,25 @@ class Resources:
                 if why is not None:
                     raise breaks_reader(name, reader, found, why, ex.body)
 
+    def _check_named(
+        self,
+        ex: HandlerCall,
+        coll: Collection,
+        before: Record | None,
+        after: Record,
+        get: Callable[[str, Any], Record | None] | None = None,
+    ) -> None:
+        """`x-closed` on a write: nothing names anew a record closed now (`state_guards.py`).
+        `get`: a create's own reads (the state before its transaction), else the records as
+        clients see them now."""
+        if coll.name not in self.guards.closable:
+            return
+        ws = ex.workspace
+        self.guards.check_named(
+            coll.name, before, after, get or self._shown_lookup(ex),
+            lambda: self.invariants.env(ws.get, int(self.clock.now())), ex.body,
+        )  # fmt: skip
+
     def _shown_lookup(self, ex: HandlerCall) -> Callable[[str, Any], Record | None]:
         """Records as clients see them now, the open transaction's writes included."""
         lookup = staged_first(ex.workspace)
@@ -933,6 +954,7 @@ class Resources:
         self._check_refusals(ex, coll, record, updated)
         self._check_blockers(ex, coll, record, updated)
         if hints.sets:
+            self._check_named(ex, coll, record, updated)
             self.guards.check(coll.name, record, updated, self._shown_lookup(ex), ex.body)
             ex.workspace.write(coll.name, updated)
             self._move_followers(ex, coll, record, updated)

@@ -8,31 +8,54 @@ second side stayed open: a ticket of an archived client could be opened again, a
 switched back on, a contact given portal access. So a change that takes a record into `holding`,
 or moves a record holding it to name another record, is refused (400 naming the field) while
 the record it names holds `into` as the clock shows it. A create is judged by `x-closed`
-(nothing made later names a client that has left).
+(nothing made later names a client that has left); `check_named` holds `x-closed` on every
+write: a record closed now (an archived client) is named anew by nothing, whether a create
+names it or an update moves a reference to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Container, Iterable, Mapping
+from typing import Any, NoReturn
 
 from opsmerge_sandbox.errors import ApiError, Detail
 from opsmerge_sandbox.extensions import StateRule, holds_values
 from opsmerge_sandbox.spec import Collection
+from opsmerge_sandbox.world.closings import Closing, closings
+from opsmerge_sandbox.world.conditions import Env
 
 Record = dict[str, Any]
 Shown = Callable[[str, Any], Record | None]  # (collection, id) -> the record as clients see it
+_Plain = tuple[tuple[str, frozenset[Any]], ...]  # (field, values) a closed record holds
 
 
 class StateGuards:
     """By collection, the state rules of the records its records name (collection, rule)."""
 
-    def __init__(self, collections: Mapping[str, Collection]) -> None:
+    def __init__(
+        self,
+        collections: Mapping[str, Collection],
+        referrers: Mapping[str, Iterable[tuple[str, str]]],
+    ) -> None:
+        """`referrers`: by collection, the (collection, field) of each reference to it that is
+        not a history reference (those name what a past action was aimed at)."""
         self.by_collection: dict[str, list[tuple[str, StateRule]]] = {}
         for name, coll in collections.items():
             for rule in (*coll.blockers, *coll.followers):
                 if rule.holding:  # a rule about every record naming it rules out no state
                     self.by_collection.setdefault(rule.collection, []).append((name, rule))
+        # by collection, (field, collection it names, how those close, and when that is a
+        # state of the record's own fields, (field, closing values) of each: read at once)
+        self.closable: dict[str, list[tuple[str, str, Closing, _Plain | None]]] = {}
+        for target, closing in closings({n: c.schema for n, c in collections.items()}).items():
+            when = collections[target].schema["x-closed"]["when"]
+            plain: _Plain | None = tuple(
+                (f, frozenset(v)) for f, v in when.items() if isinstance(v, list) and "->" not in f
+            )
+            if len(plain or ()) != len(when) or collections[target].lifecycle is not None:
+                plain = None  # judged by the condition itself, on the record as the clock shows it
+            for name, field in referrers.get(target, ()):
+                self.closable.setdefault(name, []).append((field, target, closing, plain))
 
     def check(
         self, collection: str, before: Record, after: Record, shown: Shown, body: Any
@@ -64,3 +87,55 @@ class StateGuards:
                 f"{field}: {message}.",
                 [Detail("body", field, message) if given else Detail("path", "id", message)],
             )
+
+    def check_named(
+        self,
+        collection: str,
+        before: Record | None,
+        after: Record,
+        get: Shown,
+        env: Callable[[], Env],
+        body: Any,
+    ) -> None:
+        """Refuse a write that names anew (a create, or a reference changed) a record closed
+        now (`x-closed`), naming the field. `get` reads the records named (as the clock shows
+        them, for a closing the clock moves); `env` makes what a closing's condition reads."""
+        for field, target, closing, plain in self.closable.get(collection, ()):
+            value = after.get(field)
+            if value is None:
+                continue
+            kept: Container[Any] = ()
+            if before is not None:  # an update: only a reference it changed names anew
+                old = before.get(field)
+                if value == old:
+                    continue
+                kept = set(old) if isinstance(old, list) else {old}
+            for rid in value if value.__class__ is list else (value,):
+                other = get(target, rid) if rid not in kept else None
+                if other is None:
+                    continue
+                if plain is not None:  # the usual closing: a state of the record's own fields
+                    for name, closing_values in plain:
+                        if other.get(name) not in closing_values:
+                            break
+                    else:
+                        self._closed(field, target, rid, other, closing, body)
+                    continue
+                if closing.closed_at(other, env()) is not None:
+                    self._closed(field, target, rid, other, closing, body)
+
+    @staticmethod
+    def _closed(
+        field: str, target: str, rid: Any, other: Record, closing: Closing, body: Any
+    ) -> NoReturn:
+        """The 400 of a write that names a closed record anew."""
+        message = (
+            f"{target} record {rid} is closed ({closing.since} {other.get(closing.since)}): "
+            "no record names it anew"
+        )
+        given = isinstance(body, Mapping) and field in body
+        raise ApiError(
+            "VALIDATION_ERROR",
+            f"{field}: {message}.",
+            [Detail("body", field, message) if given else Detail("path", "id", message)],
+        )
