@@ -3,7 +3,9 @@
 Contracts never invent ids for things that must exist: they read the collection's list operation
 (the one `x-sandbox.collection` names) and take ids from it. Reads are cached per run and
 dropped when a test changed the world. The caller's own user and roles are protected: no contract
-updates or deletes the records its key depends on.
+updates or deletes the records its key depends on. A record that names a closed one (`x-closed`:
+a site of a client that has left) is taken only when nothing else matches: a write naming it
+would name the closed record anew, which the API refuses.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 
 import httpx
 
-from opsmerge_sandbox.spec import Operation, Spec
+from opsmerge_sandbox.spec import Operation, Spec, ref_of
+from opsmerge_sandbox.world.closings import Closing, closings
+from opsmerge_sandbox.world.conditions import Env, no_lookup
 
 PAGE = 100
 
@@ -29,6 +33,16 @@ class IdPool:
         self._children: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.protected: set[str] = set()
         self._rng = random.Random(seed)
+        schemas = {n: c.schema for n, c in spec.collections.items()}
+        self._closings: dict[str, Closing] = closings(schemas)
+        self._env = Env(no_lookup, 0, {}, schemas)
+        # by collection, (field, collection it names) of each reference to one that closes
+        self._closable: dict[str, list[tuple[str, str]]] = {}
+        for name, coll in spec.collections.items():
+            for field, prop in (coll.schema.get("properties") or {}).items():
+                ref = ref_of(prop) if isinstance(prop, dict) else None
+                if ref is not None and ref[0] in self._closings:
+                    self._closable.setdefault(name, []).append((field, ref[0]))
 
     def invalidate(self) -> None:
         self._cache.clear()
@@ -121,7 +135,23 @@ class IdPool:
         candidates = [r for r in candidates if str(r["id"]) not in skip]
         active = [r for r in candidates if r.get("status") in ("active", "online", "open")]
         pool = active or candidates
+        pool = [r for r in pool if not self._names_closed(collection, r)] or pool
         return pool[self._rng.randrange(len(pool))] if pool else None
+
+    def _names_closed(self, collection: str, record: Mapping[str, Any]) -> bool:
+        """Whether the record is closed itself, or names a closed record the pool has read."""
+        closing = self._closings.get(collection)
+        if closing is not None and closing.closed_at(record, self._env) is not None:
+            return True
+        for field, target in self._closable.get(collection, ()):
+            named = record.get(field)
+            if named is None:
+                continue
+            other = next((r for r in self.records(target) if r.get("id") == named), None)
+            rule = self._closings[target]
+            if other is not None and rule.closed_at(other, self._env) is not None:
+                return True
+        return False
 
     def _reaches(
         self, collection: str, record: dict[str, Any], hops: Mapping[str, Any]

@@ -481,7 +481,6 @@ class Resources:
         record = self.fill(coll, values)
         lookup = ex.workspace.reads()  # the records this create reads, each looked up once
         self._check_refs(ex, coll, record, None, lookup)
-        self._check_named(ex, coll, None, record, lookup)
         if rules.not_before:
             record_rules.check(rules, record)
         at = self.clock.now_dt()
@@ -493,6 +492,7 @@ class Resources:
         if rules.touches or rules.exclusive:
             record_rules.settle(ex.workspace, coll.name, rules, record, now)
         self.invariants.check(env, coll.name, record)
+        self._check_named(ex, coll, None, record, lookup)  # after the rules with words of their own
         return record
 
     # ------------------------------------------------------------------ kinds

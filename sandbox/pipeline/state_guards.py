@@ -119,21 +119,28 @@ class StateGuards:
                         if other.get(name) not in closing_values:
                             break
                     else:
-                        self._closed(field, target, rid, other, closing, body)
+                        self._closed(field, target, rid, other, closing, body, before is None)
                     continue
                 if closing.closed_at(other, env()) is not None:
-                    self._closed(field, target, rid, other, closing, body)
+                    self._closed(field, target, rid, other, closing, body, before is None)
 
     @staticmethod
     def _closed(
-        field: str, target: str, rid: Any, other: Record, closing: Closing, body: Any
+        field: str,
+        target: str,
+        rid: Any,
+        other: Record,
+        closing: Closing,
+        body: Any,
+        creating: bool,
     ) -> NoReturn:
-        """The 400 of a write that names a closed record anew."""
+        """The 400 of a write that names a closed record anew (a create names the record's
+        field, given or copied from a reference; an update the field it was sent, else its id)."""
         message = (
             f"{target} record {rid} is closed ({closing.since} {other.get(closing.since)}): "
             "no record names it anew"
         )
-        given = isinstance(body, Mapping) and field in body
+        given = creating or (isinstance(body, Mapping) and field in body)
         raise ApiError(
             "VALIDATION_ERROR",
             f"{field}: {message}.",
