@@ -210,3 +210,45 @@ def test_a_ticket_another_was_merged_into_may_still_be_closed(fresh_client: Test
                            json={"status": "Closed", "resolution": "Driver reinstalled."})
     assert r.status_code == 200, r.text
     assert _one(fresh_client, f"tickets/{second}")["merged_into_id"] == first
+
+
+def test_a_billing_contact_does_not_move_to_another_client(fresh_client: TestClient) -> None:
+    h = _h(fresh_client)
+    draft = next(i for i in every_record(fresh_client, f"{API}/invoices", h)
+                 if i["status"] == "Draft")
+    r = fresh_client.post(f"{API}/contacts", headers=h, json={
+        "name": "Pat Ledger", "email": "pat.ledger@example.com", "client_id": draft["client_id"],
+        "is_billing": True})
+    assert r.status_code == 201, r.text
+    contact = r.json()["data"]  # named by no ticket: only the invoice reads its client
+    r = fresh_client.patch(f"{API}/invoices/{draft['id']}", headers=h,
+                           json={"billing_contact_id": contact["id"]})
+    assert r.status_code == 200, r.text
+    other = next(c["id"] for c in every_record(fresh_client, f"{API}/clients", h)
+                 if c["id"] != contact["client_id"] and c["status"] != "archived")
+    r = fresh_client.patch(f"{API}/contacts/{contact['id']}", headers=h,
+                           json={"client_id": other})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["details"][0]["field"] == "client_id"
+    assert "invoices record" in r.json()["error"]["message"]
+    assert _one(fresh_client, f"contacts/{contact['id']}") == contact
+
+
+def test_raising_a_clients_priority_floor_leaves_its_tickets_until_they_are_written(
+    fresh_client: TestClient,
+) -> None:
+    h = _h(fresh_client)
+    client = next(c for c in every_record(fresh_client, f"{API}/clients", h)
+                  if c["status"] == "active" and c["default_ticket_priority"] in (None, "Low"))
+    r = fresh_client.post(f"{API}/tickets", headers=h, json={
+        "subject": "Mouse not working", "client_id": client["id"], "priority": "Low"})
+    assert r.status_code == 201, r.text
+    low = r.json()["data"]
+    assert low["priority"] == "Low"
+    r = fresh_client.patch(f"{API}/clients/{client['id']}", headers=h,
+                           json={"default_ticket_priority": "High"})
+    assert r.status_code == 200, r.text
+    assert _one(fresh_client, f"tickets/{low['id']}")["priority"] == "Low"
+    r = fresh_client.patch(f"{API}/tickets/{low['id']}", headers=h, json={"subject": "Renamed"})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["priority"] == "High"  # raised on its next write

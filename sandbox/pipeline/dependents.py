@@ -9,9 +9,11 @@ to a record also, in the same transaction:
 - copies what its readers copy from it (`x-ref.copy`) into each of them, and on to the records
   that copy from those (an agent's client to its checks, a check's to its alerts);
 - is refused (400 naming the changed field, and the first reader and rule it would break) when a
-  reader would break a `refuse` rule, or a `derive` rule with no fix, that reads the changed field
-  through its reference. A rule marked `referenced-change: allow` binds only its record's own
-  writes (a ticket assigned to a user who is deactivated later keeps its assignee).
+  reader would break a `refuse` or `derive` rule that reads the changed field through its
+  reference (a `derive` fix is the reader's own: a change elsewhere does not rewrite it). A rule
+  marked `referenced-change: allow` binds only its record's own writes (a ticket assigned to a
+  user who is deactivated later keeps its assignee; a client's priority floor raises each ticket
+  on its next write).
 
 Built from the spec at start; `Resources` makes the writes (`pipeline/resources.py`).
 """
@@ -65,8 +67,8 @@ class Dependents:
                     )
         self.readers: dict[tuple[str, str], list[Reader]] = {}
         for inv in invariants:
-            if inv.kind != "require" or inv.fix or inv.each is not None:
-                continue  # a fix derives it on the reader's next write; items are not judged
+            if inv.kind != "require" or inv.each is not None:
+                continue  # items of an array field are judged on their record's own writes
             if inv.raw.get("referenced-change", "refuse") != "refuse":
                 continue
             targets = {rf.field: rf.target for rf in refs.get(inv.collection, ())}
