@@ -105,3 +105,19 @@ def test_nothing_names_an_archived_client_anew(fresh_client: TestClient) -> None
     assert r.status_code == 400, r.text
     assert r.json()["error"]["details"][0]["field"] == "client_id"
     assert fresh_client.get(path, headers=h).json()["data"] == site
+
+
+def test_a_check_is_not_added_to_an_agent_of_an_archived_client(fresh_client: TestClient) -> None:
+    """The check's client is copied from its agent: a check made there would name the client
+    that has left anew."""
+    h = _h(fresh_client)
+    left = _archived(fresh_client, h)
+    agent = next(a for a in every_record(fresh_client, f"{API}/agents", h)
+                 if a["client_id"] == left)
+    before = len(every_record(fresh_client, f"{API}/checks", h, agent_id=agent["id"]))
+    r = fresh_client.post(f"{API}/checks", headers=h,
+                          json={"agent_id": agent["id"], "name": "CPU load", "check_type": "cpu"})
+    assert r.status_code == 400, r.text
+    detail = r.json()["error"]["details"][0]
+    assert (detail["location"], detail["field"]) == ("body", "client_id")
+    assert len(every_record(fresh_client, f"{API}/checks", h, agent_id=agent["id"])) == before
