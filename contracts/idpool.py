@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from opsmerge_sandbox.spec import Operation, Spec, ref_of
-from opsmerge_sandbox.world.closings import Closing, closings
+from opsmerge_sandbox.spec import Operation, Spec
+from opsmerge_sandbox.world.closings import Closing, closing_references, closings
 from opsmerge_sandbox.world.conditions import Env, no_lookup
 
 PAGE = 100
@@ -37,12 +37,7 @@ class IdPool:
         self._closings: dict[str, Closing] = closings(schemas)
         self._env = Env(no_lookup, 0, {}, schemas)
         # by collection, (field, collection it names) of each reference to one that closes
-        self._closable: dict[str, list[tuple[str, str]]] = {}
-        for name, coll in spec.collections.items():
-            for field, prop in (coll.schema.get("properties") or {}).items():
-                ref = ref_of(prop) if isinstance(prop, dict) else None
-                if ref is not None and ref[0] in self._closings:
-                    self._closable.setdefault(name, []).append((field, ref[0]))
+        self._closable = closing_references(schemas)
 
     def invalidate(self) -> None:
         self._cache.clear()

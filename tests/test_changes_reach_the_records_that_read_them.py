@@ -93,11 +93,14 @@ def test_a_script_that_ran_may_still_change_its_platforms(fresh_client: TestClie
     """What a run records happened: the script may change after it (`referenced-change:
     allow`), its earlier runs stay as they were."""
     h = _h(fresh_client)
+    agents = {a["id"]: a for a in every_record(fresh_client, f"{API}/agents", h)}
     run = every_record(fresh_client, f"{API}/script-runs", h)[0]
     script = _one(fresh_client, f"scripts/{run['script_id']}")
-    others = [p for p in ("windows", "linux", "macos") if p not in script["platforms"]]
+    ran_on = {agents[a]["platform"] for a in run["agent_ids"]}
+    elsewhere = [p for p in ("windows", "linux", "macos") if p not in ran_on]
+    assert elsewhere  # a platform none of the run's agents is on: the run no longer fits it
     r = fresh_client.patch(f"{API}/scripts/{script['id']}", headers=h,
-                           json={"platforms": others[:1] or ["windows"]})
+                           json={"platforms": elsewhere[:1]})
     assert r.status_code == 200, r.text
 
 

@@ -85,6 +85,9 @@ class Dependents:
                 seen.add((read, hops[0]))
                 self.readers.setdefault(read, []).append(Reader(inv.collection, hops[0], inv))
 
+        # the collections whose records something copies from or judges a rule on
+        self.read = frozenset(self.copiers) | frozenset(c for c, _ in self.readers)
+
     def readers_of(self, collection: str, changed: Iterable[str]) -> list[tuple[str, Reader]]:
         """(field, reader) of each rule reading one of the `changed` fields of a record of
         `collection`."""

@@ -46,7 +46,7 @@ from opsmerge_sandbox.store.ordinal import SortField
 from opsmerge_sandbox.store.workspace import CollectionView, Workspace
 from opsmerge_sandbox.stores import ClockStore
 from opsmerge_sandbox.world.computed_fields import Numbers, derive_fields
-from opsmerge_sandbox.world.conditions import Lookup
+from opsmerge_sandbox.world.conditions import Env, Lookup
 from opsmerge_sandbox.world.invariants import check_record
 
 Record = dict[str, Any]
@@ -254,7 +254,7 @@ class Resources:
                 if not _is_history(props.get(rf.field) or {}):
                     self.referrers.setdefault(rf.target, []).append((name, rf.field))
         # the state rules records take up against what they name (`state_guards.py`)
-        self.guards = StateGuards(spec.collections, self.referrers)
+        self.guards = StateGuards(spec.collections)
         # the ids of a page's records -> (those records, the page pre-encoded)
         self._pages: dict[tuple[int, ...], tuple[builtins.list[Record], Any]] = {}
         self._kinds: dict[str, Callable[[HandlerCall], tuple[int, Any]]] = {
@@ -808,12 +808,29 @@ class Resources:
                 values = {k: self._value(v, ex, found) for k, v in rule.sets.items()}
                 if all(shown.get(k) == v for k, v in values.items()):
                     continue
-                base = self.as_clock_shows(other.name, found)
-                moved = {**base, **values, "updated_at": now}
-                self._carry_live_times(ex, other, base, moved)
-                self.invariants.derive(env, other.name, moved)
-                self.invariants.check(env, other.name, moved, changed)
-                ex.workspace.write(other.name, moved)
+                self._rewrite(ex, other, found, values, now, env, changed)
+
+    def _rewrite(
+        self,
+        ex: HandlerCall,
+        coll: Collection,
+        found: Record,
+        values: Mapping[str, Any],
+        now: str,
+        env: Env,
+        changed: set[str],
+    ) -> Record:
+        """Stage a change the sandbox makes to a record another write reached (`x-on-enter`,
+        a copy from a reference): as an update of `values` would change it, from the record as
+        the clock shows it, stamped `now`, derived and judged on the `changed` fields."""
+        base = self.as_clock_shows(coll.name, found)
+        moved = {**base, **values, "updated_at": now}
+        self._carry_live_times(ex, coll, base, moved)
+        self.invariants.derive(env, coll.name, moved)
+        self.invariants.check(env, coll.name, moved, changed)
+        self.guards.check(coll.name, found, moved, self._shown_lookup(ex), ex.body)
+        ex.workspace.write(coll.name, moved)
+        return moved
 
     def _update_dependents(
         self, ex: HandlerCall, coll: Collection, before: Record, after: Record, depth: int = 0
@@ -821,6 +838,8 @@ class Resources:
         """`dependents.py`: the records naming this one copy what they copy from it again (and
         on to those copying from them), then a change that leaves one of them breaking a rule
         reading the changed field is refused, naming the field, the record and the rule."""
+        if coll.name not in self.dependents.read:
+            return  # no record reads this collection's records through a reference
         changed = [k for k in after if after.get(k) != before.get(k)]
         ws, rid = ex.workspace, after["id"]
         env = self.invariants.env(staged_first(ws), int(self.clock.now_dt().timestamp()))
@@ -832,13 +851,7 @@ class Resources:
             for found in naming(ws, copier.collection, copier.field, rid):
                 if all(found.get(k) == v for k, v in values.items()):
                     continue
-                base = self.as_clock_shows(other.name, found)
-                moved = {**base, **values, "updated_at": self.clock.iso()}
-                self._carry_live_times(ex, other, base, moved)
-                self.invariants.derive(env, other.name, moved)
-                self.invariants.check(env, other.name, moved, set(values))
-                self.guards.check(other.name, found, moved, self._shown_lookup(ex), ex.body)
-                ws.write(other.name, moved)
+                moved = self._rewrite(ex, other, found, values, self.clock.iso(), env, set(values))
                 self._update_dependents(ex, other, found, moved, depth + 1)
         for name, reader in self.dependents.readers_of(coll.name, changed):
             for found in naming(ws, reader.collection, reader.field, rid):

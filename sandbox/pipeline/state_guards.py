@@ -15,13 +15,13 @@ names it or an update moves a reference to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any, NoReturn
 
 from opsmerge_sandbox.errors import ApiError, Detail
 from opsmerge_sandbox.extensions import StateRule, holds_values
 from opsmerge_sandbox.spec import Collection
-from opsmerge_sandbox.world.closings import Closing, closings
+from opsmerge_sandbox.world.closings import Closing, closing_references, closings
 from opsmerge_sandbox.world.conditions import Env
 
 Record = dict[str, Any]
@@ -32,13 +32,7 @@ _Plain = tuple[tuple[str, frozenset[Any]], ...]  # (field, values) a closed reco
 class StateGuards:
     """By collection, the state rules of the records its records name (collection, rule)."""
 
-    def __init__(
-        self,
-        collections: Mapping[str, Collection],
-        referrers: Mapping[str, Iterable[tuple[str, str]]],
-    ) -> None:
-        """`referrers`: by collection, the (collection, field) of each reference to it that is
-        not a history reference (those name what a past action was aimed at)."""
+    def __init__(self, collections: Mapping[str, Collection]) -> None:
         self.by_collection: dict[str, list[tuple[str, StateRule]]] = {}
         for name, coll in collections.items():
             for rule in (*coll.blockers, *coll.followers):
@@ -47,15 +41,18 @@ class StateGuards:
         # by collection, (field, collection it names, how those close, and when that is a
         # state of the record's own fields, (field, closing values) of each: read at once)
         self.closable: dict[str, list[tuple[str, str, Closing, _Plain | None]]] = {}
-        for target, closing in closings({n: c.schema for n, c in collections.items()}).items():
-            when = collections[target].schema["x-closed"]["when"]
-            plain: _Plain | None = tuple(
-                (f, frozenset(v)) for f, v in when.items() if isinstance(v, list) and "->" not in f
-            )
-            if len(plain or ()) != len(when) or collections[target].lifecycle is not None:
-                plain = None  # judged by the condition itself, on the record as the clock shows it
-            for name, field in referrers.get(target, ()):
-                self.closable.setdefault(name, []).append((field, target, closing, plain))
+        schemas = {n: c.schema for n, c in collections.items()}
+        closed = closings(schemas)
+        for name, refs in closing_references(schemas).items():
+            for field, target in refs:
+                when = schemas[target]["x-closed"]["when"]
+                plain: _Plain | None = tuple(
+                    (f, frozenset(v)) for f, v in when.items()
+                    if isinstance(v, list) and "->" not in f
+                )
+                if len(plain or ()) != len(when) or collections[target].lifecycle is not None:
+                    plain = None  # judged by the condition itself
+                self.closable.setdefault(name, []).append((field, target, closed[target], plain))
 
     def check(
         self, collection: str, before: Record, after: Record, shown: Shown, body: Any

@@ -266,18 +266,18 @@ class CollectionView:
         creations (`kept_order.py`): a query after them puts only the new records in place."""
         if self.deferred:
             self.settle()
-        key = (tuple(filters), search, sort_field, descending)
         if self.pristine:
-            found = self.base.query(filters, search, sort_field, descending)
-            if not volatile:  # the seeded order, kept for the view's first creations
-                self.kept.put(key, KeptOrder(len(self.appended), found))
-            return found
+            return self.base.query(filters, search, sort_field, descending)
         if volatile:
             return self._sorted(filters, search, sort_field, descending)
+        key = (tuple(filters), search, sort_field, descending)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
         kept = self.kept.get(key)
+        if kept is None and not self.reshaped and not self.overrides:
+            # only creations since the seed: the seeded order (cached by the base) is kept
+            kept = KeptOrder(0, self.base.query(filters, search, sort_field, descending))
         appended = self.appended
         new = (
             [r for r in appended[kept.read :] if matches(r, filters, search)]

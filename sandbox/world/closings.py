@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsmerge_sandbox.world.conditions import Condition, Schemas, compile_condition, to_seconds
+from opsmerge_sandbox.world.ref_hints import ref_hints
 
-__all__ = ["Closing", "closing_problems", "closings"]
+__all__ = ["Closing", "closing_problems", "closing_references", "closings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +71,16 @@ def closing_problems(schemas: Schemas) -> list[tuple[str, str]]:
             except ValueError as exc:
                 problems.append((name, str(exc)))
     return problems
+
+
+def closing_references(schemas: Schemas) -> dict[str, list[tuple[str, str]]]:
+    """By collection, (field, collection it names) of each reference to a collection with
+    `x-closed`, history references left out: the fields a write may not point at a closed
+    record anew (`pipeline/state_guards.py`), and that the contract harness steers clear of."""
+    closing = {n for n, schema in schemas.items() if schema.get("x-closed") is not None}
+    out: dict[str, list[tuple[str, str]]] = {}
+    for name, schema in schemas.items():
+        for ref in ref_hints(schema):
+            if ref.fixed in closing and not ref.history:
+                out.setdefault(name, []).append((ref.name, ref.fixed))
+    return out
