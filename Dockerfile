@@ -6,12 +6,21 @@
 # Several workers (and replicas) as one sandbox, on Redis: compose.yaml beside this file, or
 #   -e OPSMERGE_SANDBOX_STATE=redis://HOST:6379/0 -e OPSMERGE_SANDBOX_WORKERS=4
 FROM python:3.11-slim AS build
+# the request path's modules are compiled by mypyc (sandbox/native.py): a C compiler for this
+# stage only; the image keeps the compiled modules, not the compiler
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sandbox ./sandbox
 COPY contracts ./contracts
 COPY fixtures ./fixtures
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir . "mypy>=1.11" \
+  && python -c 'from opsmerge_sandbox.native import main; main()' build --package-dir sandbox \
+  && pip install --no-cache-dir --prefix=/install . \
+  && OPSMERGE_CHECK=$(PYTHONPATH=$(ls -d /install/lib/python3.11/site-packages) python -c \
+     'import opsmerge_sandbox.native as n; print(n.state)') \
+  && test "$OPSMERGE_CHECK" = on
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -33,9 +33,11 @@ from opsmerge_sandbox.yamlio import load_yaml
 
 SPEC_PATH = Path(__file__).parent / "openapi" / "opsmerge.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-# the modules whose code builds a `Spec`: part of the start-up cache's key for it
+# the modules whose code builds a `Spec`: part of the start-up cache's key for it (and
+# native.py, which every import of the package runs first)
 SPEC_CODE = (
     "spec.py",
+    "native.py",
     "extensions.py",
     "ref_options.py",
     "catalogue.py",

@@ -16,6 +16,7 @@ from opsmerge_sandbox.pipeline import record_invariants, resources
 from tests.conftest import make_app
 
 
+@pytest.mark.interpreted
 def test_an_app_compiles_its_write_invariants_and_field_rules_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -51,6 +51,7 @@ def test_ordinary_parameters_that_merely_contain_om_are_kept() -> None:
     assert redact_query("sort_key=om_x") == f"sort_key={REDACTED}"
 
 
+@pytest.mark.interpreted
 def test_the_crash_log_never_holds_a_key_sent_in_the_path(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -77,6 +77,7 @@ def test_a_writes_audit_entry_carries_the_time_of_the_change_it_logs(
     assert {e["created_at"] for e in entries} == {ticket["created_at"]}
 
 
+@pytest.mark.interpreted
 def test_the_clock_moves_on_between_requests(
     sandbox: tuple[TestClient, dict[str, str]],
 ) -> None:
@@ -86,6 +87,7 @@ def test_the_clock_moves_on_between_requests(
     assert second["created_at"] > first["created_at"]
 
 
+@pytest.mark.interpreted
 def test_an_updates_time_is_its_audit_entrys_time(
     sandbox: tuple[TestClient, dict[str, str]],
 ) -> None:

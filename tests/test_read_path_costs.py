@@ -78,6 +78,7 @@ def test_an_api_read_builds_no_litestar_request(
     assert built == []
 
 
+@pytest.mark.interpreted
 def test_a_page_served_again_is_not_encoded_again(
     lean_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -143,6 +144,7 @@ def test_a_rate_limited_request_reads_the_clock_once(
     assert (state.limit, state.remaining, state.reset) == (2, 1, 60)
 
 
+@pytest.mark.interpreted
 def test_a_path_routed_once_is_not_matched_again(
     lean_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

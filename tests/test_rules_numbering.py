@@ -113,6 +113,7 @@ def test_an_updated_invoice_keeps_its_number_when_its_issue_date_moves(
     assert again["number"] == "INV-2031-0002"
 
 
+@pytest.mark.interpreted
 def test_an_invoice_number_reads_only_the_invoices_created_since_the_last_one(
     fresh_client: TestClient, h: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

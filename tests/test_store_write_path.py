@@ -463,6 +463,7 @@ def test_a_read_in_a_workspace_with_a_write_in_flight_answers_once_it_is_durable
     asyncio.run(scenario())
 
 
+@pytest.mark.interpreted
 @pytest.mark.parametrize(("durable", "waits"), [(False, 0), (True, 3)])
 def test_a_create_in_memory_commits_without_waiting_and_a_durable_one_waits_for_its_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool, waits: int

@@ -16,9 +16,12 @@ from opsmerge_sandbox.extensions import parse_collections
 from opsmerge_sandbox.progress import progress
 from opsmerge_sandbox.spec import Spec
 from opsmerge_sandbox.world import build_world, load_recipe
-from opsmerge_sandbox.world.conditions import ConditionError, compile_condition
+from opsmerge_sandbox.world.conditions import ConditionError, Env, compile_condition
 from opsmerge_sandbox.world.invariants import Violation, check_world
 from opsmerge_sandbox.world.record_shapes import shape_violations
+
+# conditions that read only their own record: nothing to look up
+NO_ENV = Env(lambda collection, record_id: None, 0)
 
 World = dict[str, list[dict[str, Any]]]
 
@@ -169,9 +172,9 @@ def test_checker_sees_a_log_that_contradicts_the_records_it_names(
 def test_a_path_reads_into_an_object_by_member_and_an_array_by_position(spec: Spec) -> None:
     schemas = _schemas(spec)
     not_reopened = compile_condition("audit_log", {"diff.status.1": {"not-in": ["New"]}}, schemas)
-    assert not_reopened({"diff": {"status": ["New", "Open"]}}, None)  # type: ignore[arg-type]
-    assert not not_reopened({"diff": {"status": ["Open", "New"]}}, None)  # type: ignore[arg-type]
-    assert not_reopened({"diff": {"priority": ["Low", "High"]}}, None)  # type: ignore[arg-type]
+    assert not_reopened({"diff": {"status": ["New", "Open"]}}, NO_ENV)
+    assert not not_reopened({"diff": {"status": ["Open", "New"]}}, NO_ENV)
+    assert not_reopened({"diff": {"priority": ["Low", "High"]}}, NO_ENV)
     with pytest.raises(ConditionError, match="only the last field, an object or array"):
         compile_condition("audit_log", {"action.verb": ["x"]}, schemas)
 
@@ -185,11 +188,11 @@ def test_min_and_max_take_a_path_to_the_bound_and_let_a_missing_number_pass(spec
         "domains", {"ssl_critical_days": {"max": "ssl_warning_days"}}, schemas
     )
     for rule in (warned_first, critical_last):
-        assert rule({"ssl_warning_days": 30, "ssl_critical_days": 7}, None)  # type: ignore[arg-type]
-        assert rule({"ssl_warning_days": 7, "ssl_critical_days": 7}, None)  # type: ignore[arg-type]
-        assert not rule({"ssl_warning_days": 7, "ssl_critical_days": 8}, None)  # type: ignore[arg-type]
-        assert rule({"ssl_warning_days": None, "ssl_critical_days": 8}, None)  # type: ignore[arg-type]
-        assert rule({"ssl_warning_days": 7}, None)  # type: ignore[arg-type]
+        assert rule({"ssl_warning_days": 30, "ssl_critical_days": 7}, NO_ENV)
+        assert rule({"ssl_warning_days": 7, "ssl_critical_days": 7}, NO_ENV)
+        assert not rule({"ssl_warning_days": 7, "ssl_critical_days": 8}, NO_ENV)
+        assert rule({"ssl_warning_days": None, "ssl_critical_days": 8}, NO_ENV)
+        assert rule({"ssl_warning_days": 7}, NO_ENV)
     with pytest.raises(ConditionError, match="no_such_field"):
         compile_condition("domains", {"ssl_warning_days": {"min": "no_such_field"}}, schemas)
     with pytest.raises(ConditionError, match="a number or a path"):

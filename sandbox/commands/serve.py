@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from opsmerge_sandbox import admin_token, collector
+from opsmerge_sandbox import admin_token, collector, native
 from opsmerge_sandbox.connection_limits import (
     DESCRIPTOR_RESERVE,
     ConnectionLimits,
@@ -105,6 +105,8 @@ def banner(
     console.print(
         f"  Recipe   {settings.recipe} · store {store}{' · hosted mode' if settings.hosted else ''}"
     )
+    if native.state != "on":
+        console.print(f"  Speed    request path interpreted: compiled modules {native.state}")
     if token is None and not settings.hosted:
         source = "generated" if generated_token else "option"
         token = admin_token.AdminToken(settings.admin_token, source)

@@ -10,7 +10,7 @@ header, the stage costs two membership tests and returns None.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
@@ -124,6 +124,15 @@ async def _after(delay: float, error: ApiError | None) -> None:
     await asyncio.sleep(delay)
     if error is not None:
         raise error
+
+
+def _wrong_preference(sources: Mapping[str, str], name: str, message: str) -> ApiError:
+    """A 400 naming where the wrong preference came from: the query parameter that set it,
+    else the Prefer header (a module function: a closure here would be a reference cycle per
+    request once compiled)."""
+    if name in sources:
+        return invalid("query", sources[name], message)
+    return invalid("header", "Prefer", message)
 
 
 class Faults:
@@ -240,23 +249,22 @@ class Faults:
             except PreferError as exc:
                 raise invalid("query", exc.name, exc.message) from None
         prefs = merge(header, query)
-
-        def fail(name: str, message: str) -> ApiError:
-            if name in sources:
-                return invalid("query", sources[name], message)
-            return invalid("header", "Prefer", message)
-
         success = op.success_status
         if prefs.code is not None and prefs.code != success and not 400 <= prefs.code <= 599:
-            raise fail(
+            raise _wrong_preference(
+                sources,
                 "code",
                 f"code={prefs.code}: force {success} (this operation's success "
                 "status) or an error status from 400 to 599",
             )
         if self.max_delay_ms is not None and (prefs.delay_ms or 0) > self.max_delay_ms:
-            raise fail("delay", f"a hosted sandbox delays at most {self.max_delay_ms} ms")
+            raise _wrong_preference(
+                sources, "delay", f"a hosted sandbox delays at most {self.max_delay_ms} ms"
+            )
         if prefs.retry_after is not None and prefs.code not in (429, 503):
-            raise fail("retry-after", "retry-after only applies with code=429 or code=503")
+            raise _wrong_preference(
+                sources, "retry-after", "retry-after only applies with code=429 or code=503"
+            )
         return prefs
 
     def _from_preferences(self, op: Operation, prefs: Preferences, rate: RateState) -> Outcome:

@@ -13,7 +13,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
-from typing import Any
+from typing import Any, ClassVar
+
+from mypy_extensions import mypyc_attr
 
 from opsmerge_sandbox.errors import ApiError
 from opsmerge_sandbox.store.base import BaseCollection, QueryCache, Record, matches, sort_key
@@ -633,10 +635,11 @@ class Workspace:
             view.reshape()  # `created` was filled directly: what is derived from it starts over
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (native.py); shared state extends it
 class Workspaces:
     """Every workspace of this sandbox, created from the seed on first use."""
 
-    DEFAULT = "default"
+    DEFAULT: ClassVar[str] = "default"
 
     def __init__(self, bases: dict[str, BaseCollection], delta: DeltaStore) -> None:
         self.bases = bases
