@@ -44,15 +44,13 @@ bytecode: $(STAMP)
 # package changed since; a build older than its sources is never used. It needs a C compiler and
 # Python's headers: Debian's gcc and python3-dev, installed when missing by root. Anyone else
 # without them is told so, and the sandbox runs those modules interpreted (`serve` says which).
+CAN_COMPILE = $(BIN)/python -c 'import os, shutil, sys, sysconfig; sys.exit(not (shutil.which("cc") \
+  and os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))))'
 native: $(STAMP)
-	@$(BIN)/python -c 'import os, shutil, sys, sysconfig; \
-	  sys.exit(not (shutil.which("cc") and os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")))' || { \
-	  if [ "$(USER_ID)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's gcc and python3-dev to compile the request path"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-dev >/dev/null; \
-	  fi; }
-	@if $(BIN)/python -c 'import os, shutil, sys, sysconfig; \
-	  sys.exit(not (shutil.which("cc") and os.path.exists(sysconfig.get_paths()["include"] + "/Python.h")))'; then \
+	@$(CAN_COMPILE) || [ "$(USER_ID)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || { \
+	  echo "installing Debian's gcc and python3-dev to compile the request path"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-dev >/dev/null; }
+	@if $(CAN_COMPILE); then \
 	  $(BIN)/python -c 'from opsmerge_sandbox.native import main; main()' build --if-stale; \
 	else \
 	  echo "make: no C compiler or Python headers (sudo apt-get install gcc python3-dev): the" >&2; \

@@ -14,6 +14,9 @@ number roughly alike, so read the shares, not the totals; `per_request.py` gives
 those outside the stages (the ASGI layers, dispatch, the runner, the driver): deterministic, so
 it compares two checkouts (`--root`) on a busy machine where timings do not.
 
+With the compiled modules in use (`sandbox/native.py`) only the code left interpreted counts:
+run it with `OPSMERGE_SANDBOX_NATIVE=0` to compare two checkouts' sources.
+
 `--stage-times` times each stage instead (best of five rounds, pinned by the caller with
 `taskset`): the one split that still sees into modules compiled by mypyc, which neither cProfile
 nor the bytecode count can (their functions are C functions). The timing wrapper's own cost
@@ -24,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import pstats
 import sys
+import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,29 +61,55 @@ def _stage_name(stage: Any) -> str:
     return getattr(stage, "__name__", None) or type(stage).__name__
 
 
+OUTSIDE = "(outside the stages: ASGI layers, dispatch, runner, driver)"
+
+
+@contextlib.contextmanager
+def _metered_stages(app: Any, meter: Callable[[], int]) -> Iterator[dict[str, int]]:
+    """The app's pipeline with each stage adding how far `meter` moved while it ran to its
+    name's total (the totals, yielded); the stages are put back afterwards."""
+    pipeline = app.state.pipeline
+    original = pipeline.stages
+    spent: dict[str, int] = {}
+
+    def metered(stage: Any) -> Callable[[Any], Awaitable[None]]:
+        name = _stage_name(stage)
+        spent.setdefault(name, 0)
+
+        async def run(ctx: Any) -> None:
+            before = meter()
+            waiting = stage(ctx)  # None from a stage with nothing to wait for
+            if waiting is not None:
+                await waiting
+            spent[name] += meter() - before
+
+        return run
+
+    pipeline.stages = type(original)(
+        tuple(metered(s) for s in original.request),
+        tuple(metered(s) for s in original.answer),
+        original.admission,
+    )
+    try:
+        yield spent
+    finally:
+        pipeline.stages = original
+
+
+def _per_request(spent: dict[str, int], total: int, n: int, unit: int = 1) -> dict[str, float]:
+    out = {name: v / n / unit for name, v in spent.items()}
+    out[OUTSIDE] = (total - sum(spent.values())) / n / unit
+    out["(total)"] = total / n / unit
+    return out
+
+
 def stage_bytecodes(app: Any, case: str, n: int) -> dict[str, float]:
     """Python bytecodes executed per request in each stage and outside them.
 
     Counted with `sys.settrace` opcode events, so the numbers are the same on a busy machine
     and a quiet one (work done in C, such as msgspec's encoding, does not show).
     """
-    pipeline = app.state.pipeline
-    original = pipeline.stages
     count = [0]
-    spent: dict[str, int] = {}
-
-    def timed(stage: Any) -> Callable[[Any], Awaitable[None]]:
-        name = _stage_name(stage)
-        spent.setdefault(name, 0)
-
-        async def run(ctx: Any) -> None:
-            before = count[0]
-            waiting = stage(ctx)  # None from a stage with nothing to wait for
-            if waiting is not None:
-                await waiting
-            spent[name] += count[0] - before
-
-        return run
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
         frame.f_trace_opcodes = True
@@ -86,75 +117,30 @@ def stage_bytecodes(app: Any, case: str, n: int) -> dict[str, float]:
             count[0] += 1
         return tracer
 
-    pipeline.stages = type(original)(
-        tuple(timed(s) for s in original.request),
-        tuple(timed(s) for s in original.answer),
-        original.admission,
-    )
-    try:
-        asyncio.run(_run(app, case, 200))  # warm
-        for name in spent:
-            spent[name] = 0
+    with _metered_stages(app, lambda: count[0]) as spent:
+        asyncio.run(_run(app, case, 200))  # warm, not counted: no tracer yet
         sys.settrace(tracer)
         try:
             asyncio.run(_run(app, case, n))
         finally:
             sys.settrace(None)
-    finally:
-        pipeline.stages = original
-    out = {name: v / n for name, v in spent.items()}
-    out["(outside the stages: ASGI layers, dispatch, runner, driver)"] = (
-        count[0] - sum(spent.values())
-    ) / n
-    out["(total)"] = count[0] / n
-    return out
+    return _per_request(spent, count[0], n)
 
 
 def stage_times(app: Any, case: str, n: int, rounds: int = 5) -> dict[str, float]:
     """Microseconds a request spends in each pipeline stage and outside them, from the round
     with the least total time."""
-    import time
-
-    pipeline = app.state.pipeline
-    original = pipeline.stages
-    spent: dict[str, int] = {}
     clock = time.perf_counter_ns
-
-    def timed(stage: Any) -> Callable[[Any], Awaitable[None]]:
-        name = _stage_name(stage)
-        spent.setdefault(name, 0)
-
-        async def run(ctx: Any) -> None:
-            before = clock()
-            waiting = stage(ctx)  # None from a stage with nothing to wait for
-            if waiting is not None:
-                await waiting
-            spent[name] += clock() - before
-
-        return run
-
-    pipeline.stages = type(original)(
-        tuple(timed(s) for s in original.request),
-        tuple(timed(s) for s in original.answer),
-        original.admission,
-    )
     best: dict[str, float] = {}
-    try:
+    with _metered_stages(app, clock) as spent:
         asyncio.run(_run(app, case, 500))  # warm
         for _ in range(rounds):
-            for name in spent:
-                spent[name] = 0
+            spent.update(dict.fromkeys(spent, 0))
             start = clock()
             asyncio.run(_run(app, case, n))
-            total = clock() - start
-            if not best or total / n / 1000 < best["(total)"]:
-                best = {name: v / n / 1000 for name, v in spent.items()}
-                best["(outside the stages: ASGI layers, dispatch, runner, driver)"] = (
-                    total - sum(spent.values())
-                ) / n / 1000
-                best["(total)"] = total / n / 1000
-    finally:
-        pipeline.stages = original
+            per = _per_request(spent, clock() - start, n, 1000)
+            if not best or per["(total)"] < best["(total)"]:
+                best = per
     return best
 
 

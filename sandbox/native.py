@@ -11,7 +11,7 @@ How a stale build is never run:
   a manifest holding the digest of every source file of the package;
 - at import, the package serves those extension modules (a finder ahead of the others) only
   when the digest is the sources' own and the interpreter's ABI is the build's. A source edited
-  since runs as written, interpreted, until the next build: a stale build is never run;
+  since runs as written, interpreted, until the next build;
 - `OPSMERGE_SANDBOX_NATIVE=0` runs everything interpreted. Tests that replace a module's
   functions to count calls run that way (compiled modules call each other directly).
 """
@@ -36,8 +36,9 @@ BUILT = "_native"
 MANIFEST = "manifest.json"
 SWITCH = "OPSMERGE_SANDBOX_NATIVE"
 
-# What a request runs, by module (relative to the package). Modules that define Litestar
-# handlers or msgspec structs, or use async generators, stay interpreted.
+# What a request runs, by module (relative to the package). Left interpreted: the API lane (a
+# mixin of uvicorn's protocol class), the rule engine (an async generator), the shared-state
+# stages (their cross-worker tests fail compiled) and whatever defines Litestar handlers.
 COMPILED: tuple[str, ...] = (
     "clock",
     "pipeline.address",
@@ -84,9 +85,10 @@ def sources_digest(package_dir: Path = PACKAGE_DIR) -> str:
     h = hashlib.blake2b(digest_size=20)
     h.update("\n".join(COMPILED).encode())
     for path in sorted(package_dir.rglob("*.py")):
-        if BUILT in path.parts or "__pycache__" in path.parts:
+        rel = path.relative_to(package_dir)
+        if rel.parts[0].startswith(BUILT) or "__pycache__" in rel.parts:
             continue
-        h.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+        h.update(rel.as_posix().encode() + b"\0")
         h.update(path.read_bytes())
     return h.hexdigest()
 
