@@ -154,17 +154,16 @@ def main() -> None:
     p.add_argument("--stage-times", action="store_true", help="microseconds per stage")
     args = p.parse_args()
     app = _app(args.root)
-    if args.stage_times:
-        times = stage_times(app, args.case, min(args.n, 2000))
-        print(f"{args.case}: microseconds per request, by stage (best of five rounds)")
-        for name, per in times.items():
-            print(f"  {per:7.2f}  {name}")
-        return
-    if args.stages:
-        counts = stage_bytecodes(app, args.case, min(args.n, 1000))
-        print(f"{args.case}: Python bytecodes per request, by stage")
-        for name, per in counts.items():
-            print(f"  {per:7.0f}  {name}")
+    if args.stage_times or args.stages:
+        if args.stage_times:
+            title, digits = "microseconds per request, by stage (best of five rounds)", 2
+            per_stage = stage_times(app, args.case, min(args.n, 2000))
+        else:
+            title, digits = "Python bytecodes per request, by stage", 0
+            per_stage = stage_bytecodes(app, args.case, min(args.n, 1000))
+        print(f"{args.case}: {title}")
+        for name, per in per_stage.items():
+            print(f"  {per:7.{digits}f}  {name}")
         return
     asyncio.run(_run(app, args.case, 500))  # warm
     prof = cProfile.Profile()

@@ -4,35 +4,21 @@ install and how, and the run stops before apt is touched (it would fail on apt's
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from integrator_serve import ROOT
+from make_targets import MAKE, run_target, tool_path
 
-MAKE = shutil.which("make")
 pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
 
 
 def _browser_deps(tmp_path: Path, user_id: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     """`make browser-deps` with a PATH that holds no chromium and an apt-get that only records
     its arguments, as the user `user_id`."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "apt-calls"
-    fake_apt = bin_dir / "apt-get"
-    fake_apt.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
-    fake_apt.chmod(0o755)
-    done = subprocess.run(
-        [str(MAKE), "-s", "browser-deps", f"USER_ID={user_id}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={"PATH": str(bin_dir)},
-    )
-    return done, calls
+    bin_dir, calls = tool_path(tmp_path)
+    return run_target("browser-deps", bin_dir, user_id), calls
 
 
 def test_without_chromium_a_user_who_is_not_root_is_told_what_to_install_and_apt_is_not_run(
@@ -54,19 +40,9 @@ def test_without_chromium_root_installs_it_with_apt_as_ci_does(tmp_path: Path) -
 
 
 def test_with_chromium_on_the_path_nothing_is_installed_whoever_runs_it(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "with" / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "chromium").write_text("#!/bin/sh\n")
-    (bin_dir / "chromium").chmod(0o755)
+    bin_dir, _ = tool_path(tmp_path, "chromium")
     for user_id in ("0", "1000"):
-        done = subprocess.run(
-            [str(MAKE), "-s", "browser-deps", f"USER_ID={user_id}"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={"PATH": str(bin_dir)},
-        )
+        done = run_target("browser-deps", bin_dir, user_id)
         assert done.returncode == 0 and done.stdout == done.stderr == ""
 
 

@@ -4,14 +4,13 @@ runs its request path interpreted."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from integrator_serve import ROOT
+from make_targets import MAKE, run_target, tool_path
 
-MAKE = shutil.which("make")
 pytestmark = pytest.mark.skipif(
     MAKE is None or not (ROOT / ".venv" / ".installed").exists(),
     reason="needs make and the project's venv",
@@ -21,21 +20,8 @@ pytestmark = pytest.mark.skipif(
 def _native(tmp_path: Path, user_id: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     """`make native` with a PATH that holds no C compiler and an apt-get that only records its
     arguments, as the user `user_id`."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "apt-calls"
-    fake_apt = bin_dir / "apt-get"
-    fake_apt.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
-    fake_apt.chmod(0o755)
-    done = subprocess.run(
-        [str(MAKE), "-s", "native", f"USER_ID={user_id}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": str(bin_dir)},
-    )
-    return done, calls
+    bin_dir, calls = tool_path(tmp_path)
+    return run_target("native", bin_dir, user_id, timeout=60), calls
 
 
 def test_without_a_compiler_a_user_who_is_not_root_is_told_and_the_target_still_succeeds(

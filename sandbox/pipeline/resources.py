@@ -678,7 +678,7 @@ class Resources:
             check(ex.workspace, record)
         self.invariants.check(env, coll.name, record, set(changes))
         self._check_named(ex, coll, current, record)
-        self.guards.check(coll.name, current, record, self._shown_lookup(ex), ex.body)
+        self._check_guards(ex, coll, current, record)
         ex.workspace.write(coll.name, record)
         self._move_followers(ex, coll, current, record)
         self._update_dependents(ex, coll, current, record)
@@ -828,7 +828,7 @@ class Resources:
         self._carry_live_times(ex, coll, base, moved)
         self.invariants.derive(env, coll.name, moved)
         self.invariants.check(env, coll.name, moved, changed)
-        self.guards.check(coll.name, found, moved, self._shown_lookup(ex), ex.body)
+        self._check_guards(ex, coll, found, moved)
         ex.workspace.write(coll.name, moved)
         return moved
 
@@ -877,6 +877,14 @@ class Resources:
             coll.name, before, after, get or self._shown_lookup(ex),
             lambda: self.invariants.env(ws.get, int(self.clock.now())), ex.body,
         )  # fmt: skip
+
+    def _check_guards(
+        self, ex: HandlerCall, coll: Collection, before: Record, after: Record
+    ) -> None:
+        """A change into a state the record it names rules out is refused (`state_guards.py`);
+        the lookup it reads through is made only for a collection with such a rule."""
+        if coll.name in self.guards.by_collection:
+            self.guards.check(coll.name, before, after, self._shown_lookup(ex), ex.body)
 
     def _shown_lookup(self, ex: HandlerCall) -> Callable[[str, Any], Record | None]:
         """Records as clients see them now, the open transaction's writes included."""
@@ -968,7 +976,7 @@ class Resources:
         self._check_blockers(ex, coll, record, updated)
         if hints.sets:
             self._check_named(ex, coll, record, updated)
-            self.guards.check(coll.name, record, updated, self._shown_lookup(ex), ex.body)
+            self._check_guards(ex, coll, record, updated)
             ex.workspace.write(coll.name, updated)
             self._move_followers(ex, coll, record, updated)
             self._update_dependents(ex, coll, record, updated)
